@@ -1,0 +1,69 @@
+"""``create_app(settings)``: all wiring lives here and in its lifespan."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from dockyard.db.engine import Database
+from dockyard.http.middleware import RequestContextMiddleware
+from dockyard.http.state import AppState
+from dockyard.iam.ratelimit import LoginThrottle
+from dockyard.iam.routes import token_routes
+from dockyard.iam.service import IdentityService
+from dockyard.iam.tokens import TokenAuthority
+from dockyard.logs import configure_logging
+from dockyard.registry.routes import registry_routes
+from dockyard.registry.service import RegistryService
+from dockyard.settings import Settings, load_settings
+from dockyard.storage import FilesystemStorage
+from dockyard.system.bootstrap import load_token_key
+
+SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
+
+
+async def build_state(settings: Settings) -> AppState:
+    db = Database(settings.effective_database_url)
+    storage = FilesystemStorage(settings.effective_storage_root)
+    tokens = TokenAuthority(
+        await load_token_key(db),
+        issuer=settings.token_issuer,
+        service=settings.token_service,
+        ttl_seconds=settings.token_expiration_minutes * 60,
+    )
+    identity = IdentityService(db, LoginThrottle(settings.login_failure_limit), tokens)
+    registry = RegistryService(db, storage, upload_max_bytes=settings.upload_max_bytes)
+    return AppState(settings, db, storage, tokens, identity, registry)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app. The database must be migrated first (``dockyard migrate``/``serve``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = await build_state(settings)
+        app.state.dockyard = state
+        try:
+            yield
+        finally:
+            await state.db.dispose()
+
+    return Starlette(
+        routes=[*registry_routes(), *token_routes()],
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+    )
+
+
+def app_from_environment() -> Starlette:
+    """Factory for ASGI server workers started by ``dockyard serve``."""
+    raw = os.environ.get(SERVE_SETTINGS_ENV)
+    overrides = json.loads(raw) if raw else {}
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,165 @@
+"""The ``dockyard`` command: serve, migrate, and admin chores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dockyard.db.engine import Database
+from dockyard.errors import AppError, ConfigurationError
+from dockyard.logs import configure_logging
+from dockyard.settings import CONFIG_FILE_ENV, Settings, load_settings
+from dockyard.system.bootstrap import BootstrapReport, prepare
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    if config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(config)
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _prepare(settings: Settings) -> BootstrapReport:
+    async def run() -> BootstrapReport:
+        db = Database(settings.effective_database_url)
+        try:
+            return await prepare(settings, db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database: {exc}") from None
+
+
+def _announce(report: BootstrapReport) -> None:
+    if report.migrated_from != report.migrated_to:
+        click.echo(f"database migrated: {report.migrated_from or 'empty'} -> {report.migrated_to}")
+    if report.generated_admin_password:
+        click.echo(
+            "created user 'admin' with password: "
+            f"{report.generated_admin_password}\n"
+            "(shown once; set DOCKYARD_ADMIN_PASSWORD before the first start to choose it)"
+        )
+
+
+config_option = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML settings file (like harbor.yml).",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the database and blobs live (default ./dockyard-data).",
+)
+
+
+@click.group()
+def main() -> None:
+    """Dockyard: an enterprise container registry."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 5000).")
+@data_dir_option
+@config_option
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workers", type=int, help="ASGI worker processes (default 1).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config: Path | None, **options: Any) -> None:
+    """Migrate the database if needed and serve the registry."""
+    settings = _settings(config, **options)
+    configure_logging(settings.log_level)
+    _announce(_prepare(settings))
+
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    from dockyard.app import SERVE_SETTINGS_ENV
+
+    overrides = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None
+    }
+    os.environ[SERVE_SETTINGS_ENV] = json.dumps(overrides)
+    click.echo(f"Dockyard serving the registry at {settings.public_url}", err=True)
+    server = Server(
+        "dockyard.app:app_from_environment",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        loop=Loops.auto,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        ssl_cert=settings.tls_cert,
+        ssl_key=settings.tls_key,
+        ssl_protocol_min="tls1.2",  # type: ignore[arg-type]
+    )
+    server.serve()
+
+
+@main.command()
+@data_dir_option
+@config_option
+def migrate(config: Path | None, data_dir: Path | None) -> None:
+    """Apply database migrations (``serve`` does this too)."""
+    settings = _settings(config, data_dir=data_dir)
+    report = _prepare(settings)
+    click.echo(f"database at revision {report.migrated_to}")
+    _announce(report)
+
+
+@main.group()
+def project() -> None:
+    """Manage projects (until the REST API for projects lands)."""
+
+
+@project.command("create")
+@click.argument("name")
+@click.option("--public", is_flag=True, help="Anyone, anonymous users included, may pull.")
+@data_dir_option
+@config_option
+def project_create(name: str, public: bool, config: Path | None, data_dir: Path | None) -> None:
+    """Create project NAME, owned by admin."""
+    from dockyard.iam import repository as users
+    from dockyard.projects.service import create_project
+
+    settings = _settings(config, data_dir=data_dir)
+    _announce(_prepare(settings))
+
+    async def run() -> int:
+        db = Database(settings.effective_database_url)
+        try:
+            async with db.write() as session:
+                admin = await users.find_user_by_name(session, "admin")
+                assert admin is not None
+                created = await create_project(session, name, owner_id=admin.user_id, public=public)
+                return created.project_id
+        finally:
+            await db.dispose()
+
+    try:
+        project_id = asyncio.run(run())
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"created {'public' if public else 'private'} project {name} (id {project_id})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The one error hierarchy of Dockyard.
+
+Services raise these; they know nothing of HTTP. Each class names the OCI
+distribution error code it shows as on ``/v2/`` and the Harbor error code it
+shows as on ``/api/v2.0/``. The HTTP status for each class lives in the edge
+adapters (``dockyard.http.errors``), one table per face.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """Base of every error a user may see. ``message`` is safe to show."""
+
+    oci_code: ClassVar[str] = "UNKNOWN"
+    harbor_code: ClassVar[str] = "UNKNOWN"
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+# --- request shape ---------------------------------------------------------
+
+
+class BadRequestError(AppError):
+    oci_code = "UNSUPPORTED"
+    harbor_code = "BAD_REQUEST"
+
+
+class NameInvalidError(AppError):
+    oci_code = "NAME_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class TagInvalidError(AppError):
+    oci_code = "MANIFEST_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class DigestInvalidError(AppError):
+    oci_code = "DIGEST_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class SizeInvalidError(AppError):
+    oci_code = "SIZE_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class PayloadTooLargeError(AppError):
+    """A body over the limit the endpoint accepts (e.g. a 4 MiB manifest)."""
+
+    oci_code = "SIZE_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class RangeInvalidError(AppError):
+    """A ``Content-Range`` or ``Range`` that does not fit the stored data."""
+
+    oci_code = "RANGE_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class PaginationInvalidError(AppError):
+    """``n`` or ``last`` of a listing that is not usable."""
+
+    oci_code = "PAGINATION_NUMBER_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class ManifestInvalidError(AppError):
+    oci_code = "MANIFEST_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+class MethodNotAllowedError(AppError):
+    oci_code = "UNSUPPORTED"
+    harbor_code = "METHOD_NOT_ALLOWED"
+
+
+class UnsupportedError(AppError):
+    oci_code = "UNSUPPORTED"
+    harbor_code = "UNSUPPORTED"
+
+
+# --- missing things --------------------------------------------------------
+
+
+class NotFoundError(AppError):
+    oci_code = "NAME_UNKNOWN"
+    harbor_code = "NOT_FOUND"
+
+
+class EndpointNotFoundError(NotFoundError):
+    """No endpoint at that path."""
+
+    oci_code = "NOT_FOUND"
+
+
+class NameUnknownError(NotFoundError):
+    oci_code = "NAME_UNKNOWN"
+
+
+class ProjectNotFoundError(NotFoundError):
+    oci_code = "NAME_UNKNOWN"
+
+
+class BlobUnknownError(NotFoundError):
+    oci_code = "BLOB_UNKNOWN"
+
+
+class BlobUploadUnknownError(NotFoundError):
+    oci_code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class ManifestUnknownError(NotFoundError):
+    oci_code = "MANIFEST_UNKNOWN"
+
+
+class ManifestBlobUnknownError(AppError):
+    """A manifest refers to a blob or child manifest the repository lacks."""
+
+    oci_code = "MANIFEST_BLOB_UNKNOWN"
+    harbor_code = "BAD_REQUEST"
+
+
+class BlobUploadInvalidError(AppError):
+    oci_code = "BLOB_UPLOAD_INVALID"
+    harbor_code = "BAD_REQUEST"
+
+
+# --- state conflicts -------------------------------------------------------
+
+
+class ConflictError(AppError):
+    oci_code = "DENIED"
+    harbor_code = "CONFLICT"
+
+
+class ManifestReferencedError(ConflictError):
+    """A manifest cannot go while an index in its repository still lists it."""
+
+
+class AlreadyExistsError(ConflictError):
+    pass
+
+
+# --- access ------------------------------------------------------------------
+
+
+class UnauthorizedError(AppError):
+    """No (valid) credentials; the client should authenticate."""
+
+    oci_code = "UNAUTHORIZED"
+    harbor_code = "UNAUTHORIZED"
+
+
+class DeniedError(AppError):
+    """Valid credentials that may not do this."""
+
+    oci_code = "DENIED"
+    harbor_code = "FORBIDDEN"
+
+
+class TooManyRequestsError(AppError):
+    oci_code = "TOOMANYREQUESTS"
+    harbor_code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int = 1, detail: Any = None) -> None:
+        super().__init__(message, detail)
+        self.retry_after = retry_after
+
+
+# --- storage -----------------------------------------------------------------
+
+
+class StorageError(AppError):
+    """A storage driver failed; shown as an internal error."""
+
+    oci_code = "UNKNOWN"
+    harbor_code = "INTERNAL_SERVER_ERROR"
+
+
+class ObjectNotFoundError(StorageError):
+    """The storage driver has no object under that key."""
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigurationError(AppError):
+    """Settings that cannot work; raised at start with a message saying what to fix."""
+
+    harbor_code = "BAD_REQUEST"

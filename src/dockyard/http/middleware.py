@@ -1,0 +1,71 @@
+"""Pure ASGI middleware: request id, one access-log line per request, last-resort 500."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dockyard.http.errors import internal_error_response
+
+access_log = logging.getLogger("dockyard.access")
+error_log = logging.getLogger("dockyard.http")
+
+_MAX_INCOMING_ID = 64
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if 0 < len(text) <= _MAX_INCOMING_ID and text.isprintable() and " " not in text:
+                return text
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+        sent_bytes = 0
+        header_bytes = request_id.encode("ascii")
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent_bytes
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", header_bytes)]
+            elif message["type"] == "http.response.body":
+                sent_bytes += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            error_log.exception("unhandled error in request %s", request_id)
+            if status == 0:
+                oci = scope["path"].startswith("/v2")
+                await internal_error_response(request_id, oci)(scope, receive, send_wrapper)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_log.info(
+                    '%s "%s %s" %d %d %.1fms id=%s',
+                    client[0] if client else "-",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    sent_bytes,
+                    (time.perf_counter() - started) * 1000,
+                    request_id,
+                )

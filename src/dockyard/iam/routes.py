@@ -1,0 +1,116 @@
+"""``/service/token``: the Docker token service (GET) and its OAuth2 form (POST)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from dockyard.errors import AppError, BadRequestError, UnauthorizedError
+from dockyard.http.errors import harbor_error_response
+from dockyard.http.state import client_address, get_state
+from dockyard.iam import repository as users
+from dockyard.iam.policy import ANONYMOUS, Principal
+from dockyard.oci.scope import parse_scopes
+
+_MAX_FORM_BYTES = 64 * 1024
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        if header:
+            raise UnauthorizedError("the token service takes Basic credentials or none")
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise UnauthorizedError("malformed Basic credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise UnauthorizedError("malformed Basic credentials")
+    return username, password
+
+
+def _token_body(token: str, expires_in: int, issued_at: str) -> dict[str, object]:
+    return {"token": token, "access_token": token, "expires_in": expires_in, "issued_at": issued_at}
+
+
+async def get_token(request: Request) -> Response:
+    """Docker token spec: ``GET /service/token?service=&scope=…`` with Basic or nothing."""
+    state = get_state(request)
+    try:
+        credentials = _basic(request)
+        principal: Principal = ANONYMOUS
+        if credentials is not None:
+            principal = await state.identity.authenticate(*credentials, client_address(request))
+        scopes = parse_scopes(request.query_params.getlist("scope"))
+        issued = await state.identity.issue_token(principal, scopes)
+    except AppError as exc:
+        return harbor_error_response(exc, _request_id(request), _challenge_header(request, exc))
+    body = _token_body(issued.token, issued.expires_in, issued.issued_at.isoformat())
+    if request.query_params.get("offline_token") == "true" and not principal.is_anonymous:
+        body["refresh_token"] = state.tokens.issue_refresh(principal.name)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def post_token(request: Request) -> Response:
+    """OAuth2 form as containerd uses it: ``password`` and ``refresh_token`` grants."""
+    state = get_state(request)
+    try:
+        form = await _read_form(request)
+        grant = form.get("grant_type", "")
+        if grant == "password":
+            username, password = form.get("username", ""), form.get("password", "")
+            if not username:
+                raise BadRequestError("username is required for the password grant")
+            principal = await state.identity.authenticate(
+                username, password, client_address(request)
+            )
+        elif grant == "refresh_token":
+            subject = state.tokens.verify_refresh(form.get("refresh_token", ""))
+            async with state.db.read() as session:
+                user = await users.find_user_by_name(session, subject)
+            if user is None:
+                raise UnauthorizedError("the refresh token's user no longer exists")
+            principal = Principal("user", user.username, user.user_id, user.sysadmin_flag)
+        else:
+            raise BadRequestError("grant_type must be password or refresh_token")
+        scopes = parse_scopes(form.get("scope", "").split())
+        issued = await state.identity.issue_token(principal, scopes)
+    except AppError as exc:
+        return harbor_error_response(exc, _request_id(request))
+    body = _token_body(issued.token, issued.expires_in, issued.issued_at.isoformat())
+    body["scope"] = form.get("scope", "")
+    if grant == "refresh_token" or form.get("access_type") == "offline":
+        body["refresh_token"] = state.tokens.issue_refresh(principal.name)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > _MAX_FORM_BYTES:
+        raise BadRequestError("token request form is too large")
+    form = await request.form(max_files=0, max_fields=64)
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _challenge_header(request: Request, exc: AppError) -> dict[str, str] | None:
+    if isinstance(exc, UnauthorizedError):
+        return {"WWW-Authenticate": 'Basic realm="dockyard token service"'}
+    return None
+
+
+def token_routes() -> list[BaseRoute]:
+    return [
+        Route("/service/token", get_token, methods=["GET"]),
+        Route("/service/token", post_token, methods=["POST"]),
+    ]

@@ -1,0 +1,107 @@
+"""Identity: who is calling (Basic credentials) and what a token may grant them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from dockyard.db.engine import Database
+from dockyard.errors import NameInvalidError, TooManyRequestsError, UnauthorizedError
+from dockyard.iam import repository as users
+from dockyard.iam.passwords import verify_password
+from dockyard.iam.policy import Action, Principal, Resource, can
+from dockyard.iam.ratelimit import LoginThrottle
+from dockyard.iam.tokens import IssuedToken, TokenAuthority
+from dockyard.oci.names import split_repository, validate_repository_name
+from dockyard.oci.scope import Scope
+from dockyard.projects import service as projects
+
+# Docker scope actions the token service may grant on a repository.
+_REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
+_CREDENTIAL_CACHE_SECONDS = 60.0
+_CREDENTIAL_CACHE_SIZE = 1024
+_BAD_CREDENTIALS = "invalid username or password"
+
+
+class IdentityService:
+    def __init__(self, db: Database, throttle: LoginThrottle, tokens: TokenAuthority) -> None:
+        self.db = db
+        self.throttle = throttle
+        self.tokens = tokens
+        # A slow KDF on every Basic-authenticated registry request would cap
+        # throughput at a few dozen requests a second; remember good
+        # credentials briefly, keyed by a MAC that never leaves this process.
+        self._cache_key = secrets.token_bytes(32)
+        self._recent: dict[bytes, tuple[Principal, float]] = {}
+
+    async def authenticate(self, username: str, password: str, source: str) -> Principal:
+        """The principal for Basic credentials; failures say nothing of who exists."""
+        cache_key = hmac.digest(self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256)
+        hit = self._recent.get(cache_key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        user_key, source_key = f"user:{username}", f"addr:{source}"
+        wait = self.throttle.retry_after(user_key, source_key)
+        if wait:
+            raise TooManyRequestsError(
+                f"too many failed logins; try again in {wait} seconds", retry_after=wait
+            )
+        async with self.db.read() as session:
+            user = await users.find_user_by_name(session, username)
+            stored_hash = user.password if user is not None else None
+        if not verify_password(stored_hash, password) or user is None:
+            self.throttle.failed(user_key, source_key)
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        self.throttle.succeeded(user_key)
+        principal = Principal(
+            kind="user", name=user.username, user_id=user.user_id, sysadmin=user.sysadmin_flag
+        )
+        if len(self._recent) >= _CREDENTIAL_CACHE_SIZE:
+            self._recent.clear()
+        self._recent[cache_key] = (principal, time.monotonic() + _CREDENTIAL_CACHE_SECONDS)
+        return principal
+
+    async def grant(self, principal: Principal, requested: list[Scope]) -> list[Scope]:
+        """The part of ``requested`` that ``can`` allows; unknown types get nothing."""
+        granted: list[Scope] = []
+        for scope in requested:
+            if scope.type == "registry" and scope.name == "catalog":
+                if can(principal, Action.LIST, Resource.CATALOG, None):
+                    granted.append(Scope("registry", "catalog", frozenset({"*"})))
+                continue
+            if scope.type != "repository":
+                continue
+            actions = await self._repository_actions(principal, scope)
+            if actions:
+                granted.append(Scope("repository", scope.name, frozenset(actions)))
+        return granted
+
+    async def _repository_actions(self, principal: Principal, scope: Scope) -> set[str]:
+        try:
+            name = validate_repository_name(scope.name)
+        except NameInvalidError:
+            return set()
+        project_name, _ = split_repository(name)
+        wanted = {a for a in scope.actions if a in _REPOSITORY_ACTIONS}
+        if "*" in scope.actions:
+            wanted = set(_REPOSITORY_ACTIONS)
+        if not wanted:
+            return set()
+        async with self.db.read() as session:
+            facts = await projects.find_project_facts(session, project_name)
+            if facts is None:
+                # Only an administrator learns that the project is missing; the
+                # registry answers its push with a clear error.
+                return wanted if principal.sysadmin else set()
+            context = await projects.project_context(session, principal, facts)
+        return {
+            a
+            for a in wanted
+            if can(principal, _REPOSITORY_ACTIONS[a], Resource.REPOSITORY, context)
+        }
+
+    async def issue_token(self, principal: Principal, requested: list[Scope]) -> IssuedToken:
+        granted = await self.grant(principal, requested)
+        return self.tokens.issue(principal.name if not principal.is_anonymous else "", granted)

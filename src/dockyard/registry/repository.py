@@ -1,0 +1,308 @@
+"""Queries of the registry tables, named for what they answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.db.base import utcnow
+from dockyard.db.engine import insert_ignore
+from dockyard.registry.models import (
+    Artifact,
+    ArtifactBlob,
+    ArtifactReference,
+    Blob,
+    BlobUpload,
+    ProjectBlob,
+    Repository,
+    RepositoryBlob,
+    Tag,
+)
+
+
+async def find_repository(session: AsyncSession, name: str) -> Repository | None:
+    result = await session.execute(select(Repository).where(Repository.name == name))
+    return result.scalar_one_or_none()
+
+
+async def ensure_repository(session: AsyncSession, name: str, project_id: int) -> Repository:
+    """The repository row, created on first use (safe against a concurrent creator)."""
+    found = await find_repository(session, name)
+    if found is not None:
+        return found
+    await session.execute(
+        insert_ignore(session, Repository, {"name": name, "project_id": project_id}, ["name"])
+    )
+    created = await find_repository(session, name)
+    assert created is not None
+    return created
+
+
+async def find_linked_blob(session: AsyncSession, repository: str, digest: str) -> Blob | None:
+    """The blob when ``repository`` may read it."""
+    result = await session.execute(
+        select(Blob)
+        .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+        .join(Repository, Repository.repository_id == RepositoryBlob.repository_id)
+        .where(Repository.name == repository, Blob.digest == digest)
+    )
+    return result.scalar_one_or_none()
+
+
+async def linked_digests(
+    session: AsyncSession, repository_id: int, digests: Sequence[str]
+) -> set[str]:
+    if not digests:
+        return set()
+    result = await session.execute(
+        select(Blob.digest)
+        .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+        .where(RepositoryBlob.repository_id == repository_id, Blob.digest.in_(digests))
+    )
+    return set(result.scalars())
+
+
+async def ensure_blob(session: AsyncSession, digest: str, size: int, content_type: str) -> int:
+    """The blob's id, inserting the row when this is its first copy."""
+    await session.execute(
+        insert_ignore(
+            session,
+            Blob,
+            {
+                "digest": digest,
+                "size": size,
+                "content_type": content_type,
+                "creation_time": utcnow(),
+                "update_time": utcnow(),
+                "status": "none",
+                "version": 0,
+            },
+            ["digest"],
+        )
+    )
+    blob_id = await session.scalar(select(Blob.id).where(Blob.digest == digest))
+    assert blob_id is not None
+    return blob_id
+
+
+async def link_blob(session: AsyncSession, repository: Repository, blob_id: int) -> None:
+    now = utcnow()
+    await session.execute(
+        insert_ignore(
+            session,
+            RepositoryBlob,
+            {"repository_id": repository.repository_id, "blob_id": blob_id, "creation_time": now},
+            ["repository_id", "blob_id"],
+        )
+    )
+    await session.execute(
+        insert_ignore(
+            session,
+            ProjectBlob,
+            {"project_id": repository.project_id, "blob_id": blob_id, "creation_time": now},
+            ["project_id", "blob_id"],
+        )
+    )
+
+
+async def unlink_blob(session: AsyncSession, repository: str, digest: str) -> bool:
+    repo_id = select(Repository.repository_id).where(Repository.name == repository)
+    blob_id = select(Blob.id).where(Blob.digest == digest)
+    result = await session.execute(
+        delete(RepositoryBlob).where(
+            RepositoryBlob.repository_id == repo_id.scalar_subquery(),
+            RepositoryBlob.blob_id == blob_id.scalar_subquery(),
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- uploads -------------------------------------------------------------------
+
+
+async def find_upload(session: AsyncSession, upload_id: str, repository: str) -> BlobUpload | None:
+    result = await session.execute(
+        select(BlobUpload)
+        .join(Repository, Repository.repository_id == BlobUpload.repository_id)
+        .where(BlobUpload.id == upload_id, Repository.name == repository)
+    )
+    return result.scalar_one_or_none()
+
+
+async def claim_upload(
+    session: AsyncSession, upload_id: str, expected_size: int, lease_until: datetime
+) -> bool:
+    """Take the upload for one appender; False when another holds it or it moved on."""
+    now = utcnow()
+    result = await session.execute(
+        update(BlobUpload)
+        .where(
+            BlobUpload.id == upload_id,
+            BlobUpload.size == expected_size,
+            (BlobUpload.busy_until.is_(None)) | (BlobUpload.busy_until < now),
+        )
+        .values(busy_until=lease_until)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+async def release_upload(
+    session: AsyncSession, upload_id: str, *, size: int | None = None, state: str | None = None
+) -> None:
+    values: dict[str, object] = {"busy_until": None, "update_time": utcnow()}
+    if size is not None:
+        values["size"] = size
+    if state is not None:
+        values["state"] = state
+    await session.execute(update(BlobUpload).where(BlobUpload.id == upload_id).values(**values))
+
+
+async def delete_upload(session: AsyncSession, upload_id: str) -> None:
+    await session.execute(delete(BlobUpload).where(BlobUpload.id == upload_id))
+
+
+# --- manifests and tags -------------------------------------------------------------
+
+
+async def find_artifact(session: AsyncSession, repository_id: int, digest: str) -> Artifact | None:
+    result = await session.execute(
+        select(Artifact).where(Artifact.repository_id == repository_id, Artifact.digest == digest)
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_manifest_by_tag(
+    session: AsyncSession, repository: str, tag: str
+) -> tuple[str, str] | None:
+    """(digest, manifest media type) of the manifest ``tag`` points at."""
+    result = await session.execute(
+        select(Artifact.digest, Artifact.manifest_media_type)
+        .join(Tag, Tag.artifact_id == Artifact.id)
+        .join(Repository, Repository.repository_id == Tag.repository_id)
+        .where(Repository.name == repository, Tag.name == tag)
+    )
+    row = result.first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def find_manifest_by_digest(
+    session: AsyncSession, repository: str, digest: str
+) -> tuple[str, str] | None:
+    result = await session.execute(
+        select(Artifact.digest, Artifact.manifest_media_type)
+        .join(Repository, Repository.repository_id == Artifact.repository_id)
+        .where(Repository.name == repository, Artifact.digest == digest)
+    )
+    row = result.first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def artifacts_by_digest(
+    session: AsyncSession, repository_id: int, digests: Sequence[str]
+) -> dict[str, Artifact]:
+    if not digests:
+        return {}
+    result = await session.execute(
+        select(Artifact).where(
+            Artifact.repository_id == repository_id, Artifact.digest.in_(digests)
+        )
+    )
+    return {a.digest: a for a in result.scalars()}
+
+
+async def set_tag(session: AsyncSession, repository_id: int, name: str, artifact_id: int) -> None:
+    """Point ``name`` at the artifact, creating the tag or moving it."""
+    now = utcnow()
+    await session.execute(
+        insert_ignore(
+            session,
+            Tag,
+            {
+                "repository_id": repository_id,
+                "name": name,
+                "artifact_id": artifact_id,
+                "push_time": now,
+            },
+            ["repository_id", "name"],
+        )
+    )
+    await session.execute(
+        update(Tag)
+        .where(Tag.repository_id == repository_id, Tag.name == name)
+        .values(artifact_id=artifact_id, push_time=now)
+    )
+
+
+async def delete_tag(session: AsyncSession, repository_id: int, name: str) -> bool:
+    result = await session.execute(
+        delete(Tag).where(Tag.repository_id == repository_id, Tag.name == name)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def referencing_index(session: AsyncSession, artifact_id: int) -> str | None:
+    """The digest of an index that lists this artifact, if any."""
+    parent = Artifact.__table__.alias("parent")
+    result = await session.execute(
+        select(parent.c.digest)
+        .join(ArtifactReference, ArtifactReference.parent_id == parent.c.id)
+        .where(ArtifactReference.child_id == artifact_id)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def delete_artifact(session: AsyncSession, artifact: Artifact) -> None:
+    await session.execute(delete(Tag).where(Tag.artifact_id == artifact.id))
+    await session.execute(
+        delete(ArtifactReference).where(ArtifactReference.parent_id == artifact.id)
+    )
+    await session.execute(delete(Artifact).where(Artifact.id == artifact.id))
+    still_used = await session.scalar(select(exists().where(Artifact.digest == artifact.digest)))
+    if not still_used:
+        await session.execute(delete(ArtifactBlob).where(ArtifactBlob.digest_af == artifact.digest))
+
+
+async def list_tags(
+    session: AsyncSession, repository_id: int, limit: int | None, last: str | None
+) -> list[str]:
+    query = select(Tag.name).where(Tag.repository_id == repository_id).order_by(Tag.name)
+    if last:
+        query = query.where(Tag.name > last)
+    if limit is not None:
+        query = query.limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def list_repositories(
+    session: AsyncSession, limit: int | None, last: str | None
+) -> list[str]:
+    query = (
+        select(Repository.name)
+        .where(exists().where(Artifact.repository_id == Repository.repository_id))
+        .order_by(Repository.name)
+    )
+    if last:
+        query = query.where(Repository.name > last)
+    if limit is not None:
+        query = query.limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def referrers(
+    session: AsyncSession, repository: str, subject: str, artifact_type: str | None
+) -> list[tuple[Artifact, int]]:
+    """Artifacts whose subject is ``subject``, with each manifest's own size."""
+    query = (
+        select(Artifact, Blob.size)
+        .join(Repository, Repository.repository_id == Artifact.repository_id)
+        .join(Blob, Blob.digest == Artifact.digest)
+        .where(Repository.name == repository, Artifact.subject_digest == subject)
+        .order_by(Artifact.push_time, Artifact.id)
+    )
+    if artifact_type is not None:
+        query = query.where(Artifact.artifact_type == artifact_type)
+    return [(a, size) for a, size in (await session.execute(query)).all()]

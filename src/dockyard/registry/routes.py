@@ -1,0 +1,552 @@
+"""``/v2/``: the OCI distribution API (spec v1.1), thin handlers over RegistryService.
+
+Handlers are named for the spec's operations and cite their endpoint ids
+(end-1 … end-13 of the spec's endpoint table).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from dockyard.errors import (
+    AppError,
+    DeniedError,
+    DigestInvalidError,
+    EndpointNotFoundError,
+    MethodNotAllowedError,
+    PaginationInvalidError,
+    PayloadTooLargeError,
+    SizeInvalidError,
+    UnauthorizedError,
+)
+from dockyard.http.errors import oci_error_response
+from dockyard.http.state import AppState, base_url, client_address, get_state
+from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
+from dockyard.iam.tokens import TokenClaims
+from dockyard.oci import mediatypes as mt
+from dockyard.oci.manifest import MAX_MANIFEST_BYTES
+from dockyard.oci.names import split_repository, validate_repository_name
+from dockyard.oci.ranges import format_upload_range, parse_content_range, parse_range_request
+from dockyard.oci.scope import format_challenge_scope
+from dockyard.projects import service as projects
+from dockyard.registry.service import BlobInfo, UploadRangeError, UploadStatus
+
+API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+_MAX_PAGE = 10_000
+_REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
+
+Handler = Callable[[Request, str, dict[str, str]], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a principal (Basic or anonymous) or a verified token."""
+
+    principal: Principal
+    claims: TokenClaims | None = None
+
+
+class _AccessRefused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+# --- access -------------------------------------------------------------------------
+
+
+async def _caller(request: Request, state: AppState) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer" and value:
+        return Caller(ANONYMOUS, state.tokens.verify(value.strip()))
+    if scheme == "basic" and value:
+        username, password = _basic_credentials(value)
+        principal = await state.identity.authenticate(username, password, client_address(request))
+        return Caller(principal)
+    if header:
+        raise UnauthorizedError("unsupported Authorization scheme; use Basic or Bearer")
+    return Caller(ANONYMOUS)
+
+
+def _basic_credentials(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise UnauthorizedError("malformed Basic credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise UnauthorizedError("malformed Basic credentials")
+    return username, password
+
+
+def _challenge(request: Request, state: AppState, scope: str | None, error: str | None) -> str:
+    if state.settings.auth_challenge == "basic":
+        return f'Basic realm="{state.settings.token_service}"'
+    parts = [
+        f'realm="{base_url(request, state.settings)}/service/token"',
+        f'service="{state.settings.token_service}"',
+    ]
+    if scope:
+        parts.append(f'scope="{scope}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+def _refuse_unauthenticated(
+    request: Request, state: AppState, message: str, scope: str | None, error: str | None = None
+) -> _AccessRefused:
+    headers = {"WWW-Authenticate": _challenge(request, state, scope, error)}
+    return _AccessRefused(
+        oci_error_response(UnauthorizedError(message), _request_id(request), headers)
+    )
+
+
+async def _authorize(
+    request: Request, state: AppState, name: str, actions: tuple[str, ...]
+) -> Caller:
+    """Allow the request or raise _AccessRefused with the right 401/403."""
+    try:
+        caller = await _caller(request, state)
+    except UnauthorizedError as exc:
+        raise _refuse_unauthenticated(
+            request, state, exc.message, format_challenge_scope(name, actions), "invalid_token"
+        ) from None
+    if caller.claims is not None:
+        missing = [a for a in actions if not caller.claims.allows("repository", name, a)]
+        if missing:
+            raise _refuse_unauthenticated(
+                request,
+                state,
+                f"the token does not grant {', '.join(missing)} on {name}",
+                format_challenge_scope(name, actions),
+                "insufficient_scope",
+            )
+        return caller
+    principal = caller.principal
+    if principal.sysadmin:
+        return caller
+    project_name, _ = split_repository(name)
+    async with state.db.read() as session:
+        facts = await projects.find_project_facts(session, project_name)
+        context = (
+            await projects.project_context(session, principal, facts) if facts is not None else None
+        )
+    allowed = context is not None and all(
+        can(principal, _REPOSITORY_ACTIONS[a], Resource.REPOSITORY, context) for a in actions
+    )
+    if allowed:
+        return caller
+    if principal.is_anonymous:
+        raise _refuse_unauthenticated(
+            request, state, "authentication required", format_challenge_scope(name, actions)
+        )
+    raise _AccessRefused(
+        oci_error_response(
+            DeniedError(f"{principal.name} may not {'/'.join(actions)} {name}"),
+            _request_id(request),
+        )
+    )
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _upload_location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def _upload_headers(
+    request: Request, state: AppState, name: str, status: UploadStatus
+) -> dict[str, str]:
+    return {
+        "Location": base_url(request, state.settings) + _upload_location(name, status.upload_id),
+        "Range": format_upload_range(status.size),
+        "Docker-Upload-UUID": status.upload_id,
+        **API_VERSION_HEADER,
+    }
+
+
+def _blob_created(request: Request, state: AppState, name: str, blob: BlobInfo) -> Response:
+    headers = {
+        "Location": f"{base_url(request, state.settings)}/v2/{name}/blobs/{blob.digest}",
+        "Docker-Content-Digest": blob.digest,
+        **API_VERSION_HEADER,
+    }
+    return Response(status_code=201, headers=headers)
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise SizeInvalidError("Content-Length must be a non-negative integer")
+    return int(value)
+
+
+def _has_body(request: Request) -> bool:
+    length = _content_length(request)
+    if length is not None:
+        return length > 0
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+async def _body_stream(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise SizeInvalidError("the client closed the connection before the body ended") from None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = _content_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(f"manifest is {declared} bytes; the limit is {limit} bytes")
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in _body_stream(request):
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLargeError(f"manifest is larger than the {limit}-byte limit")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _page(request: Request) -> tuple[int | None, str | None]:
+    raw_n = request.query_params.get("n")
+    last = request.query_params.get("last") or None
+    if raw_n is None or raw_n == "":
+        return None, last
+    if not raw_n.isdigit():
+        raise PaginationInvalidError(f"n must be a non-negative integer, not {raw_n[:20]!r}")
+    return min(int(raw_n), _MAX_PAGE), last
+
+
+def _next_link(path: str, n: int | None, items: list[str]) -> dict[str, str]:
+    if n is None or n == 0 or len(items) < n:
+        return {}
+    query = urlencode({"n": n, "last": items[-1]})
+    return {"Link": f'<{path}?{query}>; rel="next"'}
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+async def api_version_check(request: Request) -> Response:
+    """end-1: ``GET /v2/`` — 200 for an authenticated caller, else a 401 challenge."""
+    state = get_state(request)
+    try:
+        caller = await _caller(request, state)
+    except UnauthorizedError as exc:
+        headers = {"WWW-Authenticate": _challenge(request, state, None, "invalid_token")}
+        return oci_error_response(exc, _request_id(request), headers)
+    if caller.claims is None and caller.principal.is_anonymous:
+        headers = {"WWW-Authenticate": _challenge(request, state, None, None)}
+        return oci_error_response(
+            UnauthorizedError("authentication required"), _request_id(request), headers
+        )
+    return JSONResponse({}, headers=API_VERSION_HEADER)
+
+
+async def catalog(request: Request) -> Response:
+    """``GET /v2/_catalog`` (distribution extension): repositories in lexical order."""
+    state = get_state(request)
+    try:
+        caller = await _caller(request, state)
+    except UnauthorizedError as exc:
+        headers = {"WWW-Authenticate": _challenge(request, state, "registry:catalog:*", None)}
+        return oci_error_response(exc, _request_id(request), headers)
+    allowed = (
+        caller.claims.allows("registry", "catalog", "*")
+        if caller.claims is not None
+        else can(caller.principal, Action.LIST, Resource.CATALOG, None)
+    )
+    if not allowed:
+        if caller.claims is None and not caller.principal.is_anonymous:
+            return oci_error_response(
+                DeniedError("only administrators may list the catalog"), _request_id(request)
+            )
+        headers = {"WWW-Authenticate": _challenge(request, state, "registry:catalog:*", None)}
+        return oci_error_response(
+            UnauthorizedError("authentication required"), _request_id(request), headers
+        )
+    n, last = _page(request)
+    names = [] if n == 0 else await state.registry.catalog(n, last)
+    headers = {**API_VERSION_HEADER, **_next_link("/v2/_catalog", n, names)}
+    return JSONResponse({"repositories": names}, headers=headers)
+
+
+async def get_blob(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-2: ``GET``/``HEAD /v2/<name>/blobs/<digest>`` with ``Range`` support."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("pull",))
+    blob = await state.registry.stat_blob(name, params["digest"])
+    headers = {"Docker-Content-Digest": blob.digest, "Accept-Ranges": "bytes", **API_VERSION_HEADER}
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(blob.size)
+        return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+    requested = request.headers.get("range")
+    span = parse_range_request(requested, blob.size) if requested else None
+    path = state.registry.blob_path(blob)
+    if path is not None:
+        # Starlette serves the range itself, and a whole file by pathsend when
+        # the server supports it (zero copy).
+        return FileResponse(path, headers=headers, media_type="application/octet-stream")
+    redirect = await state.registry.blob_redirect(blob)
+    if redirect is not None:
+        return Response(status_code=307, headers={"Location": redirect, **headers})
+    if span is None:
+        headers["Content-Length"] = str(blob.size)
+        return StreamingResponse(
+            state.registry.read_blob(blob), headers=headers, media_type="application/octet-stream"
+        )
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return StreamingResponse(
+        state.registry.read_blob(blob, start, end - start + 1),
+        status_code=206,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+async def delete_blob(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-10: ``DELETE /v2/<name>/blobs/<digest>`` — unlinks it from the repository."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("delete",))
+    await state.registry.delete_blob(name, params["digest"])
+    return Response(status_code=202, headers=API_VERSION_HEADER)
+
+
+async def start_upload(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-4a/4b/11: ``POST /v2/<name>/blobs/uploads/`` (session, monolithic, or mount)."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("pull", "push"))
+    query = request.query_params
+    mount, source = query.get("mount"), query.get("from")
+    if mount and source:
+        blob = await _try_mount(request, state, name, mount, source)
+        if blob is not None:
+            return _blob_created(request, state, name, blob)
+    digest = query.get("digest")
+    if digest:
+        blob = await state.registry.upload_monolithic(
+            name, digest, _body_stream(request), _content_length(request)
+        )
+        return _blob_created(request, state, name, blob)
+    status = await state.registry.start_upload(name)
+    headers = _upload_headers(request, state, name, status)
+    headers["Content-Length"] = "0"
+    return Response(status_code=202, headers=headers)
+
+
+async def _try_mount(
+    request: Request, state: AppState, name: str, digest: str, source: str
+) -> BlobInfo | None:
+    try:
+        source = validate_repository_name(source)
+        await _authorize(request, state, source, ("pull",))
+    except (_AccessRefused, AppError):
+        return None  # the spec's answer: fall back to an ordinary upload session
+    return await state.registry.mount_blob(name, digest, source)
+
+
+async def upload_status(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-13: ``GET /v2/<name>/blobs/uploads/<reference>``."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("push",))
+    status = await state.registry.upload_status(name, params["upload_id"])
+    return Response(status_code=204, headers=_upload_headers(request, state, name, status))
+
+
+def _chunk_span(request: Request) -> tuple[int | None, int | None]:
+    header = request.headers.get("content-range")
+    if not header:
+        return None, _content_length(request)
+    start, end = parse_content_range(header)
+    return start, end - start + 1
+
+
+async def patch_upload(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-5: ``PATCH /v2/<name>/blobs/uploads/<reference>`` — one chunk."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("push",))
+    start, length = _chunk_span(request)
+    status = await state.registry.append_upload(
+        name, params["upload_id"], _body_stream(request), start, length
+    )
+    return Response(status_code=202, headers=_upload_headers(request, state, name, status))
+
+
+async def put_upload(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-6: ``PUT /v2/<name>/blobs/uploads/<reference>?digest=`` — close the upload."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("push",))
+    digest = request.query_params.get("digest")
+    if not digest:
+        raise DigestInvalidError("the digest query parameter is required to close an upload")
+    chunks = _body_stream(request) if _has_body(request) else None
+    start, length = _chunk_span(request) if chunks is not None else (None, None)
+    blob = await state.registry.complete_upload(
+        name, params["upload_id"], digest, chunks, start, length
+    )
+    return _blob_created(request, state, name, blob)
+
+
+async def delete_upload(request: Request, name: str, params: dict[str, str]) -> Response:
+    """``DELETE /v2/<name>/blobs/uploads/<reference>`` — cancel the upload."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("push",))
+    await state.registry.cancel_upload(name, params["upload_id"])
+    return Response(status_code=204, headers=API_VERSION_HEADER)
+
+
+async def get_manifest(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-3: ``GET``/``HEAD /v2/<name>/manifests/<reference>``."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("pull",))
+    manifest = await state.registry.get_manifest(name, params["reference"])
+    headers = {
+        "Docker-Content-Digest": manifest.digest,
+        "ETag": f'"{manifest.digest}"',
+        **API_VERSION_HEADER,
+    }
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(manifest.body))
+        return Response(status_code=200, headers=headers, media_type=manifest.media_type)
+    return Response(manifest.body, headers=headers, media_type=manifest.media_type)
+
+
+async def put_manifest(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-7: ``PUT /v2/<name>/manifests/<reference>``."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("pull", "push"))
+    body = await _read_limited(request, MAX_MANIFEST_BYTES)
+    pushed = await state.registry.put_manifest(
+        name, params["reference"], body, request.headers.get("content-type")
+    )
+    headers = {
+        "Location": f"{base_url(request, state.settings)}/v2/{name}/manifests/{pushed.digest}",
+        "Docker-Content-Digest": pushed.digest,
+        **API_VERSION_HEADER,
+    }
+    if pushed.subject is not None:
+        headers["OCI-Subject"] = pushed.subject
+    return Response(status_code=201, headers=headers)
+
+
+async def delete_manifest(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-9 (by digest) and end-9 tag deletion: ``DELETE /v2/<name>/manifests/<reference>``."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("delete",))
+    await state.registry.delete_manifest(name, params["reference"])
+    return Response(status_code=202, headers=API_VERSION_HEADER)
+
+
+async def list_tags(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-8a/8b: ``GET /v2/<name>/tags/list?n=&last=``."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("pull",))
+    n, last = _page(request)
+    tags = await state.registry.list_tags(name, n, last)
+    if n == 0:
+        tags = []
+    headers = {**API_VERSION_HEADER, **_next_link(f"/v2/{name}/tags/list", n, tags)}
+    return JSONResponse({"name": name, "tags": tags}, headers=headers)
+
+
+async def list_referrers(request: Request, name: str, params: dict[str, str]) -> Response:
+    """end-12a/12b: ``GET /v2/<name>/referrers/<digest>?artifactType=``."""
+    state = get_state(request)
+    await _authorize(request, state, name, ("pull",))
+    artifact_type = request.query_params.get("artifactType") or None
+    manifests = await state.registry.referrers(name, params["digest"], artifact_type)
+    headers = dict(API_VERSION_HEADER)
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
+    return JSONResponse(body, headers=headers, media_type=mt.OCI_INDEX)
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+_ROUTES: tuple[tuple[re.Pattern[str], dict[str, Handler]], ...] = (
+    (
+        re.compile(r"(?P<name>.+)/blobs/uploads/?"),
+        {"POST": start_upload},
+    ),
+    (
+        re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"),
+        {"GET": upload_status, "PATCH": patch_upload, "PUT": put_upload, "DELETE": delete_upload},
+    ),
+    (
+        re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"),
+        {"GET": get_blob, "HEAD": get_blob, "DELETE": delete_blob},
+    ),
+    (
+        re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
+        {"GET": get_manifest, "HEAD": get_manifest, "PUT": put_manifest, "DELETE": delete_manifest},
+    ),
+    (re.compile(r"(?P<name>.+)/tags/list"), {"GET": list_tags}),
+    (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"), {"GET": list_referrers}),
+)
+
+
+async def dispatch(request: Request) -> Response:
+    path = request.path_params["path"]
+    request_id = _request_id(request)
+    for pattern, handlers in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match is None:
+            continue
+        handler = handlers.get(request.method)
+        if handler is None:
+            return oci_error_response(
+                MethodNotAllowedError(f"{request.method} is not supported here"),
+                request_id,
+                {"Allow": ", ".join(sorted(handlers))},
+            )
+        params = match.groupdict()
+        try:
+            name = validate_repository_name(params.pop("name"))
+            return await handler(request, name, params)
+        except _AccessRefused as refused:
+            return refused.response
+        except UploadRangeError as exc:
+            status = UploadStatus(exc.upload_id, exc.size)
+            return oci_error_response(
+                exc, request_id, _upload_headers(request, get_state(request), name, status)
+            )
+        except AppError as exc:
+            return oci_error_response(exc, request_id)
+    return oci_error_response(
+        EndpointNotFoundError(f"no registry endpoint at /v2/{quote(path)[:200]}"), request_id
+    )
+
+
+def registry_routes() -> list[BaseRoute]:
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return [
+        Route("/v2/", api_version_check, methods=["GET", "HEAD"]),
+        Route("/v2", api_version_check, methods=["GET", "HEAD"]),
+        Route("/v2/_catalog", catalog, methods=["GET"]),
+        Route("/v2/{path:path}", dispatch, methods=methods),
+    ]

@@ -1,0 +1,557 @@
+"""The registry core: blobs, upload sessions, manifests, tags, referrers.
+
+No HTTP here. Transactions stay short and never span streaming: a request that
+carries bytes claims its upload in one transaction, streams to storage with no
+transaction open, and records the result in another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.db.base import utcnow
+from dockyard.db.engine import Database
+from dockyard.errors import (
+    BlobUnknownError,
+    BlobUploadUnknownError,
+    DigestInvalidError,
+    ManifestBlobUnknownError,
+    ManifestReferencedError,
+    ManifestUnknownError,
+    NameUnknownError,
+    ProjectNotFoundError,
+    RangeInvalidError,
+    SizeInvalidError,
+)
+from dockyard.oci import mediatypes as mt
+from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
+from dockyard.oci.manifest import ParsedManifest, parse_manifest
+from dockyard.oci.names import split_repository, validate_tag
+from dockyard.projects import repository as projects
+from dockyard.registry import repository as repo
+from dockyard.registry.models import (
+    Artifact,
+    ArtifactAccessory,
+    ArtifactBlob,
+    ArtifactReference,
+    BlobUpload,
+    Repository,
+)
+from dockyard.storage import Storage, blob_key
+
+UPLOAD_LEASE = timedelta(minutes=10)
+_MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
+_HASHERS_KEPT = 4096
+
+# Config media types that name a Harbor artifact type.
+_ARTIFACT_TYPES = {
+    mt.OCI_CONFIG: "IMAGE",
+    mt.DOCKER_CONFIG: "IMAGE",
+    "application/vnd.cncf.helm.config.v1+json": "CHART",
+    "application/vnd.cnab.manifest.v1": "CNAB",
+    "application/vnd.wasm.config.v1+json": "WASM",
+    "application/vnd.module.wasm.config.v1+json": "WASM",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: str
+    size: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    upload_id: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestContent:
+    digest: str
+    media_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: str
+    subject: str | None
+
+
+class UploadRangeError(RangeInvalidError):
+    """A chunk that does not continue the upload; carries the upload's real size."""
+
+    def __init__(self, message: str, upload_id: str, size: int) -> None:
+        super().__init__(message)
+        self.upload_id = upload_id
+        self.size = size
+
+
+def artifact_kind(parsed: ParsedManifest) -> str:
+    if parsed.is_index:
+        return "IMAGE"
+    config_type = parsed.config.media_type if parsed.config else ""
+    return _ARTIFACT_TYPES.get(config_type, "UNKNOWN" if parsed.artifact_type is None else "OCI")
+
+
+class RegistryService:
+    def __init__(self, db: Database, storage: Storage, *, upload_max_bytes: int = 0) -> None:
+        self.db = db
+        self.storage = storage
+        self.upload_max_bytes = upload_max_bytes or None
+        # Running digests of uploads this process is receiving: id -> (offset, hasher).
+        # Lost on restart or on another node; the digest is then recomputed from storage.
+        self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
+        # Manifests are immutable by digest, so caching their bytes is always safe.
+        self._manifests: OrderedDict[str, bytes] = OrderedDict()
+        self._manifest_bytes = 0
+
+    # --- helpers ------------------------------------------------------------------
+
+    async def _writable_repository(self, session: AsyncSession, name: str) -> Repository:
+        project_name, _ = split_repository(name)
+        project = await projects.find_project_by_name(session, project_name)
+        if project is None:
+            raise ProjectNotFoundError(
+                f"project {project_name} does not exist; create it first "
+                f"(`dockyard project create {project_name}`)"
+            )
+        return await repo.ensure_repository(session, name, project.project_id)
+
+    async def _existing_repository(self, session: AsyncSession, name: str) -> Repository:
+        found = await repo.find_repository(session, name)
+        if found is None:
+            raise NameUnknownError(f"repository {name} is not known to the registry")
+        return found
+
+    def _remember_hasher(self, upload_id: str, offset: int, hasher: Hasher) -> None:
+        self._hashers[upload_id] = (offset, hasher)
+        self._hashers.move_to_end(upload_id)
+        while len(self._hashers) > _HASHERS_KEPT:
+            self._hashers.popitem(last=False)
+
+    # --- blobs ----------------------------------------------------------------------
+
+    async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
+        parsed = Digest.parse(digest)
+        async with self.db.read() as session:
+            blob = await repo.find_linked_blob(session, repository, str(parsed))
+        if blob is None:
+            raise BlobUnknownError(f"blob {parsed} is not in repository {repository}")
+        return BlobInfo(blob.digest, blob.size, blob_key(blob.digest))
+
+    def blob_path(self, blob: BlobInfo) -> Path | None:
+        return self.storage.local_path(blob.key)
+
+    def read_blob(
+        self, blob: BlobInfo, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return self.storage.read(blob.key, offset, length)
+
+    async def blob_redirect(self, blob: BlobInfo) -> str | None:
+        return await self.storage.redirect_url(blob.key, 1200)
+
+    async def delete_blob(self, repository: str, digest: str) -> None:
+        parsed = Digest.parse(digest)
+        async with self.db.write() as session:
+            if not await repo.unlink_blob(session, repository, str(parsed)):
+                raise BlobUnknownError(f"blob {parsed} is not in repository {repository}")
+
+    async def mount_blob(self, repository: str, digest: str, source: str) -> BlobInfo | None:
+        """Link a blob another repository holds; None when it cannot (caller uploads)."""
+        parsed = Digest.parse(digest)
+        async with self.db.write() as session:
+            blob = await repo.find_linked_blob(session, source, str(parsed))
+            if blob is None:
+                return None
+            target = await self._writable_repository(session, repository)
+            await repo.link_blob(session, target, blob.id)
+        return BlobInfo(blob.digest, blob.size, blob_key(blob.digest))
+
+    # --- uploads ----------------------------------------------------------------------
+
+    async def start_upload(self, repository: str) -> UploadStatus:
+        upload_id = secrets.token_hex(16)
+        async with self.db.write() as session:
+            target = await self._writable_repository(session, repository)
+            state = await self.storage.begin(upload_id)
+            session.add(
+                BlobUpload(
+                    id=upload_id,
+                    repository_id=target.repository_id,
+                    size=0,
+                    state=json.dumps(state),
+                )
+            )
+        self._remember_hasher(upload_id, 0, new_hasher("sha256"))
+        return UploadStatus(upload_id, 0)
+
+    async def upload_status(self, repository: str, upload_id: str) -> UploadStatus:
+        async with self.db.read() as session:
+            upload = await repo.find_upload(session, upload_id, repository)
+        if upload is None:
+            raise BlobUploadUnknownError(f"upload {upload_id} is not known in {repository}")
+        return UploadStatus(upload.id, upload.size)
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        async with self.db.write() as session:
+            upload = await repo.find_upload(session, upload_id, repository)
+            if upload is None:
+                raise BlobUploadUnknownError(f"upload {upload_id} is not known in {repository}")
+            state = json.loads(upload.state)
+            await repo.delete_upload(session, upload_id)
+        self._hashers.pop(upload_id, None)
+        await self.storage.abort(state)
+
+    async def append_upload(
+        self,
+        repository: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        start: int | None = None,
+        length: int | None = None,
+    ) -> UploadStatus:
+        """Append one chunk; ``start`` (from ``Content-Range``) must equal the upload's size."""
+        state, size = await self._claim(repository, upload_id, start)
+        new_size = await self._append_claimed(upload_id, state, size, chunks, length)
+        return UploadStatus(upload_id, new_size)
+
+    async def _claim(
+        self, repository: str, upload_id: str, start: int | None
+    ) -> tuple[dict[str, Any], int]:
+        async with self.db.write() as session:
+            upload = await repo.find_upload(session, upload_id, repository)
+            if upload is None:
+                raise BlobUploadUnknownError(f"upload {upload_id} is not known in {repository}")
+            if start is not None and start != upload.size:
+                raise UploadRangeError(
+                    f"chunk starts at byte {start} but the upload holds {upload.size} bytes",
+                    upload_id,
+                    upload.size,
+                )
+            if not await repo.claim_upload(
+                session, upload_id, upload.size, utcnow() + UPLOAD_LEASE
+            ):
+                raise UploadRangeError(
+                    "another request is writing to this upload", upload_id, upload.size
+                )
+            return json.loads(upload.state), upload.size
+
+    async def _release(self, upload_id: str, **values: Any) -> None:
+        async with self.db.write() as session:
+            await repo.release_upload(session, upload_id, **values)
+
+    async def _append_claimed(
+        self,
+        upload_id: str,
+        state: dict[str, Any],
+        size: int,
+        chunks: AsyncIterable[bytes],
+        length: int | None,
+    ) -> int:
+        kept = self._hashers.pop(upload_id, None)
+        hasher = kept[1] if kept is not None and kept[0] == size else None
+        limit = None
+        if self.upload_max_bytes is not None:
+            limit = max(self.upload_max_bytes - size, 0)
+        try:
+            new_state, new_size = await self.storage.append(
+                state, size, chunks, hasher.update if hasher else None, limit
+            )
+            if length is not None and new_size - size != length:
+                raise SizeInvalidError(
+                    f"chunk holds {new_size - size} bytes but its headers announced {length}"
+                )
+        except BaseException:
+            # The driver cut the partial object back to ``size``; the hasher has
+            # seen bytes that are gone, so it is dropped.
+            await _shielded(self._release(upload_id))
+            raise
+        await self._release(upload_id, size=new_size, state=json.dumps(new_state))
+        if hasher is not None:
+            self._remember_hasher(upload_id, new_size, hasher)
+        return new_size
+
+    async def complete_upload(
+        self,
+        repository: str,
+        upload_id: str,
+        digest: str,
+        chunks: AsyncIterable[bytes] | None = None,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> BlobInfo:
+        """Take the last chunk (if any), check the digest, and make the blob."""
+        expected = Digest.parse(digest)
+        state, size = await self._claim(repository, upload_id, start)
+        if chunks is not None:
+            size = await self._append_claimed(upload_id, state, size, chunks, length)
+            state, size = await self._claim(repository, upload_id, None)
+        try:
+            actual = await self._upload_digest(upload_id, state, size, expected.algorithm)
+        except BaseException:
+            await _shielded(self._release(upload_id))
+            raise
+        if actual != expected:
+            await self._discard_upload(upload_id, state)
+            raise DigestInvalidError(
+                f"the uploaded content has digest {actual}, not {expected}; upload discarded",
+                detail={"expected": str(expected), "actual": str(actual)},
+            )
+        key = blob_key(str(expected))
+        try:
+            await self.storage.complete(state, key, expected_size=size)
+        except BaseException:
+            await _shielded(self._release(upload_id))
+            raise
+        async with self.db.write() as session:
+            target = await self._writable_repository(session, repository)
+            blob_id = await repo.ensure_blob(
+                session, str(expected), size, "application/octet-stream"
+            )
+            await repo.link_blob(session, target, blob_id)
+            await repo.delete_upload(session, upload_id)
+        return BlobInfo(str(expected), size, key)
+
+    async def _upload_digest(
+        self, upload_id: str, state: dict[str, Any], size: int, algorithm: str
+    ) -> Digest:
+        kept = self._hashers.pop(upload_id, None)
+        if kept is not None and kept[0] == size and algorithm == "sha256":
+            return Digest(algorithm, kept[1].hexdigest())
+        hasher = new_hasher(algorithm)
+        async for chunk in self.storage.read_upload(state, 0, size):
+            hasher.update(chunk)
+        return Digest(algorithm, hasher.hexdigest())
+
+    async def _discard_upload(self, upload_id: str, state: dict[str, Any]) -> None:
+        async with self.db.write() as session:
+            await repo.delete_upload(session, upload_id)
+        self._hashers.pop(upload_id, None)
+        await self.storage.abort(state)
+
+    async def upload_monolithic(
+        self, repository: str, digest: str, chunks: AsyncIterable[bytes], length: int | None
+    ) -> BlobInfo:
+        """``POST …/blobs/uploads/?digest=``: a whole blob in one request."""
+        Digest.parse(digest)
+        status = await self.start_upload(repository)
+        try:
+            return await self.complete_upload(
+                repository, status.upload_id, digest, chunks, length=length
+            )
+        except BaseException:
+            await _shielded(self._forget_upload(repository, status.upload_id))
+            raise
+
+    async def _forget_upload(self, repository: str, upload_id: str) -> None:
+        with contextlib.suppress(BlobUploadUnknownError):
+            await self.cancel_upload(repository, upload_id)
+
+    # --- manifests ------------------------------------------------------------------
+
+    async def get_manifest(self, repository: str, reference: str) -> ManifestContent:
+        async with self.db.read() as session:
+            if is_digest(reference):
+                digest = str(Digest.parse(reference))
+                found = await repo.find_manifest_by_digest(session, repository, digest)
+            else:
+                validate_tag(reference)
+                found = await repo.find_manifest_by_tag(session, repository, reference)
+            if found is None and await repo.find_repository(session, repository) is None:
+                raise NameUnknownError(f"repository {repository} is not known to the registry")
+        if found is None:
+            raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")
+        digest, media_type = found
+        return ManifestContent(digest, media_type, await self._manifest_bytes_for(digest))
+
+    async def _manifest_bytes_for(self, digest: str) -> bytes:
+        cached = self._manifests.get(digest)
+        if cached is not None:
+            self._manifests.move_to_end(digest)
+            return cached
+        body = await self.storage.read_bytes(blob_key(digest))
+        self._manifests[digest] = body
+        self._manifest_bytes += len(body)
+        while self._manifest_bytes > _MANIFEST_CACHE_BYTES:
+            _, dropped = self._manifests.popitem(last=False)
+            self._manifest_bytes -= len(dropped)
+        return body
+
+    async def put_manifest(
+        self, repository: str, reference: str, body: bytes, content_type: str | None
+    ) -> PushedManifest:
+        by_digest = is_digest(reference)
+        algorithm = Digest.parse(reference).algorithm if by_digest else "sha256"
+        if not by_digest:
+            validate_tag(reference)
+        parsed = parse_manifest(body, content_type, algorithm)
+        digest = str(parsed.digest)
+        if by_digest and digest != reference:
+            raise DigestInvalidError(
+                f"the manifest's digest is {digest}, not {reference} as the URL says"
+            )
+        # Bytes first (content-addressed, so a rolled-back push leaves only
+        # garbage for GC), then the rows.
+        key = blob_key(digest)
+        if await self.storage.stat(key) is None:
+            await self.storage.write_bytes(key, body)
+        async with self.db.write() as session:
+            target = await self._writable_repository(session, repository)
+            artifact = await self._record_manifest(session, target, parsed)
+            if not by_digest:
+                await repo.set_tag(session, target.repository_id, reference, artifact.id)
+        subject = str(parsed.subject.digest) if parsed.subject is not None else None
+        return PushedManifest(digest, subject)
+
+    async def _record_manifest(
+        self, session: AsyncSession, target: Repository, parsed: ParsedManifest
+    ) -> Artifact:
+        digest = str(parsed.digest)
+        blobs = parsed.required_blobs
+        have = await repo.linked_digests(
+            session, target.repository_id, [str(b.digest) for b in blobs]
+        )
+        for blob in blobs:
+            if str(blob.digest) not in have:
+                raise ManifestBlobUnknownError(
+                    f"blob {blob.digest} referenced by the manifest is not in {target.name}; "
+                    "push it first",
+                    detail={"digest": str(blob.digest)},
+                )
+        children = await repo.artifacts_by_digest(
+            session, target.repository_id, [str(m.digest) for m in parsed.manifests]
+        )
+        for child in parsed.manifests:
+            if str(child.digest) not in children:
+                raise ManifestBlobUnknownError(
+                    f"manifest {child.digest} listed by the index is not in {target.name}; "
+                    "push it first",
+                    detail={"digest": str(child.digest)},
+                )
+        blob_id = await repo.ensure_blob(session, digest, parsed.size, parsed.media_type)
+        await repo.link_blob(session, target, blob_id)
+        existing = await repo.find_artifact(session, target.repository_id, digest)
+        if existing is not None:
+            return existing
+        if parsed.is_index:
+            size = parsed.size + sum(children[str(m.digest)].size for m in parsed.manifests)
+        else:
+            size = parsed.size + sum(b.size for b in blobs)
+        artifact = Artifact(
+            type=artifact_kind(parsed),
+            media_type=parsed.config.media_type if parsed.config else "",
+            manifest_media_type=parsed.media_type,
+            artifact_type=parsed.effective_artifact_type,
+            project_id=target.project_id,
+            repository_id=target.repository_id,
+            repository_name=target.name,
+            digest=digest,
+            size=size,
+            subject_digest=str(parsed.subject.digest) if parsed.subject else None,
+            annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            push_time=utcnow(),
+        )
+        session.add(artifact)
+        await session.flush()
+        for needed in {digest, *(str(b.digest) for b in blobs)}:
+            session.add(ArtifactBlob(digest_af=digest, digest_blob=needed))
+        for child in parsed.manifests:
+            session.add(
+                ArtifactReference(
+                    parent_id=artifact.id,
+                    child_id=children[str(child.digest)].id,
+                    child_digest=str(child.digest),
+                    platform=json.dumps(child.platform.to_json()) if child.platform else None,
+                    urls=json.dumps(list(child.urls)) if child.urls else None,
+                    annotations=json.dumps(child.annotations) if child.annotations else None,
+                )
+            )
+        if parsed.subject is not None:
+            subject = await repo.find_artifact(
+                session, target.repository_id, str(parsed.subject.digest)
+            )
+            session.add(
+                ArtifactAccessory(
+                    artifact_id=artifact.id,
+                    subject_artifact_id=subject.id if subject else None,
+                    subject_artifact_digest=str(parsed.subject.digest),
+                    subject_artifact_repo=target.name,
+                    type=parsed.effective_artifact_type or "",
+                    size=size,
+                    digest=digest,
+                )
+            )
+        await session.flush()
+        return artifact
+
+    async def delete_manifest(self, repository: str, reference: str) -> None:
+        """By tag: remove the tag. By digest: remove the manifest and its tags."""
+        async with self.db.write() as session:
+            target = await self._existing_repository(session, repository)
+            if not is_digest(reference):
+                validate_tag(reference)
+                if not await repo.delete_tag(session, target.repository_id, reference):
+                    raise ManifestUnknownError(f"tag {reference} is not in {repository}")
+                return
+            digest = str(Digest.parse(reference))
+            artifact = await repo.find_artifact(session, target.repository_id, digest)
+            if artifact is None:
+                raise ManifestUnknownError(f"manifest {digest} is not in {repository}")
+            parent = await repo.referencing_index(session, artifact.id)
+            if parent is not None:
+                raise ManifestReferencedError(
+                    f"manifest {digest} is listed by index {parent} in {repository}; "
+                    "delete the index first"
+                )
+            await repo.delete_artifact(session, artifact)
+
+    # --- listings ---------------------------------------------------------------------
+
+    async def list_tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
+        async with self.db.read() as session:
+            target = await self._existing_repository(session, repository)
+            return await repo.list_tags(session, target.repository_id, limit, last)
+
+    async def catalog(self, limit: int | None, last: str | None) -> list[str]:
+        async with self.db.read() as session:
+            return await repo.list_repositories(session, limit, last)
+
+    async def referrers(
+        self, repository: str, subject: str, artifact_type: str | None
+    ) -> list[dict[str, Any]]:
+        digest = str(Digest.parse(subject))
+        async with self.db.read() as session:
+            found = await repo.referrers(session, repository, digest, artifact_type)
+        out = []
+        for artifact, manifest_size in found:
+            descriptor: dict[str, Any] = {
+                "mediaType": artifact.manifest_media_type,
+                "digest": artifact.digest,
+                "size": manifest_size,
+            }
+            if artifact.artifact_type:
+                descriptor["artifactType"] = artifact.artifact_type
+            if artifact.annotations:
+                descriptor["annotations"] = json.loads(artifact.annotations)
+            out.append(descriptor)
+        return out
+
+
+async def _shielded(coro: Any) -> None:
+    """Run clean-up even when the request that needs it was cancelled."""
+    with anyio.CancelScope(shield=True):
+        await coro

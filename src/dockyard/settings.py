@@ -1,0 +1,164 @@
+"""Settings: defaults, then a YAML file (``--config``), then ``DOCKYARD_*`` variables.
+
+Everything is validated when the process starts; a bad value stops it with a
+message saying which setting is wrong and what would be right.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dockyard.errors import ConfigurationError
+
+CONFIG_FILE_ENV = "DOCKYARD_CONFIG"
+
+
+class Settings(BaseSettings):
+    """All of Dockyard's settings. Environment variables are ``DOCKYARD_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DOCKYARD_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=1, le=65535)
+    data_dir: Path = Path("dockyard-data")
+    database_url: str = ""
+    """``sqlite:///path`` (default: ``<data_dir>/dockyard.db``) or ``postgresql://…``."""
+    storage_root: Path | None = None
+    """Filesystem driver root (default: ``<data_dir>/storage``)."""
+    external_url: str = ""
+    """The URL clients reach Dockyard at (Harbor's ``external_url``); used for the
+    token realm and ``Location`` headers. Default: derived from host and port."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workers: int = Field(default=1, ge=1, le=64)
+    """ASGI worker processes for ``dockyard serve``."""
+    admin_password: str | None = Field(default=None, repr=False)
+    """Initial password of ``admin`` on a fresh database (else a random one is printed)."""
+    auth_challenge: Literal["bearer", "basic"] = "bearer"
+    """What ``/v2/`` asks clients for: a token from ``/service/token`` or HTTP Basic."""
+    token_service: str = "dockyard"  # noqa: S105 - the token audience, not a secret
+    token_issuer: str = "dockyard-token-issuer"  # noqa: S105 - a name, not a secret
+    token_expiration_minutes: int = Field(default=30, ge=1, le=60 * 24)
+    upload_max_bytes: int = Field(default=0, ge=0)
+    """Largest blob accepted, in bytes (0: no limit)."""
+    login_failure_limit: int = Field(default=10, ge=1)
+    """Failed logins allowed per user and per source address in a 5-minute window."""
+
+    @field_validator("external_url")
+    @classmethod
+    def _check_external_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must start with http:// or https:// (e.g. https://registry.example.com)"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        return self
+
+    # --- derived values --------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
+    def public_url(self) -> str:
+        if self.external_url:
+            return self.external_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'dockyard.db').resolve()}"
+
+    @property
+    def effective_storage_root(self) -> Path:
+        return self.storage_root if self.storage_root is not None else self.data_dir / "storage"
+
+    # --- sources: init kwargs > env > YAML file > defaults ---------------
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``DOCKYARD_CONFIG`` (set by ``--config``)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if not path:
+            return {}
+        return read_config_file(Path(path))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"config file {path} must hold a mapping of setting: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable message."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigurationError(
+            "invalid settings (from --config, DOCKYARD_* variables or options):\n"
+            + "\n".join(lines)
+        ) from None
