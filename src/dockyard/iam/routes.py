@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -99,8 +100,20 @@ async def _read_form(request: Request) -> dict[str, str]:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > _MAX_FORM_BYTES:
         raise BadRequestError("token request form is too large")
-    form = await request.form(max_files=0, max_fields=64)
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise BadRequestError("token request form is too large")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError("token request form is not UTF-8") from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=64)
+    except ValueError:
+        raise BadRequestError("token request form has too many fields") from None
+    return dict(pairs)
 
 
 def _challenge_header(request: Request, exc: AppError) -> dict[str, str] | None:

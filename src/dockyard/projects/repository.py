@@ -21,7 +21,7 @@ async def project_metadata(session: AsyncSession, project_id: int) -> dict[str, 
             ProjectMetadata.project_id == project_id
         )
     )
-    return dict(result.tuples().all())
+    return {row[0]: row[1] for row in result}
 
 
 async def user_roles(session: AsyncSession, project_id: int, user_id: int) -> list[int]:

@@ -108,6 +108,22 @@ async def link_blob(session: AsyncSession, repository: Repository, blob_id: int)
     )
 
 
+async def link_artifact_blobs(session: AsyncSession, manifest: str, blobs: set[str]) -> None:
+    """Record which blobs a manifest needs (shared by every repository holding it)."""
+    now = utcnow()
+    await session.execute(
+        insert_ignore(
+            session,
+            ArtifactBlob,
+            [
+                {"digest_af": manifest, "digest_blob": b, "creation_time": now}
+                for b in sorted(blobs)
+            ],
+            ["digest_af", "digest_blob"],
+        )
+    )
+
+
 async def unlink_blob(session: AsyncSession, repository: str, digest: str) -> bool:
     repo_id = select(Repository.repository_id).where(Repository.name == repository)
     blob_id = select(Blob.id).where(Blob.digest == digest)

@@ -305,9 +305,10 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     requested = request.headers.get("range")
     span = parse_range_request(requested, blob.size) if requested else None
     path = state.registry.blob_path(blob)
-    if path is not None:
-        # Starlette serves the range itself, and a whole file by pathsend when
-        # the server supports it (zero copy).
+    if path is not None and requested is None:
+        # A whole file goes by pathsend when the server supports it (zero copy).
+        # Ranges are ours to answer: Starlette's would refuse (400, plain text)
+        # headers the spec lets us ignore, and answer several ranges as multipart.
         return FileResponse(path, headers=headers, media_type="application/octet-stream")
     redirect = await state.registry.blob_redirect(blob)
     if redirect is not None:

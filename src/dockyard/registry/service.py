@@ -43,7 +43,6 @@ from dockyard.registry import repository as repo
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
-    ArtifactBlob,
     ArtifactReference,
     BlobUpload,
     Repository,
@@ -467,8 +466,7 @@ class RegistryService:
         )
         session.add(artifact)
         await session.flush()
-        for needed in {digest, *(str(b.digest) for b in blobs)}:
-            session.add(ArtifactBlob(digest_af=digest, digest_blob=needed))
+        await repo.link_artifact_blobs(session, digest, {digest, *(str(b.digest) for b in blobs)})
         for child in parsed.manifests:
             session.add(
                 ArtifactReference(

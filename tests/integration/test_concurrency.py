@@ -1,0 +1,147 @@
+"""Real concurrency: many pushers sharing layers, and two chunks racing on one upload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from tests.integration.conftest import ADMIN_PASSWORD, make_client
+from tests.integration.registry_helpers import digest_of, image_manifest
+
+from dockyard.http.state import AppState
+from dockyard.registry.models import Blob
+from dockyard.storage import blob_key
+
+
+async def test_twenty_pushers_share_one_copy_of_each_layer(app: Starlette, state: AppState) -> None:
+    layers = [os.urandom(256 * 1024) for _ in range(3)]
+    layer_digests = [digest_of(data) for data in layers]
+    config = b'{"architecture":"amd64","os":"linux"}'
+    manifest = image_manifest(
+        (digest_of(config), len(config)),
+        [(d, len(x)) for d, x in zip(layer_digests, layers, strict=True)],
+    )
+    run = uuid.uuid4().hex[:8]
+
+    async def push(i: int) -> None:
+        repo = f"library/race{run}-{i}"
+        async with make_client(app, ("admin", ADMIN_PASSWORD)) as client:
+            for data in [config, *layers]:
+                start = await client.post(f"/v2/{repo}/blobs/uploads/")
+                assert start.status_code == 202, start.text
+                done = await client.put(
+                    start.headers["location"], params={"digest": digest_of(data)}, content=data
+                )
+                assert done.status_code == 201, done.text
+            put = await client.put(
+                f"/v2/{repo}/manifests/v1",
+                content=manifest,
+                headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+            )
+            assert put.status_code == 201, put.text
+
+    await asyncio.gather(*(push(i) for i in range(20)))
+
+    async with make_client(app, ("admin", ADMIN_PASSWORD)) as client:
+        for i in range(20):
+            repo = f"library/race{run}-{i}"
+            got = await client.get(f"/v2/{repo}/manifests/v1")
+            assert got.status_code == 200 and got.content == manifest
+            for digest, data in zip(layer_digests, layers, strict=True):
+                blob = await client.get(f"/v2/{repo}/blobs/{digest}")
+                assert blob.content == data
+    async with state.db.read() as session:
+        rows = await session.scalar(
+            select(func.count()).select_from(Blob).where(Blob.digest.in_(layer_digests))
+        )
+    assert rows == 3
+    for digest in layer_digests:
+        path = state.storage.local_path(blob_key(digest))
+        assert path is not None and path.stat().st_size == 256 * 1024
+    leftovers = list((state.settings.effective_storage_root / "uploads").glob("*"))
+    assert not [p for p in leftovers if p.name.startswith(run)]
+
+
+async def test_racing_chunks_on_one_upload(app: Starlette, unique_repo: str) -> None:
+    first_half, second_half = os.urandom(64 * 1024), os.urandom(64 * 1024)
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield first_half[:1024]
+        entered.set()
+        await release.wait()
+        yield first_half[1024:]
+
+    async with make_client(app, ("admin", ADMIN_PASSWORD)) as client:
+        start = await client.post(f"/v2/{unique_repo}/blobs/uploads/")
+        location = start.headers["location"]
+        end = len(first_half) - 1
+        slow = asyncio.create_task(
+            client.patch(
+                location,
+                content=slow_body(),
+                headers={"Content-Range": f"0-{end}", "Content-Type": "application/octet-stream"},
+            )
+        )
+        await asyncio.wait_for(entered.wait(), 10)
+        await asyncio.sleep(0.2)  # let the slow request claim the upload
+        racer = await client.patch(
+            location,
+            content=second_half,
+            headers={"Content-Range": f"0-{len(second_half) - 1}"},
+        )
+        assert racer.status_code == 416
+        assert racer.headers["range"] == "0-0"
+        release.set()
+        winner = await slow
+        assert winner.status_code == 202, winner.text
+        assert winner.headers["range"] == f"0-{end}"
+        # The loser may continue from where the winner left off.
+        follow = await client.patch(
+            location,
+            content=second_half,
+            headers={"Content-Range": f"{end + 1}-{end + len(second_half)}"},
+        )
+        assert follow.status_code == 202
+        whole = first_half + second_half
+        done = await client.put(location, params={"digest": digest_of(whole)})
+        assert done.status_code == 201, done.text
+        blob = await client.get(f"/v2/{unique_repo}/blobs/{digest_of(whole)}")
+        assert blob.content == whole
+
+
+async def test_client_disconnect_mid_chunk_loses_nothing(app: Starlette, unique_repo: str) -> None:
+    data = os.urandom(200 * 1024)
+
+    class Cut(Exception):
+        pass
+
+    async def broken_body() -> AsyncIterator[bytes]:
+        yield data[:50_000]
+        raise Cut
+
+    async with make_client(app, ("admin", ADMIN_PASSWORD)) as client:
+        start = await client.post(f"/v2/{unique_repo}/blobs/uploads/")
+        location = start.headers["location"]
+        first = await client.patch(location, content=data[:100_000])
+        assert first.status_code == 202
+        with contextlib.suppress(Cut, httpx.HTTPError):
+            await client.patch(
+                location, content=broken_body(), headers={"Content-Range": "100000-199999"}
+            )
+        status = await client.get(location)
+        assert status.status_code == 204
+        assert status.headers["range"] == "0-99999"
+        rest = await client.patch(
+            location, content=data[100_000:], headers={"Content-Range": f"100000-{len(data) - 1}"}
+        )
+        assert rest.status_code == 202
+        done = await client.put(location, params={"digest": digest_of(data)})
+        assert done.status_code == 201
+        assert (await client.get(f"/v2/{unique_repo}/blobs/{digest_of(data)}")).content == data
