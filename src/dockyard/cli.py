@@ -14,15 +14,13 @@ import click
 from dockyard.db.engine import Database
 from dockyard.errors import AppError, ConfigurationError
 from dockyard.logs import configure_logging
-from dockyard.settings import CONFIG_FILE_ENV, Settings, load_settings
+from dockyard.settings import Settings, load_settings
 from dockyard.system.bootstrap import BootstrapReport, prepare
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
-    if config is not None:
-        os.environ[CONFIG_FILE_ENV] = str(config)
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(config, **overrides)
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +94,9 @@ def serve(config: Path | None, **options: Any) -> None:
     overrides = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None
     }
+    if config is not None:
+        overrides["config_file"] = str(config)
+    # Workers are new processes: they rebuild the same settings from this.
     os.environ[SERVE_SETTINGS_ENV] = json.dumps(overrides)
     click.echo(f"Dockyard serving the registry at {settings.public_url}", err=True)
     server = Server(

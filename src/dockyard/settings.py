@@ -7,6 +7,7 @@ message saying which setting is wrong and what would be right.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dockyard.errors import ConfigurationError
 
 CONFIG_FILE_ENV = "DOCKYARD_CONFIG"
+# The YAML file of the settings being built now (set by ``load_settings``).
+_config_file: ContextVar[str | None] = ContextVar("dockyard_config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -127,7 +130,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         return None, field_name, False  # unused: __call__ returns the whole mapping
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get(CONFIG_FILE_ENV)
+        path = _config_file.get() or os.environ.get(CONFIG_FILE_ENV)
         if not path:
             return {}
         return read_config_file(Path(path))
@@ -149,8 +152,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings, turning validation errors into one readable message."""
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable message.
+
+    ``config_file`` (else ``DOCKYARD_CONFIG``) names the YAML file; ``overrides``
+    win over everything else.
+    """
+    token = _config_file.set(str(config_file) if config_file else None)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -162,3 +170,5 @@ def load_settings(**overrides: Any) -> Settings:
             "invalid settings (from --config, DOCKYARD_* variables or options):\n"
             + "\n".join(lines)
         ) from None
+    finally:
+        _config_file.reset(token)
