@@ -17,12 +17,15 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+
+from dockyard.db import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -39,7 +42,12 @@ def async_url(url: str) -> str:
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    # Writers go through aiosqlite's thread (BEGIN IMMEDIATE may wait for a lock);
+    # readers run inline on the loop, which under WAL never waits (see sqlite_inline).
+    extra: dict[str, Any] = {} if immediate else {"module": sqlite_inline.dbapi()}
+    engine = create_async_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **extra
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -90,6 +98,12 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         async with self._read_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A bare read connection, without the ORM session's cost (hot paths)."""
+        async with self.read_engine.connect() as conn:
+            yield conn
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

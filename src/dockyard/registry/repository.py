@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dockyard.db.base import utcnow
 from dockyard.db.engine import insert_ignore
@@ -21,6 +21,9 @@ from dockyard.registry.models import (
     RepositoryBlob,
     Tag,
 )
+
+# Read-only lookups take a session or a bare connection (cheaper on hot paths).
+Executor = AsyncSession | AsyncConnection
 
 
 async def find_repository(session: AsyncSession, name: str) -> Repository | None:
@@ -190,30 +193,46 @@ async def find_artifact(session: AsyncSession, repository_id: int, digest: str) 
     return result.scalar_one_or_none()
 
 
-async def find_manifest_by_tag(
-    session: AsyncSession, repository: str, tag: str
-) -> tuple[str, str] | None:
+# The pull path's lookups are built once, with bound parameters: building a
+# statement costs more than running it on an indexed table.
+_MANIFEST_BY_TAG = (
+    select(Artifact.digest, Artifact.manifest_media_type)
+    .join(Tag, Tag.artifact_id == Artifact.id)
+    .join(Repository, Repository.repository_id == Tag.repository_id)
+    .where(Repository.name == bindparam("repository"), Tag.name == bindparam("tag"))
+)
+_MANIFEST_BY_DIGEST = (
+    select(Artifact.digest, Artifact.manifest_media_type)
+    .join(Repository, Repository.repository_id == Artifact.repository_id)
+    .where(Repository.name == bindparam("repository"), Artifact.digest == bindparam("digest"))
+)
+_LINKED_BLOB_SIZE = (
+    select(Blob.size)
+    .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+    .join(Repository, Repository.repository_id == RepositoryBlob.repository_id)
+    .where(Repository.name == bindparam("repository"), Blob.digest == bindparam("digest"))
+)
+
+
+async def find_manifest_by_tag(db: Executor, repository: str, tag: str) -> tuple[str, str] | None:
     """(digest, manifest media type) of the manifest ``tag`` points at."""
-    result = await session.execute(
-        select(Artifact.digest, Artifact.manifest_media_type)
-        .join(Tag, Tag.artifact_id == Artifact.id)
-        .join(Repository, Repository.repository_id == Tag.repository_id)
-        .where(Repository.name == repository, Tag.name == tag)
-    )
+    result = await db.execute(_MANIFEST_BY_TAG, {"repository": repository, "tag": tag})
     row = result.first()
     return (row[0], row[1]) if row is not None else None
 
 
 async def find_manifest_by_digest(
-    session: AsyncSession, repository: str, digest: str
+    db: Executor, repository: str, digest: str
 ) -> tuple[str, str] | None:
-    result = await session.execute(
-        select(Artifact.digest, Artifact.manifest_media_type)
-        .join(Repository, Repository.repository_id == Artifact.repository_id)
-        .where(Repository.name == repository, Artifact.digest == digest)
-    )
+    result = await db.execute(_MANIFEST_BY_DIGEST, {"repository": repository, "digest": digest})
     row = result.first()
     return (row[0], row[1]) if row is not None else None
+
+
+async def find_linked_blob_size(db: Executor, repository: str, digest: str) -> int | None:
+    """The blob's size when ``repository`` may read it."""
+    result = await db.execute(_LINKED_BLOB_SIZE, {"repository": repository, "digest": digest})
+    return result.scalar_one_or_none()
 
 
 async def artifacts_by_digest(

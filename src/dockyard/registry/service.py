@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
@@ -52,6 +53,8 @@ from dockyard.storage import Storage, blob_key
 UPLOAD_LEASE = timedelta(minutes=10)
 _MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
 _HASHERS_KEPT = 4096
+# What start_upload hands out (hex) with room to spare; anything else names no upload.
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 # Config media types that name a Harbor artifact type.
 _ARTIFACT_TYPES = {
@@ -136,6 +139,19 @@ class RegistryService:
             raise NameUnknownError(f"repository {name} is not known to the registry")
         return found
 
+    async def _find_upload(
+        self, session: AsyncSession, repository: str, upload_id: str
+    ) -> BlobUpload:
+        # The shape check keeps bytes such as NUL, which PostgreSQL refuses, out of the query.
+        upload = (
+            await repo.find_upload(session, upload_id, repository)
+            if _UPLOAD_ID.fullmatch(upload_id)
+            else None
+        )
+        if upload is None:
+            raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
+        return upload
+
     def _remember_hasher(self, upload_id: str, offset: int, hasher: Hasher) -> None:
         self._hashers[upload_id] = (offset, hasher)
         self._hashers.move_to_end(upload_id)
@@ -146,11 +162,11 @@ class RegistryService:
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         parsed = Digest.parse(digest)
-        async with self.db.read() as session:
-            blob = await repo.find_linked_blob(session, repository, str(parsed))
-        if blob is None:
+        async with self.db.read_connection() as conn:
+            size = await repo.find_linked_blob_size(conn, repository, str(parsed))
+        if size is None:
             raise BlobUnknownError(f"blob {parsed} is not in repository {repository}")
-        return BlobInfo(blob.digest, blob.size, blob_key(blob.digest))
+        return BlobInfo(str(parsed), size, blob_key(str(parsed)))
 
     def blob_path(self, blob: BlobInfo) -> Path | None:
         return self.storage.local_path(blob.key)
@@ -200,16 +216,12 @@ class RegistryService:
 
     async def upload_status(self, repository: str, upload_id: str) -> UploadStatus:
         async with self.db.read() as session:
-            upload = await repo.find_upload(session, upload_id, repository)
-        if upload is None:
-            raise BlobUploadUnknownError(f"upload {upload_id} is not known in {repository}")
+            upload = await self._find_upload(session, repository, upload_id)
         return UploadStatus(upload.id, upload.size)
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
         async with self.db.write() as session:
-            upload = await repo.find_upload(session, upload_id, repository)
-            if upload is None:
-                raise BlobUploadUnknownError(f"upload {upload_id} is not known in {repository}")
+            upload = await self._find_upload(session, repository, upload_id)
             state = json.loads(upload.state)
             await repo.delete_upload(session, upload_id)
         self._hashers.pop(upload_id, None)
@@ -232,9 +244,7 @@ class RegistryService:
         self, repository: str, upload_id: str, start: int | None
     ) -> tuple[dict[str, Any], int]:
         async with self.db.write() as session:
-            upload = await repo.find_upload(session, upload_id, repository)
-            if upload is None:
-                raise BlobUploadUnknownError(f"upload {upload_id} is not known in {repository}")
+            upload = await self._find_upload(session, repository, upload_id)
             if start is not None and start != upload.size:
                 raise UploadRangeError(
                     f"chunk starts at byte {start} but the upload holds {upload.size} bytes",
@@ -363,14 +373,17 @@ class RegistryService:
     # --- manifests ------------------------------------------------------------------
 
     async def get_manifest(self, repository: str, reference: str) -> ManifestContent:
-        async with self.db.read() as session:
+        async with self.db.read_connection() as conn:
             if is_digest(reference):
                 digest = str(Digest.parse(reference))
-                found = await repo.find_manifest_by_digest(session, repository, digest)
+                found = await repo.find_manifest_by_digest(conn, repository, digest)
             else:
                 validate_tag(reference)
-                found = await repo.find_manifest_by_tag(session, repository, reference)
-            if found is None and await repo.find_repository(session, repository) is None:
+                found = await repo.find_manifest_by_tag(conn, repository, reference)
+        if found is None:
+            async with self.db.read() as session:
+                missing_repo = await repo.find_repository(session, repository) is None
+            if missing_repo:
                 raise NameUnknownError(f"repository {repository} is not known to the registry")
         if found is None:
             raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")
@@ -532,6 +545,8 @@ class RegistryService:
         self, repository: str, subject: str, artifact_type: str | None
     ) -> list[dict[str, Any]]:
         digest = str(Digest.parse(subject))
+        if artifact_type is not None and "\x00" in artifact_type:
+            return []  # stored artifact types never hold NUL (and PostgreSQL refuses it)
         async with self.db.read() as session:
             found = await repo.referrers(session, repository, digest, artifact_type)
         out = []
