@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import time
 
@@ -47,6 +49,10 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", header_bytes)]
             elif message["type"] == "http.response.body":
                 sent_bytes += len(message.get("body", b""))
+            elif message["type"] == "http.response.pathsend":
+                # The server sends the file itself; count it for the access log.
+                with contextlib.suppress(OSError):
+                    sent_bytes += os.stat(message["path"]).st_size
             await send(message)
 
         try:

@@ -7,7 +7,6 @@ Handlers are named for the spec's operations and cite their endpoint ids
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -81,10 +80,10 @@ async def _caller(request: Request, state: AppState) -> Caller:
 def _basic_credentials(value: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
         raise UnauthorizedError("malformed Basic credentials") from None
     username, sep, password = decoded.partition(":")
-    if not sep or not username:
+    if not sep or not username or "\x00" in decoded:
         raise UnauthorizedError("malformed Basic credentials")
     return username, password
 
@@ -194,7 +193,7 @@ def _content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise SizeInvalidError("Content-Length must be a non-negative integer")
     return int(value)
 
@@ -232,18 +231,27 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 def _page(request: Request) -> tuple[int | None, str | None]:
     raw_n = request.query_params.get("n")
     last = request.query_params.get("last") or None
+    if last is not None and "\x00" in last:
+        raise PaginationInvalidError("last must not contain NUL characters")
     if raw_n is None or raw_n == "":
         return None, last
-    if not raw_n.isdigit():
+    if not (raw_n.isascii() and raw_n.isdigit()):
         raise PaginationInvalidError(f"n must be a non-negative integer, not {raw_n[:20]!r}")
     return min(int(raw_n), _MAX_PAGE), last
 
 
-def _next_link(path: str, n: int | None, items: list[str]) -> dict[str, str]:
-    if n is None or n == 0 or len(items) < n:
-        return {}
+def _one_more(n: int | None) -> int | None:
+    """The page size to ask the service for: one beyond ``n``, to learn if a next page exists."""
+    return None if n is None else n + 1
+
+
+def _next_link(path: str, n: int | None, items: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The page (``items`` fetched with :func:`_one_more`) and its ``Link`` header, if any."""
+    if n is None or len(items) <= n:
+        return items, {}
+    items = items[:n]
     query = urlencode({"n": n, "last": items[-1]})
-    return {"Link": f'<{path}?{query}>; rel="next"'}
+    return items, {"Link": f'<{path}?{query}>; rel="next"'}
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -287,9 +295,13 @@ async def catalog(request: Request) -> Response:
         return oci_error_response(
             UnauthorizedError("authentication required"), _request_id(request), headers
         )
-    n, last = _page(request)
-    names = [] if n == 0 else await state.registry.catalog(n, last)
-    headers = {**API_VERSION_HEADER, **_next_link("/v2/_catalog", n, names)}
+    try:
+        n, last = _page(request)
+    except PaginationInvalidError as exc:  # no dispatch() around this route to render it
+        return oci_error_response(exc, _request_id(request))
+    names = [] if n == 0 else await state.registry.catalog(_one_more(n), last)
+    names, link = _next_link("/v2/_catalog", n, names)
+    headers = {**API_VERSION_HEADER, **link}
     return JSONResponse({"repositories": names}, headers=headers)
 
 
@@ -467,10 +479,11 @@ async def list_tags(request: Request, name: str, params: dict[str, str]) -> Resp
     state = get_state(request)
     await _authorize(request, state, name, ("pull",))
     n, last = _page(request)
-    tags = await state.registry.list_tags(name, n, last)
+    tags = await state.registry.list_tags(name, _one_more(n), last)
     if n == 0:
         tags = []
-    headers = {**API_VERSION_HEADER, **_next_link(f"/v2/{name}/tags/list", n, tags)}
+    tags, link = _next_link(f"/v2/{name}/tags/list", n, tags)
+    headers = {**API_VERSION_HEADER, **link}
     return JSONResponse({"name": name, "tags": tags}, headers=headers)
 
 
@@ -511,9 +524,19 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, Handler]], ...] = (
 )
 
 
+# Paths with routes of their own, reaching ``dispatch`` only with a method they lack.
+_FIXED_PATHS = {"": "GET, HEAD", "_catalog": "GET"}
+
+
 async def dispatch(request: Request) -> Response:
     path = request.path_params["path"]
     request_id = _request_id(request)
+    if path in _FIXED_PATHS:
+        return oci_error_response(
+            MethodNotAllowedError(f"{request.method} is not supported here"),
+            request_id,
+            {"Allow": _FIXED_PATHS[path]},
+        )
     for pattern, handlers in _ROUTES:
         match = pattern.fullmatch(path)
         if match is None:

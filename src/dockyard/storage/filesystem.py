@@ -6,10 +6,11 @@ place, so a reader sees all of an object or nothing. Uploads grow in place at
 ``<root>/uploads/<id>`` and are renamed into ``blobs/`` when complete.
 
 Blocking file I/O runs in worker threads (``anyio.to_thread``). An append
-gathers incoming chunks into batches of a few MiB and hands each to a worker
-thread that writes it at its offset and passes it to ``observe`` (hashing
-releases the GIL), while the event loop gathers the next batch. No fsync per
-chunk: an upload is fsynced once, when it completes.
+gathers incoming chunks into batches of a few MiB; a worker thread writes each
+batch at its offset while another passes it to ``observe`` (hashing releases
+the GIL) and the event loop gathers the next one, so receiving, copying into
+the page cache and hashing use all cores. No fsync per chunk: an upload is
+fsynced once, when it completes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import anyio
 from anyio import to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dockyard.errors import (
     BlobUploadInvalidError,
@@ -254,7 +256,7 @@ class FilesystemStorage(Storage):
         fd, tmp = self._mktemp()
         try:
             try:
-                _put(fd, [data], 0, None)
+                _put(fd, [data], 0)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -277,31 +279,39 @@ async def _pump(
 ) -> int:
     """Write ``chunks`` to ``fd`` from ``offset``; return how many bytes were written.
 
-    A pipeline of two: this task gathers the next batch of chunks while a
-    worker thread writes (and observes) the previous one. Errors of the file
-    become storage errors; errors of ``chunks`` pass as they are.
+    A pipeline: this task gathers chunks into batches; one worker thread writes
+    each batch at its offset while another passes it to ``observe``, both in
+    order. Errors of the file become storage errors; errors of ``chunks`` and
+    ``observe`` pass as they are.
     """
-    send, receive = anyio.create_memory_object_stream[list[bytes]](1)
     written = 0
 
-    async def drain() -> None:
+    async def write(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
         nonlocal written
-        async with receive:
-            async for buffers in receive:
+        async with batches:
+            async for buffers in batches:
                 with _translate(key, missing=False):
-                    written += await to_thread.run_sync(
-                        _put, fd, buffers, offset + written, observe
-                    )
+                    written += await to_thread.run_sync(_put, fd, buffers, offset + written)
 
+    async def watch(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
+        async with batches:
+            async for buffers in batches:
+                await to_thread.run_sync(_observe, observe, buffers)
+
+    to_write, writes = anyio.create_memory_object_stream[list[bytes]](1)
+    to_watch, watches = anyio.create_memory_object_stream[list[bytes]](1)
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(drain)
-            async with send, contextlib.aclosing(_batches(chunks, limit)) as batches:
+            tasks.start_soon(write, writes)
+            tasks.start_soon(watch, watches)
+            async with to_write, to_watch, contextlib.aclosing(_batches(chunks, limit)) as batches:
                 async for buffers in batches:
-                    await send.send(buffers)
+                    await to_write.send(buffers)
+                    if observe is not None:
+                        await to_watch.send(buffers)
     except BaseExceptionGroup as group:
-        # One real failure (the stream's or the file's) propagates as itself; a
-        # writer that failed makes the sender see a broken stream, which is noise.
+        # One real failure (the stream's, the file's or observe's) propagates as
+        # itself; a stage that failed makes the sender see a broken stream: noise.
         real = [e for e in group.exceptions if not isinstance(e, anyio.BrokenResourceError)]
         if len(real) == 1:
             raise real[0] from None
@@ -336,18 +346,21 @@ def _coalesce(parts: list[bytes]) -> list[bytes]:
     return parts if len(parts) <= _MAX_PARTS else [b"".join(parts)]
 
 
-def _put(fd: int, buffers: list[bytes], position: int, observe: Hasher | None) -> int:
-    """Write ``buffers`` at ``position``, then observe them; return the byte count."""
+def _put(fd: int, buffers: list[bytes], position: int) -> int:
+    """Write ``buffers`` at ``position``; return the byte count."""
     total = sum(map(len, buffers))
     done = os.pwritev(fd, buffers, position)
     if done < total:  # a short write: rare, finish the rest piece by piece
         data = memoryview(b"".join(buffers))
         while done < total:
             done += os.pwrite(fd, data[done:], position + done)
+    return total
+
+
+def _observe(observe: Hasher | None, buffers: list[bytes]) -> None:
     if observe is not None:
         for buffer in buffers:
             observe(buffer)
-    return total
 
 
 def _open_regular(path: str) -> int:
