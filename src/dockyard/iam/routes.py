@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -11,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dockyard.errors import AppError, BadRequestError, UnauthorizedError
+from dockyard.http.auth import BearerToken, parse_authorization
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.state import client_address, get_state
 from dockyard.iam import repository as users
@@ -25,20 +24,10 @@ def _request_id(request: Request) -> str:
 
 
 def _basic(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
-        if header:
-            raise UnauthorizedError("the token service takes Basic credentials or none")
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise UnauthorizedError("malformed Basic credentials") from None
-    username, sep, password = decoded.partition(":")
-    if not sep or not username:
-        raise UnauthorizedError("malformed Basic credentials")
-    return username, password
+    credentials = parse_authorization(request.headers.get("authorization"))
+    if isinstance(credentials, BearerToken):
+        raise UnauthorizedError("the token service takes Basic credentials or none")
+    return (credentials.username, credentials.password) if credentials else None
 
 
 def _token_body(token: str, expires_in: int, issued_at: str) -> dict[str, object]:

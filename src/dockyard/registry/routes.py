@@ -6,7 +6,6 @@ Handlers are named for the spec's operations and cite their endpoint ids
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from dockyard.errors import (
     SizeInvalidError,
     UnauthorizedError,
 )
+from dockyard.http.auth import BasicCredentials, BearerToken, parse_authorization
 from dockyard.http.errors import oci_error_response
 from dockyard.http.state import AppState, base_url, client_address, get_state
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
@@ -41,6 +41,8 @@ from dockyard.registry.service import BlobInfo, UploadRangeError, UploadStatus
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _MAX_PAGE = 10_000
+# A refused request's unread body up to this size is drained to keep the connection.
+_DRAIN_LIMIT = 1024 * 1024
 _REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
 
 Handler = Callable[[Request, str, dict[str, str]], Awaitable[Response]]
@@ -63,29 +65,15 @@ class _AccessRefused(Exception):
 
 
 async def _caller(request: Request, state: AppState) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer" and value:
-        return Caller(ANONYMOUS, state.tokens.verify(value.strip()))
-    if scheme == "basic" and value:
-        username, password = _basic_credentials(value)
-        principal = await state.identity.authenticate(username, password, client_address(request))
+    credentials = parse_authorization(request.headers.get("authorization"))
+    if isinstance(credentials, BearerToken):
+        return Caller(ANONYMOUS, state.tokens.verify(credentials.token))
+    if isinstance(credentials, BasicCredentials):
+        principal = await state.identity.authenticate(
+            credentials.username, credentials.password, client_address(request)
+        )
         return Caller(principal)
-    if header:
-        raise UnauthorizedError("unsupported Authorization scheme; use Basic or Bearer")
     return Caller(ANONYMOUS)
-
-
-def _basic_credentials(value: str) -> tuple[str, str]:
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
-        raise UnauthorizedError("malformed Basic credentials") from None
-    username, sep, password = decoded.partition(":")
-    if not sep or not username or "\x00" in decoded:
-        raise UnauthorizedError("malformed Basic credentials")
-    return username, password
 
 
 def _challenge(request: Request, state: AppState, scope: str | None, error: str | None) -> str:
@@ -206,10 +194,13 @@ def _has_body(request: Request) -> bool:
 
 
 async def _body_stream(request: Request) -> AsyncIterator[bytes]:
+    state = request.scope.setdefault("state", {})
+    state["body"] = "started"
     try:
         async for chunk in request.stream():
             if chunk:
                 yield chunk
+        state["body"] = "read"
     except ClientDisconnect:
         raise SizeInvalidError("the client closed the connection before the body ended") from None
 
@@ -553,17 +544,53 @@ async def dispatch(request: Request) -> Response:
             name = validate_repository_name(params.pop("name"))
             return await handler(request, name, params)
         except _AccessRefused as refused:
-            return refused.response
+            return await _without_unread_body(request, refused.response)
         except UploadRangeError as exc:
             status = UploadStatus(exc.upload_id, exc.size)
-            return oci_error_response(
-                exc, request_id, _upload_headers(request, get_state(request), name, status)
-            )
+            headers = _upload_headers(request, get_state(request), name, status)
+            return await _without_unread_body(request, oci_error_response(exc, request_id, headers))
         except AppError as exc:
-            return oci_error_response(exc, request_id)
+            return await _without_unread_body(request, oci_error_response(exc, request_id))
     return oci_error_response(
         EndpointNotFoundError(f"no registry endpoint at /v2/{quote(path)[:200]}"), request_id
     )
+
+
+async def _without_unread_body(request: Request, response: Response) -> Response:
+    """Keep the connection usable after an early error answer.
+
+    A request refused before its body was read leaves the body on the wire.
+    A small one is read and dropped so the client may reuse the connection; a
+    large one (a refused 1 GiB push) is not worth reading: the connection is
+    closed instead, and the response says so.
+    """
+    progress = request.scope.get("state", {}).get("body")
+    if progress == "started":  # cut short midway: the rest cannot be skipped cheaply
+        response.headers["Connection"] = "close"
+        return response
+    if progress == "read" or not _has_unread_body(request):
+        return response
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
+        response.headers["Connection"] = "close"
+        return response
+    drained = 0
+    try:
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > _DRAIN_LIMIT:
+                response.headers["Connection"] = "close"
+                break
+    except (RuntimeError, ClientDisconnect):  # consumed meanwhile, or the client left
+        pass
+    return response
+
+
+def _has_unread_body(request: Request) -> bool:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        return declared != "0"
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
 
 
 def registry_routes() -> list[BaseRoute]:
