@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -56,8 +57,12 @@ class DockyardServer:
         port: int | None = None,
         startup_timeout: float = 60.0,
         extra_args: Sequence[str] = (),
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.host = "127.0.0.1"
+        self.tls = tls
+        if tls is not None:
+            extra_args = (*extra_args, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
         self.port = port or free_port(self.host)
         self.admin_password = admin_password
         self.database_url = database_url
@@ -81,7 +86,8 @@ class DockyardServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123``."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def registry(self) -> str:
@@ -258,7 +264,10 @@ class DockyardServer:
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         last_error = "no answer yet"
-        with httpx.Client(timeout=2.0) as client:
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
+        )
+        with httpx.Client(timeout=2.0, verify=verify) as client:
             while time.monotonic() < deadline:
                 process = self._process
                 if process is None or process.poll() is not None:
