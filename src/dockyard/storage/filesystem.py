@@ -6,11 +6,10 @@ place, so a reader sees all of an object or nothing. Uploads grow in place at
 ``<root>/uploads/<id>`` and are renamed into ``blobs/`` when complete.
 
 Blocking file I/O runs in worker threads (``anyio.to_thread``). An append
-gathers incoming chunks into batches of a few MiB; a worker thread writes each
-batch at its offset while another passes it to ``observe`` (hashing releases
-the GIL) and the event loop gathers the next one, so receiving, copying into
-the page cache and hashing use all cores. No fsync per chunk: an upload is
-fsynced once, when it completes.
+gathers incoming chunks into batches of a few MiB and hands each to a worker
+thread that writes it at its offset and passes it to ``observe`` (hashing
+releases the GIL), while the event loop gathers the next batch. No fsync per
+chunk: an upload is fsynced once, when it completes.
 """
 
 from __future__ import annotations
@@ -256,7 +255,7 @@ class FilesystemStorage(Storage):
         fd, tmp = self._mktemp()
         try:
             try:
-                _put(fd, [data], 0)
+                _put(fd, [data], 0, None)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -279,43 +278,38 @@ async def _pump(
 ) -> int:
     """Write ``chunks`` to ``fd`` from ``offset``; return how many bytes were written.
 
-    A pipeline: this task gathers chunks into batches; one worker thread writes
-    each batch at its offset while another passes it to ``observe``, both in
-    order. Errors of the file become storage errors; errors of ``chunks`` and
-    ``observe`` pass as they are.
+    A pipeline of two: this task gathers the next batch of chunks while a
+    worker thread writes the previous one at its offset and then passes it to
+    ``observe``. Errors of the file become storage errors; errors of ``chunks``
+    and ``observe`` pass as they are.
     """
     written = 0
 
-    async def write(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
+    async def drain(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
         nonlocal written
         async with batches:
             async for buffers in batches:
                 with _translate(key, missing=False):
-                    written += await to_thread.run_sync(_put, fd, buffers, offset + written)
+                    written += await to_thread.run_sync(
+                        _put, fd, buffers, offset + written, observe
+                    )
 
-    async def watch(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
-        async with batches:
-            async for buffers in batches:
-                await to_thread.run_sync(_observe, observe, buffers)
-
-    to_write, writes = anyio.create_memory_object_stream[list[bytes]](1)
-    to_watch, watches = anyio.create_memory_object_stream[list[bytes]](1)
+    to_drain, batches = anyio.create_memory_object_stream[list[bytes]](1)
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(write, writes)
-            tasks.start_soon(watch, watches)
-            async with to_write, to_watch, contextlib.aclosing(_batches(chunks, limit)) as batches:
-                async for buffers in batches:
-                    await to_write.send(buffers)
-                    if observe is not None:
-                        await to_watch.send(buffers)
+            tasks.start_soon(drain, batches)
+            async with to_drain, contextlib.aclosing(_batches(chunks, limit)) as gathered:
+                async for buffers in gathered:
+                    await to_drain.send(buffers)
     except BaseExceptionGroup as group:
-        # One real failure (the stream's, the file's or observe's) propagates as
-        # itself; a stage that failed makes the sender see a broken stream: noise.
+        # One real failure (the stream's or the writer's) propagates as itself; a
+        # writer that failed makes the sender see a broken stream, which is noise.
         real = [e for e in group.exceptions if not isinstance(e, anyio.BrokenResourceError)]
         if len(real) == 1:
             raise real[0] from None
         raise
+    finally:
+        batches.close()  # already closed by drain(), unless it never started
     return written
 
 
@@ -346,21 +340,18 @@ def _coalesce(parts: list[bytes]) -> list[bytes]:
     return parts if len(parts) <= _MAX_PARTS else [b"".join(parts)]
 
 
-def _put(fd: int, buffers: list[bytes], position: int) -> int:
-    """Write ``buffers`` at ``position``; return the byte count."""
+def _put(fd: int, buffers: list[bytes], position: int, observe: Hasher | None) -> int:
+    """Write ``buffers`` at ``position``, then observe them; return the byte count."""
     total = sum(map(len, buffers))
     done = os.pwritev(fd, buffers, position)
     if done < total:  # a short write: rare, finish the rest piece by piece
         data = memoryview(b"".join(buffers))
         while done < total:
             done += os.pwrite(fd, data[done:], position + done)
-    return total
-
-
-def _observe(observe: Hasher | None, buffers: list[bytes]) -> None:
     if observe is not None:
         for buffer in buffers:
             observe(buffer)
+    return total
 
 
 def _open_regular(path: str) -> int:

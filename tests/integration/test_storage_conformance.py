@@ -1,0 +1,638 @@
+"""The storage-driver contract, run against every driver.
+
+Each test takes the ``driver`` fixture, which is parametrized over
+``DRIVER_FACTORIES``; a new driver joins by adding its factory there and must
+pass every test unchanged. Only the contract of ``dockyard.storage.base`` is
+used here, except in :func:`residue`, which asks each driver for its leftovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dockyard.errors import (
+    BlobUploadInvalidError,
+    ObjectNotFoundError,
+    SizeInvalidError,
+    StorageError,
+)
+from dockyard.storage import FilesystemStorage, Storage, blob_key
+
+MiB = 1 << 20
+
+
+@asynccontextmanager
+async def filesystem_driver(tmp_path: Path) -> AsyncIterator[Storage]:
+    yield FilesystemStorage(tmp_path / "storage")
+
+
+DriverFactory = Callable[[Path], AbstractAsyncContextManager[Storage]]
+
+DRIVER_FACTORIES: list[Any] = [
+    pytest.param(filesystem_driver, id="filesystem"),
+    # The S3 driver (obstore against a SeaweedFS bucket per test) plugs in here:
+    # pytest.param(s3_driver, id="s3"),
+]
+
+
+@pytest.fixture(params=DRIVER_FACTORIES)
+async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    factory: DriverFactory = request.param
+    async with factory(tmp_path) as storage:
+        yield storage
+
+
+def residue(driver: Storage) -> list[str]:
+    """What a driver keeps besides its objects: temporary files, pending parts."""
+    if isinstance(driver, FilesystemStorage):
+        return sorted(os.listdir(driver.root / "_tmp"))
+    # The S3 driver will answer with its pending multipart uploads outside uploads/.
+    raise NotImplementedError(f"no residue check for {driver!r}")
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+class Boom(Exception):
+    """The stream's own failure, which must pass through the driver unchanged."""
+
+
+async def stream(data: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), chunk):
+        yield data[start : start + chunk]
+
+
+async def ragged(data: bytes, seed: int = 0) -> AsyncIterator[bytes]:
+    """``data`` in chunks of random sizes, some empty."""
+    rng = random.Random(seed)
+    start = 0
+    while start < len(data):
+        size = rng.choice([0, 1, 7, 4096, 65536, 300_000, MiB + 3])
+        yield data[start : start + size]
+        start += size
+
+
+async def failing(data: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+    async for part in stream(data, chunk):
+        yield part
+    raise Boom
+
+
+async def collect(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([part async for part in chunks])
+
+
+async def keys(driver: Storage, prefix: str) -> list[str]:
+    return sorted([key async for key in driver.list(prefix)])
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def blob(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+# --- plain objects -------------------------------------------------------------------
+
+
+async def test_write_then_read_stat(driver: Storage) -> None:
+    data = blob(3 * MiB + 5, 1)
+    key = blob_key(digest_of(data))
+    before = datetime.now(UTC) - timedelta(seconds=5)
+
+    assert await driver.write(key, ragged(data)) == len(data)
+
+    info = await driver.stat(key)
+    assert info is not None
+    assert (info.key, info.size) == (key, len(data))
+    assert info.modified.tzinfo is not None
+    assert info.modified.utcoffset() == timedelta(0)
+    assert before <= info.modified <= datetime.now(UTC) + timedelta(seconds=5)
+    assert await collect(driver.read(key)) == data
+    assert await driver.read_bytes(key) == data
+    assert residue(driver) == []
+
+
+async def test_empty_object(driver: Storage) -> None:
+    assert await driver.write("blobs/empty", stream(b"")) == 0
+    info = await driver.stat("blobs/empty")
+    assert info is not None
+    assert info.size == 0
+    assert await collect(driver.read("blobs/empty")) == b""
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [
+        (0, None),
+        (0, 0),
+        (1, None),
+        (MiB - 1, 2),  # across a read chunk
+        (MiB, MiB),
+        (10, 2 * MiB + 10),
+        (2 * MiB, None),
+        (2 * MiB + 9, 100),  # runs past the end
+        (2 * MiB + 10, None),  # at the end
+        (5 * MiB, None),  # beyond the end
+        (5 * MiB, 7),
+    ],
+)
+async def test_read_range(driver: Storage, offset: int, length: int | None) -> None:
+    data = blob(2 * MiB + 10, 2)
+    await driver.write_bytes("blobs/range", data)
+    end = None if length is None else offset + length
+    assert await collect(driver.read("blobs/range", offset, length)) == data[offset:end]
+
+
+async def test_read_refuses_negative_range(driver: Storage) -> None:
+    await driver.write_bytes("blobs/x", b"abc")
+    with pytest.raises(ValueError, match="range"):
+        await collect(driver.read("blobs/x", -1))
+    with pytest.raises(ValueError, match="range"):
+        await collect(driver.read("blobs/x", 0, -1))
+
+
+async def test_a_reader_keeps_its_object_while_it_is_replaced(driver: Storage) -> None:
+    old, new = blob(3 * MiB, 20), blob(3 * MiB, 21)
+    await driver.write_bytes("blobs/moving", old)
+    reader = driver.read("blobs/moving")
+    first = await anext(reader)
+    await driver.write_bytes("blobs/moving", new)
+    assert first + await collect(reader) == old
+    assert await driver.read_bytes("blobs/moving") == new
+
+
+async def test_missing_object(driver: Storage) -> None:
+    assert await driver.stat("blobs/missing") is None
+    with pytest.raises(ObjectNotFoundError):
+        await collect(driver.read("blobs/missing"))
+    with pytest.raises(ObjectNotFoundError):
+        await driver.read_bytes("blobs/missing")
+    assert driver.local_path("blobs/missing") is None
+
+
+async def test_a_key_prefix_is_not_an_object(driver: Storage) -> None:
+    await driver.write_bytes("blobs/dir/leaf", b"leaf")
+    assert await driver.stat("blobs/dir") is None
+    with pytest.raises(ObjectNotFoundError):
+        await driver.read_bytes("blobs/dir")
+    assert await driver.delete("blobs/dir") is False
+    assert await driver.read_bytes("blobs/dir/leaf") == b"leaf"
+
+
+async def test_write_bytes_replaces(driver: Storage) -> None:
+    await driver.write_bytes("manifests/m", b"first")
+    await driver.write_bytes("manifests/m", b"second, longer")
+    assert await driver.read_bytes("manifests/m") == b"second, longer"
+    assert residue(driver) == []
+
+
+async def test_delete_is_idempotent(driver: Storage) -> None:
+    await driver.write_bytes("blobs/d", b"x")
+    assert await driver.delete("blobs/d") is True
+    assert await driver.delete("blobs/d") is False
+    assert await driver.stat("blobs/d") is None
+
+
+async def test_move(driver: Storage) -> None:
+    await driver.write_bytes("a/src", b"moved")
+    await driver.write_bytes("b/dst", b"old")
+    await driver.move("a/src", "b/dst")
+    assert await driver.stat("a/src") is None
+    assert await driver.read_bytes("b/dst") == b"moved"
+    await driver.move("b/dst", "c/d/e")  # into a new "directory"
+    assert await driver.read_bytes("c/d/e") == b"moved"
+    with pytest.raises(ObjectNotFoundError):
+        await driver.move("a/src", "b/other")
+    assert await driver.stat("b/other") is None
+
+
+async def test_list_by_prefix(driver: Storage) -> None:
+    written = [
+        "blobs/sha256/ab/abc",
+        "blobs/sha256/ab/abd",
+        "blobs/sha256/cd/cde",
+        "blobs/sha512/ab/ab1",
+        "blobsx/other",
+        "manifests/m",
+    ]
+    for key in written:
+        await driver.write_bytes(key, key.encode())
+
+    assert await keys(driver, "") == sorted(written)
+    assert await keys(driver, "blobs/") == written[:4]
+    assert await keys(driver, "blobs") == written[:5]
+    assert await keys(driver, "blobs/sha256/") == written[:3]
+    assert await keys(driver, "blobs/sha256/a") == written[:2]
+    assert await keys(driver, "blobs/sha256/ab/abd") == ["blobs/sha256/ab/abd"]
+    assert await keys(driver, "nothing/") == []
+    assert await keys(driver, "blobs/sha256/ab/abc/") == []
+
+
+async def test_list_many(driver: Storage) -> None:
+    written = sorted(f"blobs/k/{i:05d}" for i in range(600))  # several pages
+    await asyncio.gather(*(driver.write_bytes(key, b"") for key in written))
+    assert await keys(driver, "blobs/k/") == written
+
+
+async def test_failed_write_leaves_nothing(driver: Storage) -> None:
+    with pytest.raises(Boom):
+        await driver.write("blobs/partial", failing(blob(5 * MiB, 3)))
+    assert await driver.stat("blobs/partial") is None
+    assert await keys(driver, "") == []
+    assert residue(driver) == []
+
+
+async def test_failed_write_keeps_the_old_object(driver: Storage) -> None:
+    await driver.write_bytes("blobs/kept", b"old")
+    with pytest.raises(Boom):
+        await driver.write("blobs/kept", failing(blob(3 * MiB, 4)))
+    assert await driver.read_bytes("blobs/kept") == b"old"
+    assert residue(driver) == []
+
+
+async def test_cancelled_write_leaves_nothing(driver: Storage) -> None:
+    with anyio.CancelScope() as scope:
+
+        async def cut() -> AsyncIterator[bytes]:
+            yield blob(3 * MiB, 5)
+            scope.cancel()
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+
+        await driver.write("blobs/cut", cut())
+    assert scope.cancelled_caught
+    assert await driver.stat("blobs/cut") is None
+    assert residue(driver) == []
+
+
+async def test_local_path_and_redirect(driver: Storage) -> None:
+    await driver.write_bytes("blobs/p", b"payload")
+    path = driver.local_path("blobs/p")
+    if path is not None:
+        assert path.read_bytes() == b"payload"
+    url = await driver.redirect_url("blobs/p", 60)
+    assert url is None or url.startswith(("http://", "https://"))
+
+
+# --- uploads ----------------------------------------------------------------------
+
+
+async def test_upload_in_chunks(driver: Storage) -> None:
+    data = blob(5 * MiB + 123, 6)
+    pieces = [data[: 2 * MiB], data[2 * MiB : 2 * MiB + 1], data[2 * MiB + 1 :]]
+
+    state = await driver.begin("u1")
+    assert await driver.upload_size(state) == 0
+    size = 0
+    for piece in pieces:
+        state, size = await driver.append(state, size, ragged(piece, size))
+        assert await driver.upload_size(state) == size
+    assert size == len(data)
+
+    assert await collect(driver.read_upload(state)) == data
+    assert await collect(driver.read_upload(state, MiB, 10)) == data[MiB : MiB + 10]
+
+    key = blob_key(digest_of(data))
+    await driver.complete(state, key, len(data))
+    assert await collect(driver.read(key)) == data
+    with pytest.raises(ObjectNotFoundError):
+        await driver.upload_size(state)
+    assert await keys(driver, "uploads/") == []
+    assert residue(driver) == []
+
+
+async def test_upload_state_is_json(driver: Storage) -> None:
+    import json
+
+    state = await driver.begin("json-state")
+    state, _ = await driver.append(state, 0, stream(b"abc"))
+    state = json.loads(json.dumps(state))
+    assert await driver.upload_size(state) == 3
+    await driver.abort(state)
+
+
+async def test_empty_upload(driver: Storage) -> None:
+    state = await driver.begin("empty")
+    state, size = await driver.append(state, 0, stream(b""))
+    assert size == 0
+    key = blob_key(digest_of(b""))
+    await driver.complete(state, key)
+    assert await driver.read_bytes(key) == b""
+
+
+async def test_abort_is_idempotent(driver: Storage) -> None:
+    state = await driver.begin("gone")
+    state, _ = await driver.append(state, 0, stream(b"data"))
+    await driver.abort(state)
+    await driver.abort(state)
+    with pytest.raises(ObjectNotFoundError):
+        await driver.upload_size(state)
+    with pytest.raises(ObjectNotFoundError):
+        await driver.append(state, 0, stream(b"more"))
+    with pytest.raises(ObjectNotFoundError):
+        await driver.complete(state, "blobs/never")
+    assert await driver.stat("blobs/never") is None
+
+
+async def test_append_failure_leaves_size_unchanged(driver: Storage) -> None:
+    head = blob(MiB + 1, 7)
+    state = await driver.begin("fails")
+    state, size = await driver.append(state, 0, stream(head))
+
+    with pytest.raises(Boom):
+        await driver.append(state, size, failing(blob(5 * MiB, 8)))
+    assert await driver.upload_size(state) == size
+    assert await collect(driver.read_upload(state)) == head
+
+
+async def test_append_at_stale_offset_overwrites(driver: Storage) -> None:
+    """An append the caller never committed (say, a node died before its DB
+    commit) leaves bytes past the committed offset; the next append overwrites
+    them and the object ends where that append ends."""
+    head, lost, tail = blob(3 * MiB, 9), blob(5 * MiB, 10), blob(MiB + 7, 11)
+    state = await driver.begin("stale")
+    state, committed = await driver.append(state, 0, stream(head))
+    await driver.append(state, committed, stream(lost))  # never committed
+
+    state, size = await driver.append(state, committed, ragged(tail))
+    assert size == len(head) + len(tail)
+    assert await driver.upload_size(state) == size
+    assert await collect(driver.read_upload(state)) == head + tail
+
+
+async def test_append_past_the_end_is_refused(driver: Storage) -> None:
+    state = await driver.begin("gap")
+    state, size = await driver.append(state, 0, stream(b"abc"))
+    with pytest.raises(BlobUploadInvalidError):
+        await driver.append(state, size + 1, stream(b"def"))
+    assert await collect(driver.read_upload(state)) == b"abc"
+
+
+async def test_cancelled_append_leaves_size_unchanged(driver: Storage) -> None:
+    state = await driver.begin("cancelled")
+    state, size = await driver.append(state, 0, stream(b"kept"))
+    with anyio.CancelScope() as scope:
+
+        async def cut() -> AsyncIterator[bytes]:
+            yield blob(3 * MiB, 12)
+            scope.cancel()
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+
+        await driver.append(state, size, cut())
+    assert scope.cancelled_caught
+    assert await collect(driver.read_upload(state)) == b"kept"
+
+
+@pytest.mark.parametrize("sent", [0, 1, 3 * MiB])
+async def test_append_limit(driver: Storage, sent: int) -> None:
+    limit = 2 * MiB
+    state = await driver.begin("limited")
+    state, size = await driver.append(state, 0, stream(b"xyz"))
+
+    state, size = await driver.append(state, size, stream(blob(limit, 13)), limit=limit)
+    assert size == 3 + limit  # exactly the limit is fine
+
+    with pytest.raises(SizeInvalidError):
+        await driver.append(state, size, stream(blob(limit + 1 + sent, 14)), limit=limit)
+    assert await driver.upload_size(state) == size
+
+
+async def test_observe_sees_every_byte_in_order(driver: Storage) -> None:
+    data = blob(7 * MiB + 11, 15)
+    hasher = hashlib.sha256()
+    seen: list[bytes] = []
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+
+    def observe(buffer: bytes) -> None:
+        hasher.update(buffer)
+        seen.append(bytes(buffer))
+        threads.add(threading.get_ident())
+
+    state = await driver.begin("observed")
+    state, size = await driver.append(state, 0, ragged(data[:MiB], 1), observe)
+    state, size = await driver.append(state, size, ragged(data[MiB:], 2), observe)
+
+    assert b"".join(seen) == data
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert loop_thread not in threads  # hashing happens off the event loop
+
+
+async def test_observe_failure_leaves_size_unchanged(driver: Storage) -> None:
+    state = await driver.begin("observe-fails")
+    state, size = await driver.append(state, 0, stream(b"kept"))
+
+    def observe(buffer: bytes) -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await driver.append(state, size, stream(blob(5 * MiB, 18)), observe)
+    assert await collect(driver.read_upload(state)) == b"kept"
+
+
+async def test_complete_truncates_to_expected_size(driver: Storage) -> None:
+    state = await driver.begin("trunc")
+    state, _ = await driver.append(state, 0, stream(b"0123456789"))
+    await driver.complete(state, "blobs/trunc", 4)
+    assert await driver.read_bytes("blobs/trunc") == b"0123"
+
+
+async def test_complete_refuses_a_short_upload(driver: Storage) -> None:
+    state = await driver.begin("short")
+    state, _ = await driver.append(state, 0, stream(b"0123"))
+    with pytest.raises(BlobUploadInvalidError):
+        await driver.complete(state, "blobs/short", 5)
+    assert await driver.stat("blobs/short") is None
+
+
+async def test_complete_onto_existing_key(driver: Storage) -> None:
+    data = blob(MiB, 16)
+    key = blob_key(digest_of(data))
+    await driver.write_bytes(key, data)
+
+    state = await driver.begin("dup")
+    state, size = await driver.append(state, 0, stream(data))
+    await driver.complete(state, key, size)
+
+    assert await driver.read_bytes(key) == data
+    assert await keys(driver, "uploads/") == []
+
+
+async def test_concurrent_completes_to_one_key(driver: Storage) -> None:
+    data = blob(MiB + 17, 17)
+    key = blob_key(digest_of(data))
+    states = []
+    for i in range(20):
+        state = await driver.begin(f"race-{i}")
+        state, _ = await driver.append(state, 0, stream(data))
+        states.append(state)
+
+    await asyncio.gather(*(driver.complete(state, key, len(data)) for state in states))
+
+    assert await keys(driver, "") == [key]
+    assert await driver.read_bytes(key) == data
+    assert residue(driver) == []
+
+
+async def test_large_streamed_upload_hashes_correctly(driver: Storage) -> None:
+    data = os.urandom(64 * MiB)
+    hasher = hashlib.sha256()
+    state = await driver.begin("big")
+    half = 40 * MiB + 1
+    state, size = await driver.append(state, 0, stream(data[:half]), hasher.update)
+    state, size = await driver.append(state, size, stream(data[half:]), hasher.update)
+    assert size == len(data)
+    digest = "sha256:" + hasher.hexdigest()
+    assert digest == digest_of(data)
+
+    key = blob_key(digest)
+    await driver.complete(state, key, size)
+    reread = hashlib.sha256()
+    async for part in driver.read(key):
+        reread.update(part)
+    assert reread.hexdigest() == hasher.hexdigest()
+
+
+# --- keys that must never reach storage ---------------------------------------------
+
+HOSTILE_KEYS = [
+    "",
+    "/etc/passwd",
+    "../outside",
+    "blobs/../../outside",
+    "blobs/..",
+    "blobs/./x",
+    ".",
+    "blobs//x",
+    "blobs/",
+    "blobs\\..\\x",
+    "blobs/x\0y",
+    "_tmp/x",
+]
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+async def test_hostile_keys_are_refused(driver: Storage, key: str) -> None:
+    await driver.write_bytes("blobs/ok", b"ok")
+    state = await driver.begin("hostile")
+
+    calls: Iterable[Callable[[], Any]] = [
+        lambda: driver.stat(key),
+        lambda: driver.read_bytes(key),
+        lambda: collect(driver.read(key)),
+        lambda: driver.write(key, stream(b"x")),
+        lambda: driver.write_bytes(key, b"x"),
+        lambda: driver.delete(key),
+        lambda: driver.move("blobs/ok", key),
+        lambda: driver.move(key, "blobs/ok2"),
+        lambda: driver.redirect_url(key, 60),
+        lambda: driver.complete(state, key),
+        lambda: driver.upload_size({"key": key}),
+        lambda: driver.append({"key": key}, 0, stream(b"x")),
+        lambda: driver.abort({"key": key}),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"(?i)invalid|reserved|upload state"):
+            await call()
+    with pytest.raises(ValueError, match=r"invalid|reserved"):
+        driver.local_path(key)
+
+    assert await driver.read_bytes("blobs/ok") == b"ok"
+    assert await driver.upload_size(state) == 0
+    assert await keys(driver, "") == ["blobs/ok", "uploads/hostile"]
+
+
+@pytest.mark.parametrize("prefix", ["/", "/etc", "../", "blobs/../", "a//", "a\\b", "_tmp/"])
+async def test_hostile_prefixes_are_refused(driver: Storage, prefix: str) -> None:
+    with pytest.raises(ValueError, match=r"invalid|reserved"):
+        await keys(driver, prefix)
+
+
+@pytest.mark.parametrize("upload_id", ["", "../x", "a/b", "a.b", "a b", "x" * 129])
+async def test_hostile_upload_ids_are_refused(driver: Storage, upload_id: str) -> None:
+    with pytest.raises(ValueError, match="upload id"):
+        await driver.begin(upload_id)
+
+
+# --- the filesystem driver's own promises --------------------------------------------
+
+
+def test_filesystem_keys_map_under_the_root(tmp_path: Path) -> None:
+    storage = FilesystemStorage(tmp_path / "new" / "root")  # created when missing
+    assert (tmp_path / "new" / "root").is_dir()
+    assert storage.local_path("blobs/x") is None
+
+
+async def test_filesystem_local_path(tmp_path: Path) -> None:
+    storage = FilesystemStorage(tmp_path)
+    await storage.write_bytes("blobs/sha256/ab/abc", b"bytes")
+    assert storage.local_path("blobs/sha256/ab/abc") == tmp_path / "blobs/sha256/ab/abc"
+    assert storage.local_path("blobs/sha256/ab") is None  # a directory is not an object
+    assert await storage.redirect_url("blobs/sha256/ab/abc", 60) is None
+
+
+async def test_filesystem_disk_errors_become_storage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = FilesystemStorage(tmp_path)
+    state = await storage.begin("full")
+    state, size = await storage.append(state, 0, stream(b"kept"))
+
+    def disk_full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwritev", disk_full)
+    with pytest.raises(StorageError, match="No space left"):
+        await storage.append(state, size, stream(blob(3 * MiB, 19)))
+    with pytest.raises(StorageError, match="No space left"):
+        await storage.write("blobs/full", stream(blob(3 * MiB, 19)))
+    monkeypatch.undo()
+
+    assert await collect(storage.read_upload(state)) == b"kept"
+    assert await storage.stat("blobs/full") is None
+    assert residue(storage) == []
+
+
+async def test_filesystem_observes_on_the_writing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = FilesystemStorage(tmp_path)
+    events: list[tuple[str, int]] = []
+    pwritev = os.pwritev
+
+    def recording_pwritev(fd: int, buffers: list[bytes], offset: int) -> int:
+        events.append(("write", threading.get_ident()))
+        return pwritev(fd, buffers, offset)
+
+    def observe(buffer: bytes) -> None:
+        events.append(("observe", threading.get_ident()))
+
+    monkeypatch.setattr(os, "pwritev", recording_pwritev)
+    state = await storage.begin("threads")
+    await storage.append(state, 0, stream(blob(9 * MiB, 22)), observe)
+
+    assert events[0][0] == "write"
+    assert sum(kind == "write" for kind, _ in events) > 1
+    writer = 0
+    for kind, thread in events:
+        if kind == "write":
+            writer = thread
+        assert thread == writer  # each buffer is observed by the thread that wrote it
+        assert thread != threading.get_ident()  # and not on the event loop
