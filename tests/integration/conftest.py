@@ -66,9 +66,23 @@ def state(app: Starlette) -> AppState:
     return result
 
 
+async def _refuse_5xx(response: httpx.Response) -> None:
+    """Whatever a test sends, Dockyard never answers with a server error."""
+    assert response.status_code < 500, (
+        f"{response.request.method} {response.request.url} answered {response.status_code}"
+    )
+
+
 def make_client(app: Starlette, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
+    """An in-process client; every response it receives is checked to be below 500."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-    return httpx.AsyncClient(transport=transport, base_url=BASE_URL, auth=auth, timeout=30)
+    return httpx.AsyncClient(
+        transport=transport,
+        base_url=BASE_URL,
+        auth=auth,
+        timeout=30,
+        event_hooks={"response": [_refuse_5xx]},
+    )
 
 
 @pytest.fixture

@@ -132,6 +132,9 @@ async def test_client_disconnect_mid_chunk_loses_nothing(app: Starlette, unique_
         location = start.headers["location"]
         first = await client.patch(location, content=data[:100_000])
         assert first.status_code == 202
+        # In process, the body's failure surfaces inside the app as an unknown
+        # error (a real server reports a disconnect); only what is kept matters.
+        client.event_hooks["response"] = []
         with contextlib.suppress(Cut, httpx.HTTPError):
             await client.patch(
                 location, content=broken_body(), headers={"Content-Range": "100000-199999"}

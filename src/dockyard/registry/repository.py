@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -301,12 +302,24 @@ async def delete_artifact(session: AsyncSession, artifact: Artifact) -> None:
         await session.execute(delete(ArtifactBlob).where(ArtifactBlob.digest_af == artifact.digest))
 
 
+def _bytewise(session: AsyncSession, column: Any) -> Any:
+    """The column compared byte by byte (the spec's lexical order), whatever the collation.
+
+    SQLite's default BINARY collation already is; PostgreSQL's depends on the
+    database's locale, so it is asked for "C" explicitly.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return column.collate("C")
+    return column
+
+
 async def list_tags(
     session: AsyncSession, repository_id: int, limit: int | None, last: str | None
 ) -> list[str]:
-    query = select(Tag.name).where(Tag.repository_id == repository_id).order_by(Tag.name)
+    name = _bytewise(session, Tag.name)
+    query = select(Tag.name).where(Tag.repository_id == repository_id).order_by(name)
     if last:
-        query = query.where(Tag.name > last)
+        query = query.where(name > last)
     if limit is not None:
         query = query.limit(limit)
     return list((await session.execute(query)).scalars())
@@ -315,13 +328,14 @@ async def list_tags(
 async def list_repositories(
     session: AsyncSession, limit: int | None, last: str | None
 ) -> list[str]:
+    name = _bytewise(session, Repository.name)
     query = (
         select(Repository.name)
         .where(exists().where(Artifact.repository_id == Repository.repository_id))
-        .order_by(Repository.name)
+        .order_by(name)
     )
     if last:
-        query = query.where(Repository.name > last)
+        query = query.where(name > last)
     if limit is not None:
         query = query.limit(limit)
     return list((await session.execute(query)).scalars())

@@ -520,7 +520,9 @@ _FIXED_PATHS = {"": "GET, HEAD", "_catalog": "GET"}
 
 
 async def dispatch(request: Request) -> Response:
-    path = request.path_params["path"]
+    # From the raw scope: the route pattern's "$" would let a trailing newline
+    # (``…/manifests/v1%0A``) slip off the end of the path parameter.
+    path = request.scope["path"].removeprefix("/v2/")
     request_id = _request_id(request)
     if path in _FIXED_PATHS:
         return oci_error_response(

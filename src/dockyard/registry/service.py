@@ -40,6 +40,7 @@ from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
 from dockyard.oci.manifest import ParsedManifest, parse_manifest
 from dockyard.oci.names import split_repository, validate_tag
 from dockyard.projects import repository as projects
+from dockyard.projects.models import Project
 from dockyard.registry import repository as repo
 from dockyard.registry.models import (
     Artifact,
@@ -124,13 +125,7 @@ class RegistryService:
     # --- helpers ------------------------------------------------------------------
 
     async def _writable_repository(self, session: AsyncSession, name: str) -> Repository:
-        project_name, _ = split_repository(name)
-        project = await projects.find_project_by_name(session, project_name)
-        if project is None:
-            raise ProjectNotFoundError(
-                f"project {project_name} does not exist; create it first "
-                f"(`dockyard project create {project_name}`)"
-            )
+        project = await _project_of(session, name)
         return await repo.ensure_repository(session, name, project.project_id)
 
     async def _existing_repository(self, session: AsyncSession, name: str) -> Repository:
@@ -416,6 +411,18 @@ class RegistryService:
             raise DigestInvalidError(
                 f"the manifest's digest is {digest}, not {reference} as the URL says"
             )
+        # Refuse a manifest whose blobs are missing before writing anything;
+        # the write transaction checks again, as a blob may go meanwhile.
+        async with self.db.read() as session:
+            existing_repo = await repo.find_repository(session, repository)
+            if existing_repo is None:
+                await _project_of(session, repository)
+            await _check_references(
+                session,
+                existing_repo.repository_id if existing_repo else None,
+                repository,
+                parsed,
+            )
         # Bytes first (content-addressed, so a rolled-back push leaves only
         # garbage for GC), then the rows.
         key = blob_key(digest)
@@ -434,26 +441,7 @@ class RegistryService:
     ) -> Artifact:
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
-        have = await repo.linked_digests(
-            session, target.repository_id, [str(b.digest) for b in blobs]
-        )
-        for blob in blobs:
-            if str(blob.digest) not in have:
-                raise ManifestBlobUnknownError(
-                    f"blob {blob.digest} referenced by the manifest is not in {target.name}; "
-                    "push it first",
-                    detail={"digest": str(blob.digest)},
-                )
-        children = await repo.artifacts_by_digest(
-            session, target.repository_id, [str(m.digest) for m in parsed.manifests]
-        )
-        for child in parsed.manifests:
-            if str(child.digest) not in children:
-                raise ManifestBlobUnknownError(
-                    f"manifest {child.digest} listed by the index is not in {target.name}; "
-                    "push it first",
-                    detail={"digest": str(child.digest)},
-                )
+        children = await _check_references(session, target.repository_id, target.name, parsed)
         blob_id = await repo.ensure_blob(session, digest, parsed.size, parsed.media_type)
         await repo.link_blob(session, target, blob_id)
         existing = await repo.find_artifact(session, target.repository_id, digest)
@@ -529,6 +517,8 @@ class RegistryService:
                     "delete the index first"
                 )
             await repo.delete_artifact(session, artifact)
+            # The manifest's bytes were linked as a blob of the repository when pushed.
+            await repo.unlink_blob(session, repository, digest)
 
     # --- listings ---------------------------------------------------------------------
 
@@ -562,6 +552,48 @@ class RegistryService:
                 descriptor["annotations"] = json.loads(artifact.annotations)
             out.append(descriptor)
         return out
+
+
+async def _project_of(session: AsyncSession, repository: str) -> Project:
+    """The project a repository belongs in; refused clearly when it does not exist."""
+    project_name, _ = split_repository(repository)
+    project = await projects.find_project_by_name(session, project_name)
+    if project is None:
+        raise ProjectNotFoundError(
+            f"project {project_name} does not exist; create it first "
+            f"(`dockyard project create {project_name}`)"
+        )
+    return project
+
+
+async def _check_references(
+    session: AsyncSession, repository_id: int | None, repository: str, parsed: ParsedManifest
+) -> dict[str, Artifact]:
+    """Raise unless the repository holds every blob and child manifest ``parsed`` names.
+
+    Returns the index's children by digest.
+    """
+    wanted = [str(b.digest) for b in parsed.required_blobs]
+    have = await repo.linked_digests(session, repository_id, wanted) if repository_id else set()
+    for digest in wanted:
+        if digest not in have:
+            raise ManifestBlobUnknownError(
+                f"blob {digest} referenced by the manifest is not in {repository}; push it first",
+                detail={"digest": digest},
+            )
+    child_digests = [str(m.digest) for m in parsed.manifests]
+    children = (
+        await repo.artifacts_by_digest(session, repository_id, child_digests)
+        if repository_id
+        else {}
+    )
+    for digest in child_digests:
+        if digest not in children:
+            raise ManifestBlobUnknownError(
+                f"manifest {digest} listed by the index is not in {repository}; push it first",
+                detail={"digest": digest},
+            )
+    return children
 
 
 async def _shielded(coro: Any) -> None:
