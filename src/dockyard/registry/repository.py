@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dockyard.db.base import utcnow
-from dockyard.db.engine import insert_ignore
+from dockyard.db.engine import dialect_insert, insert_ignore
 from dockyard.registry.models import (
     Artifact,
     ArtifactBlob,
@@ -70,35 +71,36 @@ async def linked_digests(
 
 
 async def ensure_blob(session: AsyncSession, digest: str, size: int, content_type: str) -> int:
-    """The blob's id, inserting the row when this is its first copy."""
-    await session.execute(
-        insert_ignore(
-            session,
-            Blob,
-            {
-                "digest": digest,
-                "size": size,
-                "content_type": content_type,
-                "creation_time": utcnow(),
-                "update_time": utcnow(),
-                "status": "none",
-                "version": 0,
-            },
-            ["digest"],
+    """The blob's id: the row is inserted on its first copy, touched on later ones."""
+    now = utcnow()
+    statement = (
+        dialect_insert(session, Blob)
+        .values(
+            digest=digest,
+            size=size,
+            content_type=content_type,
+            creation_time=now,
+            update_time=now,
+            status="none",
+            version=0,
         )
+        .on_conflict_do_update(index_elements=["digest"], set_={"update_time": now})
+        .returning(Blob.id)
     )
-    blob_id = await session.scalar(select(Blob.id).where(Blob.digest == digest))
-    assert blob_id is not None
+    blob_id: int = (await session.execute(statement)).scalar_one()
     return blob_id
 
 
-async def link_blob(session: AsyncSession, repository: Repository, blob_id: int) -> None:
+async def link_blob(
+    session: AsyncSession, repository_id: int, project_id: int, blob_id: int
+) -> None:
+    """Let the repository read the blob, and count it in its project."""
     now = utcnow()
     await session.execute(
         insert_ignore(
             session,
             RepositoryBlob,
-            {"repository_id": repository.repository_id, "blob_id": blob_id, "creation_time": now},
+            {"repository_id": repository_id, "blob_id": blob_id, "creation_time": now},
             ["repository_id", "blob_id"],
         )
     )
@@ -106,10 +108,17 @@ async def link_blob(session: AsyncSession, repository: Repository, blob_id: int)
         insert_ignore(
             session,
             ProjectBlob,
-            {"project_id": repository.project_id, "blob_id": blob_id, "creation_time": now},
+            {"project_id": project_id, "blob_id": blob_id, "creation_time": now},
             ["project_id", "blob_id"],
         )
     )
+
+
+async def project_of_repository(session: AsyncSession, repository_id: int) -> int | None:
+    project_id: int | None = await session.scalar(
+        select(Repository.project_id).where(Repository.repository_id == repository_id)
+    )
+    return project_id
 
 
 async def link_artifact_blobs(session: AsyncSession, manifest: str, blobs: set[str]) -> None:
@@ -152,27 +161,56 @@ async def find_upload(session: AsyncSession, upload_id: str, repository: str) ->
     return result.scalar_one_or_none()
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedUpload:
+    size: int
+    state: str
+    repository_id: int
+
+
 async def claim_upload(
-    session: AsyncSession, upload_id: str, expected_size: int, lease_until: datetime
-) -> bool:
-    """Take the upload for one appender; False when another holds it or it moved on."""
+    session: AsyncSession,
+    upload_id: str,
+    repository: str,
+    start: int | None,
+    lease_until: datetime,
+) -> ClaimedUpload | None:
+    """Take the upload for one writer, in one statement.
+
+    None when it is unknown (in that repository), held by another writer, or
+    (with ``start``) not ``start`` bytes long.
+    """
     now = utcnow()
+    conditions = [
+        BlobUpload.id == upload_id,
+        BlobUpload.repository_id
+        == select(Repository.repository_id).where(Repository.name == repository).scalar_subquery(),
+        (BlobUpload.busy_until.is_(None)) | (BlobUpload.busy_until < now),
+    ]
+    if start is not None:
+        conditions.append(BlobUpload.size == start)
     result = await session.execute(
         update(BlobUpload)
-        .where(
-            BlobUpload.id == upload_id,
-            BlobUpload.size == expected_size,
-            (BlobUpload.busy_until.is_(None)) | (BlobUpload.busy_until < now),
-        )
+        .where(*conditions)
         .values(busy_until=lease_until)
+        .returning(BlobUpload.size, BlobUpload.state, BlobUpload.repository_id)
+        .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+    row = result.first()
+    return ClaimedUpload(row[0], row[1], row[2]) if row is not None else None
 
 
 async def release_upload(
-    session: AsyncSession, upload_id: str, *, size: int | None = None, state: str | None = None
+    session: AsyncSession,
+    upload_id: str,
+    *,
+    size: int | None = None,
+    state: str | None = None,
+    keep_claim: bool = False,
 ) -> None:
-    values: dict[str, object] = {"busy_until": None, "update_time": utcnow()}
+    values: dict[str, object] = {"update_time": utcnow()}
+    if not keep_claim:
+        values["busy_until"] = None
     if size is not None:
         values["size"] = size
     if state is not None:

@@ -125,6 +125,9 @@ class RegistryService:
     # --- helpers ------------------------------------------------------------------
 
     async def _writable_repository(self, session: AsyncSession, name: str) -> Repository:
+        found = await repo.find_repository(session, name)
+        if found is not None:
+            return found
         project = await _project_of(session, name)
         return await repo.ensure_repository(session, name, project.project_id)
 
@@ -188,24 +191,28 @@ class RegistryService:
             if blob is None:
                 return None
             target = await self._writable_repository(session, repository)
-            await repo.link_blob(session, target, blob.id)
+            await repo.link_blob(session, target.repository_id, target.project_id, blob.id)
         return BlobInfo(blob.digest, blob.size, blob_key(blob.digest))
 
     # --- uploads ----------------------------------------------------------------------
 
     async def start_upload(self, repository: str) -> UploadStatus:
         upload_id = secrets.token_hex(16)
-        async with self.db.write() as session:
-            target = await self._writable_repository(session, repository)
-            state = await self.storage.begin(upload_id)
-            session.add(
-                BlobUpload(
-                    id=upload_id,
-                    repository_id=target.repository_id,
-                    size=0,
-                    state=json.dumps(state),
+        state = await self.storage.begin(upload_id)
+        try:
+            async with self.db.write() as session:
+                target = await self._writable_repository(session, repository)
+                session.add(
+                    BlobUpload(
+                        id=upload_id,
+                        repository_id=target.repository_id,
+                        size=0,
+                        state=json.dumps(state),
+                    )
                 )
-            )
+        except BaseException:
+            await _shielded(self.storage.abort(state))
+            raise
         self._remember_hasher(upload_id, 0, new_hasher("sha256"))
         return UploadStatus(upload_id, 0)
 
@@ -231,28 +238,34 @@ class RegistryService:
         length: int | None = None,
     ) -> UploadStatus:
         """Append one chunk; ``start`` (from ``Content-Range``) must equal the upload's size."""
-        state, size = await self._claim(repository, upload_id, start)
-        new_size = await self._append_claimed(upload_id, state, size, chunks, length)
+        claim = await self._claim(repository, upload_id, start)
+        _, new_size = await self._append_claimed(
+            upload_id, json.loads(claim.state), claim.size, chunks, length
+        )
         return UploadStatus(upload_id, new_size)
 
     async def _claim(
         self, repository: str, upload_id: str, start: int | None
-    ) -> tuple[dict[str, Any], int]:
+    ) -> repo.ClaimedUpload:
+        """Take the upload for this request (``start``: the chunk's first byte)."""
         async with self.db.write() as session:
+            claim = (
+                await repo.claim_upload(
+                    session, upload_id, repository, start, utcnow() + UPLOAD_LEASE
+                )
+                if _UPLOAD_ID.fullmatch(upload_id)
+                else None
+            )
+            if claim is not None:
+                return claim
             upload = await self._find_upload(session, repository, upload_id)
-            if start is not None and start != upload.size:
-                raise UploadRangeError(
-                    f"chunk starts at byte {start} but the upload holds {upload.size} bytes",
-                    upload_id,
-                    upload.size,
-                )
-            if not await repo.claim_upload(
-                session, upload_id, upload.size, utcnow() + UPLOAD_LEASE
-            ):
-                raise UploadRangeError(
-                    "another request is writing to this upload", upload_id, upload.size
-                )
-            return json.loads(upload.state), upload.size
+        if start is not None and start != upload.size:
+            raise UploadRangeError(
+                f"chunk starts at byte {start} but the upload holds {upload.size} bytes",
+                upload_id,
+                upload.size,
+            )
+        raise UploadRangeError("another request is writing to this upload", upload_id, upload.size)
 
     async def _release(self, upload_id: str, **values: Any) -> None:
         async with self.db.write() as session:
@@ -265,7 +278,10 @@ class RegistryService:
         size: int,
         chunks: AsyncIterable[bytes],
         length: int | None,
-    ) -> int:
+        *,
+        keep_claim: bool = False,
+    ) -> tuple[dict[str, Any], int]:
+        """Stream a chunk into the claimed upload; returns its new (state, size)."""
         kept = self._hashers.pop(upload_id, None)
         hasher = kept[1] if kept is not None and kept[0] == size else None
         limit = None
@@ -284,10 +300,12 @@ class RegistryService:
             # seen bytes that are gone, so it is dropped.
             await _shielded(self._release(upload_id))
             raise
-        await self._release(upload_id, size=new_size, state=json.dumps(new_state))
+        await self._release(
+            upload_id, size=new_size, state=json.dumps(new_state), keep_claim=keep_claim
+        )
         if hasher is not None:
             self._remember_hasher(upload_id, new_size, hasher)
-        return new_size
+        return new_state, new_size
 
     async def complete_upload(
         self,
@@ -300,10 +318,12 @@ class RegistryService:
     ) -> BlobInfo:
         """Take the last chunk (if any), check the digest, and make the blob."""
         expected = Digest.parse(digest)
-        state, size = await self._claim(repository, upload_id, start)
+        claim = await self._claim(repository, upload_id, start)
+        state, size = json.loads(claim.state), claim.size
         if chunks is not None:
-            size = await self._append_claimed(upload_id, state, size, chunks, length)
-            state, size = await self._claim(repository, upload_id, None)
+            state, size = await self._append_claimed(
+                upload_id, state, size, chunks, length, keep_claim=True
+            )
         try:
             actual = await self._upload_digest(upload_id, state, size, expected.algorithm)
         except BaseException:
@@ -322,11 +342,13 @@ class RegistryService:
             await _shielded(self._release(upload_id))
             raise
         async with self.db.write() as session:
-            target = await self._writable_repository(session, repository)
+            project_id = await repo.project_of_repository(session, claim.repository_id)
+            if project_id is None:  # the repository went while the bytes were checked
+                raise BlobUploadUnknownError(f"repository {repository} no longer exists")
             blob_id = await repo.ensure_blob(
                 session, str(expected), size, "application/octet-stream"
             )
-            await repo.link_blob(session, target, blob_id)
+            await repo.link_blob(session, claim.repository_id, project_id, blob_id)
             await repo.delete_upload(session, upload_id)
         return BlobInfo(str(expected), size, key)
 
@@ -443,7 +465,7 @@ class RegistryService:
         blobs = parsed.required_blobs
         children = await _check_references(session, target.repository_id, target.name, parsed)
         blob_id = await repo.ensure_blob(session, digest, parsed.size, parsed.media_type)
-        await repo.link_blob(session, target, blob_id)
+        await repo.link_blob(session, target.repository_id, target.project_id, blob_id)
         existing = await repo.find_artifact(session, target.repository_id, digest)
         if existing is not None:
             return existing
