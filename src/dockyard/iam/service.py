@@ -83,12 +83,18 @@ class IdentityService:
             name = validate_repository_name(scope.name)
         except NameInvalidError:
             return set()
-        project_name, _ = split_repository(name)
         wanted = {a for a in scope.actions if a in _REPOSITORY_ACTIONS}
         if "*" in scope.actions:
             wanted = set(_REPOSITORY_ACTIONS)
-        if not wanted:
-            return set()
+        return await self.repository_actions(principal, name, wanted)
+
+    async def repository_actions(
+        self, principal: Principal, repository: str, wanted: set[str]
+    ) -> set[str]:
+        """Which of the Docker actions ``wanted`` (pull, push, delete) ``can`` allows."""
+        if not wanted or principal.sysadmin:
+            return wanted
+        project_name, _ = split_repository(repository)
         async with self.db.read() as session:
             facts = await projects.find_project_facts(session, project_name)
             if facts is None:

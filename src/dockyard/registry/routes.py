@@ -33,17 +33,15 @@ from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
 from dockyard.iam.tokens import TokenClaims
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.manifest import MAX_MANIFEST_BYTES
-from dockyard.oci.names import split_repository, validate_repository_name
+from dockyard.oci.names import validate_repository_name
 from dockyard.oci.ranges import format_upload_range, parse_content_range, parse_range_request
 from dockyard.oci.scope import format_challenge_scope
-from dockyard.projects import service as projects
 from dockyard.registry.service import BlobInfo, UploadRangeError, UploadStatus
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _MAX_PAGE = 10_000
 # A refused request's unread body up to this size is drained to keep the connection.
 _DRAIN_LIMIT = 1024 * 1024
-_REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
 
 Handler = Callable[[Request, str, dict[str, str]], Awaitable[Response]]
 
@@ -121,18 +119,8 @@ async def _authorize(
             )
         return caller
     principal = caller.principal
-    if principal.sysadmin:
-        return caller
-    project_name, _ = split_repository(name)
-    async with state.db.read() as session:
-        facts = await projects.find_project_facts(session, project_name)
-        context = (
-            await projects.project_context(session, principal, facts) if facts is not None else None
-        )
-    allowed = context is not None and all(
-        can(principal, _REPOSITORY_ACTIONS[a], Resource.REPOSITORY, context) for a in actions
-    )
-    if allowed:
+    allowed = await state.identity.repository_actions(principal, name, set(actions))
+    if allowed.issuperset(actions):
         return caller
     if principal.is_anonymous:
         raise _refuse_unauthenticated(
