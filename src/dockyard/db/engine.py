@@ -38,6 +38,7 @@ from sqlalchemy.orm import DeclarativeBase
 from dockyard.db import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_POOL_SIZE = 32
 
 
 def async_url(url: str) -> str:
@@ -56,6 +57,11 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         module=sqlite_inline.dbapi(),
+        # Opening a connection (and reading the schema) costs far more than a
+        # query; requests overlap while connections are handed back, so keep
+        # enough of them that none is opened per request.
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
