@@ -7,6 +7,10 @@ import json
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
+
+from dockyard.http.state import AppState
+from dockyard.registry.models import Blob, Repository
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -80,3 +84,20 @@ async def push_image(
 def error_code(response: httpx.Response) -> str:
     body = response.json()
     return str(body["errors"][0]["code"])
+
+
+async def rows_in_repository(state: AppState, model: Any, repo: str) -> int:
+    """How many rows of ``model`` (a table with ``repository_id``) belong to ``repo``."""
+    async with state.db.read() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(model)
+            .join(Repository, Repository.repository_id == model.repository_id)
+            .where(Repository.name == repo)
+        )
+    return int(count or 0)
+
+
+async def blob_row_exists(state: AppState, digest: str) -> bool:
+    async with state.db.read() as session:
+        return await session.scalar(select(Blob.id).where(Blob.digest == digest)) is not None

@@ -8,20 +8,21 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 from tests.integration.registry_helpers import (
     OCI_INDEX,
     OCI_LAYER,
     OCI_MANIFEST,
+    blob_row_exists,
     digest_of,
     error_code,
     image_manifest,
     push_blob,
     push_image,
+    rows_in_repository,
 )
 
 from dockyard.http.state import AppState
-from dockyard.registry.models import Artifact, Blob, Repository, Tag
+from dockyard.registry.models import Artifact, Tag
 from dockyard.storage import blob_key
 
 API_VERSION = "registry/2.0"
@@ -44,33 +45,6 @@ async def _put(
     )
 
 
-async def _artifacts(state: AppState, repo: str) -> int:
-    async with state.db.read() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(Artifact)
-            .join(Repository, Repository.repository_id == Artifact.repository_id)
-            .where(Repository.name == repo)
-        )
-    return int(count or 0)
-
-
-async def _tags(state: AppState, repo: str) -> int:
-    async with state.db.read() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(Tag)
-            .join(Repository, Repository.repository_id == Tag.repository_id)
-            .where(Repository.name == repo)
-        )
-    return int(count or 0)
-
-
-async def _blob_row_exists(state: AppState, digest: str) -> bool:
-    async with state.db.read() as session:
-        return await session.scalar(select(Blob.id).where(Blob.digest == digest)) is not None
-
-
 async def _assert_nothing_recorded(
     state: AppState, repo: str, digest: str, *, bytes_too: bool = True
 ) -> None:
@@ -79,9 +53,9 @@ async def _assert_nothing_recorded(
     A manifest refused only once the database is consulted (a missing blob) may
     leave its bytes behind: they are written before the rows, by design, for GC.
     """
-    assert await _artifacts(state, repo) == 0
-    assert await _tags(state, repo) == 0
-    assert not await _blob_row_exists(state, digest)
+    assert await rows_in_repository(state, Artifact, repo) == 0
+    assert await rows_in_repository(state, Tag, repo) == 0
+    assert not await blob_row_exists(state, digest)
     if bytes_too:
         assert await state.storage.stat(blob_key(digest)) is None
 
@@ -176,7 +150,7 @@ async def test_oci_manifest_by_digest_has_no_tag(
     assert response.status_code == 201
     assert response.headers["docker-content-digest"] == digest
     await _assert_served(admin, unique_repo, digest, body, OCI_MANIFEST)
-    assert await _tags(state, unique_repo) == 0
+    assert await rows_in_repository(state, Tag, unique_repo) == 0
     tags = await admin.get(f"/v2/{unique_repo}/tags/list")
     assert tags.json()["tags"] == []
 
@@ -331,7 +305,7 @@ async def test_manifest_with_blob_of_another_repository(
     response = await _put(admin, unique_repo, "stolen", body, OCI_MANIFEST)
     assert response.status_code == 400
     assert error_code(response) == "MANIFEST_BLOB_UNKNOWN"
-    assert await _artifacts(state, unique_repo) == 0
+    assert await rows_in_repository(state, Artifact, unique_repo) == 0
 
 
 async def test_index_with_missing_child(
@@ -340,13 +314,13 @@ async def test_index_with_missing_child(
     _, present = await push_image(admin, unique_repo, None)
     absent = b'{"schemaVersion": 2, "pretend": true}'
     index = _index(OCI_INDEX, [("amd64", present, OCI_MANIFEST), ("arm64", absent, OCI_MANIFEST)])
-    before = await _artifacts(state, unique_repo)
+    before = await rows_in_repository(state, Artifact, unique_repo)
     response = await _put(admin, unique_repo, "multi", index, OCI_INDEX)
     assert response.status_code == 400
     assert error_code(response) == "MANIFEST_BLOB_UNKNOWN"
     assert digest_of(absent) in response.json()["errors"][0]["message"]
-    assert await _artifacts(state, unique_repo) == before
-    assert await _tags(state, unique_repo) == 0
+    assert await rows_in_repository(state, Artifact, unique_repo) == before
+    assert await rows_in_repository(state, Tag, unique_repo) == 0
 
 
 @pytest.mark.parametrize(
@@ -402,7 +376,7 @@ async def test_content_type_disagrees_with_media_type(
     response = await _put(admin, unique_repo, "x", body, DOCKER_MANIFEST)
     assert response.status_code == 400
     assert error_code(response) == "MANIFEST_INVALID"
-    assert await _artifacts(state, unique_repo) == 0
+    assert await rows_in_repository(state, Artifact, unique_repo) == 0
 
 
 async def test_manifest_too_large(
@@ -440,7 +414,7 @@ async def test_invalid_tag(admin: httpx.AsyncClient, state: AppState, unique_rep
         assert error_code(response) in {"TAG_INVALID", "MANIFEST_INVALID"}
         got = await admin.get(f"/v2/{unique_repo}/manifests/{tag}")
         assert got.status_code in {400, 404}
-    assert await _artifacts(state, unique_repo) == 0
+    assert await rows_in_repository(state, Artifact, unique_repo) == 0
 
 
 async def test_anonymous_push_is_refused(
@@ -502,7 +476,7 @@ async def test_delete_by_tag_keeps_manifest(
     assert gone.status_code == 404
     assert error_code(gone) == "MANIFEST_UNKNOWN"
     await _assert_served(admin, unique_repo, digest, body, OCI_MANIFEST)
-    assert await _artifacts(state, unique_repo) == 1
+    assert await rows_in_repository(state, Artifact, unique_repo) == 1
 
 
 async def test_delete_by_digest_removes_manifest_and_tags(
@@ -519,7 +493,7 @@ async def test_delete_by_digest_removes_manifest_and_tags(
         assert error_code(gone) == "MANIFEST_UNKNOWN"
     tags = await admin.get(f"/v2/{unique_repo}/tags/list")
     assert tags.json()["tags"] == ["keep"]
-    assert await _artifacts(state, unique_repo) == 1
+    assert await rows_in_repository(state, Artifact, unique_repo) == 1
     assert (await admin.get(f"/v2/{unique_repo}/manifests/{keep}")).status_code == 200
     # Nor do the deleted manifest's bytes stay readable through the blob endpoint.
     as_blob = await admin.get(f"/v2/{unique_repo}/blobs/{digest}")
@@ -555,11 +529,11 @@ async def test_delete_child_of_index_conflicts(
     assert index_digest in message
     assert "index" in message
     assert (await admin.get(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 200
-    assert await _artifacts(state, unique_repo) == 2
+    assert await rows_in_repository(state, Artifact, unique_repo) == 2
 
     assert (await admin.delete(f"/v2/{unique_repo}/manifests/{index_digest}")).status_code == 202
     assert (await admin.delete(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 202
-    assert await _artifacts(state, unique_repo) == 0
+    assert await rows_in_repository(state, Artifact, unique_repo) == 0
 
 
 async def test_tag_moves_to_new_manifest(
@@ -570,7 +544,7 @@ async def test_tag_moves_to_new_manifest(
     assert first != second
     await _assert_served(admin, unique_repo, "latest", second_body, OCI_MANIFEST)
     await _assert_served(admin, unique_repo, first, first_body, OCI_MANIFEST)
-    assert await _tags(state, unique_repo) == 1
+    assert await rows_in_repository(state, Tag, unique_repo) == 1
     assert (await admin.get(f"/v2/{unique_repo}/tags/list")).json()["tags"] == ["latest"]
 
 

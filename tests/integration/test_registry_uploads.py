@@ -8,16 +8,21 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
-from tests.integration.registry_helpers import digest_of, error_code, push_blob
+from tests.integration.registry_helpers import (
+    blob_row_exists,
+    digest_of,
+    error_code,
+    push_blob,
+    rows_in_repository,
+)
 
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
 from dockyard.projects.service import create_project
-from dockyard.registry.models import Blob, BlobUpload, Repository
+from dockyard.registry.models import BlobUpload
 from dockyard.storage import blob_key
 
 API_VERSION = "registry/2.0"
@@ -33,30 +38,13 @@ async def _open(client: httpx.AsyncClient, repo: str) -> str:
     return httpx.URL(response.headers["location"]).path
 
 
-async def _uploads_in(state: AppState, repo: str) -> int:
-    async with state.db.read() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(BlobUpload)
-            .join(Repository, Repository.repository_id == BlobUpload.repository_id)
-            .where(Repository.name == repo)
-        )
-    return int(count or 0)
-
-
-async def _blob_row_exists(state: AppState, digest: str) -> bool:
-    async with state.db.read() as session:
-        found = await session.scalar(select(Blob.id).where(Blob.digest == digest))
-    return found is not None
-
-
 async def _assert_not_stored(
     client: httpx.AsyncClient, state: AppState, repo: str, digest: str
 ) -> None:
     assert (await client.get(f"/v2/{repo}/blobs/{digest}")).status_code == 404
-    assert not await _blob_row_exists(state, digest)
+    assert not await blob_row_exists(state, digest)
     assert await state.storage.stat(blob_key(digest)) is None
-    assert await _uploads_in(state, repo) == 0
+    assert await rows_in_repository(state, BlobUpload, repo) == 0
 
 
 def _assert_upload_headers(response: httpx.Response, repo: str, size: int) -> None:
@@ -85,7 +73,7 @@ async def test_monolithic_post(admin: httpx.AsyncClient, state: AppState, unique
     assert httpx.URL(response.headers["location"]).path == f"/v2/{unique_repo}/blobs/{digest}"
     assert response.headers["docker-distribution-api-version"] == API_VERSION
     assert (await admin.get(f"/v2/{unique_repo}/blobs/{digest}")).content == data
-    assert await _uploads_in(state, unique_repo) == 0
+    assert await rows_in_repository(state, BlobUpload, unique_repo) == 0
 
 
 async def test_monolithic_post_of_existing_blob(admin: httpx.AsyncClient, unique_repo: str) -> None:
@@ -114,7 +102,7 @@ async def test_post_then_put_with_body(
     assert put.headers["docker-content-digest"] == digest
     assert httpx.URL(put.headers["location"]).path == f"/v2/{unique_repo}/blobs/{digest}"
     assert (await admin.get(f"/v2/{unique_repo}/blobs/{digest}")).content == data
-    assert await _uploads_in(state, unique_repo) == 0
+    assert await rows_in_repository(state, BlobUpload, unique_repo) == 0
     gone = await admin.get(location)
     assert gone.status_code == 404
     assert error_code(gone) == "BLOB_UPLOAD_UNKNOWN"
@@ -240,7 +228,7 @@ async def test_cancel_upload(admin: httpx.AsyncClient, state: AppState, unique_r
     response = await admin.delete(location)
     assert response.status_code == 204
     assert response.headers["docker-distribution-api-version"] == API_VERSION
-    assert await _uploads_in(state, unique_repo) == 0
+    assert await rows_in_repository(state, BlobUpload, unique_repo) == 0
 
     for method in ("GET", "PATCH", "DELETE"):
         after = await admin.request(
@@ -251,7 +239,7 @@ async def test_cancel_upload(admin: httpx.AsyncClient, state: AppState, unique_r
     put = await admin.put(location, params={"digest": digest_of(b"partial")})
     assert put.status_code == 404
     assert error_code(put) == "BLOB_UPLOAD_UNKNOWN"
-    assert not await _blob_row_exists(state, digest_of(b"partial"))
+    assert not await blob_row_exists(state, digest_of(b"partial"))
 
 
 async def test_unknown_upload_id(admin: httpx.AsyncClient, unique_repo: str) -> None:
@@ -281,7 +269,7 @@ async def test_upload_belongs_to_its_repository(
     assert put.status_code == 404
     assert error_code(put) == "BLOB_UPLOAD_UNKNOWN"
     assert (await admin.delete(stolen)).status_code == 404
-    assert await _uploads_in(state, unique_repo) == 1
+    assert await rows_in_repository(state, BlobUpload, unique_repo) == 1
 
 
 # --- digests ---------------------------------------------------------------------------------
@@ -336,8 +324,9 @@ async def test_malformed_digest(
         )
         assert monolithic.status_code == 400, digest
         assert error_code(monolithic) == "DIGEST_INVALID"
-        assert await _uploads_in(state, unique_repo) == 1  # only the session below
-        assert not await _blob_row_exists(state, digest_of(data))
+        # only the session below is left
+        assert await rows_in_repository(state, BlobUpload, unique_repo) == 1
+        assert not await blob_row_exists(state, digest_of(data))
 
         close = await admin.put(location, params={"digest": digest})
         assert close.status_code == 400, digest
@@ -418,7 +407,7 @@ async def test_patch_shorter_than_content_range(
     # Nothing of the refused chunk was kept: the upload completes with the first 10 bytes.
     put = await admin.put(location, params={"digest": digest_of(b"a" * 10)})
     assert put.status_code == 201
-    assert await _uploads_in(state, unique_repo) == 0
+    assert await rows_in_repository(state, BlobUpload, unique_repo) == 0
 
 
 async def test_patch_shorter_than_content_length(
@@ -447,7 +436,7 @@ async def test_final_put_shorter_than_declared(
     assert response.status_code == 400
     assert error_code(response) == "SIZE_INVALID"
     assert (await admin.get(f"/v2/{unique_repo}/blobs/{digest}")).status_code == 404
-    assert not await _blob_row_exists(state, digest)
+    assert not await blob_row_exists(state, digest)
 
 
 async def test_bad_content_range(admin: httpx.AsyncClient, unique_repo: str) -> None:
@@ -482,7 +471,7 @@ async def test_mount_from_repository_that_has_the_blob(
     assert response.headers["docker-content-digest"] == digest
     assert httpx.URL(response.headers["location"]).path == f"/v2/{target}/blobs/{digest}"
     assert (await admin.get(f"/v2/{target}/blobs/{digest}")).content == data
-    assert await _uploads_in(state, target) == 0
+    assert await rows_in_repository(state, BlobUpload, target) == 0
 
 
 async def test_mount_falls_back_to_upload_when_source_lacks_blob(
