@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dockyard.db.base import utcnow
-from dockyard.db.engine import dialect_insert, insert_ignore
+from dockyard.db.engine import insert_ignore
 from dockyard.registry.models import (
     Artifact,
     ArtifactBlob,
@@ -72,22 +73,14 @@ async def linked_digests(
 
 async def ensure_blob(session: AsyncSession, digest: str, size: int, content_type: str) -> int:
     """The blob's id: the row is inserted on its first copy, touched on later ones."""
-    now = utcnow()
-    statement = (
-        dialect_insert(session, Blob)
-        .values(
-            digest=digest,
-            size=size,
-            content_type=content_type,
-            creation_time=now,
-            update_time=now,
-            status="none",
-            version=0,
-        )
-        .on_conflict_do_update(index_elements=["digest"], set_={"update_time": now})
-        .returning(Blob.id)
-    )
-    blob_id: int = (await session.execute(statement)).scalar_one()
+    statement = _upload_statements(session).upsert_blob
+    params = {
+        "v_digest": digest,
+        "v_size": size,
+        "v_content_type": content_type,
+        "v_now": utcnow(),
+    }
+    blob_id: int = (await session.execute(statement, params)).scalar_one()
     return blob_id
 
 
@@ -95,29 +88,21 @@ async def link_blob(
     session: AsyncSession, repository_id: int, project_id: int, blob_id: int
 ) -> None:
     """Let the repository read the blob, and count it in its project."""
+    statements = _upload_statements(session)
     now = utcnow()
     await session.execute(
-        insert_ignore(
-            session,
-            RepositoryBlob,
-            {"repository_id": repository_id, "blob_id": blob_id, "creation_time": now},
-            ["repository_id", "blob_id"],
-        )
+        statements.link_repository_blob,
+        {"v_repository_id": repository_id, "v_blob_id": blob_id, "v_now": now},
     )
     await session.execute(
-        insert_ignore(
-            session,
-            ProjectBlob,
-            {"project_id": project_id, "blob_id": blob_id, "creation_time": now},
-            ["project_id", "blob_id"],
-        )
+        statements.link_project_blob,
+        {"v_project_id": project_id, "v_blob_id": blob_id, "v_now": now},
     )
 
 
 async def project_of_repository(session: AsyncSession, repository_id: int) -> int | None:
-    project_id: int | None = await session.scalar(
-        select(Repository.project_id).where(Repository.repository_id == repository_id)
-    )
+    result = await session.execute(_PROJECT_OF_REPOSITORY, {"repository_id": repository_id})
+    project_id: int | None = result.scalar_one_or_none()
     return project_id
 
 
@@ -180,22 +165,16 @@ async def claim_upload(
     None when it is unknown (in that repository), held by another writer, or
     (with ``start``) not ``start`` bytes long.
     """
-    now = utcnow()
-    conditions = [
-        BlobUpload.id == upload_id,
-        BlobUpload.repository_id
-        == select(Repository.repository_id).where(Repository.name == repository).scalar_subquery(),
-        (BlobUpload.busy_until.is_(None)) | (BlobUpload.busy_until < now),
-    ]
-    if start is not None:
-        conditions.append(BlobUpload.size == start)
-    result = await session.execute(
-        update(BlobUpload)
-        .where(*conditions)
-        .values(busy_until=lease_until)
-        .returning(BlobUpload.size, BlobUpload.state, BlobUpload.repository_id)
-        .execution_options(synchronize_session=False)
-    )
+    params = {
+        "upload_id": upload_id,
+        "repository": repository,
+        "now": utcnow(),
+        "lease": lease_until,
+    }
+    if start is None:
+        result = await session.execute(_CLAIM_UPLOAD, params)
+    else:
+        result = await session.execute(_CLAIM_UPLOAD_AT, {**params, "expected_size": start})
     row = result.first()
     return ClaimedUpload(row[0], row[1], row[2]) if row is not None else None
 
@@ -208,18 +187,114 @@ async def release_upload(
     state: str | None = None,
     keep_claim: bool = False,
 ) -> None:
-    values: dict[str, object] = {"update_time": utcnow()}
-    if not keep_claim:
-        values["busy_until"] = None
-    if size is not None:
-        values["size"] = size
-    if state is not None:
-        values["state"] = state
-    await session.execute(update(BlobUpload).where(BlobUpload.id == upload_id).values(**values))
+    """Record the upload's new size and state; give up the claim unless ``keep_claim``."""
+    now = utcnow()
+    if size is None or state is None:
+        await session.execute(_RELEASE_UPLOAD, {"upload_id": upload_id, "now": now})
+        return
+    statement = _GROW_UPLOAD if keep_claim else _GROW_AND_RELEASE_UPLOAD
+    await session.execute(
+        statement, {"upload_id": upload_id, "now": now, "new_size": size, "new_state": state}
+    )
 
 
 async def delete_upload(session: AsyncSession, upload_id: str) -> None:
-    await session.execute(delete(BlobUpload).where(BlobUpload.id == upload_id))
+    await session.execute(_DELETE_UPLOAD, {"upload_id": upload_id})
+
+
+# The upload path's statements, built once: building a statement costs more
+# than running it, several times per pushed blob.
+_UPLOADS = cast(Table, BlobUpload.__table__)
+_REPOSITORIES = cast(Table, Repository.__table__)
+_REPOSITORY_ID_BY_NAME = (
+    select(_REPOSITORIES.c.repository_id)
+    .where(_REPOSITORIES.c.name == bindparam("repository"))
+    .scalar_subquery()
+)
+_CLAIMABLE = (
+    _UPLOADS.c.id == bindparam("upload_id"),
+    _UPLOADS.c.repository_id == _REPOSITORY_ID_BY_NAME,
+    _UPLOADS.c.busy_until.is_(None) | (_UPLOADS.c.busy_until < bindparam("now")),
+)
+_CLAIM_UPLOAD = (
+    update(_UPLOADS)
+    .where(*_CLAIMABLE)
+    .values(busy_until=bindparam("lease"))
+    .returning(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.repository_id)
+)
+_CLAIM_UPLOAD_AT = (
+    update(_UPLOADS)
+    .where(*_CLAIMABLE, _UPLOADS.c.size == bindparam("expected_size"))
+    .values(busy_until=bindparam("lease"))
+    .returning(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.repository_id)
+)
+_RELEASE_UPLOAD = (
+    update(_UPLOADS)
+    .where(_UPLOADS.c.id == bindparam("upload_id"))
+    .values(busy_until=None, update_time=bindparam("now"))
+)
+_GROW_UPLOAD = (
+    update(_UPLOADS)
+    .where(_UPLOADS.c.id == bindparam("upload_id"))
+    .values(size=bindparam("new_size"), state=bindparam("new_state"), update_time=bindparam("now"))
+)
+_GROW_AND_RELEASE_UPLOAD = _GROW_UPLOAD.values(busy_until=None)
+_DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
+_PROJECT_OF_REPOSITORY = select(_REPOSITORIES.c.project_id).where(
+    _REPOSITORIES.c.repository_id == bindparam("repository_id")
+)
+
+
+@dataclass(frozen=True)
+class _DialectStatements:
+    upsert_blob: Any
+    link_repository_blob: Any
+    link_project_blob: Any
+
+
+def _build_upload_statements(dialect: str) -> _DialectStatements:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    blobs = cast(Table, Blob.__table__)
+    upsert_blob = (
+        insert(blobs)
+        .values(
+            digest=bindparam("v_digest"),
+            size=bindparam("v_size"),
+            content_type=bindparam("v_content_type"),
+            creation_time=bindparam("v_now"),
+            update_time=bindparam("v_now"),
+            status="none",
+            version=0,
+        )
+        .on_conflict_do_update(index_elements=["digest"], set_={"update_time": bindparam("v_now")})
+        .returning(blobs.c.id)
+    )
+    link_repository_blob = (
+        insert(cast(Table, RepositoryBlob.__table__))
+        .values(
+            repository_id=bindparam("v_repository_id"),
+            blob_id=bindparam("v_blob_id"),
+            creation_time=bindparam("v_now"),
+        )
+        .on_conflict_do_nothing(index_elements=["repository_id", "blob_id"])
+    )
+    link_project_blob = (
+        insert(cast(Table, ProjectBlob.__table__))
+        .values(
+            project_id=bindparam("v_project_id"),
+            blob_id=bindparam("v_blob_id"),
+            creation_time=bindparam("v_now"),
+        )
+        .on_conflict_do_nothing(index_elements=["project_id", "blob_id"])
+    )
+    return _DialectStatements(upsert_blob, link_repository_blob, link_project_blob)
+
+
+_DIALECT_STATEMENTS = {name: _build_upload_statements(name) for name in ("sqlite", "postgresql")}
+
+
+def _upload_statements(session: AsyncSession) -> _DialectStatements:
+    return _DIALECT_STATEMENTS[session.get_bind().dialect.name]
 
 
 # --- manifests and tags -------------------------------------------------------------
