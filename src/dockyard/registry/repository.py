@@ -34,15 +34,29 @@ async def find_repository(session: AsyncSession, name: str) -> Repository | None
     return result.scalar_one_or_none()
 
 
-async def ensure_repository(session: AsyncSession, name: str, project_id: int) -> Repository:
+@dataclass(frozen=True, slots=True)
+class RepositoryRef:
+    """What the write paths need to know of a repository."""
+
+    repository_id: int
+    project_id: int
+    name: str
+
+
+async def find_repository_ref(db: Executor, name: str) -> RepositoryRef | None:
+    row = (await db.execute(_REPOSITORY_REF, {"repository": name})).first()
+    return RepositoryRef(row[0], row[1], name) if row is not None else None
+
+
+async def ensure_repository(session: AsyncSession, name: str, project_id: int) -> RepositoryRef:
     """The repository row, created on first use (safe against a concurrent creator)."""
-    found = await find_repository(session, name)
+    found = await find_repository_ref(session, name)
     if found is not None:
         return found
     await session.execute(
         insert_ignore(session, Repository, {"name": name, "project_id": project_id}, ["name"])
     )
-    created = await find_repository(session, name)
+    created = await find_repository_ref(session, name)
     assert created is not None
     return created
 
@@ -198,6 +212,21 @@ async def release_upload(
     )
 
 
+async def insert_upload(
+    session: AsyncSession, upload_id: str, repository_id: int, state: str
+) -> None:
+    now = utcnow()
+    await session.execute(
+        _INSERT_UPLOAD,
+        {
+            "v_id": upload_id,
+            "v_repository_id": repository_id,
+            "v_state": state,
+            "v_now": now,
+        },
+    )
+
+
 async def delete_upload(session: AsyncSession, upload_id: str) -> None:
     await session.execute(_DELETE_UPLOAD, {"upload_id": upload_id})
 
@@ -240,6 +269,17 @@ _GROW_UPLOAD = (
 )
 _GROW_AND_RELEASE_UPLOAD = _GROW_UPLOAD.values(busy_until=None)
 _DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
+_REPOSITORY_REF = select(_REPOSITORIES.c.repository_id, _REPOSITORIES.c.project_id).where(
+    _REPOSITORIES.c.name == bindparam("repository")
+)
+_INSERT_UPLOAD = _UPLOADS.insert().values(
+    id=bindparam("v_id"),
+    repository_id=bindparam("v_repository_id"),
+    size=0,
+    state=bindparam("v_state"),
+    creation_time=bindparam("v_now"),
+    update_time=bindparam("v_now"),
+)
 _PROJECT_OF_REPOSITORY = select(_REPOSITORIES.c.project_id).where(
     _REPOSITORIES.c.repository_id == bindparam("repository_id")
 )

@@ -47,7 +47,6 @@ from dockyard.registry.models import (
     ArtifactAccessory,
     ArtifactReference,
     BlobUpload,
-    Repository,
 )
 from dockyard.storage import Storage, blob_key
 
@@ -124,15 +123,15 @@ class RegistryService:
 
     # --- helpers ------------------------------------------------------------------
 
-    async def _writable_repository(self, session: AsyncSession, name: str) -> Repository:
-        found = await repo.find_repository(session, name)
+    async def _writable_repository(self, session: AsyncSession, name: str) -> repo.RepositoryRef:
+        found = await repo.find_repository_ref(session, name)
         if found is not None:
             return found
         project = await _project_of(session, name)
         return await repo.ensure_repository(session, name, project.project_id)
 
-    async def _existing_repository(self, session: AsyncSession, name: str) -> Repository:
-        found = await repo.find_repository(session, name)
+    async def _existing_repository(self, session: AsyncSession, name: str) -> repo.RepositoryRef:
+        found = await repo.find_repository_ref(session, name)
         if found is None:
             raise NameUnknownError(f"repository {name} is not known to the registry")
         return found
@@ -202,13 +201,8 @@ class RegistryService:
         try:
             async with self.db.write() as session:
                 target = await self._writable_repository(session, repository)
-                session.add(
-                    BlobUpload(
-                        id=upload_id,
-                        repository_id=target.repository_id,
-                        size=0,
-                        state=json.dumps(state),
-                    )
+                await repo.insert_upload(
+                    session, upload_id, target.repository_id, json.dumps(state)
                 )
         except BaseException:
             await _shielded(self.storage.abort(state))
@@ -436,7 +430,7 @@ class RegistryService:
         # Refuse a manifest whose blobs are missing before writing anything;
         # the write transaction checks again, as a blob may go meanwhile.
         async with self.db.read() as session:
-            existing_repo = await repo.find_repository(session, repository)
+            existing_repo = await repo.find_repository_ref(session, repository)
             if existing_repo is None:
                 await _project_of(session, repository)
             await _check_references(
@@ -459,7 +453,7 @@ class RegistryService:
         return PushedManifest(digest, subject)
 
     async def _record_manifest(
-        self, session: AsyncSession, target: Repository, parsed: ParsedManifest
+        self, session: AsyncSession, target: repo.RepositoryRef, parsed: ParsedManifest
     ) -> Artifact:
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
