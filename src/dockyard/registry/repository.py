@@ -78,9 +78,7 @@ async def linked_digests(
     if not digests:
         return set()
     result = await session.execute(
-        select(Blob.digest)
-        .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
-        .where(RepositoryBlob.repository_id == repository_id, Blob.digest.in_(digests))
+        _LINKED_DIGESTS, {"repository_id": repository_id, "digests": list(digests)}
     )
     return set(result.scalars())
 
@@ -124,15 +122,8 @@ async def link_artifact_blobs(session: AsyncSession, manifest: str, blobs: set[s
     """Record which blobs a manifest needs (shared by every repository holding it)."""
     now = utcnow()
     await session.execute(
-        insert_ignore(
-            session,
-            ArtifactBlob,
-            [
-                {"digest_af": manifest, "digest_blob": b, "creation_time": now}
-                for b in sorted(blobs)
-            ],
-            ["digest_af", "digest_blob"],
-        )
+        _upload_statements(session).link_artifact_blob,
+        [{"v_manifest": manifest, "v_blob": b, "v_now": now} for b in sorted(blobs)],
     )
 
 
@@ -285,11 +276,27 @@ _PROJECT_OF_REPOSITORY = select(_REPOSITORIES.c.project_id).where(
 )
 
 
+_LINKED_DIGESTS = (
+    select(Blob.digest)
+    .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+    .where(
+        RepositoryBlob.repository_id == bindparam("repository_id"),
+        Blob.digest.in_(bindparam("digests", expanding=True)),
+    )
+)
+_ARTIFACTS_BY_DIGEST = select(Artifact).where(
+    Artifact.repository_id == bindparam("repository_id"),
+    Artifact.digest.in_(bindparam("digests", expanding=True)),
+)
+
+
 @dataclass(frozen=True)
 class _DialectStatements:
     upsert_blob: Any
     link_repository_blob: Any
     link_project_blob: Any
+    link_artifact_blob: Any
+    upsert_tag: Any
 
 
 def _build_upload_statements(dialect: str) -> _DialectStatements:
@@ -327,7 +334,32 @@ def _build_upload_statements(dialect: str) -> _DialectStatements:
         )
         .on_conflict_do_nothing(index_elements=["project_id", "blob_id"])
     )
-    return _DialectStatements(upsert_blob, link_repository_blob, link_project_blob)
+    link_artifact_blob = (
+        insert(cast(Table, ArtifactBlob.__table__))
+        .values(
+            digest_af=bindparam("v_manifest"),
+            digest_blob=bindparam("v_blob"),
+            creation_time=bindparam("v_now"),
+        )
+        .on_conflict_do_nothing(index_elements=["digest_af", "digest_blob"])
+    )
+    tags = cast(Table, Tag.__table__)
+    upsert_tag = (
+        insert(tags)
+        .values(
+            repository_id=bindparam("v_repository_id"),
+            name=bindparam("v_name"),
+            artifact_id=bindparam("v_artifact_id"),
+            push_time=bindparam("v_now"),
+        )
+        .on_conflict_do_update(
+            index_elements=["repository_id", "name"],
+            set_={"artifact_id": bindparam("v_artifact_id"), "push_time": bindparam("v_now")},
+        )
+    )
+    return _DialectStatements(
+        upsert_blob, link_repository_blob, link_project_blob, link_artifact_blob, upsert_tag
+    )
 
 
 _DIALECT_STATEMENTS = {name: _build_upload_statements(name) for name in ("sqlite", "postgresql")}
@@ -395,33 +427,21 @@ async def artifacts_by_digest(
     if not digests:
         return {}
     result = await session.execute(
-        select(Artifact).where(
-            Artifact.repository_id == repository_id, Artifact.digest.in_(digests)
-        )
+        _ARTIFACTS_BY_DIGEST, {"repository_id": repository_id, "digests": list(digests)}
     )
     return {a.digest: a for a in result.scalars()}
 
 
 async def set_tag(session: AsyncSession, repository_id: int, name: str, artifact_id: int) -> None:
     """Point ``name`` at the artifact, creating the tag or moving it."""
-    now = utcnow()
     await session.execute(
-        insert_ignore(
-            session,
-            Tag,
-            {
-                "repository_id": repository_id,
-                "name": name,
-                "artifact_id": artifact_id,
-                "push_time": now,
-            },
-            ["repository_id", "name"],
-        )
-    )
-    await session.execute(
-        update(Tag)
-        .where(Tag.repository_id == repository_id, Tag.name == name)
-        .values(artifact_id=artifact_id, push_time=now)
+        _upload_statements(session).upsert_tag,
+        {
+            "v_repository_id": repository_id,
+            "v_name": name,
+            "v_artifact_id": artifact_id,
+            "v_now": utcnow(),
+        },
     )
 
 
