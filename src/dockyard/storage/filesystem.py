@@ -40,6 +40,7 @@ __all__ = ["FilesystemStorage"]
 
 READ_CHUNK = 1 << 20  # bytes per chunk yielded by read()
 WRITE_BUFFER = 2 << 20  # incoming chunks are coalesced to about this size per write
+INLINE_WRITE = 256 << 10  # a whole append up to this size is written on the event loop
 _MAX_PARTS = 64  # more chunks than this in one batch are joined before writing
 _LIST_BATCH = 256  # keys gathered per worker-thread hop in list()
 _TMP = "_tmp"
@@ -283,6 +284,36 @@ async def _pump(
     ``observe``. Errors of the file become storage errors; errors of ``chunks``
     and ``observe`` pass as they are.
     """
+    gathered = _batches(chunks, limit)
+    async with contextlib.aclosing(gathered):
+        first = await anext(gathered, None)
+        if first is None:
+            return 0
+        size = sum(map(len, first))
+        if size < WRITE_BUFFER and size <= INLINE_WRITE:
+            # The whole body was one small batch (a batch short of WRITE_BUFFER
+            # ends the stream): writing and hashing it here costs less than
+            # handing it to a thread and back.
+            with _translate(key, missing=False):
+                return _put(fd, first, offset, observe)
+        return await _pipeline(key, fd, offset, _chain(first, gathered), observe)
+
+
+async def _chain(
+    first: list[bytes], rest: AsyncIterator[list[bytes]]
+) -> AsyncGenerator[list[bytes]]:
+    yield first
+    async for batch in rest:
+        yield batch
+
+
+async def _pipeline(
+    key: str,
+    fd: int,
+    offset: int,
+    gathered_batches: AsyncGenerator[list[bytes]],
+    observe: Hasher | None,
+) -> int:
     written = 0
 
     async def drain(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
@@ -298,7 +329,7 @@ async def _pump(
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(drain, batches)
-            async with to_drain, contextlib.aclosing(_batches(chunks, limit)) as gathered:
+            async with to_drain, contextlib.aclosing(gathered_batches) as gathered:
                 async for buffers in gathered:
                     await to_drain.send(buffers)
     except BaseExceptionGroup as group:
