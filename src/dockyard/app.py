@@ -18,7 +18,7 @@ from dockyard.iam.routes import token_routes
 from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.logs import configure_logging
-from dockyard.registry.routes import registry_routes
+from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage
@@ -54,8 +54,8 @@ def create_app(settings: Settings) -> Starlette:
             await state.db.dispose()
 
     return Starlette(
-        routes=[*registry_routes(), *token_routes()],
-        middleware=[Middleware(RequestContextMiddleware)],
+        routes=token_routes(),
+        middleware=[Middleware(RequestContextMiddleware), Middleware(RegistryFace)],
         lifespan=lifespan,
     )
 
