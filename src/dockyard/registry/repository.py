@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from dockyard.db.base import utcnow
+from dockyard.db.base import Base, utcnow
 from dockyard.db.engine import insert_ignore
 from dockyard.registry.models import (
     Artifact,
@@ -316,33 +316,26 @@ def _build_upload_statements(dialect: str) -> _DialectStatements:
         .on_conflict_do_update(index_elements=["digest"], set_={"update_time": bindparam("v_now")})
         .returning(blobs.c.id)
     )
-    link_repository_blob = (
-        insert(cast(Table, RepositoryBlob.__table__))
-        .values(
-            repository_id=bindparam("v_repository_id"),
-            blob_id=bindparam("v_blob_id"),
-            creation_time=bindparam("v_now"),
+
+    def link(model: type[Base], left: str, right: str, left_param: str, right_param: str) -> Any:
+        """An insert-if-absent of one (left, right) link row."""
+        return (
+            insert(cast(Table, model.__table__))
+            .values(
+                {
+                    left: bindparam(left_param),
+                    right: bindparam(right_param),
+                    "creation_time": bindparam("v_now"),
+                }
+            )
+            .on_conflict_do_nothing(index_elements=[left, right])
         )
-        .on_conflict_do_nothing(index_elements=["repository_id", "blob_id"])
+
+    link_repository_blob = link(
+        RepositoryBlob, "repository_id", "blob_id", "v_repository_id", "v_blob_id"
     )
-    link_project_blob = (
-        insert(cast(Table, ProjectBlob.__table__))
-        .values(
-            project_id=bindparam("v_project_id"),
-            blob_id=bindparam("v_blob_id"),
-            creation_time=bindparam("v_now"),
-        )
-        .on_conflict_do_nothing(index_elements=["project_id", "blob_id"])
-    )
-    link_artifact_blob = (
-        insert(cast(Table, ArtifactBlob.__table__))
-        .values(
-            digest_af=bindparam("v_manifest"),
-            digest_blob=bindparam("v_blob"),
-            creation_time=bindparam("v_now"),
-        )
-        .on_conflict_do_nothing(index_elements=["digest_af", "digest_blob"])
-    )
+    link_project_blob = link(ProjectBlob, "project_id", "blob_id", "v_project_id", "v_blob_id")
+    link_artifact_blob = link(ArtifactBlob, "digest_af", "digest_blob", "v_manifest", "v_blob")
     tags = cast(Table, Tag.__table__)
     upsert_tag = (
         insert(tags)
