@@ -223,7 +223,7 @@ async def test_forged_tokens_are_refused(
     async with state.db.read() as session:
         from dockyard.registry import repository as repo
 
-        assert await repo.find_repository(session, "library/forged") is None
+        assert await repo.find_repository_ref(session, "library/forged") is None
 
 
 # --- Basic auth and roles --------------------------------------------------------------------

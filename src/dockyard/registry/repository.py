@@ -29,11 +29,6 @@ from dockyard.registry.models import (
 Executor = AsyncSession | AsyncConnection
 
 
-async def find_repository(session: AsyncSession, name: str) -> Repository | None:
-    result = await session.execute(select(Repository).where(Repository.name == name))
-    return result.scalar_one_or_none()
-
-
 @dataclass(frozen=True, slots=True)
 class RepositoryRef:
     """What the write paths need to know of a repository."""

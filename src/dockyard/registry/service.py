@@ -391,10 +391,7 @@ class RegistryService:
             else:
                 validate_tag(reference)
                 found = await repo.find_manifest_by_tag(conn, repository, reference)
-        if found is None:
-            async with self.db.read() as session:
-                missing_repo = await repo.find_repository(session, repository) is None
-            if missing_repo:
+            if found is None and await repo.find_repository_ref(conn, repository) is None:
                 raise NameUnknownError(f"repository {repository} is not known to the registry")
         if found is None:
             raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")
