@@ -11,17 +11,22 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from dockyard.db.engine import Database
+from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
 from dockyard.http.state import AppState
+from dockyard.iam import api as iam_api
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.routes import token_routes
 from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.logs import configure_logging
+from dockyard.projects import api as projects_api
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
+from dockyard.robots import api as robots_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage
+from dockyard.system import api as system_api
 from dockyard.system.bootstrap import load_token_key
 
 SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
@@ -41,6 +46,16 @@ async def build_state(settings: Settings) -> AppState:
     return AppState(settings, db, storage, tokens, identity, registry)
 
 
+def api_operations() -> list[Operation]:
+    """Every ``/api/v2.0`` operation Dockyard implements, from each domain's ``api.py``."""
+    return [
+        *system_api.operations,
+        *iam_api.operations,
+        *projects_api.operations,
+        *robots_api.operations,
+    ]
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The database must be migrated first (``dockyard migrate``/``serve``)."""
 
@@ -54,7 +69,7 @@ def create_app(settings: Settings) -> Starlette:
             await state.db.dispose()
 
     return Starlette(
-        routes=token_routes(),
+        routes=[*token_routes(), *api_routes(api_operations())],
         middleware=[Middleware(RequestContextMiddleware), Middleware(RegistryFace)],
         lifespan=lifespan,
     )

@@ -1,7 +1,7 @@
 """Imports every domain's models so ``Base.metadata`` knows all tables (Alembic, tests)."""
 
 from dockyard.db.base import Base
-from dockyard.iam.models import User
+from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembership
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.registry.models import (
     Artifact,
@@ -15,6 +15,7 @@ from dockyard.registry.models import (
     RepositoryBlob,
     Tag,
 )
+from dockyard.robots.models import Robot, RobotPermission
 from dockyard.system.models import Property
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Base",
     "Blob",
     "BlobUpload",
+    "LoginSession",
     "Project",
     "ProjectBlob",
     "ProjectMember",
@@ -32,6 +34,10 @@ __all__ = [
     "Property",
     "Repository",
     "RepositoryBlob",
+    "Robot",
+    "RobotPermission",
     "Tag",
     "User",
+    "UserGroup",
+    "UserGroupMembership",
 ]

@@ -1,0 +1,1 @@
+"""Robot accounts (Harbor's v2 robots): system- and project-level, explicit permissions."""
