@@ -41,7 +41,12 @@ async def build_state(settings: Settings) -> AppState:
         service=settings.token_service,
         ttl_seconds=settings.token_expiration_minutes * 60,
     )
-    identity = IdentityService(db, LoginThrottle(settings.login_failure_limit), tokens)
+    identity = IdentityService(
+        db,
+        LoginThrottle(settings.login_failure_limit),
+        tokens,
+        robot_prefix=settings.robot_name_prefix,
+    )
     registry = RegistryService(db, storage, upload_max_bytes=settings.upload_max_bytes)
     return AppState(settings, db, storage, tokens, identity, registry)
 

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     """Largest blob accepted, in bytes (0: no limit)."""
     login_failure_limit: int = Field(default=10, ge=1)
     """Failed logins allowed per user and per source address in a 5-minute window."""
+    robot_name_prefix: str = Field(default="robot$", min_length=1, max_length=32)
+    """What robot account names start with (Harbor's ``robot_name_prefix``)."""
+    session_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    """Idle lifetime of a console session (cookie ``sid``)."""
 
     @field_validator("external_url")
     @classmethod

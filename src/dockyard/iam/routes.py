@@ -12,7 +12,6 @@ from dockyard.errors import AppError, BadRequestError, UnauthorizedError
 from dockyard.http.auth import BearerToken, parse_authorization
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.state import client_address, get_state
-from dockyard.iam import repository as users
 from dockyard.iam.policy import ANONYMOUS, Principal
 from dockyard.oci.scope import parse_scopes
 
@@ -67,11 +66,7 @@ async def post_token(request: Request) -> Response:
             )
         elif grant == "refresh_token":
             subject = state.tokens.verify_refresh(form.get("refresh_token", ""))
-            async with state.db.read() as session:
-                user = await users.find_user_by_name(session, subject)
-            if user is None:
-                raise UnauthorizedError("the refresh token's user no longer exists")
-            principal = Principal("user", user.username, user.user_id, user.sysadmin_flag)
+            principal = await state.identity.refresh_principal(subject)
         else:
             raise BadRequestError("grant_type must be password or refresh_token")
         scopes = parse_scopes(form.get("scope", "").split())

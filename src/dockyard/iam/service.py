@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 
 from dockyard.db.engine import Database
 from dockyard.errors import NameInvalidError, TooManyRequestsError, UnauthorizedError
@@ -17,31 +16,41 @@ from dockyard.iam.tokens import IssuedToken, TokenAuthority
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
+from dockyard.robots import service as robots
 
 # Docker scope actions the token service may grant on a repository.
 _REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
-_CREDENTIAL_CACHE_SECONDS = 60.0
-_CREDENTIAL_CACHE_SIZE = 1024
+_VERIFIED_MEMO_SIZE = 4096
 _BAD_CREDENTIALS = "invalid username or password"
 
 
 class IdentityService:
-    def __init__(self, db: Database, throttle: LoginThrottle, tokens: TokenAuthority) -> None:
+    def __init__(
+        self,
+        db: Database,
+        throttle: LoginThrottle,
+        tokens: TokenAuthority,
+        robot_prefix: str = "robot$",
+    ) -> None:
         self.db = db
         self.throttle = throttle
         self.tokens = tokens
+        self.robot_prefix = robot_prefix
         # A slow KDF on every Basic-authenticated registry request would cap
-        # throughput at a few dozen requests a second; remember good
-        # credentials briefly, keyed by a MAC that never leaves this process.
-        self._cache_key = secrets.token_bytes(32)
-        self._recent: dict[bytes, tuple[Principal, float]] = {}
+        # throughput at a few dozen requests a second; remember which secret
+        # matched which stored hash, keyed by a MAC that never leaves this process.
+        self._memo_key = secrets.token_bytes(32)
+        self._verified: dict[bytes, str] = {}
 
     async def authenticate(self, username: str, password: str, source: str) -> Principal:
-        """The principal for Basic credentials; failures say nothing of who exists."""
-        cache_key = hmac.digest(self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256)
-        hit = self._recent.get(cache_key)
-        if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
+        """The principal for Basic credentials of a user or a robot.
+
+        Failures say nothing of who exists. The slow hash check is skipped when
+        this process verified the same secret against the same stored hash
+        before; the account is read from the database every time, so a
+        disabled robot, a changed password or a deleted user stops working at
+        once on every node.
+        """
         user_key, source_key = f"user:{username}", f"addr:{source}"
         wait = self.throttle.retry_after(user_key, source_key)
         if wait:
@@ -49,19 +58,44 @@ class IdentityService:
                 f"too many failed logins; try again in {wait} seconds", retry_after=wait
             )
         async with self.db.read() as session:
-            user = await users.find_user_by_name(session, username)
-            stored_hash = user.password if user is not None else None
-        if not verify_password(stored_hash, password) or user is None:
+            if username.startswith(self.robot_prefix):
+                account = await robots.find_robot_login(
+                    session, username[len(self.robot_prefix) :], self.robot_prefix
+                )
+            else:
+                account = await users.find_user_login(session, username)
+        if account is None:
+            verify_password(None, password)  # the same time as for a real account
             self.throttle.failed(user_key, source_key)
             raise UnauthorizedError(_BAD_CREDENTIALS)
+        memo = hmac.digest(self._memo_key, f"{username}\0{password}".encode(), hashlib.sha256)
+        if not (
+            account.stored_hash and self._verified.get(memo) == account.stored_hash
+        ) and not account.verify(account.stored_hash, password):
+            self.throttle.failed(user_key, source_key)
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        if len(self._verified) >= _VERIFIED_MEMO_SIZE:
+            self._verified.clear()
+        self._verified[memo] = account.stored_hash
         self.throttle.succeeded(user_key)
-        principal = Principal(
-            kind="user", name=user.username, user_id=user.user_id, sysadmin=user.sysadmin_flag
-        )
-        if len(self._recent) >= _CREDENTIAL_CACHE_SIZE:
-            self._recent.clear()
-        self._recent[cache_key] = (principal, time.monotonic() + _CREDENTIAL_CACHE_SECONDS)
-        return principal
+        if account.refusal is not None:
+            raise UnauthorizedError(account.refusal)
+        return account.principal
+
+    async def refresh_principal(self, subject: str) -> Principal:
+        """The account a refresh token names, if it may still log in."""
+        async with self.db.read() as session:
+            if subject.startswith(self.robot_prefix):
+                account = await robots.find_robot_login(
+                    session, subject[len(self.robot_prefix) :], self.robot_prefix
+                )
+            else:
+                account = await users.find_user_login(session, subject)
+        if account is None:
+            raise UnauthorizedError("the refresh token's account no longer exists")
+        if account.refusal is not None:
+            raise UnauthorizedError(account.refusal)
+        return account.principal
 
     async def grant(self, principal: Principal, requested: list[Scope]) -> list[Scope]:
         """The part of ``requested`` that ``can`` allows; unknown types get nothing."""
