@@ -149,6 +149,14 @@ class AlreadyExistsError(ConflictError):
     pass
 
 
+class PreconditionFailedError(AppError):
+    """The target is in a state that refuses the change (e.g. a project that still holds
+    repositories cannot be deleted)."""
+
+    oci_code = "DENIED"
+    harbor_code = "PRECONDITION_FAILED"
+
+
 # --- access ------------------------------------------------------------------
 
 
