@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dockyard.db.base import Base, utcnow
 from dockyard.db.engine import insert_ignore
+from dockyard.projects.models import Project
 from dockyard.registry.models import (
     Artifact,
     ArtifactBlob,
@@ -266,6 +267,9 @@ _INSERT_UPLOAD = _UPLOADS.insert().values(
     creation_time=bindparam("v_now"),
     update_time=bindparam("v_now"),
 )
+_PROJECT_CREATED = select(Project.creation_time).where(
+    Project.name == bindparam("project"), Project.deleted.is_(False)
+)
 _PROJECT_OF_REPOSITORY = select(_REPOSITORIES.c.project_id).where(
     _REPOSITORIES.c.repository_id == bindparam("repository_id")
 )
@@ -401,6 +405,13 @@ async def find_manifest_by_digest(
     result = await db.execute(_MANIFEST_BY_DIGEST, {"repository": repository, "digest": digest})
     row = result.first()
     return (row[0], row[1]) if row is not None else None
+
+
+async def project_creation_time(db: Executor, project: str) -> datetime | None:
+    """When the live project called ``project`` was created (None: no such project)."""
+    result = await db.execute(_PROJECT_CREATED, {"project": project})
+    created: datetime | None = result.scalar_one_or_none()
+    return created
 
 
 async def find_linked_blob_size(db: Executor, repository: str, digest: str) -> int | None:

@@ -117,6 +117,17 @@ async def _authorize(
                 format_challenge_scope(name, actions),
                 "insufficient_scope",
             )
+        created = await state.registry.project_creation_time(name)
+        if created is not None and caller.claims.issued_at < created.replace(microsecond=0):
+            # Harbor's rule: a token must not outlive a delete-and-recreate of its project.
+            raise _refuse_unauthenticated(
+                request,
+                state,
+                f"the token was issued before project {name.split('/', 1)[0]} was created; "
+                "request a new token",
+                format_challenge_scope(name, actions),
+                "invalid_token",
+            )
         return caller
     principal = caller.principal
     allowed = await state.identity.repository_actions(principal, name, set(actions))

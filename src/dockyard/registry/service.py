@@ -14,7 +14,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,12 @@ class RegistryService:
             self._hashers.popitem(last=False)
 
     # --- blobs ----------------------------------------------------------------------
+
+    async def project_creation_time(self, repository: str) -> datetime | None:
+        """When the project of ``repository`` was created; None when it does not exist."""
+        project_name, _ = split_repository(repository)
+        async with self.db.read_connection() as conn:
+            return await repo.project_creation_time(conn, project_name)
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         parsed = Digest.parse(digest)
