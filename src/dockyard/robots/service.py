@@ -1,12 +1,450 @@
-"""Robot accounts: creation, secrets, permissions, and how a robot logs in."""
+"""Robot accounts: creation, secrets, permissions, and how a robot logs in.
+
+Every operation takes the acting principal and asks ``can`` before it acts:
+system robots are managed with the system ``robot`` permission (administrators),
+project robots with the ``robot`` permission of their project (project admins).
+A robot is never granted more than the principal creating or updating it holds.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from anyio import to_thread
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.db.base import utcnow
+from dockyard.db.listing import Condition, PageRequest, condition_clause, parse_q, parse_sort
+from dockyard.errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    DeniedError,
+    NotFoundError,
+    ProjectNotFoundError,
+)
 from dockyard.iam.accounts import AccountLogin
+from dockyard.iam.passwords import hash_password, verify_password
+from dockyard.iam.policy import (
+    ALL_PROJECTS_SCOPE,
+    SYSTEM_SCOPE,
+    Action,
+    Principal,
+    ProjectContext,
+    Resource,
+    RobotGrant,
+    can,
+    project_scope,
+)
+from dockyard.projects import service as projects
+from dockyard.robots import repository as repo
+from dockyard.robots import schemas
+from dockyard.robots.models import Robot, RobotPermission
+from dockyard.robots.permissions import (
+    ALL_PROJECTS,
+    Level,
+    Requested,
+    check_duration,
+    check_level,
+    check_robot_name,
+    check_secret,
+    expires_at,
+    generate_secret,
+    is_expired,
+    parse_permissions,
+    shown_permissions,
+    stored_name,
+)
+
+# No project has id 0: a context that only a sysadmin, or a robot granted ``/project/*``,
+# passes; it stands for "every project" when a robot is to be granted ``*``.
+_EVERY_PROJECT = ProjectContext(project_id=0, name=ALL_PROJECTS, public=False)
+_Q_KEYS = "Level, ProjectID, name"
+
+
+@dataclass(frozen=True, slots=True)
+class NewSecret:
+    """A secret to hand out once, and the hash that is stored."""
+
+    secret: str
+    hashed: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedRobot:
+    robot: Robot
+    full_name: str
+
+
+# --- login -------------------------------------------------------------------------------
 
 
 async def find_robot_login(session: AsyncSession, name: str, prefix: str) -> AccountLogin | None:
-    """The robot called ``prefix + name`` as a login sees it, or None."""
-    return None
+    """The robot called ``prefix + name`` as a login sees it, or None.
+
+    A disabled or expired robot is found (so a wrong secret still looks like a
+    wrong secret) but carries a refusal.
+    """
+    robot = await repo.find_login_robot(session, name)
+    if robot is None:
+        return None
+    rows = await repo.permission_rows(session, robot.id)
+    principal = robot_principal(robot, rows, prefix)
+    refusal = None
+    if robot.disabled:
+        refusal = f"robot account {principal.name} is disabled"
+    elif is_expired(robot.expires_at, time.time()):
+        refusal = f"robot account {principal.name} has expired"
+    return AccountLogin(principal, robot.secret, _verify_secret, refusal)
+
+
+def robot_principal(robot: Robot, rows: Iterable[RobotPermission], prefix: str) -> Principal:
+    grants = set()
+    for row in rows:
+        if row.resource in Resource._value2member_map_ and row.action in Action._value2member_map_:
+            grants.add(RobotGrant(row.scope, Resource(row.resource), Action(row.action)))
+    return Principal(
+        kind="robot", name=prefix + robot.name, robot_id=robot.id, grants=frozenset(grants)
+    )
+
+
+def _verify_secret(stored_hash: str, offered: str) -> bool:
+    return verify_password(stored_hash or None, offered)
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+async def new_secret(given: str | None) -> NewSecret:
+    """``given`` (if it meets Harbor's policy) or a generated secret, with its hash.
+
+    The slow hash runs in a worker thread and outside any transaction.
+    """
+    secret = check_secret(given) if given else generate_secret()
+    hashed = await to_thread.run_sync(hash_password, secret)
+    return NewSecret(secret, hashed)
+
+
+# --- create ------------------------------------------------------------------------------
+
+
+async def create_robot(
+    session: AsyncSession,
+    creator: Principal,
+    body: schemas.RobotCreate,
+    secret: NewSecret,
+    prefix: str,
+) -> CreatedRobot:
+    """Create a robot from ``RobotCreate``; nothing is written unless every check passes."""
+    level = check_level(body.level)
+    name = check_robot_name(body.name)
+    duration = check_duration(body.duration)
+    requested = parse_permissions(level, body.permissions)
+    project = await _robot_project(session, creator, level, requested, Action.CREATE)
+    rows = await _granted_rows(session, creator, requested)
+    full = stored_name(level, name, project.name if project else None)
+    project_id = project.project_id if project else 0
+    if await repo.robot_name_taken(session, full, project_id):
+        raise AlreadyExistsError(f"robot {prefix}{full} already exists")
+    creator_type, creator_ref = _creator(creator)
+    now = utcnow()
+    robot = Robot(
+        name=full,
+        description=body.description or "",
+        level=level,
+        project_id=project_id,
+        secret=secret.hashed,
+        duration=duration,
+        expires_at=expires_at(int(now.timestamp()), duration),
+        disabled=bool(body.disable),
+        visible=True,
+        creator_type=creator_type,
+        creator_ref=creator_ref,
+        secret_version=1,
+        creation_time=now,
+        update_time=now,
+    )
+    session.add(robot)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise AlreadyExistsError(f"robot {prefix}{full} already exists") from None
+    for row in rows:
+        row.robot_id = robot.id
+    await repo.replace_permissions(session, robot.id, rows)
+    return CreatedRobot(robot, prefix + full)
+
+
+def _creator(principal: Principal) -> tuple[str, int]:
+    if principal.is_robot and principal.robot_id is not None:
+        return "robot", principal.robot_id
+    return "local", principal.user_id or 0
+
+
+async def _robot_project(
+    session: AsyncSession,
+    actor: Principal,
+    level: Level,
+    requested: Sequence[Requested],
+    action: Action,
+) -> ProjectContext | None:
+    """The project of a project robot (None for a system robot), once ``actor`` is known
+    to be allowed ``action`` on robots there."""
+    if level == "system":
+        if not can(actor, action, Resource.ROBOT, None):
+            raise DeniedError(f"{actor.name} may not {action.value} system robot accounts")
+        return None
+    context = await _project_by_name(session, actor, requested[0].namespace)
+    if not can(actor, action, Resource.ROBOT, context):
+        raise DeniedError(
+            f"{actor.name} may not {action.value} robot accounts of project {context.name}"
+        )
+    return context
+
+
+async def _project_by_name(session: AsyncSession, actor: Principal, name: str) -> ProjectContext:
+    facts = await projects.find_project_facts(session, name)
+    if facts is None:
+        raise ProjectNotFoundError(f"project {name} not found")
+    return await projects.project_context(session, actor, facts)
+
+
+async def _granted_rows(
+    session: AsyncSession, actor: Principal, requested: Sequence[Requested]
+) -> list[RobotPermission]:
+    """Permission rows for ``requested``, each one checked to be held by ``actor``."""
+    contexts: dict[str, ProjectContext] = {}
+    rows = []
+    for grant in requested:
+        context: ProjectContext | None
+        if grant.kind == "system":
+            context, scope, where = None, SYSTEM_SCOPE, "the system"
+        elif grant.namespace == ALL_PROJECTS:
+            context, scope, where = _EVERY_PROJECT, ALL_PROJECTS_SCOPE, "every project"
+        else:
+            if grant.namespace not in contexts:
+                contexts[grant.namespace] = await _project_by_name(session, actor, grant.namespace)
+            context = contexts[grant.namespace]
+            scope, where = project_scope(context.project_id), f"project {context.name}"
+        if not can(actor, grant.action, grant.resource, context):
+            raise DeniedError(
+                f"{actor.name} may not grant {grant.resource.value}:{grant.action.value} "
+                f"in {where}: a robot cannot be given more than its creator holds"
+            )
+        rows.append(
+            RobotPermission(
+                kind=grant.kind,
+                namespace=grant.namespace,
+                scope=scope,
+                resource=grant.resource.value,
+                action=grant.action.value,
+                effect="allow",
+            )
+        )
+    return rows
+
+
+# --- read --------------------------------------------------------------------------------
+
+
+async def get_robot(
+    session: AsyncSession, actor: Principal, robot_id: int, prefix: str
+) -> schemas.Robot:
+    robot = await _robot_for(session, actor, robot_id, Action.READ)
+    return robot_view(robot, await repo.permission_rows(session, robot.id), prefix)
+
+
+async def list_robots(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    q: str | None,
+    sort: str | None,
+    page: PageRequest,
+    prefix: str,
+) -> tuple[list[schemas.Robot], int]:
+    """Harbor's ``ListRobot``: ``q`` keys ``Level``, ``ProjectID`` and ``name``.
+
+    With ``ProjectID`` the caller needs ``robot:list`` in that project and sees
+    its project robots; without it, the system ``robot:list`` permission
+    (administrators), and sees every robot (``Level=system``: system robots).
+    """
+    level, project_id, names = _robot_filters(parse_q(q))
+    order = parse_sort(sort, repo.SORT_COLUMNS)
+    stmt = repo.robots_query()
+    if project_id is not None:
+        context = await _project_by_id(session, actor, project_id, missing="raise")
+        if not can(actor, Action.LIST, Resource.ROBOT, context):
+            raise DeniedError(f"{actor.name} may not list robot accounts of project {project_id}")
+        stmt = stmt.where(Robot.project_id == project_id)
+    elif not can(actor, Action.LIST, Resource.ROBOT, None):
+        raise DeniedError(f"{actor.name} may not list system robot accounts; give q=ProjectID=…")
+    if level is not None:
+        stmt = stmt.where(Robot.level == level)
+    for condition in names:
+        stmt = stmt.where(condition_clause(_unprefixed(condition, prefix), repo.NAME_COLUMN))
+    robots, total = await repo.fetch_robots(session, stmt, page, order)
+    permissions = await repo.permission_rows_of(session, [r.id for r in robots])
+    return [robot_view(r, permissions[r.id], prefix) for r in robots], total
+
+
+def _robot_filters(conditions: list[Condition]) -> tuple[Level | None, int | None, list[Condition]]:
+    level: Level | None = None
+    project_id: int | None = None
+    names = []
+    for condition in conditions:
+        key = condition.key
+        if key in ("Level", "level"):
+            level = check_level(_exact(condition))
+        elif key in ("ProjectID", "project_id"):
+            raw = _exact(condition)
+            if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+                raise BadRequestError("q value for ProjectID must be a project id")
+            project_id = int(raw)
+        elif key == "name":
+            if condition.kind not in ("exact", "fuzzy"):
+                raise BadRequestError("q can match name exactly (name=x) or fuzzily (name=~x)")
+            names.append(condition)
+        else:
+            raise BadRequestError(f"q cannot filter robots on {key!r}; keys: {_Q_KEYS}")
+    if level == "project" and project_id is None:
+        raise BadRequestError("listing project robots needs q=Level=project,ProjectID=<id>")
+    return level, project_id, names
+
+
+def _exact(condition: Condition) -> str:
+    if condition.kind != "exact":
+        raise BadRequestError(f"q can only match {condition.key} exactly ({condition.key}=value)")
+    return condition.values[0]
+
+
+def _unprefixed(condition: Condition, prefix: str) -> Condition:
+    """A name condition on the stored name: ``robot$`` is not part of it."""
+    value = condition.values[0]
+    if value.startswith(prefix):
+        return Condition(condition.key, condition.kind, (value[len(prefix) :],))
+    return condition
+
+
+def robot_view(robot: Robot, rows: Iterable[RobotPermission], prefix: str) -> schemas.Robot:
+    """A robot as Harbor's ``Robot`` definition shows it; never with its secret."""
+    return schemas.Robot(
+        id=robot.id,
+        name=prefix + robot.name,
+        description=robot.description,
+        level=robot.level,
+        duration=robot.duration,
+        editable=True,
+        disable=robot.disabled,
+        expires_at=robot.expires_at,
+        permissions=shown_permissions(
+            (r.kind, r.namespace, r.resource, r.action, r.effect) for r in rows
+        ),
+        creator_type=robot.creator_type,
+        creator_ref=robot.creator_ref,
+        creation_time=robot.creation_time,
+        update_time=robot.update_time,
+    )
+
+
+# --- change ------------------------------------------------------------------------------
+
+
+async def update_robot(
+    session: AsyncSession, actor: Principal, robot_id: int, body: schemas.Robot, prefix: str
+) -> None:
+    """Harbor's ``UpdateRobot``: description, duration, disable and permissions.
+
+    The level and the name cannot change. Fields left out keep their values.
+    """
+    robot = await _robot_for(session, actor, robot_id, Action.UPDATE)
+    if body.level is not None and body.level != robot.level:
+        raise BadRequestError("the level of a robot cannot change")
+    if body.name is not None and body.name not in _names_of(robot, prefix):
+        raise BadRequestError("the name of a robot cannot change")
+    if body.permissions is not None:
+        level = check_level(robot.level)
+        requested = parse_permissions(level, body.permissions)
+        if level == "project":
+            own = await repo.find_project_name(session, robot.project_id)
+            if requested[0].namespace != own:
+                raise BadRequestError(
+                    f"a project robot's permission must be for its own project {own}"
+                )
+        rows = await _granted_rows(session, actor, requested)
+        for row in rows:
+            row.robot_id = robot.id
+        await repo.replace_permissions(session, robot.id, rows)
+    if body.duration is not None:
+        robot.duration = check_duration(body.duration)
+        robot.expires_at = expires_at(int(robot.creation_time.timestamp()), robot.duration)
+    if body.description is not None:
+        robot.description = body.description
+    if body.disable is not None:
+        robot.disabled = body.disable
+    robot.update_time = utcnow()
+    await session.flush()
+
+
+def _names_of(robot: Robot, prefix: str) -> set[str]:
+    """The spellings of a robot's name an update may echo back."""
+    return {prefix + robot.name, robot.name, robot.name.rpartition("+")[2]}
+
+
+async def refresh_secret(
+    session: AsyncSession, actor: Principal, robot_id: int, secret: NewSecret
+) -> None:
+    """Harbor's ``RefreshSec``: the new secret works at once, the old one no more."""
+    robot = await _robot_for(session, actor, robot_id, Action.UPDATE)
+    robot.secret = secret.hashed
+    robot.secret_version += 1
+    robot.update_time = utcnow()
+    await session.flush()
+
+
+async def delete_robot(session: AsyncSession, actor: Principal, robot_id: int) -> None:
+    robot = await _robot_for(session, actor, robot_id, Action.DELETE)
+    await repo.delete_robot(session, robot)
+
+
+async def delete_project_robots(session: AsyncSession, project_id: int) -> int:
+    """Delete the robots of a project that is being deleted (Harbor deletes them with it);
+    the caller has already been allowed to delete the project. Returns how many went."""
+    return await repo.delete_robots_of_project(session, project_id)
+
+
+# --- access ------------------------------------------------------------------------------
+
+
+async def _robot_for(
+    session: AsyncSession, actor: Principal, robot_id: int, action: Action
+) -> Robot:
+    """The visible robot ``robot_id``, once ``actor`` may do ``action`` on it."""
+    robot = await repo.find_robot(session, robot_id)
+    if robot is None or not robot.visible:
+        raise NotFoundError(f"robot {robot_id} not found")
+    if robot.level == "system":
+        allowed = can(actor, action, Resource.ROBOT, None)
+    else:
+        context = await _project_by_id(session, actor, robot.project_id, missing="empty")
+        allowed = can(actor, action, Resource.ROBOT, context)
+    if not allowed:
+        raise DeniedError(f"{actor.name} may not {action.value} robot {robot_id}")
+    return robot
+
+
+async def _project_by_id(
+    session: AsyncSession, actor: Principal, project_id: int, *, missing: Literal["raise", "empty"]
+) -> ProjectContext:
+    """``actor``'s context in project ``project_id``; a project that is gone raises
+    (``missing="raise"``) or gives a context no role holder passes (``"empty"``)."""
+    name = await repo.find_project_name(session, project_id)
+    facts = None if name is None else await projects.find_project_facts(session, name)
+    if facts is None:
+        if missing == "raise":
+            raise ProjectNotFoundError(f"project {project_id} not found")
+        return ProjectContext(project_id=project_id, name="", public=False)
+    return await projects.project_context(session, actor, facts)
