@@ -1,17 +1,141 @@
-"""Projects: creation, lookup, and what a principal may do in one."""
+"""Projects: creation, lookup, listing, metadata, members, and what a principal may do in one.
+
+Access to a project goes through two helpers that every caller shares:
+
+* ``resolve_project`` finds a project by name or id *for a principal* and hides
+  private projects from outsiders exactly as if they did not exist;
+* ``require`` turns a ``can`` refusal into 401 (anonymous) or 403 (signed in).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import ColumnElement, not_, or_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.errors import AlreadyExistsError
-from dockyard.iam.policy import Principal, ProjectContext, Role
+from dockyard.db.base import utcnow
+from dockyard.db.listing import (
+    Condition,
+    PageRequest,
+    apply_q,
+    condition_clause,
+    parse_q,
+    parse_sort,
+)
+from dockyard.errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    DeniedError,
+    NameInvalidError,
+    NotFoundError,
+    PreconditionFailedError,
+    ProjectNotFoundError,
+    UnauthorizedError,
+)
+from dockyard.iam import repository as users
+from dockyard.iam.models import User
+from dockyard.iam.policy import (
+    ALL_PROJECTS_SCOPE,
+    ROLE_NAMES,
+    Action,
+    Principal,
+    ProjectContext,
+    Resource,
+    Role,
+    can,
+    project_scope,
+)
 from dockyard.oci.names import validate_project_name
 from dockyard.projects import repository as repo
+from dockyard.projects import schemas
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+
+# --- metadata rules ------------------------------------------------------------------------
+
+BOOLEAN_METADATA = frozenset(
+    {
+        "public",
+        "auto_scan",
+        "prevent_vul",
+        "reuse_sys_cve_allowlist",
+        "enable_content_trust",
+        "enable_content_trust_cosign",
+        "auto_sbom_generation",
+    }
+)
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
+"""The project metadata Dockyard stores; proxy-cache and retention keys are not among them."""
+_PROXY_CACHE_KEYS = frozenset(
+    {
+        "proxy_speed_kb",
+        "max_upstream_conn",
+        "proxy_cache_local_on_not_found",
+        "proxy_referrer_api",
+        "proxy_cache_filter_pattern",
+        "proxy_cache_filter_kind",
+    }
+)
+
+# Harbor's ranking of roles for the deprecated ``current_user_role_id``.
+_ROLE_POWER = {
+    Role.PROJECT_ADMIN: 50,
+    Role.MAINTAINER: 40,
+    Role.DEVELOPER: 30,
+    Role.GUEST: 20,
+    Role.LIMITED_GUEST: 10,
+}
+_MAX_DB_INT = 2**63 - 1
+_NOT_DELETABLE = "the project contains repositories, can not be deleted"
+
+
+def validate_metadata(values: Mapping[str, str]) -> dict[str, str]:
+    """Check keys and values against Harbor's rules; severities come back lower-case."""
+    clean: dict[str, str] = {}
+    for key, value in values.items():
+        if key not in METADATA_KEYS:
+            raise BadRequestError(
+                f"invalid metadata key {_show(key)}; keys: {', '.join(sorted(METADATA_KEYS))}"
+            )
+        if not isinstance(value, str):
+            raise BadRequestError(f"metadata {key} must be a string")
+        if key in BOOLEAN_METADATA:
+            if value not in ("true", "false"):
+                raise BadRequestError(
+                    f"metadata {key} must be 'true' or 'false', not {_show(value)}"
+                )
+            clean[key] = value
+        else:
+            severity = value.lower()
+            if severity not in SEVERITIES:
+                raise BadRequestError(
+                    f"metadata severity must be one of {', '.join(SEVERITIES)}, not {_show(value)}"
+                )
+            clean[key] = severity
+    return clean
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 64 else value[:61] + "...")
+
+
+def safe_text(value: str, what: str) -> str:
+    """``value`` if the database can take it as text (no NUL, valid Unicode); else a 400."""
+    if "\x00" in value:
+        raise BadRequestError(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError(f"{what} is not valid text") from None
+    return value
+
+
+# --- the access check ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,35 +148,14 @@ class ProjectFacts:
     creation_time: datetime
 
 
-async def create_project(
-    session: AsyncSession, name: str, *, owner_id: int, public: bool = False
-) -> Project:
-    """Create a project whose owner becomes its project admin."""
-    name = validate_project_name(name)
-    if await repo.find_project_by_name(session, name) is not None:
-        raise AlreadyExistsError(f"project {name} already exists")
-    project = Project(name=name, owner_id=owner_id)
-    session.add(project)
-    await session.flush()
-    session.add(
-        ProjectMetadata(project_id=project.project_id, name="public", value=str(public).lower())
-    )
-    session.add(
-        ProjectMember(
-            project_id=project.project_id,
-            entity_id=owner_id,
-            entity_type="u",
-            role=int(Role.PROJECT_ADMIN),
-        )
-    )
-    await session.flush()
-    return project
-
-
 async def find_project_facts(session: AsyncSession, name: str) -> ProjectFacts | None:
     project = await repo.find_project_by_name(session, name)
     if project is None:
         return None
+    return await _facts(session, project)
+
+
+async def _facts(session: AsyncSession, project: Project) -> ProjectFacts:
     metadata = await repo.project_metadata(session, project.project_id)
     return ProjectFacts(
         project_id=project.project_id,
@@ -65,10 +168,660 @@ async def find_project_facts(session: AsyncSession, name: str) -> ProjectFacts |
 async def project_context(
     session: AsyncSession, principal: Principal, facts: ProjectFacts
 ) -> ProjectContext:
+    """What ``can`` needs: the roles the principal holds in the project, directly or
+    through one of its groups (robots hold no roles; their grants are checked by ``can``)."""
     roles: frozenset[Role] = frozenset()
-    if principal.user_id is not None:
-        found = await repo.user_roles(session, facts.project_id, principal.user_id)
-        roles = frozenset(Role(r) for r in found if r in Role._value2member_map_)
+    if principal.user_id is not None and not principal.is_robot:
+        found = await repo.user_roles(
+            session, facts.project_id, principal.user_id, principal.group_ids
+        )
+        roles = _roles(found)
     return ProjectContext(
         project_id=facts.project_id, name=facts.name, public=facts.public, roles=roles
     )
+
+
+def _roles(found: Collection[int]) -> frozenset[Role]:
+    return frozenset(Role(r) for r in found if r in Role._value2member_map_)
+
+
+def is_visible(principal: Principal, context: ProjectContext) -> bool:
+    """May ``principal`` learn that the project exists?"""
+    if principal.sysadmin or context.public or context.roles:
+        return True
+    if principal.is_robot:
+        scopes = {project_scope(context.project_id), ALL_PROJECTS_SCOPE}
+        return any(grant.scope in scopes for grant in principal.grants)
+    return False
+
+
+def _hidden(principal: Principal, what: str) -> Exception:
+    if principal.is_anonymous:
+        return UnauthorizedError("authentication required")
+    return ProjectNotFoundError(f"project {what} not found")
+
+
+async def find_project_ref(session: AsyncSession, name_or_id: str, by_name: bool) -> Project | None:
+    """The live project ``name_or_id`` names: an id when it is all digits and ``by_name``
+    is false (Harbor's rule for ``{project_name_or_id}``), else a name."""
+    if not by_name and name_or_id.isascii() and name_or_id.isdigit():
+        project_id = int(name_or_id)
+        if project_id > _MAX_DB_INT:
+            return None
+        return await repo.find_project(session, project_id)
+    try:
+        name = validate_project_name(name_or_id)
+    except NameInvalidError:
+        return None
+    return await repo.find_project_by_name(session, name)
+
+
+async def resolve_project(
+    session: AsyncSession, principal: Principal, name_or_id: str, by_name: bool = False
+) -> tuple[Project, ProjectContext]:
+    """The project ``name_or_id`` names and the principal's context in it, or an error that
+    reveals nothing about a project the principal may not see.
+
+    ``name_or_id`` is an id when it is all digits and ``by_name`` is false, else a name.
+    Raises ``UnauthorizedError`` (401) for an anonymous caller when the project is missing
+    or private, and ``ProjectNotFoundError`` (404) for a signed-in caller who is neither a
+    system admin, a member (directly or through a group), nor — for robots — granted
+    anything in it. Anything else is visible; check the specific permission with
+    ``require``.
+    """
+    project = await find_project_ref(session, name_or_id, by_name)
+    if project is None:
+        raise _hidden(principal, name_or_id)
+    context = await project_context(session, principal, await _facts(session, project))
+    if not is_visible(principal, context):
+        raise _hidden(principal, name_or_id)
+    return project, context
+
+
+def require(
+    principal: Principal, action: Action, resource: Resource, context: ProjectContext | None
+) -> None:
+    """Raise unless ``can`` allows it: 401 for an anonymous caller, 403 for a signed-in one."""
+    if can(principal, action, resource, context):
+        return
+    if principal.is_anonymous:
+        raise UnauthorizedError("authentication required")
+    where = f" in project {context.name}" if context is not None else ""
+    raise DeniedError(f"{principal.name} may not {action} {resource}{where}")
+
+
+# --- creation ------------------------------------------------------------------------------
+
+
+async def create_project(
+    session: AsyncSession,
+    name: str,
+    *,
+    owner_id: int,
+    public: bool = False,
+    metadata: Mapping[str, str] | None = None,
+) -> Project:
+    """Create a project whose owner becomes its project admin.
+
+    ``metadata`` holds further keys (already validated); ``public`` wins over its ``public``.
+    """
+    name = validate_project_name(name)
+    if await repo.find_project_by_name(session, name) is not None:
+        raise AlreadyExistsError(f"project {name} already exists")
+    values = {**(metadata or {}), "public": str(public).lower()}
+    project = Project(name=name, owner_id=owner_id)
+    session.add(project)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another request created the name between the check and the insert.
+        raise AlreadyExistsError(f"project {name} already exists") from None
+    session.add_all(
+        ProjectMetadata(project_id=project.project_id, name=key, value=value)
+        for key, value in values.items()
+    )
+    session.add(
+        ProjectMember(
+            project_id=project.project_id,
+            entity_id=owner_id,
+            entity_type=repo.USER_MEMBER,
+            role=int(Role.PROJECT_ADMIN),
+        )
+    )
+    await session.flush()
+    return project
+
+
+def _requested_metadata(requested: schemas.ProjectMetadata | None) -> dict[str, str]:
+    """The stored keys a request sets; proxy-cache keys are ignored (as Harbor does for a
+    project that is not a proxy cache) and a retention policy id cannot be set by hand."""
+    if requested is None:
+        return {}
+    given = requested.model_dump(exclude_none=True)
+    if given.pop("retention_id", ""):
+        raise BadRequestError(
+            "metadata.retention_id must be omitted: retention policies are set on their own"
+        )
+    for key in _PROXY_CACHE_KEYS:
+        given.pop(key, None)
+    return validate_metadata(given)
+
+
+async def create_project_for(
+    session: AsyncSession, principal: Principal, req: schemas.ProjectReq
+) -> Project:
+    """``createProject``: any signed-in user may create; a robot needs ``project:create``.
+
+    ``storage_limit`` is checked and otherwise ignored until quotas land (nothing stored).
+    """
+    if principal.is_anonymous:
+        raise UnauthorizedError("authentication required")
+    system_creator = can(principal, Action.CREATE, Resource.PROJECT, None)
+    if principal.is_robot and not system_creator:
+        raise DeniedError(f"{principal.name} may not create projects")
+    if req.project_name is None:
+        raise BadRequestError("project_name is required")
+    name = validate_project_name(req.project_name)
+    if req.registry_id is not None:
+        # Proxy cache projects need registry endpoints, which Dockyard does not have yet.
+        raise BadRequestError("proxy cache projects (registry_id) are not supported yet")
+    if req.storage_limit is not None and req.storage_limit < -1:
+        raise BadRequestError("storage_limit must be -1 (unlimited) or a number of bytes")
+    metadata = _requested_metadata(req.metadata)
+    public = metadata.pop("public", None)
+    if public is None:
+        public = "true" if req.public else "false"
+    if principal.is_robot or principal.user_id is None:
+        owner_id = await repo.first_admin_id(session)
+        if owner_id is None:
+            raise DeniedError("no system administrator exists to own the project")
+    else:
+        owner_id = principal.user_id
+    return await create_project(
+        session, name, owner_id=owner_id, public=public == "true", metadata=metadata
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectQuery:
+    """``listProjects`` filters: Harbor's ``q`` and ``sort`` plus its named parameters."""
+
+    q: str | None = None
+    sort: str | None = None
+    name: str | None = None
+    owner: str | None = None
+    public: bool | None = None
+    with_detail: bool = True
+
+
+_Q_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "name": Project.name.expression,
+    "project_id": Project.project_id.expression,
+    "owner_id": Project.owner_id.expression,
+    "creation_time": Project.creation_time.expression,
+    "update_time": Project.update_time.expression,
+}
+_SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "name": Project.name.expression,
+    "project_id": Project.project_id.expression,
+    "creation_time": Project.creation_time.expression,
+    "update_time": Project.update_time.expression,
+}
+_INT_KEYS = frozenset({"project_id", "owner_id"})
+
+
+def _check_condition(condition: Condition) -> None:
+    """Refuse what the database would choke on: fuzzy matches on non-text keys, values
+    that are not text, integers beyond 64 bits."""
+    for value in condition.values:
+        safe_text(value, f"q value for {condition.key}")
+    if condition.kind == "fuzzy" and condition.key != "name":
+        raise BadRequestError(f"q key {condition.key} does not take a fuzzy match (=~)")
+    if condition.key in _INT_KEYS:
+        for value in condition.values:
+            text = value.removeprefix("-")
+            if value and not (text.isascii() and text.isdigit() and len(text) <= 18):
+                raise BadRequestError(
+                    f"q value {_show(value)} for {condition.key} is not an integer"
+                )
+
+
+def _public_condition(condition: Condition) -> ColumnElement[bool]:
+    if condition.kind != "exact" or condition.values[0].lower() not in ("true", "false"):
+        raise BadRequestError("q key public takes public=true or public=false")
+    clause = repo.public_clause()
+    return clause if condition.values[0].lower() == "true" else not_(clause)
+
+
+def _visibility(principal: Principal) -> ColumnElement[bool] | None:
+    """Which projects the principal may list; None for all of them."""
+    if can(principal, Action.LIST, Resource.PROJECT, None):
+        return None
+    if principal.is_robot:
+        scopes = {grant.scope for grant in principal.grants}
+        if ALL_PROJECTS_SCOPE in scopes:
+            return None
+        ids = sorted(
+            int(scope.rsplit("/", 1)[1])
+            for scope in scopes
+            if scope.startswith("/project/") and scope.rsplit("/", 1)[1].isdigit()
+        )
+        return or_(repo.public_clause(), Project.project_id.in_(ids))
+    if principal.is_anonymous:
+        return repo.public_clause()
+    return or_(repo.public_clause(), repo.member_clause(principal.user_id, principal.group_ids))
+
+
+async def list_projects(
+    session: AsyncSession, principal: Principal, query: ProjectQuery, page: PageRequest
+) -> tuple[list[schemas.Project], int]:
+    """``listProjects``: anonymous callers see public projects; signed-in users also those
+    where they or one of their groups is a member; robots those they are granted; admins all."""
+    conditions = parse_q(query.q)
+    for condition in conditions:
+        _check_condition(condition)
+    order = parse_sort(query.sort, _SORT_COLUMNS) or [Project.name.asc()]
+    stmt = repo.project_listing()
+    stmt = apply_q(stmt, [c for c in conditions if c.key != "public"], _Q_COLUMNS)
+    for condition in conditions:
+        if condition.key == "public":
+            stmt = stmt.where(_public_condition(condition))
+    if query.name:
+        fuzzy = Condition("name", "fuzzy", (safe_text(query.name, "name"),))
+        stmt = stmt.where(condition_clause(fuzzy, Project.name.expression))
+    if query.owner:
+        stmt = stmt.where(User.username == safe_text(query.owner, "owner"))
+    if query.public is not None:
+        clause = repo.public_clause()
+        stmt = stmt.where(clause if query.public else not_(clause))
+    visible = _visibility(principal)
+    if visible is not None:
+        stmt = stmt.where(visible)
+    rows, total = await repo.fetch_projects(session, stmt, page, order)
+    ids = [project.project_id for project, _ in rows]
+    metadata = await repo.metadata_of(session, ids)
+    counts = await repo.repository_counts(session, ids)
+    roles = await _roles_of(session, principal, ids)
+    views = [
+        _view(
+            principal,
+            project,
+            owner if query.with_detail else None,
+            metadata.get(project.project_id, {}),
+            counts.get(project.project_id, 0),
+            roles.get(project.project_id, frozenset()),
+        )
+        for project, owner in rows
+    ]
+    return views, total
+
+
+async def _roles_of(
+    session: AsyncSession, principal: Principal, project_ids: list[int]
+) -> dict[int, frozenset[Role]]:
+    if principal.is_robot or principal.user_id is None:
+        return {}
+    found = await repo.roles_in_projects(
+        session, project_ids, principal.user_id, principal.group_ids
+    )
+    return {pid: _roles(roles) for pid, roles in found.items()}
+
+
+def _view(
+    principal: Principal,
+    project: Project,
+    owner_name: str | None,
+    metadata: dict[str, str],
+    repo_count: int,
+    roles: frozenset[Role],
+) -> schemas.Project:
+    context = ProjectContext(
+        project.project_id, project.name, metadata.get("public") == "true", roles
+    )
+    ranked = sorted(roles, key=lambda r: _ROLE_POWER[r], reverse=True)
+    return schemas.Project(
+        project_id=project.project_id,
+        owner_id=project.owner_id,
+        name=project.name,
+        registry_id=project.registry_id,
+        creation_time=project.creation_time,
+        update_time=project.update_time,
+        deleted=project.deleted,
+        owner_name=owner_name,
+        togglable=can(principal, Action.UPDATE, Resource.METADATA, context),
+        current_user_role_id=int(ranked[0]) if ranked else 0,
+        current_user_role_ids=sorted(int(r) for r in roles),
+        repo_count=repo_count,
+        metadata=metadata,
+    )
+
+
+async def project_view(
+    session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
+) -> schemas.Project:
+    """``getProject``: needs ``project:read``."""
+    require(principal, Action.READ, Resource.PROJECT, context)
+    return _view(
+        principal,
+        project,
+        await repo.owner_name(session, project.owner_id),
+        await repo.project_metadata(session, project.project_id),
+        await repo.repository_count(session, project.project_id),
+        context.roles,
+    )
+
+
+async def project_exists(session: AsyncSession, principal: Principal, name: str) -> None:
+    """``headProject``: returns when the project exists and the caller may know it; else a
+    404 for everyone (the operation has no 401; a private project still stays hidden)."""
+    try:
+        _, context = await resolve_project(session, principal, name, by_name=True)
+    except UnauthorizedError:
+        raise ProjectNotFoundError(f"project {name} not found") from None
+    require(principal, Action.READ, Resource.PROJECT, context)
+
+
+async def project_summary(
+    session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
+) -> schemas.ProjectSummary:
+    """``getProjectSummary``: member counts only for those who may list members."""
+    require(principal, Action.READ, Resource.PROJECT, context)
+    summary = schemas.ProjectSummary(
+        repo_count=await repo.repository_count(session, project.project_id)
+    )
+    if can(principal, Action.LIST, Resource.MEMBER, context):
+        counts = await repo.member_counts_by_role(session, project.project_id)
+        summary.project_admin_count = counts.get(Role.PROJECT_ADMIN, 0)
+        summary.maintainer_count = counts.get(Role.MAINTAINER, 0)
+        summary.developer_count = counts.get(Role.DEVELOPER, 0)
+        summary.guest_count = counts.get(Role.GUEST, 0)
+        summary.limited_guest_count = counts.get(Role.LIMITED_GUEST, 0)
+    return summary
+
+
+# --- changes -------------------------------------------------------------------------------
+
+
+async def update_project(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    req: schemas.ProjectReq,
+) -> None:
+    """``updateProject``: its metadata (the name, registry and storage limit do not change)."""
+    require(principal, Action.UPDATE, Resource.PROJECT, context)
+    metadata = _requested_metadata(req.metadata)
+    await repo.set_metadata(session, project.project_id, metadata)
+    project.update_time = utcnow()
+    await session.flush()
+
+
+async def project_deletable(
+    session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
+) -> schemas.ProjectDeletable:
+    """``getProjectDeletable``: asked with the same permission as the deletion."""
+    require(principal, Action.DELETE, Resource.PROJECT, context)
+    if await repo.repository_count(session, project.project_id):
+        return schemas.ProjectDeletable(deletable=False, message=_NOT_DELETABLE)
+    return schemas.ProjectDeletable(deletable=True)
+
+
+async def delete_project(
+    session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
+) -> None:
+    """``deleteProject``: refused (412) while the project holds repositories.
+
+    The row is kept, marked deleted and renamed ``name#id`` so the name can be used
+    again; its members and metadata go. The row is locked first so a push that
+    creates a repository in the meantime either finishes before the count or waits.
+    """
+    require(principal, Action.DELETE, Resource.PROJECT, context)
+    locked = await repo.find_project(session, project.project_id, for_update=True)
+    if locked is None:
+        raise ProjectNotFoundError(f"project {project.name} not found")
+    if await repo.repository_count(session, locked.project_id):
+        raise PreconditionFailedError(_NOT_DELETABLE)
+    await repo.soft_delete_project(session, locked)
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+async def list_metadata(
+    session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
+) -> dict[str, str]:
+    """``listProjectMetadatas``: ``metadata:list`` (robots) or ``metadata:read`` (roles)."""
+    if not can(principal, Action.LIST, Resource.METADATA, context):
+        require(principal, Action.READ, Resource.METADATA, context)
+    return await repo.project_metadata(session, project.project_id)
+
+
+async def add_metadata(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    values: Mapping[str, str],
+) -> None:
+    """``addProjectMetadatas``: new keys only; a key already set is a 409."""
+    require(principal, Action.CREATE, Resource.METADATA, context)
+    if not values:
+        raise BadRequestError("give at least one metadata key and value")
+    clean = validate_metadata(values)
+    existing = await repo.project_metadata(session, project.project_id)
+    taken = sorted(set(clean) & set(existing))
+    if taken:
+        raise AlreadyExistsError(f"metadata {', '.join(taken)} already set; update it instead")
+    try:
+        await repo.set_metadata(session, project.project_id, clean)
+    except IntegrityError:
+        raise AlreadyExistsError("metadata already set; update it instead") from None
+
+
+async def get_metadata(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    name: str,
+) -> dict[str, str]:
+    require(principal, Action.READ, Resource.METADATA, context)
+    value = (await repo.project_metadata(session, project.project_id)).get(name)
+    if name not in METADATA_KEYS or value is None:
+        raise NotFoundError(f"metadata {_show(name)} is not set")
+    return {name: value}
+
+
+async def update_metadata(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    name: str,
+    body: Mapping[str, str],
+) -> None:
+    """``updateProjectMetadata``: the body carries ``{name: value}``; sets it (new or not)."""
+    require(principal, Action.UPDATE, Resource.METADATA, context)
+    if name not in body:
+        raise BadRequestError(f"the body must carry the value of {_show(name)}")
+    clean = validate_metadata({name: body[name]})
+    await repo.set_metadata(session, project.project_id, clean)
+
+
+async def delete_metadata(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    name: str,
+) -> None:
+    require(principal, Action.DELETE, Resource.METADATA, context)
+    if name not in METADATA_KEYS or not await repo.delete_metadata(
+        session, project.project_id, name
+    ):
+        raise NotFoundError(f"metadata {_show(name)} is not set")
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+def _member_entity(member: ProjectMember, entity_name: str) -> schemas.ProjectMemberEntity:
+    role = Role(member.role) if member.role in Role._value2member_map_ else None
+    return schemas.ProjectMemberEntity(
+        id=member.id,
+        project_id=member.project_id,
+        entity_name=entity_name,
+        role_name=ROLE_NAMES[role] if role is not None else "",
+        role_id=member.role,
+        entity_id=member.entity_id,
+        entity_type=member.entity_type,
+    )
+
+
+def _role(role_id: int | None) -> Role:
+    if role_id is None:
+        raise BadRequestError("role_id is required")
+    if role_id not in Role._value2member_map_:
+        raise BadRequestError(
+            f"invalid role_id {role_id}: must be a project role (1 project admin, "
+            "2 developer, 3 guest, 4 maintainer, 5 limited guest)"
+        )
+    return Role(role_id)
+
+
+async def list_members(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    entity_name: str | None,
+    page: PageRequest,
+) -> tuple[list[schemas.ProjectMemberEntity], int]:
+    """``listProjectMembers``, by entity name (exact, as Harbor) and paged."""
+    require(principal, Action.LIST, Resource.MEMBER, context)
+    if entity_name:
+        safe_text(entity_name, "entityname")
+    rows, total = await repo.list_members(session, project.project_id, entity_name, page)
+    return [_member_entity(member, name) for member, name in rows], total
+
+
+async def get_member(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    member_id: int,
+) -> schemas.ProjectMemberEntity:
+    require(principal, Action.READ, Resource.MEMBER, context)
+    found = await repo.find_member(session, project.project_id, member_id)
+    if found is None:
+        raise NotFoundError(f"member {member_id} not found in project {project.name}")
+    return _member_entity(*found)
+
+
+async def _member_target(session: AsyncSession, req: schemas.ProjectMember) -> tuple[str, int]:
+    """The (entity_type, entity_id) a member request names.
+
+    Any unknown user or group is a 400: ``createProjectMember`` declares no 404, and
+    Harbor answers 400 for an unknown ``user_id`` or group ``id``.
+    """
+    user = req.member_user
+    group = req.member_group
+    wants_user = user is not None and bool(user.user_id or user.username)
+    wants_group = group is not None and bool(group.id or group.group_name or group.ldap_group_dn)
+    if wants_user and wants_group:
+        raise BadRequestError("give either member_user or member_group, not both")
+    if user is not None and wants_user:
+        if user.user_id:
+            if await repo.find_live_user(session, user.user_id) is None:
+                raise BadRequestError(f"user {user.user_id} not found")
+            return repo.USER_MEMBER, user.user_id
+        username = safe_text(user.username or "", "member_user.username")
+        found = await users.find_user_by_name(session, username)
+        if found is None:
+            raise BadRequestError(f"user {_show(username)} not found")
+        return repo.USER_MEMBER, found.user_id
+    if group is not None and wants_group:
+        if group.id:
+            if await repo.find_group(session, group.id) is None:
+                raise BadRequestError(f"group {group.id} not found")
+            return repo.GROUP_MEMBER, group.id
+        if group.ldap_group_dn:
+            dn = safe_text(group.ldap_group_dn.strip(), "member_group.ldap_group_dn")
+            found_group = await repo.find_group_by(session, ldap_dn=dn, group_type=1)
+            what = f"LDAP group {_show(dn)}"
+        else:
+            name = safe_text(group.group_name or "", "member_group.group_name")
+            found_group = await repo.find_group_by(session, name=name, group_type=group.group_type)
+            what = f"group {_show(name)}"
+        if found_group is None:
+            raise BadRequestError(f"{what} not found")
+        return repo.GROUP_MEMBER, found_group.id
+    raise BadRequestError("at least one of member_user or member_group must be provided")
+
+
+async def add_member(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    req: schemas.ProjectMember,
+) -> int:
+    """``createProjectMember``: returns the new member's id; a second membership is a 409."""
+    require(principal, Action.CREATE, Resource.MEMBER, context)
+    role = _role(req.role_id)
+    entity_type, entity_id = await _member_target(session, req)
+    if await repo.find_member_of_entity(session, project.project_id, entity_type, entity_id):
+        raise AlreadyExistsError("the project member specified already exists")
+    member = ProjectMember(
+        project_id=project.project_id,
+        entity_id=entity_id,
+        entity_type=entity_type,
+        role=int(role),
+    )
+    session.add(member)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise AlreadyExistsError("the project member specified already exists") from None
+    return member.id
+
+
+async def update_member(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    member_id: int,
+    role_id: int | None,
+) -> None:
+    """``updateProjectMember``: a new role. As Harbor, any holder of ``member:update`` may
+    change any membership, their own included."""
+    require(principal, Action.UPDATE, Resource.MEMBER, context)
+    role = _role(role_id)
+    found = await repo.find_member(session, project.project_id, member_id)
+    if found is None:
+        raise NotFoundError(f"member {member_id} not found in project {project.name}")
+    member, _ = found
+    member.role = int(role)
+    member.update_time = utcnow()
+    await session.flush()
+
+
+async def delete_member(
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    member_id: int,
+) -> None:
+    require(principal, Action.DELETE, Resource.MEMBER, context)
+    found = await repo.find_member(session, project.project_id, member_id)
+    if found is None:
+        raise NotFoundError(f"member {member_id} not found in project {project.name}")
+    await session.delete(found[0])
+    await session.flush()
