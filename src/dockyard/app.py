@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> Starlette:
             await state.db.dispose()
 
     return Starlette(
-        routes=[*token_routes(), *api_routes(api_operations())],
+        routes=[*token_routes(), *iam_api.session_routes(), *api_routes(api_operations())],
         middleware=[Middleware(RequestContextMiddleware), Middleware(RegistryFace)],
         lifespan=lifespan,
     )

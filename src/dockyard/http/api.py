@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ from dockyard.errors import (
 from dockyard.http.auth import BasicCredentials, BearerToken, parse_authorization
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.state import AppState, client_address, get_state
+from dockyard.iam import sessions
 from dockyard.iam.policy import ANONYMOUS, Principal
 
 API_PREFIX = "/api/v2.0"
@@ -233,7 +235,13 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 async def authenticate(request: Request, state: AppState) -> Principal:
-    """The API caller: Basic credentials (users and robots) or anonymous."""
+    """The API caller: Basic credentials (users and robots), a console session, or anonymous.
+
+    Basic credentials win over a session cookie. A state-changing request
+    that rests on the session must carry the session's ``X-Harbor-CSRF-Token``;
+    the session is remembered on the request so its answer can hand the token
+    out (``session_response``).
+    """
     credentials = parse_authorization(request.headers.get("authorization"))
     if isinstance(credentials, BearerToken):
         raise UnauthorizedError("the API takes Basic credentials or a console session")
@@ -241,7 +249,33 @@ async def authenticate(request: Request, state: AppState) -> Principal:
         return await state.identity.authenticate(
             credentials.username, credentials.password, client_address(request)
         )
-    return ANONYMOUS
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    if not cookie:
+        return ANONYMOUS
+    timeout = timedelta(minutes=state.settings.session_timeout_minutes)
+    console = await sessions.resolve_session(state.db, cookie, timeout)
+    if console is None:
+        return ANONYMOUS
+    request.state.console_session = console
+    if request.method in sessions.UNSAFE_METHODS and not console.accepts_csrf(
+        request.headers.get(sessions.CSRF_HEADER)
+    ):
+        raise DeniedError("the CSRF token is missing or invalid")
+    return console.principal
+
+
+def console_session(request: Request) -> sessions.ConsoleSession | None:
+    """The console session ``authenticate`` found for this request, if any."""
+    found: sessions.ConsoleSession | None = getattr(request.state, "console_session", None)
+    return found
+
+
+def session_response(request: Request, response: Response) -> Response:
+    """Hand a session's CSRF token to the console on its reads, as Harbor does."""
+    console = console_session(request)
+    if console is not None and request.method in ("GET", "HEAD"):
+        response.headers[sessions.CSRF_HEADER] = console.csrf_token
+    return response
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -312,9 +346,10 @@ class ApiRoute(Route):
             state = get_state(request)
             api = ApiRequest(request, state, op)
             try:
-                return await op.handler(api)
+                response = await op.handler(api)
             except AppError as exc:
-                return harbor_error_response(exc, request_id(request), _challenge(exc))
+                response = harbor_error_response(exc, request_id(request), _challenge(exc))
+            return session_response(request, response)
 
         super().__init__(path, endpoint, methods=[op.method])
 

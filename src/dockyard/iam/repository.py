@@ -1,14 +1,28 @@
-"""Queries on users."""
+"""Queries on users, user groups, their memberships and console sessions."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.db.listing import (
+    Condition,
+    PageRequest,
+    apply_q,
+    condition_clause,
+    fetch_page,
+    parse_sort,
+)
 from dockyard.iam.accounts import AccountLogin
-from dockyard.iam.models import User, UserGroupMembership
+from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembership
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import Principal
+from dockyard.projects.models import Project, ProjectMember
+from dockyard.system.models import Property
 
 
 async def find_user_by_name(session: AsyncSession, username: str) -> User | None:
@@ -50,3 +64,191 @@ async def find_user_login(session: AsyncSession, username: str) -> AccountLogin 
 
 def _verify_user_password(stored_hash: str, offered: str) -> bool:
     return verify_password(stored_hash or None, offered)
+
+
+# --- the user and group administration API ---------------------------------------------
+
+# Keys ``q`` and ``sort`` of listUsers accept, and the columns behind them.
+USER_LISTING_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "user_id": User.user_id.expression,
+    "username": User.username.expression,
+    "email": User.email.expression,
+    "realname": User.realname.expression,
+    "comment": User.comment.expression,
+    "sysadmin_flag": User.sysadmin_flag.expression,
+    "creation_time": User.creation_time.expression,
+    "update_time": User.update_time.expression,
+}
+
+
+def _fuzzy(column: ColumnElement[Any], fragment: str) -> ColumnElement[bool]:
+    """``column`` contains ``fragment``, case-insensitively (LIKE wildcards escaped)."""
+    return condition_clause(Condition("name", "fuzzy", (fragment,)), column)
+
+
+async def find_live_user(session: AsyncSession, user_id: int) -> User | None:
+    """A user that is not (soft-)deleted."""
+    result = await session.execute(
+        select(User).where(User.user_id == user_id, User.deleted.is_(False))
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    result = await session.execute(select(User).where(User.email == email, User.deleted.is_(False)))
+    return result.scalar_one_or_none()
+
+
+async def list_users(
+    session: AsyncSession, conditions: Sequence[Condition], sort: str | None, page: PageRequest
+) -> tuple[list[User], int]:
+    """A page of the users that are not deleted, filtered by Harbor's ``q``."""
+    stmt: Select[Any] = select(User).where(User.deleted.is_(False))
+    stmt = apply_q(stmt, conditions, USER_LISTING_COLUMNS)
+    order = parse_sort(sort, USER_LISTING_COLUMNS)
+    rows, total = await fetch_page(session, stmt, page, order, User.user_id.asc())
+    return [row[0] for row in rows], total
+
+
+async def search_users(
+    session: AsyncSession, fragment: str, page: PageRequest
+) -> tuple[list[tuple[int, str]], int]:
+    """(user_id, username) of live users whose name contains ``fragment``."""
+    stmt: Select[Any] = select(User).where(
+        User.deleted.is_(False), _fuzzy(User.username.expression, fragment)
+    )
+    rows, total = await fetch_page(session, stmt, page, [User.username.asc()], User.user_id.asc())
+    return [(row[0].user_id, row[0].username) for row in rows], total
+
+
+async def forget_user_memberships(session: AsyncSession, user_id: int) -> None:
+    """Remove a user's project roles, group memberships and console sessions."""
+    await session.execute(
+        delete(ProjectMember).where(
+            ProjectMember.entity_type == "u", ProjectMember.entity_id == user_id
+        )
+    )
+    await session.execute(delete(UserGroupMembership).where(UserGroupMembership.user_id == user_id))
+    await session.execute(delete(LoginSession).where(LoginSession.user_id == user_id))
+
+
+async def find_group(session: AsyncSession, group_id: int) -> UserGroup | None:
+    return await session.get(UserGroup, group_id)
+
+
+async def find_group_by_name(
+    session: AsyncSession, group_type: int, group_name: str
+) -> UserGroup | None:
+    result = await session.execute(
+        select(UserGroup).where(
+            UserGroup.group_type == group_type, UserGroup.group_name == group_name
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_ldap_group_by_dn(session: AsyncSession, dn: str) -> UserGroup | None:
+    result = await session.execute(
+        select(UserGroup).where(UserGroup.group_type == 1, UserGroup.ldap_group_dn == dn)
+    )
+    return result.scalars().first()
+
+
+async def list_groups(
+    session: AsyncSession,
+    page: PageRequest,
+    *,
+    name_fragment: str | None = None,
+    ldap_group_dn: str | None = None,
+) -> tuple[list[UserGroup], int]:
+    stmt: Select[Any] = select(UserGroup)
+    if name_fragment:
+        stmt = stmt.where(_fuzzy(UserGroup.group_name.expression, name_fragment))
+    if ldap_group_dn:
+        stmt = stmt.where(UserGroup.ldap_group_dn == ldap_group_dn)
+    rows, total = await fetch_page(session, stmt, page, [], UserGroup.id.asc())
+    return [row[0] for row in rows], total
+
+
+async def forget_group(session: AsyncSession, group_id: int) -> None:
+    """Delete a group with its project roles and its members' memberships."""
+    await session.execute(
+        delete(ProjectMember).where(
+            ProjectMember.entity_type == "g", ProjectMember.entity_id == group_id
+        )
+    )
+    await session.execute(
+        delete(UserGroupMembership).where(UserGroupMembership.group_id == group_id)
+    )
+    await session.execute(delete(UserGroup).where(UserGroup.id == group_id))
+
+
+async def group_project_roles(
+    session: AsyncSession, project_id: int, group_ids: Collection[int]
+) -> list[int]:
+    """Roles the groups ``group_ids`` hold in a project."""
+    if not group_ids:
+        return []
+    result = await session.execute(
+        select(ProjectMember.role).where(
+            ProjectMember.project_id == project_id,
+            ProjectMember.entity_type == "g",
+            ProjectMember.entity_id.in_(list(group_ids)),
+        )
+    )
+    return list(result.scalars())
+
+
+async def find_project_name(session: AsyncSession, project_id: int) -> str | None:
+    """The name of a (not deleted) project, by id."""
+    result = await session.execute(
+        select(Project.name).where(Project.project_id == project_id, Project.deleted.is_(False))
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_property(session: AsyncSession, key: str) -> str | None:
+    prop = await session.get(Property, key)
+    return prop.v if prop is not None else None
+
+
+async def set_property(session: AsyncSession, key: str, value: str) -> None:
+    prop = await session.get(Property, key)
+    if prop is None:
+        session.add(Property(k=key, v=value))
+    else:
+        prop.v = value
+    await session.flush()
+
+
+# --- console sessions ----------------------------------------------------------------------
+
+
+async def find_login_session(session: AsyncSession, session_id: str) -> LoginSession | None:
+    return await session.get(LoginSession, session_id)
+
+
+async def delete_login_session(session: AsyncSession, session_id: str) -> None:
+    await session.execute(delete(LoginSession).where(LoginSession.id == session_id))
+
+
+async def delete_expired_login_sessions(session: AsyncSession, now: datetime) -> None:
+    await session.execute(delete(LoginSession).where(LoginSession.expires_at < now))
+
+
+async def delete_user_login_sessions(
+    session: AsyncSession, user_id: int, keep: str | None = None
+) -> None:
+    """End a user's console sessions, except ``keep`` (the caller's own) if given."""
+    stmt = delete(LoginSession).where(LoginSession.user_id == user_id)
+    if keep is not None:
+        stmt = stmt.where(LoginSession.id != keep)
+    await session.execute(stmt)
+
+
+async def extend_login_session(
+    session: AsyncSession, session_id: str, expires_at: datetime
+) -> None:
+    await session.execute(
+        update(LoginSession).where(LoginSession.id == session_id).values(expires_at=expires_at)
+    )

@@ -1,0 +1,80 @@
+"""Harbor's user, user-group and permission shapes, named and spelt as its swagger does.
+
+Request models ignore fields they do not know (as Harbor does) and take JSON
+types strictly: a string where a boolean belongs is a 400, not a guess.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class UserCreationReq(_Request):
+    username: str | None = None
+    email: str | None = None
+    realname: str | None = None
+    comment: str | None = None
+    password: str | None = None
+
+
+class UserProfile(_Request):
+    email: str | None = None
+    realname: str | None = None
+    comment: str | None = None
+
+
+class PasswordReq(_Request):
+    old_password: str | None = None
+    new_password: str | None = None
+
+
+class UserSysAdminFlag(_Request):
+    sysadmin_flag: bool | None = None
+
+
+class OIDCCliSecretReq(_Request):
+    secret: str | None = None
+
+
+class UserGroup(_Request):
+    """Both the request and the answer of the user-group operations."""
+
+    id: int | None = None
+    group_name: str | None = None
+    group_type: int | None = None
+    ldap_group_dn: str | None = None
+
+
+class UserResp(BaseModel):
+    user_id: int
+    username: str
+    email: str | None = None
+    realname: str | None = None
+    comment: str | None = None
+    sysadmin_flag: bool
+    admin_role_in_auth: bool = False
+    """True only when an external authenticator (LDAP) made the user an admin; never here."""
+    creation_time: datetime
+    update_time: datetime
+
+
+class UserSearchRespItem(BaseModel):
+    user_id: int
+    username: str
+
+
+class UserGroupSearchItem(BaseModel):
+    id: int
+    group_name: str
+    group_type: int
+
+
+class Permission(BaseModel):
+    resource: str
+    action: str
