@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +23,6 @@ from dockyard.errors import (
     BadRequestError,
     DeniedError,
     NotFoundError,
-    ProjectNotFoundError,
 )
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.passwords import hash_password, verify_password
@@ -206,10 +204,9 @@ async def _robot_project(
 
 
 async def _project_by_name(session: AsyncSession, actor: Principal, name: str) -> ProjectContext:
-    facts = await projects.find_project_facts(session, name)
-    if facts is None:
-        raise ProjectNotFoundError(f"project {name} not found")
-    return await projects.project_context(session, actor, facts)
+    """``actor``'s context in project ``name``; 404 for a project ``actor`` may not see."""
+    _, context = await projects.resolve_project(session, actor, name, by_name=True)
+    return context
 
 
 async def _granted_rows(
@@ -276,7 +273,7 @@ async def list_robots(
     order = parse_sort(sort, repo.SORT_COLUMNS)
     stmt = repo.robots_query()
     if project_id is not None:
-        context = await _project_by_id(session, actor, project_id, missing="raise")
+        _, context = await projects.resolve_project(session, actor, str(project_id))
         if not can(actor, Action.LIST, Resource.ROBOT, context):
             raise DeniedError(f"{actor.name} may not list robot accounts of project {project_id}")
         stmt = stmt.where(Robot.project_id == project_id)
@@ -429,22 +426,20 @@ async def _robot_for(
     if robot.level == "system":
         allowed = can(actor, action, Resource.ROBOT, None)
     else:
-        context = await _project_by_id(session, actor, robot.project_id, missing="empty")
+        context = await _robot_project_context(session, actor, robot.project_id)
         allowed = can(actor, action, Resource.ROBOT, context)
     if not allowed:
         raise DeniedError(f"{actor.name} may not {action.value} robot {robot_id}")
     return robot
 
 
-async def _project_by_id(
-    session: AsyncSession, actor: Principal, project_id: int, *, missing: Literal["raise", "empty"]
+async def _robot_project_context(
+    session: AsyncSession, actor: Principal, project_id: int
 ) -> ProjectContext:
-    """``actor``'s context in project ``project_id``; a project that is gone raises
-    (``missing="raise"``) or gives a context no role holder passes (``"empty"``)."""
+    """``actor``'s context in a project robot's project (whether or not ``actor`` may see
+    the project: the robot is what is asked for); a project that is gone gives no roles."""
     name = await repo.find_project_name(session, project_id)
     facts = None if name is None else await projects.find_project_facts(session, name)
     if facts is None:
-        if missing == "raise":
-            raise ProjectNotFoundError(f"project {project_id} not found")
         return ProjectContext(project_id=project_id, name="", public=False)
     return await projects.project_context(session, actor, facts)
