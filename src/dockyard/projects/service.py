@@ -186,8 +186,11 @@ def _roles(found: Collection[int]) -> frozenset[Role]:
 
 
 def is_visible(principal: Principal, context: ProjectContext) -> bool:
-    """May ``principal`` learn that the project exists?"""
+    """May ``principal`` learn that the project exists? (Those who may list every project,
+    such as a robot with the system ``project:list`` grant, see it in listings anyway.)"""
     if principal.sysadmin or context.public or context.roles:
+        return True
+    if can(principal, Action.LIST, Resource.PROJECT, None):
         return True
     if principal.is_robot:
         scopes = {project_scope(context.project_id), ALL_PROJECTS_SCOPE}
