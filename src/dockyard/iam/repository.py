@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.db.engine import dialect_insert
 from dockyard.db.listing import (
     Condition,
     PageRequest,
@@ -213,12 +214,9 @@ async def get_property(session: AsyncSession, key: str) -> str | None:
 
 
 async def set_property(session: AsyncSession, key: str, value: str) -> None:
-    prop = await session.get(Property, key)
-    if prop is None:
-        session.add(Property(k=key, v=value))
-    else:
-        prop.v = value
-    await session.flush()
+    """Insert or overwrite one system property (two writers racing both succeed)."""
+    stmt = dialect_insert(session, Property).values(k=key, v=value)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["k"], set_={"v": value}))
 
 
 # --- console sessions ----------------------------------------------------------------------

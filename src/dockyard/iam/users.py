@@ -371,10 +371,14 @@ async def rename_group(session: AsyncSession, group_id: int, group_name: str | N
     name = _group_name(group_name)
     group = await get_group(session, group_id)
     other = await repo.find_group_by_name(session, group.group_type, name)
+    taken = f"another user group of this type is called {name}"
     if other is not None and other.id != group.id:
-        raise AlreadyExistsError(f"user group {name} already exists")
+        raise BadRequestError(taken)  # updateUserGroup declares no 409
     group.group_name = name
-    await _flush_unique(session, f"user group {name} already exists")
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise BadRequestError(taken) from None
     return group
 
 
