@@ -22,7 +22,6 @@ from dockyard.iam.policy import Role
 from dockyard.projects import repository as projects_repo
 from dockyard.projects.models import Project, ProjectMember
 from dockyard.projects.service import create_project
-from dockyard.robots import service as robots_service
 from dockyard.robots.models import Robot, RobotPermission
 
 USER_PASSWORD = "Passw0rdPassw0rd"
@@ -769,10 +768,11 @@ async def test_robots_go_with_their_project(
     kept = await _create(admin, _project_robot(other, "repository:pull"))
     system = await _create(admin, _system_robot(_entry("project", project, "repository:pull")))
 
-    async with state.db.write() as session:
-        assert await robots_service.delete_project_robots(session, project_id) == 1
+    deleted = await admin.delete(f"/api/v2.0/projects/{project_id}")
+    assert deleted.status_code == 200, deleted.text
 
     assert (await admin.get(f"/api/v2.0/robots/{doomed['id']}")).status_code == 404
+    assert await _robot_rows(state, doomed["name"].removeprefix("robot$")) == 0
     assert await _v2_status(app, _creds(doomed)) == 401
     assert await _v2_status(app, _creds(kept)) == 200
     assert await _v2_status(app, _creds(system)) == 200

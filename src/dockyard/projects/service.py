@@ -54,6 +54,7 @@ from dockyard.oci.names import validate_project_name
 from dockyard.projects import repository as repo
 from dockyard.projects import schemas
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.robots import repository as robots_repo
 
 # --- metadata rules ------------------------------------------------------------------------
 
@@ -589,6 +590,8 @@ async def delete_project(
     if await repo.repository_count(session, locked.project_id):
         raise PreconditionFailedError(_NOT_DELETABLE)
     await repo.soft_delete_project(session, locked)
+    # Harbor deletes a project's robots with it (they could not log in anyway).
+    await robots_repo.delete_robots_of_project(session, locked.project_id)
 
 
 # --- metadata ------------------------------------------------------------------------------
