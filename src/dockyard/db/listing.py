@@ -129,11 +129,16 @@ def _condition(key: str, value: str) -> Condition:
     return Condition(key, "exact", (value,))
 
 
-def _coerce(column: ColumnElement[Any], key: str, raw: str) -> Any:
+def _python_type(column: ColumnElement[Any]) -> type:
     try:
-        python_type = column.type.python_type
+        python_type: type = column.type.python_type
     except NotImplementedError:
-        python_type = str
+        return str
+    return python_type
+
+
+def _coerce(column: ColumnElement[Any], key: str, raw: str) -> Any:
+    python_type = _python_type(column)
     try:
         if python_type is bool:
             lowered = raw.lower()
@@ -141,7 +146,10 @@ def _coerce(column: ColumnElement[Any], key: str, raw: str) -> Any:
                 raise ValueError(raw)
             return lowered in ("true", "1")
         if python_type is int:
-            return int(raw)
+            number = int(raw)
+            if not -(2**63) <= number < 2**63:
+                raise ValueError(raw)
+            return number
         if python_type in (datetime, date):
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -159,6 +167,8 @@ def _escape_like(value: str) -> str:
 def condition_clause(condition: Condition, column: ColumnElement[Any]) -> ColumnElement[bool]:
     key = condition.key
     if condition.kind == "fuzzy":
+        if _python_type(column) is not str:
+            raise BadRequestError(f"q cannot match {key} fuzzily (=~); give an exact value")
         pattern = f"%{_escape_like(condition.values[0])}%"
         clause: ColumnElement[bool] = func.lower(column).like(pattern.lower(), escape="\\")
         return clause
