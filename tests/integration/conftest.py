@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from starlette.applications import Starlette
+from tests.support import harbor_contract
 from tests.support.postgres import postgres_admin_url, temporary_database
 
 from dockyard.app import create_app
@@ -73,15 +74,52 @@ async def _refuse_5xx(response: httpx.Response) -> None:
     )
 
 
+async def _check_harbor_contract(response: httpx.Response) -> None:
+    """Every ``/api/v2.0`` answer must be one Harbor's swagger allows.
+
+    ``tests/support/harbor_contract.py`` checks that the operation exists (or, for
+    a path of no operation, that the answer is Harbor's 404/405 error body), every
+    query parameter sent is declared, the status is declared, a 2xx body matches
+    the swagger definition strictly (no invented fields, no undeclared nulls), a
+    4xx body is Harbor's error body, and a list carries ``X-Total-Count``.
+
+    A test that deliberately sends something undeclared (a hostile unknown query
+    parameter, an operation outside swagger) opts that request out with the
+    header ``X-Dockyard-Contract: skip``. Other paths (``/v2/``, ``/service/token``)
+    are not looked at, nor is anything when swagger.yaml is absent.
+    """
+    request = response.request
+    path = request.url.raw_path.decode("latin-1").partition("?")[0]
+    if path != harbor_contract.BASE_PATH and not path.startswith(harbor_contract.BASE_PATH + "/"):
+        return
+    if request.headers.get(harbor_contract.CONTRACT_HEADER, "").lower() == "skip":
+        return
+    contract = harbor_contract.load_contract()
+    if contract is None:
+        return
+    await response.aread()
+    problems = contract.check_exchange(
+        request.method,
+        path,
+        request.url.params.multi_items(),
+        response.status_code,
+        response.headers,
+        response.content,
+    )
+    assert not problems, harbor_contract.report(
+        request.method, path, response.status_code, problems
+    )
+
+
 def make_client(app: Starlette, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
-    """An in-process client; every response it receives is checked to be below 500."""
+    """An in-process client; every response must be below 500 and within Harbor's contract."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     return httpx.AsyncClient(
         transport=transport,
         base_url=BASE_URL,
         auth=auth,
         timeout=30,
-        event_hooks={"response": [_refuse_5xx]},
+        event_hooks={"response": [_refuse_5xx, _check_harbor_contract]},
     )
 
 
