@@ -1,10 +1,63 @@
-"""``/api/v2.0`` system endpoints: ping, health, system info, statistics."""
+"""``/api/v2.0`` system endpoints: ping, health, system info, statistics, the OpenAPI document."""
 
 from __future__ import annotations
 
-from starlette.responses import PlainTextResponse, Response
+from dataclasses import asdict
+from datetime import datetime
 
-from dockyard.http.api import ApiRequest, Operation, operation
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from dockyard.db.base import utcnow
+from dockyard.errors import UnauthorizedError
+from dockyard.http.api import ApiRequest, Operation, api_operations, json_response, operation
+from dockyard.http.openapi import build_openapi
+from dockyard.iam.policy import ANONYMOUS, Principal
+from dockyard.system import service
+
+# --- Harbor's shapes (swagger definitions of the same names) ---------------------------
+
+
+class ComponentHealthStatus(BaseModel):
+    name: str
+    status: str
+    error: str | None = None
+
+
+class OverallHealthStatus(BaseModel):
+    status: str
+    components: list[ComponentHealthStatus]
+
+
+class GeneralInfo(BaseModel):
+    """Anonymous callers get the first block only; signed-in ones everything."""
+
+    auth_mode: str | None = None
+    primary_auth_mode: bool | None = None
+    self_registration: bool | None = None
+    harbor_version: str | None = None
+    banner_message: str | None = None
+    current_time: datetime | None = None
+    external_url: str | None = None
+    registry_url: str | None = None
+    project_creation_restriction: str | None = None
+    has_ca_root: bool | None = None
+    read_only: bool | None = None
+    notification_enable: bool | None = None
+    registry_storage_provider_name: str | None = None
+
+
+class Statistic(BaseModel):
+    private_project_count: int
+    private_repo_count: int
+    public_project_count: int
+    public_repo_count: int
+    total_project_count: int
+    total_repo_count: int
+    total_storage_consumption: int
+
+
+# --- operations ------------------------------------------------------------------------
 
 
 @operation("GET", "/ping", "getPing")
@@ -13,4 +66,73 @@ async def get_ping(api: ApiRequest) -> Response:
     return PlainTextResponse("Pong")
 
 
-operations: list[Operation] = [get_ping]
+@operation("GET", "/health", "getHealth", response=OverallHealthStatus)
+async def get_health(api: ApiRequest) -> Response:
+    """Health of core, database and storage; 200 even when unhealthy, as Harbor answers."""
+    components = await service.check_health(api.state.db, api.state.storage)
+    healthy = all(c.status == service.HEALTHY for c in components)
+    return json_response(
+        OverallHealthStatus(
+            status=service.HEALTHY if healthy else service.UNHEALTHY,
+            components=[ComponentHealthStatus(**asdict(c)) for c in components],
+        )
+    )
+
+
+@operation("GET", "/systeminfo", "getSystemInfo", response=GeneralInfo)
+async def get_system_info(api: ApiRequest) -> Response:
+    """General system info; signed-in callers also get the registry URL and settings."""
+    principal = await _principal_or_anonymous(api)
+    async with api.state.db.read() as session:
+        props = await service.system_properties(session)
+    info = GeneralInfo(
+        auth_mode="db_auth",
+        primary_auth_mode=False,
+        self_registration=props.self_registration,
+        harbor_version=service.dockyard_version(),
+        banner_message=props.banner_message,
+    )
+    if principal.is_anonymous:
+        return json_response(info)
+    external_url = api.base_url()
+    return json_response(
+        info.model_copy(
+            update={
+                "current_time": utcnow(),
+                "external_url": external_url,
+                "registry_url": external_url.split("://", 1)[-1],
+                "project_creation_restriction": "everyone",
+                "has_ca_root": False,
+                "read_only": False,
+                "notification_enable": False,
+                "registry_storage_provider_name": "filesystem",
+            }
+        )
+    )
+
+
+async def _principal_or_anonymous(api: ApiRequest) -> Principal:
+    """Credentials that do not sign in leave the caller anonymous here, as in Harbor."""
+    try:
+        return await api.principal()
+    except UnauthorizedError:
+        return ANONYMOUS
+
+
+@operation("GET", "/statistics", "getStatistic", response=Statistic)
+async def get_statistic(api: ApiRequest) -> Response:
+    """Project and repository counts over what the caller can see (signed-in callers only)."""
+    principal = await api.user()
+    async with api.state.db.read() as session:
+        stats = await service.statistics(session, principal)
+    return json_response(Statistic(**asdict(stats)))
+
+
+@operation("GET", "/openapi.json", None)
+async def get_openapi(api: ApiRequest) -> Response:
+    """This API as an OpenAPI 3.1 document, built from the operations the app serves."""
+    operations = list({id(op): op for op in api_operations(api.request.app.routes)}.values())
+    return JSONResponse(build_openapi(operations, version=service.dockyard_version()))
+
+
+operations: list[Operation] = [get_ping, get_health, get_system_info, get_statistic, get_openapi]

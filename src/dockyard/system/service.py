@@ -1,0 +1,200 @@
+"""System facts: the health of what Dockyard depends on, settings shown to clients, statistics.
+
+Knows nothing of HTTP. Health opens its own connection and storage probe; the
+rest reads through the caller's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.db.engine import Database
+from dockyard.iam.policy import ALL_PROJECTS_SCOPE, Principal
+from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.registry.models import Blob, ProjectBlob, Repository
+from dockyard.storage import Storage
+from dockyard.system.models import Property
+
+log = logging.getLogger("dockyard.system")
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+def dockyard_version() -> str:
+    """The installed package's version, Harbor-style (``v0.1.0``)."""
+    try:
+        return "v" + version("dockyard")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "dev"
+
+
+# --- health ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    name: str
+    status: str
+    error: str | None = None
+
+
+async def check_health(db: Database, storage: Storage) -> list[ComponentHealth]:
+    """``core`` (this process), ``database`` (``SELECT 1``), ``storage`` (a write probe)."""
+    return [
+        ComponentHealth("core", HEALTHY),
+        await _probe("database", _ping_database(db), "the database does not answer"),
+        await _probe("storage", _probe_storage(storage), "the storage is not writable"),
+    ]
+
+
+async def _ping_database(db: Database) -> None:
+    async with db.read() as session:
+        await session.execute(text("SELECT 1"))
+
+
+async def _probe_storage(storage: Storage) -> None:
+    # An upload begun and aborted: a real write, through the driver, under its own key space.
+    state = await storage.begin(f"health-{secrets.token_hex(8)}")
+    await storage.abort(state)
+
+
+async def _probe(name: str, check: Awaitable[None], failure: str) -> ComponentHealth:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            await check
+    except Exception as exc:  # any failure means unhealthy; the details go to the log
+        log.warning("health check of %s failed", name, exc_info=exc)
+        return ComponentHealth(name, UNHEALTHY, f"{failure} ({type(exc).__name__})")
+    return ComponentHealth(name, HEALTHY)
+
+
+# --- system properties -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SystemProperties:
+    """Settings kept in the ``properties`` table that ``/systeminfo`` shows."""
+
+    self_registration: bool
+    banner_message: str
+
+
+async def system_properties(session: AsyncSession) -> SystemProperties:
+    result = await session.execute(
+        select(Property.k, Property.v).where(
+            Property.k.in_(("self_registration", "banner_message"))
+        )
+    )
+    values = {row[0]: row[1] for row in result}
+    return SystemProperties(
+        self_registration=values.get("self_registration", "").lower() == "true",
+        banner_message=values.get("banner_message", ""),
+    )
+
+
+# --- statistics ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """Harbor's ``Statistic``, counted over the projects the caller can see."""
+
+    private_project_count: int
+    private_repo_count: int
+    public_project_count: int
+    public_repo_count: int
+    total_project_count: int
+    total_repo_count: int
+    total_storage_consumption: int
+
+
+async def statistics(session: AsyncSession, principal: Principal) -> Statistics:
+    """Public projects count for everyone; private ones for admins (all) or members (theirs).
+
+    ``total_storage_consumption`` is shown to system admins only, as Harbor does:
+    the size of the distinct blobs live projects hold. Others see 0.
+    """
+    public = Project.project_id.in_(_public_project_ids())
+    public_projects = await _count_projects(session, public)
+    public_repos = await _count_repositories(session, public)
+    if principal.sysadmin:
+        total_projects = await _count_projects(session)
+        total_repos = await _count_repositories(session)
+        storage = await _storage_consumption(session)
+    else:
+        private = and_(Project.project_id.in_(_member_project_ids(principal)), ~public)
+        total_projects = public_projects + await _count_projects(session, private)
+        total_repos = public_repos + await _count_repositories(session, private)
+        storage = 0
+    return Statistics(
+        private_project_count=total_projects - public_projects,
+        private_repo_count=total_repos - public_repos,
+        public_project_count=public_projects,
+        public_repo_count=public_repos,
+        total_project_count=total_projects,
+        total_repo_count=total_repos,
+        total_storage_consumption=storage,
+    )
+
+
+def _public_project_ids() -> Select[int]:
+    return select(ProjectMetadata.project_id).where(
+        ProjectMetadata.name == "public", ProjectMetadata.value == "true"
+    )
+
+
+def _member_project_ids(principal: Principal) -> Select[int]:
+    """Projects ``principal`` holds a role in (users, through groups too) or is granted (robots)."""
+    if principal.is_robot:
+        scopes = {grant.scope for grant in principal.grants}
+        if ALL_PROJECTS_SCOPE in scopes:
+            return select(Project.project_id)
+        ids = [int(s.removeprefix("/project/")) for s in scopes if _is_project_scope(s)]
+        return select(Project.project_id).where(Project.project_id.in_(ids))
+    if principal.user_id is None:
+        return select(Project.project_id).where(false())
+    as_user = and_(ProjectMember.entity_type == "u", ProjectMember.entity_id == principal.user_id)
+    as_group = and_(
+        ProjectMember.entity_type == "g", ProjectMember.entity_id.in_(principal.group_ids)
+    )
+    return select(ProjectMember.project_id).where(or_(as_user, as_group))
+
+
+def _is_project_scope(scope: str) -> bool:
+    rest = scope.removeprefix("/project/")
+    return rest != scope and rest.isascii() and rest.isdigit() and len(rest) <= 18
+
+
+async def _count_projects(session: AsyncSession, *where: ColumnElement[bool]) -> int:
+    stmt = select(func.count()).select_from(Project).where(Project.deleted.is_(False), *where)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def _count_repositories(session: AsyncSession, *where: ColumnElement[bool]) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Repository)
+        .join(Project, Project.project_id == Repository.project_id)
+        .where(Project.deleted.is_(False), *where)
+    )
+    return int(await session.scalar(stmt) or 0)
+
+
+async def _storage_consumption(session: AsyncSession) -> int:
+    held = (
+        select(ProjectBlob.blob_id)
+        .join(Project, Project.project_id == ProjectBlob.project_id)
+        .where(Project.deleted.is_(False))
+    )
+    stmt = select(func.coalesce(func.sum(Blob.size), 0)).where(Blob.id.in_(held))
+    return int(await session.scalar(stmt) or 0)
