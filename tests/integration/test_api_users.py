@@ -582,6 +582,22 @@ async def test_bad_user_ids(admin: httpx.AsyncClient, user_id: str) -> None:
     assert (await admin.get("/api/v2.0/users/1")).status_code == 200
 
 
+async def test_ids_beyond_32_bits_are_unknown(admin: httpx.AsyncClient) -> None:
+    big = 2**40
+    assert (await admin.get(f"/api/v2.0/users/{big}")).status_code == 404
+    assert (await admin.delete(f"/api/v2.0/users/{big}")).status_code == 404
+    flag = await admin.put(f"/api/v2.0/users/{big}/sysadmin", json={"sysadmin_flag": True})
+    assert flag.status_code == 404
+    password = await admin.put(
+        f"/api/v2.0/users/{big}/password", json={"new_password": "Xx1xxxxxx"}
+    )
+    assert password.status_code == 400
+    permissions = await admin.get(
+        "/api/v2.0/users/current/permissions", params={"scope": f"/project/{big}"}
+    )
+    assert permissions.json() == []
+
+
 async def test_malformed_bodies(state: AppState, admin: httpx.AsyncClient) -> None:
     before = await _user_row_count(state)
     for content in (b"", b"not json", b"[1,2]", b'{"username": "\\ud800"}', b"\xff\xfe"):

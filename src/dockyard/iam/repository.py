@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -182,22 +182,6 @@ async def forget_group(session: AsyncSession, group_id: int) -> None:
         delete(UserGroupMembership).where(UserGroupMembership.group_id == group_id)
     )
     await session.execute(delete(UserGroup).where(UserGroup.id == group_id))
-
-
-async def group_project_roles(
-    session: AsyncSession, project_id: int, group_ids: Collection[int]
-) -> list[int]:
-    """Roles the groups ``group_ids`` hold in a project."""
-    if not group_ids:
-        return []
-    result = await session.execute(
-        select(ProjectMember.role).where(
-            ProjectMember.project_id == project_id,
-            ProjectMember.entity_type == "g",
-            ProjectMember.entity_id.in_(list(group_ids)),
-        )
-    )
-    return list(result.scalars())
 
 
 async def find_project_name(session: AsyncSession, project_id: int) -> str | None:

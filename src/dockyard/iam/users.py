@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from enum import IntEnum
 
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +37,6 @@ from dockyard.iam.policy import (
     Action,
     Principal,
     Resource,
-    Role,
     can,
 )
 from dockyard.projects import service as projects
@@ -384,7 +382,9 @@ async def rename_group(session: AsyncSession, group_id: int, group_name: str | N
 
 async def delete_group(session: AsyncSession, group_id: int) -> None:
     """Delete a group, its project roles and memberships; a missing group is no error."""
-    await repo.forget_group(session, _positive_id(group_id))
+    group = await repo.find_group(session, _positive_id(group_id))
+    if group is not None:
+        await repo.forget_group(session, group.id)
 
 
 async def add_user_to_group(session: AsyncSession, user_id: int, group_id: int) -> None:
@@ -438,8 +438,5 @@ async def current_permissions(
         if facts is None:
             return []
         context = await projects.project_context(session, principal, facts)
-        group_roles = await repo.group_project_roles(session, facts.project_id, principal.group_ids)
-        roles = context.roles | {Role(r) for r in group_roles if r in Role._value2member_map_}
-        context = replace(context, roles=frozenset(roles))
         granted = [(r, a) for r, a in _PROJECT_CATALOGUE if can(principal, a, r, context)]
     return [(str(r) if relative else f"{scope}/{r}", str(a)) for r, a in granted]
