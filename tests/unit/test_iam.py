@@ -90,8 +90,8 @@ def test_token_from_another_authority_is_refused(authority: TokenAuthority) -> N
 
 
 def test_refresh_tokens_are_not_access_tokens(authority: TokenAuthority) -> None:
-    refresh = authority.issue_refresh("alice")
-    assert authority.verify_refresh(refresh) == "alice"
+    refresh = authority.issue_refresh("alice", "fp1")
+    assert authority.verify_refresh(refresh) == ("alice", "fp1")
     with pytest.raises(UnauthorizedError):
         authority.verify(refresh)
     with pytest.raises(UnauthorizedError):

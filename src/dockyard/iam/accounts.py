@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,3 +20,8 @@ class AccountLogin:
     """``verify(stored_hash, offered)``: the (possibly slow) check of the offered secret."""
     refusal: str | None = None
     """Why a correct secret must still be refused (robot disabled or expired), else None."""
+
+    @property
+    def credential_fingerprint(self) -> str:
+        """Changes whenever the password or secret does (a new hash has a new salt)."""
+        return hashlib.sha256(self.stored_hash.encode()).hexdigest()[:24]

@@ -314,6 +314,8 @@ class Principal:
     """A robot's permissions; users hold roles instead, loaded per project."""
     group_ids: frozenset[int] = frozenset()
     """User groups the user belongs to (their project roles count as the user's)."""
+    valid_until: float | None = None
+    """Unix time the account expires at (robots with a duration); tokens end by then."""
 
     @property
     def is_anonymous(self) -> bool:

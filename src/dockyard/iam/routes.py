@@ -47,7 +47,7 @@ async def get_token(request: Request) -> Response:
         return harbor_error_response(exc, _request_id(request), _challenge_header(request, exc))
     body = _token_body(issued.token, issued.expires_in, issued.issued_at.isoformat())
     if request.query_params.get("offline_token") == "true" and not principal.is_anonymous:
-        body["refresh_token"] = state.tokens.issue_refresh(principal.name)
+        body["refresh_token"] = await state.identity.issue_refresh_token(principal)
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
@@ -65,8 +65,7 @@ async def post_token(request: Request) -> Response:
                 username, password, client_address(request)
             )
         elif grant == "refresh_token":
-            subject = state.tokens.verify_refresh(form.get("refresh_token", ""))
-            principal = await state.identity.refresh_principal(subject)
+            principal = await state.identity.refresh_principal(form.get("refresh_token", ""))
         else:
             raise BadRequestError("grant_type must be password or refresh_token")
         scopes = parse_scopes(form.get("scope", "").split())
@@ -76,7 +75,7 @@ async def post_token(request: Request) -> Response:
     body = _token_body(issued.token, issued.expires_in, issued.issued_at.isoformat())
     body["scope"] = form.get("scope", "")
     if grant == "refresh_token" or form.get("access_type") == "offline":
-        body["refresh_token"] = state.tokens.issue_refresh(principal.name)
+        body["refresh_token"] = await state.identity.issue_refresh_token(principal)
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

@@ -9,6 +9,7 @@ import secrets
 from dockyard.db.engine import Database
 from dockyard.errors import NameInvalidError, TooManyRequestsError, UnauthorizedError
 from dockyard.iam import repository as users
+from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.ratelimit import LoginThrottle
@@ -82,17 +83,31 @@ class IdentityService:
             raise UnauthorizedError(account.refusal)
         return account.principal
 
-    async def refresh_principal(self, subject: str) -> Principal:
-        """The account a refresh token names, if it may still log in."""
+    async def _find_account(self, name: str) -> AccountLogin | None:
         async with self.db.read() as session:
-            if subject.startswith(self.robot_prefix):
-                account = await robots.find_robot_login(
-                    session, subject[len(self.robot_prefix) :], self.robot_prefix
+            if name.startswith(self.robot_prefix):
+                return await robots.find_robot_login(
+                    session, name[len(self.robot_prefix) :], self.robot_prefix
                 )
-            else:
-                account = await users.find_user_login(session, subject)
+            return await users.find_user_login(session, name)
+
+    async def issue_refresh_token(self, principal: Principal) -> str:
+        """A refresh token for ``principal``, tied to its current password or secret."""
+        account = await self._find_account(principal.name)
+        if account is None:
+            raise UnauthorizedError("the account no longer exists")
+        return self.tokens.issue_refresh(principal.name, account.credential_fingerprint)
+
+    async def refresh_principal(self, refresh_token: str) -> Principal:
+        """The account a refresh token names, if it may still log in with it."""
+        subject, credential = self.tokens.verify_refresh(refresh_token)
+        account = await self._find_account(subject)
         if account is None:
             raise UnauthorizedError("the refresh token's account no longer exists")
+        if not hmac.compare_digest(account.credential_fingerprint, credential):
+            raise UnauthorizedError(
+                "the refresh token predates a password or secret change; log in again"
+            )
         if account.refusal is not None:
             raise UnauthorizedError(account.refusal)
         return account.principal
@@ -144,4 +159,6 @@ class IdentityService:
 
     async def issue_token(self, principal: Principal, requested: list[Scope]) -> IssuedToken:
         granted = await self.grant(principal, requested)
-        return self.tokens.issue(principal.name if not principal.is_anonymous else "", granted)
+        return self.tokens.issue(
+            principal.name if not principal.is_anonymous else "", granted, principal.valid_until
+        )

@@ -74,15 +74,21 @@ class TokenAuthority:
         # token -> claims; verifying RS256 costs more than the request it guards.
         self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
 
-    def issue(self, subject: str, access: list[Scope]) -> IssuedToken:
+    def issue(
+        self, subject: str, access: list[Scope], not_after: float | None = None
+    ) -> IssuedToken:
+        """A token for ``access``; it never outlives ``not_after`` (an expiring robot)."""
         now = int(time.time())
+        ttl = self.ttl_seconds
+        if not_after is not None:
+            ttl = max(1, min(ttl, int(not_after) - now))
         claims = {
             "iss": self.issuer,
             "sub": subject,
             "aud": self.service,
             "iat": now,
             "nbf": now - 1,
-            "exp": now + self.ttl_seconds,
+            "exp": now + ttl,
             "jti": secrets.token_urlsafe(16),
             "access": [
                 {"type": s.type, "name": s.name, "actions": sorted(s.actions)} for s in access
@@ -91,14 +97,19 @@ class TokenAuthority:
         token = jwt.encode(
             claims, self._private_key, algorithm="RS256", headers={"kid": self.key_id}
         )
-        return IssuedToken(token, self.ttl_seconds, datetime.fromtimestamp(now, UTC))
+        return IssuedToken(token, ttl, datetime.fromtimestamp(now, UTC))
 
-    def issue_refresh(self, subject: str) -> str:
-        """A long-lived token that the OAuth2 ``refresh_token`` grant accepts."""
+    def issue_refresh(self, subject: str, credential: str) -> str:
+        """A long-lived token that the OAuth2 ``refresh_token`` grant accepts.
+
+        ``credential`` fingerprints the account's current password or secret, so a
+        changed password or refreshed robot secret retires the refresh tokens too.
+        """
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "sub": subject,
+            "crd": credential,
             "aud": self._refresh_audience,
             "iat": now,
             "exp": now + REFRESH_TOKEN_SECONDS,
@@ -108,8 +119,8 @@ class TokenAuthority:
             claims, self._private_key, algorithm="RS256", headers={"kid": self.key_id}
         )
 
-    def verify_refresh(self, token: str) -> str:
-        """The subject of a valid refresh token."""
+    def verify_refresh(self, token: str) -> tuple[str, str]:
+        """The subject and credential fingerprint of a valid refresh token."""
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
@@ -117,11 +128,11 @@ class TokenAuthority:
                 algorithms=["RS256"],
                 audience=self._refresh_audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "crd"]},
             )
         except jwt.PyJWTError as exc:
             raise UnauthorizedError(f"invalid refresh token: {exc}") from None
-        return str(payload["sub"])
+        return str(payload["sub"]), str(payload["crd"])
 
     @property
     def _refresh_audience(self) -> str:

@@ -105,7 +105,11 @@ def robot_principal(robot: Robot, rows: Iterable[RobotPermission], prefix: str) 
         if row.resource in Resource._value2member_map_ and row.action in Action._value2member_map_:
             grants.add(RobotGrant(row.scope, Resource(row.resource), Action(row.action)))
     return Principal(
-        kind="robot", name=prefix + robot.name, robot_id=robot.id, grants=frozenset(grants)
+        kind="robot",
+        name=prefix + robot.name,
+        robot_id=robot.id,
+        grants=frozenset(grants),
+        valid_until=float(robot.expires_at) if robot.expires_at != -1 else None,
     )
 
 
