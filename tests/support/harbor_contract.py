@@ -35,7 +35,7 @@ from urllib.parse import unquote
 
 import yaml
 from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 SWAGGER_ENV = "DOCKYARD_HARBOR_SWAGGER"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -469,7 +469,9 @@ def check_exchange(
 
 
 def _split(path: str) -> tuple[str, ...]:
-    trimmed = path.partition("?")[0].strip("/")
+    """Segments of ``path``, one leading and one trailing slash ignored."""
+    trimmed = path.partition("?")[0].removeprefix("/")
+    trimmed = trimmed.removesuffix("/")
     return tuple(trimmed.split("/")) if trimmed else ()
 
 
@@ -517,17 +519,30 @@ def _where(error: ValidationError) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
 
 
-def _innermost(error: ValidationError) -> ValidationError:
-    """For an ``anyOf`` (a nullable ``$ref``) failure, the branch that came closest."""
-    while error.context:
-        error = best_match(error.context)
-    return error
+def _leaves(error: ValidationError) -> list[ValidationError]:
+    """A nullable ``anyOf`` failure of a non-null value is the failures of its other branch."""
+    if error.validator != "anyOf" or not error.context:
+        return [error]
+    branches: dict[Any, list[ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    real = [errs for errs in branches.values() if not _only_not_null(errs)]
+    if len(real) != 1:
+        return [error]
+    return [leaf for sub in real[0] for leaf in _leaves(sub)]
+
+
+def _only_not_null(errors: list[ValidationError]) -> bool:
+    return (
+        len(errors) == 1 and errors[0].validator == "type" and errors[0].validator_value == "null"
+    )
 
 
 def _schema_problems(validator: Draft7Validator, data: Any) -> list[str]:
-    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path])
+    errors = [leaf for error in validator.iter_errors(data) for leaf in _leaves(error)]
+    errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
     problems = []
-    for error in map(_innermost, errors[:_MAX_PROBLEMS]):
+    for error in errors[:_MAX_PROBLEMS]:
         message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
         problems.append(f"body {_where(error)}: {message}")
     if len(errors) > _MAX_PROBLEMS:
