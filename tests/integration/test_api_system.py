@@ -15,10 +15,11 @@ from dockyard.app import api_operations
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
-from dockyard.iam.policy import Role
+from dockyard.iam.policy import Action, Principal, Resource, RobotGrant, Role
 from dockyard.projects.models import Project, ProjectMember
 from dockyard.projects.service import create_project
 from dockyard.registry.models import Blob, ProjectBlob, Repository
+from dockyard.system import service
 from dockyard.system.models import Property
 
 USER_PASSWORD = "Passw0rdPassw0rd"
@@ -234,6 +235,26 @@ async def test_statistics_leave_out_deleted_projects(
     assert after["private_project_count"] == before["private_project_count"] - 1
     assert after["private_repo_count"] == before["private_repo_count"] - 1
     assert after["total_storage_consumption"] == before["total_storage_consumption"] - 1000
+
+
+async def test_statistics_of_a_robot_count_the_projects_it_is_granted(state: AppState) -> None:
+    project_id = await _private_project(state)
+
+    def robot(scope: str) -> Principal:
+        grant = RobotGrant(scope, Resource.REPOSITORY, Action.PULL)
+        return Principal(kind="robot", name="robot$t", robot_id=1, grants=frozenset({grant}))
+
+    admin = Principal(kind="user", name="admin", user_id=1, sysadmin=True)
+    async with state.db.read() as session:
+        everything = await service.statistics(session, admin)
+        one = await service.statistics(session, robot(f"/project/{project_id}"))
+        every = await service.statistics(session, robot("/project/*"))
+        system = await service.statistics(session, robot("/system"))
+    assert system.private_project_count == 0
+    assert one.private_project_count == 1
+    assert one.private_repo_count == 1
+    assert every.private_project_count == everything.private_project_count
+    assert every.total_storage_consumption == 0
 
 
 # --- the OpenAPI document --------------------------------------------------------------
