@@ -47,10 +47,12 @@ CONTRACT_HEADER = "X-Dockyard-Contract"
 DOCKYARD_ONLY: frozenset[tuple[str, str]] = frozenset({("GET", "/openapi.json")})
 """Dockyard endpoints Harbor does not have: (method, path under ``/api/v2.0``)."""
 
-OUTSIDE_CONTRACT_STATUSES: frozenset[int] = frozenset({413, 429})
-"""Statuses the HTTP layer may give any operation (body over the size limit, login
-throttled) although swagger declares them for almost none; their body must
-still be Harbor's error body."""
+OUTSIDE_CONTRACT_STATUSES: frozenset[int] = frozenset({401, 403, 413, 429})
+"""Statuses the HTTP layer may give any operation although swagger declares them
+for only some: 401 and 403 come from Harbor's authentication, CSRF and
+authorisation middleware on every operation; 413 (body over the size limit) and
+429 (logins throttled) from the edge. Their body must still be Harbor's error body.
+Everything else an operation answers must be declared for it."""
 
 CHECKED: Counter[str] = Counter()
 """operationIds of the exchanges checked in this process (for the coverage note)."""

@@ -59,7 +59,17 @@ def test_parse_q(text: str | None, expected: list[Condition]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["name", "=x", "id=[1]", "id={}", "x" * 5000, ",".join(["a=1"] * 40)]
+    "text",
+    [
+        "name",
+        "=x",
+        "id=[1]",
+        "id={}",
+        "name=a\x00b",
+        "name=~\n",
+        "x" * 5000,
+        ",".join(["a=1"] * 40),
+    ],
 )
 def test_parse_q_refuses_what_it_cannot_read(text: str) -> None:
     with pytest.raises(BadRequestError):

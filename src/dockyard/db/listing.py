@@ -77,6 +77,8 @@ def parse_q(text: str | None) -> list[Condition]:
         return []
     if len(text) > _MAX_Q_LENGTH:
         raise BadRequestError(f"q is longer than {_MAX_Q_LENGTH} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise BadRequestError("q must not contain control characters")
     conditions = []
     for part in _split_top_level(text):
         if not part:

@@ -43,6 +43,7 @@ from dockyard.iam import sessions
 from dockyard.iam.policy import ANONYMOUS, Principal
 
 API_PREFIX = "/api/v2.0"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_JSON_BYTES = 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
@@ -346,9 +347,13 @@ class ApiRoute(Route):
             state = get_state(request)
             api = ApiRequest(request, state, op)
             try:
+                if op.method not in _SAFE_METHODS:
+                    # Authenticate every write up front, whatever the handler asks,
+                    # so a session-borne write without its CSRF token never runs.
+                    await api.principal()
                 response = await op.handler(api)
             except AppError as exc:
-                response = harbor_error_response(exc, request_id(request), _challenge(exc))
+                response = harbor_error_response(exc, request_id(request))
             return session_response(request, response)
 
         super().__init__(path, endpoint, methods=[op.method])
@@ -356,12 +361,6 @@ class ApiRoute(Route):
 
 def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", "-"))
-
-
-def _challenge(exc: AppError) -> dict[str, str] | None:
-    if isinstance(exc, UnauthorizedError):
-        return {"WWW-Authenticate": 'Basic realm="dockyard"'}
-    return None
 
 
 def api_routes(operations: Iterable[Operation]) -> list[BaseRoute]:

@@ -109,7 +109,7 @@ def robot_principal(robot: Robot, rows: Iterable[RobotPermission], prefix: str) 
         name=prefix + robot.name,
         robot_id=robot.id,
         grants=frozenset(grants),
-        valid_until=float(robot.expires_at) if robot.expires_at != -1 else None,
+        valid_until=None if robot.expires_at in (None, -1) else float(robot.expires_at),
     )
 
 
