@@ -46,8 +46,8 @@ def public_clause() -> ColumnElement[bool]:
     )
 
 
-def member_clause(user_id: int | None, group_ids: Collection[int]) -> ColumnElement[bool]:
-    """True for a project where the user, or one of the groups, holds a role."""
+def _role_holders(user_id: int | None, group_ids: Collection[int]) -> list[ColumnElement[bool]]:
+    """``project_member`` conditions for the user's own rows and its groups' rows."""
     holders = []
     if user_id is not None:
         holders.append(
@@ -60,6 +60,12 @@ def member_clause(user_id: int | None, group_ids: Collection[int]) -> ColumnElem
                 ProjectMember.entity_id.in_(sorted(group_ids)),
             )
         )
+    return holders
+
+
+def member_clause(user_id: int | None, group_ids: Collection[int]) -> ColumnElement[bool]:
+    """True for a project where the user, or one of the groups, holds a role."""
+    holders = _role_holders(user_id, group_ids)
     if not holders:
         return literal(False)
     return exists().where(ProjectMember.project_id == Project.project_id, or_(*holders))
@@ -208,18 +214,7 @@ async def roles_in_projects(
 ) -> dict[int, set[int]]:
     """For each project, the roles the user holds directly or through ``group_ids``."""
     ids = sorted(set(project_ids))
-    holders = []
-    if user_id is not None:
-        holders.append(
-            and_(ProjectMember.entity_type == USER_MEMBER, ProjectMember.entity_id == user_id)
-        )
-    if group_ids:
-        holders.append(
-            and_(
-                ProjectMember.entity_type == GROUP_MEMBER,
-                ProjectMember.entity_id.in_(sorted(group_ids)),
-            )
-        )
+    holders = _role_holders(user_id, group_ids)
     if not ids or not holders:
         return {}
     result = await session.execute(
