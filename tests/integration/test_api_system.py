@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete
 from starlette.applications import Starlette
 from tests.integration.conftest import BASE_URL, make_client
 
@@ -19,8 +18,7 @@ from dockyard.iam.policy import Action, Principal, Resource, RobotGrant, Role
 from dockyard.projects.models import Project, ProjectMember
 from dockyard.projects.service import create_project
 from dockyard.registry.models import Blob, ProjectBlob, Repository
-from dockyard.system import service
-from dockyard.system.models import Property
+from dockyard.system import config, service
 
 USER_PASSWORD = "Passw0rdPassw0rd"
 ANONYMOUS_INFO = {
@@ -157,13 +155,13 @@ async def test_systeminfo_shows_self_registration_from_properties(
     anon: httpx.AsyncClient, state: AppState
 ) -> None:
     async with state.db.write() as session:
-        session.add(Property(k="self_registration", v="true"))
+        await config.set_property(session, config.SELF_REGISTRATION, "true")
     try:
         response = await anon.get("/api/v2.0/systeminfo")
         assert response.json()["self_registration"] is True
     finally:
         async with state.db.write() as session:
-            await session.execute(delete(Property).where(Property.k == "self_registration"))
+            await config.set_property(session, config.SELF_REGISTRATION, "false")
     response = await anon.get("/api/v2.0/systeminfo")
     assert response.json()["self_registration"] is False
 

@@ -210,7 +210,7 @@ class ApiRequest:
         raw = await self.raw_body()
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequestError("the request body is not valid JSON") from None
         if not isinstance(data, list):
             raise BadRequestError("the request body must be a JSON array")

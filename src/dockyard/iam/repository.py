@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.db.engine import dialect_insert
 from dockyard.db.listing import (
     Condition,
     PageRequest,
@@ -23,7 +22,6 @@ from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembersh
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import Principal
 from dockyard.projects.models import Project, ProjectMember
-from dockyard.system.models import Property
 
 
 async def find_user_by_name(session: AsyncSession, username: str) -> User | None:
@@ -190,17 +188,6 @@ async def find_project_name(session: AsyncSession, project_id: int) -> str | Non
         select(Project.name).where(Project.project_id == project_id, Project.deleted.is_(False))
     )
     return result.scalar_one_or_none()
-
-
-async def get_property(session: AsyncSession, key: str) -> str | None:
-    prop = await session.get(Property, key)
-    return prop.v if prop is not None else None
-
-
-async def set_property(session: AsyncSession, key: str, value: str) -> None:
-    """Insert or overwrite one system property (two writers racing both succeed)."""
-    stmt = dialect_insert(session, Property).values(k=key, v=value)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["k"], set_={"v": value}))
 
 
 # --- console sessions ----------------------------------------------------------------------

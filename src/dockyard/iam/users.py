@@ -40,8 +40,8 @@ from dockyard.iam.policy import (
     can,
 )
 from dockyard.projects import service as projects
+from dockyard.system import config
 
-SELF_REGISTRATION_PROPERTY = "self_registration"
 BUILTIN_ADMIN_ID = 1
 BUILTIN_ADMIN_NAME = "admin"
 
@@ -270,11 +270,11 @@ async def set_password(
 
 async def self_registration_enabled(session: AsyncSession) -> bool:
     """Whether anyone may create their own account (Harbor's ``self_registration``; off)."""
-    return await repo.get_property(session, SELF_REGISTRATION_PROPERTY) == "true"
+    return await config.value(session, config.SELF_REGISTRATION) is True
 
 
 async def set_self_registration(session: AsyncSession, enabled: bool) -> None:
-    await repo.set_property(session, SELF_REGISTRATION_PROPERTY, "true" if enabled else "false")
+    await config.update(session, {config.SELF_REGISTRATION: enabled})
 
 
 async def _flush_unique(session: AsyncSession, message: str) -> None:

@@ -55,6 +55,7 @@ from dockyard.projects import repository as repo
 from dockyard.projects import schemas
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.robots import repository as robots_repo
+from dockyard.system import config
 
 # --- metadata rules ------------------------------------------------------------------------
 
@@ -323,6 +324,11 @@ async def create_project_for(
     system_creator = can(principal, Action.CREATE, Resource.PROJECT, None)
     if principal.is_robot and not system_creator:
         raise DeniedError(f"{principal.name} may not create projects")
+    restriction = await config.value(session, config.PROJECT_CREATION_RESTRICTION)
+    if restriction == "adminonly" and not system_creator:
+        raise DeniedError(
+            "only administrators may create projects (project_creation_restriction is adminonly)"
+        )
     if req.project_name is None:
         raise BadRequestError("project_name is required")
     name = validate_project_name(req.project_name)

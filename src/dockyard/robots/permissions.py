@@ -122,10 +122,11 @@ def generate_secret() -> str:
 # --- lifetime ------------------------------------------------------------------------------
 
 
-def check_duration(duration: int | None) -> int:
-    """Days a robot lives: -1 never expires; 0 or absent means the default (30)."""
+def check_duration(duration: int | None, default: int = DEFAULT_DURATION_DAYS) -> int:
+    """Days a robot lives: -1 never expires; 0 or absent means the default
+    (the ``robot_token_duration`` configuration, 30 days unless changed)."""
     if duration is None or duration == 0:
-        return DEFAULT_DURATION_DAYS
+        return default
     if duration == NEVER or 0 < duration <= MAX_DURATION_DAYS:
         return duration
     raise BadRequestError("duration must be -1 (never expires) or a positive number of days")

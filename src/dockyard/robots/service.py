@@ -56,6 +56,7 @@ from dockyard.robots.permissions import (
     shown_permissions,
     stored_name,
 )
+from dockyard.system import config
 
 # No project has id 0: a context that only a sysadmin, or a robot granted ``/project/*``,
 # passes; it stands for "every project" when a robot is to be granted ``*``.
@@ -143,7 +144,8 @@ async def create_robot(
     """Create a robot from ``RobotCreate``; nothing is written unless every check passes."""
     level = check_level(body.level)
     name = check_robot_name(body.name)
-    duration = check_duration(body.duration)
+    default_days = await config.value(session, config.ROBOT_TOKEN_DURATION)
+    duration = check_duration(body.duration, int(default_days))
     requested = parse_permissions(level, body.permissions)
     project = await _robot_project(session, creator, level, requested, Action.CREATE)
     rows = await _granted_rows(session, creator, requested)
@@ -380,7 +382,8 @@ async def update_robot(
             row.robot_id = robot.id
         await repo.replace_permissions(session, robot.id, rows)
     if body.duration is not None:
-        robot.duration = check_duration(body.duration)
+        default_days = await config.value(session, config.ROBOT_TOKEN_DURATION)
+        robot.duration = check_duration(body.duration, int(default_days))
         robot.expires_at = expires_at(int(robot.creation_time.timestamp()), robot.duration)
     if body.description is not None:
         robot.description = body.description

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import datetime
 
@@ -9,11 +10,18 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from dockyard.db.base import utcnow
-from dockyard.errors import UnauthorizedError
-from dockyard.http.api import ApiRequest, Operation, api_operations, json_response, operation
+from dockyard.errors import BadRequestError, UnauthorizedError
+from dockyard.http.api import (
+    ApiRequest,
+    Operation,
+    api_operations,
+    empty_response,
+    json_response,
+    operation,
+)
 from dockyard.http.openapi import build_openapi
 from dockyard.iam.policy import ANONYMOUS, Principal
-from dockyard.system import service
+from dockyard.system import config, service
 
 # --- Harbor's shapes (swagger definitions of the same names) ---------------------------
 
@@ -128,6 +136,36 @@ async def get_statistic(api: ApiRequest) -> Response:
     return json_response(Statistic(**asdict(stats)))
 
 
+async def _administrator(api: ApiRequest) -> Principal:
+    principal = await api.principal()
+    await api.require(principal.sysadmin and not principal.is_robot, "manage the configuration")
+    return principal
+
+
+@operation("GET", "/configurations", "getConfigurations")
+async def get_configurations(api: ApiRequest) -> Response:
+    """System configuration items as ``{key: {value, editable}}`` (administrators only)."""
+    await _administrator(api)
+    async with api.state.db.read() as session:
+        items = await config.current(session, api.state.settings)
+    return json_response({k: {"value": v, "editable": e} for k, (v, e) in items.items()})
+
+
+@operation("PUT", "/configurations", "updateConfigurations")
+async def update_configurations(api: ApiRequest) -> Response:
+    """Change editable items, all or nothing; unknown or read-only keys are a 400."""
+    await _administrator(api)
+    try:
+        changes = json.loads(await api.raw_body())
+    except (ValueError, RecursionError):
+        raise BadRequestError("the request body is not valid JSON") from None
+    if not isinstance(changes, dict):
+        raise BadRequestError("the request body must be a JSON object of items to change")
+    async with api.state.db.write() as session:
+        await config.update(session, changes)
+    return empty_response()
+
+
 @operation("GET", "/openapi.json", None)
 async def get_openapi(api: ApiRequest) -> Response:
     """This API as an OpenAPI 3.1 document, built from the operations the app serves."""
@@ -135,4 +173,12 @@ async def get_openapi(api: ApiRequest) -> Response:
     return JSONResponse(build_openapi(operations, version=service.dockyard_version()))
 
 
-operations: list[Operation] = [get_ping, get_health, get_system_info, get_statistic, get_openapi]
+operations: list[Operation] = [
+    get_ping,
+    get_health,
+    get_system_info,
+    get_statistic,
+    get_configurations,
+    update_configurations,
+    get_openapi,
+]

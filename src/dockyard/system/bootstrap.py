@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from dockyard.db.engine import Database, insert_ignore
 from dockyard.db.migrate import migrate
 from dockyard.iam import repository as users
@@ -15,6 +13,7 @@ from dockyard.iam.tokens import generate_signing_key
 from dockyard.projects import repository as projects_repo
 from dockyard.projects.service import create_project
 from dockyard.settings import Settings
+from dockyard.system.config import get_property
 from dockyard.system.models import Property
 
 TOKEN_KEY_PROPERTY = "token_signing_key"  # noqa: S105 - a property name
@@ -26,11 +25,6 @@ class BootstrapReport:
     migrated_to: str | None
     generated_admin_password: str | None
     """Set only when this start created ``admin`` with a random password."""
-
-
-async def get_property(session: AsyncSession, key: str) -> str | None:
-    prop = await session.get(Property, key)
-    return prop.v if prop is not None else None
 
 
 async def prepare(settings: Settings, database: Database) -> BootstrapReport:

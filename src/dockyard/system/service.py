@@ -21,7 +21,7 @@ from dockyard.iam.policy import ALL_PROJECTS_SCOPE, Principal
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.registry.models import Blob, ProjectBlob, Repository
 from dockyard.storage import Storage
-from dockyard.system.models import Property
+from dockyard.system import config
 
 log = logging.getLogger("dockyard.system")
 
@@ -90,15 +90,9 @@ class SystemProperties:
 
 
 async def system_properties(session: AsyncSession) -> SystemProperties:
-    result = await session.execute(
-        select(Property.k, Property.v).where(
-            Property.k.in_(("self_registration", "banner_message"))
-        )
-    )
-    values = {row[0]: row[1] for row in result}
     return SystemProperties(
-        self_registration=values.get("self_registration", "").lower() == "true",
-        banner_message=values.get("banner_message", ""),
+        self_registration=await config.value(session, config.SELF_REGISTRATION) is True,
+        banner_message=str(await config.value(session, config.BANNER_MESSAGE)),
     )
 
 

@@ -1,0 +1,173 @@
+"""System configuration (Harbor's ``/configurations``): typed items, stored as properties.
+
+Editable items live in the ``properties`` table, so every node sees a change at
+once; the others mirror start-time settings (``dockyard.yml``/``DOCKYARD_*``) and
+are shown read-only. Each item names its type, default and allowed values, so a
+bad value is refused with a message that says what would be accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.db.engine import dialect_insert
+from dockyard.errors import BadRequestError
+from dockyard.settings import Settings
+from dockyard.system.models import Property
+
+ConfigValue = bool | int | str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigItem:
+    key: str
+    kind: type[bool] | type[int] | type[str]
+    default: ConfigValue
+    editable: bool
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int = 1024
+    from_settings: Callable[[Settings], ConfigValue] | None = None
+    """For read-only items: the value comes from the start-time settings."""
+
+    def parse(self, raw: Any) -> ConfigValue:
+        """``raw`` (from JSON) as this item's type, or a 400 that says what is allowed."""
+        if self.kind is bool:
+            if not isinstance(raw, bool):
+                raise BadRequestError(f"{self.key} must be true or false")
+            return raw
+        if self.kind is int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise BadRequestError(f"{self.key} must be an integer")
+            if (self.minimum is not None and raw < self.minimum) or (
+                self.maximum is not None and raw > self.maximum
+            ):
+                raise BadRequestError(
+                    f"{self.key} must be between {self.minimum} and {self.maximum}"
+                )
+            return raw
+        if not isinstance(raw, str):
+            raise BadRequestError(f"{self.key} must be a string")
+        if self.choices and raw not in self.choices:
+            raise BadRequestError(f"{self.key} must be one of {', '.join(self.choices)}")
+        if len(raw) > self.max_length or any(ord(c) < 0x20 and c not in "\t\n" for c in raw):
+            raise BadRequestError(
+                f"{self.key} must be at most {self.max_length} printable characters"
+            )
+        return raw
+
+    def decode(self, stored: str) -> ConfigValue:
+        if self.kind is bool:
+            return stored == "true"
+        if self.kind is int:
+            try:
+                return int(stored)
+            except ValueError:
+                return self.default
+        return stored
+
+    def encode(self, value: ConfigValue) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+
+SELF_REGISTRATION = "self_registration"
+PROJECT_CREATION_RESTRICTION = "project_creation_restriction"
+ROBOT_TOKEN_DURATION = "robot_token_duration"  # noqa: S105 - a setting name, not a secret
+BANNER_MESSAGE = "banner_message"
+
+ITEMS: dict[str, ConfigItem] = {
+    item.key: item
+    for item in (
+        ConfigItem("auth_mode", str, "db_auth", editable=False),
+        ConfigItem("primary_auth_mode", bool, False, editable=False),
+        ConfigItem(SELF_REGISTRATION, bool, False, editable=True),
+        ConfigItem(
+            PROJECT_CREATION_RESTRICTION,
+            str,
+            "everyone",
+            editable=True,
+            choices=("everyone", "adminonly"),
+        ),
+        ConfigItem(ROBOT_TOKEN_DURATION, int, 30, editable=True, minimum=1, maximum=36500),
+        ConfigItem(BANNER_MESSAGE, str, "", editable=True, max_length=4096),
+        ConfigItem(
+            "robot_name_prefix",
+            str,
+            "robot$",
+            editable=False,
+            from_settings=lambda s: s.robot_name_prefix,
+        ),
+        ConfigItem(
+            "token_expiration",
+            int,
+            30,
+            editable=False,
+            from_settings=lambda s: s.token_expiration_minutes,
+        ),
+        ConfigItem(
+            "session_timeout",
+            int,
+            60,
+            editable=False,
+            from_settings=lambda s: s.session_timeout_minutes,
+        ),
+        ConfigItem("read_only", bool, False, editable=False),
+        ConfigItem("notification_enable", bool, False, editable=False),
+    )
+}
+
+
+async def get_property(session: AsyncSession, key: str) -> str | None:
+    prop = await session.get(Property, key)
+    return prop.v if prop is not None else None
+
+
+async def set_property(session: AsyncSession, key: str, value: str) -> None:
+    """Insert or overwrite one system property (two writers racing both succeed)."""
+    stmt = dialect_insert(session, Property).values(k=key, v=value)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["k"], set_={"v": value}))
+
+
+async def value(session: AsyncSession, key: str) -> ConfigValue:
+    """The current value of an editable item (its default until an admin sets it)."""
+    item = ITEMS[key]
+    stored = await get_property(session, key)
+    return item.default if stored is None else item.decode(stored)
+
+
+async def current(session: AsyncSession, settings: Settings) -> dict[str, tuple[ConfigValue, bool]]:
+    """Every item as (value, editable), for ``getConfigurations``."""
+    result: dict[str, tuple[ConfigValue, bool]] = {}
+    for key, item in ITEMS.items():
+        if item.from_settings is not None:
+            result[key] = (item.from_settings(settings), False)
+        elif item.editable:
+            result[key] = (await value(session, key), True)
+        else:
+            result[key] = (item.default, False)
+    return result
+
+
+async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str, ConfigValue]:
+    """Apply ``changes`` all or nothing; unknown or read-only keys are refused by name."""
+    parsed: dict[str, ConfigValue] = {}
+    for key, raw in changes.items():
+        item = ITEMS.get(key)
+        if item is None:
+            raise BadRequestError(
+                f"{key} is not a configuration item Dockyard has; "
+                f"editable items: {', '.join(k for k, i in ITEMS.items() if i.editable)}"
+            )
+        if not item.editable:
+            raise BadRequestError(f"{key} cannot be changed here; set it in dockyard.yml")
+        parsed[key] = item.parse(raw)
+    for key, new in parsed.items():
+        await set_property(session, key, ITEMS[key].encode(new))
+    return parsed
