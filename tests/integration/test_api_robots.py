@@ -780,3 +780,27 @@ async def test_robots_go_with_their_project(
     async with state.db.write() as session:
         await session.execute(update(Project).where(Project.name == other).values(deleted=True))
     assert await _v2_status(app, _creds(kept)) == 401
+
+
+async def test_permission_catalogue_for_administrators(
+    state: AppState, app: Starlette, admin: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
+    """``getPermissions``: admins see both levels, project admins the project level only."""
+    full = (await admin.get("/api/v2.0/permissions")).json()
+    system = {(p["resource"], p["action"]) for p in full["system"]}
+    project = {(p["resource"], p["action"]) for p in full["project"]}
+    assert ("garbage-collection", "create") in system and ("catalog", "read") in system
+    assert ("repository", "push") in project and ("repository", "create") not in project
+
+    project_name, _ = await _project(state)
+    chief, plain, guest = await _user(state), await _user(state), await _user(state)
+    await _member(state, project_name, chief, Role.PROJECT_ADMIN)
+    await _member(state, project_name, guest, Role.GUEST)
+    async with make_client(app, (chief, USER_PASSWORD)) as client:
+        mine = (await client.get("/api/v2.0/permissions")).json()
+    assert set(mine) == {"project"}
+    assert {(p["resource"], p["action"]) for p in mine["project"]} == project
+    for name in (plain, guest):
+        async with make_client(app, (name, USER_PASSWORD)) as client:
+            assert (await client.get("/api/v2.0/permissions")).status_code == 403
+    assert (await anon.get("/api/v2.0/permissions")).status_code == 401

@@ -71,6 +71,22 @@ def member_clause(user_id: int | None, group_ids: Collection[int]) -> ColumnElem
     return exists().where(ProjectMember.project_id == Project.project_id, or_(*holders))
 
 
+async def holds_role_anywhere(
+    session: AsyncSession, user_id: int | None, group_ids: Collection[int], role: int
+) -> bool:
+    """Whether the user (directly or through a group) holds ``role`` in any live project."""
+    holders = _role_holders(user_id, group_ids)
+    if not holders:
+        return False
+    found = await session.scalar(
+        select(ProjectMember.id)
+        .join(Project, Project.project_id == ProjectMember.project_id)
+        .where(ProjectMember.role == role, Project.deleted.is_(False), or_(*holders))
+        .limit(1)
+    )
+    return found is not None
+
+
 def project_listing() -> Select[Any]:
     """Live projects with their owner's name; callers add filters and order."""
     return cast(

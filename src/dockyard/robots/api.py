@@ -14,7 +14,14 @@ from dockyard.http.api import (
     paged_response,
 )
 from dockyard.robots import service as robots
-from dockyard.robots.schemas import Robot, RobotCreate, RobotCreated, RobotSec
+from dockyard.robots.schemas import (
+    PermissionItem,
+    Permissions,
+    Robot,
+    RobotCreate,
+    RobotCreated,
+    RobotSec,
+)
 
 
 def _prefix(api: ApiRequest) -> str:
@@ -108,6 +115,22 @@ async def delete_robot(api: ApiRequest) -> Response:
     return empty_response()
 
 
+@operation("GET", "/permissions", "getPermissions", response=Permissions)
+async def get_permissions(api: ApiRequest) -> Response:
+    """The robot permission catalogue (system and project), for administrators."""
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        catalogue = await robots.permission_catalogue(session, principal)
+    return json_response(
+        Permissions(
+            **{
+                kind: [PermissionItem(resource=r, action=a) for r, a in pairs]
+                for kind, pairs in catalogue.items()
+            }
+        )
+    )
+
+
 operations: list[Operation] = [
     list_robots,
     create_robot,
@@ -115,4 +138,5 @@ operations: list[Operation] = [
     update_robot,
     refresh_secret,
     delete_robot,
+    get_permissions,
 ]

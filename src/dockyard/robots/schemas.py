@@ -63,3 +63,17 @@ class RobotCreated(BaseModel):
 
 class RobotSec(BaseModel):
     secret: str | None = None
+
+
+class PermissionItem(BaseModel):
+    """Swagger ``Permission``: one (resource, action) a robot may be granted."""
+
+    resource: str
+    action: str
+
+
+class Permissions(BaseModel):
+    """Swagger ``Permissions``: the robot catalogue, by level."""
+
+    system: list[PermissionItem] | None = None
+    project: list[PermissionItem] | None = None

@@ -23,20 +23,25 @@ from dockyard.errors import (
     BadRequestError,
     DeniedError,
     NotFoundError,
+    UnauthorizedError,
 )
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.passwords import hash_password, verify_password
 from dockyard.iam.policy import (
     ALL_PROJECTS_SCOPE,
+    ROBOT_PROJECT_PERMISSIONS,
+    ROBOT_SYSTEM_PERMISSIONS,
     SYSTEM_SCOPE,
     Action,
     Principal,
     ProjectContext,
     Resource,
     RobotGrant,
+    Role,
     can,
     project_scope,
 )
+from dockyard.projects import repository as projects_repo
 from dockyard.projects import service as projects
 from dockyard.robots import repository as repo
 from dockyard.robots import schemas
@@ -98,6 +103,32 @@ async def find_robot_login(session: AsyncSession, name: str, prefix: str) -> Acc
     elif is_expired(robot.expires_at, time.time()):
         refusal = f"robot account {principal.name} has expired"
     return AccountLogin(principal, robot.secret, _verify_secret, refusal)
+
+
+async def permission_catalogue(
+    session: AsyncSession, principal: Principal
+) -> dict[str, list[tuple[str, str]]]:
+    """``getPermissions``: what robots may be granted, for those who may create them.
+
+    System administrators see both catalogues; a project admin (anywhere) sees
+    the project catalogue; everyone else is refused.
+    """
+
+    def rows(table: dict[Resource, frozenset[Action]]) -> list[tuple[str, str]]:
+        return sorted((str(r), str(a)) for r, actions in table.items() for a in actions)
+
+    if principal.sysadmin:
+        return {
+            "system": rows(ROBOT_SYSTEM_PERMISSIONS),
+            "project": rows(ROBOT_PROJECT_PERMISSIONS),
+        }
+    if principal.is_anonymous:
+        raise UnauthorizedError("authentication required")
+    if principal.is_robot or not await projects_repo.holds_role_anywhere(
+        session, principal.user_id, principal.group_ids, int(Role.PROJECT_ADMIN)
+    ):
+        raise DeniedError("only system and project administrators see the robot permissions")
+    return {"project": rows(ROBOT_PROJECT_PERMISSIONS)}
 
 
 def robot_principal(robot: Robot, rows: Iterable[RobotPermission], prefix: str) -> Principal:
