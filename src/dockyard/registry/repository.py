@@ -94,18 +94,41 @@ async def ensure_blob(session: AsyncSession, digest: str, size: int, content_typ
 
 async def link_blob(
     session: AsyncSession, repository_id: int, project_id: int, blob_id: int
-) -> None:
-    """Let the repository read the blob, and count it in its project."""
+) -> bool:
+    """Let the repository read the blob, and count it in its project.
+
+    True when the blob is new to the project (quotas charge it then)."""
     statements = _upload_statements(session)
     now = utcnow()
     await session.execute(
         statements.link_repository_blob,
         {"v_repository_id": repository_id, "v_blob_id": blob_id, "v_now": now},
     )
-    await session.execute(
+    result = await session.execute(
         statements.link_project_blob,
         {"v_project_id": project_id, "v_blob_id": blob_id, "v_now": now},
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def tag_target(
+    session: AsyncSession, repository_id: int, name: str
+) -> tuple[int, str] | None:
+    """(artifact id, digest) the tag points at, or None."""
+    result = await session.execute(
+        select(Artifact.id, Artifact.digest)
+        .join(Tag, Tag.artifact_id == Artifact.id)
+        .where(Tag.repository_id == repository_id, Tag.name == name)
+    )
+    row = result.first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def tags_of_artifact(session: AsyncSession, artifact_id: int) -> tuple[str, ...]:
+    result = await session.execute(
+        select(Tag.name).where(Tag.artifact_id == artifact_id).order_by(Tag.name)
+    )
+    return tuple(result.scalars())
 
 
 async def project_of_repository(session: AsyncSession, repository_id: int) -> int | None:

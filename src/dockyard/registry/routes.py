@@ -36,6 +36,7 @@ from dockyard.oci.manifest import MAX_MANIFEST_BYTES
 from dockyard.oci.names import validate_repository_name
 from dockyard.oci.ranges import format_upload_range, parse_content_range, parse_range_request
 from dockyard.oci.scope import format_challenge_scope
+from dockyard.registry.hooks import Actor
 from dockyard.registry.service import BlobInfo, UploadRangeError, UploadStatus
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -72,6 +73,14 @@ async def _caller(request: Request, state: AppState) -> Caller:
         )
         return Caller(principal)
     return Caller(ANONYMOUS)
+
+
+def _actor(request: Request, caller: Caller) -> Actor:
+    """Who the audit log and the policies see: the user, robot or token subject."""
+    name = caller.principal.name
+    if caller.principal.is_anonymous and caller.claims is not None and caller.claims.subject:
+        name = caller.claims.subject
+    return Actor(name, client_address(request))
 
 
 def _challenge(request: Request, state: AppState, scope: str | None, error: str | None) -> str:
@@ -342,17 +351,18 @@ async def delete_blob(request: Request, name: str, params: dict[str, str]) -> Re
 async def start_upload(request: Request, name: str, params: dict[str, str]) -> Response:
     """end-4a/4b/11: ``POST /v2/<name>/blobs/uploads/`` (session, monolithic, or mount)."""
     state = get_state(request)
-    await _authorize(request, state, name, ("pull", "push"))
+    caller = await _authorize(request, state, name, ("pull", "push"))
+    actor = _actor(request, caller)
     query = request.query_params
     mount, source = query.get("mount"), query.get("from")
     if mount and source:
-        blob = await _try_mount(request, state, name, mount, source)
+        blob = await _try_mount(request, state, name, mount, source, actor)
         if blob is not None:
             return _blob_created(request, state, name, blob)
     digest = query.get("digest")
     if digest:
         blob = await state.registry.upload_monolithic(
-            name, digest, _body_stream(request), _content_length(request)
+            name, digest, _body_stream(request), _content_length(request), actor
         )
         return _blob_created(request, state, name, blob)
     status = await state.registry.start_upload(name)
@@ -362,14 +372,14 @@ async def start_upload(request: Request, name: str, params: dict[str, str]) -> R
 
 
 async def _try_mount(
-    request: Request, state: AppState, name: str, digest: str, source: str
+    request: Request, state: AppState, name: str, digest: str, source: str, actor: Actor
 ) -> BlobInfo | None:
     try:
         source = validate_repository_name(source)
         await _authorize(request, state, source, ("pull",))
     except (_AccessRefused, AppError):
         return None  # the spec's answer: fall back to an ordinary upload session
-    return await state.registry.mount_blob(name, digest, source)
+    return await state.registry.mount_blob(name, digest, source, actor)
 
 
 async def upload_status(request: Request, name: str, params: dict[str, str]) -> Response:
@@ -402,14 +412,14 @@ async def patch_upload(request: Request, name: str, params: dict[str, str]) -> R
 async def put_upload(request: Request, name: str, params: dict[str, str]) -> Response:
     """end-6: ``PUT /v2/<name>/blobs/uploads/<reference>?digest=`` — close the upload."""
     state = get_state(request)
-    await _authorize(request, state, name, ("push",))
+    caller = await _authorize(request, state, name, ("push",))
     digest = request.query_params.get("digest")
     if not digest:
         raise DigestInvalidError("the digest query parameter is required to close an upload")
     chunks = _body_stream(request) if _has_body(request) else None
     start, length = _chunk_span(request) if chunks is not None else (None, None)
     blob = await state.registry.complete_upload(
-        name, params["upload_id"], digest, chunks, start, length
+        name, params["upload_id"], digest, chunks, start, length, _actor(request, caller)
     )
     return _blob_created(request, state, name, blob)
 
@@ -425,7 +435,7 @@ async def delete_upload(request: Request, name: str, params: dict[str, str]) -> 
 async def get_manifest(request: Request, name: str, params: dict[str, str]) -> Response:
     """end-3: ``GET``/``HEAD /v2/<name>/manifests/<reference>``."""
     state = get_state(request)
-    await _authorize(request, state, name, ("pull",))
+    caller = await _authorize(request, state, name, ("pull",))
     manifest = await state.registry.get_manifest(name, params["reference"])
     headers = {
         "Docker-Content-Digest": manifest.digest,
@@ -435,16 +445,21 @@ async def get_manifest(request: Request, name: str, params: dict[str, str]) -> R
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(manifest.body))
         return Response(status_code=200, headers=headers, media_type=manifest.media_type)
+    state.registry.record_pull(_actor(request, caller), name, manifest.digest, params["reference"])
     return Response(manifest.body, headers=headers, media_type=manifest.media_type)
 
 
 async def put_manifest(request: Request, name: str, params: dict[str, str]) -> Response:
     """end-7: ``PUT /v2/<name>/manifests/<reference>``."""
     state = get_state(request)
-    await _authorize(request, state, name, ("pull", "push"))
+    caller = await _authorize(request, state, name, ("pull", "push"))
     body = await _read_limited(request, MAX_MANIFEST_BYTES)
     pushed = await state.registry.put_manifest(
-        name, params["reference"], body, request.headers.get("content-type")
+        name,
+        params["reference"],
+        body,
+        request.headers.get("content-type"),
+        _actor(request, caller),
     )
     headers = {
         "Location": f"{base_url(request, state.settings)}/v2/{name}/manifests/{pushed.digest}",
@@ -459,8 +474,8 @@ async def put_manifest(request: Request, name: str, params: dict[str, str]) -> R
 async def delete_manifest(request: Request, name: str, params: dict[str, str]) -> Response:
     """end-9 (by digest) and end-9 tag deletion: ``DELETE /v2/<name>/manifests/<reference>``."""
     state = get_state(request)
-    await _authorize(request, state, name, ("delete",))
-    await state.registry.delete_manifest(name, params["reference"])
+    caller = await _authorize(request, state, name, ("delete",))
+    await state.registry.delete_manifest(name, params["reference"], _actor(request, caller))
     return Response(status_code=202, headers=API_VERSION_HEADER)
 
 

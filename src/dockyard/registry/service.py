@@ -42,6 +42,15 @@ from dockyard.oci.names import split_repository, validate_tag
 from dockyard.projects import repository as projects
 from dockyard.projects.models import Project
 from dockyard.registry import repository as repo
+from dockyard.registry.hooks import (
+    SYSTEM_ACTOR,
+    Actor,
+    BlobsLinked,
+    ManifestPull,
+    ManifestPush,
+    ManifestRemoval,
+    RegistryHooks,
+)
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
@@ -110,7 +119,15 @@ def artifact_kind(parsed: ParsedManifest) -> str:
 
 
 class RegistryService:
-    def __init__(self, db: Database, storage: Storage, *, upload_max_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        storage: Storage,
+        *,
+        upload_max_bytes: int = 0,
+        hooks: RegistryHooks | None = None,
+    ) -> None:
+        self.hooks = hooks or RegistryHooks()
         self.db = db
         self.storage = storage
         self.upload_max_bytes = upload_max_bytes or None
@@ -188,7 +205,9 @@ class RegistryService:
             if not await repo.unlink_blob(session, repository, str(parsed)):
                 raise BlobUnknownError(f"blob {parsed} is not in repository {repository}")
 
-    async def mount_blob(self, repository: str, digest: str, source: str) -> BlobInfo | None:
+    async def mount_blob(
+        self, repository: str, digest: str, source: str, actor: Actor = SYSTEM_ACTOR
+    ) -> BlobInfo | None:
         """Link a blob another repository holds; None when it cannot (caller uploads)."""
         parsed = Digest.parse(digest)
         async with self.db.write() as session:
@@ -196,7 +215,11 @@ class RegistryService:
             if blob is None:
                 return None
             target = await self._writable_repository(session, repository)
-            await repo.link_blob(session, target.repository_id, target.project_id, blob.id)
+            if await repo.link_blob(session, target.repository_id, target.project_id, blob.id):
+                await self.hooks.blobs_linked(
+                    session,
+                    BlobsLinked(actor, target.project_id, repository, ((blob.id, blob.size),)),
+                )
         return BlobInfo(blob.digest, blob.size, blob_key(blob.digest))
 
     # --- uploads ----------------------------------------------------------------------
@@ -315,6 +338,7 @@ class RegistryService:
         chunks: AsyncIterable[bytes] | None = None,
         start: int | None = None,
         length: int | None = None,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> BlobInfo:
         """Take the last chunk (if any), check the digest, and make the blob."""
         expected = Digest.parse(digest)
@@ -348,7 +372,10 @@ class RegistryService:
             blob_id = await repo.ensure_blob(
                 session, str(expected), size, "application/octet-stream"
             )
-            await repo.link_blob(session, claim.repository_id, project_id, blob_id)
+            if await repo.link_blob(session, claim.repository_id, project_id, blob_id):
+                await self.hooks.blobs_linked(
+                    session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
+                )
             await repo.delete_upload(session, upload_id)
         return BlobInfo(str(expected), size, key)
 
@@ -370,14 +397,19 @@ class RegistryService:
         await self.storage.abort(state)
 
     async def upload_monolithic(
-        self, repository: str, digest: str, chunks: AsyncIterable[bytes], length: int | None
+        self,
+        repository: str,
+        digest: str,
+        chunks: AsyncIterable[bytes],
+        length: int | None,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> BlobInfo:
         """``POST …/blobs/uploads/?digest=``: a whole blob in one request."""
         Digest.parse(digest)
         status = await self.start_upload(repository)
         try:
             return await self.complete_upload(
-                repository, status.upload_id, digest, chunks, length=length
+                repository, status.upload_id, digest, chunks, length=length, actor=actor
             )
         except BaseException:
             await _shielded(self._forget_upload(repository, status.upload_id))
@@ -418,7 +450,12 @@ class RegistryService:
         return body
 
     async def put_manifest(
-        self, repository: str, reference: str, body: bytes, content_type: str | None
+        self,
+        repository: str,
+        reference: str,
+        body: bytes,
+        content_type: str | None,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> PushedManifest:
         by_digest = is_digest(reference)
         algorithm = Digest.parse(reference).algorithm if by_digest else "sha256"
@@ -449,23 +486,49 @@ class RegistryService:
             await self.storage.write_bytes(key, body)
         async with self.db.write() as session:
             target = await self._writable_repository(session, repository)
-            artifact = await self._record_manifest(session, target, parsed)
-            if not by_digest:
-                await repo.set_tag(session, target.repository_id, reference, artifact.id)
+            artifact, is_new, linked = await self._record_manifest(session, target, parsed)
+            if linked:
+                await self.hooks.blobs_linked(
+                    session, BlobsLinked(actor, target.project_id, repository, linked)
+                )
+            tag = None if by_digest else reference
+            previous = None
+            if tag is not None:
+                found = await repo.tag_target(session, target.repository_id, tag)
+                previous = found[1] if found is not None else None
+            push = ManifestPush(
+                actor,
+                target.project_id,
+                target.repository_id,
+                repository,
+                artifact.id,
+                digest,
+                tag,
+                previous,
+                is_new,
+            )
+            await self.hooks.before_manifest_push(session, push)
+            if tag is not None:
+                await repo.set_tag(session, target.repository_id, tag, artifact.id)
+            await self.hooks.after_manifest_push(session, push)
         subject = str(parsed.subject.digest) if parsed.subject is not None else None
         return PushedManifest(digest, subject)
 
     async def _record_manifest(
         self, session: AsyncSession, target: repo.RepositoryRef, parsed: ParsedManifest
-    ) -> Artifact:
+    ) -> tuple[Artifact, bool, tuple[tuple[int, int], ...]]:
+        """The artifact row (new or existing), whether it is new, and the blobs (the
+        manifest's own bytes) newly counted in the project."""
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
         children = await _check_references(session, target.repository_id, target.name, parsed)
         blob_id = await repo.ensure_blob(session, digest, parsed.size, parsed.media_type)
-        await repo.link_blob(session, target.repository_id, target.project_id, blob_id)
+        linked: tuple[tuple[int, int], ...] = ()
+        if await repo.link_blob(session, target.repository_id, target.project_id, blob_id):
+            linked = ((blob_id, parsed.size),)
         existing = await repo.find_artifact(session, target.repository_id, digest)
         if existing is not None:
-            return existing
+            return existing, False, linked
         if parsed.is_index:
             size = parsed.size + sum(children[str(m.digest)].size for m in parsed.manifests)
         else:
@@ -514,30 +577,73 @@ class RegistryService:
                 )
             )
         await session.flush()
-        return artifact
+        return artifact, True, linked
 
-    async def delete_manifest(self, repository: str, reference: str) -> None:
+    async def delete_manifest(
+        self, repository: str, reference: str, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
         """By tag: remove the tag. By digest: remove the manifest and its tags."""
         async with self.db.write() as session:
             target = await self._existing_repository(session, repository)
             if not is_digest(reference):
                 validate_tag(reference)
-                if not await repo.delete_tag(session, target.repository_id, reference):
+                found = await repo.tag_target(session, target.repository_id, reference)
+                if found is None:
                     raise ManifestUnknownError(f"tag {reference} is not in {repository}")
+                removal = ManifestRemoval(
+                    actor,
+                    target.project_id,
+                    target.repository_id,
+                    repository,
+                    found[0],
+                    found[1],
+                    (reference,),
+                    artifact_removed=False,
+                )
+                await self.hooks.before_manifest_removal(session, removal)
+                await repo.delete_tag(session, target.repository_id, reference)
+                await self.hooks.after_manifest_removal(session, removal)
                 return
             digest = str(Digest.parse(reference))
             artifact = await repo.find_artifact(session, target.repository_id, digest)
             if artifact is None:
                 raise ManifestUnknownError(f"manifest {digest} is not in {repository}")
-            parent = await repo.referencing_index(session, artifact.id)
-            if parent is not None:
-                raise ManifestReferencedError(
-                    f"manifest {digest} is listed by index {parent} in {repository}; "
-                    "delete the index first"
-                )
-            await repo.delete_artifact(session, artifact)
-            # The manifest's bytes were linked as a blob of the repository when pushed.
-            await repo.unlink_blob(session, repository, digest)
+            await self.remove_artifact(session, target, artifact, actor)
+
+    async def remove_artifact(
+        self,
+        session: AsyncSession,
+        target: repo.RepositoryRef,
+        artifact: Artifact,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> None:
+        """Delete an artifact and its tags inside ``session``, through the hooks."""
+        parent = await repo.referencing_index(session, artifact.id)
+        if parent is not None:
+            raise ManifestReferencedError(
+                f"manifest {artifact.digest} is listed by index {parent} in {target.name}; "
+                "delete the index first"
+            )
+        removal = ManifestRemoval(
+            actor,
+            target.project_id,
+            target.repository_id,
+            target.name,
+            artifact.id,
+            artifact.digest,
+            await repo.tags_of_artifact(session, artifact.id),
+            artifact_removed=True,
+        )
+        await self.hooks.before_manifest_removal(session, removal)
+        await repo.delete_artifact(session, artifact)
+        # The manifest's bytes were linked as a blob of the repository when pushed.
+        await repo.unlink_blob(session, target.name, artifact.digest)
+        await self.hooks.after_manifest_removal(session, removal)
+
+    def record_pull(self, actor: Actor, repository: str, digest: str, reference: str) -> None:
+        """A manifest was served by GET: tell the hooks (pull time, count, audit)."""
+        tag = None if is_digest(reference) else reference
+        self.hooks.manifest_pulled(ManifestPull(actor, repository, digest, tag))
 
     # --- listings ---------------------------------------------------------------------
 
