@@ -10,6 +10,9 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from dockyard.artifacts import api as artifacts_api
+from dockyard.audit import api as audit_api
+from dockyard.audit import hooks as audit_hooks
 from dockyard.db.engine import Database
 from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
@@ -19,8 +22,14 @@ from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.routes import token_routes
 from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
+from dockyard.immutability import api as immutability_api
+from dockyard.immutability import hooks as immutability_hooks
+from dockyard.labels import api as labels_api
 from dockyard.logs import configure_logging
 from dockyard.projects import api as projects_api
+from dockyard.quota import api as quota_api
+from dockyard.quota import hooks as quota_hooks
+from dockyard.registry.hooks import RegistryHooks
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
 from dockyard.robots import api as robots_api
@@ -47,7 +56,15 @@ async def build_state(settings: Settings) -> AppState:
         tokens,
         robot_prefix=settings.robot_name_prefix,
     )
-    registry = RegistryService(db, storage, upload_max_bytes=settings.upload_max_bytes)
+    # Order matters: refusals (immutability, quota) before records (audit).
+    hooks = RegistryHooks(
+        [
+            immutability_hooks.RegistryHooks(db, settings),
+            quota_hooks.RegistryHooks(db, settings),
+            audit_hooks.RegistryHooks(db, settings),
+        ]
+    )
+    registry = RegistryService(db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks)
     return AppState(settings, db, storage, tokens, identity, registry)
 
 
@@ -58,6 +75,11 @@ def api_operations() -> list[Operation]:
         *iam_api.operations,
         *projects_api.operations,
         *robots_api.operations,
+        *artifacts_api.operations,
+        *labels_api.operations,
+        *quota_api.operations,
+        *immutability_api.operations,
+        *audit_api.operations,
     ]
 
 

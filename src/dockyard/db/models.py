@@ -1,8 +1,12 @@
 """Imports every domain's models so ``Base.metadata`` knows all tables (Alembic, tests)."""
 
+from dockyard.audit.models import AuditLog
 from dockyard.db.base import Base
 from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembership
+from dockyard.immutability.models import ImmutableTagRule
+from dockyard.labels.models import Label, LabelReference
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.quota.models import Quota
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
@@ -23,15 +27,20 @@ __all__ = [
     "ArtifactAccessory",
     "ArtifactBlob",
     "ArtifactReference",
+    "AuditLog",
     "Base",
     "Blob",
     "BlobUpload",
+    "ImmutableTagRule",
+    "Label",
+    "LabelReference",
     "LoginSession",
     "Project",
     "ProjectBlob",
     "ProjectMember",
     "ProjectMetadata",
     "Property",
+    "Quota",
     "Repository",
     "RepositoryBlob",
     "Robot",

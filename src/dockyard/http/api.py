@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
+from dockyard.audit.events import Actor
 from dockyard.db.listing import PageRequest, parse_page
 from dockyard.errors import (
     AppError,
@@ -122,6 +123,11 @@ class ApiRequest:
         if self._principal is None:
             self._principal = await authenticate(self.request, self.state)
         return self._principal
+
+    async def actor(self) -> Actor:
+        """The caller as the audit log names it, with its address."""
+        principal = await self.principal()
+        return Actor(principal.name, client_address(self.request))
 
     async def user(self) -> Principal:
         """The caller, who must be signed in."""

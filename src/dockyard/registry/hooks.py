@@ -18,17 +18,18 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit.events import SYSTEM_ACTOR, Actor
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who caused a change, and from where (for policies and the audit log)."""
-
-    name: str
-    """A username, ``robot$…``, or ``anonymous``."""
-    source_ip: str = "-"
-
-
-SYSTEM_ACTOR = Actor("system", "-")
+__all__ = [
+    "SYSTEM_ACTOR",
+    "Actor",
+    "BlobsLinked",
+    "ManifestPull",
+    "ManifestPush",
+    "ManifestRemoval",
+    "NoHooks",
+    "RegistryHooks",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Repositories, artifacts and tags as Harbor's API shows them (browse, tag, copy, delete)."""

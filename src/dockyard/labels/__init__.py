@@ -1,0 +1,1 @@
+"""Labels: global (system) and project labels, attached to artifacts."""

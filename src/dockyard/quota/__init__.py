@@ -1,0 +1,1 @@
+"""Per-project storage quotas, counted over the unique blobs a project holds."""
