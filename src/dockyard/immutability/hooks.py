@@ -1,9 +1,19 @@
-"""This domain's part in the registry's hook seam (``dockyard.registry.hooks``)."""
+"""Tag immutability in the registry's hook seam (``dockyard.registry.hooks``).
+
+A push may not move an immutable tag to another manifest, and no removal (a
+tag, an artifact, a repository's artifacts) may take one away; the first push
+of an immutable tag, and pushing the same manifest again, are fine. Later
+policies (vulnerability and signature gates) refuse in the same way, here.
+"""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dockyard.db.engine import Database
-from dockyard.registry.hooks import NoHooks
+from dockyard.errors import DeniedError
+from dockyard.immutability import service
+from dockyard.registry.hooks import ManifestPush, ManifestRemoval, NoHooks
 from dockyard.settings import Settings
 
 
@@ -11,3 +21,30 @@ class RegistryHooks(NoHooks):
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+
+    async def before_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
+        """Refuse to move an immutable tag (one query for the project's enabled rules)."""
+        if push.tag is None or push.previous_digest is None or push.previous_digest == push.digest:
+            return
+        rules = await service.project_rules(session, push.project_id)
+        rule = service.protecting(rules, push.repository, push.tag)
+        if rule is not None:
+            raise DeniedError(
+                f"the tag {push.repository}:{push.tag} is immutable, cannot be overwritten "
+                f"(immutable tag {rule.describe()})"
+            )
+
+    async def before_manifest_removal(
+        self, session: AsyncSession, removal: ManifestRemoval
+    ) -> None:
+        """Refuse to remove an immutable tag, alone or with its artifact."""
+        if not removal.tags:
+            return
+        rules = await service.project_rules(session, removal.project_id)
+        for tag in removal.tags:
+            rule = service.protecting(rules, removal.repository, tag)
+            if rule is not None:
+                raise DeniedError(
+                    f"the tag {removal.repository}:{tag} is immutable, cannot be deleted "
+                    f"(immutable tag {rule.describe()})"
+                )

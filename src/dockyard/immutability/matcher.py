@@ -131,7 +131,7 @@ class _Parser:
         if after_slash and not at_end and self.text[self.pos] == "/":
             self.pos += 1  # "**/": nothing, or anything ending in "/"
             nodes.append(_Alt(((), (_GLOBSTAR, _Char("/")))))
-        elif start > 0 and self.text[start - 1] == "/" and at_end and nodes:
+        elif after_slash and at_end and nodes and nodes[-1] == _Char("/"):
             nodes.pop()  # "/**" at the end: nothing, or "/" and anything
             nodes.append(_Alt(((), (_Char("/"), _GLOBSTAR))))
         else:
@@ -296,6 +296,11 @@ class Rule:
     id: int
     repositories: tuple[Selector, ...]
     tags: tuple[Selector, ...]
+
+    def describe(self) -> str:
+        parts = [f"repositories {s.decoration} {s.pattern!r}" for s in self.repositories]
+        parts += [f"tags {s.decoration} {s.pattern!r}" for s in self.tags]
+        return f"rule {self.id} ({', '.join(parts)})"
 
     def protects(self, repository: str, tag: str) -> bool:
         """``repository`` is the name inside the project (``app``, not ``library/app``)."""
