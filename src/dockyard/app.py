@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from dockyard.artifacts import api as artifacts_api
+from dockyard.artifacts import write_api as artifacts_write_api
 from dockyard.audit import api as audit_api
 from dockyard.audit import hooks as audit_hooks
 from dockyard.db.engine import Database
@@ -76,6 +77,7 @@ def api_operations() -> list[Operation]:
         *projects_api.operations,
         *robots_api.operations,
         *artifacts_api.operations,
+        *artifacts_write_api.operations,
         *labels_api.operations,
         *quota_api.operations,
         *immutability_api.operations,

@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -587,22 +587,7 @@ class RegistryService:
             target = await self._existing_repository(session, repository)
             if not is_digest(reference):
                 validate_tag(reference)
-                found = await repo.tag_target(session, target.repository_id, reference)
-                if found is None:
-                    raise ManifestUnknownError(f"tag {reference} is not in {repository}")
-                removal = ManifestRemoval(
-                    actor,
-                    target.project_id,
-                    target.repository_id,
-                    repository,
-                    found[0],
-                    found[1],
-                    (reference,),
-                    artifact_removed=False,
-                )
-                await self.hooks.before_manifest_removal(session, removal)
-                await repo.delete_tag(session, target.repository_id, reference)
-                await self.hooks.after_manifest_removal(session, removal)
+                await self.remove_tag(session, target, reference, actor)
                 return
             digest = str(Digest.parse(reference))
             artifact = await repo.find_artifact(session, target.repository_id, digest)
@@ -639,6 +624,82 @@ class RegistryService:
         # The manifest's bytes were linked as a blob of the repository when pushed.
         await repo.unlink_blob(session, target.name, artifact.digest)
         await self.hooks.after_manifest_removal(session, removal)
+
+    async def remove_tag(
+        self,
+        session: AsyncSession,
+        target: repo.RepositoryRef,
+        tag: str,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> None:
+        """Delete one tag (the artifact stays) inside ``session``, through the hooks."""
+        found = await repo.tag_target(session, target.repository_id, tag)
+        if found is None:
+            raise ManifestUnknownError(f"tag {tag} is not in {target.name}")
+        removal = ManifestRemoval(
+            actor,
+            target.project_id,
+            target.repository_id,
+            target.name,
+            found[0],
+            found[1],
+            (tag,),
+            artifact_removed=False,
+        )
+        await self.hooks.before_manifest_removal(session, removal)
+        await repo.delete_tag(session, target.repository_id, tag)
+        await self.hooks.after_manifest_removal(session, removal)
+
+    async def add_tag(
+        self,
+        session: AsyncSession,
+        target: repo.RepositoryRef,
+        artifact: Artifact,
+        tag: str | None,
+        actor: Actor = SYSTEM_ACTOR,
+        *,
+        artifact_is_new: bool = False,
+    ) -> None:
+        """Point ``tag`` at an artifact already in ``target`` inside ``session``, through
+        the push hooks, as a push of that tag would. With no tag, announce an artifact
+        whose rows arrived without a push (a copy) to the same hooks."""
+        previous = None
+        if tag is not None:
+            found = await repo.tag_target(session, target.repository_id, tag)
+            previous = found[1] if found is not None else None
+        push = ManifestPush(
+            actor,
+            target.project_id,
+            target.repository_id,
+            target.name,
+            artifact.id,
+            artifact.digest,
+            tag,
+            previous,
+            artifact_is_new,
+        )
+        await self.hooks.before_manifest_push(session, push)
+        if tag is not None:
+            await repo.set_tag(session, target.repository_id, tag, artifact.id)
+        await self.hooks.after_manifest_push(session, push)
+
+    async def link_blobs(
+        self,
+        session: AsyncSession,
+        target: repo.RepositoryRef,
+        blobs: Sequence[tuple[int, int]],
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> None:
+        """Let ``target`` read existing blobs ((id, size) pairs) inside ``session``; the
+        ones new to its project reach ``blobs_linked`` (quotas may refuse them)."""
+        linked = []
+        for blob_id, size in blobs:
+            if await repo.link_blob(session, target.repository_id, target.project_id, blob_id):
+                linked.append((blob_id, size))
+        if linked:
+            await self.hooks.blobs_linked(
+                session, BlobsLinked(actor, target.project_id, target.name, tuple(linked))
+            )
 
     def record_pull(self, actor: Actor, repository: str, digest: str, reference: str) -> None:
         """A manifest was served by GET: tell the hooks (pull time, count, audit)."""
