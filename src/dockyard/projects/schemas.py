@@ -84,8 +84,15 @@ class ProjectDeletable(BaseModel):
     message: str | None = None
 
 
+class ProjectSummaryQuota(BaseModel):
+    """The project's storage limit and usage, as ``{"storage": bytes}`` (-1 unlimited)."""
+
+    hard: dict[str, int]
+    used: dict[str, int]
+
+
 class ProjectSummary(BaseModel):
-    """Quota and registry parts are left out until quotas and proxy caches land."""
+    """The registry part is left out until proxy caches land."""
 
     repo_count: int
     project_admin_count: int | None = None
@@ -93,6 +100,7 @@ class ProjectSummary(BaseModel):
     developer_count: int | None = None
     guest_count: int | None = None
     limited_guest_count: int | None = None
+    quota: ProjectSummaryQuota | None = None
 
 
 class UserEntity(BaseModel):

@@ -54,6 +54,7 @@ from dockyard.oci.names import validate_project_name
 from dockyard.projects import repository as repo
 from dockyard.projects import schemas
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.quota import service as quotas
 from dockyard.robots import repository as robots_repo
 from dockyard.system import config
 
@@ -265,10 +266,13 @@ async def create_project(
     owner_id: int,
     public: bool = False,
     metadata: Mapping[str, str] | None = None,
+    storage_limit: int | None = None,
 ) -> Project:
     """Create a project whose owner becomes its project admin.
 
     ``metadata`` holds further keys (already validated); ``public`` wins over its ``public``.
+    ``storage_limit`` (bytes, -1 unlimited) is its quota; None takes the
+    ``storage_per_project`` configuration item.
     """
     name = validate_project_name(name)
     if await repo.find_project_by_name(session, name) is not None:
@@ -293,6 +297,7 @@ async def create_project(
             role=int(Role.PROJECT_ADMIN),
         )
     )
+    await quotas.create_project_quota(session, project.project_id, storage_limit)
     await session.flush()
     return project
 
@@ -317,7 +322,9 @@ async def create_project_for(
 ) -> Project:
     """``createProject``: any signed-in user may create; a robot needs ``project:create``.
 
-    ``storage_limit`` is checked and otherwise ignored until quotas land (nothing stored).
+    ``storage_limit`` sets the project's quota when the caller may update quotas (an
+    administrator); otherwise, or when it is 0 (as Harbor reads it), the project gets
+    the ``storage_per_project`` default.
     """
     if principal.is_anonymous:
         raise UnauthorizedError("authentication required")
@@ -335,8 +342,11 @@ async def create_project_for(
     if req.registry_id is not None:
         # Proxy cache projects need registry endpoints, which Dockyard does not have yet.
         raise BadRequestError("proxy cache projects (registry_id) are not supported yet")
-    if req.storage_limit is not None and req.storage_limit < -1:
-        raise BadRequestError("storage_limit must be -1 (unlimited) or a number of bytes")
+    storage_limit = req.storage_limit
+    if storage_limit is not None:
+        quotas.check_limit(storage_limit, "storage_limit")
+        if storage_limit == 0 or not can(principal, Action.UPDATE, Resource.QUOTA, None):
+            storage_limit = None
     metadata = _requested_metadata(req.metadata)
     public = metadata.pop("public", None)
     if public is None:
@@ -348,7 +358,12 @@ async def create_project_for(
     else:
         owner_id = principal.user_id
     return await create_project(
-        session, name, owner_id=owner_id, public=public == "true", metadata=metadata
+        session,
+        name,
+        owner_id=owner_id,
+        public=public == "true",
+        metadata=metadata,
+        storage_limit=storage_limit,
     )
 
 
@@ -537,7 +552,8 @@ async def project_exists(session: AsyncSession, principal: Principal, name: str)
 async def project_summary(
     session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
 ) -> schemas.ProjectSummary:
-    """``getProjectSummary``: member counts only for those who may list members."""
+    """``getProjectSummary``: member counts only for those who may list members, the
+    quota for those who may read it."""
     require(principal, Action.READ, Resource.PROJECT, context)
     summary = schemas.ProjectSummary(
         repo_count=await repo.repository_count(session, project.project_id)
@@ -549,6 +565,11 @@ async def project_summary(
         summary.developer_count = counts.get(Role.DEVELOPER, 0)
         summary.guest_count = counts.get(Role.GUEST, 0)
         summary.limited_guest_count = counts.get(Role.LIMITED_GUEST, 0)
+    if quotas.may_read_project_quota(principal, context):
+        hard, used = await quotas.project_storage(session, project.project_id)
+        summary.quota = schemas.ProjectSummaryQuota(
+            hard={quotas.STORAGE: hard}, used={quotas.STORAGE: used}
+        )
     return summary
 
 

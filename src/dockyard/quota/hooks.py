@@ -1,9 +1,12 @@
-"""This domain's part in the registry's hook seam (``dockyard.registry.hooks``)."""
+"""Quotas in the registry's hook seam: new blobs are charged, removed artifacts release."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dockyard.db.engine import Database
-from dockyard.registry.hooks import NoHooks
+from dockyard.quota import service
+from dockyard.registry.hooks import BlobsLinked, ManifestRemoval, NoHooks
 from dockyard.settings import Settings
 
 
@@ -11,3 +14,15 @@ class RegistryHooks(NoHooks):
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+
+    async def blobs_linked(self, session: AsyncSession, linked: BlobsLinked) -> None:
+        """Refuses (``DeniedError``) blobs the project's limit has no room for."""
+        await service.charge(session, linked)
+
+    async def before_manifest_removal(
+        self, session: AsyncSession, removal: ManifestRemoval
+    ) -> None:
+        await service.hold_release(session, removal)
+
+    async def after_manifest_removal(self, session: AsyncSession, removal: ManifestRemoval) -> None:
+        await service.release(session, removal)

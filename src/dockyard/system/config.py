@@ -81,6 +81,8 @@ SELF_REGISTRATION = "self_registration"
 PROJECT_CREATION_RESTRICTION = "project_creation_restriction"
 ROBOT_TOKEN_DURATION = "robot_token_duration"  # noqa: S105 - a setting name, not a secret
 BANNER_MESSAGE = "banner_message"
+STORAGE_PER_PROJECT = "storage_per_project"
+"""The storage quota (bytes) of a new project; -1 unlimited."""
 
 ITEMS: dict[str, ConfigItem] = {
     item.key: item
@@ -97,6 +99,7 @@ ITEMS: dict[str, ConfigItem] = {
         ),
         ConfigItem(ROBOT_TOKEN_DURATION, int, 30, editable=True, minimum=1, maximum=36500),
         ConfigItem(BANNER_MESSAGE, str, "", editable=True, max_length=4096),
+        ConfigItem(STORAGE_PER_PROJECT, int, -1, editable=True, minimum=-1, maximum=2**63 - 1),
         ConfigItem(
             "robot_name_prefix",
             str,
