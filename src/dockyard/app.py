@@ -95,7 +95,10 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            await state.db.dispose()
+            try:
+                await state.registry.hooks.close()
+            finally:
+                await state.db.dispose()
 
     return Starlette(
         routes=[*token_routes(), *iam_api.session_routes(), *api_routes(api_operations())],

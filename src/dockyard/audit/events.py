@@ -31,3 +31,44 @@ class AuditEvent:
     """The project it happened in; 0 for system resources."""
     description: str = ""
     succeeded: bool = True
+
+    @property
+    def event_type(self) -> str:
+        """Harbor's event type name (``create_artifact``, ``login_user``…)."""
+        return event_type(self.operation, self.resource_type)
+
+
+# Harbor names configuration events ``update_configure``.
+_TYPE_SPELLING = {"configuration": "configure"}
+
+EVENT_TYPES: tuple[str, ...] = (
+    "create_artifact",
+    "delete_artifact",
+    "pull_artifact",
+    "delete_tag",
+    "create_project",
+    "update_project",
+    "delete_project",
+    "delete_repository",
+    "create_member",
+    "update_member",
+    "delete_member",
+    "login_user",
+    "create_user",
+    "delete_user",
+    "update_user",
+    "create_robot",
+    "update_robot",
+    "delete_robot",
+    "update_configure",
+)
+"""The event types Dockyard records; ``disabled_audit_log_event_types`` names some of them."""
+
+
+def event_type(operation: str, resource_type: str) -> str:
+    return f"{operation}_{_TYPE_SPELLING.get(resource_type, resource_type)}"
+
+
+def parse_event_types(text: str) -> frozenset[str]:
+    """``pull_artifact, create_user`` as a set of event types (lower case, blanks dropped)."""
+    return frozenset(part.strip().lower() for part in text.split(",") if part.strip())

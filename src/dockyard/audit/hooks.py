@@ -1,13 +1,177 @@
-"""This domain's part in the registry's hook seam (``dockyard.registry.hooks``)."""
+"""The audit log's part in the registry's hook seam (``dockyard.registry.hooks``).
+
+Pushes and removals are recorded inside their own transaction. Pulls are not
+written on the request path: ``manifest_pulled`` only queues them, and a
+background task started on the first pull writes each batch (every
+``FLUSH_SECONDS`` or ``FLUSH_EVENTS`` pulls, and on ``close``) in one
+transaction: the audit rows, repository pull counts and artifact and tag pull
+times. When ``pull_artifact`` is among ``disabled_audit_log_event_types`` the
+times and counts are still kept but no audit rows are written. A failed batch is
+logged and dropped; a pull never waits for it nor fails because of it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.audit import repository as repo
+from dockyard.audit import service
+from dockyard.audit.events import Actor, AuditEvent
+from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
-from dockyard.registry.hooks import NoHooks
+from dockyard.registry.hooks import ManifestPull, ManifestPush, ManifestRemoval, NoHooks
 from dockyard.settings import Settings
+
+log = logging.getLogger("dockyard.audit")
+
+FLUSH_SECONDS = 2.0
+FLUSH_EVENTS = 500
+CLOSE_SECONDS = 10.0
+MAX_QUEUED = 100_000
+"""Pulls kept while the database is unreachable; older ones are dropped beyond this."""
+
+
+def artifact_resource(repository: str, digest: str, tag: str | None) -> str:
+    """``project/repo:tag`` for a tag, ``project/repo@digest`` otherwise (as Harbor names them)."""
+    return f"{repository}:{tag}" if tag else f"{repository}@{digest}"
 
 
 class RegistryHooks(NoHooks):
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._queue: list[tuple[ManifestPull, datetime]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._flushing = asyncio.Lock()
+
+    # --- pushes and removals, in their transaction ------------------------------------
+
+    async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
+        description = f"push {push.digest}"
+        if push.previous_digest and push.previous_digest != push.digest:
+            description += f" (tag moved from {push.previous_digest})"
+        await service.record(
+            session,
+            push.actor,
+            AuditEvent(
+                "create",
+                "artifact",
+                artifact_resource(push.repository, push.digest, push.tag),
+                push.project_id,
+                description,
+            ),
+        )
+
+    async def after_manifest_removal(self, session: AsyncSession, removal: ManifestRemoval) -> None:
+        if removal.artifact_removed:
+            event = AuditEvent(
+                "delete",
+                "artifact",
+                artifact_resource(removal.repository, removal.digest, None),
+                removal.project_id,
+                "delete artifact"
+                + (f" with tags {', '.join(removal.tags)}" if removal.tags else ""),
+            )
+        else:
+            tag = removal.tags[0] if removal.tags else None
+            event = AuditEvent(
+                "delete",
+                "tag",
+                artifact_resource(removal.repository, removal.digest, tag),
+                removal.project_id,
+                f"delete tag of {removal.digest}",
+            )
+        await service.record(session, removal.actor, event)
+
+    # --- pulls, batched off the request path ------------------------------------------
+
+    def manifest_pulled(self, pull: ManifestPull) -> None:
+        if self._closed:
+            return
+        if len(self._queue) >= MAX_QUEUED:
+            del self._queue[: len(self._queue) - MAX_QUEUED + 1]
+        self._queue.append((pull, utcnow()))
+        if len(self._queue) >= FLUSH_EVENTS:
+            self._wake.set()
+        if self._task is None or self._task.done():
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._run())
+            except RuntimeError:  # no running loop: the next flush or close writes them
+                self._task = None
+
+    async def _run(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write every queued pull now; returns how many were written. Never raises."""
+        async with self._flushing:
+            batch, self._queue = self._queue, []
+            if not batch:
+                return 0
+            try:
+                async with self.db.write() as session:
+                    await self._write(session, batch)
+            except Exception:
+                log.exception("could not record %d pulls; they are dropped", len(batch))
+                return 0
+            return len(batch)
+
+    async def _write(
+        self, session: AsyncSession, batch: list[tuple[ManifestPull, datetime]]
+    ) -> None:
+        known = await repo.repositories_by_name(session, (p.repository for p, _ in batch))
+        counts: Counter[int] = Counter()
+        artifacts: dict[tuple[int, str], datetime] = {}
+        tags: dict[tuple[int, str], datetime] = {}
+        events: list[tuple[Actor, AuditEvent, datetime]] = []
+        for pull, when in batch:
+            found = known.get(pull.repository)
+            if found is None:  # deleted since
+                continue
+            repository_id, project_id = found
+            counts[repository_id] += 1
+            artifacts[(repository_id, pull.digest)] = when
+            if pull.tag:
+                tags[(repository_id, pull.tag)] = when
+            events.append(
+                (
+                    pull.actor,
+                    AuditEvent(
+                        "pull",
+                        "artifact",
+                        artifact_resource(pull.repository, pull.digest, pull.tag),
+                        project_id,
+                        f"pull {pull.digest}",
+                    ),
+                    when,
+                )
+            )
+        await repo.record_pulls(session, counts, artifacts, tags)
+        if events and "pull_artifact" not in await service.disabled_event_types(session):
+            service.add_rows(session, events)
+
+    async def close(self) -> None:
+        """Stop the background task and write what is queued."""
+        self._closed = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, CLOSE_SECONDS)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:
+                log.exception("the pull recorder failed")
+        await self.flush()

@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor
 from dockyard.db.listing import parse_q
 from dockyard.errors import (
     AppError,
@@ -23,6 +25,7 @@ from dockyard.errors import (
     DeniedError,
     NotFoundError,
     PreconditionFailedError,
+    TooManyRequestsError,
     UnauthorizedError,
 )
 from dockyard.http.api import (
@@ -136,6 +139,7 @@ async def create_user(api: ApiRequest) -> Response:
             comment=body.comment,
             password=body.password,
             robot_prefix=api.state.settings.robot_name_prefix,
+            operator=await api.actor(),
         )
     return created_response(f"{API_PREFIX}/users/{user.user_id}")
 
@@ -214,7 +218,12 @@ async def update_user_profile(api: ApiRequest) -> Response:
     body = await api.json(UserProfile)
     async with api.state.db.write() as session:
         await users.update_profile(
-            session, user_id, email=body.email, realname=body.realname, comment=body.comment
+            session,
+            user_id,
+            email=body.email,
+            realname=body.realname,
+            comment=body.comment,
+            operator=await api.actor(),
         )
     return empty_response()
 
@@ -226,7 +235,7 @@ async def delete_user(api: ApiRequest) -> Response:
     await api.require(can(principal, Action.DELETE, Resource.USER, None), "delete users")
     user_id = api.path_int("user_id")
     async with api.state.db.write() as session:
-        await users.delete_user(session, user_id, principal)
+        await users.delete_user(session, user_id, principal, operator=await api.actor())
     return empty_response()
 
 
@@ -242,7 +251,9 @@ async def set_user_sys_admin(api: ApiRequest) -> Response:
     if body.sysadmin_flag is None:
         raise BadRequestError("sysadmin_flag is required")
     async with api.state.db.write() as session:
-        await users.set_sysadmin(session, user_id, body.sysadmin_flag, principal)
+        await users.set_sysadmin(
+            session, user_id, body.sysadmin_flag, principal, operator=await api.actor()
+        )
     return empty_response()
 
 
@@ -267,6 +278,7 @@ async def update_user_password(api: ApiRequest) -> Response:
                 user_id,
                 body.new_password,
                 keep_session=console.session_id if console is not None and own else None,
+                operator=await api.actor(),
             )
     except NotFoundError as exc:
         # Harbor declares "invalid user ID" a 400 here, not a 404.
@@ -334,6 +346,7 @@ async def create_user_group(api: ApiRequest) -> Response:
             group_name=body.group_name,
             group_type=body.group_type,
             ldap_group_dn=body.ldap_group_dn,
+            operator=await api.actor(),
         )
     return created_response(f"{API_PREFIX}/usergroups/{group.id}")
 
@@ -379,7 +392,7 @@ async def update_user_group(api: ApiRequest) -> Response:
     group_id = api.path_int("group_id")
     body = await api.json(UserGroupBody)
     async with api.state.db.write() as session:
-        await users.rename_group(session, group_id, body.group_name)
+        await users.rename_group(session, group_id, body.group_name, operator=await api.actor())
     return empty_response()
 
 
@@ -392,7 +405,7 @@ async def delete_user_group(api: ApiRequest) -> Response:
     )
     group_id = api.path_int("group_id")
     async with api.state.db.write() as session:
-        await users.delete_group(session, group_id)
+        await users.delete_group(session, group_id, operator=await api.actor())
     return empty_response()
 
 
@@ -426,6 +439,7 @@ _BAD_LOGIN = "invalid username or password"
 async def console_login(request: Request) -> Response:
     """``POST /c/login`` with the portal's form ``principal`` and ``password``."""
     state = get_state(request)
+    name = ""
     try:
         form = await _read_form(request)
         name, password = form.get("principal", ""), form.get("password", "")
@@ -442,7 +456,18 @@ async def console_login(request: Request) -> Response:
             if old:
                 await sessions.end_session(session, old)
             started = await sessions.start_session(session, principal.user_id, timeout)
+            await audit.record(
+                session,
+                Actor(principal.name, client_address(request)),
+                audit.login_event(principal.name, "the console"),
+            )
     except AppError as exc:
+        if _recordable_login(name) and isinstance(exc, UnauthorizedError | TooManyRequestsError):
+            await audit.record_failure(
+                state.db,
+                Actor(name, client_address(request)),
+                audit.login_event(name, "the console"),
+            )
         return harbor_error_response(exc, request_id(request))
     response = Response(status_code=200, headers={sessions.CSRF_HEADER: started.csrf_token})
     secure = _secure(request)
@@ -463,6 +488,13 @@ async def console_login(request: Request) -> Response:
         secure=secure,
     )
     return response
+
+
+def _recordable_login(name: str) -> bool:
+    """A login name worth an audit event: given, printable, of a plausible length."""
+    return 0 < len(name) <= users.MAX_NAME_LENGTH and not any(
+        ord(c) < 32 or ord(c) == 127 for c in name
+    )
 
 
 async def console_logout(request: Request) -> Response:

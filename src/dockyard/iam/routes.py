@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dockyard.errors import AppError, BadRequestError, UnauthorizedError
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor
+from dockyard.errors import AppError, BadRequestError, TooManyRequestsError, UnauthorizedError
 from dockyard.http.auth import BearerToken, parse_authorization
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.state import client_address, get_state
@@ -16,6 +18,7 @@ from dockyard.iam.policy import ANONYMOUS, Principal
 from dockyard.oci.scope import parse_scopes
 
 _MAX_FORM_BYTES = 64 * 1024
+_MAX_LOGIN_NAME = 255
 
 
 def _request_id(request: Request) -> str:
@@ -40,7 +43,7 @@ async def get_token(request: Request) -> Response:
         credentials = _basic(request)
         principal: Principal = ANONYMOUS
         if credentials is not None:
-            principal = await state.identity.authenticate(*credentials, client_address(request))
+            principal = await _password_login(request, *credentials)
         scopes = parse_scopes(request.query_params.getlist("scope"))
         issued = await state.identity.issue_token(principal, scopes)
     except AppError as exc:
@@ -61,9 +64,7 @@ async def post_token(request: Request) -> Response:
             username, password = form.get("username", ""), form.get("password", "")
             if not username:
                 raise BadRequestError("username is required for the password grant")
-            principal = await state.identity.authenticate(
-                username, password, client_address(request)
-            )
+            principal = await _password_login(request, username, password)
         elif grant == "refresh_token":
             principal = await state.identity.refresh_principal(form.get("refresh_token", ""))
         else:
@@ -77,6 +78,26 @@ async def post_token(request: Request) -> Response:
     if grant == "refresh_token" or form.get("access_type") == "offline":
         body["refresh_token"] = await state.identity.issue_refresh_token(principal)
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def _password_login(request: Request, username: str, password: str) -> Principal:
+    """Authenticate a user or robot by password, recording the login (never the password)
+    and its failure in the audit log."""
+    state = get_state(request)
+    actor = Actor(username, client_address(request))
+    event = audit.login_event(username, "the token service")
+    try:
+        principal = await state.identity.authenticate(username, password, actor.source_ip)
+    except (UnauthorizedError, TooManyRequestsError):
+        if _recordable_login(username):
+            await audit.record_failure(state.db, actor, event)
+        raise
+    await audit.record_alone(state.db, Actor(principal.name, actor.source_ip), event)
+    return principal
+
+
+def _recordable_login(name: str) -> bool:
+    return 0 < len(name) <= _MAX_LOGIN_NAME and not any(ord(c) < 32 or ord(c) == 127 for c in name)
 
 
 async def _read_form(request: Request) -> dict[str, str]:

@@ -20,6 +20,8 @@ from enum import IntEnum
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.listing import Condition, PageRequest
 from dockyard.errors import (
     AlreadyExistsError,
@@ -180,6 +182,7 @@ async def create_user(
     comment: str | None,
     password: str | None,
     robot_prefix: str,
+    operator: Actor,
 ) -> User:
     """A new local user (never an administrator; that is ``set_sysadmin``)."""
     validated_password = validate_password(password)
@@ -197,6 +200,7 @@ async def create_user(
     user.password = hash_password(validated_password)
     session.add(user)
     await _flush_unique(session, "a user with this username or email already exists")
+    await _record(session, operator, "create", user.username, "create user")
     return user
 
 
@@ -207,6 +211,7 @@ async def update_profile(
     email: str | None,
     realname: str | None,
     comment: str | None,
+    operator: Actor,
 ) -> User:
     """Replace email, realname and comment (Harbor's profile: all three, together)."""
     email = validate_email(email)
@@ -222,10 +227,13 @@ async def update_profile(
         await session.flush()
     except IntegrityError:
         raise BadRequestError("another user has this email") from None
+    await _record(session, operator, "update", user.username, "update profile")
     return user
 
 
-async def delete_user(session: AsyncSession, user_id: int, actor: Principal) -> None:
+async def delete_user(
+    session: AsyncSession, user_id: int, actor: Principal, *, operator: Actor
+) -> None:
     """Soft-delete a user, freeing their name and e-mail, and drop their memberships."""
     if user_id == actor.user_id:
         raise DeniedError("you cannot delete yourself")
@@ -235,6 +243,7 @@ async def delete_user(session: AsyncSession, user_id: int, actor: Principal) -> 
     if user.username == BUILTIN_ADMIN_NAME:
         raise DeniedError("the built-in admin user cannot be deleted")
     await repo.forget_user_memberships(session, user_id)
+    await _record(session, operator, "delete", user.username, "delete user")
     user.username = _deleted_name(user.username, user_id)
     if user.email:
         user.email = _deleted_name(user.email, user_id)
@@ -243,16 +252,24 @@ async def delete_user(session: AsyncSession, user_id: int, actor: Principal) -> 
     await session.flush()
 
 
-async def set_sysadmin(session: AsyncSession, user_id: int, flag: bool, actor: Principal) -> None:
+async def set_sysadmin(
+    session: AsyncSession, user_id: int, flag: bool, actor: Principal, *, operator: Actor
+) -> None:
     if user_id == actor.user_id:
         raise DeniedError("you cannot change your own administrator flag")
     user = await get_user(session, user_id)
     user.sysadmin_flag = flag
     await session.flush()
+    await _record(session, operator, "update", user.username, f"set sysadmin_flag {flag}")
 
 
 async def set_password(
-    session: AsyncSession, user_id: int, new_password: str | None, keep_session: str | None
+    session: AsyncSession,
+    user_id: int,
+    new_password: str | None,
+    keep_session: str | None,
+    *,
+    operator: Actor,
 ) -> None:
     """Store a new password (policy checked, must differ) and end the user's other sessions.
 
@@ -266,6 +283,21 @@ async def set_password(
     user.password_version = (user.password_version or 0) + 1
     await repo.delete_user_login_sessions(session, user_id, keep=keep_session)
     await session.flush()
+    await _record(session, operator, "update", user.username, "change password")
+
+
+async def _record(
+    session: AsyncSession,
+    operator: Actor,
+    operation: str,
+    resource: str,
+    description: str,
+    resource_type: str = "user",
+) -> None:
+    """One user or user-group event (names only: never a password)."""
+    await audit.record(
+        session, operator, AuditEvent(operation, resource_type, resource, 0, description)
+    )
 
 
 async def self_registration_enabled(session: AsyncSession) -> bool:
@@ -345,6 +377,7 @@ async def create_group(
     group_name: str | None,
     group_type: int | None,
     ldap_group_dn: str | None,
+    operator: Actor,
 ) -> UserGroup:
     kind = _group_type(group_type)
     name = _group_name(group_name)
@@ -362,28 +395,34 @@ async def create_group(
     group = UserGroup(group_name=name, group_type=int(kind), ldap_group_dn=dn)
     session.add(group)
     await _flush_unique(session, f"user group {name} already exists")
+    await _record(session, operator, "create", name, f"create {kind.name} group", "user_group")
     return group
 
 
-async def rename_group(session: AsyncSession, group_id: int, group_name: str | None) -> UserGroup:
+async def rename_group(
+    session: AsyncSession, group_id: int, group_name: str | None, *, operator: Actor
+) -> UserGroup:
     name = _group_name(group_name)
     group = await get_group(session, group_id)
     other = await repo.find_group_by_name(session, group.group_type, name)
     taken = f"another user group of this type is called {name}"
     if other is not None and other.id != group.id:
         raise BadRequestError(taken)  # updateUserGroup declares no 409
+    old = group.group_name
     group.group_name = name
     try:
         await session.flush()
     except IntegrityError:
         raise BadRequestError(taken) from None
+    await _record(session, operator, "update", name, f"rename from {old}", "user_group")
     return group
 
 
-async def delete_group(session: AsyncSession, group_id: int) -> None:
+async def delete_group(session: AsyncSession, group_id: int, *, operator: Actor) -> None:
     """Delete a group, its project roles and memberships; a missing group is no error."""
     group = await repo.find_group(session, _positive_id(group_id))
     if group is not None:
+        await _record(session, operator, "delete", group.group_name, "delete group", "user_group")
         await repo.forget_group(session, group.id)
 
 

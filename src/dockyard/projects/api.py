@@ -111,7 +111,9 @@ async def create_project(api: ApiRequest) -> Response:
     principal = await api.user()
     req = await api.json(ProjectReq)
     async with api.state.db.write() as session:
-        project = await service.create_project_for(session, principal, req)
+        project = await service.create_project_for(
+            session, principal, req, operator=await api.actor()
+        )
         project_id, name = project.project_id, project.name
     in_location = _header_flag(api, "X-Resource-Name-In-Location")
     return created_response(f"{API_PREFIX}/projects/{name if in_location else project_id}")
@@ -134,7 +136,9 @@ async def update_project(api: ApiRequest) -> Response:
     req = await api.json(ProjectReq)
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.update_project(session, principal, project, context, req)
+        await service.update_project(
+            session, principal, project, context, req, operator=await api.actor()
+        )
     return empty_response()
 
 
@@ -144,7 +148,9 @@ async def delete_project(api: ApiRequest) -> Response:
     principal = await api.principal()
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.delete_project(session, principal, project, context)
+        await service.delete_project(
+            session, principal, project, context, operator=await api.actor()
+        )
     return empty_response()
 
 
@@ -188,7 +194,9 @@ async def add_project_metadatas(api: ApiRequest) -> Response:
     values = (await api.json(MetadataMap)).root
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.add_metadata(session, principal, project, context, values)
+        await service.add_metadata(
+            session, principal, project, context, values, operator=await api.actor()
+        )
     return empty_response()
 
 
@@ -212,7 +220,13 @@ async def update_project_metadata(api: ApiRequest) -> Response:
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
         await service.update_metadata(
-            session, principal, project, context, api.path("meta_name"), body
+            session,
+            principal,
+            project,
+            context,
+            api.path("meta_name"),
+            body,
+            operator=await api.actor(),
         )
     return empty_response()
 
@@ -223,7 +237,14 @@ async def delete_project_metadata(api: ApiRequest) -> Response:
     principal = await api.principal()
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.delete_metadata(session, principal, project, context, api.path("meta_name"))
+        await service.delete_metadata(
+            session,
+            principal,
+            project,
+            context,
+            api.path("meta_name"),
+            operator=await api.actor(),
+        )
     return empty_response()
 
 
@@ -256,7 +277,9 @@ async def create_project_member(api: ApiRequest) -> Response:
     req = await api.json(ProjectMember)
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        member_id = await service.add_member(session, principal, project, context, req)
+        member_id = await service.add_member(
+            session, principal, project, context, req, operator=await api.actor()
+        )
     return created_response(_member_location(api, project, member_id))
 
 
@@ -284,7 +307,15 @@ async def update_project_member(api: ApiRequest) -> Response:
     req = await api.json(RoleRequest)
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.update_member(session, principal, project, context, member_id, req.role_id)
+        await service.update_member(
+            session,
+            principal,
+            project,
+            context,
+            member_id,
+            req.role_id,
+            operator=await api.actor(),
+        )
     return empty_response()
 
 
@@ -295,7 +326,9 @@ async def delete_project_member(api: ApiRequest) -> Response:
     principal = await api.principal()
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.delete_member(session, principal, project, context, member_id)
+        await service.delete_member(
+            session, principal, project, context, member_id, operator=await api.actor()
+        )
     return empty_response()
 
 

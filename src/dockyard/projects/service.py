@@ -18,6 +18,8 @@ from sqlalchemy import ColumnElement, not_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.db.listing import (
     Condition,
@@ -318,7 +320,11 @@ def _requested_metadata(requested: schemas.ProjectMetadata | None) -> dict[str, 
 
 
 async def create_project_for(
-    session: AsyncSession, principal: Principal, req: schemas.ProjectReq
+    session: AsyncSession,
+    principal: Principal,
+    req: schemas.ProjectReq,
+    *,
+    operator: Actor | None = None,
 ) -> Project:
     """``createProject``: any signed-in user may create; a robot needs ``project:create``.
 
@@ -357,7 +363,7 @@ async def create_project_for(
             raise DeniedError("no system administrator exists to own the project")
     else:
         owner_id = principal.user_id
-    return await create_project(
+    project = await create_project(
         session,
         name,
         owner_id=owner_id,
@@ -365,6 +371,12 @@ async def create_project_for(
         metadata=metadata,
         storage_limit=storage_limit,
     )
+    await audit.record(
+        session,
+        operator or Actor(principal.name),
+        AuditEvent("create", "project", project.name, project.project_id, "create project"),
+    )
+    return project
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -582,6 +594,8 @@ async def update_project(
     project: Project,
     context: ProjectContext,
     req: schemas.ProjectReq,
+    *,
+    operator: Actor,
 ) -> None:
     """``updateProject``: its metadata (the name, registry and storage limit do not change)."""
     require(principal, Action.UPDATE, Resource.PROJECT, context)
@@ -589,6 +603,7 @@ async def update_project(
     await repo.set_metadata(session, project.project_id, metadata)
     project.update_time = utcnow()
     await session.flush()
+    await _record_project_update(session, operator, project, "update", metadata)
 
 
 async def project_deletable(
@@ -602,7 +617,12 @@ async def project_deletable(
 
 
 async def delete_project(
-    session: AsyncSession, principal: Principal, project: Project, context: ProjectContext
+    session: AsyncSession,
+    principal: Principal,
+    project: Project,
+    context: ProjectContext,
+    *,
+    operator: Actor,
 ) -> None:
     """``deleteProject``: refused (412) while the project holds repositories.
 
@@ -616,7 +636,11 @@ async def delete_project(
         raise ProjectNotFoundError(f"project {project.name} not found")
     if await repo.repository_count(session, locked.project_id):
         raise PreconditionFailedError(_NOT_DELETABLE)
+    name, project_id = locked.name, locked.project_id
     await repo.soft_delete_project(session, locked)
+    await audit.record(
+        session, operator, AuditEvent("delete", "project", name, project_id, "delete project")
+    )
     # Harbor deletes a project's robots with it (they could not log in anyway).
     await robots_repo.delete_robots_of_project(session, locked.project_id)
 
@@ -639,6 +663,8 @@ async def add_metadata(
     project: Project,
     context: ProjectContext,
     values: Mapping[str, str],
+    *,
+    operator: Actor,
 ) -> None:
     """``addProjectMetadatas``: new keys only; a key already set is a 409."""
     require(principal, Action.CREATE, Resource.METADATA, context)
@@ -653,6 +679,7 @@ async def add_metadata(
         await repo.set_metadata(session, project.project_id, clean)
     except IntegrityError:
         raise AlreadyExistsError("metadata already set; update it instead") from None
+    await _record_project_update(session, operator, project, "add", clean)
 
 
 async def get_metadata(
@@ -676,6 +703,8 @@ async def update_metadata(
     context: ProjectContext,
     name: str,
     body: Mapping[str, str],
+    *,
+    operator: Actor,
 ) -> None:
     """``updateProjectMetadata``: the body carries ``{name: value}``; sets it (new or not)."""
     require(principal, Action.UPDATE, Resource.METADATA, context)
@@ -683,6 +712,7 @@ async def update_metadata(
         raise BadRequestError(f"the body must carry the value of {_show(name)}")
     clean = validate_metadata({name: body[name]})
     await repo.set_metadata(session, project.project_id, clean)
+    await _record_project_update(session, operator, project, "update", clean)
 
 
 async def delete_metadata(
@@ -691,12 +721,38 @@ async def delete_metadata(
     project: Project,
     context: ProjectContext,
     name: str,
+    *,
+    operator: Actor,
 ) -> None:
     require(principal, Action.DELETE, Resource.METADATA, context)
     if name not in METADATA_KEYS or not await repo.delete_metadata(
         session, project.project_id, name
     ):
         raise NotFoundError(f"metadata {_show(name)} is not set")
+    await audit.record(
+        session,
+        operator,
+        AuditEvent(
+            "update", "project", project.name, project.project_id, f"delete metadata {name}"
+        ),
+    )
+
+
+async def _record_project_update(
+    session: AsyncSession,
+    operator: Actor,
+    project: Project,
+    verb: str,
+    values: Mapping[str, str],
+) -> None:
+    """One ``update project`` event naming the metadata set (values are not secrets)."""
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+    description = f"{verb} metadata {changed}" if changed else "update project"
+    await audit.record(
+        session,
+        operator,
+        AuditEvent("update", "project", project.name, project.project_id, description),
+    )
 
 
 # --- members -------------------------------------------------------------------------------
@@ -803,6 +859,8 @@ async def add_member(
     project: Project,
     context: ProjectContext,
     req: schemas.ProjectMember,
+    *,
+    operator: Actor,
 ) -> int:
     """``createProjectMember``: returns the new member's id; a second membership is a 409."""
     require(principal, Action.CREATE, Resource.MEMBER, context)
@@ -821,6 +879,8 @@ async def add_member(
         await session.flush()
     except IntegrityError:
         raise AlreadyExistsError("the project member specified already exists") from None
+    found = await repo.find_member(session, project.project_id, member.id)
+    await _record_member(session, operator, project, "create", found, f"add as {ROLE_NAMES[role]}")
     return member.id
 
 
@@ -831,6 +891,8 @@ async def update_member(
     context: ProjectContext,
     member_id: int,
     role_id: int | None,
+    *,
+    operator: Actor,
 ) -> None:
     """``updateProjectMember``: a new role. As Harbor, any holder of ``member:update`` may
     change any membership, their own included."""
@@ -843,6 +905,7 @@ async def update_member(
     member.role = int(role)
     member.update_time = utcnow()
     await session.flush()
+    await _record_member(session, operator, project, "update", found, f"role {ROLE_NAMES[role]}")
 
 
 async def delete_member(
@@ -851,6 +914,8 @@ async def delete_member(
     project: Project,
     context: ProjectContext,
     member_id: int,
+    *,
+    operator: Actor,
 ) -> None:
     require(principal, Action.DELETE, Resource.MEMBER, context)
     found = await repo.find_member(session, project.project_id, member_id)
@@ -858,3 +923,28 @@ async def delete_member(
         raise NotFoundError(f"member {member_id} not found in project {project.name}")
     await session.delete(found[0])
     await session.flush()
+    await _record_member(session, operator, project, "delete", found, "remove member")
+
+
+async def _record_member(
+    session: AsyncSession,
+    operator: Actor,
+    project: Project,
+    operation: str,
+    found: tuple[ProjectMember, str] | None,
+    description: str,
+) -> None:
+    """One member event; the resource is ``project/entity`` (a user or group name)."""
+    entity = found[1] if found is not None else "?"
+    kind = "group" if found is not None and found[0].entity_type == repo.GROUP_MEMBER else "user"
+    await audit.record(
+        session,
+        operator,
+        AuditEvent(
+            operation,
+            "member",
+            f"{project.name}/{entity}",
+            project.project_id,
+            f"{description} ({kind})",
+        ),
+    )

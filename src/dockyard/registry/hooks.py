@@ -103,6 +103,9 @@ class NoHooks:
     def manifest_pulled(self, pull: ManifestPull) -> None:
         """After a manifest was served; must not block (queue work for later)."""
 
+    async def close(self) -> None:
+        """When the app stops: finish queued work."""
+
 
 class RegistryHooks(NoHooks):
     """All registered hooks, called in order; the registry service holds one of these."""
@@ -137,3 +140,7 @@ class RegistryHooks(NoHooks):
     def manifest_pulled(self, pull: ManifestPull) -> None:
         for hook in self.hooks:
             hook.manifest_pulled(pull)
+
+    async def close(self) -> None:
+        for hook in self.hooks:
+            await hook.close()

@@ -58,7 +58,9 @@ async def create_robot(api: ApiRequest) -> Response:
     body = await api.json(RobotCreate)
     secret = await robots.new_secret(body.secret)
     async with api.state.db.write() as session:
-        created = await robots.create_robot(session, creator, body, secret, _prefix(api))
+        created = await robots.create_robot(
+            session, creator, body, secret, _prefix(api), operator=await api.actor()
+        )
     robot = created.robot
     answer = RobotCreated(
         id=robot.id,
@@ -89,7 +91,9 @@ async def update_robot(api: ApiRequest) -> Response:
     robot_id = api.path_int("robot_id")
     body = await api.json(Robot)
     async with api.state.db.write() as session:
-        await robots.update_robot(session, actor, robot_id, body, _prefix(api))
+        await robots.update_robot(
+            session, actor, robot_id, body, _prefix(api), operator=await api.actor()
+        )
     return empty_response()
 
 
@@ -101,7 +105,9 @@ async def refresh_secret(api: ApiRequest) -> Response:
     body = await api.json(RobotSec)
     secret = await robots.new_secret(body.secret)
     async with api.state.db.write() as session:
-        await robots.refresh_secret(session, actor, robot_id, secret)
+        await robots.refresh_secret(
+            session, actor, robot_id, secret, operator=await api.actor(), prefix=_prefix(api)
+        )
     return json_response(RobotSec(secret=secret.secret))
 
 
@@ -111,7 +117,9 @@ async def delete_robot(api: ApiRequest) -> Response:
     actor = await api.user()
     robot_id = api.path_int("robot_id")
     async with api.state.db.write() as session:
-        await robots.delete_robot(session, actor, robot_id)
+        await robots.delete_robot(
+            session, actor, robot_id, operator=await api.actor(), prefix=_prefix(api)
+        )
     return empty_response()
 
 

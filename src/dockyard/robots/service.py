@@ -16,6 +16,8 @@ from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.db.listing import Condition, PageRequest, condition_clause, parse_q, parse_sort
 from dockyard.errors import (
@@ -171,6 +173,8 @@ async def create_robot(
     body: schemas.RobotCreate,
     secret: NewSecret,
     prefix: str,
+    *,
+    operator: Actor,
 ) -> CreatedRobot:
     """Create a robot from ``RobotCreate``; nothing is written unless every check passes."""
     level = check_level(body.level)
@@ -210,6 +214,7 @@ async def create_robot(
     for row in rows:
         row.robot_id = robot.id
     await repo.replace_permissions(session, robot.id, rows)
+    await _record(session, operator, "create", robot, prefix, f"create {level} robot")
     return CreatedRobot(robot, prefix + full)
 
 
@@ -388,7 +393,13 @@ def robot_view(robot: Robot, rows: Iterable[RobotPermission], prefix: str) -> sc
 
 
 async def update_robot(
-    session: AsyncSession, actor: Principal, robot_id: int, body: schemas.Robot, prefix: str
+    session: AsyncSession,
+    actor: Principal,
+    robot_id: int,
+    body: schemas.Robot,
+    prefix: str,
+    *,
+    operator: Actor,
 ) -> None:
     """Harbor's ``UpdateRobot``: description, duration, disable and permissions.
 
@@ -422,6 +433,7 @@ async def update_robot(
         robot.disabled = body.disable
     robot.update_time = utcnow()
     await session.flush()
+    await _record(session, operator, "update", robot, prefix, "update robot")
 
 
 def _names_of(robot: Robot, prefix: str) -> set[str]:
@@ -430,7 +442,13 @@ def _names_of(robot: Robot, prefix: str) -> set[str]:
 
 
 async def refresh_secret(
-    session: AsyncSession, actor: Principal, robot_id: int, secret: NewSecret
+    session: AsyncSession,
+    actor: Principal,
+    robot_id: int,
+    secret: NewSecret,
+    *,
+    operator: Actor,
+    prefix: str,
 ) -> None:
     """Harbor's ``RefreshSec``: the new secret works at once, the old one no more."""
     robot = await _robot_for(session, actor, robot_id, Action.UPDATE)
@@ -438,11 +456,31 @@ async def refresh_secret(
     robot.secret_version += 1
     robot.update_time = utcnow()
     await session.flush()
+    await _record(session, operator, "update", robot, prefix, "refresh secret")
 
 
-async def delete_robot(session: AsyncSession, actor: Principal, robot_id: int) -> None:
+async def delete_robot(
+    session: AsyncSession, actor: Principal, robot_id: int, *, operator: Actor, prefix: str
+) -> None:
     robot = await _robot_for(session, actor, robot_id, Action.DELETE)
+    await _record(session, operator, "delete", robot, prefix, "delete robot")
     await repo.delete_robot(session, robot)
+
+
+async def _record(
+    session: AsyncSession,
+    operator: Actor,
+    operation: str,
+    robot: Robot,
+    prefix: str,
+    description: str,
+) -> None:
+    """One robot event, by the robot's full name (never its secret)."""
+    await audit.record(
+        session,
+        operator,
+        AuditEvent(operation, "robot", prefix + robot.name, robot.project_id, description),
+    )
 
 
 async def delete_project_robots(session: AsyncSession, project_id: int) -> int:

@@ -9,6 +9,8 @@ from datetime import datetime
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.errors import BadRequestError, UnauthorizedError
 from dockyard.http.api import (
@@ -162,7 +164,20 @@ async def update_configurations(api: ApiRequest) -> Response:
     if not isinstance(changes, dict):
         raise BadRequestError("the request body must be a JSON object of items to change")
     async with api.state.db.write() as session:
-        await config.update(session, changes)
+        changed = await config.update(session, changes)
+        if changed:
+            # The keys only: a later item may hold a secret.
+            await audit.record(
+                session,
+                await api.actor(),
+                AuditEvent(
+                    "update",
+                    "configuration",
+                    "configurations",
+                    0,
+                    "set " + ", ".join(sorted(changed)),
+                ),
+            )
     return empty_response()
 
 

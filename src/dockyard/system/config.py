@@ -83,6 +83,8 @@ ROBOT_TOKEN_DURATION = "robot_token_duration"  # noqa: S105 - a setting name, no
 BANNER_MESSAGE = "banner_message"
 STORAGE_PER_PROJECT = "storage_per_project"
 """The storage quota (bytes) of a new project; -1 unlimited."""
+DISABLED_AUDIT_LOG_EVENT_TYPES = "disabled_audit_log_event_types"
+"""Comma-separated audit event types not written (``pull_artifact`` under heavy pull load)."""
 
 ITEMS: dict[str, ConfigItem] = {
     item.key: item
@@ -123,6 +125,7 @@ ITEMS: dict[str, ConfigItem] = {
         ),
         ConfigItem("read_only", bool, False, editable=False),
         ConfigItem("notification_enable", bool, False, editable=False),
+        ConfigItem(DISABLED_AUDIT_LOG_EVENT_TYPES, str, "", editable=True, max_length=4096),
     )
 }
 

@@ -1,0 +1,448 @@
+"""The audit log records exactly one correct event for each change users make.
+
+Pushes, pulls (batched off the request path) and deletions through ``/v2/``;
+project, metadata, member, robot, user, user-group and configuration changes
+through the API; logins (and failed logins) through the token service and the
+console. Each test finds its events by the unique names it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from starlette.applications import Starlette
+from tests.integration.conftest import ADMIN_PASSWORD, make_client
+from tests.integration.registry_helpers import OCI_MANIFEST, push_image
+
+from dockyard.audit import hooks as audit_hooks
+from dockyard.audit.events import Actor
+from dockyard.audit.models import AuditLog
+from dockyard.http.state import AppState
+from dockyard.iam.models import User
+from dockyard.iam.passwords import hash_password
+from dockyard.projects.models import Project
+from dockyard.registry.hooks import ManifestPull
+from dockyard.registry.models import Artifact, Repository, Tag
+
+API = "/api/v2.0"
+PASSWORD = "Passw0rdAudit1"
+CLIENT_IP = "127.0.0.1"
+DISABLED = "disabled_audit_log_event_types"
+
+
+def _uid(stem: str) -> str:
+    return f"{stem}{uuid.uuid4().hex[:12]}"
+
+
+async def _events(state: AppState, *, resource: str | None = None, **where: Any) -> list[AuditLog]:
+    """The audit rows whose resource is ``resource`` (and whose other columns match)."""
+    stmt = select(AuditLog).order_by(AuditLog.id)
+    if resource is not None:
+        stmt = stmt.where(AuditLog.resource == resource)
+    for column, value in where.items():
+        stmt = stmt.where(getattr(AuditLog, column) == value)
+    async with state.db.read() as session:
+        return list((await session.scalars(stmt)).all())
+
+
+def _one(
+    rows: list[AuditLog], operation: str, resource_type: str, username: str = "admin"
+) -> AuditLog:
+    matching = [r for r in rows if r.operation == operation and r.resource_type == resource_type]
+    assert len(matching) == 1, [(r.operation, r.resource_type, r.resource) for r in rows]
+    row = matching[0]
+    assert row.username == username
+    assert row.client_ip == CLIENT_IP
+    assert row.operation_result is True
+    assert row.op_time is not None
+    return row
+
+
+def _audit_hook(state: AppState) -> audit_hooks.RegistryHooks:
+    hooks = getattr(state.registry.hooks, "hooks", ())
+    return next(h for h in hooks if isinstance(h, audit_hooks.RegistryHooks))
+
+
+async def _user(state: AppState) -> tuple[str, int]:
+    username = _uid("au")
+    async with state.db.write() as session:
+        user = User(username=username, password=hash_password(PASSWORD), email=f"{username}@x.io")
+        session.add(user)
+        await session.flush()
+        return username, user.user_id
+
+
+async def _project_id(state: AppState, name: str) -> int:
+    async with state.db.read() as session:
+        found = await session.scalar(select(Project.project_id).where(Project.name == name))
+    assert found is not None
+    return int(found)
+
+
+@pytest.fixture
+async def pull_auditing(admin: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Leaves ``disabled_audit_log_event_types`` empty after the test, whatever it set."""
+    yield
+    response = await admin.put(f"{API}/configurations", json={DISABLED: ""})
+    assert response.status_code == 200, response.text
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+async def test_push_pull_and_delete_each_record_one_event(
+    admin: httpx.AsyncClient, state: AppState, unique_repo: str
+) -> None:
+    library = await _project_id(state, "library")
+    tagged, _ = await push_image(admin, unique_repo, "1.0", seed=b"tagged")
+    pushed = _one(await _events(state, resource=f"{unique_repo}:1.0"), "create", "artifact")
+    assert pushed.project_id == library
+    assert tagged in pushed.operation_description
+
+    by_digest, _ = await push_image(admin, unique_repo, None, seed=b"digest")
+    _one(await _events(state, resource=f"{unique_repo}@{by_digest}"), "create", "artifact")
+
+    response = await admin.get(f"/v2/{unique_repo}/manifests/1.0", headers={"Accept": OCI_MANIFEST})
+    assert response.status_code == 200
+    await _audit_hook(state).flush()
+    rows = await _events(state, resource=f"{unique_repo}:1.0")
+    pulled = _one(rows, "pull", "artifact")
+    assert pulled.project_id == library
+    async with state.db.read() as session:
+        artifact = await session.scalar(
+            select(Artifact).where(
+                Artifact.repository_name == unique_repo, Artifact.digest == tagged
+            )
+        )
+        repository = await session.scalar(select(Repository).where(Repository.name == unique_repo))
+        tag = await session.scalar(
+            select(Tag).where(Tag.name == "1.0", Tag.artifact_id == artifact.id)
+        )  # type: ignore[union-attr]
+    assert artifact is not None and artifact.pull_time is not None
+    assert repository is not None and repository.pull_count == 1
+    assert tag is not None and tag.pull_time is not None
+
+    response = await admin.delete(f"/v2/{unique_repo}/manifests/1.0")
+    assert response.status_code == 202, response.text
+    _one(await _events(state, resource=f"{unique_repo}:1.0"), "delete", "tag")
+
+    response = await admin.delete(f"/v2/{unique_repo}/manifests/{by_digest}")
+    assert response.status_code == 202, response.text
+    rows = await _events(state, resource=f"{unique_repo}@{by_digest}")
+    _one(rows, "delete", "artifact")
+    assert len(rows) == 2  # its push and its deletion
+
+
+async def test_pull_auditing_can_be_switched_off_and_pull_times_still_move(
+    admin: httpx.AsyncClient, state: AppState, unique_repo: str, pull_auditing: None
+) -> None:
+    digest, _ = await push_image(admin, unique_repo, "v1", seed=b"quiet")
+    response = await admin.put(f"{API}/configurations", json={DISABLED: "pull_artifact"})
+    assert response.status_code == 200, response.text
+    for _ in range(3):
+        response = await admin.get(f"/v2/{unique_repo}/manifests/{digest}")
+        assert response.status_code == 200
+    await _audit_hook(state).flush()
+    assert await _events(state, resource=f"{unique_repo}@{digest}", operation="pull") == []
+    async with state.db.read() as session:
+        artifact = await session.scalar(
+            select(Artifact).where(
+                Artifact.digest == digest, Artifact.repository_name == unique_repo
+            )
+        )
+        count = await session.scalar(
+            select(Repository.pull_count).where(Repository.name == unique_repo)
+        )
+    assert artifact is not None and artifact.pull_time is not None
+    assert count == 3
+    # Other event types are still written.
+    response = await admin.delete(f"/v2/{unique_repo}/manifests/v1")
+    assert response.status_code == 202
+    _one(await _events(state, resource=f"{unique_repo}:v1"), "delete", "tag")
+
+
+async def test_pulls_are_written_in_the_background(
+    admin: httpx.AsyncClient, state: AppState, unique_repo: str
+) -> None:
+    """Without an explicit flush, the pull appears within a few seconds."""
+    digest, _ = await push_image(admin, unique_repo, "bg", seed=b"background")
+    response = await admin.get(f"/v2/{unique_repo}/manifests/bg")
+    assert response.status_code == 200
+    for _ in range(60):
+        if await _events(state, resource=f"{unique_repo}:bg", operation="pull"):
+            break
+        await asyncio.sleep(0.1)
+    rows = await _events(state, resource=f"{unique_repo}:bg", operation="pull")
+    assert len(rows) == 1
+    assert digest in rows[0].operation_description
+
+
+async def test_a_pull_of_a_repository_deleted_since_is_skipped(state: AppState) -> None:
+    """A queued pull naming a repository that is gone writes nothing and raises nothing."""
+    gone = "library/" + _uid("gone")
+    hook = _audit_hook(state)
+    hook.manifest_pulled(ManifestPull(Actor("admin", CLIENT_IP), gone, "sha256:" + "0" * 64, "x"))
+    assert await hook.flush() >= 1
+    assert await _events(state, resource=f"{gone}:x") == []
+
+
+# --- projects, metadata, members -------------------------------------------------------------
+
+
+async def test_project_metadata_and_member_changes(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    name = _uid("ap")
+    response = await admin.post(f"{API}/projects", json={"project_name": name})
+    assert response.status_code == 201
+    project_id = int(response.headers["location"].rsplit("/", 1)[1])
+    created = _one(await _events(state, resource=name), "create", "project")
+    assert created.project_id == project_id
+
+    response = await admin.put(f"{API}/projects/{name}", json={"metadata": {"auto_scan": "true"}})
+    assert response.status_code == 200
+    updated = _one(await _events(state, resource=name), "update", "project")
+    assert "auto_scan=true" in updated.operation_description
+
+    response = await admin.put(
+        f"{API}/projects/{name}/metadatas/severity", json={"severity": "high"}
+    )
+    assert response.status_code == 200
+    response = await admin.delete(f"{API}/projects/{name}/metadatas/severity")
+    assert response.status_code == 200
+    rows = await _events(state, resource=name, operation="update")
+    assert len(rows) == 3
+
+    username, user_id = await _user(state)
+    response = await admin.post(
+        f"{API}/projects/{name}/members", json={"role_id": 2, "member_user": {"user_id": user_id}}
+    )
+    assert response.status_code == 201
+    member_id = response.headers["location"].rsplit("/", 1)[1]
+    member = f"{name}/{username}"
+    added = _one(await _events(state, resource=member), "create", "member")
+    assert added.project_id == project_id and "developer" in added.operation_description
+    response = await admin.put(f"{API}/projects/{name}/members/{member_id}", json={"role_id": 3})
+    assert response.status_code == 200
+    assert (
+        "guest"
+        in _one(await _events(state, resource=member), "update", "member").operation_description
+    )
+    response = await admin.delete(f"{API}/projects/{name}/members/{member_id}")
+    assert response.status_code == 200
+    _one(await _events(state, resource=member), "delete", "member")
+
+    # A refused change records nothing.
+    response = await admin.post(
+        f"{API}/projects/{name}/members", json={"role_id": 99, "member_user": {"user_id": user_id}}
+    )
+    assert response.status_code == 400
+    assert len(await _events(state, resource=member)) == 3
+
+    response = await admin.delete(f"{API}/projects/{name}")
+    assert response.status_code == 200
+    deleted = _one(await _events(state, resource=name), "delete", "project")
+    assert deleted.project_id == project_id
+    assert len(await _events(state, resource=name)) == 5
+
+
+# --- robots ------------------------------------------------------------------------------
+
+
+async def test_robot_changes_record_names_never_secrets(
+    admin: httpx.AsyncClient, state: AppState, app: Starlette
+) -> None:
+    body = {
+        "name": _uid("r"),
+        "description": "audited",
+        "level": "system",
+        "duration": -1,
+        "permissions": [
+            {
+                "kind": "project",
+                "namespace": "library",
+                "access": [{"resource": "repository", "action": "pull", "effect": "allow"}],
+            }
+        ],
+    }
+    response = await admin.post(f"{API}/robots", json=body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    full_name, robot_id, secrets = created["name"], created["id"], [created["secret"]]
+    _one(await _events(state, resource=full_name), "create", "robot")
+
+    response = await admin.patch(f"{API}/robots/{robot_id}", json={"secret": "Refreshed0Secret"})
+    assert response.status_code == 200
+    secrets.append("Refreshed0Secret")
+    refreshed = _one(await _events(state, resource=full_name), "update", "robot")
+    assert refreshed.operation_description == "refresh secret"
+
+    # A robot's token-service login is recorded under its name.
+    async with make_client(app) as client:
+        response = await client.get(
+            "/service/token", params={"service": "dockyard"}, auth=(full_name, secrets[-1])
+        )
+    assert response.status_code == 200
+    login = await _events(state, resource=full_name, operation="login")
+    assert [(r.username, r.operation_result) for r in login] == [(full_name, True)]
+
+    response = await admin.delete(f"{API}/robots/{robot_id}")
+    assert response.status_code == 200
+    _one(await _events(state, resource=full_name), "delete", "robot")
+    await _assert_no_secrets(state, secrets)
+
+
+# --- users, groups, configuration -------------------------------------------------------------
+
+
+async def test_user_changes(admin: httpx.AsyncClient, state: AppState, app: Starlette) -> None:
+    username = _uid("nu")
+    response = await admin.post(
+        f"{API}/users",
+        json={
+            "username": username,
+            "email": f"{username}@example.com",
+            "realname": "Audit Me",
+            "password": PASSWORD,
+        },
+    )
+    assert response.status_code == 201, response.text
+    user_id = response.headers["location"].rsplit("/", 1)[1]
+    _one(await _events(state, resource=username), "create", "user")
+
+    response = await admin.put(
+        f"{API}/users/{user_id}",
+        json={"email": f"{username}@example.org", "realname": "Audited", "comment": "c"},
+    )
+    assert response.status_code == 200
+    response = await admin.put(
+        f"{API}/users/{user_id}/password", json={"new_password": "An0therPassword"}
+    )
+    assert response.status_code == 200
+    response = await admin.put(f"{API}/users/{user_id}/sysadmin", json={"sysadmin_flag": True})
+    assert response.status_code == 200
+    rows = await _events(state, resource=username, operation="update")
+    assert sorted(r.operation_description for r in rows) == [
+        "change password",
+        "set sysadmin_flag True",
+        "update profile",
+    ]
+    # Users changing their own password are recorded under their own name.
+    async with make_client(app, (username, "An0therPassword")) as client:
+        response = await client.put(
+            f"{API}/users/{user_id}/password",
+            json={"old_password": "An0therPassword", "new_password": "Th1rdPassword"},
+        )
+    assert response.status_code == 200
+    assert len(await _events(state, resource=username, operation="update", username=username)) == 1
+
+    response = await admin.delete(f"{API}/users/{user_id}")
+    assert response.status_code == 200
+    _one(await _events(state, resource=username), "delete", "user")
+    await _assert_no_secrets(state, [PASSWORD, "An0therPassword", "Th1rdPassword"])
+
+
+async def test_user_group_changes(admin: httpx.AsyncClient, state: AppState) -> None:
+    name = _uid("grp")
+    response = await admin.post(f"{API}/usergroups", json={"group_name": name, "group_type": 2})
+    assert response.status_code == 201
+    group_id = response.headers["location"].rsplit("/", 1)[1]
+    _one(await _events(state, resource=name), "create", "user_group")
+    response = await admin.put(f"{API}/usergroups/{group_id}", json={"group_name": name + "x"})
+    assert response.status_code == 200
+    _one(await _events(state, resource=name + "x"), "update", "user_group")
+    response = await admin.delete(f"{API}/usergroups/{group_id}")
+    assert response.status_code == 200
+    _one(await _events(state, resource=name + "x"), "delete", "user_group")
+
+
+async def test_configuration_change(admin: httpx.AsyncClient, state: AppState) -> None:
+    before = await _events(state, resource="configurations")
+    banner = _uid("banner")
+    response = await admin.put(f"{API}/configurations", json={"banner_message": banner})
+    assert response.status_code == 200
+    rows = (await _events(state, resource="configurations"))[len(before) :]
+    assert len(rows) == 1
+    row = _one(rows, "update", "configuration")
+    assert row.operation_description == "set banner_message"
+    # A refused change records nothing.
+    response = await admin.put(f"{API}/configurations", json={"auth_mode": "ldap_auth"})
+    assert response.status_code == 400
+    assert len(await _events(state, resource="configurations")) == len(before) + 1
+
+
+# --- logins --------------------------------------------------------------------------------
+
+
+async def test_logins_and_failed_logins(app: Starlette, state: AppState) -> None:
+    username, _ = await _user(state)
+    async with make_client(app) as client:
+        ok = await client.get("/service/token", params={"service": "x"}, auth=(username, PASSWORD))
+        bad = await client.get(
+            "/service/token", params={"service": "x"}, auth=(username, "Wr0ngPassword")
+        )
+        anonymous = await client.get("/service/token", params={"service": "x"})
+        form = await client.post(
+            "/service/token",
+            data={
+                "grant_type": "password",
+                "username": username,
+                "password": PASSWORD,
+                "service": "x",
+            },
+        )
+        console = await client.post("/c/login", data={"principal": username, "password": PASSWORD})
+        console_bad = await client.post(
+            "/c/login", data={"principal": username, "password": "N0pe1234"}
+        )
+    assert (ok.status_code, bad.status_code, anonymous.status_code) == (200, 401, 200)
+    assert (form.status_code, console.status_code, console_bad.status_code) == (200, 200, 401)
+
+    rows = await _events(state, resource=username)
+    assert all(r.operation == "login" and r.resource_type == "user" for r in rows)
+    assert all(r.username == username and r.client_ip == CLIENT_IP for r in rows)
+    outcomes = sorted((r.operation_description, r.operation_result) for r in rows)
+    assert outcomes == [
+        ("login through the console", False),
+        ("login through the console", True),
+        ("login through the token service", False),
+        ("login through the token service", True),
+        ("login through the token service", True),
+    ]
+    # Nobody's login is recorded for an anonymous token request.
+    assert await _events(state, resource="anonymous", operation="login") == []
+    assert await _events(state, resource="", operation="login") == []
+    await _assert_no_secrets(state, [PASSWORD, "Wr0ngPassword", "N0pe1234"])
+
+
+async def test_admin_console_login(app: Starlette, state: AppState) -> None:
+    before = len(await _events(state, resource="admin", operation="login"))
+    async with make_client(app) as client:
+        response = await client.post(
+            "/c/login", data={"principal": "admin", "password": ADMIN_PASSWORD}
+        )
+    assert response.status_code == 200
+    assert len(await _events(state, resource="admin", operation="login")) == before + 1
+
+
+async def _assert_no_secrets(state: AppState, secrets: list[str]) -> None:
+    """No column of any audit row carries any of ``secrets``."""
+    for row in await _events(state):
+        text = " ".join(
+            str(value)
+            for value in (
+                row.resource,
+                row.operation_description,
+                row.username,
+                row.client_ip,
+                row.user_agent,
+            )
+        )
+        for secret in [*secrets, ADMIN_PASSWORD]:
+            assert secret not in text, (row.operation, row.resource_type)
