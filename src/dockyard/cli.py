@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from dockyard.errors import AppError, ConfigurationError
 from dockyard.logs import configure_logging
 from dockyard.settings import Settings, load_settings
 from dockyard.system.bootstrap import BootstrapReport, prepare
+
+if TYPE_CHECKING:
+    from dockyard.quota.service import UsageCheck
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -160,6 +163,105 @@ def project_create(name: str, public: bool, config: Path | None, data_dir: Path 
     except AppError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"created {'public' if public else 'private'} project {name} (id {project_id})")
+
+
+@main.group()
+def quota() -> None:
+    """Check project storage quotas."""
+
+
+_RECOMPUTE_BATCH = 500
+
+
+@quota.command("recompute")
+@click.option(
+    "--project",
+    "names",
+    multiple=True,
+    help="Check only this project (repeat for several); default every project.",
+)
+@click.option("--fix", is_flag=True, help="Store the recomputed usage where it differs.")
+@data_dir_option
+@config_option
+def quota_recompute(
+    names: tuple[str, ...], fix: bool, config: Path | None, data_dir: Path | None
+) -> None:
+    """Recompute every project's storage usage from its blobs and compare it with the
+    stored number. Exits 0 when all agree, 1 when some differ (also with --fix, which
+    then stores the recomputed numbers)."""
+    from dockyard.quota import repository as quota_repo
+    from dockyard.quota import service as quotas
+
+    settings = _settings(config, data_dir=data_dir)
+    _announce(_prepare(settings))
+
+    async def run() -> list[quotas.UsageCheck]:
+        db = Database(settings.effective_database_url)
+        try:
+            async with db.read() as session:
+                projects = await quota_repo.live_projects(session, list(names) if names else None)
+            unknown = sorted(set(names) - {name for _, name in projects})
+            if unknown:
+                raise click.BadParameter(
+                    f"no such project: {', '.join(unknown)}", param_hint="--project"
+                )
+            checks: list[quotas.UsageCheck] = []
+            for start in range(0, len(projects), _RECOMPUTE_BATCH):
+                batch = projects[start : start + _RECOMPUTE_BATCH]
+                async with db.read() as session:
+                    checks += await quotas.check_usage(session, batch)
+                if len(projects) > _RECOMPUTE_BATCH:
+                    click.echo(f"checked {len(checks)} of {len(projects)} projects", err=True)
+            if fix:
+                for check in checks:
+                    if not check.agrees:
+                        async with db.write() as session:
+                            await quotas.fix_usage(session, check.project_id)
+            return checks
+        finally:
+            await db.dispose()
+
+    try:
+        checks = asyncio.run(run())
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    _usage_table(checks)
+    differing = [check for check in checks if not check.agrees]
+    if not differing:
+        click.echo(f"all {len(checks)} projects agree")
+        return
+    click.echo(
+        f"{len(differing)} of {len(checks)} projects differ"
+        + (
+            "; stored the recomputed usage"
+            if fix
+            else "; run with --fix to store the recomputed usage"
+        )
+    )
+    sys.exit(1)
+
+
+def _usage_table(checks: list[UsageCheck]) -> None:
+    """PROJECT STORED RECOMPUTED DIFFERENCE (bytes; stored ``-``: no quota row yet)."""
+    rows = [("PROJECT", "STORED", "RECOMPUTED", "DIFFERENCE")]
+    for check in checks:
+        stored = "-" if check.stored is None else str(check.stored)
+        rows.append(
+            (
+                check.project,
+                stored,
+                str(check.recomputed),
+                "" if check.agrees else f"{check.difference:+d}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo(
+            "  ".join(
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
