@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -189,6 +190,13 @@ def _first_of(listing: Any, name: str) -> str | None:
         return str(next(iter(listing)))  # a map such as a project's metadata
     if isinstance(listing, list) and listing and isinstance(listing[0], dict):
         item = listing[0]
+        if name == "repository_name" and isinstance(item.get("name"), str):
+            # a Repository lists its full name; the path takes it without the project,
+            # encoded twice over (Harbor's rule for names holding a slash)
+            inner = item["name"].split("/", 1)[-1]
+            return quote(quote(inner, safe=""), safe="")
+        if name == "reference" and isinstance(item.get("digest"), str):
+            return str(item["digest"])  # an Artifact is referenced by its digest
         value = item.get(name, item.get("id"))
         return None if value is None else str(value)
     return None

@@ -97,5 +97,5 @@ async def test_index_children_and_referrer_accessory(
     }
     assert len(accessories) == 1
     assert accessories[0].subject_artifact_id == artifacts[child].id
-    assert accessories[0].type == "application/vnd.example.sbom"
+    assert accessories[0].type == "subject.accessory"  # Harbor's type for a generic referrer
     assert artifacts[digest_of(referrer)].subject_digest == child

@@ -235,6 +235,10 @@ class HarborContract:
         extra = schema.get("additionalProperties")
         if isinstance(extra, bool):
             out["additionalProperties"] = extra
+        elif isinstance(extra, Mapping) and dict(extra) == {"type": "object"}:
+            # go-swagger (Harbor's generator) reads a bare ``type: object`` map value as
+            # interface{}: ExtraAttrs holds strings and numbers as well as objects.
+            out["additionalProperties"] = {}
         elif isinstance(extra, Mapping):
             out["additionalProperties"] = self.to_json_schema(extra)
         elif isinstance(properties, Mapping):

@@ -1,20 +1,37 @@
 """Queries behind Harbor's repository and artifact browsing, named for what they answer.
 
 Listings load one page of rows, then the page's tags, labels, accessories and
-index children in one query each (never one query per row).
+index children in one query each (never one query per row). The artifact list
+walks ``artifact(repository_id, push_time, id)`` and loads tags through
+``tag(artifact_id)``.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.registry.models import Artifact, Repository, Tag
+from dockyard.labels.models import Label, LabelReference
+from dockyard.projects.models import Project
+from dockyard.registry.models import (
+    Artifact,
+    ArtifactAccessory,
+    ArtifactReference,
+    Repository,
+    Tag,
+)
 
 
 def is_digest_reference(reference: str) -> bool:
     """A reference that names a digest (``algorithm:encoded``) rather than a tag."""
     return ":" in reference
+
+
+# --- repositories ----------------------------------------------------------------------------
 
 
 async def find_repository(session: AsyncSession, project_id: int, name: str) -> Repository | None:
@@ -23,6 +40,30 @@ async def find_repository(session: AsyncSession, project_id: int, name: str) -> 
         select(Repository).where(Repository.name == name, Repository.project_id == project_id)
     )
     return result.scalar_one_or_none()
+
+
+def repository_listing(project_id: int | None) -> Select[Any]:
+    """Repositories of one live project, or of every live project (``None``)."""
+    stmt = select(Repository).join(Project, Project.project_id == Repository.project_id)
+    stmt = stmt.where(Project.deleted.is_(False))
+    if project_id is not None:
+        stmt = stmt.where(Repository.project_id == project_id)
+    return stmt
+
+
+async def artifact_counts(session: AsyncSession, repository_ids: Collection[int]) -> dict[int, int]:
+    """How many artifacts each repository holds (one grouped query)."""
+    if not repository_ids:
+        return {}
+    result = await session.execute(
+        select(Artifact.repository_id, func.count())
+        .where(Artifact.repository_id.in_(list(repository_ids)))
+        .group_by(Artifact.repository_id)
+    )
+    return {repository_id: int(count) for repository_id, count in result.all()}
+
+
+# --- artifacts ---------------------------------------------------------------------------------
 
 
 async def find_artifact_by_reference(
@@ -44,3 +85,102 @@ async def find_artifact_by_reference(
             .where(Tag.repository_id == repository_id, Tag.name == reference)
         )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+def is_accessory() -> ColumnElement[bool]:
+    """True for an artifact that is an accessory of another (hidden from artifact lists)."""
+    return exists().where(ArtifactAccessory.artifact_id == Artifact.id)
+
+
+def artifact_listing(repository_id: int | None, project_id: int | None) -> Select[Any]:
+    """The artifacts of a repository (or of a whole project) that are not accessories."""
+    stmt = select(Artifact).where(not_(is_accessory()))
+    if repository_id is not None:
+        stmt = stmt.where(Artifact.repository_id == repository_id)
+    if project_id is not None:
+        stmt = stmt.where(Artifact.project_id == project_id)
+    return stmt
+
+
+def has_tag(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The artifact has a tag meeting ``conditions`` (any tag when none are given)."""
+    return exists().where(Tag.artifact_id == Artifact.id, *conditions)
+
+
+def has_label(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(LabelReference.artifact_id == Artifact.id, *conditions)
+
+
+async def tags_of(session: AsyncSession, artifact_ids: Collection[int]) -> dict[int, list[Tag]]:
+    """Tags of each artifact, newest first (one query)."""
+    found: dict[int, list[Tag]] = defaultdict(list)
+    if artifact_ids:
+        result = await session.execute(
+            select(Tag)
+            .where(Tag.artifact_id.in_(list(artifact_ids)))
+            .order_by(Tag.push_time.desc(), Tag.id.desc())
+        )
+        for tag in result.scalars():
+            found[tag.artifact_id].append(tag)
+    return found
+
+
+async def labels_of(session: AsyncSession, artifact_ids: Collection[int]) -> dict[int, list[Label]]:
+    """Live labels attached to each artifact (one query)."""
+    found: dict[int, list[Label]] = defaultdict(list)
+    if artifact_ids:
+        result = await session.execute(
+            select(LabelReference.artifact_id, Label)
+            .join(Label, Label.id == LabelReference.label_id)
+            .where(LabelReference.artifact_id.in_(list(artifact_ids)), Label.deleted.is_(False))
+            .order_by(Label.name, Label.id)
+        )
+        for artifact_id, label in result.all():
+            found[artifact_id].append(label)
+    return found
+
+
+async def accessories_of(
+    session: AsyncSession, artifact_ids: Collection[int]
+) -> dict[int, list[ArtifactAccessory]]:
+    """Accessories whose subject is each artifact (one query)."""
+    found: dict[int, list[ArtifactAccessory]] = defaultdict(list)
+    if artifact_ids:
+        result = await session.execute(
+            select(ArtifactAccessory)
+            .where(ArtifactAccessory.subject_artifact_id.in_(list(artifact_ids)))
+            .order_by(ArtifactAccessory.creation_time.desc(), ArtifactAccessory.id.desc())
+        )
+        for accessory in result.scalars():
+            if accessory.subject_artifact_id is not None:
+                found[accessory.subject_artifact_id].append(accessory)
+    return found
+
+
+async def references_of(
+    session: AsyncSession, artifact_ids: Collection[int]
+) -> dict[int, list[ArtifactReference]]:
+    """The children each index lists, in the index's order (one query)."""
+    found: dict[int, list[ArtifactReference]] = defaultdict(list)
+    if artifact_ids:
+        result = await session.execute(
+            select(ArtifactReference)
+            .where(ArtifactReference.parent_id.in_(list(artifact_ids)))
+            .order_by(ArtifactReference.id)
+        )
+        for reference in result.scalars():
+            found[reference.parent_id].append(reference)
+    return found
+
+
+def tag_listing(artifact_id: int) -> Select[Any]:
+    return select(Tag).where(Tag.artifact_id == artifact_id)
+
+
+def accessory_listing(artifact_id: int) -> Select[Any]:
+    return select(ArtifactAccessory).where(ArtifactAccessory.subject_artifact_id == artifact_id)
+
+
+def scalars(rows: Sequence[Any]) -> list[Any]:
+    """The first column of each row ``fetch_page`` returned."""
+    return [row[0] for row in rows]

@@ -22,7 +22,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.base import utcnow
-from dockyard.db.engine import Database
+from dockyard.db.engine import Database, insert_ignore
 from dockyard.errors import (
     BlobUnknownError,
     BlobUploadUnknownError,
@@ -31,11 +31,12 @@ from dockyard.errors import (
     ManifestReferencedError,
     ManifestUnknownError,
     NameUnknownError,
+    ObjectNotFoundError,
     ProjectNotFoundError,
     RangeInvalidError,
     SizeInvalidError,
 )
-from dockyard.oci import mediatypes as mt
+from dockyard.oci import artifacts as facts
 from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
 from dockyard.oci.manifest import ParsedManifest, parse_manifest
 from dockyard.oci.names import split_repository, validate_tag
@@ -64,16 +65,6 @@ _MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
 _HASHERS_KEPT = 4096
 # What start_upload hands out (hex) with room to spare; anything else names no upload.
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-# Config media types that name a Harbor artifact type.
-_ARTIFACT_TYPES = {
-    mt.OCI_CONFIG: "IMAGE",
-    mt.DOCKER_CONFIG: "IMAGE",
-    "application/vnd.cncf.helm.config.v1+json": "CHART",
-    "application/vnd.cnab.manifest.v1": "CNAB",
-    "application/vnd.wasm.config.v1+json": "WASM",
-    "application/vnd.module.wasm.config.v1+json": "WASM",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +100,6 @@ class UploadRangeError(RangeInvalidError):
         super().__init__(message)
         self.upload_id = upload_id
         self.size = size
-
-
-def artifact_kind(parsed: ParsedManifest) -> str:
-    if parsed.is_index:
-        return "IMAGE"
-    config_type = parsed.config.media_type if parsed.config else ""
-    return _ARTIFACT_TYPES.get(config_type, "UNKNOWN" if parsed.artifact_type is None else "OCI")
 
 
 class RegistryService:
@@ -484,9 +468,10 @@ class RegistryService:
         key = blob_key(digest)
         if await self.storage.stat(key) is None:
             await self.storage.write_bytes(key, body)
+        config = await self._config_for_facts(parsed)
         async with self.db.write() as session:
             target = await self._writable_repository(session, repository)
-            artifact, is_new, linked = await self._record_manifest(session, target, parsed)
+            artifact, is_new, linked = await self._record_manifest(session, target, parsed, config)
             if linked:
                 await self.hooks.blobs_linked(
                     session, BlobsLinked(actor, target.project_id, repository, linked)
@@ -510,15 +495,37 @@ class RegistryService:
             await self.hooks.before_manifest_push(session, push)
             if tag is not None:
                 await repo.set_tag(session, target.repository_id, tag, artifact.id)
+                await _record_cosign_accessory(session, target, artifact, tag)
             await self.hooks.after_manifest_push(session, push)
         subject = str(parsed.subject.digest) if parsed.subject is not None else None
         return PushedManifest(digest, subject)
 
+    async def _config_for_facts(self, parsed: ParsedManifest) -> bytes | None:
+        """The config blob's bytes when its facts are shown (images, charts) and it is small;
+        read before the write transaction opens (bytes never stream inside one)."""
+        if parsed.config is None or parsed.config.size > facts.MAX_CONFIG_BYTES:
+            return None
+        if facts.artifact_kind(parsed) not in ("IMAGE", "CHART", "WASM"):
+            return None
+        try:
+            body = await self.storage.read_bytes(blob_key(str(parsed.config.digest)))
+        except ObjectNotFoundError:
+            return None  # the facts are optional; the push goes on without them
+        return body if len(body) <= facts.MAX_CONFIG_BYTES else None
+
     async def _record_manifest(
-        self, session: AsyncSession, target: repo.RepositoryRef, parsed: ParsedManifest
+        self,
+        session: AsyncSession,
+        target: repo.RepositoryRef,
+        parsed: ParsedManifest,
+        config: bytes | None = None,
     ) -> tuple[Artifact, bool, tuple[tuple[int, int], ...]]:
         """The artifact row (new or existing), whether it is new, and the blobs (the
-        manifest's own bytes) newly counted in the project."""
+        manifest's own bytes) newly counted in the project.
+
+        A new row carries the facts Harbor shows, extracted once here: type, media
+        type, size, ``extra_attrs`` (from ``config``, the config blob's bytes), and an
+        accessory row when the manifest names a ``subject``."""
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
         children = await _check_references(session, target.repository_id, target.name, parsed)
@@ -529,13 +536,12 @@ class RegistryService:
         existing = await repo.find_artifact(session, target.repository_id, digest)
         if existing is not None:
             return existing, False, linked
-        if parsed.is_index:
-            size = parsed.size + sum(children[str(m.digest)].size for m in parsed.manifests)
-        else:
-            size = parsed.size + sum(b.size for b in blobs)
+        size = facts.artifact_size(parsed, {d: a.size for d, a in children.items()})
+        kind = facts.artifact_kind(parsed)
+        attrs = facts.extra_attrs(kind, config)
         artifact = Artifact(
-            type=artifact_kind(parsed),
-            media_type=parsed.config.media_type if parsed.config else "",
+            type=kind,
+            media_type=facts.artifact_media_type(parsed),
             manifest_media_type=parsed.media_type,
             artifact_type=parsed.effective_artifact_type,
             project_id=target.project_id,
@@ -545,6 +551,7 @@ class RegistryService:
             size=size,
             subject_digest=str(parsed.subject.digest) if parsed.subject else None,
             annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            extra_attrs=json.dumps(attrs) if attrs else None,
             push_time=utcnow(),
         )
         session.add(artifact)
@@ -571,7 +578,7 @@ class RegistryService:
                     subject_artifact_id=subject.id if subject else None,
                     subject_artifact_digest=str(parsed.subject.digest),
                     subject_artifact_repo=target.name,
-                    type=parsed.effective_artifact_type or "",
+                    type=facts.accessory_type(parsed),
                     size=size,
                     digest=digest,
                 )
@@ -780,6 +787,37 @@ async def _check_references(
                 detail={"digest": digest},
             )
     return children
+
+
+async def _record_cosign_accessory(
+    session: AsyncSession, target: repo.RepositoryRef, artifact: Artifact, tag: str
+) -> None:
+    """A cosign tag (``sha256-<hex>.sig``) makes its artifact an accessory of the artifact
+    ``sha256:<hex>`` in the same repository, as Harbor records it (once)."""
+    found = facts.cosign_subject(tag)
+    if found is None:
+        return
+    subject_digest, kind = found
+    subject = await repo.find_artifact(session, target.repository_id, subject_digest)
+    if subject is None or subject.id == artifact.id:
+        return
+    await session.execute(
+        insert_ignore(
+            session,
+            ArtifactAccessory,
+            {
+                "artifact_id": artifact.id,
+                "subject_artifact_id": subject.id,
+                "subject_artifact_digest": subject_digest,
+                "subject_artifact_repo": target.name,
+                "type": kind,
+                "size": artifact.size,
+                "digest": artifact.digest,
+                "creation_time": utcnow(),
+            },
+            ["artifact_id", "subject_artifact_digest"],
+        )
+    )
 
 
 async def _shielded(coro: Any) -> None:
