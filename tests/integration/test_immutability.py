@@ -213,3 +213,21 @@ async def test_rules_of_other_projects_do_not_apply(admin: httpx.AsyncClient) ->
     await push_image(admin, f"{guarded}/app", "v1")
     assert not await protected(admin, f"{free}/app", "v1")
     assert await protected(admin, f"{guarded}/app", "v1")
+
+
+async def test_api_deletes_of_an_immutable_tag_are_refused(admin: httpx.AsyncClient) -> None:
+    """The artifact API deletes through the same seam (its own tests cover it in depth)."""
+    project, _ = await new_project(admin)
+    await create(admin, project, rule("app", "v1"))
+    digest, _ = await push_image(admin, f"{project}/app", "v1")
+    repository = f"{API}/projects/{project}/repositories/app"
+    for path in (
+        repository,
+        f"{repository}/artifacts/{digest}",
+        f"{repository}/artifacts/v1",
+        f"{repository}/artifacts/{digest}/tags/v1",
+    ):
+        response = await admin.delete(path)
+        assert response.status_code == 403, (path, response.text)
+        assert "v1 is immutable, cannot be deleted" in response.json()["errors"][0]["message"]
+    assert await tag_digest(admin, f"{project}/app", "v1") == digest
