@@ -78,9 +78,7 @@ class _Parser:
         self.pos = 0
 
     def parse(self) -> tuple[_Node, ...]:
-        sequence, closer = self._sequence(depth=0)
-        if closer is not None:
-            raise PatternError(f"unexpected {closer!r} at position {self.pos}")
+        sequence, _ = self._sequence(depth=0)
         return sequence
 
     def _sequence(self, depth: int) -> tuple[tuple[_Node, ...], str | None]:
@@ -92,12 +90,9 @@ class _Parser:
             if depth and char in ",}":
                 self.pos += 1
                 return tuple(nodes), char
-            if char == "}" or (char == "," and not depth):
-                if char == "}":
-                    raise PatternError(f"unmatched '}}' at position {self.pos}")
-                nodes.append(_Char(char))
-                self.pos += 1
-            elif char == "\\":
+            if char == "}":
+                raise PatternError(f"unmatched '}}' at position {self.pos}")
+            if char == "\\":
                 if self.pos + 1 >= len(text):
                     raise PatternError("the pattern ends with an unfinished escape '\\'")
                 nodes.append(_Char(text[self.pos + 1]))
