@@ -423,7 +423,7 @@ async def test_attach_and_detach_labels_on_a_pushed_image(
     ]
 
 
-async def test_labels_on_an_artifact_of_a_one_part_repository(
+async def test_labels_on_an_artifact_of_a_one_part_repository_go_with_it(
     admin: httpx.AsyncClient, state: AppState
 ) -> None:
     project, _ = await _project(state)
@@ -434,6 +434,13 @@ async def test_labels_on_an_artifact_of_a_one_part_repository(
     assert await _references(state, label_id) == 1
     assert (await admin.delete(f"{url}/{label_id}")).status_code == 200
     assert await _references(state, label_id) == 0
+
+    # An artifact that goes takes its labels with it; the label stays.
+    assert (await admin.post(url, json={"id": label_id})).status_code == 200
+    assert (await admin.delete(f"/v2/{project}/app/manifests/{digest}")).status_code == 202
+    assert await _references(state, label_id) == 0
+    assert (await admin.get(f"{API}/labels/{label_id}")).status_code == 200
+    assert (await admin.post(url, json={"id": label_id})).status_code == 404
 
 
 # --- hostile input -------------------------------------------------------------------------
@@ -531,3 +538,63 @@ async def test_hostile_requests_change_nothing(admin: httpx.AsyncClient, state: 
     body = (await admin.get(url)).json()
     assert (body["name"], body["color"]) == (name, "#123456")
     assert await _events(state, "label", name) == [("create", "admin", 0, True)]
+
+
+# --- robots --------------------------------------------------------------------------------
+
+
+def _robot_body(kind: str, namespace: str, *pairs: str) -> dict[str, Any]:
+    access = [
+        {"resource": p.split(":")[0], "action": p.split(":")[1], "effect": "allow"} for p in pairs
+    ]
+    return {
+        "name": _uid("r"),
+        "level": "project" if kind == "project" else "system",
+        "duration": -1,
+        "permissions": [{"kind": kind, "namespace": namespace, "access": access}],
+    }
+
+
+async def _robot(admin: httpx.AsyncClient, body: dict[str, Any]) -> tuple[str, str]:
+    response = await admin.post(f"{API}/robots", json=body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return str(created["name"]), str(created["secret"])
+
+
+async def test_robots_act_within_their_grants(
+    app: Starlette, admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project, project_id = await _project(state)
+    digest, _ = await push_image(admin, f"{project}/app", "v1")
+    url = _labels_url(project, "app", "v1")
+    label_name = _uid("p")
+    project_label = await _create(admin, name=label_name, scope="p", project_id=project_id)
+
+    labeller = await _robot(
+        admin,
+        _robot_body("project", project, "artifact-label:create", "artifact-label:delete"),
+    )
+    async with make_client(app, labeller) as robot:
+        assert (await robot.post(url, json={"id": project_label})).status_code == 200
+        assert (await robot.delete(f"{url}/{project_label}")).status_code == 200
+        refused = await robot.post(
+            f"{API}/labels", json={"name": _uid("p"), "scope": "p", "project_id": project_id}
+        )
+        assert refused.status_code == 403
+
+    curator = await _robot(admin, _robot_body("system", "/", "label:create", "label:delete"))
+    name = _uid("g")
+    async with make_client(app, curator) as robot:
+        label_id = await _create(robot, name=name, scope="g")
+        assert (await robot.put(f"{API}/labels/{label_id}", json={"name": "x"})).status_code == 403
+        assert (await robot.post(url, json={"id": label_id})).status_code == 404
+        assert (await robot.delete(f"{API}/labels/{label_id}")).status_code == 200
+    assert await _events(state, "label", name) == [
+        ("create", curator[0], 0, True),
+        ("delete", curator[0], 0, True),
+    ]
+    assert await _events(state, "artifact-label", f"{project}/app@{digest}:{label_name}") == [
+        ("create", labeller[0], project_id, True),
+        ("delete", labeller[0], project_id, True),
+    ]
