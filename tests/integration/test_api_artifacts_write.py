@@ -20,11 +20,14 @@ from tests.integration.registry_helpers import (
     push_blob,
     push_image,
 )
+from tests.integration.test_api_immutable_rules import create as create_rule
+from tests.integration.test_api_immutable_rules import rule
 
 from dockyard.audit.models import AuditLog
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
+from dockyard.projects.service import create_project
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
@@ -619,3 +622,117 @@ async def test_accessory_record_is_copied_with_its_subject(
     assert (await admin.delete(f"{_repo_path(target)}/artifacts/v1")).status_code == 200
     assert await _artifacts(state, target) == {}
     assert len(await _artifacts(state, source)) == 3
+
+
+# --- the policy seam: immutability, quotas, audit ---------------------------------------------
+
+
+async def test_immutable_tags_refuse_api_writes(admin: httpx.AsyncClient, state: AppState) -> None:
+    project = await _project(admin)
+    repository, other = f"{project}/app", f"{project}/other"
+    digest, _ = await push_image(admin, repository, "v1", seed=b"imm")
+    other_digest, _ = await push_image(admin, other, "v1", seed=b"imm-other")
+    await create_rule(admin, project, rule("**", "v*"))
+    base = f"{_repo_path(repository)}/artifacts"
+
+    assert (await admin.delete(f"{base}/{digest}/tags/v1")).status_code == 403
+    assert (await admin.delete(f"{base}/v1")).status_code == 403
+    assert (await admin.delete(_repo_path(repository))).status_code == 403
+    # Copying over an immutable tag would move it.
+    moved = await admin.post(f"{_repo_path(other)}/artifacts", params={"from": f"{repository}:v1"})
+    assert moved.status_code == 403
+    assert await _artifacts(state, repository) == {digest: ["v1"]}
+    assert await _artifacts(state, other) == {other_digest: ["v1"]}
+
+    # A new immutable tag may be created once; a mutable one comes and goes.
+    assert (await admin.post(f"{base}/v1/tags", json={"name": "v2"})).status_code == 201
+    assert (await admin.post(f"{base}/v1/tags", json={"name": "latest"})).status_code == 201
+    assert (await admin.delete(f"{base}/v1/tags/latest")).status_code == 200
+    assert await _artifacts(state, repository) == {digest: ["v1", "v2"]}
+
+
+async def _quota_used(admin: httpx.AsyncClient, project: str) -> int:
+    found = await admin.get(f"{API}/quotas", params={"reference": "project"})
+    assert found.status_code == 200
+    project_id = (await admin.get(f"{API}/projects/{project}")).json()["project_id"]
+    response = await admin.get(
+        f"{API}/quotas", params={"reference": "project", "reference_id": str(project_id)}
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()[0]["used"]["storage"])
+
+
+async def _project_with_quota(state: AppState, limit: int) -> str:
+    name = _name("wq")
+    async with state.db.write() as session:
+        await create_project(session, name, owner_id=1, storage_limit=limit)
+    return name
+
+
+async def test_copy_is_charged_to_the_target_quota(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    source = await _project(admin)
+    digest, manifest = await push_image(admin, f"{source}/app", "v1", seed=b"quota")
+    source_used = await _quota_used(admin, source)
+    assert source_used > len(manifest)
+
+    small = await _project_with_quota(state, source_used - 1)
+    refused = await admin.post(
+        f"{_repo_path(f'{small}/app')}/artifacts", params={"from": f"{source}/app:v1"}
+    )
+    assert refused.status_code == 403, refused.text
+    assert not await _repository_exists(state, f"{small}/app")
+    assert await _quota_used(admin, small) == 0
+
+    roomy = await _project_with_quota(state, source_used * 10)
+    for repository in ("one", "two"):  # the second copy shares every blob: charged once
+        copied = await admin.post(
+            f"{_repo_path(f'{roomy}/{repository}')}/artifacts",
+            params={"from": f"{source}/app:v1"},
+        )
+        assert copied.status_code == 201, copied.text
+        assert await _quota_used(admin, roomy) == source_used
+    assert (await admin.delete(_repo_path(f"{roomy}/one"))).status_code == 200
+    assert await _quota_used(admin, roomy) == source_used
+    assert (await admin.delete(_repo_path(f"{roomy}/two"))).status_code == 200
+    assert await _quota_used(admin, roomy) == 0
+    assert await _quota_used(admin, source) == source_used
+    assert digest in await _artifacts(state, f"{source}/app")
+
+
+async def test_writes_leave_one_audit_event_each(admin: httpx.AsyncClient, state: AppState) -> None:
+    project = await _project(admin)
+    repository = f"{project}/app"
+    digest, _ = await push_image(admin, repository, "v1", seed=b"audit")
+    base = f"{_repo_path(repository)}/artifacts"
+    async with state.db.read() as session:
+        before = await session.scalar(select(func.max(AuditLog.id))) or 0
+
+    assert (await admin.post(f"{base}/v1/tags", json={"name": "v2"})).status_code == 201
+    assert (await admin.delete(f"{base}/v1/tags/v2")).status_code == 200
+    copied = await admin.post(
+        f"{_repo_path(f'{project}/copy')}/artifacts", params={"from": f"{repository}:v1"}
+    )
+    assert copied.status_code == 201
+    assert (await admin.delete(f"{_repo_path(f'{project}/copy')}/artifacts/v1")).status_code == 200
+    assert (await admin.delete(_repo_path(repository))).status_code == 200
+
+    async with state.db.read() as session:
+        rows = (
+            await session.execute(
+                select(AuditLog.operation, AuditLog.resource_type, AuditLog.resource)
+                .where(AuditLog.id > before, AuditLog.project_id != 0)
+                .where(AuditLog.resource.like(f"{project}/%"))
+                .order_by(AuditLog.id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        # The seam sees a new tag as a push of that tag (the audit hook's wording).
+        ("create", "artifact", f"{repository}:v2"),
+        ("delete", "tag", f"{repository}:v2"),
+        ("create", "artifact", f"{project}/copy:v1"),
+        ("delete", "artifact", f"{project}/copy@{digest}"),
+        ("delete", "artifact", f"{repository}@{digest}"),
+        ("delete", "repository", repository),
+    ]

@@ -242,7 +242,8 @@ async def delete_repository(
     project_name: str,
     repository_name: str,
 ) -> None:
-    """``deleteRepository``: every artifact (through the hooks), then the repository row."""
+    """``deleteRepository``: every artifact (through the hooks), then the repository row,
+    recorded as one ``delete`` of the repository besides each artifact's own event."""
     place = await _place(
         session, principal, project_name, repository_name, Action.DELETE, Resource.REPOSITORY
     )
@@ -263,6 +264,12 @@ async def delete_repository(
             await _delete_deeply(session, registry, place.ref, artifact, actor, gone, root=True)
     await session.execute(
         delete(Repository).where(Repository.repository_id == place.ref.repository_id)
+    )
+    # The seam reports each artifact; the repository itself is this change's own event.
+    await audit.record(
+        session,
+        actor,
+        AuditEvent("delete", "repository", place.ref.name, place.project.project_id),
     )
 
 
