@@ -365,6 +365,9 @@ async def test_zero_and_unlimited(admin: httpx.AsyncClient, state: AppState, lim
     )
     assert response.status_code == (403 if limit == 0 else 201)
     assert await usage(state, project_id) == (limit, 0 if limit == 0 else 10)
+    # An empty blob costs nothing, so even a full project takes it.
+    await push_blob(admin, f"{name}/app", b"")
+    assert await usage(state, project_id) == (limit, 0 if limit == 0 else 10)
 
 
 async def test_project_without_a_quota_row_gets_one_when_charged(

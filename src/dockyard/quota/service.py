@@ -82,8 +82,8 @@ async def create_project_quota(
 async def charge(session: AsyncSession, linked: BlobsLinked) -> None:
     """Count blobs new to a project, or refuse (``DeniedError``) if the limit forbids it."""
     size = sum(blob_size for _, blob_size in linked.blobs)
-    if await repo.charge(session, linked.project_id, size):
-        return
+    if size == 0 or await repo.charge(session, linked.project_id, size):
+        return  # empty blobs cost nothing, even in a project over its limit
     quota = await repo.find_quota(session, linked.project_id)
     if quota is None:
         # A project from before quotas existed: give it its row now, counting what it
