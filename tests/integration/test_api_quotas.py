@@ -101,6 +101,8 @@ async def test_list_quotas_filters_sorts_and_pages(
         assert response.status_code == 200
         numbers = [q[sort.lstrip("-").split(".")[0]]["storage"] for q in response.json()]
         assert numbers == sorted(numbers, reverse=sort.startswith("-"))
+    newest = await admin.get(f"{API}/quotas", params={"sort": "-creation_time", "page_size": 3})
+    assert {q["id"] for q in newest.json()} == {quota_id for _, _, quota_id in made}
     paged = await admin.get(f"{API}/quotas", params={"page": 1, "page_size": 1})
     assert len(paged.json()) == 1
     assert "next" in paged.headers["Link"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -178,9 +179,11 @@ class QuotaQuery:
     sort: str | None = None
 
 
-_SORT_COLUMNS: dict[str, ColumnElement[int]] = {
+_SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
     "hard.storage": Quota.hard_storage.expression,
     "used.storage": Quota.used_storage.expression,
+    "creation_time": Quota.creation_time.expression,
+    "update_time": Quota.update_time.expression,
     "id": Quota.id.expression,
 }
 
