@@ -446,3 +446,41 @@ async def _assert_no_secrets(state: AppState, secrets: list[str]) -> None:
         )
         for secret in [*secrets, ADMIN_PASSWORD]:
             assert secret not in text, (row.operation, row.resource_type)
+
+
+# --- refused changes -----------------------------------------------------------------------
+
+
+async def test_refused_deletions_record_their_failure(
+    admin: httpx.AsyncClient, state: AppState, app: Starlette
+) -> None:
+    name = _uid("fp")
+    response = await admin.post(f"{API}/projects", json={"project_name": name})
+    assert response.status_code == 201
+    await push_image(admin, f"{name}/app", "1", seed=b"keeps-the-project")
+    response = await admin.delete(f"{API}/projects/{name}")
+    assert response.status_code == 412
+    failed = [r for r in await _events(state, resource=name) if r.operation == "delete"]
+    assert [(r.resource_type, r.username, r.operation_result) for r in failed] == [
+        ("project", "admin", False)
+    ]
+
+    developer, developer_id = await _user(state)
+    response = await admin.post(
+        f"{API}/projects/{name}/members",
+        json={"role_id": 2, "member_user": {"user_id": developer_id}},
+    )
+    assert response.status_code == 201
+    async with make_client(app, (developer, PASSWORD)) as client:
+        response = await client.delete(f"{API}/projects/{name}")
+        assert response.status_code == 403
+        # Not found is no refusal worth recording (and reveals nothing).
+        response = await client.delete(f"{API}/projects/{_uid('nope')}")
+        assert response.status_code == 404
+    refused = await _events(state, resource=name, operation="delete", username=developer)
+    assert [(r.operation_result, r.client_ip) for r in refused] == [(False, CLIENT_IP)]
+    assert len(await _events(state, resource=name, operation="delete")) == 2
+
+    response = await admin.delete(f"{API}/users/1")
+    assert response.status_code == 403
+    assert len(await _events(state, resource="user 1", operation_result=False)) >= 1

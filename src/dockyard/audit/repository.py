@@ -40,11 +40,14 @@ async def list_logs(
     ``project_ids`` limits the events to those projects (None: every event).
     """
     order = parse_sort(sort, SORT_COLUMNS) or [AuditLog.op_time.desc()]
+    # Events of the same instant keep the order they were written in, either way.
+    ascending = bool(sort) and not (sort or "").lstrip().startswith("-")
+    tiebreak = AuditLog.id.asc() if ascending else AuditLog.id.desc()
     stmt: Select[Any] = select(AuditLog)
     stmt = apply_q(stmt, conditions, Q_COLUMNS)
     if project_ids is not None:
         stmt = stmt.where(AuditLog.project_id.in_(sorted(project_ids)))
-    rows, total = await fetch_page(session, stmt, page, order, AuditLog.id.desc())
+    rows, total = await fetch_page(session, stmt, page, order, tiebreak)
     return [row[0] for row in rows], total
 
 

@@ -10,7 +10,8 @@ written. Events carry names, never passwords or secrets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,7 @@ from dockyard.audit.models import AuditLog
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.db.listing import PageRequest, parse_q
-from dockyard.errors import BadRequestError
+from dockyard.errors import BadRequestError, DeniedError, PreconditionFailedError
 from dockyard.iam.policy import Action, Principal, ProjectContext, Resource, Role, can
 from dockyard.system import config
 
@@ -89,6 +90,17 @@ async def record_failure(db: Database, actor: Actor, event: AuditEvent) -> None:
         succeeded=False,
     )
     await record_alone(db, actor, failed)
+
+
+@asynccontextmanager
+async def failure_recorded(db: Database, actor: Actor, event: AuditEvent) -> AsyncIterator[None]:
+    """Around a change: when it is refused (``DeniedError``, ``PreconditionFailedError``),
+    record ``event`` as failed, then let the refusal through."""
+    try:
+        yield
+    except (DeniedError, PreconditionFailedError):
+        await record_failure(db, actor, event)
+        raise
 
 
 def login_event(username: str, how: str) -> AuditEvent:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from dockyard.audit import service as audit
-from dockyard.audit.events import Actor
+from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.listing import parse_q
 from dockyard.errors import (
     AppError,
@@ -234,8 +234,13 @@ async def delete_user(api: ApiRequest) -> Response:
     principal = await api.user()
     await api.require(can(principal, Action.DELETE, Resource.USER, None), "delete users")
     user_id = api.path_int("user_id")
-    async with api.state.db.write() as session:
-        await users.delete_user(session, user_id, principal, operator=await api.actor())
+    actor = await api.actor()
+    refused = AuditEvent("delete", "user", f"user {user_id}")
+    async with (
+        audit.failure_recorded(api.state.db, actor, refused),
+        api.state.db.write() as session,
+    ):
+        await users.delete_user(session, user_id, principal, operator=actor)
     return empty_response()
 
 

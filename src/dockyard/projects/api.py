@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import AuditEvent
 from dockyard.errors import BadRequestError
 from dockyard.http.api import (
     API_PREFIX,
@@ -146,11 +148,14 @@ async def update_project(api: ApiRequest) -> Response:
 async def delete_project(api: ApiRequest) -> Response:
     """Delete an empty project; its name may be used again."""
     principal = await api.principal()
-    async with api.state.db.write() as session:
+    actor = await api.actor()
+    refused = AuditEvent("delete", "project", api.path("project_name_or_id"))
+    async with (
+        audit.failure_recorded(api.state.db, actor, refused),
+        api.state.db.write() as session,
+    ):
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
-        await service.delete_project(
-            session, principal, project, context, operator=await api.actor()
-        )
+        await service.delete_project(session, principal, project, context, operator=actor)
     return empty_response()
 
 
