@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from sqlalchemy import select
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
 from tests.integration.registry_helpers import (
@@ -27,6 +28,9 @@ from tests.integration.registry_helpers import (
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
+from dockyard.labels.models import Label, LabelReference
+from dockyard.projects.models import Project
+from dockyard.registry.models import Artifact
 
 API = "/api/v2.0"
 PASSWORD = "Passw0rdPassw0rd"
@@ -456,3 +460,73 @@ async def test_project_artifacts(admin: httpx.AsyncClient, pushed: Pushed) -> No
     assert response.status_code == 200, response.text
     assert {a["repository_name"] for a in response.json()} == {pushed.repo}
     assert response.headers["X-Total-Count"] == "4"
+
+
+async def test_labels_and_immutable_status(
+    admin: httpx.AsyncClient, state: AppState, pushed: Pushed
+) -> None:
+    async with state.db.write() as session:
+        project_id = await session.scalar(
+            select(Project.project_id).where(Project.name == pushed.project)
+        )
+        v1_id, v2_id = [
+            await session.scalar(
+                select(Artifact.id).where(
+                    Artifact.repository_name == pushed.repo, Artifact.digest == digest
+                )
+            )
+            for digest in (pushed.v1, pushed.v2)
+        ]
+        red = Label(name=_name("red"), scope="p", project_id=project_id, color="#f00")
+        blue = Label(name=_name("blue"), scope="p", project_id=project_id)
+        session.add_all([red, blue])
+        await session.flush()
+        session.add_all(
+            [
+                LabelReference(label_id=red.id, artifact_id=v1_id),
+                LabelReference(label_id=blue.id, artifact_id=v1_id),
+                LabelReference(label_id=red.id, artifact_id=v2_id),
+            ]
+        )
+        red_id, blue_id = red.id, blue.id
+    rule = await admin.post(
+        f"{API}/projects/{pushed.project}/immutabletagrules",
+        json={
+            "action": "immutable",
+            "template": "immutable_template",
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v1"}],
+            "scope_selectors": {
+                "repository": [
+                    {"kind": "doublestar", "decoration": "repoMatches", "pattern": "team/**"}
+                ]
+            },
+        },
+    )
+    assert rule.status_code == 201, rule.text
+
+    url = _artifacts_url(pushed) + "/artifacts"
+
+    async def digests(q: str) -> set[str]:
+        response = await admin.get(url, params={"q": q})
+        assert response.status_code == 200, response.text
+        return {a["digest"] for a in response.json()}
+
+    assert await digests(f"labels=({red_id} {blue_id})") == {pushed.v1}
+    assert await digests(f"labels={{{red_id} {blue_id}}}") == {pushed.v1, pushed.v2}
+    assert await digests(f"labels={red_id}") == {pushed.v1, pushed.v2}
+    assert await digests(f"labels={blue_id},tags=v2") == set()
+
+    labelled = await admin.get(
+        f"{url}/v1", params={"with_label": "true", "with_immutable_status": "true"}
+    )
+    body = labelled.json()
+    assert {label["id"] for label in body["labels"]} == {red_id, blue_id}
+    assert body["tags"][0]["immutable"] is True
+    listed = await admin.get(url, params={"with_immutable_status": "true", "q": "tags=~v"})
+    immutable = {a["digest"]: a["tags"][0]["immutable"] for a in listed.json()}
+    assert immutable == {pushed.v1: True, pushed.v2: False}
+    without = await admin.get(f"{url}/v1")
+    assert without.json()["tags"][0]["immutable"] is False
+    assert "labels" not in without.json()
+    tags = await admin.get(f"{url}/v1/tags", params={"with_immutable_status": "true"})
+    assert tags.json()[0]["immutable"] is True

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, not_, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.labels.models import Label, LabelReference
@@ -87,19 +87,42 @@ async def find_artifact_by_reference(
     return (await session.execute(query)).scalar_one_or_none()
 
 
-def is_accessory() -> ColumnElement[bool]:
-    """True for an artifact that is an accessory of another (hidden from artifact lists)."""
-    return exists().where(ArtifactAccessory.artifact_id == Artifact.id)
+def not_accessory(repository_name: str | None = None) -> ColumnElement[bool]:
+    """True for an artifact that is no accessory of another (accessories are listed with
+    their subject). ``NOT IN`` a subquery, as Harbor asks: the database hashes the
+    accessory ids once instead of probing per row; ``repository_name`` bounds the set
+    to one repository's accessories (an accessory lives beside its subject)."""
+    accessories = select(ArtifactAccessory.artifact_id)
+    if repository_name is not None:
+        accessories = accessories.where(ArtifactAccessory.subject_artifact_repo == repository_name)
+    return Artifact.id.not_in(accessories)
 
 
-def artifact_listing(repository_id: int | None, project_id: int | None) -> Select[Any]:
-    """The artifacts of a repository (or of a whole project) that are not accessories."""
-    stmt = select(Artifact).where(not_(is_accessory()))
-    if repository_id is not None:
-        stmt = stmt.where(Artifact.repository_id == repository_id)
+def artifact_listing(repository: Repository | None, project_id: int | None) -> Select[Any]:
+    """Ids of the artifacts of a repository (or of a whole project) that are not accessories.
+
+    Only the id is selected so that a page is found on the index alone (``artifact
+    (repository_id, push_time, id)``); ``artifacts_by_id`` then loads the page's rows.
+    """
+    stmt = select(Artifact.id)
+    if repository is not None:
+        stmt = stmt.where(
+            Artifact.repository_id == repository.repository_id, not_accessory(repository.name)
+        )
+    else:
+        stmt = stmt.where(not_accessory())
     if project_id is not None:
         stmt = stmt.where(Artifact.project_id == project_id)
     return stmt
+
+
+async def artifacts_by_id(session: AsyncSession, ids: Sequence[int]) -> list[Artifact]:
+    """The artifacts with ``ids``, in that order (one primary-key query)."""
+    if not ids:
+        return []
+    result = await session.execute(select(Artifact).where(Artifact.id.in_(list(ids))))
+    found = {a.id: a for a in result.scalars()}
+    return [found[i] for i in ids if i in found]
 
 
 def has_tag(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:

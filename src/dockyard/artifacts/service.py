@@ -331,10 +331,11 @@ async def _artifact_page(
     sort: str | None,
     page: PageRequest,
 ) -> tuple[list[Artifact], int]:
+    """One page of artifacts: the page's ids first (on an index), then their rows."""
     stmt = _filtered_artifacts(stmt, q)
     order = parse_sort(sort, _ARTIFACT_SORT) or [Artifact.push_time.desc()]
     rows, total = await fetch_page(session, stmt, page, order, Artifact.id.desc())
-    return repo.scalars(rows), total
+    return await repo.artifacts_by_id(session, [row[0] for row in rows]), total
 
 
 async def list_artifacts(
@@ -352,7 +353,7 @@ async def list_artifacts(
     target = await resolve_repository(
         session, principal, project_name, repository_name, Action.LIST, Resource.ARTIFACT
     )
-    stmt = repo.artifact_listing(target.repository.repository_id, None)
+    stmt = repo.artifact_listing(target.repository, None)
     found, total = await _artifact_page(session, stmt, q, sort, page)
     return await assemble(session, target.project, found, options), total
 

@@ -1,0 +1,310 @@
+"""Artifact listing at scale: seed many artifacts, time the pages Harbor's UI asks for.
+
+Run from the repository root:
+
+    .venv/bin/python bench/artifact_listing_bench.py [--quick | --artifacts N]
+        [--repositories R] [--backend sqlite|postgresql|both] [--samples S]
+        [--proposed-indexes]
+
+Seeds N artifacts (default 1,000,000; ``--quick`` 100,000), each with one tag,
+in R repositories (default 10,000) of one project, with bulk inserts in
+batches through the registry tables. One "hot" repository holds enough
+artifacts (at least 60,000) for a 500th page of 100 rows to exist; the rest are
+spread evenly. Then it times, through ``dockyard.artifacts.service`` (project
+resolution, access check, ``q``/sort/paging, tags loaded for the page):
+
+- ``listArtifacts`` page 1 and page 500 (100 rows, ``with_tag``) of the hot repository;
+- ``listArtifacts`` page 1 of a small repository;
+- ``getArtifact`` by tag (the tag lookup).
+
+PostgreSQL comes from ``DOCKYARD_TEST_POSTGRES_URL`` or a local server
+(``postgresql://postgres@127.0.0.1:5432/``); a throwaway database is created
+and dropped. ``--proposed-indexes`` adds the indexes the listing wants (see
+``PROPOSED_INDEXES``) after seeding, to compare with the schema as migrated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from sqlalchemy import func, insert, select, text  # noqa: E402
+
+from dockyard.artifacts import service  # noqa: E402
+from dockyard.db.engine import Database  # noqa: E402
+from dockyard.db.listing import PageRequest  # noqa: E402
+from dockyard.iam.policy import Principal  # noqa: E402
+from dockyard.projects import repository as projects_repo  # noqa: E402
+from dockyard.projects.service import create_project  # noqa: E402
+from dockyard.registry.models import Artifact, Repository, Tag  # noqa: E402
+from dockyard.settings import Settings  # noqa: E402
+from dockyard.system.bootstrap import prepare  # noqa: E402
+
+PROJECT = "bench"
+HOT_MINIMUM = 60_000
+BATCH = 5_000
+PAGE_SIZE = 100
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+ADMIN = Principal(kind="user", name="admin", user_id=1, sysadmin=True)
+
+PROPOSED_INDEXES = (
+    "CREATE INDEX ix_artifact_repository_push ON artifact (repository_id, push_time, id)",
+    "CREATE INDEX ix_artifact_project_push ON artifact (project_id, push_time, id)",
+)
+"""What the artifact list walks (newest first within a repository or a project)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    artifacts: int
+    repositories: int
+    hot: int
+    """Artifacts in the hot repository (the first one)."""
+
+    @classmethod
+    def of(cls, artifacts: int, repositories: int) -> Layout:
+        repositories = max(2, min(repositories, artifacts // 10))
+        hot = min(artifacts // 2, max(HOT_MINIMUM, artifacts // 10))
+        return cls(artifacts, repositories, hot)
+
+    def repository_of(self, index: int) -> int:
+        """Which repository (0-based) artifact ``index`` lives in."""
+        if index < self.hot:
+            return 0
+        return 1 + (index - self.hot) % (self.repositories - 1)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+async def seed(db: Database, layout: Layout) -> tuple[str, str]:
+    """Insert the project, repositories, artifacts and tags; returns (hot, small) names."""
+    async with db.write() as session:
+        owner = await projects_repo.first_admin_id(session)
+        assert owner is not None
+        project = await create_project(session, PROJECT, owner_id=owner, public=False)
+        project_id = project.project_id
+    now = datetime.now(UTC)
+    names = [f"{PROJECT}/repo{r:05d}" for r in range(layout.repositories)]
+    started = time.perf_counter()
+    async with db.write() as session:
+        for start in range(0, len(names), BATCH):
+            rows = [
+                {"name": n, "project_id": project_id, "creation_time": now, "update_time": now}
+                for n in names[start : start + BATCH]
+            ]
+            await session.execute(insert(Repository), rows)
+        found = await session.execute(
+            select(Repository.name, Repository.repository_id).where(
+                Repository.project_id == project_id
+            )
+        )
+        ids: dict[str, int] = {row[0]: row[1] for row in found.all()}
+    repository_ids = [ids[n] for n in names]
+    async with db.read() as session:
+        first_id = int(await session.scalar(select(func.coalesce(func.max(Artifact.id), 0))) or 0)
+        first_tag = int(await session.scalar(select(func.coalesce(func.max(Tag.id), 0))) or 0)
+    for start in range(0, layout.artifacts, BATCH):
+        end = min(start + BATCH, layout.artifacts)
+        artifacts = []
+        tags = []
+        for i in range(start, end):
+            repository = layout.repository_of(i)
+            pushed = now - timedelta(seconds=layout.artifacts - i)
+            artifacts.append(
+                {
+                    "id": first_id + 1 + i,
+                    "type": "IMAGE",
+                    "media_type": OCI_CONFIG,
+                    "manifest_media_type": OCI_MANIFEST,
+                    "artifact_type": OCI_CONFIG,
+                    "project_id": project_id,
+                    "repository_id": repository_ids[repository],
+                    "repository_name": names[repository],
+                    "digest": f"sha256:{i:064x}",
+                    "size": 1000 + i,
+                    "icon": "",
+                    "push_time": pushed,
+                    "extra_attrs": '{"architecture":"amd64","os":"linux"}',
+                }
+            )
+            tags.append(
+                {
+                    "id": first_tag + 1 + i,
+                    "repository_id": repository_ids[repository],
+                    "artifact_id": first_id + 1 + i,
+                    "name": f"v{i}",
+                    "push_time": pushed,
+                }
+            )
+        async with db.write() as session:
+            await session.execute(insert(Artifact), artifacts)
+            await session.execute(insert(Tag), tags)
+        if end % 100_000 == 0 or end == layout.artifacts:
+            rate = end / (time.perf_counter() - started)
+            _log(f"  seeded {end:>9,} artifacts ({rate:,.0f}/s)")
+    return names[0], names[1]
+
+
+async def analyze(db: Database) -> None:
+    """Fresh planner statistics (and, on PostgreSQL, the visibility map index-only scans
+    rely on), as autovacuum keeps them on a live server."""
+    if db.dialect != "postgresql":
+        async with db.write() as session:
+            await session.execute(text("ANALYZE"))
+        return
+    async with db.write_engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text("VACUUM ANALYZE"))
+
+
+async def add_proposed_indexes(db: Database) -> None:
+    async with db.write() as session:
+        for statement in PROPOSED_INDEXES:
+            await session.execute(text(statement))
+    await analyze(db)
+
+
+def _inner(name: str) -> str:
+    return name.split("/", 1)[1]
+
+
+async def timings(
+    db: Database, label: str, call: Callable[[Any], Awaitable[object]], samples: int
+) -> tuple[str, float, float]:
+    """p50 and p99 in milliseconds of ``call(session)`` (after two warm-up calls)."""
+    measured = []
+    for attempt in range(samples + 2):
+        async with db.read() as session:
+            began = time.perf_counter()
+            await call(session)
+            elapsed = (time.perf_counter() - began) * 1000
+        if attempt >= 2:
+            measured.append(elapsed)
+    measured.sort()
+    p99 = measured[min(len(measured) - 1, round(0.99 * (len(measured) - 1)))]
+    return label, statistics.median(measured), p99
+
+
+async def measure(
+    db: Database, layout: Layout, hot: str, small: str, samples: int
+) -> list[tuple[str, float, float]]:
+    options = service.ArtifactOptions(with_tag=True)
+    last_page = min(500, layout.hot // PAGE_SIZE)
+    rng = random.Random(7)
+
+    def page(repository: str, number: int) -> Callable[[Any], Awaitable[object]]:
+        async def call(session: Any) -> object:
+            found, total = await service.list_artifacts(
+                session,
+                ADMIN,
+                PROJECT,
+                _inner(repository),
+                options,
+                None,
+                None,
+                PageRequest(number, PAGE_SIZE),
+            )
+            assert len(found) == min(PAGE_SIZE, total - (number - 1) * PAGE_SIZE)
+            assert all(a.tags for a in found)
+            return found
+
+        return call
+
+    async def tag_lookup(session: Any) -> object:
+        tag = f"v{rng.randrange(layout.hot)}"
+        return await service.get_artifact(session, ADMIN, PROJECT, _inner(hot), tag, options)
+
+    return [
+        await timings(db, "listArtifacts page 1 (hot repository)", page(hot, 1), samples),
+        await timings(
+            db, f"listArtifacts page {last_page} (hot repository)", page(hot, last_page), samples
+        ),
+        await timings(db, "listArtifacts page 1 (small repository)", page(small, 1), samples),
+        await timings(db, "getArtifact by tag (tag lookup)", tag_lookup, samples),
+    ]
+
+
+@contextmanager
+def database_url(backend: str) -> Iterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as directory:
+            yield f"sqlite:///{directory}/bench.db"
+        return
+    from tests.support.postgres import postgres_admin_url, temporary_database
+
+    with temporary_database(postgres_admin_url()) as url:
+        yield url
+
+
+async def run_backend(
+    url: str, layout: Layout, samples: int, proposed: bool
+) -> dict[str, list[tuple[str, float, float]]]:
+    with tempfile.TemporaryDirectory(prefix="dockyard-bench-data-") as data:
+        settings = Settings(data_dir=Path(data), database_url=url, admin_password="Bench12345!")
+        db = Database(settings.effective_database_url)
+        try:
+            await prepare(settings, db)
+            began = time.perf_counter()
+            hot, small = await seed(db, layout)
+            _log(f"  seeded in {time.perf_counter() - began:.0f}s")
+            await analyze(db)
+            results = {"schema as migrated": await measure(db, layout, hot, small, samples)}
+            if proposed:
+                await add_proposed_indexes(db)
+                results["with proposed indexes"] = await measure(db, layout, hot, small, samples)
+            return results
+        finally:
+            await db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 artifacts")
+    parser.add_argument("--repositories", type=int, default=10_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--proposed-indexes", action="store_true")
+    args = parser.parse_args()
+    count = 100_000 if args.quick else args.artifacts
+    if count < 1_000:
+        parser.error("--artifacts must be at least 1,000")
+    layout = Layout.of(count, args.repositories)
+    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    rows = []
+    for backend in backends:
+        _log(
+            f"{backend}: {layout.artifacts:,} artifacts in {layout.repositories:,} repositories "
+            f"(hot repository: {layout.hot:,})"
+        )
+        with database_url(backend) as url:
+            results = asyncio.run(run_backend(url, layout, args.samples, args.proposed_indexes))
+        for schema, measured in results.items():
+            for label, p50, p99 in measured:
+                rows.append((backend, schema, label, p50, p99))
+    _log("")
+    _log(f"| backend | schema | operation | p50 ms | p99 ms |  ({args.samples} samples each)")
+    _log("|---|---|---|---:|---:|")
+    for backend, schema, label, p50, p99 in rows:
+        _log(f"| {backend} | {schema} | {label} | {p50:.1f} | {p99:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
