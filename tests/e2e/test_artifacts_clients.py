@@ -3,8 +3,9 @@
 skopeo pushes an image, a multi-arch index and a Helm chart (an OCI layout built by
 ``tests/support/helm_chart.py``); the oras SDK pushes a referrer (``subject``) and a
 cosign-style signature tag (``sha256-<hex>.sig``). Harbor's API then lists them with
-every ``with_*`` flag, copies across projects (skopeo pulls the copies), and deletes a
-tag, then the artifact with its accessories.
+every ``with_*`` flag (an immutable-tag rule and a label make those flags say something,
+and the label filters the list), copies across projects (skopeo pulls the copies), and
+deletes a tag, then the artifact with its accessories.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ WITH_ALL = {
     "with_immutable_status": "true",
     "with_accessory": "true",
 }
+
+_SELECT_ALL = {"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}
+IMMUTABLE_1X = {
+    "disabled": False,
+    "action": "immutable",
+    "template": "immutable_template",
+    "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "1.*"}],
+    "scope_selectors": {"repository": [_SELECT_ALL]},
+}
+"""An immutable-tag rule for tags ``1.*`` in every repository."""
 
 
 @dataclass
@@ -195,16 +206,38 @@ def _artifacts(api: httpx.Client, project: str, repository: str) -> dict[str, di
 
 def test_listing_with_every_flag(server: DockyardServer, pushed: Pushed) -> None:
     with _api(server) as api:
+        project_id = api.get(f"/projects/{pushed.source}").json()["project_id"]
+        made = api.post(f"/projects/{pushed.source}/immutabletagrules", json=IMMUTABLE_1X)
+        assert made.status_code == 201, made.text
+        label = api.post(
+            "/labels",
+            json={"name": f"l{uuid.uuid4().hex[:8]}", "scope": "p", "project_id": project_id},
+        )
+        assert label.status_code == 201, label.text
+        label_id = int(label.headers["location"].rsplit("/", 1)[1])
+        attached = api.post(
+            f"/projects/{pushed.source}/repositories/app/artifacts/v1/labels",
+            json={"id": label_id},
+        )
+        assert attached.status_code == 200, attached.text
+
         app = _artifacts(api, pushed.source, "app")
         image = app[pushed.image.manifest_digest]
-        assert [t["name"] for t in image["tags"]] == ["v1"]
+        assert [(t["name"], t["immutable"]) for t in image["tags"]] == [("v1", False)]
+        assert [entry["id"] for entry in image["labels"]] == [label_id]
         accessories = {a["digest"] for a in image.get("accessories") or []}
         assert pushed.referrer in accessories
         assert pushed.signature in accessories
+        filtered = api.get(
+            f"/projects/{pushed.source}/repositories/app/artifacts",
+            params={**WITH_ALL, "q": f"labels=({label_id})"},
+        )
+        assert filtered.status_code == 200, filtered.text
+        assert [a["digest"] for a in filtered.json()] == [pushed.image.manifest_digest]
 
         multi = _artifacts(api, pushed.source, "multi")
         index = multi[pushed.index.index_digest]
-        assert [t["name"] for t in index["tags"]] == ["1.0"]
+        assert [(t["name"], t["immutable"]) for t in index["tags"]] == [("1.0", True)]
         children = {r["child_digest"] for r in index.get("references") or []}
         assert children == {i.manifest_digest for i in pushed.index.images}
 
