@@ -383,3 +383,64 @@ async def test_project_without_a_quota_row_gets_one_when_charged(
     second = data("after", 300)
     await push_blob(admin, f"{name}/app", second)
     assert await usage(state, project_id) == (-1, 1000)
+
+
+async def test_pushes_racing_deletes_keep_the_numbers_right(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """A tag pushed anew while the artifact it pointed at is deleted, many times over:
+    no deadlock (the clients fail any 5xx) and the stored usage stays exact."""
+    project_id, name = await new_project(state)
+    repo = f"{name}/app"
+    config, shared = data("config", 100), data("shared", 2000)
+    current = await push(admin, repo, "v", config, [shared, data("l0", 300)])
+    for round_number in range(1, 9):
+        layer = data(f"l{round_number}", 300)
+        await push_blob(admin, repo, layer)
+        following = build_image(config, [shared, layer])
+        pushed, deleted = await asyncio.gather(
+            put_manifest(admin, repo, "v", following.manifest),
+            admin.delete(f"/v2/{repo}/manifests/{current.digest}"),
+        )
+        assert pushed.status_code == 201, pushed.text
+        assert deleted.status_code == 202, deleted.text
+        current = following
+    _, stored = await usage(state, project_id)
+    assert stored == await recomputed(state, project_id)
+    # What is left: the last image, and nothing of the deleted ones but their layers'
+    # bytes nobody references (the racing rounds' fresh uploads are all referenced).
+    assert stored == unique(current)
+
+
+async def test_layers_named_again_after_their_release_are_charged_again(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """A deleted artifact's layers stay readable in their repository (OCI), uncounted; a
+    manifest that names them again without uploading them is charged for them."""
+    config, layer = data("config", 100), data("layer", 3000)
+    image = build_image(config, [layer])
+    project_id, name = await new_project(state, storage_limit=unique(image))
+    repo = f"{name}/app"
+    await push(admin, repo, "v1", config, [layer])
+    assert (await admin.delete(f"/v2/{repo}/manifests/{image.digest}")).status_code == 202
+    assert await usage(state, project_id) == (unique(image), 0)
+    assert (await admin.head(f"/v2/{repo}/blobs/{digest_of(layer)}")).status_code == 200
+
+    # Pushed again by manifest only: charged in full, within the limit.
+    assert (await put_manifest(admin, repo, "v1", image.manifest)).status_code == 201
+    assert await usage(state, project_id) == (unique(image), unique(image))
+    assert await recomputed(state, project_id) == unique(image)
+    assert (await admin.delete(f"/v2/{repo}/manifests/{image.digest}")).status_code == 202
+
+    # Now with five bytes already stored, the same push no longer fits.
+    await push_blob(admin, repo, data("small", 5))
+    response = await put_manifest(admin, repo, "v2", image.manifest)
+    assert response.status_code == 403, response.text
+    assert error_code(response) == "DENIED"
+    # The manifest's own bytes fit; its config and layer, counted again, do not.
+    again = len(config) + len(layer)
+    message = response.json()["errors"][0]["message"]
+    assert message.endswith(f"this request needs {human_size(again)} ({again} bytes) more")
+    assert (await admin.get(f"/v2/{repo}/manifests/v2")).status_code == 404
+    assert await usage(state, project_id) == (unique(image), 5)
+    assert await recomputed(state, project_id) == 5

@@ -139,6 +139,25 @@ async def blobs_of_manifest(session: AsyncSession, digest: str) -> dict[int, int
     return dict(rows.all())
 
 
+async def link_manifest_blobs(
+    session: AsyncSession, project_id: int, digest: str
+) -> list[tuple[int, int]]:
+    """Link to the project the blobs the manifest needs that it does not hold (any more);
+    returns (blob id, size) of each link made.
+
+    A repository keeps reading a layer after the last artifact of the project that
+    needed it went (and the project stopped counting it), so a manifest may name it
+    again without uploading it again."""
+    needed = await blobs_of_manifest(session, digest)
+    if not needed:
+        return []
+    now = utcnow()
+    rows = [{"project_id": project_id, "blob_id": b, "creation_time": now} for b in sorted(needed)]
+    statement = insert_ignore(session, ProjectBlob, rows, ["project_id", "blob_id"])
+    linked = await session.execute(statement.returning(ProjectBlob.blob_id))
+    return [(blob_id, needed[blob_id]) for blob_id in sorted(linked.scalars())]
+
+
 async def blobs_still_needed(
     session: AsyncSession, project_id: int, blob_ids: Collection[int]
 ) -> set[int]:

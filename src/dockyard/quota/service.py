@@ -5,8 +5,10 @@ links): a layer shared by two repositories of a project counts once, a layer
 shared by two projects counts in each, as Harbor counts. The registry tells
 ``charge`` about blobs new to a project inside the transaction that links them;
 a refusal rolls the link back. Removing an artifact releases the blobs no other
-artifact of its project needs. Blobs uploaded but never referenced by a manifest
-stay counted until garbage collection removes them.
+artifact of its project needs; a released layer stays readable in its repository
+(OCI keeps blobs until they are deleted), so a manifest pushed later that names
+it again is charged for it again (``charge_manifest``). Blobs uploaded but never
+referenced by a manifest stay counted until garbage collection removes them.
 
 Lock order: every change of a project's usage takes its quota row before it
 deletes any registry row, so pushes and removals of one project never deadlock.
@@ -30,7 +32,7 @@ from dockyard.iam.policy import Action, Principal, ProjectContext, Resource, can
 from dockyard.quota import repository as repo
 from dockyard.quota import schemas
 from dockyard.quota.models import Quota
-from dockyard.registry.hooks import BlobsLinked, ManifestRemoval
+from dockyard.registry.hooks import BlobsLinked, ManifestPush, ManifestRemoval
 from dockyard.system import config
 
 STORAGE = "storage"
@@ -102,6 +104,19 @@ async def charge(session: AsyncSession, linked: BlobsLinked) -> None:
         f"quota exceeded: project {project} uses {_amount(quota.used_storage)} of its "
         f"{_amount(quota.hard_storage)} storage limit; this request needs {_amount(size)} more"
     )
+
+
+async def charge_manifest(session: AsyncSession, push: ManifestPush) -> None:
+    """Before a manifest's tag moves: count the blobs it needs that the project no longer
+    held (a layer freed by a deleted artifact, still readable in its repository), or
+    refuse. The quota row is locked first, so a concurrent removal either sees this
+    artifact or has already freed what it links again here."""
+    await repo.find_quota(session, push.project_id, for_update=True)
+    linked = await repo.link_manifest_blobs(session, push.project_id, push.digest)
+    if linked:
+        await charge(
+            session, BlobsLinked(push.actor, push.project_id, push.repository, tuple(linked))
+        )
 
 
 async def hold_release(session: AsyncSession, removal: ManifestRemoval) -> None:
