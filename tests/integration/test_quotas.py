@@ -444,3 +444,19 @@ async def test_layers_named_again_after_their_release_are_charged_again(
     assert (await admin.get(f"/v2/{repo}/manifests/v2")).status_code == 404
     assert await usage(state, project_id) == (unique(image), 5)
     assert await recomputed(state, project_id) == 5
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (-1, "unlimited"),
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (9961472, "9.5 MiB"),
+        (10 * 1024**3, "10.0 GiB"),
+        (2**63 - 1, "8.0 EiB"),
+    ],
+)
+def test_human_size(size: int, text: str) -> None:
+    assert human_size(size) == text
