@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from tests.integration.registry_helpers import OCI_MANIFEST, push_image
 from dockyard.audit import hooks as audit_hooks
 from dockyard.audit.events import Actor
 from dockyard.audit.models import AuditLog
+from dockyard.db.engine import Database
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
@@ -484,3 +486,35 @@ async def test_refused_deletions_record_their_failure(
     response = await admin.delete(f"{API}/users/1")
     assert response.status_code == 403
     assert len(await _events(state, resource="user 1", operation_result=False)) >= 1
+
+
+# --- the pull recorder's life ----------------------------------------------------------------
+
+
+async def test_close_writes_what_is_queued_and_stops_taking_pulls(
+    admin: httpx.AsyncClient, state: AppState, unique_repo: str
+) -> None:
+    digest, _ = await push_image(admin, unique_repo, "c", seed=b"closing")
+    recorder = audit_hooks.RegistryHooks(state.db, state.settings)
+    pull = ManifestPull(Actor("admin", CLIENT_IP), unique_repo, digest, "c")
+    recorder.manifest_pulled(pull)
+    await recorder.close()
+    assert len(await _events(state, resource=f"{unique_repo}:c", operation="pull")) == 1
+    recorder.manifest_pulled(pull)  # after close: ignored
+    assert await recorder.flush() == 0
+
+
+async def test_a_failed_flush_is_logged_not_raised(
+    state: AppState, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = Database(f"sqlite:///{tmp_path / 'missing' / 'dockyard.db'}")
+    try:
+        recorder = audit_hooks.RegistryHooks(broken, state.settings)
+        recorder.manifest_pulled(
+            ManifestPull(Actor("admin", CLIENT_IP), "library/x", "sha256:" + "1" * 64, None)
+        )
+        assert await recorder.flush() == 0
+        await recorder.close()
+    finally:
+        await broken.dispose()
+    assert any("could not record 1 pulls" in r.getMessage() for r in caplog.records)
