@@ -43,6 +43,8 @@ def artifact_resource(repository: str, digest: str, tag: str | None) -> str:
 
 
 class RegistryHooks(NoHooks):
+    """Records pushes and removals with them; queues pulls for the background writer."""
+
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
