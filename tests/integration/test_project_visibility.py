@@ -189,7 +189,11 @@ async def test_limited_guest_summary_has_no_member_counts(
     await _member(state, project_id, ("u", user_id), Role.LIMITED_GUEST)
     async with make_client(app, (username, PASSWORD)) as limited:
         summary = await limited.get(f"{API}/projects/{name}/summary")
-        assert summary.json() == {"repo_count": 0}
+        # Limited guests read the quota (quota:read) but not the members.
+        assert summary.json() == {
+            "repo_count": 0,
+            "quota": {"hard": {"storage": -1}, "used": {"storage": 0}},
+        }
         assert (await limited.get(f"{API}/projects/{name}/members")).status_code == 403
 
 
