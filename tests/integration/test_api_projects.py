@@ -15,7 +15,10 @@ from tests.integration.registry_helpers import push_image
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
+from dockyard.immutability.models import ImmutableTagRule
+from dockyard.labels.models import Label
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.quota.models import Quota
 from dockyard.registry.models import Repository
 
 API = "/api/v2.0"
@@ -487,3 +490,36 @@ async def test_bad_metadata_update_is_refused(admin: httpx.AsyncClient) -> None:
         response = await admin.put(f"{base}/{key}", json=body)
         assert response.status_code == 400, (key, body)
     assert (await admin.get(f"{base}/")).json() == {"public": "false"}
+
+
+async def test_delete_takes_labels_rules_and_quota_along(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    name = _name()
+    project_id = await _create(admin, name)
+    label = await admin.post(
+        f"{API}/labels", json={"name": "l1", "scope": "p", "project_id": project_id}
+    )
+    assert label.status_code == 201, label.text
+    rule = await admin.post(
+        f"{API}/projects/{project_id}/immutabletagrules",
+        json={
+            "action": "immutable",
+            "template": "immutable_template",
+            "scope_selectors": {
+                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
+            },
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v*"}],
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    assert (await admin.delete(f"{API}/projects/{project_id}")).status_code == 200
+
+    async with state.db.read() as session:
+        for model, where in (
+            (Label, Label.project_id == project_id),
+            (ImmutableTagRule, ImmutableTagRule.project_id == project_id),
+            (Quota, Quota.reference_id == str(project_id)),
+        ):
+            count = await session.scalar(select(func.count()).select_from(model).where(where))
+            assert count == 0, model.__tablename__

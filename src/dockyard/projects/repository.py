@@ -10,7 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.listing import PageRequest, fetch_page
 from dockyard.iam.models import User, UserGroup
+from dockyard.immutability.models import ImmutableTagRule
+from dockyard.labels.models import Label
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.quota.models import Quota
 from dockyard.registry.models import Repository
 
 USER_MEMBER = "u"
@@ -151,6 +154,19 @@ async def soft_delete_project(session: AsyncSession, project: Project) -> None:
     )
     await session.execute(
         delete(ProjectMetadata).where(ProjectMetadata.project_id == project.project_id)
+    )
+    # What hangs off the project goes with it (the row stays, so no cascade fires):
+    # its labels (and their links), tag rules and quota.
+    await session.execute(
+        delete(Label).where(Label.scope == "p", Label.project_id == project.project_id)
+    )
+    await session.execute(
+        delete(ImmutableTagRule).where(ImmutableTagRule.project_id == project.project_id)
+    )
+    await session.execute(
+        delete(Quota).where(
+            Quota.reference == "project", Quota.reference_id == str(project.project_id)
+        )
     )
     await session.flush()
 
