@@ -530,3 +530,37 @@ async def test_labels_and_immutable_status(
     assert "labels" not in without.json()
     tags = await admin.get(f"{url}/v1/tags", params={"with_immutable_status": "true"})
     assert tags.json()[0]["immutable"] is True
+
+
+async def test_accessories_pushed_before_their_subject(admin: httpx.AsyncClient) -> None:
+    project = await _project(admin, public=False)
+    inner = _name("early")
+    repo = f"{project}/{inner}"
+    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": inner}).encode()
+    config_digest = await push_blob(admin, repo, config)
+    subject = image_manifest((config_digest, len(config)), [])
+    subject_digest = digest_of(subject)
+
+    empty = await push_blob(admin, repo, b"{}")
+    referrer = image_manifest(
+        (empty, 2),
+        [],
+        subject=(subject_digest, len(subject)),
+        artifact_type="application/vnd.cncf.notary.signature",
+        config_type="application/vnd.oci.empty.v1+json",
+    )
+    referrer_digest = await _put_manifest(admin, repo, digest_of(referrer), referrer, OCI_MANIFEST)
+    signature = image_manifest((config_digest, len(config)), [], annotations={"sig": inner})
+    sig_tag = subject_digest.replace(":", "-") + ".sig"
+    signature_digest = await _put_manifest(admin, repo, sig_tag, signature, OCI_MANIFEST)
+    await _put_manifest(admin, repo, "latest", subject, OCI_MANIFEST)
+
+    url = f"{API}/projects/{project}/repositories/{inner}/artifacts/latest/accessories"
+    listed = await admin.get(url, params={"sort": "type"})
+    assert listed.status_code == 200, listed.text
+    assert [(a["digest"], a["type"]) for a in listed.json()] == [
+        (signature_digest, "signature.cosign"),
+        (referrer_digest, "signature.notation"),
+    ]
+    artifacts = await admin.get(f"{API}/projects/{project}/repositories/{inner}/artifacts")
+    assert [a["digest"] for a in artifacts.json()] == [subject_digest]

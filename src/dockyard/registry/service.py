@@ -21,8 +21,9 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.artifacts import repository as accessories
 from dockyard.db.base import utcnow
-from dockyard.db.engine import Database, insert_ignore
+from dockyard.db.engine import Database
 from dockyard.errors import (
     BlobUnknownError,
     BlobUploadUnknownError,
@@ -584,6 +585,7 @@ class RegistryService:
                 )
             )
         await session.flush()
+        await _adopt_accessories(session, target, artifact)
         return artifact, True, linked
 
     async def delete_manifest(
@@ -789,6 +791,18 @@ async def _check_references(
     return children
 
 
+async def _adopt_accessories(
+    session: AsyncSession, target: repo.RepositoryRef, artifact: Artifact
+) -> None:
+    """Accessories pushed before their subject: referrers that name this digest get its
+    id, and cosign tags already naming it (``sha256-<hex>.sig``) become accessories."""
+    await accessories.adopt_referrers(session, target.repository_id, artifact.id, artifact.digest)
+    algorithm, _, hex_digest = artifact.digest.partition(":")
+    names = [f"{algorithm}-{hex_digest}.{suffix}" for suffix in ("sig", "att", "sbom")]
+    for name, accessory in await accessories.tagged(session, target.repository_id, names):
+        await _record_cosign_accessory(session, target, accessory, name)
+
+
 async def _record_cosign_accessory(
     session: AsyncSession, target: repo.RepositoryRef, artifact: Artifact, tag: str
 ) -> None:
@@ -801,22 +815,15 @@ async def _record_cosign_accessory(
     subject = await repo.find_artifact(session, target.repository_id, subject_digest)
     if subject is None or subject.id == artifact.id:
         return
-    await session.execute(
-        insert_ignore(
-            session,
-            ArtifactAccessory,
-            {
-                "artifact_id": artifact.id,
-                "subject_artifact_id": subject.id,
-                "subject_artifact_digest": subject_digest,
-                "subject_artifact_repo": target.name,
-                "type": kind,
-                "size": artifact.size,
-                "digest": artifact.digest,
-                "creation_time": utcnow(),
-            },
-            ["artifact_id", "subject_artifact_digest"],
-        )
+    await accessories.add_accessory(
+        session,
+        artifact_id=artifact.id,
+        subject_artifact_id=subject.id,
+        subject_artifact_digest=subject_digest,
+        subject_artifact_repo=target.name,
+        type=kind,
+        size=artifact.size,
+        digest=artifact.digest,
     )
 
 
