@@ -39,6 +39,7 @@ from dockyard.errors import (
     ObjectNotFoundError,
 )
 from dockyard.iam.policy import Action, Principal, ProjectContext, Resource, can
+from dockyard.immutability import service as immutability
 from dockyard.labels.models import Label, LabelReference
 from dockyard.oci.digest import Digest
 from dockyard.oci.manifest import MAX_MANIFEST_BYTES, parse_manifest
@@ -56,6 +57,13 @@ MAX_ADDITION_BYTES = 4 * 1024 * 1024
 _MAX_CHART_FILE_BYTES = 1024 * 1024
 _IMAGE_ADDITIONS = ("build_history",)
 _CHART_ADDITIONS = ("values.yaml", "readme.md", "dependencies")
+_IMAGE_CONFIGS = frozenset(
+    {
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    }
+)
+"""Config media types of images whose build history Harbor shows."""
 ADDITIONS = _IMAGE_ADDITIONS + _CHART_ADDITIONS
 """Additions Dockyard can answer (vulnerabilities, SBOM, license and files need scanners)."""
 
@@ -401,7 +409,7 @@ async def assemble(
     tags = await repo.tags_of(session, ids) if options.with_tag else {}
     labels = await repo.labels_of(session, ids) if options.with_label else {}
     accessories = await repo.accessories_of(session, ids) if options.with_accessory else {}
-    indexes = [a.id for a in artifacts if a.manifest_media_type in INDEX_TYPES]
+    indexes = {a.id for a in artifacts if a.manifest_media_type in INDEX_TYPES}
     references = await repo.references_of(session, indexes)
     immutable: set[tuple[str, str]] = set()
     if options.with_tag and options.with_immutable_status:
@@ -430,18 +438,17 @@ async def _immutable(
     artifacts: Sequence[Artifact],
     tags: dict[int, list[Tag]],
 ) -> set[tuple[str, str]]:
-    """(repository, tag) pairs the project's immutability rules protect."""
-    from dockyard.immutability.service import immutable_tags
-
-    by_repository: dict[str, list[str]] = {}
-    for artifact in artifacts:
-        names = [t.name for t in tags.get(artifact.id, [])]
-        by_repository.setdefault(artifact.repository_name, []).extend(names)
-    found: set[tuple[str, str]] = set()
-    for repository, names in by_repository.items():
-        for name in await immutable_tags(session, project_id, repository, names):
-            found.add((repository, name))
-    return found
+    """(repository, tag) pairs the project's enabled immutability rules protect (the rules
+    are read once for the whole page)."""
+    rules = await immutability.project_rules(session, project_id)
+    if not rules:
+        return set()
+    return {
+        (artifact.repository_name, tag.name)
+        for artifact in artifacts
+        for tag in tags.get(artifact.id, [])
+        if immutability.protecting(rules, artifact.repository_name, tag.name) is not None
+    }
 
 
 def _json_object(raw: str | None) -> dict[str, Any] | None:
@@ -461,14 +468,6 @@ def addition_names(artifact: Artifact) -> tuple[str, ...]:
     if artifact.type == "IMAGE" and artifact.media_type in _IMAGE_CONFIGS:
         return _IMAGE_ADDITIONS
     return ()
-
-
-_IMAGE_CONFIGS = frozenset(
-    {
-        "application/vnd.oci.image.config.v1+json",
-        "application/vnd.docker.container.image.v1+json",
-    }
-)
 
 
 def artifact_view(project_name: str, artifact: Artifact) -> schemas.Artifact:
