@@ -4,7 +4,6 @@ Run from the repository root:
 
     .venv/bin/python bench/artifact_listing_bench.py [--quick | --artifacts N]
         [--repositories R] [--backend sqlite|postgresql|both] [--samples S]
-        [--proposed-indexes]
 
 Seeds N artifacts (default 1,000,000; ``--quick`` 100,000), each with one tag,
 in R repositories (default 10,000) of one project, with bulk inserts in
@@ -19,8 +18,9 @@ resolution, access check, ``q``/sort/paging, tags loaded for the page):
 
 PostgreSQL comes from ``DOCKYARD_TEST_POSTGRES_URL`` or a local server
 (``postgresql://postgres@127.0.0.1:5432/``); a throwaway database is created
-and dropped. ``--proposed-indexes`` adds the indexes the listing wants (see
-``PROPOSED_INDEXES``) after seeding, to compare with the schema as migrated.
+and dropped. The schema is the migrated one (migration 0004 adds the
+``(repository_id, push_time, id)`` and ``(project_id, push_time, id)`` indexes the
+list walks, newest first).
 """
 
 from __future__ import annotations
@@ -61,12 +61,6 @@ PAGE_SIZE = 100
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 ADMIN = Principal(kind="user", name="admin", user_id=1, sysadmin=True)
-
-PROPOSED_INDEXES = (
-    "CREATE INDEX ix_artifact_repository_push ON artifact (repository_id, push_time, id)",
-    "CREATE INDEX ix_artifact_project_push ON artifact (project_id, push_time, id)",
-)
-"""What the artifact list walks (newest first within a repository or a project)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +168,6 @@ async def analyze(db: Database) -> None:
         await autocommit.execute(text("VACUUM ANALYZE"))
 
 
-async def add_proposed_indexes(db: Database) -> None:
-    async with db.write() as session:
-        for statement in PROPOSED_INDEXES:
-            await session.execute(text(statement))
-    await analyze(db)
-
-
 def _inner(name: str) -> str:
     return name.split("/", 1)[1]
 
@@ -254,7 +241,7 @@ def database_url(backend: str) -> Iterator[str]:
 
 
 async def run_backend(
-    url: str, layout: Layout, samples: int, proposed: bool
+    url: str, layout: Layout, samples: int
 ) -> dict[str, list[tuple[str, float, float]]]:
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-data-") as data:
         settings = Settings(data_dir=Path(data), database_url=url, admin_password="Bench12345!")
@@ -265,11 +252,7 @@ async def run_backend(
             hot, small = await seed(db, layout)
             _log(f"  seeded in {time.perf_counter() - began:.0f}s")
             await analyze(db)
-            results = {"schema as migrated": await measure(db, layout, hot, small, samples)}
-            if proposed:
-                await add_proposed_indexes(db)
-                results["with proposed indexes"] = await measure(db, layout, hot, small, samples)
-            return results
+            return {"schema as migrated": await measure(db, layout, hot, small, samples)}
         finally:
             await db.dispose()
 
@@ -281,7 +264,6 @@ def main() -> None:
     parser.add_argument("--repositories", type=int, default=10_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--samples", type=int, default=50)
-    parser.add_argument("--proposed-indexes", action="store_true")
     args = parser.parse_args()
     count = 100_000 if args.quick else args.artifacts
     if count < 1_000:
@@ -295,7 +277,7 @@ def main() -> None:
             f"(hot repository: {layout.hot:,})"
         )
         with database_url(backend) as url:
-            results = asyncio.run(run_backend(url, layout, args.samples, args.proposed_indexes))
+            results = asyncio.run(run_backend(url, layout, args.samples))
         for schema, measured in results.items():
             for label, p50, p99 in measured:
                 rows.append((backend, schema, label, p50, p99))

@@ -78,7 +78,7 @@ def recorder(state: AppState) -> Iterator[Recorder]:
 async def test_push_links_blobs_once_and_reports_tag_moves(
     admin: httpx.AsyncClient, recorder: Recorder, unique_repo: str
 ) -> None:
-    first, _ = await push_image(admin, unique_repo, "v1", seed=b"one")
+    first, _ = await push_image(admin, unique_repo, "v1", seed=unique_repo.encode() + b"one")
     linked = recorder.of("linked")
     # config + 2 layers at upload time, the manifest itself at push time
     assert sum(len(e.blobs) for e in linked) == 4  # type: ignore[attr-defined]
@@ -94,13 +94,13 @@ async def test_push_links_blobs_once_and_reports_tag_moves(
     assert push.actor.source_ip == "127.0.0.1"
     recorder.events.clear()
 
-    second, _ = await push_image(admin, unique_repo, "v1", seed=b"two")
+    second, _ = await push_image(admin, unique_repo, "v1", seed=unique_repo.encode() + b"two")
     push = recorder.of("before_push")[0]
     assert isinstance(push, ManifestPush)
     assert (push.previous_digest, push.digest) == (first, second)
     recorder.events.clear()
 
-    again, _ = await push_image(admin, unique_repo, "v1", seed=b"two")
+    again, _ = await push_image(admin, unique_repo, "v1", seed=unique_repo.encode() + b"two")
     assert again == second
     assert recorder.of("linked") == []
     push = recorder.of("after_push")[0]

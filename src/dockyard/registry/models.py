@@ -82,6 +82,9 @@ class Artifact(Base):
         UniqueConstraint("repository_id", "digest"),
         Index("ix_artifact_repository_id_subject_digest", "repository_id", "subject_digest"),
         Index("ix_artifact_digest", "digest"),
+        # Artifact lists page by push time, newest first, within a repository or project.
+        Index("ix_artifact_repository_id_push_time_id", "repository_id", "push_time", "id"),
+        Index("ix_artifact_project_id_push_time_id", "project_id", "push_time", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -90,9 +93,7 @@ class Artifact(Base):
     """The config's media type (Harbor's meaning), empty for an index."""
     manifest_media_type: Mapped[str] = mapped_column(String(255))
     artifact_type: Mapped[str | None] = mapped_column(String(255))
-    project_id: Mapped[int] = mapped_column(
-        ForeignKey("project.project_id", ondelete="CASCADE"), index=True
-    )
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.project_id", ondelete="CASCADE"))
     repository_id: Mapped[int] = mapped_column(
         ForeignKey("repository.repository_id", ondelete="CASCADE")
     )
@@ -162,7 +163,7 @@ class ArtifactAccessory(Base):
         ForeignKey("artifact.id", ondelete="CASCADE"), index=True
     )
     subject_artifact_digest: Mapped[str] = mapped_column(String(255))
-    subject_artifact_repo: Mapped[str] = mapped_column(String(255))
+    subject_artifact_repo: Mapped[str] = mapped_column(String(255), index=True)
     type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     digest: Mapped[str] = mapped_column(String(255))
