@@ -518,3 +518,46 @@ async def test_a_failed_flush_is_logged_not_raised(
     finally:
         await broken.dispose()
     assert any("could not record 1 pulls" in r.getMessage() for r in caplog.records)
+
+
+async def test_refused_pushes_and_deletes_record_their_failure(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """A push or delete a policy refuses (here: tag immutability) leaves one failed event."""
+    project = _uid("refuse")
+    created = await admin.post("/api/v2.0/projects", json={"project_name": project})
+    assert created.status_code == 201, created.text
+    rule = await admin.post(
+        f"/api/v2.0/projects/{project}/immutabletagrules",
+        headers={"X-Is-Resource-Name": "true"},
+        json={
+            "action": "immutable",
+            "template": "immutable_template",
+            "scope_selectors": {
+                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
+            },
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v1"}],
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    repository = f"{project}/app"
+    await push_image(admin, repository, "v1", seed=b"first")
+    moved = await admin.put(
+        f"/v2/{repository}/manifests/v1",
+        content=(
+            await admin.get(f"/v2/{repository}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        ).content.replace(b'"schemaVersion": 2', b'"schemaVersion":2'),
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert moved.status_code == 403, moved.text
+    deleted = await admin.delete(f"/v2/{repository}/manifests/v1")
+    assert deleted.status_code == 403, deleted.text
+    await _audit_hook(state).flush()
+
+    failed = await _events(state, resource=f"{repository}:v1", operation_result=False)
+    assert sorted((r.operation, r.resource_type) for r in failed) == [
+        ("create", "artifact"),
+        ("delete", "tag"),
+    ]
+    assert all("immutable" in r.operation_description for r in failed)
+    assert all(r.username == "admin" and r.client_ip == CLIENT_IP for r in failed)

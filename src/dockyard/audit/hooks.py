@@ -1,6 +1,7 @@
 """The audit log's part in the registry's hook seam (``dockyard.registry.hooks``).
 
-Pushes and removals are recorded inside their own transaction. Pulls are not
+Pushes and removals are recorded inside their own transaction; a push, removal
+or upload a hook refused is queued as a failed event. Pulls are not
 written on the request path: ``manifest_pulled`` only queues them, and a
 background task started on the first pull writes each batch (every
 ``FLUSH_SECONDS`` or ``FLUSH_EVENTS`` pulls, and on ``close``) in one
@@ -25,7 +26,13 @@ from dockyard.audit import service
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
-from dockyard.registry.hooks import ManifestPull, ManifestPush, ManifestRemoval, NoHooks
+from dockyard.registry.hooks import (
+    Change,
+    ManifestPull,
+    ManifestPush,
+    ManifestRemoval,
+    NoHooks,
+)
 from dockyard.settings import Settings
 
 log = logging.getLogger("dockyard.audit")
@@ -49,6 +56,7 @@ class RegistryHooks(NoHooks):
         self.db = db
         self.settings = settings
         self._queue: list[tuple[ManifestPull, datetime]] = []
+        self._failures: list[tuple[Actor, AuditEvent, datetime]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -95,6 +103,44 @@ class RegistryHooks(NoHooks):
 
     # --- pulls, batched off the request path ------------------------------------------
 
+    def change_refused(self, change: Change, reason: str) -> None:
+        """Queue the refused change as a failed event; the background writer records it
+        (the refused change's own transaction rolls back, so it cannot)."""
+        if self._closed:
+            return
+        if isinstance(change, ManifestPush):
+            event = AuditEvent(
+                "create",
+                "artifact",
+                artifact_resource(change.repository, change.digest, change.tag),
+                change.project_id,
+                f"refused: {reason}",
+                succeeded=False,
+            )
+        elif isinstance(change, ManifestRemoval):
+            tag = None if change.artifact_removed or not change.tags else change.tags[0]
+            event = AuditEvent(
+                "delete",
+                "artifact" if change.artifact_removed else "tag",
+                artifact_resource(change.repository, change.digest, tag),
+                change.project_id,
+                f"refused: {reason}",
+                succeeded=False,
+            )
+        else:
+            event = AuditEvent(
+                "create",
+                "blob",
+                change.repository,
+                change.project_id,
+                f"refused: {reason}",
+                succeeded=False,
+            )
+        if len(self._failures) < MAX_QUEUED:
+            self._failures.append((change.actor, event, utcnow()))
+        self._wake.set()
+        self._ensure_task()
+
     def manifest_pulled(self, pull: ManifestPull) -> None:
         if self._closed:
             return
@@ -103,6 +149,9 @@ class RegistryHooks(NoHooks):
         self._queue.append((pull, utcnow()))
         if len(self._queue) >= FLUSH_EVENTS:
             self._wake.set()
+        self._ensure_task()
+
+    def _ensure_task(self) -> None:
         if self._task is None or self._task.done():
             try:
                 self._task = asyncio.get_running_loop().create_task(self._run())
@@ -120,15 +169,23 @@ class RegistryHooks(NoHooks):
         """Write every queued pull now; returns how many were written. Never raises."""
         async with self._flushing:
             batch, self._queue = self._queue, []
-            if not batch:
+            failures, self._failures = self._failures, []
+            if not batch and not failures:
                 return 0
             try:
                 async with self.db.write() as session:
-                    await self._write(session, batch)
+                    if batch:
+                        await self._write(session, batch)
+                    if failures:
+                        service.add_rows(session, failures)
             except Exception:
-                log.exception("could not record %d pulls; they are dropped", len(batch))
+                log.exception(
+                    "could not record %d pulls and %d refusals; they are dropped",
+                    len(batch),
+                    len(failures),
+                )
                 return 0
-            return len(batch)
+            return len(batch) + len(failures)
 
     async def _write(
         self, session: AsyncSession, batch: list[tuple[ManifestPull, datetime]]

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.audit.events import SYSTEM_ACTOR, Actor
+from dockyard.errors import DeniedError
 
 __all__ = [
     "SYSTEM_ACTOR",
     "Actor",
     "BlobsLinked",
+    "Change",
     "ManifestPull",
     "ManifestPush",
     "ManifestRemoval",
@@ -80,6 +82,10 @@ class ManifestPull:
     tag: str | None
 
 
+Change = ManifestPush | ManifestRemoval | BlobsLinked
+"""A change hooks may refuse."""
+
+
 class NoHooks:
     """Every hook point, doing nothing; subclass and override what you need."""
 
@@ -103,6 +109,10 @@ class NoHooks:
     def manifest_pulled(self, pull: ManifestPull) -> None:
         """After a manifest was served; must not block (queue work for later)."""
 
+    def change_refused(self, change: Change, reason: str) -> None:
+        """A hook refused ``change`` (its transaction will roll back); must not block,
+        and must not write in the failing transaction (queue work for later)."""
+
     async def close(self) -> None:
         """When the app stops: finish queued work."""
 
@@ -114,8 +124,12 @@ class RegistryHooks(NoHooks):
         self.hooks = tuple(hooks)
 
     async def before_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
-        for hook in self.hooks:
-            await hook.before_manifest_push(session, push)
+        try:
+            for hook in self.hooks:
+                await hook.before_manifest_push(session, push)
+        except DeniedError as refusal:
+            self.change_refused(push, refusal.message)
+            raise
 
     async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
         for hook in self.hooks:
@@ -124,8 +138,12 @@ class RegistryHooks(NoHooks):
     async def before_manifest_removal(
         self, session: AsyncSession, removal: ManifestRemoval
     ) -> None:
-        for hook in self.hooks:
-            await hook.before_manifest_removal(session, removal)
+        try:
+            for hook in self.hooks:
+                await hook.before_manifest_removal(session, removal)
+        except DeniedError as refusal:
+            self.change_refused(removal, refusal.message)
+            raise
 
     async def after_manifest_removal(self, session: AsyncSession, removal: ManifestRemoval) -> None:
         for hook in self.hooks:
@@ -134,12 +152,20 @@ class RegistryHooks(NoHooks):
     async def blobs_linked(self, session: AsyncSession, linked: BlobsLinked) -> None:
         if not linked.blobs:
             return
-        for hook in self.hooks:
-            await hook.blobs_linked(session, linked)
+        try:
+            for hook in self.hooks:
+                await hook.blobs_linked(session, linked)
+        except DeniedError as refusal:
+            self.change_refused(linked, refusal.message)
+            raise
 
     def manifest_pulled(self, pull: ManifestPull) -> None:
         for hook in self.hooks:
             hook.manifest_pulled(pull)
+
+    def change_refused(self, change: Change, reason: str) -> None:
+        for hook in self.hooks:
+            hook.change_refused(change, reason)
 
     async def close(self) -> None:
         for hook in self.hooks:
