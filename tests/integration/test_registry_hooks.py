@@ -163,3 +163,27 @@ async def test_refusals_roll_back(
     assert (await admin.head(f"/v2/{unique_repo}/blobs/{digest_of(data)}")).status_code == 404
     recorder.refuse = set()
     assert await push_blob(admin, unique_repo, data) == digest_of(data)
+
+
+async def test_a_refused_chunked_upload_is_not_left_claimed(
+    admin: httpx.AsyncClient, recorder: Recorder, unique_repo: str
+) -> None:
+    """The bytes became a blob before the refusal; the session goes, not lingers busy."""
+    data = b"chunked-refused-" + unique_repo.encode()
+    started = await admin.post(f"/v2/{unique_repo}/blobs/uploads/")
+    assert started.status_code == 202
+    location = started.headers["location"]
+    patched = await admin.patch(
+        location,
+        content=data,
+        headers={"Content-Range": f"0-{len(data) - 1}", "Content-Type": "application/octet-stream"},
+    )
+    assert patched.status_code == 202, patched.text
+    recorder.refuse = {"blobs"}
+    closed = await admin.put(patched.headers["location"], params={"digest": digest_of(data)})
+    assert closed.status_code == 403
+    status = await admin.get(patched.headers["location"])
+    assert status.status_code == 404
+    assert error_code(status) == "BLOB_UPLOAD_UNKNOWN"
+    recorder.refuse = set()
+    assert await push_blob(admin, unique_repo, data) == digest_of(data)

@@ -350,6 +350,29 @@ class RegistryService:
         except BaseException:
             await _shielded(self._release(upload_id))
             raise
+        try:
+            await self._link_completed(repository, upload_id, claim, expected, size, actor)
+        except BaseException:
+            # The bytes already became the blob; the session cannot continue. Drop it
+            # rather than leave it claimed until its lease ends (GC sweeps the bytes).
+            await _shielded(self._drop_upload_row(upload_id))
+            raise
+        return BlobInfo(str(expected), size, key)
+
+    async def _drop_upload_row(self, upload_id: str) -> None:
+        async with self.db.write() as session:
+            await repo.delete_upload(session, upload_id)
+        self._hashers.pop(upload_id, None)
+
+    async def _link_completed(
+        self,
+        repository: str,
+        upload_id: str,
+        claim: repo.ClaimedUpload,
+        expected: Digest,
+        size: int,
+        actor: Actor,
+    ) -> None:
         async with self.db.write() as session:
             project_id = await repo.project_of_repository(session, claim.repository_id)
             if project_id is None:  # the repository went while the bytes were checked
@@ -362,7 +385,6 @@ class RegistryService:
                     session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
                 )
             await repo.delete_upload(session, upload_id)
-        return BlobInfo(str(expected), size, key)
 
     async def _upload_digest(
         self, upload_id: str, state: dict[str, Any], size: int, algorithm: str
