@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import ColumnElement, Select, and_, not_, or_
+from sqlalchemy import ColumnElement, Select, and_, not_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.artifacts import repository as repo
@@ -38,16 +38,15 @@ from dockyard.errors import (
     NotFoundError,
     ObjectNotFoundError,
 )
-from dockyard.iam.policy import Action, Principal, ProjectContext, Resource, can
+from dockyard.iam.policy import Action, Principal, ProjectContext, Resource
 from dockyard.immutability import service as immutability
 from dockyard.labels.models import Label, LabelReference
 from dockyard.oci.digest import Digest
 from dockyard.oci.manifest import MAX_MANIFEST_BYTES, parse_manifest
 from dockyard.oci.mediatypes import INDEX_TYPES
 from dockyard.oci.names import validate_repository_name, validate_tag
-from dockyard.projects import repository as projects_repo
 from dockyard.projects.models import Project
-from dockyard.projects.service import require, resolve_project, safe_text
+from dockyard.projects.service import require, resolve_project, safe_text, visible_projects
 from dockyard.registry.models import Artifact, ArtifactAccessory, ArtifactReference, Repository, Tag
 from dockyard.storage import ObjectStore, blob_key
 
@@ -163,27 +162,6 @@ def _integer(value: str, key: str) -> int:
     return int(value)
 
 
-def _visible_projects(principal: Principal) -> ColumnElement[bool] | None:
-    """Projects whose repositories ``listAllRepositories`` shows; None for all of them
-    (system administrators and robots granted every project)."""
-    if can(principal, Action.LIST, Resource.PROJECT, None):
-        return None
-    public = projects_repo.public_clause()
-    if principal.is_robot:
-        scopes = {grant.scope for grant in principal.grants}
-        if "/project/*" in scopes:
-            return None
-        ids = [
-            int(scope.rsplit("/", 1)[1])
-            for scope in scopes
-            if scope.startswith("/project/") and scope.rsplit("/", 1)[1].isdigit()
-        ]
-        return or_(public, Project.project_id.in_(ids))
-    if principal.is_anonymous:
-        return public
-    return or_(public, projects_repo.member_clause(principal.user_id, principal.group_ids))
-
-
 async def _repository_page(
     session: AsyncSession,
     stmt: Select[Any],
@@ -238,7 +216,7 @@ async def list_all_repositories(
     """``listAllRepositories``: administrators see every repository; others those of the
     projects they may see (public ones and their own)."""
     stmt = repo.repository_listing(None)
-    visible = _visible_projects(principal)
+    visible = visible_projects(principal)
     if visible is not None:
         stmt = stmt.where(visible)
     return await _repository_page(session, stmt, q, sort, page)

@@ -433,8 +433,10 @@ def _public_condition(condition: Condition) -> ColumnElement[bool]:
     return clause if condition.values[0].lower() == "true" else not_(clause)
 
 
-def _visibility(principal: Principal) -> ColumnElement[bool] | None:
-    """Which projects the principal may list; None for all of them."""
+def visible_projects(principal: Principal) -> ColumnElement[bool] | None:
+    """A condition on ``Project`` for the projects the principal may list (public ones,
+    those it is a member of directly or through a group, a robot's granted ones);
+    None for all of them (administrators, robots granted ``/project/*``)."""
     if can(principal, Action.LIST, Resource.PROJECT, None):
         return None
     if principal.is_robot:
@@ -474,7 +476,7 @@ async def list_projects(
     if query.public is not None:
         clause = repo.public_clause()
         stmt = stmt.where(clause if query.public else not_(clause))
-    visible = _visibility(principal)
+    visible = visible_projects(principal)
     if visible is not None:
         stmt = stmt.where(visible)
     rows, total = await repo.fetch_projects(session, stmt, page, order)
