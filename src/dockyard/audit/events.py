@@ -61,6 +61,19 @@ EVENT_TYPES: tuple[str, ...] = (
     "update_robot",
     "delete_robot",
     "update_configure",
+    "update_repository",
+    "create_label",
+    "update_label",
+    "delete_label",
+    "create_artifact-label",
+    "delete_artifact-label",
+    "create_immutable-rule",
+    "update_immutable-rule",
+    "delete_immutable-rule",
+    "update_quota",
+    "create_user_group",
+    "update_user_group",
+    "delete_user_group",
 )
 """The event types Dockyard records; ``disabled_audit_log_event_types`` names some of them."""
 
