@@ -21,6 +21,8 @@ class AppError(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.audited = False
+        """Set once the refusal was recorded in the audit log (so it is recorded once)."""
 
 
 # --- request shape ---------------------------------------------------------

@@ -561,3 +561,29 @@ async def test_refused_pushes_and_deletes_record_their_failure(
     ]
     assert all("immutable" in r.operation_description for r in failed)
     assert all(r.username == "admin" and r.client_ip == CLIENT_IP for r in failed)
+
+
+async def test_refused_api_writes_record_one_failure(
+    app: Starlette, admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """A signed-in caller's refused write (403 here, 409 for a duplicate) is one failed event."""
+    project = _uid("apirefuse")
+    assert (
+        await admin.post("/api/v2.0/projects", json={"project_name": project})
+    ).status_code == 201
+    name, _ = await _user(state)
+    async with make_client(app, (name, PASSWORD)) as outsider:
+        denied = await outsider.post("/api/v2.0/labels", json={"name": _uid("l"), "scope": "g"})
+    assert denied.status_code == 403
+    duplicate = await admin.post("/api/v2.0/projects", json={"project_name": project})
+    assert duplicate.status_code == 409
+    await _audit_hook(state).flush()
+
+    failed = await _events(state, operation_result=False, username=name)
+    assert [(r.operation, r.resource_type, r.resource) for r in failed] == [
+        ("create", "label", "/labels")
+    ]
+    assert "refused" in failed[0].operation_description
+    refused = await _events(state, resource="/projects", operation_result=False, username="admin")
+    mine = [r for r in refused if project in r.operation_description]
+    assert [(r.operation, r.resource_type) for r in mine] == [("create", "project")]

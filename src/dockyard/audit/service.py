@@ -98,8 +98,9 @@ async def failure_recorded(db: Database, actor: Actor, event: AuditEvent) -> Asy
     record ``event`` as failed, then let the refusal through."""
     try:
         yield
-    except (DeniedError, PreconditionFailedError):
+    except (DeniedError, PreconditionFailedError) as refusal:
         await record_failure(db, actor, event)
+        refusal.audited = True
         raise
 
 

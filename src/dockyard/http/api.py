@@ -26,15 +26,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
-from dockyard.audit.events import Actor
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.listing import PageRequest, parse_page
 from dockyard.errors import (
     AppError,
     BadRequestError,
+    ConflictError,
     DeniedError,
     EndpointNotFoundError,
     MethodNotAllowedError,
     PayloadTooLargeError,
+    PreconditionFailedError,
     UnauthorizedError,
 )
 from dockyard.http.auth import BasicCredentials, BearerToken, parse_authorization
@@ -359,10 +362,62 @@ class ApiRoute(Route):
                     await api.principal()
                 response = await op.handler(api)
             except AppError as exc:
+                await _record_refusal(api, exc)
                 response = harbor_error_response(exc, request_id(request))
             return session_response(request, response)
 
         super().__init__(path, endpoint, methods=[op.method])
+
+
+# What a refused write was about, by the last literal segment of its path.
+_RESOURCE_TYPES = {
+    "projects": "project",
+    "metadatas": "project",
+    "members": "member",
+    "robots": "robot",
+    "users": "user",
+    "sysadmin": "user",
+    "password": "user",
+    "cli_secret": "user",
+    "usergroups": "user_group",
+    "labels": "label",
+    "repositories": "repository",
+    "artifacts": "artifact",
+    "tags": "tag",
+    "quotas": "quota",
+    "configurations": "configuration",
+    "immutabletagrules": "immutable-rule",
+}
+_OPERATIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+
+
+async def _record_refusal(api: ApiRequest, error: AppError) -> None:
+    """A signed-in caller's write refused (403, 409, 412) leaves one failed audit event,
+    unless the service or the registry seam recorded it already."""
+    principal = api._principal
+    if (
+        api.operation.method in _SAFE_METHODS
+        or error.audited
+        or not isinstance(error, DeniedError | ConflictError | PreconditionFailedError)
+        or principal is None
+        or principal.is_anonymous
+    ):
+        return
+    literal = [part for part in api.operation.path.split("/") if part and "{" not in part]
+    resource_type = _RESOURCE_TYPES.get(literal[-1] if literal else "", "api")
+    if resource_type == "label" and "artifacts" in literal:
+        resource_type = "artifact-label"
+    event = AuditEvent(
+        _OPERATIONS[api.operation.method],
+        resource_type,
+        api.request.url.path.removeprefix(API_PREFIX),
+        0,
+        f"refused: {error.message}",
+    )
+    await audit.record_failure(
+        api.state.db, Actor(principal.name, client_address(api.request)), event
+    )
+    error.audited = True
 
 
 def request_id(request: Request) -> str:

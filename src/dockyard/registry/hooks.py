@@ -129,6 +129,7 @@ class RegistryHooks(NoHooks):
                 await hook.before_manifest_push(session, push)
         except DeniedError as refusal:
             self.change_refused(push, refusal.message)
+            refusal.audited = True
             raise
 
     async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
@@ -143,6 +144,7 @@ class RegistryHooks(NoHooks):
                 await hook.before_manifest_removal(session, removal)
         except DeniedError as refusal:
             self.change_refused(removal, refusal.message)
+            refusal.audited = True
             raise
 
     async def after_manifest_removal(self, session: AsyncSession, removal: ManifestRemoval) -> None:
@@ -157,6 +159,7 @@ class RegistryHooks(NoHooks):
                 await hook.blobs_linked(session, linked)
         except DeniedError as refusal:
             self.change_refused(linked, refusal.message)
+            refusal.audited = True
             raise
 
     def manifest_pulled(self, pull: ManifestPull) -> None:
