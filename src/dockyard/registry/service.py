@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,10 @@ class PushedManifest:
     subject: str | None
 
 
+_PROJECT_TIME_SECONDS = 1.0
+_PROJECT_TIMES_KEPT = 4096
+
+
 class UploadRangeError(RangeInvalidError):
     """A chunk that does not continue the upload; carries the upload's real size."""
 
@@ -121,6 +126,7 @@ class RegistryService:
         self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
         # Manifests are immutable by digest, so caching their bytes is always safe.
         self._manifests: OrderedDict[str, bytes] = OrderedDict()
+        self._project_times: dict[str, tuple[datetime | None, float]] = {}
         self._manifest_bytes = 0
 
     # --- helpers ------------------------------------------------------------------
@@ -160,10 +166,23 @@ class RegistryService:
     # --- blobs ----------------------------------------------------------------------
 
     async def project_creation_time(self, repository: str) -> datetime | None:
-        """When the project of ``repository`` was created; None when it does not exist."""
+        """When the project of ``repository`` was created; None when it does not exist.
+
+        Asked on every bearer-token request (a token must not predate its project),
+        so the answer is kept for one second: the same resolution as the token's
+        ``iat``, and a query less on nearly every request.
+        """
         project_name, _ = split_repository(repository)
+        now = time.monotonic()
+        kept = self._project_times.get(project_name)
+        if kept is not None and kept[1] > now:
+            return kept[0]
         async with self.db.read_connection() as conn:
-            return await repo.project_creation_time(conn, project_name)
+            created = await repo.project_creation_time(conn, project_name)
+        if len(self._project_times) >= _PROJECT_TIMES_KEPT:
+            self._project_times.clear()
+        self._project_times[project_name] = (created, now + _PROJECT_TIME_SECONDS)
+        return created
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         parsed = Digest.parse(digest)
