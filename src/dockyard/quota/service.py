@@ -110,7 +110,12 @@ async def charge_manifest(session: AsyncSession, push: ManifestPush) -> None:
     """Before a manifest's tag moves: count the blobs it needs that the project no longer
     held (a layer freed by a deleted artifact, still readable in its repository), or
     refuse. The quota row is locked first, so a concurrent removal either sees this
-    artifact or has already freed what it links again here."""
+    artifact or has already freed what it links again here.
+
+    An artifact already in the repository holds its blobs in the project, so a
+    re-push or a tag move has nothing to charge: no lock, no query on that path."""
+    if not push.artifact_is_new:
+        return
     await repo.find_quota(session, push.project_id, for_update=True)
     linked = await repo.link_manifest_blobs(session, push.project_id, push.digest)
     if linked:
