@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.errors import BadRequestError
@@ -224,10 +224,6 @@ def parse_sort(
             raise BadRequestError(f"cannot sort by {key!r}; keys: {known}")
         order.append(column.desc() if descending else column.asc())
     return order
-
-
-def any_of(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
-    return or_(*clauses)
 
 
 async def fetch_page(

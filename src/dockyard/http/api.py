@@ -14,7 +14,6 @@ shape the answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -42,7 +41,7 @@ from dockyard.errors import (
 )
 from dockyard.http.auth import BasicCredentials, BearerToken, parse_authorization
 from dockyard.http.errors import harbor_error_response
-from dockyard.http.state import AppState, client_address, get_state
+from dockyard.http.state import AppState, base_url, client_address, get_state
 from dockyard.iam import sessions
 from dockyard.iam.policy import ANONYMOUS, Principal
 
@@ -164,11 +163,6 @@ class ApiRequest:
             raise AssertionError(f"{self.operation.operation_id} does not declare query {name}")
         return self.request.query_params.get(name)
 
-    def query_list(self, name: str) -> list[str]:
-        if name not in self.operation.query:
-            raise AssertionError(f"{self.operation.operation_id} does not declare query {name}")
-        return self.request.query_params.getlist(name)
-
     def query_bool(self, name: str, default: bool = False) -> bool:
         raw = self.query(name)
         if raw is None or raw == "":
@@ -215,24 +209,9 @@ class ApiRequest:
         except ValidationError as exc:
             raise BadRequestError(_validation_message(exc)) from None
 
-    async def json_list(self, model: type[M]) -> list[M]:
-        raw = await self.raw_body()
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise BadRequestError("the request body is not valid JSON") from None
-        if not isinstance(data, list):
-            raise BadRequestError("the request body must be a JSON array")
-        try:
-            return [model.model_validate(item) for item in data]
-        except ValidationError as exc:
-            raise BadRequestError(_validation_message(exc)) from None
-
     # --- output -----------------------------------------------------------------------
 
     def base_url(self) -> str:
-        from dockyard.http.state import base_url
-
         return base_url(self.request, self.state.settings)
 
 

@@ -483,12 +483,6 @@ async def _record(
     )
 
 
-async def delete_project_robots(session: AsyncSession, project_id: int) -> int:
-    """Delete the robots of a project that is being deleted (Harbor deletes them with it);
-    the caller has already been allowed to delete the project. Returns how many went."""
-    return await repo.delete_robots_of_project(session, project_id)
-
-
 # --- access ------------------------------------------------------------------------------
 
 
