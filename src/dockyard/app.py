@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -15,7 +16,11 @@ from dockyard.artifacts import api as artifacts_api
 from dockyard.artifacts import write_api as artifacts_write_api
 from dockyard.audit import api as audit_api
 from dockyard.audit import hooks as audit_hooks
+from dockyard.audit import jobs as audit_jobs
 from dockyard.db.engine import Database
+from dockyard.errors import ConfigurationError
+from dockyard.gc import api as gc_api
+from dockyard.gc import jobs as gc_jobs
 from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
 from dockyard.http.state import AppState
@@ -26,6 +31,8 @@ from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.immutability import api as immutability_api
 from dockyard.immutability import hooks as immutability_hooks
+from dockyard.jobs import api as jobs_api
+from dockyard.jobs.runner import JobEnvironment, JobRunner, JobType
 from dockyard.labels import api as labels_api
 from dockyard.logs import configure_logging
 from dockyard.projects import api as projects_api
@@ -34,11 +41,16 @@ from dockyard.quota import hooks as quota_hooks
 from dockyard.registry.hooks import RegistryHooks
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
+from dockyard.retention import api as retention_api
+from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage
 from dockyard.system import api as system_api
 from dockyard.system.bootstrap import load_token_key
+from dockyard.webhooks import api as webhooks_api
+from dockyard.webhooks import hooks as webhooks_hooks
+from dockyard.webhooks import jobs as webhooks_jobs
 
 SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
 
@@ -64,10 +76,42 @@ async def build_state(settings: Settings) -> AppState:
             immutability_hooks.RegistryHooks(db, settings),
             quota_hooks.RegistryHooks(db, settings),
             audit_hooks.RegistryHooks(db, settings),
+            webhooks_hooks.RegistryHooks(db, settings),
         ]
     )
     registry = RegistryService(db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks)
-    return AppState(settings, db, storage, tokens, identity, registry)
+    return AppState(
+        settings, db, storage, tokens, identity, registry, job_types=job_types(settings)
+    )
+
+
+def job_types(settings: Settings) -> dict[str, JobType]:
+    """Every job type: each domain's ``jobs.py``, then the ``job_plugins`` modules'."""
+    types = [
+        *gc_jobs.job_types,
+        *retention_jobs.job_types,
+        *webhooks_jobs.job_types,
+        *audit_jobs.job_types,
+    ]
+    for name in settings.job_plugins:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(f"job_plugins: cannot import {name}: {exc}") from exc
+        types += list(getattr(module, "job_types", []))
+    return {job.name: job for job in types}
+
+
+async def start_workers(state: AppState, concurrency: int | None = None) -> JobRunner:
+    """Start this process's job workers (``dockyard serve`` and ``dockyard worker``)."""
+    runner = JobRunner(
+        JobEnvironment(state.settings, state.db, state.storage),
+        state.job_types,
+        concurrency=concurrency,
+    )
+    await runner.start()
+    state.jobs = runner
+    return runner
 
 
 def api_operations() -> list[Operation]:
@@ -83,6 +127,10 @@ def api_operations() -> list[Operation]:
         *quota_api.operations,
         *immutability_api.operations,
         *audit_api.operations,
+        *jobs_api.operations,
+        *gc_api.operations,
+        *retention_api.operations,
+        *webhooks_api.operations,
     ]
 
 
@@ -93,16 +141,24 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings)
         app.state.dockyard = state
+        if settings.job_workers > 0:
+            await start_workers(state)
         try:
             yield
         finally:
             try:
+                if state.jobs is not None:
+                    await state.jobs.close()
                 await state.registry.hooks.close()
             finally:
                 await state.db.dispose()
 
     return Starlette(
-        routes=[*token_routes(), *iam_api.session_routes(), *api_routes(api_operations())],
+        routes=[
+            *token_routes(),
+            *iam_api.session_routes(),
+            *api_routes(api_operations()),
+        ],
         middleware=[Middleware(RequestContextMiddleware), Middleware(RegistryFace)],
         lifespan=lifespan,
     )

@@ -121,6 +121,49 @@ def serve(config: Path | None, **options: Any) -> None:
 @main.command()
 @data_dir_option
 @config_option
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), help="Tasks run at once (default: job_workers)."
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(config: Path | None, concurrency: int | None, **options: Any) -> None:
+    """Run job workers only (GC, retention, webhooks…), sharing the database with
+    ``serve``. Start as many as you like, on any machine; stop with Ctrl-C or SIGTERM
+    (running tasks are handed back and retried elsewhere)."""
+    import signal
+
+    from dockyard.app import build_state, start_workers
+
+    settings = _settings(config, **options)
+    configure_logging(settings.log_level)
+    _announce(_prepare(settings))
+
+    async def run() -> None:
+        state = await build_state(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            runner = await start_workers(state, concurrency or max(1, settings.job_workers))
+            click.echo(
+                f"Dockyard job worker {runner.pool_id} running {runner.concurrency} slot(s) "
+                f"for: {', '.join(sorted(state.job_types)) or 'no job types'}",
+                err=True,
+            )
+            await stop.wait()
+            click.echo("stopping: handing running tasks back", err=True)
+        finally:
+            if state.jobs is not None:
+                await state.jobs.close()
+            await state.registry.hooks.close()
+            await state.db.dispose()
+
+    asyncio.run(run())
+
+
+@main.command()
+@data_dir_option
+@config_option
 def migrate(config: Path | None, data_dir: Path | None) -> None:
     """Apply database migrations (``serve`` does this too)."""
     settings = _settings(config, data_dir=data_dir)

@@ -159,6 +159,13 @@ class PreconditionFailedError(AppError):
     harbor_code = "PRECONDITION_FAILED"
 
 
+class UnprocessableError(AppError):
+    """Well-formed input asking for something that cannot be done (an unknown action)."""
+
+    oci_code = "UNSUPPORTED"
+    harbor_code = "UNPROCESSABLE_ENTITY"
+
+
 # --- access ------------------------------------------------------------------
 
 

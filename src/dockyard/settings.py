@@ -61,6 +61,24 @@ class Settings(BaseSettings):
     """What robot account names start with (Harbor's ``robot_name_prefix``)."""
     session_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
     """Idle lifetime of a console session (cookie ``sid``)."""
+    job_workers: int = Field(default=2, ge=0, le=64)
+    """Job worker slots in each ``dockyard serve`` process (0: run jobs only in
+    ``dockyard worker`` processes)."""
+    job_lease_seconds: int = Field(default=60, ge=2, le=3600)
+    """How long a worker's claim on a task lasts without a heartbeat; a task whose
+    worker died is retried after this."""
+    job_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often idle workers look for new tasks and due schedules."""
+    job_retry_base_seconds: float = Field(default=5.0, ge=0, le=3600)
+    """Wait before a failed task's first retry; doubled for each further attempt."""
+    job_execution_retention_count: int = Field(default=50, ge=1)
+    """Finished executions kept per feature and target (e.g. per webhook policy)."""
+    job_execution_retention_days: int = Field(default=30, ge=1)
+    """Finished executions older than this are deleted with their tasks and logs."""
+    job_plugins: list[str] = Field(default_factory=list)
+    """Importable modules whose ``job_types`` list adds job types (extensions, tests)."""
+    gc_time_window_hours: float = Field(default=2.0, ge=0)
+    """Blobs uploaded or linked this recently are never collected (GC's protection window)."""
 
     @field_validator("external_url")
     @classmethod

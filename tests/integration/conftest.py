@@ -46,6 +46,11 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         database_url=database_url,
         admin_password=ADMIN_PASSWORD,
         login_failure_limit=1000,
+        # Jobs: look for work often and retry soon, so job tests take seconds.
+        job_poll_seconds=0.2,
+        job_retry_base_seconds=0.2,
+        job_lease_seconds=5,
+        job_plugins=["tests.support.sample_jobs"],
     )
 
 

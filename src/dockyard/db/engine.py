@@ -19,7 +19,7 @@ never storage I/O or other awaits (bytes first, then a short transaction).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,6 +38,8 @@ from sqlalchemy.orm import DeclarativeBase
 from dockyard.db import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+JOBS_ENQUEUED = "dockyard_jobs_enqueued"
+"""``session.info`` flag: this transaction added job tasks (``jobs.service.enqueue``)."""
 SQLITE_POOL_SIZE = 32
 
 
@@ -101,6 +103,8 @@ class Database:
         # SQLite has one writer at a time: queue this process's writers here,
         # without blocking the loop, rather than on the database's lock.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.job_listeners: list[Callable[[], None]] = []
+        """Called after a transaction that enqueued job tasks commits (wakes local workers)."""
 
     @property
     def is_postgres(self) -> bool:
@@ -110,11 +114,20 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A transaction that commits when the block ends without an error."""
         if self._write_lock is None:
-            async with self._write_sessions() as session, session.begin():
-                yield session
+            async with self._write_sessions() as session:
+                async with session.begin():
+                    yield session
+                self._after_commit(session)
             return
-        async with self._write_lock, self._write_sessions() as session, session.begin():
-            yield session
+        async with self._write_lock, self._write_sessions() as session:
+            async with session.begin():
+                yield session
+            self._after_commit(session)
+
+    def _after_commit(self, session: AsyncSession) -> None:
+        if session.info.pop(JOBS_ENQUEUED, False):
+            for listener in self.job_listeners:
+                listener()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -4,6 +4,7 @@ from dockyard.audit.models import AuditLog
 from dockyard.db.base import Base
 from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembership
 from dockyard.immutability.models import ImmutableTagRule
+from dockyard.jobs.models import Execution, JobQueue, JobWorker, Schedule, Task, TaskLog
 from dockyard.labels.models import Label, LabelReference
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.quota.models import Quota
@@ -19,8 +20,10 @@ from dockyard.registry.models import (
     RepositoryBlob,
     Tag,
 )
+from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
 from dockyard.system.models import Property
+from dockyard.webhooks.models import WebhookPolicy
 
 __all__ = [
     "Artifact",
@@ -31,7 +34,10 @@ __all__ = [
     "Base",
     "Blob",
     "BlobUpload",
+    "Execution",
     "ImmutableTagRule",
+    "JobQueue",
+    "JobWorker",
     "Label",
     "LabelReference",
     "LoginSession",
@@ -43,10 +49,15 @@ __all__ = [
     "Quota",
     "Repository",
     "RepositoryBlob",
+    "RetentionPolicy",
     "Robot",
     "RobotPermission",
+    "Schedule",
     "Tag",
+    "Task",
+    "TaskLog",
     "User",
     "UserGroup",
     "UserGroupMembership",
+    "WebhookPolicy",
 ]

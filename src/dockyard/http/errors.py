@@ -40,6 +40,7 @@ OCI_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.MethodNotAllowedError, 405),
     (e.UnsupportedError, 415),
     (e.PaginationInvalidError, 400),
+    (e.UnprocessableError, 400),
     (e.BadRequestError, 400),
 )
 
@@ -55,6 +56,7 @@ HARBOR_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.NotFoundError, 404),
     (e.MethodNotAllowedError, 405),
     (e.UnsupportedError, 415),
+    (e.UnprocessableError, 422),
     (e.AppError, 400),
 )
 

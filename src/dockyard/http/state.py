@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from dockyard.db.engine import Database
 from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
+from dockyard.jobs.runner import JobRunner, JobType
 from dockyard.registry.service import RegistryService
 from dockyard.settings import Settings
 from dockyard.storage import Storage
@@ -22,6 +24,10 @@ class AppState:
     tokens: TokenAuthority
     identity: IdentityService
     registry: RegistryService
+    job_types: Mapping[str, JobType] = field(default_factory=dict)
+    """Every job type this build knows (the queues the dashboard shows)."""
+    jobs: JobRunner | None = None
+    """This process's workers (``None`` when ``job_workers`` is 0)."""
 
 
 def get_state(request: Request) -> AppState:

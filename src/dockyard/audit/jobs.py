@@ -1,0 +1,7 @@
+"""The audit job types the workers run (purge; filled in with the feature)."""
+
+from __future__ import annotations
+
+from dockyard.jobs.runner import JobType
+
+job_types: list[JobType] = []

@@ -1,0 +1,1 @@
+"""Online garbage collection: mark and sweep over the database while the registry serves."""

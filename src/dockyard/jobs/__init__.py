@@ -1,0 +1,1 @@
+"""Durable jobs: executions own tasks, workers lease tasks from the database, schedules fire."""
