@@ -124,7 +124,7 @@ ITEMS: dict[str, ConfigItem] = {
             from_settings=lambda s: s.session_timeout_minutes,
         ),
         ConfigItem("read_only", bool, False, editable=False),
-        ConfigItem("notification_enable", bool, False, editable=False),
+        ConfigItem("notification_enable", bool, True, editable=True),
         ConfigItem(DISABLED_AUDIT_LOG_EVENT_TYPES, str, "", editable=True, max_length=4096),
     )
 }
