@@ -17,6 +17,7 @@ from dockyard.artifacts import write_api as artifacts_write_api
 from dockyard.audit import api as audit_api
 from dockyard.audit import hooks as audit_hooks
 from dockyard.audit import jobs as audit_jobs
+from dockyard.console.routes import console_routes
 from dockyard.db.engine import Database
 from dockyard.errors import ConfigurationError
 from dockyard.gc import api as gc_api
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> Starlette:
             *token_routes(),
             *iam_api.session_routes(),
             *api_routes(api_operations()),
+            *console_routes(),
         ],
         middleware=[Middleware(RequestContextMiddleware), Middleware(RegistryFace)],
         lifespan=lifespan,

@@ -42,7 +42,7 @@ from dockyard.iam.policy import Action, Principal, ProjectContext, Resource
 from dockyard.immutability import service as immutability
 from dockyard.labels.models import Label, LabelReference
 from dockyard.oci.digest import Digest
-from dockyard.oci.manifest import MAX_MANIFEST_BYTES, parse_manifest
+from dockyard.oci.manifest import MAX_MANIFEST_BYTES, ParsedManifest, parse_manifest
 from dockyard.oci.mediatypes import INDEX_TYPES
 from dockyard.oci.names import validate_repository_name, validate_tag
 from dockyard.projects.models import Project
@@ -647,6 +647,33 @@ async def _read_capped(storage: ObjectStore, digest: str, size: int, what: str) 
         return await storage.read_bytes(blob_key(digest))
     except ObjectNotFoundError:
         raise NotFoundError(f"the {what} {digest} is not in storage") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestDocuments:
+    """An artifact's manifest as stored, parsed, and its config blob (when it has one)."""
+
+    raw: bytes
+    parsed: ParsedManifest
+    config: bytes | None
+
+
+async def manifest_documents(
+    storage: ObjectStore, digest: str, manifest_media_type: str
+) -> ManifestDocuments:
+    """The manifest and config of an artifact the caller was allowed to read (the console's
+    artifact page), read from the blobs with no transaction open, each capped."""
+    raw = await _read_capped(storage, digest, MAX_MANIFEST_BYTES, "manifest")
+    try:
+        parsed = parse_manifest(raw, manifest_media_type)
+    except AppError:
+        raise NotFoundError(f"the manifest {digest} cannot be read") from None
+    config = None
+    if parsed.config is not None and parsed.config.size <= MAX_ADDITION_BYTES:
+        config = await _read_capped(
+            storage, str(parsed.config.digest), parsed.config.size, "config"
+        )
+    return ManifestDocuments(raw, parsed, config)
 
 
 async def addition_content(

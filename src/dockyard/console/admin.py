@@ -1,0 +1,353 @@
+"""Console administration pages (system administrators): users, groups, system robots,
+global labels, the audit log, configuration and system information.
+
+Every handler asks ``can`` on the system resource first (``require_system``), as
+the REST API's handlers do, so a non-administrator gets 403 from the endpoint
+even though the navigation never shows them these pages.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from dockyard.audit import service as audit
+from dockyard.audit.events import AuditEvent
+from dockyard.console.projects import label_body, pages_of, robot_action, secret_download
+from dockyard.console.web import PREFIX, Page, with_query
+from dockyard.db.listing import Condition
+from dockyard.errors import BadRequestError, DeniedError
+from dockyard.iam import users
+from dockyard.iam.policy import ROBOT_SYSTEM_PERMISSIONS, Action, Resource, can
+from dockyard.labels import service as labels
+from dockyard.robots import service as robots
+from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
+from dockyard.system import config
+from dockyard.system import service as system
+
+ADMIN = PREFIX + "/admin"
+EDITABLE_SETTINGS = (
+    config.SELF_REGISTRATION,
+    config.PROJECT_CREATION_RESTRICTION,
+    config.ROBOT_TOKEN_DURATION,
+    config.STORAGE_PER_PROJECT,
+    config.BANNER_MESSAGE,
+    config.DISABLED_AUDIT_LOG_EVENT_TYPES,
+)
+AUDIT_FILTERS = ("username", "resource", "resource_type", "operation")
+
+
+def require_system(page: Page, action: Action, resource: Resource) -> None:
+    if not can(page.principal, action, resource, None) or page.principal.is_robot:
+        raise DeniedError(f"{page.principal.name} may not {action} {resource}")
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+async def user_list(page: Page) -> Response:
+    require_system(page, Action.LIST, Resource.USER)
+    search = page.query("q").strip()[:255]
+    request = page.page_request()
+    conditions = [Condition("username", "fuzzy", (search,))] if search else []
+    async with page.state.db.read() as session:
+        found, total = await users.list_users(session, conditions, "username", request)
+    return page.render(
+        "admin/users.html",
+        section="users",
+        users=found,
+        paging=pages_of(total, request),
+        search=search,
+        list_url=lambda **p: with_query(ADMIN + "/users", q=search, **p),
+    )
+
+
+async def create_user(page: Page) -> Response:
+    require_system(page, Action.CREATE, Resource.USER)
+    async with page.state.db.write() as session:
+        created = await users.create_user(
+            session,
+            username=page.field("username").strip(),
+            email=page.field("email").strip(),
+            realname=page.field("realname").strip(),
+            comment=page.field("comment"),
+            password=page.field("password"),
+            robot_prefix=page.state.settings.robot_name_prefix,
+            operator=page.actor(),
+        )
+        name = created.username
+    return page.redirect(ADMIN + "/users", "flash.user_created", name=name)
+
+
+async def user_action(page: Page) -> Response:
+    user_id, verb = page.path_int("user"), page.path("verb")
+    async with page.state.db.write() as session:
+        if verb == "password":
+            require_system(page, Action.UPDATE, Resource.USER)
+            await users.set_password(
+                session, user_id, page.field("password"), None, operator=page.actor()
+            )
+        elif verb in ("grant-admin", "revoke-admin"):
+            require_system(page, Action.UPDATE, Resource.USER)
+            await users.set_sysadmin(
+                session, user_id, verb == "grant-admin", page.principal, operator=page.actor()
+            )
+        elif verb == "delete":
+            require_system(page, Action.DELETE, Resource.USER)
+            await users.delete_user(session, user_id, page.principal, operator=page.actor())
+        else:
+            raise BadRequestError(f"no user action {verb[:40]}")
+    return page.redirect(ADMIN + "/users", "flash.user_changed")
+
+
+# --- groups --------------------------------------------------------------------------------
+
+
+async def group_list(page: Page) -> Response:
+    require_system(page, Action.LIST, Resource.USER_GROUP)
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        found, total = await users.list_groups(session, request)
+    return page.render(
+        "admin/groups.html",
+        section="groups",
+        groups=found,
+        paging=pages_of(total, request),
+        group_types=users.GroupType,
+        list_url=lambda **p: with_query(ADMIN + "/groups", **p),
+    )
+
+
+async def create_group(page: Page) -> Response:
+    require_system(page, Action.CREATE, Resource.USER_GROUP)
+    async with page.state.db.write() as session:
+        await users.create_group(
+            session,
+            group_name=page.field("group_name").strip(),
+            group_type=page.int_field("group_type", int(users.GroupType.HTTP)),
+            ldap_group_dn=page.field("ldap_group_dn").strip() or None,
+            operator=page.actor(),
+        )
+    return page.redirect(ADMIN + "/groups", "flash.group_created", name=page.field("group_name"))
+
+
+async def delete_group(page: Page) -> Response:
+    require_system(page, Action.DELETE, Resource.USER_GROUP)
+    async with page.state.db.write() as session:
+        await users.delete_group(session, page.path_int("group"), operator=page.actor())
+    return page.redirect(ADMIN + "/groups", "flash.group_deleted")
+
+
+# --- system robot accounts -------------------------------------------------------------------
+
+
+def system_catalogue() -> list[tuple[str, list[str]]]:
+    return sorted(
+        (str(resource), sorted(str(a) for a in actions))
+        for resource, actions in ROBOT_SYSTEM_PERMISSIONS.items()
+    )
+
+
+async def robot_list(page: Page) -> Response:
+    require_system(page, Action.LIST, Resource.ROBOT)
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        found, total = await robots.list_robots(
+            session,
+            page.principal,
+            q="Level=system",
+            sort="-creation_time",
+            page=request,
+            prefix=page.state.settings.robot_name_prefix,
+        )
+    return page.render(
+        "admin/robots.html",
+        section="robots",
+        robots=found,
+        paging=pages_of(total, request),
+        catalogue=system_catalogue(),
+        list_url=lambda **p: with_query(ADMIN + "/robots", **p),
+    )
+
+
+async def create_robot(page: Page) -> Response:
+    require_system(page, Action.CREATE, Resource.ROBOT)
+    allowed = {(r, a) for r, actions in system_catalogue() for a in actions}
+    system_access = []
+    for value in page.fields("perm"):
+        resource, _, action = value.partition(":")
+        if (resource, action) not in allowed:
+            raise BadRequestError(f"unknown permission {value[:80]}")
+        system_access.append(Access(resource=resource, action=action, effect="allow"))
+    permissions = []
+    if system_access:
+        permissions.append(RobotPermission(kind="system", namespace="/", access=system_access))
+    project_actions = [a for a in ("pull", "push") if page.checked(f"all_projects_{a}")]
+    if project_actions:
+        permissions.append(
+            RobotPermission(
+                kind="project",
+                namespace="*",
+                access=[
+                    Access(resource="repository", action=a, effect="allow") for a in project_actions
+                ],
+            )
+        )
+    if not permissions:
+        raise BadRequestError("pick at least one permission")
+    prefix = page.state.settings.robot_name_prefix
+    body = RobotCreate(
+        name=page.field("name").strip(),
+        description=page.field("description"),
+        level="system",
+        duration=page.int_field("duration", -1),
+        permissions=permissions,
+    )
+    secret = await robots.new_secret(None)
+    async with page.state.db.write() as session:
+        created = await robots.create_robot(
+            session, page.principal, body, secret, prefix, operator=page.actor()
+        )
+        full_name = created.full_name
+    return page.render(
+        "robot_secret.html",
+        robot_name=full_name,
+        secret=secret.secret,
+        download=secret_download(full_name, secret.secret),
+        back=ADMIN + "/robots",
+    )
+
+
+async def system_robot_action(page: Page) -> Response:
+    require_system(page, Action.DELETE, Resource.ROBOT)
+    return await robot_action(page, page.path_int("robot"), ADMIN + "/robots")
+
+
+# --- global labels ---------------------------------------------------------------------------
+
+
+async def label_list(page: Page) -> Response:
+    require_system(page, Action.CREATE, Resource.LABEL)
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        found, total = await labels.list_labels(
+            session,
+            page.principal,
+            scope="g",
+            project_id=None,
+            name=None,
+            q=None,
+            sort="name",
+            page=request,
+        )
+    return page.render(
+        "admin/labels.html",
+        section="labels",
+        labels=found,
+        paging=pages_of(total, request),
+        list_url=lambda **p: with_query(ADMIN + "/labels", **p),
+    )
+
+
+async def create_label(page: Page) -> Response:
+    require_system(page, Action.CREATE, Resource.LABEL)
+    async with page.state.db.write() as session:
+        await labels.create_label(
+            session, page.principal, page.actor(), label_body(page, "g", None)
+        )
+    return page.redirect(ADMIN + "/labels", "flash.label_created", name=page.field("name"))
+
+
+async def delete_label(page: Page) -> Response:
+    require_system(page, Action.DELETE, Resource.LABEL)
+    async with page.state.db.write() as session:
+        await labels.delete_label(session, page.principal, page.actor(), page.path_int("label"))
+    return page.redirect(ADMIN + "/labels", "flash.label_deleted")
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+
+async def audit_log(page: Page) -> Response:
+    require_system(page, Action.LIST, Resource.AUDIT_LOG)
+    request = page.page_request()
+    filters = {key: page.query(key).strip()[:128] for key in AUDIT_FILTERS}
+    parts = []
+    for key, value in filters.items():
+        if value and not any(c in value for c in ",={}()~[]") and value.isprintable():
+            parts.append(f"{key}=~{value}" if key in ("resource", "username") else f"{key}={value}")
+    async with page.state.db.read() as session:
+        found, total = await audit.list_logs(
+            session, page.principal, ",".join(parts) or None, None, request
+        )
+    return page.render(
+        "admin/audit.html",
+        section="audit",
+        logs=found,
+        paging=pages_of(total, request),
+        filters=filters,
+        list_url=lambda **p: with_query(ADMIN + "/audit-logs", **filters, **p),
+    )
+
+
+# --- configuration and system information ----------------------------------------------------
+
+
+async def configuration(page: Page) -> Response:
+    require_system(page, Action.UPDATE, Resource.USER)
+    async with page.state.db.read() as session:
+        items = await config.current(session, page.state.settings)
+    return page.render(
+        "admin/configuration.html",
+        section="configuration",
+        items=items,
+        editable=EDITABLE_SETTINGS,
+        shown=sorted(k for k, (_, e) in items.items() if not e),
+    )
+
+
+async def update_configuration(page: Page) -> Response:
+    """The editable items, all or nothing (``config.update`` checks each), audited by key."""
+    require_system(page, Action.UPDATE, Resource.USER)
+    changes: dict[str, object] = {}
+    for key in EDITABLE_SETTINGS:
+        if key == config.SELF_REGISTRATION:
+            changes[key] = page.checked(key)
+        elif key in (config.ROBOT_TOKEN_DURATION, config.STORAGE_PER_PROJECT):
+            changes[key] = page.int_field(key)
+        else:
+            changes[key] = page.field(key)
+    async with page.state.db.write() as session:
+        changed = await config.update(session, changes)
+        if changed:
+            await audit.record(
+                session,
+                page.actor(),
+                AuditEvent(
+                    "update",
+                    "configuration",
+                    "configurations",
+                    0,
+                    "set " + ", ".join(sorted(changed)),
+                ),
+            )
+    return page.redirect(ADMIN + "/configuration", "flash.configuration_saved")
+
+
+async def system_info(page: Page) -> Response:
+    require_system(page, Action.READ, Resource.SYSTEM_VOLUMES)
+    health = await system.check_health(page.state.db, page.state.storage)
+    async with page.state.db.read() as session:
+        stats = await system.statistics(session, page.principal)
+        props = await system.system_properties(session)
+    settings = page.state.settings
+    return page.render(
+        "admin/system.html",
+        section="system",
+        health=health,
+        stats=stats,
+        props=props,
+        version=system.dockyard_version(),
+        external_url=page.base_url(),
+        database=settings.effective_database_url.split(":", 1)[0],
+        session_timeout=settings.session_timeout_minutes,
+    )

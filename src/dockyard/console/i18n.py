@@ -1,0 +1,94 @@
+"""The console's languages: one message catalogue per language, and localised dates and sizes.
+
+Catalogues are flat JSON files (``i18n/<code>.json``) mapping a key to a message
+with ``{name}`` placeholders. The output is escaped by the templates, never here,
+so a placeholder may carry user input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+CATALOGUE_DIR = Path(__file__).parent / "i18n"
+DEFAULT_LANGUAGE = "en"
+LANGUAGES: dict[str, str] = {"en": "English", "zh-CN": "简体中文"}
+"""Language code -> its own name, as the switch shows it."""
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def catalogue_path(language: str) -> Path:
+    return CATALOGUE_DIR / f"{language.replace('-', '_')}.json"
+
+
+def load_catalogues() -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for code in LANGUAGES:
+        raw = json.loads(catalogue_path(code).read_text("utf-8"))
+        if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+        ):
+            raise ValueError(f"{catalogue_path(code)} must map strings to strings")
+        result[code] = raw
+    return result
+
+
+def pick_language(cookie: str | None, accept_language: str | None) -> str:
+    """The cookie's language if it names one we have; else the browser's first we have."""
+    if cookie in LANGUAGES:
+        return cookie
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT_LANGUAGE
+
+
+class _Blank(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Translator:
+    """One language's messages and formats."""
+
+    language: str
+    messages: Mapping[str, str]
+    fallback: Mapping[str, str]
+
+    def __call__(self, key: str, **args: object) -> str:
+        text = self.messages.get(key) or self.fallback.get(key) or key
+        return text.format_map(_Blank(args)) if args else text
+
+    def datetime(self, value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        if self.language == "zh-CN":
+            return f"{value.year}年{value.month}月{value.day}日 {value:%H:%M}"
+        return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}, {value:%H:%M}"
+
+    def size(self, value: int | None) -> str:
+        """Bytes in binary units with the language's number format."""
+        if value is None or value < 0:
+            return self("common.unlimited") if value == -1 else "—"
+        amount = float(value)
+        unit = 0
+        while amount >= 1024 and unit < len(_UNITS) - 1:
+            amount /= 1024
+            unit += 1
+        number = f"{int(amount):,}" if unit == 0 else f"{amount:,.2f}".rstrip("0").rstrip(".")
+        return f"{number} {_UNITS[unit]}"
+
+    def number(self, value: int) -> str:
+        return f"{value:,}"

@@ -1,0 +1,638 @@
+"""Console pages of projects: the list, creation, deletion, and each project's tabs.
+
+Each handler resolves the project through ``projects.service.resolve_project``
+(a private project is a 404 to outsiders) and calls the same service function
+as the REST API, which asks ``can`` again; the templates get ``allowed`` to hide
+what the caller may not do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dockyard.artifacts import service as artifacts
+from dockyard.audit import service as audit
+from dockyard.console.web import PREFIX, Page, with_query
+from dockyard.db.listing import PageRequest
+from dockyard.errors import BadRequestError
+from dockyard.iam import users
+from dockyard.iam.policy import (
+    ROBOT_PROJECT_PERMISSIONS,
+    Action,
+    ProjectContext,
+    Resource,
+    Role,
+    can,
+)
+from dockyard.immutability import service as immutability
+from dockyard.immutability.schemas import ImmutableRule, ImmutableSelector
+from dockyard.labels import service as labels
+from dockyard.labels.schemas import Label as LabelBody
+from dockyard.projects import service as projects
+from dockyard.projects.models import Project
+from dockyard.projects.schemas import ProjectMember, ProjectMetadata, ProjectReq, UserEntity
+from dockyard.projects.schemas import UserGroup as GroupEntity
+from dockyard.robots import service as robots
+from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
+from dockyard.robots.schemas import Robot as RobotBody
+
+PROJECT_SORTS = {
+    "name": "name",
+    "-name": "-name",
+    "created": "creation_time",
+    "-created": "-creation_time",
+}
+ROLE_CHOICES = (Role.PROJECT_ADMIN, Role.MAINTAINER, Role.DEVELOPER, Role.GUEST, Role.LIMITED_GUEST)
+METADATA_SWITCHES = (
+    "auto_scan",
+    "prevent_vul",
+    "enable_content_trust",
+    "enable_content_trust_cosign",
+)
+GiB = 1024**3
+
+
+def project_url(name: str, tab: str = "") -> str:
+    return f"{PREFIX}/projects/{quote(name, safe='')}" + (f"/{tab}" if tab else "")
+
+
+def allowed_in(page: Page, context: ProjectContext | None) -> Callable[[str, str], bool]:
+    def allowed(action: str, resource: str) -> bool:
+        return can(page.principal, Action(action), Resource(resource), context)
+
+    return allowed
+
+
+def pages_of(total: int, request: PageRequest) -> dict[str, int]:
+    last = max(1, -(-total // request.page_size))
+    return {"page": request.page, "last": last, "total": total, "size": request.page_size}
+
+
+async def _project(session: AsyncSession, page: Page) -> tuple[Project, ProjectContext]:
+    return await projects.resolve_project(session, page.principal, page.path("project"), True)
+
+
+async def _render_tab(page: Page, tab: str, template: str, **context: Any) -> Response:
+    return page.render(template, tab=tab, **context)
+
+
+# --- the list ------------------------------------------------------------------------------
+
+
+async def project_list(page: Page) -> Response:
+    search = page.query("q").strip()[:255]
+    sort_key = page.query("sort", "name")
+    sort = PROJECT_SORTS.get(sort_key, "name")
+    request = page.page_request()
+    query = projects.ProjectQuery(name=search or None, sort=sort)
+    async with page.state.db.read() as session:
+        found, total = await projects.list_projects(session, page.principal, query, request)
+    may_create = not page.principal.is_anonymous and (
+        page.principal.sysadmin or await _creation_open(page)
+    )
+    template = (
+        "projects/_table.html"
+        if page.request.headers.get("hx-target") == "project-table"
+        else "projects/list.html"
+    )
+    return page.render(
+        template,
+        projects=found,
+        paging=pages_of(total, request),
+        search=search,
+        sort=sort_key,
+        may_create=may_create,
+        list_url=lambda **p: with_query(PREFIX + "/projects", q=search, sort=sort_key, **p),
+    )
+
+
+async def _creation_open(page: Page) -> bool:
+    from dockyard.system import config
+
+    async with page.state.db.read() as session:
+        who = await config.value(session, config.PROJECT_CREATION_RESTRICTION)
+    return who == "everyone"
+
+
+async def create_project(page: Page) -> Response:
+    name = page.field("project_name").strip()
+    limit_gib = page.field("storage_limit_gib").strip()
+    storage_limit: int | None = None
+    if limit_gib:
+        try:
+            amount = float(limit_gib)
+        except ValueError:
+            raise BadRequestError("the quota must be a number of GiB, or -1") from None
+        storage_limit = -1 if amount < 0 else int(amount * GiB)
+    req = ProjectReq(
+        project_name=name,
+        public=page.checked("public"),
+        metadata=ProjectMetadata(public="true" if page.checked("public") else "false"),
+        storage_limit=storage_limit,
+    )
+    async with page.state.db.write() as session:
+        project = await projects.create_project_for(
+            session, page.principal, req, operator=page.actor()
+        )
+        created = project.name
+    return page.redirect(project_url(created), "flash.project_created", name=created)
+
+
+async def delete_project(page: Page) -> Response:
+    async with page.state.db.write() as session:
+        project, context = await _project(session, page)
+        verdict = await projects.project_deletable(session, page.principal, project, context)
+        if not verdict.deletable:
+            return page.redirect(
+                project_url(project.name),
+                "flash.project_not_deletable",
+                "error",
+                reason=verdict.message or "",
+            )
+        await projects.delete_project(
+            session, page.principal, project, context, operator=page.actor()
+        )
+    return page.redirect(PREFIX + "/projects", "flash.project_deleted", name=project.name)
+
+
+# --- summary and repositories --------------------------------------------------------------
+
+
+async def summary(page: Page) -> Response:
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+        facts = await projects.project_summary(session, page.principal, project, context)
+        artifact_total = 0
+        if can(page.principal, Action.LIST, Resource.ARTIFACT, context):
+            _, artifact_total = await artifacts.list_project_artifacts(
+                session,
+                page.principal,
+                project.name,
+                True,
+                artifacts.ArtifactOptions(with_tag=False),
+                None,
+                None,
+                PageRequest(1, 1),
+            )
+    members = None
+    if facts.project_admin_count is not None:
+        members = sum(
+            c or 0
+            for c in (
+                facts.project_admin_count,
+                facts.maintainer_count,
+                facts.developer_count,
+                facts.guest_count,
+                facts.limited_guest_count,
+            )
+        )
+    quota = None
+    if facts.quota is not None:
+        hard, used = facts.quota.hard.get("storage", -1), facts.quota.used.get("storage", 0)
+        quota = {
+            "hard": hard,
+            "used": used,
+            "percent": min(100, round(used * 100 / hard)) if hard > 0 else 0,
+        }
+    return page.render(
+        "projects/summary.html",
+        tab="summary",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        facts=facts,
+        members=members,
+        quota=quota,
+        artifact_total=artifact_total,
+        registry=page.registry_host(),
+    )
+
+
+async def repositories(page: Page) -> Response:
+    search = page.query("q").strip()[:255]
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+        q = f"name=~{search}" if search else None
+        found, total = await artifacts.list_repositories(
+            session, page.principal, project.name, q, "-update_time", request
+        )
+    return page.render(
+        "projects/repositories.html",
+        tab="repositories",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        repositories=found,
+        paging=pages_of(total, request),
+        search=search,
+        registry=page.registry_host(),
+        list_url=lambda **p: with_query(project_url(project.name, "repositories"), q=search, **p),
+    )
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+async def members(page: Page) -> Response:
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+        found, total = await projects.list_members(
+            session, page.principal, project, context, None, request
+        )
+    return page.render(
+        "projects/members.html",
+        tab="members",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        members=found,
+        paging=pages_of(total, request),
+        roles=ROLE_CHOICES,
+        list_url=lambda **p: with_query(project_url(project.name, "members"), **p),
+    )
+
+
+def _role_field(page: Page) -> int:
+    role = page.int_field("role_id")
+    if role is None or role not in {int(r) for r in ROLE_CHOICES}:
+        raise BadRequestError("choose a role")
+    return role
+
+
+async def add_member(page: Page) -> Response:
+    role = _role_field(page)
+    name = page.field("name").strip()
+    if not name:
+        raise BadRequestError("give a user or group name")
+    if page.field("kind") == "group":
+        async with page.state.db.read() as session:
+            groups, _ = await users.list_groups(session, PageRequest(1, 1), group_name=name)
+        if not groups:
+            raise BadRequestError(f"no user group is named {name}")
+        req = ProjectMember(role_id=role, member_group=GroupEntity(id=groups[0].id))
+    else:
+        req = ProjectMember(role_id=role, member_user=UserEntity(username=name))
+    async with page.state.db.write() as session:
+        project, context = await _project(session, page)
+        await projects.add_member(
+            session, page.principal, project, context, req, operator=page.actor()
+        )
+    return page.redirect(project_url(project.name, "members"), "flash.member_added", name=name)
+
+
+async def change_member(page: Page) -> Response:
+    member_id, role = page.path_int("member"), _role_field(page)
+    async with page.state.db.write() as session:
+        project, context = await _project(session, page)
+        await projects.update_member(
+            session, page.principal, project, context, member_id, role, operator=page.actor()
+        )
+    return page.redirect(project_url(project.name, "members"), "flash.member_changed")
+
+
+async def remove_member(page: Page) -> Response:
+    member_id = page.path_int("member")
+    async with page.state.db.write() as session:
+        project, context = await _project(session, page)
+        await projects.delete_member(
+            session, page.principal, project, context, member_id, operator=page.actor()
+        )
+    return page.redirect(project_url(project.name, "members"), "flash.member_removed")
+
+
+# --- robot accounts ------------------------------------------------------------------------
+
+
+def robot_catalogue() -> list[tuple[str, list[str]]]:
+    """The project robot permissions by resource, for the picker."""
+    return sorted(
+        (str(resource), sorted(str(a) for a in actions))
+        for resource, actions in ROBOT_PROJECT_PERMISSIONS.items()
+    )
+
+
+async def project_robots(page: Page) -> Response:
+    request = page.page_request()
+    prefix = page.state.settings.robot_name_prefix
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+        found, total = await robots.list_robots(
+            session,
+            page.principal,
+            q=f"Level=project,ProjectID={project.project_id}",
+            sort="-creation_time",
+            page=request,
+            prefix=prefix,
+        )
+    return page.render(
+        "projects/robots.html",
+        tab="robots",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        robots=found,
+        paging=pages_of(total, request),
+        catalogue=robot_catalogue(),
+        list_url=lambda **p: with_query(project_url(project.name, "robots"), **p),
+    )
+
+
+def _picked_access(page: Page) -> list[Access]:
+    allowed = {(r, a) for r, actions in robot_catalogue() for a in actions}
+    picked = []
+    for value in page.fields("perm"):
+        resource, _, action = value.partition(":")
+        if (resource, action) not in allowed:
+            raise BadRequestError(f"unknown permission {value[:80]}")
+        picked.append(Access(resource=resource, action=action, effect="allow"))
+    if not picked:
+        raise BadRequestError("pick at least one permission")
+    return picked
+
+
+def secret_download(name: str, secret: str) -> str:
+    return "data:application/json;charset=utf-8," + quote(
+        json.dumps({"name": name, "secret": secret})
+    )
+
+
+async def create_project_robot(page: Page) -> Response:
+    prefix = page.state.settings.robot_name_prefix
+    duration = page.int_field("duration", -1)
+    async with page.state.db.read() as session:
+        project, _ = await _project(session, page)
+    body = RobotCreate(
+        name=page.field("name").strip(),
+        description=page.field("description"),
+        level="project",
+        duration=duration,
+        permissions=[
+            RobotPermission(kind="project", namespace=project.name, access=_picked_access(page))
+        ],
+    )
+    secret = await robots.new_secret(None)
+    async with page.state.db.write() as session:
+        created = await robots.create_robot(
+            session, page.principal, body, secret, prefix, operator=page.actor()
+        )
+        full_name = created.full_name
+    return page.render(
+        "robot_secret.html",
+        robot_name=full_name,
+        secret=secret.secret,
+        download=secret_download(full_name, secret.secret),
+        back=project_url(project.name, "robots"),
+    )
+
+
+async def robot_action(page: Page, robot_id: int, back: str) -> Response:
+    """Refresh, disable, enable or delete a robot (project or system); the service authorises."""
+    verb = page.path("verb")
+    prefix = page.state.settings.robot_name_prefix
+    if verb == "refresh":
+        secret = await robots.new_secret(None)
+        async with page.state.db.write() as session:
+            await robots.refresh_secret(
+                session, page.principal, robot_id, secret, operator=page.actor(), prefix=prefix
+            )
+            view = await robots.get_robot(session, page.principal, robot_id, prefix)
+        name = view.name or ""
+        return page.render(
+            "robot_secret.html",
+            robot_name=name,
+            secret=secret.secret,
+            download=secret_download(name, secret.secret),
+            back=back,
+        )
+    async with page.state.db.write() as session:
+        if verb in ("disable", "enable"):
+            await robots.update_robot(
+                session,
+                page.principal,
+                robot_id,
+                RobotBody(disable=verb == "disable"),
+                prefix,
+                operator=page.actor(),
+            )
+        elif verb == "delete":
+            await robots.delete_robot(
+                session, page.principal, robot_id, operator=page.actor(), prefix=prefix
+            )
+        else:
+            raise BadRequestError(f"no robot action {verb[:40]}")
+    return page.redirect(back, f"flash.robot_{verb}d")
+
+
+async def project_robot_action(page: Page) -> Response:
+    async with page.state.db.read() as session:
+        project, _ = await _project(session, page)
+    return await robot_action(page, page.path_int("robot"), project_url(project.name, "robots"))
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+async def project_labels(page: Page) -> Response:
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+        found, total = await labels.list_labels(
+            session,
+            page.principal,
+            scope="p",
+            project_id=project.project_id,
+            name=None,
+            q=None,
+            sort="name",
+            page=request,
+        )
+    return page.render(
+        "projects/labels.html",
+        tab="labels",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        labels=found,
+        paging=pages_of(total, request),
+        list_url=lambda **p: with_query(project_url(project.name, "labels"), **p),
+    )
+
+
+def label_body(page: Page, scope: str, project_id: int | None) -> LabelBody:
+    return LabelBody(
+        name=page.field("name").strip(),
+        description=page.field("description"),
+        color=page.field("color") or "#0065AB",
+        scope=scope,
+        project_id=project_id,
+    )
+
+
+async def create_project_label(page: Page) -> Response:
+    async with page.state.db.read() as session:
+        project, _ = await _project(session, page)
+    async with page.state.db.write() as session:
+        await labels.create_label(
+            session, page.principal, page.actor(), label_body(page, "p", project.project_id)
+        )
+    return page.redirect(
+        project_url(project.name, "labels"), "flash.label_created", name=page.field("name")
+    )
+
+
+async def delete_project_label(page: Page) -> Response:
+    async with page.state.db.read() as session:
+        project, _ = await _project(session, page)
+    async with page.state.db.write() as session:
+        label = await labels.get_label(session, page.principal, page.path_int("label"))
+        if label.project_id != project.project_id:
+            raise BadRequestError("the label is not one of this project's")
+        await labels.delete_label(session, page.principal, page.actor(), label.id)
+    return page.redirect(project_url(project.name, "labels"), "flash.label_deleted")
+
+
+# --- tag immutability ------------------------------------------------------------------------
+
+
+async def immutable_rules(page: Page) -> Response:
+    request = page.page_request()
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+        found, total = await immutability.list_rules(
+            session, page.principal, project.name, True, None, None, request
+        )
+    return page.render(
+        "projects/immutability.html",
+        tab="immutability",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        rules=found,
+        paging=pages_of(total, request),
+        list_url=lambda **p: with_query(project_url(project.name, "immutability"), **p),
+    )
+
+
+def _selector(decoration: str, pattern: str, scope: bool = False) -> ImmutableSelector:
+    if decoration not in ("matches", "excludes"):
+        raise BadRequestError("choose matching or excluding")
+    if scope:
+        decoration = "repoMatches" if decoration == "matches" else "repoExcludes"
+    return ImmutableSelector(
+        kind="doublestar", decoration=decoration, pattern=pattern.strip() or "**"
+    )
+
+
+async def create_immutable_rule(page: Page) -> Response:
+    body = ImmutableRule(
+        disabled=False,
+        action="immutable",
+        template="immutable_template",
+        tag_selectors=[
+            _selector(page.field("tag_decoration", "matches"), page.field("tag_pattern"))
+        ],
+        scope_selectors={
+            "repository": [
+                _selector(
+                    page.field("repo_decoration", "matches"),
+                    page.field("repo_pattern"),
+                    scope=True,
+                )
+            ]
+        },
+    )
+    async with page.state.db.write() as session:
+        await immutability.create_rule(
+            session, page.principal, page.actor(), page.path("project"), True, body
+        )
+    return page.redirect(project_url(page.path("project"), "immutability"), "flash.rule_created")
+
+
+async def immutable_rule_action(page: Page) -> Response:
+    rule_id, verb, name = page.path_int("rule"), page.path("verb"), page.path("project")
+    async with page.state.db.write() as session:
+        if verb == "delete":
+            await immutability.delete_rule(
+                session, page.principal, page.actor(), name, True, rule_id
+            )
+        elif verb in ("disable", "enable"):
+            await immutability.update_rule(
+                session,
+                page.principal,
+                page.actor(),
+                name,
+                True,
+                rule_id,
+                ImmutableRule(disabled=verb == "disable"),
+            )
+        else:
+            raise BadRequestError(f"no rule action {verb[:40]}")
+    return page.redirect(project_url(name, "immutability"), "flash.rule_changed")
+
+
+# --- logs and configuration ------------------------------------------------------------------
+
+
+async def project_logs(page: Page) -> Response:
+    request = page.page_request()
+    operation = page.query("operation").strip()[:32]
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        projects.require(page.principal, Action.LIST, Resource.LOG, context)
+        view = await projects.project_view(session, page.principal, project, context)
+        q = f"operation={operation}" if operation.isalpha() else None
+        found, total = await audit.list_project_logs(session, project.project_id, q, None, request)
+    return page.render(
+        "projects/logs.html",
+        tab="logs",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        logs=found,
+        paging=pages_of(total, request),
+        operation=operation,
+        list_url=lambda **p: with_query(
+            project_url(project.name, "logs"), operation=operation, **p
+        ),
+    )
+
+
+async def configuration(page: Page) -> Response:
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        view = await projects.project_view(session, page.principal, project, context)
+    return page.render(
+        "projects/configuration.html",
+        tab="configuration",
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        switches=METADATA_SWITCHES,
+    )
+
+
+async def update_configuration(page: Page) -> Response:
+    values = {"public": "true" if page.checked("public") else "false"}
+    for key in METADATA_SWITCHES:
+        values[key] = "true" if page.checked(key) else "false"
+    req = ProjectReq(metadata=ProjectMetadata(**values))
+    async with page.state.db.write() as session:
+        project, context = await _project(session, page)
+        await projects.update_project(
+            session, page.principal, project, context, req, operator=page.actor()
+        )
+    return page.redirect(project_url(project.name, "configuration"), "flash.configuration_saved")

@@ -1,0 +1,123 @@
+"""The console's URL layout, under ``/harbor`` as Harbor's portal (``/`` leads there).
+
+Pages are GETs; every change is a POST action (CSRF-checked). Repository names hold
+slashes, so what follows a repository is introduced by ``/-/`` (no OCI path
+component can be ``-``).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dockyard.console import account, admin, projects, repositories
+from dockyard.console.web import (
+    PREFIX,
+    STATIC_DIR,
+    Console,
+    Handler,
+    Page,
+    action_endpoint,
+    page_endpoint,
+)
+from dockyard.errors import EndpointNotFoundError
+
+P = PREFIX + "/projects/{project}"
+R = P + "/repositories/{repository:path}/-"
+A = R + "/artifacts/{reference}"
+
+
+def console_routes() -> list[BaseRoute]:
+    """Every console route; ``create_app`` mounts them after the API's."""
+    console = Console()
+
+    def get(path: str, handler: Handler, *, public: bool = False) -> Route:
+        return Route(path, page_endpoint(console, handler, public=public), methods=["GET"])
+
+    def post(path: str, handler: Handler, *, public: bool = False) -> Route:
+        return Route(path, action_endpoint(console, handler, public=public), methods=["POST"])
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse(PREFIX + "/projects", status_code=303)
+
+    return [
+        Route("/", home, methods=["GET"]),
+        Route(PREFIX, home, methods=["GET"]),
+        Route(PREFIX + "/", home, methods=["GET"]),
+        Mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
+        # account
+        get(PREFIX + "/sign-in", account.sign_in_form, public=True),
+        post(PREFIX + "/sign-in", account.sign_in, public=True),
+        post(PREFIX + "/sign-out", account.sign_out),
+        get(PREFIX + "/preferences", account.preferences, public=True),
+        get(PREFIX + "/account/profile", account.profile),
+        post(PREFIX + "/account/profile", account.update_profile),
+        post(PREFIX + "/account/password", account.change_password),
+        # projects
+        get(PREFIX + "/projects", projects.project_list),
+        post(PREFIX + "/projects", projects.create_project),
+        # repositories and artifacts (before the project tabs: {repository:path} is greedy)
+        get(A, repositories.artifact_detail),
+        post(A + "/tags", repositories.add_tag),
+        post(A + "/tags/delete", repositories.delete_tag),
+        post(A + "/delete", repositories.delete_artifact),
+        post(A + "/copy", repositories.copy_artifact),
+        post(A + "/labels", repositories.add_label),
+        post(A + "/labels/{label}/delete", repositories.remove_label),
+        post(R + "/description", repositories.update_description),
+        post(R + "/delete", repositories.delete_repository),
+        get(P + "/repositories/{repository:path}", repositories.repository),
+        # project tabs
+        get(P, projects.summary),
+        post(P + "/delete", projects.delete_project),
+        get(P + "/repositories", projects.repositories),
+        get(P + "/members", projects.members),
+        post(P + "/members", projects.add_member),
+        post(P + "/members/{member}/role", projects.change_member),
+        post(P + "/members/{member}/delete", projects.remove_member),
+        get(P + "/robots", projects.project_robots),
+        post(P + "/robots", projects.create_project_robot),
+        post(P + "/robots/{robot}/{verb}", projects.project_robot_action),
+        get(P + "/labels", projects.project_labels),
+        post(P + "/labels", projects.create_project_label),
+        post(P + "/labels/{label}/delete", projects.delete_project_label),
+        get(P + "/immutability", projects.immutable_rules),
+        post(P + "/immutability", projects.create_immutable_rule),
+        post(P + "/immutability/{rule}/{verb}", projects.immutable_rule_action),
+        get(P + "/logs", projects.project_logs),
+        get(P + "/configuration", projects.configuration),
+        post(P + "/configuration", projects.update_configuration),
+        # administration
+        get(admin.ADMIN + "/users", admin.user_list),
+        post(admin.ADMIN + "/users", admin.create_user),
+        post(admin.ADMIN + "/users/{user}/{verb}", admin.user_action),
+        get(admin.ADMIN + "/groups", admin.group_list),
+        post(admin.ADMIN + "/groups", admin.create_group),
+        post(admin.ADMIN + "/groups/{group}/delete", admin.delete_group),
+        get(admin.ADMIN + "/robots", admin.robot_list),
+        post(admin.ADMIN + "/robots", admin.create_robot),
+        post(admin.ADMIN + "/robots/{robot}/{verb}", admin.system_robot_action),
+        get(admin.ADMIN + "/labels", admin.label_list),
+        post(admin.ADMIN + "/labels", admin.create_label),
+        post(admin.ADMIN + "/labels/{label}/delete", admin.delete_label),
+        get(admin.ADMIN + "/audit-logs", admin.audit_log),
+        get(admin.ADMIN + "/configuration", admin.configuration),
+        post(admin.ADMIN + "/configuration", admin.update_configuration),
+        get(admin.ADMIN + "/system", admin.system_info),
+        get(PREFIX + "/{rest:path}", _not_found, public=True),
+    ]
+
+
+async def _not_found(page: Page) -> Response:
+    raise EndpointNotFoundError(f"no console page {page.request.url.path}")
+
+
+def post_routes() -> list[str]:
+    """Every console POST path (the CSRF and authorisation tests walk them)."""
+    return [
+        r.path
+        for r in console_routes()
+        if isinstance(r, Route) and r.methods is not None and "POST" in r.methods
+    ]
