@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import syslog
 from dockyard.db.engine import dialect_insert
 from dockyard.errors import BadRequestError
 from dockyard.settings import Settings
@@ -34,6 +35,8 @@ class ConfigItem:
     max_length: int = 1024
     from_settings: Callable[[Settings], ConfigValue] | None = None
     """For read-only items: the value comes from the start-time settings."""
+    check: Callable[[str], object] | None = None
+    """For strings: raises ``ValueError`` (its message is the 400's) on a bad value."""
 
     def parse(self, raw: Any) -> ConfigValue:
         """``raw`` (from JSON) as this item's type, or a 400 that says what is allowed."""
@@ -59,6 +62,11 @@ class ConfigItem:
             raise BadRequestError(
                 f"{self.key} must be at most {self.max_length} printable characters"
             )
+        if self.check is not None:
+            try:
+                self.check(raw)
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from None
         return raw
 
     def decode(self, stored: str) -> ConfigValue:
@@ -85,6 +93,10 @@ STORAGE_PER_PROJECT = "storage_per_project"
 """The storage quota (bytes) of a new project; -1 unlimited."""
 DISABLED_AUDIT_LOG_EVENT_TYPES = "disabled_audit_log_event_types"
 """Comma-separated audit event types not written (``pull_artifact`` under heavy pull load)."""
+AUDIT_LOG_FORWARD_ENDPOINT = "audit_log_forward_endpoint"
+"""Syslog endpoint every audit event is also sent to (``[tcp://|udp://]host:port``); empty: off."""
+SKIP_AUDIT_LOG_DATABASE = "skip_audit_log_database"
+"""Forward audit events only, without storing them (needs a forward endpoint)."""
 
 ITEMS: dict[str, ConfigItem] = {
     item.key: item
@@ -126,6 +138,15 @@ ITEMS: dict[str, ConfigItem] = {
         ConfigItem("read_only", bool, False, editable=False),
         ConfigItem("notification_enable", bool, True, editable=True),
         ConfigItem(DISABLED_AUDIT_LOG_EVENT_TYPES, str, "", editable=True, max_length=4096),
+        ConfigItem(
+            AUDIT_LOG_FORWARD_ENDPOINT,
+            str,
+            "",
+            editable=True,
+            max_length=syslog.MAX_ENDPOINT,
+            check=syslog.parse_endpoint,
+        ),
+        ConfigItem(SKIP_AUDIT_LOG_DATABASE, bool, False, editable=True),
     )
 }
 
@@ -174,6 +195,23 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
         if not item.editable:
             raise BadRequestError(f"{key} cannot be changed here; set it in dockyard.yml")
         parsed[key] = item.parse(raw)
+    if AUDIT_LOG_FORWARD_ENDPOINT in parsed or SKIP_AUDIT_LOG_DATABASE in parsed:
+        await _check_audit_forwarding(session, parsed)
     for key, new in parsed.items():
         await set_property(session, key, ITEMS[key].encode(new))
     return parsed
+
+
+async def _check_audit_forwarding(session: AsyncSession, parsed: Mapping[str, ConfigValue]) -> None:
+    """Audit events may skip the database only while they are forwarded (as Harbor)."""
+    skip = parsed.get(SKIP_AUDIT_LOG_DATABASE)
+    if skip is None:
+        skip = await value(session, SKIP_AUDIT_LOG_DATABASE)
+    endpoint = parsed.get(AUDIT_LOG_FORWARD_ENDPOINT)
+    if endpoint is None:
+        endpoint = await value(session, AUDIT_LOG_FORWARD_ENDPOINT)
+    if skip and not str(endpoint).strip():
+        raise BadRequestError(
+            f"{SKIP_AUDIT_LOG_DATABASE} needs an {AUDIT_LOG_FORWARD_ENDPOINT}: "
+            "audit events would be neither stored nor forwarded"
+        )
