@@ -1,0 +1,232 @@
+"""Console pages through the ASGI app on SQLite and PostgreSQL: every page answers, hostile
+names are escaped, and the repository/artifact pages show and change what was pushed."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from tests.console.helpers import sign_in
+from tests.integration.conftest import ADMIN_PASSWORD, make_client
+from tests.integration.registry_helpers import push_image
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+async def console(app: Starlette) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    async with make_client(app) as client:
+        yield client, await sign_in(client, "admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+async def project(admin: httpx.AsyncClient) -> str:
+    name = f"c{uuid.uuid4().hex[:10]}"
+    response = await admin.post("/api/v2.0/projects", json={"project_name": name})
+    assert response.status_code == 201
+    return name
+
+
+def flash(page: httpx.Response) -> str:
+    found = re.search(r'<div class="flash[^"]*"[^>]*>(.*?)</div>', page.text, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+async def follow(client: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
+    assert response.status_code == 303, response.text
+    return await client.get(response.headers["location"])
+
+
+async def test_every_page_answers(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, _ = console
+    await push_image(admin, f"{project}/app")
+    digest = (await admin.get(f"/api/v2.0/projects/{project}/repositories/app/artifacts")).json()[
+        0
+    ]["digest"]
+    pages = [
+        "/harbor/projects",
+        "/harbor/projects?q=c&sort=-created&page=1",
+        f"/harbor/projects/{project}",
+        f"/harbor/projects/{project}/repositories",
+        f"/harbor/projects/{project}/repositories/app",
+        f"/harbor/projects/{project}/repositories/app/-/artifacts/{digest}",
+        f"/harbor/projects/{project}/repositories/app/-/artifacts/latest",
+        f"/harbor/projects/{project}/members",
+        f"/harbor/projects/{project}/robots",
+        f"/harbor/projects/{project}/labels",
+        f"/harbor/projects/{project}/immutability",
+        f"/harbor/projects/{project}/logs",
+        f"/harbor/projects/{project}/configuration",
+        "/harbor/account/profile",
+        "/harbor/admin/users",
+        "/harbor/admin/groups",
+        "/harbor/admin/robots",
+        "/harbor/admin/labels",
+        "/harbor/admin/audit-logs?username=admin&operation=create",
+        "/harbor/admin/configuration",
+        "/harbor/admin/system",
+    ]
+    for path in pages:
+        for language in ("en", "zh-CN"):
+            client.cookies.set("dy_lang", language)
+            response = await client.get(path)
+            assert response.status_code == 200, f"{path}: {response.status_code}"
+            assert response.headers["content-type"].startswith("text/html")
+            assert response.headers["cache-control"] == "no-store"
+    client.cookies.delete("dy_lang")
+    # Nonsense in the query never breaks a page.
+    for path in ["/harbor/projects?page=-1&sort=%00", f"/harbor/projects/{project}/logs?page=x"]:
+        assert (await client.get(path)).status_code == 200
+    assert (await client.get("/harbor/projects/no-such-project")).status_code == 404
+    assert (await client.get("/harbor/no/such/page")).status_code == 404
+    # The other faces still answer at their paths.
+    assert (await client.get("/api/v2.0/ping")).status_code == 200
+    assert (await client.get("/v2/")).status_code == 401
+    assert (await client.get("/")).headers["location"] == "/harbor/projects"
+
+
+async def test_hostile_names_are_escaped(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, csrf = console
+    response = await client.post(
+        f"/harbor/projects/{project}/labels",
+        data={"_csrf": csrf, "name": f"x{HOSTILE}"[:128], "color": "#ff0000"},
+    )
+    labels = await follow(client, response)
+    assert HOSTILE not in labels.text
+    assert html.escape(HOSTILE, quote=False) in labels.text.replace("&#39;", "'")
+    # A repository description in Markdown: raw HTML and javascript: links are not rendered.
+    await push_image(admin, f"{project}/doc")
+    description = f"# Title\n\n{HOSTILE}\n\n[click](javascript:alert(1)) **bold**"
+    saved = await client.post(
+        f"/harbor/projects/{project}/repositories/doc/-/description",
+        data={"_csrf": csrf, "description": description},
+    )
+    page = await follow(client, saved)
+    assert "<h1>Title</h1>" in page.text
+    assert "<strong>bold</strong>" in page.text
+    assert HOSTILE not in page.text
+    assert 'href="javascript:' not in page.text
+    # A refused action's reason (which may echo user input) is escaped in the flash message.
+    refused = await client.post(
+        f"/harbor/projects/{project}/members",
+        data={
+            "_csrf": csrf,
+            "kind": "user",
+            "name": HOSTILE,
+            "role_id": "2",
+            "_back": "/harbor/projects",
+        },
+    )
+    shown = await follow(client, refused)
+    assert HOSTILE not in shown.text
+    assert "not found" in flash(shown)
+
+
+async def test_artifacts_tags_and_labels(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, csrf = console
+    digest, _ = await push_image(admin, f"{project}/web", "v1")
+    await push_image(admin, f"{project}/web", "v2", seed=b"two")
+    repo = f"/harbor/projects/{project}/repositories/web"
+    page = await client.get(repo)
+    assert 'data-tag="v1"' in page.text and 'data-tag="v2"' in page.text
+    assert f"docker pull registry.test/{project}/web:v1" in page.text
+    # Add a tag on the artifact page, then delete it (the confirmation is a form of its own).
+    artifact = f"{repo}/-/artifacts/{digest}"
+    detail = await client.get(artifact)
+    assert '"schemaVersion": 2' in html.unescape(detail.text)
+    added = await client.post(
+        f"{artifact}/tags", data={"_csrf": csrf, "tag": "stable", "_back": repo}
+    )
+    assert "stable" in flash(await follow(client, added))
+    tags = await admin.get(f"/api/v2.0/projects/{project}/repositories/web/artifacts/{digest}/tags")
+    assert sorted(t["name"] for t in tags.json()) == ["stable", "v1"]
+    deleted = await client.post(
+        f"{artifact}/tags/delete", data={"_csrf": csrf, "tag": "stable", "_back": repo}
+    )
+    assert "stable" in flash(await follow(client, deleted))
+    tags = await admin.get(f"/api/v2.0/projects/{project}/repositories/web/artifacts/{digest}/tags")
+    assert [t["name"] for t in tags.json()] == ["v1"]
+    # A label, attached on the artifact page, filters the list.
+    made = await client.post(
+        f"/harbor/projects/{project}/labels",
+        data={"_csrf": csrf, "name": "prod", "color": "#00aa00"},
+    )
+    await follow(client, made)
+    label_id = (
+        await admin.get(
+            "/api/v2.0/labels",
+            params={"scope": "p", "project_id": await _project_id(admin, project)},
+        )
+    ).json()[0]["id"]
+    attached = await client.post(
+        f"{artifact}/labels", data={"_csrf": csrf, "label_id": str(label_id), "_back": artifact}
+    )
+    await follow(client, attached)
+    filtered = await client.get(repo, params={"label": str(label_id)})
+    assert 'data-tag="v1"' in filtered.text and 'data-tag="v2"' not in filtered.text
+    # The project cannot be deleted while it holds repositories; the page says why.
+    refused = await client.post(f"/harbor/projects/{project}/delete", data={"_csrf": csrf})
+    assert "cannot be deleted" in flash(await follow(client, refused))
+    # Deleting the artifact.
+    gone = await client.post(f"{artifact}/delete", data={"_csrf": csrf})
+    await follow(client, gone)
+    listed = await admin.get(f"/api/v2.0/projects/{project}/repositories/web/artifacts")
+    assert digest not in [a["digest"] for a in listed.json()]
+
+
+async def _project_id(admin: httpx.AsyncClient, name: str) -> int:
+    project_id: int = (await admin.get(f"/api/v2.0/projects/{name}")).json()["project_id"]
+    return project_id
+
+
+async def test_robot_secret_is_shown_once(
+    console: tuple[httpx.AsyncClient, str], project: str, app: Starlette
+) -> None:
+    client, csrf = console
+    created = await client.post(
+        f"/harbor/projects/{project}/robots",
+        data={"_csrf": csrf, "name": "ci", "perm": ["repository:pull", "repository:push"]},
+    )
+    assert created.status_code == 200
+    secret = re.search(r'data-testid="robot-secret".*?data-copy="([^"]+)"', created.text, re.S)
+    assert secret is not None
+    name = f"robot${project}+ci"
+    # The secret works on the registry…
+    async with make_client(app, (name, secret.group(1))) as robot:
+        await push_image(robot, f"{project}/by-robot")
+    # …and appears on no page after.
+    listing = await client.get(f"/harbor/projects/{project}/robots")
+    assert name in listing.text
+    assert secret.group(1) not in listing.text
+
+
+async def test_language_and_theme_preferences(console: tuple[httpx.AsyncClient, str]) -> None:
+    client, _ = console
+    switched = await client.get("/harbor/preferences?lang=zh-CN&next=/harbor/account/profile")
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/harbor/account/profile"
+    page = await client.get("/harbor/account/profile")
+    assert '<html lang="zh-CN"' in page.text and "用户设置" in page.text
+    back = await client.get("/harbor/preferences?lang=en&next=https://evil.example/")
+    assert back.headers["location"] == "/harbor/projects"
+    page = await client.get("/harbor/account/profile")
+    assert "User profile" in page.text
+    await client.get("/harbor/preferences?theme=dark&next=/harbor/projects")
+    assert 'data-theme="dark"' in (await client.get("/harbor/projects")).text
+
+
+async def test_browser_language_is_the_default(app: Starlette) -> None:
+    async with make_client(app) as client:
+        page = await client.get("/harbor/sign-in", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+        assert "登录" in page.text
