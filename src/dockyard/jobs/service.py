@@ -300,7 +300,16 @@ async def stop_execution(session: AsyncSession, execution: Execution) -> None:
 
 
 async def refresh_execution(session: AsyncSession, execution_id: int) -> None:
-    """Derive the execution's status from its tasks' (after any task changed)."""
+    """Derive the execution's status from its tasks' (after any task changed).
+
+    The execution row is locked first: two tasks finishing at once in different
+    transactions would otherwise each count the other as still running, and the
+    execution would stay ``Running`` for ever. Under the lock, the count (a new
+    statement, so a new snapshot on PostgreSQL) sees every finish committed before.
+    """
+    await session.execute(
+        select(Execution.id).where(Execution.id == execution_id).with_for_update()
+    )
     counts = (await metrics(session, [execution_id]))[execution_id]
     now = utcnow()
     if counts.task_count == 0:
