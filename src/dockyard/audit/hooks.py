@@ -9,6 +9,9 @@ transaction: the audit rows, repository pull counts and artifact and tag pull
 times. When ``pull_artifact`` is among ``disabled_audit_log_event_types`` the
 times and counts are still kept but no audit rows are written. A failed batch is
 logged and dropped; a pull never waits for it nor fails because of it.
+
+The hooks also own the process's syslog forwarder (``audit.forwarding``): the
+first recorder built on a database attaches one, and closes it with itself.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import forwarding, service
 from dockyard.audit import repository as repo
-from dockyard.audit import service
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
@@ -61,6 +64,9 @@ class RegistryHooks(NoHooks):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._flushing = asyncio.Lock()
+        forwarder = forwarding.SyslogForwarder()
+        self.forwarder = forwarder if forwarding.attach(db, forwarder) else None
+        """This process's syslog forwarder (None when another recorder owns it)."""
 
     # --- pushes and removals, in their transaction ------------------------------------
 
@@ -174,10 +180,11 @@ class RegistryHooks(NoHooks):
                 return 0
             try:
                 async with self.db.write() as session:
+                    settings = await service.audit_settings(session)
                     if batch:
-                        await self._write(session, batch)
+                        await self._write(session, settings, batch)
                     if failures:
-                        service.add_rows(session, failures)
+                        service.add_rows(session, settings, failures)
             except Exception:
                 log.exception(
                     "could not record %d pulls and %d refusals; they are dropped",
@@ -188,7 +195,10 @@ class RegistryHooks(NoHooks):
             return len(batch) + len(failures)
 
     async def _write(
-        self, session: AsyncSession, batch: list[tuple[ManifestPull, datetime]]
+        self,
+        session: AsyncSession,
+        settings: service.AuditSettings,
+        batch: list[tuple[ManifestPull, datetime]],
     ) -> None:
         known = await repo.repositories_by_name(session, (p.repository for p, _ in batch))
         counts: Counter[int] = Counter()
@@ -218,8 +228,7 @@ class RegistryHooks(NoHooks):
                 )
             )
         await repo.record_pulls(session, counts, artifacts, tags)
-        if events and "pull_artifact" not in await service.disabled_event_types(session):
-            service.add_rows(session, events)
+        service.add_rows(session, settings, events)
 
     async def close(self) -> None:
         """Stop the background task and write what is queued."""
@@ -234,3 +243,6 @@ class RegistryHooks(NoHooks):
             except Exception:
                 log.exception("the pull recorder failed")
         await self.flush()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+            forwarding.detach(self.db, self.forwarder)

@@ -14,6 +14,7 @@ from dockyard.db.listing import Condition, PageRequest, apply_q, fetch_page, par
 from dockyard.projects import repository as projects_repo
 from dockyard.projects.models import Project
 from dockyard.registry.models import Artifact, Repository, Tag
+from dockyard.system.models import Property
 
 Q_COLUMNS: dict[str, ColumnElement[Any]] = {
     "operation": AuditLog.operation.expression,
@@ -106,3 +107,9 @@ async def record_pulls(
             .values(pull_time=when)
             .execution_options(synchronize_session=False)
         )
+
+
+async def properties(session: AsyncSession, keys: Collection[str]) -> dict[str, str]:
+    """The stored values of some system properties (keys never set are absent)."""
+    rows = await session.execute(select(Property.k, Property.v).where(Property.k.in_(list(keys))))
+    return {str(key): str(value) for key, value in rows}

@@ -5,6 +5,10 @@ transaction, so the event commits or rolls back with the change. A refused
 change is recorded with ``record_failure`` in a transaction of its own. Event
 types an administrator listed in ``disabled_audit_log_event_types`` are not
 written. Events carry names, never passwords or secrets.
+
+When ``audit_log_forward_endpoint`` is set, every event written is also sent to
+that syslog endpoint once its transaction commits (``audit.forwarding``); with
+``skip_audit_log_database`` it is only sent, not stored.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import forwarding
 from dockyard.audit import repository as repo
 from dockyard.audit.events import Actor, AuditEvent, parse_event_types
 from dockyard.audit.models import AuditLog
+from dockyard.audit.syslog import Endpoint, EndpointError, SyslogEvent, parse_endpoint
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.db.listing import PageRequest, parse_q
@@ -46,23 +53,98 @@ def _row(actor: Actor, event: AuditEvent, when: datetime | None = None) -> Audit
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """What the configuration says about writing events (read once per change or batch)."""
+
+    disabled: frozenset[str] = frozenset()
+    """``disabled_audit_log_event_types``: event types neither stored nor forwarded."""
+    endpoint: Endpoint | None = None
+    """``audit_log_forward_endpoint``: where events are also sent (None: nowhere)."""
+    skip_database: bool = False
+    """``skip_audit_log_database``: forward only (never without an endpoint)."""
+
+
+_SETTING_KEYS = (
+    config.DISABLED_AUDIT_LOG_EVENT_TYPES,
+    config.AUDIT_LOG_FORWARD_ENDPOINT,
+    config.SKIP_AUDIT_LOG_DATABASE,
+)
+
+
+async def audit_settings(session: AsyncSession) -> AuditSettings:
+    """The three audit items, in one query."""
+    stored = await repo.properties(session, _SETTING_KEYS)
+
+    def item(key: str) -> config.ConfigValue:
+        raw = stored.get(key)
+        return config.ITEMS[key].default if raw is None else config.ITEMS[key].decode(raw)
+
+    try:
+        endpoint = parse_endpoint(str(item(config.AUDIT_LOG_FORWARD_ENDPOINT)))
+    except EndpointError:  # stored before it was checked; forward nowhere rather than fail
+        endpoint = None
+    return AuditSettings(
+        disabled=parse_event_types(str(item(config.DISABLED_AUDIT_LOG_EVENT_TYPES))),
+        endpoint=endpoint,
+        skip_database=endpoint is not None and bool(item(config.SKIP_AUDIT_LOG_DATABASE)),
+    )
+
+
 async def disabled_event_types(session: AsyncSession) -> frozenset[str]:
     """The event types an administrator switched off (``disabled_audit_log_event_types``)."""
-    value = await config.value(session, config.DISABLED_AUDIT_LOG_EVENT_TYPES)
-    return parse_event_types(str(value))
+    return (await audit_settings(session)).disabled
+
+
+def _syslog_event(row: AuditLog) -> SyslogEvent:
+    return SyslogEvent(
+        time=row.op_time,
+        event_type=AuditEvent(row.operation, row.resource_type, "").event_type,
+        operation=row.operation,
+        resource_type=row.resource_type,
+        resource=row.resource,
+        project_id=row.project_id,
+        username=row.username,
+        client_ip=row.client_ip,
+        description=row.operation_description,
+        succeeded=row.operation_result,
+    )
+
+
+def _write(session: AsyncSession, settings: AuditSettings, rows: list[AuditLog]) -> None:
+    if not rows:
+        return
+    if settings.endpoint is not None:
+        forwarding.after_commit(session, settings.endpoint, [_syslog_event(r) for r in rows])
+    if not settings.skip_database:
+        session.add_all(rows)
 
 
 async def record(session: AsyncSession, actor: Actor, event: AuditEvent) -> None:
-    """Add one event to ``session``: it commits (or rolls back) with the change itself."""
-    if event.event_type in await disabled_event_types(session):
+    """Add one event to ``session``: it commits (or rolls back) with the change itself,
+    and is forwarded only if it commits."""
+    settings = await audit_settings(session)
+    if event.event_type in settings.disabled:
         return
-    session.add(_row(actor, event))
+    _write(session, settings, [_row(actor, event)])
 
 
-def add_rows(session: AsyncSession, events: Collection[tuple[Actor, AuditEvent, datetime]]) -> None:
-    """Add many events that happened at the times given (the pull batch); the caller
-    checked the disabled types."""
-    session.add_all(_row(actor, event, when) for actor, event, when in events)
+def add_rows(
+    session: AsyncSession,
+    settings: AuditSettings,
+    events: Collection[tuple[Actor, AuditEvent, datetime]],
+) -> None:
+    """Add many events that happened at the times given (the pull batch, refusals),
+    leaving out the disabled types."""
+    _write(
+        session,
+        settings,
+        [
+            _row(actor, event, when)
+            for actor, event, when in events
+            if event.event_type not in settings.disabled
+        ],
+    )
 
 
 async def record_alone(db: Database, actor: Actor, event: AuditEvent) -> None:
