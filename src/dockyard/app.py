@@ -106,7 +106,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
 async def start_workers(state: AppState, concurrency: int | None = None) -> JobRunner:
     """Start this process's job workers (``dockyard serve`` and ``dockyard worker``)."""
     runner = JobRunner(
-        JobEnvironment(state.settings, state.db, state.storage),
+        JobEnvironment(state.settings, state.db, state.storage, state.registry),
         state.job_types,
         concurrency=concurrency,
     )

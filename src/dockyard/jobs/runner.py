@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,9 @@ from dockyard.jobs import service as jobs
 from dockyard.jobs.models import JobQueue, JobWorker, Task, TaskLog
 from dockyard.settings import Settings
 from dockyard.storage import Storage
+
+if TYPE_CHECKING:
+    from dockyard.registry.service import RegistryService
 
 log = logging.getLogger("dockyard.jobs")
 
@@ -72,6 +75,9 @@ class JobEnvironment:
     settings: Settings
     db: Database
     storage: Storage
+    registry: RegistryService | None = None
+    """The registry with its hooks, for jobs that change artifacts (retention) through
+    the same seam as the API, so immutability, quotas and the audit log apply."""
 
 
 Handler = Callable[["JobContext"], Awaitable[Mapping[str, Any] | None]]
@@ -210,6 +216,7 @@ class JobRunner:
         self._closing = False
         self._loops: list[asyncio.Task[None]] = []
         self._last_prune = 0.0
+        self._last_renew = 0.0
         self._launchers: dict[str, schedules.Launcher] = {
             name: job.launcher for name, job in self.job_types.items() if job.launcher is not None
         }
@@ -295,6 +302,16 @@ class JobRunner:
     async def _claim(self, limit: int) -> int:
         now = utcnow()
         db = self.env.db
+        # Idle workers poll often: look with a read first, and take the write lock
+        # (SQLite has one writer) only when something is there to claim.
+        async with db.read() as session:
+            waiting = await session.scalar(
+                select(Task.id)
+                .where(Task.status == jobs.PENDING, Task.run_at <= now)
+                .limit(1)
+            )
+        if waiting is None:
+            return 0
         async with db.write() as session:
             candidates = (
                 select(Task.id)
@@ -431,6 +448,8 @@ class JobRunner:
     # --- heartbeat ------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        # Schedules and dead workers are looked for every poll (reads); leases and
+        # worker rows are written every third of a lease.
         interval = max(0.2, min(self.lease.total_seconds() / 3, self.poll_seconds))
         while not self._closing:
             try:
@@ -442,7 +461,9 @@ class JobRunner:
     async def tick(self) -> None:
         """Renew leases, pass stop requests on, reap dead workers' tasks, fire due
         schedules and, now and then, prune old executions."""
-        await self._renew()
+        if time.monotonic() - self._last_renew >= self.lease.total_seconds() / 3:
+            self._last_renew = time.monotonic()
+            await self._renew()
         await self._reap()
         if self.run_scheduler:
             await schedules.fire_due(self.env.db, self._launchers)
