@@ -1,13 +1,293 @@
-"""Webhooks in the registry's hook seam (filled in with the feature)."""
+"""Webhooks in the registry's hook seam (``dockyard.registry.hooks``).
+
+- **Pushes and deletions** enqueue their deliveries inside the change's own
+  transaction: one indexed query for the project's enabled policies, and more
+  work only when one of them wants the event. A rolled-back change sends nothing.
+- **Pulls** never wait for anything. ``manifest_pulled`` checks an in-memory set
+  of the projects that have an enabled ``PULL_ARTIFACT`` policy (reloaded by one
+  query at most every ``SUBSCRIBERS_SECONDS``, and at once after a policy changes
+  through this process); a pull in another project costs nothing more. Pulls that
+  may matter are queued, and a background task enqueues their deliveries in one
+  transaction per batch.
+- **Quota refusals** (a ``DeniedError`` from the quota hook) become
+  ``QUOTA_EXCEED`` events the same way: the refused change rolls back, so the
+  background task writes them in a transaction of their own.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dockyard.db.engine import Database
-from dockyard.registry.hooks import NoHooks
+from dockyard.projects import repository as projects_repo
+from dockyard.registry.hooks import (
+    BlobsLinked,
+    Change,
+    ManifestPull,
+    ManifestPush,
+    ManifestRemoval,
+    NoHooks,
+)
 from dockyard.settings import Settings
+from dockyard.webhooks import repository as repo
+from dockyard.webhooks import service
+from dockyard.webhooks.payloads import (
+    DELETE_ARTIFACT,
+    PULL_ARTIFACT,
+    PUSH_ARTIFACT,
+    QUOTA_EXCEED,
+    artifact_data,
+)
+
+log = logging.getLogger("dockyard.webhooks")
+
+SUBSCRIBERS_SECONDS = 10.0
+"""How stale the set of projects with pull policies may get (policies changed elsewhere)."""
+FLUSH_SECONDS = 1.0
+CLOSE_SECONDS = 10.0
+MAX_QUEUED = 10_000
+QUOTA_REFUSAL = "quota exceeded"
+"""How the quota hook's refusals begin (``quota.service.charge``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    operator: str
+    project_id: int
+    repository: str
+    digest: str | None
+    tag: str | None
+    reason: str
+    when: datetime
 
 
 class RegistryHooks(NoHooks):
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self.registry_host = urlsplit(settings.public_url).netloc or settings.public_url
+        self._pull_projects: frozenset[str] = frozenset()
+        self._loaded_at: float | None = None
+        self._pulls: list[tuple[ManifestPull, datetime]] = []
+        self._refusals: list[_Refusal] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._flushing = asyncio.Lock()
+
+    def policies_changed(self) -> None:
+        """A policy changed: reload the pull subscribers before the next pull is judged."""
+        self._loaded_at = None
+
+    # --- pushes and deletions, in their transaction ----------------------------------
+
+    async def _data(
+        self,
+        session: AsyncSession,
+        project_id: int,
+        repository: str,
+        resources: list[tuple[str, str | None]],
+    ) -> dict[str, Any]:
+        facts = await repo.repository_facts(session, [repository])
+        created, public = datetime.now(UTC), False
+        if repository in facts:
+            _, created, public = facts[repository]
+        else:
+            metadata = await projects_repo.project_metadata(session, project_id)
+            public = metadata.get("public") == "true"
+        return artifact_data(
+            registry_host=self.registry_host,
+            repository=repository,
+            repository_created=created,
+            public=public,
+            resources=resources,
+        )
+
+    async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
+        policies = await service.subscribed_policies(session, push.project_id, PUSH_ARTIFACT)
+        if not policies:
+            return
+        data = await self._data(
+            session, push.project_id, push.repository, [(push.digest, push.tag)]
+        )
+        event = service.new_event(PUSH_ARTIFACT, push.project_id, data, push.actor.name)
+        await service.enqueue_deliveries(session, policies, event)
+
+    async def after_manifest_removal(self, session: AsyncSession, removal: ManifestRemoval) -> None:
+        if not removal.artifact_removed:
+            return  # a tag deletion is DELETE_TAG, which Dockyard does not send yet
+        policies = await service.subscribed_policies(session, removal.project_id, DELETE_ARTIFACT)
+        if not policies:
+            return
+        resources: list[tuple[str, str | None]] = [(removal.digest, t) for t in removal.tags]
+        data = await self._data(
+            session, removal.project_id, removal.repository, resources or [(removal.digest, None)]
+        )
+        event = service.new_event(DELETE_ARTIFACT, removal.project_id, data, removal.actor.name)
+        await service.enqueue_deliveries(session, policies, event)
+
+    # --- pulls and refusals, off the request path ------------------------------------
+
+    def manifest_pulled(self, pull: ManifestPull) -> None:
+        if self._closed:
+            return
+        fresh = (
+            self._loaded_at is not None and time.monotonic() - self._loaded_at < SUBSCRIBERS_SECONDS
+        )
+        if fresh and pull.repository.partition("/")[0] not in self._pull_projects:
+            return
+        if len(self._pulls) >= MAX_QUEUED:
+            return
+        self._pulls.append((pull, datetime.now(UTC)))
+        self._ensure_task()
+
+    def change_refused(self, change: Change, reason: str) -> None:
+        if self._closed or not reason.startswith(QUOTA_REFUSAL):
+            return
+        if isinstance(change, ManifestRemoval) or len(self._refusals) >= MAX_QUEUED:
+            return
+        digest = change.digest if isinstance(change, ManifestPush) else None
+        tag = change.tag if isinstance(change, ManifestPush) else None
+        project_id = change.project_id
+        repository = change.repository
+        if isinstance(change, BlobsLinked) and not change.blobs:
+            return
+        self._refusals.append(
+            _Refusal(
+                change.actor.name, project_id, repository, digest, tag, reason, datetime.now(UTC)
+            )
+        )
+        self._wake.set()
+        self._ensure_task()
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._run())
+            except RuntimeError:  # no running loop: close() flushes what is queued
+                self._task = None
+
+    async def _run(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            self._wake.clear()
+            await self.flush()
+
+    async def _subscribers(self) -> frozenset[str]:
+        if self._loaded_at is None or time.monotonic() - self._loaded_at >= SUBSCRIBERS_SECONDS:
+            loaded_at = time.monotonic()
+            async with self.db.read() as session:
+                self._pull_projects = frozenset(
+                    await repo.projects_subscribed_to(session, PULL_ARTIFACT)
+                )
+            self._loaded_at = loaded_at
+        return self._pull_projects
+
+    async def flush(self) -> int:
+        """Enqueue the deliveries of queued pulls and refusals; returns how many events
+        were enqueued. Never raises (a failed batch is logged and dropped)."""
+        async with self._flushing:
+            pulls, self._pulls = self._pulls, []
+            refusals, self._refusals = self._refusals, []
+            if not pulls and not refusals:
+                return 0
+            try:
+                subscribers = await self._subscribers() if pulls else frozenset()
+                wanted = [p for p in pulls if p[0].repository.partition("/")[0] in subscribers]
+                if not wanted and not refusals:
+                    return 0
+                async with self.db.write() as session:
+                    return await self._pulls_out(session, wanted) + await self._refusals_out(
+                        session, refusals
+                    )
+            except Exception:
+                log.exception(
+                    "could not enqueue webhooks for %d pulls and %d refusals; they are dropped",
+                    len(pulls),
+                    len(refusals),
+                )
+                return 0
+
+    async def _pulls_out(
+        self, session: AsyncSession, pulls: Sequence[tuple[ManifestPull, datetime]]
+    ) -> int:
+        if not pulls:
+            return 0
+        facts = await repo.repository_facts(session, (p.repository for p, _ in pulls))
+        by_project: dict[int, list[tuple[ManifestPull, datetime]]] = defaultdict(list)
+        for pull, when in pulls:
+            if pull.repository in facts:
+                by_project[facts[pull.repository][0]].append((pull, when))
+        count = 0
+        for project_id, items in by_project.items():
+            policies = await service.subscribed_policies(session, project_id, PULL_ARTIFACT)
+            if not policies:
+                continue
+            for pull, when in items:
+                _, created, public = facts[pull.repository]
+                data = artifact_data(
+                    registry_host=self.registry_host,
+                    repository=pull.repository,
+                    repository_created=created,
+                    public=public,
+                    resources=[(pull.digest, pull.tag)],
+                )
+                event = replace(
+                    service.new_event(PULL_ARTIFACT, project_id, data, pull.actor.name),
+                    occur_at=when,
+                )
+                await service.enqueue_deliveries(session, policies, event)
+                count += 1
+        return count
+
+    async def _refusals_out(self, session: AsyncSession, refusals: Sequence[_Refusal]) -> int:
+        count = 0
+        for refusal in refusals:
+            policies = await service.subscribed_policies(session, refusal.project_id, QUOTA_EXCEED)
+            if not policies:
+                continue
+            data = await self._data(
+                session,
+                refusal.project_id,
+                refusal.repository,
+                [(refusal.digest, refusal.tag)] if refusal.digest else [],
+            )
+            data["custom_attributes"] = {"Details": refusal.reason}
+            event = service.new_event(QUOTA_EXCEED, refusal.project_id, data, refusal.operator)
+            await service.enqueue_deliveries(session, policies, event)
+            count += 1
+        return count
+
+    async def close(self) -> None:
+        """Stop the background task and enqueue what is queued."""
+        self._closed = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, CLOSE_SECONDS)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:
+                log.exception("the webhook event writer failed")
+        await self.flush()
+
+
+def find(hooks: Sequence[NoHooks]) -> RegistryHooks | None:
+    """This package's hook among the registered ones (to tell it that policies changed)."""
+    for hook in hooks:
+        if isinstance(hook, RegistryHooks):
+            return hook
+    return None
