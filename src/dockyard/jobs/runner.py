@@ -306,9 +306,7 @@ class JobRunner:
         # (SQLite has one writer) only when something is there to claim.
         async with db.read() as session:
             waiting = await session.scalar(
-                select(Task.id)
-                .where(Task.status == jobs.PENDING, Task.run_at <= now)
-                .limit(1)
+                select(Task.id).where(Task.status == jobs.PENDING, Task.run_at <= now).limit(1)
             )
         if waiting is None:
             return 0
