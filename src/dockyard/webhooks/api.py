@@ -187,11 +187,12 @@ async def last_trigger(api: ApiRequest) -> Response:
 async def list_webhook_jobs(api: ApiRequest) -> Response:
     """The policy's deliveries as Harbor's old ``WebhookJob`` (deprecated in Harbor)."""
     principal = await api.principal()
-    policy_id = api.query_int("policy_id")
-    if policy_id is None or policy_id <= 0:
-        raise BadRequestError("policy_id is required: a webhook policy id")
     if api.query("q") or api.query("sort"):
         raise BadRequestError("q and sort are not supported here; filter with status")
+    # A policy_id that names no policy of the project lists no jobs (as a filter would);
+    # Harbor's own console never sends anything else.
+    raw = (api.query("policy_id") or "").strip()
+    policy_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
     statuses = [s for s in api.request.query_params.getlist("status") if s]
     page = api.page()
     async with api.state.db.read() as session:

@@ -495,13 +495,16 @@ async def list_jobs(
     principal: Principal,
     name_or_id: str,
     by_name: bool,
-    policy_id: int,
+    policy_id: int | None,
     statuses: Sequence[str],
     page: PageRequest,
 ) -> tuple[list[WebhookJob], int]:
-    """``ListWebhookJobs`` (deprecated): the policy's delivery tasks, newest first."""
+    """``ListWebhookJobs`` (deprecated): the policy's delivery tasks, newest first; none
+    when ``policy_id`` names no policy of the project."""
     project = await _project(session, principal, name_or_id, by_name, Action.LIST)
-    row = await _policy_of(session, project.project_id, policy_id)
+    row = await repo.find_policy(session, policy_id) if policy_id is not None else None
+    if row is None or row.project_id != project.project_id:
+        return [], 0
     stmt = (
         select(Task)
         .join(Execution, Execution.id == Task.execution_id)
