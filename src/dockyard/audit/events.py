@@ -82,6 +82,16 @@ def event_type(operation: str, resource_type: str) -> str:
     return f"{operation}_{_TYPE_SPELLING.get(resource_type, resource_type)}"
 
 
+def event_kind(name: str) -> tuple[str, str] | None:
+    """The (operation, resource type) an event type names (``update_configure`` ->
+    ``("update", "configuration")``); None when it has no ``_``."""
+    operation, sep, spelled = name.partition("_")
+    if not sep or not operation or not spelled:
+        return None
+    resource_type = next((k for k, v in _TYPE_SPELLING.items() if v == spelled), spelled)
+    return operation, resource_type
+
+
 def parse_event_types(text: str) -> frozenset[str]:
     """``pull_artifact, create_user`` as a set of event types (lower case, blanks dropped)."""
     return frozenset(part.strip().lower() for part in text.split(",") if part.strip())

@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.audit.models import AuditLog
@@ -113,3 +113,41 @@ async def properties(session: AsyncSession, keys: Collection[str]) -> dict[str, 
     """The stored values of some system properties (keys never set are absent)."""
     rows = await session.execute(select(Property.k, Property.v).where(Property.k.in_(list(keys))))
     return {str(key): str(value) for key, value in rows}
+
+
+# --- purging ------------------------------------------------------------------------------
+
+
+def purge_clause(
+    before: datetime, kinds: Collection[tuple[str, str]], operations: Collection[str]
+) -> ColumnElement[bool]:
+    """Events older than ``before`` that are of one of ``kinds`` ((operation, resource
+    type) pairs) or one of ``operations``; nothing when both are empty."""
+    which = [
+        and_(AuditLog.operation == operation, AuditLog.resource_type == resource_type)
+        for operation, resource_type in sorted(kinds)
+    ]
+    if operations:
+        which.append(AuditLog.operation.in_(sorted(operations)))
+    if not which:
+        return false()
+    return and_(AuditLog.op_time < before, or_(*which))
+
+
+async def count_events(session: AsyncSession, where: ColumnElement[bool]) -> int:
+    return int(await session.scalar(select(func.count()).select_from(AuditLog).where(where)) or 0)
+
+
+async def delete_events(session: AsyncSession, where: ColumnElement[bool], limit: int) -> int:
+    """Delete at most ``limit`` of the events ``where`` selects, oldest ids first."""
+    ids = select(AuditLog.id).where(where).order_by(AuditLog.id).limit(limit).scalar_subquery()
+    result = await session.execute(
+        delete(AuditLog).where(AuditLog.id.in_(ids)).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def event_kinds(session: AsyncSession) -> set[tuple[str, str]]:
+    """Every (operation, resource type) pair the log holds."""
+    rows = await session.execute(select(AuditLog.operation, AuditLog.resource_type).distinct())
+    return {(str(operation), str(resource_type)) for operation, resource_type in rows}
