@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.jobs.models import Execution, Task, TaskLog
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
@@ -70,3 +71,19 @@ async def candidates(session: AsyncSession, repository_id: int) -> list[Candidat
         Candidate(int(a.id), a.digest, a.push_time, a.pull_time, tuple(tags.get(int(a.id), ())))
         for a in artifacts
     ]
+
+
+async def delete_executions(session: AsyncSession, vendor_type: str, policy_id: int) -> None:
+    """Forget a deleted policy's executions, tasks and logs (as Harbor does): SQLite may
+    give the next policy the same id, which must not inherit them."""
+    executions = select(Execution.id).where(
+        Execution.vendor_type == vendor_type, Execution.vendor_id == policy_id
+    )
+    tasks = select(Task.id).where(Task.execution_id.in_(executions))
+    await session.execute(delete(TaskLog).where(TaskLog.task_id.in_(tasks)))
+    await session.execute(delete(Task).where(Task.execution_id.in_(executions)))
+    await session.execute(
+        delete(Execution).where(
+            Execution.vendor_type == vendor_type, Execution.vendor_id == policy_id
+        )
+    )

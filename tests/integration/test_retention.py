@@ -1,0 +1,638 @@
+"""/api/v2.0/retentions: tag retention policies run on real repositories.
+
+Each template on a seeded repository (dry run first, then the real run, which must
+agree), selectors (include/exclude, untagged), immutable tags, audit events, body
+checks, who may do what, the schedule firing, and stopping an execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from starlette.applications import Starlette
+from tests.integration.conftest import make_client
+from tests.integration.registry_helpers import OCI_MANIFEST, push_image
+
+from dockyard.audit.models import AuditLog
+from dockyard.db.base import utcnow
+from dockyard.http.state import AppState
+from dockyard.iam.models import User
+from dockyard.iam.passwords import hash_password
+from dockyard.jobs import service as jobs
+from dockyard.jobs.models import Execution, Schedule
+from dockyard.projects.models import ProjectMetadata
+from dockyard.registry.models import Artifact, Repository, Tag
+from dockyard.retention.service import VENDOR_TYPE
+
+API = "/api/v2.0"
+PASSWORD = "Passw0rdPassw0rd"
+SKIP = {"X-Dockyard-Contract": "skip"}
+ROLES = {"admin": 1, "developer": 2, "guest": 3}
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def rule(
+    template: str = "always",
+    value: int | None = None,
+    *,
+    repo: str = "**",
+    tag: str = "**",
+    repo_decoration: str = "repoMatches",
+    tag_decoration: str = "matches",
+    untagged: bool = False,
+) -> dict[str, Any]:
+    """A rule as Harbor's console sends it."""
+    return {
+        "disabled": False,
+        "action": "retain",
+        "template": template,
+        "params": {template: value} if value is not None else {},
+        "tag_selectors": [
+            {
+                "kind": "doublestar",
+                "decoration": tag_decoration,
+                "pattern": tag,
+                "extras": f'{{"untagged":{str(untagged).lower()}}}',
+            }
+        ],
+        "scope_selectors": {
+            "repository": [{"kind": "doublestar", "decoration": repo_decoration, "pattern": repo}]
+        },
+    }
+
+
+def policy(project_id: int, *rules: dict[str, Any], cron: str = "") -> dict[str, Any]:
+    return {
+        "algorithm": "or",
+        "rules": list(rules),
+        "trigger": {"kind": "Schedule", "settings": {"cron": cron}},
+        "scope": {"level": "project", "ref": project_id},
+    }
+
+
+async def new_project(admin: httpx.AsyncClient) -> tuple[str, int]:
+    name = _name("ret")
+    response = await admin.post(
+        f"{API}/projects", json={"project_name": name, "metadata": {"public": "false"}}
+    )
+    assert response.status_code == 201, response.text
+    return name, int(response.headers["location"].rsplit("/", 1)[1])
+
+
+async def create_policy(client: httpx.AsyncClient, body: dict[str, Any]) -> int:
+    response = await client.post(f"{API}/retentions", json=body)
+    assert response.status_code == 201, response.text
+    location = response.headers["location"]
+    assert location.startswith(f"{API}/retentions/")
+    return int(location.rsplit("/", 1)[1])
+
+
+async def run(
+    client: httpx.AsyncClient, state: AppState, policy_id: int, *, dry_run: bool
+) -> Execution:
+    response = await client.post(
+        f"{API}/retentions/{policy_id}/executions", json={"dry_run": dry_run}
+    )
+    assert response.status_code == 201, response.text
+    execution_id = int(response.headers["location"].rsplit("/", 1)[1])
+    return await wait_final(state, execution_id)
+
+
+async def wait_final(state: AppState, execution_id: int, within: float = 30) -> Execution:
+    deadline = time.monotonic() + within
+    while True:
+        async with state.db.read() as session:
+            execution = await jobs.get_execution(session, execution_id)
+        if execution.status in jobs.FINAL_STATUSES:
+            return execution
+        assert time.monotonic() < deadline, f"execution {execution_id} still {execution.status}"
+        await asyncio.sleep(0.1)
+
+
+async def tasks_of(
+    client: httpx.AsyncClient, policy_id: int, execution_id: int
+) -> list[dict[str, Any]]:
+    response = await client.get(f"{API}/retentions/{policy_id}/executions/{execution_id}/tasks")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-total-count"] == str(len(response.json()))
+    items: list[dict[str, Any]] = response.json()
+    return items
+
+
+async def task_log(
+    client: httpx.AsyncClient, policy_id: int, execution_id: int, task_id: int
+) -> str:
+    response = await client.get(
+        f"{API}/retentions/{policy_id}/executions/{execution_id}/tasks/{task_id}"
+    )
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+async def tags_in(state: AppState, repository: str) -> set[str]:
+    async with state.db.read() as session:
+        rows = await session.scalars(
+            select(Tag.name)
+            .join(Repository, Repository.repository_id == Tag.repository_id)
+            .where(Repository.name == repository)
+        )
+        return set(rows)
+
+
+async def artifacts_in(state: AppState, repository: str) -> set[str]:
+    async with state.db.read() as session:
+        rows = await session.scalars(
+            select(Artifact.digest).where(Artifact.repository_name == repository)
+        )
+        return set(rows)
+
+
+async def age(
+    state: AppState,
+    repository: str,
+    digest: str,
+    *,
+    pushed_days: float,
+    pulled_days: float | None = None,
+) -> None:
+    """Make an artifact (and its tags) look pushed and pulled that many days ago."""
+    now = utcnow()
+    pushed = now - timedelta(days=pushed_days)
+    pulled = now - timedelta(days=pulled_days) if pulled_days is not None else None
+    async with state.db.write() as session:
+        artifact_id = await session.scalar(
+            select(Artifact.id).where(
+                Artifact.repository_name == repository, Artifact.digest == digest
+            )
+        )
+        assert artifact_id is not None
+        await session.execute(
+            update(Artifact)
+            .where(Artifact.id == artifact_id)
+            .values(push_time=pushed, pull_time=pulled)
+        )
+        await session.execute(
+            update(Tag)
+            .where(Tag.artifact_id == artifact_id)
+            .values(push_time=pushed, pull_time=None)
+        )
+
+
+async def push(client: httpx.AsyncClient, repository: str, tag: str | None, seed: str) -> str:
+    digest, _ = await push_image(client, repository, tag, layers=1, seed=seed.encode())
+    return digest
+
+
+# --- each template, dry run equal to the real run ------------------------------------------
+
+# t1..t5 pushed 10, 8, 6, 4, 2 days ago; t1 pulled 1, t3 4.5 and t4 9.5 days ago.
+SEED = [("t1", 10, 1.0), ("t2", 8, None), ("t3", 6, 4.5), ("t4", 4, 9.5), ("t5", 2, None)]
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "kept"),
+    [
+        ("always", None, {"t1", "t2", "t3", "t4", "t5"}),
+        ("latestPushedK", 2, {"t4", "t5"}),
+        ("latestPulledN", 3, {"t1", "t3", "t4"}),
+        ("latestActiveK", 3, {"t1", "t4", "t5"}),
+        ("nDaysSinceLastPush", 5, {"t4", "t5"}),
+        ("nDaysSinceLastPull", 5, {"t1", "t3"}),
+    ],
+)
+async def test_each_template_on_a_repository_dry_run_then_real(
+    admin: httpx.AsyncClient,
+    state: AppState,
+    template: str,
+    value: int | None,
+    kept: set[str],
+) -> None:
+    project, project_id = await new_project(admin)
+    repository = f"{project}/app"
+    digests = {}
+    for tag, pushed, pulled in SEED:
+        digests[tag] = await push(admin, repository, tag, f"{template}-{tag}")
+        await age(state, repository, digests[tag], pushed_days=pushed, pulled_days=pulled)
+    policy_id = await create_policy(admin, policy(project_id, rule(template, value)))
+
+    dry = await run(admin, state, policy_id, dry_run=True)
+    assert dry.status == jobs.SUCCESS and dry.trigger == jobs.MANUAL
+    assert await tags_in(state, repository) == {t for t, _, _ in SEED}  # nothing removed
+    [dry_task] = await tasks_of(admin, policy_id, dry.id)
+    assert dry_task["repository"] == repository
+    assert (dry_task["total"], dry_task["retained"]) == (5, len(kept))
+    log = await task_log(admin, policy_id, dry.id, dry_task["id"])
+    for tag in {t for t, _, _ in SEED} - kept:
+        assert f"tag {tag}: no rule keeps it; would remove the artifact" in log
+    for tag in kept:
+        assert f"tag {tag}: kept by rule 1" in log
+
+    real = await run(admin, state, policy_id, dry_run=False)
+    assert real.status == jobs.SUCCESS
+    [real_task] = await tasks_of(admin, policy_id, real.id)
+    assert (real_task["total"], real_task["retained"]) == (dry_task["total"], dry_task["retained"])
+    assert await tags_in(state, repository) == kept
+    assert await artifacts_in(state, repository) == {digests[t] for t in kept}
+
+    listed = await admin.get(f"{API}/retentions/{policy_id}/executions")
+    assert listed.status_code == 200
+    assert [(e["id"], e["dry_run"]) for e in listed.json()] == [(real.id, False), (dry.id, True)]
+    assert listed.json()[0]["policy_id"] == policy_id
+    assert listed.json()[0]["status"] == "Success"
+
+
+# --- selectors -----------------------------------------------------------------------------
+
+
+async def test_selectors_include_exclude_and_untagged(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project, project_id = await new_project(admin)
+    app, scratch = f"{project}/app", f"{project}/tmp/x"
+    v1 = await push(admin, app, "v1", "sel-v1")
+    v2 = await push(admin, app, "v2", "sel-v2")
+    await age(state, app, v1, pushed_days=3)
+    # "latest" is a second tag of v2's artifact.
+    manifest = await admin.get(f"/v2/{app}/manifests/v2", headers={"Accept": OCI_MANIFEST})
+    tagged = await admin.put(
+        f"/v2/{app}/manifests/latest",
+        content=manifest.content,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert tagged.status_code == 201
+    dev = await push(admin, app, "dev", "sel-dev")
+    bare = await push(admin, app, None, "sel-bare")
+    kept_elsewhere = await push(admin, scratch, "v0", "sel-scratch")
+
+    policy_id = await create_policy(
+        admin,
+        policy(
+            project_id,
+            # the newest v* artifact, in every repository but tmp/**
+            rule("latestPushedK", 1, repo="tmp/**", repo_decoration="repoExcludes", tag="v*"),
+            # every untagged artifact (no tag passes excludes **) in app and other
+            rule("always", repo="{app,other}", tag="**", tag_decoration="excludes", untagged=True),
+        ),
+    )
+    execution = await run(admin, state, policy_id, dry_run=False)
+    assert execution.status == jobs.SUCCESS
+    tasks = await tasks_of(admin, policy_id, execution.id)
+    assert [t["repository"] for t in tasks] == [app]  # tmp/x is no rule's
+    assert (tasks[0]["total"], tasks[0]["retained"]) == (4, 2)
+    assert tasks[0]["status"] == "Success" and tasks[0]["job_id"] == str(tasks[0]["id"])
+
+    assert await tags_in(state, app) == {"v2"}  # latest: its artifact stays, the tag goes
+    assert await artifacts_in(state, app) == {v2, bare}
+    assert dev not in await artifacts_in(state, app)
+    assert await artifacts_in(state, scratch) == {kept_elsewhere}
+    log = await task_log(admin, policy_id, execution.id, tasks[0]["id"])
+    assert f"{bare} " in log and "<untagged>: kept by rule 2" in log
+    assert "tag latest: no rule keeps it; remove the tag" in log
+
+
+# --- immutability and audit ----------------------------------------------------------------
+
+
+async def test_immutable_tags_are_kept_and_removals_are_audited(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project, project_id = await new_project(admin)
+    repository = f"{project}/app"
+    released = await push(admin, repository, "release-1", "imm-rel")
+    old = await push(admin, repository, "old", "imm-old")
+    new = await push(admin, repository, "new", "imm-new")
+    await age(state, repository, released, pushed_days=9)
+    await age(state, repository, old, pushed_days=8)
+    response = await admin.post(
+        f"{API}/projects/{project}/immutabletagrules",
+        json={
+            "action": "immutable",
+            "template": "immutable_template",
+            "tag_selectors": [
+                {"kind": "doublestar", "decoration": "matches", "pattern": "release-*"}
+            ],
+            "scope_selectors": {
+                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+    policy_id = await create_policy(admin, policy(project_id, rule("latestPushedK", 1)))
+
+    dry = await run(admin, state, policy_id, dry_run=True)
+    real = await run(admin, state, policy_id, dry_run=False)
+    assert real.status == jobs.SUCCESS
+    [dry_task] = await tasks_of(admin, policy_id, dry.id)
+    [task] = await tasks_of(admin, policy_id, real.id)
+    assert (task["total"], task["retained"]) == (dry_task["total"], dry_task["retained"]) == (3, 2)
+    assert await tags_in(state, repository) == {"release-1", "new"}
+    assert await artifacts_in(state, repository) == {released, new}
+    log = await task_log(admin, policy_id, real.id, task["id"])
+    assert "tag release-1: an immutable tag rule protects it" in log
+
+    async with state.db.read() as session:
+        rows = list(
+            await session.scalars(
+                select(AuditLog).where(AuditLog.project_id == project_id).order_by(AuditLog.id)
+            )
+        )
+    retention_events = [(r.operation, r.resource_type, r.username) for r in rows]
+    assert ("create", "retention", "admin") in retention_events
+    deleted = [r for r in rows if r.operation == "delete" and r.resource_type == "artifact"]
+    assert [r.resource for r in deleted] == [f"{repository}@{old}"]
+    assert deleted[0].username == "admin"  # who ran it
+    assert not any(r.resource.endswith(released) for r in deleted)
+
+
+# --- policy management ----------------------------------------------------------------------
+
+
+async def test_policy_crud_metadata_and_schedule(admin: httpx.AsyncClient, state: AppState) -> None:
+    _, project_id = await new_project(admin)
+    body = policy(project_id, rule("latestPushedK", 3, tag="v*"), cron="0 0 3 * * *")
+    policy_id = await create_policy(admin, body)
+
+    got = await admin.get(f"{API}/retentions/{policy_id}")
+    assert got.status_code == 200
+    shown = got.json()
+    assert shown["id"] == policy_id and shown["algorithm"] == "or"
+    assert shown["scope"] == {"level": "project", "ref": project_id}
+    assert shown["trigger"]["settings"] == {"cron": "0 0 3 * * *"}
+    assert shown["rules"][0]["params"] == {"latestPushedK": 3}
+    assert shown["rules"][0]["tag_selectors"][0]["pattern"] == "v*"
+    meta = await admin.get(f"{API}/projects/{project_id}")
+    assert meta.json()["metadata"]["retention_id"] == str(policy_id)
+    async with state.db.read() as session:
+        schedule = await session.scalar(
+            select(Schedule).where(
+                Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id
+            )
+        )
+    assert schedule is not None and schedule.cron == "0 0 3 * * *"
+    assert (await run(admin, state, policy_id, dry_run=True)).status == jobs.SUCCESS
+
+    again = await admin.post(f"{API}/retentions", json=body)
+    assert again.status_code == 400
+    assert f"already has retention policy {policy_id}" in again.text
+
+    body["trigger"]["settings"]["cron"] = ""
+    body["rules"].append(rule("always", tag="release-*"))
+    updated = await admin.put(f"{API}/retentions/{policy_id}", json=body)
+    assert updated.status_code == 200, updated.text
+    shown = (await admin.get(f"{API}/retentions/{policy_id}")).json()
+    assert [r["template"] for r in shown["rules"]] == ["latestPushedK", "always"]
+    assert [r["id"] for r in shown["rules"]] == [1, 2]
+    async with state.db.read() as session:
+        assert (
+            await session.scalar(
+                select(Schedule).where(
+                    Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id
+                )
+            )
+        ) is None
+
+    moved = await admin.put(
+        f"{API}/retentions/{policy_id}",
+        json={**body, "scope": {"level": "project", "ref": 1}},
+        headers=SKIP,
+    )
+    assert moved.status_code == 400
+
+    deleted = await admin.delete(f"{API}/retentions/{policy_id}")
+    assert deleted.status_code == 200
+    gone = await admin.get(f"{API}/retentions/{policy_id}", headers=SKIP)
+    assert gone.status_code == 404
+    async with state.db.read() as session:
+        left = await session.scalar(
+            select(ProjectMetadata.value).where(
+                ProjectMetadata.project_id == project_id, ProjectMetadata.name == "retention_id"
+            )
+        )
+    assert left is None
+    # The project may have a policy again; it starts with no history.
+    fresh = await create_policy(admin, policy(project_id))
+    executions = await admin.get(f"{API}/retentions/{fresh}/executions")
+    assert executions.json() == []
+
+
+async def test_metadata_lists_templates_and_selectors(
+    admin: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
+    response = await admin.get(f"{API}/retentions/metadatas")
+    assert response.status_code == 200
+    found = response.json()
+    templates = {t["rule_template"]: t for t in found["templates"]}
+    assert set(templates) == {
+        "latestPushedK",
+        "latestPulledN",
+        "latestActiveK",
+        "nDaysSinceLastPush",
+        "nDaysSinceLastPull",
+        "always",
+    }
+    assert templates["latestPushedK"]["params"] == [
+        {"type": "int", "unit": "COUNT", "required": True}
+    ]
+    assert templates["always"]["params"] == []
+    assert found["scope_selectors"][0]["decorations"] == ["repoMatches", "repoExcludes"]
+    assert found["tag_selectors"][0]["decorations"] == ["matches", "excludes"]
+    assert (await anon.get(f"{API}/retentions/metadatas")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rules": [{**rule(), "template": "keepEverything"}]}, "template must be one of"),
+        ({"rules": [rule("latestPushedK", n) for n in range(16)]}, "at most 15 rules"),
+        ({"trigger": {"kind": "Schedule", "settings": {"cron": "every day"}}}, "invalid cron"),
+        ({"trigger": {"kind": "Schedule", "settings": {"cron": "0 0 * * *"}}}, "invalid cron"),
+        ({"trigger": {"kind": "Event"}}, "trigger.kind"),
+        ({"rules": [rule(tag="{unclosed")]}, "pattern"),
+        ({"rules": [rule(tag_decoration="repoMatches")]}, "decoration"),
+        ({"rules": [{**rule(), "tag_selectors": []}]}, "at least one selector"),
+        ({"rules": [rule("latestPushedK", -1)]}, "between 0 and"),
+        ({"rules": [rule(), rule()]}, "says the same"),
+        ({"algorithm": "and"}, "algorithm"),
+        ({"scope": None}, "scope is required"),
+        ({"scope": {"level": "system", "ref": 1}}, "scope.level"),
+        ({"rules": "all"}, ""),
+    ],
+)
+async def test_bad_policies_are_refused(
+    admin: httpx.AsyncClient, state: AppState, change: dict[str, Any], message: str
+) -> None:
+    _, project_id = await new_project(admin)
+    body = {**policy(project_id, rule("latestPushedK", 2)), **change}
+    response = await admin.post(f"{API}/retentions", json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["errors"][0]["message"]
+    async with state.db.read() as session:
+        assert (
+            await session.scalar(
+                select(ProjectMetadata.value).where(
+                    ProjectMetadata.project_id == project_id, ProjectMetadata.name == "retention_id"
+                )
+            )
+        ) is None
+
+
+# --- who may do what -----------------------------------------------------------------------
+
+
+async def _user(state: AppState) -> str:
+    username = _name("u")
+    async with state.db.write() as session:
+        session.add(User(username=username, password=hash_password(PASSWORD)))
+    return username
+
+
+async def test_who_may_manage_and_run_policies(
+    app: Starlette, admin: httpx.AsyncClient, anon: httpx.AsyncClient, state: AppState
+) -> None:
+    project, project_id = await new_project(admin)
+    users = {}
+    for role, role_id in ROLES.items():
+        users[role] = await _user(state)
+        response = await admin.post(
+            f"{API}/projects/{project}/members",
+            json={"role_id": role_id, "member_user": {"username": users[role]}},
+        )
+        assert response.status_code == 201
+    users["outsider"] = await _user(state)
+    body = policy(project_id, rule("latestPushedK", 5))
+
+    async def as_(role: str) -> httpx.AsyncClient:
+        return make_client(app, (users[role], PASSWORD))
+
+    async with await as_("guest") as guest, await as_("outsider") as outsider:
+        assert (await guest.post(f"{API}/retentions", json=body)).status_code == 403
+        refused = await outsider.post(f"{API}/retentions", json=body, headers=SKIP)
+        assert refused.status_code == 404
+        assert (await anon.post(f"{API}/retentions", json=body)).status_code == 401
+
+    async with await as_("admin") as project_admin:
+        policy_id = await create_policy(project_admin, body)
+        assert (await project_admin.get(f"{API}/retentions/{policy_id}")).status_code == 200
+        started = await project_admin.post(
+            f"{API}/retentions/{policy_id}/executions", json={"dry_run": True}
+        )
+        assert started.status_code == 201
+
+    # Harbor's role table gives developers the tag-retention permissions too.
+    async with await as_("developer") as developer:
+        assert (await developer.get(f"{API}/retentions/{policy_id}")).status_code == 200
+        updated = await developer.put(f"{API}/retentions/{policy_id}", json=body)
+        assert updated.status_code == 200
+        listed = await developer.get(f"{API}/retentions/{policy_id}/executions")
+        assert listed.status_code == 200 and len(listed.json()) == 1
+
+    async with await as_("guest") as guest, await as_("outsider") as outsider:
+        for client, status in ((guest, 403), (outsider, 404), (anon, 401)):
+            headers = SKIP if status == 404 else {}
+            for method, path, payload in (
+                ("GET", f"/retentions/{policy_id}", None),
+                ("PUT", f"/retentions/{policy_id}", body),
+                ("DELETE", f"/retentions/{policy_id}", None),
+                ("POST", f"/retentions/{policy_id}/executions", {"dry_run": True}),
+                ("GET", f"/retentions/{policy_id}/executions", None),
+            ):
+                response = await client.request(method, API + path, json=payload, headers=headers)
+                assert response.status_code == status, (method, path, response.text)
+    async with state.db.read() as session:
+        runs = await session.scalars(
+            select(Execution.id).where(
+                Execution.vendor_type == VENDOR_TYPE, Execution.vendor_id == policy_id
+            )
+        )
+        assert len(list(runs)) == 1  # only the project admin's
+    assert (await admin.get(f"{API}/retentions/{policy_id}")).status_code == 200
+
+
+# --- the schedule, and stopping ------------------------------------------------------------
+
+
+async def test_the_schedule_fires_an_execution(admin: httpx.AsyncClient, state: AppState) -> None:
+    project, project_id = await new_project(admin)
+    repository = f"{project}/app"
+    old = await push(admin, repository, "old", "sched-old")
+    await push(admin, repository, "new", "sched-new")
+    await age(state, repository, old, pushed_days=2)
+    policy_id = await create_policy(
+        admin, policy(project_id, rule("latestPushedK", 1), cron="0 0 0 1 1 *")
+    )
+    # Make it due now: the workers' heartbeat fires it through the job type's launcher.
+    async with state.db.write() as session:
+        await session.execute(
+            update(Schedule)
+            .where(Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id)
+            .values(next_fire=utcnow() - timedelta(seconds=1))
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        async with state.db.read() as session:
+            fired = await jobs.latest_execution(session, VENDOR_TYPE, policy_id)
+        if fired is not None:
+            break
+        assert time.monotonic() < deadline, "the schedule never fired"
+        await asyncio.sleep(0.1)
+    execution = await wait_final(state, fired.id)
+    assert (execution.trigger, execution.status) == (jobs.SCHEDULE, jobs.SUCCESS)
+    assert jobs.loads(execution.extra_attrs)["dry_run"] is False
+    assert await tags_in(state, repository) == {"new"}
+    async with state.db.read() as session:
+        schedule = await session.scalar(
+            select(Schedule).where(
+                Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id
+            )
+        )
+    assert schedule is not None and schedule.next_fire > utcnow()  # moved to the next year
+
+
+async def test_an_execution_stops_on_patch(admin: httpx.AsyncClient, state: AppState) -> None:
+    project, project_id = await new_project(admin)
+    for name in ("a", "b"):
+        await push(admin, f"{project}/{name}", "v1", f"stop-{name}")
+    policy_id = await create_policy(admin, policy(project_id, rule("latestPushedK", 0)))
+    async with state.db.write() as session:
+        await jobs.set_paused(session, VENDOR_TYPE, True)
+    try:
+        started = await admin.post(
+            f"{API}/retentions/{policy_id}/executions", json={"dry_run": False}
+        )
+        execution_id = int(started.headers["location"].rsplit("/", 1)[1])
+        path = f"{API}/retentions/{policy_id}/executions/{execution_id}"
+        odd = await admin.patch(path, json={"action": "pause"}, headers=SKIP)
+        assert odd.status_code == 400
+        stopped = await admin.patch(path, json={"action": "stop"})
+        assert stopped.status_code == 200
+    finally:
+        async with state.db.write() as session:
+            await jobs.set_paused(session, VENDOR_TYPE, False)
+    execution = await wait_final(state, execution_id)
+    assert execution.status == jobs.STOPPED
+    tasks = await tasks_of(admin, policy_id, execution_id)
+    assert [t["status"] for t in tasks] == ["Stopped", "Stopped"]
+    assert all(t["status_code"] == 3 for t in tasks)
+    await asyncio.sleep(0.5)  # unpaused workers must not pick the stopped tasks up
+    assert await tags_in(state, f"{project}/a") == {"v1"}
+    # Stopping a finished execution changes nothing and is no error (as Harbor).
+    again = await admin.patch(
+        f"{API}/retentions/{policy_id}/executions/{execution_id}", json={"action": "stop"}
+    )
+    assert again.status_code == 200
+    listed = await admin.get(f"{API}/retentions/{policy_id}/executions")
+    assert listed.json()[0]["status"] == "Stopped"
+    other = await admin.get(
+        f"{API}/retentions/{policy_id + 10_000}/executions/{execution_id}/tasks", headers=SKIP
+    )
+    assert other.status_code == 404
