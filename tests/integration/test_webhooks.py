@@ -30,6 +30,7 @@ from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
 from dockyard.jobs.models import Execution
 from dockyard.registry.hooks import ManifestPush, NoHooks, RegistryHooks
+from dockyard.webhooks import service
 from dockyard.webhooks.repository import VENDOR_TYPE
 
 API = "/api/v2.0"
@@ -400,6 +401,31 @@ async def test_quota_refusals_are_sent_as_quota_exceed(
     assert await execution_count(state, policy_id) == 1  # the refused upload pushed nothing
 
 
+async def test_other_features_emit_through_the_service(
+    admin: httpx.AsyncClient, state: AppState, receiver: Receiver
+) -> None:
+    """``service.emit`` (tag retention's way in) enqueues with the caller's transaction."""
+    project, project_id = await new_project(admin)
+    await create_policy(admin, project, policy(receiver.url + "/retention", ["TAG_RETENTION"]))
+    data = {"retention": {"total": 2, "retained": 1}}
+
+    async def emit_then_fail() -> None:
+        async with state.db.write() as session:
+            assert await service.emit(session, project_id, "TAG_RETENTION", data, "system") == 1
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        await emit_then_fail()
+    async with state.db.write() as session:
+        assert await service.emit(session, project_id, "PUSH_ARTIFACT", data, "system") == 0
+        assert await service.emit(session, project_id, "TAG_RETENTION", data, "system") == 1
+    (received,) = await receiver.wait_for("/retention", 1)
+    assert received.json()["type"] == "TAG_RETENTION"
+    assert received.json()["event_data"] == data
+    await asyncio.sleep(0.5)
+    assert len(receiver.wanted("/retention")) == 1
+
+
 # --- nothing sent ----------------------------------------------------------------------------
 
 
@@ -561,6 +587,10 @@ async def test_policy_crud_and_validation(admin: httpx.AsyncClient, receiver: Re
     other, _ = await new_project(admin)
     elsewhere = await admin.get(f"{API}/projects/{other}/webhook/policies/{second}")
     assert elsewhere.status_code == 404
+    foreign_jobs = await admin.get(
+        f"{API}/projects/{other}/webhook/jobs", params={"policy_id": second}
+    )
+    assert foreign_jobs.status_code == 200 and foreign_jobs.json() == []
 
 
 async def test_who_may_see_and_change_policies(
