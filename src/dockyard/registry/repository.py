@@ -79,8 +79,24 @@ async def linked_digests(
     return set(result.scalars())
 
 
+class BlobBeingDeletedError(Exception):
+    """Garbage collection is deleting this blob's bytes; it cannot be linked now."""
+
+
+# Garbage collection's blob states (Harbor's): ``none`` (live), ``delete`` (marked as a
+# candidate; any link or touch rescues it), ``deleting`` (claimed: its bytes are going).
+BLOB_LIVE = "none"
+BLOB_MARKED = "delete"
+BLOB_DELETING = "deleting"
+
+
 async def ensure_blob(session: AsyncSession, digest: str, size: int, content_type: str) -> int:
-    """The blob's id: the row is inserted on its first copy, touched on later ones."""
+    """The blob's id: the row is inserted on its first copy, touched on later ones.
+
+    Touching is garbage collection's compare-and-set: it resets a ``delete`` mark and
+    moves ``update_time`` past any running collection's cut-off, so the collector's
+    conditional claim of the row fails. A row the collector already claimed
+    (``deleting``) is not touched and ``BlobBeingDeletedError`` is raised."""
     statement = _upload_statements(session).upsert_blob
     params = {
         "v_digest": digest,
@@ -88,8 +104,19 @@ async def ensure_blob(session: AsyncSession, digest: str, size: int, content_typ
         "v_content_type": content_type,
         "v_now": utcnow(),
     }
-    blob_id: int = (await session.execute(statement, params)).scalar_one()
+    blob_id: int | None = (await session.execute(statement, params)).scalar_one_or_none()
+    if blob_id is None:
+        raise BlobBeingDeletedError(digest)
     return blob_id
+
+
+async def touch_blobs(session: AsyncSession, digests: Sequence[str]) -> set[str]:
+    """Rescue blobs from garbage collection: the ones not being deleted are marked live
+    and touched (so no running collection may claim them); returns their digests."""
+    if not digests:
+        return set()
+    result = await session.execute(_TOUCH_BLOBS, {"digests": sorted(set(digests)), "now": utcnow()})
+    return set(result.scalars())
 
 
 async def link_blob(
@@ -306,6 +333,26 @@ _LINKED_DIGESTS = (
         Blob.digest.in_(bindparam("digests", expanding=True)),
     )
 )
+_TOUCH_BLOBS = (
+    update(Blob)
+    .where(
+        # Rows are locked in id order (PostgreSQL), so concurrent pushes naming the same
+        # layers, and garbage collection's batches, never deadlock one another.
+        Blob.id.in_(
+            select(Blob.id)
+            .where(
+                Blob.digest.in_(bindparam("digests", expanding=True)),
+                Blob.status != BLOB_DELETING,
+            )
+            .order_by(Blob.id)
+            .with_for_update()
+        ),
+        Blob.status != BLOB_DELETING,
+    )
+    .values(status=BLOB_LIVE, version=Blob.version + 1, update_time=bindparam("now"))
+    .returning(Blob.digest)
+    .execution_options(synchronize_session=False)
+)
 _ARTIFACTS_BY_DIGEST = select(Artifact).where(
     Artifact.repository_id == bindparam("repository_id"),
     Artifact.digest.in_(bindparam("digests", expanding=True)),
@@ -335,7 +382,16 @@ def _build_upload_statements(dialect: str) -> _DialectStatements:
             status="none",
             version=0,
         )
-        .on_conflict_do_update(index_elements=["digest"], set_={"update_time": bindparam("v_now")})
+        .on_conflict_do_update(
+            index_elements=["digest"],
+            # GC's rescue (see ensure_blob): live again and touched, unless being deleted.
+            set_={
+                "update_time": bindparam("v_now"),
+                "status": BLOB_LIVE,
+                "version": blobs.c.version + 1,
+            },
+            where=blobs.c.status != BLOB_DELETING,
+        )
         .returning(blobs.c.id)
     )
 
@@ -408,7 +464,7 @@ _MANIFEST_BY_DIGEST = (
     .where(Repository.name == bindparam("repository"), Artifact.digest == bindparam("digest"))
 )
 _LINKED_BLOB_SIZE = (
-    select(Blob.size)
+    select(Blob.size, Blob.status, Blob.update_time)
     .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
     .join(Repository, Repository.repository_id == RepositoryBlob.repository_id)
     .where(Repository.name == bindparam("repository"), Blob.digest == bindparam("digest"))
@@ -437,10 +493,13 @@ async def project_creation_time(db: Executor, project: str) -> datetime | None:
     return created
 
 
-async def find_linked_blob_size(db: Executor, repository: str, digest: str) -> int | None:
-    """The blob's size when ``repository`` may read it."""
+async def find_linked_blob_size(
+    db: Executor, repository: str, digest: str
+) -> tuple[int, str, datetime] | None:
+    """(size, GC status, last touch) of the blob when ``repository`` may read it."""
     result = await db.execute(_LINKED_BLOB_SIZE, {"repository": repository, "digest": digest})
-    return result.scalar_one_or_none()
+    row = result.first()
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 async def artifacts_by_digest(
@@ -550,3 +609,7 @@ async def referrers(
     if artifact_type is not None:
         query = query.where(Artifact.artifact_type == artifact_type)
     return [(a, size) for a, size in (await session.execute(query)).all()]
+
+
+async def blob_exists(session: AsyncSession, digest: str) -> bool:
+    return bool(await session.scalar(select(exists().where(Blob.digest == digest))))

@@ -27,6 +27,7 @@ from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.errors import (
     BlobUnknownError,
+    BlobUploadInvalidError,
     BlobUploadUnknownError,
     DigestInvalidError,
     ManifestBlobUnknownError,
@@ -63,6 +64,10 @@ from dockyard.registry.models import (
 from dockyard.storage import Storage, blob_key
 
 UPLOAD_LEASE = timedelta(minutes=10)
+# GC: how often a blob HEAD/GET renews the blob's touch time, and how long an upload
+# waits for a collection to finish deleting an older copy of its blob.
+_TOUCH_INTERVAL = timedelta(minutes=1)
+_GC_WAIT_SECONDS = 30.0
 _MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
 _HASHERS_KEPT = 4096
 # What start_upload hands out (hex) with room to spare; anything else names no upload.
@@ -187,9 +192,19 @@ class RegistryService:
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         parsed = Digest.parse(digest)
         async with self.db.read_connection() as conn:
-            size = await repo.find_linked_blob_size(conn, repository, str(parsed))
-        if size is None:
+            found = await repo.find_linked_blob_size(conn, repository, str(parsed))
+        if found is None:
             raise BlobUnknownError(f"blob {parsed} is not in repository {repository}")
+        size, status, touched = found
+        # Garbage collection: clients HEAD a blob and skip its upload when it exists, so
+        # an answer of "exists" must keep the blob. A blob marked for deletion is rescued
+        # (compare-and-set; docs/gc.md), one being deleted is unknown (the client uploads
+        # it again), and a stale touch time is renewed at most once a minute (one write per
+        # blob per minute on this hot path) so the protection window counts from now.
+        if status != repo.BLOB_LIVE or touched < utcnow() - _TOUCH_INTERVAL:
+            async with self.db.write() as session:
+                if not await repo.touch_blobs(session, [str(parsed)]):
+                    raise BlobUnknownError(f"blob {parsed} is being garbage-collected")
         return BlobInfo(str(parsed), size, blob_key(str(parsed)))
 
     def blob_path(self, blob: BlobInfo) -> Path | None:
@@ -216,7 +231,8 @@ class RegistryService:
         parsed = Digest.parse(digest)
         async with self.db.write() as session:
             blob = await repo.find_linked_blob(session, source, str(parsed))
-            if blob is None:
+            # GC rescue: a mount touches the blob; one being deleted cannot be mounted.
+            if blob is None or not await repo.touch_blobs(session, [blob.digest]):
                 return None
             target = await self._writable_repository(session, repository)
             if await repo.link_blob(session, target.repository_id, target.project_id, blob.id):
@@ -365,6 +381,8 @@ class RegistryService:
             )
         key = blob_key(str(expected))
         try:
+            # GC: protect an existing copy before the driver drops ours for it (docs/gc.md).
+            await self._protect_existing_blob(str(expected))
             await self.storage.complete(state, key, expected_size=size)
         except BaseException:
             await _shielded(self._release(upload_id))
@@ -377,6 +395,25 @@ class RegistryService:
             await _shielded(self._drop_upload_row(upload_id))
             raise
         return BlobInfo(str(expected), size, key)
+
+    async def _protect_existing_blob(self, digest: str) -> None:
+        """Before an upload's bytes become the blob ``digest``: when a copy exists already,
+        the driver keeps that copy and drops ours, so that copy must not be garbage
+        collected meanwhile. Touching its row (compare-and-set) moves it past any running
+        collection's cut-off; a copy being deleted right now is waited for, so ours is
+        installed after its bytes are gone."""
+        deadline = time.monotonic() + _GC_WAIT_SECONDS
+        while True:
+            async with self.db.write() as session:
+                if await repo.touch_blobs(session, [digest]):
+                    return
+                if not await repo.blob_exists(session, digest):
+                    return
+            if time.monotonic() > deadline:
+                raise BlobUploadInvalidError(
+                    f"blob {digest} is being garbage-collected; upload it again"
+                )
+            await anyio.sleep(0.05)
 
     async def _drop_upload_row(self, upload_id: str) -> None:
         async with self.db.write() as session:
@@ -396,9 +433,14 @@ class RegistryService:
             project_id = await repo.project_of_repository(session, claim.repository_id)
             if project_id is None:  # the repository went while the bytes were checked
                 raise BlobUploadUnknownError(f"repository {repository} no longer exists")
-            blob_id = await repo.ensure_blob(
-                session, str(expected), size, "application/octet-stream"
-            )
+            try:
+                blob_id = await repo.ensure_blob(
+                    session, str(expected), size, "application/octet-stream"
+                )
+            except repo.BlobBeingDeletedError as exc:  # GC claimed it despite the touch
+                raise BlobUploadInvalidError(
+                    f"blob {expected} is being garbage-collected; upload it again"
+                ) from exc
             if await repo.link_blob(session, claim.repository_id, project_id, blob_id):
                 await self.hooks.blobs_linked(
                     session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
@@ -571,7 +613,24 @@ class RegistryService:
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
         children = await _check_references(session, target.repository_id, target.name, parsed)
-        blob_id = await repo.ensure_blob(session, digest, parsed.size, parsed.media_type)
+        # GC rescue: the blobs the manifest names are touched in this transaction, so a
+        # collection either claimed one first (the push is refused as if it were missing)
+        # or can no longer claim any of them.
+        wanted = {str(b.digest) for b in blobs}
+        missing = sorted(wanted - await repo.touch_blobs(session, sorted(wanted)))
+        if missing:
+            raise ManifestBlobUnknownError(
+                f"blob {missing[0]} referenced by the manifest is being garbage-collected; "
+                "push it again",
+                detail={"digest": missing[0]},
+            )
+        try:
+            blob_id = await repo.ensure_blob(session, digest, parsed.size, parsed.media_type)
+        except repo.BlobBeingDeletedError as exc:
+            raise ManifestBlobUnknownError(
+                f"manifest {digest} is being garbage-collected; push it again",
+                detail={"digest": digest},
+            ) from exc
         linked: tuple[tuple[int, int], ...] = ()
         if await repo.link_blob(session, target.repository_id, target.project_id, blob_id):
             linked = ((blob_id, parsed.size),)

@@ -1,0 +1,504 @@
+"""Online garbage collection: mark and sweep over the database while the registry serves.
+
+One run (a job, ``GARBAGE_COLLECTION``) goes through these phases, each resumable
+from the task's checkpoint and idempotent when repeated:
+
+1. ``untagged`` (with ``delete_untagged``): artifacts without a tag, pushed before the
+   cut-off, that no index lists and that are no accessory of a live artifact, go
+   through the registry's removal path (hooks: quota release, audit, webhooks),
+   index parents before their children, subjects before their accessories.
+2. ``mark``: collectable blobs (no artifact needs them, untouched since the cut-off)
+   get status ``delete`` and a new version.
+3. ``sweep``: per batch, one short transaction claims the blobs still marked with
+   that version and still collectable (status ``deleting``); their bytes are deleted
+   by a thread pool of ``workers``; a second short transaction deletes the rows still
+   ``deleting`` with their links, refunds the projects' quotas and adds the counts to
+   the execution (so counts and deletions commit together).
+4. ``uploads``: upload sessions idle since before the cut-off (at least
+   ``UPLOAD_MIN_AGE``): row first, then the partial object.
+5. ``orphans``: blob files no row names, older than ``UPLOAD_MIN_AGE`` and the
+   window (left by crashes between bytes and rows).
+
+The registry's side of the race is in ``registry/service.py``: every path that links
+or vouches for an existing blob touches it (status back to ``none``, ``update_time``
+now) in the transaction that links it, and refuses a blob already ``deleting``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.db.base import utcnow
+from dockyard.db.engine import Database
+from dockyard.errors import BadRequestError, ManifestReferencedError
+from dockyard.gc import repository as repo
+from dockyard.jobs import service as jobs
+from dockyard.jobs.models import Execution
+from dockyard.jobs.runner import JobContext, JobStopped, PermanentJobError
+from dockyard.registry import repository as registry_repo
+from dockyard.registry.hooks import SYSTEM_ACTOR
+from dockyard.registry.service import RegistryService
+from dockyard.storage import Storage, blob_key
+
+JOB_TYPE = "GARBAGE_COLLECTION"
+MAX_WORKERS = 10
+MAX_WINDOW_HOURS = 24 * 365
+UPLOAD_MIN_AGE = timedelta(minutes=10)
+"""Upload sessions and unnamed blob files younger than this are never collected,
+whatever the window: a push may be between its requests (window ``0`` included)."""
+_CHECKPOINT_SECONDS = 1.0
+_ARTIFACTS_PER_TRANSACTION = 50
+COUNTERS = (
+    "purged_blobs",
+    "purged_manifests",
+    "freed_space",
+    "deleted_artifacts",
+    "purged_uploads",
+    "purged_orphans",
+)
+
+PHASES = ("untagged", "mark", "sweep", "uploads", "orphans", "done")
+
+
+@dataclass(frozen=True, slots=True)
+class GcParams:
+    delete_untagged: bool = False
+    dry_run: bool = False
+    workers: int = 1
+    time_window: float = 2.0
+    """Hours: blobs touched more recently are kept."""
+
+    def as_dict(self) -> dict[str, Any]:
+        window: float | int = self.time_window
+        if float(window).is_integer():
+            window = int(window)
+        return {
+            "delete_untagged": self.delete_untagged,
+            "dry_run": self.dry_run,
+            "workers": self.workers,
+            "time_window": window,
+        }
+
+
+def parse_params(raw: Mapping[str, Any] | None, default_window: float) -> GcParams:
+    """Harbor's GC ``parameters``; anything out of range is a ``BadRequestError``."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - {"delete_untagged", "dry_run", "workers", "time_window"})
+    if unknown:
+        raise BadRequestError(f"unknown GC parameter {unknown[0][:64]!r}")
+
+    def flag(name: str) -> bool:
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            raise BadRequestError(f"{name} must be true or false")
+        return value
+
+    workers = raw.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise BadRequestError(f"workers must be an integer from 1 to {MAX_WORKERS}")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise BadRequestError(f"workers must be from 1 to {MAX_WORKERS}, not {workers}")
+    window = raw.get("time_window", default_window)
+    if isinstance(window, bool) or not isinstance(window, int | float):
+        raise BadRequestError("time_window must be a number of hours (0 or more)")
+    if not 0 <= window <= MAX_WINDOW_HOURS:
+        raise BadRequestError(f"time_window must be from 0 to {MAX_WINDOW_HOURS} hours")
+    return GcParams(flag("delete_untagged"), flag("dry_run"), workers, float(window))
+
+
+# --- starting a run --------------------------------------------------------------------
+
+
+async def running_execution(session: AsyncSession) -> Execution | None:
+    latest = await jobs.latest_execution(session, JOB_TYPE)
+    if latest is not None and latest.status not in jobs.FINAL_STATUSES:
+        return latest
+    return None
+
+
+async def start(
+    session: AsyncSession, params: GcParams, trigger: str = jobs.MANUAL
+) -> Execution | None:
+    """Enqueue a run; ``None`` when one is already pending or running (one at a time)."""
+    if await running_execution(session) is not None:
+        return None
+    attrs: dict[str, Any] = params.as_dict()
+    return await jobs.enqueue(
+        session,
+        JOB_TYPE,
+        trigger=trigger,
+        extra_attrs=attrs,
+        tasks=[jobs.TaskSpec(params=attrs, max_attempts=3)],
+    )
+
+
+# --- one run ---------------------------------------------------------------------------
+
+
+class _Run:
+    def __init__(self, ctx: JobContext, params: GcParams) -> None:
+        self.ctx = ctx
+        self.params = params
+        self.db: Database = ctx.env.db
+        self.storage: Storage = ctx.env.storage
+        progress = dict(ctx.progress or {})
+        self.now = utcnow()
+        if "cutoff" in progress:
+            self.cutoff = datetime.fromisoformat(progress["cutoff"])
+            self.started = datetime.fromisoformat(progress["started"])
+        else:
+            self.started = self.now
+            self.cutoff = self.now - timedelta(hours=params.time_window)
+        # Upload sessions and nameless files: at least UPLOAD_MIN_AGE old.
+        self.old_cutoff = min(self.cutoff, self.started - UPLOAD_MIN_AGE)
+        self.phase: str = progress.get("phase", PHASES[0])
+        self.after: int = int(progress.get("after", 0))
+        self._last_checkpoint = time.monotonic()
+        self.totals: dict[str, int] = {}
+
+    def _progress(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "started": self.started.isoformat(),
+            "phase": self.phase,
+            "after": self.after,
+        }
+
+    async def checkpoint(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_checkpoint < _CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint = time.monotonic()
+        await self.ctx.checkpoint(progress=self._progress(), extra_attrs=dict(self.totals))
+
+    async def enter(self, phase: str) -> None:
+        self.phase, self.after = phase, 0
+        await self.checkpoint(force=True)
+
+    async def add(self, session: AsyncSession, counts: dict[str, int]) -> None:
+        totals = await repo.add_to_execution(session, self.ctx.execution_id, counts)
+        self.totals = {k: int(totals.get(k, 0)) for k in COUNTERS}
+
+    # --- real run ---------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        self.ctx.log(
+            f"garbage collection: delete_untagged={self.params.delete_untagged} "
+            f"workers={self.params.workers} time_window={self.params.time_window}h "
+            f"cut-off {self.cutoff.isoformat()}"
+            + (" (resumed at " + self.phase + ")" if self.ctx.progress else "")
+        )
+        async with self.db.write() as session:
+            await self.add(session, dict.fromkeys(COUNTERS, 0))
+        steps = {
+            "untagged": self.delete_untagged,
+            "mark": self.mark,
+            "sweep": self.sweep,
+            "uploads": self.purge_uploads,
+            "orphans": self.purge_orphans,
+        }
+        for index, phase in enumerate(PHASES[:-1]):
+            if PHASES.index(self.phase) > index:
+                continue
+            await steps[phase]()
+            await self.enter(PHASES[index + 1])
+        self.ctx.log(_summary(self.totals))
+        return dict(self.totals)
+
+    async def delete_untagged(self) -> None:
+        if not self.params.delete_untagged:
+            return
+        registry = self.ctx.env.registry
+        if registry is None:
+            raise PermanentJobError("this worker has no registry to delete artifacts through")
+        async with self.db.read() as session:
+            rounds = _untagged_rounds(await repo.untagged_artifacts(session, self.cutoff))
+        deleted = 0
+        for ids in rounds:
+            for start in range(0, len(ids), _ARTIFACTS_PER_TRANSACTION):
+                chunk = ids[start : start + _ARTIFACTS_PER_TRANSACTION]
+                async with self.db.write() as session:
+                    gone = await _remove_untagged(session, registry, chunk)
+                    await self.add(session, {"deleted_artifacts": gone})
+                deleted += gone
+                await self.checkpoint()
+        self.ctx.log(f"deleted {deleted} untagged artifacts")
+
+    async def mark(self) -> None:
+        marked = 0
+        while True:
+            async with self.db.read() as session:
+                page = await repo.collectable_page(session, self.cutoff, self.after)
+            if not page:
+                break
+            async with self.db.write() as session:
+                marked += await repo.mark(session, [r.id for r in page], self.cutoff)
+            self.after = page[-1].id
+            await self.checkpoint()
+        self.ctx.log(f"marked {marked} blobs as deletion candidates")
+
+    async def sweep(self) -> None:
+        with ThreadPoolExecutor(self.params.workers, thread_name_prefix="dockyard-gc") as pool:
+            while True:
+                async with self.db.read() as session:
+                    page = await repo.marked_page(session, self.after)
+                if not page:
+                    break
+                marked = [r for r in page if r.status == registry_repo.BLOB_MARKED]
+                leftover = [r for r in page if r.status == registry_repo.BLOB_DELETING]
+                async with self.db.write() as session:
+                    claimed = await repo.claim(session, marked, self.cutoff)
+                doomed = [*claimed, *leftover]
+                await _delete_bytes(
+                    self.storage, [r.digest for r in doomed], pool, self.params.workers
+                )
+                async with self.db.write() as session:
+                    gone = await repo.purge(session, doomed)
+                    await self.add(session, _blob_counts(gone))
+                self.after = page[-1].id
+                await self.checkpoint()
+        async with self.db.write() as session:
+            kept = await repo.unmark_all(session)
+        if kept:
+            self.ctx.log(f"{kept} marked blobs were touched by pushes meanwhile and kept")
+        self.ctx.log(
+            f"deleted {self.totals.get('purged_blobs', 0)} blobs and "
+            f"{self.totals.get('purged_manifests', 0)} manifests"
+        )
+
+    async def purge_uploads(self) -> None:
+        now = utcnow()
+        while True:
+            async with self.db.read() as session:
+                stale = await repo.stale_uploads(session, self.old_cutoff, now)
+            if not stale:
+                break
+            async with self.db.write() as session:
+                gone = await repo.delete_stale_uploads(
+                    session, [upload_id for upload_id, _ in stale], self.old_cutoff, now
+                )
+                await self.add(session, {"purged_uploads": len(gone)})
+            for _, state in gone:
+                await self.storage.abort(jobs.loads(state))
+            await self.checkpoint()
+
+    async def purge_orphans(self) -> None:
+        orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
+        if not orphans:
+            return
+        # A row may have arrived since the walk (a push between its bytes and its row).
+        async with self.db.read() as session:
+            named = await repo.existing_digests(
+                session, [d for k, _ in orphans if (d := _digest_of_key(k))]
+            )
+        orphans = [(k, s) for k, s in orphans if _digest_of_key(k) not in named]
+        for key, _ in orphans:
+            await self.storage.delete(key)
+        async with self.db.write() as session:
+            await self.add(
+                session,
+                {"purged_orphans": len(orphans), "freed_space": sum(s for _, s in orphans)},
+            )
+        self.ctx.log(f"deleted {len(orphans)} blob files no blob row named")
+
+    # --- dry run ------------------------------------------------------------------------
+
+    async def dry_run(self) -> dict[str, Any]:
+        """What a real run would do now, counted without changing anything."""
+        counts = dict.fromkeys(COUNTERS, 0)
+        doomed: dict[int, repo.BlobRow] = {}
+        async with self.db.read() as session:
+            removed: set[int] = set()
+            if self.params.delete_untagged:
+                rounds = _untagged_rounds(await repo.untagged_artifacts(session, self.cutoff))
+                removed = {i for ids in rounds for i in ids}
+                counts["deleted_artifacts"] = len(removed)
+            after = 0
+            while page := await repo.collectable_page(session, self.cutoff, after):
+                doomed.update((r.id, r) for r in page)
+                after = page[-1].id
+            after = 0
+            while page := await repo.marked_page(session, after):
+                doomed.update((r.id, r) for r in page if r.status == registry_repo.BLOB_DELETING)
+                after = page[-1].id
+            if removed:
+                digests = await _digests_of(session, removed)
+                named = sorted(await repo.blobs_of_manifests(session, digests))
+                held = await repo.holders(session, named)
+                freed = [d for d in named if held.get(d, set()) <= removed]
+                for row in await repo.blobs_by_digest(session, freed, self.cutoff):
+                    doomed[row.id] = row
+            counts.update(_blob_counts(list(doomed.values())))
+            counts["purged_uploads"] = await repo.count_stale_uploads(
+                session, self.old_cutoff, utcnow()
+            )
+        orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
+        counts["purged_orphans"] = len(orphans)
+        counts["freed_space"] += sum(size for _, size in orphans)
+        self.totals = counts
+        async with self.db.write() as session:
+            await repo.set_on_execution(session, self.ctx.execution_id, counts)
+        self.ctx.log("dry run: nothing deleted; " + _summary(counts))
+        return counts
+
+
+async def run_gc(ctx: JobContext) -> Mapping[str, Any] | None:
+    """The ``GARBAGE_COLLECTION`` job's handler."""
+    try:
+        params = parse_params(ctx.params, ctx.env.settings.gc_time_window_hours)
+    except BadRequestError as exc:
+        raise PermanentJobError(str(exc)) from exc
+    run = _Run(ctx, params)
+    if params.dry_run:
+        return await run.dry_run()
+    try:
+        return await run.run()
+    except JobStopped:
+        # Stopped: the blobs still only marked go back to live (claimed ones stay
+        # claimed; their bytes may be half gone and the next run finishes them).
+        async with ctx.env.db.write() as session:
+            await repo.unmark_all(session)
+        ctx.log("stopped; marks given up")
+        raise
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _blob_counts(rows: Sequence[repo.BlobRow]) -> dict[str, int]:
+    manifests = sum(1 for r in rows if r.is_manifest)
+    return {
+        "purged_blobs": len(rows) - manifests,
+        "purged_manifests": manifests,
+        "freed_space": sum(r.size for r in rows),
+    }
+
+
+def _summary(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key}={counts.get(key, 0)}" for key in COUNTERS)
+
+
+def _untagged_rounds(found: dict[int, repo.UntaggedArtifact]) -> list[list[int]]:
+    """The untagged artifacts a run deletes, round by round: an artifact goes once every
+    index listing it and every subject it is an accessory of has gone (or never was
+    untagged-and-deletable, in which case it stays)."""
+    removed: set[int] = set()
+    rounds: list[list[int]] = []
+    while True:
+        ready = [
+            a.id
+            for a in found.values()
+            if a.id not in removed and a.parents <= removed and a.subjects <= removed
+        ]
+        if not ready:
+            return rounds
+        rounds.append(sorted(ready))
+        removed.update(ready)
+
+
+async def _remove_untagged(
+    session: AsyncSession, registry: RegistryService, ids: Sequence[int]
+) -> int:
+    """Delete these artifacts through the registry's removal path, each only if it is
+    still untagged and no index lists it now; returns how many went."""
+    gone = 0
+    for artifact_id in ids:
+        artifact = await repo.find_artifact(session, artifact_id)
+        if artifact is None or await repo.has_tags(session, artifact_id):
+            continue
+        target = registry_repo.RepositoryRef(
+            artifact.repository_id, artifact.project_id, artifact.repository_name
+        )
+        try:
+            await registry.remove_artifact(session, target, artifact, SYSTEM_ACTOR)
+        except ManifestReferencedError:
+            continue  # an index listing it arrived meanwhile
+        gone += 1
+    return gone
+
+
+async def _digests_of(session: AsyncSession, artifact_ids: set[int]) -> list[str]:
+    digests: set[str] = set()
+    for artifact_id in sorted(artifact_ids):
+        artifact = await repo.find_artifact(session, artifact_id)
+        if artifact is not None:
+            digests.add(artifact.digest)
+    return sorted(digests)
+
+
+async def _delete_bytes(
+    storage: Storage, digests: Sequence[str], pool: ThreadPoolExecutor, workers: int
+) -> None:
+    """Delete the blobs' objects: local files by the pool's threads in slices, other
+    drivers through ``Storage.delete`` with as many requests in flight."""
+    if not digests:
+        return
+    keys = [blob_key(d) for d in digests]
+    paths = [storage.local_path(k) for k in keys]
+    if all(p is not None for p in paths):
+        size = max(1, -(-len(paths) // workers))
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, _unlink_all, [str(p) for p in paths[i : i + size]])
+                for i in range(0, len(paths), size)
+            )
+        )
+        return
+    limit = asyncio.Semaphore(workers)
+
+    async def one(key: str) -> None:
+        async with limit:
+            await storage.delete(key)
+
+    await asyncio.gather(*(one(k) for k in keys))
+
+
+def _unlink_all(paths: Sequence[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # an earlier attempt deleted it
+            os.unlink(path)
+
+
+async def _orphan_files(
+    db: Database, storage: Storage, older_than: datetime
+) -> list[tuple[str, int]]:
+    """(key, size) of blob files older than ``older_than`` that no blob row names."""
+    candidates: list[str] = []
+    orphans: list[tuple[str, int]] = []
+
+    async def flush() -> None:
+        digests = {_digest_of_key(k): k for k in candidates}
+        async with db.read() as session:
+            known = await repo.existing_digests(session, sorted(d for d in digests if d))
+        for digest, key in digests.items():
+            if digest is None or digest in known:
+                continue
+            info = await storage.stat(key)
+            if info is not None and info.modified < older_than:
+                orphans.append((key, info.size))
+        candidates.clear()
+
+    async for key in storage.list("blobs/"):
+        candidates.append(key)
+        if len(candidates) >= repo.BATCH:
+            await flush()
+    await flush()
+    return orphans
+
+
+def _digest_of_key(key: str) -> str | None:
+    """``blobs/sha256/ab/abcdef…`` -> ``sha256:abcdef…``."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "blobs":
+        return None
+    return f"{parts[1]}:{parts[3]}"
