@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.base import utcnow
@@ -299,7 +300,11 @@ async def create_policy(
         creator=principal.name,
     )
     session.add(row)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another request took the name between the check and the insert.
+        raise ConflictError(f"webhook policy {name!r} already exists in this project") from None
     return row.id
 
 
@@ -329,7 +334,10 @@ async def update_policy(
     if body.enabled is not None:
         row.enabled = body.enabled
     row.update_time = utcnow()
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise ConflictError(f"webhook policy {row.name!r} already exists in this project") from None
 
 
 async def delete_policy(
