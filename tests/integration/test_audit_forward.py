@@ -24,10 +24,12 @@ from sqlalchemy import select
 from tests.integration.registry_helpers import push_image
 from tests.unit.test_syslog import Rfc5424, parse_rfc5424, split_octet_counted
 
+from dockyard.audit import forwarding
 from dockyard.audit import hooks as audit_hooks
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.audit.models import AuditLog
+from dockyard.audit.syslog import SyslogEvent, parse_endpoint
 from dockyard.db.base import utcnow
 from dockyard.http.state import AppState
 from dockyard.registry.models import Repository
@@ -318,3 +320,33 @@ async def test_a_down_endpoint_neither_fails_nor_slows_requests(
     await configure(**{ENDPOINT: tcp_listener.endpoint})
     names, _ = await create_projects(1)
     await tcp_listener.wait_for(_is("create_project", names[0]), within=15)
+
+
+async def test_a_full_queue_drops_new_events_with_a_warning(
+    tcp_listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    forwarder = forwarding.SyslogForwarder(max_queued=5, hostname="node")
+    dead = parse_endpoint(f"127.0.0.1:{_closed_port()}")
+    assert dead is not None
+    event = SyslogEvent(utcnow(), "create_label", "create", "label", "x", 0, "a", "-", "", True)
+    forwarder.submit(dead, [event] * 12)
+    assert forwarder.queued == 5 and forwarder.dropped == 7
+    assert any("dropped 7 audit events" in r.getMessage() for r in caplog.records)
+    await asyncio.sleep(0.2)  # it tried, failed, and keeps them for a retry
+    assert forwarder.queued == 5 and forwarder.sent == 0
+    # The configuration moves on to a working endpoint: the dead one's events go.
+    working = parse_endpoint(tcp_listener.endpoint)
+    assert working is not None
+    forwarder.submit(
+        working,
+        [SyslogEvent(utcnow(), "create_label", "create", "label", "y", 0, "a", "-", "", True)],
+    )
+    await tcp_listener.wait_for(lambda m: m.sd[SD]["resource"] == "y" and m.hostname == "node")
+    assert tcp_listener.about("x") == []
+    started = time.monotonic()
+    forwarder.submit(dead, [event])
+    await forwarder.close(within=1.0)
+    assert time.monotonic() - started < 2.0
+    assert forwarder.queued == 0
+    forwarder.submit(working, [event])  # after close: ignored
+    assert forwarder.queued == 0

@@ -96,6 +96,9 @@ class SyslogForwarder:
             return
         dropped = 0
         for item in events:
+            if len(self._queue) >= self.max_queued and self._queue[0][0] != endpoint:
+                # Full of events for an endpoint the configuration has left: let them go.
+                self._discard_other(endpoint)
             if len(self._queue) >= self.max_queued:
                 dropped += 1
             else:
@@ -166,12 +169,17 @@ class SyslogForwarder:
     def _discard_stale(self, endpoint: Endpoint) -> bool:
         """When events for another endpoint are queued after ``endpoint``'s (the
         configuration moved on), drop the failing endpoint's; True if any were."""
-        if all(target == endpoint for target, _ in self._queue):
+        newest = self._queue[-1][0] if self._queue else endpoint
+        if newest == endpoint:
             return False
-        kept = deque(entry for entry in self._queue if entry[0] != endpoint)
-        self._drop(len(self._queue) - len(kept), f"{endpoint} is unreachable and no longer set")
-        self._queue = kept
+        self._discard_other(newest)
         return True
+
+    def _discard_other(self, endpoint: Endpoint) -> None:
+        """Drop the queued events of every endpoint but ``endpoint`` (the one now set)."""
+        kept = deque(entry for entry in self._queue if entry[0] == endpoint)
+        self._drop(len(self._queue) - len(kept), f"the endpoint is now {endpoint}")
+        self._queue = kept
 
     def _warn_down(self, endpoint: Endpoint, exc: Exception) -> None:
         now = time.monotonic()
