@@ -5,19 +5,27 @@ history the API shows (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
@@ -77,6 +85,53 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    yield from _serve(None)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path) -> Iterator[Receiver]:
+    """The receiver behind HTTPS with a self-signed certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed(tmp_path))
+    yield from _serve(context)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client refusing our certificate is part of the test
+
+
+def _serve(tls: ssl.SSLContext | None) -> Iterator[Receiver]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -97,10 +152,15 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _QuietServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if tls is not None else "http"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     try:
         yield state
     finally:
@@ -363,6 +423,28 @@ async def test_a_receiver_that_is_down_ends_in_error_everywhere(
         params={"policy_id": policy_id, "status": "Success"},
     )
     assert only_success.json() == []
+
+
+async def test_skip_cert_verify_decides_whether_a_self_signed_receiver_is_trusted(
+    admin: httpx.AsyncClient, tls_receiver: Receiver
+) -> None:
+    project, _ = await new_project(admin)
+    trusting = policy(tls_receiver.url + "/skip", ["PUSH_ARTIFACT"])
+    trusting["targets"][0]["skip_cert_verify"] = True
+    trusting_id = await create_policy(admin, project, trusting)
+    verifying_id = await create_policy(
+        admin, project, policy(tls_receiver.url + "/verify", ["PUSH_ARTIFACT"])
+    )
+    await push_image(admin, f"{project}/app", "v1", seed=b"tls")
+
+    (received,) = await tls_receiver.wait_for("/skip", 1)
+    assert received.headers["authorization"] == SECRET
+    (trusted,) = await wait_final(admin, project, trusting_id, 1)
+    assert trusted["status"] == "Success"
+    (refused,) = await wait_final(admin, project, verifying_id, 1)
+    assert refused["status"] == "Error"
+    assert "certificate" in refused["status_message"].lower()
+    assert tls_receiver.wanted("/verify") == []
 
 
 async def test_slack_targets_get_a_slack_message(
