@@ -38,6 +38,7 @@ from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
 from dockyard.jobs.models import Execution
 from dockyard.registry.hooks import ManifestPush, NoHooks, RegistryHooks
+from dockyard.webhooks import hooks as webhook_hooks
 from dockyard.webhooks import service
 from dockyard.webhooks.repository import VENDOR_TYPE
 
@@ -580,6 +581,24 @@ async def test_disabled_policies_and_other_events_send_nothing(
     assert receiver.requests == []
     assert await execution_count(state, disabled_id) == 0
     assert await execution_count(state, deletes_id) == 0
+
+
+async def test_pulls_in_projects_without_pull_policies_queue_nothing(
+    admin: httpx.AsyncClient, state: AppState, receiver: Receiver
+) -> None:
+    hook = webhook_hooks.find(state.registry.hooks.hooks)
+    assert hook is not None
+    project, _ = await new_project(admin)
+    await create_policy(admin, project, policy(receiver.url + "/pushes", ["PUSH_ARTIFACT"]))
+    await push_image(admin, f"{project}/app", "v1", seed=b"cheap")
+    await receiver.wait_for("/pushes", 1)
+    await admin.get(f"/v2/{project}/app/manifests/v1")  # loads the subscribers once
+    await hook.flush()
+    for _ in range(20):
+        assert (await admin.get(f"/v2/{project}/app/manifests/v1")).status_code == 200
+    assert hook.queued == 0
+    await asyncio.sleep(0.2)
+    assert len(receiver.wanted("/pushes")) == 1
 
 
 # --- policies: CRUD, validation, access --------------------------------------------------------

@@ -86,6 +86,11 @@ class RegistryHooks(NoHooks):
         self._closed = False
         self._flushing = asyncio.Lock()
 
+    @property
+    def queued(self) -> int:
+        """Pulls and refusals waiting for the background task."""
+        return len(self._pulls) + len(self._refusals)
+
     def policies_changed(self) -> None:
         """A policy changed: reload the pull subscribers before the next pull is judged."""
         self._loaded_at = None
