@@ -361,13 +361,7 @@ async def launch(
     )
     tasks = [
         jobs.TaskSpec(
-            params={
-                "policy_id": row.id,
-                "repository": name,
-                "dry_run": dry_run,
-                "operator": operator,
-                "rules": rule_docs,
-            },
+            params={"policy_id": row.id, "repository": name},
             extra_attrs={"repository": name, "dry_run": dry_run, "total": 0, "retained": 0},
             max_attempts=TASK_ATTEMPTS,
         )
@@ -379,7 +373,14 @@ async def launch(
         VENDOR_TYPE,
         vendor_id=row.id,
         trigger=trigger,
-        extra_attrs={"dry_run": dry_run, "operator": operator, "project_id": row.project_id},
+        # The rules as they were at launch, read by every task (once per execution, not
+        # once per repository: a project may hold thousands).
+        extra_attrs={
+            "dry_run": dry_run,
+            "operator": operator,
+            "project_id": row.project_id,
+            "rules": rule_docs,
+        },
         tasks=tasks,
     )
 
@@ -581,15 +582,17 @@ async def _apply(ctx: JobContext, repository: str, decision: Decision, actor: Ac
 async def run_task(ctx: JobContext) -> dict[str, Any]:
     """The ``RETENTION`` task: judge one repository's artifacts, then (unless a dry run)
     remove what no rule keeps. Retried runs judge again; what is gone stays gone."""
-    params = ctx.params
-    repository = params.get("repository")
+    repository = ctx.params.get("repository")
     if not isinstance(repository, str):
         raise PermanentJobError("the task names no repository")
+    async with ctx.env.db.read() as session:
+        execution = await session.get(Execution, ctx.execution_id)
+        params = jobs.loads(execution.extra_attrs) if execution is not None else {}
     dry_run = bool(params.get("dry_run", False))
     try:
         rules = rules_mod.parse_rules(params.get("rules") or [])
     except (RuleError, TypeError, AttributeError) as exc:
-        raise PermanentJobError(f"the task's rules cannot be read: {exc}") from None
+        raise PermanentJobError(f"the execution's rules cannot be read: {exc}") from None
     if ctx.env.registry is None and not dry_run:
         raise PermanentJobError("this worker has no registry service to remove tags with")
     operator = params.get("operator")
