@@ -18,7 +18,13 @@ import pytest
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
-from tests.integration.registry_helpers import OCI_MANIFEST, push_image
+from tests.integration.registry_helpers import (
+    OCI_MANIFEST,
+    digest_of,
+    image_manifest,
+    push_blob,
+    push_image,
+)
 
 from dockyard.audit.models import AuditLog
 from dockyard.db.base import utcnow
@@ -636,3 +642,46 @@ async def test_an_execution_stops_on_patch(admin: httpx.AsyncClient, state: AppS
         f"{API}/retentions/{policy_id + 10_000}/executions/{execution_id}/tasks", headers=SKIP
     )
     assert other.status_code == 404
+
+
+# --- accessories ---------------------------------------------------------------------------
+
+
+async def _attach(client: httpx.AsyncClient, repository: str, subject: str, size: int) -> str:
+    """An untagged accessory (an SBOM-like artifact) whose subject is ``subject``."""
+    config = await push_blob(client, repository, b"{}")
+    layer = f"sbom of {subject}".encode()
+    layer_digest = await push_blob(client, repository, layer)
+    manifest = image_manifest(
+        (config, 2),
+        [(layer_digest, len(layer))],
+        subject=(subject, size),
+        artifact_type="application/vnd.example.sbom",
+    )
+    digest = digest_of(manifest)
+    response = await client.put(
+        f"/v2/{repository}/manifests/{digest}",
+        content=manifest,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert response.status_code == 201, response.text
+    return digest
+
+
+async def test_accessories_follow_their_subject(admin: httpx.AsyncClient, state: AppState) -> None:
+    project, project_id = await new_project(admin)
+    repository = f"{project}/app"
+    old, old_manifest = await push_image(admin, repository, "old", layers=1, seed=b"acc-old")
+    new, new_manifest = await push_image(admin, repository, "new", layers=1, seed=b"acc-new")
+    await age(state, repository, old, pushed_days=3)
+    old_sbom = await _attach(admin, repository, old, len(old_manifest))
+    new_sbom = await _attach(admin, repository, new, len(new_manifest))
+    # Untagged artifacts go unless a rule keeps them, but accessories are not candidates:
+    # they stay with a kept subject and go with a removed one.
+    policy_id = await create_policy(admin, policy(project_id, rule("latestPushedK", 1)))
+    execution = await run(admin, state, policy_id, dry_run=False)
+    assert execution.status == jobs.SUCCESS
+    [task] = await tasks_of(admin, policy_id, execution.id)
+    assert (task["total"], task["retained"]) == (2, 1)
+    assert await artifacts_in(state, repository) == {new, new_sbom}
+    assert old_sbom not in await artifacts_in(state, repository)
