@@ -261,6 +261,10 @@ async def test_schedule_create_update_get_and_fire(
         ({"schedule": {"type": "Manual"}, "parameters": {"audit_retention_hour": -1}}, "between"),
         ({"schedule": {"type": "Manual"}, "parameters": {"audit_retention_hour": 0}}, "between"),
         ({"schedule": {"type": "Manual"}, "parameters": {"audit_retention_hour": "x"}}, "integer"),
+        (
+            {"schedule": {"type": "Manual"}, "parameters": {"audit_retention_hour": "--5"}},
+            "integer",
+        ),
         ({"schedule": {"type": "Manual"}, "parameters": {"audit_retention_hour": True}}, "integer"),
         ({"schedule": {"type": "Manual"}, "parameters": {}}, "required"),
         ({"schedule": {"type": "Manual"}}, "required"),

@@ -39,6 +39,7 @@ MAX_RETENTION_HOURS = 24 * 365 * 100
 OPERATIONS = ("create", "update", "delete", "pull", "login", "logout")
 _MAX_TYPES = 200
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 _HISTORY_COLUMNS: dict[str, ColumnElement[Any]] = {
     "id": Execution.id.expression,
@@ -73,7 +74,7 @@ class PurgeParams:
         return {kind for name in self.event_types if (kind := event_kind(name)) is not None}
 
     def clause(self, before: datetime) -> ColumnElement[bool]:
-        """The events this purge removes when it runs at ``before`` + retention."""
+        """The events this purge removes, given its cut-off time ``before``."""
         return repo.purge_clause(before, self.kinds(), self.operations)
 
     def cutoff(self, now: datetime) -> datetime:
@@ -87,7 +88,7 @@ def _integer(raw: Any, name: str) -> int:
         return int(raw)
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit() and len(raw) < 19:
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
         return int(raw)
     raise BadRequestError(f"{name} must be an integer")
 
