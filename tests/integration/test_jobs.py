@@ -83,6 +83,23 @@ async def test_job_commits_with_its_cause_and_runs_once(state: AppState, tmp_pat
     assert counts.task_count == 5 and counts.success_task_count == 5
 
 
+async def test_the_job_type_hears_once_that_its_execution_finished(
+    state: AppState, tmp_path: Path
+) -> None:
+    record, finish = tmp_path / "record.txt", tmp_path / "finish.txt"
+    async with state.db.write() as session:
+        execution = await jobs.enqueue(
+            session,
+            "TEST_RECORD",
+            extra_attrs={"finish_path": str(finish)},
+            tasks=[jobs.TaskSpec(params={"path": str(record), "sleep": 0.05})] * 4
+            + [jobs.TaskSpec(params={"path": str(record), "permanent": True})],
+        )
+    assert (await _wait_final(state, execution.id)).status == jobs.ERROR
+    await asyncio.sleep(0.3)
+    assert finish.read_text().splitlines() == [f"finished {execution.id} Error"]
+
+
 async def test_failures_retry_with_backoff_then_give_up(state: AppState, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
     flaky = await _start(state, "TEST_RECORD", [{"path": str(record), "fail_times": 2}])

@@ -3,8 +3,10 @@
 ``TEST_RECORD`` appends ``<task id> <pid> <phase>`` lines to the file named by its
 ``path`` parameter (``start`` when it begins, ``done`` when it ends), after
 sleeping ``sleep`` seconds, and can be told to fail its first ``fail_times`` attempts
-(``error``), or to fail for good (``permanent``). ``TEST_STEPS`` counts to ``steps``
-with a checkpoint after each step, resuming from the saved count.
+(``error``), or to fail for good (``permanent``); when its execution ends,
+``finish_path`` (an execution attribute) gets ``finished <id> <status>``.
+``TEST_STEPS`` counts to ``steps`` with a checkpoint after each step, resuming
+from the saved count.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.jobs import service as jobs
+from dockyard.jobs.models import Execution
 from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
 
 
@@ -46,4 +52,14 @@ async def steps(ctx: JobContext) -> Mapping[str, Any] | None:
     return {"done": done, "attempt": ctx.attempt}
 
 
-job_types = [JobType("TEST_RECORD", record), JobType("TEST_STEPS", steps)]
+async def record_finished(session: AsyncSession, execution: Execution) -> None:
+    """Appends ``finished <execution id> <status>`` to the execution's ``finish_path``."""
+    path = jobs.loads(execution.extra_attrs).get("finish_path")
+    if path:
+        _append(str(path), f"finished {execution.id} {execution.status}")
+
+
+job_types = [
+    JobType("TEST_RECORD", record, on_finished=record_finished),
+    JobType("TEST_STEPS", steps),
+]

@@ -40,7 +40,7 @@ from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.jobs import schedules
 from dockyard.jobs import service as jobs
-from dockyard.jobs.models import JobQueue, JobWorker, Task, TaskLog
+from dockyard.jobs.models import Execution, JobQueue, JobWorker, Task, TaskLog
 from dockyard.settings import Settings
 from dockyard.storage import Storage
 
@@ -81,16 +81,21 @@ class JobEnvironment:
 
 
 Handler = Callable[["JobContext"], Awaitable[Mapping[str, Any] | None]]
+FinishedHook = Callable[[AsyncSession, Execution], Awaitable[None]]
+"""Called with an execution that a task's end has just finished (any final status)."""
 
 
 @dataclass(frozen=True)
 class JobType:
-    """A kind of job: the handler that runs one task, and optionally how a schedule
-    starts an execution of it (default: one task with the schedule's parameters)."""
+    """A kind of job: the handler that runs one task; optionally how a schedule
+    starts an execution of it (default: one task with the schedule's parameters)
+    and what to do, in the same transaction, when a task's end finishes its
+    execution (a retention run's ``TAG_RETENTION`` webhook, say)."""
 
     name: str
     handler: Handler
     launcher: schedules.Launcher | None = None
+    on_finished: FinishedHook | None = None
 
 
 class JobContext:
@@ -442,6 +447,11 @@ class JobRunner:
             task.update_time = now
             await session.flush()
             await jobs.refresh_execution(session, ctx.execution_id)
+            on_finished = self.job_types[ctx.job_type].on_finished
+            if on_finished is not None:
+                execution = await session.get(Execution, ctx.execution_id, populate_existing=True)
+                if execution is not None and execution.status in jobs.FINAL_STATUSES:
+                    await on_finished(session, execution)
 
     # --- heartbeat ------------------------------------------------------------
 
