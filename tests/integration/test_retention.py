@@ -26,6 +26,7 @@ from tests.integration.registry_helpers import (
     push_image,
 )
 
+from dockyard.audit.events import Actor
 from dockyard.audit.models import AuditLog
 from dockyard.db.base import utcnow
 from dockyard.http.state import AppState
@@ -33,9 +34,13 @@ from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Schedule
+from dockyard.jobs.runner import JobEnvironment
 from dockyard.projects.models import ProjectMetadata
 from dockyard.registry.models import Artifact, Repository, Tag
-from dockyard.retention.service import VENDOR_TYPE
+from dockyard.registry.repository import find_repository_ref
+from dockyard.retention.repository import candidates
+from dockyard.retention.rules import Decision, Rule, evaluate, parse_rule
+from dockyard.retention.service import VENDOR_TYPE, apply_decision
 
 API = "/api/v2.0"
 PASSWORD = "Passw0rdPassw0rd"
@@ -685,3 +690,83 @@ async def test_accessories_follow_their_subject(admin: httpx.AsyncClient, state:
     assert (task["total"], task["retained"]) == (2, 1)
     assert await artifacts_in(state, repository) == {new, new_sbom}
     assert old_sbom not in await artifacts_in(state, repository)
+
+
+# --- changes between judging and removing --------------------------------------------------
+
+
+class _Context:
+    """What ``apply_decision`` uses of a task's context: the environment and the log."""
+
+    def __init__(self, state: AppState) -> None:
+        self.env = JobEnvironment(state.settings, state.db, state.storage, state.registry)
+        self.lines: list[str] = []
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+
+async def _judge(state: AppState, repository: str, rules: list[Rule]) -> dict[str, Decision]:
+    async with state.db.read() as session:
+        ref = await find_repository_ref(session, repository)
+        assert ref is not None
+        found = await candidates(session, ref.repository_id)
+    decisions = evaluate(rules, "app", found, utcnow())
+    return {d.candidate.digest: d for d in decisions}
+
+
+async def test_what_changed_since_it_was_judged_stays(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project, _ = await new_project(admin)
+    repository = f"{project}/app"
+    doomed = await push(admin, repository, "doomed", "chg-doomed")
+    kept = await push(admin, repository, "v1", "chg-kept")
+    # v1's artifact also carries "moving"; only v* tags are kept.
+    manifest = await admin.get(f"/v2/{repository}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    for tag in ("moving", "frozen"):
+        response = await admin.put(
+            f"/v2/{repository}/manifests/{tag}",
+            content=manifest.content,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status_code == 201
+    decisions = await _judge(state, repository, [parse_rule(rule("always", tag="v*"), 1)])
+    assert not decisions[doomed].keep_artifact
+    assert sorted(decisions[kept].removed_tags) == ["frozen", "moving"]
+
+    # Meanwhile: the doomed artifact is tagged anew, "moving" moves to it, and an
+    # immutable rule starts protecting "frozen".
+    doomed_manifest = await admin.get(
+        f"/v2/{repository}/manifests/doomed", headers={"Accept": OCI_MANIFEST}
+    )
+    for tag in ("rescued", "moving"):
+        response = await admin.put(
+            f"/v2/{repository}/manifests/{tag}",
+            content=doomed_manifest.content,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status_code == 201
+    response = await admin.post(
+        f"{API}/projects/{project}/immutabletagrules",
+        json={
+            "action": "immutable",
+            "template": "immutable_template",
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "frozen"}],
+            "scope_selectors": {
+                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
+            },
+        },
+    )
+    assert response.status_code == 201
+
+    ctx = _Context(state)
+    actor = Actor("admin")
+    assert await apply_decision(ctx, repository, decisions[doomed], actor) is False  # type: ignore[arg-type]
+    assert await apply_decision(ctx, repository, decisions[kept], actor) is True  # type: ignore[arg-type]
+    assert await artifacts_in(state, repository) == {doomed, kept}
+    assert await tags_in(state, repository) == {"doomed", "rescued", "moving", "v1", "frozen"}
+    text = "\n".join(ctx.lines)
+    assert "tagged anew since it was judged" in text
+    assert "tag moving: moved to" in text
+    assert "REFUSED" in text and "frozen" in text

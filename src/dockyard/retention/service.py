@@ -565,17 +565,25 @@ async def _remove_tag(
         await registry.remove_tag(session, target, tag, actor)
 
 
-async def _apply(ctx: JobContext, repository: str, decision: Decision, actor: Actor) -> bool:
-    """Carry out one decision; False when the artifact stayed although it was to go."""
-    try:
-        if not decision.keep_artifact:
+async def apply_decision(
+    ctx: JobContext, repository: str, decision: Decision, actor: Actor
+) -> bool:
+    """Carry out one decision; False when the artifact stayed although it was to go.
+
+    A refusal (an immutable rule added meanwhile, an index now listing the artifact…)
+    is logged and leaves that artifact or tag as it is; the other tags still go."""
+    digest = decision.candidate.digest
+    if not decision.keep_artifact:
+        try:
             return await _remove_artifact(ctx, repository, decision, actor)
-        for tag in decision.removed_tags:
+        except AppError as exc:
+            ctx.log(f"REFUSED {digest}: {exc.message}")
+            return False
+    for tag in decision.removed_tags:
+        try:
             await _remove_tag(ctx, repository, decision, tag, actor)
-    except AppError as exc:
-        # A refusal (an immutable rule added meanwhile, an index now listing it…).
-        ctx.log(f"REFUSED {decision.candidate.digest}: {exc.message}")
-        return decision.keep_artifact
+        except AppError as exc:
+            ctx.log(f"REFUSED {digest} tag {tag}: {exc.message}")
     return True
 
 
@@ -629,7 +637,7 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
     if not dry_run:
         changes = [d for d in decisions if not d.keep_artifact or d.removed_tags]
         for done, decision in enumerate(changes, start=1):
-            if not await _apply(ctx, repository, decision, actor):
+            if not await apply_decision(ctx, repository, decision, actor):
                 retained += 1
             if done % _CHECKPOINT_EVERY == 0:
                 attrs["retained"] = retained
