@@ -87,7 +87,7 @@ class SyslogForwarder:
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.StreamReader | None = None
         self._datagrams: asyncio.DatagramTransport | None = None
-        self._last_warning = 0.0
+        self._last_warning = {"drop": 0.0, "down": 0.0}
 
     # --- taking events (called after a commit; must never block nor raise) ---------------
 
@@ -115,8 +115,8 @@ class SyslogForwarder:
     def _drop(self, count: int, why: str) -> None:
         self.dropped += count
         now = time.monotonic()
-        if now - self._last_warning >= _WARN_EVERY_SECONDS:
-            self._last_warning = now
+        if now - self._last_warning["drop"] >= _WARN_EVERY_SECONDS:
+            self._last_warning["drop"] = now
             log.warning(
                 "dropped %d audit events not forwarded to syslog: %s (%d dropped so far)",
                 count,
@@ -162,9 +162,13 @@ class SyslogForwarder:
                 pause = min(RETRY_MAX_SECONDS, pause * 2)
                 continue
             pause = RETRY_FIRST_SECONDS
-            for _ in batch:
-                self._queue.popleft()
             self.sent += len(batch)
+            # The sent events are still the queue's head, unless a change of endpoint
+            # let them go meanwhile (``_discard_other``): pop only those.
+            for item in batch:
+                if not self._queue or self._queue[0][1] is not item:
+                    break
+                self._queue.popleft()
 
     def _discard_stale(self, endpoint: Endpoint) -> bool:
         """When events for another endpoint are queued after ``endpoint``'s (the
@@ -183,8 +187,8 @@ class SyslogForwarder:
 
     def _warn_down(self, endpoint: Endpoint, exc: Exception) -> None:
         now = time.monotonic()
-        if now - self._last_warning >= _WARN_EVERY_SECONDS:
-            self._last_warning = now
+        if now - self._last_warning["down"] >= _WARN_EVERY_SECONDS:
+            self._last_warning["down"] = now
             log.warning(
                 "cannot forward audit events to %s (%s); %d queued, retrying",
                 endpoint,
