@@ -31,6 +31,7 @@ from dockyard.iam.passwords import hash_password
 from dockyard.jobs import schedules
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution
+from dockyard.jobs.runner import JobEnvironment, JobRunner
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -431,3 +432,57 @@ async def test_only_administrators_purge(
             assert response.status_code == status, (method, url, response.text)
             assert response.json()["errors"][0]["code"]
     assert (await admin.get(SCHEDULE)).json() == {"schedule": {"type": "None"}}
+
+
+async def test_a_purge_taken_over_resumes_with_its_cut_off_and_count(
+    admin: httpx.AsyncClient, state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops mid-purge hands it back; the next run keeps the cut-off
+    time and the count, so ``purged_count`` is exact."""
+    marker = f"purge-{uuid.uuid4().hex[:10]}"
+    await _seed(state, marker, [("update", "robot", 1000)] * 40)
+    expected = await _matching(state, 500, [("update", "robot")])
+    real_delete: Callable[..., Awaitable[int]] = audit_jobs.repo.delete_events
+
+    async def delete_slowly(*args: Any) -> int:
+        await asyncio.sleep(0.05)
+        return await real_delete(*args)
+
+    monkeypatch.setattr(audit_jobs, "PURGE_BATCH", 3)
+    monkeypatch.setattr(audit_jobs.repo, "delete_events", delete_slowly)
+    assert state.jobs is not None
+    await state.jobs.close()  # the app's own workers step aside for this test
+    env = JobEnvironment(
+        state.settings.model_copy(update={"job_workers": 1}), state.db, state.storage
+    )
+    try:
+        first = JobRunner(env, state.job_types, run_scheduler=False)
+        await first.start()
+        purge_id = await _run(admin, audit_retention_hour=500, include_event_types="update_robot")
+        deadline = time.monotonic() + 20
+        while len(await _left(state, marker)) > 30:
+            assert time.monotonic() < deadline, "the purge never started"
+            await asyncio.sleep(0.02)
+        await first.close()
+        assert 0 < len(await _left(state, marker)) < 40
+        second = JobRunner(env, state.job_types, run_scheduler=False)
+        await second.start()
+        try:
+            done = await _wait(admin, purge_id)
+        finally:
+            await second.close()
+    finally:
+        fresh = JobRunner(JobEnvironment(state.settings, state.db, state.storage), state.job_types)
+        await fresh.start()
+        state.jobs = fresh
+    assert done["job_status"] == "Success"
+    assert json.loads(done["job_parameters"])["purged_count"] == expected
+    assert await _left(state, marker) == []
+    log = (await admin.get(f"{URL}/{purge_id}/log")).text
+    assert "resuming after" in log
+    cutoffs = {
+        line.split("(before ", 1)[1].split(")")[0]
+        for line in log.splitlines()
+        if "(before " in line
+    }
+    assert len(cutoffs) == 1, log
