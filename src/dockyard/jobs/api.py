@@ -106,8 +106,13 @@ async def get_workers(api: ApiRequest) -> Response:
     """The workers of a pool (``all``: of every pool) and the job each one runs."""
     await _monitor(api, Action.LIST)
     pool_id = api.path("pool_id")
+    every = pool_id.lower() == ALL
+    if not every and not pool_id.isprintable():
+        raise NotFoundError("no such worker pool; see /jobservice/pools")
     async with api.state.db.read() as session:
-        rows = await jobs.workers(session, None if pool_id.lower() == ALL else pool_id)
+        rows = await jobs.workers(session, None if every else pool_id)
+    if not rows and not every:
+        raise NotFoundError(f"no live worker pool {pool_id[:64]!r}; see /jobservice/pools")
     return json_response(
         [
             Worker(
