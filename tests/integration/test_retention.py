@@ -199,6 +199,32 @@ async def age(
         )
 
 
+async def push_variants(
+    client: httpx.AsyncClient, repository: str, tags: list[str]
+) -> dict[str, str]:
+    """One image per tag, cheaply: the same two blobs, manifests told apart by an
+    annotation. Returns tag -> digest."""
+    config_bytes = b'{"architecture":"amd64","os":"linux"}'
+    layer_bytes = f"layer of {repository}".encode()
+    config = await push_blob(client, repository, config_bytes)
+    layer = await push_blob(client, repository, layer_bytes)
+    found = {}
+    for tag in tags:
+        manifest = image_manifest(
+            (config, len(config_bytes)),
+            [(layer, len(layer_bytes))],
+            annotations={"variant": tag},
+        )
+        response = await client.put(
+            f"/v2/{repository}/manifests/{tag}",
+            content=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status_code == 201, response.text
+        found[tag] = digest_of(manifest)
+    return found
+
+
 async def push(client: httpx.AsyncClient, repository: str, tag: str | None, seed: str) -> str:
     digest, _ = await push_image(client, repository, tag, layers=1, seed=seed.encode())
     return digest
@@ -206,60 +232,79 @@ async def push(client: httpx.AsyncClient, repository: str, tag: str | None, seed
 
 # --- each template, dry run equal to the real run ------------------------------------------
 
-# t1..t5 pushed 10, 8, 6, 4, 2 days ago; t1 pulled 1, t3 4.5 and t4 9.5 days ago.
+# In every repository t1..t5 are pushed 10, 8, 6, 4, 2 days ago; t1 is pulled 1 day
+# ago, t3 4.5 and t4 9.5 days ago.
 SEED = [("t1", 10, 1.0), ("t2", 8, None), ("t3", 6, 4.5), ("t4", 4, 9.5), ("t5", 2, None)]
+TEMPLATE_CASES: list[tuple[str, int | None, set[str]]] = [
+    ("always", None, {"t1", "t2", "t3", "t4", "t5"}),
+    ("latestPushedK", 2, {"t4", "t5"}),
+    ("latestPulledN", 3, {"t1", "t3", "t4"}),
+    ("latestActiveK", 3, {"t1", "t4", "t5"}),
+    ("nDaysSinceLastPush", 5, {"t4", "t5"}),
+    ("nDaysSinceLastPull", 5, {"t1", "t3"}),
+]
 
 
-@pytest.mark.parametrize(
-    ("template", "value", "kept"),
-    [
-        ("always", None, {"t1", "t2", "t3", "t4", "t5"}),
-        ("latestPushedK", 2, {"t4", "t5"}),
-        ("latestPulledN", 3, {"t1", "t3", "t4"}),
-        ("latestActiveK", 3, {"t1", "t4", "t5"}),
-        ("nDaysSinceLastPush", 5, {"t4", "t5"}),
-        ("nDaysSinceLastPull", 5, {"t1", "t3"}),
-    ],
-)
-async def test_each_template_on_a_repository_dry_run_then_real(
-    admin: httpx.AsyncClient,
-    state: AppState,
-    template: str,
-    value: int | None,
-    kept: set[str],
+async def test_each_template_on_its_repository_dry_run_then_real(
+    admin: httpx.AsyncClient, state: AppState
 ) -> None:
+    """One policy, one rule per template, each scoped to a repository of its own: one
+    execution judges all six repositories (one task each)."""
     project, project_id = await new_project(admin)
-    repository = f"{project}/app"
-    digests = {}
-    for tag, pushed, pulled in SEED:
-        digests[tag] = await push(admin, repository, tag, f"{template}-{tag}")
-        await age(state, repository, digests[tag], pushed_days=pushed, pulled_days=pulled)
-    policy_id = await create_policy(admin, policy(project_id, rule(template, value)))
+    digests: dict[str, dict[str, str]] = {}
+    for template, _, _ in TEMPLATE_CASES:
+        repository = f"{project}/{template.lower()}"
+        digests[repository] = await push_variants(admin, repository, [t for t, _, _ in SEED])
+        for tag, pushed, pulled in SEED:
+            digest = digests[repository][tag]
+            await age(state, repository, digest, pushed_days=pushed, pulled_days=pulled)
+    policy_id = await create_policy(
+        admin,
+        policy(
+            project_id,
+            *(rule(t, value, repo=t.lower()) for t, value, _ in TEMPLATE_CASES),
+        ),
+    )
+    everything = {t for t, _, _ in SEED}
 
     dry = await run(admin, state, policy_id, dry_run=True)
     assert dry.status == jobs.SUCCESS and dry.trigger == jobs.MANUAL
-    assert await tags_in(state, repository) == {t for t, _, _ in SEED}  # nothing removed
-    [dry_task] = await tasks_of(admin, policy_id, dry.id)
-    assert dry_task["repository"] == repository
-    assert (dry_task["total"], dry_task["retained"]) == (5, len(kept))
-    log = await task_log(admin, policy_id, dry.id, dry_task["id"])
-    for tag in {t for t, _, _ in SEED} - kept:
-        assert f"tag {tag}: no rule keeps it; would remove the artifact" in log
-    for tag in kept:
-        assert f"tag {tag}: kept by rule 1" in log
+    dry_tasks = {t["repository"]: t for t in await tasks_of(admin, policy_id, dry.id)}
+    assert set(dry_tasks) == set(digests)
+    for position, (template, _, kept) in enumerate(TEMPLATE_CASES, start=1):
+        repository = f"{project}/{template.lower()}"
+        task = dry_tasks[repository]
+        assert await tags_in(state, repository) == everything, template  # nothing removed
+        assert (task["total"], task["retained"]) == (5, len(kept)), template
+        log = await task_log(admin, policy_id, dry.id, task["id"])
+        for tag in everything - kept:
+            assert f"tag {tag}: no rule keeps it; would remove the artifact" in log, template
+        for tag in kept:
+            assert f"tag {tag}: kept by rule {position}" in log, template
 
     real = await run(admin, state, policy_id, dry_run=False)
     assert real.status == jobs.SUCCESS
-    [real_task] = await tasks_of(admin, policy_id, real.id)
-    assert (real_task["total"], real_task["retained"]) == (dry_task["total"], dry_task["retained"])
-    assert await tags_in(state, repository) == kept
-    assert await artifacts_in(state, repository) == {digests[t] for t in kept}
+    real_tasks = {t["repository"]: t for t in await tasks_of(admin, policy_id, real.id)}
+    for template, _, kept in TEMPLATE_CASES:
+        repository = f"{project}/{template.lower()}"
+        done, judged = real_tasks[repository], dry_tasks[repository]
+        assert (done["total"], done["retained"]) == (judged["total"], judged["retained"])
+        assert done["status"] == "Success"
+        assert await tags_in(state, repository) == kept, template
+        assert await artifacts_in(state, repository) == {digests[repository][t] for t in kept}, (
+            template
+        )
 
     listed = await admin.get(f"{API}/retentions/{policy_id}/executions")
     assert listed.status_code == 200
     assert [(e["id"], e["dry_run"]) for e in listed.json()] == [(real.id, False), (dry.id, True)]
     assert listed.json()[0]["policy_id"] == policy_id
     assert listed.json()[0]["status"] == "Success"
+    paged = await admin.get(
+        f"{API}/retentions/{policy_id}/executions/{real.id}/tasks", params={"page_size": 4}
+    )
+    assert len(paged.json()) == 4 and paged.headers["x-total-count"] == "6"
+    assert 'rel="next"' in paged.headers["link"]
 
 
 # --- selectors -----------------------------------------------------------------------------
