@@ -111,10 +111,10 @@ async def get_system_info(api: ApiRequest) -> Response:
                 "current_time": utcnow(),
                 "external_url": external_url,
                 "registry_url": external_url.split("://", 1)[-1],
-                "project_creation_restriction": "everyone",
+                "project_creation_restriction": props.project_creation_restriction,
                 "has_ca_root": False,
                 "read_only": False,
-                "notification_enable": False,
+                "notification_enable": props.notification_enable,
                 "registry_storage_provider_name": "filesystem",
             }
         )

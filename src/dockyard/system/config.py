@@ -91,6 +91,8 @@ ROBOT_TOKEN_DURATION = "robot_token_duration"  # noqa: S105 - a setting name, no
 BANNER_MESSAGE = "banner_message"
 STORAGE_PER_PROJECT = "storage_per_project"
 """The storage quota (bytes) of a new project; -1 unlimited."""
+NOTIFICATION_ENABLE = "notification_enable"
+"""Webhooks on or off, for every project."""
 DISABLED_AUDIT_LOG_EVENT_TYPES = "disabled_audit_log_event_types"
 """Comma-separated audit event types not written (``pull_artifact`` under heavy pull load)."""
 AUDIT_LOG_FORWARD_ENDPOINT = "audit_log_forward_endpoint"
@@ -136,7 +138,7 @@ ITEMS: dict[str, ConfigItem] = {
             from_settings=lambda s: s.session_timeout_minutes,
         ),
         ConfigItem("read_only", bool, False, editable=False),
-        ConfigItem("notification_enable", bool, True, editable=True),
+        ConfigItem(NOTIFICATION_ENABLE, bool, True, editable=True),
         ConfigItem(DISABLED_AUDIT_LOG_EVENT_TYPES, str, "", editable=True, max_length=4096),
         ConfigItem(
             AUDIT_LOG_FORWARD_ENDPOINT,

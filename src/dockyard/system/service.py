@@ -87,12 +87,18 @@ class SystemProperties:
 
     self_registration: bool
     banner_message: str
+    project_creation_restriction: str
+    notification_enable: bool
 
 
 async def system_properties(session: AsyncSession) -> SystemProperties:
     return SystemProperties(
         self_registration=await config.value(session, config.SELF_REGISTRATION) is True,
         banner_message=str(await config.value(session, config.BANNER_MESSAGE)),
+        project_creation_restriction=str(
+            await config.value(session, config.PROJECT_CREATION_RESTRICTION)
+        ),
+        notification_enable=await config.value(session, config.NOTIFICATION_ENABLE) is True,
     )
 
 

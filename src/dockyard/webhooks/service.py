@@ -61,7 +61,7 @@ from dockyard.webhooks.schemas import WebhookPolicy as WebhookPolicyView
 
 __all__ = ["VENDOR_TYPE", "emit"]
 
-NOTIFICATION_ENABLE = "notification_enable"
+NOTIFICATION_ENABLE = config.NOTIFICATION_ENABLE
 """The system setting that switches every delivery on or off."""
 MAX_ATTEMPTS = 4
 """Tries per delivery: the first and three retries, backing off (``job_retry_base_seconds``)."""
