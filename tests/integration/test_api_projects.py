@@ -20,6 +20,8 @@ from dockyard.labels.models import Label
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.quota.models import Quota
 from dockyard.registry.models import Repository
+from dockyard.retention.models import RetentionPolicy
+from dockyard.webhooks.models import WebhookPolicy
 
 API = "/api/v2.0"
 PASSWORD = "Passw0rdPassw0rd"
@@ -492,7 +494,7 @@ async def test_bad_metadata_update_is_refused(admin: httpx.AsyncClient) -> None:
     assert (await admin.get(f"{base}/")).json() == {"public": "false"}
 
 
-async def test_delete_takes_labels_rules_and_quota_along(
+async def test_delete_takes_labels_rules_quota_and_policies_along(
     admin: httpx.AsyncClient, state: AppState
 ) -> None:
     name = _name()
@@ -513,6 +515,40 @@ async def test_delete_takes_labels_rules_and_quota_along(
         },
     )
     assert rule.status_code == 201, rule.text
+    hook = await admin.post(
+        f"{API}/projects/{project_id}/webhook/policies",
+        json={
+            "name": "h1",
+            "enabled": True,
+            "event_types": ["PUSH_ARTIFACT"],
+            "targets": [{"type": "http", "address": "http://127.0.0.1:9/hook"}],
+        },
+    )
+    assert hook.status_code == 201, hook.text
+    retention = await admin.post(
+        f"{API}/retentions",
+        json={
+            "algorithm": "or",
+            "rules": [
+                {
+                    "action": "retain",
+                    "template": "always",
+                    "params": {},
+                    "tag_selectors": [
+                        {"kind": "doublestar", "decoration": "matches", "pattern": "**"}
+                    ],
+                    "scope_selectors": {
+                        "repository": [
+                            {"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}
+                        ]
+                    },
+                }
+            ],
+            "trigger": {"kind": "Schedule", "settings": {"cron": ""}},
+            "scope": {"level": "project", "ref": project_id},
+        },
+    )
+    assert retention.status_code == 201, retention.text
     assert (await admin.delete(f"{API}/projects/{project_id}")).status_code == 200
 
     async with state.db.read() as session:
@@ -520,6 +556,8 @@ async def test_delete_takes_labels_rules_and_quota_along(
             (Label, Label.project_id == project_id),
             (ImmutableTagRule, ImmutableTagRule.project_id == project_id),
             (Quota, Quota.reference_id == str(project_id)),
+            (WebhookPolicy, WebhookPolicy.project_id == project_id),
+            (RetentionPolicy, RetentionPolicy.project_id == project_id),
         ):
             count = await session.scalar(select(func.count()).select_from(model).where(where))
             assert count == 0, model.__tablename__

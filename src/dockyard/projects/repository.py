@@ -15,6 +15,8 @@ from dockyard.labels.models import Label
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.quota.models import Quota
 from dockyard.registry.models import Repository
+from dockyard.retention.models import RetentionPolicy
+from dockyard.webhooks.models import WebhookPolicy
 
 USER_MEMBER = "u"
 GROUP_MEMBER = "g"
@@ -156,12 +158,19 @@ async def soft_delete_project(session: AsyncSession, project: Project) -> None:
         delete(ProjectMetadata).where(ProjectMetadata.project_id == project.project_id)
     )
     # What hangs off the project goes with it (the row stays, so no cascade fires):
-    # its labels (and their links), tag rules and quota.
+    # its labels (and their links), tag rules, quota, webhook and retention policies
+    # (a retention schedule left behind removes itself when it next fires).
     await session.execute(
         delete(Label).where(Label.scope == "p", Label.project_id == project.project_id)
     )
     await session.execute(
         delete(ImmutableTagRule).where(ImmutableTagRule.project_id == project.project_id)
+    )
+    await session.execute(
+        delete(WebhookPolicy).where(WebhookPolicy.project_id == project.project_id)
+    )
+    await session.execute(
+        delete(RetentionPolicy).where(RetentionPolicy.project_id == project.project_id)
     )
     await session.execute(
         delete(Quota).where(
