@@ -31,13 +31,12 @@ from dockyard.registry.models import (
     Blob,
     BlobUpload,
     ProjectBlob,
-    RepositoryBlob,
     Tag,
 )
 from dockyard.registry.repository import BLOB_DELETING, BLOB_LIVE, BLOB_MARKED
 
 # Small enough for every database's bound-parameter limit, large enough to be fast.
-BATCH = 500
+BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,7 @@ def _locked(*conditions: Any) -> Any:
 
 
 def _blob_row(row: Any) -> BlobRow:
-    return BlobRow(row.id, row.digest, row.size, row.content_type, row.version, row.status)
+    return BlobRow(*row)  # _BLOB_COLUMNS are BlobRow's fields, in order
 
 
 _BLOB_COLUMNS = (
@@ -182,9 +181,8 @@ async def purge(session: AsyncSession, rows: Sequence[BlobRow]) -> list[BlobRow]
     for project_id, blob_id in links:
         if blob_id in gone:
             refunds[project_id] += gone[blob_id].size
-    # Foreign keys cascade, but SQLite enforces them only per connection: be explicit.
-    await session.execute(delete(RepositoryBlob).where(RepositoryBlob.blob_id.in_(list(gone))))
-    await session.execute(delete(ProjectBlob).where(ProjectBlob.blob_id.in_(list(gone))))
+    # Their repository and project links went with them (foreign keys cascade; the
+    # engine turns them on for every SQLite connection).
     for project_id, size in sorted(refunds.items()):
         if size:
             await quotas.refund(session, project_id, size)

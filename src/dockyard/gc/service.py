@@ -27,11 +27,8 @@ now) in the transaction that links it, and refuses a blob already ``deleting``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +46,7 @@ from dockyard.registry import repository as registry_repo
 from dockyard.registry.hooks import SYSTEM_ACTOR
 from dockyard.registry.service import RegistryService
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.filesystem import FilesystemStorage
 
 JOB_TYPE = "GARBAGE_COLLECTION"
 MAX_WORKERS = 10
@@ -209,7 +207,9 @@ class _Run:
         for index, phase in enumerate(PHASES[:-1]):
             if PHASES.index(self.phase) > index:
                 continue
+            began = time.monotonic()
             await steps[phase]()
+            self.ctx.log(f"phase {phase} took {time.monotonic() - began:.2f}s")
             await self.enter(PHASES[index + 1])
         self.ctx.log(_summary(self.totals))
         return dict(self.totals)
@@ -247,25 +247,28 @@ class _Run:
         self.ctx.log(f"marked {marked} blobs as deletion candidates")
 
     async def sweep(self) -> None:
-        with ThreadPoolExecutor(self.params.workers, thread_name_prefix="dockyard-gc") as pool:
-            while True:
-                async with self.db.read() as session:
-                    page = await repo.marked_page(session, self.after)
-                if not page:
-                    break
+        """Claim a batch, delete its bytes, delete its rows. The bytes of one batch are
+        deleted (in threads) while the next batch is claimed (on the loop)."""
+        deleting: tuple[list[repo.BlobRow], asyncio.Future[None]] | None = None
+        while True:
+            async with self.db.read() as session:
+                page = await repo.marked_page(session, self.after)
+            doomed: list[repo.BlobRow] = []
+            if page:
                 marked = [r for r in page if r.status == registry_repo.BLOB_MARKED]
-                leftover = [r for r in page if r.status == registry_repo.BLOB_DELETING]
                 async with self.db.write() as session:
-                    claimed = await repo.claim(session, marked, self.cutoff)
-                doomed = [*claimed, *leftover]
-                await _delete_bytes(
-                    self.storage, [r.digest for r in doomed], pool, self.params.workers
-                )
-                async with self.db.write() as session:
-                    gone = await repo.purge(session, doomed)
-                    await self.add(session, _blob_counts(gone))
+                    doomed = await repo.claim(session, marked, self.cutoff)
+                doomed += [r for r in page if r.status == registry_repo.BLOB_DELETING]
                 self.after = page[-1].id
-                await self.checkpoint()
+            started = asyncio.ensure_future(
+                _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
+            )
+            if deleting is not None:
+                await self._purge(*deleting)
+            deleting = (doomed, started)
+            if not page:
+                await self._purge(*deleting)
+                break
         async with self.db.write() as session:
             kept = await repo.unmark_all(session)
         if kept:
@@ -274,6 +277,15 @@ class _Run:
             f"deleted {self.totals.get('purged_blobs', 0)} blobs and "
             f"{self.totals.get('purged_manifests', 0)} manifests"
         )
+
+    async def _purge(self, rows: list[repo.BlobRow], bytes_gone: asyncio.Future[None]) -> None:
+        """Once a claimed batch's bytes are gone, its rows go (and its counts with them)."""
+        await bytes_gone
+        if rows:
+            async with self.db.write() as session:
+                gone = await repo.purge(session, rows)
+                await self.add(session, _blob_counts(gone))
+        await self.checkpoint()
 
     async def purge_uploads(self) -> None:
         now = utcnow()
@@ -435,23 +447,16 @@ async def _digests_of(session: AsyncSession, artifact_ids: set[int]) -> list[str
     return sorted(digests)
 
 
-async def _delete_bytes(
-    storage: Storage, digests: Sequence[str], pool: ThreadPoolExecutor, workers: int
-) -> None:
-    """Delete the blobs' objects: local files by the pool's threads in slices, other
-    drivers through ``Storage.delete`` with as many requests in flight."""
+async def _delete_bytes(storage: Storage, digests: Sequence[str], workers: int) -> None:
+    """Delete the blobs' objects with ``workers`` threads at once: the filesystem
+    driver's bulk delete in ``workers`` slices, other drivers object by object."""
     if not digests:
         return
     keys = [blob_key(d) for d in digests]
-    paths = [storage.local_path(k) for k in keys]
-    if all(p is not None for p in paths):
-        size = max(1, -(-len(paths) // workers))
-        loop = asyncio.get_running_loop()
+    if isinstance(storage, FilesystemStorage):
+        size = max(1, -(-len(keys) // workers))
         await asyncio.gather(
-            *(
-                loop.run_in_executor(pool, _unlink_all, [str(p) for p in paths[i : i + size]])
-                for i in range(0, len(paths), size)
-            )
+            *(storage.delete_many(keys[i : i + size]) for i in range(0, len(keys), size))
         )
         return
     limit = asyncio.Semaphore(workers)
@@ -461,12 +466,6 @@ async def _delete_bytes(
             await storage.delete(key)
 
     await asyncio.gather(*(one(k) for k in keys))
-
-
-def _unlink_all(paths: Sequence[str]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):  # an earlier attempt deleted it
-            os.unlink(path)
 
 
 async def _orphan_files(

@@ -19,7 +19,14 @@ import ctypes
 import os
 import secrets
 import sys
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from datetime import UTC, datetime
 from pathlib import Path
 from stat import S_ISREG
@@ -115,6 +122,12 @@ class FilesystemStorage(Storage):
         except OSError as exc:
             raise _storage_error("delete", key, exc) from exc
         return True
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove many objects in one trip to a worker thread (garbage collection's
+        sweep, which runs several of these at once); returns how many existed."""
+        paths = [self._path(key) for key in keys]
+        return await to_thread.run_sync(_unlink_many, paths)
 
     async def move(self, src: str, dst: str) -> None:
         src_path, dst_path = self._path(src), self._path(dst)
@@ -495,6 +508,19 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _unlink_many(paths: Sequence[str]) -> int:
+    removed = 0
+    for path in paths:
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise _storage_error("delete", path, exc) from exc
+        removed += 1
+    return removed
 
 
 def _unlink_quietly(path: str) -> None:
