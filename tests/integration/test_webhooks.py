@@ -484,6 +484,34 @@ async def test_quota_refusals_are_sent_as_quota_exceed(
     assert await execution_count(state, policy_id) == 1  # the refused upload pushed nothing
 
 
+async def test_quota_warning_once_when_usage_crosses_85_percent(
+    admin: httpx.AsyncClient, state: AppState, receiver: Receiver
+) -> None:
+    project, _ = await new_project(admin, storage_limit=1000)
+    policy_id = await create_policy(
+        admin, project, policy(receiver.url + "/warning", ["QUOTA_WARNING"])
+    )
+
+    async def upload(size: int, fill: bytes) -> None:
+        blob = fill * size
+        response = await admin.post(
+            f"/v2/{project}/app/blobs/uploads/", params={"digest": digest_of(blob)}, content=blob
+        )
+        assert response.status_code == 201, response.text
+
+    await upload(500, b"a")  # 50 %: below the threshold
+    await upload(400, b"b")  # 90 %: crosses it
+    await upload(50, b"c")  # 95 %: already over, no second warning
+    (received,) = await receiver.wait_for("/warning", 1)
+    body = received.json()
+    assert body["type"] == "QUOTA_WARNING"
+    assert "900 of 1000 bytes" in body["event_data"]["custom_attributes"]["Details"]
+    assert body["event_data"]["repository"]["repo_full_name"] == f"{project}/app"
+    await asyncio.sleep(0.5)
+    assert len(receiver.wanted("/warning")) == 1
+    assert await execution_count(state, policy_id) == 1
+
+
 async def test_other_features_emit_through_the_service(
     admin: httpx.AsyncClient, state: AppState, receiver: Receiver
 ) -> None:

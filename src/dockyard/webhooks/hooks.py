@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.engine import Database
 from dockyard.projects import repository as projects_repo
+from dockyard.quota import repository as quota_repo
 from dockyard.registry.hooks import (
     BlobsLinked,
     Change,
@@ -47,6 +48,7 @@ from dockyard.webhooks.payloads import (
     PULL_ARTIFACT,
     PUSH_ARTIFACT,
     QUOTA_EXCEED,
+    QUOTA_WARNING,
     artifact_data,
 )
 
@@ -57,6 +59,8 @@ SUBSCRIBERS_SECONDS = 10.0
 FLUSH_SECONDS = 1.0
 CLOSE_SECONDS = 10.0
 MAX_QUEUED = 10_000
+QUOTA_WARNING_PERCENT = 85
+"""Storage use, in percent of the project's limit, that sends ``QUOTA_WARNING``."""
 QUOTA_REFUSAL = "quota exceeded"
 """How the quota hook's refusals begin (``quota.service.charge``)."""
 
@@ -79,6 +83,8 @@ class RegistryHooks(NoHooks):
         self.registry_host = urlsplit(settings.public_url).netloc or settings.public_url
         self._pull_projects: frozenset[str] = frozenset()
         self._loaded_at: float | None = None
+        self._warning_projects: frozenset[str] = frozenset()
+        self._warnings_loaded_at: float | None = None
         self._pulls: list[tuple[ManifestPull, datetime]] = []
         self._refusals: list[_Refusal] = []
         self._wake = asyncio.Event()
@@ -94,6 +100,7 @@ class RegistryHooks(NoHooks):
     def policies_changed(self) -> None:
         """A policy changed: reload the pull subscribers before the next pull is judged."""
         self._loaded_at = None
+        self._warnings_loaded_at = None
 
     # --- pushes and deletions, in their transaction ----------------------------------
 
@@ -141,6 +148,46 @@ class RegistryHooks(NoHooks):
         )
         event = service.new_event(DELETE_ARTIFACT, removal.project_id, data, removal.actor.name)
         await service.enqueue_deliveries(session, policies, event)
+
+    async def blobs_linked(self, session: AsyncSession, linked: BlobsLinked) -> None:
+        """``QUOTA_WARNING`` when these blobs take the project's storage over
+        ``QUOTA_WARNING_PERCENT`` of its limit (once, on the crossing). Projects with no
+        warning policy cost a look at an in-memory set."""
+        if not linked.blobs:
+            return
+        project = linked.repository.partition("/")[0]
+        if project not in await self._warning_subscribers():
+            return
+        quota = await quota_repo.find_quota(session, linked.project_id)
+        if quota is None or quota.hard_storage <= 0:
+            return
+        added = sum(size for _, size in linked.blobs)
+        threshold = quota.hard_storage * QUOTA_WARNING_PERCENT / 100
+        if not quota.used_storage - added < threshold <= quota.used_storage:
+            return
+        policies = await service.subscribed_policies(session, linked.project_id, QUOTA_WARNING)
+        if not policies:
+            return
+        data = await self._data(session, linked.project_id, linked.repository, [])
+        data["custom_attributes"] = {
+            "Details": (
+                f"quota usage reached {QUOTA_WARNING_PERCENT}%: "
+                f"{quota.used_storage} of {quota.hard_storage} bytes used"
+            )
+        }
+        event = service.new_event(QUOTA_WARNING, linked.project_id, data, linked.actor.name)
+        await service.enqueue_deliveries(session, policies, event)
+
+    async def _warning_subscribers(self) -> frozenset[str]:
+        loaded = self._warnings_loaded_at
+        if loaded is None or time.monotonic() - loaded >= SUBSCRIBERS_SECONDS:
+            loaded_at = time.monotonic()
+            async with self.db.read() as session:
+                self._warning_projects = frozenset(
+                    await repo.projects_subscribed_to(session, QUOTA_WARNING)
+                )
+            self._warnings_loaded_at = loaded_at
+        return self._warning_projects
 
     # --- pulls and refusals, off the request path ------------------------------------
 
