@@ -141,6 +141,10 @@ async def test_artifacts_tags_and_labels(
     page = await client.get(repo)
     assert 'data-tag="v1"' in page.text and 'data-tag="v2"' in page.text
     assert f"docker pull registry.test/{project}/web:v1" in page.text
+    by_tag = await client.get(repo, params={"tag": "v2"})
+    assert 'data-tag="v2"' in by_tag.text and 'data-tag="v1"' not in by_tag.text
+    nothing = await client.get(repo, params={"tag": "nope"})
+    assert "No artifact matches the filter." in nothing.text
     # Add a tag on the artifact page, then delete it (the confirmation is a form of its own).
     artifact = f"{repo}/-/artifacts/{digest}"
     detail = await client.get(artifact)
@@ -230,3 +234,105 @@ async def test_browser_language_is_the_default(app: Starlette) -> None:
     async with make_client(app) as client:
         page = await client.get("/harbor/sign-in", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
         assert "登录" in page.text
+
+
+async def test_copy_an_artifact_to_another_project(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, csrf = console
+    digest, _ = await push_image(admin, f"{project}/src", "v1")
+    target = f"c{uuid.uuid4().hex[:10]}"
+    assert (
+        await admin.post("/api/v2.0/projects", json={"project_name": target})
+    ).status_code == 201
+    copied = await client.post(
+        f"/harbor/projects/{project}/repositories/src/-/artifacts/{digest}/copy",
+        data={"_csrf": csrf, "target_project": target, "target_repository": "copied"},
+    )
+    assert copied.headers["location"] == f"/harbor/projects/{target}/repositories/copied"
+    listed = await admin.get(f"/api/v2.0/projects/{target}/repositories/copied/artifacts")
+    assert [a["digest"] for a in listed.json()] == [digest]
+
+
+async def test_profile_and_password(app: Starlette, admin: httpx.AsyncClient) -> None:
+    name, password = f"u{uuid.uuid4().hex[:10]}", "Passw0rd!x"
+    created = await admin.post(
+        "/api/v2.0/users",
+        json={
+            "username": name,
+            "email": f"{name}@example.org",
+            "realname": "R",
+            "password": password,
+        },
+    )
+    assert created.status_code == 201
+    async with make_client(app) as client:
+        csrf = await sign_in(client, name, password)
+        saved = await client.post(
+            "/harbor/account/profile",
+            data={
+                "_csrf": csrf,
+                "email": f"{name}@example.net",
+                "realname": "New Name",
+                "comment": "",
+            },
+        )
+        page = await follow(client, saved)
+        assert flash(page) == "Your profile was saved."
+        assert 'value="New Name"' in page.text
+        wrong = await client.post(
+            "/harbor/account/password",
+            data={
+                "_csrf": csrf,
+                "old_password": "nope",
+                "new_password": "Xx1xxxxxxx",
+                "confirm_password": "Xx1xxxxxxx",
+            },
+        )
+        assert flash(await follow(client, wrong)) == "The current password is not correct."
+        changed = await client.post(
+            "/harbor/account/password",
+            data={
+                "_csrf": csrf,
+                "old_password": password,
+                "new_password": "Newpassw0rd",
+                "confirm_password": "Newpassw0rd",
+            },
+        )
+        assert flash(await follow(client, changed)) == "Your password was changed."
+    async with make_client(app) as client:
+        await sign_in(client, name, "Newpassw0rd")
+
+
+async def test_administrators_manage_users(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient, app: Starlette
+) -> None:
+    client, csrf = console
+    name = f"u{uuid.uuid4().hex[:10]}"
+    created = await client.post(
+        "/harbor/admin/users",
+        data={
+            "_csrf": csrf,
+            "username": name,
+            "email": f"{name}@example.org",
+            "realname": "N",
+            "password": "Passw0rd!x",
+        },
+    )
+    assert flash(await follow(client, created)) == f"User {name} was created."
+    user_id = (await admin.get("/api/v2.0/users", params={"q": f"username={name}"})).json()[0][
+        "user_id"
+    ]
+    granted = await client.post(f"/harbor/admin/users/{user_id}/grant-admin", data={"_csrf": csrf})
+    await follow(client, granted)
+    assert (await admin.get(f"/api/v2.0/users/{user_id}")).json()["sysadmin_flag"] is True
+    reset = await client.post(
+        f"/harbor/admin/users/{user_id}/password", data={"_csrf": csrf, "password": "Reset1passw"}
+    )
+    await follow(client, reset)
+    async with make_client(app) as other:
+        await sign_in(other, name, "Reset1passw")
+        assert 'data-testid="admin-nav"' in (await other.get("/harbor/projects")).text
+    deleted = await client.post(f"/harbor/admin/users/{user_id}/delete", data={"_csrf": csrf})
+    await follow(client, deleted)
+    assert (await admin.get(f"/api/v2.0/users/{user_id}")).status_code == 404

@@ -53,6 +53,13 @@ def repository_listing(project_id: int | None) -> Select[Any]:
     return stmt
 
 
+async def count_project_artifacts(session: AsyncSession, project_id: int, cap: int) -> int:
+    """How many artifacts the project holds, counting no further than ``cap``: a bounded
+    walk of the ``(project_id, …)`` index however large the project is."""
+    capped = select(Artifact.id).where(Artifact.project_id == project_id).limit(cap).subquery()
+    return int(await session.scalar(select(func.count()).select_from(capped)) or 0)
+
+
 async def artifact_counts(session: AsyncSession, repository_ids: Collection[int]) -> dict[int, int]:
     """How many artifacts each repository holds (one grouped query)."""
     if not repository_ids:

@@ -234,6 +234,15 @@ async def get_repository(
     return _repository_view(found, counts.get(found.repository_id, 0))
 
 
+async def project_artifact_count(
+    session: AsyncSession, principal: Principal, context: ProjectContext, cap: int
+) -> int:
+    """A project's artifacts for its summary page, counted up to ``cap`` (shown as "cap+"),
+    so the page costs the same for a project of ten artifacts or of a million."""
+    require(principal, Action.LIST, Resource.ARTIFACT, context)
+    return await repo.count_project_artifacts(session, context.project_id, cap)
+
+
 # --- artifacts -----------------------------------------------------------------------------
 
 

@@ -56,6 +56,8 @@ METADATA_SWITCHES = (
     "enable_content_trust_cosign",
 )
 GiB = 1024**3
+ARTIFACT_COUNT_CAP = 10_000
+"""The summary counts a project's artifacts up to here and shows "10,000+" beyond."""
 
 
 def project_url(name: str, tab: str = "") -> str:
@@ -169,17 +171,10 @@ async def summary(page: Page) -> Response:
         project, context = await _project(session, page)
         view = await projects.project_view(session, page.principal, project, context)
         facts = await projects.project_summary(session, page.principal, project, context)
-        artifact_total = 0
+        artifact_total = None
         if can(page.principal, Action.LIST, Resource.ARTIFACT, context):
-            _, artifact_total = await artifacts.list_project_artifacts(
-                session,
-                page.principal,
-                project.name,
-                True,
-                artifacts.ArtifactOptions(with_tag=False),
-                None,
-                None,
-                PageRequest(1, 1),
+            artifact_total = await artifacts.project_artifact_count(
+                session, page.principal, context, ARTIFACT_COUNT_CAP + 1
             )
     members = None
     if facts.project_admin_count is not None:
@@ -211,6 +206,7 @@ async def summary(page: Page) -> Response:
         members=members,
         quota=quota,
         artifact_total=artifact_total,
+        artifact_cap=ARTIFACT_COUNT_CAP,
         registry=page.registry_host(),
     )
 

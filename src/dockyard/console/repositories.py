@@ -8,15 +8,19 @@ from typing import Any
 from urllib.parse import quote
 
 from markdown_it import MarkdownIt
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from dockyard.artifacts import service as artifacts
 from dockyard.artifacts import writes
+from dockyard.artifacts.schemas import Artifact
 from dockyard.console.projects import allowed_in, pages_of, project_url
 from dockyard.console.web import Page, with_query
 from dockyard.db.listing import PageRequest
-from dockyard.errors import BadRequestError
+from dockyard.errors import AppError, BadRequestError, DeniedError, NotFoundError, UnauthorizedError
+from dockyard.iam.policy import Action, Resource
 from dockyard.labels import service as labels
+from dockyard.labels.models import Label
 from dockyard.projects import service as projects
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
@@ -64,53 +68,59 @@ def _inner(page: Page) -> str:
     return page.path("repository")
 
 
+async def _labels_for(session: AsyncSession, page: Page, project_id: int) -> list[Label]:
+    """The global labels and the project's, for pickers and filters (first 100 of each)."""
+    found = []
+    for scope, owner in (("g", None), ("p", project_id)):
+        some, _ = await labels.list_labels(
+            session,
+            page.principal,
+            scope=scope,
+            project_id=owner,
+            name=None,
+            q=None,
+            sort="name",
+            page=PageRequest(1, 100),
+        )
+        found += some
+    return found
+
+
 async def repository(page: Page) -> Response:
+    """The artifact list. An exact tag filter is one indexed lookup (a tag names at most one
+    artifact); a label filter and the plain list page in the database as the API does."""
     name, inner = page.path("project"), _inner(page)
     request = page.page_request()
     label_filter = page.query("label")
+    label_id = int(label_filter) if label_filter.isdigit() and len(label_filter) < 12 else None
     tag_filter = page.query("tag").strip()[:128]
-    q_parts = []
-    if label_filter.isdigit() and len(label_filter) < 12:
-        q_parts.append(f"labels={label_filter}")
-    if tag_filter and "," not in tag_filter and "=" not in tag_filter:
-        q_parts.append(f"tags=~{tag_filter}")
     options = artifacts.ArtifactOptions(
         with_tag=True, with_label=True, with_accessory=True, with_immutable_status=True
     )
     async with page.state.db.read() as session:
-        project, context = await projects.resolve_project(session, page.principal, name, True)
+        target = await artifacts.resolve_repository(
+            session, page.principal, name, inner, Action.READ, Resource.REPOSITORY
+        )
+        project, context = target.project, target.context
         view = await projects.project_view(session, page.principal, project, context)
-        repo_view = await artifacts.get_repository(session, page.principal, project.name, inner)
-        found, total = await artifacts.list_artifacts(
-            session,
-            page.principal,
-            project.name,
-            inner,
-            options,
-            ",".join(q_parts) or None,
-            "-push_time",
-            request,
-        )
-        project_labels, _ = await labels.list_labels(
-            session,
-            page.principal,
-            scope="p",
-            project_id=project.project_id,
-            name=None,
-            q=None,
-            sort="name",
-            page=PageRequest(1, 100),
-        )
-        global_labels, _ = await labels.list_labels(
-            session,
-            page.principal,
-            scope="g",
-            project_id=None,
-            name=None,
-            q=None,
-            sort="name",
-            page=PageRequest(1, 100),
-        )
+        if tag_filter:
+            found = await _tagged(session, page, project.name, inner, tag_filter, options)
+            if label_id is not None:
+                found = [a for a in found if label_id in {x.id for x in a.labels or []}]
+            total = len(found)
+        else:
+            found, total = await artifacts.list_artifacts(
+                session,
+                page.principal,
+                project.name,
+                inner,
+                options,
+                f"labels={label_id}" if label_id is not None else None,
+                "-push_time",
+                request,
+            )
+        all_labels = await _labels_for(session, page, project.project_id)
+    row = target.repository
     host = page.registry_host()
     rows: list[dict[str, Any]] = []
     for artifact in found:
@@ -133,20 +143,37 @@ async def repository(page: Page) -> Response:
         project=view,
         context=context,
         allowed=allowed_in(page, context),
-        repository=repo_view,
+        repository=row,
+        filtered=bool(tag_filter) or label_id is not None,
         inner=inner,
         rows=rows,
         paging=pages_of(total, request),
-        labels=[*global_labels, *project_labels],
+        labels=all_labels,
         label_filter=label_filter,
         tag_filter=tag_filter,
-        description_html=render_markdown(repo_view.description or ""),
+        description_html=render_markdown(row.description or ""),
         repo_url=lambda rest="": repo_url(project.name, inner, rest),
         list_url=lambda **p: with_query(
             repo_url(project.name, inner), label=label_filter, tag=tag_filter, **p
         ),
         registry=host,
     )
+
+
+async def _tagged(
+    session: AsyncSession,
+    page: Page,
+    project: str,
+    inner: str,
+    tag: str,
+    options: artifacts.ArtifactOptions,
+) -> list[Artifact]:
+    try:
+        return [await artifacts.get_artifact(session, page.principal, project, inner, tag, options)]
+    except (DeniedError, UnauthorizedError):
+        raise
+    except AppError:
+        return []  # no such tag (or not a tag at all): nothing matches
 
 
 async def artifact_detail(page: Page) -> Response:
@@ -160,36 +187,19 @@ async def artifact_detail(page: Page) -> Response:
         artifact = await artifacts.get_artifact(
             session, page.principal, project.name, inner, reference, options
         )
-        project_labels, _ = await labels.list_labels(
-            session,
-            page.principal,
-            scope="p",
-            project_id=project.project_id,
-            name=None,
-            q=None,
-            sort="name",
-            page=PageRequest(1, 100),
-        )
-        global_labels, _ = await labels.list_labels(
-            session,
-            page.principal,
-            scope="g",
-            project_id=None,
-            name=None,
-            q=None,
-            sort="name",
-            page=PageRequest(1, 100),
-        )
+        all_labels = await _labels_for(session, page, project.project_id)
         copy_targets, _ = await projects.list_projects(
             session, page.principal, projects.ProjectQuery(with_detail=False), PageRequest(1, 100)
         )
-    documents = await artifacts.manifest_documents(
-        page.state.storage, artifact.digest or "", artifact.manifest_media_type or ""
-    )
-    config_text = None
-    if documents.config is not None:
-        config_text = _pretty(documents.config)
-    history = artifacts.build_history(documents.config) if documents.config else []
+    documents: artifacts.ManifestDocuments | None = None
+    try:
+        documents = await artifacts.manifest_documents(
+            page.state.storage, artifact.digest or "", artifact.manifest_media_type or ""
+        )
+    except NotFoundError:
+        documents = None  # the page still shows what the database knows
+    config = documents.config if documents is not None else None
+    history = artifacts.build_history(config) if config else []
     tags = [t.name or "" for t in artifact.tags or []]
     attached = {label.id for label in artifact.labels or []}
     return page.render(
@@ -200,9 +210,9 @@ async def artifact_detail(page: Page) -> Response:
         allowed=allowed_in(page, context),
         inner=inner,
         artifact=artifact,
-        manifest_text=_pretty(documents.raw),
-        config_text=config_text,
-        layers=documents.parsed.layers,
+        manifest_text=_pretty(documents.raw) if documents is not None else None,
+        config_text=_pretty(config) if config is not None else None,
+        layers=documents.parsed.layers if documents is not None else [],
         history=history,
         pull=pull_commands(
             page.registry_host(),
@@ -212,7 +222,7 @@ async def artifact_detail(page: Page) -> Response:
             tags[0] if tags else artifact.digest or "",
             bool(tags),
         ),
-        labels=[label for label in [*global_labels, *project_labels] if label.id not in attached],
+        labels=[label for label in all_labels if label.id not in attached],
         copy_targets=[p.name for p in copy_targets],
         repo_url=lambda rest="": repo_url(project.name, inner, rest),
         artifact_url=lambda rest="": artifact_url(project.name, inner, artifact.digest or "", rest),
