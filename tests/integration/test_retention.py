@@ -33,7 +33,7 @@ from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
 from dockyard.jobs import service as jobs
-from dockyard.jobs.models import Execution, Schedule
+from dockyard.jobs.models import Execution, Schedule, Task
 from dockyard.jobs.runner import JobEnvironment
 from dockyard.projects.models import ProjectMetadata
 from dockyard.registry.models import Artifact, Repository, Tag
@@ -330,6 +330,17 @@ async def test_selectors_include_exclude_and_untagged(
     bare = await push(admin, app, None, "sel-bare")
     kept_elsewhere = await push(admin, scratch, "v0", "sel-scratch")
 
+    hook = await admin.post(
+        f"{API}/projects/{project}/webhook/policies",
+        json={
+            "name": "retention",
+            "enabled": True,
+            "event_types": ["TAG_RETENTION"],
+            "targets": [{"type": "http", "address": "http://127.0.0.1:9/hook"}],
+        },
+    )
+    assert hook.status_code == 201, hook.text
+    hook_id = int(hook.headers["location"].rsplit("/", 1)[1])
     policy_id = await create_policy(
         admin,
         policy(
@@ -340,10 +351,22 @@ async def test_selectors_include_exclude_and_untagged(
             rule("always", repo="{app,other}", tag="**", tag_decoration="excludes", untagged=True),
         ),
     )
+    await run(admin, state, policy_id, dry_run=True)
+    assert await _announcements(state, hook_id) == []  # a dry run tells nobody
     execution = await run(admin, state, policy_id, dry_run=False)
     assert execution.status == jobs.SUCCESS
     tasks = await tasks_of(admin, policy_id, execution.id)
     assert [t["repository"] for t in tasks] == [app]  # tmp/x is no rule's
+    [event] = await _announcements(state, hook_id)
+    assert event["operator"] == "admin"
+    told = event["data"]["retention"]
+    assert (told["total"], told["retained"]) == (4, 2)
+    assert (told["project_name"], told["retention_policy_id"]) == (project, policy_id)
+    assert sorted(d["name_tag"] for d in told["deleted_artifacts"]) == [
+        f"{app}:dev",
+        f"{app}:latest",
+        f"{app}:v1",
+    ]
     assert (tasks[0]["total"], tasks[0]["retained"]) == (4, 2)
     assert tasks[0]["status"] == "Success" and tasks[0]["job_id"] == str(tasks[0]["id"])
 
@@ -354,6 +377,18 @@ async def test_selectors_include_exclude_and_untagged(
     log = await task_log(admin, policy_id, execution.id, tasks[0]["id"])
     assert f"{bare} " in log and "<untagged>: kept by rule 2" in log
     assert "tag latest: no rule keeps it; remove the tag" in log
+
+
+async def _announcements(state: AppState, hook_id: int) -> list[dict[str, Any]]:
+    """The ``TAG_RETENTION`` events enqueued for a webhook policy."""
+    async with state.db.read() as session:
+        rows = await session.execute(
+            select(Task.params)
+            .join(Execution, Execution.id == Task.execution_id)
+            .where(Execution.vendor_type == "WEBHOOK", Execution.vendor_id == hook_id)
+        )
+        events = [jobs.loads(params)["event"] for (params,) in rows]
+    return [e for e in events if e["type"] == "TAG_RETENTION"]
 
 
 # --- immutability and audit ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +59,8 @@ from dockyard.retention.schemas import (
     RetentionRuleParamMetadata,
     RetentionSelectorMetadata,
 )
+from dockyard.webhooks import service as webhooks
+from dockyard.webhooks.payloads import TAG_RETENTION
 
 log = logging.getLogger("dockyard.retention")
 
@@ -67,6 +70,8 @@ METADATA_KEY = "retention_id"
 """The project metadata that names the project's policy (as Harbor keeps it)."""
 TASK_ATTEMPTS = 3
 _CHECKPOINT_EVERY = 10
+_DELETED_LISTED = 100
+"""Removed artifacts and tags a task lists for the ``TAG_RETENTION`` webhook."""
 # Harbor's job status codes: pending 0, running 2, finished (any way) 3.
 _STATUS_CODES = {jobs.PENDING: 0, jobs.RUNNING: 2}
 _FINISHED_CODE = 3
@@ -634,14 +639,95 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
     attrs = {"repository": repository, "dry_run": dry_run, "total": total, "retained": retained}
     await ctx.checkpoint(progress=progress, extra_attrs=attrs)
 
+    deleted: list[dict[str, str]] = []
     if not dry_run:
         changes = [d for d in decisions if not d.keep_artifact or d.removed_tags]
         for done, decision in enumerate(changes, start=1):
             if not await apply_decision(ctx, repository, decision, actor):
                 retained += 1
+            elif len(deleted) < _DELETED_LISTED:
+                deleted.append(_deleted_entry(repository, decision))
             if done % _CHECKPOINT_EVERY == 0:
                 attrs["retained"] = retained
                 await ctx.checkpoint(progress=progress, extra_attrs=attrs)
     attrs["retained"] = retained
     ctx.log(f"{repository}: {retained} of {total} artifact(s) retained")
+    if not dry_run:
+        await _count_finished(ctx, attrs, deleted)
     return attrs
+
+
+def _deleted_entry(repository: str, decision: Decision) -> dict[str, str]:
+    """Harbor's ``deleted_artifacts`` item: what went (a whole artifact, or some tags)."""
+    c = decision.candidate
+    gone = [t.name for t in c.tags] if not decision.keep_artifact else decision.removed_tags
+    name_tag = f"{repository}:{','.join(gone)}" if gone else f"{repository}@{c.digest}"
+    return {"type": "image", "status": "SUCCESS", "name_tag": name_tag}
+
+
+async def _count_finished(
+    ctx: JobContext, attrs: Mapping[str, Any], deleted: list[dict[str, str]]
+) -> None:
+    """Count this task done in its execution; the last one to finish announces the run
+    (the ``TAG_RETENTION`` webhook event) with the sums of every task, once."""
+    async with ctx.env.db.write() as session:
+        # Task row first, then the execution: the order the runner and stops lock them in.
+        task = await session.get(Task, ctx.task_id, with_for_update=True)
+        execution = await session.get(Execution, ctx.execution_id, with_for_update=True)
+        if execution is None or task is None:
+            return
+        summary = jobs.loads(execution.extra_attrs)
+        progress = jobs.loads(task.progress)
+        if not progress.get("counted"):
+            # Once per task, even when a retried run gets here again.
+            summary["finished_tasks"] = int(summary.get("finished_tasks", 0)) + 1
+            progress["counted"] = True
+            progress["deleted"] = deleted
+            task.progress = jobs.dumps(progress)
+        task_count = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.execution_id == execution.id)
+        )
+        if summary["finished_tasks"] >= int(task_count or 0) and not summary.get("announced"):
+            summary["announced"] = True
+            await _announce(session, execution, summary, ctx.task_id, attrs)
+        execution.extra_attrs = jobs.dumps(summary)
+
+
+async def _announce(
+    session: AsyncSession,
+    execution: Execution,
+    summary: Mapping[str, Any],
+    current_task: int,
+    current: Mapping[str, Any],
+) -> None:
+    """Send ``TAG_RETENTION`` to the project's webhook policies that want it."""
+    project_id = int(summary.get("project_id", 0))
+    project = await projects_repo.find_project(session, project_id)
+    if project is None:
+        return
+    total = retained = 0
+    deleted: list[Any] = []
+    rows = await session.execute(
+        select(Task.id, Task.extra_attrs, Task.progress).where(Task.execution_id == execution.id)
+    )
+    for task_id, extra, progress in rows:
+        values = current if task_id == current_task else jobs.loads(extra)
+        total += int(values.get("total", 0))
+        retained += int(values.get("retained", 0))
+        deleted += list(jobs.loads(progress).get("deleted") or [])[:_DELETED_LISTED]
+    await webhooks.emit(
+        session,
+        project_id,
+        TAG_RETENTION,
+        {
+            "retention": {
+                "total": total,
+                "retained": retained,
+                "project_name": project.name,
+                "retention_policy_id": execution.vendor_id,
+                "status": "SUCCESS",
+                "deleted_artifacts": deleted[: _DELETED_LISTED * 10],
+            }
+        },
+        str(summary.get("operator") or SYSTEM_ACTOR.name),
+    )
