@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.console import i18n
+from dockyard.console.navigation import ADMIN_SECTIONS, PROJECT_TABS
 from dockyard.console.web import TEMPLATE_DIR
 
 CONSOLE_DIR = Path(i18n.__file__).parent
@@ -17,21 +18,12 @@ DYNAMIC = re.compile(r"""\bt\(\s*["']([A-Za-z0-9_.\-]+\.)["']\s*~""")
 FLASH = re.compile(r"""["'](flash\.[a-z_]+|signin\.[a-z_]+)["']""")
 # Keys templates build from a prefix and a value, with every value they can take.
 EXPANSIONS = {
-    "admin.nav.": ["users", "groups", "robots", "labels", "audit", "configuration", "system"],
+    "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],
     "artifact.accessory.": ["signature.cosign", "signature.notation", "sbom.harbor", "other"],
     "audit.": ["username", "resource", "resource_type", "operation"],
     "config.": ["auto_scan", "prevent_vul", "enable_content_trust", "enable_content_trust_cosign"],
     "error.status.": ["400", "401", "403", "404", "409", "412", "413", "429"],
-    "project.tab.": [
-        "summary",
-        "repositories",
-        "members",
-        "labels",
-        "immutability",
-        "robots",
-        "logs",
-        "configuration",
-    ],
+    "project.tab.": [entry.key for entry in PROJECT_TABS],
     "projects.sort.": ["name", "-name", "created", "-created"],
     "role.": ["1", "2", "3", "4", "5"],
     "settings.pcr.": ["everyone", "adminonly"],

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dockyard.audit.events import Actor
-from dockyard.console import i18n
+from dockyard.console import i18n, navigation
 from dockyard.db.listing import PageRequest, parse_page
 from dockyard.errors import (
     AppError,
@@ -40,7 +40,7 @@ from dockyard.errors import (
 from dockyard.http.errors import HARBOR_STATUS, status_for
 from dockyard.http.state import AppState, base_url, client_address, get_state
 from dockyard.iam import sessions
-from dockyard.iam.policy import ANONYMOUS, Principal
+from dockyard.iam.policy import ANONYMOUS, Principal, can
 
 PREFIX = "/harbor"
 LANG_COOKIE = "dy_lang"
@@ -163,6 +163,8 @@ class Page:
             language=self.language,
             theme=self.theme,
             here=self.here(),
+            project_tabs=navigation.PROJECT_TABS,
+            admin_sections=self.admin_sections,
             **context,
         )
         response = HTMLResponse(body, status_code=status)
@@ -170,6 +172,16 @@ class Page:
         if flash is not None:
             response.delete_cookie(FLASH_COOKIE, path="/")
         return response
+
+    def admin_sections(self) -> list[navigation.Entry]:
+        """The administration sections the caller may open (none for most users)."""
+        if self.principal.is_anonymous or self.principal.is_robot:
+            return []
+        return [
+            entry
+            for entry in navigation.ADMIN_SECTIONS
+            if can(self.principal, entry.action, entry.resource, None)
+        ]
 
     @property
     def theme(self) -> str:

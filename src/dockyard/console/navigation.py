@@ -1,0 +1,46 @@
+"""What the console's navigation offers, as data: the project tabs and the administration
+sections, each with the permission that shows it.
+
+A feature adds its pages by adding an entry here (and its routes, templates and
+messages): the tab or section appears for exactly those ``can`` allows. Garbage
+collection, tag retention, webhooks and the job service dashboard will join here
+once their services exist; nothing is shown for them before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.iam.policy import Action, Resource
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    """Names the message ``project.tab.<key>`` / ``admin.nav.<key>`` and the active mark."""
+    path: str
+    """Relative to the project (``/members``) or to ``/harbor/admin`` (``/users``)."""
+    action: Action
+    resource: Resource
+
+
+PROJECT_TABS: tuple[Entry, ...] = (
+    Entry("summary", "", Action.READ, Resource.PROJECT),
+    Entry("repositories", "/repositories", Action.LIST, Resource.REPOSITORY),
+    Entry("members", "/members", Action.LIST, Resource.MEMBER),
+    Entry("labels", "/labels", Action.LIST, Resource.LABEL),
+    Entry("immutability", "/immutability", Action.LIST, Resource.IMMUTABLE_TAG),
+    Entry("robots", "/robots", Action.LIST, Resource.ROBOT),
+    Entry("logs", "/logs", Action.LIST, Resource.LOG),
+    Entry("configuration", "/configuration", Action.READ, Resource.CONFIGURATION),
+)
+
+ADMIN_SECTIONS: tuple[Entry, ...] = (
+    Entry("users", "/users", Action.LIST, Resource.USER),
+    Entry("groups", "/groups", Action.LIST, Resource.USER_GROUP),
+    Entry("robots", "/robots", Action.LIST, Resource.ROBOT),
+    Entry("labels", "/labels", Action.CREATE, Resource.LABEL),
+    Entry("audit", "/audit-logs", Action.LIST, Resource.AUDIT_LOG),
+    Entry("configuration", "/configuration", Action.UPDATE, Resource.USER),
+    Entry("system", "/system", Action.READ, Resource.SYSTEM_VOLUMES),
+)
