@@ -850,3 +850,35 @@ async def test_what_changed_since_it_was_judged_stays(
     assert "tagged anew since it was judged" in text
     assert "tag moving: moved to" in text
     assert "REFUSED" in text and "frozen" in text
+
+
+async def test_a_schedule_outliving_its_project_ends_itself(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project, project_id = await new_project(admin)
+    policy_id = await create_policy(
+        admin, policy(project_id, rule("latestPushedK", 1), cron="0 0 0 1 1 *")
+    )
+    assert (await admin.delete(f"{API}/projects/{project}")).status_code == 200
+    async with state.db.write() as session:
+        await session.execute(
+            update(Schedule)
+            .where(Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id)
+            .values(next_fire=utcnow() - timedelta(seconds=1))
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        async with state.db.read() as session:
+            fired = await jobs.latest_execution(session, VENDOR_TYPE, policy_id)
+            schedule = await session.scalar(
+                select(Schedule).where(
+                    Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id
+                )
+            )
+        if fired is not None:
+            break
+        assert time.monotonic() < deadline, "the schedule never fired"
+        await asyncio.sleep(0.1)
+    assert fired.status == jobs.SUCCESS and fired.trigger == jobs.SCHEDULE  # nothing to do
+    assert schedule is None
+    assert (await admin.get(f"{API}/retentions/{policy_id}", headers=SKIP)).status_code == 404
