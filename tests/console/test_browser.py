@@ -116,6 +116,12 @@ def test_sign_in_create_a_project_push_and_see_it(
     shoot(page, screenshots, "artifact-en")
     page.goto("/harbor/projects")
     shoot(page, screenshots, "projects-en")
+    # The search filters the table in place (htmx) as one types.
+    page.get_by_label("Search projects by name").fill("zzz-nothing")
+    expect(page.get_by_text("No project matches “zzz-nothing”.")).to_be_visible()
+    page.get_by_label("Search projects by name").fill("dem")
+    expect(page.get_by_role("link", name="demo", exact=True)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"q=dem"))
 
 
 def test_a_member_sees_only_what_the_role_allows(

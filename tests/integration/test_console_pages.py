@@ -336,3 +336,61 @@ async def test_administrators_manage_users(
     deleted = await client.post(f"/harbor/admin/users/{user_id}/delete", data={"_csrf": csrf})
     await follow(client, deleted)
     assert (await admin.get(f"/api/v2.0/users/{user_id}")).status_code == 404
+
+
+async def test_groups_become_members_by_exact_name(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, csrf = console
+    stem = f"g{uuid.uuid4().hex[:8]}"
+    for name in (f"{stem}-long", stem):
+        made = await client.post(
+            "/harbor/admin/groups", data={"_csrf": csrf, "group_name": name, "group_type": "2"}
+        )
+        assert flash(await follow(client, made)) == f"User group {name} was created."
+    added = await client.post(
+        f"/harbor/projects/{project}/members",
+        data={"_csrf": csrf, "kind": "group", "name": stem, "role_id": "4"},
+    )
+    await follow(client, added)
+    members = (await admin.get(f"/api/v2.0/projects/{project}/members")).json()
+    groups = [(m["entity_name"], m["role_id"]) for m in members if m["entity_type"] == "g"]
+    assert groups == [(stem, 4)]
+    member_id = next(m["id"] for m in members if m["entity_type"] == "g")
+    changed = await client.post(
+        f"/harbor/projects/{project}/members/{member_id}/role",
+        data={"_csrf": csrf, "role_id": "2"},
+    )
+    await follow(client, changed)
+    member = await admin.get(f"/api/v2.0/projects/{project}/members/{member_id}")
+    assert member.json()["role_id"] == 2
+    removed = await client.post(
+        f"/harbor/projects/{project}/members/{member_id}/delete", data={"_csrf": csrf}
+    )
+    await follow(client, removed)
+    gone = await admin.get(f"/api/v2.0/projects/{project}/members/{member_id}")
+    assert gone.status_code == 404
+
+
+async def test_project_list_pages_and_answers_htmx_with_the_table_only(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient
+) -> None:
+    client, _ = console
+    stem = f"pg{uuid.uuid4().hex[:6]}"
+    for i in range(17):
+        created = await admin.post("/api/v2.0/projects", json={"project_name": f"{stem}-{i:02d}"})
+        assert created.status_code == 201
+    first = await client.get("/harbor/projects", params={"q": stem})
+    assert first.text.count(f">{stem}-") == 15
+    assert "1–15 of 17" in html.unescape(first.text)
+    second = await client.get("/harbor/projects", params={"q": stem, "page": "2"})
+    assert second.text.count(f">{stem}-") == 2
+    newest = await client.get("/harbor/projects", params={"q": stem, "sort": "-name"})
+    assert newest.text.index(f">{stem}-16<") < newest.text.index(f">{stem}-15<")
+    partial = await client.get(
+        "/harbor/projects",
+        params={"q": stem},
+        headers={"HX-Request": "true", "HX-Target": "project-table"},
+    )
+    assert partial.text.lstrip().startswith('<div id="project-table">')
+    assert "<html" not in partial.text

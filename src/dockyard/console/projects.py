@@ -273,7 +273,8 @@ async def add_member(page: Page) -> Response:
         raise BadRequestError("give a user or group name")
     if page.field("kind") == "group":
         async with page.state.db.read() as session:
-            groups, _ = await users.list_groups(session, PageRequest(1, 1), group_name=name)
+            similar, _ = await users.list_groups(session, PageRequest(1, 50), group_name=name)
+        groups = [group for group in similar if group.group_name == name]
         if not groups:
             raise BadRequestError(f"no user group is named {name}")
         req = ProjectMember(role_id=role, member_group=GroupEntity(id=groups[0].id))
