@@ -391,6 +391,22 @@ async def _announcements(state: AppState, hook_id: int) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == "TAG_RETENTION"]
 
 
+async def protect(client: httpx.AsyncClient, project: str, tags: str) -> None:
+    """An immutable tag rule protecting ``tags`` in every repository of the project."""
+    response = await client.post(
+        f"{API}/projects/{project}/immutabletagrules",
+        json={
+            "action": "immutable",
+            "template": "immutable_template",
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": tags}],
+            "scope_selectors": {
+                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+
+
 # --- immutability and audit ----------------------------------------------------------------
 
 
@@ -404,20 +420,7 @@ async def test_immutable_tags_are_kept_and_removals_are_audited(
     new = await push(admin, repository, "new", "imm-new")
     await age(state, repository, released, pushed_days=9)
     await age(state, repository, old, pushed_days=8)
-    response = await admin.post(
-        f"{API}/projects/{project}/immutabletagrules",
-        json={
-            "action": "immutable",
-            "template": "immutable_template",
-            "tag_selectors": [
-                {"kind": "doublestar", "decoration": "matches", "pattern": "release-*"}
-            ],
-            "scope_selectors": {
-                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
-            },
-        },
-    )
-    assert response.status_code == 201, response.text
+    await protect(admin, project, "release-*")
     policy_id = await create_policy(admin, policy(project_id, rule("latestPushedK", 1)))
 
     dry = await run(admin, state, policy_id, dry_run=True)
@@ -652,16 +655,9 @@ async def test_who_may_manage_and_run_policies(
 # --- the schedule, and stopping ------------------------------------------------------------
 
 
-async def test_the_schedule_fires_an_execution(admin: httpx.AsyncClient, state: AppState) -> None:
-    project, project_id = await new_project(admin)
-    repository = f"{project}/app"
-    old = await push(admin, repository, "old", "sched-old")
-    await push(admin, repository, "new", "sched-new")
-    await age(state, repository, old, pushed_days=2)
-    policy_id = await create_policy(
-        admin, policy(project_id, rule("latestPushedK", 1), cron="0 0 0 1 1 *")
-    )
-    # Make it due now: the workers' heartbeat fires it through the job type's launcher.
+async def fire_schedule(state: AppState, policy_id: int) -> Execution:
+    """Make the policy's schedule due now and wait for the workers' heartbeat to fire it
+    (through the job type's launcher); returns the execution it started."""
     async with state.db.write() as session:
         await session.execute(
             update(Schedule)
@@ -673,9 +669,21 @@ async def test_the_schedule_fires_an_execution(admin: httpx.AsyncClient, state: 
         async with state.db.read() as session:
             fired = await jobs.latest_execution(session, VENDOR_TYPE, policy_id)
         if fired is not None:
-            break
+            return fired
         assert time.monotonic() < deadline, "the schedule never fired"
         await asyncio.sleep(0.1)
+
+
+async def test_the_schedule_fires_an_execution(admin: httpx.AsyncClient, state: AppState) -> None:
+    project, project_id = await new_project(admin)
+    repository = f"{project}/app"
+    old = await push(admin, repository, "old", "sched-old")
+    await push(admin, repository, "new", "sched-new")
+    await age(state, repository, old, pushed_days=2)
+    policy_id = await create_policy(
+        admin, policy(project_id, rule("latestPushedK", 1), cron="0 0 0 1 1 *")
+    )
+    fired = await fire_schedule(state, policy_id)
     execution = await wait_final(state, fired.id)
     assert (execution.trigger, execution.status) == (jobs.SCHEDULE, jobs.SUCCESS)
     assert jobs.loads(execution.extra_attrs)["dry_run"] is False
@@ -827,18 +835,7 @@ async def test_what_changed_since_it_was_judged_stays(
             headers={"Content-Type": OCI_MANIFEST},
         )
         assert response.status_code == 201
-    response = await admin.post(
-        f"{API}/projects/{project}/immutabletagrules",
-        json={
-            "action": "immutable",
-            "template": "immutable_template",
-            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "frozen"}],
-            "scope_selectors": {
-                "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]
-            },
-        },
-    )
-    assert response.status_code == 201
+    await protect(admin, project, "frozen")
 
     ctx = _Context(state)
     actor = Actor("admin")
@@ -860,25 +857,13 @@ async def test_a_schedule_outliving_its_project_ends_itself(
         admin, policy(project_id, rule("latestPushedK", 1), cron="0 0 0 1 1 *")
     )
     assert (await admin.delete(f"{API}/projects/{project}")).status_code == 200
-    async with state.db.write() as session:
-        await session.execute(
-            update(Schedule)
-            .where(Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id)
-            .values(next_fire=utcnow() - timedelta(seconds=1))
-        )
-    deadline = time.monotonic() + 20
-    while True:
-        async with state.db.read() as session:
-            fired = await jobs.latest_execution(session, VENDOR_TYPE, policy_id)
-            schedule = await session.scalar(
-                select(Schedule).where(
-                    Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id
-                )
+    fired = await wait_final(state, (await fire_schedule(state, policy_id)).id)
+    async with state.db.read() as session:
+        schedule = await session.scalar(
+            select(Schedule).where(
+                Schedule.vendor_type == VENDOR_TYPE, Schedule.vendor_id == policy_id
             )
-        if fired is not None:
-            break
-        assert time.monotonic() < deadline, "the schedule never fired"
-        await asyncio.sleep(0.1)
+        )
     assert fired.status == jobs.SUCCESS and fired.trigger == jobs.SCHEDULE  # nothing to do
     assert schedule is None
     assert (await admin.get(f"{API}/retentions/{policy_id}", headers=SKIP)).status_code == 404
