@@ -109,6 +109,10 @@ def test_sign_in_create_a_project_push_and_see_it(
     expect(row.locator('[data-tag="v1"]')).to_be_visible()
     expect(row.locator('[data-tag="v2"]')).to_be_visible()
     expect(row).to_contain_text(f"docker pull {server.registry}/demo/app:")
+    # Push times are localised by the browser (the server renders UTC for scripts-off readers).
+    pushed = row.locator("time").first
+    expect(pushed).to_have_attribute("data-local", "1")
+    expect(pushed).not_to_contain_text("UTC")
     shoot(page, screenshots, "repository-en")
     row.get_by_role("link").first.click()
     expect(page.get_by_role("heading", name="Layers")).to_be_visible()
@@ -294,6 +298,14 @@ def test_phone_sized_screen_and_dark_theme(
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(15, 20, 26)"  # the dark theme followed the system
         shoot(page, screenshots, "projects-phone-dark")
+        # The theme button flips what is shown (the system's dark here) and remembers it.
+        page.get_by_role("link", name="Switch light/dark theme").click()
+        expect(page.locator("html")).to_have_attribute("data-theme", "light")
+        assert (
+            page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(246, 248, 250)"
+        )
+        page.reload()
+        expect(page.locator("html")).to_have_attribute("data-theme", "light")
         # Keyboard: the skip link is the first stop and is visible when focused.
         page.goto("/harbor/projects")
         page.keyboard.press("Tab")

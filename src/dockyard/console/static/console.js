@@ -19,6 +19,18 @@
       }
       return;
     }
+    const theme = target.closest("[data-theme-toggle]");
+    if (theme) {
+      // Flip what is shown now (the system's choice when none was picked), without a reload.
+      event.preventDefault();
+      const root = document.documentElement;
+      const dark = root.dataset.theme === "dark" ||
+        (root.dataset.theme !== "light" && window.matchMedia("(prefers-color-scheme: dark)").matches);
+      const next = dark ? "light" : "dark";
+      root.dataset.theme = next;
+      document.cookie = "dy_theme=" + next + "; path=/; max-age=31536000; samesite=lax";
+      return;
+    }
     const toggle = target.closest("[data-nav-toggle]");
     if (toggle) {
       const nav = document.getElementById("sidebar");
@@ -27,5 +39,26 @@
         toggle.setAttribute("aria-expanded", String(open));
       }
     }
+  });
+
+  // Times are rendered in UTC; show them in the browser's time zone and language.
+  function localTimes(root) {
+    const lang = document.documentElement.lang || "en";
+    let format;
+    try {
+      format = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
+    } catch (e) { return; }
+    root.querySelectorAll("time[datetime]").forEach(function (node) {
+      const when = new Date(node.getAttribute("datetime"));
+      if (node.dataset.local !== "1" && !isNaN(when.getTime())) {
+        node.dataset.local = "1";
+        node.title = node.textContent.trim();
+        node.textContent = format.format(when);
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  document.addEventListener("htmx:load", function (event) {
+    if (event.target instanceof Element) localTimes(event.target);
   });
 })();
