@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.jobs import service as jobs
@@ -65,10 +65,23 @@ def _collectable(cutoff: datetime) -> Any:
     return and_(Blob.update_time < cutoff, ~_referenced())
 
 
-def _locked(*conditions: Any) -> Any:
-    """Ids of the rows matching ``conditions``, locked in id order (PostgreSQL) as the
-    registry's touches lock them, so a collection and a push never deadlock."""
-    return select(Blob.id).where(*conditions).order_by(Blob.id).with_for_update()
+async def _lock_in_order(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Lock these blob rows in id order (PostgreSQL), as the registry's touches lock
+    them, so a collection and a push never deadlock. A statement of its own: as a
+    subquery of the UPDATE, the planner re-ran it for every row."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(Blob.id).where(Blob.id.in_(list(ids))).order_by(Blob.id).with_for_update()
+        )
+
+
+def _with_versions(rows: Sequence[BlobRow]) -> Any:
+    """Each row still has the version it was read with: ``version = v AND id IN (…)`` per
+    version (a batch has one or two), not a row-value list SQLite would scan per row."""
+    by_version: dict[int, list[int]] = defaultdict(list)
+    for row in rows:
+        by_version[row.version].append(row.id)
+    return or_(*(and_(Blob.version == v, Blob.id.in_(ids)) for v, ids in by_version.items()))
 
 
 def _blob_row(row: Any) -> BlobRow:
@@ -104,10 +117,11 @@ async def mark(session: AsyncSession, ids: Sequence[int], cutoff: datetime) -> i
     concurrent push moves to rescue a blob."""
     if not ids:
         return 0
+    await _lock_in_order(session, ids)
     result = await session.execute(
         update(Blob)
         .where(
-            Blob.id.in_(_locked(Blob.id.in_(list(ids)), Blob.status.in_((BLOB_LIVE, BLOB_MARKED)))),
+            Blob.id.in_(list(ids)),
             Blob.status.in_((BLOB_LIVE, BLOB_MARKED)),
             _collectable(cutoff),
         )
@@ -134,11 +148,11 @@ async def claim(session: AsyncSession, rows: Sequence[BlobRow], cutoff: datetime
     unreferenced. After this no registry path links them; their bytes may go."""
     if not rows:
         return []
+    await _lock_in_order(session, [r.id for r in rows])
     result = await session.execute(
         update(Blob)
         .where(
-            Blob.id.in_(_locked(Blob.id.in_([r.id for r in rows]), Blob.status == BLOB_MARKED)),
-            tuple_(Blob.id, Blob.version).in_([(r.id, r.version) for r in rows]),
+            _with_versions(rows),
             Blob.status == BLOB_MARKED,
             _collectable(cutoff),
         )

@@ -611,5 +611,5 @@ async def referrers(
     return [(a, size) for a, size in (await session.execute(query)).all()]
 
 
-async def blob_exists(session: AsyncSession, digest: str) -> bool:
-    return bool(await session.scalar(select(exists().where(Blob.digest == digest))))
+async def blob_exists(db: Executor, digest: str) -> bool:
+    return bool(await db.scalar(select(exists().where(Blob.digest == digest))))

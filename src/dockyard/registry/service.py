@@ -402,6 +402,9 @@ class RegistryService:
         collected meanwhile. Touching its row (compare-and-set) moves it past any running
         collection's cut-off; a copy being deleted right now is waited for, so ours is
         installed after its bytes are gone."""
+        async with self.db.read_connection() as conn:
+            if not await repo.blob_exists(conn, digest):
+                return  # a new blob (the common case): nothing to protect, no write
         deadline = time.monotonic() + _GC_WAIT_SECONDS
         while True:
             async with self.db.write() as session:
