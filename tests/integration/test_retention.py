@@ -362,6 +362,7 @@ async def test_selectors_include_exclude_and_untagged(
     told = event["data"]["retention"]
     assert (told["total"], told["retained"]) == (4, 2)
     assert (told["project_name"], told["retention_policy_id"]) == (project, policy_id)
+    assert told["status"] == "SUCCESS"
     assert sorted(d["name_tag"] for d in told["deleted_artifacts"]) == [
         f"{app}:dev",
         f"{app}:latest",

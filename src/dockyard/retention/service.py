@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -653,7 +653,9 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
     attrs["retained"] = retained
     ctx.log(f"{repository}: {retained} of {total} artifact(s) retained")
     if not dry_run:
-        await _count_finished(ctx, attrs, deleted)
+        # What went is listed by the TAG_RETENTION event when the run ends.
+        progress["deleted"] = deleted
+        await ctx.checkpoint(progress=progress, extra_attrs=attrs)
     return attrs
 
 
@@ -665,42 +667,13 @@ def _deleted_entry(repository: str, decision: Decision) -> dict[str, str]:
     return {"type": "image", "status": "SUCCESS", "name_tag": name_tag}
 
 
-async def _count_finished(
-    ctx: JobContext, attrs: Mapping[str, Any], deleted: list[dict[str, str]]
-) -> None:
-    """Count this task done in its execution; the last one to finish announces the run
-    (the ``TAG_RETENTION`` webhook event) with the sums of every task, once."""
-    async with ctx.env.db.write() as session:
-        # Task row first, then the execution: the order the runner and stops lock them in.
-        task = await session.get(Task, ctx.task_id, with_for_update=True)
-        execution = await session.get(Execution, ctx.execution_id, with_for_update=True)
-        if execution is None or task is None:
-            return
-        summary = jobs.loads(execution.extra_attrs)
-        progress = jobs.loads(task.progress)
-        if not progress.get("counted"):
-            # Once per task, even when a retried run gets here again.
-            summary["finished_tasks"] = int(summary.get("finished_tasks", 0)) + 1
-            progress["counted"] = True
-            progress["deleted"] = deleted
-            task.progress = jobs.dumps(progress)
-        task_count = await session.scalar(
-            select(func.count()).select_from(Task).where(Task.execution_id == execution.id)
-        )
-        if summary["finished_tasks"] >= int(task_count or 0) and not summary.get("announced"):
-            summary["announced"] = True
-            await _announce(session, execution, summary, ctx.task_id, attrs)
-        execution.extra_attrs = jobs.dumps(summary)
-
-
-async def _announce(
-    session: AsyncSession,
-    execution: Execution,
-    summary: Mapping[str, Any],
-    current_task: int,
-    current: Mapping[str, Any],
-) -> None:
-    """Send ``TAG_RETENTION`` to the project's webhook policies that want it."""
+async def announce_finished(session: AsyncSession, execution: Execution) -> None:
+    """The retention job type's ``on_finished``: when a real run's last task ends,
+    send ``TAG_RETENTION`` to the project's webhook policies that want it, with the
+    sums of every task and what went (Harbor's ``retention`` event data)."""
+    summary = jobs.loads(execution.extra_attrs)
+    if summary.get("dry_run"):
+        return
     project_id = int(summary.get("project_id", 0))
     project = await projects_repo.find_project(session, project_id)
     if project is None:
@@ -708,10 +681,10 @@ async def _announce(
     total = retained = 0
     deleted: list[Any] = []
     rows = await session.execute(
-        select(Task.id, Task.extra_attrs, Task.progress).where(Task.execution_id == execution.id)
+        select(Task.extra_attrs, Task.progress).where(Task.execution_id == execution.id)
     )
-    for task_id, extra, progress in rows:
-        values = current if task_id == current_task else jobs.loads(extra)
+    for extra, progress in rows:
+        values = jobs.loads(extra)
         total += int(values.get("total", 0))
         retained += int(values.get("retained", 0))
         deleted += list(jobs.loads(progress).get("deleted") or [])[:_DELETED_LISTED]
@@ -725,7 +698,7 @@ async def _announce(
                 "retained": retained,
                 "project_name": project.name,
                 "retention_policy_id": execution.vendor_id,
-                "status": "SUCCESS",
+                "status": execution.status.upper(),
                 "deleted_artifacts": deleted[: _DELETED_LISTED * 10],
             }
         },
