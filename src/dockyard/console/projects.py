@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -62,6 +63,19 @@ ARTIFACT_COUNT_CAP = 10_000
 
 def project_url(name: str, tab: str = "") -> str:
     return f"{PREFIX}/projects/{quote(name, safe='')}" + (f"/{tab}" if tab else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectHeader:
+    """What a project tab's header shows (name, public badge): known from the access check
+    already, so the tabs that need nothing more skip the project view's queries."""
+
+    name: str
+    metadata: dict[str, str]
+
+
+def header(context: ProjectContext) -> ProjectHeader:
+    return ProjectHeader(context.name, {"public": "true" if context.public else "false"})
 
 
 def allowed_in(page: Page, context: ProjectContext | None) -> Callable[[str, str], bool]:
@@ -216,7 +230,7 @@ async def repositories(page: Page) -> Response:
     request = page.page_request()
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         q = f"name=~{search}" if search else None
         found, total = await artifacts.list_repositories(
             session, page.principal, project.name, q, "-update_time", request
@@ -242,7 +256,7 @@ async def members(page: Page) -> Response:
     request = page.page_request()
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         found, total = await projects.list_members(
             session, page.principal, project, context, None, request
         )
@@ -324,7 +338,7 @@ async def project_robots(page: Page) -> Response:
     prefix = page.state.settings.robot_name_prefix
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         found, total = await robots.list_robots(
             session,
             page.principal,
@@ -445,7 +459,7 @@ async def project_labels(page: Page) -> Response:
     request = page.page_request()
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         found, total = await labels.list_labels(
             session,
             page.principal,
@@ -508,7 +522,7 @@ async def immutable_rules(page: Page) -> Response:
     request = page.page_request()
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         found, total = await immutability.list_rules(
             session, page.principal, project.name, True, None, None, request
         )
@@ -590,7 +604,7 @@ async def project_logs(page: Page) -> Response:
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
         projects.require(page.principal, Action.LIST, Resource.LOG, context)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         q = f"operation={operation}" if operation.isalpha() else None
         found, total = await audit.list_project_logs(session, project.project_id, q, None, request)
     return page.render(

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from dockyard.artifacts import service as artifacts
 from dockyard.artifacts import writes
 from dockyard.artifacts.schemas import Artifact
-from dockyard.console.projects import allowed_in, pages_of, project_url
+from dockyard.console.projects import allowed_in, header, pages_of, project_url
 from dockyard.console.web import Page, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import AppError, BadRequestError, DeniedError, NotFoundError, UnauthorizedError
@@ -102,7 +102,7 @@ async def repository(page: Page) -> Response:
             session, page.principal, name, inner, Action.READ, Resource.REPOSITORY
         )
         project, context = target.project, target.context
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         if tag_filter:
             found = await _tagged(session, page, project.name, inner, tag_filter, options)
             if label_id is not None:
@@ -183,7 +183,7 @@ async def artifact_detail(page: Page) -> Response:
     )
     async with page.state.db.read() as session:
         project, context = await projects.resolve_project(session, page.principal, name, True)
-        view = await projects.project_view(session, page.principal, project, context)
+        view = header(context)
         artifact = await artifacts.get_artifact(
             session, page.principal, project.name, inner, reference, options
         )
