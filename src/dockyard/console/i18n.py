@@ -1,8 +1,8 @@
 """The console's languages: one message catalogue per language, and localised dates and sizes.
 
-Catalogues are flat JSON files (``i18n/<code>.json``) mapping a key to a message
-with ``{name}`` placeholders. The output is escaped by the templates, never here,
-so a placeholder may carry user input.
+Catalogues are flat JSON files (``i18n/<code>.json``, plus any part files
+``<code>.<part>.json``) mapping a key to a message with ``{name}`` placeholders. The
+output is escaped by the templates, never here, so a placeholder may carry user input.
 """
 
 from __future__ import annotations
@@ -27,14 +27,27 @@ def catalogue_path(language: str) -> Path:
 
 
 def load_catalogues() -> dict[str, dict[str, str]]:
+    """Each language's ``<code>.json`` merged with its part files ``<code>.<part>.json``.
+
+    A feature's pages may keep their messages in a part file of their own (e.g.
+    ``en.jobs.json``) so that several people can add messages without editing one
+    file; a key defined twice for one language is an error, not a silent override.
+    """
     result: dict[str, dict[str, str]] = {}
     for code in LANGUAGES:
-        raw = json.loads(catalogue_path(code).read_text("utf-8"))
-        if not isinstance(raw, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
-        ):
-            raise ValueError(f"{catalogue_path(code)} must map strings to strings")
-        result[code] = raw
+        main = catalogue_path(code)
+        merged: dict[str, str] = {}
+        for path in [main, *sorted(CATALOGUE_DIR.glob(f"{main.stem}.*.json"))]:
+            raw = json.loads(path.read_text("utf-8"))
+            if not isinstance(raw, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+            ):
+                raise ValueError(f"{path} must map strings to strings")
+            twice = sorted(merged.keys() & raw.keys())
+            if twice:
+                raise ValueError(f"{path} defines {twice[:5]} again")
+            merged.update(raw)
+        result[code] = merged
     return result
 
 

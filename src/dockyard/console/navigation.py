@@ -2,9 +2,9 @@
 sections, each with the permission that shows it.
 
 A feature adds its pages by adding an entry here (and its routes, templates and
-messages): the tab or section appears for exactly those ``can`` allows. Garbage
-collection, tag retention, webhooks and the job service dashboard will join here
-once their services exist; nothing is shown for them before.
+messages): the tab or section appears for exactly those ``can`` allows. The job
+features' pages (garbage collection, job service, audit log settings, tag retention,
+webhooks) live in ``console/jobs.py``, ``retention.py`` and ``webhooks.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ PROJECT_TABS: tuple[Entry, ...] = (
     Entry("members", "/members", Action.LIST, Resource.MEMBER),
     Entry("labels", "/labels", Action.LIST, Resource.LABEL),
     Entry("immutability", "/immutability", Action.LIST, Resource.IMMUTABLE_TAG),
+    Entry("retention", "/retention", Action.LIST, Resource.TAG_RETENTION),
     Entry("robots", "/robots", Action.LIST, Resource.ROBOT),
+    Entry("webhooks", "/webhooks", Action.LIST, Resource.NOTIFICATION_POLICY),
     Entry("logs", "/logs", Action.LIST, Resource.LOG),
     Entry("configuration", "/configuration", Action.READ, Resource.CONFIGURATION),
 )
@@ -41,6 +43,9 @@ ADMIN_SECTIONS: tuple[Entry, ...] = (
     Entry("robots", "/robots", Action.LIST, Resource.ROBOT),
     Entry("labels", "/labels", Action.CREATE, Resource.LABEL),
     Entry("audit", "/audit-logs", Action.LIST, Resource.AUDIT_LOG),
+    Entry("audit_settings", "/audit-log-settings", Action.LIST, Resource.PURGE_AUDIT),
+    Entry("gc", "/gc", Action.LIST, Resource.GARBAGE_COLLECTION),
+    Entry("jobservice", "/job-service", Action.LIST, Resource.JOBSERVICE_MONITOR),
     Entry("configuration", "/configuration", Action.UPDATE, Resource.USER),
     Entry("system", "/system", Action.READ, Resource.SYSTEM_VOLUMES),
 )

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dockyard.console import account, admin, projects, repositories
+from dockyard.console import account, admin, jobs, projects, repositories
 from dockyard.console.web import (
     PREFIX,
     STATIC_DIR,
@@ -106,6 +106,7 @@ def console_routes() -> list[BaseRoute]:
         get(admin.ADMIN + "/configuration", admin.configuration),
         post(admin.ADMIN + "/configuration", admin.update_configuration),
         get(admin.ADMIN + "/system", admin.system_info),
+        *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
         get(PREFIX + "/{rest:path}", _not_found, public=True),
     ]
 

@@ -47,7 +47,9 @@ from dockyard.webhooks.payloads import (
     HTTP,
     NOTIFY_TYPES,
     PAYLOAD_FORMATS,
+    PUSH_ARTIFACT,
     Event,
+    artifact_data,
 )
 from dockyard.webhooks.repository import VENDOR_TYPE
 from dockyard.webhooks.schemas import (
@@ -634,3 +636,38 @@ async def emit(
         return 0
     event = new_event(event_type, project_id, payload_data, operator)
     return len(await enqueue_deliveries(session, policies, event))
+
+
+TEST_REPOSITORY = "webhook-test"
+"""The repository a test event names (inside the policy's project); nothing is pushed."""
+
+
+async def send_test(
+    session: AsyncSession,
+    principal: Principal,
+    name_or_id: str,
+    by_name: bool,
+    policy_id: int,
+    *,
+    operator: str,
+    registry_host: str,
+) -> Execution:
+    """Send a test event to every target of the policy now (the console's "Test" button,
+    as Harbor's portal has): a ``PUSH_ARTIFACT`` event for tag ``test`` of
+    ``<project>/webhook-test`` with an all-zero digest, delivered like any other event
+    (an execution of the policy, one task per target, with its log), whether or not the
+    policy is enabled or ``notification_enable`` is on. Needs ``notification-policy:update``.
+    """
+    project = await _project(session, principal, name_or_id, by_name, Action.UPDATE)
+    row = await _policy_of(session, project.project_id, policy_id)
+    data = artifact_data(
+        registry_host=registry_host,
+        repository=f"{project.name}/{TEST_REPOSITORY}",
+        repository_created=utcnow(),
+        public=False,
+        resources=[("sha256:" + "0" * 64, "test")],
+    )
+    event = new_event(PUSH_ARTIFACT, project.project_id, data, operator)
+    (execution,) = await enqueue_deliveries(session, [row], event)
+    await jobs.merge_execution_attrs(session, execution.id, {"test": True})
+    return execution
