@@ -32,6 +32,7 @@ EDITABLE_SETTINGS = (
     config.STORAGE_PER_PROJECT,
     config.BANNER_MESSAGE,
     config.DISABLED_AUDIT_LOG_EVENT_TYPES,
+    config.NOTIFICATION_ENABLE,
 )
 AUDIT_FILTERS = ("username", "resource", "resource_type", "operation")
 
@@ -310,7 +311,7 @@ async def update_configuration(page: Page) -> Response:
     require_system(page, Action.UPDATE, Resource.USER)
     changes: dict[str, object] = {}
     for key in EDITABLE_SETTINGS:
-        if key == config.SELF_REGISTRATION:
+        if key in (config.SELF_REGISTRATION, config.NOTIFICATION_ENABLE):
             changes[key] = page.checked(key)
         elif key in (config.ROBOT_TOKEN_DURATION, config.STORAGE_PER_PROJECT):
             changes[key] = page.int_field(key)
