@@ -467,6 +467,8 @@ async def test_policy_crud_metadata_and_schedule(admin: httpx.AsyncClient, state
     assert shown["rules"][0]["tag_selectors"][0]["pattern"] == "v*"
     meta = await admin.get(f"{API}/projects/{project_id}")
     assert meta.json()["metadata"]["retention_id"] == str(policy_id)
+    one = await admin.get(f"{API}/projects/{project_id}/metadatas/retention_id")
+    assert one.json() == {"retention_id": str(policy_id)}
     async with state.db.read() as session:
         schedule = await session.scalar(
             select(Schedule).where(

@@ -74,6 +74,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "create_user_group",
     "update_user_group",
     "delete_user_group",
+    "create_retention",
+    "update_retention",
+    "delete_retention",
 )
 """The event types Dockyard records; ``disabled_audit_log_event_types`` names some of them."""
 

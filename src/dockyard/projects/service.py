@@ -75,6 +75,8 @@ BOOLEAN_METADATA = frozenset(
 )
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
+RETENTION_ID = "retention_id"
+"""Set by the retention API; readable here, never written through project metadata."""
 """The project metadata Dockyard stores; proxy-cache and retention keys are not among them."""
 _PROXY_CACHE_KEYS = frozenset(
     {
@@ -306,14 +308,12 @@ async def create_project(
 
 def _requested_metadata(requested: schemas.ProjectMetadata | None) -> dict[str, str]:
     """The stored keys a request sets; proxy-cache keys are ignored (as Harbor does for a
-    project that is not a proxy cache) and a retention policy id cannot be set by hand."""
+    project that is not a proxy cache), and so is ``retention_id``, which Harbor's clients
+    send back as they read it: it is set by ``/retentions`` only."""
     if requested is None:
         return {}
     given = requested.model_dump(exclude_none=True)
-    if given.pop("retention_id", ""):
-        raise BadRequestError(
-            "metadata.retention_id must be omitted: retention policies are set on their own"
-        )
+    given.pop(RETENTION_ID, None)
     for key in _PROXY_CACHE_KEYS:
         given.pop(key, None)
     return validate_metadata(given)
@@ -693,7 +693,7 @@ async def get_metadata(
 ) -> dict[str, str]:
     require(principal, Action.READ, Resource.METADATA, context)
     value = (await repo.project_metadata(session, project.project_id)).get(name)
-    if name not in METADATA_KEYS or value is None:
+    if (name not in METADATA_KEYS and name != RETENTION_ID) or value is None:
         raise NotFoundError(f"metadata {_show(name)} is not set")
     return {name: value}
 
