@@ -626,3 +626,38 @@ async def test_project_roles_decide_the_retention_and_webhook_tabs(
         assert (await client.get(f"{base}/retention")).status_code == 404
         assert (await client.get(f"{base}/webhooks")).status_code == 404
     assert (await admin.get(f"/api/v2.0/projects/{project}/webhook/policies")).json() == []
+
+
+async def test_the_webhook_switch_is_on_the_configuration_page(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient, project: str
+) -> None:
+    client, csrf = console
+    page = await client.get("/harbor/admin/configuration")
+    assert 'name="notification_enable" checked' in page.text
+    items = {k: v["value"] for k, v in (await admin.get("/api/v2.0/configurations")).json().items()}
+    form = {
+        "_csrf": csrf,
+        "project_creation_restriction": items["project_creation_restriction"],
+        "robot_token_duration": str(items["robot_token_duration"]),
+        "storage_per_project": str(items["storage_per_project"]),
+        "banner_message": items["banner_message"],
+        "disabled_audit_log_event_types": items["disabled_audit_log_event_types"],
+        **({"self_registration": "on"} if items["self_registration"] else {}),
+    }
+    try:
+        assert (await client.post("/harbor/admin/configuration", data=form)).status_code == 303
+        configured = (await admin.get("/api/v2.0/configurations")).json()
+        assert configured["notification_enable"]["value"] is False
+        tab = await client.get(f"/harbor/projects/{project}/webhooks")
+        assert 'data-testid="webhooks-off"' in tab.text
+    finally:
+        on = await client.post(
+            "/harbor/admin/configuration", data={**form, "notification_enable": "on"}
+        )
+        assert on.status_code == 303
+    configured = (await admin.get("/api/v2.0/configurations")).json()
+    assert configured["notification_enable"]["value"] is True
+    assert (
+        'data-testid="webhooks-off"'
+        not in (await client.get(f"/harbor/projects/{project}/webhooks")).text
+    )
