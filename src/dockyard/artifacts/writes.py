@@ -200,10 +200,10 @@ async def delete_artifact(
             f"artifact {artifact.digest} is listed by index {parent} in {place.ref.name}; "
             "delete the index first"
         )
-    await _delete_deeply(session, registry, place.ref, artifact, actor, set(), root=True)
+    await delete_deeply(session, registry, place.ref, artifact, actor, set(), root=True)
 
 
-async def _delete_deeply(
+async def delete_deeply(
     session: AsyncSession,
     registry: RegistryService,
     target: registry_repo.RepositoryRef,
@@ -220,7 +220,7 @@ async def _delete_deeply(
     gone.add(artifact.id)
     for accessory in await accessories_of(session, artifact):
         if await registry_repo.referencing_index(session, accessory.id) is None:
-            await _delete_deeply(session, registry, target, accessory, actor, gone, root=True)
+            await delete_deeply(session, registry, target, accessory, actor, gone, root=True)
     children = await _children(session, artifact)
     await registry.remove_artifact(session, target, artifact, actor)
     for reference in children:
@@ -231,7 +231,7 @@ async def _delete_deeply(
             continue
         if await registry_repo.referencing_index(session, child.id) is not None:
             continue
-        await _delete_deeply(session, registry, target, child, actor, gone, root=False)
+        await delete_deeply(session, registry, target, child, actor, gone, root=False)
 
 
 async def delete_repository(
@@ -261,7 +261,7 @@ async def delete_repository(
         if not batch:
             break
         for artifact in batch:
-            await _delete_deeply(session, registry, place.ref, artifact, actor, gone, root=True)
+            await delete_deeply(session, registry, place.ref, artifact, actor, gone, root=True)
     await session.execute(
         delete(Repository).where(Repository.repository_id == place.ref.repository_id)
     )

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.artifacts.writes import _delete_deeply  # the API's deep delete, shared
+from dockyard.artifacts.writes import delete_deeply
 from dockyard.audit import service as audit
 from dockyard.audit.events import SYSTEM_ACTOR, Actor, AuditEvent
 from dockyard.db.base import utcnow
@@ -548,7 +548,7 @@ async def _remove_artifact(
         if not now_tags <= {t.name for t in c.tags}:
             ctx.log(f"SKIP    {c.digest}: tagged anew since it was judged; it stays")
             return False
-        await _delete_deeply(session, registry, target, artifact, actor, set(), root=True)
+        await delete_deeply(session, registry, target, artifact, actor, set(), root=True)
     return True
 
 
