@@ -338,6 +338,7 @@ class _Run:
             while page := await repo.collectable_page(session, self.cutoff, after):
                 doomed.update((r.id, r) for r in page)
                 after = page[-1].id
+                await self.checkpoint()  # a dry run is stoppable too
             after = 0
             while page := await repo.marked_page(session, after):
                 doomed.update((r.id, r) for r in page if r.status == registry_repo.BLOB_DELETING)
