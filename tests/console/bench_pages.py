@@ -1,10 +1,12 @@
 """Console page times at the listing benchmark's scale (not a test; run by hand).
 
     .venv/bin/python -m tests.console.bench_pages [--artifacts N] [--samples S]
+        [--backend sqlite|postgresql] [--keep DIR]
 
 Seeds a SQLite database exactly as ``bench/artifact_listing_bench.py`` does
 (default 1,000,000 artifacts with one tag each in 10,000 repositories of project
-``bench``, one hot repository of 100,000), then renders the console's pages
+``bench``, one hot repository of 100,000), or a throwaway PostgreSQL database with
+``--backend postgresql``, then renders the console's pages
 through the ASGI app as a signed-in administrator and prints p50/p99 per page,
 HTML rendering included.
 """
@@ -31,15 +33,15 @@ PASSWORD = "Bench12345!"
 
 
 async def run(
-    artifacts: int, samples: int, keep: Path | None = None
+    artifacts: int, samples: int, keep: Path | None = None, database_url: str | None = None
 ) -> list[tuple[str, float, float]]:
     layout = Layout.of(artifacts, 10_000)
     with tempfile.TemporaryDirectory(prefix="dockyard-console-bench-") as scratch:
         folder = str(keep or scratch)
-        seeded = keep is not None and (keep / "bench.db").exists()
+        seeded = database_url is None and keep is not None and (keep / "bench.db").exists()
         settings = Settings(
             data_dir=Path(folder),
-            database_url=f"sqlite:///{folder}/bench.db",
+            database_url=database_url or f"sqlite:///{folder}/bench.db",
             admin_password=PASSWORD,
         )
         db = Database(settings.effective_database_url)
@@ -103,9 +105,17 @@ def main() -> None:
     parser.add_argument("--artifacts", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--keep", type=Path, help="seed into (or reuse) this folder's database")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    results = asyncio.run(run(args.artifacts, args.samples, args.keep))
-    print(f"\n| console page (SQLite, {args.artifacts:,} artifacts) | p50 ms | p99 ms |")
+    if args.backend == "postgresql":
+        from tests.support.postgres import postgres_admin_url, temporary_database
+
+        with temporary_database(postgres_admin_url()) as url:
+            results = asyncio.run(run(args.artifacts, args.samples, None, url))
+    else:
+        results = asyncio.run(run(args.artifacts, args.samples, args.keep))
+    backend = "PostgreSQL" if args.backend == "postgresql" else "SQLite"
+    print(f"\n| console page ({backend}, {args.artifacts:,} artifacts) | p50 ms | p99 ms |")
     print("|---|---:|---:|")
     for label, p50, p99 in results:
         print(f"| {label} | {p50:.1f} | {p99:.1f} |")

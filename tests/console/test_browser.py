@@ -291,7 +291,7 @@ def test_phone_sized_screen_and_dark_theme(
         expect(sidebar).to_be_hidden()
         page.get_by_role("button", name="Menu").click()
         expect(sidebar).to_be_visible()
-        expect(sidebar.get_by_role("link", name="Audit log")).to_be_visible()
+        expect(sidebar.get_by_role("link", name="Audit log", exact=True)).to_be_visible()
         page.get_by_role("button", name="Menu").click()
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], f"the page scrolls sideways ({width}px)"

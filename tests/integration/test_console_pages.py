@@ -80,6 +80,8 @@ async def test_every_page_answers(
             assert response.status_code == 200, f"{path}: {response.status_code}"
             assert response.headers["content-type"].startswith("text/html")
             assert response.headers["cache-control"] == "no-store"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert response.headers["x-frame-options"] == "DENY"
     client.cookies.delete("dy_lang")
     # Nonsense in the query never breaks a page.
     for path in ["/harbor/projects?page=-1&sort=%00", f"/harbor/projects/{project}/logs?page=x"]:
