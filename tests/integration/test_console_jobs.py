@@ -22,6 +22,8 @@ from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import push_image
 
 from dockyard.console.routes import post_routes
+from dockyard.http.state import AppState
+from dockyard.jobs import service as jobs
 
 PASSWORD = "Passw0rd!x"
 FINAL = ("Success", "Error", "Stopped")
@@ -253,6 +255,54 @@ async def test_pause_and_resume_a_queue_from_the_dashboard(
         "/harbor/admin/job-service/stop-job", data={"_csrf": csrf, "task": "999999999"}
     )
     assert missing.status_code == 404
+
+
+async def test_the_dashboard_stops_pending_and_running_jobs_and_shows_their_logs(
+    console: tuple[httpx.AsyncClient, str], state: AppState
+) -> None:
+    client, csrf = console
+    queues = "/harbor/admin/job-service/queues"
+    await client.post(queues, data={"_csrf": csrf, "job_type": "TEST_STEPS", "action": "pause"})
+    try:
+        async with state.db.write() as session:
+            waiting = await jobs.enqueue(session, "TEST_STEPS", extra_attrs={"steps": 1})
+        page = await client.get("/harbor/admin/job-service")
+        row = re.search(r'<tr data-queue="TEST_STEPS">(.*?)</tr>', page.text, re.S)
+        assert row is not None and '<td class="num">1</td>' in row.group(1)
+        stop = {"_csrf": csrf, "job_type": "TEST_STEPS", "action": "stop"}
+        stopped = await client.post(queues, data=stop)
+        assert (
+            flash(await follow(client, stopped)) == "The pending jobs of TEST_STEPS were stopped."
+        )
+        async with state.db.read() as session:
+            assert (await jobs.get_execution(session, waiting.id)).status == "Stopped"
+    finally:
+        await client.post(
+            queues, data={"_csrf": csrf, "job_type": "TEST_STEPS", "action": "resume"}
+        )
+
+    async with state.db.write() as session:
+        long = await jobs.enqueue(session, "TEST_STEPS", extra_attrs={"steps": 400, "sleep": 0.05})
+    async with state.db.read() as session:
+        (task,), _ = await jobs.list_tasks(session, long.id)
+
+    async def running() -> bool:
+        page = await client.get("/harbor/admin/job-service")
+        return f"<code>TEST_STEPS</code> #{task.id}" in page.text
+
+    await wait_for(running, "a worker to show the running job")
+    response = await client.post(
+        "/harbor/admin/job-service/stop-job", data={"_csrf": csrf, "task": str(task.id)}
+    )
+    assert flash(await follow(client, response)) == f"Job {task.id} was asked to stop."
+
+    async def ended() -> bool:
+        async with state.db.read() as session:
+            return (await jobs.get_task(session, task.id)).status == "Stopped"
+
+    await wait_for(ended, "the running job to stop")
+    log = await client.get(f"/harbor/admin/job-service/jobs/{task.id}/log")
+    assert "step 1" in log.text
 
 
 # --- audit log purge and forwarding --------------------------------------------------------
