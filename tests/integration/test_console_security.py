@@ -7,14 +7,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from starlette.applications import Starlette
 from tests.console.helpers import form_token, sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 
 from dockyard.console.routes import post_routes
+from dockyard.db.base import utcnow
+from dockyard.http.state import AppState
+from dockyard.iam import sessions
+from dockyard.iam.models import LoginSession
 
 SAMPLE = {
     "project": "library",
@@ -242,3 +248,18 @@ async def test_roles_decide_what_a_member_sees_and_may_do(
         assert (await client.get(f"/harbor/projects/{project}")).status_code == 404
         listing = await client.get("/harbor/projects")
         assert f">{project}</a>" not in listing.text
+
+
+async def test_an_idle_session_ends(app: Starlette, state: AppState) -> None:
+    async with make_client(app) as client:
+        await sign_in(client, "admin", ADMIN_PASSWORD)
+        row_id = sessions.session_id(client.cookies["sid"])
+        async with state.db.write() as session:
+            await session.execute(
+                update(LoginSession)
+                .where(LoginSession.id == row_id)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+        page = await client.get("/harbor/projects")
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/harbor/sign-in")
