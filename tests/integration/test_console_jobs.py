@@ -711,3 +711,59 @@ async def test_the_webhook_switch_is_on_the_configuration_page(
         'data-testid="webhooks-off"'
         not in (await client.get(f"/harbor/projects/{project}/webhooks")).text
     )
+
+
+async def test_editing_a_rule_keeps_the_selectors_the_form_does_not_show(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient, project: str
+) -> None:
+    client, csrf = console
+    project_id = (await admin.get(f"/api/v2.0/projects/{project}")).json()["project_id"]
+    selector = {"kind": "doublestar", "decoration": "matches", "extras": '{"untagged":false}'}
+    rule = {
+        "template": "always",
+        "priority": 7,
+        "scope_selectors": {
+            "repository": [
+                {"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"},
+                {"kind": "doublestar", "decoration": "repoExcludes", "pattern": "tmp/**"},
+            ]
+        },
+        "tag_selectors": [{**selector, "pattern": "**"}, {**selector, "pattern": "v*"}],
+    }
+    created = await admin.post(
+        "/api/v2.0/retentions",
+        json={"algorithm": "or", "rules": [rule], "scope": {"level": "project", "ref": project_id}},
+    )
+    assert created.status_code == 201, created.text
+    policy_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    tab = await client.get(f"/harbor/projects/{project}/retention")
+    assert "more selectors set through the API" in tab.text
+    edited = await client.post(
+        f"/harbor/projects/{project}/retention/rules",
+        data={
+            "_csrf": csrf,
+            "rule": "1",
+            "template": "nDaysSinceLastPush",
+            "value": "30",
+            "repo_decoration": "repoMatches",
+            "repo_pattern": "app*",
+            "tag_decoration": "excludes",
+            "tag_pattern": "dev-*",
+            "untagged": "on",
+        },
+    )
+    assert edited.status_code == 303
+    (saved,) = (await admin.get(f"/api/v2.0/retentions/{policy_id}")).json()["rules"]
+    assert saved["template"] == "nDaysSinceLastPush" and saved["params"] == {
+        "nDaysSinceLastPush": 30
+    }
+    assert saved["priority"] == 7
+    assert [(s["decoration"], s["pattern"]) for s in saved["scope_selectors"]["repository"]] == [
+        ("repoMatches", "app*"),
+        ("repoExcludes", "tmp/**"),
+    ]
+    assert [(s["decoration"], s["pattern"]) for s in saved["tag_selectors"]] == [
+        ("excludes", "dev-*"),
+        ("matches", "v*"),
+    ]
+    assert '"untagged":true' in saved["tag_selectors"][0]["extras"].replace(" ", "")

@@ -117,8 +117,7 @@ def _rule_form(rule: RetentionRule) -> dict[str, Any]:
         "tag_decoration": tag.decoration if tag else "matches",
         "tag_pattern": tag.pattern if tag else "**",
         "untagged": untagged,
-        "more": len((rule.scope_selectors or {}).get("repository") or []) > 1
-        or len(rule.tag_selectors or []) > 1,
+        "more": len(repositories) > 1 or len(rule.tag_selectors or []) > 1,
     }
 
 
@@ -156,6 +155,20 @@ def _rule_from_form(page: Page) -> RetentionRule:
                     "extras": json.dumps({"untagged": page.checked("untagged")}),
                 }
             ],
+        }
+    )
+
+
+def _keeping_extras(old: RetentionRule, new: RetentionRule) -> RetentionRule:
+    """``new`` (the form's rule) with the selectors beyond the first that ``old`` had (the
+    form shows one of each kind; more can be set through the API) and its priority."""
+    old_repositories = (old.scope_selectors or {}).get("repository") or []
+    new_repositories = (new.scope_selectors or {}).get("repository") or []
+    return new.model_copy(
+        update={
+            "priority": old.priority,
+            "scope_selectors": {"repository": new_repositories[:1] + old_repositories[1:]},
+            "tag_selectors": (new.tag_selectors or [])[:1] + (old.tag_selectors or [])[1:],
         }
     )
 
@@ -211,7 +224,8 @@ async def save_rule(page: Page) -> Response:
 
     def change(rules: list[RetentionRule], cron: str) -> tuple[list[RetentionRule], str]:
         if editing:
-            rules[_position(page, len(rules)) - 1] = rule
+            position = _position(page, len(rules))
+            rules[position - 1] = _keeping_extras(rules[position - 1], rule)
         else:
             rules.append(rule)
         return rules, cron
