@@ -72,6 +72,7 @@ async def test_every_page_answers(
         "/harbor/admin/audit-logs?username=admin&operation=create",
         "/harbor/admin/configuration",
         "/harbor/admin/system",
+        "/harbor/admin/quotas",
     ]
     for path in pages:
         for language in ("en", "zh-CN"):
@@ -396,3 +397,26 @@ async def test_project_list_pages_and_answers_htmx_with_the_table_only(
     )
     assert partial.text.lstrip().startswith('<div id="project-table">')
     assert "<html" not in partial.text
+
+
+async def test_administrators_set_project_quotas(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, csrf = console
+    project_id = await _project_id(admin, project)
+    quotas = (await admin.get("/api/v2.0/quotas", params={"reference_id": str(project_id)})).json()
+    quota_id = quotas[0]["id"]
+    page = await client.get("/harbor/admin/quotas", params={"sort": "used"})
+    assert page.status_code == 200
+    saved = await client.post(
+        f"/harbor/admin/quotas/{quota_id}",
+        data={"_csrf": csrf, "limit_gib": "1.5", "_back": "/harbor/admin/quotas"},
+    )
+    assert flash(await follow(client, saved)) == "The quota was saved."
+    quota = (await admin.get(f"/api/v2.0/quotas/{quota_id}")).json()
+    assert quota["hard"]["storage"] == int(1.5 * 1024**3)
+    refused = await client.post(
+        f"/harbor/admin/quotas/{quota_id}",
+        data={"_csrf": csrf, "limit_gib": "lots", "_back": "/harbor/admin/quotas"},
+    )
+    assert "number of GiB" in flash(await follow(client, refused))

@@ -33,6 +33,7 @@ SAMPLE = {
     "rule": "1",
     "user": "1",
     "group": "1",
+    "quota": "1",
 }
 ADMIN_ONLY_PAGES = [
     "/harbor/admin/users",
@@ -40,6 +41,7 @@ ADMIN_ONLY_PAGES = [
     "/harbor/admin/robots",
     "/harbor/admin/labels",
     "/harbor/admin/audit-logs",
+    "/harbor/admin/quotas",
     "/harbor/admin/configuration",
     "/harbor/admin/system",
 ]

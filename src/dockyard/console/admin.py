@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from dockyard.audit import service as audit
 from dockyard.audit.events import AuditEvent
+from dockyard.console.projects import GiB as GIB
 from dockyard.console.projects import label_body, pages_of, robot_action, secret_download
 from dockyard.console.web import PREFIX, Page, with_query
 from dockyard.db.listing import Condition
@@ -19,6 +20,8 @@ from dockyard.errors import BadRequestError, DeniedError
 from dockyard.iam import users
 from dockyard.iam.policy import ROBOT_SYSTEM_PERMISSIONS, Action, Resource, can
 from dockyard.labels import service as labels
+from dockyard.quota import service as quotas
+from dockyard.quota.schemas import QuotaUpdateReq
 from dockyard.robots import service as robots
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.system import config
@@ -288,6 +291,47 @@ async def audit_log(page: Page) -> Response:
         filters=filters,
         list_url=lambda **p: with_query(ADMIN + "/audit-logs", **filters, **p),
     )
+
+
+# --- project quotas ----------------------------------------------------------------------------
+
+
+async def quota_list(page: Page) -> Response:
+    require_system(page, Action.LIST, Resource.QUOTA)
+    request = page.page_request()
+    sort = "-used.storage" if page.query("sort") == "used" else None
+    async with page.state.db.read() as session:
+        found, total = await quotas.list_quotas(
+            session, page.principal, quotas.QuotaQuery(sort=sort), request
+        )
+    return page.render(
+        "admin/quotas.html",
+        section="quotas",
+        quotas=found,
+        paging=pages_of(total, request),
+        sort=page.query("sort"),
+        list_url=lambda **p: with_query(ADMIN + "/quotas", sort=page.query("sort"), **p),
+    )
+
+
+async def update_quota(page: Page) -> Response:
+    """A project's storage limit in GiB (-1: unlimited); the service checks and records it."""
+    require_system(page, Action.UPDATE, Resource.QUOTA)
+    raw = page.field("limit_gib").strip()
+    try:
+        amount = float(raw)
+    except ValueError:
+        raise BadRequestError("the limit must be a number of GiB, or -1") from None
+    limit = -1 if amount < 0 else int(amount * GIB)
+    async with page.state.db.write() as session:
+        await quotas.update_quota(
+            session,
+            page.principal,
+            page.actor(),
+            page.path_int("quota"),
+            QuotaUpdateReq(hard={quotas.STORAGE: limit}),
+        )
+    return page.redirect(page.back(), "flash.quota_saved")
 
 
 # --- configuration and system information ----------------------------------------------------

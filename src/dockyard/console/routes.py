@@ -103,6 +103,8 @@ def console_routes() -> list[BaseRoute]:
         post(admin.ADMIN + "/labels", admin.create_label),
         post(admin.ADMIN + "/labels/{label}/delete", admin.delete_label),
         get(admin.ADMIN + "/audit-logs", admin.audit_log),
+        get(admin.ADMIN + "/quotas", admin.quota_list),
+        post(admin.ADMIN + "/quotas/{quota}", admin.update_quota),
         get(admin.ADMIN + "/configuration", admin.configuration),
         post(admin.ADMIN + "/configuration", admin.update_configuration),
         get(admin.ADMIN + "/system", admin.system_info),
