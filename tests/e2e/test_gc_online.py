@@ -149,7 +149,11 @@ def _pull_and_compare(
 def test_pushes_during_gc_survive_and_storage_ends_exact(
     server: DockyardServer, skopeo: Skopeo, tmp_path: Path
 ) -> None:
-    client = httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60)
+    with httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60) as client:
+        _scenario(server, skopeo, tmp_path, client)
+
+
+def _scenario(server: DockyardServer, skopeo: Skopeo, tmp_path: Path, client: httpx.Client) -> None:
     olds = [
         make_image_layout(tmp_path / f"old{i}", layers=3, layer_size=48 * 1024, seed=100 + i)
         for i in range(4)

@@ -488,8 +488,9 @@ async def test_a_run_killed_halfway_resumes_without_losing_or_redoing_work(
 
     monkeypatch.setattr(gc_repo, "purge", dying_purge)
     result = await run_gc(client)
-    assert result["job_status"] == "Success", result
-    assert counts(result)["purged_blobs"] == 1200
+    log = (await client.get(f"{GC}/{result['id']}/log")).text
+    assert result["job_status"] == "Success", (result, log)
+    assert counts(result)["purged_blobs"] == 1200, (result, log)
     assert not set(digests) & await blob_digests(gc_state)
     assert not set(digests) & stored_digests(gc_state)
     async with gc_state.db.read() as session:
@@ -497,8 +498,7 @@ async def test_a_run_killed_halfway_resumes_without_losing_or_redoing_work(
             select(func.count()).select_from(Blob).where(Blob.status != "none")
         )
     assert left == 0
-    tasks = await client.get(f"{GC}/{result['id']}/log")
-    assert "resumed" in tasks.text
+    assert "resumed" in log
 
 
 async def test_stopping_a_run_gives_up_its_marks(
