@@ -1,6 +1,7 @@
 """The job pages in a real browser (Debian's Chromium through Playwright) against a real
 ``dockyard serve``: a garbage collection dry run read back from its log, the job service
-dashboard, and a webhook's test delivery with its log."""
+dashboard, a tag retention run on images pushed by skopeo, and a webhook's test delivery
+with its log."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
-from tests.console.test_browser import new_project, shoot, sign_in
+from tests.console.test_browser import new_project, push, shoot, sign_in
+from tests.support.oci_layout import make_image_layout
 from tests.support.server import DockyardServer
+from tests.support.skopeo import Skopeo
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +69,9 @@ def test_run_a_gc_dry_run_and_read_its_log(
     expect(queue.locator("[data-paused]")).to_have_attribute("data-paused", "false")
 
 
-def test_a_webhook_test_delivery_and_its_log(page: Page, server: DockyardServer) -> None:
+def test_a_webhook_test_delivery_and_its_log(
+    page: Page, server: DockyardServer, screenshots: Path
+) -> None:
     project = new_project(server)
     sign_in(page, "admin", server.admin_password)
     page.goto(f"/harbor/projects/{project}")
@@ -77,6 +82,7 @@ def test_a_webhook_test_delivery_and_its_log(page: Page, server: DockyardServer)
     page.get_by_test_id("webhook-address").fill("http://127.0.0.1:9/hook")
     page.get_by_test_id("save-webhook").click()
     expect(page.get_by_role("status")).to_have_text(f"Webhook {name} was created.")
+    shoot(page, screenshots, "webhooks-en")
     page.locator(f'tr[data-policy="{name}"]').get_by_test_id("webhook-test").click()
     expect(page.get_by_role("status")).to_contain_text("A test event was sent")
     tasks = page.get_by_test_id("webhook-tasks")
@@ -90,3 +96,45 @@ def test_a_webhook_test_delivery_and_its_log(page: Page, server: DockyardServer)
     expect(page.get_by_test_id("job-log")).to_contain_text(
         "attempt 1: POST http://127.0.0.1:9/hook"
     )
+
+
+def test_a_retention_rule_run_keeps_the_newest_tag(
+    page: Page,
+    server: DockyardServer,
+    skopeo: Skopeo,
+    tmp_path: Path,
+    screenshots: Path,
+) -> None:
+    project = new_project(server)
+    for number in (1, 2, 3):  # three different images, pushed in order
+        image = make_image_layout(tmp_path / f"v{number}", layers=1, layer_size=512)
+        push(skopeo, server, image, f"{project}/app:v{number}", server.admin_creds)
+    sign_in(page, "admin", server.admin_password)
+    page.goto(f"/harbor/projects/{project}")
+    page.get_by_role("link", name="Tag retention").click()
+    page.get_by_test_id("new-rule").click()
+    page.get_by_test_id("rule-template").select_option("latestPushedK")
+    page.get_by_test_id("rule-value").fill("1")
+    page.get_by_test_id("rule-tag-pattern").fill("v*")
+    page.get_by_test_id("save-rule").click()
+    expect(page.get_by_role("status")).to_have_text("The retention rule was saved.")
+    rules = page.get_by_test_id("retention-rules")
+    expect(rules).to_contain_text("retain the most recently pushed 1 artifacts")
+    shoot(page, screenshots, "retention-en")
+    page.get_by_test_id("retention-run").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"Retention run \d+ was started\."))
+    history = page.get_by_test_id("retention-history")
+    reload_until(page, history, 'data-status="Success"')
+    history.get_by_test_id("run-detail").first.click()
+    task = page.get_by_test_id("retention-tasks").locator("tbody tr").first
+    expect(task).to_contain_text(f"{project}/app")
+    expect(task.locator("td.num").first).to_have_text("1")  # retained
+    expect(task.locator("td.num").nth(1)).to_have_text("3")  # of total
+    shoot(page, screenshots, "retention-run-en")
+    task.get_by_test_id("log-link").click()
+    log = page.get_by_test_id("job-log")
+    expect(log).to_contain_text("RETAIN")
+    expect(log).to_contain_text("DELETE")
+    with httpx.Client(base_url=server.url, auth=server.admin_auth) as api:
+        left = api.get(f"/api/v2.0/projects/{project}/repositories/app/artifacts").json()
+    assert [t["name"] for a in left for t in a["tags"] or []] == ["v3"]

@@ -424,6 +424,10 @@ async def test_retention_rules_and_a_dry_run_with_task_logs(
     rules = (await admin.get(f"/api/v2.0/retentions/{policy_id}")).json()["rules"]
     assert [r["template"] for r in rules] == ["latestPushedK", "always"]
     assert rules[0]["params"] == {"latestPushedK": 2}
+    edit_page = await client.get(f"{base}/rules/2/edit")
+    assert edit_page.status_code == 200
+    assert 'name="rule" value="2"' in edit_page.text and 'value="latest"' in edit_page.text
+    assert (await client.get(f"{base}/rules/3/edit")).status_code == 404
     dropped = await client.post(f"{base}/rules/delete", data={"_csrf": csrf, "rule": "2"})
     assert flash(await follow(client, dropped)) == "The retention rule was deleted."
     assert len((await admin.get(f"/api/v2.0/retentions/{policy_id}")).json()["rules"]) == 1
@@ -501,6 +505,10 @@ async def test_webhook_policy_lifecycle_and_a_test_delivery(
     )
     assert "http:// or https://" in flash(await follow(client, bad))
 
+    edit_page = await client.get(f"{base}/{policy['id']}/edit")
+    assert edit_page.status_code == 200
+    assert 'value="http://127.0.0.1:9/hook"' in edit_page.text
+    assert 'value="CloudEvents" selected' in edit_page.text
     updated = await client.post(
         f"{base}/update",
         data={
@@ -648,6 +656,7 @@ async def test_project_roles_decide_the_retention_and_webhook_tabs(
         assert 'data-tab="retention"' not in summary.text
         assert 'data-tab="webhooks"' not in summary.text
         assert (await client.get(f"{base}/retention")).status_code == 403
+        assert (await client.get(f"{base}/retention/rules/1/edit")).status_code == 403
         assert (await client.get(f"{base}/webhooks")).status_code == 403
         for path, data in [
             (f"{base}/retention/rules", rule),
@@ -662,6 +671,7 @@ async def test_project_roles_decide_the_retention_and_webhook_tabs(
         assert 'data-tab="retention"' in summary.text and 'data-tab="webhooks"' in summary.text
         hooks = await client.get(f"{base}/webhooks")
         assert hooks.status_code == 200
+        assert (await client.get(f"{base}/webhooks/1/edit")).status_code == 403
         assert 'data-testid="new-webhook"' not in hooks.text  # maintainers only read policies
         assert (
             await client.post(f"{base}/webhooks", data={"_csrf": csrf, **webhook})

@@ -56,6 +56,8 @@ QUEUE_FLASHES = {
     "stop": "flash.queue_stopped",
 }
 DEFAULT_PURGE_HOURS = 24 * 30
+SCHEDULES_PER_PAGE = 25
+"""The dashboard pages the schedules (one per retention policy: there may be thousands)."""
 
 
 # --- shared pieces -----------------------------------------------------------------------
@@ -237,18 +239,22 @@ async def gc_log(page: Page) -> Response:
 
 async def job_service(page: Page) -> Response:
     require_system(page, Action.LIST, Resource.JOBSERVICE_MONITOR)
+    request = page.page_request(SCHEDULES_PER_PAGE)
     async with page.state.db.read() as session:
         queues = await jobs.queues(session, list(page.state.job_types))
         pools = await jobs.worker_pools(session)
         workers = await jobs.workers(session, None)
         every_schedule = await schedules.list_schedules(session)
+    shown = every_schedule[request.offset : request.offset + request.page_size]
     return page.render(
         "jobs/dashboard.html",
         section="jobservice",
         queues=queues,
         pools=pools,
         workers=workers,
-        schedules=[(row, schedule_view(row)) for row in every_schedule],
+        schedules=[(row, schedule_view(row)) for row in shown],
+        paging=pages_of(len(every_schedule), request),
+        list_url=lambda **p: with_query(JOB_SERVICE, **p),
         may_act=can(page.principal, Action.STOP, Resource.JOBSERVICE_MONITOR, None),
     )
 

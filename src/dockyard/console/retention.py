@@ -22,7 +22,7 @@ from starlette.routing import Route
 from dockyard.console.jobs import SCHEDULE_TYPES, cron_view, log_page, schedule_field
 from dockyard.console.projects import allowed_in, pages_of, project_url
 from dockyard.console.web import Handler, Page, with_query
-from dockyard.errors import BadRequestError
+from dockyard.errors import BadRequestError, NotFoundError
 from dockyard.iam.policy import Action, ProjectContext, Resource
 from dockyard.jobs import schedules
 from dockyard.jobs import service as jobs
@@ -251,6 +251,35 @@ async def save_schedule(page: Page) -> Response:
     return page.redirect(project_url(name, TAB), "flash.retention_schedule_saved")
 
 
+async def edit_rule_page(page: Page) -> Response:
+    """One rule's form (``POST …/rules`` with its position saves it)."""
+    position = page.path_int("rule")
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        projects.require(page.principal, Action.UPDATE, Resource.TAG_RETENTION, context)
+        view = await projects.project_view(session, page.principal, project, context)
+        row = await repo.policy_of_project(session, project.project_id)
+        policy = await service.get_policy(session, page.principal, row.id) if row else None
+    rules = list(policy.rules or []) if policy else []
+    if not 1 <= position <= len(rules):
+        raise RetentionRuleNotFoundError(f"rule {position} not found")
+    return page.render(
+        "jobs/retention_rule.html",
+        tab=TAB,
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        rule=_rule_form(rules[position - 1]),
+        position=position,
+        templates=TEMPLATES,
+        base=project_url(project.name, TAB),
+    )
+
+
+class RetentionRuleNotFoundError(NotFoundError):
+    """No rule at that position of the project's policy."""
+
+
 async def _policy_id(session: AsyncSession, page: Page) -> tuple[Project, int]:
     project, context = await _project(session, page)
     row = await repo.policy_of_project(session, project.project_id)
@@ -351,6 +380,7 @@ def routes(
         get(base, retention_tab),
         post(base + "/rules", save_rule),
         post(base + "/rules/delete", delete_rule),
+        get(base + "/rules/{rule}/edit", edit_rule_page),
         post(base + "/schedule", save_schedule),
         post(base + "/run", run_now),
         post(base + "/stop", stop_run),

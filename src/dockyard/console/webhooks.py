@@ -22,7 +22,7 @@ from dockyard.console.projects import allowed_in, pages_of, project_url
 from dockyard.console.web import PREFIX, Handler, Page, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import BadRequestError
-from dockyard.iam.policy import ProjectContext
+from dockyard.iam.policy import Action, ProjectContext, Resource
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Task
 from dockyard.projects import service as projects
@@ -103,6 +103,30 @@ def _policy_field(page: Page) -> int:
     if value is None or not 0 < value < 2**63:
         raise BadRequestError("policy must be a webhook policy's id")
     return value
+
+
+async def edit_policy_page(page: Page) -> Response:
+    """One policy's form (``POST …/update`` saves it)."""
+    policy_id = page.path_int("policy")
+    async with page.state.db.read() as session:
+        project, context = await _project(session, page)
+        projects.require(page.principal, Action.UPDATE, Resource.NOTIFICATION_POLICY, context)
+        view = await projects.project_view(session, page.principal, project, context)
+        policy = await service.get_policy(
+            session, page.principal, str(project.project_id), False, policy_id
+        )
+    return page.render(
+        "jobs/webhook_edit.html",
+        tab=TAB,
+        project=view,
+        context=context,
+        allowed=allowed_in(page, context),
+        policy=policy,
+        event_types=EVENT_TYPES,
+        notify_types=NOTIFY_TYPES,
+        payload_formats=PAYLOAD_FORMATS,
+        base=project_url(project.name, TAB),
+    )
 
 
 async def create_policy(page: Page) -> Response:
@@ -251,5 +275,6 @@ def routes(
         post(base + "/delete", delete_policy),
         post(base + "/test", test_policy),
         get(base + "/{policy}", policy_history),
+        get(base + "/{policy}/edit", edit_policy_page),
         get(base + "/{policy}/executions/{execution}/tasks/{task}/log", task_log),
     ]
