@@ -322,6 +322,16 @@ async def untagged_artifacts(
     return found
 
 
+async def artifact_digests(session: AsyncSession, artifact_ids: Sequence[int]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(artifact_ids), BATCH):
+        chunk = list(artifact_ids[start : start + BATCH])
+        found.update(
+            (await session.execute(select(Artifact.digest).where(Artifact.id.in_(chunk)))).scalars()
+        )
+    return found
+
+
 async def find_artifact(session: AsyncSession, artifact_id: int) -> Artifact | None:
     return await session.get(Artifact, artifact_id)
 

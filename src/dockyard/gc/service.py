@@ -440,12 +440,7 @@ async def _remove_untagged(
 
 
 async def _digests_of(session: AsyncSession, artifact_ids: set[int]) -> list[str]:
-    digests: set[str] = set()
-    for artifact_id in sorted(artifact_ids):
-        artifact = await repo.find_artifact(session, artifact_id)
-        if artifact is not None:
-            digests.add(artifact.digest)
-    return sorted(digests)
+    return sorted(await repo.artifact_digests(session, sorted(artifact_ids)))
 
 
 async def _delete_bytes(storage: Storage, digests: Sequence[str], workers: int) -> None:
