@@ -777,3 +777,57 @@ async def test_editing_a_rule_keeps_the_selectors_the_form_does_not_show(
         ("matches", "v*"),
     ]
     assert '"untagged":true' in saved["tag_selectors"][0]["extras"].replace(" ", "")
+
+
+async def test_hostile_input_is_escaped_or_refused_without_a_server_error(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient, project: str
+) -> None:
+    client, csrf = console
+    hostile = "<script>alert(1)</script>"
+    base = f"/harbor/projects/{project}"
+    created = await client.post(
+        f"{base}/webhooks",
+        data={
+            "_csrf": csrf,
+            "name": hostile,
+            "description": hostile,
+            "event_type": "PUSH_ARTIFACT",
+            "address": "http://127.0.0.1:9/?q=<b>",
+        },
+    )
+    assert created.status_code == 303
+    rule = {"template": "always", "repo_pattern": "**", "tag_pattern": "<img src=x>"}
+    assert (
+        await client.post(f"{base}/retention/rules", data={"_csrf": csrf, **rule})
+    ).status_code == 303
+    for path in (f"{base}/webhooks", f"{base}/retention", f"{base}/retention/rules/1/edit"):
+        page = await client.get(path)
+        assert page.status_code == 200, path
+        assert "<script>alert(1)" not in page.text and "<img src=x>" not in page.text, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (await client.get(f"{base}/webhooks")).text
+    # Ids that are no numbers, or too large, name nothing.
+    for path in (
+        "/harbor/admin/gc/abc/log",
+        "/harbor/admin/gc/99999999999999999999/log",
+        "/harbor/admin/job-service/jobs/-1/log",
+        "/harbor/admin/audit-log-settings/purges/0x10/log",
+        f"{base}/retention/executions/1%20OR%201/tasks/1/log",
+        f"{base}/webhooks/abc",
+        f"{base}/retention/rules/abc/edit",
+    ):
+        assert (await client.get(path)).status_code == 404, path
+    # Form values that are no numbers or out of range come back with the reason.
+    for path, data in [
+        ("/harbor/admin/gc/run", {"workers": "many"}),
+        ("/harbor/admin/gc/stop", {"execution": "-5"}),
+        ("/harbor/admin/job-service/stop-job", {"task": "1e9"}),
+        ("/harbor/admin/audit-log-settings/purge", {"retention_hours": "x" * 300}),
+        (f"{base}/retention/rules", {**rule, "template": "keepEverything"}),
+        (f"{base}/retention/rules", {**rule, "template": "latestPushedK", "value": ""}),
+        (f"{base}/retention/schedule", {"schedule_type": "Manual"}),
+        (f"{base}/retention/stop", {"execution": "abc"}),
+        (f"{base}/webhooks/toggle", {"policy": "0"}),
+    ]:
+        back = await follow(client, await client.post(path, data={"_csrf": csrf, **data}))
+        assert back.status_code == 200, path
+        assert 'class="flash flash-error"' in back.text, path
