@@ -7,7 +7,6 @@ back through the REST API, so both faces are seen to agree."""
 from __future__ import annotations
 
 import asyncio
-import html
 import re
 import time
 import uuid
@@ -20,6 +19,7 @@ from starlette.applications import Starlette
 from tests.console.helpers import sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import push_image
+from tests.integration.test_console_pages import flash, follow
 
 from dockyard.console.routes import post_routes
 from dockyard.http.state import AppState
@@ -44,16 +44,6 @@ async def project(admin: httpx.AsyncClient) -> str:
     response = await admin.post("/api/v2.0/projects", json={"project_name": name})
     assert response.status_code == 201
     return name
-
-
-def flash(page: httpx.Response) -> str:
-    found = re.search(r'<div class="flash[^"]*"[^>]*>(.*?)</div>', page.text, re.S)
-    return html.unescape(found.group(1)) if found else ""
-
-
-async def follow(client: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
-    assert response.status_code == 303, response.text
-    return await client.get(response.headers["location"])
 
 
 async def new_user(admin: httpx.AsyncClient) -> str:
