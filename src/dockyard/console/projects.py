@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from dockyard.artifacts import service as artifacts
 from dockyard.audit import service as audit
-from dockyard.console.web import PREFIX, Page, with_query
+from dockyard.console.web import PREFIX, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import BadRequestError
 from dockyard.iam import users
@@ -208,7 +208,7 @@ async def summary(page: Page) -> Response:
         quota = {
             "hard": hard,
             "used": used,
-            "percent": min(100, round(used * 100 / hard)) if hard > 0 else 0,
+            "percent": usage_percent(used, hard),
         }
     return page.render(
         "projects/summary.html",

@@ -88,6 +88,7 @@ class Console:
         )
         self.templates.filters["utc"] = _from_timestamp
         self.templates.filters["colour"] = _colour
+        self.templates.globals["usage_percent"] = usage_percent
         self.catalogues = i18n.load_catalogues()
 
     def translator(self, language: str) -> i18n.Translator:
@@ -102,6 +103,13 @@ _COLOUR = re.compile(r"#[0-9a-fA-F]{3,8}")
 def _colour(value: str | None, default: str = "#0065AB") -> str:
     """A label colour safe inside a style attribute: ``#rgb`` to ``#rrggbbaa`` only."""
     return value if value and _COLOUR.fullmatch(value) else default
+
+
+def usage_percent(used: int, hard: int) -> int:
+    """For a usage bar: 0-100, and at least 1 when anything is used (so it shows)."""
+    if hard <= 0 or used <= 0:
+        return 0
+    return max(1, min(100, round(used * 100 / hard)))
 
 
 def _from_timestamp(value: int | float | None) -> datetime | None:
