@@ -167,7 +167,20 @@ async def test_gc_schedule_then_a_dry_run_shows_in_history_with_its_log(
         found = re.fullmatch(r"Garbage collection (\d+) was started\.", message)
         return int(found.group(1)) if found else None
 
-    run_id = await wait_for(start, "a GC dry run to start")
+    async def idle() -> bool:  # another test's run must not wait behind the paused queue
+        latest = (await admin.get("/api/v2.0/system/gc", params={"page_size": 1})).json()
+        return not latest or latest[0]["job_status"] in FINAL
+
+    await wait_for(idle, "other garbage collections to finish")
+    queues = "/harbor/admin/job-service/queues"
+    pause = {"_csrf": csrf, "job_type": "GARBAGE_COLLECTION", "action": "pause"}
+    await client.post(queues, data=pause)
+    try:
+        run_id = await wait_for(start, "a GC dry run to start")
+        waiting = await client.get("/harbor/admin/gc")  # the queue is paused: it waits
+        assert 'id="gc-history" hx-get="/harbor/admin/gc" hx-trigger="every 2s"' in waiting.text
+    finally:
+        await client.post(queues, data={**pause, "action": "resume"})
 
     async def finished() -> dict[str, Any] | None:
         found: dict[str, Any] = (await admin.get(f"/api/v2.0/system/gc/{run_id}")).json()
@@ -177,6 +190,7 @@ async def test_gc_schedule_then_a_dry_run_shows_in_history_with_its_log(
     assert run["job_status"] == "Success"
     assert '"dry_run": true' in run["job_parameters"]
     history = await client.get("/harbor/admin/gc")
+    assert 'data-live="true"' not in history.text  # nothing runs: it stops refreshing
     row = re.search(rf'<tr data-run="{run_id}">(.*?)</tr>', history.text, re.S)
     assert row is not None
     assert 'data-status="Success"' in row.group(1)
