@@ -420,3 +420,34 @@ async def test_administrators_set_project_quotas(
         data={"_csrf": csrf, "limit_gib": "lots", "_back": "/harbor/admin/quotas"},
     )
     assert "number of GiB" in flash(await follow(client, refused))
+
+
+async def test_member_name_suggestions(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient, app: Starlette
+) -> None:
+    client, _ = console
+    name = f"sugg{uuid.uuid4().hex[:8]}"
+    created = await admin.post(
+        "/api/v2.0/users",
+        json={
+            "username": name,
+            "email": f"{name}@example.org",
+            "realname": "S",
+            "password": "Passw0rd!x",
+        },
+    )
+    assert created.status_code == 201
+    url = f"/harbor/projects/{project}/members/suggestions"
+    found = await client.get(url, params={"name": name[:8], "kind": "user"})
+    assert found.status_code == 200
+    assert f'<option value="{name}">' in found.text
+    assert found.text.startswith('<datalist id="member-suggestions">')
+    assert "<option" not in (await client.get(url, params={"name": "x"})).text  # too short
+    # Only those who may add members get suggestions.
+    async with make_client(app) as other:
+        await sign_in(other, name, "Passw0rd!x")
+        assert (await other.get(url, params={"name": "adm"})).status_code == 404
+        public = await other.get(
+            "/harbor/projects/library/members/suggestions", params={"name": "adm"}
+        )
+        assert public.status_code == 403

@@ -273,6 +273,24 @@ async def members(page: Page) -> Response:
     )
 
 
+async def member_suggestions(page: Page) -> Response:
+    """Names to pick from while typing a new member (a ``<datalist>`` htmx swaps in): users,
+    or groups, whose name contains what was typed; for those who may add members."""
+    fragment = page.query("name").strip()[:64]
+    async with page.state.db.read() as session:
+        _, context = await _project(session, page)
+        projects.require(page.principal, Action.CREATE, Resource.MEMBER, context)
+        names: list[str] = []
+        if len(fragment) >= 2 and fragment.isprintable():
+            if page.query("kind") == "group":
+                groups, _ = await users.search_groups(session, fragment, PageRequest(1, 10))
+                names = [group.group_name for group in groups]
+            else:
+                found, _ = await users.search_users(session, fragment, PageRequest(1, 10))
+                names = [name for _, name in found]
+    return page.render("projects/_member_suggestions.html", names=names)
+
+
 def _role_field(page: Page) -> int:
     role = page.int_field("role_id")
     if role is None or role not in {int(r) for r in ROLE_CHOICES}:

@@ -75,6 +75,7 @@ def console_routes() -> list[BaseRoute]:
         get(P + "/repositories", projects.repositories),
         get(P + "/members", projects.members),
         post(P + "/members", projects.add_member),
+        get(P + "/members/suggestions", projects.member_suggestions),
         post(P + "/members/{member}/role", projects.change_member),
         post(P + "/members/{member}/delete", projects.remove_member),
         get(P + "/robots", projects.project_robots),
