@@ -4,6 +4,7 @@ names are escaped, and the repository/artifact pages show and change what was pu
 from __future__ import annotations
 
 import html
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import pytest
 from starlette.applications import Starlette
 from tests.console.helpers import sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
-from tests.integration.registry_helpers import push_image
+from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, push_image
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -451,3 +452,32 @@ async def test_member_name_suggestions(
             "/harbor/projects/library/members/suggestions", params={"name": "adm"}
         )
         assert public.status_code == 403
+
+
+async def test_an_index_shows_its_platforms(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, _ = console
+    repository = f"{project}/multi"
+    children = []
+    for arch in ("amd64", "arm64"):
+        digest, manifest = await push_image(admin, repository, None, seed=arch.encode())
+        children.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": len(manifest),
+                "platform": {"os": "linux", "architecture": arch},
+            }
+        )
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+    pushed = await admin.put(
+        f"/v2/{repository}/manifests/v1", content=index, headers={"Content-Type": OCI_INDEX}
+    )
+    assert pushed.status_code == 201, pushed.text
+    page = await client.get(f"/harbor/projects/{project}/repositories/multi")
+    assert "linux/amd64" in page.text and "linux/arm64" in page.text
+    assert page.text.count('class="child"') == 2
+    detail = await client.get(f"/harbor/projects/{project}/repositories/multi/-/artifacts/v1")
+    for child in children:
+        assert child["digest"] in detail.text
