@@ -19,7 +19,7 @@ FLASH = re.compile(r"""["'](flash\.[a-z_]+|signin\.[a-z_]+)["']""")
 # Keys templates build from a prefix and a value, with every value they can take.
 EXPANSIONS = {
     "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],
-    "artifact.accessory.": ["signature.cosign", "signature.notation", "sbom.harbor", "other"],
+    "artifact.accessory.": ["signature.cosign", "signature.notation", "harbor.sbom", "other"],
     "audit.": ["username", "resource", "resource_type", "operation"],
     "config.": ["auto_scan", "prevent_vul", "enable_content_trust", "enable_content_trust_cosign"],
     "error.status.": ["400", "401", "403", "404", "409", "412", "413", "429"],

@@ -14,7 +14,14 @@ import pytest
 from starlette.applications import Starlette
 from tests.console.helpers import sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
-from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, push_image
+from tests.integration.registry_helpers import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    digest_of,
+    image_manifest,
+    push_blob,
+    push_image,
+)
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -481,3 +488,36 @@ async def test_an_index_shows_its_platforms(
     detail = await client.get(f"/harbor/projects/{project}/repositories/multi/-/artifacts/v1")
     for child in children:
         assert child["digest"] in detail.text
+
+
+async def test_signatures_and_sboms_nest_under_their_subject(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, _ = console
+    repository = f"{project}/signed"
+    subject, manifest = await push_image(admin, repository, "v1")
+    for artifact_type, seed in (
+        ("application/vnd.dev.cosign.artifact.sig.v1+json", b"sig"),
+        ("application/vnd.goharbor.harbor.sbom.v1", b"sbom"),
+    ):
+        config = b"{}"
+        config_digest = await push_blob(admin, repository, config)
+        layer = seed + repository.encode()
+        layer_digest = await push_blob(admin, repository, layer)
+        body = image_manifest(
+            (config_digest, len(config)),
+            [(layer_digest, len(layer))],
+            subject=(subject, len(manifest)),
+            artifact_type=artifact_type,
+        )
+        pushed = await admin.put(
+            f"/v2/{repository}/manifests/{digest_of(body)}",
+            content=body,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert pushed.status_code == 201, pushed.text
+    page = await client.get(f"/harbor/projects/{project}/repositories/signed")
+    assert page.text.count('class="child accessory"') == 2
+    assert "Cosign signature" in page.text and ">SBOM<" in page.text
+    detail = await client.get(f"/harbor/projects/{project}/repositories/signed/-/artifacts/v1")
+    assert "Cosign signature" in detail.text
