@@ -521,3 +521,38 @@ async def test_signatures_and_sboms_nest_under_their_subject(
     assert "Cosign signature" in page.text and ">SBOM<" in page.text
     detail = await client.get(f"/harbor/projects/{project}/repositories/signed/-/artifacts/v1")
     assert "Cosign signature" in detail.text
+
+
+async def test_labels_are_edited_in_place(
+    console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, csrf = console
+    project_id = await _project_id(admin, project)
+    made = await client.post(
+        f"/harbor/projects/{project}/labels",
+        data={"_csrf": csrf, "name": "old", "color": "#111111"},
+    )
+    await follow(client, made)
+    listed = await admin.get("/api/v2.0/labels", params={"scope": "p", "project_id": project_id})
+    label_id = listed.json()[0]["id"]
+    saved = await client.post(
+        f"/harbor/projects/{project}/labels/{label_id}/update",
+        data={"_csrf": csrf, "name": "new", "color": "#22aa22", "description": "d"},
+    )
+    assert flash(await follow(client, saved)) == "The label was saved."
+    label = (await admin.get(f"/api/v2.0/labels/{label_id}")).json()
+    assert (label["name"], label["color"], label["description"]) == ("new", "#22aa22", "d")
+    # A project label cannot be edited through another project or the global page.
+    other = f"c{uuid.uuid4().hex[:10]}"
+    assert (await admin.post("/api/v2.0/projects", json={"project_name": other})).status_code == 201
+    wrong = await client.post(
+        f"/harbor/projects/{other}/labels/{label_id}/update",
+        data={"_csrf": csrf, "name": "hijack", "_back": f"/harbor/projects/{other}/labels"},
+    )
+    assert "not one of this project's" in flash(await follow(client, wrong))
+    wrong = await client.post(
+        f"/harbor/admin/labels/{label_id}/update",
+        data={"_csrf": csrf, "name": "hijack", "_back": "/harbor/admin/labels"},
+    )
+    assert "edit it in its project" in flash(await follow(client, wrong))
+    assert (await admin.get(f"/api/v2.0/labels/{label_id}")).json()["name"] == "new"

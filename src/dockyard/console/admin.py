@@ -13,7 +13,13 @@ from starlette.responses import Response
 from dockyard.audit import service as audit
 from dockyard.audit.events import AuditEvent
 from dockyard.console.projects import GiB as GIB
-from dockyard.console.projects import label_body, pages_of, robot_action, secret_download
+from dockyard.console.projects import (
+    label_body,
+    label_edit,
+    pages_of,
+    robot_action,
+    secret_download,
+)
 from dockyard.console.web import PREFIX, Page, with_query
 from dockyard.db.listing import Condition
 from dockyard.errors import BadRequestError, DeniedError
@@ -259,6 +265,16 @@ async def create_label(page: Page) -> Response:
             session, page.principal, page.actor(), label_body(page, "g", None)
         )
     return page.redirect(ADMIN + "/labels", "flash.label_created", name=page.field("name"))
+
+
+async def update_label(page: Page) -> Response:
+    require_system(page, Action.UPDATE, Resource.LABEL)
+    async with page.state.db.write() as session:
+        label = await labels.get_label(session, page.principal, page.path_int("label"))
+        if label.scope != "g":
+            raise BadRequestError("the label is a project's; edit it in its project")
+        await labels.update_label(session, page.principal, page.actor(), label.id, label_edit(page))
+    return page.redirect(ADMIN + "/labels", "flash.label_saved")
 
 
 async def delete_label(page: Page) -> Response:

@@ -522,6 +522,26 @@ async def create_project_label(page: Page) -> Response:
     )
 
 
+async def update_project_label(page: Page) -> Response:
+    async with page.state.db.read() as session:
+        project, _ = await _project(session, page)
+    async with page.state.db.write() as session:
+        label = await labels.get_label(session, page.principal, page.path_int("label"))
+        if label.project_id != project.project_id:
+            raise BadRequestError("the label is not one of this project's")
+        await labels.update_label(session, page.principal, page.actor(), label.id, label_edit(page))
+    return page.redirect(project_url(project.name, "labels"), "flash.label_saved")
+
+
+def label_edit(page: Page) -> LabelBody:
+    """The fields an edit may change (scope and project stay)."""
+    return LabelBody(
+        name=page.field("name").strip(),
+        description=page.field("description"),
+        color=page.field("color") or None,
+    )
+
+
 async def delete_project_label(page: Page) -> Response:
     async with page.state.db.read() as session:
         project, _ = await _project(session, page)
