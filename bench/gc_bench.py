@@ -50,6 +50,7 @@ from dockyard.registry.models import (
     RepositoryBlob,
     Tag,
 )
+from dockyard.registry.service import RegistryService
 from dockyard.settings import Settings
 from dockyard.storage import blob_key
 from dockyard.storage.filesystem import FilesystemStorage
@@ -177,7 +178,7 @@ async def run_backend(url: str, blobs: int, workers: int) -> dict[str, float]:
                 async with db.write() as session:
                     await session.execute(_ANALYZE)
             runner = JobRunner(
-                JobEnvironment(settings, db, storage),
+                JobEnvironment(settings, db, storage, RegistryService(db, storage)),
                 {t.name: t for t in gc_jobs.job_types},
                 concurrency=1,
                 run_scheduler=False,

@@ -21,6 +21,7 @@ from sqlalchemy import and_, func, or_, select
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
 
+from dockyard.app import start_workers
 from dockyard.audit import jobs as audit_jobs
 from dockyard.audit import purge
 from dockyard.audit.models import AuditLog
@@ -453,7 +454,10 @@ async def test_a_purge_taken_over_resumes_with_its_cut_off_and_count(
     assert state.jobs is not None
     await state.jobs.close()  # the app's own workers step aside for this test
     env = JobEnvironment(
-        state.settings.model_copy(update={"job_workers": 1}), state.db, state.storage
+        state.settings.model_copy(update={"job_workers": 1}),
+        state.db,
+        state.storage,
+        state.registry,
     )
     try:
         first = JobRunner(env, state.job_types, run_scheduler=False)
@@ -472,9 +476,7 @@ async def test_a_purge_taken_over_resumes_with_its_cut_off_and_count(
         finally:
             await second.close()
     finally:
-        fresh = JobRunner(JobEnvironment(state.settings, state.db, state.storage), state.job_types)
-        await fresh.start()
-        state.jobs = fresh
+        await start_workers(state)  # the app's workers, as the app starts them
     assert done["job_status"] == "Success"
     assert json.loads(done["job_parameters"])["purged_count"] == expected
     assert await _left(state, marker) == []

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.support.sample_jobs import job_types as sample_job_types
 
+from dockyard.app import start_workers
 from dockyard.db.base import utcnow
 from dockyard.http.state import AppState
 from dockyard.jobs import schedules
@@ -143,7 +144,7 @@ async def test_handed_back_task_resumes_from_its_checkpoint(state: AppState) -> 
     await state.jobs.close()  # the app's own workers step aside for this test
     try:
         settings = state.settings.model_copy(update={"job_workers": 1})
-        env = JobEnvironment(settings, state.db, state.storage)
+        env = JobEnvironment(settings, state.db, state.storage, state.registry)
         types = {job.name: job for job in sample_job_types}
         first = JobRunner(env, types, run_scheduler=False)
         await first.start()
@@ -170,13 +171,11 @@ async def test_handed_back_task_resumes_from_its_checkpoint(state: AppState) -> 
         assert Counter(steps)[1] == 1, "the second run must not start over"
         assert sorted(set(steps)) == list(range(1, 41))
     finally:
-        fresh = JobRunner(JobEnvironment(state.settings, state.db, state.storage), state.job_types)
-        await fresh.start()
-        state.jobs = fresh
+        await start_workers(state)  # the app's workers, as the app starts them
 
 
 async def test_schedule_fires_once_per_period_across_workers(state: AppState) -> None:
-    env = JobEnvironment(state.settings, state.db, state.storage)
+    env = JobEnvironment(state.settings, state.db, state.storage, state.registry)
     extra = [JobRunner(env, {}, concurrency=1) for _ in range(2)]  # two more schedulers
     vendor_id = int(time.time() * 1000) % 1_000_000_000
     async with state.db.write() as session:

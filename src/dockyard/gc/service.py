@@ -218,8 +218,6 @@ class _Run:
         if not self.params.delete_untagged:
             return
         registry = self.ctx.env.registry
-        if registry is None:
-            raise PermanentJobError("this worker has no registry to delete artifacts through")
         async with self.db.read() as session:
             rounds = _untagged_rounds(await repo.untagged_artifacts(session, self.cutoff))
         deleted = 0

@@ -70,12 +70,12 @@ class PermanentJobError(Exception):
 
 @dataclass
 class JobEnvironment:
-    """What handlers may use: the process's settings, database and blob storage."""
+    """What handlers may use: the process's settings, database, blob storage and registry."""
 
     settings: Settings
     db: Database
     storage: Storage
-    registry: RegistryService | None = None
+    registry: RegistryService
     """The registry with its hooks, for jobs that change artifacts (retention) through
     the same seam as the API, so immutability, quotas and the audit log apply."""
 

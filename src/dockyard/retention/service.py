@@ -537,7 +537,6 @@ async def _remove_artifact(
 ) -> bool:
     """Remove the artifact unless it changed since it was judged; True when removed."""
     registry = ctx.env.registry
-    assert registry is not None
     c = decision.candidate
     async with ctx.env.db.write() as session:
         target = await registry_repo.find_repository_ref(session, repository)
@@ -556,7 +555,6 @@ async def _remove_tag(
     ctx: JobContext, repository: str, decision: Decision, tag: str, actor: Actor
 ) -> None:
     registry = ctx.env.registry
-    assert registry is not None
     async with ctx.env.db.write() as session:
         target = await registry_repo.find_repository_ref(session, repository)
         if target is None:
@@ -606,8 +604,6 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
         rules = rules_mod.parse_rules(params.get("rules") or [])
     except (RuleError, TypeError, AttributeError) as exc:
         raise PermanentJobError(f"the execution's rules cannot be read: {exc}") from None
-    if ctx.env.registry is None and not dry_run:
-        raise PermanentJobError("this worker has no registry service to remove tags with")
     operator = params.get("operator")
     actor = Actor(operator, "-") if isinstance(operator, str) and operator else SYSTEM_ACTOR
     progress = dict(ctx.progress or {})
