@@ -11,7 +11,6 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from dockyard.audit import service as audit
-from dockyard.audit.events import AuditEvent
 from dockyard.console.projects import GiB as GIB
 from dockyard.console.projects import (
     label_body,
@@ -378,19 +377,7 @@ async def update_configuration(page: Page) -> Response:
         else:
             changes[key] = page.field(key)
     async with page.state.db.write() as session:
-        changed = await config.update(session, changes)
-        if changed:
-            await audit.record(
-                session,
-                page.actor(),
-                AuditEvent(
-                    "update",
-                    "configuration",
-                    "configurations",
-                    0,
-                    "set " + ", ".join(sorted(changed)),
-                ),
-            )
+        await system.update_configuration(session, page.actor(), changes)
     return page.redirect(ADMIN + "/configuration", "flash.configuration_saved")
 
 

@@ -22,9 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dockyard.audit import purge
-from dockyard.audit import service as audit
 from dockyard.audit.events import EVENT_TYPES as AUDIT_EVENT_TYPES
-from dockyard.audit.events import AuditEvent, parse_event_types
+from dockyard.audit.events import parse_event_types
 from dockyard.console.admin import ADMIN, require_system
 from dockyard.console.projects import pages_of
 from dockyard.console.web import Handler, Page, with_query
@@ -37,6 +36,7 @@ from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution
 from dockyard.jobs.models import Schedule as ScheduleRow
 from dockyard.system import config
+from dockyard.system import service as system_service
 
 GC = ADMIN + "/gc"
 JOB_SERVICE = ADMIN + "/job-service"
@@ -387,19 +387,7 @@ async def save_settings(page: Page, changes: Mapping[str, object]) -> None:
     """Configuration items through ``config.update`` (all or nothing), audited by key as
     ``PUT /configurations`` does."""
     async with page.state.db.write() as session:
-        changed = await config.update(session, changes)
-        if changed:
-            await audit.record(
-                session,
-                page.actor(),
-                AuditEvent(
-                    "update",
-                    "configuration",
-                    "configurations",
-                    0,
-                    "set " + ", ".join(sorted(changed)),
-                ),
-            )
+        await system_service.update_configuration(session, page.actor(), changes)
 
 
 async def audit_forwarding(page: Page) -> Response:

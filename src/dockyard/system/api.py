@@ -9,8 +9,6 @@ from datetime import datetime
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from dockyard.audit import service as audit
-from dockyard.audit.events import AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.errors import BadRequestError, UnauthorizedError
 from dockyard.http.api import (
@@ -163,21 +161,9 @@ async def update_configurations(api: ApiRequest) -> Response:
         raise BadRequestError("the request body is not valid JSON") from None
     if not isinstance(changes, dict):
         raise BadRequestError("the request body must be a JSON object of items to change")
+    actor = await api.actor()
     async with api.state.db.write() as session:
-        changed = await config.update(session, changes)
-        if changed:
-            # The keys only: a later item may hold a secret.
-            await audit.record(
-                session,
-                await api.actor(),
-                AuditEvent(
-                    "update",
-                    "configuration",
-                    "configurations",
-                    0,
-                    "set " + ", ".join(sorted(changed)),
-                ),
-            )
+        await service.update_configuration(session, actor, changes)
     return empty_response()
 
 

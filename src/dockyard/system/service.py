@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.engine import Database
 from dockyard.iam.policy import ALL_PROJECTS_SCOPE, Principal
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
@@ -198,3 +201,24 @@ async def _storage_consumption(session: AsyncSession) -> int:
     )
     stmt = select(func.coalesce(func.sum(Blob.size), 0)).where(Blob.id.in_(held))
     return int(await session.scalar(stmt) or 0)
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+async def update_configuration(
+    session: AsyncSession, actor: Actor, changes: Mapping[str, Any]
+) -> dict[str, config.ConfigValue]:
+    """Change editable configuration items, all or nothing (``config.update`` checks
+    each), and record one audit event naming the keys changed — the keys only, as a
+    later item may hold a secret. The REST API and the console both change settings here."""
+    changed = await config.update(session, changes)
+    if changed:
+        await audit.record(
+            session,
+            actor,
+            AuditEvent(
+                "update", "configuration", "configurations", 0, "set " + ", ".join(sorted(changed))
+            ),
+        )
+    return changed
