@@ -81,10 +81,9 @@ class RegistryHooks(NoHooks):
         self.db = db
         self.settings = settings
         self.registry_host = urlsplit(settings.public_url).netloc or settings.public_url
-        self._pull_projects: frozenset[str] = frozenset()
-        self._loaded_at: float | None = None
-        self._warning_projects: frozenset[str] = frozenset()
-        self._warnings_loaded_at: float | None = None
+        # Per event type: the names of projects with an enabled policy for it, and when
+        # that set was loaded (the pull and quota-warning paths judge by it, query-free).
+        self._subscriber_sets: dict[str, tuple[float, frozenset[str]]] = {}
         self._pulls: list[tuple[ManifestPull, datetime]] = []
         self._refusals: list[_Refusal] = []
         self._wake = asyncio.Event()
@@ -99,8 +98,7 @@ class RegistryHooks(NoHooks):
 
     def policies_changed(self) -> None:
         """A policy changed: reload the pull subscribers before the next pull is judged."""
-        self._loaded_at = None
-        self._warnings_loaded_at = None
+        self._subscriber_sets.clear()
 
     # --- pushes and deletions, in their transaction ----------------------------------
 
@@ -156,7 +154,7 @@ class RegistryHooks(NoHooks):
         if not linked.blobs:
             return
         project = linked.repository.partition("/")[0]
-        if project not in await self._warning_subscribers():
+        if project not in await self._subscribers(QUOTA_WARNING):
             return
         quota = await quota_repo.find_quota(session, linked.project_id)
         if quota is None or quota.hard_storage <= 0:
@@ -178,26 +176,14 @@ class RegistryHooks(NoHooks):
         event = service.new_event(QUOTA_WARNING, linked.project_id, data, linked.actor.name)
         await service.enqueue_deliveries(session, policies, event)
 
-    async def _warning_subscribers(self) -> frozenset[str]:
-        loaded = self._warnings_loaded_at
-        if loaded is None or time.monotonic() - loaded >= SUBSCRIBERS_SECONDS:
-            loaded_at = time.monotonic()
-            async with self.db.read() as session:
-                self._warning_projects = frozenset(
-                    await repo.projects_subscribed_to(session, QUOTA_WARNING)
-                )
-            self._warnings_loaded_at = loaded_at
-        return self._warning_projects
-
     # --- pulls and refusals, off the request path ------------------------------------
 
     def manifest_pulled(self, pull: ManifestPull) -> None:
         if self._closed:
             return
-        fresh = (
-            self._loaded_at is not None and time.monotonic() - self._loaded_at < SUBSCRIBERS_SECONDS
-        )
-        if fresh and pull.repository.partition("/")[0] not in self._pull_projects:
+        known = self._subscriber_sets.get(PULL_ARTIFACT)
+        fresh = known is not None and time.monotonic() - known[0] < SUBSCRIBERS_SECONDS
+        if fresh and known is not None and pull.repository.partition("/")[0] not in known[1]:
             return
         if len(self._pulls) >= MAX_QUEUED:
             return
@@ -237,15 +223,17 @@ class RegistryHooks(NoHooks):
             self._wake.clear()
             await self.flush()
 
-    async def _subscribers(self) -> frozenset[str]:
-        if self._loaded_at is None or time.monotonic() - self._loaded_at >= SUBSCRIBERS_SECONDS:
-            loaded_at = time.monotonic()
-            async with self.db.read() as session:
-                self._pull_projects = frozenset(
-                    await repo.projects_subscribed_to(session, PULL_ARTIFACT)
-                )
-            self._loaded_at = loaded_at
-        return self._pull_projects
+    async def _subscribers(self, event_type: str) -> frozenset[str]:
+        """Names of projects with an enabled policy for ``event_type``: one query at most
+        every ``SUBSCRIBERS_SECONDS``, and at once after a policy change on this node."""
+        known = self._subscriber_sets.get(event_type)
+        if known is not None and time.monotonic() - known[0] < SUBSCRIBERS_SECONDS:
+            return known[1]
+        loaded_at = time.monotonic()
+        async with self.db.read() as session:
+            names = frozenset(await repo.projects_subscribed_to(session, event_type))
+        self._subscriber_sets[event_type] = (loaded_at, names)
+        return names
 
     async def flush(self) -> int:
         """Enqueue the deliveries of queued pulls and refusals; returns how many events
@@ -256,7 +244,7 @@ class RegistryHooks(NoHooks):
             if not pulls and not refusals:
                 return 0
             try:
-                subscribers = await self._subscribers() if pulls else frozenset()
+                subscribers = await self._subscribers(PULL_ARTIFACT) if pulls else frozenset()
                 wanted = [p for p in pulls if p[0].repository.partition("/")[0] in subscribers]
                 if not wanted and not refusals:
                     return 0
