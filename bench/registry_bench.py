@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -40,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oci_images import MT_MANIFEST, Image, build_layout, write_random_file
 from token_server import SigningKey, TokenServer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
 MiB = 1 << 20
 MB = 1_000_000
 HOST = "127.0.0.1"
@@ -464,6 +466,39 @@ class Distribution(Registry):
             self.tokens = None
 
 
+class NullRegistry(Registry):
+    """``null_registry.py`` under Granian: stores nothing, checks nothing (the ceiling)."""
+
+    name = "null"
+
+    def __init__(self, workdir: Path, python: str) -> None:
+        super().__init__(workdir)
+        self.python = python
+        self.user = "bench"
+        self.password = "Bench-" + os.urandom(9).hex()
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd = [
+            self.python,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "error",
+            "null_registry:app",
+        ]
+        env = {**os.environ, "PYTHONPATH": str(BENCH_DIR)}
+        return cmd, env
+
+
 # --------------------------------------------------------------------------- phases
 
 
@@ -849,7 +884,7 @@ class Bench:
         check_pulled(dest, img)
         shutil.rmtree(dest, ignore_errors=True)
 
-    def phases(self) -> list[tuple[str, Callable[[], None]]]:
+    def phases(self) -> list[tuple[str, Callable[[], None] | None]]:
         """The measurements, in order (later ones use what earlier ones pushed)."""
         n = len(self.small)
         return [
@@ -864,11 +899,23 @@ class Bench:
             *self._rounds("ab blob HEAD", self.blob_head),
         ]
 
-    def _rounds(self, name: str, fn: Callable[[], None]) -> list[tuple[str, Callable[[], None]]]:
+    def _rounds(
+        self, name: str, fn: Callable[[], None]
+    ) -> list[tuple[str, Callable[[], None] | None]]:
         n = self.sizes.rate_rounds
         if n == 1:
             return [(name, fn)]
         return [(f"{name} ({i + 1}/{n})", fn) for i in range(n)]
+
+
+class CeilingBench(Bench):
+    """The null registry takes part in the large push only, in the same turns."""
+
+    def phases(self) -> list[tuple[str, Callable[[], None] | None]]:
+        return [
+            (name, fn if name == "skopeo push large image" else None)
+            for name, fn in super().phases()
+        ]
 
 
 def run_benches(benches: list[Bench], interleave: bool) -> None:
@@ -890,11 +937,14 @@ def run_benches(benches: list[Bench], interleave: bool) -> None:
             if i % 2:
                 order.reverse()
             for j in order:
-                benches[j].phase(*plans[j][i])
+                name, fn = plans[j][i]
+                if fn is not None:
+                    benches[j].phase(name, fn)
     else:
         for b in benches:
             for name, fn in b.phases():
-                b.phase(name, fn)
+                if fn is not None:
+                    b.phase(name, fn)
     for b in benches:
         b.result.details["rss_end_mib"] = b.tree.rss_bytes() / MiB
 
@@ -1057,6 +1107,70 @@ def render_table(results: dict[str, Result], sizes: Sizes) -> tuple[str, list[di
     return "\n".join(lines), records
 
 
+def sha256_mbps(size: int = 64 * MiB, rounds: int = 5) -> float:
+    """This machine's sha256 rate on one core (best of ``rounds``): every registry must
+    hash each uploaded byte once, in order, so no single upload can go faster."""
+    data = os.urandom(size)
+    best = min(_timed(lambda: hashlib.sha256(data).digest()) for _ in range(rounds))
+    return size / best / MB
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _cpu_flags() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line + " "
+    return ""
+
+
+def render_ceilings(
+    results: dict[str, Result], sizes: Sizes, info: dict[str, str]
+) -> dict[str, Any]:
+    """What any registry could reach on this machine, next to the targets.
+
+    - The large push: skopeo into the null registry, which stores and checks
+      nothing; its rate over distribution's is the highest ratio possible here.
+    - The curl upload: a registry must sha256 every byte, in order, on one core;
+      that rate over distribution's is the highest upload ratio possible here.
+    """
+    dist = results.get("distribution")
+    null = results.get("null")
+    sha = float(info["sha256-1-core"].split()[0].replace(",", ""))
+    out: dict[str, Any] = {"sha256_mbps": sha}
+    lines = ["Ceilings on this machine (what any registry could reach here):"]
+
+    def line(label: str, value: float | None, dist_key: str, target: float) -> float | None:
+        base = dist.metrics.get(dist_key) if dist else None
+        if value is None:
+            lines.append(f"  {label:48} -")
+            return None
+        text = f"  {label:48} {value:8,.1f} MB/s"
+        ratio = value / base if base else None
+        if ratio is not None:
+            verdict = "reachable" if ratio >= target else "UNREACHABLE here"
+            text += f" = {ratio:.2f}x distribution (target {target:g}x: {verdict})"
+        lines.append(text)
+        return ratio
+
+    lg = sizes.large_label
+    push = null.metrics.get("large_push_mbps") if null else None
+    out["null_registry_push_mbps"] = push
+    out["large_push_max_ratio"] = line(
+        f"skopeo push {lg} image to a null registry", push, "large_push_mbps", 1.5
+    )
+    out["curl_upload_max_ratio"] = line(
+        "sha256 on one core (bounds any upload)", sha, "curl_upload_mbps", 2.0
+    )
+    out["text"] = "\n".join(lines)
+    return out
+
+
 def machine_info(args: argparse.Namespace) -> dict[str, str]:
     model = ""
     with contextlib.suppress(OSError):
@@ -1091,6 +1205,8 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
         else "not installed",
         "dockyard-args": args.dockyard_args or "",
         "dist-token-header": args.dist_token_header,
+        "sha256-1-core": f"{sha256_mbps():,.0f} MB/s (hashlib)",
+        "cpu-sha-extensions": "yes" if " sha_ni" in _cpu_flags() else "no",
         "loadavg-at-start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "mode": ("quick" if args.quick else "full")
         + (", sequential" if args.sequential else ", interleaved"),
@@ -1155,6 +1271,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--workdir", type=Path, help="keep generated images here and reuse them")
     ap.add_argument("--keep", action="store_true", help="keep registry data and logs")
+    ap.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the null registry (the client's ceiling for the large push)",
+    )
     ap.add_argument("--small-count", type=int, help="override the number of small images")
     ap.add_argument("--wrk-seconds", type=int, help="override wrk duration")
     ap.add_argument("--repeats", type=int, help="override repeats for pulls and curl")
@@ -1184,6 +1305,8 @@ def main(argv: list[str] | None = None) -> int:
     if "distribution" in targets and not args.distribution_bin:
         print("note: docker-registry (CNCF distribution) not installed; benching Dockyard alone")
         targets.remove("distribution")
+    if not args.no_ceiling:
+        targets.append("null")
 
     info = machine_info(args)
     print("Dockyard registry benchmark")
@@ -1242,6 +1365,8 @@ def main(argv: list[str] | None = None) -> int:
                     reg: Registry
                     if name == "dockyard":
                         reg = Dockyard(wd, args.dockyard_python, shlex.split(args.dockyard_args))
+                    elif name == "null":
+                        reg = NullRegistry(wd, args.dockyard_python)
                     else:
                         reg = Distribution(wd, args.distribution_bin, args.dist_token_header)
                     regs.append(reg)
@@ -1252,8 +1377,9 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  {name} could not be started: {e}", flush=True)
                         results[name] = Result(errors={"start": str(e)})
                         continue
+                    kind = CeilingBench if name == "null" else Bench
                     benches.append(
-                        Bench(reg, sizes, wd, large, small, large_layout, small_layout,
+                        kind(reg, sizes, wd, large, small, large_layout, small_layout,
                               blob_file, blob_digest, (warmup_layout, warmup_image))
                     )  # fmt: skip
                 if benches:
@@ -1277,6 +1403,9 @@ def main(argv: list[str] | None = None) -> int:
         print("(--quick: sizes are shrunk; pass/fail is indicative only)")
     print()
     print(table)
+    ceilings = render_ceilings(results, sizes, info)
+    print()
+    print(ceilings["text"])
     loads = [v for r in results.values() for v in r.details.get("other_load_cores", {}).values()]
     if loads and statistics.mean(loads) > 0.15:
         print(
@@ -1295,6 +1424,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": info,
                     "sizes": sizes.__dict__,
                     "table": records,
+                    "ceilings": {k: v for k, v in ceilings.items() if k != "text"},
                     "results": {
                         n: {"metrics": r.metrics, "details": r.details, "errors": r.errors}
                         for n, r in results.items()
