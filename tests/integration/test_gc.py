@@ -506,8 +506,10 @@ async def test_stopping_a_run_gives_up_its_marks(
 ) -> None:
     await seed_garbage(gc_state, 1500, "stop")
     real_claim = gc_repo.claim
+    claims: list[int] = []
 
     async def slow_claim(session: Any, rows: Any, cutoff: Any) -> Any:
+        claims.append(len(rows))
         await asyncio.sleep(0.3)
         return await real_claim(session, rows, cutoff)
 
@@ -517,7 +519,12 @@ async def test_stopping_a_run_gives_up_its_marks(
     gc_id = int(response.headers["Location"].rsplit("/", 1)[1])
     again = await client.post(f"{GC}/schedule", json=body)
     assert again.status_code == 409, "one run at a time"
-    await asyncio.sleep(0.8)
+    # Stop while the first of the two batches is being claimed, however fast the machine.
+    for _ in range(1000):
+        if claims:
+            break
+        await asyncio.sleep(0.01)
+    assert claims, "the run never reached its sweep"
     assert (await client.put(f"{GC}/{gc_id}")).status_code == 200
     result = await wait_gc(client, gc_id)
     assert result["job_status"] == "Stopped"

@@ -531,9 +531,52 @@ async def test_delete_child_of_index_conflicts(
     assert (await admin.get(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 200
     assert await rows_in_repository(state, Artifact, unique_repo) == 2
 
+    # Deleting the index takes the child nothing else holds with it (Harbor's rule).
     assert (await admin.delete(f"/v2/{unique_repo}/manifests/{index_digest}")).status_code == 202
-    assert (await admin.delete(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 202
+    assert (await admin.get(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 404
     assert await rows_in_repository(state, Artifact, unique_repo) == 0
+
+
+async def test_delete_by_digest_takes_accessories_and_unheld_children(
+    admin: httpx.AsyncClient, state: AppState, unique_repo: str
+) -> None:
+    subject_digest, subject_body = await push_image(admin, unique_repo, "app")
+    subject = (subject_digest, len(subject_body))
+    # A referrer (OCI subject) and a cosign signature tag both belong to the subject.
+    empty = await push_blob(admin, unique_repo, b"{}")
+    payload = b"signature payload"
+    layer = await push_blob(admin, unique_repo, payload)
+    referrer = image_manifest(
+        (empty, 2), [(layer, len(payload))], subject=subject, artifact_type="application/x.sig"
+    )
+    referrer_digest = digest_of(referrer)
+    assert (await _put(admin, unique_repo, referrer_digest, referrer, OCI_MANIFEST)).status_code == 201
+    cosign_tag = "sha256-" + subject_digest.removeprefix("sha256:") + ".sig"
+    cosign_digest, _ = await push_image(admin, unique_repo, cosign_tag, seed=b"cosign")
+    # An index whose children are one untagged image and one tagged image.
+    loose_digest, loose = await push_image(admin, unique_repo, None, seed=b"loose")
+    kept_digest, kept = await push_image(admin, unique_repo, "kept", seed=b"kept")
+    index = _index(OCI_INDEX, [("amd64", loose, OCI_MANIFEST), ("arm64", kept, OCI_MANIFEST)])
+    index_digest = digest_of(index)
+    assert (await _put(admin, unique_repo, "multi", index, OCI_INDEX)).status_code == 201
+    unrelated, _ = await push_image(admin, unique_repo, "other", seed=b"other")
+    assert await rows_in_repository(state, Artifact, unique_repo) == 7
+
+    assert (await admin.delete(f"/v2/{unique_repo}/manifests/{subject_digest}")).status_code == 202
+    for gone in (subject_digest, referrer_digest, cosign_digest):
+        response = await admin.get(f"/v2/{unique_repo}/manifests/{gone}")
+        assert response.status_code == 404, gone
+        assert error_code(response) == "MANIFEST_UNKNOWN"
+    referrers = await admin.get(f"/v2/{unique_repo}/referrers/{subject_digest}")
+    assert referrers.json()["manifests"] == []
+
+    assert (await admin.delete(f"/v2/{unique_repo}/manifests/{index_digest}")).status_code == 202
+    assert (await admin.get(f"/v2/{unique_repo}/manifests/{loose_digest}")).status_code == 404
+    for stays in (kept_digest, unrelated):
+        assert (await admin.get(f"/v2/{unique_repo}/manifests/{stays}")).status_code == 200
+    assert await rows_in_repository(state, Artifact, unique_repo) == 2
+    tags = await admin.get(f"/v2/{unique_repo}/tags/list")
+    assert tags.json()["tags"] == ["kept", "other"]
 
 
 async def test_tag_moves_to_new_manifest(

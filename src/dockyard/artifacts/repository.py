@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.base import utcnow
@@ -187,6 +187,56 @@ async def accessories_of(
             if accessory.subject_artifact_id is not None:
                 found[accessory.subject_artifact_id].append(accessory)
     return found
+
+
+_COSIGN_SUFFIXES = ("sig", "att", "sbom")
+
+
+def cosign_tags(digest: str) -> frozenset[str]:
+    """The tags cosign gives the signature, attestation and SBOM of ``digest``."""
+    algorithm, _, encoded = digest.partition(":")
+    if algorithm != "sha256":
+        return frozenset()
+    return frozenset(f"sha256-{encoded}.{suffix}" for suffix in _COSIGN_SUFFIXES)
+
+
+async def accessory_artifacts(session: AsyncSession, artifact: Artifact) -> list[Artifact]:
+    """Artifacts that are accessories of ``artifact`` in its repository: recorded as such,
+    pointing at it as their ``subject``, or tagged as its cosign signature/attestation/SBOM."""
+    ids = [
+        select(ArtifactAccessory.artifact_id).where(
+            ArtifactAccessory.subject_artifact_id == artifact.id
+        )
+    ]
+    ids.append(
+        select(Artifact.id).where(
+            Artifact.repository_id == artifact.repository_id,
+            Artifact.subject_digest == artifact.digest,
+        )
+    )
+    names = cosign_tags(artifact.digest)
+    if names:
+        ids.append(
+            select(Tag.artifact_id).where(
+                Tag.repository_id == artifact.repository_id, Tag.name.in_(sorted(names))
+            )
+        )
+    query = (
+        select(Artifact)
+        .where(Artifact.id.in_(union(*ids).scalar_subquery()), Artifact.id != artifact.id)
+        .order_by(Artifact.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def children_of(session: AsyncSession, artifact: Artifact) -> list[ArtifactReference]:
+    """The references an index holds to its children, in the index's order."""
+    query = (
+        select(ArtifactReference)
+        .where(ArtifactReference.parent_id == artifact.id)
+        .order_by(ArtifactReference.id)
+    )
+    return list((await session.execute(query)).scalars())
 
 
 async def references_of(

@@ -16,10 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from sqlalchemy import delete, exists, select, union
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.artifacts.repository import find_artifact_by_reference
+from dockyard.artifacts.repository import (
+    accessory_artifacts,
+    children_of,
+    cosign_tags,
+    find_artifact_by_reference,
+)
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.errors import (
@@ -42,12 +47,10 @@ from dockyard.registry.models import (
     ArtifactReference,
     Blob,
     Repository,
-    Tag,
 )
 from dockyard.registry.service import RegistryService
 
 _MAX_FROM = 1024
-_COSIGN_SUFFIXES = ("sig", "att", "sbom")
 
 
 class RepositoryNotFoundError(NotFoundError):
@@ -135,44 +138,6 @@ async def _artifact(session: AsyncSession, place: Place, reference: str) -> Arti
 # --- queries of the artifact graph -------------------------------------------------------
 
 
-async def accessories_of(session: AsyncSession, artifact: Artifact) -> list[Artifact]:
-    """Artifacts that are accessories of ``artifact`` in its repository: recorded as such,
-    pointing at it as their ``subject``, or tagged as its cosign signature/attestation/SBOM."""
-    ids = [
-        select(ArtifactAccessory.artifact_id).where(
-            ArtifactAccessory.subject_artifact_id == artifact.id
-        )
-    ]
-    ids.append(
-        select(Artifact.id).where(
-            Artifact.repository_id == artifact.repository_id,
-            Artifact.subject_digest == artifact.digest,
-        )
-    )
-    names = _cosign_tags(artifact.digest)
-    if names:
-        ids.append(
-            select(Tag.artifact_id).where(
-                Tag.repository_id == artifact.repository_id, Tag.name.in_(sorted(names))
-            )
-        )
-    query = (
-        select(Artifact)
-        .where(Artifact.id.in_(union(*ids).scalar_subquery()), Artifact.id != artifact.id)
-        .order_by(Artifact.id)
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def _children(session: AsyncSession, artifact: Artifact) -> list[ArtifactReference]:
-    query = (
-        select(ArtifactReference)
-        .where(ArtifactReference.parent_id == artifact.id)
-        .order_by(ArtifactReference.id)
-    )
-    return list((await session.execute(query)).scalars())
-
-
 async def _artifact_by_id(session: AsyncSession, artifact_id: int) -> Artifact | None:
     return await session.get(Artifact, artifact_id)
 
@@ -200,38 +165,7 @@ async def delete_artifact(
             f"artifact {artifact.digest} is listed by index {parent} in {place.ref.name}; "
             "delete the index first"
         )
-    await delete_deeply(session, registry, place.ref, artifact, actor, set(), root=True)
-
-
-async def delete_deeply(
-    session: AsyncSession,
-    registry: RegistryService,
-    target: registry_repo.RepositoryRef,
-    artifact: Artifact,
-    actor: Actor,
-    gone: set[int],
-    *,
-    root: bool,
-) -> None:
-    """Delete ``artifact`` with its accessories, then the children of an index that no
-    other index lists and no tag holds (``gone``: ids already deleted)."""
-    if artifact.id in gone:
-        return
-    gone.add(artifact.id)
-    for accessory in await accessories_of(session, artifact):
-        if await registry_repo.referencing_index(session, accessory.id) is None:
-            await delete_deeply(session, registry, target, accessory, actor, gone, root=True)
-    children = await _children(session, artifact)
-    await registry.remove_artifact(session, target, artifact, actor)
-    for reference in children:
-        child = await _artifact_by_id(session, reference.child_id)
-        if child is None or child.id in gone:
-            continue
-        if await registry_repo.tags_of_artifact(session, child.id):
-            continue
-        if await registry_repo.referencing_index(session, child.id) is not None:
-            continue
-        await delete_deeply(session, registry, target, child, actor, gone, root=False)
+    await registry.remove_artifact_deeply(session, place.ref, artifact, actor)
 
 
 async def delete_repository(
@@ -261,7 +195,7 @@ async def delete_repository(
         if not batch:
             break
         for artifact in batch:
-            await delete_deeply(session, registry, place.ref, artifact, actor, gone, root=True)
+            await registry.remove_artifact_deeply(session, place.ref, artifact, actor, gone)
     await session.execute(
         delete(Repository).where(Repository.repository_id == place.ref.repository_id)
     )
@@ -435,7 +369,7 @@ async def _copy_deeply(
     ``copied`` maps source ids to their copies."""
     if source.id in copied:
         return copied[source.id]
-    references = await _children(session, source)
+    references = await children_of(session, source)
     children: dict[int, Artifact] = {}
     for reference in references:
         child = await _artifact_by_id(session, reference.child_id)
@@ -448,24 +382,16 @@ async def _copy_deeply(
     copy = existing or await _copy_row(session, source, target, references, children)
     copied[source.id] = copy
     await registry.add_tag(session, target, copy, tag, actor, artifact_is_new=existing is None)
-    cosign_tags = _cosign_tags(source.digest)
-    for accessory in await accessories_of(session, source):
+    cosign_names = cosign_tags(source.digest)
+    for accessory in await accessory_artifacts(session, source):
         # A cosign accessory keeps the tag that names it (``sha256-<hex>.sig``).
         names = await registry_repo.tags_of_artifact(session, accessory.id)
-        accessory_tag = next((n for n in names if n in cosign_tags), None)
+        accessory_tag = next((n for n in names if n in cosign_names), None)
         accessory_copy = await _copy_deeply(
             session, registry, actor, accessory, target, accessory_tag, copied
         )
         await _copy_accessory_record(session, source, copy, accessory, accessory_copy, target)
     return copy
-
-
-def _cosign_tags(digest: str) -> frozenset[str]:
-    """The tags cosign gives the signature, attestation and SBOM of ``digest``."""
-    algorithm, _, encoded = digest.partition(":")
-    if algorithm != "sha256":
-        return frozenset()
-    return frozenset(f"sha256-{encoded}.{suffix}" for suffix in _COSIGN_SUFFIXES)
 
 
 async def _blobs_of(session: AsyncSession, digest: str) -> list[tuple[int, int]]:

@@ -694,7 +694,8 @@ class RegistryService:
     async def delete_manifest(
         self, repository: str, reference: str, actor: Actor = SYSTEM_ACTOR
     ) -> None:
-        """By tag: remove the tag. By digest: remove the manifest and its tags."""
+        """By tag: remove the tag. By digest: remove the manifest with its tags and, as
+        Harbor does, its accessories and the index children nothing else holds."""
         async with self.db.write() as session:
             target = await self._existing_repository(session, repository)
             if not is_digest(reference):
@@ -705,7 +706,8 @@ class RegistryService:
             artifact = await repo.find_artifact(session, target.repository_id, digest)
             if artifact is None:
                 raise ManifestUnknownError(f"manifest {digest} is not in {repository}")
-            await self.remove_artifact(session, target, artifact, actor)
+            await self._refuse_listed(session, target, artifact)
+            await self.remove_artifact_deeply(session, target, artifact, actor)
 
     async def remove_artifact(
         self,
@@ -715,12 +717,7 @@ class RegistryService:
         actor: Actor = SYSTEM_ACTOR,
     ) -> None:
         """Delete an artifact and its tags inside ``session``, through the hooks."""
-        parent = await repo.referencing_index(session, artifact.id)
-        if parent is not None:
-            raise ManifestReferencedError(
-                f"manifest {artifact.digest} is listed by index {parent} in {target.name}; "
-                "delete the index first"
-            )
+        await self._refuse_listed(session, target, artifact)
         removal = ManifestRemoval(
             actor,
             target.project_id,
@@ -736,6 +733,47 @@ class RegistryService:
         # The manifest's bytes were linked as a blob of the repository when pushed.
         await repo.unlink_blob(session, target.name, artifact.digest)
         await self.hooks.after_manifest_removal(session, removal)
+
+    async def remove_artifact_deeply(
+        self,
+        session: AsyncSession,
+        target: repo.RepositoryRef,
+        artifact: Artifact,
+        actor: Actor = SYSTEM_ACTOR,
+        gone: set[int] | None = None,
+    ) -> None:
+        """Delete ``artifact`` with its accessories (Harbor's rule), then the children
+        of an index that no other index lists and no tag holds, inside ``session``.
+        ``gone`` collects the ids deleted, so a caller deleting many shares one set."""
+        gone = set() if gone is None else gone
+        if artifact.id in gone:
+            return
+        gone.add(artifact.id)
+        for accessory in await accessories.accessory_artifacts(session, artifact):
+            if await repo.referencing_index(session, accessory.id) is None:
+                await self.remove_artifact_deeply(session, target, accessory, actor, gone)
+        children = await accessories.children_of(session, artifact)
+        await self.remove_artifact(session, target, artifact, actor)
+        for reference in children:
+            child = await session.get(Artifact, reference.child_id)
+            if child is None or child.id in gone:
+                continue
+            if await repo.tags_of_artifact(session, child.id):
+                continue
+            if await repo.referencing_index(session, child.id) is not None:
+                continue
+            await self.remove_artifact_deeply(session, target, child, actor, gone)
+
+    @staticmethod
+    async def _refuse_listed(
+        session: AsyncSession, target: repo.RepositoryRef, artifact: Artifact
+    ) -> None:
+        parent = await repo.referencing_index(session, artifact.id)
+        if parent is not None:
+            raise ManifestReferencedError(
+                f"manifest {artifact.digest} is listed by index {parent} in {target.name}; "
+                "delete the index first"
+            )
 
     async def remove_tag(
         self,

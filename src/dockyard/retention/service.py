@@ -23,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.artifacts.writes import delete_deeply
 from dockyard.audit import service as audit
 from dockyard.audit.events import SYSTEM_ACTOR, Actor, AuditEvent
 from dockyard.db.base import utcnow
@@ -547,7 +546,7 @@ async def _remove_artifact(
         if not now_tags <= {t.name for t in c.tags}:
             ctx.log(f"SKIP    {c.digest}: tagged anew since it was judged; it stays")
             return False
-        await delete_deeply(session, registry, target, artifact, actor, set(), root=True)
+        await registry.remove_artifact_deeply(session, target, artifact, actor)
     return True
 
 
