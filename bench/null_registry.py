@@ -91,8 +91,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
     if path in ("/v2", "/v2/"):
         await _drain(receive)
-        headers = dict(scope["headers"])
-        if b"authorization" not in headers:
+        if b"authorization" not in dict(scope["headers"]):
             challenge = (b"www-authenticate", b'Basic realm="null-registry"')
             await _respond(send, 401, [challenge], _error("UNAUTHORIZED"))
         else:

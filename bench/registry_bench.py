@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import hashlib
 import http.client
 import json
@@ -600,7 +601,7 @@ class Bench:
         reg: Registry,
         sizes: Sizes,
         work: Path,
-        large: Image,
+        large: list[Image],
         small: list[Image],
         large_layout: Path,
         small_layout: Path,
@@ -670,15 +671,28 @@ class Bench:
             self.result.metrics[f"cpu_{key}"] = (c1 - c0) / n
 
     # -- skopeo, large image
-    def large_push(self) -> None:
-        repo = f"{PROJECT}/bench-large"
-        with RssSampler(self.tree) as rss, self.cpu("large_push", lambda: 1):
-            secs = skopeo_push(self.reg, self.large_layout, self.large.ref, repo, "v1", 900)
-        self.result.metrics["large_push_mbps"] = self.large.total_bytes / secs / MB
-        self.result.metrics["rss_large_push_mib"] = rss.peak / MiB
-        self.result.details["pss_large_push_mib"] = rss.peak_pss / MiB
-        self.result.details["large_push_s"] = secs
-        self.result.details["rss_samples"] = rss.samples
+    def large_push(self, round_no: int) -> None:
+        """One push of the ``round_no``-th large image (each has its own content, so every
+        round uploads every byte); the figures are the median over the rounds so far."""
+        image = self.large[round_no]
+        repo = f"{PROJECT}/bench-large" + (f"-{round_no + 1}" if round_no else "")
+        c0 = self.tree.cpu_seconds()
+        with RssSampler(self.tree) as rss:
+            secs = skopeo_push(self.reg, self.large_layout, image.ref, repo, "v1", 900)
+        cpu = self.tree.cpu_seconds() - c0
+        details = self.result.details
+        rates = details.setdefault("large_push_mbps_all", [])
+        rates.append(image.total_bytes / secs / MB)
+        cpus = details.setdefault("large_push_server_cpu_all_s", [])
+        cpus.append(cpu)
+        self.result.metrics["large_push_mbps"] = statistics.median(rates)
+        self.result.metrics["cpu_large_push"] = statistics.median(cpus)
+        peak = max(rss.peak / MiB, self.result.metrics.get("rss_large_push_mib", 0.0))
+        self.result.metrics["rss_large_push_mib"] = peak
+        pss = max(rss.peak_pss / MiB, details.get("pss_large_push_mib", 0.0))
+        details["pss_large_push_mib"] = pss
+        details.setdefault("large_push_s_all", []).append(secs)
+        details["rss_samples"] = details.get("rss_samples", 0) + rss.samples
 
     def large_pull(self) -> None:
         repo = f"{PROJECT}/bench-large"
@@ -688,9 +702,9 @@ class Bench:
                 dest = self.work / f"pull-large-{self.reg.name}-{i}"
                 shutil.rmtree(dest, ignore_errors=True)
                 times.append(skopeo_pull(self.reg, repo, "v1", dest, "v1", 900))
-                check_pulled(dest, self.large)
+                check_pulled(dest, self.large[0])
                 shutil.rmtree(dest, ignore_errors=True)
-        rates = [self.large.total_bytes / t / MB for t in times]
+        rates = [self.large[0].total_bytes / t / MB for t in times]
         self.result.metrics["large_pull_mbps"] = statistics.median(rates)
         self.result.details["large_pull_mbps_all"] = rates
         self.result.details["rss_large_pull_mib"] = rss.peak / MiB
@@ -889,7 +903,7 @@ class Bench:
         n = len(self.small)
         return [
             ("warm-up (not measured)", self.warm_up),
-            ("skopeo push large image", self.large_push),
+            *self._large_pushes(),
             ("skopeo pull large image", self.large_pull),
             (f"skopeo push {n} small images", self.small_push),
             (f"skopeo pull {n} small images", self.small_pull),
@@ -897,6 +911,16 @@ class Bench:
             ("curl download blob", self.curl_download),
             *self._rounds("wrk manifest GET by tag", self.manifest_get),
             *self._rounds("ab blob HEAD", self.blob_head),
+        ]
+
+    def _large_pushes(self) -> list[tuple[str, Callable[[], None] | None]]:
+        n = len(self.large)
+        return [
+            (
+                "skopeo push large image" + (f" ({i + 1}/{n})" if n > 1 else ""),
+                functools.partial(self.large_push, i),
+            )
+            for i in range(n)
         ]
 
     def _rounds(
@@ -913,7 +937,7 @@ class CeilingBench(Bench):
 
     def phases(self) -> list[tuple[str, Callable[[], None] | None]]:
         return [
-            (name, fn if name == "skopeo push large image" else None)
+            (name, fn if name.startswith("skopeo push large image") else None)
             for name, fn in super().phases()
         ]
 
@@ -1326,7 +1350,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating images in {images_dir} ...", flush=True)
         large_layout = images_dir / "large"
         small_layout = images_dir / "small"
-        (large,) = build_layout(large_layout, [("bench-large", sizes.large_layers)])
+        # One image per large-push round, each with its own content (see Bench.large_push).
+        large = build_layout(
+            large_layout,
+            [
+                ("bench-large" + (f"-{i + 1}" if i else ""), sizes.large_layers)
+                for i in range(sizes.repeats)
+            ],
+        )
         small = build_layout(
             small_layout,
             [(f"bench-small-{i:03d}", sizes.small_layers) for i in range(sizes.small_count)],
@@ -1345,7 +1376,8 @@ def main(argv: list[str] | None = None) -> int:
             blob_digest = write_random_file(blob_file, sizes.blob_size)
             digest_file.write_text(blob_digest)
         print(
-            f"  large image {large.total_bytes / MB:,.1f} MB in {len(large.layers)} layers; "
+            f"  {len(large)} large images of {large[0].total_bytes / MB:,.1f} MB in "
+            f"{len(large[0].layers)} layers (one per push round); "
             f"{len(small)} small images of {len(sizes.small_layers)} layers; "
             f"blob {sizes.blob_size / MB:,.1f} MB ({time.perf_counter() - t0:.1f}s)\n",
             flush=True,
