@@ -550,7 +550,9 @@ async def test_delete_by_digest_takes_accessories_and_unheld_children(
         (empty, 2), [(layer, len(payload))], subject=subject, artifact_type="application/x.sig"
     )
     referrer_digest = digest_of(referrer)
-    assert (await _put(admin, unique_repo, referrer_digest, referrer, OCI_MANIFEST)).status_code == 201
+    assert (
+        await _put(admin, unique_repo, referrer_digest, referrer, OCI_MANIFEST)
+    ).status_code == 201
     cosign_tag = "sha256-" + subject_digest.removeprefix("sha256:") + ".sig"
     cosign_digest, _ = await push_image(admin, unique_repo, cosign_tag, seed=b"cosign")
     # An index whose children are one untagged image and one tagged image.
