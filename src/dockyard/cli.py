@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,32 @@ def _prepare(settings: Settings) -> BootstrapReport:
         raise click.ClickException(exc.message) from None
     except OSError as exc:
         raise click.ClickException(f"cannot reach the database: {exc}") from None
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """Refuse to start when something already listens on ``host:port``.
+
+    The ASGI server binds with ``SO_REUSEPORT``, so a second ``dockyard serve`` on a
+    taken port would start quietly and the kernel would split connections between
+    the two, each with its own data and token key. A probe bound without that
+    option fails instead (``SO_REUSEADDR`` only lets it past connections of a
+    stopped server still in TIME_WAIT)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"{host}:{port} is already in use (another Dockyard, or another program); "
+                    "stop it or choose another --port"
+                ) from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _announce(report: BootstrapReport) -> None:
@@ -87,6 +115,7 @@ def serve(config: Path | None, **options: Any) -> None:
     """Migrate the database if needed and serve the registry."""
     settings = _settings(config, **options)
     configure_logging(settings.log_level)
+    _ensure_port_free(settings.host, settings.port)
     _announce(_prepare(settings))
 
     from granian.constants import Interfaces, Loops
