@@ -18,6 +18,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.podman import Podman
 from tests.support.postgres import postgres_admin_url, temporary_database
 from tests.support.server import DockyardServer
 from tests.support.skopeo import Skopeo
@@ -107,3 +108,14 @@ def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
     if executable is None:
         pytest.fail("skopeo is not installed; scripts/test installs it (apt-get install skopeo)")
     return Skopeo(executable=executable, workdir=tmp_path_factory.mktemp("skopeo"))
+
+
+# --- podman ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+    executable = shutil.which("podman")
+    if executable is None:
+        pytest.fail("podman is not installed; scripts/test installs it (apt-get install podman)")
+    return Podman(executable=executable, workdir=tmp_path_factory.mktemp("podman"))
