@@ -523,17 +523,23 @@ async def test_delete_child_of_index_conflicts(
     index_digest = digest_of(index)
     assert (await _put(admin, unique_repo, "multi", index, OCI_INDEX)).status_code == 201
 
+    # The child's cosign signature: a refused delete must leave it too (one transaction).
+    signature_tag = "sha256-" + child_digest.removeprefix("sha256:") + ".sig"
+    signature, _ = await push_image(admin, unique_repo, signature_tag, seed=b"signature")
+
     refused = await admin.delete(f"/v2/{unique_repo}/manifests/{child_digest}")
     assert refused.status_code == 409
     message = refused.json()["errors"][0]["message"]
     assert index_digest in message
     assert "index" in message
     assert (await admin.get(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 200
-    assert await rows_in_repository(state, Artifact, unique_repo) == 2
+    assert (await admin.get(f"/v2/{unique_repo}/manifests/{signature}")).status_code == 200
+    assert await rows_in_repository(state, Artifact, unique_repo) == 3
 
     # Deleting the index takes the child nothing else holds with it (Harbor's rule).
     assert (await admin.delete(f"/v2/{unique_repo}/manifests/{index_digest}")).status_code == 202
-    assert (await admin.get(f"/v2/{unique_repo}/manifests/{child_digest}")).status_code == 404
+    for gone in (child_digest, signature):
+        assert (await admin.get(f"/v2/{unique_repo}/manifests/{gone}")).status_code == 404
     assert await rows_in_repository(state, Artifact, unique_repo) == 0
 
 

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.commands import run_checked
+
 DEFAULT_TIMEOUT = 300.0
 
 
@@ -59,21 +61,7 @@ class Podman:
             "REGISTRY_AUTH_FILE": str(self.workdir / "auth.json"),
             "XDG_RUNTIME_DIR": str(self.workdir / "xdg"),
         }
-        result = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise PodmanError(
-                f"{' '.join(cmd)} exited {result.returncode}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
+        return run_checked(cmd, env=env, timeout=self.timeout, check=check, error=PodmanError)
 
     def pull(self, reference: str, *extra: str) -> str:
         """Pull into this podman's storage; returns the image id podman prints."""

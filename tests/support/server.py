@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from tests.support.commands import run_checked
 from tests.support.registry_auth import RegistryAuth
 
 DEFAULT_ADMIN_PASSWORD = "Dockyard-e2e-12345"
@@ -197,21 +198,7 @@ class DockyardServer:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m dockyard ARGS --data-dir D`` with the server's environment."""
         cmd = [sys.executable, "-m", "dockyard", *args, "--data-dir", str(self.data_dir)]
-        result = subprocess.run(
-            cmd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise ServerError(
-                f"{' '.join(cmd)} exited {result.returncode}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
+        return run_checked(cmd, env=self.env, timeout=timeout, check=check, error=ServerError)
 
     def create_project(self, name: str, *, public: bool = False) -> None:
         self.cli("project", "create", name, *(["--public"] if public else []))

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.commands import run_checked
+
 DEFAULT_TIMEOUT = 300.0
 
 
@@ -26,21 +28,7 @@ class Skopeo:
         """``skopeo --insecure-policy ARGS``; with ``check``, fail loudly on a non-zero exit."""
         cmd = [self.executable, "--insecure-policy", *args]
         env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.workdir / "auth.json")}
-        result = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise SkopeoError(
-                f"{' '.join(cmd)} exited {result.returncode}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
+        return run_checked(cmd, env=env, timeout=self.timeout, check=check, error=SkopeoError)
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args).stdout)

@@ -706,7 +706,8 @@ class RegistryService:
             artifact = await repo.find_artifact(session, target.repository_id, digest)
             if artifact is None:
                 raise ManifestUnknownError(f"manifest {digest} is not in {repository}")
-            await self._refuse_listed(session, target, artifact)
+            # A manifest an index lists is refused by remove_artifact; the transaction
+            # then undoes whatever the deep delete had removed before it.
             await self.remove_artifact_deeply(session, target, artifact, actor)
 
     async def remove_artifact(
@@ -717,7 +718,12 @@ class RegistryService:
         actor: Actor = SYSTEM_ACTOR,
     ) -> None:
         """Delete an artifact and its tags inside ``session``, through the hooks."""
-        await self._refuse_listed(session, target, artifact)
+        parent = await repo.referencing_index(session, artifact.id)
+        if parent is not None:
+            raise ManifestReferencedError(
+                f"manifest {artifact.digest} is listed by index {parent} in {target.name}; "
+                "delete the index first"
+            )
         removal = ManifestRemoval(
             actor,
             target.project_id,
@@ -763,17 +769,6 @@ class RegistryService:
             if await repo.referencing_index(session, child.id) is not None:
                 continue
             await self.remove_artifact_deeply(session, target, child, actor, gone)
-
-    @staticmethod
-    async def _refuse_listed(
-        session: AsyncSession, target: repo.RepositoryRef, artifact: Artifact
-    ) -> None:
-        parent = await repo.referencing_index(session, artifact.id)
-        if parent is not None:
-            raise ManifestReferencedError(
-                f"manifest {artifact.digest} is listed by index {parent} in {target.name}; "
-                "delete the index first"
-            )
 
     async def remove_tag(
         self,
