@@ -17,7 +17,6 @@ first recorder built on a database attaches one, and closes it with itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from datetime import datetime
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.audit import forwarding, service
 from dockyard.audit import repository as repo
 from dockyard.audit.events import Actor, AuditEvent
+from dockyard.background import Flusher
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.registry.hooks import (
@@ -42,7 +42,6 @@ log = logging.getLogger("dockyard.audit")
 
 FLUSH_SECONDS = 2.0
 FLUSH_EVENTS = 500
-CLOSE_SECONDS = 10.0
 MAX_QUEUED = 100_000
 """Pulls kept while the database is unreachable; older ones are dropped beyond this."""
 
@@ -60,9 +59,7 @@ class RegistryHooks(NoHooks):
         self.settings = settings
         self._queue: list[tuple[ManifestPull, datetime]] = []
         self._failures: list[tuple[Actor, AuditEvent, datetime]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self._flusher = Flusher(self.flush, FLUSH_SECONDS, "pull recorder")
         self._flushing = asyncio.Lock()
         forwarder = forwarding.SyslogForwarder()
         self.forwarder = forwarder if forwarding.attach(db, forwarder) else None
@@ -112,7 +109,7 @@ class RegistryHooks(NoHooks):
     def change_refused(self, change: Change, reason: str) -> None:
         """Queue the refused change as a failed event; the background writer records it
         (the refused change's own transaction rolls back, so it cannot)."""
-        if self._closed:
+        if self._flusher.closed:
             return
         if isinstance(change, ManifestPush):
             event = AuditEvent(
@@ -144,32 +141,16 @@ class RegistryHooks(NoHooks):
             )
         if len(self._failures) < MAX_QUEUED:
             self._failures.append((change.actor, event, utcnow()))
-        self._wake.set()
-        self._ensure_task()
+        self._flusher.wake()
 
     def manifest_pulled(self, pull: ManifestPull) -> None:
-        if self._closed:
+        if self._flusher.closed:
             return
         if len(self._queue) >= MAX_QUEUED:
             del self._queue[: len(self._queue) - MAX_QUEUED + 1]
         self._queue.append((pull, utcnow()))
         if len(self._queue) >= FLUSH_EVENTS:
-            self._wake.set()
-        self._ensure_task()
-
-    def _ensure_task(self) -> None:
-        if self._task is None or self._task.done():
-            try:
-                self._task = asyncio.get_running_loop().create_task(self._run())
-            except RuntimeError:  # no running loop: the next flush or close writes them
-                self._task = None
-
-    async def _run(self) -> None:
-        while not self._closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
-            self._wake.clear()
-            await self.flush()
+            self._flusher.wake()
 
     async def flush(self) -> int:
         """Write every queued pull now; returns how many were written. Never raises."""
@@ -232,17 +213,7 @@ class RegistryHooks(NoHooks):
 
     async def close(self) -> None:
         """Stop the background task and write what is queued."""
-        self._closed = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, CLOSE_SECONDS)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
-            except Exception:
-                log.exception("the pull recorder failed")
-        await self.flush()
+        await self._flusher.close()
         if self.forwarder is not None:
             await self.forwarder.close()
             forwarding.detach(self.db, self.forwarder)

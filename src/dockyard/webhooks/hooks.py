@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.background import Flusher
 from dockyard.db.engine import Database
 from dockyard.projects import repository as projects_repo
 from dockyard.quota import repository as quota_repo
@@ -57,7 +57,6 @@ log = logging.getLogger("dockyard.webhooks")
 SUBSCRIBERS_SECONDS = 10.0
 """How stale the set of projects with pull policies may get (policies changed elsewhere)."""
 FLUSH_SECONDS = 1.0
-CLOSE_SECONDS = 10.0
 MAX_QUEUED = 10_000
 QUOTA_WARNING_PERCENT = 85
 """Storage use, in percent of the project's limit, that sends ``QUOTA_WARNING``."""
@@ -86,9 +85,7 @@ class RegistryHooks(NoHooks):
         self._subscriber_sets: dict[str, tuple[float, frozenset[str]]] = {}
         self._pulls: list[tuple[ManifestPull, datetime]] = []
         self._refusals: list[_Refusal] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self._flusher = Flusher(self.flush, FLUSH_SECONDS, "webhook event writer")
         self._flushing = asyncio.Lock()
 
     @property
@@ -179,7 +176,7 @@ class RegistryHooks(NoHooks):
     # --- pulls and refusals, off the request path ------------------------------------
 
     def manifest_pulled(self, pull: ManifestPull) -> None:
-        if self._closed:
+        if self._flusher.closed:
             return
         known = self._subscriber_sets.get(PULL_ARTIFACT)
         fresh = known is not None and time.monotonic() - known[0] < SUBSCRIBERS_SECONDS
@@ -188,10 +185,10 @@ class RegistryHooks(NoHooks):
         if len(self._pulls) >= MAX_QUEUED:
             return
         self._pulls.append((pull, datetime.now(UTC)))
-        self._ensure_task()
+        self._flusher.start()
 
     def change_refused(self, change: Change, reason: str) -> None:
-        if self._closed or not reason.startswith(QUOTA_REFUSAL):
+        if self._flusher.closed or not reason.startswith(QUOTA_REFUSAL):
             return
         if isinstance(change, ManifestRemoval) or len(self._refusals) >= MAX_QUEUED:
             return
@@ -206,22 +203,7 @@ class RegistryHooks(NoHooks):
                 change.actor.name, project_id, repository, digest, tag, reason, datetime.now(UTC)
             )
         )
-        self._wake.set()
-        self._ensure_task()
-
-    def _ensure_task(self) -> None:
-        if self._task is None or self._task.done():
-            try:
-                self._task = asyncio.get_running_loop().create_task(self._run())
-            except RuntimeError:  # no running loop: close() flushes what is queued
-                self._task = None
-
-    async def _run(self) -> None:
-        while not self._closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
-            self._wake.clear()
-            await self.flush()
+        self._flusher.wake()
 
     async def _subscribers(self, event_type: str) -> frozenset[str]:
         """Names of projects with an enabled policy for ``event_type``: one query at most
@@ -312,17 +294,7 @@ class RegistryHooks(NoHooks):
 
     async def close(self) -> None:
         """Stop the background task and enqueue what is queued."""
-        self._closed = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, CLOSE_SECONDS)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
-            except Exception:
-                log.exception("the webhook event writer failed")
-        await self.flush()
+        await self._flusher.close()
 
 
 def find(hooks: Sequence[NoHooks]) -> RegistryHooks | None:
