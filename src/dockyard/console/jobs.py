@@ -208,16 +208,9 @@ async def gc_run(page: Page) -> Response:
     return page.redirect(GC, "flash.gc_started", id=str(run_id))
 
 
-def _execution_field(page: Page) -> int:
-    value = page.int_field("execution")
-    if value is None or not 0 < value < 2**63:
-        raise BadRequestError("execution must be a run's id")
-    return value
-
-
 async def gc_stop(page: Page) -> Response:
     require_system(page, Action.STOP, Resource.GARBAGE_COLLECTION)
-    run_id = _execution_field(page)
+    run_id = page.id_field("execution", "a run's id")
     async with page.state.db.write() as session:
         row = await jobs.get_execution(session, run_id, vendor_type=gc.JOB_TYPE)
         with contextlib.suppress(PreconditionFailedError):  # finished: nothing to stop
@@ -283,9 +276,7 @@ async def stop_job(page: Page) -> Response:
     """Stop one task (what a worker runs): now when it waits, at its next checkpoint when
     it runs."""
     require_system(page, Action.STOP, Resource.JOBSERVICE_MONITOR)
-    task_id = page.int_field("task")
-    if task_id is None or not 0 < task_id < 2**63:
-        raise BadRequestError("task must be a job's id")
+    task_id = page.id_field("task", "a job's id")
     async with page.state.db.write() as session:
         task = await jobs.get_task(session, task_id)
         await jobs.stop_task(session, task)
@@ -369,7 +360,7 @@ async def purge_run(page: Page) -> Response:
 
 async def purge_stop(page: Page) -> Response:
     require_system(page, Action.STOP, Resource.PURGE_AUDIT)
-    run_id = _execution_field(page)
+    run_id = page.id_field("execution", "a run's id")
     async with page.state.db.write() as session:
         await purge.stop(session, run_id)
     return page.redirect(AUDIT_SETTINGS, "flash.run_stop_requested", id=str(run_id))

@@ -302,9 +302,7 @@ async def run_now(page: Page) -> Response:
 
 
 async def stop_run(page: Page) -> Response:
-    run_id = page.int_field("execution")
-    if run_id is None or not 0 < run_id < 2**63:
-        raise BadRequestError("execution must be a run's id")
+    run_id = page.id_field("execution", "a run's id")
     async with page.state.db.write() as session:
         project, policy_id = await _policy_id(session, page)
         await service.stop_execution(session, page.principal, policy_id, run_id, "stop")

@@ -171,6 +171,13 @@ class Page:
             raise BadRequestError(f"{name} must be a whole number")
         return int(raw)
 
+    def id_field(self, name: str, what: str) -> int:
+        """A required form field naming a row by its id (``what`` says whose, in the error)."""
+        value = self.int_field(name)
+        if value is None or not 0 < value < 2**63:
+            raise BadRequestError(f"{name} must be {what}")
+        return value
+
     def actor(self) -> Actor:
         return Actor(self.principal.name, client_address(self.request))
 

@@ -21,7 +21,6 @@ from dockyard.console.jobs import log_page
 from dockyard.console.projects import allowed_in, pages_of, project_url
 from dockyard.console.web import PREFIX, Handler, Page, with_query
 from dockyard.db.listing import PageRequest
-from dockyard.errors import BadRequestError
 from dockyard.iam.policy import Action, ProjectContext, Resource
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Task
@@ -98,13 +97,6 @@ def _body(page: Page, keep: list[WebhookTargetObject] | None = None) -> WebhookP
     )
 
 
-def _policy_field(page: Page) -> int:
-    value = page.int_field("policy")
-    if value is None or not 0 < value < 2**63:
-        raise BadRequestError("policy must be a webhook policy's id")
-    return value
-
-
 async def edit_policy_page(page: Page) -> Response:
     """One policy's form (``POST …/update`` saves it)."""
     policy_id = page.path_int("policy")
@@ -142,7 +134,7 @@ async def create_policy(page: Page) -> Response:
 
 
 async def update_policy(page: Page) -> Response:
-    policy_id = _policy_field(page)
+    policy_id = page.id_field("policy", "a webhook policy's id")
     async with page.state.db.write() as session:
         project, _ = await _project(session, page)
         ref = str(project.project_id)
@@ -154,7 +146,7 @@ async def update_policy(page: Page) -> Response:
 
 
 async def toggle_policy(page: Page) -> Response:
-    policy_id = _policy_field(page)
+    policy_id = page.id_field("policy", "a webhook policy's id")
     enable = page.field("enabled") == "true"
     async with page.state.db.write() as session:
         project, _ = await _project(session, page)
@@ -172,7 +164,7 @@ async def toggle_policy(page: Page) -> Response:
 
 
 async def delete_policy(page: Page) -> Response:
-    policy_id = _policy_field(page)
+    policy_id = page.id_field("policy", "a webhook policy's id")
     async with page.state.db.write() as session:
         project, _ = await _project(session, page)
         await service.delete_policy(
@@ -184,7 +176,7 @@ async def delete_policy(page: Page) -> Response:
 
 async def test_policy(page: Page) -> Response:
     """Send a test event to the policy's targets (see ``webhooks.service.send_test``)."""
-    policy_id = _policy_field(page)
+    policy_id = page.id_field("policy", "a webhook policy's id")
     async with page.state.db.write() as session:
         project, _ = await _project(session, page)
         execution = await service.send_test(
