@@ -1153,9 +1153,7 @@ def _cpu_flags() -> str:
     return ""
 
 
-def render_ceilings(
-    results: dict[str, Result], sizes: Sizes, info: dict[str, str]
-) -> dict[str, Any]:
+def render_ceilings(results: dict[str, Result], sizes: Sizes, sha: float) -> dict[str, Any]:
     """What any registry could reach on this machine, next to the targets.
 
     - The large push: skopeo into the null registry, which stores and checks
@@ -1165,7 +1163,6 @@ def render_ceilings(
     """
     dist = results.get("distribution")
     null = results.get("null")
-    sha = float(info["sha256-1-core"].split()[0].replace(",", ""))
     out: dict[str, Any] = {"sha256_mbps": sha}
     lines = ["Ceilings on this machine (what any registry could reach here):"]
 
@@ -1195,7 +1192,7 @@ def render_ceilings(
     return out
 
 
-def machine_info(args: argparse.Namespace) -> dict[str, str]:
+def machine_info(args: argparse.Namespace, sha: float) -> dict[str, str]:
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1229,7 +1226,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
         else "not installed",
         "dockyard-args": args.dockyard_args or "",
         "dist-token-header": args.dist_token_header,
-        "sha256-1-core": f"{sha256_mbps():,.0f} MB/s (hashlib)",
+        "sha256-1-core": f"{sha:,.0f} MB/s (hashlib)",
         "cpu-sha-extensions": "yes" if " sha_ni" in _cpu_flags() else "no",
         "loadavg-at-start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "mode": ("quick" if args.quick else "full")
@@ -1332,7 +1329,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_ceiling:
         targets.append("null")
 
-    info = machine_info(args)
+    sha = sha256_mbps()
+    info = machine_info(args, sha)
     print("Dockyard registry benchmark")
     for k, v in info.items():
         print(f"  {k:16} {v}")
@@ -1435,7 +1433,7 @@ def main(argv: list[str] | None = None) -> int:
         print("(--quick: sizes are shrunk; pass/fail is indicative only)")
     print()
     print(table)
-    ceilings = render_ceilings(results, sizes, info)
+    ceilings = render_ceilings(results, sizes, sha)
     print()
     print(ceilings["text"])
     loads = [v for r in results.values() for v in r.details.get("other_load_cores", {}).values()]
