@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dockyard.errors import ConfigurationError
@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     """Importable modules whose ``job_types`` list adds job types (extensions, tests)."""
     gc_time_window_hours: float = Field(default=2.0, ge=0)
     """Blobs uploaded or linked this recently are never collected (GC's protection window)."""
+    # Outbound HTTP (``http/outbound.py``) and where it may go (``http/egress.py``).
+    outbound_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Total deadline of one outbound HTTP call (webhook delivery…): resolving,
+    connecting, sending and reading the answer together, not per read."""
+    egress_allow_loopback: bool = False
+    """Whether webhook (and later replication) targets may be loopback addresses
+    (127.0.0.0/8, ::1, ``localhost``): off, so a project admin cannot reach services
+    that listen only on the registry's own host."""
+    egress_allow_private: bool = True
+    """Whether such targets may be private addresses (10/8, 172.16/12, 192.168/16,
+    100.64/10, fc00::/7): on, as in Harbor, where CI and chat servers usually live."""
+    egress_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    """CIDRs such targets may reach even when their kind is refused (e.g. one
+    loopback or link-local address); cloud metadata addresses stay refused."""
+    egress_denied_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    """CIDRs such targets may never reach (checked before ``egress_allowed_networks``)."""
 
     @field_validator("external_url")
     @classmethod

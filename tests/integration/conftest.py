@@ -51,6 +51,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         job_retry_base_seconds=0.2,
         job_lease_seconds=5,
         job_plugins=["tests.support.sample_jobs"],
+        # Webhook receivers in tests listen on 127.0.0.1 (refused by default).
+        egress_allow_loopback=True,
     )
 
 

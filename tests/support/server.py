@@ -242,6 +242,9 @@ class DockyardServer:
         # No ambient DOCKYARD_* setting may leak in: the test decides the configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
         env["DOCKYARD_ADMIN_PASSWORD"] = self.admin_password
+        # Webhook receivers in tests listen on loopback, which the egress policy refuses
+        # by default.
+        env["DOCKYARD_EGRESS_ALLOW_LOOPBACK"] = "true"
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.database_url is not None:
             env["DOCKYARD_DATABASE_URL"] = self.database_url

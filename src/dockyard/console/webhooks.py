@@ -21,6 +21,7 @@ from dockyard.console.jobs import log_page
 from dockyard.console.projects import allowed_in, pages_of, project_url
 from dockyard.console.web import PREFIX, Handler, Page, with_query
 from dockyard.db.listing import PageRequest
+from dockyard.http.egress import EgressPolicy
 from dockyard.iam.policy import Action, ProjectContext, Resource
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Task
@@ -43,6 +44,11 @@ _MAX_POLICIES_SHOWN = 100
 
 async def _project(session: AsyncSession, page: Page) -> tuple[Project, ProjectContext]:
     return await projects.resolve_project(session, page.principal, page.path("project"), True)
+
+
+def _egress(page: Page) -> EgressPolicy:
+    """Where deliveries may go (``egress_*`` settings), to refuse a target up front."""
+    return EgressPolicy.from_settings(page.state.settings)
 
 
 def _changed(page: Page) -> None:
@@ -126,7 +132,9 @@ async def create_policy(page: Page) -> Response:
     body.enabled = True
     async with page.state.db.write() as session:
         project, _ = await _project(session, page)
-        await service.create_policy(session, page.principal, str(project.project_id), False, body)
+        await service.create_policy(
+            session, page.principal, str(project.project_id), False, body, _egress(page)
+        )
     _changed(page)
     return page.redirect(
         project_url(project.name, TAB), "flash.webhook_created", name=body.name or ""
@@ -140,7 +148,9 @@ async def update_policy(page: Page) -> Response:
         ref = str(project.project_id)
         current = await service.get_policy(session, page.principal, ref, False, policy_id)
         body = _body(page, current.targets)
-        await service.update_policy(session, page.principal, ref, False, policy_id, body)
+        await service.update_policy(
+            session, page.principal, ref, False, policy_id, body, _egress(page)
+        )
     _changed(page)
     return page.redirect(project_url(project.name, TAB), "flash.webhook_saved")
 
@@ -157,6 +167,7 @@ async def toggle_policy(page: Page) -> Response:
             False,
             policy_id,
             WebhookPolicy(enabled=enable),
+            _egress(page),
         )
     _changed(page)
     flash = "flash.webhook_enabled" if enable else "flash.webhook_disabled"

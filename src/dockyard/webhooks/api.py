@@ -16,6 +16,7 @@ from dockyard.http.api import (
     operation,
     paged_response,
 )
+from dockyard.http.egress import EgressPolicy
 from dockyard.iam.policy import Action, Principal
 from dockyard.jobs.schemas import Execution, Task, execution_view, task_view
 from dockyard.webhooks import hooks, service
@@ -48,6 +49,11 @@ async def _allowed(api: ApiRequest, action: Action) -> Principal:
     return principal
 
 
+def _egress(api: ApiRequest) -> EgressPolicy:
+    """Where deliveries may go (``egress_*`` settings), to refuse a target up front."""
+    return EgressPolicy.from_settings(api.state.settings)
+
+
 def _policies_changed(api: ApiRequest) -> None:
     hook = hooks.find(api.state.registry.hooks.hooks)
     if hook is not None:
@@ -75,7 +81,9 @@ async def create_webhook_policy(api: ApiRequest) -> Response:
     principal = await _allowed(api, Action.CREATE)
     body = await api.json(WebhookPolicy)
     async with api.state.db.write() as session:
-        policy_id = await service.create_policy(session, principal, *_project(api), body)
+        policy_id = await service.create_policy(
+            session, principal, *_project(api), body, _egress(api)
+        )
     _policies_changed(api)
     return created_response(f"{api.request.url.path.rstrip('/')}/{policy_id}")
 
@@ -96,7 +104,9 @@ async def update_webhook_policy(api: ApiRequest) -> Response:
     policy_id = api.path_int("webhook_policy_id")
     body = await api.json(WebhookPolicy)
     async with api.state.db.write() as session:
-        await service.update_policy(session, principal, *_project(api), policy_id, body)
+        await service.update_policy(
+            session, principal, *_project(api), policy_id, body, _egress(api)
+        )
     _policies_changed(api)
     return empty_response()
 

@@ -1,51 +1,38 @@
 """The ``WEBHOOK`` job: one task delivers one event to one target.
 
-The handler POSTs the rendered event (``payloads.render``) with ``httpx``: a
-timeout, no redirects followed, TLS verified unless the target says
-``skip_cert_verify``, and the target's ``auth_header`` as ``Authorization``
-(never written to a log). A non-2xx answer or a network error raises, so the
-job system retries with backoff until the task's attempts run out and then
-shows it ``Error``; each attempt's status code and time go to the task's log.
+The handler POSTs the rendered event (``payloads.render``) through the capped
+outbound client (``http/outbound.py``): one total deadline
+(``outbound_timeout_seconds``), the first 4 KiB of the answer kept for the log and
+the rest never read, the egress policy checked on the resolved address, no
+redirects followed, TLS verified unless the target says ``skip_cert_verify``, and
+the target's ``auth_header`` as ``Authorization`` (never written to a log). A
+non-2xx answer or a network error raises, so the job system retries with backoff
+until the task's attempts run out and then shows it ``Error``; a target the egress
+policy refuses fails at once (retrying cannot change the policy). Each attempt's
+status code, time and the start of the answer go to the task's log.
 """
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
+from dockyard.http.outbound import OutboundClient, OutboundError, OutboundRefused
 from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
 from dockyard.webhooks.payloads import DEFAULT_FORMAT, HTTP, Event, render
 from dockyard.webhooks.repository import VENDOR_TYPE
 from dockyard.webhooks.schemas import WebhookTargetObject
 
-TIMEOUT_SECONDS = 10.0
-"""How long one delivery attempt may take, connecting and waiting for the answer."""
 USER_AGENT = "Dockyard-Webhook"
+LOGGED_BODY = 1024
+"""Characters of the target's answer written to the task's log."""
 
 
 class DeliveryError(Exception):
     """The target did not take the event (retried while attempts remain)."""
-
-
-@cache
-def _verifying_context() -> ssl.SSLContext:
-    """The CA bundle, loaded once per process: loading it costs ~0.1 s of CPU on the
-    event loop, which every delivery would otherwise pay."""
-    return httpx.create_ssl_context()
-
-
-def _tls(address: str, *, verify: bool) -> ssl.SSLContext | bool:
-    """What ``httpx`` should verify with: nothing for plain ``http://`` (no TLS), the
-    shared verifying context for ``https://``, or no verification when the target asks."""
-    if not verify or not address.lower().startswith("https://"):
-        return False
-    return _verifying_context()
 
 
 def _parse(params: Mapping[str, Any]) -> tuple[Event, WebhookTargetObject, int]:
@@ -74,22 +61,27 @@ async def deliver(ctx: JobContext) -> Mapping[str, Any]:
         f"attempt {ctx.attempt}: POST {address} ({event.type}, {notify_type}/{payload_format}, "
         f"{len(body)} bytes{', certificate not verified' if target.skip_cert_verify else ''})"
     )
+    client = OutboundClient.for_targets(ctx.env.settings)
     started = time.monotonic()
     try:
-        async with httpx.AsyncClient(
-            verify=_tls(address, verify=not target.skip_cert_verify),
-            timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
-            trust_env=False,
-        ) as client:
-            response = await client.post(address, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        response = await client.request(
+            "POST",
+            address,
+            headers=headers,
+            content=body,
+            verify_tls=not target.skip_cert_verify,
+        )
+    except OutboundRefused as exc:
+        ctx.log(f"not sent: {exc}")
+        raise PermanentJobError(f"{address} was not contacted: {exc}") from None
+    except OutboundError as exc:
         elapsed = int((time.monotonic() - started) * 1000)
-        reason = str(exc) or type(exc).__name__
-        ctx.log(f"no answer after {elapsed} ms: {type(exc).__name__}: {reason}")
-        raise DeliveryError(f"{address} could not be reached: {reason}") from None
-    elapsed = int((time.monotonic() - started) * 1000)
+        ctx.log(f"no answer after {elapsed} ms: {type(exc).__name__}: {exc}")
+        raise DeliveryError(f"{address} could not be reached: {exc}") from None
+    elapsed = response.elapsed_ms
     ctx.log(f"answered {response.status_code} in {elapsed} ms")
+    if response.head:
+        ctx.log(f"answer began: {response.head_text(LOGGED_BODY)}")
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"{address} answered {response.status_code}")
     return {"status_code": response.status_code, "elapsed_ms": elapsed}

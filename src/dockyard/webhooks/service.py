@@ -33,6 +33,7 @@ from dockyard.db.listing import (
     parse_sort,
 )
 from dockyard.errors import BadRequestError, ConflictError, NotFoundError
+from dockyard.http.egress import EgressPolicy, EgressRefused
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task, TaskLog
@@ -205,12 +206,29 @@ def check_target(target: WebhookTargetObject, where: str) -> WebhookTargetObject
     )
 
 
-def check_targets(given: Sequence[WebhookTargetObject] | None) -> list[WebhookTargetObject]:
+def check_egress(target: WebhookTargetObject, where: str, egress: EgressPolicy) -> None:
+    """Refuse up front what the egress policy will refuse at delivery whatever DNS says:
+    a literal address it refuses, a metadata service's name, ``localhost`` while
+    loopback is refused. A name is resolved and checked again at every delivery."""
+    try:
+        egress.check_host(httpx.URL(str(target.address)).host)
+    except EgressRefused as exc:
+        raise BadRequestError(f"{where}.address is {exc}") from None
+
+
+def check_targets(
+    given: Sequence[WebhookTargetObject] | None, egress: EgressPolicy
+) -> list[WebhookTargetObject]:
     if not given:
         raise BadRequestError("targets is required: at least one http or slack target")
     if len(given) > MAX_TARGETS:
         raise BadRequestError(f"a policy has at most {MAX_TARGETS} targets")
-    return [check_target(target, f"targets[{i}]") for i, target in enumerate(given)]
+    checked = []
+    for i, target in enumerate(given):
+        valid = check_target(target, f"targets[{i}]")
+        check_egress(valid, f"targets[{i}]", egress)
+        checked.append(valid)
+    return checked
 
 
 def _dump_targets(targets: Sequence[WebhookTargetObject]) -> str:
@@ -284,13 +302,15 @@ async def create_policy(
     name_or_id: str,
     by_name: bool,
     body: WebhookPolicyView,
+    egress: EgressPolicy,
 ) -> int:
-    """``CreateWebhookPolicyOfProject``; returns the new policy's id."""
+    """``CreateWebhookPolicyOfProject``; returns the new policy's id. ``egress`` is the
+    policy deliveries will be held to (``EgressPolicy.from_settings``)."""
     project = await _project(session, principal, name_or_id, by_name, Action.CREATE)
     name = _text(body.name or "", "name", _MAX_NAME, required=True)
     description = _text(body.description or "", "description", _MAX_DESCRIPTION)
     event_types = check_event_types(body.event_types)
-    targets = check_targets(body.targets)
+    targets = check_targets(body.targets, egress)
     await _check_name_free(session, project.project_id, name, None)
     row = WebhookPolicy(
         project_id=project.project_id,
@@ -317,6 +337,7 @@ async def update_policy(
     by_name: bool,
     policy_id: int,
     body: WebhookPolicyView,
+    egress: EgressPolicy,
 ) -> None:
     """``UpdateWebhookPolicyOfProject``: fields the body leaves out keep their value; the
     rest are checked as on create."""
@@ -332,7 +353,7 @@ async def update_policy(
     if body.event_types is not None:
         row.event_types = json.dumps(check_event_types(body.event_types))
     if body.targets is not None:
-        row.targets = _dump_targets(check_targets(body.targets))
+        row.targets = _dump_targets(check_targets(body.targets, egress))
     if body.enabled is not None:
         row.enabled = body.enabled
     row.update_time = utcnow()
