@@ -31,8 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
 from tests.integration.registry_helpers import OCI_MANIFEST, digest_of, error_code, push_image
+from tests.support.hostile_http import PATTERN, connections_made, hostile_server
 
 from dockyard.errors import DeniedError
+from dockyard.http import outbound
+from dockyard.http.egress import IPAddress
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
@@ -765,3 +768,105 @@ async def test_who_may_see_and_change_policies(
     assert (await anon.get(base)).status_code == 401
     assert (await anon.get(f"{base}/{policy_id}")).status_code == 401
     assert (await anon.get(f"{API}/projects/{project}/webhook/lasttrigger")).status_code == 401
+
+
+# --- bounded answers and the egress policy ----------------------------------------------------
+
+
+async def task_of(
+    client: httpx.AsyncClient, project: str, policy_id: int, execution_id: int
+) -> tuple[dict[str, Any], str]:
+    """The execution's one task and its log."""
+    base = f"{API}/projects/{project}/webhook/policies/{policy_id}/executions/{execution_id}"
+    (task,) = (await client.get(f"{base}/tasks")).json()
+    log = await client.get(f"{base}/tasks/{task['id']}/log")
+    assert log.status_code == 200
+    return task, log.text
+
+
+async def test_an_endless_answer_is_cut_short_and_its_start_is_logged(
+    admin: httpx.AsyncClient,
+) -> None:
+    project, _ = await new_project(admin)
+    with hostile_server("endless") as target:
+        policy_id = await create_policy(
+            admin, project, policy(target.url + "/hook", ["PUSH_ARTIFACT"])
+        )
+        started = time.monotonic()
+        await push_image(admin, f"{project}/app", "v1", seed=b"endless")
+        (execution,) = await wait_final(admin, project, policy_id, 1)
+        elapsed = time.monotonic() - started
+        sent = target.body_bytes_sent
+    assert execution["status"] == "Success"
+    assert elapsed < 10  # the whole 600 MiB would not even have been read by then
+    # What the target could push into the socket buffers before Dockyard hung up.
+    assert sent < 64 * 1024 * 1024, sent
+    task, log = await task_of(admin, project, policy_id, execution["id"])
+    assert task["run_count"] == 1
+    assert "answered 200 in" in log
+    assert f"answer began: {PATTERN[:1024].decode()} …" in log
+
+
+async def test_targets_the_egress_policy_refuses_are_a_400_when_saved(
+    admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    project, _ = await new_project(admin)
+    base = f"{API}/projects/{project}/webhook/policies"
+    for address, reason in (
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a cloud metadata"),
+        ("https://[fd00:ec2::254]/", "fd00:ec2::254 is a cloud metadata address"),
+        ("http://metadata.google.internal/v1/", "metadata.google.internal is a cloud metadata"),
+        ("http://169.254.10.1:8080/hook", "169.254.10.1 is a link-local address"),
+        ("http://[fe80::1]/hook", "fe80::1 is a link-local address"),
+        ("http://0.0.0.0:9/hook", "0.0.0.0 is an unspecified address"),
+    ):
+        response = await admin.post(base, json=policy(address, ["PUSH_ARTIFACT"]))
+        assert response.status_code == 400, (address, response.text)
+        message = response.json()["errors"][0]["message"]
+        assert message.startswith("targets[0].address is refused by the egress policy: ")
+        assert reason in message, message
+
+    policy_id = await create_policy(admin, project, policy(receiver.url, ["PUSH_ARTIFACT"]))
+    moved = await admin.put(
+        f"{base}/{policy_id}",
+        json={"targets": [{"type": "http", "address": "http://169.254.169.254/"}]},
+    )
+    assert moved.status_code == 400
+    assert "cloud metadata" in moved.json()["errors"][0]["message"]
+    kept = (await admin.get(f"{base}/{policy_id}")).json()
+    assert kept["targets"][0]["address"] == receiver.url
+
+
+async def test_a_target_whose_name_resolves_to_metadata_fails_at_once_without_connecting(
+    admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    system_resolver = outbound.resolve_host
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        if host != "hooks.internal.test":
+            return await system_resolver(host, port)
+        lookups.append(host)
+        return [ipaddress.ip_address("169.254.169.254")]
+
+    monkeypatch.setattr(outbound, "resolve_host", resolver)
+    project, _ = await new_project(admin)
+    # A name cannot be judged before it is resolved: saving it is fine.
+    policy_id = await create_policy(
+        admin, project, policy("http://hooks.internal.test:8080/hook", ["PUSH_ARTIFACT"])
+    )
+    with connections_made() as seen:
+        await push_image(admin, f"{project}/app", "v1", seed=b"metadata")
+        (execution,) = await wait_final(admin, project, policy_id, 1)
+    refusal = (
+        "refused by the egress policy: hooks.internal.test resolves to 169.254.169.254,"
+        " which is a cloud metadata address (never allowed)"
+    )
+    assert execution["status"] == "Error"
+    assert refusal in execution["status_message"]
+    task, log = await task_of(admin, project, policy_id, execution["id"])
+    assert task["run_count"] == 1  # retrying cannot change the policy
+    assert f"not sent: {refusal}" in log
+    assert "s3cr3t" not in log
+    assert lookups == ["hooks.internal.test"]
+    assert [h for h in seen if not ipaddress.ip_address(h.partition("%")[0]).is_loopback] == []

@@ -140,12 +140,16 @@ class EgressPolicy:
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why a connection to ``address`` is refused, or ``None`` when it is allowed."""
+        why = self._why(address)
+        return None if why is None else f"{address} is {why}"
+
+    def _why(self, address: IPAddress) -> str | None:
         plain = unwrap(address)
         kind = kind_of(plain)
         if kind == "cloud metadata":
-            return f"{address} is a cloud metadata address, which is never allowed"
+            return "a cloud metadata address (never allowed)"
         if _within(plain, self.denied_networks) or _within(address, self.denied_networks):
-            return f"{address} is in egress_denied_networks"
+            return "in egress_denied_networks"
         if _within(plain, self.allowed_networks) or _within(address, self.allowed_networks):
             return None
         if kind == "public":
@@ -158,14 +162,19 @@ class EgressPolicy:
             "private": " (egress_allow_private is off)",
             "loopback": " (set egress_allow_loopback to allow it)",
         }.get(kind, "")
-        return f"{address} is a {kind} address{setting}"
+        article = "an" if kind[0] in "aeiou" else "a"
+        return f"{article} {kind} address{setting}"
 
     def check_address(self, address: IPAddress, host: str | None = None) -> None:
         """Raise ``EgressRefused`` unless ``address`` (what ``host`` resolved to) is allowed."""
-        reason = self.refusal(address)
-        if reason is not None:
-            named = f"{host} resolves to " if host and parse_ip(host) is None else ""
-            raise EgressRefused(f"refused by the egress policy: {named}{reason}")
+        why = self._why(address)
+        if why is None:
+            return
+        if host and parse_ip(host) is None:
+            raise EgressRefused(
+                f"refused by the egress policy: {host} resolves to {address}, which is {why}"
+            )
+        raise EgressRefused(f"refused by the egress policy: {address} is {why}")
 
     def check_host(self, host: str) -> None:
         """What can be known from the URL's host alone, before any lookup: a literal

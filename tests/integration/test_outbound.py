@@ -1,0 +1,178 @@
+"""The outbound HTTP client (``dockyard.http.outbound``) against real loopback servers
+that answer badly: an endless body, a body or headers dripped a byte at a time, a
+redirect to the metadata service, and names that resolve where they must not.
+
+Refusals are shown without ever connecting to a refused address: names go through a
+stand-in resolver, and every ``socket.connect`` of the process is watched through
+Python's audit hooks (``tests.support.hostile_http.connections_made``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import tracemalloc
+
+import pytest
+from tests.support.hostile_http import PATTERN, connections_made, hostile_server
+
+from dockyard.http.egress import EgressPolicy, IPAddress
+from dockyard.http.outbound import (
+    DEFAULT_MAX_BODY,
+    OutboundClient,
+    OutboundRefused,
+    OutboundTimeout,
+)
+
+LOOPBACK_OK = EgressPolicy(allow_loopback=True)
+READ_SIZE = 64 * 1024
+"""What one read from the connection may take (httpcore's read size)."""
+
+
+class Resolver:
+    """Answers from a table and counts the lookups."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[IPAddress]:
+        self.lookups.append(host)
+        return [ipaddress.ip_address(a) for a in self.table[host]]
+
+
+def off_loopback(hosts: list[str]) -> list[str]:
+    return [h for h in hosts if not ipaddress.ip_address(h.partition("%")[0]).is_loopback]
+
+
+async def test_an_endless_answer_is_cut_at_the_cap_and_memory_stays_flat() -> None:
+    client = OutboundClient(LOOPBACK_OK, deadline=10)
+    with hostile_server("endless") as server:
+        tracemalloc.start()
+        try:
+            started = time.monotonic()
+            response = await client.request("POST", server.url + "/hook", content=b"{}")
+            elapsed = time.monotonic() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert response.status_code == 200
+    assert response.head == PATTERN[:DEFAULT_MAX_BODY]
+    assert response.complete is False
+    assert DEFAULT_MAX_BODY < response.bytes_read <= DEFAULT_MAX_BODY + READ_SIZE
+    assert elapsed < 5
+    # 600 MiB declared and sent without end; the call held well under 1 MiB.
+    assert peak < 1024 * 1024, peak
+    # The server could only write what the socket buffers took before the close.
+    assert server.body_bytes_sent < 64 * 1024 * 1024
+
+
+async def test_a_body_dripped_forever_ends_at_the_deadline_with_what_arrived() -> None:
+    client = OutboundClient(LOOPBACK_OK, deadline=0.6)
+    with hostile_server("drip-body", interval=0.02) as server:
+        started = time.monotonic()
+        response = await client.request("POST", server.url + "/hook", content=b"{}")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.complete is False
+    assert 0 < len(response.head) < DEFAULT_MAX_BODY
+    assert PATTERN.startswith(response.head)
+    assert 0.5 < elapsed < 2.0, elapsed  # the total deadline, though every read succeeded
+
+
+async def test_headers_dripped_forever_time_out_at_the_total_deadline() -> None:
+    client = OutboundClient(LOOPBACK_OK, deadline=0.6)
+    with hostile_server("drip-headers", interval=0.02) as server:
+        started = time.monotonic()
+        with pytest.raises(OutboundTimeout, match=r"no answer within 0\.6 s"):
+            await client.request("POST", server.url + "/hook", content=b"{}")
+        elapsed = time.monotonic() - started
+    assert 0.5 < elapsed < 2.0, elapsed  # a per-read timeout would never have fired
+
+
+async def test_a_name_is_resolved_once_and_the_checked_address_is_the_one_connected() -> None:
+    with hostile_server("redirect", location="/elsewhere") as server:
+        port = server.url.rsplit(":", 1)[1]
+        resolver = Resolver({"hooks.test": ["127.0.0.1"]})
+        client = OutboundClient(LOOPBACK_OK, deadline=5, resolver=resolver)
+        with connections_made() as seen:
+            response = await client.request("POST", f"http://hooks.test:{port}/x", content=b"{}")
+    assert response.status_code == 302  # redirects are not followed unless asked
+    assert resolver.lookups == ["hooks.test"]
+    assert seen == ["127.0.0.1"]
+    # The name stays in the request: the far end sees the Host it was given.
+    assert server.requests[0]["host"] == f"hooks.test:{port}"
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        (["169.254.169.254"], "hooks.test resolves to 169.254.169.254, which is a cloud metadata"),
+        (["127.0.0.1", "fd00:ec2::254"], "resolves to fd00:ec2::254, which is a cloud metadata"),
+        (["::ffff:169.254.169.254"], "which is a cloud metadata"),
+        (["169.254.10.20"], "which is a link-local address"),
+    ],
+)
+async def test_a_name_resolving_to_a_refused_address_is_never_connected(
+    answers: list[str], message: str
+) -> None:
+    resolver = Resolver({"hooks.test": answers})
+    client = OutboundClient(LOOPBACK_OK, deadline=5, resolver=resolver)
+    with connections_made() as seen, pytest.raises(OutboundRefused, match=message):
+        await client.request("POST", "http://hooks.test/x", content=b"{}")
+    assert resolver.lookups == ["hooks.test"]
+    assert seen == []  # not even the allowed address of a mixed answer
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://[::ffff:a9fe:a9fe]/",
+    ],
+)
+async def test_metadata_literals_and_names_are_refused_without_a_lookup(url: str) -> None:
+    resolver = Resolver({})
+    client = OutboundClient(LOOPBACK_OK, deadline=5, resolver=resolver)
+    with connections_made() as seen, pytest.raises(OutboundRefused, match="metadata"):
+        await client.request("GET", url)
+    assert resolver.lookups == []
+    assert seen == []
+
+
+async def test_loopback_is_refused_by_default_even_when_something_listens_there() -> None:
+    client = OutboundClient(EgressPolicy(), deadline=5)
+    with hostile_server("endless") as server, connections_made() as seen:
+        with pytest.raises(OutboundRefused, match="egress_allow_loopback"):
+            await client.request("POST", server.url + "/hook", content=b"{}")
+        with pytest.raises(OutboundRefused, match="localhost is a loopback name"):
+            await client.request("POST", "http://localhost:1/hook", content=b"{}")
+    assert seen == []
+    assert server.requests == []
+
+
+async def test_every_redirect_is_checked_and_credentials_stay_with_their_origin() -> None:
+    with (
+        hostile_server("redirect", location="http://169.254.169.254/latest/") as to_metadata,
+        hostile_server("endless") as final,
+    ):
+        client = OutboundClient(LOOPBACK_OK, deadline=5)
+        refused = r"redirected to http://169\.254\.169\.254"
+        with connections_made() as seen, pytest.raises(OutboundRefused, match=refused):
+            await client.request("GET", to_metadata.url + "/a", max_redirects=3)
+        assert off_loopback(seen) == []
+
+        with hostile_server("redirect", location=final.url + "/b") as hop:
+            response = await client.request(
+                "POST",
+                hop.url + "/a",
+                content=b"{}",
+                headers={"Authorization": "Bearer s3cr3t"},
+                max_redirects=3,
+            )
+        assert response.status_code == 200 and response.url == final.url + "/b"
+        assert hop.requests[0]["authorization"] == "Bearer s3cr3t"
+        assert "authorization" not in final.requests[0]  # another origin (port)
+        assert final.requests[0]["request-line"].startswith("GET /b ")  # 302 after a POST
