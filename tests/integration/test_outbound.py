@@ -131,6 +131,8 @@ async def test_a_name_resolving_to_a_refused_address_is_never_connected(
         "http://[fd00:ec2::254]/",
         "http://metadata.google.internal/computeMetadata/v1/",
         "http://[::ffff:a9fe:a9fe]/",
+        "http://2852039166/",
+        "http://0xA9FEA9FE/",
     ],
 )
 async def test_metadata_literals_and_names_are_refused_without_a_lookup(url: str) -> None:

@@ -819,6 +819,7 @@ async def test_targets_the_egress_policy_refuses_are_a_400_when_saved(
         ("http://169.254.10.1:8080/hook", "169.254.10.1 is a link-local address"),
         ("http://[fe80::1]/hook", "fe80::1 is a link-local address"),
         ("http://0.0.0.0:9/hook", "0.0.0.0 is an unspecified address"),
+        ("http://2852039166/", "169.254.169.254 is a cloud metadata address"),
     ):
         response = await admin.post(base, json=policy(address, ["PUSH_ARTIFACT"]))
         assert response.status_code == 400, (address, response.text)

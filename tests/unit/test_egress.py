@@ -95,6 +95,10 @@ def test_host_checks_what_the_url_alone_tells() -> None:
     for host in ("localhost", "api.localhost", "127.0.0.1", "[::1]"):
         with pytest.raises(EgressRefused, match="egress_allow_loopback"):
             DEFAULT.check_host(host)
+    # Old numeric spellings of 169.254.169.254 that resolvers accept are literals too.
+    for host in ("2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "169.254.43518"):
+        with pytest.raises(EgressRefused, match=r"169\.254\.169\.254 is a cloud metadata"):
+            DEFAULT.check_host(host)
     # A name is judged once resolved; a literal private address is fine by default.
     DEFAULT.check_host("hooks.example.com")
     DEFAULT.check_host("10.0.0.5")

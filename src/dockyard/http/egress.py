@@ -25,6 +25,8 @@ answer and connects only to an address that passed.
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,6 +69,7 @@ PRIVATE_NETWORKS: tuple[IPNetwork, ...] = tuple(
 """Private and shared address space (RFC 1918, RFC 6598 carrier NAT, IPv6 unique local)."""
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NUMERIC = re.compile(r"[0-9a-fx.]*[0-9][0-9a-fx.]*")
 
 
 class EgressRefused(Exception):
@@ -79,11 +82,21 @@ def normalise_host(host: str) -> str:
 
 
 def parse_ip(host: str) -> IPAddress | None:
-    """``host`` as an IP address (a literal in a URL), else ``None`` (a name)."""
+    """``host`` as an IP address (a literal in a URL), else ``None`` (a name).
+
+    The old numeric IPv4 spellings that resolvers still accept (``2852039166``,
+    ``0xa9fea9fe``, ``0251.0376.0251.0376``, ``169.254.43518``) count as literals."""
+    text = normalise_host(host).partition("%")[0]
     try:
-        return ipaddress.ip_address(normalise_host(host).partition("%")[0])
+        return ipaddress.ip_address(text)
     except ValueError:
-        return None
+        pass
+    if _NUMERIC.fullmatch(text):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
 
 
 def unwrap(address: IPAddress) -> IPAddress:

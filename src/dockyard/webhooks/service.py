@@ -211,7 +211,7 @@ def check_egress(target: WebhookTargetObject, where: str, egress: EgressPolicy) 
     a literal address it refuses, a metadata service's name, ``localhost`` while
     loopback is refused. A name is resolved and checked again at every delivery."""
     try:
-        egress.check_host(httpx.URL(str(target.address)).host)
+        egress.check_host(httpx.URL(str(target.address)).raw_host.decode("ascii"))
     except EgressRefused as exc:
         raise BadRequestError(f"{where}.address is {exc}") from None
 
