@@ -508,6 +508,9 @@ async def test_webhook_policy_lifecycle_and_a_test_delivery(
         base, data={"_csrf": csrf, **form, "name": "x", "address": "ftp://nope"}
     )
     assert "http:// or https://" in flash(await follow(client, bad))
+    metadata = {"name": "x", "address": "http://169.254.169.254/latest/"}
+    refused = await client.post(base, data={"_csrf": csrf, **form, **metadata})
+    assert "refused by the egress policy" in flash(await follow(client, refused))
 
     edit_page = await client.get(f"{base}/{policy['id']}/edit")
     assert edit_page.status_code == 200
