@@ -15,6 +15,7 @@ show that a client stopped reading instead of taking the whole answer.
 
 from __future__ import annotations
 
+import ipaddress
 import socketserver
 import sys
 import threading
@@ -120,27 +121,39 @@ def hostile_server(
 
 # --- which addresses the process connected to -------------------------------------------
 
-_connects: list[str] = []
+_connects: list[tuple[str, int]] = []
 _hooked = False
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
     if event == "socket.connect" and len(args) > 1 and isinstance(args[1], tuple):
-        _connects.append(str(args[1][0]))
+        address = args[1]
+        _connects.append((str(address[0]), int(address[1])))
 
 
 @contextmanager
-def connections_made() -> Iterator[list[str]]:
-    """The host of every ``socket.connect`` this process made (any thread, any
+def connections_made() -> Iterator[list[tuple[str, int]]]:
+    """``(host, port)`` of every ``socket.connect`` this process made (any thread, any
     library) while the block ran, from Python's audit hooks: a test can show that
-    nothing tried to reach a refused address, without trusting the code under test."""
+    nothing tried to reach a refused address, without trusting the code under test.
+    Other work of the process (a database pool, a job worker) shows here too: look at
+    ``suspicious`` connections rather than expecting none at all."""
     global _hooked  # an audit hook cannot be removed: add it once
     if not _hooked:
         sys.addaudithook(_audit)
         _hooked = True
     start = len(_connects)
-    seen: list[str] = []
+    seen: list[tuple[str, int]] = []
     try:
         yield seen
     finally:
         seen.extend(_connects[start:])
+
+
+def suspicious(seen: list[tuple[str, int]], *ports: int) -> list[tuple[str, int]]:
+    """The connections that left loopback, or went to one of ``ports`` on any host."""
+    return [
+        (host, port)
+        for host, port in seen
+        if port in ports or not ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    ]
