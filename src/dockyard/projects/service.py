@@ -339,9 +339,8 @@ async def create_project_for(
         raise DeniedError(f"{principal.name} may not create projects")
     restriction = await config.value(session, config.PROJECT_CREATION_RESTRICTION)
     if restriction == "adminonly" and not system_creator:
-        raise DeniedError(
-            "only administrators may create projects (project_creation_restriction is adminonly)"
-        )
+        # Harbor's exact text: scripts match on it.
+        raise DeniedError("Only system admin can create project")
     if req.project_name is None:
         raise BadRequestError("project_name is required")
     name = validate_project_name(req.project_name)
