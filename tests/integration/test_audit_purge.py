@@ -173,6 +173,11 @@ async def test_purge_keeps_recent_and_unlisted_events_and_dry_run_counts_first(
     assert log.headers["content-type"].startswith("text/plain")
     assert "older than 48 hours" in log.text
     assert f"done: {expected} events purged" in log.text
+    # Harbor's wording, which clients grep.
+    assert log.text.splitlines()[0].endswith("Purge audit job start")
+    assert f"Purged {expected} rows of audit logs" in log.text
+    dry_log = (await admin.get(f"{URL}/{dry['id']}/log")).text
+    assert f"{expected} rows of audit logs" in dry_log
 
     history = await admin.get(URL, params={"page_size": 100})
     assert history.status_code == 200
