@@ -556,3 +556,26 @@ async def test_labels_are_edited_in_place(
     )
     assert "edit it in its project" in flash(await follow(client, wrong))
     assert (await admin.get(f"/api/v2.0/labels/{label_id}")).json()["name"] == "new"
+
+
+async def test_features_dockyard_lacks_are_not_offered(
+    console: tuple[httpx.AsyncClient, str], project: str
+) -> None:
+    """No scanning or content-trust switch, no robot permission of a missing feature,
+    no LDAP group type: the API refuses them all (400), so the console does not offer them."""
+    client, _ = console
+    configuration = (await client.get(f"/harbor/projects/{project}/configuration")).text
+    assert 'name="public"' in configuration
+    for switch in ("auto_scan", "prevent_vul", "enable_content_trust", "auto_sbom_generation"):
+        assert f'name="{switch}"' not in configuration
+    offered = {
+        f"/harbor/projects/{project}/robots": "repository:pull",
+        "/harbor/admin/robots": "catalog:read",
+    }
+    for page, present in offered.items():
+        text = (await client.get(page)).text
+        assert f'value="{present}"' in text, page
+        for resource in ("scan", "sbom", "scanner", "export-cve", "preheat-policy", "scan-all"):
+            assert f'value="{resource}:' not in text, (page, resource)
+    groups = (await client.get("/harbor/admin/groups")).text
+    assert '<option value="2"' in groups and '<option value="1"' not in groups

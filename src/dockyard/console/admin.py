@@ -28,6 +28,7 @@ from dockyard.labels import service as labels
 from dockyard.quota import service as quotas
 from dockyard.quota.schemas import QuotaUpdateReq
 from dockyard.robots import service as robots
+from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.system import config
 from dockyard.system import service as system
@@ -122,6 +123,8 @@ async def group_list(page: Page) -> Response:
         groups=found,
         paging=pages_of(total, request),
         group_types=users.GroupType,
+        # LDAP groups are not offered until LDAP lands (the API refuses them too).
+        creatable_group_types=[t for t in users.GroupType if t is not users.GroupType.LDAP],
         list_url=lambda **p: with_query(ADMIN + "/groups", **p),
     )
 
@@ -152,7 +155,7 @@ async def delete_group(page: Page) -> Response:
 def system_catalogue() -> list[tuple[str, list[str]]]:
     return sorted(
         (str(resource), sorted(str(a) for a in actions))
-        for resource, actions in ROBOT_SYSTEM_PERMISSIONS.items()
+        for resource, actions in grantable(ROBOT_SYSTEM_PERMISSIONS).items()
     )
 
 

@@ -75,6 +75,16 @@ BOOLEAN_METADATA = frozenset(
 )
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
+MISSING_FEATURE_METADATA = {
+    "auto_scan": "vulnerability scanning",
+    "prevent_vul": "vulnerability scanning (blocking vulnerable images)",
+    "auto_sbom_generation": "SBOM generation",
+    "enable_content_trust": "content trust (signature enforcement)",
+    "enable_content_trust_cosign": "content trust (cosign signature enforcement)",
+}
+"""Switches of features Dockyard does not have yet: "false" is accepted (tools send every
+key), "true" is a 400 naming the feature. ``severity`` only matters once ``prevent_vul``
+can be on, so any valid severity is accepted. The feature's issue removes its entry."""
 RETENTION_ID = "retention_id"
 """Set by the retention API; readable here, never written through project metadata."""
 """The project metadata Dockyard stores; proxy-cache and retention keys are not among them."""
@@ -115,6 +125,11 @@ def validate_metadata(values: Mapping[str, str]) -> dict[str, str]:
             if value not in ("true", "false"):
                 raise BadRequestError(
                     f"metadata {key} must be 'true' or 'false', not {_show(value)}"
+                )
+            if value == "true" and key in MISSING_FEATURE_METADATA:
+                raise BadRequestError(
+                    f"metadata {key} cannot be turned on: {MISSING_FEATURE_METADATA[key]} "
+                    "is not supported by Dockyard yet"
                 )
             clean[key] = value
         else:
