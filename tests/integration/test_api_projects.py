@@ -579,3 +579,32 @@ async def test_delete_takes_labels_rules_quota_and_policies_along(
         ):
             count = await session.scalar(select(func.count()).select_from(model).where(where))
             assert count == 0, model.__tablename__
+
+
+@pytest.mark.parametrize(
+    ("key", "feature"),
+    [
+        ("auto_scan", "vulnerability scanning"),
+        ("prevent_vul", "vulnerability scanning"),
+        ("auto_sbom_generation", "SBOM generation"),
+        ("enable_content_trust", "content trust"),
+        ("enable_content_trust_cosign", "content trust"),
+    ],
+)
+async def test_switches_of_missing_features_accept_false_only(
+    admin: httpx.AsyncClient, key: str, feature: str
+) -> None:
+    """Harbor's portal sends every switch, off; turning one on is refused naming the feature."""
+    name = _name()
+    await _create(admin, name, metadata={"public": "false", key: "false", "severity": "low"})
+    for method, url, body in (
+        ("PUT", f"{API}/projects/{name}", {"metadata": {key: "true"}}),
+        ("PUT", f"{API}/projects/{name}/metadatas/{key}", {key: "true"}),
+        ("POST", f"{API}/projects", {"project_name": _name(), "metadata": {key: "true"}}),
+    ):
+        refused = await admin.request(method, url, json=body)
+        assert refused.status_code == 400, (method, url, refused.text)
+        message = refused.json()["errors"][0]["message"]
+        assert key in message and feature in message and "not supported by Dockyard yet" in message
+    stored = (await admin.get(f"{API}/projects/{name}/metadatas/")).json()
+    assert stored[key] == "false"

@@ -416,6 +416,9 @@ BAD_PROJECT_BODIES: dict[str, tuple[int, Any]] = {
         ("system", "scan-all:create", "vulnerability scanning"),
         ("system", "scanner:create", "vulnerability scanning"),
         ("system", "preheat-instance:list", "P2P preheat"),
+        ("system", "replication-policy:create", "replication"),
+        ("system", "registry:list", "registry endpoints"),
+        ("system", "ldap-user:list", "LDAP authentication"),
     ],
 )
 async def test_permissions_of_missing_features_are_refused_by_name(

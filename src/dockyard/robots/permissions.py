@@ -228,6 +228,11 @@ UNSUPPORTED_RESOURCES: dict[Resource, str] = {
     Resource.SBOM: "SBOM generation",
     Resource.PREHEAT_POLICY: "P2P preheat",
     Resource.PREHEAT_INSTANCE: "P2P preheat",
+    Resource.REPLICATION_POLICY: "replication",
+    Resource.REPLICATION: "replication",
+    Resource.REPLICATION_ADAPTER: "replication",
+    Resource.REGISTRY: "registry endpoints (replication, proxy cache)",
+    Resource.LDAP_USER: "LDAP authentication",
 }
 """Resources of Harbor's robot catalogue whose feature Dockyard lacks: a grant on one
 is refused naming the feature, and they are not offered (``getPermissions``, the
