@@ -42,6 +42,9 @@ EDITABLE_SETTINGS = (
     config.BANNER_MESSAGE,
     config.DISABLED_AUDIT_LOG_EVENT_TYPES,
     config.NOTIFICATION_ENABLE,
+    config.QUOTA_PER_PROJECT_ENABLE,
+    config.TOKEN_EXPIRATION,
+    config.SESSION_TIMEOUT,
 )
 AUDIT_FILTERS = ("username", "resource", "resource_type", "operation")
 
@@ -364,7 +367,8 @@ async def configuration(page: Page) -> Response:
         section="configuration",
         items=items,
         editable=EDITABLE_SETTINGS,
-        shown=sorted(k for k, (_, e) in items.items() if not e),
+        # Items of features Dockyard lacks are not offered (the API shows them read-only).
+        shown=sorted(k for k, (_, e) in items.items() if not e and not config.ITEMS[k].missing),
     )
 
 
@@ -373,10 +377,21 @@ async def update_configuration(page: Page) -> Response:
     require_system(page, Action.UPDATE, Resource.USER)
     changes: dict[str, object] = {}
     for key in EDITABLE_SETTINGS:
-        if key in (config.SELF_REGISTRATION, config.NOTIFICATION_ENABLE):
+        if key in (
+            config.SELF_REGISTRATION,
+            config.NOTIFICATION_ENABLE,
+            config.QUOTA_PER_PROJECT_ENABLE,
+        ):
             changes[key] = page.checked(key)
-        elif key in (config.ROBOT_TOKEN_DURATION, config.STORAGE_PER_PROJECT):
-            changes[key] = page.int_field(key)
+        elif key in (
+            config.ROBOT_TOKEN_DURATION,
+            config.STORAGE_PER_PROJECT,
+            config.TOKEN_EXPIRATION,
+            config.SESSION_TIMEOUT,
+        ):
+            number = page.int_field(key)
+            if number is not None:  # a field the form did not send is left as it is
+                changes[key] = number
         else:
             changes[key] = page.field(key)
     async with page.state.db.write() as session:
@@ -390,6 +405,7 @@ async def system_info(page: Page) -> Response:
     async with page.state.db.read() as session:
         stats = await system.statistics(session, page.principal)
         props = await system.system_properties(session)
+        timeout = await config.run_time_value(session, config.SESSION_TIMEOUT)
     settings = page.state.settings
     return page.render(
         "admin/system.html",
@@ -400,5 +416,5 @@ async def system_info(page: Page) -> Response:
         version=system.dockyard_version(),
         external_url=page.base_url(),
         database=settings.effective_database_url.split(":", 1)[0],
-        session_timeout=settings.session_timeout_minutes,
+        session_timeout=settings.session_timeout_minutes if timeout is None else timeout,
     )
