@@ -57,7 +57,7 @@ class ConfigItem:
             raise BadRequestError(
                 f"{self.key} cannot be turned on: {self.missing} is not supported by Dockyard yet"
             )
-        if self.missing_choices and raw in self.missing_choices:
+        if self.missing_choices and isinstance(raw, str) and raw in self.missing_choices:
             raise BadRequestError(
                 f"{self.key} {raw} cannot be used: {self.missing_choices[raw]} is not "
                 "supported by Dockyard yet"
