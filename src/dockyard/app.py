@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from dockyard.artifacts import api as artifacts_api
+from dockyard.artifacts import icons_api
 from dockyard.artifacts import write_api as artifacts_write_api
 from dockyard.audit import api as audit_api
 from dockyard.audit import hooks as audit_hooks
@@ -45,6 +46,7 @@ from dockyard.registry.service import RegistryService
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
+from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage
 from dockyard.system import api as system_api
@@ -132,6 +134,8 @@ def api_operations() -> list[Operation]:
         *gc_api.operations,
         *retention_api.operations,
         *webhooks_api.operations,
+        *search_api.operations,
+        *icons_api.operations,
     ]
 
 

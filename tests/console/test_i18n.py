@@ -21,7 +21,6 @@ EXPANSIONS = {
     "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],
     "artifact.accessory.": ["signature.cosign", "signature.notation", "harbor.sbom", "other"],
     "audit.": ["username", "resource", "resource_type", "operation"],
-    "config.": ["auto_scan", "prevent_vul", "enable_content_trust", "enable_content_trust_cosign"],
     "error.status.": ["400", "401", "403", "404", "409", "412", "413", "429"],
     "project.tab.": [entry.key for entry in PROJECT_TABS],
     "projects.sort.": ["name", "-name", "created", "-created"],

@@ -69,7 +69,9 @@ async def test_user_creates_project_and_reads_it_by_id_and_by_name(
     username, user_id = await _user(state)
     name = _name()
     async with make_client(app, (username, PASSWORD)) as client:
-        project_id = await _create(client, name, metadata={"public": "false", "auto_scan": "true"})
+        project_id = await _create(
+            client, name, metadata={"public": "false", "reuse_sys_cve_allowlist": "true"}
+        )
         by_id = await client.get(f"{API}/projects/{project_id}")
         assert by_id.status_code == 200, by_id.text
         body = by_id.json()
@@ -80,7 +82,7 @@ async def test_user_creates_project_and_reads_it_by_id_and_by_name(
         assert body["deleted"] is False
         assert body["registry_id"] == 0
         assert body["repo_count"] == 0
-        assert body["metadata"] == {"public": "false", "auto_scan": "true"}
+        assert body["metadata"] == {"public": "false", "reuse_sys_cve_allowlist": "true"}
         assert body["current_user_role_id"] == 1
         assert body["current_user_role_ids"] == [1]
         assert body["togglable"] is True
@@ -338,19 +340,20 @@ async def test_update_project_metadata(admin: httpx.AsyncClient, state: AppState
         f"{API}/projects/{project_id}",
         json={
             "project_name": "ignored-rename",
-            "metadata": {"public": "true", "severity": "HIGH", "prevent_vul": "true"},
+            "metadata": {"public": "true", "severity": "HIGH", "prevent_vul": "false"},
             "cve_allowlist": {"items": [{"cve_id": "CVE-2020-1"}]},
         },
     )
     assert response.status_code == 200, response.text
     after = (await admin.get(f"{API}/projects/{project_id}")).json()
     assert after["name"] == name
-    assert after["metadata"] == {"public": "true", "severity": "high", "prevent_vul": "true"}
+    assert after["metadata"] == {"public": "true", "severity": "high", "prevent_vul": "false"}
     assert after["update_time"] >= before["update_time"]
 
     for bad in (
         {"metadata": {"public": "yes"}},
         {"metadata": {"auto_scan": "TRUE"}},
+        {"metadata": {"prevent_vul": "true"}},
         {"metadata": {"severity": "unknown"}},
         {"metadata": "public"},
     ):
@@ -443,23 +446,31 @@ async def test_metadata_endpoints(admin: httpx.AsyncClient) -> None:
     base = f"{API}/projects/{name}/metadatas"
 
     assert (await admin.get(f"{base}/")).json() == {"public": "false"}
-    added = await admin.post(f"{base}/", json={"auto_scan": "true", "severity": "Low"})
+    added = await admin.post(
+        f"{base}/", json={"reuse_sys_cve_allowlist": "true", "severity": "Low"}
+    )
     assert added.status_code == 200, added.text
     assert (await admin.get(f"{base}/")).json() == {
         "public": "false",
-        "auto_scan": "true",
+        "reuse_sys_cve_allowlist": "true",
         "severity": "low",
     }
     assert (await admin.get(f"{base}/severity")).json() == {"severity": "low"}
-    assert (await admin.post(f"{base}/", json={"auto_scan": "false"})).status_code == 409
+    assert (
+        await admin.post(f"{base}/", json={"reuse_sys_cve_allowlist": "false"})
+    ).status_code == 409
 
-    updated = await admin.put(f"{base}/auto_scan", json={"auto_scan": "false"})
+    updated = await admin.put(
+        f"{base}/reuse_sys_cve_allowlist", json={"reuse_sys_cve_allowlist": "false"}
+    )
     assert updated.status_code == 200
-    assert (await admin.get(f"{base}/auto_scan")).json() == {"auto_scan": "false"}
+    assert (await admin.get(f"{base}/reuse_sys_cve_allowlist")).json() == {
+        "reuse_sys_cve_allowlist": "false"
+    }
 
-    assert (await admin.delete(f"{base}/auto_scan")).status_code == 200
-    assert (await admin.get(f"{base}/auto_scan")).status_code == 404
-    assert (await admin.delete(f"{base}/auto_scan")).status_code == 404
+    assert (await admin.delete(f"{base}/reuse_sys_cve_allowlist")).status_code == 200
+    assert (await admin.get(f"{base}/reuse_sys_cve_allowlist")).status_code == 404
+    assert (await admin.delete(f"{base}/reuse_sys_cve_allowlist")).status_code == 404
     assert (await admin.get(f"{base}/colour")).status_code == 404
 
 
@@ -469,6 +480,8 @@ async def test_metadata_endpoints(admin: httpx.AsyncClient) -> None:
         {"colour": "red"},
         {"public": "yes"},
         {"prevent_vul": "1"},
+        {"prevent_vul": "true"},
+        {"auto_sbom_generation": "true"},
         {"severity": "catastrophic"},
         {"retention_id": "1"},
         {"public": True},
@@ -566,3 +579,32 @@ async def test_delete_takes_labels_rules_quota_and_policies_along(
         ):
             count = await session.scalar(select(func.count()).select_from(model).where(where))
             assert count == 0, model.__tablename__
+
+
+@pytest.mark.parametrize(
+    ("key", "feature"),
+    [
+        ("auto_scan", "vulnerability scanning"),
+        ("prevent_vul", "vulnerability scanning"),
+        ("auto_sbom_generation", "SBOM generation"),
+        ("enable_content_trust", "content trust"),
+        ("enable_content_trust_cosign", "content trust"),
+    ],
+)
+async def test_switches_of_missing_features_accept_false_only(
+    admin: httpx.AsyncClient, key: str, feature: str
+) -> None:
+    """Harbor's portal sends every switch, off; turning one on is refused naming the feature."""
+    name = _name()
+    await _create(admin, name, metadata={"public": "false", key: "false", "severity": "low"})
+    for method, url, body in (
+        ("PUT", f"{API}/projects/{name}", {"metadata": {key: "true"}}),
+        ("PUT", f"{API}/projects/{name}/metadatas/{key}", {key: "true"}),
+        ("POST", f"{API}/projects", {"project_name": _name(), "metadata": {key: "true"}}),
+    ):
+        refused = await admin.request(method, url, json=body)
+        assert refused.status_code == 400, (method, url, refused.text)
+        message = refused.json()["errors"][0]["message"]
+        assert key in message and feature in message and "not supported by Dockyard yet" in message
+    stored = (await admin.get(f"{API}/projects/{name}/metadatas/")).json()
+    assert stored[key] == "false"

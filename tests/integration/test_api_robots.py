@@ -405,6 +405,38 @@ BAD_PROJECT_BODIES: dict[str, tuple[int, Any]] = {
 }
 
 
+@pytest.mark.parametrize(
+    ("kind", "access", "feature"),
+    [
+        ("project", "scan:create", "vulnerability scanning"),
+        ("project", "sbom:create", "SBOM generation"),
+        ("project", "scanner:read", "vulnerability scanning"),
+        ("project", "export-cve:create", "vulnerability scanning"),
+        ("project", "preheat-policy:create", "P2P preheat"),
+        ("system", "scan-all:create", "vulnerability scanning"),
+        ("system", "scanner:create", "vulnerability scanning"),
+        ("system", "preheat-instance:list", "P2P preheat"),
+        ("system", "replication-policy:create", "replication"),
+        ("system", "registry:list", "registry endpoints"),
+        ("system", "ldap-user:list", "LDAP authentication"),
+    ],
+)
+async def test_permissions_of_missing_features_are_refused_by_name(
+    state: AppState, admin: httpx.AsyncClient, kind: str, access: str, feature: str
+) -> None:
+    project, _ = await _project(state)
+    if kind == "project":
+        body = _project_robot(project, "repository:pull", access)
+    else:
+        body = _system_robot(_entry("system", "/", "catalog:read", access))
+    response = await admin.post("/api/v2.0/robots", json=body)
+    assert response.status_code == 400, response.text
+    message = response.json()["errors"][0]["message"]
+    assert access in message and feature in message and "not supported by Dockyard yet" in message
+    assert await _robot_rows(state, f"{project}+{body['name']}") == 0
+    assert await _robot_rows(state, body["name"]) == 0
+
+
 @pytest.mark.parametrize("case", list(BAD_PROJECT_BODIES))
 async def test_bad_permissions_are_refused_and_create_nothing(
     state: AppState, admin: httpx.AsyncClient, case: str
@@ -791,6 +823,9 @@ async def test_permission_catalogue_for_administrators(
     project = {(p["resource"], p["action"]) for p in full["project"]}
     assert ("garbage-collection", "create") in system and ("catalog", "read") in system
     assert ("repository", "push") in project and ("repository", "create") not in project
+    # Permissions of features Dockyard lacks are not offered.
+    offered = {resource for resource, _ in system | project}
+    assert not offered & {"scan", "sbom", "scanner", "export-cve", "preheat-policy", "scan-all"}
 
     project_name, _ = await _project(state)
     chief, plain, guest = await _user(state), await _user(state), await _user(state)

@@ -85,23 +85,24 @@ async def test_group_lifecycle(admin: httpx.AsyncClient) -> None:
     assert (await admin.put(f"{GROUPS}/{group_id}", json={"group_name": "x"})).status_code == 404
 
 
-async def test_ldap_groups_need_a_dn(admin: httpx.AsyncClient) -> None:
+async def test_ldap_groups_are_refused_while_ldap_is_missing(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    before = await _group_count(state)
     dn = f"cn={_name()},ou=groups,dc=example,dc=com"
-    missing = await admin.post(GROUPS, json={"group_type": 1, "group_name": _name()})
-    assert missing.status_code == 400
-    group_id = await _create_group(admin, group_type=1, ldap_group_dn=dn)
-    got = (await admin.get(f"{GROUPS}/{group_id}")).json()
-    assert got["ldap_group_dn"] == dn and got["group_type"] == 1
-    by_dn = await admin.get(GROUPS, params={"ldap_group_dn": dn})
-    assert [g["id"] for g in by_dn.json()] == [group_id]
-    same_dn = await admin.post(
-        GROUPS, json={"group_type": 1, "group_name": _name(), "ldap_group_dn": dn}
-    )
-    assert same_dn.status_code == 409
+    for body in (
+        {"group_type": 1, "group_name": _name(), "ldap_group_dn": dn},
+        {"group_type": 1, "group_name": _name()},
+    ):
+        refused = await admin.post(GROUPS, json=body)
+        assert refused.status_code == 400, refused.text
+        message = refused.json()["errors"][0]["message"]
+        assert "LDAP" in message and "not supported by Dockyard yet" in message
     not_ldap = await admin.post(
         GROUPS, json={"group_type": 2, "group_name": _name(), "ldap_group_dn": dn}
     )
     assert not_ldap.status_code == 400
+    assert await _group_count(state) == before
 
 
 async def test_duplicates_and_paging(admin: httpx.AsyncClient) -> None:

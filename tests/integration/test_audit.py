@@ -207,10 +207,10 @@ async def test_project_metadata_and_member_changes(
     created = _one(await _events(state, resource=name), "create", "project")
     assert created.project_id == project_id
 
-    response = await admin.put(f"{API}/projects/{name}", json={"metadata": {"auto_scan": "true"}})
+    response = await admin.put(f"{API}/projects/{name}", json={"metadata": {"public": "true"}})
     assert response.status_code == 200
     updated = _one(await _events(state, resource=name), "update", "project")
-    assert "auto_scan=true" in updated.operation_description
+    assert "public=true" in updated.operation_description
 
     response = await admin.put(
         f"{API}/projects/{name}/metadatas/severity", json={"severity": "high"}

@@ -173,6 +173,11 @@ async def test_purge_keeps_recent_and_unlisted_events_and_dry_run_counts_first(
     assert log.headers["content-type"].startswith("text/plain")
     assert "older than 48 hours" in log.text
     assert f"done: {expected} events purged" in log.text
+    # Harbor's wording, which clients grep.
+    assert log.text.splitlines()[0].endswith("Purge audit job start")
+    assert f"Purged {expected} rows of audit logs" in log.text
+    dry_log = (await admin.get(f"{URL}/{dry['id']}/log")).text
+    assert f"{expected} rows of audit logs" in dry_log
 
     history = await admin.get(URL, params={"page_size": 100})
     assert history.status_code == 200
@@ -336,13 +341,33 @@ async def test_bad_requests_are_400s_that_start_nothing(
     assert after == before
 
 
-async def test_manual_is_not_a_schedule_and_unknown_runs_are_404(
-    admin: httpx.AsyncClient, state: AppState
+async def test_put_manual_purges_now_and_put_without_type_changes_nothing(
+    admin: httpx.AsyncClient, state: AppState, no_schedule: None
 ) -> None:
+    """Harbor answers both with 200: ``Manual`` runs now, no type (``{"cron": ""}``) is a no-op."""
+    daily = {"schedule": {"type": "Daily"}, "parameters": {"audit_retention_hour": 24}}
+    assert (await admin.put(SCHEDULE, json=daily)).status_code == 200
+    for body in ({"schedule": {"cron": ""}}, {"schedule": {"type": "", "cron": ""}}):
+        assert (await admin.put(SCHEDULE, json=body)).status_code == 200
+        kept = (await admin.get(SCHEDULE)).json()
+        assert kept["schedule"]["type"] == "Daily", kept
+    before = (await admin.get(URL, params={"page_size": 1})).json()
     manual = await admin.put(
-        SCHEDULE, json={"schedule": {"type": "Manual"}, "parameters": {"audit_retention_hour": 5}}
+        SCHEDULE,
+        json={
+            "schedule": {"type": "Manual"},
+            "parameters": {"audit_retention_hour": 50000, "dry_run": True},
+        },
     )
-    assert manual.status_code == 400
+    assert manual.status_code == 200, manual.text
+    newest = (await admin.get(URL, params={"page_size": 1})).json()[0]
+    assert not before or newest["id"] > before[0]["id"]
+    assert newest["job_kind"] == "MANUAL"
+    assert (await _wait(admin, newest["id"]))["job_status"] == "Success"
+    assert (await admin.get(SCHEDULE)).json()["schedule"]["type"] == "Daily"
+
+
+async def test_unknown_runs_are_404(admin: httpx.AsyncClient, state: AppState) -> None:
     async with state.db.write() as session:
         other = await jobs.enqueue(session, "TEST_STEPS", extra_attrs={"steps": 1})
     for missing in (999_999_999, other.id):  # another job type's execution is not a purge

@@ -709,6 +709,9 @@ async def test_the_webhook_switch_is_on_the_configuration_page(
         "storage_per_project": str(items["storage_per_project"]),
         "banner_message": items["banner_message"],
         "disabled_audit_log_event_types": items["disabled_audit_log_event_types"],
+        "token_expiration": str(items["token_expiration"]),
+        "session_timeout": str(items["session_timeout"]),
+        "quota_per_project_enable": "on",
         **({"self_registration": "on"} if items["self_registration"] else {}),
     }
     try:

@@ -556,3 +556,65 @@ async def test_labels_are_edited_in_place(
     )
     assert "edit it in its project" in flash(await follow(client, wrong))
     assert (await admin.get(f"/api/v2.0/labels/{label_id}")).json()["name"] == "new"
+
+
+async def test_features_dockyard_lacks_are_not_offered(
+    console: tuple[httpx.AsyncClient, str], project: str
+) -> None:
+    """No scanning or content-trust switch, no robot permission of a missing feature,
+    no LDAP group type: the API refuses them all (400), so the console does not offer them."""
+    client, _ = console
+    configuration = (await client.get(f"/harbor/projects/{project}/configuration")).text
+    assert 'name="public"' in configuration
+    for switch in ("auto_scan", "prevent_vul", "enable_content_trust", "auto_sbom_generation"):
+        assert f'name="{switch}"' not in configuration
+    offered = {
+        f"/harbor/projects/{project}/robots": "repository:pull",
+        "/harbor/admin/robots": "catalog:read",
+    }
+    for page, present in offered.items():
+        text = (await client.get(page)).text
+        assert f'value="{present}"' in text, page
+        for resource in ("scan", "sbom", "scanner", "export-cve", "preheat-policy", "scan-all"):
+            assert f'value="{resource}:' not in text, (page, resource)
+    groups = (await client.get("/harbor/admin/groups")).text
+    assert '<option value="2"' in groups and '<option value="1"' not in groups
+
+
+async def test_run_time_items_on_the_configuration_page(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient
+) -> None:
+    """token_expiration, session_timeout and quota_per_project_enable are edited there;
+    items of missing features (LDAP, OIDC…) are not listed."""
+    client, csrf = console
+    page = (await client.get("/harbor/admin/configuration")).text
+    assert 'name="token_expiration"' in page and 'name="session_timeout"' in page
+    assert 'name="quota_per_project_enable" checked' in page
+    assert "ldap_url" not in page and "oidc_endpoint" not in page
+    before = (await admin.get("/api/v2.0/configurations")).json()
+    items = {k: v["value"] for k, v in before.items()}
+    form = {
+        "_csrf": csrf,
+        "project_creation_restriction": items["project_creation_restriction"],
+        "robot_token_duration": str(items["robot_token_duration"]),
+        "storage_per_project": str(items["storage_per_project"]),
+        "banner_message": items["banner_message"],
+        "disabled_audit_log_event_types": items["disabled_audit_log_event_types"],
+        "notification_enable": "on",
+        "quota_per_project_enable": "on",
+        "token_expiration": "12",
+        "session_timeout": "45",
+        **({"self_registration": "on"} if items["self_registration"] else {}),
+    }
+    try:
+        assert (await client.post("/harbor/admin/configuration", data=form)).status_code == 303
+        after = (await admin.get("/api/v2.0/configurations")).json()
+        assert after["token_expiration"]["value"] == 12
+        assert after["session_timeout"]["value"] == 45
+        assert after["quota_per_project_enable"]["value"] is True
+        client.cookies.set("dy_lang", "en")
+        shown = (await client.get("/harbor/admin/system")).text
+        assert "45 minutes" in shown
+    finally:
+        restore = {k: v["value"] for k, v in before.items() if v["editable"]}
+        assert (await admin.put("/api/v2.0/configurations", json=restore)).status_code == 200

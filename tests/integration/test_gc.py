@@ -290,6 +290,13 @@ async def test_gc_keeps_exactly_what_artifacts_need_and_a_dry_run_predicts_it(
     assert all(c.agrees for c in checks), checks
     log = await client.get(f"{GC}/{real['id']}/log")
     assert "purged_blobs=" in log.text
+    # Harbor's wording, which clients grep, alongside our own lines.
+    blobs, manifests = counts(real)["purged_blobs"], counts(real)["purged_manifests"]
+    assert any(line.endswith(" workers: 3") for line in log.text.splitlines())
+    assert f"{blobs} blobs and {manifests} manifests eligible for deletion" in log.text
+    assert f"{blobs} blobs and {manifests} manifests are actually deleted" in log.text
+    dry_log = (await client.get(f"{GC}/{dry['id']}/log")).text
+    assert f"{blobs} blobs and {manifests} manifests eligible for deletion" in dry_log
 
 
 async def test_untagged_deletion_spares_accessories_of_tagged_and_children_of_tagged(

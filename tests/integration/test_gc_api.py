@@ -94,6 +94,34 @@ async def test_run_now_then_history_get_and_log(admin: httpx.AsyncClient) -> Non
     assert (await admin.put(f"{GC}/{gc_id}")).status_code == 200  # finished: nothing to stop
 
 
+async def test_put_manual_runs_now_and_put_without_type_changes_nothing(
+    admin: httpx.AsyncClient,
+) -> None:
+    """Harbor answers both with 200: ``Manual`` runs now, no type (``{"cron": ""}``) is a no-op."""
+    weekly = {"schedule": {"type": "Weekly"}}
+    assert (await admin.put(f"{GC}/schedule", json=weekly)).status_code == 200
+    try:
+        for body in ({"schedule": {"cron": ""}}, {"schedule": {"type": "", "cron": ""}}):
+            assert (await admin.put(f"{GC}/schedule", json=body)).status_code == 200
+            kept = (await admin.get(f"{GC}/schedule")).json()
+            assert kept["schedule"]["type"] == "Weekly", kept
+        before = (await admin.get(GC, params={"page_size": 1})).json()
+        manual = {"schedule": {"type": "Manual"}, "parameters": {"dry_run": True}}
+        for _ in range(100):  # another test's run may still be going: one run at a time
+            response = await admin.put(f"{GC}/schedule", json=manual)
+            if response.status_code != 409:
+                break
+            await asyncio.sleep(0.1)
+        assert response.status_code == 200, response.text
+        newest = (await admin.get(GC, params={"page_size": 1})).json()[0]
+        assert not before or newest["id"] > before[0]["id"]
+        assert newest["job_kind"] == "MANUAL"
+        assert (await _wait(admin, newest["id"]))["job_status"] == "Success"
+        assert (await admin.get(f"{GC}/schedule")).json()["schedule"]["type"] == "Weekly"
+    finally:
+        await admin.put(f"{GC}/schedule", json={"schedule": {"type": "None"}})
+
+
 async def test_schedule_presets_custom_and_none(admin: httpx.AsyncClient) -> None:
     await admin.put(f"{GC}/schedule", json={"schedule": {"type": "None"}})
     empty = (await admin.get(f"{GC}/schedule")).json()
@@ -149,11 +177,6 @@ async def test_bad_requests_are_400(admin: httpx.AsyncClient, body: dict[str, An
     assert created.json()["errors"][0]["code"] == "BAD_REQUEST"
     updated = await admin.put(f"{GC}/schedule", json=body)
     assert updated.status_code == 400, updated.text
-
-
-async def test_manual_is_not_a_schedule_to_update(admin: httpx.AsyncClient) -> None:
-    response = await admin.put(f"{GC}/schedule", json={"schedule": {"type": "Manual"}})
-    assert response.status_code == 400
 
 
 async def test_only_administrators(

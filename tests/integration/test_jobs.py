@@ -235,6 +235,62 @@ async def test_old_executions_are_pruned(state: AppState) -> None:
     assert count is not None
 
 
+HARBOR_QUEUES = {
+    "AUDIT_LOGS_GDPR_COMPLIANT",
+    "EXECUTION_SWEEP",
+    "GARBAGE_COLLECTION",
+    "IMAGE_SCAN",
+    "P2P_PREHEAT",
+    "PURGE_AUDIT_LOG",
+    "REPLICATION",
+    "RETENTION",
+    "SCAN_DATA_EXPORT",
+    "SCHEDULER",
+    "SLACK",
+    "SYSTEM_ARTIFACT_CLEANUP",
+    "WEBHOOK",
+}
+
+
+async def test_dashboard_answers_as_harbor(state: AppState, admin: httpx.AsyncClient) -> None:
+    """Every queue Harbor lists (empty where Dockyard lacks the feature), string job
+    ids, ``all`` as the only schedule job type, an unknown pool without workers."""
+    queues = {q["job_type"]: q for q in (await admin.get("/api/v2.0/jobservice/queues")).json()}
+    assert len(HARBOR_QUEUES) == 13
+    assert set(queues) >= HARBOR_QUEUES
+    assert queues["IMAGE_SCAN"] == {
+        "job_type": "IMAGE_SCAN",
+        "count": 0,
+        "latency": 0,
+        "paused": False,
+    }
+    paused = await admin.get("/api/v2.0/schedules/GARBAGE_COLLECTION/paused")
+    assert paused.status_code == 400
+    assert paused.json()["errors"][0]["message"] == "job_type can only be 'all'"
+    assert (await admin.get("/api/v2.0/schedules/all/paused")).json() == {"paused": False}
+    assert (await admin.get("/api/v2.0/schedules/ALL/paused")).status_code == 200
+
+    unknown_pool = await admin.get("/api/v2.0/jobservice/pools/no-such-pool/workers")
+    assert unknown_pool.status_code == 200 and unknown_pool.json() == []
+
+    # Harbor's job ids are strings: one Dockyard never issued is simply not found.
+    for job_id in ("6f1c2b9d8e7a6f5e4d3c2b1a", "not-a-job"):
+        assert (await admin.put(f"/api/v2.0/jobservice/jobs/{job_id}")).status_code == 404
+        assert (await admin.get(f"/api/v2.0/jobservice/jobs/{job_id}/log")).status_code == 404
+    long_run = await _start(state, "TEST_STEPS", [{"steps": 1000, "sleep": 0.02}])
+    [task] = await _tasks(state, long_run)
+    deadline = time.monotonic() + 30
+    while task.status != jobs.RUNNING:
+        assert time.monotonic() < deadline, task.status
+        await asyncio.sleep(0.05)
+        [task] = await _tasks(state, long_run)
+    workers = (await admin.get("/api/v2.0/jobservice/pools/all/workers")).json()
+    assert workers and all(isinstance(w["job_id"], str) for w in workers)
+    # "all" stops every running job, as in Harbor.
+    assert (await admin.put("/api/v2.0/jobservice/jobs/all")).status_code == 200
+    assert (await _wait_final(state, long_run)).status == jobs.STOPPED
+
+
 async def test_dashboard_api(
     state: AppState, admin: httpx.AsyncClient, anon: httpx.AsyncClient, tmp_path: Path
 ) -> None:
@@ -250,7 +306,8 @@ async def test_dashboard_api(
     # pause: nothing of that type runs; resume: it runs
     paused = await admin.put("/api/v2.0/jobservice/queues/TEST_RECORD", json={"action": "pause"})
     assert paused.status_code == 200
-    assert (await admin.get("/api/v2.0/schedules/TEST_RECORD/paused")).json() == {"paused": True}
+    waiting = {q["job_type"]: q for q in (await admin.get("/api/v2.0/jobservice/queues")).json()}
+    assert waiting["TEST_RECORD"]["paused"]
     record = tmp_path / "r.txt"
     execution_id = await _start(state, "TEST_RECORD", [{"path": str(record)}])
     await asyncio.sleep(1.0)

@@ -460,3 +460,31 @@ async def test_layers_named_again_after_their_release_are_charged_again(
 )
 def test_human_size(size: int, text: str) -> None:
     assert human_size(size) == text
+
+
+async def test_limits_switched_off_count_but_never_refuse(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """Harbor's ``quota_per_project_enable``: off, usage is still counted but no limit refuses."""
+    config_url = "/api/v2.0/configurations"
+    project_id, name = await new_project(state, storage_limit=1024)
+    small, big = data("small", 512), data("big", 4096)
+    await push_blob(admin, f"{name}/app", small)
+    refused = await admin.post(
+        f"/v2/{name}/app/blobs/uploads/", params={"digest": digest_of(big)}, content=big
+    )
+    assert refused.status_code == 403
+    switch = await admin.put(config_url, json={"quota_per_project_enable": False})
+    assert switch.status_code == 200
+    try:
+        items = (await admin.get(config_url)).json()
+        assert items["quota_per_project_enable"] == {"value": False, "editable": True}
+        await push_blob(admin, f"{name}/app", big)
+        assert await usage(state, project_id) == (1024, len(small) + len(big))
+    finally:
+        await admin.put(config_url, json={"quota_per_project_enable": True})
+    again = data("again", 64)
+    refused = await admin.post(
+        f"/v2/{name}/app/blobs/uploads/", params={"digest": digest_of(again)}, content=again
+    )
+    assert refused.status_code == 403

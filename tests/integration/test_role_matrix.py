@@ -293,7 +293,7 @@ def _rest_probes(state: AppState) -> dict[tuple[Resource, Action], Probe]:
         c: httpx.AsyncClient, a: httpx.AsyncClient, m: Matrix, r: Role
     ) -> int:
         await a.post(f"{base}/{m.project_id}/metadatas/", json={"prevent_vul": "false"})
-        body = {"prevent_vul": "true"}
+        body = {"prevent_vul": "false"}
         url = f"{base}/{m.project_id}/metadatas/prevent_vul"
         return (await c.put(url, json=body)).status_code
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from dockyard.artifacts import schemas, service
 from dockyard.errors import NotFoundError
@@ -231,7 +231,8 @@ async def list_accessories(api: ApiRequest) -> Response:
 
 @operation("GET", ARTIFACT + "/additions/{addition}", "getAddition")
 async def get_addition(api: ApiRequest) -> Response:
-    """An image's build history, or a chart's values.yaml, readme.md or dependencies."""
+    """An image's build history, a chart's values.yaml, readme.md or dependencies, or
+    vulnerabilities (``{}`` until scanning lands)."""
     addition = api.path("addition")
     if addition not in service.ADDITIONS:
         raise NotFoundError(
@@ -247,6 +248,8 @@ async def get_addition(api: ApiRequest) -> Response:
             api.path("reference"),
             addition,
         )
+    if addition == service.VULNERABILITIES:
+        return JSONResponse({})  # no scanner yet: Harbor's answer for an unscanned artifact
     content_type, body = await service.addition_content(api.state.storage, artifact, addition)
     return Response(body, headers={"Content-Type": content_type})
 

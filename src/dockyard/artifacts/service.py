@@ -63,8 +63,11 @@ _IMAGE_CONFIGS = frozenset(
     }
 )
 """Config media types of images whose build history Harbor shows."""
-ADDITIONS = _IMAGE_ADDITIONS + _CHART_ADDITIONS
-"""Additions Dockyard can answer (vulnerabilities, SBOM, license and files need scanners)."""
+VULNERABILITIES = "vulnerabilities"
+"""Answered for every artifact with no report (``{}``), as Harbor answers for an
+unscanned one, until scanning lands."""
+ADDITIONS = (*_IMAGE_ADDITIONS, *_CHART_ADDITIONS, VULNERABILITIES)
+"""Additions Dockyard can answer (SBOM, license and files need scanners)."""
 
 
 # --- resolving -----------------------------------------------------------------------------
@@ -638,7 +641,7 @@ async def find_addition_artifact(
         session, principal, project_name, repository_name, Action.READ, Resource.ARTIFACT_ADDITION
     )
     artifact = await resolve_artifact(session, target, reference)
-    if addition not in addition_names(artifact):
+    if addition != VULNERABILITIES and addition not in addition_names(artifact):
         raise NotFoundError(
             f"artifact {artifact.digest} of type {artifact.type} has no {addition!r} addition"
         )

@@ -191,12 +191,13 @@ async def create_purge_schedule(api: ApiRequest) -> Response:
 
 @operation("PUT", "/system/purgeaudit/schedule", "updatePurgeSchedule", body=Schedule)
 async def update_purge_schedule(api: ApiRequest) -> Response:
-    """Change the schedule (``None`` removes it); a run now is ``createPurgeSchedule``'s."""
+    """Change the schedule (``None`` removes it). As Harbor: ``Manual`` purges now and a
+    schedule without a type (the portal's ``{"cron": ""}``) changes nothing."""
     await _purge_allowed(api, Action.UPDATE, "change the audit log purge schedule")
     body = await api.json(Schedule)
     obj = _schedule_body(body)
-    if obj is not None and obj.get("type") == schedules.MANUAL:
-        raise BadRequestError("a Manual purge runs once: start it with POST")
+    if obj is not None and not obj.get("type"):
+        return empty_response()
     async with api.state.db.write() as session:
         await purge.set_schedule(session, obj, body.parameters)
     return empty_response()

@@ -31,6 +31,7 @@ async def purge_audit_log(ctx: JobContext) -> Mapping[str, Any] | None:
     except BadRequestError as exc:
         raise PermanentJobError(f"bad purge parameters: {exc.message}") from None
     db = ctx.env.db
+    ctx.log("Purge audit job start")  # Harbor's first line; scripts grep for it
     if ctx.progress and "before" in ctx.progress:
         before = datetime.fromisoformat(str(ctx.progress["before"]))
         async with db.read() as session:
@@ -55,6 +56,7 @@ async def purge_audit_log(ctx: JobContext) -> Mapping[str, Any] | None:
                 session, ctx.execution_id, {purge.PURGED_COUNT: purged}
             )
         ctx.log(f"dry run: {purged} events would be purged")
+        ctx.log(f"Dry run: {purged} rows of audit logs would be purged")  # Harbor's wording
         return {purge.PURGED_COUNT: purged}
     while True:
         async with db.write() as session:
@@ -71,6 +73,7 @@ async def purge_audit_log(ctx: JobContext) -> Mapping[str, Any] | None:
         if deleted < PURGE_BATCH:
             break
     ctx.log(f"done: {purged} events purged")
+    ctx.log(f"Purged {purged} rows of audit logs")  # Harbor's wording
     return {purge.PURGED_COUNT: purged}
 
 

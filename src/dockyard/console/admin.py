@@ -28,6 +28,7 @@ from dockyard.labels import service as labels
 from dockyard.quota import service as quotas
 from dockyard.quota.schemas import QuotaUpdateReq
 from dockyard.robots import service as robots
+from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.system import config
 from dockyard.system import service as system
@@ -41,6 +42,9 @@ EDITABLE_SETTINGS = (
     config.BANNER_MESSAGE,
     config.DISABLED_AUDIT_LOG_EVENT_TYPES,
     config.NOTIFICATION_ENABLE,
+    config.QUOTA_PER_PROJECT_ENABLE,
+    config.TOKEN_EXPIRATION,
+    config.SESSION_TIMEOUT,
 )
 AUDIT_FILTERS = ("username", "resource", "resource_type", "operation")
 
@@ -122,6 +126,8 @@ async def group_list(page: Page) -> Response:
         groups=found,
         paging=pages_of(total, request),
         group_types=users.GroupType,
+        # LDAP groups are not offered until LDAP lands (the API refuses them too).
+        creatable_group_types=[t for t in users.GroupType if t is not users.GroupType.LDAP],
         list_url=lambda **p: with_query(ADMIN + "/groups", **p),
     )
 
@@ -152,7 +158,7 @@ async def delete_group(page: Page) -> Response:
 def system_catalogue() -> list[tuple[str, list[str]]]:
     return sorted(
         (str(resource), sorted(str(a) for a in actions))
-        for resource, actions in ROBOT_SYSTEM_PERMISSIONS.items()
+        for resource, actions in grantable(ROBOT_SYSTEM_PERMISSIONS).items()
     )
 
 
@@ -361,7 +367,8 @@ async def configuration(page: Page) -> Response:
         section="configuration",
         items=items,
         editable=EDITABLE_SETTINGS,
-        shown=sorted(k for k, (_, e) in items.items() if not e),
+        # Items of features Dockyard lacks are not offered (the API shows them read-only).
+        shown=sorted(k for k, (_, e) in items.items() if not e and not config.ITEMS[k].missing),
     )
 
 
@@ -370,10 +377,21 @@ async def update_configuration(page: Page) -> Response:
     require_system(page, Action.UPDATE, Resource.USER)
     changes: dict[str, object] = {}
     for key in EDITABLE_SETTINGS:
-        if key in (config.SELF_REGISTRATION, config.NOTIFICATION_ENABLE):
+        if key in (
+            config.SELF_REGISTRATION,
+            config.NOTIFICATION_ENABLE,
+            config.QUOTA_PER_PROJECT_ENABLE,
+        ):
             changes[key] = page.checked(key)
-        elif key in (config.ROBOT_TOKEN_DURATION, config.STORAGE_PER_PROJECT):
-            changes[key] = page.int_field(key)
+        elif key in (
+            config.ROBOT_TOKEN_DURATION,
+            config.STORAGE_PER_PROJECT,
+            config.TOKEN_EXPIRATION,
+            config.SESSION_TIMEOUT,
+        ):
+            number = page.int_field(key)
+            if number is not None:  # a field the form did not send is left as it is
+                changes[key] = number
         else:
             changes[key] = page.field(key)
     async with page.state.db.write() as session:
@@ -387,6 +405,7 @@ async def system_info(page: Page) -> Response:
     async with page.state.db.read() as session:
         stats = await system.statistics(session, page.principal)
         props = await system.system_properties(session)
+        timeout = await config.run_time_value(session, config.SESSION_TIMEOUT)
     settings = page.state.settings
     return page.render(
         "admin/system.html",
@@ -397,5 +416,5 @@ async def system_info(page: Page) -> Response:
         version=system.dockyard_version(),
         external_url=page.base_url(),
         database=settings.effective_database_url.split(":", 1)[0],
-        session_timeout=settings.session_timeout_minutes,
+        session_timeout=settings.session_timeout_minutes if timeout is None else timeout,
     )

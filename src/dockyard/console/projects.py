@@ -40,6 +40,7 @@ from dockyard.projects.models import Project
 from dockyard.projects.schemas import ProjectMember, ProjectMetadata, ProjectReq, UserEntity
 from dockyard.projects.schemas import UserGroup as GroupEntity
 from dockyard.robots import service as robots
+from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.robots.schemas import Robot as RobotBody
 
@@ -50,12 +51,6 @@ PROJECT_SORTS = {
     "-created": "-creation_time",
 }
 ROLE_CHOICES = (Role.PROJECT_ADMIN, Role.MAINTAINER, Role.DEVELOPER, Role.GUEST, Role.LIMITED_GUEST)
-METADATA_SWITCHES = (
-    "auto_scan",
-    "prevent_vul",
-    "enable_content_trust",
-    "enable_content_trust_cosign",
-)
 GiB = 1024**3
 ARTIFACT_COUNT_CAP = 10_000
 """The summary counts a project's artifacts up to here and shows "10,000+" beyond."""
@@ -347,7 +342,7 @@ def robot_catalogue() -> list[tuple[str, list[str]]]:
     """The project robot permissions by resource, for the picker."""
     return sorted(
         (str(resource), sorted(str(a) for a in actions))
-        for resource, actions in ROBOT_PROJECT_PERMISSIONS.items()
+        for resource, actions in grantable(ROBOT_PROJECT_PERMISSIONS).items()
     )
 
 
@@ -670,14 +665,12 @@ async def configuration(page: Page) -> Response:
         project=view,
         context=context,
         allowed=allowed_in(page, context),
-        switches=METADATA_SWITCHES,
     )
 
 
 async def update_configuration(page: Page) -> Response:
+    # Scanning and content-trust switches are not offered until those features land.
     values = {"public": "true" if page.checked("public") else "false"}
-    for key in METADATA_SWITCHES:
-        values[key] = "true" if page.checked(key) else "false"
     req = ProjectReq(metadata=ProjectMetadata(**values))
     async with page.state.db.write() as session:
         project, context = await _project(session, page)

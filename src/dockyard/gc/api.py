@@ -140,15 +140,21 @@ async def create_gc_schedule(api: ApiRequest) -> Response:
 
 @operation("PUT", "/system/gc/schedule", "updateGCSchedule", body=Schedule)
 async def update_gc_schedule(api: ApiRequest) -> Response:
-    """Replace the schedule (type ``None`` removes it)."""
+    """Replace the schedule (type ``None`` removes it). As Harbor: type ``Manual`` runs
+    now (409 while a run is pending or running) and a schedule without a type (the
+    portal's ``{"cron": ""}``) changes nothing."""
     await _allow(api, Action.UPDATE)
     body = await api.json(Schedule)
-    spec = schedules.parse_schedule_obj(_schedule_obj(body))
-    if spec.cron_type == schedules.MANUAL:
-        raise BadRequestError("a Manual run is started with POST /system/gc/schedule")
+    obj = _schedule_obj(body)
+    if obj is not None and not obj.get("type"):
+        return empty_response()
+    spec = schedules.parse_schedule_obj(obj)
     params = _body_params(api, body)
     async with api.state.db.write() as session:
-        if spec.cron_type == schedules.NONE:
+        if spec.cron_type == schedules.MANUAL:
+            if await service.start(session, params) is None:
+                raise ConflictError("a garbage collection is already pending or running")
+        elif spec.cron_type == schedules.NONE:
             await schedules.remove_schedule(session, service.JOB_TYPE)
         else:
             await schedules.set_schedule(session, service.JOB_TYPE, spec, params.as_dict())

@@ -195,6 +195,7 @@ class _Run:
             f"cut-off {self.cutoff.isoformat()}"
             + (" (resumed at " + self.phase + ")" if self.ctx.progress else "")
         )
+        self.ctx.log(f"workers: {self.params.workers}")  # Harbor's wording; clients grep it
         async with self.db.write() as session:
             await self.add(session, dict.fromkeys(COUNTERS, 0))
         steps = {
@@ -232,16 +233,20 @@ class _Run:
         self.ctx.log(f"deleted {deleted} untagged artifacts")
 
     async def mark(self) -> None:
-        marked = 0
+        marked = eligible_manifests = eligible_blobs = 0
         while True:
             async with self.db.read() as session:
                 page = await repo.collectable_page(session, self.cutoff, self.after)
             if not page:
                 break
+            manifests = sum(1 for r in page if r.is_manifest)
+            eligible_manifests += manifests
+            eligible_blobs += len(page) - manifests
             async with self.db.write() as session:
                 marked += await repo.mark(session, [r.id for r in page], self.cutoff)
             self.after = page[-1].id
             await self.checkpoint()
+        self.ctx.log(_eligible(eligible_blobs, eligible_manifests))
         self.ctx.log(f"marked {marked} blobs as deletion candidates")
 
     async def sweep(self) -> None:
@@ -274,6 +279,10 @@ class _Run:
         self.ctx.log(
             f"deleted {self.totals.get('purged_blobs', 0)} blobs and "
             f"{self.totals.get('purged_manifests', 0)} manifests"
+        )
+        self.ctx.log(  # Harbor's wording
+            f"{self.totals.get('purged_blobs', 0)} blobs and "
+            f"{self.totals.get('purged_manifests', 0)} manifests are actually deleted"
         )
 
     async def _purge(self, rows: list[repo.BlobRow], bytes_gone: asyncio.Future[None]) -> None:
@@ -358,6 +367,8 @@ class _Run:
         self.totals = counts
         async with self.db.write() as session:
             await repo.set_on_execution(session, self.ctx.execution_id, counts)
+        self.ctx.log(f"workers: {self.params.workers}")
+        self.ctx.log(_eligible(counts["purged_blobs"], counts["purged_manifests"]))
         self.ctx.log("dry run: nothing deleted; " + _summary(counts))
         return counts
 
@@ -392,6 +403,11 @@ def _blob_counts(rows: Sequence[repo.BlobRow]) -> dict[str, int]:
         "purged_manifests": manifests,
         "freed_space": sum(r.size for r in rows),
     }
+
+
+def _eligible(blobs: int, manifests: int) -> str:
+    """Harbor's line for the candidates of a run (scripts grep for it)."""
+    return f"{blobs} blobs and {manifests} manifests eligible for deletion"
 
 
 def _summary(counts: Mapping[str, int]) -> str:

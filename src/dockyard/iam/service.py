@@ -18,6 +18,7 @@ from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
 from dockyard.robots import service as robots
+from dockyard.system import config
 
 # Docker scope actions the token service may grant on a repository.
 _REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
@@ -159,6 +160,11 @@ class IdentityService:
 
     async def issue_token(self, principal: Principal, requested: list[Scope]) -> IssuedToken:
         granted = await self.grant(principal, requested)
+        async with self.db.read() as session:
+            minutes = await config.run_time_value(session, config.TOKEN_EXPIRATION)
         return self.tokens.issue(
-            principal.name if not principal.is_anonymous else "", granted, principal.valid_until
+            principal.name if not principal.is_anonymous else "",
+            granted,
+            principal.valid_until,
+            ttl_seconds=minutes * 60 if isinstance(minutes, int) else None,
         )

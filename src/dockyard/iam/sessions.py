@@ -2,10 +2,11 @@
 
 The cookie holds a random secret; the database keeps only its SHA-256 (the
 row's id), so a leaked table opens no session. A session lives
-``session_timeout_minutes`` past its last use; the expiry moves at most once a
-minute, so a busy console does not write on every request. The user, their
-administrator flag and their groups are read from the database on every
-request, so a change or a deletion takes effect at once.
+``session_timeout`` minutes past its last use (the start-time setting
+``session_timeout_minutes`` until an administrator changes it at run time); the
+expiry moves at most once a minute, so a busy console does not write on every
+request. The user, their administrator flag and their groups are read from the
+database on every request, so a change or a deletion takes effect at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dockyard.db.engine import Database
 from dockyard.iam import repository as repo
 from dockyard.iam.models import LoginSession
 from dockyard.iam.policy import Principal
+from dockyard.system import config
 
 SESSION_COOKIE = "sid"
 CSRF_COOKIE = "__csrf"
@@ -61,9 +63,17 @@ def session_id(cookie: str) -> str | None:
     return hashlib.sha256(cookie.encode("ascii")).hexdigest()
 
 
+async def idle_lifetime(session: AsyncSession, default: timedelta) -> timedelta:
+    """``session_timeout`` as an administrator set it at run time, else ``default``."""
+    minutes = await config.run_time_value(session, config.SESSION_TIMEOUT)
+    return default if not isinstance(minutes, int) else timedelta(minutes=minutes)
+
+
 async def start_session(session: AsyncSession, user_id: int, lifetime: timedelta) -> NewSession:
-    """A new session for ``user_id`` (expired sessions of everyone are swept on the way)."""
+    """A new session for ``user_id`` (expired sessions of everyone are swept on the way);
+    ``lifetime`` is the start-time idle lifetime, which a run-time change overrides."""
     now = utcnow()
+    lifetime = await idle_lifetime(session, lifetime)
     await repo.delete_expired_login_sessions(session, now)
     cookie = secrets.token_urlsafe(_SECRET_BYTES)
     csrf_token = secrets.token_urlsafe(_SECRET_BYTES)
@@ -92,6 +102,7 @@ async def resolve_session(db: Database, cookie: str, lifetime: timedelta) -> Con
         row = await repo.find_login_session(session, row_id)
         if row is None or row.expires_at <= now:
             return None
+        lifetime = await idle_lifetime(session, lifetime)
         user = await repo.find_live_user(session, row.user_id)
         if user is None:
             return None

@@ -75,11 +75,17 @@ class TokenAuthority:
         self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
 
     def issue(
-        self, subject: str, access: list[Scope], not_after: float | None = None
+        self,
+        subject: str,
+        access: list[Scope],
+        not_after: float | None = None,
+        *,
+        ttl_seconds: int | None = None,
     ) -> IssuedToken:
-        """A token for ``access``; it never outlives ``not_after`` (an expiring robot)."""
+        """A token for ``access`` living ``ttl_seconds`` (default: the start-time
+        lifetime); it never outlives ``not_after`` (an expiring robot)."""
         now = int(time.time())
-        ttl = self.ttl_seconds
+        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
         if not_after is not None:
             ttl = max(1, min(ttl, int(not_after) - now))
         claims = {

@@ -380,15 +380,16 @@ async def create_group(
     operator: Actor,
 ) -> UserGroup:
     kind = _group_type(group_type)
+    if kind is GroupType.LDAP:
+        # Until LDAP lands (its issue lifts this), an LDAP group would never match anyone.
+        raise BadRequestError(
+            "LDAP user groups (group_type 1) need LDAP authentication, which is not "
+            "supported by Dockyard yet"
+        )
     name = _group_name(group_name)
     dn = (ldap_group_dn or "").strip()
     check_text(dn, "ldap_group_dn", max_length=MAX_LDAP_DN_LENGTH)
-    if kind is GroupType.LDAP:
-        if not dn:
-            raise BadRequestError("ldap_group_dn is required for an LDAP group")
-        if await repo.find_ldap_group_by_dn(session, dn) is not None:
-            raise AlreadyExistsError(f"an LDAP group with DN {dn} already exists")
-    elif dn:
+    if dn:
         raise BadRequestError("ldap_group_dn is only for LDAP groups (group_type 1)")
     if await repo.find_group_by_name(session, int(kind), name) is not None:
         raise AlreadyExistsError(f"user group {name} already exists")

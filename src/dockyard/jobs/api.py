@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.responses import PlainTextResponse, Response
 
-from dockyard.errors import NotFoundError, UnprocessableError
+from dockyard.errors import BadRequestError, NotFoundError, UnprocessableError
 from dockyard.http.api import ApiRequest, Operation, empty_response, json_response, operation
 from dockyard.iam.policy import Action, Resource, can
 from dockyard.jobs import schedules
@@ -26,6 +26,29 @@ from dockyard.jobs.schemas import (
 
 ALL = "all"
 _QUEUE_ACTIONS = ("stop", "pause", "resume")
+HARBOR_JOB_TYPES = frozenset(
+    {
+        "AUDIT_LOGS_GDPR_COMPLIANT",
+        "EXECUTION_SWEEP",
+        "GARBAGE_COLLECTION",
+        "IMAGE_SCAN",
+        "P2P_PREHEAT",
+        "PURGE_AUDIT_LOG",
+        "REPLICATION",
+        "RETENTION",
+        "SCAN_DATA_EXPORT",
+        "SCHEDULER",
+        "SLACK",
+        "SYSTEM_ARTIFACT_CLEANUP",
+        "WEBHOOK",
+    }
+)
+"""The queues Harbor's dashboard lists. Those of features Dockyard lacks are listed
+too, always empty, so dashboards and scripts written for Harbor find every one."""
+
+
+def _known_types(api: ApiRequest) -> list[str]:
+    return sorted(set(api.state.job_types) | HARBOR_JOB_TYPES)
 
 
 async def _monitor(api: ApiRequest, action: Action) -> None:
@@ -41,10 +64,19 @@ def _job_type(api: ApiRequest) -> str | None:
     name = api.path("job_type")
     if name.lower() == ALL:
         return None
-    if name not in api.state.job_types:
-        known = ", ".join(sorted(api.state.job_types)) or "none"
+    if name not in api.state.job_types and name not in HARBOR_JOB_TYPES:
+        known = ", ".join(_known_types(api))
         raise NotFoundError(f"no job type {name[:64]!r}; job types: {known}, or all")
     return name
+
+
+def _job_id(api: ApiRequest) -> int:
+    """``{job_id}``: Harbor's ids are strings; Dockyard's are task ids, so any other
+    string names no job (404, not a 400 for its shape)."""
+    raw = api.path("job_id")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFoundError(f"no job {raw[:64]!r}")
+    return int(raw)
 
 
 @operation("GET", "/jobservice/queues", "listJobQueues", response=list[JobQueue])
@@ -52,7 +84,7 @@ async def list_job_queues(api: ApiRequest) -> Response:
     """Each job type's queue: pending tasks, the oldest one's wait (seconds), paused."""
     await _monitor(api, Action.LIST)
     async with api.state.db.read() as session:
-        states = await jobs.queues(session, list(api.state.job_types))
+        states = await jobs.queues(session, _known_types(api))
     return json_response(
         [
             JobQueue(job_type=s.job_type, count=s.count, latency=s.latency, paused=s.paused)
@@ -70,7 +102,7 @@ async def action_pending_jobs(api: ApiRequest) -> Response:
     if body.action not in _QUEUE_ACTIONS:
         raise UnprocessableError("action must be stop, pause or resume")
     job_type = _job_type(api)
-    targets = [job_type] if job_type is not None else sorted(api.state.job_types)
+    targets = [job_type] if job_type is not None else _known_types(api)
     async with api.state.db.write() as session:
         if body.action == "stop":
             await jobs.stop_pending(session, job_type)
@@ -103,16 +135,15 @@ async def get_worker_pools(api: ApiRequest) -> Response:
 
 @operation("GET", "/jobservice/pools/{pool_id}/workers", "getWorkers", response=list[Worker])
 async def get_workers(api: ApiRequest) -> Response:
-    """The workers of a pool (``all``: of every pool) and the job each one runs."""
+    """The workers of a pool (``all``: of every pool) and the job each one runs; an
+    unknown pool has none (``[]``, as Harbor answers)."""
     await _monitor(api, Action.LIST)
     pool_id = api.path("pool_id")
     every = pool_id.lower() == ALL
     if not every and not pool_id.isprintable():
-        raise NotFoundError("no such worker pool; see /jobservice/pools")
+        return json_response([])
     async with api.state.db.read() as session:
         rows = await jobs.workers(session, None if every else pool_id)
-    if not rows and not every:
-        raise NotFoundError(f"no live worker pool {pool_id[:64]!r}; see /jobservice/pools")
     return json_response(
         [
             Worker(
@@ -131,9 +162,14 @@ async def get_workers(api: ApiRequest) -> Response:
 
 @operation("PUT", "/jobservice/jobs/{job_id}", "stopRunningJob")
 async def stop_running_job(api: ApiRequest) -> Response:
-    """Stop one job (a task): now when it waits, at its next checkpoint when it runs."""
+    """Stop one job (a task): now when it waits, at its next checkpoint when it runs.
+    ``all`` asks every running job to stop, as in Harbor."""
     await _monitor(api, Action.STOP)
-    task_id = api.path_int("job_id")
+    if api.path("job_id").lower() == ALL:
+        async with api.state.db.write() as session:
+            await jobs.stop_running(session)
+        return empty_response()
+    task_id = _job_id(api)
     async with api.state.db.write() as session:
         task = await jobs.get_task(session, task_id)
         await jobs.stop_task(session, task)
@@ -143,7 +179,7 @@ async def stop_running_job(api: ApiRequest) -> Response:
 @operation("GET", "/jobservice/jobs/{job_id}/log", "actionGetJobLog", response=str)
 async def action_get_job_log(api: ApiRequest) -> Response:
     await _monitor(api, Action.LIST)
-    task_id = api.path_int("job_id")
+    task_id = _job_id(api)
     async with api.state.db.read() as session:
         await jobs.get_task(session, task_id)
         text = await jobs.task_log(session, task_id)
@@ -175,15 +211,14 @@ async def list_schedules(api: ApiRequest) -> Response:
 
 @operation("GET", "/schedules/{job_type}/paused", "getSchedulePaused", response=SchedulerStatus)
 async def get_schedule_paused(api: ApiRequest) -> Response:
-    """Whether the job type's queue is paused (``all``: whether every queue is)."""
+    """Whether every queue is paused; Harbor takes only ``all`` here (anything else is
+    400 "job_type can only be 'all'")."""
     await _monitor(api, Action.LIST)
-    job_type = _job_type(api)
+    if api.path("job_type").lower() != ALL:
+        raise BadRequestError("job_type can only be 'all'")
     async with api.state.db.read() as session:
         paused = set(await jobs.paused_types(session))
-    if job_type is None:
-        state = bool(api.state.job_types) and set(api.state.job_types) <= paused
-    else:
-        state = job_type in paused
+    state = bool(api.state.job_types) and set(api.state.job_types) <= paused
     return json_response(SchedulerStatus(paused=state))
 
 

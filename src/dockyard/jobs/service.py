@@ -474,6 +474,17 @@ async def stop_task(session: AsyncSession, task: Task) -> None:
     await refresh_execution(session, task.execution_id)
 
 
+async def stop_running(session: AsyncSession) -> int:
+    """Ask every running task to stop at its next checkpoint (Harbor's stop job ``all``);
+    returns how many were asked."""
+    running = list(
+        await session.scalars(select(Task).where(Task.status == RUNNING).with_for_update())
+    )
+    for task in running:
+        await stop_task(session, task)
+    return len(running)
+
+
 @dataclass(frozen=True, slots=True)
 class PoolState:
     pool_id: str

@@ -75,6 +75,16 @@ BOOLEAN_METADATA = frozenset(
 )
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
+MISSING_FEATURE_METADATA = {
+    "auto_scan": "vulnerability scanning",
+    "prevent_vul": "vulnerability scanning (blocking vulnerable images)",
+    "auto_sbom_generation": "SBOM generation",
+    "enable_content_trust": "content trust (signature enforcement)",
+    "enable_content_trust_cosign": "content trust (cosign signature enforcement)",
+}
+"""Switches of features Dockyard does not have yet: "false" is accepted (tools send every
+key), "true" is a 400 naming the feature. ``severity`` only matters once ``prevent_vul``
+can be on, so any valid severity is accepted. The feature's issue removes its entry."""
 RETENTION_ID = "retention_id"
 """Set by the retention API; readable here, never written through project metadata."""
 """The project metadata Dockyard stores; proxy-cache and retention keys are not among them."""
@@ -115,6 +125,11 @@ def validate_metadata(values: Mapping[str, str]) -> dict[str, str]:
             if value not in ("true", "false"):
                 raise BadRequestError(
                     f"metadata {key} must be 'true' or 'false', not {_show(value)}"
+                )
+            if value == "true" and key in MISSING_FEATURE_METADATA:
+                raise BadRequestError(
+                    f"metadata {key} cannot be turned on: {MISSING_FEATURE_METADATA[key]} "
+                    "is not supported by Dockyard yet"
                 )
             clean[key] = value
         else:
@@ -339,9 +354,8 @@ async def create_project_for(
         raise DeniedError(f"{principal.name} may not create projects")
     restriction = await config.value(session, config.PROJECT_CREATION_RESTRICTION)
     if restriction == "adminonly" and not system_creator:
-        raise DeniedError(
-            "only administrators may create projects (project_creation_restriction is adminonly)"
-        )
+        # Harbor's exact text: scripts match on it.
+        raise DeniedError("Only system admin can create project")
     if req.project_name is None:
         raise BadRequestError("project_name is required")
     name = validate_project_name(req.project_name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, String, case, delete, exists, func, select, update
+from sqlalchemy import Select, String, case, delete, exists, func, select, true, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,19 +72,20 @@ async def insert_quota(
     await session.execute(insert_ignore(session, Quota, values, ["reference", "reference_id"]))
 
 
-async def charge(session: AsyncSession, project_id: int, size: int) -> bool:
+async def charge(
+    session: AsyncSession, project_id: int, size: int, *, enforce: bool = True
+) -> bool:
     """Add ``size`` bytes to the project's usage if the limit allows it, atomically.
 
     One conditional ``UPDATE``: on PostgreSQL a concurrent charger waits for the
     row and re-checks the condition on its new value, and SQLite runs one writer
     at a time, so two charges can never both pass a limit only one fits under.
-    False when the limit refuses (nothing changed)."""
+    False when the limit refuses (nothing changed). ``enforce=False`` counts
+    whatever the limit (limits switched off)."""
+    room = (Quota.hard_storage == UNLIMITED) | (Quota.used_storage + size <= Quota.hard_storage)
     result = await session.execute(
         update(Quota)
-        .where(
-            _of_project(project_id),
-            (Quota.hard_storage == UNLIMITED) | (Quota.used_storage + size <= Quota.hard_storage),
-        )
+        .where(_of_project(project_id), room if enforce else true())
         .values(used_storage=Quota.used_storage + size, update_time=utcnow())
         .execution_options(synchronize_session=False)
     )

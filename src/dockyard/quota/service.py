@@ -99,6 +99,10 @@ async def charge(session: AsyncSession, linked: BlobsLinked) -> None:
             return
         quota = await repo.find_quota(session, linked.project_id)
         assert quota is not None
+    if not await config.value(session, config.QUOTA_PER_PROJECT_ENABLE):
+        # Limits are switched off (Harbor's quota_per_project_enable): count, never refuse.
+        await repo.charge(session, linked.project_id, size, enforce=False)
+        return
     project = linked.repository.partition("/")[0]
     raise DeniedError(
         f"quota exceeded: project {project} uses {_amount(quota.used_storage)} of its "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import PlainTextResponse, Response
 
+from dockyard.errors import BadRequestError
 from dockyard.http.api import (
     ApiRequest,
     Operation,
@@ -96,14 +97,18 @@ async def delete_retention(api: ApiRequest) -> Response:
 
 @operation("POST", EXECUTIONS, "triggerRetentionExecution", body=TriggerRetentionBody, status=201)
 async def trigger_retention_execution(api: ApiRequest) -> Response:
-    """Run the policy now (``dry_run``: judge and log, remove nothing)."""
-    principal, policy_id = await _allowed(api, Action.UPDATE)
-    actor = await api.actor()
-    body = await api.json(TriggerRetentionBody)
-    async with api.state.db.write() as session:
-        execution_id = await service.trigger_execution(
-            session, principal, actor, policy_id, bool(body.dry_run)
-        )
+    """Run the policy now (``dry_run``: judge and log, remove nothing). A policy that does
+    not exist (or that the caller may not see) is a 400 here, as Harbor answers."""
+    try:
+        principal, policy_id = await _allowed(api, Action.UPDATE)
+        actor = await api.actor()
+        body = await api.json(TriggerRetentionBody)
+        async with api.state.db.write() as session:
+            execution_id = await service.trigger_execution(
+                session, principal, actor, policy_id, bool(body.dry_run)
+            )
+    except service.RetentionNotFoundError as exc:
+        raise BadRequestError(exc.message) from None
     return created_response(f"{api.request.url.path.rstrip('/')}/{execution_id}")
 
 

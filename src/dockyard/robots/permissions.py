@@ -211,7 +211,37 @@ def _parse_access(
         raise BadRequestError(
             f"{access.action!r} is not an action a robot may do on {kind} {resource.value}"
         )
+    if resource in UNSUPPORTED_RESOURCES:
+        raise BadRequestError(
+            f"robot permission {resource.value}:{action.value} cannot be granted: "
+            f"{UNSUPPORTED_RESOURCES[resource]} is not supported by Dockyard yet"
+        )
     return resource, action
+
+
+UNSUPPORTED_RESOURCES: dict[Resource, str] = {
+    Resource.SCAN: "vulnerability scanning",
+    Resource.SCAN_ALL: "vulnerability scanning",
+    Resource.SCANNER: "vulnerability scanning (scanners)",
+    Resource.SECURITY_HUB: "vulnerability scanning (the security hub)",
+    Resource.EXPORT_CVE: "vulnerability scanning (CVE export)",
+    Resource.SBOM: "SBOM generation",
+    Resource.PREHEAT_POLICY: "P2P preheat",
+    Resource.PREHEAT_INSTANCE: "P2P preheat",
+    Resource.REPLICATION_POLICY: "replication",
+    Resource.REPLICATION: "replication",
+    Resource.REPLICATION_ADAPTER: "replication",
+    Resource.REGISTRY: "registry endpoints (replication, proxy cache)",
+    Resource.LDAP_USER: "LDAP authentication",
+}
+"""Resources of Harbor's robot catalogue whose feature Dockyard lacks: a grant on one
+is refused naming the feature, and they are not offered (``getPermissions``, the
+console). The feature's issue removes its entry."""
+
+
+def grantable(catalogue: dict[Resource, frozenset[Action]]) -> dict[Resource, frozenset[Action]]:
+    """``catalogue`` without the resources of missing features."""
+    return {r: a for r, a in catalogue.items() if r not in UNSUPPORTED_RESOURCES}
 
 
 def _member(enum: type[_E], value: str | None) -> _E | None:

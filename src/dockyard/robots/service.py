@@ -58,6 +58,7 @@ from dockyard.robots.permissions import (
     check_secret,
     expires_at,
     generate_secret,
+    grantable,
     is_expired,
     parse_permissions,
     shown_permissions,
@@ -117,7 +118,7 @@ async def permission_catalogue(
     """
 
     def rows(table: dict[Resource, frozenset[Action]]) -> list[tuple[str, str]]:
-        return sorted((str(r), str(a)) for r, actions in table.items() for a in actions)
+        return sorted((str(r), str(a)) for r, actions in grantable(table).items() for a in actions)
 
     if principal.sysadmin:
         return {

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from dockyard.db.base import utcnow
-from dockyard.errors import BadRequestError, UnauthorizedError
+from dockyard.errors import BadRequestError, NotFoundError, UnauthorizedError
 from dockyard.http.api import (
     ApiRequest,
     Operation,
@@ -53,6 +53,20 @@ class GeneralInfo(BaseModel):
     read_only: bool | None = None
     notification_enable: bool | None = None
     registry_storage_provider_name: str | None = None
+
+
+class Storage(BaseModel):
+    total: int
+    free: int
+
+
+class SystemInfo(BaseModel):
+    storage: list[Storage]
+
+
+class InternalConfigurationValue(BaseModel):
+    value: bool | int | str
+    editable: bool
 
 
 class Statistic(BaseModel):
@@ -119,6 +133,37 @@ async def get_system_info(api: ApiRequest) -> Response:
     )
 
 
+@operation("GET", "/systeminfo/volumes", "getVolumes", response=SystemInfo)
+async def get_volumes(api: ApiRequest) -> Response:
+    """Size and free space of the blob store's volume (administrators only, as Harbor)."""
+    await _administrator(api, "read the storage volumes")
+    volume = await service.storage_volume(api.state.settings.effective_storage_root)
+    return json_response(SystemInfo(storage=[Storage(total=volume.total, free=volume.free)]))
+
+
+@operation("GET", "/systeminfo/getcert", "getCert")
+async def get_cert(api: ApiRequest) -> Response:
+    """The CA root certificate Harbor hands out when it made its own certificates.
+    Dockyard makes none (``has_ca_root`` is false), so there is none to download:
+    404, as Harbor answers when it has no CA root."""
+    raise NotFoundError("Dockyard has no CA root certificate (has_ca_root is false)")
+
+
+@operation("GET", "/internalconfig", "getInternalconfig")
+async def get_internalconfig(api: ApiRequest) -> Response:
+    """Every configuration item with the start-time facts Harbor's components read
+    (``ext_endpoint``), as ``{key: {value, editable}}``; administrators only."""
+    await _administrator(api, "read the internal configuration")
+    async with api.state.db.read() as session:
+        items = await config.current(session, api.state.settings)
+    body = {
+        key: InternalConfigurationValue(value=value, editable=editable).model_dump()
+        for key, (value, editable) in items.items()
+    }
+    body["ext_endpoint"] = {"value": api.base_url(), "editable": False}
+    return JSONResponse(body)
+
+
 async def _principal_or_anonymous(api: ApiRequest) -> Principal:
     """Credentials that do not sign in leave the caller anonymous here, as in Harbor."""
     try:
@@ -136,9 +181,9 @@ async def get_statistic(api: ApiRequest) -> Response:
     return json_response(Statistic(**asdict(stats)))
 
 
-async def _administrator(api: ApiRequest) -> Principal:
+async def _administrator(api: ApiRequest, what: str = "manage the configuration") -> Principal:
     principal = await api.principal()
-    await api.require(principal.sysadmin and not principal.is_robot, "manage the configuration")
+    await api.require(principal.sysadmin and not principal.is_robot, what)
     return principal
 
 
@@ -179,6 +224,9 @@ operations: list[Operation] = [
     get_health,
     get_system_info,
     get_statistic,
+    get_volumes,
+    get_cert,
+    get_internalconfig,
     get_configurations,
     update_configurations,
     get_openapi,

@@ -1,9 +1,15 @@
 """System configuration (Harbor's ``/configurations``): typed items, stored as properties.
 
 Editable items live in the ``properties`` table, so every node sees a change at
-once; the others mirror start-time settings (``dockyard.yml``/``DOCKYARD_*``) and
-are shown read-only. Each item names its type, default and allowed values, so a
-bad value is refused with a message that says what would be accepted.
+once. Some editable items also have a start-time setting (``dockyard.yml`` /
+``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
+administrator changes it at run time, as Harbor lets them. Items of Harbor's
+``Configurations`` for features Dockyard does not have yet (LDAP, OIDC, UAA, the
+HTTP auth proxy, scanning, read-only mode) are shown read-only at their off
+value; a change to that value is accepted (tools send every key back), any other
+is refused with a message naming the missing feature. Each item names its type,
+default and allowed values, so a bad value is refused with a message that says
+what would be accepted.
 """
 
 from __future__ import annotations
@@ -37,9 +43,25 @@ class ConfigItem:
     """For read-only items: the value comes from the start-time settings."""
     check: Callable[[str], object] | None = None
     """For strings: raises ``ValueError`` (its message is the 400's) on a bad value."""
+    missing: str = ""
+    """The feature Dockyard lacks that this item configures: only its off value (the
+    default, false, empty) is accepted, anything else is a 400 naming the feature."""
+    missing_choices: Mapping[str, str] | None = None
+    """Choices that need a feature Dockyard lacks (``auth_mode: ldap_auth``)."""
+    secret: bool = False
+    """Never shown by ``getConfigurations`` (as Harbor hides passwords)."""
 
     def parse(self, raw: Any) -> ConfigValue:
         """``raw`` (from JSON) as this item's type, or a 400 that says what is allowed."""
+        if self.missing and raw != self.default and raw not in (False, ""):
+            raise BadRequestError(
+                f"{self.key} cannot be turned on: {self.missing} is not supported by Dockyard yet"
+            )
+        if self.missing_choices and isinstance(raw, str) and raw in self.missing_choices:
+            raise BadRequestError(
+                f"{self.key} {raw} cannot be used: {self.missing_choices[raw]} is not "
+                "supported by Dockyard yet"
+            )
         if self.kind is bool:
             if not isinstance(raw, bool):
                 raise BadRequestError(f"{self.key} must be true or false")
@@ -99,12 +121,113 @@ AUDIT_LOG_FORWARD_ENDPOINT = "audit_log_forward_endpoint"
 """Syslog endpoint every audit event is also sent to (``[tcp://|udp://]host:port``); empty: off."""
 SKIP_AUDIT_LOG_DATABASE = "skip_audit_log_database"
 """Forward audit events only, without storing them (needs a forward endpoint)."""
+TOKEN_EXPIRATION = "token_expiration"  # noqa: S105 - a setting name, not a secret
+"""Registry token lifetime in minutes (start value: ``token_expiration_minutes``)."""
+SESSION_TIMEOUT = "session_timeout"
+"""Console session idle lifetime in minutes (start value: ``session_timeout_minutes``)."""
+QUOTA_PER_PROJECT_ENABLE = "quota_per_project_enable"
+"""Project storage limits enforced (usage is counted either way)."""
+
+_LDAP = "LDAP authentication"
+_OIDC = "OIDC authentication"
+_UAA = "UAA authentication"
+_AUTHPROXY = "HTTP auth proxy authentication"
+
+
+def _unsupported(
+    key: str, kind: type[bool] | type[int] | type[str], default: ConfigValue, feature: str
+) -> ConfigItem:
+    return ConfigItem(
+        key,
+        kind,
+        default,
+        editable=True,
+        missing=feature,
+        secret=key.endswith(("_password", "_secret")),
+        max_length=65536,
+    )
+
+
+_UNSUPPORTED: tuple[ConfigItem, ...] = (
+    *(
+        _unsupported(key, str, "", _LDAP)
+        for key in (
+            "ldap_url",
+            "ldap_base_dn",
+            "ldap_filter",
+            "ldap_uid",
+            "ldap_search_dn",
+            "ldap_search_password",
+            "ldap_group_base_dn",
+            "ldap_group_admin_dn",
+            "ldap_group_attribute_name",
+            "ldap_group_search_filter",
+            "ldap_group_membership_attribute",
+        )
+    ),
+    _unsupported("ldap_scope", int, 2, _LDAP),
+    _unsupported("ldap_group_search_scope", int, 2, _LDAP),
+    _unsupported("ldap_timeout", int, 5, _LDAP),
+    _unsupported("ldap_verify_cert", bool, True, _LDAP),
+    _unsupported("ldap_group_attach_parallel", bool, False, _LDAP),
+    *(
+        _unsupported(key, str, "", _OIDC)
+        for key in (
+            "oidc_name",
+            "oidc_endpoint",
+            "oidc_client_id",
+            "oidc_client_secret",
+            "oidc_groups_claim",
+            "oidc_admin_group",
+            "oidc_group_filter",
+            "oidc_scope",
+            "oidc_user_claim",
+            "oidc_extra_redirect_parms",
+        )
+    ),
+    _unsupported("oidc_verify_cert", bool, True, _OIDC),
+    _unsupported("oidc_auto_onboard", bool, False, _OIDC),
+    _unsupported("oidc_logout", bool, False, _OIDC),
+    *(
+        _unsupported(key, str, "", _UAA)
+        for key in ("uaa_client_id", "uaa_client_secret", "uaa_endpoint")
+    ),
+    _unsupported("uaa_verify_cert", bool, True, _UAA),
+    *(
+        _unsupported(key, str, "", _AUTHPROXY)
+        for key in (
+            "http_authproxy_endpoint",
+            "http_authproxy_tokenreview_endpoint",
+            "http_authproxy_admin_groups",
+            "http_authproxy_admin_usernames",
+            "http_authproxy_server_certificate",
+        )
+    ),
+    _unsupported("http_authproxy_verify_cert", bool, True, _AUTHPROXY),
+    _unsupported("http_authproxy_skip_search", bool, False, _AUTHPROXY),
+    _unsupported(
+        "primary_auth_mode", bool, False, "an external authentication mode (LDAP, OIDC, UAA)"
+    ),
+    _unsupported("read_only", bool, False, "read-only mode"),
+    _unsupported("scanner_skip_update_pulltime", bool, False, "vulnerability scanning"),
+)
 
 ITEMS: dict[str, ConfigItem] = {
     item.key: item
     for item in (
-        ConfigItem("auth_mode", str, "db_auth", editable=False),
-        ConfigItem("primary_auth_mode", bool, False, editable=False),
+        ConfigItem(
+            "auth_mode",
+            str,
+            "db_auth",
+            editable=True,
+            choices=("db_auth", "ldap_auth", "oidc_auth", "uaa_auth", "http_auth"),
+            missing_choices={
+                "ldap_auth": _LDAP,
+                "oidc_auth": _OIDC,
+                "uaa_auth": _UAA,
+                "http_auth": _AUTHPROXY,
+            },
+        ),
         ConfigItem(SELF_REGISTRATION, bool, False, editable=True),
         ConfigItem(
             PROJECT_CREATION_RESTRICTION,
@@ -124,20 +247,24 @@ ITEMS: dict[str, ConfigItem] = {
             from_settings=lambda s: s.robot_name_prefix,
         ),
         ConfigItem(
-            "token_expiration",
+            TOKEN_EXPIRATION,
             int,
             30,
-            editable=False,
+            editable=True,
+            minimum=1,
+            maximum=60 * 24,
             from_settings=lambda s: s.token_expiration_minutes,
         ),
         ConfigItem(
-            "session_timeout",
+            SESSION_TIMEOUT,
             int,
             60,
-            editable=False,
+            editable=True,
+            minimum=1,
+            maximum=60 * 24 * 30,
             from_settings=lambda s: s.session_timeout_minutes,
         ),
-        ConfigItem("read_only", bool, False, editable=False),
+        ConfigItem(QUOTA_PER_PROJECT_ENABLE, bool, True, editable=True),
         ConfigItem(NOTIFICATION_ENABLE, bool, True, editable=True),
         ConfigItem(DISABLED_AUDIT_LOG_EVENT_TYPES, str, "", editable=True, max_length=4096),
         ConfigItem(
@@ -149,6 +276,7 @@ ITEMS: dict[str, ConfigItem] = {
             check=syslog.parse_endpoint,
         ),
         ConfigItem(SKIP_AUDIT_LOG_DATABASE, bool, False, editable=True),
+        *_UNSUPPORTED,
     )
 }
 
@@ -171,12 +299,24 @@ async def value(session: AsyncSession, key: str) -> ConfigValue:
     return item.default if stored is None else item.decode(stored)
 
 
+async def run_time_value(session: AsyncSession, key: str) -> ConfigValue | None:
+    """What an administrator set an item to at run time, or None (the start-time setting holds)."""
+    stored = await get_property(session, key)
+    return None if stored is None else ITEMS[key].decode(stored)
+
+
 async def current(session: AsyncSession, settings: Settings) -> dict[str, tuple[ConfigValue, bool]]:
     """Every item as (value, editable), for ``getConfigurations``."""
     result: dict[str, tuple[ConfigValue, bool]] = {}
     for key, item in ITEMS.items():
-        if item.from_settings is not None:
-            result[key] = (item.from_settings(settings), False)
+        if item.secret:
+            continue
+        if item.missing or item.missing_choices:
+            result[key] = (item.default, False)
+        elif item.from_settings is not None:
+            changed = await run_time_value(session, key) if item.editable else None
+            fallback = item.from_settings(settings)
+            result[key] = (fallback if changed is None else changed, item.editable)
         elif item.editable:
             result[key] = (await value(session, key), True)
         else:
@@ -195,8 +335,14 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
                 f"editable items: {', '.join(k for k, i in ITEMS.items() if i.editable)}"
             )
         if not item.editable:
-            raise BadRequestError(f"{key} cannot be changed here; set it in dockyard.yml")
+            raise BadRequestError(
+                f"{key} cannot be changed at run time; set it in dockyard.yml"
+                if item.from_settings is not None
+                else f"{key} cannot be changed"
+            )
         parsed[key] = item.parse(raw)
+        if item.missing or item.missing_choices:
+            del parsed[key]  # an off value of a missing feature: accepted, nothing to store
     if AUDIT_LOG_FORWARD_ENDPOINT in parsed or SKIP_AUDIT_LOG_DATABASE in parsed:
         await _check_audit_forwarding(session, parsed)
     for key, new in parsed.items():

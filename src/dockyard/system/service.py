@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, text
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.engine import Database
+from dockyard.errors import NotFoundError
 from dockyard.iam.policy import ALL_PROJECTS_SCOPE, Principal
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.registry.models import Blob, ProjectBlob, Repository
@@ -39,6 +42,24 @@ def dockyard_version() -> str:
         return "v" + version("dockyard")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "dev"
+
+
+# --- volumes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeUsage:
+    total: int
+    free: int
+
+
+async def storage_volume(root: Path) -> VolumeUsage:
+    """Size and free space of the file system holding the blob store (``getVolumes``)."""
+    try:
+        usage = await asyncio.to_thread(shutil.disk_usage, root)
+    except OSError as exc:
+        raise NotFoundError(f"the storage volume cannot be measured: {exc.strerror}") from None
+    return VolumeUsage(total=usage.total, free=usage.free)
 
 
 # --- health ----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Harbor's global search (``GET /search``): projects and repositories by name."""
