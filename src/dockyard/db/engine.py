@@ -204,10 +204,8 @@ class Database:
                 try:
                     await conn.execute(text("SELECT pg_advisory_unlock(:k)"), key)
                     await conn.commit()
-                except Exception:
-                    # Closing the connection releases the lock all the same.
+                except Exception:  # closing the connection releases the lock too
                     await conn.invalidate()
-                    raise
 
     @asynccontextmanager
     async def _sqlite_startup_lock(self) -> AsyncIterator[None]:
@@ -223,11 +221,17 @@ class Database:
                 "directory exists and that this user may write there"
             ) from None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another process to finish its first-start work")
-                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited:
+                        log.info("waiting for another process to finish its first-start work")
+                        waited = True
+                    # Polled rather than blocking a thread: Ctrl-C stops the wait at once.
+                    await asyncio.sleep(0.05)
             yield
         finally:
             os.close(fd)
@@ -288,9 +292,17 @@ _SQLITE_HINTS = {
 def explain_database_error(exc: BaseException, url: str) -> str | None:
     """One line saying what to check, for an error of reaching, logging in to or opening
     the database at ``url`` (password hidden); ``None`` when ``exc`` is something else."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
     user = repr(parsed.username or os.environ.get("USER", ""))
     where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    if isinstance(exc, OSError) and parsed.get_backend_name() == "sqlite":
+        return (
+            f"cannot open the SQLite database {parsed.database} ({exc.strerror or exc}); check "
+            "that its directory exists and that this user may write there"
+        )
     if isinstance(exc, socket.gaierror):
         return (
             f"cannot find database host {parsed.host!r} ({exc.strerror}); check the host "
