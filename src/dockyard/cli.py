@@ -13,28 +13,43 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dockyard.db.engine import Database
+from dockyard.db.engine import Database, explain_database_error
 from dockyard.errors import AppError, ConfigurationError
 from dockyard.logs import configure_logging
 from dockyard.settings import Settings, load_settings
-from dockyard.system.bootstrap import BootstrapReport, prepare
+from dockyard.system.bootstrap import PRIVATE_UMASK, BootstrapReport, prepare, secure_data_dir
 
 if TYPE_CHECKING:
     from dockyard.quota.service import UsageCheck
 
 
-def _settings(config: Path | None, **overrides: Any) -> Settings:
+def _settings(config: Path | None, *, log: bool = False, **overrides: Any) -> Settings:
+    """Load the settings (with ``log``, set up logging from them), then create the data
+    directory private to this user, tightening it if found open to others."""
     try:
         settings = load_settings(config, **overrides)
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if log:
+        configure_logging(settings.log_level)
+    try:
+        secure_data_dir(settings)
+    except OSError as exc:
+        where = exc.filename or settings.data_dir
+        raise click.ClickException(
+            f"cannot set up the data directory at {where}: {exc.strerror}; check --data-dir "
+            "(or data_dir/storage_root) and that this user may write there"
+        ) from None
     return settings
 
 
 def _prepare(settings: Settings) -> BootstrapReport:
+    """Migrate and create the first-start rows; a database that cannot be reached, logged
+    in to or opened stops the command with one line saying what to check."""
+    url = settings.effective_database_url
+
     async def run() -> BootstrapReport:
-        db = Database(settings.effective_database_url)
+        db = Database(url)
         try:
             return await prepare(settings, db)
         finally:
@@ -44,8 +59,11 @@ def _prepare(settings: Settings) -> BootstrapReport:
         return asyncio.run(run())
     except AppError as exc:
         raise click.ClickException(exc.message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the database: {exc}") from None
+    except Exception as exc:
+        explained = explain_database_error(exc, url)
+        if explained is None:
+            raise
+        raise click.ClickException(explained) from None
 
 
 def _ensure_port_free(host: str, port: int) -> None:
@@ -98,8 +116,13 @@ data_dir_option = click.option(
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Dockyard: an enterprise container registry."""
+    # Every file and directory a command creates (database, blobs, uploads) is private
+    # to this user; ASGI worker processes inherit the mask.
+    previous = os.umask(PRIVATE_UMASK)
+    ctx.call_on_close(lambda: os.umask(previous))
 
 
 @main.command()
@@ -113,8 +136,7 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path | None, **options: Any) -> None:
     """Migrate the database if needed and serve the registry."""
-    settings = _settings(config, **options)
-    configure_logging(settings.log_level)
+    settings = _settings(config, log=True, **options)
     _ensure_port_free(settings.host, settings.port)
     _announce(_prepare(settings))
 
@@ -162,8 +184,7 @@ def worker(config: Path | None, concurrency: int | None, **options: Any) -> None
 
     from dockyard.app import build_state, start_workers
 
-    settings = _settings(config, **options)
-    configure_logging(settings.log_level)
+    settings = _settings(config, log=True, **options)
     _announce(_prepare(settings))
 
     async def run() -> None:

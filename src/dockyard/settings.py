@@ -200,13 +200,15 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "settings"
-            lines.append(f"  {where}: {err['msg']}")
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        source = "(from --config, DOCKYARD_* variables or options)"
+        if len(problems) == 1:  # one line for one mistake
+            raise ConfigurationError(f"invalid setting {source}: {problems[0]}") from None
         raise ConfigurationError(
-            "invalid settings (from --config, DOCKYARD_* variables or options):\n"
-            + "\n".join(lines)
+            f"invalid settings {source}:\n" + "\n".join(f"  {p}" for p in problems)
         ) from None
     finally:
         _config_file.reset(token)

@@ -77,7 +77,7 @@ class DockyardServer:
         else:
             self.log_path = data_dir.parent / f"dockyard-{self.port}.log"
         self.data_dir = data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve makes it
         self.env = self._child_env(env or {})
         self._process: subprocess.Popen[bytes] | None = None
         self.starts = 0

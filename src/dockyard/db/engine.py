@@ -19,13 +19,18 @@ never storage I/O or other awaits (bytes first, then a short transaction).
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -36,22 +41,45 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from dockyard.db import sqlite_inline
+from dockyard.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 JOBS_ENQUEUED = "dockyard_jobs_enqueued"
 """``session.info`` flag: this transaction added job tasks (``jobs.service.enqueue``)."""
 SQLITE_POOL_SIZE = 32
+_STARTUP_LOCK_KEY = 0x646F636C
+"""PostgreSQL advisory lock held around first-start work (any fixed number, distinct
+from the migration lock that ``db.migrate`` takes inside its own transaction)."""
+
+log = logging.getLogger("dockyard.db")
+
+
+_URL_SHAPES = "sqlite:///<path> or postgresql://<user>:<password>@<host>:<port>/<database>"
 
 
 def async_url(url: str) -> str:
-    """Map a user's database URL onto the async driver Dockyard uses."""
-    parsed = make_url(url)
+    """Map a user's database URL onto the async driver Dockyard uses.
+
+    Raises ``ConfigurationError`` (one line, password hidden) for a URL that cannot work."""
+    try:
+        parsed = make_url(url)
+        port = parsed.port
+    except (ArgumentError, ValueError):
+        raise ConfigurationError(
+            f"database_url is not a database URL; expected {_URL_SHAPES}"
+        ) from None
     backend = parsed.get_backend_name()
+    shown = parsed.render_as_string(hide_password=True)
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigurationError(
+            f"database_url {shown}: unsupported scheme {parsed.drivername!r}; "
+            f"expected {_URL_SHAPES}"
+        )
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"database_url {shown}: port {port} is not between 1 and 65535")
     if backend == "sqlite":
         return str(parsed.set(drivername="sqlite+aiosqlite"))
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
@@ -82,6 +110,18 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (``None`` for PostgreSQL, an in-memory database
+    or a URL that does not parse, which ``Database`` refuses)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return parsed.database if parsed.database and parsed.database != ":memory:" else None
 
 
 class Database:
@@ -140,6 +180,62 @@ class Database:
         async with self.read_engine.connect() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def startup_lock(self) -> AsyncIterator[None]:
+        """Held around first-start work (migrations, ``admin``, the token key) so that
+        processes starting together on one database do it one after another.
+
+        PostgreSQL: a session advisory lock on a connection of its own (a process that
+        dies releases it with its connection). SQLite: an exclusive ``flock`` on a file
+        beside the database (released when the process exits)."""
+        if self.dialect == "sqlite":
+            async with self._sqlite_startup_lock():
+                yield
+            return
+        key = {"k": _STARTUP_LOCK_KEY}
+        async with self.write_engine.connect() as conn:
+            if not await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), key):
+                log.info("waiting for another process to finish its first-start work")
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), key)
+            await conn.commit()
+            try:
+                yield
+            finally:
+                try:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), key)
+                    await conn.commit()
+                except Exception:  # closing the connection releases the lock too
+                    await conn.invalidate()
+
+    @asynccontextmanager
+    async def _sqlite_startup_lock(self) -> AsyncIterator[None]:
+        path = sqlite_file(self.url)
+        if path is None:
+            yield
+            return
+        try:
+            fd = os.open(f"{path}.startup-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot open the SQLite database {path}: {exc.strerror}; check that its "
+                "directory exists and that this user may write there"
+            ) from None
+        try:
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited:
+                        log.info("waiting for another process to finish its first-start work")
+                        waited = True
+                    # Polled rather than blocking a thread: Ctrl-C stops the wait at once.
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
     async def dispose(self) -> None:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
@@ -165,3 +261,75 @@ def insert_ignore(
         .values(values)
         .on_conflict_do_nothing(index_elements=list(conflict_columns))
     )
+
+
+# --- saying what to check when the database cannot be used -------------------
+
+_PG_SQLSTATE_HINTS = {
+    "28P01": "the server refused the password of user {user}; check the user and password "
+    "in database_url",
+    "28000": "the server refused the login of user {user} ({reason}); check the user in "
+    "database_url and the server's pg_hba.conf",
+    "3D000": "database {database} does not exist on {where}; create it (createdb {database}) "
+    "or fix the name in database_url",
+    "42501": "user {user} lacks a privilege Dockyard needs ({reason}); make it the owner of "
+    "database {database}",
+    "53300": "the server has no free connection slot ({reason}); raise max_connections or "
+    "stop other clients",
+    "57P03": "the server does not accept connections yet ({reason}); try again once it is up",
+}
+_SQLITE_HINTS = {
+    "unable to open database file": "cannot open the SQLite database {path}; check that its "
+    "directory exists and that this user may write there",
+    "file is not a database": "{path} is not a SQLite database; point database_url (or "
+    "--data-dir) at Dockyard's database",
+    "attempt to write a readonly database": "the SQLite database {path} is read-only for this "
+    "user; check its owner and mode",
+    "database or disk is full": "the disk holding the SQLite database {path} is full",
+}
+
+
+def explain_database_error(exc: BaseException, url: str) -> str | None:
+    """One line saying what to check, for an error of reaching, logging in to or opening
+    the database at ``url`` (password hidden); ``None`` when ``exc`` is something else."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    user = repr(parsed.username or os.environ.get("USER", ""))
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    if isinstance(exc, OSError) and parsed.get_backend_name() == "sqlite":
+        return (
+            f"cannot open the SQLite database {parsed.database} ({exc.strerror or exc}); check "
+            "that its directory exists and that this user may write there"
+        )
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot find database host {parsed.host!r} ({exc.strerror}); check the host "
+            "in database_url"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            f"nothing accepts connections at {where} (connection refused); check the host "
+            "and port in database_url and that PostgreSQL is running"
+        )
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no answer from the database at {where} (timed out); check the host and port "
+            "in database_url and any firewall between"
+        )
+    if isinstance(exc, OSError):
+        return f"cannot reach the database at {where} ({exc.strerror or exc}); check database_url"
+    if not isinstance(exc, DBAPIError):
+        return None
+    reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _PG_SQLSTATE_HINTS:
+        return _PG_SQLSTATE_HINTS[sqlstate].format(
+            user=user, database=repr(parsed.database), where=where, reason=reason
+        )
+    if parsed.get_backend_name() == "sqlite":
+        for cause, hint in _SQLITE_HINTS.items():
+            if cause in str(reason):
+                return hint.format(path=parsed.database)
+    return None

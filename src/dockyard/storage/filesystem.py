@@ -53,7 +53,8 @@ INLINE_WRITE = 256 << 10  # a whole append up to this size is written on the eve
 _MAX_PARTS = 64  # more chunks than this in one batch are joined before writing
 _LIST_BATCH = 256  # keys gathered per worker-thread hop in list()
 _TMP = "_tmp"
-_FILE_MODE = 0o644
+_FILE_MODE = 0o600  # blobs and uploads are the service's alone (issue 13.4)
+_DIR_MODE = 0o700
 
 
 class FilesystemStorage(Storage):
@@ -63,7 +64,8 @@ class FilesystemStorage(Storage):
         self.root = Path(os.path.abspath(root))
         self._root = str(self.root)
         self._tmp = os.path.join(self._root, _TMP)
-        os.makedirs(self._tmp, exist_ok=True)
+        os.makedirs(self._root, mode=_DIR_MODE, exist_ok=True)
+        os.makedirs(self._tmp, mode=_DIR_MODE, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"FilesystemStorage({self._root!r})"
@@ -264,7 +266,7 @@ class FilesystemStorage(Storage):
         try:
             return os.open(path, flags, _FILE_MODE), path
         except FileNotFoundError:  # someone removed _tmp/: make it again
-            os.makedirs(self._tmp, exist_ok=True)
+            os.makedirs(self._tmp, mode=_DIR_MODE, exist_ok=True)
             return os.open(path, flags, _FILE_MODE), path
 
     def _write_whole(self, path: str, data: bytes) -> None:
@@ -453,14 +455,14 @@ def _read_all(path: str) -> bytes:
 
 
 def _create_empty(path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=_DIR_MODE, exist_ok=True)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
 
 
 def _install(tmp: str, path: str) -> None:
     """Rename a finished, fsynced file into place and make the rename durable."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
     os.replace(tmp, path)
     _fsync_dir(directory)
 
