@@ -302,23 +302,33 @@ class _Run:
             await self.checkpoint()
 
     async def purge_orphans(self) -> None:
+        """Blob files no row names, claimed through the database before their bytes go:
+        per batch, insert a ``deleting`` row for each digest that still has no row (a
+        push that adopts a file holds a row first, so the insert skips it), delete the
+        claimed files, then the claims (with the counts). See docs/gc.md."""
         orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
-        if not orphans:
-            return
-        # A row may have arrived since the walk (a push between its bytes and its row).
-        async with self.db.read() as session:
-            named = await repo.existing_digests(
-                session, [d for k, _ in orphans if (d := _digest_of_key(k))]
-            )
-        orphans = [(k, s) for k, s in orphans if _digest_of_key(k) not in named]
-        for key, _ in orphans:
-            await self.storage.delete(key)
-        async with self.db.write() as session:
-            await self.add(
-                session,
-                {"purged_orphans": len(orphans), "freed_space": sum(s for _, s in orphans)},
-            )
-        self.ctx.log(f"deleted {len(orphans)} blob files no blob row named")
+        sizes = {d: s for k, s in orphans if (d := _digest_of_key(k))}
+        digests = sorted(sizes)
+        purged = 0
+        for start in range(0, len(digests), repo.BATCH):
+            chunk = digests[start : start + repo.BATCH]
+            async with self.db.write() as session:
+                claimed = await repo.claim_orphans(
+                    session, [(d, sizes[d]) for d in chunk], utcnow()
+                )
+            await _delete_bytes(self.storage, [d for _, d in claimed], self.params.workers)
+            async with self.db.write() as session:
+                await repo.release_orphans(session, [i for i, _ in claimed])
+                await self.add(
+                    session,
+                    {
+                        "purged_orphans": len(claimed),
+                        "freed_space": sum(sizes[d] for _, d in claimed),
+                    },
+                )
+            purged += len(claimed)
+            await self.checkpoint()
+        self.ctx.log(f"deleted {purged} blob files no blob row named")
 
     # --- dry run ------------------------------------------------------------------------
 

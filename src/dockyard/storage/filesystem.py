@@ -494,6 +494,9 @@ def _complete(src: str, dst: str, expected_size: int | None) -> None:
             # Content-addressed: the same bytes are already there.
             os.unlink(src)
             return
+        # The object is new now, however long ago its last chunk came: garbage
+        # collection takes a nameless file only when it is old (docs/gc.md).
+        os.utime(fd)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -1,0 +1,185 @@
+"""GC's orphan phase racing pushes that re-send the orphans' content (issue 12, items 1
+and 9), on SQLite and PostgreSQL.
+
+A crash between bytes and rows leaves blob files no row names. A push of the same
+content may adopt such a file (an upload completion keeps the file already at the
+blob's path; a manifest push skips writing a file that exists), so GC must never
+delete one a push is adopting: every blob and manifest acknowledged with 201 while the
+sweep runs must come back byte for byte afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from tests.integration.conftest import ADMIN_PASSWORD
+from tests.integration.registry_helpers import OCI_MANIFEST, digest_of, image_manifest, push_blob
+from tests.integration.test_gc import (  # noqa: F401  (module-scoped app of its own)
+    client,
+    counts,
+    gc_app,
+    gc_settings,
+    gc_state,
+    wait_gc,
+)
+
+from dockyard.http.state import AppState
+from dockyard.storage import blob_key
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+GC = "/api/v2.0/system/gc"
+ORPHAN_BLOBS = 1000
+ORPHAN_MANIFESTS = 600
+PUSHERS = 4
+HOUR_AGO = 3600
+
+
+@pytest.fixture
+async def raw(gc_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
+    """A client that lets a 500 through: the test counts them instead of stopping."""
+    transport = httpx.ASGITransport(
+        app=gc_app, client=("127.0.0.1", 40001), raise_app_exceptions=False
+    )
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://127.0.0.1",
+        auth=("admin", ADMIN_PASSWORD),
+        timeout=60,
+    ) as c:
+        yield c
+
+
+def _plant(root: Path, key: str, data: bytes, age: float = HOUR_AGO) -> None:
+    """A file left by a crash: at its key, ``age`` seconds old, with no row."""
+    path = root / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    then = time.time() - age
+    os.utime(path, (then, then))
+
+
+async def _pulls(raw: httpx.AsyncClient, url: str, expected: bytes) -> bool:
+    """GET answers 200 with ``expected``; a file gone under a row fails mid-response."""
+    try:
+        got = await raw.get(url, headers={"Accept": OCI_MANIFEST})
+    except Exception:  # the body's stream broke: the bytes are gone
+        return False
+    return got.status_code == 200 and got.content == expected
+
+
+async def _start_gc(client: httpx.AsyncClient) -> int:  # noqa: F811
+    """Start a run with a window of 0 and return once its cut-off is fixed (the run has
+    begun counting), so everything pushed from then on is younger than the cut-off."""
+    body = {"schedule": {"type": "Manual"}, "parameters": {"time_window": 0}}
+    response = await client.post(f"{GC}/schedule", json=body)
+    assert response.status_code == 201, response.text
+    gc_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    deadline = time.monotonic() + 30
+    while True:
+        found = (await client.get(f"{GC}/{gc_id}")).json()
+        if "purged_orphans" in json.loads(found["job_parameters"]):
+            return gc_id
+        assert found["job_status"] in ("Pending", "Running"), found
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.01)
+
+
+async def _race(
+    client: httpx.AsyncClient,  # noqa: F811
+    jobs: list[Any],
+    push_one: Callable[[Any], Awaitable[bool]],
+) -> tuple[int, dict[str, Any]]:
+    """Run GC while ``PUSHERS`` tasks push ``jobs``; (pushes acknowledged, GC history)."""
+    gc_id = await _start_gc(client)
+    queue = list(reversed(jobs))
+    acknowledged = 0
+
+    async def pusher() -> None:
+        nonlocal acknowledged
+        while queue:
+            if await push_one(queue.pop()):
+                acknowledged += 1
+
+    await asyncio.gather(*(pusher() for _ in range(PUSHERS)))
+    history = await wait_gc(client, gc_id, within=120)
+    assert history["job_status"] == "Success", history
+    return acknowledged, history
+
+
+async def test_orphan_blob_files_adopted_by_uploads_are_never_lost(
+    client: httpx.AsyncClient,  # noqa: F811
+    raw: httpx.AsyncClient,
+    gc_state: AppState,  # noqa: F811
+) -> None:
+    root = Path(gc_state.settings.effective_storage_root)
+    repo = "library/orphan-race-blobs"
+    blobs = [os.urandom(1024) for _ in range(ORPHAN_BLOBS)]
+    for data in blobs:
+        _plant(root, blob_key(digest_of(data)), data)
+    acknowledged: list[bytes] = []
+
+    async def upload(data: bytes) -> bool:
+        response = await raw.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(data)}, content=data
+        )
+        assert response.status_code == 201, response.text
+        acknowledged.append(data)
+        return True
+
+    pushed, history = await _race(client, blobs, upload)
+    losses = sum(
+        [not await _pulls(raw, f"/v2/{repo}/blobs/{digest_of(d)}", d) for d in acknowledged]
+    )
+    print(f"\norphan blobs: {pushed} uploads acknowledged, {losses} lost, gc {counts(history)}")
+    assert pushed == ORPHAN_BLOBS
+    assert losses == 0, f"{losses} of {pushed} acknowledged blobs lost"
+
+
+async def test_orphan_manifest_files_adopted_by_pushes_are_never_lost(
+    client: httpx.AsyncClient,  # noqa: F811
+    raw: httpx.AsyncClient,
+    gc_state: AppState,  # noqa: F811
+) -> None:
+    root = Path(gc_state.settings.effective_storage_root)
+    repo = "library/orphan-race-manifests"
+    config = b'{"os": "linux"}'
+    layer = b"a layer every orphan manifest names"
+    base = ((await push_blob(client, repo, config), len(config)),)
+    layers = [(await push_blob(client, repo, layer), len(layer))]
+    # A tagged image holds the config and the layer, so the sweep keeps them.
+    tagged = image_manifest(base[0], layers)
+    put = await client.put(
+        f"/v2/{repo}/manifests/keep", content=tagged, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert put.status_code == 201, put.text
+    manifests = [
+        image_manifest(base[0], layers, annotations={"n": str(i)}) for i in range(ORPHAN_MANIFESTS)
+    ]
+    for body in manifests:
+        _plant(root, blob_key(digest_of(body)), body)
+
+    async def push(body: bytes) -> bool:
+        response = await raw.put(
+            f"/v2/{repo}/manifests/{digest_of(body)}",
+            content=body,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status_code == 201, response.text
+        return True
+
+    pushed, history = await _race(client, manifests, push)
+    losses = sum(
+        [not await _pulls(raw, f"/v2/{repo}/manifests/{digest_of(b)}", b) for b in manifests]
+    )
+    print(f"\norphan manifests: {pushed} pushes acknowledged, {losses} lost, gc {counts(history)}")
+    assert pushed == ORPHAN_MANIFESTS
+    assert losses == 0, f"{losses} of {pushed} acknowledged manifests lost"
