@@ -40,6 +40,8 @@ GC = "/api/v2.0/system/gc"
 ORPHAN_BLOBS = 1000
 ORPHAN_MANIFESTS = 600
 PUSHERS = 4
+ORPHAN_UPLOADS = 300
+SESSIONS = 40
 HOUR_AGO = 3600
 
 
@@ -183,3 +185,71 @@ async def test_orphan_manifest_files_adopted_by_pushes_are_never_lost(
     print(f"\norphan manifests: {pushed} pushes acknowledged, {losses} lost, gc {counts(history)}")
     assert pushed == ORPHAN_MANIFESTS
     assert losses == 0, f"{losses} of {pushed} acknowledged manifests lost"
+
+
+# --- partial uploads no session names (item 9) -------------------------------------------
+
+
+async def test_partial_uploads_no_session_names_are_collected_and_sessions_keep_theirs(
+    client: httpx.AsyncClient,  # noqa: F811
+    raw: httpx.AsyncClient,
+    gc_state: AppState,  # noqa: F811
+) -> None:
+    """Old nameless partial uploads go; young ones stay (a session may be starting); and
+    sessions with rows keep their files however old, while they go on racing the run."""
+    root = Path(gc_state.settings.effective_storage_root)
+    repo = "library/orphan-race-uploads"
+    old_orphans = [f"uploads/{os.urandom(16).hex()}" for _ in range(ORPHAN_UPLOADS)]
+    for key in old_orphans:
+        _plant(root, key, os.urandom(512))
+    young = f"uploads/{os.urandom(16).hex()}"
+    _plant(root, young, b"a session starting right now", age=60)
+    # Sessions whose last chunk came an hour ago: their files are old, their rows live.
+    sessions: list[tuple[str, bytes]] = []
+    for _ in range(SESSIONS):
+        first, rest = os.urandom(700), os.urandom(300)
+        started = await client.post(f"/v2/{repo}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        location = started.headers["Location"]
+        patched = await client.patch(
+            location, content=first, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert patched.status_code == 202, patched.text
+        upload_id = location.rstrip("/").rsplit("/", 1)[1]
+        then = time.time() - HOUR_AGO
+        os.utime(root / "uploads" / upload_id, (then, then))
+        sessions.append((patched.headers["Location"], first + rest))
+
+    async def finish(session: tuple[str, bytes]) -> bool:
+        location, data = session
+        done = await raw.put(location, params={"digest": digest_of(data)}, content=data[700:])
+        assert done.status_code == 201, done.text
+        return True
+
+    pushed, history = await _race(client, sessions, finish)
+    assert pushed == SESSIONS
+    for _, data in sessions:
+        assert await _pulls(raw, f"/v2/{repo}/blobs/{digest_of(data)}", data)
+    assert not any((root / key).exists() for key in old_orphans)
+    assert (root / young).exists(), "a young partial upload may be a session being created"
+    assert counts(history)["purged_orphans"] >= ORPHAN_UPLOADS
+
+
+async def test_an_upload_start_too_slow_for_gc_is_rolled_back(
+    client: httpx.AsyncClient,  # noqa: F811
+    gc_state: AppState,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A row may be recorded only for a young partial upload: a start slower than the
+    limit leaves neither a row nor a file (the client starts again)."""
+    from dockyard.registry import service as registry_service
+
+    root = Path(gc_state.settings.effective_storage_root)
+    before = set(os.listdir(root / "uploads"))
+    monkeypatch.setattr(registry_service, "UPLOAD_START_LIMIT", -1.0)
+    refused = await client.post("/v2/library/orphan-race-slow/blobs/uploads/")
+    assert refused.status_code == 400, refused.text
+    assert set(os.listdir(root / "uploads")) == before
+    monkeypatch.undo()
+    started = await client.post("/v2/library/orphan-race-slow/blobs/uploads/")
+    assert started.status_code == 202, started.text

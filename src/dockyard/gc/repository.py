@@ -437,6 +437,14 @@ async def release_orphans(session: AsyncSession, ids: Sequence[int]) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def existing_uploads(session: AsyncSession, upload_ids: Sequence[str]) -> set[str]:
+    """The ids among ``upload_ids`` an upload session row has."""
+    if not upload_ids:
+        return set()
+    result = await session.execute(select(BlobUpload.id).where(BlobUpload.id.in_(list(upload_ids))))
+    return set(result.scalars())
+
+
 async def existing_digests(session: AsyncSession, digests: Sequence[str]) -> set[str]:
     if not digests:
         return set()

@@ -17,7 +17,8 @@ from the task's checkpoint and idempotent when repeated:
 4. ``uploads``: upload sessions idle since before the cut-off (at least
    ``UPLOAD_MIN_AGE``): row first, then the partial object.
 5. ``orphans``: blob files no row names, older than ``UPLOAD_MIN_AGE`` and the
-   window (left by crashes between bytes and rows).
+   window (left by crashes between bytes and rows), each claimed with a ``deleting``
+   row before its bytes go; then partial uploads no session names, as old.
 
 The registry's side of the race is in ``registry/service.py``: every path that links
 or vouches for an existing blob touches it (status back to ``none``, ``update_time``
@@ -329,6 +330,34 @@ class _Run:
             purged += len(claimed)
             await self.checkpoint()
         self.ctx.log(f"deleted {purged} blob files no blob row named")
+        await self.purge_upload_orphans()
+
+    async def purge_upload_orphans(self) -> None:
+        """Partial uploads no upload session names (left by a crash between the file and
+        the row, or between the row's deletion and the file's), as old as the blob
+        orphans must be. A session's file is created just before its row, and an upload
+        start that takes longer than ``registry.service.UPLOAD_START_LIMIT`` (far shorter
+        than ``UPLOAD_MIN_AGE``) is rolled back, so an old file never gains a row: the
+        rows are read again just before each batch is deleted."""
+        orphans = await _orphan_uploads(self.db, self.storage, self.old_cutoff)
+        purged = 0
+        for start in range(0, len(orphans), repo.BATCH):
+            chunk = orphans[start : start + repo.BATCH]
+            async with self.db.read() as session:
+                named = await repo.existing_uploads(
+                    session, [_upload_id_of_key(k) for k, _ in chunk]
+                )
+            doomed = [(k, s) for k, s in chunk if _upload_id_of_key(k) not in named]
+            for key, _ in doomed:
+                await self.storage.delete(key)
+            async with self.db.write() as session:
+                await self.add(
+                    session,
+                    {"purged_orphans": len(doomed), "freed_space": sum(s for _, s in doomed)},
+                )
+            purged += len(doomed)
+            await self.checkpoint()
+        self.ctx.log(f"deleted {purged} partial uploads no upload session named")
 
     # --- dry run ------------------------------------------------------------------------
 
@@ -363,6 +392,7 @@ class _Run:
                 session, self.old_cutoff, utcnow()
             )
         orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
+        orphans += await _orphan_uploads(self.db, self.storage, self.old_cutoff)
         counts["purged_orphans"] = len(orphans)
         counts["freed_space"] += sum(size for _, size in orphans)
         self.totals = counts
@@ -497,6 +527,38 @@ async def _orphan_files(
             await flush()
     await flush()
     return orphans
+
+
+async def _orphan_uploads(
+    db: Database, storage: Storage, older_than: datetime
+) -> list[tuple[str, int]]:
+    """(key, size) of partial uploads last written before ``older_than`` that no upload
+    session names."""
+    candidates: list[str] = []
+    orphans: list[tuple[str, int]] = []
+
+    async def flush() -> None:
+        async with db.read() as session:
+            known = await repo.existing_uploads(session, [_upload_id_of_key(k) for k in candidates])
+        for key in candidates:
+            if _upload_id_of_key(key) in known:
+                continue
+            info = await storage.stat(key)
+            if info is not None and info.modified < older_than:
+                orphans.append((key, info.size))
+        candidates.clear()
+
+    async for key in storage.list("uploads/"):
+        candidates.append(key)
+        if len(candidates) >= repo.BATCH:
+            await flush()
+    await flush()
+    return orphans
+
+
+def _upload_id_of_key(key: str) -> str:
+    """``uploads/<id>`` -> ``<id>``."""
+    return key.removeprefix("uploads/")
 
 
 def _digest_of_key(key: str) -> str | None:

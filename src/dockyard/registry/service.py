@@ -64,6 +64,10 @@ from dockyard.registry.models import (
 from dockyard.storage import Storage, blob_key
 
 UPLOAD_LEASE = timedelta(minutes=10)
+UPLOAD_START_LIMIT = 60.0
+"""Seconds an upload start may take from creating its partial object to recording its
+row; a slower one is rolled back. Far below GC's ``UPLOAD_MIN_AGE``, so the file of a
+row being created is always too young for GC's sweep of nameless partial uploads."""
 # GC: how often a blob HEAD/GET renews the blob's touch time, and how long an upload
 # waits for a collection to finish deleting an older copy of its blob.
 _TOUCH_INTERVAL = timedelta(minutes=1)
@@ -246,6 +250,7 @@ class RegistryService:
 
     async def start_upload(self, repository: str) -> UploadStatus:
         upload_id = secrets.token_hex(16)
+        began = time.monotonic()
         state = await self.storage.begin(upload_id)
         try:
             async with self.db.write() as session:
@@ -253,6 +258,10 @@ class RegistryService:
                 await repo.insert_upload(
                     session, upload_id, target.repository_id, json.dumps(state)
                 )
+                # GC takes a partial upload no row names once it is UPLOAD_MIN_AGE old:
+                # a row may come only while its file is far younger (docs/gc.md).
+                if time.monotonic() - began > UPLOAD_START_LIMIT:
+                    raise BlobUploadInvalidError("the upload took too long to start; retry")
         except BaseException:
             await _shielded(self.storage.abort(state))
             raise
