@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,14 +33,19 @@ from tests.integration.test_gc import (  # noqa: F401  (module-scoped app of its
     wait_gc,
 )
 
+from dockyard.db.base import utcnow
+from dockyard.gc import repository as gc_repo
 from dockyard.http.state import AppState
+from dockyard.registry import repository as registry_repo
 from dockyard.storage import blob_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 GC = "/api/v2.0/system/gc"
-ORPHAN_BLOBS = 1000
-ORPHAN_MANIFESTS = 600
-PUSHERS = 4
+# The issue's figures on PostgreSQL; half on SQLite, where the sweep shares one writer
+# with the pushes and takes several times as long (the test stays under ~30 s).
+ORPHAN_BLOBS = {"postgresql": 3000, "sqlite": 1500}
+ORPHAN_MANIFESTS = {"postgresql": 2000, "sqlite": 1000}
+PUSHERS = 8
 ORPHAN_UPLOADS = 300
 SESSIONS = 40
 HOUR_AGO = 3600
@@ -98,23 +104,35 @@ async def _start_gc(client: httpx.AsyncClient) -> int:  # noqa: F811
 async def _race(
     client: httpx.AsyncClient,  # noqa: F811
     jobs: list[Any],
-    push_one: Callable[[Any], Awaitable[bool]],
-) -> tuple[int, dict[str, Any]]:
-    """Run GC while ``PUSHERS`` tasks push ``jobs``; (pushes acknowledged, GC history)."""
+    push_one: Callable[[Any], Awaitable[None]],
+    *,
+    while_gc_runs: bool = True,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Run GC while ``PUSHERS`` tasks push ``jobs`` in random order: while the run goes
+    on (``while_gc_runs``; pushes after it race nothing) or all of them. Returns the
+    jobs pushed (every push must be acknowledged) and the run's history."""
     gc_id = await _start_gc(client)
-    queue = list(reversed(jobs))
-    acknowledged = 0
+    queue = random.sample(jobs, len(jobs))
+    pushed: list[Any] = []
+    finished = asyncio.Event()
+
+    async def watch() -> None:
+        deadline = time.monotonic() + 120
+        while (await client.get(f"{GC}/{gc_id}")).json()["job_status"] in ("Pending", "Running"):
+            assert time.monotonic() < deadline, "the collection did not finish"
+            await asyncio.sleep(0.05)
+        finished.set()
 
     async def pusher() -> None:
-        nonlocal acknowledged
-        while queue:
-            if await push_one(queue.pop()):
-                acknowledged += 1
+        while queue and not (while_gc_runs and finished.is_set()):
+            job = queue.pop()
+            await push_one(job)
+            pushed.append(job)
 
-    await asyncio.gather(*(pusher() for _ in range(PUSHERS)))
-    history = await wait_gc(client, gc_id, within=120)
+    await asyncio.gather(watch(), *(pusher() for _ in range(PUSHERS)))
+    history = await wait_gc(client, gc_id)
     assert history["job_status"] == "Success", history
-    return acknowledged, history
+    return pushed, history
 
 
 async def test_orphan_blob_files_adopted_by_uploads_are_never_lost(
@@ -124,26 +142,24 @@ async def test_orphan_blob_files_adopted_by_uploads_are_never_lost(
 ) -> None:
     root = Path(gc_state.settings.effective_storage_root)
     repo = "library/orphan-race-blobs"
-    blobs = [os.urandom(1024) for _ in range(ORPHAN_BLOBS)]
+    blobs = [os.urandom(1024) for _ in range(ORPHAN_BLOBS[gc_state.db.dialect])]
     for data in blobs:
         _plant(root, blob_key(digest_of(data)), data)
-    acknowledged: list[bytes] = []
 
-    async def upload(data: bytes) -> bool:
+    async def upload(data: bytes) -> None:
         response = await raw.post(
             f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(data)}, content=data
         )
         assert response.status_code == 201, response.text
-        acknowledged.append(data)
-        return True
 
     pushed, history = await _race(client, blobs, upload)
-    losses = sum(
-        [not await _pulls(raw, f"/v2/{repo}/blobs/{digest_of(d)}", d) for d in acknowledged]
+    losses = [d for d in pushed if not await _pulls(raw, f"/v2/{repo}/blobs/{digest_of(d)}", d)]
+    print(
+        f"\norphan blobs: {len(blobs)} files, {len(pushed)} uploads acknowledged while GC "
+        f"ran, {len(losses)} lost; gc {counts(history)}"
     )
-    print(f"\norphan blobs: {pushed} uploads acknowledged, {losses} lost, gc {counts(history)}")
-    assert pushed == ORPHAN_BLOBS
-    assert losses == 0, f"{losses} of {pushed} acknowledged blobs lost"
+    assert pushed and counts(history)["purged_orphans"], "the pushes raced the sweep"
+    assert not losses, f"{len(losses)} of {len(pushed)} acknowledged blobs lost"
 
 
 async def test_orphan_manifest_files_adopted_by_pushes_are_never_lost(
@@ -164,27 +180,77 @@ async def test_orphan_manifest_files_adopted_by_pushes_are_never_lost(
     )
     assert put.status_code == 201, put.text
     manifests = [
-        image_manifest(base[0], layers, annotations={"n": str(i)}) for i in range(ORPHAN_MANIFESTS)
+        image_manifest(base[0], layers, annotations={"n": str(i)})
+        for i in range(ORPHAN_MANIFESTS[gc_state.db.dialect])
     ]
     for body in manifests:
         _plant(root, blob_key(digest_of(body)), body)
 
-    async def push(body: bytes) -> bool:
+    async def push(body: bytes) -> None:
         response = await raw.put(
             f"/v2/{repo}/manifests/{digest_of(body)}",
             content=body,
             headers={"Content-Type": OCI_MANIFEST},
         )
         assert response.status_code == 201, response.text
-        return True
 
     pushed, history = await _race(client, manifests, push)
-    losses = sum(
-        [not await _pulls(raw, f"/v2/{repo}/manifests/{digest_of(b)}", b) for b in manifests]
+    losses = [b for b in pushed if not await _pulls(raw, f"/v2/{repo}/manifests/{digest_of(b)}", b)]
+    print(
+        f"\norphan manifests: {len(manifests)} files, {len(pushed)} pushes acknowledged "
+        f"while GC ran, {len(losses)} lost; gc {counts(history)}"
     )
-    print(f"\norphan manifests: {pushed} pushes acknowledged, {losses} lost, gc {counts(history)}")
-    assert pushed == ORPHAN_MANIFESTS
-    assert losses == 0, f"{losses} of {pushed} acknowledged manifests lost"
+    assert pushed and counts(history)["purged_orphans"], "the pushes raced the sweep"
+    assert not losses, f"{len(losses)} of {len(pushed)} acknowledged manifests lost"
+
+
+async def test_a_claimed_orphan_makes_a_push_wait_then_install_its_own_bytes(
+    raw: httpx.AsyncClient,
+    gc_state: AppState,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep's claim first: an upload of the same content waits for the claim to go
+    (the file first, then the row) and then installs its own bytes."""
+    root = Path(gc_state.settings.effective_storage_root)
+    data = os.urandom(1024)
+    digest = digest_of(data)
+    _plant(root, blob_key(digest), data)
+    async with gc_state.db.write() as session:
+        ((claim_id, _),) = await gc_repo.claim_orphans(session, [(digest, len(data))], utcnow())
+    tried = asyncio.Event()
+    hold_blob = registry_repo.hold_blob
+
+    async def watched(*args: Any) -> bool:
+        held = await hold_blob(*args)
+        tried.set()
+        return held
+
+    monkeypatch.setattr(registry_repo, "hold_blob", watched)
+    upload = asyncio.ensure_future(
+        raw.post(
+            "/v2/library/orphan-claimed/blobs/uploads/", params={"digest": digest}, content=data
+        )
+    )
+    await asyncio.wait_for(tried.wait(), 30)
+    assert not upload.done(), "the push went on while the sweep held the digest"
+    (root / blob_key(digest)).unlink()  # the sweep deletes the bytes, then its claim
+    async with gc_state.db.write() as session:
+        assert await gc_repo.release_orphans(session, [claim_id]) == 1
+    response = await asyncio.wait_for(upload, 30)
+    assert response.status_code == 201, response.text
+    assert await _pulls(raw, f"/v2/library/orphan-claimed/blobs/{digest}", data)
+
+
+async def test_an_orphan_a_push_holds_is_not_claimed(gc_state: AppState) -> None:  # noqa: F811
+    """The push first: once it holds a row for the file it adopts, the claim skips it."""
+    root = Path(gc_state.settings.effective_storage_root)
+    data = os.urandom(1024)
+    digest = digest_of(data)
+    _plant(root, blob_key(digest), data)
+    assert await gc_state.registry._protect_existing_blob(digest, len(data))
+    async with gc_state.db.write() as session:
+        assert await gc_repo.claim_orphans(session, [(digest, len(data))], utcnow()) == []
+    assert (root / blob_key(digest)).read_bytes() == data
 
 
 # --- partial uploads no session names (item 9) -------------------------------------------
@@ -220,14 +286,13 @@ async def test_partial_uploads_no_session_names_are_collected_and_sessions_keep_
         os.utime(root / "uploads" / upload_id, (then, then))
         sessions.append((patched.headers["Location"], first + rest))
 
-    async def finish(session: tuple[str, bytes]) -> bool:
+    async def finish(session: tuple[str, bytes]) -> None:
         location, data = session
         done = await raw.put(location, params={"digest": digest_of(data)}, content=data[700:])
         assert done.status_code == 201, done.text
-        return True
 
-    pushed, history = await _race(client, sessions, finish)
-    assert pushed == SESSIONS
+    pushed, history = await _race(client, sessions, finish, while_gc_runs=False)
+    assert len(pushed) == SESSIONS
     for _, data in sessions:
         assert await _pulls(raw, f"/v2/{repo}/blobs/{digest_of(data)}", data)
     assert not any((root / key).exists() for key in old_orphans)

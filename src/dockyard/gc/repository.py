@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.db.engine import dialect_insert
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution
 from dockyard.oci.mediatypes import SUPPORTED_MANIFEST_TYPES
@@ -402,9 +402,8 @@ async def claim_orphans(
     row). A digest a push got a row for first is skipped."""
     if not orphans:
         return []
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     result = await session.execute(
-        insert(Blob)
+        dialect_insert(session, Blob)
         .values(
             [
                 {

@@ -47,6 +47,7 @@ from dockyard.registry import repository as registry_repo
 from dockyard.registry.hooks import SYSTEM_ACTOR
 from dockyard.registry.service import RegistryService
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.base import ObjectInfo
 from dockyard.storage.filesystem import FilesystemStorage
 
 JOB_TYPE = "GARBAGE_COLLECTION"
@@ -513,12 +514,10 @@ async def _orphan_files(
         digests = {_digest_of_key(k): k for k in candidates}
         async with db.read() as session:
             known = await repo.existing_digests(session, sorted(d for d in digests if d))
-        for digest, key in digests.items():
-            if digest is None or digest in known:
-                continue
-            info = await storage.stat(key)
+        unnamed = [key for digest, key in digests.items() if digest and digest not in known]
+        for info in await _stat_all(storage, unnamed):
             if info is not None and info.modified < older_than:
-                orphans.append((key, info.size))
+                orphans.append((info.key, info.size))
         candidates.clear()
 
     async for key in storage.list("blobs/"):
@@ -540,12 +539,10 @@ async def _orphan_uploads(
     async def flush() -> None:
         async with db.read() as session:
             known = await repo.existing_uploads(session, [_upload_id_of_key(k) for k in candidates])
-        for key in candidates:
-            if _upload_id_of_key(key) in known:
-                continue
-            info = await storage.stat(key)
+        unnamed = [key for key in candidates if _upload_id_of_key(key) not in known]
+        for info in await _stat_all(storage, unnamed):
             if info is not None and info.modified < older_than:
-                orphans.append((key, info.size))
+                orphans.append((info.key, info.size))
         candidates.clear()
 
     async for key in storage.list("uploads/"):
@@ -554,6 +551,14 @@ async def _orphan_uploads(
             await flush()
     await flush()
     return orphans
+
+
+async def _stat_all(storage: Storage, keys: Sequence[str]) -> list[ObjectInfo | None]:
+    """``stat`` of each key: the filesystem driver's in one worker-thread trip (on a busy
+    registry, one trip per file made the walk wait for the loop once per file)."""
+    if isinstance(storage, FilesystemStorage):
+        return await storage.stat_many(keys)
+    return [await storage.stat(key) for key in keys]
 
 
 def _upload_id_of_key(key: str) -> str:
