@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from tests.integration.conftest import ADMIN_PASSWORD
 from tests.integration.registry_helpers import OCI_MANIFEST, digest_of, image_manifest, push_blob
@@ -37,6 +38,7 @@ from dockyard.db.base import utcnow
 from dockyard.gc import repository as gc_repo
 from dockyard.http.state import AppState
 from dockyard.registry import repository as registry_repo
+from dockyard.registry.models import Blob
 from dockyard.storage import blob_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -251,6 +253,49 @@ async def test_an_orphan_a_push_holds_is_not_claimed(gc_state: AppState) -> None
     async with gc_state.db.write() as session:
         assert await gc_repo.claim_orphans(session, [(digest, len(data))], utcnow()) == []
     assert (root / blob_key(digest)).read_bytes() == data
+
+
+async def test_a_run_killed_between_claim_and_release_finishes_its_claims(
+    client: httpx.AsyncClient,  # noqa: F811
+    raw: httpx.AsyncClient,
+    gc_state: AppState,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claims a killed attempt left are finished when the retry resumes in the orphans
+    phase: no ``deleting`` row outlives the run to hold pushes of that content off."""
+    root = Path(gc_state.settings.effective_storage_root)
+    blobs = [os.urandom(1024) for _ in range(20)]
+    for data in blobs:
+        _plant(root, blob_key(digest_of(data)), data)
+    real_release = gc_repo.release_orphans
+    calls = {"n": 0}
+
+    async def dying_release(session: Any, ids: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the worker "dies" with its claims made and their bytes gone
+            raise RuntimeError("killed")
+        return await real_release(session, ids)
+
+    monkeypatch.setattr(gc_repo, "release_orphans", dying_release)
+    gc_id = await _start_gc(client)
+    history = await wait_gc(client, gc_id)
+    log = (await client.get(f"{GC}/{gc_id}/log")).text
+    assert history["job_status"] == "Success", (history, log)
+    assert "resumed at orphans" in log, log
+    async with gc_state.db.read() as session:
+        left = await session.scalar(
+            select(func.count()).select_from(Blob).where(Blob.status == "deleting")
+        )
+    assert left == 0, log
+    assert not any((root / blob_key(digest_of(d))).exists() for d in blobs)
+    data = blobs[0]
+    response = await raw.post(
+        "/v2/library/orphan-resumed/blobs/uploads/",
+        params={"digest": digest_of(data)},
+        content=data,
+    )
+    assert response.status_code == 201, response.text
+    assert await _pulls(raw, f"/v2/library/orphan-resumed/blobs/{digest_of(data)}", data)
 
 
 # --- partial uploads no session names (item 9) -------------------------------------------

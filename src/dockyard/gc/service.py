@@ -162,6 +162,8 @@ class _Run:
         # Upload sessions and nameless files: at least UPLOAD_MIN_AGE old.
         self.old_cutoff = min(self.cutoff, self.started - UPLOAD_MIN_AGE)
         self.phase: str = progress.get("phase", PHASES[0])
+        self.resumed_in: str | None = progress.get("phase")
+        """The phase a retried run resumes in (``None`` on a first attempt)."""
         self.after: int = int(progress.get("after", 0))
         self._last_checkpoint = time.monotonic()
         self.totals: dict[str, int] = {}
@@ -308,6 +310,8 @@ class _Run:
         per batch, insert a ``deleting`` row for each digest that still has no row (a
         push that adopts a file holds a row first, so the insert skips it), delete the
         claimed files, then the claims (with the counts). See docs/gc.md."""
+        if self.resumed_in == "orphans":
+            await self._finish_claims()
         orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
         sizes = {d: s for k, s in orphans if (d := _digest_of_key(k))}
         digests = sorted(sizes)
@@ -332,6 +336,23 @@ class _Run:
             await self.checkpoint()
         self.ctx.log(f"deleted {purged} blob files no blob row named")
         await self.purge_upload_orphans()
+
+    async def _finish_claims(self) -> None:
+        """Claims an attempt killed in this phase left (rows ``deleting``, their files
+        maybe still there): bytes, then rows, as the sweep finishes its own. Pushes of
+        those digests wait for them to go, so they are not left for the next run."""
+        after = 0
+        while True:
+            async with self.db.read() as session:
+                page = await repo.marked_page(session, after)
+            if not page:
+                return
+            after = page[-1].id
+            doomed = [r for r in page if r.status == registry_repo.BLOB_DELETING]
+            gone = asyncio.ensure_future(
+                _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
+            )
+            await self._purge(doomed, gone)
 
     async def purge_upload_orphans(self) -> None:
         """Partial uploads no upload session names (left by a crash between the file and
