@@ -358,8 +358,8 @@ class _Run:
         """Partial uploads no upload session names (left by a crash between the file and
         the row, or between the row's deletion and the file's), as old as the blob
         orphans must be. A session's file is created just before its row, and an upload
-        start that takes longer than ``registry.service.UPLOAD_START_LIMIT`` (far shorter
-        than ``UPLOAD_MIN_AGE``) is rolled back, so an old file never gains a row: the
+        start that takes longer than ``registry.service.UPLOAD_START_LIMIT`` (half of
+        ``UPLOAD_MIN_AGE``) is rolled back, so an old file never gains a row: the
         rows are read again just before each batch is deleted."""
         orphans = await _orphan_uploads(self.db, self.storage, self.old_cutoff)
         purged = 0

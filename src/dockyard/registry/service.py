@@ -64,9 +64,9 @@ from dockyard.registry.models import (
 from dockyard.storage import Storage, blob_key
 
 UPLOAD_LEASE = timedelta(minutes=10)
-UPLOAD_START_LIMIT = 60.0
+UPLOAD_START_LIMIT = 300.0
 """Seconds an upload start may take from creating its partial object to recording its
-row; a slower one is rolled back. Far below GC's ``UPLOAD_MIN_AGE``, so the file of a
+row; a slower one is rolled back. Half of GC's ``UPLOAD_MIN_AGE``, so the file of a
 row being created is always too young for GC's sweep of nameless partial uploads."""
 # GC: how often a blob HEAD/GET renews the blob's touch time, and how long an upload
 # waits for a collection to finish deleting an older copy of its blob.
