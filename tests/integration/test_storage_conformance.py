@@ -588,6 +588,32 @@ async def test_filesystem_local_path(tmp_path: Path) -> None:
     assert await storage.redirect_url("blobs/sha256/ab/abc", 60) is None
 
 
+async def test_filesystem_complete_dates_the_object_now(tmp_path: Path) -> None:
+    """A completed object is new, however long ago its last chunk came: garbage
+    collection takes only old files no row names (docs/gc.md)."""
+    storage = FilesystemStorage(tmp_path)
+    state = await storage.begin("slow")
+    state, size = await storage.append(state, 0, stream(b"last chunk long ago"))
+    long_ago = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
+    os.utime(tmp_path / "uploads" / "slow", (long_ago, long_ago))
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await storage.complete(state, "blobs/slow", size)
+    info = await storage.stat("blobs/slow")
+    assert info is not None and info.modified >= before
+
+
+async def test_filesystem_stat_many(tmp_path: Path) -> None:
+    storage = FilesystemStorage(tmp_path)
+    await storage.write_bytes("blobs/sha256/ab/abc", b"bytes")
+    found = await storage.stat_many(["blobs/sha256/ab/abc", "blobs/sha256/ab", "uploads/none"])
+    assert [None if f is None else (f.key, f.size) for f in found] == [
+        ("blobs/sha256/ab/abc", 5),
+        None,  # a directory is not an object
+        None,
+    ]
+    assert found[0] == await storage.stat("blobs/sha256/ab/abc")
+
+
 async def test_filesystem_disk_errors_become_storage_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

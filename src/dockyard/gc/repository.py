@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.db.engine import dialect_insert
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution
 from dockyard.oci.mediatypes import SUPPORTED_MANIFEST_TYPES
@@ -388,6 +389,59 @@ async def delete_stale_uploads(
 
 
 # --- orphan bytes -------------------------------------------------------------------------
+
+
+async def claim_orphans(
+    session: AsyncSession, orphans: Sequence[tuple[str, int]], now: datetime
+) -> list[tuple[int, str]]:
+    """Claim blob files no row names ((digest, size) pairs) for deletion: a row in state
+    ``deleting`` is inserted for each digest that still has none; returns the (id,
+    digest) of those inserted. A push that relies on an existing file holds a row first
+    (``registry.service``), so a digest claimed here has no push relying on its file,
+    and every push that comes later waits for the claim to go (bytes first, then this
+    row). A digest a push got a row for first is skipped."""
+    if not orphans:
+        return []
+    result = await session.execute(
+        dialect_insert(session, Blob)
+        .values(
+            [
+                {
+                    "digest": digest,
+                    "size": size,
+                    "content_type": "",
+                    "status": BLOB_DELETING,
+                    "version": 0,
+                    "creation_time": now,
+                    "update_time": now,
+                }
+                for digest, size in orphans
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["digest"])
+        .returning(Blob.id, Blob.digest)
+    )
+    return [(r[0], r[1]) for r in result]
+
+
+async def release_orphans(session: AsyncSession, ids: Sequence[int]) -> int:
+    """Delete the claims of orphan files whose bytes are gone; returns how many."""
+    if not ids:
+        return 0
+    result = await session.execute(
+        delete(Blob)
+        .where(Blob.id.in_(list(ids)), Blob.status == BLOB_DELETING)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def existing_uploads(session: AsyncSession, upload_ids: Sequence[str]) -> set[str]:
+    """The ids among ``upload_ids`` an upload session row has."""
+    if not upload_ids:
+        return set()
+    result = await session.execute(select(BlobUpload.id).where(BlobUpload.id.in_(list(upload_ids))))
+    return set(result.scalars())
 
 
 async def existing_digests(session: AsyncSession, digests: Sequence[str]) -> set[str]:

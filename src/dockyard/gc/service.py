@@ -17,7 +17,8 @@ from the task's checkpoint and idempotent when repeated:
 4. ``uploads``: upload sessions idle since before the cut-off (at least
    ``UPLOAD_MIN_AGE``): row first, then the partial object.
 5. ``orphans``: blob files no row names, older than ``UPLOAD_MIN_AGE`` and the
-   window (left by crashes between bytes and rows).
+   window (left by crashes between bytes and rows), each claimed with a ``deleting``
+   row before its bytes go; then partial uploads no session names, as old.
 
 The registry's side of the race is in ``registry/service.py``: every path that links
 or vouches for an existing blob touches it (status back to ``none``, ``update_time``
@@ -46,6 +47,7 @@ from dockyard.registry import repository as registry_repo
 from dockyard.registry.hooks import SYSTEM_ACTOR
 from dockyard.registry.service import RegistryService
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.base import ObjectInfo
 from dockyard.storage.filesystem import FilesystemStorage
 
 JOB_TYPE = "GARBAGE_COLLECTION"
@@ -160,6 +162,8 @@ class _Run:
         # Upload sessions and nameless files: at least UPLOAD_MIN_AGE old.
         self.old_cutoff = min(self.cutoff, self.started - UPLOAD_MIN_AGE)
         self.phase: str = progress.get("phase", PHASES[0])
+        self.resumed_in: str | None = progress.get("phase")
+        """The phase a retried run resumes in (``None`` on a first attempt)."""
         self.after: int = int(progress.get("after", 0))
         self._last_checkpoint = time.monotonic()
         self.totals: dict[str, int] = {}
@@ -311,23 +315,80 @@ class _Run:
             await self.checkpoint()
 
     async def purge_orphans(self) -> None:
+        """Blob files no row names, claimed through the database before their bytes go:
+        per batch, insert a ``deleting`` row for each digest that still has no row (a
+        push that adopts a file holds a row first, so the insert skips it), delete the
+        claimed files, then the claims (with the counts). See docs/gc.md."""
+        if self.resumed_in == "orphans":
+            await self._finish_claims()
         orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
-        if not orphans:
-            return
-        # A row may have arrived since the walk (a push between its bytes and its row).
-        async with self.db.read() as session:
-            named = await repo.existing_digests(
-                session, [d for k, _ in orphans if (d := _digest_of_key(k))]
+        sizes = {d: s for k, s in orphans if (d := _digest_of_key(k))}
+        digests = sorted(sizes)
+        purged = 0
+        for start in range(0, len(digests), repo.BATCH):
+            chunk = digests[start : start + repo.BATCH]
+            async with self.db.write() as session:
+                claimed = await repo.claim_orphans(
+                    session, [(d, sizes[d]) for d in chunk], utcnow()
+                )
+            await _delete_bytes(self.storage, [d for _, d in claimed], self.params.workers)
+            async with self.db.write() as session:
+                await repo.release_orphans(session, [i for i, _ in claimed])
+                await self.add(
+                    session,
+                    {
+                        "purged_orphans": len(claimed),
+                        "freed_space": sum(sizes[d] for _, d in claimed),
+                    },
+                )
+            purged += len(claimed)
+            await self.checkpoint()
+        self.ctx.log(f"deleted {purged} blob files no blob row named")
+        await self.purge_upload_orphans()
+
+    async def _finish_claims(self) -> None:
+        """Claims an attempt killed in this phase left (rows ``deleting``, their files
+        maybe still there): bytes, then rows, as the sweep finishes its own. Pushes of
+        those digests wait for them to go, so they are not left for the next run."""
+        after = 0
+        while True:
+            async with self.db.read() as session:
+                page = await repo.marked_page(session, after)
+            if not page:
+                return
+            after = page[-1].id
+            doomed = [r for r in page if r.status == registry_repo.BLOB_DELETING]
+            gone = asyncio.ensure_future(
+                _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
             )
-        orphans = [(k, s) for k, s in orphans if _digest_of_key(k) not in named]
-        for key, _ in orphans:
-            await self.storage.delete(key)
-        async with self.db.write() as session:
-            await self.add(
-                session,
-                {"purged_orphans": len(orphans), "freed_space": sum(s for _, s in orphans)},
-            )
-        self.ctx.log(f"deleted {len(orphans)} blob files no blob row named")
+            await self._purge(doomed, gone)
+
+    async def purge_upload_orphans(self) -> None:
+        """Partial uploads no upload session names (left by a crash between the file and
+        the row, or between the row's deletion and the file's), as old as the blob
+        orphans must be. A session's file is created just before its row, and an upload
+        start that takes longer than ``registry.service.UPLOAD_START_LIMIT`` (half of
+        ``UPLOAD_MIN_AGE``) is rolled back, so an old file never gains a row: the
+        rows are read again just before each batch is deleted."""
+        orphans = await _orphan_uploads(self.db, self.storage, self.old_cutoff)
+        purged = 0
+        for start in range(0, len(orphans), repo.BATCH):
+            chunk = orphans[start : start + repo.BATCH]
+            async with self.db.read() as session:
+                named = await repo.existing_uploads(
+                    session, [_upload_id_of_key(k) for k, _ in chunk]
+                )
+            doomed = [(k, s) for k, s in chunk if _upload_id_of_key(k) not in named]
+            for key, _ in doomed:
+                await self.storage.delete(key)
+            async with self.db.write() as session:
+                await self.add(
+                    session,
+                    {"purged_orphans": len(doomed), "freed_space": sum(s for _, s in doomed)},
+                )
+            purged += len(doomed)
+            await self.checkpoint()
+        self.ctx.log(f"deleted {purged} partial uploads no upload session named")
 
     # --- dry run ------------------------------------------------------------------------
 
@@ -362,6 +423,7 @@ class _Run:
                 session, self.old_cutoff, utcnow()
             )
         orphans = await _orphan_files(self.db, self.storage, self.old_cutoff)
+        orphans += await _orphan_uploads(self.db, self.storage, self.old_cutoff)
         counts["purged_orphans"] = len(orphans)
         counts["freed_space"] += sum(size for _, size in orphans)
         self.totals = counts
@@ -489,12 +551,10 @@ async def _orphan_files(
         digests = {_digest_of_key(k): k for k in candidates}
         async with db.read() as session:
             known = await repo.existing_digests(session, sorted(d for d in digests if d))
-        for digest, key in digests.items():
-            if digest is None or digest in known:
-                continue
-            info = await storage.stat(key)
+        unnamed = [key for digest, key in digests.items() if digest and digest not in known]
+        for info in await _stat_all(storage, unnamed):
             if info is not None and info.modified < older_than:
-                orphans.append((key, info.size))
+                orphans.append((info.key, info.size))
         candidates.clear()
 
     async for key in storage.list("blobs/"):
@@ -503,6 +563,44 @@ async def _orphan_files(
             await flush()
     await flush()
     return orphans
+
+
+async def _orphan_uploads(
+    db: Database, storage: Storage, older_than: datetime
+) -> list[tuple[str, int]]:
+    """(key, size) of partial uploads last written before ``older_than`` that no upload
+    session names."""
+    candidates: list[str] = []
+    orphans: list[tuple[str, int]] = []
+
+    async def flush() -> None:
+        async with db.read() as session:
+            known = await repo.existing_uploads(session, [_upload_id_of_key(k) for k in candidates])
+        unnamed = [key for key in candidates if _upload_id_of_key(key) not in known]
+        for info in await _stat_all(storage, unnamed):
+            if info is not None and info.modified < older_than:
+                orphans.append((info.key, info.size))
+        candidates.clear()
+
+    async for key in storage.list("uploads/"):
+        candidates.append(key)
+        if len(candidates) >= repo.BATCH:
+            await flush()
+    await flush()
+    return orphans
+
+
+async def _stat_all(storage: Storage, keys: Sequence[str]) -> list[ObjectInfo | None]:
+    """``stat`` of each key: the filesystem driver's in one worker-thread trip (on a busy
+    registry, one trip per file made the walk wait for the loop once per file)."""
+    if isinstance(storage, FilesystemStorage):
+        return await storage.stat_many(keys)
+    return [await storage.stat(key) for key in keys]
+
+
+def _upload_id_of_key(key: str) -> str:
+    """``uploads/<id>`` -> ``<id>``."""
+    return key.removeprefix("uploads/")
 
 
 def _digest_of_key(key: str) -> str | None:

@@ -110,6 +110,16 @@ async def ensure_blob(session: AsyncSession, digest: str, size: int, content_typ
     return blob_id
 
 
+async def hold_blob(session: AsyncSession, digest: str, size: int, content_type: str) -> bool:
+    """``ensure_blob`` for a push about to rely on the blob's bytes: the row is inserted or
+    touched; ``False`` (nothing changed) while garbage collection is deleting the blob."""
+    try:
+        await ensure_blob(session, digest, size, content_type)
+    except BlobBeingDeletedError:
+        return False
+    return True
+
+
 async def touch_blobs(session: AsyncSession, digests: Sequence[str]) -> set[str]:
     """Rescue blobs from garbage collection: the ones not being deleted are marked live
     and touched (so no running collection may claim them); returns their digests."""
@@ -613,3 +623,9 @@ async def referrers(
 
 async def blob_exists(db: Executor, digest: str) -> bool:
     return bool(await db.scalar(select(exists().where(Blob.digest == digest))))
+
+
+async def blob_status(db: Executor, digest: str) -> str | None:
+    """The blob row's GC status (``none``, ``delete``, ``deleting``), ``None`` without a row."""
+    status: str | None = await db.scalar(select(Blob.status).where(Blob.digest == digest))
+    return status

@@ -64,6 +64,10 @@ from dockyard.registry.models import (
 from dockyard.storage import Storage, blob_key
 
 UPLOAD_LEASE = timedelta(minutes=10)
+UPLOAD_START_LIMIT = 300.0
+"""Seconds an upload start may take from creating its partial object to recording its
+row; a slower one is rolled back. Half of GC's ``UPLOAD_MIN_AGE``, so the file of a
+row being created is always too young for GC's sweep of nameless partial uploads."""
 # GC: how often a blob HEAD/GET renews the blob's touch time, and how long an upload
 # waits for a collection to finish deleting an older copy of its blob.
 _TOUCH_INTERVAL = timedelta(minutes=1)
@@ -246,6 +250,7 @@ class RegistryService:
 
     async def start_upload(self, repository: str) -> UploadStatus:
         upload_id = secrets.token_hex(16)
+        began = time.monotonic()
         state = await self.storage.begin(upload_id)
         try:
             async with self.db.write() as session:
@@ -253,6 +258,10 @@ class RegistryService:
                 await repo.insert_upload(
                     session, upload_id, target.repository_id, json.dumps(state)
                 )
+                # GC takes a partial upload no row names once it is UPLOAD_MIN_AGE old:
+                # a row may come only while its file is far younger (docs/gc.md).
+                if time.monotonic() - began > UPLOAD_START_LIMIT:
+                    raise BlobUploadInvalidError("the upload took too long to start; retry")
         except BaseException:
             await _shielded(self.storage.abort(state))
             raise
@@ -382,7 +391,12 @@ class RegistryService:
         key = blob_key(str(expected))
         try:
             # GC: protect an existing copy before the driver drops ours for it (docs/gc.md).
-            await self._protect_existing_blob(str(expected))
+            try:
+                await self._protect_existing_blob(str(expected), size)
+            except repo.BlobBeingDeletedError as exc:
+                raise BlobUploadInvalidError(
+                    f"blob {expected} is being garbage-collected; upload it again"
+                ) from exc
             await self.storage.complete(state, key, expected_size=size)
         except BaseException:
             await _shielded(self._release(upload_id))
@@ -396,26 +410,45 @@ class RegistryService:
             raise
         return BlobInfo(str(expected), size, key)
 
-    async def _protect_existing_blob(self, digest: str) -> None:
-        """Before an upload's bytes become the blob ``digest``: when a copy exists already,
-        the driver keeps that copy and drops ours, so that copy must not be garbage
-        collected meanwhile. Touching its row (compare-and-set) moves it past any running
-        collection's cut-off; a copy being deleted right now is waited for, so ours is
-        installed after its bytes are gone."""
+    async def _protect_existing_blob(
+        self,
+        digest: str,
+        size: int,
+        content_type: str = "application/octet-stream",
+        *,
+        touch_live: bool = True,
+    ) -> bool:
+        """Before a push installs or adopts the bytes at blob ``digest``'s path; returns
+        whether bytes are there (the push may keep them rather than write its own).
+
+        The driver keeps a copy that is already there, so that copy must not be garbage
+        collected meanwhile: the push holds a row GC respects before it relies on the
+        copy. A row that exists is touched (compare-and-set: it moves past any running
+        collection's cut-off); a file without a row (an orphan left by a crash) gets a
+        row inserted, so GC's orphan sweep, which claims a digest by inserting its own
+        ``deleting`` row, can no longer take it. A blob being deleted (a claimed row or
+        a claimed orphan) is waited for: its bytes go before its row, so the push then
+        installs its own. ``touch_live=False`` skips the write for a live row whose
+        bytes are there (a manifest push: its transaction touches the row anyway).
+        Raises ``BlobBeingDeletedError`` if the deletion does not finish in time."""
+        key = blob_key(digest)
         async with self.db.read_connection() as conn:
-            if not await repo.blob_exists(conn, digest):
-                return  # a new blob (the common case): nothing to protect, no write
+            status = await repo.blob_status(conn, digest)
+        stored = await self.storage.stat(key) is not None
+        if status is None and not stored:
+            # A new blob (the common case): no write. Nothing is there to adopt, and the
+            # bytes this push installs are new, far younger than any orphan GC takes.
+            return False
+        if status == repo.BLOB_LIVE and stored and not touch_live:
+            return True
         deadline = time.monotonic() + _GC_WAIT_SECONDS
         while True:
             async with self.db.write() as session:
-                if await repo.touch_blobs(session, [digest]):
-                    return
-                if not await repo.blob_exists(session, digest):
-                    return
+                held = await repo.hold_blob(session, digest, size, content_type)
+            if held:
+                return await self.storage.stat(key) is not None
             if time.monotonic() > deadline:
-                raise BlobUploadInvalidError(
-                    f"blob {digest} is being garbage-collected; upload it again"
-                )
+                raise repo.BlobBeingDeletedError(digest)
             await anyio.sleep(0.05)
 
     async def _drop_upload_row(self, upload_id: str) -> None:
@@ -552,9 +585,19 @@ class RegistryService:
             )
         # Bytes first (content-addressed, so a rolled-back push leaves only
         # garbage for GC), then the rows.
-        key = blob_key(digest)
-        if await self.storage.stat(key) is None:
-            await self.storage.write_bytes(key, body)
+        # GC: a copy already there (an orphan file included) is kept only once a row
+        # protects it from the orphan sweep (docs/gc.md).
+        try:
+            stored = await self._protect_existing_blob(
+                digest, parsed.size, parsed.media_type, touch_live=False
+            )
+        except repo.BlobBeingDeletedError as exc:
+            raise ManifestBlobUnknownError(
+                f"manifest {digest} is being garbage-collected; push it again",
+                detail={"digest": digest},
+            ) from exc
+        if not stored:
+            await self.storage.write_bytes(blob_key(digest), body)
         config = await self._config_for_facts(parsed)
         async with self.db.write() as session:
             target = await self._writable_repository(session, repository)

@@ -131,7 +131,9 @@ class UploadStore(Protocol):
         """Make the partial object the object ``key``, durably and atomically.
 
         Cut to ``expected_size`` first when given. When ``key`` exists already
-        (content-addressed: same bytes), the partial object is discarded.
+        (content-addressed: same bytes), the partial object is discarded. A new
+        object's modified time is the completion's, not the last append's (garbage
+        collection takes only old objects no row names).
         """
         ...
 

@@ -131,6 +131,19 @@ class FilesystemStorage(Storage):
         paths = [self._path(key) for key in keys]
         return await to_thread.run_sync(_unlink_many, paths)
 
+    async def stat_many(self, keys: Sequence[str]) -> list[ObjectInfo | None]:
+        """``stat`` of many objects in one trip to a worker thread (garbage collection's
+        walk for nameless files, which would otherwise wait for the loop once per file)."""
+        paths = [self._path(key) for key in keys]
+        try:
+            found = await to_thread.run_sync(_stat_many, paths)
+        except OSError as exc:
+            raise _storage_error("stat", keys[0] if keys else "", exc) from exc
+        return [
+            None if st is None else ObjectInfo(key, st[0], datetime.fromtimestamp(st[1], UTC))
+            for key, st in zip(keys, found, strict=True)
+        ]
+
     async def move(self, src: str, dst: str) -> None:
         src_path, dst_path = self._path(src), self._path(dst)
         with _translate(dst, missing=False):
@@ -496,6 +509,9 @@ def _complete(src: str, dst: str, expected_size: int | None) -> None:
             # Content-addressed: the same bytes are already there.
             os.unlink(src)
             return
+        # The object is new now, however long ago its last chunk came: garbage
+        # collection takes a nameless file only when it is old (docs/gc.md).
+        os.utime(fd)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -523,6 +539,19 @@ def _unlink_many(paths: Sequence[str]) -> int:
             raise _storage_error("delete", path, exc) from exc
         removed += 1
     return removed
+
+
+def _stat_many(paths: Sequence[str]) -> list[tuple[int, float] | None]:
+    """(size, mtime) of each regular file, ``None`` where there is none."""
+    found: list[tuple[int, float] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            found.append(None)
+            continue
+        found.append((st.st_size, st.st_mtime) if S_ISREG(st.st_mode) else None)
+    return found
 
 
 def _unlink_quietly(path: str) -> None:
