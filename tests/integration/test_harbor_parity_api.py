@@ -1,11 +1,17 @@
-"""``/api/v2.0/`` answers that Harbor's tooling can tell apart (issue 14, items 7, 9, 13).
+"""``/api/v2.0/`` answers that Harbor's tooling can tell apart (issue 14, items 7, 13, 17).
 
 Each test pins Harbor's (v2.15) answer.
 """
 
 from __future__ import annotations
 
+import json
+
 import httpx
+from starlette.applications import Starlette
+from tests.console.helpers import sign_in
+from tests.integration.conftest import ADMIN_PASSWORD, make_client
+from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, digest_of, push_image
 from tests.integration.test_retention import API, create_policy, new_project, policy, rule
 
 # --- item 7: retention tag selector extras are read as Harbor reads them ---------------------
@@ -49,3 +55,56 @@ async def test_current_permissions_answer_every_sub_scope(admin: httpx.AsyncClie
     assert catalog == {(".", "read")}
     for nothing in (f"{scope}/repo", f"{scope}/nosuch", "/system/nosuch"):
         assert _pairs(await admin.get(url, params={"scope": nothing})) == set()
+
+
+# --- item 17: an index's children are listed under it, not as rows of their own --------------
+
+
+async def test_a_two_platform_image_is_one_artifact_in_listings_and_counts(
+    app: Starlette, admin: httpx.AsyncClient
+) -> None:
+    project, _ = await new_project(admin)
+    repository = f"{project}/app"
+    children = [await push_image(admin, repository, None, seed=s) for s in (b"amd", b"arm")]
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": d, "size": len(body)} for d, body in children
+            ],
+        }
+    ).encode()
+    pushed = await admin.put(
+        f"/v2/{repository}/manifests/latest", content=index, headers={"Content-Type": OCI_INDEX}
+    )
+    assert pushed.status_code == 201, pushed.text
+    single, _ = await push_image(admin, repository, "single", seed=b"single")
+
+    base = f"{API}/projects/{project}/repositories/app"
+    listed = await admin.get(f"{base}/artifacts", params={"page_size": 100})
+    assert listed.status_code == 200
+    assert [a["digest"] for a in listed.json()] == [single, digest_of(index)]
+    assert listed.headers["X-Total-Count"] == "2"
+    [index_row] = [a for a in listed.json() if a["digest"] == digest_of(index)]
+    assert [r["child_digest"] for r in index_row["references"]] == [d for d, _ in children]
+    untagged = await admin.get(f"{base}/artifacts", params={"q": "tags=nil"})
+    assert untagged.json() == []
+    # A child is still there by digest, and the project's listing follows the same rule.
+    assert (await admin.get(f"{base}/artifacts/{children[0][0]}")).status_code == 200
+    in_project = await admin.get(f"{API}/projects/{project}/artifacts")
+    assert in_project.headers["X-Total-Count"] == "2"
+
+    assert (await admin.get(base)).json()["artifact_count"] == 2
+    repositories = await admin.get(f"{API}/projects/{project}/repositories")
+    assert [r["artifact_count"] for r in repositories.json()] == [2]
+
+    async with make_client(app) as client:
+        await sign_in(client, "admin", ADMIN_PASSWORD)
+        page = await client.get(f"/harbor/projects/{project}/repositories/app")
+        assert page.status_code == 200
+        assert page.text.count("<tr data-digest=") == 2
+        assert page.text.count('<tr class="child">') == 2
+        summary = await client.get(f"/harbor/projects/{project}")
+        assert summary.status_code == 200
+        assert '<p class="big" data-testid="artifact-count">2</p>' in summary.text
