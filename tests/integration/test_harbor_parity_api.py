@@ -108,3 +108,32 @@ async def test_a_two_platform_image_is_one_artifact_in_listings_and_counts(
         summary = await client.get(f"/harbor/projects/{project}")
         assert summary.status_code == 200
         assert '<p class="big" data-testid="artifact-count">2</p>' in summary.text
+
+
+# --- item 9 in the console: the form offers only the events Dockyard sends -------------------
+
+
+async def test_console_offers_only_sent_events_and_keeps_stored_ones(
+    app: Starlette, admin: httpx.AsyncClient
+) -> None:
+    project, _ = await new_project(admin)
+    body = {
+        "name": "scans",
+        "enabled": True,
+        "event_types": ["PUSH_ARTIFACT", "SCANNING_FAILED"],
+        "targets": [{"type": "http", "address": "http://127.0.0.1:9/x"}],
+    }
+    made = await admin.post(f"{API}/projects/{project}/webhook/policies", json=body)
+    assert made.status_code == 201, made.text
+    policy_id = made.headers["location"].rsplit("/", 1)[1]
+    async with make_client(app) as client:
+        await sign_in(client, "admin", ADMIN_PASSWORD)
+        listing = await client.get(f"/harbor/projects/{project}/webhooks")
+        assert listing.status_code == 200
+        assert 'value="PUSH_ARTIFACT"' in listing.text
+        assert 'value="DELETE_TAG"' in listing.text
+        assert 'value="SCANNING_FAILED"' not in listing.text
+        edit = await client.get(f"/harbor/projects/{project}/webhooks/{policy_id}/edit")
+        assert edit.status_code == 200, edit.text
+        assert 'value="SCANNING_FAILED" checked' in edit.text
+        assert 'value="REPLICATION"' not in edit.text
