@@ -16,6 +16,11 @@ resolution, access check, ``q``/sort/paging, tags loaded for the page):
 - ``listArtifacts`` page 1 of a small repository;
 - ``getArtifact`` by tag (the tag lookup).
 
+With ``--index-children`` the hot repository holds two-platform images: of every
+three artifacts, the first becomes an index listing the other two, so the listing
+shows a third of the rows (an index's children are listed under it) and the
+``NOT EXISTS`` on ``artifact_reference(child_id)`` has real rows to probe.
+
 PostgreSQL comes from ``DOCKYARD_TEST_POSTGRES_URL`` or a local server
 (``postgresql://postgres@127.0.0.1:5432/``); a throwaway database is created
 and dropped. The schema is the migrated one (migration 0004 adds the
@@ -42,7 +47,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select, text, update  # noqa: E402
 
 from dockyard.app import freeze_startup_heap  # noqa: E402
 from dockyard.artifacts import service  # noqa: E402
@@ -51,7 +56,7 @@ from dockyard.db.listing import PageRequest  # noqa: E402
 from dockyard.iam.policy import Principal  # noqa: E402
 from dockyard.projects import repository as projects_repo  # noqa: E402
 from dockyard.projects.service import create_project  # noqa: E402
-from dockyard.registry.models import Artifact, Repository, Tag  # noqa: E402
+from dockyard.registry.models import Artifact, ArtifactReference, Repository, Tag  # noqa: E402
 from dockyard.settings import Settings  # noqa: E402
 from dockyard.system.bootstrap import prepare  # noqa: E402
 
@@ -61,6 +66,7 @@ BATCH = 5_000
 PAGE_SIZE = 100
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ADMIN = Principal(kind="user", name="admin", user_id=1, sysadmin=True)
 
 
@@ -70,12 +76,19 @@ class Layout:
     repositories: int
     hot: int
     """Artifacts in the hot repository (the first one)."""
+    index_children: bool = False
+    """Two of every three hot artifacts are an index's children (listed under it)."""
 
     @classmethod
-    def of(cls, artifacts: int, repositories: int) -> Layout:
+    def of(cls, artifacts: int, repositories: int, index_children: bool = False) -> Layout:
         repositories = max(2, min(repositories, artifacts // 10))
         hot = min(artifacts // 2, max(HOT_MINIMUM, artifacts // 10))
-        return cls(artifacts, repositories, hot)
+        return cls(artifacts, repositories, hot, index_children)
+
+    @property
+    def hot_listed(self) -> int:
+        """Rows the hot repository's listing shows."""
+        return (self.hot + 2) // 3 if self.index_children else self.hot
 
     def repository_of(self, index: int) -> int:
         """Which repository (0-based) artifact ``index`` lives in."""
@@ -154,7 +167,34 @@ async def seed(db: Database, layout: Layout) -> tuple[str, str]:
         if end % 100_000 == 0 or end == layout.artifacts:
             rate = end / (time.perf_counter() - started)
             _log(f"  seeded {end:>9,} artifacts ({rate:,.0f}/s)")
+    if layout.index_children:
+        await _seed_index_children(db, layout, first_id)
     return names[0], names[1]
+
+
+async def _seed_index_children(db: Database, layout: Layout, first_id: int) -> None:
+    """In the hot repository, make artifact 3k an index listing artifacts 3k+1 and 3k+2."""
+    for start in range(0, layout.hot, BATCH * 3):
+        end = min(start + BATCH * 3, layout.hot)
+        parents = [first_id + 1 + i for i in range(start, end) if i % 3 == 0]
+        references = [
+            {
+                "parent_id": first_id + 1 + i - i % 3,
+                "child_id": first_id + 1 + i,
+                "child_digest": f"sha256:{i:064x}",
+            }
+            for i in range(start, end)
+            if i % 3 != 0 and i - i % 3 + 2 < layout.hot
+        ]
+        async with db.write() as session:
+            await session.execute(
+                update(Artifact)
+                .where(Artifact.id.in_(parents))
+                .values(manifest_media_type=OCI_INDEX, media_type=OCI_INDEX)
+            )
+            if references:
+                await session.execute(insert(ArtifactReference), references)
+    _log(f"  {layout.hot // 3:,} indexes of two children each in the hot repository")
 
 
 async def analyze(db: Database) -> None:
@@ -194,7 +234,7 @@ async def measure(
     db: Database, layout: Layout, hot: str, small: str, samples: int
 ) -> list[tuple[str, float, float]]:
     options = service.ArtifactOptions(with_tag=True)
-    last_page = min(500, layout.hot // PAGE_SIZE)
+    last_page = min(500, layout.hot_listed // PAGE_SIZE)
     rng = random.Random(7)
 
     def page(repository: str, number: int) -> Callable[[Any], Awaitable[object]]:
@@ -266,11 +306,16 @@ def main() -> None:
     parser.add_argument("--repositories", type=int, default=10_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--index-children",
+        action="store_true",
+        help="the hot repository holds two-platform images (an index and two children)",
+    )
     args = parser.parse_args()
     count = 100_000 if args.quick else args.artifacts
     if count < 1_000:
         parser.error("--artifacts must be at least 1,000")
-    layout = Layout.of(count, args.repositories)
+    layout = Layout.of(count, args.repositories, args.index_children)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     rows = []
     for backend in backends:

@@ -183,6 +183,16 @@ class DeniedError(AppError):
     harbor_code = "FORBIDDEN"
 
 
+class ImmutableTagError(DeniedError):
+    """A change would move or remove a tag an immutability rule protects.
+
+    A refusal at the registry's hook seam (so a :class:`DeniedError`: ``DENIED``
+    on ``/v2/``); Harbor's API answers it ``412`` with code ``PRECONDITION``.
+    """
+
+    harbor_code = "PRECONDITION"
+
+
 class TooManyRequestsError(AppError):
     oci_code = "TOOMANYREQUESTS"
     harbor_code = "TOO_MANY_REQUESTS"

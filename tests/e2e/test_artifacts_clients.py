@@ -285,8 +285,8 @@ def test_copy_across_projects_and_pull_the_copies(
     assert layout_tags(out)["x"] == pushed.index.index_digest
     for image in pushed.index.images:
         assert blob_path(out, image.manifest_digest).exists()
-    # By digest the copy is untagged, as in Harbor.
-    assert not _exists(skopeo, server, f"{target}/nested/multi:1.0")
+    # By digest the copy carries every tag of the source, as Harbor does (issue 14 item 5).
+    assert _exists(skopeo, server, f"{target}/nested/multi:1.0")
     assert _exists(skopeo, server, f"{target}/charts:0.1.0")
     # The accessories travelled with their subject.
     with server.client() as registry:

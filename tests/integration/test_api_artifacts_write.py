@@ -382,15 +382,19 @@ async def test_copy_across_projects_by_tag_and_by_digest(
     assert [m["digest"] for m in referrers.json()["manifests"]] == [referrer]
     assert _layer_digests(child.content) <= await _blob_ids_in_project(state, target_project)
 
-    # By digest: copied untagged; again by tag: the tag lands on the same row.
+    # By digest: copied with every tag it has, as Harbor does; again by tag: the same row.
+    await admin.post(f"{_repo_path(source)}/artifacts/single/tags", json={"name": "also"})
     by_digest = await admin.post(
         f"{_repo_path(target)}/artifacts", params={"from": f"{source}@{single}"}
     )
     assert by_digest.status_code == 201, by_digest.text
-    assert (await _artifacts(state, target))[single] == []
+    assert (await _artifacts(state, target))[single] == ["also", "single"]
+    latest = await admin.get(f"{_repo_path(target)}/artifacts/also")
+    assert latest.status_code == 200
+    assert latest.json()["digest"] == single
     again = await admin.post(f"{_repo_path(target)}/artifacts", params={"from": f"{source}:single"})
     assert again.status_code == 201
-    assert (await _artifacts(state, target))[single] == ["single"]
+    assert (await _artifacts(state, target))[single] == ["also", "single"]
     # The source is untouched.
     assert (await _artifacts(state, source))[index] == ["1.0"]
 
@@ -635,12 +639,16 @@ async def test_immutable_tags_refuse_api_writes(admin: httpx.AsyncClient, state:
     await create_rule(admin, project, rule("**", "v*"))
     base = f"{_repo_path(repository)}/artifacts"
 
-    assert (await admin.delete(f"{base}/{digest}/tags/v1")).status_code == 403
-    assert (await admin.delete(f"{base}/v1")).status_code == 403
-    assert (await admin.delete(_repo_path(repository))).status_code == 403
+    # Harbor answers 412 PRECONDITION for what an immutability rule refuses.
+    for path in (f"{base}/{digest}/tags/v1", f"{base}/v1", _repo_path(repository)):
+        refused = await admin.delete(path)
+        assert refused.status_code == 412, (path, refused.text)
+        assert refused.json()["errors"][0]["code"] == "PRECONDITION"
+        assert "configured as immutable, cannot be deleted" in refused.text
     # Copying over an immutable tag would move it.
     moved = await admin.post(f"{_repo_path(other)}/artifacts", params={"from": f"{repository}:v1"})
-    assert moved.status_code == 403
+    assert moved.status_code == 412
+    assert "configured as immutable" in moved.json()["errors"][0]["message"]
     assert await _artifacts(state, repository) == {digest: ["v1"]}
     assert await _artifacts(state, other) == {other_digest: ["v1"]}
 

@@ -249,12 +249,13 @@ async def test_limits_duplicates_and_unknown_rules(
 
     await admin.delete(f"{API}/projects/{project}/immutabletagrules/{ids[0]}")
     response = await admin.post(f"{API}/projects/{project}/immutabletagrules", json=rule("r1"))
-    assert response.status_code == 400
+    assert response.status_code == 409  # Harbor: an identical rule is a conflict
+    assert response.json()["errors"][0]["code"] == "CONFLICT"
     assert f"rule {ids[1]} already" in response.json()["errors"][0]["message"]
     response = await admin.put(
         f"{API}/projects/{project}/immutabletagrules/{ids[2]}", json=rule("r1")
     )
-    assert response.status_code == 400
+    assert response.status_code == 409
     # the same selectors as its own are fine
     response = await admin.put(
         f"{API}/projects/{project}/immutabletagrules/{ids[2]}", json=rule("r2")
@@ -273,6 +274,11 @@ async def test_limits_duplicates_and_unknown_rules(
         assert response.status_code == status, (path, response.text)
         response = await admin.delete(f"{API}/projects/{path}")
         assert response.status_code == status, (path, response.text)
+    # Harbor looks the rule up before the body: no rule 0, no body -> 404, not 400.
+    response = await admin.put(f"{API}/projects/{project}/immutabletagrules/0")
+    assert response.status_code == 404, response.text
+    response = await admin.put(f"{API}/projects/{project}/immutabletagrules/{ids[1]}")
+    assert response.status_code == 400, response.text
     assert len(await stored_rules(state, project_id)) == 14
     assert not any(r.disabled for r in await stored_rules(state, project_id))
 

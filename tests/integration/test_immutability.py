@@ -77,7 +77,7 @@ async def test_an_immutable_tag_is_pushed_once_and_never_moved(
     assert response.status_code == 403, response.text
     assert error_code(response) == "DENIED"
     message = response.json()["errors"][0]["message"]
-    assert f"the tag {repo}:v1 is immutable, cannot be overwritten" in message
+    assert f"'{repo}:v1' configured as immutable, cannot be overwritten" in message
     assert "rule" in message and "'v*'" in message
     assert await tag_digest(admin, repo, "v1") == first
     assert (await admin.head(f"/v2/{repo}/manifests/{third}")).status_code == 404
@@ -109,13 +109,13 @@ async def test_immutable_tags_cannot_be_deleted(admin: httpx.AsyncClient) -> Non
     assert response.status_code == 403
     assert error_code(response) == "DENIED"
     assert (
-        f"the tag {repo}:release-1 is immutable, cannot be deleted"
+        "the tag release-1 configured as immutable, cannot be deleted"
         in response.json()["errors"][0]["message"]
     )
     # by digest: the artifact carries an immutable tag (and a mutable one)
     response = await admin.delete(f"/v2/{repo}/manifests/{digest}")
     assert response.status_code == 403
-    assert "release-1 is immutable" in response.json()["errors"][0]["message"]
+    assert "release-1 configured as immutable" in response.json()["errors"][0]["message"]
     assert await tag_digest(admin, repo, "release-1") == digest
     assert await tag_digest(admin, repo, "dev") == digest
 
@@ -228,6 +228,7 @@ async def test_api_deletes_of_an_immutable_tag_are_refused(admin: httpx.AsyncCli
         f"{repository}/artifacts/{digest}/tags/v1",
     ):
         response = await admin.delete(path)
-        assert response.status_code == 403, (path, response.text)
-        assert "v1 is immutable, cannot be deleted" in response.json()["errors"][0]["message"]
+        assert response.status_code == 412, (path, response.text)
+        message = response.json()["errors"][0]["message"]
+        assert "the tag v1 configured as immutable, cannot be deleted" in message
     assert await tag_digest(admin, f"{project}/app", "v1") == digest

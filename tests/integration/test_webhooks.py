@@ -871,3 +871,79 @@ async def test_a_target_whose_name_resolves_to_metadata_fails_at_once_without_co
     assert "s3cr3t" not in log
     assert lookups == ["hooks.internal.test"]
     assert suspicious(seen, 8080) == []
+
+
+# --- Harbor's event types (issue 14 item 9) --------------------------------------------------
+
+
+async def test_every_harbor_event_type_is_accepted_and_listed(admin: httpx.AsyncClient) -> None:
+    project, _ = await new_project(admin)
+    harbor = [
+        "DELETE_ARTIFACT",
+        "DELETE_TAG",
+        "PULL_ARTIFACT",
+        "PUSH_ARTIFACT",
+        "QUOTA_EXCEED",
+        "QUOTA_WARNING",
+        "REPLICATION",
+        "SCANNING_COMPLETED",
+        "SCANNING_FAILED",
+        "SCANNING_STOPPED",
+        "TAG_RETENTION",
+    ]
+    listed = (await admin.get(f"{API}/projects/{project}/webhook/events")).json()
+    assert sorted(listed["event_type"]) == harbor
+    policy_id = await create_policy(admin, project, policy("http://127.0.0.1:9/all", harbor))
+    shown = await admin.get(f"{API}/projects/{project}/webhook/policies/{policy_id}")
+    assert sorted(shown.json()["event_types"]) == harbor
+    triggers = await admin.get(f"{API}/projects/{project}/webhook/lasttrigger")
+    assert sorted(t["event_type"] for t in triggers.json()) == harbor
+
+
+async def test_a_multi_platform_push_sends_one_push_event_and_tag_deletion_sends_delete_tag(
+    admin: httpx.AsyncClient, state: AppState, receiver: Receiver
+) -> None:
+    project, _ = await new_project(admin)
+    events = ["PUSH_ARTIFACT", "DELETE_TAG", "DELETE_ARTIFACT"]
+    policy_id = await create_policy(admin, project, policy(receiver.url + "/multi", events))
+    repository = f"{project}/app"
+    children = [await push_image(admin, repository, None, seed=s) for s in (b"amd", b"arm")]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": d, "size": len(body)} for d, body in children
+        ],
+    }
+    index_body = json.dumps(index).encode()
+    pushed = await admin.put(
+        f"/v2/{repository}/manifests/1.0",
+        content=index_body,
+        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+    )
+    assert pushed.status_code == 201, pushed.text
+    (push,) = await receiver.wait_for("/multi", 1)
+    assert push.json()["type"] == "PUSH_ARTIFACT"
+    assert push.json()["event_data"]["resources"][0]["digest"] == digest_of(index_body)
+    assert push.json()["event_data"]["resources"][0]["tag"] == "1.0"
+
+    # A second tag, then its deletion: the artifact stays, DELETE_TAG names the tag.
+    retag = await admin.put(
+        f"/v2/{repository}/manifests/extra",
+        content=index_body,
+        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+    )
+    assert retag.status_code == 201
+    assert (await admin.delete(f"/v2/{repository}/manifests/extra")).status_code == 202
+    received = await receiver.wait_for("/multi", 3)
+    deleted = received[2].json()
+    assert deleted["type"] == "DELETE_TAG"
+    assert deleted["event_data"]["resources"][0]["tag"] == "extra"
+    assert deleted["event_data"]["resources"][0]["digest"] == digest_of(index_body)
+    await asyncio.sleep(1)
+    assert [r.json()["type"] for r in receiver.wanted("/multi")] == [
+        "PUSH_ARTIFACT",
+        "PUSH_ARTIFACT",
+        "DELETE_TAG",
+    ]
+    assert await execution_count(state, policy_id) == 3

@@ -129,16 +129,8 @@ def test_every_template_parses(template: str) -> None:
         ({"tag_selectors": [{"decoration": "matches", "pattern": "a" * 300}]}, "longer"),
         ({"tag_selectors": [{"kind": "regex", "decoration": "matches", "pattern": "a"}]}, "kind"),
         (
-            {"tag_selectors": [{"decoration": "matches", "pattern": "a", "extras": "{"}]},
-            "not valid JSON",
-        ),
-        (
-            {
-                "tag_selectors": [
-                    {"decoration": "matches", "pattern": "a", "extras": '{"untagged":1}'}
-                ]
-            },
-            "untagged must be",
+            {"tag_selectors": [{"decoration": "matches", "pattern": "a", "extras": "x" * 2000}]},
+            "extras must be a string of at most",
         ),
         (
             {"scope_selectors": {"repository": [{"decoration": "matches", "pattern": "a"}]}},
@@ -169,8 +161,33 @@ def test_extras_default_to_tagged_only() -> None:
     assert parse_extras("", "x") is False
     assert parse_extras("{}", "x") is False
     assert parse_extras('{"untagged": true}', "x") is True
-    with pytest.raises(RuleError):
-        parse_extras("[true]", "x")
+    assert parse_extras("[true]", "x") is False
+    assert parse_extras("{", "x") is False
+    assert parse_extras('{"untagged":1}', "x") is False
+
+
+def test_extras_that_are_not_json_are_read_as_harbor_reads_them() -> None:
+    # What Harbor's portal sends: not JSON, accepted by Harbor, meaning untagged.
+    assert parse_extras('["untagged":True]', "x") is True
+    assert parse_extras('["untagged":True]', "x") is True
+    assert parse_extras("{untagged: false}", "x") is False
+    assert parse_extras("'untagged'=TRUE", "x") is True
+    assert parse_extras("untagged", "x") is False
+    parsed = parse_rule(
+        {
+            **raw_rule("always"),
+            "tag_selectors": [
+                {
+                    "kind": "doublestar",
+                    "decoration": "matches",
+                    "pattern": "**",
+                    "extras": '["untagged":True]',
+                }
+            ],
+        },
+        1,
+    )
+    assert parsed.tags[0].untagged is True
 
 
 def test_a_policy_holds_at_most_fifteen_distinct_rules() -> None:

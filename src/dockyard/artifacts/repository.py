@@ -54,19 +54,27 @@ def repository_listing(project_id: int | None) -> Select[Any]:
 
 
 async def count_project_artifacts(session: AsyncSession, project_id: int, cap: int) -> int:
-    """How many artifacts the project holds, counting no further than ``cap``: a bounded
-    walk of the ``(project_id, …)`` index however large the project is."""
-    capped = select(Artifact.id).where(Artifact.project_id == project_id).limit(cap).subquery()
+    """How many top-level artifacts (:func:`top_level`; accessories count, as in
+    ``artifact_count``) the project holds, counting no further than ``cap``: a bounded walk
+    of the ``(project_id, …)`` index however large the project is."""
+    capped = (
+        select(Artifact.id)
+        .where(Artifact.project_id == project_id, top_level())
+        .limit(cap)
+        .subquery()
+    )
     return int(await session.scalar(select(func.count()).select_from(capped)) or 0)
 
 
 async def artifact_counts(session: AsyncSession, repository_ids: Collection[int]) -> dict[int, int]:
-    """How many artifacts each repository holds (one grouped query)."""
+    """How many top-level artifacts (:func:`top_level`) each repository holds, Harbor's
+    ``artifact_count``: an index's children are not counted, accessories are (one grouped
+    query)."""
     if not repository_ids:
         return {}
     result = await session.execute(
         select(Artifact.repository_id, func.count())
-        .where(Artifact.repository_id.in_(list(repository_ids)))
+        .where(Artifact.repository_id.in_(list(repository_ids)), top_level())
         .group_by(Artifact.repository_id)
     )
     return {repository_id: int(count) for repository_id, count in result.all()}
@@ -107,8 +115,16 @@ def not_accessory(repository_name: str | None = None) -> ColumnElement[bool]:
     return Artifact.id.not_in(accessories)
 
 
+def top_level() -> ColumnElement[bool]:
+    """Harbor's rule for what a listing shows: an artifact no index lists (an indexed
+    ``NOT EXISTS`` on ``artifact_reference(child_id)``). The children of an index are
+    shown under it (its ``references``), not as rows of their own, tagged or not."""
+    return ~exists().where(ArtifactReference.child_id == Artifact.id)
+
+
 def artifact_listing(repository: Repository | None, project_id: int | None) -> Select[Any]:
-    """Ids of the artifacts of a repository (or of a whole project) that are not accessories.
+    """Ids of the top-level artifacts (:func:`top_level`) of a repository (or of a whole
+    project) that are not accessories.
 
     Only the id is selected so that a page is found on the index alone (``artifact
     (repository_id, push_time, id)``); ``artifacts_by_id`` then loads the page's rows.
@@ -116,10 +132,12 @@ def artifact_listing(repository: Repository | None, project_id: int | None) -> S
     stmt = select(Artifact.id)
     if repository is not None:
         stmt = stmt.where(
-            Artifact.repository_id == repository.repository_id, not_accessory(repository.name)
+            Artifact.repository_id == repository.repository_id,
+            not_accessory(repository.name),
+            top_level(),
         )
     else:
-        stmt = stmt.where(not_accessory())
+        stmt = stmt.where(not_accessory(), top_level())
     if project_id is not None:
         stmt = stmt.where(Artifact.project_id == project_id)
     return stmt

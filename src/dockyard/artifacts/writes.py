@@ -334,9 +334,10 @@ async def copy_artifact(
     repository_name: str,
     source_text: str | None,
 ) -> str:
-    """``CopyArtifact``: the artifact ``from`` names, with its children and accessories, into
-    the repository (created if needed); pull on the source and push on the target needed.
-    Returns the copied artifact's digest."""
+    """``CopyArtifact``: the artifact ``from`` names, with its children, accessories and tags
+    (the one ``from`` names, else all of them), into the repository (created if needed);
+    pull on the source and push on the target needed. A tag an immutability rule protects
+    in the target is not moved (412). Returns the copied artifact's digest."""
     source = parse_from(source_text)
     target_project, _ = await _project(
         session, principal, project_name, Action.PUSH, Resource.REPOSITORY
@@ -352,7 +353,16 @@ async def copy_artifact(
     )
     artifact = await _artifact(session, source_place, source.reference)
     target = await registry_repo.ensure_repository(session, full, target_project.project_id)
-    await _copy_deeply(session, registry, actor, artifact, target, source.tag, {})
+    # As Harbor: the tag ``from`` names, or by digest every tag the artifact has.
+    tags = (
+        [source.tag]
+        if source.tag is not None
+        else sorted(await registry_repo.tags_of_artifact(session, artifact.id))
+    )
+    first = tags[0] if tags else None
+    copy = await _copy_deeply(session, registry, actor, artifact, target, first, {})
+    for tag in tags[1:]:
+        await registry.add_tag(session, target, copy, tag, actor)
     return artifact.digest
 
 

@@ -32,12 +32,15 @@ from dockyard.webhooks.payloads import (
     DEFAULT_FORMAT,
     EVENT_TYPES,
     HTTP,
+    NOT_SENT_YET,
     NOTIFY_TYPES,
     PAYLOAD_FORMATS,
 )
 from dockyard.webhooks.schemas import WebhookPolicy, WebhookTargetObject
 
 TAB = "webhooks"
+OFFERED_EVENT_TYPES = [kind for kind in EVENT_TYPES if kind not in NOT_SENT_YET]
+"""The form offers only events Dockyard sends; the API accepts every type Harbor lists."""
 _MAX_POLICIES_SHOWN = 100
 """Policies shown on the tab (a project has a handful; the API pages beyond)."""
 
@@ -78,7 +81,7 @@ async def webhooks_tab(page: Page) -> Response:
         total=total,
         triggers=triggers,
         notifications_enabled=enabled,
-        event_types=EVENT_TYPES,
+        event_types=OFFERED_EVENT_TYPES,
         notify_types=NOTIFY_TYPES,
         payload_formats=PAYLOAD_FORMATS,
         base=project_url(project.name, TAB),
@@ -120,7 +123,11 @@ async def edit_policy_page(page: Page) -> Response:
         context=context,
         allowed=allowed_in(page, context),
         policy=policy,
-        event_types=EVENT_TYPES,
+        # Types stored through the API stay on offer, so saving the form keeps them.
+        event_types=[
+            *OFFERED_EVENT_TYPES,
+            *(k for k in policy.event_types or [] if k in NOT_SENT_YET),
+        ],
         notify_types=NOTIFY_TYPES,
         payload_formats=PAYLOAD_FORMATS,
         base=project_url(project.name, TAB),

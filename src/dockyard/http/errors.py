@@ -48,6 +48,7 @@ HARBOR_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.PayloadTooLargeError, 413),
     (e.TooManyRequestsError, 429),
     (e.UnauthorizedError, 401),
+    (e.ImmutableTagError, 412),
     (e.DeniedError, 403),
     (e.ConflictError, 409),
     (e.PreconditionFailedError, 412),

@@ -118,7 +118,7 @@ class IdentityService:
         granted: list[Scope] = []
         for scope in requested:
             if scope.type == "registry" and scope.name == "catalog":
-                if can(principal, Action.LIST, Resource.CATALOG, None):
+                if can(principal, Action.READ, Resource.CATALOG, None):
                     granted.append(Scope("registry", "catalog", frozenset({"*"})))
                 continue
             if scope.type != "repository":

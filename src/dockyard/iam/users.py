@@ -456,27 +456,43 @@ def _catalogue(
 
 _PROJECT_CATALOGUE = _catalogue(ROLE_PERMISSIONS.values())
 _SYSTEM_CATALOGUE = _catalogue([ROBOT_SYSTEM_PERMISSIONS])
-_PROJECT_SCOPE = re.compile(r"/project/([1-9][0-9]{0,17})")
+_PROJECT_SCOPE = re.compile(r"(/project/([1-9][0-9]{0,17}))(/.*)?")
+_SYSTEM_SCOPE = re.compile(rf"({re.escape(SYSTEM_SCOPE)})(/.*)?")
 
 
 async def current_permissions(
     session: AsyncSession, principal: Principal, scope: str, relative: bool
 ) -> list[tuple[str, str]]:
-    """(resource, action) pairs ``principal`` holds in ``scope`` (``/system``, ``/project/{id}``).
+    """(resource, action) pairs ``principal`` holds within ``scope``.
 
-    An unknown scope or project holds nothing, as in Harbor. Resources are
-    ``repository`` when ``relative``, else ``/project/{id}/repository``.
+    ``scope`` is a namespace (``/system``, ``/project/{id}``) or any sub-scope of
+    Harbor's permission tree under it (``/project/{id}/repository``): the pairs
+    whose resource is the scope or lies below it. An unknown scope or project holds
+    nothing, as in Harbor. Resources are full (``/project/1/repository``), or with
+    ``relative`` relative to the scope as Harbor's ``RelativeTo`` makes them:
+    ``repository`` for scope ``/project/1``, ``.`` for the scope itself.
     """
-    if scope == SYSTEM_SCOPE:
+    system = _SYSTEM_SCOPE.fullmatch(scope)
+    if system is not None:
+        namespace = system.group(1)
         granted = [(r, a) for r, a in _SYSTEM_CATALOGUE if can(principal, a, r, None)]
     else:
         match = _PROJECT_SCOPE.fullmatch(scope)
         if match is None:
             return []
-        name = await repo.find_project_name(session, int(match.group(1)))
+        namespace = match.group(1)
+        name = await repo.find_project_name(session, int(match.group(2)))
         facts = await projects.find_project_facts(session, name) if name is not None else None
         if facts is None:
             return []
         context = await projects.project_context(session, principal, facts)
         granted = [(r, a) for r, a in _PROJECT_CATALOGUE if can(principal, a, r, context)]
-    return [(str(r) if relative else f"{scope}/{r}", str(a)) for r, a in granted]
+    within = scope.rstrip("/") or scope
+    pairs = []
+    for resource, action in granted:
+        full = f"{namespace}/{resource}"
+        if full != within and not full.startswith(within + "/"):
+            continue
+        shown = (full[len(within) :].lstrip("/") or ".") if relative else full
+        pairs.append((shown, str(action)))
+    return pairs

@@ -20,11 +20,12 @@ RULES = "/projects/{project_name_or_id}/immutabletagrules"
 RULE = RULES + "/{immutable_rule_id}"
 
 
-async def _allowed(api: ApiRequest, action: Action) -> Principal:
-    """Check access before reading the body, outside the write transaction."""
+async def _allowed(api: ApiRequest, action: Action, rule_id: int | None = None) -> Principal:
+    """Check access (and that the rule exists) before reading the body, outside the write
+    transaction."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        await service.check_access(session, principal, *_project(api), action)
+        await service.check_access(session, principal, *_project(api), action, rule_id)
     return principal
 
 
@@ -68,9 +69,9 @@ async def create_immu_rule(api: ApiRequest) -> Response:
 @operation("PUT", RULE, "UpdateImmuRule", body=ImmutableRule)
 async def update_immu_rule(api: ApiRequest) -> Response:
     """Change a rule's selectors or priority, or enable/disable it (``disabled``)."""
-    principal = await _allowed(api, Action.UPDATE)
-    actor = await api.actor()
     rule_id = api.path_int("immutable_rule_id")
+    principal = await _allowed(api, Action.UPDATE, rule_id)
+    actor = await api.actor()
     body = await api.json(ImmutableRule)
     async with api.state.db.write() as session:
         await service.update_rule(session, principal, actor, *_project(api), rule_id, body)

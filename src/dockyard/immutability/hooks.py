@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.engine import Database
-from dockyard.errors import DeniedError
+from dockyard.errors import ImmutableTagError
 from dockyard.immutability import service
 from dockyard.registry.hooks import ManifestPush, ManifestRemoval, NoHooks
 from dockyard.settings import Settings
@@ -29,9 +29,10 @@ class RegistryHooks(NoHooks):
         rules = await service.project_rules(session, push.project_id)
         rule = service.protecting(rules, push.repository, push.tag)
         if rule is not None:
-            raise DeniedError(
-                f"the tag {push.repository}:{push.tag} is immutable, cannot be overwritten "
-                f"(immutable tag {rule.describe()})"
+            # Harbor's wording (scripts match "configured as immutable"), then which rule.
+            raise ImmutableTagError(
+                f"Failed to process request due to '{push.repository}:{push.tag}' configured "
+                f"as immutable, cannot be overwritten (immutable tag {rule.describe()})"
             )
 
     async def before_manifest_removal(
@@ -44,7 +45,7 @@ class RegistryHooks(NoHooks):
         for tag in removal.tags:
             rule = service.protecting(rules, removal.repository, tag)
             if rule is not None:
-                raise DeniedError(
-                    f"the tag {removal.repository}:{tag} is immutable, cannot be deleted "
-                    f"(immutable tag {rule.describe()})"
+                raise ImmutableTagError(
+                    f"the tag {tag} configured as immutable, cannot be deleted "
+                    f"({removal.repository}: immutable tag {rule.describe()})"
                 )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.listing import PageRequest, apply_q, fetch_page, parse_q, parse_sort
-from dockyard.errors import BadRequestError, NotFoundError
+from dockyard.errors import AlreadyExistsError, BadRequestError, NotFoundError
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.immutability import repository as repo
 from dockyard.immutability.matcher import (
@@ -203,19 +203,29 @@ async def _check_unique(
 ) -> None:
     for other in await repo.rules_of_project(session, project_id):
         if other.id != rule_id and other.tag_filter == tag_filter:
-            raise BadRequestError(f"immutable tag rule {other.id} already says the same")
+            # Harbor: a rule identical to an existing one is a conflict (409).
+            raise AlreadyExistsError(f"immutable tag rule {other.id} already says the same")
 
 
 # --- management ----------------------------------------------------------------------------
 
 
 async def check_access(
-    session: AsyncSession, principal: Principal, name_or_id: str, by_name: bool, action: Action
+    session: AsyncSession,
+    principal: Principal,
+    name_or_id: str,
+    by_name: bool,
+    action: Action,
+    rule_id: int | None = None,
 ) -> None:
     """Raise unless ``principal`` may ``action`` immutable tag rules of the project (so a
-    caller without the right learns nothing from a bad body)."""
-    _, context = await resolve_project(session, principal, name_or_id, by_name)
+    caller without the right learns nothing from a bad body), and, given ``rule_id``,
+    unless that rule is the project's (a missing rule is 404 before any body is read,
+    as in Harbor)."""
+    project, context = await resolve_project(session, principal, name_or_id, by_name)
     require(principal, action, Resource.IMMUTABLE_TAG, context)
+    if rule_id is not None:
+        await _rule_of(session, project.project_id, rule_id)
 
 
 async def list_rules(

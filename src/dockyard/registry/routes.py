@@ -107,23 +107,36 @@ def _refuse_unauthenticated(
 
 
 async def _authorize(
-    request: Request, state: AppState, name: str, actions: tuple[str, ...]
+    request: Request,
+    state: AppState,
+    name: str,
+    actions: tuple[str, ...],
+    also_challenge: str | None = None,
 ) -> Caller:
-    """Allow the request or raise _AccessRefused with the right 401/403."""
+    """Allow the request or raise _AccessRefused with the right 401/403.
+
+    ``also_challenge`` is a further scope a 401 challenge names beside this
+    request's own (a mount's ``repository:<from>:pull``), so that the token a
+    client fetches by following the challenge covers it too.
+    """
+    challenge_scope = format_challenge_scope(name, actions)
+    if also_challenge:
+        challenge_scope = f"{challenge_scope} {also_challenge}"
     try:
         caller = await _caller(request, state)
     except UnauthorizedError as exc:
         raise _refuse_unauthenticated(
-            request, state, exc.message, format_challenge_scope(name, actions), "invalid_token"
+            request, state, exc.message, challenge_scope, "invalid_token"
         ) from None
     if caller.claims is not None:
         missing = [a for a in actions if not caller.claims.allows("repository", name, a)]
         if missing:
+            # Harbor's wording, which scripts match: the first missing action, named singly.
             raise _refuse_unauthenticated(
                 request,
                 state,
-                f"the token does not grant {', '.join(missing)} on {name}",
-                format_challenge_scope(name, actions),
+                f"unauthorized to access repository: {name}, action: {missing[0]}",
+                challenge_scope,
                 "insufficient_scope",
             )
         created = await state.registry.project_creation_time(name)
@@ -134,7 +147,7 @@ async def _authorize(
                 state,
                 f"the token was issued before project {name.split('/', 1)[0]} was created; "
                 "request a new token",
-                format_challenge_scope(name, actions),
+                challenge_scope,
                 "invalid_token",
             )
         return caller
@@ -143,9 +156,7 @@ async def _authorize(
     if allowed.issuperset(actions):
         return caller
     if principal.is_anonymous:
-        raise _refuse_unauthenticated(
-            request, state, "authentication required", format_challenge_scope(name, actions)
-        )
+        raise _refuse_unauthenticated(request, state, "authentication required", challenge_scope)
     raise _AccessRefused(
         oci_error_response(
             DeniedError(f"{principal.name} may not {'/'.join(actions)} {name}"),
@@ -283,12 +294,16 @@ async def catalog(request: Request) -> Response:
     allowed = (
         caller.claims.allows("registry", "catalog", "*")
         if caller.claims is not None
-        else can(caller.principal, Action.LIST, Resource.CATALOG, None)
+        else can(caller.principal, Action.READ, Resource.CATALOG, None)
     )
     if not allowed:
         if caller.claims is None and not caller.principal.is_anonymous:
             return oci_error_response(
-                DeniedError("only administrators may list the catalog"), _request_id(request)
+                DeniedError(
+                    "only system administrators and robots granted catalog:read "
+                    "may list the catalog"
+                ),
+                _request_id(request),
             )
         headers = {"WWW-Authenticate": _challenge(request, state, "registry:catalog:*", None)}
         return oci_error_response(
@@ -351,10 +366,12 @@ async def delete_blob(request: Request, name: str, params: dict[str, str]) -> Re
 async def start_upload(request: Request, name: str, params: dict[str, str]) -> Response:
     """end-4a/4b/11: ``POST /v2/<name>/blobs/uploads/`` (session, monolithic, or mount)."""
     state = get_state(request)
-    caller = await _authorize(request, state, name, ("pull", "push"))
-    actor = _actor(request, caller)
     query = request.query_params
     mount, source = query.get("mount"), query.get("from")
+    caller = await _authorize(
+        request, state, name, ("pull", "push"), _mount_source_scope(name, mount, source)
+    )
+    actor = _actor(request, caller)
     if mount and source:
         blob = await _try_mount(request, state, name, mount, source, actor)
         if blob is not None:
@@ -369,6 +386,17 @@ async def start_upload(request: Request, name: str, params: dict[str, str]) -> R
     headers = _upload_headers(request, state, name, status)
     headers["Content-Length"] = "0"
     return Response(status_code=202, headers=headers)
+
+
+def _mount_source_scope(name: str, mount: str | None, source: str | None) -> str | None:
+    """``repository:<from>:pull`` for a mount from another valid repository, else ``None``."""
+    if not mount or not source:
+        return None
+    try:
+        source = validate_repository_name(source)
+    except AppError:
+        return None
+    return None if source == name else format_challenge_scope(source, ("pull",))
 
 
 async def _try_mount(

@@ -38,6 +38,7 @@ from dockyard.errors import (
     ProjectNotFoundError,
     RangeInvalidError,
     SizeInvalidError,
+    TagInvalidError,
 )
 from dockyard.oci import artifacts as facts
 from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
@@ -526,12 +527,19 @@ class RegistryService:
     # --- manifests ------------------------------------------------------------------
 
     async def get_manifest(self, repository: str, reference: str) -> ManifestContent:
+        try:  # a reference that is neither tag nor digest names no manifest (spec, Harbor)
+            digest = str(Digest.parse(reference)) if is_digest(reference) else None
+            if digest is None:
+                validate_tag(reference)
+        except (DigestInvalidError, TagInvalidError):
+            raise ManifestUnknownError(
+                f"manifest {reference[:200]!r} is not in repository {repository}: "
+                "it is neither a valid tag nor a valid digest"
+            ) from None
         async with self.db.read_connection() as conn:
-            if is_digest(reference):
-                digest = str(Digest.parse(reference))
+            if digest is not None:
                 found = await repo.find_manifest_by_digest(conn, repository, digest)
             else:
-                validate_tag(reference)
                 found = await repo.find_manifest_by_tag(conn, repository, reference)
             if found is None and await repo.find_repository_ref(conn, repository) is None:
                 raise NameUnknownError(f"repository {repository} is not known to the registry")

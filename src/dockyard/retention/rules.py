@@ -29,6 +29,7 @@ untagged artifact no rule kept is removed. Everything else stays.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -153,24 +154,32 @@ def _decoration(value: Any, where: str, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
+_LOOSE_UNTAGGED = re.compile(r"""["']?untagged["']?\s*[:=]\s*["']?(true|false)\b""", re.I)
+
+
 def parse_extras(value: Any, where: str) -> bool:
-    """The ``untagged`` flag of a tag selector's ``extras`` (a JSON object in a string)."""
+    """The ``untagged`` flag of a tag selector's ``extras`` (meant as a JSON object in a string).
+
+    Harbor accepts any string here and reads ``untagged`` from it as best it can:
+    its own portal has sent ``["untagged":True]``, which is not JSON. So do we: a
+    JSON object's boolean ``untagged``, else an ``untagged: true|false`` written
+    loosely anywhere in the text (any case), else the default, tagged only.
+    """
     if value in (None, ""):
         return False
     if not isinstance(value, str) or len(value) > _MAX_EXTRAS:
         raise RuleError(
-            f'{where}.extras must be a JSON object in a string, e.g. {{"untagged":true}}'
+            f"{where}.extras must be a string of at most {_MAX_EXTRAS} characters, "
+            'e.g. {"untagged":true}'
         )
     try:
         extras = json.loads(value)
     except ValueError:
-        raise RuleError(f"{where}.extras is not valid JSON") from None
-    if not isinstance(extras, dict):
-        raise RuleError(f"{where}.extras must be a JSON object")
-    untagged = extras.get("untagged", False)
-    if not isinstance(untagged, bool):
-        raise RuleError(f"{where}.extras.untagged must be true or false")
-    return untagged
+        extras = None
+    if isinstance(extras, dict) and isinstance(extras.get("untagged"), bool):
+        return bool(extras["untagged"])
+    loose = _LOOSE_UNTAGGED.search(value)
+    return loose is not None and loose.group(1).lower() == "true"
 
 
 def parse_repository_selector(selector: Mapping[str, Any], where: str) -> Selector:

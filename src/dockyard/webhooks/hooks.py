@@ -45,6 +45,7 @@ from dockyard.webhooks import repository as repo
 from dockyard.webhooks import service
 from dockyard.webhooks.payloads import (
     DELETE_ARTIFACT,
+    DELETE_TAG,
     PULL_ARTIFACT,
     PUSH_ARTIFACT,
     QUOTA_EXCEED,
@@ -122,8 +123,15 @@ class RegistryHooks(NoHooks):
         )
 
     async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
+        """``PUSH_ARTIFACT`` for what a client pushed by name, or an index or a referrer
+        pushed by digest. An image manifest pushed by digest is, as a rule, a child of an
+        index on its way (docker, buildx, podman and copies push the children first): it is
+        announced by its index's event, so a multi-platform push sends one event, not one
+        per platform; a tag it gets later announces it then."""
         policies = await service.subscribed_policies(session, push.project_id, PUSH_ARTIFACT)
         if not policies:
+            return
+        if push.tag is None and not await repo.announced_by_digest(session, push.artifact_id):
             return
         data = await self._data(
             session, push.project_id, push.repository, [(push.digest, push.tag)]
@@ -133,7 +141,8 @@ class RegistryHooks(NoHooks):
 
     async def after_manifest_removal(self, session: AsyncSession, removal: ManifestRemoval) -> None:
         if not removal.artifact_removed:
-            return  # a tag deletion is DELETE_TAG, which Dockyard does not send yet
+            await self._tag_deleted(session, removal)
+            return
         policies = await service.subscribed_policies(session, removal.project_id, DELETE_ARTIFACT)
         if not policies:
             return
@@ -142,6 +151,19 @@ class RegistryHooks(NoHooks):
             session, removal.project_id, removal.repository, resources or [(removal.digest, None)]
         )
         event = service.new_event(DELETE_ARTIFACT, removal.project_id, data, removal.actor.name)
+        await service.enqueue_deliveries(session, policies, event)
+
+    async def _tag_deleted(self, session: AsyncSession, removal: ManifestRemoval) -> None:
+        """``DELETE_TAG``: the tag went, its artifact stays (an artifact's own removal is
+        ``DELETE_ARTIFACT`` alone, as in Harbor)."""
+        if not removal.tags:
+            return
+        policies = await service.subscribed_policies(session, removal.project_id, DELETE_TAG)
+        if not policies:
+            return
+        resources: list[tuple[str, str | None]] = [(removal.digest, t) for t in removal.tags]
+        data = await self._data(session, removal.project_id, removal.repository, resources)
+        event = service.new_event(DELETE_TAG, removal.project_id, data, removal.actor.name)
         await service.enqueue_deliveries(session, policies, event)
 
     async def blobs_linked(self, session: AsyncSession, linked: BlobsLinked) -> None:

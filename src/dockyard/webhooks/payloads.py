@@ -17,27 +17,48 @@ from typing import Any
 PUSH_ARTIFACT = "PUSH_ARTIFACT"
 PULL_ARTIFACT = "PULL_ARTIFACT"
 DELETE_ARTIFACT = "DELETE_ARTIFACT"
+DELETE_TAG = "DELETE_TAG"
 QUOTA_EXCEED = "QUOTA_EXCEED"
 QUOTA_WARNING = "QUOTA_WARNING"
 TAG_RETENTION = "TAG_RETENTION"
+REPLICATION = "REPLICATION"
+SCANNING_COMPLETED = "SCANNING_COMPLETED"
+SCANNING_FAILED = "SCANNING_FAILED"
+SCANNING_STOPPED = "SCANNING_STOPPED"
 
 EVENT_TYPES: tuple[str, ...] = (
     DELETE_ARTIFACT,
+    DELETE_TAG,
     PULL_ARTIFACT,
     PUSH_ARTIFACT,
     QUOTA_EXCEED,
     QUOTA_WARNING,
+    REPLICATION,
+    SCANNING_COMPLETED,
+    SCANNING_FAILED,
+    SCANNING_STOPPED,
     TAG_RETENTION,
 )
-"""The event types a policy may subscribe to (Harbor's names)."""
+"""The event types a policy may subscribe to: every one Harbor lists, by Harbor's names."""
+
+NOT_SENT_YET: frozenset[str] = frozenset(
+    {REPLICATION, SCANNING_COMPLETED, SCANNING_FAILED, SCANNING_STOPPED}
+)
+"""Types listed and stored in policies (so Harbor's tools work unchanged) whose feature
+Dockyard lacks, so nothing sends them yet; the feature's issue starts sending them."""
 
 CLOUDEVENT_TYPES: dict[str, str] = {
     PUSH_ARTIFACT: "harbor.artifact.pushed",
     PULL_ARTIFACT: "harbor.artifact.pulled",
     DELETE_ARTIFACT: "harbor.artifact.deleted",
+    DELETE_TAG: "harbor.tag.deleted",
     QUOTA_EXCEED: "harbor.quota.exceeded",
     QUOTA_WARNING: "harbor.quota.warning",
     TAG_RETENTION: "harbor.tag_retention.finished",
+    REPLICATION: "harbor.replication.status.changed",
+    SCANNING_COMPLETED: "harbor.scan.completed",
+    SCANNING_FAILED: "harbor.scan.failed",
+    SCANNING_STOPPED: "harbor.scan.stopped",
 }
 
 HTTP = "http"

@@ -10,8 +10,9 @@ from sqlalchemy import Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.jobs.models import Execution
+from dockyard.oci.mediatypes import INDEX_TYPES
 from dockyard.projects.models import Project, ProjectMetadata
-from dockyard.registry.models import Repository
+from dockyard.registry.models import Artifact, Repository
 from dockyard.webhooks.models import WebhookPolicy
 
 VENDOR_TYPE = "WEBHOOK"
@@ -31,6 +32,21 @@ async def policies_of_project(
     if enabled_only:
         stmt = stmt.where(WebhookPolicy.enabled == true())
     return (await session.scalars(stmt.order_by(WebhookPolicy.id))).all()
+
+
+async def announced_by_digest(session: AsyncSession, artifact_id: int) -> bool:
+    """Whether a push by digest of this artifact is announced on its own: an index, or an
+    artifact with a subject (a referrer) — not an image manifest, an index's child to be."""
+    row = (
+        await session.execute(
+            select(Artifact.manifest_media_type, Artifact.subject_digest).where(
+                Artifact.id == artifact_id
+            )
+        )
+    ).first()
+    if row is None:
+        return False
+    return row[0] in INDEX_TYPES or row[1] is not None
 
 
 async def find_policy(session: AsyncSession, policy_id: int) -> WebhookPolicy | None:

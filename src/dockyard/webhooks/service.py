@@ -503,7 +503,8 @@ async def last_triggers(
     policies = await repo.policies_of_project(session, project.project_id)
     ids = [p.id for p in policies]
     latest: dict[tuple[int, str], datetime] = {}
-    for kind in EVENT_TYPES:
+    wanted = sorted({kind for policy in policies for kind in event_types_of(policy)})
+    for kind in wanted:  # one query per event type some policy names
         for policy_id, when in (await repo.last_triggers(session, ids, kind)).items():
             latest[(policy_id, kind)] = when
     result = []
