@@ -438,12 +438,13 @@ async def _immutable(
     rules = await immutability.project_rules(session, project_id)
     if not rules:
         return set()
-    return {
+    pairs = [
         (artifact.repository_name, tag.name)
         for artifact in artifacts
         for tag in tags.get(artifact.id, [])
-        if immutability.protecting(rules, artifact.repository_name, tag.name) is not None
-    }
+    ]
+    found = await immutability.protecting_each(rules, pairs)
+    return {pair for pair, rule in zip(pairs, found, strict=True) if rule is not None}
 
 
 def _json_object(raw: str | None) -> dict[str, Any] | None:

@@ -41,8 +41,9 @@ class RegistryHooks(NoHooks):
         if not removal.tags:
             return
         rules = await service.project_rules(session, removal.project_id)
-        for tag in removal.tags:
-            rule = service.protecting(rules, removal.repository, tag)
+        tags = list(removal.tags)
+        found = await service.protecting_each(rules, [(removal.repository, t) for t in tags])
+        for tag, rule in zip(tags, found, strict=True):
             if rule is not None:
                 raise DeniedError(
                     f"the tag {removal.repository}:{tag} is immutable, cannot be deleted "
