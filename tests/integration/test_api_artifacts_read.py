@@ -603,7 +603,7 @@ async def test_chart_files_are_kept_per_archive(
     assert first.status_code == 200
     [layer] = set(state.chart_files.keys()) - before
     assert layer[1] == "readme.md"
-    state.chart_files.put(layer, "# from the cache\n")
+    state.chart_files.put(layer, ("# from the cache\n", None))
     again = await admin.get(base, headers=SKIP_CONTRACT)
     assert again.text == "# from the cache\n"
-    state.chart_files.put(layer, "# My chart\n")
+    state.chart_files.put(layer, ("# My chart\n", None))

@@ -709,12 +709,12 @@ async def addition_content(
     storage: ObjectStore,
     artifact: Artifact,
     addition: str,
-    chart_cache: LruCache[tuple[str, str], str | None] | None = None,
+    chart_cache: LruCache[tuple[str, str], tuple[str | None, str | None]] | None = None,
 ) -> tuple[str, bytes]:
     """(content type, body) of an addition ``find_addition_artifact`` allowed, read from
     the blobs with no transaction open; never more than ``MAX_ADDITION_BYTES`` a blob.
     A chart's file is unpacked off the event loop, once per archive and file when
-    ``chart_cache`` is given."""
+    ``chart_cache`` is given (a refusal is kept too: a hostile archive costs once)."""
     body = await _read_capped(storage, artifact.digest, 0, "manifest", MAX_MANIFEST_BYTES)
     try:
         parsed = parse_manifest(body, artifact.manifest_media_type)
@@ -736,13 +736,19 @@ async def addition_content(
         raise NotFoundError(f"chart {artifact.digest} has no chart archive layer")
     wanted = "values.yaml" if addition == "values.yaml" else "readme.md"
     key = (str(layer.digest), wanted)
-    found, text = chart_cache.get(key) if chart_cache is not None else (False, None)
-    if not found:
+    found, kept = chart_cache.get(key) if chart_cache is not None else (False, None)
+    if not found or kept is None:
         archive = await _read_capped(storage, str(layer.digest), layer.size, "chart")
-        files = await to_thread.run_sync(chart_files, archive, (wanted,))
-        text = files.values if wanted == "values.yaml" else files.readme
+        try:
+            files = await to_thread.run_sync(chart_files, archive, (wanted,))
+            kept = (files.values if wanted == "values.yaml" else files.readme, None)
+        except NotFoundError as exc:
+            kept = (None, exc.message)
         if chart_cache is not None:
-            chart_cache.put(key, text)
+            chart_cache.put(key, kept)
+    text, refused = kept
+    if refused is not None:
+        raise NotFoundError(refused)
     if text is None:
         raise NotFoundError(f"chart {artifact.digest} has no {wanted}")
     # Markdown from a user: callers must send it with a sandboxing CSP (see the API handler).

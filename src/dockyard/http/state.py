@@ -29,11 +29,14 @@ class AppState:
     """Every job type this build knows (the queues the dashboard shows)."""
     jobs: JobRunner | None = None
     """This process's workers (``None`` when ``job_workers`` is 0)."""
-    chart_files: LruCache[tuple[str, str], str | None] = field(
-        default_factory=lambda: LruCache(512, 32 * 1024 * 1024, lambda text: len(text or "") + 64)
+    chart_files: LruCache[tuple[str, str], tuple[str | None, str | None]] = field(
+        default_factory=lambda: LruCache(
+            512, 32 * 1024 * 1024, lambda found: len(found[0] or "") + len(found[1] or "") + 64
+        )
     )
-    """A file read out of a chart archive, by (archive digest, file name): blobs never
-    change, so an archive is unpacked once per file, not on every additions GET."""
+    """(the file's text, or why the archive was refused) for a file of a chart archive, by
+    (archive digest, file name): blobs never change, so an archive is unpacked once per
+    file, not on every additions GET."""
 
 
 def get_state(request: Request) -> AppState:
