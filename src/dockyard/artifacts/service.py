@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import tarfile
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ MAX_ADDITION_BYTES = 4 * 1024 * 1024
 _MAX_CHART_FILE_BYTES = 1024 * 1024
 MAX_CHART_MEMBERS = 10_000
 """Tar members a chart archive may have before its files are looked for; past it, unreadable."""
+_YIELD_EVERY = 200
 MAX_CHART_UNPACKED_BYTES = 64 * 1024 * 1024
 """Bytes a chart archive may decompress to (a small gzip can hold huge runs of headers)."""
 _IMAGE_ADDITIONS = ("build_history",)
@@ -817,6 +819,8 @@ def chart_files(
             for count, member in enumerate(tar, 1):
                 if not missing:
                     break
+                if count % _YIELD_EVERY == 0:
+                    time.sleep(0)  # hand the GIL to the event loop's thread now, not in 5 ms
                 if count > MAX_CHART_MEMBERS:
                     raise NotFoundError(
                         f"the chart archive has more than {MAX_CHART_MEMBERS} members; not read"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ ACTION = "immutable"
 MAX_RULES = 15
 """Rules per project, Harbor's limit."""
 RESOURCE_TYPE = "immutable-rule"
+_YIELD_EVERY = 100
 INLINE_MATCHES = 2000
 """Rule x tag checks done on the event loop; more (a page of many tags) go to a thread, so
 no request holds the loop for long (each check is bounded: see ``matcher.Pattern``)."""
@@ -109,7 +111,12 @@ def protecting(rules: RuleSet, repository: str, tag: str) -> Rule | None:
 
 
 def _protected(rules: RuleSet, pairs: Sequence[tuple[str, str]]) -> list[Rule | None]:
-    return [protecting(rules, repository, tag) for repository, tag in pairs]
+    found: list[Rule | None] = []
+    for done, (repository, tag) in enumerate(pairs, 1):
+        found.append(protecting(rules, repository, tag))
+        if done % _YIELD_EVERY == 0:
+            time.sleep(0)  # in a worker thread: hand the GIL to the event loop now
+    return found
 
 
 async def protecting_each(rules: RuleSet, pairs: Sequence[tuple[str, str]]) -> list[Rule | None]:
