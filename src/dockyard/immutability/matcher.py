@@ -5,11 +5,15 @@ Patterns follow doublestar: ``*`` matches any run of characters except ``/``,
 character except ``/``, ``[abc]``, ``[a-z]``, ``[!x]`` one character of a class,
 ``{a,b}`` either alternative (nestable), ``\\x`` the character ``x``.
 
-A pattern compiles to a small nondeterministic automaton that is run over the
-name by keeping the set of live states, so matching costs at most
-``len(name) x states`` steps whatever the pattern: no backtracking, no blow-up
-for ``{a,b}{a,b}…`` or ``**/**/**``. Patterns are capped at ``MAX_PATTERN``
-characters and ``MAX_NESTING`` levels of braces.
+Braces are expanded (at most ``MAX_ALTERNATIVES`` alternatives, ``MAX_EXPANDED``
+characters in all) and each alternative becomes a regular expression in which every
+fixed run between stars is placed at its leftmost fit inside an atomic group. The
+first fit always leaves the most room for what follows, so nothing is lost, and the
+regex engine cannot backtrack into earlier gaps: a match costs at most
+``len(name) x MAX_EXPANDED`` engine steps, a microsecond or so for a tag. Patterns
+are capped at ``MAX_PATTERN`` characters and ``MAX_NESTING`` levels of braces; a stored
+pattern past the alternatives bounds (refused for new rules by ``check_pattern``)
+still matches, by the former set-of-states automaton.
 """
 
 from __future__ import annotations
