@@ -27,7 +27,7 @@ class RegistryHooks(NoHooks):
         if push.tag is None or push.previous_digest is None or push.previous_digest == push.digest:
             return
         rules = await service.project_rules(session, push.project_id)
-        rule = service.protecting(rules, push.repository, push.tag)
+        [rule] = await service.protecting_each(rules, [(push.repository, push.tag)])
         if rule is not None:
             raise DeniedError(
                 f"the tag {push.repository}:{push.tag} is immutable, cannot be overwritten "

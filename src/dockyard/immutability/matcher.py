@@ -296,9 +296,13 @@ def _expand(sequence: Sequence[_Node], limit: int) -> list[tuple[_Token, ...]] |
 
 
 def _merge_stars(tokens: tuple[_Token, ...]) -> tuple[_Token, ...]:
-    """``*`` next to ``*`` is one ``*``; next to ``**`` it is ``**``."""
+    """``*`` next to ``*`` is one ``*``; next to ``**`` it is ``**``; and ``*?`` is ``?*``
+    (both: one or more characters but ``/``), so ``?*?*?*`` becomes ``???*``, one star."""
     merged: list[_Token] = []
     for token in tokens:
+        if isinstance(token, _One) and merged and isinstance(merged[-1], _Star):
+            merged.insert(len(merged) - 1, token)
+            continue
         if isinstance(token, _Star | _GlobStar) and merged:
             last = merged[-1]
             if isinstance(last, _Star | _GlobStar):
@@ -524,6 +528,8 @@ class RuleSet:
             for s in rule.repositories + rule.tags
         }
         self._in_scope: dict[str, tuple[Rule, ...]] = {}
+        self.bounded = all(pattern.bounded for pattern in self._patterns.values())
+        """False when a stored pattern needs the slow automaton (see ``Pattern.bounded``)."""
 
     def __len__(self) -> int:
         return len(self.rules)

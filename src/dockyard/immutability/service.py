@@ -121,10 +121,11 @@ def _protected(rules: RuleSet, pairs: Sequence[tuple[str, str]]) -> list[Rule | 
 
 async def protecting_each(rules: RuleSet, pairs: Sequence[tuple[str, str]]) -> list[Rule | None]:
     """``protecting`` for each (repository full name, tag) pair, in order: on the event loop
-    for a few, in a worker thread past ``INLINE_MATCHES`` checks (pure CPU, no database)."""
+    for a few, in a worker thread past ``INLINE_MATCHES`` checks or when a stored pattern
+    needs the slow automaton (pure CPU, no database)."""
     if not rules or not pairs:
         return [None] * len(pairs)
-    if len(pairs) * len(rules) <= INLINE_MATCHES:
+    if rules.bounded and len(pairs) * len(rules) <= INLINE_MATCHES:
         return _protected(rules, pairs)
     return await to_thread.run_sync(_protected, rules, pairs)
 
