@@ -401,6 +401,11 @@ async def test_additions(admin: httpx.AsyncClient, pushed: Pushed) -> None:
     assert values.status_code == 200 and values.text == "replicaCount: 3\n"
     readme = await admin.get(f"{base}/chart-0.1.0/additions/readme.md", headers=SKIP_CONTRACT)
     assert readme.text == "# My chart\n"
+    # the uploader's document runs nothing on the registry's origin, and is not sniffed
+    for document in (readme, values):
+        assert document.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in document.headers["content-security-policy"]
+        assert "default-src 'none'" in document.headers["content-security-policy"]
     deps = await admin.get(f"{base}/chart-0.1.0/additions/dependencies", headers=SKIP_CONTRACT)
     assert deps.json() == [{"name": "redis", "version": "1.2.3", "repository": "oci://x"}]
 
@@ -567,3 +572,41 @@ async def test_accessories_pushed_before_their_subject(admin: httpx.AsyncClient)
     ]
     artifacts = await admin.get(f"{API}/projects/{project}/repositories/{inner}/artifacts")
     assert [a["digest"] for a in artifacts.json()] == [subject_digest]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v2.0/ping",
+        "/api/v2.0/projects/no-such-project",
+        "/api/v2.0/projects?sort=nothing",
+        "/v2/",
+        "/v2/no/such/manifests/latest",
+        "/service/token?service=dockyard",
+        "/harbor",
+        "/harbor/sign-in",
+        "/harbor/static/console.css",
+        "/no-such-page",
+    ],
+)
+async def test_every_response_says_nosniff(anon: httpx.AsyncClient, path: str) -> None:
+    response = await anon.get(path, headers=SKIP_CONTRACT)
+    assert response.headers.get("x-content-type-options") == "nosniff", (path, response.status_code)
+    assert len(response.headers.get_list("x-content-type-options")) == 1
+
+
+async def test_chart_files_are_kept_per_archive(
+    admin: httpx.AsyncClient, pushed: Pushed, state: AppState
+) -> None:
+    """A chart's README is unpacked once; later GETs answer from the cache (keyed by the
+    archive's digest, which never changes)."""
+    base = _artifacts_url(pushed) + "/artifacts/chart-0.1.0/additions/readme.md"
+    before = set(state.chart_files.keys())
+    first = await admin.get(base, headers=SKIP_CONTRACT)
+    assert first.status_code == 200
+    [layer] = set(state.chart_files.keys()) - before
+    assert layer[1] == "readme.md"
+    state.chart_files.put(layer, ("# from the cache\n", None))
+    again = await admin.get(base, headers=SKIP_CONTRACT)
+    assert again.text == "# from the cache\n"
+    state.chart_files.put(layer, ("# My chart\n", None))

@@ -204,6 +204,8 @@ async def test_rule_crud_and_audit(admin: httpx.AsyncClient, state: AppState) ->
         (rule(tag="[abc"), "not valid"),
         (rule(tag="x" * 257), "longer than 256"),
         (rule(tag="{" * 20 + "a" + "}" * 20), "nested"),
+        (rule(tag="{a,b}" * 5), "more than 16 alternatives"),
+        (rule(repo="*{a,b}{c,d}{e,f}" + "x" * 200), "more than 16 alternatives"),
         (rule(tag="a\nb"), "control characters"),
         (
             rule(tag_selectors=[{"kind": "regexp", "decoration": "matches", "pattern": "a"}]),

@@ -304,6 +304,19 @@ async def test_bad_listing_parameters(admin: httpx.AsyncClient, params: dict[str
     assert response.status_code == 400, response.text
 
 
+@pytest.mark.parametrize("path", ["/projects", "/audit-logs", "/robots", "/users"])
+async def test_sort_keys_are_capped_on_every_listing(admin: httpx.AsyncClient, path: str) -> None:
+    """2,500 sort keys once made the database refuse the ORDER BY (a 500); beyond the cap
+    every listing answers 400 with Harbor's body, and the cap itself is still accepted."""
+    key = {"/projects": "name", "/audit-logs": "op_time", "/robots": "name", "/users": "username"}
+    too_many = await admin.get(f"{API}{path}", params={"sort": ",".join([key[path]] * 2500)})
+    assert too_many.status_code == 400, too_many.text
+    assert too_many.json()["errors"][0]["code"] == "BAD_REQUEST"
+    assert "sort" in too_many.json()["errors"][0]["message"]
+    at_cap = await admin.get(f"{API}{path}", params={"sort": ",".join([key[path]] * 10)})
+    assert at_cap.status_code == 200, at_cap.text
+
+
 async def test_repo_count_in_listing_and_summary(admin: httpx.AsyncClient, state: AppState) -> None:
     name = _name()
     project_id = await _create(admin, name)

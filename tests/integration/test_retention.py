@@ -555,6 +555,7 @@ async def test_metadata_lists_templates_and_selectors(
         ({"trigger": {"kind": "Schedule", "settings": {"cron": "0 0 * * *"}}}, "invalid cron"),
         ({"trigger": {"kind": "Event"}}, "trigger.kind"),
         ({"rules": [rule(tag="{unclosed")]}, "pattern"),
+        ({"rules": [rule(tag="{a,b}" * 5)]}, "more than 16 alternatives"),
         ({"rules": [rule(tag_decoration="repoMatches")]}, "decoration"),
         ({"rules": [{**rule(), "tag_selectors": []}]}, "at least one selector"),
         ({"rules": [rule("latestPushedK", -1)]}, "between 0 and"),

@@ -24,6 +24,8 @@ from dockyard.http.api import (
 REPOSITORY = "/projects/{project_name}/repositories/{repository_name}"
 ARTIFACT = REPOSITORY + "/artifacts/{reference}"
 _LISTING = ("q", "sort", "page", "page_size")
+_CSP = "sandbox; default-src 'none'"
+"""Sent with additions: a document from a user is never a page that can run or load."""
 _ARTIFACT_FLAGS = (
     "with_tag",
     "with_label",
@@ -250,8 +252,12 @@ async def get_addition(api: ApiRequest) -> Response:
         )
     if addition == service.VULNERABILITIES:
         return JSONResponse({})  # no scanner yet: Harbor's answer for an unscanned artifact
-    content_type, body = await service.addition_content(api.state.storage, artifact, addition)
-    return Response(body, headers={"Content-Type": content_type})
+    content_type, body = await service.addition_content(
+        api.state.storage, artifact, addition, api.state.chart_files
+    )
+    # A chart's README and values are the uploader's words: a browser that opens them on
+    # the registry's origin runs nothing (nosniff comes from the middleware).
+    return Response(body, headers={"Content-Type": content_type, "Content-Security-Policy": _CSP})
 
 
 operations: list[Operation] = [

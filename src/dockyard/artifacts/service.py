@@ -9,14 +9,18 @@ each.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
+import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from anyio import to_thread
 from sqlalchemy import ColumnElement, Select, and_, not_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +45,7 @@ from dockyard.errors import (
 from dockyard.iam.policy import Action, Principal, ProjectContext, Resource
 from dockyard.immutability import service as immutability
 from dockyard.labels.models import Label, LabelReference
+from dockyard.lru import LruCache
 from dockyard.oci.digest import Digest
 from dockyard.oci.manifest import MAX_MANIFEST_BYTES, ParsedManifest, parse_manifest
 from dockyard.oci.mediatypes import INDEX_TYPES
@@ -54,6 +59,11 @@ API_PREFIX = "/api/v2.0"
 MAX_ADDITION_BYTES = 4 * 1024 * 1024
 """Largest blob (config or chart archive) read to answer an addition."""
 _MAX_CHART_FILE_BYTES = 1024 * 1024
+MAX_CHART_MEMBERS = 10_000
+"""Tar members a chart archive may have before its files are looked for; past it, unreadable."""
+_YIELD_EVERY = 200
+MAX_CHART_UNPACKED_BYTES = 64 * 1024 * 1024
+"""Bytes a chart archive may decompress to (a small gzip can hold huge runs of headers)."""
 _IMAGE_ADDITIONS = ("build_history",)
 _CHART_ADDITIONS = ("values.yaml", "readme.md", "dependencies")
 _IMAGE_CONFIGS = frozenset(
@@ -433,12 +443,13 @@ async def _immutable(
     rules = await immutability.project_rules(session, project_id)
     if not rules:
         return set()
-    return {
+    pairs = [
         (artifact.repository_name, tag.name)
         for artifact in artifacts
         for tag in tags.get(artifact.id, [])
-        if immutability.protecting(rules, artifact.repository_name, tag.name) is not None
-    }
+    ]
+    found = await immutability.protecting_each(rules, pairs)
+    return {pair for pair, rule in zip(pairs, found, strict=True) if rule is not None}
 
 
 def _json_object(raw: str | None) -> dict[str, Any] | None:
@@ -652,13 +663,24 @@ async def find_addition_artifact(
 CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 
-async def _read_capped(storage: ObjectStore, digest: str, size: int, what: str) -> bytes:
-    if size > MAX_ADDITION_BYTES:
-        raise NotFoundError(f"the {what} is larger than {MAX_ADDITION_BYTES} bytes; not read")
+async def _read_capped(
+    storage: ObjectStore, digest: str, declared: int, what: str, cap: int = MAX_ADDITION_BYTES
+) -> bytes:
+    """The blob, if it is at most ``cap`` bytes. The ``declared`` size (a descriptor's claim)
+    refuses early, but the read itself stops at ``cap`` whatever was declared."""
+    if declared > cap:
+        raise NotFoundError(f"the {what} is larger than {cap} bytes; not read")
+    chunks: list[bytes] = []
+    got = 0
     try:
-        return await storage.read_bytes(blob_key(digest))
+        async for chunk in storage.read(blob_key(digest), 0, cap + 1):
+            chunks.append(chunk)
+            got += len(chunk)
+            if got > cap:
+                raise NotFoundError(f"the {what} is larger than {cap} bytes; not read")
     except ObjectNotFoundError:
         raise NotFoundError(f"the {what} {digest} is not in storage") from None
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -675,7 +697,7 @@ async def manifest_documents(
 ) -> ManifestDocuments:
     """The manifest and config of an artifact the caller was allowed to read (the console's
     artifact page), read from the blobs with no transaction open, each capped."""
-    raw = await _read_capped(storage, digest, MAX_MANIFEST_BYTES, "manifest")
+    raw = await _read_capped(storage, digest, 0, "manifest", MAX_MANIFEST_BYTES)
     try:
         parsed = parse_manifest(raw, manifest_media_type)
     except AppError:
@@ -689,11 +711,16 @@ async def manifest_documents(
 
 
 async def addition_content(
-    storage: ObjectStore, artifact: Artifact, addition: str
+    storage: ObjectStore,
+    artifact: Artifact,
+    addition: str,
+    chart_cache: LruCache[tuple[str, str], tuple[str | None, str | None]] | None = None,
 ) -> tuple[str, bytes]:
     """(content type, body) of an addition ``find_addition_artifact`` allowed, read from
-    the blobs with no transaction open; never more than ``MAX_ADDITION_BYTES`` a blob."""
-    body = await _read_capped(storage, artifact.digest, MAX_MANIFEST_BYTES, "manifest")
+    the blobs with no transaction open; never more than ``MAX_ADDITION_BYTES`` a blob.
+    A chart's file is unpacked off the event loop, once per archive and file when
+    ``chart_cache`` is given (a refusal is kept too: a hostile archive costs once)."""
+    body = await _read_capped(storage, artifact.digest, 0, "manifest", MAX_MANIFEST_BYTES)
     try:
         parsed = parse_manifest(body, artifact.manifest_media_type)
     except AppError:
@@ -712,14 +739,26 @@ async def addition_content(
     layer = layer or (parsed.layers[0] if parsed.layers else None)
     if layer is None:
         raise NotFoundError(f"chart {artifact.digest} has no chart archive layer")
-    files = chart_files(await _read_capped(storage, str(layer.digest), layer.size, "chart"))
-    if addition == "values.yaml":
-        if files.values is None:
-            raise NotFoundError(f"chart {artifact.digest} has no values.yaml")
-        return "text/plain; charset=utf-8", files.values.encode()
-    if files.readme is None:
-        raise NotFoundError(f"chart {artifact.digest} has no README.md")
-    return "text/markdown; charset=utf-8", files.readme.encode()
+    wanted = "values.yaml" if addition == "values.yaml" else "readme.md"
+    key = (str(layer.digest), wanted)
+    found, kept = chart_cache.get(key) if chart_cache is not None else (False, None)
+    if not found or kept is None:
+        archive = await _read_capped(storage, str(layer.digest), layer.size, "chart")
+        try:
+            files = await to_thread.run_sync(chart_files, archive, (wanted,))
+            kept = (files.values if wanted == "values.yaml" else files.readme, None)
+        except NotFoundError as exc:
+            kept = (None, exc.message)
+        if chart_cache is not None:
+            chart_cache.put(key, kept)
+    text, refused = kept
+    if refused is not None:
+        raise NotFoundError(refused)
+    if text is None:
+        raise NotFoundError(f"chart {artifact.digest} has no {wanted}")
+    # Markdown from a user: callers must send it with a sandboxing CSP (see the API handler).
+    content_type = "text/plain" if wanted == "values.yaml" else "text/markdown"
+    return f"{content_type}; charset=utf-8", text.encode()
 
 
 def build_history(config: bytes) -> list[dict[str, Any]]:
@@ -739,26 +778,71 @@ class ChartFiles:
     chart_yaml: str | None
 
 
-def chart_files(archive: bytes) -> ChartFiles:
-    """``values.yaml``, ``README.md`` and ``Chart.yaml`` of a chart archive (``.tgz``),
-    each read up to a cap; members in sub-charts (``charts/``) are ignored."""
-    wanted = {"values.yaml": None, "readme.md": None, "chart.yaml": None}
-    found: dict[str, str | None] = dict(wanted)
+class _ChartTooLarge(Exception):
+    """The archive unpacks past ``MAX_CHART_UNPACKED_BYTES``."""
+
+
+class _CappedGunzip(io.RawIOBase):
+    """A gzip archive's bytes, decompressed lazily, refusing past ``limit`` bytes."""
+
+    def __init__(self, archive: bytes, limit: int) -> None:
+        self._source = gzip.GzipFile(fileobj=io.BytesIO(archive))
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        data = self._source.read(min(len(view), self._left + 1))
+        self._left -= len(data)
+        if self._left < 0:
+            raise _ChartTooLarge
+        view[: len(data)] = data
+        return len(data)
+
+
+def chart_files(
+    archive: bytes, wanted: Iterable[str] = ("values.yaml", "readme.md", "chart.yaml")
+) -> ChartFiles:
+    """``values.yaml``, ``README.md`` and ``Chart.yaml`` of a chart archive (``.tgz``), or
+    only those ``wanted``; members in sub-charts (``charts/``) are ignored.
+
+    CPU-bound and bounded: it streams the archive once, stops as soon as every wanted file
+    is found, and refuses an archive of more than ``MAX_CHART_MEMBERS`` members or
+    ``MAX_CHART_UNPACKED_BYTES`` unpacked. Call it off the event loop."""
+    found: dict[str, str | None] = dict.fromkeys(("values.yaml", "readme.md", "chart.yaml"))
+    missing = {name for name in wanted if name in found}
+    gzipped = archive[:2] == b"\x1f\x8b"
+    stream: io.RawIOBase | io.BytesIO = (
+        _CappedGunzip(archive, MAX_CHART_UNPACKED_BYTES) if gzipped else io.BytesIO(archive)
+    )
     try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
-            for member in tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for count, member in enumerate(tar, 1):
+                if not missing:
+                    break
+                if count % _YIELD_EVERY == 0:
+                    time.sleep(0)  # hand the GIL to the event loop's thread now, not in 5 ms
+                if count > MAX_CHART_MEMBERS:
+                    raise NotFoundError(
+                        f"the chart archive has more than {MAX_CHART_MEMBERS} members; not read"
+                    )
                 parts = member.name.split("/")
                 if len(parts) != 2 or not member.isfile():
                     continue
                 key = parts[1].lower()
-                if key not in found or found[key] is not None:
-                    continue
-                if member.size > _MAX_CHART_FILE_BYTES:
+                if key not in missing or member.size > _MAX_CHART_FILE_BYTES:
                     continue
                 handle = tar.extractfile(member)
                 if handle is not None:
                     found[key] = handle.read(_MAX_CHART_FILE_BYTES).decode("utf-8", "replace")
-    except (tarfile.TarError, OSError, EOFError, ValueError):
+                    missing.discard(key)
+    except _ChartTooLarge:
+        raise NotFoundError(
+            f"the chart archive unpacks to more than {MAX_CHART_UNPACKED_BYTES} bytes; not read"
+        ) from None
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error):
         raise NotFoundError("the chart archive cannot be read") from None
     return ChartFiles(found["values.yaml"], found["readme.md"], found["chart.yaml"])
 

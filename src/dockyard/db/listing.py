@@ -10,8 +10,9 @@
 
 ``sort`` is a comma-separated list of keys, ``-key`` for descending. Each
 listing names the keys it accepts and the column behind each; anything else is
-a ``BadRequestError`` that says which keys exist. Values are bound parameters,
-never text spliced into SQL.
+a ``BadRequestError`` that says which keys exist, and so is a ``sort`` of more
+than ``MAX_SORT_KEYS`` keys (the database would otherwise refuse a long ORDER BY
+with an error). Values are bound parameters, never text spliced into SQL.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ DEFAULT_PAGE_SIZE = 10
 _MAX_Q_LENGTH = 4096
 _MAX_CONDITIONS = 32
 _MAX_VALUES = 100
+MAX_SORT_KEYS = 10
+"""Keys one ``sort=`` may name; every listing parses ``sort`` here, so this bounds them all."""
 
 T = TypeVar("T", bound=tuple[Any, ...])
 
@@ -211,8 +214,11 @@ def parse_sort(
     """``sort=name,-creation_time`` as ORDER BY clauses; unknown keys are a clear 400."""
     if not text:
         return []
+    raws = text.split(",", MAX_SORT_KEYS + 1)
+    if sum(1 for raw in raws if raw.strip().lstrip("-")) > MAX_SORT_KEYS:
+        raise BadRequestError(f"sort names more than {MAX_SORT_KEYS} keys")
     order: list[ColumnElement[Any]] = []
-    for raw in text.split(","):
+    for raw in raws:
         key = raw.strip()
         descending = key.startswith("-")
         key = key.lstrip("-")

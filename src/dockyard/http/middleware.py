@@ -1,4 +1,6 @@
-"""Pure ASGI middleware: request id, one access-log line per request, last-resort 500."""
+"""Pure ASGI middleware: request id, one access-log line per request, last-resort 500, and
+``X-Content-Type-Options: nosniff`` on every response (API, /v2/, console, static files), so
+no browser ever guesses a user's upload into HTML or script."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ access_log = logging.getLogger("dockyard.access")
 error_log = logging.getLogger("dockyard.http")
 
 _MAX_INCOMING_ID = 64
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -46,7 +49,10 @@ class RequestContextMiddleware:
             nonlocal status, sent_bytes
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", header_bytes)]
+                headers = [*message.get("headers", []), (b"x-request-id", header_bytes)]
+                if not any(key.lower() == _NOSNIFF[0] for key, _ in headers):
+                    headers.append(_NOSNIFF)
+                message["headers"] = headers
             elif message["type"] == "http.response.body":
                 sent_bytes += len(message.get("body", b""))
             elif message["type"] == "http.response.pathsend":

@@ -11,6 +11,7 @@ from dockyard.db.engine import Database
 from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobRunner, JobType
+from dockyard.lru import LruCache
 from dockyard.registry.service import RegistryService
 from dockyard.settings import Settings
 from dockyard.storage import Storage
@@ -28,6 +29,14 @@ class AppState:
     """Every job type this build knows (the queues the dashboard shows)."""
     jobs: JobRunner | None = None
     """This process's workers (``None`` when ``job_workers`` is 0)."""
+    chart_files: LruCache[tuple[str, str], tuple[str | None, str | None]] = field(
+        default_factory=lambda: LruCache(
+            512, 32 * 1024 * 1024, lambda found: len(found[0] or "") + len(found[1] or "") + 64
+        )
+    )
+    """(the file's text, or why the archive was refused) for a file of a chart archive, by
+    (archive digest, file name): blobs never change, so an archive is unpacked once per
+    file, not on every additions GET."""
 
 
 def get_state(request: Request) -> AppState:

@@ -27,7 +27,7 @@ class RegistryHooks(NoHooks):
         if push.tag is None or push.previous_digest is None or push.previous_digest == push.digest:
             return
         rules = await service.project_rules(session, push.project_id)
-        rule = service.protecting(rules, push.repository, push.tag)
+        [rule] = await service.protecting_each(rules, [(push.repository, push.tag)])
         if rule is not None:
             # Harbor's wording (scripts match "configured as immutable"), then which rule.
             raise ImmutableTagError(
@@ -42,8 +42,9 @@ class RegistryHooks(NoHooks):
         if not removal.tags:
             return
         rules = await service.project_rules(session, removal.project_id)
-        for tag in removal.tags:
-            rule = service.protecting(rules, removal.repository, tag)
+        tags = list(removal.tags)
+        found = await service.protecting_each(rules, [(removal.repository, t) for t in tags])
+        for tag, rule in zip(tags, found, strict=True):
             if rule is not None:
                 raise ImmutableTagError(
                     f"the tag {tag} configured as immutable, cannot be deleted "

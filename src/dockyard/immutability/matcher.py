@@ -5,21 +5,31 @@ Patterns follow doublestar: ``*`` matches any run of characters except ``/``,
 character except ``/``, ``[abc]``, ``[a-z]``, ``[!x]`` one character of a class,
 ``{a,b}`` either alternative (nestable), ``\\x`` the character ``x``.
 
-A pattern compiles to a small nondeterministic automaton that is run over the
-name by keeping the set of live states, so matching costs at most
-``len(name) x states`` steps whatever the pattern: no backtracking, no blow-up
-for ``{a,b}{a,b}…`` or ``**/**/**``. Patterns are capped at ``MAX_PATTERN``
-characters and ``MAX_NESTING`` levels of braces.
+Braces are expanded (at most ``MAX_ALTERNATIVES`` alternatives, ``MAX_EXPANDED``
+characters in all) and each alternative becomes a regular expression in which every
+fixed run between stars is placed at its leftmost fit inside an atomic group. The
+first fit always leaves the most room for what follows, so nothing is lost, and the
+regex engine cannot backtrack into earlier gaps: a match costs at most
+``len(name) x MAX_EXPANDED`` engine steps, a microsecond or so for a tag. Patterns
+are capped at ``MAX_PATTERN`` characters and ``MAX_NESTING`` levels of braces; a stored
+pattern past the alternatives bounds (refused for new rules by ``check_pattern``)
+still matches, by the former set-of-states automaton.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 MAX_PATTERN = 256
 MAX_NESTING = 16
+MAX_ALTERNATIVES = 16
+"""Brace alternatives a new pattern may expand to (``{a,b}{c,d}`` is four)..."""
+MAX_EXPANDED = 2 * MAX_PATTERN
+"""...and the characters of all its alternatives together: matching costs at most
+``len(name) x MAX_EXPANDED`` steps of the regex engine."""
 
 REPOSITORY_KIND = "doublestar"
 REPOSITORY_DECORATIONS = ("repoMatches", "repoExcludes")
@@ -185,18 +195,17 @@ class _Parser:
 _SPLIT, _CHAR, _CLASS, _ONE_STATE, _ANY, _MATCH = range(6)
 
 
-class Pattern:
-    """A compiled doublestar pattern; ``matches(name)`` runs in linear time."""
+class _Automaton:
+    """A pattern as a nondeterministic automaton run over the name by keeping the set of live
+    states: ``len(name) x states`` Python steps whatever the pattern. The fallback for a
+    stored pattern past ``MAX_ALTERNATIVES`` or ``MAX_EXPANDED``, which new rules refuse."""
 
-    def __init__(self, pattern: str) -> None:
-        if len(pattern) > MAX_PATTERN:
-            raise PatternError(f"the pattern is longer than {MAX_PATTERN} characters")
-        self.pattern = pattern
+    def __init__(self, tree: Sequence[_Node]) -> None:
         self._kind: list[int] = []
         self._arg: list[object] = []
         self._next: list[list[int]] = []
         match = self._state(_MATCH, None, [])
-        self._start = self._compile(_Parser(pattern).parse(), match)
+        self._start = self._compile(tree, match)
 
     def _state(self, kind: int, arg: object, targets: list[int]) -> int:
         self._kind.append(kind)
@@ -260,6 +269,199 @@ class Pattern:
         return any(self._kind[state] == _MATCH for state in current)
 
 
+# ---- the fast form: braces expanded, each alternative a regular expression -----------------
+
+_Token = _Char | _Class | _One | _Star | _GlobStar
+
+
+def _expand(sequence: Sequence[_Node], limit: int) -> list[tuple[_Token, ...]] | None:
+    """Every brace-free alternative of ``sequence`` (stars merged), or None past ``limit``."""
+    results: list[tuple[_Token, ...]] = [()]
+    for node in sequence:
+        if isinstance(node, _Alt):
+            options: list[tuple[_Token, ...]] = []
+            for branch in node.branches:
+                expanded = _expand(branch, limit)
+                if expanded is None:
+                    return None
+                options.extend(expanded)
+        else:
+            options = [(node,)]
+        if len(results) * len(options) > limit:
+            return None
+        results = [head + tail for head in results for tail in options]
+        if sum(map(len, results)) > MAX_EXPANDED:
+            return None
+    return list(dict.fromkeys(_merge_stars(tokens) for tokens in results))
+
+
+def _merge_stars(tokens: tuple[_Token, ...]) -> tuple[_Token, ...]:
+    """``*`` next to ``*`` is one ``*``; next to ``**`` it is ``**``; and ``*?`` is ``?*``
+    (both: one or more characters but ``/``), so ``?*?*?*`` becomes ``???*``, one star."""
+    merged: list[_Token] = []
+    for token in tokens:
+        if isinstance(token, _One) and merged and isinstance(merged[-1], _Star):
+            merged.insert(len(merged) - 1, token)
+            continue
+        if isinstance(token, _Star | _GlobStar) and merged:
+            last = merged[-1]
+            if isinstance(last, _Star | _GlobStar):
+                merged[-1] = _GLOBSTAR if _GLOBSTAR in (last, token) else _STAR
+                continue
+        merged.append(token)
+    return tuple(merged)
+
+
+def _char_regex(token: _Token) -> str:
+    if isinstance(token, _Char):
+        return re.escape(token.char)
+    if isinstance(token, _One):
+        return "[^/]"
+    if isinstance(token, _Class):
+        if token.negated:
+            return f"[^/{_class_ranges(token.ranges)}]"
+        # a class never matches "/": cut it out of the ranges rather than test for it
+        ranges = [part for low, high in token.ranges for part in _without_slash(low, high)]
+        return f"[{_class_ranges(ranges)}]" if ranges else "(?!)"
+    raise AssertionError(token)
+
+
+def _without_slash(low: str, high: str) -> list[tuple[str, str]]:
+    if not low <= "/" <= high:
+        return [(low, high)]
+    return [(a, b) for a, b in ((low, "."), ("0", high)) if a <= b]
+
+
+def _class_ranges(ranges: Iterable[tuple[str, str]]) -> str:
+    return "".join(
+        re.escape(low) if low == high else f"{re.escape(low)}-{re.escape(high)}"
+        for low, high in ranges
+    )
+
+
+def _segments(tokens: Sequence[_Token]) -> list[str]:
+    """The fixed-length runs between stars, as regular expressions (stars merged already,
+    so only the first and last can be empty)."""
+    segments = [""]
+    for token in tokens:
+        if isinstance(token, _Star | _GlobStar):
+            segments.append("")
+        else:
+            segments[-1] += _char_regex(token)
+    return segments
+
+
+def _greedy(segments: Sequence[str], any_char: str, to_end: bool) -> str:
+    """Segments joined by star gaps, each placed at its leftmost fit and never reconsidered
+    (an atomic group): the first fit always leaves the most room for the rest, so nothing is
+    lost, and the engine cannot backtrack into earlier gaps. Each segment is looked for once
+    along the name: ``O(len(name) x len(pattern))`` at worst, in the regex engine."""
+    if len(segments) == 1:
+        return segments[0] + (r"\Z" if to_end else "")
+    middle = "".join(f"(?>{any_char}*?{segment})" for segment in segments[1:-1])
+    if to_end:
+        return f"{segments[0]}{middle}{any_char}*{segments[-1]}\\Z"
+    last = f"(?>{any_char}*?{segments[-1]})" if segments[-1] else ""
+    return f"{segments[0]}{middle}{last}"
+
+
+class _Chain:
+    """One brace-free alternative, for names with ``/``: the parts between ``**`` each
+    placed at their earliest end (a ``**`` gap takes anything, so that is always best), the
+    last one anchored at the end by matching it reversed against the reversed name."""
+
+    def __init__(self, tokens: tuple[_Token, ...]) -> None:
+        parts: list[list[_Token]] = [[]]
+        for token in tokens:
+            if isinstance(token, _GlobStar):
+                parts.append([])
+            else:
+                parts[-1].append(token)
+        if len(parts) == 1:
+            self.whole: re.Pattern[str] | None = re.compile(
+                _greedy(_segments(parts[0]), "[^/]", to_end=True), re.DOTALL
+            )
+            return
+        self.whole = None
+        self.first = re.compile(_greedy(_segments(parts[0]), "[^/]", False), re.DOTALL)
+        self.middle = [
+            re.compile(_greedy(_segments(part), "[^/]", False), re.DOTALL)
+            for part in parts[1:-1]
+            if part
+        ]
+        reversed_last = _greedy(_segments(parts[-1][::-1]), "[^/]", False)
+        self.last = re.compile(reversed_last, re.DOTALL) if parts[-1] else None
+
+    def matches(self, name: str, reversed_name: str) -> bool:
+        if self.whole is not None:
+            return self.whole.match(name) is not None
+        found = self.first.match(name)
+        if found is None:
+            return False
+        end = found.end()
+        for part in self.middle:
+            found = part.search(name, end)
+            if found is None:
+                return False
+            end = found.end()
+        if self.last is None:
+            return True
+        return self.last.match(reversed_name, 0, len(name) - end) is not None
+
+
+class Pattern:
+    """A compiled doublestar pattern; ``matches(name)`` costs at most ``len(name) x
+    len(pattern)`` steps of the regex engine per alternative, with no backtracking blow-up.
+
+    Braces are expanded (at most ``MAX_ALTERNATIVES`` alternatives of ``MAX_EXPANDED``
+    characters in all). A name without ``/``
+    (every tag) is matched by one regular expression of all alternatives, in which ``*``
+    and ``**`` are the same; a name with ``/`` by each alternative's ``_Chain``."""
+
+    def __init__(self, pattern: str) -> None:
+        if len(pattern) > MAX_PATTERN:
+            raise PatternError(f"the pattern is longer than {MAX_PATTERN} characters")
+        self.pattern = pattern
+        tree = _Parser(pattern).parse()
+        alternatives = _expand(tree, MAX_ALTERNATIVES)
+        self.bounded = alternatives is not None
+        """False for a pattern past ``MAX_ALTERNATIVES`` or ``MAX_EXPANDED`` (refused for
+        new rules; a stored one still matches, by the slower automaton)."""
+        self._automaton = _Automaton(tree) if alternatives is None else None
+        self._flat: re.Pattern[str] | None = None
+        self._chains: list[_Chain] = []
+        if alternatives is None:
+            return
+        flat = [
+            _greedy(_segments(tokens), ".", to_end=True)
+            for tokens in alternatives
+            if _Char("/") not in tokens
+        ]
+        if flat:
+            self._flat = re.compile("|".join(f"(?:{body})" for body in flat), re.DOTALL)
+        self._chains = [_Chain(tokens) for tokens in alternatives]
+
+    def matches(self, name: str) -> bool:
+        if self._automaton is not None:
+            return self._automaton.matches(name)
+        if "/" not in name:
+            return self._flat is not None and self._flat.match(name) is not None
+        reversed_name = name[::-1]
+        return any(chain.matches(name, reversed_name) for chain in self._chains)
+
+
+def check_pattern(pattern: str) -> Pattern:
+    """The compiled pattern if a new rule may use it: within the length, nesting and
+    alternatives bounds. Raises ``PatternError`` saying which bound it passes."""
+    compiled = compile_pattern(pattern)
+    if not compiled.bounded:
+        raise PatternError(
+            f"the pattern's braces make more than {MAX_ALTERNATIVES} alternatives"
+            f" or more than {MAX_EXPANDED} characters of them"
+        )
+    return compiled
+
+
 @lru_cache(maxsize=512)
 def compile_pattern(pattern: str) -> Pattern:
     """The compiled ``pattern`` (cached: rules are read on every push); raises ``PatternError``."""
@@ -310,3 +512,49 @@ def protecting_rule(rules: Iterable[Rule], repository: str, tag: str) -> Rule | 
         if rule.protects(repository, tag):
             return rule
     return None
+
+
+class RuleSet:
+    """One evaluation of ``rules`` over many tags: each pattern compiled once, and each
+    rule's repository selectors decided once per repository, not once per tag."""
+
+    _MAX_REMEMBERED = 4096
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._patterns = {
+            s.pattern: compile_pattern(s.pattern)
+            for rule in self.rules
+            for s in rule.repositories + rule.tags
+        }
+        self._in_scope: dict[str, tuple[Rule, ...]] = {}
+        self.bounded = all(pattern.bounded for pattern in self._patterns.values())
+        """False when a stored pattern needs the slow automaton (see ``Pattern.bounded``)."""
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def _selects(self, selector: Selector, name: str) -> bool:
+        hit = self._patterns[selector.pattern].matches(name)
+        return not hit if selector.decoration.endswith(("Excludes", "excludes")) else hit
+
+    def _rules_for(self, repository: str) -> tuple[Rule, ...]:
+        found = self._in_scope.get(repository)
+        if found is None:
+            found = tuple(
+                rule
+                for rule in self.rules
+                if all(self._selects(s, repository) for s in rule.repositories)
+            )
+            if len(self._in_scope) >= self._MAX_REMEMBERED:
+                self._in_scope.clear()
+            self._in_scope[repository] = found
+        return found
+
+    def protecting(self, repository: str, tag: str) -> Rule | None:
+        """The first rule that makes ``tag`` in ``repository`` (name inside the project)
+        immutable, if any."""
+        for rule in self._rules_for(repository):
+            if all(self._selects(s, tag) for s in rule.tags):
+                return rule
+        return None

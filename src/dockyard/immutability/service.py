@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from anyio import to_thread
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,9 +34,10 @@ from dockyard.immutability.matcher import (
     TAG_KIND,
     PatternError,
     Rule,
+    RuleSet,
     Selector,
+    check_pattern,
     compile_pattern,
-    protecting_rule,
 )
 from dockyard.immutability.models import ImmutableTagRule
 from dockyard.immutability.schemas import ImmutableRule, ImmutableSelector
@@ -47,6 +50,10 @@ ACTION = "immutable"
 MAX_RULES = 15
 """Rules per project, Harbor's limit."""
 RESOURCE_TYPE = "immutable-rule"
+_YIELD_EVERY = 100
+INLINE_MATCHES = 2000
+"""Rule x tag checks done on the event loop; more (a page of many tags) go to a thread, so
+no request holds the loop for long (each check is bounded: see ``matcher.Pattern``)."""
 _MAX_EXTRAS = 1024
 _MAX_PARAMS = 4096
 _MAX_PRIORITY = 2**31 - 1
@@ -92,15 +99,35 @@ def matcher_rule(row: ImmutableTagRule) -> Rule | None:
     return Rule(row.id, repositories, tags)
 
 
-async def project_rules(session: AsyncSession, project_id: int) -> list[Rule]:
-    """The project's enabled rules, ready to match (one query)."""
+async def project_rules(session: AsyncSession, project_id: int) -> RuleSet:
+    """The project's enabled rules, ready to match (one query; each pattern compiled once)."""
     rules = (matcher_rule(row) for row in await repo.enabled_rules(session, project_id))
-    return [rule for rule in rules if rule is not None]
+    return RuleSet(rule for rule in rules if rule is not None)
 
 
-def protecting(rules: Sequence[Rule], repository: str, tag: str) -> Rule | None:
+def protecting(rules: RuleSet, repository: str, tag: str) -> Rule | None:
     """The rule that makes ``tag`` of ``repository`` (full name) immutable, if any."""
-    return protecting_rule(rules, inner_name(repository), tag)
+    return rules.protecting(inner_name(repository), tag)
+
+
+def _protected(rules: RuleSet, pairs: Sequence[tuple[str, str]]) -> list[Rule | None]:
+    found: list[Rule | None] = []
+    for done, (repository, tag) in enumerate(pairs, 1):
+        found.append(protecting(rules, repository, tag))
+        if done % _YIELD_EVERY == 0:
+            time.sleep(0)  # in a worker thread: hand the GIL to the event loop now
+    return found
+
+
+async def protecting_each(rules: RuleSet, pairs: Sequence[tuple[str, str]]) -> list[Rule | None]:
+    """``protecting`` for each (repository full name, tag) pair, in order: on the event loop
+    for a few, in a worker thread past ``INLINE_MATCHES`` checks or when a stored pattern
+    needs the slow automaton (pure CPU, no database)."""
+    if not rules or not pairs:
+        return [None] * len(pairs)
+    if rules.bounded and len(pairs) * len(rules) <= INLINE_MATCHES:
+        return _protected(rules, pairs)
+    return await to_thread.run_sync(_protected, rules, pairs)
 
 
 async def immutable_tags(
@@ -112,9 +139,8 @@ async def immutable_tags(
     if not wanted:
         return set()
     rules = await project_rules(session, project_id)
-    if not rules:
-        return set()
-    return {tag for tag in wanted if protecting(rules, repository, tag) is not None}
+    found = await protecting_each(rules, [(repository, tag) for tag in wanted])
+    return {tag for tag, rule in zip(wanted, found, strict=True) if rule is not None}
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -135,7 +161,7 @@ def _selector(
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in pattern):
         raise BadRequestError(f"{where}.pattern must not contain control characters")
     try:
-        compile_pattern(pattern)
+        check_pattern(pattern)
     except PatternError as exc:
         raise BadRequestError(f"{where}.pattern {pattern!r} is not valid: {exc}") from None
     extras = given.extras or ""

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from dockyard.immutability.matcher import MAX_PATTERN, PatternError, Selector, compile_pattern
+from dockyard.immutability.matcher import (
+    MAX_PATTERN,
+    PatternError,
+    Selector,
+    check_pattern,
+    compile_pattern,
+)
 
 ALGORITHM = "or"
 ACTION = "retain"
@@ -286,6 +292,20 @@ def parse_rules(raw: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
             raise RuleError(f"rules[{rule.id - 1}] says the same as rules[{seen[key] - 1}]")
         seen[key] = rule.id
     return rules
+
+
+def check_new_rules(rules: Sequence[Rule]) -> None:
+    """Refuse, for a policy being saved, patterns past the matcher's bounds on brace
+    alternatives (a stored one still runs, by the slower automaton)."""
+    for rule in rules:
+        for kind, selectors in (("repository", rule.repositories), ("tag", rule.tags)):
+            for selector in selectors:
+                try:
+                    check_pattern(selector.pattern)
+                except PatternError as exc:
+                    raise RuleError(
+                        f"rules[{rule.id - 1}] {kind} pattern {selector.pattern!r}: {exc}"
+                    ) from None
 
 
 def rule_json(rule: Rule) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,7 @@ from dockyard.errors import (
 )
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.immutability import service as immutability
+from dockyard.immutability.matcher import RuleSet
 from dockyard.jobs import schedules
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task
@@ -124,6 +126,7 @@ def _checked(body: RetentionPolicy) -> tuple[list[Rule], str]:
         raise BadRequestError(f"algorithm must be {rules_mod.ALGORITHM!r}")
     try:
         rules = rules_mod.parse_rules([r.model_dump() for r in body.rules or []])
+        rules_mod.check_new_rules(rules)
     except RuleError as exc:
         raise BadRequestError(str(exc)) from None
     cron = ""
@@ -358,11 +361,9 @@ async def launch(
     rules = stored_rules(row)
     rule_docs = [rules_mod.rule_json(rule) for rule in rules]
     repositories = await repo.repositories_of_project(session, row.project_id)
-    wanted = set(
-        rules_mod.repositories_in_scope(
-            rules, [immutability.inner_name(name) for _, name in repositories]
-        )
-    )
+    names = [immutability.inner_name(name) for _, name in repositories]
+    # Pure matching, possibly of many repositories: in a thread (the transaction waits).
+    wanted = set(await to_thread.run_sync(rules_mod.repositories_in_scope, rules, names))
     tasks = [
         jobs.TaskSpec(
             params={"policy_id": row.id, "repository": name},
@@ -612,10 +613,15 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
     async with ctx.env.db.read() as session:
         target = await registry_repo.find_repository_ref(session, repository)
         candidates = await repo.candidates(session, target.repository_id) if target else []
-        protection = await immutability.project_rules(session, target.project_id) if target else []
+        protection = (
+            await immutability.project_rules(session, target.project_id) if target else RuleSet(())
+        )
     if target is None:
         ctx.log(f"repository {repository} no longer exists; nothing to do")
-    decisions = rules_mod.evaluate(
+    # Judging is pure CPU (every rule's patterns over every tag): off the event loop, which
+    # serves requests meanwhile; only the database work below runs on it.
+    decisions = await to_thread.run_sync(
+        rules_mod.evaluate,
         rules,
         immutability.inner_name(repository),
         candidates,
