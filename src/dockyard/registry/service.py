@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from dockyard.errors import (
     BlobUploadUnknownError,
     DigestInvalidError,
     ManifestBlobUnknownError,
+    ManifestInvalidError,
     ManifestReferencedError,
     ManifestUnknownError,
     NameUnknownError,
@@ -41,10 +43,11 @@ from dockyard.errors import (
 )
 from dockyard.oci import artifacts as facts
 from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
-from dockyard.oci.manifest import ParsedManifest, parse_manifest
+from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from dockyard.oci.names import split_repository, validate_tag
 from dockyard.projects import repository as projects
 from dockyard.projects.models import Project
+from dockyard.registry import claims
 from dockyard.registry import repository as repo
 from dockyard.registry.hooks import (
     SYSTEM_ACTOR,
@@ -64,6 +67,7 @@ from dockyard.registry.models import (
 from dockyard.storage import Storage, blob_key
 
 UPLOAD_LEASE = timedelta(minutes=10)
+log = logging.getLogger("dockyard.registry")
 # GC: how often a blob HEAD/GET renews the blob's touch time, and how long an upload
 # waits for a collection to finish deleting an older copy of its blob.
 _TOUCH_INTERVAL = timedelta(minutes=1)
@@ -291,10 +295,11 @@ class RegistryService:
         self, repository: str, upload_id: str, start: int | None
     ) -> repo.ClaimedUpload:
         """Take the upload for this request (``start``: the chunk's first byte)."""
+        holder = claims.this_process()
         async with self.db.write() as session:
             claim = (
                 await repo.claim_upload(
-                    session, upload_id, repository, start, utcnow() + UPLOAD_LEASE
+                    session, upload_id, repository, start, utcnow() + UPLOAD_LEASE, holder
                 )
                 if _UPLOAD_ID.fullmatch(upload_id)
                 else None
@@ -302,6 +307,21 @@ class RegistryService:
             if claim is not None:
                 return claim
             upload = await self._find_upload(session, repository, upload_id)
+            if (start is None or start == upload.size) and claims.holder_is_gone(upload.holder):
+                # The claim's process died mid-chunk (a crash, kill -9): the chunk it was
+                # writing never counted, so the upload continues now, not after the lease.
+                claim = await repo.claim_upload(
+                    session,
+                    upload_id,
+                    repository,
+                    start,
+                    utcnow() + UPLOAD_LEASE,
+                    holder,
+                    take_from=upload.holder,
+                )
+                if claim is not None:
+                    log.info("upload %s taken over from dead %s", upload_id, upload.holder)
+                    return claim
         if start is not None and start != upload.size:
             raise UploadRangeError(
                 f"chunk starts at byte {start} but the upload holds {upload.size} bytes",
@@ -900,18 +920,22 @@ async def _project_of(session: AsyncSession, repository: str) -> Project:
 async def _check_references(
     session: AsyncSession, repository_id: int | None, repository: str, parsed: ParsedManifest
 ) -> dict[str, Artifact]:
-    """Raise unless the repository holds every blob and child manifest ``parsed`` names.
+    """Raise unless the repository holds every blob and child manifest ``parsed`` names,
+    each of the size its descriptor declares (a subject is checked where it is stored).
 
     Returns the index's children by digest.
     """
     wanted = [str(b.digest) for b in parsed.required_blobs]
-    have = await repo.linked_digests(session, repository_id, wanted) if repository_id else set()
+    have = await repo.linked_blob_sizes(session, repository_id, wanted) if repository_id else {}
     for digest in wanted:
         if digest not in have:
             raise ManifestBlobUnknownError(
                 f"blob {digest} referenced by the manifest is not in {repository}; push it first",
                 detail={"digest": digest},
             )
+    if parsed.config is not None:
+        _check_sizes(have, (("config", parsed.config),))
+        _check_sizes(have, ((f"layers[{i}]", d) for i, d in enumerate(parsed.layers)))
     child_digests = [str(m.digest) for m in parsed.manifests]
     children = (
         await repo.artifacts_by_digest(session, repository_id, child_digests)
@@ -924,7 +948,28 @@ async def _check_references(
                 f"manifest {digest} listed by the index is not in {repository}; push it first",
                 detail={"digest": digest},
             )
+    named = [(f"manifests[{i}]", d) for i, d in enumerate(parsed.manifests)]
+    if parsed.subject is not None:
+        named.append(("subject", parsed.subject))
+    if named:
+        stored = await repo.blob_sizes(session, sorted({str(d.digest) for _, d in named}))
+        _check_sizes(stored, named)
     return children
+
+
+def _check_sizes(stored: dict[str, int], named: Iterable[tuple[str, Descriptor]]) -> None:
+    """Refuse a descriptor whose size differs from the stored object's, as distribution
+    does: a wrong size would make clients fail to pull, and it would count in quotas
+    and in the artifact's size as declared (a layer can claim exabytes)."""
+    for where, descriptor in named:
+        digest = str(descriptor.digest)
+        size = stored.get(digest)
+        if size is not None and size != descriptor.size:
+            raise ManifestInvalidError(
+                f"{where} declares {descriptor.size} bytes for {digest}, "
+                f"but the stored object holds {size} bytes",
+                detail={"digest": digest, "declared": descriptor.size, "stored": size},
+            )
 
 
 async def _adopt_accessories(

@@ -1,0 +1,94 @@
+"""Who holds an upload's claim, and whether that process still exists.
+
+A request that appends to an upload claims it (``blob_upload.busy_until``, see
+docs/architecture.md, "Upload lifecycle") and records its process as the
+claim's ``holder``. A server killed mid-chunk never releases its claims; a
+request that finds a claim whose holder is provably gone takes it over at once
+instead of waiting for the lease to end.
+
+A holder is ``<host>/<boot id>/<pid>/<process start time>``. Only a holder on
+this host can be judged (a claim of another node waits for its lease): it is
+gone when the host has rebooted since (another boot id), or when no process
+with that pid and start time runs (a pid reused by another process, common in
+containers, does not keep a dead holder alive). Where ``/proc`` is missing, the
+start time is unknown and a live pid counts as the holder.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+
+__all__ = ["holder_is_gone", "this_process"]
+
+_SEPARATOR = "/"
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            return file.read().strip()
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot; None when it does not run."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "-"
+    # Field 22; the command name (field 2) may hold spaces, so count after its ")".
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else "-"
+
+
+def _pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _host() -> str:
+    return socket.gethostname().replace(_SEPARATOR, "_")[:64]
+
+
+@functools.cache
+def _identity(pid: int) -> str:
+    return _SEPARATOR.join((_host(), _boot_id(), str(pid), _start_time(pid) or "-"))
+
+
+def this_process() -> str:
+    """This process's holder id (recomputed after a fork: the pid is part of the key)."""
+    return _identity(os.getpid())
+
+
+def holder_is_gone(holder: str | None) -> bool:
+    """True only when ``holder`` certainly names no running process."""
+    if not holder:
+        return False
+    parts = holder.split(_SEPARATOR)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return False
+    host, boot, pid_text, started = parts
+    if host != _host():
+        return False  # another node: its claim waits for its lease
+    if boot != _boot_id():
+        return True  # this host restarted since the claim was taken
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return holder != this_process()
+    if started == "-":
+        return not _pid_runs(pid)
+    now = _start_time(pid)
+    if now is None:
+        return True
+    return now not in ("-", started)
