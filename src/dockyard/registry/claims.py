@@ -42,8 +42,12 @@ def _start_time(pid: int) -> str | None:
         return None
     except OSError:
         return "-"
-    # Field 22; the command name (field 2) may hold spaces, so count after its ")".
+    # Fields 3 (state) and 22 (start time); the command name (field 2) may hold spaces,
+    # so count after its ")". A zombie (killed, not yet reaped: a container's init may
+    # never reap it) runs no more.
     fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields and fields[0] in (b"Z", b"X"):
+        return None
     return fields[19].decode() if len(fields) > 19 else "-"
 
 
