@@ -206,6 +206,20 @@ class ObjectNotFoundError(StorageError):
     """The storage driver has no object under that key."""
 
 
+class StorageFullError(AppError):
+    """The disk (or the database's) is full, or below ``min_free_bytes``: nothing new can
+    be stored until space is freed. Not a server fault: the client is told why.
+
+    On ``/v2/`` it shows as ``403 DENIED`` with this message, as Harbor's quota refusals
+    do. skopeo, podman and docker print the message of a 4xx error body
+    ("denied: storage is full …") and do not retry a DENIED, while for a 5xx such as
+    ``507 Insufficient Storage`` they print only the status line ("received unexpected
+    HTTP status: 507 Insufficient Storage") and podman retries the push three times."""
+
+    oci_code = "DENIED"
+    harbor_code = "INSUFFICIENT_STORAGE"
+
+
 # --- configuration -----------------------------------------------------------
 
 

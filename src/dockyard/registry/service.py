@@ -40,6 +40,7 @@ from dockyard.errors import (
     ProjectNotFoundError,
     RangeInvalidError,
     SizeInvalidError,
+    StorageFullError,
 )
 from dockyard.oci import artifacts as facts
 from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
@@ -65,6 +66,7 @@ from dockyard.registry.models import (
     BlobUpload,
 )
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.space import DiskSpace
 
 UPLOAD_LEASE = timedelta(minutes=10)
 log = logging.getLogger("dockyard.registry")
@@ -125,8 +127,11 @@ class RegistryService:
         *,
         upload_max_bytes: int = 0,
         hooks: RegistryHooks | None = None,
+        space: DiskSpace | None = None,
     ) -> None:
         self.hooks = hooks or RegistryHooks()
+        self.space = space
+        """Free-space admission for new bytes (``storage/space.py``); None: unchecked."""
         self.db = db
         self.storage = storage
         self.upload_max_bytes = upload_max_bytes or None
@@ -249,6 +254,8 @@ class RegistryService:
     # --- uploads ----------------------------------------------------------------------
 
     async def start_upload(self, repository: str) -> UploadStatus:
+        if self.space is not None:
+            self.space.check_room()
         upload_id = secrets.token_hex(16)
         state = await self.storage.begin(upload_id)
         try:
@@ -351,6 +358,8 @@ class RegistryService:
         if self.upload_max_bytes is not None:
             limit = max(self.upload_max_bytes - size, 0)
         try:
+            if self.space is not None:
+                chunks = self.space.limit(chunks, self.space.check_room())
             new_state, new_size = await self.storage.append(
                 state, size, chunks, hasher.update if hasher else None, limit
             )
@@ -358,6 +367,11 @@ class RegistryService:
                 raise SizeInvalidError(
                     f"chunk holds {new_size - size} bytes but its headers announced {length}"
                 )
+        except StorageFullError:
+            # A full disk: the session cannot go on, and its partial file holds space
+            # the operator needs back now, not at the next garbage collection.
+            await _shielded(self._discard_upload(upload_id, state))
+            raise
         except BaseException:
             # The driver cut the partial object back to ``size``; the hasher has
             # seen bytes that are gone, so it is dropped.
@@ -548,6 +562,8 @@ class RegistryService:
         content_type: str | None,
         actor: Actor = SYSTEM_ACTOR,
     ) -> PushedManifest:
+        if self.space is not None:
+            self.space.check_room()
         by_digest = is_digest(reference)
         algorithm = Digest.parse(reference).algorithm if by_digest else "sha256"
         if not by_digest:
