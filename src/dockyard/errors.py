@@ -211,10 +211,11 @@ class StorageFullError(AppError):
     be stored until space is freed. Not a server fault: the client is told why.
 
     On ``/v2/`` it shows as ``403 DENIED`` with this message, as Harbor's quota refusals
-    do. skopeo, podman and docker print the message of a 4xx error body
-    ("denied: storage is full …") and do not retry a DENIED, while for a 5xx such as
-    ``507 Insufficient Storage`` they print only the status line ("received unexpected
-    HTTP status: 507 Insufficient Storage") and podman retries the push three times."""
+    do: clients print the message of a 4xx error body, and skopeo (tried:
+    tests/e2e/test_disk_full_clients.py) fails with "uploading layer chunked: denied:
+    storage is full: …". Answered as ``507 Insufficient Storage``, the same push printed
+    only "received unexpected HTTP status: 507 Insufficient Storage": containers/image
+    (skopeo, podman, buildah) and docker read error bodies of 4xx answers only."""
 
     oci_code = "DENIED"
     harbor_code = "INSUFFICIENT_STORAGE"

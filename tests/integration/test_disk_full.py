@@ -13,12 +13,9 @@ and says why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import os
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,6 +27,7 @@ from starlette.applications import Starlette
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import OCI_MANIFEST, digest_of, image_manifest
 from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.small_fs import small_filesystem
 
 from dockyard.app import create_app
 from dockyard.db.engine import Database
@@ -49,27 +47,8 @@ REPO = "library/full"
 
 @pytest.fixture(scope="module")
 def small_fs() -> Iterator[Path]:
-    where = Path(tempfile.mkdtemp(prefix="dockyard-small-fs-"))
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        where.rmdir()
-        reason = (
-            "cannot mount a small tmpfs for the disk-full tests "
-            f"(needs root): {mounted.stderr.strip() or mounted.returncode}"
-        )
-        print(reason)  # shown in CI logs as well as with -rs
-        pytest.skip(reason)
-    try:
+    with small_filesystem(FS_SIZE) as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        with contextlib.suppress(OSError):
-            where.rmdir()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
