@@ -96,20 +96,18 @@ async def build_state(settings: Settings) -> AppState:
 
 
 def disk_space(settings: Settings, db: Database) -> DiskSpace:
-    """Free-space checks over the storage root and, on SQLite, the database's folder,
-    where the disk reserve is kept (``storage/space.py``)."""
-    paths = [settings.effective_storage_root]
-    reserve = None
+    """Free-space checks over the storage root and the folder of the SQLite database (else
+    the data directory), where the disk reserve is kept (``storage/space.py``). A
+    PostgreSQL whose data shares that disk gets the reserve's room too."""
+    folder = settings.data_dir.resolve()
     if db.dialect == "sqlite":
         database = make_url(settings.effective_database_url).database
         if database and database != ":memory:":
             folder = Path(database).resolve().parent
-            paths.append(folder)
-            reserve = folder / RESERVE_NAME
     return DiskSpace(
-        paths,
+        [settings.effective_storage_root, folder],
         min_free_bytes=settings.min_free_bytes,
-        reserve=reserve,
+        reserve=folder / RESERVE_NAME,
         reserve_bytes=settings.disk_reserve_bytes,
     )
 

@@ -5,9 +5,9 @@ upload leaves no session or partial file behind; with the disk then filled to th
 by another program, deleting a manifest and a manual garbage collection still work through
 the API, the space comes back, and nothing else is lost.
 
-The data directory (the SQLite database with it; the storage root with PostgreSQL) is a
-32 MiB tmpfs mounted for this module, which needs root; elsewhere the module is skipped
-and says why.
+The data directory (with the SQLite database in it; with PostgreSQL, a private cluster's
+data directory beside it) is a small tmpfs mounted for the test, which needs root;
+elsewhere the test is skipped and says why.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ import pytest
 from starlette.applications import Starlette
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import OCI_MANIFEST, digest_of, image_manifest
-from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.postgres import start_throwaway_cluster, temporary_database
 from tests.support.small_fs import small_filesystem
 
 from dockyard.app import create_app
 from dockyard.db.engine import Database
-from dockyard.http.state import AppState
 from dockyard.settings import Settings
 from dockyard.storage.space import RESERVE_NAME
 from dockyard.system.bootstrap import prepare
@@ -45,18 +44,11 @@ RESERVE = 2 * MIB
 REPO = "library/full"
 
 
-@pytest.fixture(scope="module")
-def small_fs() -> Iterator[Path]:
-    with small_filesystem(FS_SIZE) as where:
-        yield where
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, small_fs: Path) -> Iterator[Settings]:
-    data_dir = small_fs / request.param
-    data_dir.mkdir()
+def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """The data directory on a small filesystem; on PostgreSQL the database's own data
+    directory (a private cluster) is on it too."""
     common: dict[str, Any] = {
-        "data_dir": data_dir,
         "admin_password": ADMIN_PASSWORD,
         "min_free_bytes": MIN_FREE,
         "disk_reserve_bytes": RESERVE,
@@ -64,10 +56,19 @@ def settings(request: pytest.FixtureRequest, small_fs: Path) -> Iterator[Setting
         "job_retry_base_seconds": 0.2,
     }
     if request.param == "sqlite":
-        yield Settings(**common)
+        with small_filesystem(FS_SIZE) as where:
+            (where / "data").mkdir()
+            yield Settings(data_dir=where / "data", **common)
         return
-    with temporary_database(postgres_admin_url()) as url:
-        yield Settings(database_url=url, **common)
+    # A fresh cluster takes about 40 MiB (its first WAL segment included).
+    with small_filesystem(FS_SIZE + 64 * MIB) as where:
+        (where / "data").mkdir()
+        cluster = start_throwaway_cluster(parent=where)
+        try:
+            with temporary_database(cluster.url) as url:
+                yield Settings(data_dir=where / "data", database_url=url, **common)
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -155,14 +156,11 @@ async def _gc(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def test_a_full_disk_refuses_pushes_clearly_and_recovers_through_the_api(
-    admin: httpx.AsyncClient, app: Starlette, settings: Settings
+    admin: httpx.AsyncClient, settings: Settings
 ) -> None:
-    state: AppState = app.state.dockyard
     data_dir = settings.data_dir
     uploads = settings.effective_storage_root / "uploads"
-    sqlite = state.db.dialect == "sqlite"
-    if sqlite:
-        assert (data_dir / RESERVE_NAME).stat().st_size == RESERVE
+    assert (data_dir / RESERVE_NAME).stat().st_size == RESERVE
 
     # Two images; the first will be deleted to make room, the second must survive.
     doomed_layer, kept_layer = os.urandom(6 * MIB), os.urandom(3 * MIB)
@@ -206,8 +204,7 @@ async def test_a_full_disk_refuses_pushes_clearly_and_recovers_through_the_api(
     # Recovery through the product: delete a manifest, run GC.
     deleted = await admin.delete(f"/v2/{REPO}/manifests/{doomed}")
     assert deleted.status_code == 202, deleted.text
-    if sqlite:
-        assert not (data_dir / RESERVE_NAME).exists()  # released to let the delete write
+    assert not (data_dir / RESERVE_NAME).exists()  # released to let the delete write
     before_gc = _free(data_dir)
     result = await _gc(admin)
     assert result["job_status"] == "Success", result
@@ -230,5 +227,4 @@ async def test_a_full_disk_refuses_pushes_clearly_and_recovers_through_the_api(
     # With the filler gone, pushes work again and the reserve is made again.
     filler.unlink()
     await _push_image(admin, "again", os.urandom(MIB))
-    if sqlite:
-        assert reserve.stat().st_size == RESERVE
+    assert reserve.stat().st_size == RESERVE

@@ -14,8 +14,9 @@ root and the SQLite database's folder):
   database write finds less free space than the reserve's size, so deletes and GC have
   room; it is made again once space is back.
 
-PostgreSQL keeps its own data elsewhere and recovers from a full disk by itself, so with
-PostgreSQL only the storage root is watched and no reserve is kept.
+With PostgreSQL the reserve is kept in the data directory: when PostgreSQL's data shares
+that disk (one host), releasing it gives PostgreSQL room to record a garbage collection
+too; when it does not, it costs the reserve's size and nothing else.
 """
 
 from __future__ import annotations
