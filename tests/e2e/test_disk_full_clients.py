@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.oci_layout import make_image_layout
+from tests.support.podman import Podman
 from tests.support.server import DockyardServer
 from tests.support.skopeo import Skopeo
 from tests.support.small_fs import small_filesystem
@@ -67,3 +68,27 @@ def test_skopeo_shows_that_storage_is_full(
         f"oci:{small}:small",
         f"docker://{full_server.registry}/library/small:1",
     )
+
+
+def test_podman_shows_that_storage_is_full(
+    full_server: DockyardServer, podman: Podman, tmp_path: Path
+) -> None:
+    layout = tmp_path / "layout"
+    make_image_layout(layout, layers=1, layer_size=64 * MIB, tag="big")
+    image = podman.pull(f"oci:{layout}:big")
+    try:
+        pushed = podman.run(
+            "push",
+            "--tls-verify=false",
+            "--creds",
+            full_server.admin_creds,
+            image,
+            f"{full_server.registry}/library/big:podman",
+            check=False,
+        )
+    finally:
+        podman.run("rmi", "-a", "-f", check=False)
+    assert pushed.returncode != 0
+    assert "storage is full" in pushed.stderr, pushed.stderr
+    uploads = full_server.data_dir / "storage" / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
