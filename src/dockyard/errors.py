@@ -211,8 +211,8 @@ class StorageFullError(AppError):
     be stored until space is freed. Not a server fault: the client is told why.
 
     On ``/v2/`` it shows as ``403 DENIED`` with this message, as Harbor's quota refusals
-    do: clients print the message of a 4xx error body, and skopeo (tried:
-    tests/e2e/test_disk_full_clients.py) fails with "uploading layer chunked: denied:
+    do: clients print the message of a 4xx error body, and skopeo and podman (tried:
+    tests/e2e/test_disk_full_clients.py) fail with "uploading layer chunked: denied:
     storage is full: …". Answered as ``507 Insufficient Storage``, the same push printed
     only "received unexpected HTTP status: 507 Insufficient Storage": containers/image
     (skopeo, podman, buildah) and docker read error bodies of 4xx answers only."""
