@@ -6,17 +6,20 @@ claim's ``holder``. A server killed mid-chunk never releases its claims; a
 request that finds a claim whose holder is provably gone takes it over at once
 instead of waiting for the lease to end.
 
-A holder is ``<host>/<boot id>/<pid>/<process start time>``. Only a holder on
-this host can be judged (a claim of another node waits for its lease): it is
-gone when the host has rebooted since (another boot id), or when no process
-with that pid and start time runs (a pid reused by another process, common in
-containers, does not keep a dead holder alive). Where ``/proc`` is missing, the
-start time is unknown and a live pid counts as the holder.
+A holder is ``<place>/<pid>/<process start time>``, the place a short hash of
+the host name, the boot id and the pid namespace. Only a holder of this very
+place can be judged: there, it is gone when no process with that pid and start
+time runs (a pid reused by another process, common in containers, does not keep
+a dead holder alive; a zombie does not either). A claim taken anywhere else —
+another node, another container with the same host name, this host before a
+reboot — cannot be judged safely and waits for its lease. Where ``/proc`` is
+missing the start time is unknown, and a live pid counts as the holder.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 
@@ -61,13 +64,24 @@ def _pid_runs(pid: int) -> bool:
     return True
 
 
-def _host() -> str:
-    return socket.gethostname().replace(_SEPARATOR, "_")[:64]
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "-"
+
+
+@functools.cache
+def _place() -> str:
+    """Where pids mean the same thing — host name, boot, pid namespace — as a short key
+    (the holder column is 128 characters; a host name alone may take 64)."""
+    where = "\n".join((socket.gethostname(), _boot_id(), _pid_namespace()))
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 @functools.cache
 def _identity(pid: int) -> str:
-    return _SEPARATOR.join((_host(), _boot_id(), str(pid), _start_time(pid) or "-"))
+    return _SEPARATOR.join((_place(), str(pid), _start_time(pid) or "-"))
 
 
 def this_process() -> str:
@@ -80,14 +94,11 @@ def holder_is_gone(holder: str | None) -> bool:
     if not holder:
         return False
     parts = holder.split(_SEPARATOR)
-    if len(parts) != 4 or not parts[2].isdigit():
+    if len(parts) != 3 or not parts[1].isdigit():
         return False
-    host, boot, pid_text, started = parts
-    if host != _host():
-        return False  # another node: its claim waits for its lease
-    if boot != _boot_id():
-        return True  # this host restarted since the claim was taken
-    pid = int(pid_text)
+    if parts[0] != _place():
+        return False  # pids elsewhere cannot be checked from here: the lease decides
+    pid, started = int(parts[1]), parts[2]
     if pid == os.getpid():
         return holder != this_process()
     if started == "-":
