@@ -8,7 +8,10 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+from anyio import to_thread
+from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
@@ -49,6 +52,7 @@ from dockyard.robots import api as robots_api
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage
+from dockyard.storage.space import RESERVE_NAME, DiskSpace
 from dockyard.system import api as system_api
 from dockyard.system.bootstrap import load_token_key
 from dockyard.webhooks import api as webhooks_api
@@ -61,6 +65,9 @@ SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
 async def build_state(settings: Settings) -> AppState:
     db = Database(settings.effective_database_url)
     storage = FilesystemStorage(settings.effective_storage_root)
+    space = disk_space(settings, db)
+    await to_thread.run_sync(space.make_reserve)
+    db.before_write = space.before_database_write
     tokens = TokenAuthority(
         await load_token_key(db),
         issuer=settings.token_issuer,
@@ -82,9 +89,28 @@ async def build_state(settings: Settings) -> AppState:
             webhooks_hooks.RegistryHooks(db, settings),
         ]
     )
-    registry = RegistryService(db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks)
+    registry = RegistryService(
+        db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks, space=space
+    )
     return AppState(
         settings, db, storage, tokens, identity, registry, job_types=job_types(settings)
+    )
+
+
+def disk_space(settings: Settings, db: Database) -> DiskSpace:
+    """Free-space checks over the storage root and the folder of the SQLite database (else
+    the data directory), where the disk reserve is kept (``storage/space.py``). A
+    PostgreSQL whose data shares that disk gets the reserve's room too."""
+    folder = settings.data_dir.resolve()
+    if db.dialect == "sqlite":
+        database = make_url(settings.effective_database_url).database
+        if database and database != ":memory:":
+            folder = Path(database).resolve().parent
+    return DiskSpace(
+        [settings.effective_storage_root, folder],
+        min_free_bytes=settings.min_free_bytes,
+        reserve=folder / RESERVE_NAME,
+        reserve_bytes=settings.disk_reserve_bytes,
     )
 
 

@@ -216,6 +216,21 @@ class ObjectNotFoundError(StorageError):
     """The storage driver has no object under that key."""
 
 
+class StorageFullError(AppError):
+    """The disk (or the database's) is full, or below ``min_free_bytes``: nothing new can
+    be stored until space is freed. Not a server fault: the client is told why.
+
+    On ``/v2/`` it shows as ``403 DENIED`` with this message, as Harbor's quota refusals
+    do: clients print the message of a 4xx error body, and skopeo and podman (tried:
+    tests/e2e/test_disk_full_clients.py) fail with "uploading layer chunked: denied:
+    storage is full: …". Answered as ``507 Insufficient Storage``, the same push printed
+    only "received unexpected HTTP status: 507 Insufficient Storage": containers/image
+    (skopeo, podman, buildah) and docker read error bodies of 4xx answers only."""
+
+    oci_code = "DENIED"
+    harbor_code = "INSUFFICIENT_STORAGE"
+
+
 # --- configuration -----------------------------------------------------------
 
 

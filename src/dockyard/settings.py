@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     token_expiration_minutes: int = Field(default=30, ge=1, le=60 * 24)
     upload_max_bytes: int = Field(default=0, ge=0)
     """Largest blob accepted, in bytes (0: no limit)."""
+    min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    """Pushes are refused ("storage is full") once the storage (or SQLite) disk has less
+    free space than this, so a full disk can still be recovered (0: only a full disk
+    refuses them). See ``storage/space.py``."""
+    disk_reserve_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """Size of the reserve file kept beside the SQLite database (with PostgreSQL, in
+    ``data_dir``) and released when the disk fills, so deletes and garbage collection can
+    still write (0: no reserve)."""
     login_failure_limit: int = Field(default=10, ge=1)
     """Failed logins allowed per user and per source address in a 5-minute window."""
     robot_name_prefix: str = Field(default="robot$", min_length=1, max_length=32)

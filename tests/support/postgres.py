@@ -228,8 +228,9 @@ class ThrowawayCluster:
             self._stop()
 
 
-def start_throwaway_cluster() -> ThrowawayCluster:
-    """Start a private cluster on a free port (stopped at interpreter exit at the latest)."""
+def start_throwaway_cluster(parent: Path | None = None) -> ThrowawayCluster:
+    """Start a private cluster on a free port (stopped at interpreter exit at the latest),
+    in a new folder under ``parent`` (e.g. a small filesystem) or the temporary folder."""
     initdb = _find_initdb()
     if initdb is None:
         _install_postgresql()
@@ -239,7 +240,7 @@ def start_throwaway_cluster() -> ThrowawayCluster:
     pg_ctl = initdb.with_name("pg_ctl")
     account = _cluster_user()
 
-    root = Path(tempfile.mkdtemp(prefix="dockyard-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="dockyard-pg-", dir=parent))
     data_dir = root / "data"
     log_file = root / "postgres.log"
     if account is not None:

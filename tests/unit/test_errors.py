@@ -68,6 +68,8 @@ def test_every_error_has_a_status_on_both_faces(cls: type[errors.AppError]) -> N
         (errors.DeniedError("no"), 403, "DENIED"),
         (errors.TooManyRequestsError("slow down", retry_after=7), 429, "TOOMANYREQUESTS"),
         (errors.ManifestReferencedError("in use"), 409, "DENIED"),
+        # shown by skopeo/podman/docker as "denied: storage is full …" (see the class)
+        (errors.StorageFullError("storage is full"), 403, "DENIED"),
     ],
 )
 def test_oci_body_and_status(error: errors.AppError, status: int, code: str) -> None:

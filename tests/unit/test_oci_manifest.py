@@ -898,9 +898,17 @@ def test_descriptor_media_types_accepted(media_type: str) -> None:
     assert manifest.layers[0].media_type == media_type
 
 
-@pytest.mark.parametrize("size", [0, 1, 2**31, 2**32 + 1, MAX_SIZE])
+# The largest layer leaves room for the manifest and its config: their sum is the
+# artifact's size, which must fit a signed 64-bit column too.
+@pytest.mark.parametrize("size", [0, 1, 2**31, 2**32 + 1, MAX_SIZE - 2**20])
 def test_descriptor_sizes_accepted(size: int) -> None:
     assert parse(oci_manifest(layers=[desc(mt.OCI_LAYER, size=size)])).layers[0].size == size
+
+
+@pytest.mark.parametrize("sizes", [[MAX_SIZE], [MAX_SIZE // 2 + 1, MAX_SIZE // 2 + 1]])
+def test_descriptor_sizes_that_overflow_together_are_refused(sizes: list[int]) -> None:
+    with pytest.raises(ManifestInvalidError, match="more than"):
+        parse(oci_manifest(layers=[desc(mt.OCI_LAYER, size=size) for size in sizes]))
 
 
 def test_descriptor_null_optional_fields_are_absent() -> None:

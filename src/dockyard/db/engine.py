@@ -23,7 +23,7 @@ import fcntl
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from dockyard.db import sqlite_inline
-from dockyard.errors import ConfigurationError
+from dockyard.errors import ConfigurationError, StorageFullError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 JOBS_ENQUEUED = "dockyard_jobs_enqueued"
@@ -145,6 +145,9 @@ class Database:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self.job_listeners: list[Callable[[], None]] = []
         """Called after a transaction that enqueued job tasks commits (wakes local workers)."""
+        self.before_write: Callable[[], Awaitable[None]] | None = None
+        """Awaited before each write transaction (``storage/space.py`` frees the disk
+        reserve there, so deletes and GC can write on a full disk)."""
 
     @property
     def is_postgres(self) -> bool:
@@ -152,17 +155,29 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that commits when the block ends without an error."""
-        if self._write_lock is None:
-            async with self._write_sessions() as session:
+        """A transaction that commits when the block ends without an error.
+
+        A database that is out of disk space raises ``StorageFullError``."""
+        if self.before_write is not None:
+            await self.before_write()
+        try:
+            if self._write_lock is None:
+                async with self._write_sessions() as session:
+                    async with session.begin():
+                        yield session
+                    self._after_commit(session)
+                return
+            async with self._write_lock, self._write_sessions() as session:
                 async with session.begin():
                     yield session
                 self._after_commit(session)
-            return
-        async with self._write_lock, self._write_sessions() as session:
-            async with session.begin():
-                yield session
-            self._after_commit(session)
+        except DBAPIError as exc:
+            if _disk_full(exc):
+                raise StorageFullError(
+                    "storage is full: the database cannot write; free space (delete "
+                    "artifacts and run garbage collection) and try again"
+                ) from exc
+            raise
 
     def _after_commit(self, session: AsyncSession) -> None:
         if session.info.pop(JOBS_ENQUEUED, False):
@@ -240,6 +255,21 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+def _disk_full(exc: DBAPIError) -> bool:
+    """SQLite's SQLITE_FULL or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    orig = exc.orig
+    if getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return True
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        if getattr(candidate, "sqlstate", None) == _PG_DISK_FULL:
+            return True
+    return "database or disk is full" in str(orig)
+
+
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
 
 
 def dialect_insert(session: AsyncSession, model: type[DeclarativeBase]) -> Any:

@@ -23,6 +23,7 @@ OCI_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.TooManyRequestsError, 429),
     (e.UnauthorizedError, 401),
     (e.DeniedError, 403),
+    (e.StorageFullError, 403),  # why not 507: see StorageFullError
     (e.ManifestReferencedError, 409),
     (e.ConflictError, 409),
     (e.PreconditionFailedError, 409),
@@ -50,6 +51,7 @@ HARBOR_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.UnauthorizedError, 401),
     (e.ImmutableTagError, 412),
     (e.DeniedError, 403),
+    (e.StorageFullError, 403),
     (e.ConflictError, 409),
     (e.PreconditionFailedError, 412),
     (e.StorageError, 500),

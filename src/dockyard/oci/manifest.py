@@ -481,6 +481,12 @@ def parse_manifest(
             subject = _descriptor(doc["subject"], "subject")
         artifact_type = _optional_media_type(doc, "artifactType", "artifactType")
 
+    # Harbor's artifact size is the sum of these; each fits a 64-bit column, but the
+    # sum must too (two layers of 2**63 - 1 bytes overflowed the database).
+    declared = len(raw) + sum(d.size for d in (*([config] if config else []), *layers))
+    if declared > MAX_SIZE:
+        _fail(f"config and layers declare {declared} bytes in all, more than {MAX_SIZE}")
+
     return ParsedManifest(
         media_type=media_type,
         digest=digest,

@@ -184,5 +184,8 @@ class BlobUpload(Base):
     """The storage driver's opaque JSON state for the partial object."""
     busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """Set while one request appends to the upload; a racing request is refused."""
+    holder: Mapped[str | None] = mapped_column(String(128))
+    """The process holding the claim (``registry/claims.py``); a claim whose process is
+    gone is taken over at once rather than after ``busy_until``."""
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -68,15 +68,24 @@ async def find_linked_blob(session: AsyncSession, repository: str, digest: str) 
     return result.scalar_one_or_none()
 
 
-async def linked_digests(
+async def linked_blob_sizes(
     session: AsyncSession, repository_id: int, digests: Sequence[str]
-) -> set[str]:
+) -> dict[str, int]:
+    """Stored size by digest of the ``digests`` the repository may read."""
     if not digests:
-        return set()
+        return {}
     result = await session.execute(
         _LINKED_DIGESTS, {"repository_id": repository_id, "digests": list(digests)}
     )
-    return set(result.scalars())
+    return {str(digest): int(size) for digest, size in result.all()}
+
+
+async def blob_sizes(session: AsyncSession, digests: Sequence[str]) -> dict[str, int]:
+    """Stored size by digest of the blobs (manifests included) among ``digests``."""
+    if not digests:
+        return {}
+    result = await session.execute(_BLOB_SIZES, {"digests": list(digests)})
+    return {str(digest): int(size) for digest, size in result.all()}
 
 
 class BlobBeingDeletedError(Exception):
@@ -220,17 +229,25 @@ async def claim_upload(
     repository: str,
     start: int | None,
     lease_until: datetime,
+    holder: str,
+    *,
+    take_from: str | None = None,
 ) -> ClaimedUpload | None:
-    """Take the upload for one writer, in one statement.
+    """Take the upload for ``holder`` (a process, ``registry/claims.py``), in one statement.
 
     None when it is unknown (in that repository), held by another writer, or
-    (with ``start``) not ``start`` bytes long.
+    (with ``start``) not ``start`` bytes long. With ``take_from``, a claim still
+    held by that (dead) holder is taken over; compare-and-set, so of two
+    requests taking over the same claim one wins.
     """
     params = {
         "upload_id": upload_id,
         "repository": repository,
         "now": utcnow(),
         "lease": lease_until,
+        "holder": holder,
+        # A holder id never matches "": without take_from only free claims are taken.
+        "take_from": take_from or "",
     }
     if start is None:
         result = await session.execute(_CLAIM_UPLOAD, params)
@@ -290,31 +307,33 @@ _REPOSITORY_ID_BY_NAME = (
 _CLAIMABLE = (
     _UPLOADS.c.id == bindparam("upload_id"),
     _UPLOADS.c.repository_id == _REPOSITORY_ID_BY_NAME,
-    _UPLOADS.c.busy_until.is_(None) | (_UPLOADS.c.busy_until < bindparam("now")),
+    _UPLOADS.c.busy_until.is_(None)
+    | (_UPLOADS.c.busy_until < bindparam("now"))
+    | (_UPLOADS.c.holder == bindparam("take_from")),
 )
 _CLAIM_UPLOAD = (
     update(_UPLOADS)
     .where(*_CLAIMABLE)
-    .values(busy_until=bindparam("lease"))
+    .values(busy_until=bindparam("lease"), holder=bindparam("holder"))
     .returning(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.repository_id)
 )
 _CLAIM_UPLOAD_AT = (
     update(_UPLOADS)
     .where(*_CLAIMABLE, _UPLOADS.c.size == bindparam("expected_size"))
-    .values(busy_until=bindparam("lease"))
+    .values(busy_until=bindparam("lease"), holder=bindparam("holder"))
     .returning(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.repository_id)
 )
 _RELEASE_UPLOAD = (
     update(_UPLOADS)
     .where(_UPLOADS.c.id == bindparam("upload_id"))
-    .values(busy_until=None, update_time=bindparam("now"))
+    .values(busy_until=None, holder=None, update_time=bindparam("now"))
 )
 _GROW_UPLOAD = (
     update(_UPLOADS)
     .where(_UPLOADS.c.id == bindparam("upload_id"))
     .values(size=bindparam("new_size"), state=bindparam("new_state"), update_time=bindparam("now"))
 )
-_GROW_AND_RELEASE_UPLOAD = _GROW_UPLOAD.values(busy_until=None)
+_GROW_AND_RELEASE_UPLOAD = _GROW_UPLOAD.values(busy_until=None, holder=None)
 _DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
 _REPOSITORY_REF = select(_REPOSITORIES.c.repository_id, _REPOSITORIES.c.project_id).where(
     _REPOSITORIES.c.name == bindparam("repository")
@@ -335,8 +354,11 @@ _PROJECT_OF_REPOSITORY = select(_REPOSITORIES.c.project_id).where(
 )
 
 
+_BLOB_SIZES = select(Blob.digest, Blob.size).where(
+    Blob.digest.in_(bindparam("digests", expanding=True))
+)
 _LINKED_DIGESTS = (
-    select(Blob.digest)
+    select(Blob.digest, Blob.size)
     .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
     .where(
         RepositoryBlob.repository_id == bindparam("repository_id"),

@@ -24,6 +24,7 @@ from dockyard.errors import (
     PaginationInvalidError,
     PayloadTooLargeError,
     SizeInvalidError,
+    StorageFullError,
     UnauthorizedError,
 )
 from dockyard.http.auth import BasicCredentials, BearerToken, parse_authorization
@@ -43,6 +44,8 @@ API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _MAX_PAGE = 10_000
 # A refused request's unread body up to this size is drained to keep the connection.
 _DRAIN_LIMIT = 1024 * 1024
+# ...and the rest of a chunk refused because the disk is full, so the client sees why.
+_FULL_DISK_DRAIN_LIMIT = 1024 * 1024 * 1024
 
 Handler = Callable[[Request, str, dict[str, str]], Awaitable[Response]]
 
@@ -594,6 +597,12 @@ async def dispatch(request: Request) -> Response:
             status = UploadStatus(exc.upload_id, exc.size)
             headers = _upload_headers(request, get_state(request), name, status)
             return await _without_unread_body(request, oci_error_response(exc, request_id, headers))
+        except StorageFullError as exc:
+            # Clients (Go's HTTP client: skopeo, podman, docker) that are still sending a
+            # chunk often miss an answer sent before they finish ("broken pipe"), and this
+            # one tells the operator what is wrong: read the rest (to a limit) first.
+            response = oci_error_response(exc, request_id)
+            return await _without_unread_body(request, response, _FULL_DISK_DRAIN_LIMIT)
         except AppError as exc:
             return await _without_unread_body(request, oci_error_response(exc, request_id))
     return oci_error_response(
@@ -601,29 +610,37 @@ async def dispatch(request: Request) -> Response:
     )
 
 
-async def _without_unread_body(request: Request, response: Response) -> Response:
+async def _without_unread_body(
+    request: Request, response: Response, limit: int = _DRAIN_LIMIT
+) -> Response:
     """Keep the connection usable after an early error answer.
 
     A request refused before its body was read leaves the body on the wire.
-    A small one is read and dropped so the client may reuse the connection; a
-    large one (a refused 1 GiB push) is not worth reading: the connection is
-    closed instead, and the response says so.
+    A small one (up to ``limit`` bytes) is read and dropped so the client may
+    reuse the connection; a large one (a refused 1 GiB push) is not worth
+    reading: the connection is closed instead, and the response says so. A body
+    cut short midway is drained only when ``limit`` is raised for it.
     """
     progress = request.scope.get("state", {}).get("body")
-    if progress == "started":  # cut short midway: the rest cannot be skipped cheaply
-        response.headers["Connection"] = "close"
+    if progress == "started" and limit <= _DRAIN_LIMIT:
+        response.headers["Connection"] = "close"  # the rest cannot be skipped cheaply
         return response
     if progress == "read" or not _has_unread_body(request):
         return response
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
+    if (
+        progress != "started"
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > limit
+    ):
         response.headers["Connection"] = "close"
         return response
     drained = 0
     try:
         async for chunk in request.stream():
             drained += len(chunk)
-            if drained > _DRAIN_LIMIT:
+            if drained > limit:
                 response.headers["Connection"] = "close"
                 break
     except (RuntimeError, ClientDisconnect):  # consumed meanwhile, or the client left

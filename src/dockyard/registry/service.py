@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from dockyard.errors import (
     BlobUploadUnknownError,
     DigestInvalidError,
     ManifestBlobUnknownError,
+    ManifestInvalidError,
     ManifestReferencedError,
     ManifestUnknownError,
     NameUnknownError,
@@ -38,14 +40,16 @@ from dockyard.errors import (
     ProjectNotFoundError,
     RangeInvalidError,
     SizeInvalidError,
+    StorageFullError,
     TagInvalidError,
 )
 from dockyard.oci import artifacts as facts
 from dockyard.oci.digest import Digest, Hasher, is_digest, new_hasher
-from dockyard.oci.manifest import ParsedManifest, parse_manifest
+from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from dockyard.oci.names import split_repository, validate_tag
 from dockyard.projects import repository as projects
 from dockyard.projects.models import Project
+from dockyard.registry import claims
 from dockyard.registry import repository as repo
 from dockyard.registry.hooks import (
     SYSTEM_ACTOR,
@@ -63,12 +67,14 @@ from dockyard.registry.models import (
     BlobUpload,
 )
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.space import DiskSpace
 
 UPLOAD_LEASE = timedelta(minutes=10)
 UPLOAD_START_LIMIT = 300.0
 """Seconds an upload start may take from creating its partial object to recording its
 row; a slower one is rolled back. Half of GC's ``UPLOAD_MIN_AGE``, so the file of a
 row being created is always too young for GC's sweep of nameless partial uploads."""
+log = logging.getLogger("dockyard.registry")
 # GC: how often a blob HEAD/GET renews the blob's touch time, and how long an upload
 # waits for a collection to finish deleting an older copy of its blob.
 _TOUCH_INTERVAL = timedelta(minutes=1)
@@ -126,8 +132,11 @@ class RegistryService:
         *,
         upload_max_bytes: int = 0,
         hooks: RegistryHooks | None = None,
+        space: DiskSpace | None = None,
     ) -> None:
         self.hooks = hooks or RegistryHooks()
+        self.space = space
+        """Free-space admission for new bytes (``storage/space.py``); None: unchecked."""
         self.db = db
         self.storage = storage
         self.upload_max_bytes = upload_max_bytes or None
@@ -250,6 +259,8 @@ class RegistryService:
     # --- uploads ----------------------------------------------------------------------
 
     async def start_upload(self, repository: str) -> UploadStatus:
+        if self.space is not None:
+            self.space.check_room()
         upload_id = secrets.token_hex(16)
         began = time.monotonic()
         state = await self.storage.begin(upload_id)
@@ -301,10 +312,11 @@ class RegistryService:
         self, repository: str, upload_id: str, start: int | None
     ) -> repo.ClaimedUpload:
         """Take the upload for this request (``start``: the chunk's first byte)."""
+        holder = claims.this_process()
         async with self.db.write() as session:
             claim = (
                 await repo.claim_upload(
-                    session, upload_id, repository, start, utcnow() + UPLOAD_LEASE
+                    session, upload_id, repository, start, utcnow() + UPLOAD_LEASE, holder
                 )
                 if _UPLOAD_ID.fullmatch(upload_id)
                 else None
@@ -312,6 +324,21 @@ class RegistryService:
             if claim is not None:
                 return claim
             upload = await self._find_upload(session, repository, upload_id)
+            if (start is None or start == upload.size) and claims.holder_is_gone(upload.holder):
+                # The claim's process died mid-chunk (a crash, kill -9): the chunk it was
+                # writing never counted, so the upload continues now, not after the lease.
+                claim = await repo.claim_upload(
+                    session,
+                    upload_id,
+                    repository,
+                    start,
+                    utcnow() + UPLOAD_LEASE,
+                    holder,
+                    take_from=upload.holder,
+                )
+                if claim is not None:
+                    log.info("upload %s taken over from dead %s", upload_id, upload.holder)
+                    return claim
         if start is not None and start != upload.size:
             raise UploadRangeError(
                 f"chunk starts at byte {start} but the upload holds {upload.size} bytes",
@@ -341,6 +368,8 @@ class RegistryService:
         if self.upload_max_bytes is not None:
             limit = max(self.upload_max_bytes - size, 0)
         try:
+            if self.space is not None:
+                chunks = self.space.limit(chunks, self.space.check_room())
             new_state, new_size = await self.storage.append(
                 state, size, chunks, hasher.update if hasher else None, limit
             )
@@ -348,6 +377,11 @@ class RegistryService:
                 raise SizeInvalidError(
                     f"chunk holds {new_size - size} bytes but its headers announced {length}"
                 )
+        except StorageFullError:
+            # A full disk: the session cannot go on, and its partial file holds space
+            # the operator needs back now, not at the next garbage collection.
+            await _shielded(self._discard_upload(upload_id, state))
+            raise
         except BaseException:
             # The driver cut the partial object back to ``size``; the hasher has
             # seen bytes that are gone, so it is dropped.
@@ -569,6 +603,8 @@ class RegistryService:
         content_type: str | None,
         actor: Actor = SYSTEM_ACTOR,
     ) -> PushedManifest:
+        if self.space is not None:
+            self.space.check_room()
         by_digest = is_digest(reference)
         algorithm = Digest.parse(reference).algorithm if by_digest else "sha256"
         if not by_digest:
@@ -951,18 +987,22 @@ async def _project_of(session: AsyncSession, repository: str) -> Project:
 async def _check_references(
     session: AsyncSession, repository_id: int | None, repository: str, parsed: ParsedManifest
 ) -> dict[str, Artifact]:
-    """Raise unless the repository holds every blob and child manifest ``parsed`` names.
+    """Raise unless the repository holds every blob and child manifest ``parsed`` names,
+    each of the size its descriptor declares (a subject is checked where it is stored).
 
     Returns the index's children by digest.
     """
     wanted = [str(b.digest) for b in parsed.required_blobs]
-    have = await repo.linked_digests(session, repository_id, wanted) if repository_id else set()
+    have = await repo.linked_blob_sizes(session, repository_id, wanted) if repository_id else {}
     for digest in wanted:
         if digest not in have:
             raise ManifestBlobUnknownError(
                 f"blob {digest} referenced by the manifest is not in {repository}; push it first",
                 detail={"digest": digest},
             )
+    if parsed.config is not None:
+        _check_sizes(have, (("config", parsed.config),))
+        _check_sizes(have, ((f"layers[{i}]", d) for i, d in enumerate(parsed.layers)))
     child_digests = [str(m.digest) for m in parsed.manifests]
     children = (
         await repo.artifacts_by_digest(session, repository_id, child_digests)
@@ -975,7 +1015,28 @@ async def _check_references(
                 f"manifest {digest} listed by the index is not in {repository}; push it first",
                 detail={"digest": digest},
             )
+    named = [(f"manifests[{i}]", d) for i, d in enumerate(parsed.manifests)]
+    if parsed.subject is not None:
+        named.append(("subject", parsed.subject))
+    if named:
+        stored = await repo.blob_sizes(session, sorted({str(d.digest) for _, d in named}))
+        _check_sizes(stored, named)
     return children
+
+
+def _check_sizes(stored: dict[str, int], named: Iterable[tuple[str, Descriptor]]) -> None:
+    """Refuse a descriptor whose size differs from the stored object's, as distribution
+    does: a wrong size would make clients fail to pull, and it would count in quotas
+    and in the artifact's size as declared (a layer can claim exabytes)."""
+    for where, descriptor in named:
+        digest = str(descriptor.digest)
+        size = stored.get(digest)
+        if size is not None and size != descriptor.size:
+            raise ManifestInvalidError(
+                f"{where} declares {descriptor.size} bytes for {digest}, "
+                f"but the stored object holds {size} bytes",
+                detail={"digest": digest, "declared": descriptor.size, "stored": size},
+            )
 
 
 async def _adopt_accessories(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import secrets
 import sys
@@ -41,6 +42,7 @@ from dockyard.errors import (
     ObjectNotFoundError,
     SizeInvalidError,
     StorageError,
+    StorageFullError,
 )
 from dockyard.storage.base import Hasher, ObjectInfo, Storage
 from dockyard.storage.layout import check_key, check_prefix, upload_key
@@ -596,5 +598,10 @@ def _translate(key: str, *, missing: bool = True) -> Iterator[None]:
         raise _storage_error("access", key, exc) from exc
 
 
-def _storage_error(action: str, key: str, exc: OSError) -> StorageError:
+def _storage_error(action: str, key: str, exc: OSError) -> StorageError | StorageFullError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(
+            "storage is full: no space left to store the data; free space (delete artifacts "
+            "and run garbage collection) and push again"
+        )
     return StorageError(f"cannot {action} {key!r}: {exc.strerror or exc}")
