@@ -139,7 +139,9 @@ EXCEPTIONS: tuple[Allowance, ...] = (
             "dockyard.webhooks.models",
         ),
         "deleting a project deletes its rows in the features' tables in the same transaction "
-        "(Harbor does); a project-removal hook like registry/hooks.py would invert it",
+        "(Harbor does). A project-removal hook like registry/hooks.py would invert it, but "
+        "delete_project is a plain function the API, the console and the CLI call, so the "
+        "hooks would have to reach all three",
     ),
 )
 
