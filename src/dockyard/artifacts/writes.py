@@ -19,12 +19,7 @@ from urllib.parse import unquote
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.artifacts.repository import (
-    accessory_artifacts,
-    children_of,
-    cosign_tags,
-    find_artifact_by_reference,
-)
+from dockyard.artifacts.repository import find_artifact_by_reference
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.errors import (
@@ -379,7 +374,7 @@ async def _copy_deeply(
     ``copied`` maps source ids to their copies."""
     if source.id in copied:
         return copied[source.id]
-    references = await children_of(session, source)
+    references = await registry_repo.children_of(session, source)
     children: dict[int, Artifact] = {}
     for reference in references:
         child = await _artifact_by_id(session, reference.child_id)
@@ -392,8 +387,8 @@ async def _copy_deeply(
     copy = existing or await _copy_row(session, source, target, references, children)
     copied[source.id] = copy
     await registry.add_tag(session, target, copy, tag, actor, artifact_is_new=existing is None)
-    cosign_names = cosign_tags(source.digest)
-    for accessory in await accessory_artifacts(session, source):
+    cosign_names = registry_repo.cosign_tags(source.digest)
+    for accessory in await registry_repo.accessory_artifacts(session, source):
         # A cosign accessory keeps the tag that names it (``sha256-<hex>.sig``).
         names = await registry_repo.tags_of_artifact(session, accessory.id)
         accessory_tag = next((n for n in names if n in cosign_names), None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -16,6 +16,7 @@ from dockyard.db.engine import insert_ignore
 from dockyard.projects.models import Project
 from dockyard.registry.models import (
     Artifact,
+    ArtifactAccessory,
     ArtifactBlob,
     ArtifactReference,
     Blob,
@@ -575,6 +576,97 @@ async def referencing_index(session: AsyncSession, artifact_id: int) -> str | No
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+_COSIGN_SUFFIXES = ("sig", "att", "sbom")
+
+
+def cosign_tags(digest: str) -> frozenset[str]:
+    """The tags cosign gives the signature, attestation and SBOM of ``digest``."""
+    algorithm, _, encoded = digest.partition(":")
+    if algorithm != "sha256":
+        return frozenset()
+    return frozenset(f"sha256-{encoded}.{suffix}" for suffix in _COSIGN_SUFFIXES)
+
+
+async def accessory_artifacts(session: AsyncSession, artifact: Artifact) -> list[Artifact]:
+    """Artifacts that are accessories of ``artifact`` in its repository: recorded as such,
+    pointing at it as their ``subject``, or tagged as its cosign signature/attestation/SBOM."""
+    ids = [
+        select(ArtifactAccessory.artifact_id).where(
+            ArtifactAccessory.subject_artifact_id == artifact.id
+        )
+    ]
+    ids.append(
+        select(Artifact.id).where(
+            Artifact.repository_id == artifact.repository_id,
+            Artifact.subject_digest == artifact.digest,
+        )
+    )
+    names = cosign_tags(artifact.digest)
+    if names:
+        ids.append(
+            select(Tag.artifact_id).where(
+                Tag.repository_id == artifact.repository_id, Tag.name.in_(sorted(names))
+            )
+        )
+    query = (
+        select(Artifact)
+        .where(Artifact.id.in_(union(*ids).scalar_subquery()), Artifact.id != artifact.id)
+        .order_by(Artifact.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def children_of(session: AsyncSession, artifact: Artifact) -> list[ArtifactReference]:
+    """The references an index holds to its children, in the index's order."""
+    query = (
+        select(ArtifactReference)
+        .where(ArtifactReference.parent_id == artifact.id)
+        .order_by(ArtifactReference.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def adopt_referrers(
+    session: AsyncSession, repository_id: int, artifact_id: int, digest: str
+) -> None:
+    """Point the accessory rows of referrers pushed before their subject ``digest`` at it
+    (found through ``artifact(repository_id, subject_digest)``)."""
+    referrers = select(Artifact.id).where(
+        Artifact.repository_id == repository_id, Artifact.subject_digest == digest
+    )
+    await session.execute(
+        update(ArtifactAccessory)
+        .where(
+            ArtifactAccessory.artifact_id.in_(referrers),
+            ArtifactAccessory.subject_artifact_digest == digest,
+            ArtifactAccessory.subject_artifact_id.is_(None),
+        )
+        .values(subject_artifact_id=artifact_id)
+    )
+
+
+async def tagged(
+    session: AsyncSession, repository_id: int, names: Sequence[str]
+) -> list[tuple[str, Artifact]]:
+    """(tag, artifact) for each of the tags ``names`` present in the repository."""
+    result = await session.execute(
+        select(Tag.name, Artifact)
+        .join(Artifact, Artifact.id == Tag.artifact_id)
+        .where(Tag.repository_id == repository_id, Tag.name.in_(list(names)))
+    )
+    return [(name, artifact) for name, artifact in result.all()]
+
+
+async def add_accessory(session: AsyncSession, **values: Any) -> None:
+    """Record an accessory row unless the same (artifact, subject digest) pair exists."""
+    values.setdefault("creation_time", utcnow())
+    await session.execute(
+        insert_ignore(
+            session, ArtifactAccessory, values, ["artifact_id", "subject_artifact_digest"]
+        )
+    )
 
 
 async def delete_artifact(session: AsyncSession, artifact: Artifact) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.artifacts import repository as accessories
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.errors import (
@@ -842,10 +841,10 @@ class RegistryService:
         if artifact.id in gone:
             return
         gone.add(artifact.id)
-        for accessory in await accessories.accessory_artifacts(session, artifact):
+        for accessory in await repo.accessory_artifacts(session, artifact):
             if await repo.referencing_index(session, accessory.id) is None:
                 await self.remove_artifact_deeply(session, target, accessory, actor, gone)
-        children = await accessories.children_of(session, artifact)
+        children = await repo.children_of(session, artifact)
         await self.remove_artifact(session, target, artifact, actor)
         for reference in children:
             child = await session.get(Artifact, reference.child_id)
@@ -1044,10 +1043,10 @@ async def _adopt_accessories(
 ) -> None:
     """Accessories pushed before their subject: referrers that name this digest get its
     id, and cosign tags already naming it (``sha256-<hex>.sig``) become accessories."""
-    await accessories.adopt_referrers(session, target.repository_id, artifact.id, artifact.digest)
+    await repo.adopt_referrers(session, target.repository_id, artifact.id, artifact.digest)
     algorithm, _, hex_digest = artifact.digest.partition(":")
     names = [f"{algorithm}-{hex_digest}.{suffix}" for suffix in ("sig", "att", "sbom")]
-    for name, accessory in await accessories.tagged(session, target.repository_id, names):
+    for name, accessory in await repo.tagged(session, target.repository_id, names):
         await _record_cosign_accessory(session, target, accessory, name)
 
 
@@ -1063,7 +1062,7 @@ async def _record_cosign_accessory(
     subject = await repo.find_artifact(session, target.repository_id, subject_digest)
     if subject is None or subject.id == artifact.id:
         return
-    await accessories.add_accessory(
+    await repo.add_accessory(
         session,
         artifact_id=artifact.id,
         subject_artifact_id=subject.id,
