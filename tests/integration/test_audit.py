@@ -285,11 +285,13 @@ async def test_robot_changes_record_names_never_secrets(
     refreshed = _one(await _events(state, resource=full_name), "update", "robot")
     assert refreshed.operation_description == "refresh secret"
 
-    # A robot's token-service login is recorded under its name.
-    async with make_client(app) as client:
-        response = await client.get(
-            "/service/token", params={"service": "dockyard"}, auth=(full_name, secrets[-1])
-        )
+    # A robot's token-service login, when such logins are audited, is under its name.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state.settings, "audit_token_service_logins", True)
+        async with make_client(app) as client:
+            response = await client.get(
+                "/service/token", params={"service": "dockyard"}, auth=(full_name, secrets[-1])
+            )
     assert response.status_code == 200
     login = await _events(state, resource=full_name, operation="login")
     assert [(r.username, r.operation_result) for r in login] == [(full_name, True)]
@@ -382,8 +384,9 @@ async def test_configuration_change(admin: httpx.AsyncClient, state: AppState) -
 # --- logins --------------------------------------------------------------------------------
 
 
-async def test_logins_and_failed_logins(app: Starlette, state: AppState) -> None:
-    username, _ = await _user(state)
+async def _sign_in_everywhere(app: Starlette, username: str) -> None:
+    """Two token-service logins (GET, POST), one failed, an anonymous token; one console
+    login and one failed."""
     async with make_client(app) as client:
         ok = await client.get("/service/token", params={"service": "x"}, auth=(username, PASSWORD))
         bad = await client.get(
@@ -406,21 +409,49 @@ async def test_logins_and_failed_logins(app: Starlette, state: AppState) -> None
     assert (ok.status_code, bad.status_code, anonymous.status_code) == (200, 401, 200)
     assert (form.status_code, console.status_code, console_bad.status_code) == (200, 200, 401)
 
+
+async def _login_outcomes(state: AppState, username: str) -> list[tuple[str, bool]]:
+    await _audit_hook(state).flush()
     rows = await _events(state, resource=username)
     assert all(r.operation == "login" and r.resource_type == "user" for r in rows)
     assert all(r.username == username and r.client_ip == CLIENT_IP for r in rows)
-    outcomes = sorted((r.operation_description, r.operation_result) for r in rows)
-    assert outcomes == [
+    return sorted((r.operation_description, r.operation_result) for r in rows)
+
+
+async def test_token_service_logins_are_not_audited_but_failures_and_console_logins_are(
+    app: Starlette, state: AppState, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As in Harbor, a push or pull's token request is no audit event (a log line);
+    a failed one is a refusal, and console sign-ins stay audited both ways."""
+    username, _ = await _user(state)
+    with caplog.at_level("INFO", logger="dockyard.iam"):
+        await _sign_in_everywhere(app, username)
+    assert await _login_outcomes(state, username) == [
+        ("login through the console", False),
+        ("login through the console", True),
+        ("login through the token service", False),
+    ]
+    logged = [r.getMessage() for r in caplog.records if r.name == "dockyard.iam"]
+    assert logged.count(f"token service login of {username} from {CLIENT_IP}") == 2
+    # Nobody's login is recorded for an anonymous token request.
+    assert await _events(state, resource="anonymous", operation="login") == []
+    assert await _events(state, resource="", operation="login") == []
+    await _assert_no_secrets(state, [PASSWORD, "Wr0ngPassword", "N0pe1234"])
+
+
+async def test_token_service_logins_audited_when_the_setting_keeps_them(
+    app: Starlette, state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state.settings, "audit_token_service_logins", True)
+    username, _ = await _user(state)
+    await _sign_in_everywhere(app, username)
+    assert await _login_outcomes(state, username) == [
         ("login through the console", False),
         ("login through the console", True),
         ("login through the token service", False),
         ("login through the token service", True),
         ("login through the token service", True),
     ]
-    # Nobody's login is recorded for an anonymous token request.
-    assert await _events(state, resource="anonymous", operation="login") == []
-    assert await _events(state, resource="", operation="login") == []
-    await _assert_no_secrets(state, [PASSWORD, "Wr0ngPassword", "N0pe1234"])
 
 
 async def test_admin_console_login(app: Starlette, state: AppState) -> None:
