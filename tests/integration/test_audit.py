@@ -9,6 +9,7 @@ console. Each test finds its events by the unique names it used.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import OCI_MANIFEST, push_image
 
 from dockyard.audit import hooks as audit_hooks
+from dockyard.audit import refusals
 from dockyard.audit.events import Actor
 from dockyard.audit.models import AuditLog
 from dockyard.db.engine import Database
@@ -36,6 +38,7 @@ API = "/api/v2.0"
 PASSWORD = "Passw0rdAudit1"
 CLIENT_IP = "127.0.0.1"
 DISABLED = "disabled_audit_log_event_types"
+BAD_CREDENTIALS = "invalid username or password"
 
 
 def _uid(stem: str) -> str:
@@ -427,9 +430,9 @@ async def test_token_service_logins_are_not_audited_but_failures_and_console_log
     with caplog.at_level("INFO", logger="dockyard.iam"):
         await _sign_in_everywhere(app, username)
     assert await _login_outcomes(state, username) == [
-        ("login through the console", False),
         ("login through the console", True),
-        ("login through the token service", False),
+        (f"login through the console (refused: {BAD_CREDENTIALS})", False),
+        (f"login through the token service (refused: {BAD_CREDENTIALS})", False),
     ]
     logged = [r.getMessage() for r in caplog.records if r.name == "dockyard.iam"]
     assert logged.count(f"token service login of {username} from {CLIENT_IP}") == 2
@@ -446,12 +449,67 @@ async def test_token_service_logins_audited_when_the_setting_keeps_them(
     username, _ = await _user(state)
     await _sign_in_everywhere(app, username)
     assert await _login_outcomes(state, username) == [
-        ("login through the console", False),
         ("login through the console", True),
-        ("login through the token service", False),
+        (f"login through the console (refused: {BAD_CREDENTIALS})", False),
         ("login through the token service", True),
         ("login through the token service", True),
+        (f"login through the token service (refused: {BAD_CREDENTIALS})", False),
     ]
+
+
+async def test_a_flood_of_anonymous_failed_logins_is_bounded(
+    app: Starlette, state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guessed names at the token service: each refusal only queues (no write on the
+    request path); repeats are one row; past the burst one summary row counts the rest."""
+    hook = _audit_hook(state)
+    await hook.flush()
+    # Guessing is slow (a password hash each), so refill next to nothing meanwhile.
+    queue = refusals.RefusalQueue(burst=10, rows_per_second=0.001, summary_seconds=0)
+    monkeypatch.setattr(hook, "refusals", queue)
+    stem = _uid("guess")
+    guesses = [f"{stem}0"] * 6 + [f"{stem}{i}" for i in range(1, 25)]
+    async with make_client(app) as client:
+        for guess in guesses:
+            response = await client.get(
+                "/service/token", params={"service": "x"}, auth=(guess, "Guess1234")
+            )
+            assert response.status_code == 401
+    assert len(queue) <= 10 + 1  # the burst and the summary
+    await hook.flush()
+    async with state.db.read() as session:
+        rows = list(
+            (
+                await session.scalars(
+                    select(AuditLog).where(AuditLog.resource.like(f"{stem}%")).order_by(AuditLog.id)
+                )
+            ).all()
+        )
+        summaries = list(
+            (
+                await session.scalars(
+                    select(AuditLog).where(
+                        AuditLog.resource == "(many)",
+                        AuditLog.operation_description.like("%more refused requests%"),
+                        AuditLog.op_time >= rows[0].op_time,
+                    )
+                )
+            ).all()
+        )
+    assert all(r.operation_result is False and r.operation == "login" for r in rows)
+    assert 10 <= len(rows) <= 11, len(rows)  # the burst (and a token refilled, at worst)
+    # Each row stands for one refusal or says how many (the first guess came six times),
+    # and summary rows (here one per background flush that had any) count the rest:
+    # none is lost.
+    times = [re.search(r"\((\d+) times\)$", r.operation_description) for r in rows]
+    assert summaries
+    dropped = [
+        int(re.search(r"(\d+) more refused", r.operation_description).group(1))  # type: ignore[union-attr]
+        for r in summaries
+    ]
+    assert sum(int(m.group(1)) if m else 1 for m in times) + sum(dropped) == len(guesses)
+    assert any(m is not None for m in times)
+    assert all(r.client_ip == CLIENT_IP and r.operation_result is False for r in summaries)
 
 
 async def test_admin_console_login(app: Starlette, state: AppState) -> None:
@@ -493,6 +551,7 @@ async def test_refused_deletions_record_their_failure(
     await push_image(admin, f"{name}/app", "1", seed=b"keeps-the-project")
     response = await admin.delete(f"{API}/projects/{name}")
     assert response.status_code == 412
+    await _audit_hook(state).flush()
     failed = [r for r in await _events(state, resource=name) if r.operation == "delete"]
     assert [(r.resource_type, r.username, r.operation_result) for r in failed] == [
         ("project", "admin", False)
@@ -510,12 +569,14 @@ async def test_refused_deletions_record_their_failure(
         # Not found is no refusal worth recording (and reveals nothing).
         response = await client.delete(f"{API}/projects/{_uid('nope')}")
         assert response.status_code == 404
+    await _audit_hook(state).flush()
     refused = await _events(state, resource=name, operation="delete", username=developer)
     assert [(r.operation_result, r.client_ip) for r in refused] == [(False, CLIENT_IP)]
     assert len(await _events(state, resource=name, operation="delete")) == 2
 
     response = await admin.delete(f"{API}/users/1")
     assert response.status_code == 403
+    await _audit_hook(state).flush()
     assert len(await _events(state, resource="user 1", operation_result=False)) >= 1
 
 

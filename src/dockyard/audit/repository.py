@@ -22,6 +22,7 @@ Q_COLUMNS: dict[str, ColumnElement[Any]] = {
     "resource": AuditLog.resource.expression,
     "username": AuditLog.username.expression,
     "op_time": AuditLog.op_time.expression,
+    "operation_result": AuditLog.operation_result.expression,
 }
 SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
     "op_time": AuditLog.op_time.expression,

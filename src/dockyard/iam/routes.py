@@ -90,9 +90,9 @@ async def _password_login(request: Request, username: str, password: str) -> Pri
     event = audit.login_event(username, "the token service")
     try:
         principal = await state.identity.authenticate(username, password, actor.source_ip)
-    except (UnauthorizedError, TooManyRequestsError):
+    except (UnauthorizedError, TooManyRequestsError) as exc:
         if _recordable_login(username):
-            await audit.record_failure(state.db, actor, event)
+            await audit.record_failure(state.db, actor, event, reason=exc.message)
         raise
     if state.settings.audit_token_service_logins:
         await audit.record_alone(state.db, Actor(principal.name, actor.source_ip), event)
