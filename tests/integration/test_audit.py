@@ -679,3 +679,38 @@ async def test_refused_api_writes_record_one_failure(
     refused = await _events(state, resource="/projects", operation_result=False, username="admin")
     mine = [r for r in refused if project in r.operation_description]
     assert [(r.operation, r.resource_type) for r in mine] == [("create", "project")]
+
+
+async def test_refused_registry_access_is_recorded_but_a_credentials_challenge_is_not(
+    app: Starlette, admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """An anonymous token without pull on a private repository, and a signed-in user
+    without the permission, are refusals; the 401 that asks a client for a token is not."""
+    project = _uid("private")
+    assert (await admin.post(f"{API}/projects", json={"project_name": project})).status_code == 201
+    repository = f"{project}/app"
+    await push_image(admin, repository, "v1", seed=b"private")
+    outsider, _ = await _user(state)
+    async with make_client(app) as client:
+        challenged = await client.get(f"/v2/{repository}/manifests/v1")
+        assert challenged.status_code == 401
+        token = await client.get(
+            "/service/token",
+            params={"service": "dockyard", "scope": f"repository:{repository}:pull"},
+        )
+        assert token.status_code == 200
+        bearer = {"Authorization": f"Bearer {token.json()['token']}"}
+        anonymous = await client.get(f"/v2/{repository}/manifests/v1", headers=bearer)
+        assert anonymous.status_code == 401
+        denied = await client.delete(f"/v2/{repository}/manifests/v1", auth=(outsider, PASSWORD))
+        assert denied.status_code in (401, 403)
+    await _audit_hook(state).flush()
+    refused = await _events(state, resource=repository, operation_result=False)
+    assert [(r.operation, r.resource_type, r.username) for r in refused] == [
+        ("pull", "artifact", "anonymous"),
+        ("delete", "artifact", outsider),
+    ]
+    assert "does not grant pull" in refused[0].operation_description
+    assert refused[1].operation_description.startswith(f"refused: {outsider} may not")
+    assert all(r.client_ip == CLIENT_IP for r in refused)
+    assert {r.project_id for r in refused} == {await _project_id(state, project)}

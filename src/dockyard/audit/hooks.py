@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,7 @@ from dockyard.background import Flusher
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.registry.hooks import (
+    AccessRefused,
     Change,
     ManifestPull,
     ManifestPush,
@@ -52,6 +54,27 @@ MAX_QUEUED = 100_000
 def artifact_resource(repository: str, digest: str, tag: str | None) -> str:
     """``project/repo:tag`` for a tag, ``project/repo@digest`` otherwise (as Harbor names them)."""
     return f"{repository}:{tag}" if tag else f"{repository}@{digest}"
+
+
+async def _with_projects(
+    session: AsyncSession, rows: list[refusals.Refusal]
+) -> list[refusals.Refusal]:
+    """Refused ``/v2/`` requests name a repository, not its project (no lookup on the
+    request path): find each one's project here, so its admins see it in its logs."""
+    unknown = {
+        event.resource.partition("/")[0]
+        for _, event, _ in rows
+        if event.project_id == 0 and event.resource_type == "artifact" and "/" in event.resource
+    }
+    found = await repo.project_ids_by_name(session, unknown)
+    if not found:
+        return rows
+    return [
+        (actor, replace(event, project_id=found.get(event.resource.partition("/")[0], 0)), when)
+        if event.project_id == 0 and event.resource_type == "artifact"
+        else (actor, event, when)
+        for actor, event, when in rows
+    ]
 
 
 class RegistryHooks(NoHooks):
@@ -146,6 +169,20 @@ class RegistryHooks(NoHooks):
             )
         self.refused(change.actor, event)
 
+    def access_refused(self, refusal: AccessRefused) -> None:
+        """A ``/v2/`` request refused for want of permission: a failed pull, push
+        (``create``) or delete of the repository's artifacts."""
+        if "delete" in refusal.actions:
+            operation = "delete"
+        elif "push" in refusal.actions:
+            operation = "create"
+        else:
+            operation = "pull"
+        event = AuditEvent(
+            operation, "artifact", refusal.repository, 0, f"refused: {refusal.reason}"
+        )
+        self.refused(refusal.actor, event)
+
     def refused(self, actor: Actor, event: AuditEvent) -> None:
         """Queue a refusal for the background writer (coalesced and rate-limited)."""
         if self._flusher.closed:
@@ -177,6 +214,7 @@ class RegistryHooks(NoHooks):
                     if batch:
                         await self._write(session, settings, batch)
                     if failures:
+                        failures = await _with_projects(session, failures)
                         service.add_rows(session, settings, failures)
             except Exception:
                 log.exception(

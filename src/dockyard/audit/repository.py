@@ -80,6 +80,19 @@ async def repositories_by_name(
     return {name: (repository_id, project_id) for name, repository_id, project_id in rows}
 
 
+async def project_ids_by_name(session: AsyncSession, names: Iterable[str]) -> dict[str, int]:
+    """The ids of the live projects named."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Project.name, Project.project_id).where(
+            Project.name.in_(wanted), Project.deleted.is_(False)
+        )
+    )
+    return {str(name): int(project_id) for name, project_id in rows}
+
+
 async def record_pulls(
     session: AsyncSession,
     counts: Mapping[int, int],
