@@ -160,3 +160,17 @@ async def test_chinese_labels(console: httpx.AsyncClient, state: AppState) -> No
     )
     assert [r[5] for r in _rows(page)] == ["被拒绝"]
     assert "开始日期" in page.text and "详情" in page.text and ">删除</option>" in page.text
+
+
+async def test_paging_keeps_the_filters(console: httpx.AsyncClient, state: AppState) -> None:
+    resource = _uid("paged")
+    for _ in range(6):  # 18 events: two pages of 15
+        await _seed(state, resource)
+    page = await console.get(AUDIT, params={"resource": resource, "since": "2020-03-04"})
+    assert len(_rows(page)) == 15
+    found = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+    assert found is not None
+    following = await console.get(html.unescape(found.group(1)))
+    rows = _rows(following)
+    assert len(rows) == 3 and {r[4] for r in rows} == {resource}
+    assert f"resource={resource}" in found.group(1) and "since=2020-03-04" in found.group(1)
