@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     still write (0: no reserve)."""
     login_failure_limit: int = Field(default=10, ge=1)
     """Failed logins allowed per user and per source address in a 5-minute window."""
+    audit_token_service_logins: bool = False
+    """Whether each password login at the token service (``/service/token``, one per
+    ``docker push``/``pull``) is also an audit event. Off, as in Harbor: such logins
+    are written to the application log and only their failures are audited."""
     robot_name_prefix: str = Field(default="robot$", min_length=1, max_length=32)
     """What robot account names start with (Harbor's ``robot_name_prefix``)."""
     session_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)

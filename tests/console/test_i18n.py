@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.console import i18n
+from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
 from dockyard.console.navigation import ADMIN_SECTIONS, PROJECT_TABS
 from dockyard.console.web import TEMPLATE_DIR
 
@@ -21,6 +22,7 @@ EXPANSIONS = {
     "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],
     "artifact.accessory.": ["signature.cosign", "signature.notation", "harbor.sbom", "other"],
     "audit.": ["username", "resource", "resource_type", "operation"],
+    "audit.op.": list(AUDIT_OPERATIONS),
     "error.status.": ["400", "401", "403", "404", "409", "412", "413", "429"],
     "project.tab.": [entry.key for entry in PROJECT_TABS],
     "projects.sort.": ["name", "-name", "created", "-created"],

@@ -15,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
 
+from dockyard.audit import hooks as audit_hooks
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
@@ -230,3 +231,46 @@ async def test_event_types(admin: httpx.AsyncClient) -> None:
     types = {item["event_type"] for item in response.json()}
     assert {"create_artifact", "delete_artifact", "pull_artifact", "login_user"} <= types
     assert {"create_project", "delete_project", "update_configure"} <= types
+
+
+async def _flush_refusals(state: AppState) -> None:
+    hooks = getattr(state.registry.hooks, "hooks", ())
+    await next(h for h in hooks if isinstance(h, audit_hooks.RegistryHooks)).flush()
+
+
+async def test_refusals_are_listed_in_both_shapes_with_their_reason(
+    admin: httpx.AsyncClient, app: Starlette, state: AppState
+) -> None:
+    """A denied API write and a failed sign-in: both listings show them; the extended
+    one says they failed and why, and ``operation_result=false`` finds them."""
+    project = _uid("rf")
+    await _project(admin, project)
+    name, user_id = await _user(state)
+    await _member(admin, project, user_id, 2)  # developer: may not delete the project
+    async with make_client(app, (name, PASSWORD)) as developer:
+        denied = await developer.delete(f"{API}/projects/{project}")
+    assert denied.status_code == 403
+    async with make_client(app) as client:
+        signin = await client.post("/c/login", data={"principal": name, "password": "Wr0ng0ne1"})
+    assert signin.status_code == 401
+    await _flush_refusals(state)
+
+    legacy = await _get(admin, "/audit-logs", q=f"username={name}", sort="op_time")
+    assert legacy.status_code == 200
+    assert [(e["operation"], e["resource_type"]) for e in legacy.json()] == [
+        ("delete", "project"),
+        ("login", "user"),
+    ]
+    assert all(set(e) == LEGACY_KEYS for e in legacy.json())
+    ext = await _get(admin, "/auditlog-exts", q=f"username={name}", sort="op_time")
+    assert [(e["operation"], e["operation_result"]) for e in ext.json()] == [
+        ("delete", False),
+        ("login", False),
+    ]
+    denial, login = (e["operation_description"] for e in ext.json())
+    assert denial.startswith(f"refused: {name} may not delete"), denial
+    assert login == "login through the console (refused: invalid username or password)"
+    refused = await _get(admin, "/auditlog-exts", q=f"username={name},operation_result=false")
+    assert refused.headers["x-total-count"] == "2"
+    succeeded = await _get(admin, "/auditlog-exts", q=f"username={name},operation_result=true")
+    assert succeeded.json() == []

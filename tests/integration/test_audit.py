@@ -9,6 +9,7 @@ console. Each test finds its events by the unique names it used.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import OCI_MANIFEST, push_image
 
 from dockyard.audit import hooks as audit_hooks
+from dockyard.audit import refusals
 from dockyard.audit.events import Actor
 from dockyard.audit.models import AuditLog
 from dockyard.db.engine import Database
@@ -36,6 +38,7 @@ API = "/api/v2.0"
 PASSWORD = "Passw0rdAudit1"
 CLIENT_IP = "127.0.0.1"
 DISABLED = "disabled_audit_log_event_types"
+BAD_CREDENTIALS = "invalid username or password"
 
 
 def _uid(stem: str) -> str:
@@ -285,11 +288,13 @@ async def test_robot_changes_record_names_never_secrets(
     refreshed = _one(await _events(state, resource=full_name), "update", "robot")
     assert refreshed.operation_description == "refresh secret"
 
-    # A robot's token-service login is recorded under its name.
-    async with make_client(app) as client:
-        response = await client.get(
-            "/service/token", params={"service": "dockyard"}, auth=(full_name, secrets[-1])
-        )
+    # A robot's token-service login, when such logins are audited, is under its name.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state.settings, "audit_token_service_logins", True)
+        async with make_client(app) as client:
+            response = await client.get(
+                "/service/token", params={"service": "dockyard"}, auth=(full_name, secrets[-1])
+            )
     assert response.status_code == 200
     login = await _events(state, resource=full_name, operation="login")
     assert [(r.username, r.operation_result) for r in login] == [(full_name, True)]
@@ -382,8 +387,9 @@ async def test_configuration_change(admin: httpx.AsyncClient, state: AppState) -
 # --- logins --------------------------------------------------------------------------------
 
 
-async def test_logins_and_failed_logins(app: Starlette, state: AppState) -> None:
-    username, _ = await _user(state)
+async def _sign_in_everywhere(app: Starlette, username: str) -> None:
+    """Two token-service logins (GET, POST), one failed, an anonymous token; one console
+    login and one failed."""
     async with make_client(app) as client:
         ok = await client.get("/service/token", params={"service": "x"}, auth=(username, PASSWORD))
         bad = await client.get(
@@ -406,21 +412,104 @@ async def test_logins_and_failed_logins(app: Starlette, state: AppState) -> None
     assert (ok.status_code, bad.status_code, anonymous.status_code) == (200, 401, 200)
     assert (form.status_code, console.status_code, console_bad.status_code) == (200, 200, 401)
 
+
+async def _login_outcomes(state: AppState, username: str) -> list[tuple[str, bool]]:
+    await _audit_hook(state).flush()
     rows = await _events(state, resource=username)
     assert all(r.operation == "login" and r.resource_type == "user" for r in rows)
     assert all(r.username == username and r.client_ip == CLIENT_IP for r in rows)
-    outcomes = sorted((r.operation_description, r.operation_result) for r in rows)
-    assert outcomes == [
-        ("login through the console", False),
+    return sorted((r.operation_description, r.operation_result) for r in rows)
+
+
+async def test_token_service_logins_are_not_audited_but_failures_and_console_logins_are(
+    app: Starlette, state: AppState, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As in Harbor, a push or pull's token request is no audit event (a log line);
+    a failed one is a refusal, and console sign-ins stay audited both ways."""
+    username, _ = await _user(state)
+    with caplog.at_level("INFO", logger="dockyard.iam"):
+        await _sign_in_everywhere(app, username)
+    assert await _login_outcomes(state, username) == [
         ("login through the console", True),
-        ("login through the token service", False),
-        ("login through the token service", True),
-        ("login through the token service", True),
+        (f"login through the console (refused: {BAD_CREDENTIALS})", False),
+        (f"login through the token service (refused: {BAD_CREDENTIALS})", False),
     ]
+    logged = [r.getMessage() for r in caplog.records if r.name == "dockyard.iam"]
+    assert logged.count(f"token service login of {username} from {CLIENT_IP}") == 2
     # Nobody's login is recorded for an anonymous token request.
     assert await _events(state, resource="anonymous", operation="login") == []
     assert await _events(state, resource="", operation="login") == []
     await _assert_no_secrets(state, [PASSWORD, "Wr0ngPassword", "N0pe1234"])
+
+
+async def test_token_service_logins_audited_when_the_setting_keeps_them(
+    app: Starlette, state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state.settings, "audit_token_service_logins", True)
+    username, _ = await _user(state)
+    await _sign_in_everywhere(app, username)
+    assert await _login_outcomes(state, username) == [
+        ("login through the console", True),
+        (f"login through the console (refused: {BAD_CREDENTIALS})", False),
+        ("login through the token service", True),
+        ("login through the token service", True),
+        (f"login through the token service (refused: {BAD_CREDENTIALS})", False),
+    ]
+
+
+async def test_a_flood_of_anonymous_failed_logins_is_bounded(
+    app: Starlette, state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guessed names at the token service: each refusal only queues (no write on the
+    request path); repeats are one row; past the burst one summary row counts the rest."""
+    hook = _audit_hook(state)
+    await hook.flush()
+    # Guessing is slow (a password hash each), so refill next to nothing meanwhile.
+    queue = refusals.RefusalQueue(burst=10, rows_per_second=0.001, summary_seconds=0)
+    monkeypatch.setattr(hook, "refusals", queue)
+    stem = _uid("guess")
+    guesses = [f"{stem}0"] * 6 + [f"{stem}{i}" for i in range(1, 25)]
+    async with make_client(app) as client:
+        for guess in guesses:
+            response = await client.get(
+                "/service/token", params={"service": "x"}, auth=(guess, "Guess1234")
+            )
+            assert response.status_code == 401
+    assert len(queue) <= 10 + 1  # the burst and the summary
+    await hook.flush()
+    async with state.db.read() as session:
+        rows = list(
+            (
+                await session.scalars(
+                    select(AuditLog).where(AuditLog.resource.like(f"{stem}%")).order_by(AuditLog.id)
+                )
+            ).all()
+        )
+        summaries = list(
+            (
+                await session.scalars(
+                    select(AuditLog).where(
+                        AuditLog.resource == "(many)",
+                        AuditLog.operation_description.like("%more refused requests%"),
+                        AuditLog.op_time >= rows[0].op_time,
+                    )
+                )
+            ).all()
+        )
+    assert all(r.operation_result is False and r.operation == "login" for r in rows)
+    assert 10 <= len(rows) <= 11, len(rows)  # the burst (and a token refilled, at worst)
+    # Each row stands for one refusal or says how many (the first guess came six times),
+    # and summary rows (here one per background flush that had any) count the rest:
+    # none is lost.
+    times = [re.search(r"\((\d+) times\)$", r.operation_description) for r in rows]
+    assert summaries
+    dropped = [
+        int(re.search(r"(\d+) more refused", r.operation_description).group(1))  # type: ignore[union-attr]
+        for r in summaries
+    ]
+    assert sum(int(m.group(1)) if m else 1 for m in times) + sum(dropped) == len(guesses)
+    assert any(m is not None for m in times)
+    assert all(r.client_ip == CLIENT_IP and r.operation_result is False for r in summaries)
 
 
 async def test_admin_console_login(app: Starlette, state: AppState) -> None:
@@ -462,6 +551,7 @@ async def test_refused_deletions_record_their_failure(
     await push_image(admin, f"{name}/app", "1", seed=b"keeps-the-project")
     response = await admin.delete(f"{API}/projects/{name}")
     assert response.status_code == 412
+    await _audit_hook(state).flush()
     failed = [r for r in await _events(state, resource=name) if r.operation == "delete"]
     assert [(r.resource_type, r.username, r.operation_result) for r in failed] == [
         ("project", "admin", False)
@@ -479,12 +569,14 @@ async def test_refused_deletions_record_their_failure(
         # Not found is no refusal worth recording (and reveals nothing).
         response = await client.delete(f"{API}/projects/{_uid('nope')}")
         assert response.status_code == 404
+    await _audit_hook(state).flush()
     refused = await _events(state, resource=name, operation="delete", username=developer)
     assert [(r.operation_result, r.client_ip) for r in refused] == [(False, CLIENT_IP)]
     assert len(await _events(state, resource=name, operation="delete")) == 2
 
     response = await admin.delete(f"{API}/users/1")
     assert response.status_code == 403
+    await _audit_hook(state).flush()
     assert len(await _events(state, resource="user 1", operation_result=False)) >= 1
 
 
@@ -587,3 +679,38 @@ async def test_refused_api_writes_record_one_failure(
     refused = await _events(state, resource="/projects", operation_result=False, username="admin")
     mine = [r for r in refused if project in r.operation_description]
     assert [(r.operation, r.resource_type) for r in mine] == [("create", "project")]
+
+
+async def test_refused_registry_access_is_recorded_but_a_credentials_challenge_is_not(
+    app: Starlette, admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """An anonymous token without pull on a private repository, and a signed-in user
+    without the permission, are refusals; the 401 that asks a client for a token is not."""
+    project = _uid("private")
+    assert (await admin.post(f"{API}/projects", json={"project_name": project})).status_code == 201
+    repository = f"{project}/app"
+    await push_image(admin, repository, "v1", seed=b"private")
+    outsider, _ = await _user(state)
+    async with make_client(app) as client:
+        challenged = await client.get(f"/v2/{repository}/manifests/v1")
+        assert challenged.status_code == 401
+        token = await client.get(
+            "/service/token",
+            params={"service": "dockyard", "scope": f"repository:{repository}:pull"},
+        )
+        assert token.status_code == 200
+        bearer = {"Authorization": f"Bearer {token.json()['token']}"}
+        anonymous = await client.get(f"/v2/{repository}/manifests/v1", headers=bearer)
+        assert anonymous.status_code == 401
+        denied = await client.delete(f"/v2/{repository}/manifests/v1", auth=(outsider, PASSWORD))
+        assert denied.status_code in (401, 403)
+    await _audit_hook(state).flush()
+    refused = await _events(state, resource=repository, operation_result=False)
+    assert [(r.operation, r.resource_type, r.username) for r in refused] == [
+        ("pull", "artifact", "anonymous"),
+        ("delete", "artifact", outsider),
+    ]
+    assert "does not grant pull" in refused[0].operation_description
+    assert refused[1].operation_description.startswith(f"refused: {outsider} may not")
+    assert all(r.client_ip == CLIENT_IP for r in refused)
+    assert {r.project_id for r in refused} == {await _project_id(state, project)}

@@ -1,7 +1,10 @@
 """The audit log's part in the registry's hook seam (``dockyard.registry.hooks``).
 
-Pushes and removals are recorded inside their own transaction; a push, removal
-or upload a hook refused is queued as a failed event. Pulls are not
+Pushes and removals are recorded inside their own transaction. A push, removal
+or upload a hook refused, and every other refusal ``service.record_failure``
+hands over (failed logins, denied API writes), is queued as a failed event in a
+bounded ``refusals.RefusalQueue`` and written by the same background task as
+pulls. Pulls are not
 written on the request path: ``manifest_pulled`` only queues them, and a
 background task started on the first pull writes each batch (every
 ``FLUSH_SECONDS`` or ``FLUSH_EVENTS`` pulls, and on ``close``) in one
@@ -19,17 +22,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.audit import forwarding, service
+from dockyard.audit import forwarding, refusals, service
 from dockyard.audit import repository as repo
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.background import Flusher
 from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.registry.hooks import (
+    AccessRefused,
     Change,
     ManifestPull,
     ManifestPush,
@@ -51,6 +56,27 @@ def artifact_resource(repository: str, digest: str, tag: str | None) -> str:
     return f"{repository}:{tag}" if tag else f"{repository}@{digest}"
 
 
+async def _with_projects(
+    session: AsyncSession, rows: list[refusals.Refusal]
+) -> list[refusals.Refusal]:
+    """Refused ``/v2/`` requests name a repository, not its project (no lookup on the
+    request path): find each one's project here, so its admins see it in its logs."""
+    unknown = {
+        event.resource.partition("/")[0]
+        for _, event, _ in rows
+        if event.project_id == 0 and event.resource_type == "artifact" and "/" in event.resource
+    }
+    found = await repo.project_ids_by_name(session, unknown)
+    if not found:
+        return rows
+    return [
+        (actor, replace(event, project_id=found.get(event.resource.partition("/")[0], 0)), when)
+        if event.project_id == 0 and event.resource_type == "artifact"
+        else (actor, event, when)
+        for actor, event, when in rows
+    ]
+
+
 class RegistryHooks(NoHooks):
     """Records pushes and removals with them; queues pulls for the background writer."""
 
@@ -58,12 +84,14 @@ class RegistryHooks(NoHooks):
         self.db = db
         self.settings = settings
         self._queue: list[tuple[ManifestPull, datetime]] = []
-        self._failures: list[tuple[Actor, AuditEvent, datetime]] = []
+        self.refusals = refusals.RefusalQueue()
         self._flusher = Flusher(self.flush, FLUSH_SECONDS, "pull recorder")
         self._flushing = asyncio.Lock()
         forwarder = forwarding.SyslogForwarder()
         self.forwarder = forwarder if forwarding.attach(db, forwarder) else None
         """This process's syslog forwarder (None when another recorder owns it)."""
+        self.owns_refusals = service.attach_refusals(db, self)
+        """Whether ``service.record_failure`` queues this database's refusals here."""
 
     # --- pushes and removals, in their transaction ------------------------------------
 
@@ -139,9 +167,28 @@ class RegistryHooks(NoHooks):
                 f"refused: {reason}",
                 succeeded=False,
             )
-        if len(self._failures) < MAX_QUEUED:
-            self._failures.append((change.actor, event, utcnow()))
-        self._flusher.wake()
+        self.refused(change.actor, event)
+
+    def access_refused(self, refusal: AccessRefused) -> None:
+        """A ``/v2/`` request refused for want of permission: a failed pull, push
+        (``create``) or delete of the repository's artifacts."""
+        if "delete" in refusal.actions:
+            operation = "delete"
+        elif "push" in refusal.actions:
+            operation = "create"
+        else:
+            operation = "pull"
+        event = AuditEvent(
+            operation, "artifact", refusal.repository, 0, f"refused: {refusal.reason}"
+        )
+        self.refused(refusal.actor, event)
+
+    def refused(self, actor: Actor, event: AuditEvent) -> None:
+        """Queue a refusal for the background writer (coalesced and rate-limited)."""
+        if self._flusher.closed:
+            return
+        self.refusals.add(actor, event, utcnow())
+        self._flusher.start()
 
     def manifest_pulled(self, pull: ManifestPull) -> None:
         if self._flusher.closed:
@@ -151,12 +198,14 @@ class RegistryHooks(NoHooks):
         self._queue.append((pull, utcnow()))
         if len(self._queue) >= FLUSH_EVENTS:
             self._flusher.wake()
+        else:
+            self._flusher.start()
 
     async def flush(self) -> int:
         """Write every queued pull now; returns how many were written. Never raises."""
         async with self._flushing:
             batch, self._queue = self._queue, []
-            failures, self._failures = self._failures, []
+            failures = self.refusals.drain(final=self._flusher.closed)
             if not batch and not failures:
                 return 0
             try:
@@ -165,6 +214,7 @@ class RegistryHooks(NoHooks):
                     if batch:
                         await self._write(session, settings, batch)
                     if failures:
+                        failures = await _with_projects(session, failures)
                         service.add_rows(session, settings, failures)
             except Exception:
                 log.exception(
@@ -214,6 +264,8 @@ class RegistryHooks(NoHooks):
     async def close(self) -> None:
         """Stop the background task and write what is queued."""
         await self._flusher.close()
+        if self.owns_refusals:
+            service.detach_refusals(self.db, self)
         if self.forwarder is not None:
             await self.forwarder.close()
             forwarding.detach(self.db, self.forwarder)

@@ -22,6 +22,7 @@ Q_COLUMNS: dict[str, ColumnElement[Any]] = {
     "resource": AuditLog.resource.expression,
     "username": AuditLog.username.expression,
     "op_time": AuditLog.op_time.expression,
+    "operation_result": AuditLog.operation_result.expression,
 }
 SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
     "op_time": AuditLog.op_time.expression,
@@ -77,6 +78,19 @@ async def repositories_by_name(
         )
     )
     return {name: (repository_id, project_id) for name, repository_id, project_id in rows}
+
+
+async def project_ids_by_name(session: AsyncSession, names: Iterable[str]) -> dict[str, int]:
+    """The ids of the live projects named."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Project.name, Project.project_id).where(
+            Project.name.in_(wanted), Project.deleted.is_(False)
+        )
+    )
+    return {str(name): int(project_id) for name, project_id in rows}
 
 
 async def record_pulls(

@@ -2,7 +2,9 @@
 
 Each change users make records exactly one event with ``record`` inside its own
 transaction, so the event commits or rolls back with the change. A refused
-change is recorded with ``record_failure`` in a transaction of its own. Event
+change is recorded with ``record_failure``: queued for the audit hooks' background
+writer when the app runs (bounded, see ``audit.refusals``), else in a transaction
+of its own (a command-line tool). Event
 types an administrator listed in ``disabled_audit_log_event_types`` are not
 written. Events carry names, never passwords or secrets.
 
@@ -14,11 +16,14 @@ that syslog endpoint once its transaction commits (``audit.forwarding``); with
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.audit import forwarding
@@ -159,18 +164,49 @@ async def record_alone(db: Database, actor: Actor, event: AuditEvent) -> None:
         log.exception("could not record %s", event.event_type)
 
 
-async def record_failure(db: Database, actor: Actor, event: AuditEvent) -> None:
-    """Record a refused or failed change in a transaction of its own (the change's
-    transaction rolled back). Never raises: a failed audit write must not hide
-    the original error."""
-    failed = AuditEvent(
-        event.operation,
-        event.resource_type,
-        event.resource,
-        event.project_id,
-        event.description,
-        succeeded=False,
-    )
+class RefusalSink(Protocol):
+    """Where a running app queues refusals (``hooks.RegistryHooks``)."""
+
+    def refused(self, actor: Actor, event: AuditEvent) -> None: ...
+
+
+_REFUSAL_SINKS: weakref.WeakKeyDictionary[Engine, RefusalSink] = weakref.WeakKeyDictionary()
+
+
+def attach_refusals(db: Database, sink: RefusalSink) -> bool:
+    """Make ``sink`` take the refusals recorded on ``db``; False when another does."""
+    engines = {db.write_engine.sync_engine, db.read_engine.sync_engine}
+    if any(engine in _REFUSAL_SINKS for engine in engines):
+        return False
+    for engine in engines:
+        _REFUSAL_SINKS[engine] = sink
+    return True
+
+
+def detach_refusals(db: Database, sink: RefusalSink) -> None:
+    for engine in (db.write_engine.sync_engine, db.read_engine.sync_engine):
+        if _REFUSAL_SINKS.get(engine) is sink:
+            del _REFUSAL_SINKS[engine]
+
+
+async def record_failure(
+    db: Database, actor: Actor, event: AuditEvent, *, reason: str = ""
+) -> None:
+    """Record a refused or failed change (its own transaction rolled back), with
+    ``reason`` (the refusal's message) after its description when given.
+
+    In a running app the event is only queued (no database work on the request
+    path; repeats coalesced and a flood rate-limited, see ``audit.refusals``);
+    without one it is written in a transaction of its own. Never raises: a failed
+    audit write must not hide the original error."""
+    failed = replace(event, succeeded=False)
+    if reason:
+        said = f"{event.description} (refused: {reason})" if event.description else ""
+        failed = replace(failed, description=said or f"refused: {reason}")
+    sink = _REFUSAL_SINKS.get(db.write_engine.sync_engine)
+    if sink is not None:
+        sink.refused(actor, failed)
+        return
     await record_alone(db, actor, failed)
 
 
@@ -181,7 +217,7 @@ async def failure_recorded(db: Database, actor: Actor, event: AuditEvent) -> Asy
     try:
         yield
     except (DeniedError, PreconditionFailedError) as refusal:
-        await record_failure(db, actor, event)
+        await record_failure(db, actor, event, reason=refusal.message)
         refusal.audited = True
         raise
 

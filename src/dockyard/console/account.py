@@ -81,7 +81,10 @@ async def sign_in(page: Page) -> Response:
     except (UnauthorizedError, TooManyRequestsError) as exc:
         if 0 < len(name) <= users.MAX_NAME_LENGTH and name.isprintable():
             await audit.record_failure(
-                state.db, Actor(name, where), audit.login_event(name, "the console")
+                state.db,
+                Actor(name, where),
+                audit.login_event(name, "the console"),
+                reason=exc.message,
             )
         key = "signin.throttled" if isinstance(exc, TooManyRequestsError) else "signin.invalid"
         return await sign_in_form(page, page.t(key), status=401)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from dockyard.audit import service as audit
+from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
+from dockyard.console.audit_filters import AuditFilters
 from dockyard.console.projects import GiB as GIB
 from dockyard.console.projects import (
     label_body,
@@ -46,7 +48,6 @@ EDITABLE_SETTINGS = (
     config.TOKEN_EXPIRATION,
     config.SESSION_TIMEOUT,
 )
-AUDIT_FILTERS = ("username", "resource", "resource_type", "operation")
 
 
 def require_system(page: Page, action: Action, resource: Resource) -> None:
@@ -295,22 +296,17 @@ async def delete_label(page: Page) -> Response:
 async def audit_log(page: Page) -> Response:
     require_system(page, Action.LIST, Resource.AUDIT_LOG)
     request = page.page_request()
-    filters = {key: page.query(key).strip()[:128] for key in AUDIT_FILTERS}
-    parts = []
-    for key, value in filters.items():
-        if value and not any(c in value for c in ",={}()~[]") and value.isprintable():
-            parts.append(f"{key}=~{value}" if key in ("resource", "username") else f"{key}={value}")
+    filters = AuditFilters.from_page(page)
     async with page.state.db.read() as session:
-        found, total = await audit.list_logs(
-            session, page.principal, ",".join(parts) or None, None, request
-        )
+        found, total = await audit.list_logs(session, page.principal, filters.q(), None, request)
     return page.render(
         "admin/audit.html",
         section="audit",
         logs=found,
         paging=pages_of(total, request),
         filters=filters,
-        list_url=lambda **p: with_query(ADMIN + "/audit-logs", **filters, **p),
+        operations=AUDIT_OPERATIONS,
+        list_url=lambda **p: with_query(ADMIN + "/audit-logs", **filters.as_query(), **p),
     )
 
 

@@ -19,6 +19,8 @@ from starlette.responses import Response
 
 from dockyard.artifacts import service as artifacts
 from dockyard.audit import service as audit
+from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
+from dockyard.console.audit_filters import AuditFilters
 from dockyard.console.web import PREFIX, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import BadRequestError
@@ -633,13 +635,14 @@ async def immutable_rule_action(page: Page) -> Response:
 
 async def project_logs(page: Page) -> Response:
     request = page.page_request()
-    operation = page.query("operation").strip()[:32]
+    filters = AuditFilters.from_page(page)
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
         projects.require(page.principal, Action.LIST, Resource.LOG, context)
         view = header(context)
-        q = f"operation={operation}" if operation.isalpha() else None
-        found, total = await audit.list_project_logs(session, project.project_id, q, None, request)
+        found, total = await audit.list_project_logs(
+            session, project.project_id, filters.q(), None, request
+        )
     return page.render(
         "projects/logs.html",
         tab="logs",
@@ -648,9 +651,10 @@ async def project_logs(page: Page) -> Response:
         allowed=allowed_in(page, context),
         logs=found,
         paging=pages_of(total, request),
-        operation=operation,
+        filters=filters,
+        operations=AUDIT_OPERATIONS,
         list_url=lambda **p: with_query(
-            project_url(project.name, "logs"), operation=operation, **p
+            project_url(project.name, "logs"), **filters.as_query(), **p
         ),
     )
 

@@ -472,6 +472,7 @@ async def console_login(request: Request) -> Response:
                 state.db,
                 Actor(name, client_address(request)),
                 audit.login_event(name, "the console"),
+                reason=exc.message,
             )
         return harbor_error_response(exc, request_id(request))
     response = Response(status_code=200, headers={sessions.CSRF_HEADER: started.csrf_token})

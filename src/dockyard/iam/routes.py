@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from dockyard.http.state import client_address, get_state
 from dockyard.iam.policy import ANONYMOUS, Principal
 from dockyard.oci.scope import parse_scopes
 
+log = logging.getLogger("dockyard.iam")
 _MAX_FORM_BYTES = 64 * 1024
 _MAX_LOGIN_NAME = 255
 
@@ -88,11 +90,14 @@ async def _password_login(request: Request, username: str, password: str) -> Pri
     event = audit.login_event(username, "the token service")
     try:
         principal = await state.identity.authenticate(username, password, actor.source_ip)
-    except (UnauthorizedError, TooManyRequestsError):
+    except (UnauthorizedError, TooManyRequestsError) as exc:
         if _recordable_login(username):
-            await audit.record_failure(state.db, actor, event)
+            await audit.record_failure(state.db, actor, event, reason=exc.message)
         raise
-    await audit.record_alone(state.db, Actor(principal.name, actor.source_ip), event)
+    if state.settings.audit_token_service_logins:
+        await audit.record_alone(state.db, Actor(principal.name, actor.source_ip), event)
+    else:  # as in Harbor: a log line, not an audit event for every push and pull
+        log.info("token service login of %s from %s", principal.name, actor.source_ip)
     return principal
 
 

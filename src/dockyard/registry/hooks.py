@@ -23,6 +23,7 @@ from dockyard.errors import DeniedError
 
 __all__ = [
     "SYSTEM_ACTOR",
+    "AccessRefused",
     "Actor",
     "BlobsLinked",
     "Change",
@@ -82,6 +83,18 @@ class ManifestPull:
     tag: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AccessRefused:
+    """A ``/v2/`` request refused because the caller may not do it (a token without the
+    scope, a signed-in user without the permission); not a request for credentials."""
+
+    actor: Actor
+    repository: str
+    actions: tuple[str, ...]
+    """The actions refused (``pull``, ``push``, ``delete``)."""
+    reason: str
+
+
 Change = ManifestPush | ManifestRemoval | BlobsLinked
 """A change hooks may refuse."""
 
@@ -112,6 +125,9 @@ class NoHooks:
     def change_refused(self, change: Change, reason: str) -> None:
         """A hook refused ``change`` (its transaction will roll back); must not block,
         and must not write in the failing transaction (queue work for later)."""
+
+    def access_refused(self, refusal: AccessRefused) -> None:
+        """A request was refused for want of permission; must not block."""
 
     async def close(self) -> None:
         """When the app stops: finish queued work."""
@@ -169,6 +185,10 @@ class RegistryHooks(NoHooks):
     def change_refused(self, change: Change, reason: str) -> None:
         for hook in self.hooks:
             hook.change_refused(change, reason)
+
+    def access_refused(self, refusal: AccessRefused) -> None:
+        for hook in self.hooks:
+            hook.access_refused(refusal)
 
     async def close(self) -> None:
         for hook in self.hooks:

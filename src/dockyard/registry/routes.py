@@ -37,7 +37,7 @@ from dockyard.oci.manifest import MAX_MANIFEST_BYTES
 from dockyard.oci.names import validate_repository_name
 from dockyard.oci.ranges import format_upload_range, parse_content_range, parse_range_request
 from dockyard.oci.scope import format_challenge_scope
-from dockyard.registry.hooks import Actor
+from dockyard.registry.hooks import AccessRefused, Actor
 from dockyard.registry.service import BlobInfo, UploadRangeError, UploadStatus
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -134,6 +134,9 @@ async def _authorize(
     if caller.claims is not None:
         missing = [a for a in actions if not caller.claims.allows("repository", name, a)]
         if missing:
+            who = Actor(caller.claims.subject or ANONYMOUS.name, client_address(request))
+            granted = f"the token does not grant {', '.join(missing)} on {name}"
+            state.registry.hooks.access_refused(AccessRefused(who, name, tuple(missing), granted))
             # Harbor's wording, which scripts match: the first missing action, named singly.
             raise _refuse_unauthenticated(
                 request,
@@ -160,12 +163,11 @@ async def _authorize(
         return caller
     if principal.is_anonymous:
         raise _refuse_unauthenticated(request, state, "authentication required", challenge_scope)
-    raise _AccessRefused(
-        oci_error_response(
-            DeniedError(f"{principal.name} may not {'/'.join(actions)} {name}"),
-            _request_id(request),
-        )
-    )
+    denied = DeniedError(f"{principal.name} may not {'/'.join(actions)} {name}")
+    who = Actor(principal.name, client_address(request))
+    refused = tuple(a for a in actions if a not in allowed)
+    state.registry.hooks.access_refused(AccessRefused(who, name, refused, denied.message))
+    raise _AccessRefused(oci_error_response(denied, _request_id(request)))
 
 
 def _request_id(request: Request) -> str:
