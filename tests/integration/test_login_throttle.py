@@ -7,6 +7,7 @@ address comes from ``Forwarded``/``X-Forwarded-For`` only behind ``trusted_proxi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -22,6 +23,7 @@ from dockyard.audit.models import AuditLog
 from dockyard.http.state import AppState
 from dockyard.iam.models import LoginFailure, User
 from dockyard.iam.passwords import hash_password
+from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.settings import Settings
 
 PASSWORD = "Passw0rdPassw0rd"
@@ -245,3 +247,24 @@ async def test_forwarded_addresses_only_from_trusted_proxies(
         )
         assert forwarded.status_code == 200
     assert await _login_ips(state, name) == [PROXY, client_ip, client_ip]
+
+
+async def test_failures_leave_the_window(state: AppState) -> None:
+    """The wait ends when the failures age out; ``Retry-After`` never exceeds the window."""
+    throttle = LoginThrottle(limit=2, address_limit=100, window=0.5)
+    name, where = f"w{uuid.uuid4().hex[:10]}", _address()
+    for _ in range(2):
+        async with state.db.write() as session:
+            await throttle.failed(session, name, where)
+    async with state.db.read() as session:
+        held = await throttle.check(session, name, where)
+        elsewhere = await throttle.check(session, name, _address())
+    assert held.pair_failures == 2 and held.retry_after == 1
+    assert elsewhere.retry_after == 0
+    for _ in range(50):  # bounded: 50 x 20 ms against a 0.5 s window
+        async with state.db.read() as session:
+            if not (await throttle.check(session, name, where)).retry_after:
+                break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the failures never left the window")

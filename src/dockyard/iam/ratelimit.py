@@ -70,7 +70,7 @@ class LoginThrottle:
             wait = max(wait, float(pair_oldest) + self.window - now)
         if total >= self.address_limit and oldest is not None:
             wait = max(wait, float(oldest) + self.window - now)
-        retry_after = min(math.ceil(wait), int(self.window)) if wait > 0 else 0
+        retry_after = min(math.ceil(wait), math.ceil(self.window)) if wait > 0 else 0
         return ThrottleState(retry_after, pair)
 
     async def failed(self, session: AsyncSession, account: str, address: str) -> None:

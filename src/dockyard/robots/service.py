@@ -495,18 +495,23 @@ async def _robot_for(
 ) -> Robot:
     """The visible robot ``robot_id``, once ``actor`` may do ``action`` on it.
 
-    A robot ``actor`` may not even read answers as a missing one does (404), so
-    that ids cannot be probed; 403 is for a robot ``actor`` sees but may not change.
+    A robot of a project ``actor`` cannot see, or a system robot ``actor`` may not
+    read, answers as a missing one does (404), so that ids cannot be probed; 403 is
+    for a member of the robot's project who lacks the permission (as for labels
+    and retention policies).
     """
     robot = await repo.find_robot(session, robot_id)
     missing = NotFoundError(f"robot {robot_id} not found")
     if robot is None or not robot.visible:
         raise missing
-    context = None
-    if robot.level != "system":
+    if robot.level == "system":
+        context = None
+        if not can(actor, Action.READ, Resource.ROBOT, None):
+            raise missing
+    else:
         context = await _robot_project_context(session, actor, robot.project_id)
-    if not can(actor, Action.READ, Resource.ROBOT, context):
-        raise missing
+        if not can(actor, Action.READ, Resource.PROJECT, context):
+            raise missing
     if not can(actor, action, Resource.ROBOT, context):
         raise DeniedError(f"{actor.name} may not {action.value} robot {robot_id}")
     return robot
