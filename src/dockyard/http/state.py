@@ -52,13 +52,14 @@ def client_address(request: Request) -> str:
     known: str | None = scope_state.get("client_address")
     if known is not None:
         return known
-    peer = request.client.host if request.client else "-"
-    trusted = trusted_networks(tuple(get_state(request).settings.trusted_proxies))
-    address = client_ip(
-        peer,
-        request.headers.getlist("forwarded"),
-        request.headers.getlist("x-forwarded-for"),
-        trusted,
-    )
+    address = peer = request.client.host if request.client else "-"
+    proxies = get_state(request).settings.trusted_proxies
+    if proxies:
+        address = client_ip(
+            peer,
+            request.headers.getlist("forwarded"),
+            request.headers.getlist("x-forwarded-for"),
+            trusted_networks(tuple(proxies)),
+        )
     scope_state["client_address"] = address
     return address
