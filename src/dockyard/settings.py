@@ -60,9 +60,10 @@ class Settings(BaseSettings):
     """Failed logins allowed for one account from one address in a 5-minute window;
     beyond it that account is refused from that address only (a correct password
     from anywhere else still works)."""
-    login_address_failure_limit: int = Field(default=50, ge=1)
+    login_address_failure_limit: int | None = Field(default=None, ge=1)
     """Failed logins allowed from one address, whatever the accounts, in 5 minutes;
-    beyond it the address is refused (password spraying)."""
+    beyond it the address is refused (password spraying). Default: five times
+    ``login_failure_limit``."""
     trusted_proxies: list[str] = Field(default_factory=list)
     """Addresses or CIDR networks of reverse proxies whose ``Forwarded`` /
     ``X-Forwarded-For`` headers name the client (login throttling, audit log).
