@@ -173,3 +173,23 @@ async def test_other_nodes_follow_within_the_recheck_interval(
         await asyncio.sleep(0.02)
     else:
         pytest.fail("the other node still accepts the disabled robot's token")
+
+
+async def test_demoted_administrator_loses_the_catalog(
+    app: Starlette, state: AppState, admin: httpx.AsyncClient
+) -> None:
+    name = await _user(state)
+    user_id = await _user_id(state, name)
+    promoted = await admin.put(f"{API}/users/{user_id}/sysadmin", json={"sysadmin_flag": True})
+    assert promoted.status_code == 200
+    async with make_client(app, (name, USER_PASSWORD)) as client:
+        response = await client.get(
+            "/service/token", params={"service": "dockyard", "scope": "registry:catalog:*"}
+        )
+    token = response.json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with make_client(app) as client:
+        assert (await client.get("/v2/_catalog", headers=bearer)).status_code == 200
+        demoted = await admin.put(f"{API}/users/{user_id}/sysadmin", json={"sysadmin_flag": False})
+        assert demoted.status_code == 200
+        assert (await client.get("/v2/_catalog", headers=bearer)).status_code == 401
