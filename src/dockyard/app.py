@@ -76,9 +76,10 @@ async def build_state(settings: Settings) -> AppState:
     )
     identity = IdentityService(
         db,
-        LoginThrottle(settings.login_failure_limit),
+        LoginThrottle(settings.login_failure_limit, settings.login_address_failure_limit),
         tokens,
         robot_prefix=settings.robot_name_prefix,
+        recheck_seconds=settings.auth_recheck_seconds,
     )
     # Order matters: refusals (immutability, quota) before records (audit).
     hooks = RegistryHooks(

@@ -6,6 +6,7 @@ message saying which setting is wrong and what would be right.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -64,7 +65,22 @@ class Settings(BaseSettings):
     ``data_dir``) and released when the disk fills, so deletes and garbage collection can
     still write (0: no reserve)."""
     login_failure_limit: int = Field(default=10, ge=1)
-    """Failed logins allowed per user and per source address in a 5-minute window."""
+    """Failed logins allowed for one account from one address in a 5-minute window;
+    beyond it that account is refused from that address only (a correct password
+    from anywhere else still works)."""
+    login_address_failure_limit: int | None = Field(default=None, ge=1)
+    """Failed logins allowed from one address, whatever the accounts, in 5 minutes;
+    beyond it the address is refused (password spraying). Default: five times
+    ``login_failure_limit``."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses or CIDR networks of reverse proxies whose ``Forwarded`` /
+    ``X-Forwarded-For`` headers name the client (login throttling, audit log).
+    From any other peer these headers are ignored."""
+    auth_recheck_seconds: float = Field(default=0.5, ge=0, le=60)
+    """How long a process trusts its cached view of revocations (a robot disabled,
+    deleted or given a new secret, a user deleted or with a new password, a member
+    removed) made by another process; changes in the same process apply at once.
+    0: ask the database on every bearer-token request."""
     audit_token_service_logins: bool = False
     """Whether each password login at the token service (``/service/token``, one per
     ``docker push``/``pull``) is also an audit event. Off, as in Harbor: such logins
@@ -117,6 +133,18 @@ class Settings(BaseSettings):
                 "must start with http:// or https:// (e.g. https://registry.example.com)"
             )
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)"
+                ) from None
+        return [entry.strip() for entry in value]
 
     @field_validator("database_url")
     @classmethod

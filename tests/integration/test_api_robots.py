@@ -370,8 +370,17 @@ async def test_listing_and_paging_and_bad_queries(
         hidden = await client.get("/api/v2.0/robots", params={"q": f"ProjectID={project_id}"})
         assert hidden.status_code == 404
         assert error_code(hidden) == "NOT_FOUND"
+        # nor is its robot: an outsider cannot tell an existing id from a missing one
         one = await client.get(f"/api/v2.0/robots/{mine.json()[0]['id']}")
-        assert one.status_code == 403
+        missing = await client.get("/api/v2.0/robots/987654321")
+        assert one.status_code == missing.status_code == 404
+        assert error_code(one) == error_code(missing) == "NOT_FOUND"
+        for verb in ("put", "patch"):
+            changed = await getattr(client, verb)(
+                f"/api/v2.0/robots/{mine.json()[0]['id']}", json={}
+            )
+            assert changed.status_code == 404, verb
+        assert (await client.delete(f"/api/v2.0/robots/{mine.json()[0]['id']}")).status_code == 404
 
 
 # --- bad requests change nothing -------------------------------------------------------------

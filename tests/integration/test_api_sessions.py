@@ -151,6 +151,44 @@ async def test_failed_logins_set_no_cookie(
     assert (await browser.get("/api/v2.0/users/current")).status_code == 401
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://registry.test.evil.example"},
+        {"Referer": "https://evil.example/login-csrf.html"},
+        {"Origin": "https://evil.example", "Referer": "http://registry.test/harbor"},
+    ],
+)
+async def test_cross_site_login_posts_are_refused(
+    browser: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    """Login CSRF: another site's page must not sign a browser in (as its own account)."""
+    form = {"principal": "admin", "password": ADMIN_PASSWORD}
+    response = await browser.post("/c/login", data=form, headers=headers)
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["code"] == "FORBIDDEN"
+    assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # a program (a Harbor API client, curl): no Origin, no Referer
+        {"Origin": "http://registry.test"},
+        {"Referer": "http://registry.test/harbor/sign-in"},
+    ],
+)
+async def test_same_site_and_programmatic_logins_work(
+    browser: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    form = {"principal": "admin", "password": ADMIN_PASSWORD}
+    response = await browser.post("/c/login", data=form, headers=headers)
+    assert response.status_code == 200, response.text
+    assert CSRF in response.headers
+
+
 async def test_malformed_login_forms(browser: httpx.AsyncClient) -> None:
     too_big = await browser.post("/c/login", content=b"principal=" + b"a" * 100_000)
     assert too_big.status_code == 400

@@ -15,13 +15,10 @@ from starlette.applications import Starlette
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import error_code, push_image
 
-from dockyard.errors import TooManyRequestsError, UnauthorizedError
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
 from dockyard.iam.policy import Role
-from dockyard.iam.ratelimit import LoginThrottle
-from dockyard.iam.service import IdentityService
 from dockyard.projects import repository as projects_repo
 from dockyard.projects.models import ProjectMember
 from dockyard.projects.service import create_project
@@ -357,13 +354,18 @@ async def test_password_and_refresh_grants(anon: httpx.AsyncClient, unique_repo:
     assert unknown.status_code == 400
 
 
-async def test_failed_logins_are_throttled(state: AppState) -> None:
-    identity = IdentityService(state.db, LoginThrottle(limit=3), state.tokens)
-    for _ in range(3):
-        with pytest.raises(UnauthorizedError):
-            await identity.authenticate("admin", "wrong", "10.9.9.9")
-    with pytest.raises(TooManyRequestsError):
-        await identity.authenticate("admin", ADMIN_PASSWORD, "10.9.9.9")
-    # The same address is throttled for other names too.
-    with pytest.raises(TooManyRequestsError):
-        await identity.authenticate("someone", "x", "10.9.9.9")
+async def test_token_requests_are_capped(anon: httpx.AsyncClient) -> None:
+    """A token request's work is bounded: at most 50 scopes, a 16 KiB query."""
+    many = [("scope", f"repository:library/r{i}:pull") for i in range(1500)]
+    refused = await anon.get("/service/token", params=[("service", "dockyard"), *many])
+    assert refused.status_code == 400
+    packed = " ".join(f"repository:library/r{i}:pull" for i in range(51))
+    assert (await anon.get("/service/token", params={"scope": packed})).status_code == 400
+    form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}
+    posted = await anon.post("/service/token", data={**form, "scope": packed})
+    assert posted.status_code == 400
+    long_query = await anon.get("/service/token", params={"service": "d" * 17_000})
+    assert long_query.status_code == 400
+    allowed = await anon.get("/service/token", params=[("service", "dockyard"), *many[:50]])
+    assert allowed.status_code == 200
+    assert len(_access(str(allowed.json()["token"]))) == 50

@@ -52,6 +52,8 @@ def test_env_overrides_yaml_and_options_override_env(
         ({"tls_cert": "/nonexistent.pem"}, "tls_key must be given together"),
         ({"log_level": "chatty"}, "log_level"),
         ({"no_such_setting": 1}, "no_such_setting"),
+        ({"trusted_proxies": ["10.0.0.0/8", "proxy.local"]}, "not an IP address or CIDR"),
+        ({"auth_recheck_seconds": -1}, "auth_recheck_seconds"),
     ],
 )
 def test_invalid_settings_say_what_is_wrong(overrides: dict[str, object], fragment: str) -> None:
@@ -69,3 +71,8 @@ def test_bad_config_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     config.write_text("- a list\n")
     with pytest.raises(ConfigurationError, match="mapping"):
         load_settings()
+
+
+def test_trusted_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKYARD_TRUSTED_PROXIES", '["10.0.0.0/8", " ::1 "]')
+    assert load_settings().trusted_proxies == ["10.0.0.0/8", "::1"]

@@ -86,8 +86,11 @@ async def sign_in(page: Page) -> Response:
                 audit.login_event(name, "the console"),
                 reason=exc.message,
             )
-        key = "signin.throttled" if isinstance(exc, TooManyRequestsError) else "signin.invalid"
-        return await sign_in_form(page, page.t(key), status=401)
+        if isinstance(exc, TooManyRequestsError):
+            throttled = await sign_in_form(page, page.t("signin.throttled"), status=429)
+            throttled.headers["Retry-After"] = str(exc.retry_after)
+            return throttled
+        return await sign_in_form(page, page.t("signin.invalid"), status=401)
     target = safe_next(page.field("next"), PREFIX + "/projects")
     response = RedirectResponse(target, status_code=303)
     secure = secure_cookies(page.request, state)

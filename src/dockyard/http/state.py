@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from dockyard.db.engine import Database
+from dockyard.http.forwarded import client_ip, trusted_networks
 from dockyard.iam.service import IdentityService
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobRunner, JobType
@@ -55,4 +56,19 @@ def base_url(request: Request, settings: Settings) -> str:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The client's IP: the peer, or what trusted proxies (``trusted_proxies``) say it is."""
+    scope_state = request.scope.setdefault("state", {})
+    known: str | None = scope_state.get("client_address")
+    if known is not None:
+        return known
+    address = peer = request.client.host if request.client else "-"
+    proxies = get_state(request).settings.trusted_proxies
+    if proxies:
+        address = client_ip(
+            peer,
+            request.headers.getlist("forwarded"),
+            request.headers.getlist("x-forwarded-for"),
+            trusted_networks(tuple(proxies)),
+        )
+    scope_state["client_address"] = address
+    return address

@@ -41,6 +41,7 @@ from dockyard.http.api import (
     request_id,
 )
 from dockyard.http.errors import harbor_error_response
+from dockyard.http.origin import foreign_source
 from dockyard.http.state import base_url, client_address, get_state
 from dockyard.iam import sessions, users
 from dockyard.iam.models import User, UserGroup
@@ -442,10 +443,23 @@ _BAD_LOGIN = "invalid username or password"
 
 
 async def console_login(request: Request) -> Response:
-    """``POST /c/login`` with the portal's form ``principal`` and ``password``."""
+    """``POST /c/login`` with the portal's form ``principal`` and ``password``.
+
+    A browser's cross-site post is refused (403): an ``Origin`` (or, without one,
+    a ``Referer``) naming another host. Programs that send neither still sign in.
+    """
     state = get_state(request)
     name = ""
     try:
+        foreign = foreign_source(
+            request.headers.get("origin"),
+            request.headers.get("referer"),
+            request.headers.get("host"),
+            request.url.scheme,
+            state.settings.external_url,
+        )
+        if foreign is not None:  # login CSRF: another site's page signing a browser in
+            raise DeniedError(f"a sign-in from another site ({foreign}) is refused")
         form = await _read_form(request)
         name, password = form.get("principal", ""), form.get("password", "")
         if name.startswith(state.settings.robot_name_prefix):

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dockyard.db.base import Base, BigId, UTCDateTime, utcnow
@@ -66,3 +76,34 @@ class LoginSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class LoginFailure(Base):
+    """One failed login, kept for the throttle's window (every node counts the same rows)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (
+        Index("ix_login_failure_account_address_failed_at", "account", "address", "failed_at"),
+        Index("ix_login_failure_address_failed_at", "address", "failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(255))
+    """The login name as offered (whether or not such an account exists)."""
+    address: Mapped[str] = mapped_column(String(64))
+    """The client address (behind ``trusted_proxies``, the one they name)."""
+    failed_at: Mapped[float] = mapped_column(Double, index=True)
+    """Unix seconds."""
+
+
+class AuthRevision(Base):
+    """One row counting changes that take access away (revocations).
+
+    Every process keeps the decisions it made about bearer tokens until this
+    number moves (see ``iam/revocation.py``).
+    """
+
+    __tablename__ = "auth_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)

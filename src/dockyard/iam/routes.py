@@ -21,6 +21,11 @@ from dockyard.oci.scope import parse_scopes
 log = logging.getLogger("dockyard.iam")
 _MAX_FORM_BYTES = 64 * 1024
 _MAX_LOGIN_NAME = 255
+# Each requested scope costs a policy decision (database reads); docker, containerd
+# and buildkit ask for one to a handful (a cross-repository mount asks for two).
+MAX_SCOPES = 50
+# The query string of a token request is refused before it is parsed beyond this.
+MAX_QUERY_BYTES = 16 * 1024
 
 
 def _request_id(request: Request) -> str:
@@ -42,11 +47,14 @@ async def get_token(request: Request) -> Response:
     """Docker token spec: ``GET /service/token?service=&scope=…`` with Basic or nothing."""
     state = get_state(request)
     try:
+        if len(request.scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            raise BadRequestError(f"the token request's query is over {MAX_QUERY_BYTES} bytes")
+        requested = _capped_scopes(request.query_params.getlist("scope"))
         credentials = _basic(request)
         principal: Principal = ANONYMOUS
         if credentials is not None:
             principal = await _password_login(request, *credentials)
-        scopes = parse_scopes(request.query_params.getlist("scope"))
+        scopes = parse_scopes(requested)
         issued = await state.identity.issue_token(principal, scopes)
     except AppError as exc:
         return harbor_error_response(exc, _request_id(request), _challenge_header(request, exc))
@@ -71,7 +79,7 @@ async def post_token(request: Request) -> Response:
             principal = await state.identity.refresh_principal(form.get("refresh_token", ""))
         else:
             raise BadRequestError("grant_type must be password or refresh_token")
-        scopes = parse_scopes(form.get("scope", "").split())
+        scopes = parse_scopes(_capped_scopes(form.get("scope", "").split()))
         issued = await state.identity.issue_token(principal, scopes)
     except AppError as exc:
         return harbor_error_response(exc, _request_id(request))
@@ -99,6 +107,13 @@ async def _password_login(request: Request, username: str, password: str) -> Pri
     else:  # as in Harbor: a log line, not an audit event for every push and pull
         log.info("token service login of %s from %s", principal.name, actor.source_ip)
     return principal
+
+
+def _capped_scopes(values: list[str]) -> list[str]:
+    """``values`` unchanged, or a 400 when they hold more than MAX_SCOPES scopes."""
+    if len(values) > MAX_SCOPES or sum(len(v.split()) for v in values) > MAX_SCOPES:
+        raise BadRequestError(f"a token request may ask for at most {MAX_SCOPES} scopes")
+    return values
 
 
 def _recordable_login(name: str) -> bool:

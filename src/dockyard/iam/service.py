@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.engine import Database
 from dockyard.errors import NameInvalidError, TooManyRequestsError, UnauthorizedError
 from dockyard.iam import repository as users
+from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.passwords import verify_password
-from dockyard.iam.policy import Action, Principal, Resource, can
+from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
 from dockyard.iam.ratelimit import LoginThrottle
-from dockyard.iam.tokens import IssuedToken, TokenAuthority
+from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -23,6 +27,9 @@ from dockyard.system import config
 # Docker scope actions the token service may grant on a repository.
 _REPOSITORY_ACTIONS = {"pull": Action.PULL, "push": Action.PUSH, "delete": Action.DELETE}
 _VERIFIED_MEMO_SIZE = 4096
+_DECISIONS_KEPT = 8192
+CATALOG = "catalog"
+"""``recheck``'s action for ``GET /v2/_catalog`` (no repository)."""
 _BAD_CREDENTIALS = "invalid username or password"
 
 
@@ -33,11 +40,20 @@ class IdentityService:
         throttle: LoginThrottle,
         tokens: TokenAuthority,
         robot_prefix: str = "robot$",
+        recheck_seconds: float = 0.5,
     ) -> None:
         self.db = db
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix
+        self.recheck_seconds = recheck_seconds
+        # recheck(): decisions on bearer tokens, valid while the revocation counter
+        # stays at _revision_seen ("" means allowed).
+        self._engine = db.write_engine.sync_engine
+        self._decisions: dict[tuple[str, str, str | None, tuple[str, ...]], str] = {}
+        self._revision_seen = -1
+        self._local_seen = -1
+        self._revision_fresh_until = 0.0
         # A slow KDF on every Basic-authenticated registry request would cap
         # throughput at a few dozen requests a second; remember which secret
         # matched which stored hash, keyed by a MAC that never leaves this process.
@@ -47,50 +63,56 @@ class IdentityService:
     async def authenticate(self, username: str, password: str, source: str) -> Principal:
         """The principal for Basic credentials of a user or a robot.
 
-        Failures say nothing of who exists. The slow hash check is skipped when
-        this process verified the same secret against the same stored hash
-        before; the account is read from the database every time, so a
-        disabled robot, a changed password or a deleted user stops working at
+        Failures say nothing of who exists. The throttle (``LoginThrottle``) is
+        asked first, per account *and* address, so a correct password from an
+        address with no recent failures always works. The slow hash check is
+        skipped when this process verified the same secret against the same
+        stored hash before; the account is read from the database every time, so
+        a disabled robot, a changed password or a deleted user stops working at
         once on every node.
         """
-        user_key, source_key = f"user:{username}", f"addr:{source}"
-        wait = self.throttle.retry_after(user_key, source_key)
-        if wait:
-            raise TooManyRequestsError(
-                f"too many failed logins; try again in {wait} seconds", retry_after=wait
-            )
         async with self.db.read() as session:
-            if username.startswith(self.robot_prefix):
-                account = await robots.find_robot_login(
-                    session, username[len(self.robot_prefix) :], self.robot_prefix
+            throttled = await self.throttle.check(session, username, source)
+            if throttled.retry_after:
+                raise TooManyRequestsError(
+                    f"too many failed logins; try again in {throttled.retry_after} seconds",
+                    retry_after=throttled.retry_after,
                 )
-            else:
-                account = await users.find_user_login(session, username)
+            account = await self._find_login(session, username)
         if account is None:
             verify_password(None, password)  # the same time as for a real account
-            self.throttle.failed(user_key, source_key)
+            await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
         memo = hmac.digest(self._memo_key, f"{username}\0{password}".encode(), hashlib.sha256)
         if not (
             account.stored_hash and self._verified.get(memo) == account.stored_hash
         ) and not account.verify(account.stored_hash, password):
-            self.throttle.failed(user_key, source_key)
+            await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
         if len(self._verified) >= _VERIFIED_MEMO_SIZE:
             self._verified.clear()
         self._verified[memo] = account.stored_hash
-        self.throttle.succeeded(user_key)
+        if throttled.pair_failures:
+            async with self.db.write() as session:
+                await self.throttle.succeeded(session, username, source)
         if account.refusal is not None:
             raise UnauthorizedError(account.refusal)
         return account.principal
 
+    async def _failed(self, username: str, source: str) -> None:
+        async with self.db.write() as session:
+            await self.throttle.failed(session, username, source)
+
+    async def _find_login(self, session: AsyncSession, name: str) -> AccountLogin | None:
+        if name.startswith(self.robot_prefix):
+            return await robots.find_robot_login(
+                session, name[len(self.robot_prefix) :], self.robot_prefix
+            )
+        return await users.find_user_login(session, name)
+
     async def _find_account(self, name: str) -> AccountLogin | None:
         async with self.db.read() as session:
-            if name.startswith(self.robot_prefix):
-                return await robots.find_robot_login(
-                    session, name[len(self.robot_prefix) :], self.robot_prefix
-                )
-            return await users.find_user_login(session, name)
+            return await self._find_login(session, name)
 
     async def issue_refresh_token(self, principal: Principal) -> str:
         """A refresh token for ``principal``, tied to its current password or secret."""
@@ -162,9 +184,81 @@ class IdentityService:
         granted = await self.grant(principal, requested)
         async with self.db.read() as session:
             minutes = await config.run_time_value(session, config.TOKEN_EXPIRATION)
+        ttl = minutes * 60 if isinstance(minutes, int) else None
+        if principal.is_anonymous:
+            return self.tokens.issue("", granted, principal.valid_until, ttl_seconds=ttl)
+        account = await self._find_account(principal.name)
+        if account is None:
+            raise UnauthorizedError("the account no longer exists")
         return self.tokens.issue(
-            principal.name if not principal.is_anonymous else "",
+            principal.name,
             granted,
             principal.valid_until,
-            ttl_seconds=minutes * 60 if isinstance(minutes, int) else None,
+            account.credential_fingerprint,
+            ttl_seconds=ttl,
         )
+
+    # --- revocation: a token is only as good as the account and rights behind it ---
+
+    async def recheck(
+        self, claims: TokenClaims, repository: str | None, actions: tuple[str, ...]
+    ) -> str | None:
+        """Why a bearer token must be refused now, or None when it still holds.
+
+        The token's account must still exist, be enabled, and have the password
+        or secret the token was issued for; and its holder must still be allowed
+        ``actions`` on ``repository`` (membership, robot permissions, project
+        visibility). Decisions are remembered until a revocation moves the
+        counter in ``iam/revocation.py``: at once in this process, within
+        ``recheck_seconds`` in others.
+        """
+        revision = await self._revision()
+        key = (claims.subject, claims.credential, repository, actions)
+        known = self._decisions.get(key)
+        if known is not None:
+            return known or None
+        decision = await self._decide(claims, repository, actions)
+        if self._revision_seen == revision:  # not decided across a revocation
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision or None
+
+    async def _revision(self) -> int:
+        local = revocation.local_revocations(self._engine)
+        now = time.monotonic()
+        if local == self._local_seen and now < self._revision_fresh_until:
+            return self._revision_seen
+        async with self.db.read_connection() as conn:
+            current = await revocation.current(conn)
+        self._local_seen = local
+        self._revision_fresh_until = now + self.recheck_seconds
+        if current != self._revision_seen:
+            self._revision_seen = current
+            self._decisions.clear()
+        return current
+
+    async def _decide(
+        self, claims: TokenClaims, repository: str | None, actions: tuple[str, ...]
+    ) -> str:
+        principal = ANONYMOUS
+        if claims.subject:
+            account = await self._find_account(claims.subject)
+            if account is None:
+                return f"the token's account {claims.subject} no longer exists"
+            if claims.credential and not hmac.compare_digest(
+                account.credential_fingerprint, claims.credential
+            ):
+                return "the token predates a password or secret change; request a new token"
+            if account.refusal is not None:
+                return account.refusal
+            principal = account.principal
+        if repository is None:
+            if CATALOG in actions and not can(principal, Action.READ, Resource.CATALOG, None):
+                return "the token's holder may no longer list the catalog"
+            return ""
+        allowed = await self.repository_actions(principal, repository, set(actions))
+        missing = [a for a in actions if a not in allowed]
+        if missing:
+            return f"the token's holder may no longer {','.join(missing)} {repository}"
+        return ""

@@ -38,6 +38,9 @@ class TokenClaims:
     issued_at: datetime
     expires_at: float
     access: tuple[Scope, ...]
+    credential: str = ""
+    """The fingerprint of the subject's password or secret when the token was issued
+    (``crd``); a token from before a password change or secret refresh is refused."""
 
     def allows(self, resource_type: str, name: str, action: str) -> bool:
         return any(
@@ -79,11 +82,15 @@ class TokenAuthority:
         subject: str,
         access: list[Scope],
         not_after: float | None = None,
+        credential: str = "",
         *,
         ttl_seconds: int | None = None,
     ) -> IssuedToken:
         """A token for ``access`` living ``ttl_seconds`` (default: the start-time
-        lifetime); it never outlives ``not_after`` (an expiring robot)."""
+        lifetime); it never outlives ``not_after`` (an expiring robot).
+
+        ``credential`` fingerprints the subject's current password or secret.
+        """
         now = int(time.time())
         ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
         if not_after is not None:
@@ -100,6 +107,8 @@ class TokenAuthority:
                 {"type": s.type, "name": s.name, "actions": sorted(s.actions)} for s in access
             ],
         }
+        if credential:
+            claims["crd"] = credential
         token = jwt.encode(
             claims, self._private_key, algorithm="RS256", headers={"kid": self.key_id}
         )
@@ -167,6 +176,7 @@ class TokenAuthority:
             issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
             expires_at=float(payload["exp"]),
             access=_parse_access(payload.get("access")),
+            credential=str(payload.get("crd") or ""),
         )
         self._verified[token] = claims
         if len(self._verified) > _VERIFIED_CACHE_SIZE:

@@ -30,6 +30,7 @@ from dockyard.errors import (
     NotFoundError,
 )
 from dockyard.iam import repository as repo
+from dockyard.iam import revocation
 from dockyard.iam.models import User, UserGroup, UserGroupMembership
 from dockyard.iam.passwords import hash_password, verify_password
 from dockyard.iam.policy import (
@@ -250,6 +251,7 @@ async def delete_user(
     user.deleted = True
     user.sysadmin_flag = False
     await session.flush()
+    await revocation.bump(session)  # tokens from before this change stop working
 
 
 async def set_sysadmin(
@@ -260,6 +262,8 @@ async def set_sysadmin(
     user = await get_user(session, user_id)
     user.sysadmin_flag = flag
     await session.flush()
+    if not flag:
+        await revocation.bump(session)  # tokens from before this change stop working
     await _record(session, operator, "update", user.username, f"set sysadmin_flag {flag}")
 
 
@@ -283,6 +287,7 @@ async def set_password(
     user.password_version = (user.password_version or 0) + 1
     await repo.delete_user_login_sessions(session, user_id, keep=keep_session)
     await session.flush()
+    await revocation.bump(session)  # tokens from before this change stop working
     await _record(session, operator, "update", user.username, "change password")
 
 
@@ -425,6 +430,7 @@ async def delete_group(session: AsyncSession, group_id: int, *, operator: Actor)
     if group is not None:
         await _record(session, operator, "delete", group.group_name, "delete group", "user_group")
         await repo.forget_group(session, group.id)
+        await revocation.bump(session)  # tokens from before this change stop working
 
 
 async def add_user_to_group(session: AsyncSession, user_id: int, group_id: int) -> None:
@@ -441,6 +447,7 @@ async def remove_user_from_group(session: AsyncSession, user_id: int, group_id: 
     if membership is not None:
         await session.delete(membership)
         await session.flush()
+        await revocation.bump(session)  # tokens from before this change stop working
 
 
 # --- the current user's permissions -----------------------------------------------------

@@ -40,6 +40,7 @@ from dockyard.errors import (
     UnauthorizedError,
 )
 from dockyard.iam import repository as users
+from dockyard.iam import revocation
 from dockyard.iam.models import User
 from dockyard.iam.policy import (
     ALL_PROJECTS_SCOPE,
@@ -617,6 +618,7 @@ async def update_project(
     require(principal, Action.UPDATE, Resource.PROJECT, context)
     metadata = _requested_metadata(req.metadata)
     await repo.set_metadata(session, project.project_id, metadata)
+    await revocation.bump(session)  # tokens from before this change stop working
     project.update_time = utcnow()
     await session.flush()
     await _record_project_update(session, operator, project, "update", metadata)
@@ -728,6 +730,7 @@ async def update_metadata(
         raise BadRequestError(f"the body must carry the value of {_show(name)}")
     clean = validate_metadata({name: body[name]})
     await repo.set_metadata(session, project.project_id, clean)
+    await revocation.bump(session)  # tokens from before this change stop working
     await _record_project_update(session, operator, project, "update", clean)
 
 
@@ -745,6 +748,7 @@ async def delete_metadata(
         session, project.project_id, name
     ):
         raise NotFoundError(f"metadata {_show(name)} is not set")
+    await revocation.bump(session)  # tokens from before this change stop working
     await audit.record(
         session,
         operator,
@@ -921,6 +925,7 @@ async def update_member(
     member.role = int(role)
     member.update_time = utcnow()
     await session.flush()
+    await revocation.bump(session)  # tokens from before this change stop working
     await _record_member(session, operator, project, "update", found, f"role {ROLE_NAMES[role]}")
 
 
@@ -939,6 +944,7 @@ async def delete_member(
         raise NotFoundError(f"member {member_id} not found in project {project.name}")
     await session.delete(found[0])
     await session.flush()
+    await revocation.bump(session)  # tokens from before this change stop working
     await _record_member(session, operator, project, "delete", found, "remove member")
 
 

@@ -25,12 +25,14 @@ from dockyard.errors import (
     PayloadTooLargeError,
     SizeInvalidError,
     StorageFullError,
+    TooManyRequestsError,
     UnauthorizedError,
 )
 from dockyard.http.auth import BasicCredentials, BearerToken, parse_authorization
 from dockyard.http.errors import oci_error_response
 from dockyard.http.state import AppState, base_url, client_address, get_state
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
+from dockyard.iam.service import CATALOG
 from dockyard.iam.tokens import TokenClaims
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.manifest import MAX_MANIFEST_BYTES
@@ -156,6 +158,12 @@ async def _authorize(
                 challenge_scope,
                 "invalid_token",
             )
+        # A token is only as good as the account and the rights it was issued from.
+        refusal = await state.identity.recheck(caller.claims, name, actions)
+        if refusal is not None:
+            raise _refuse_unauthenticated(
+                request, state, refusal, format_challenge_scope(name, actions), "invalid_token"
+            )
         return caller
     principal = caller.principal
     allowed = await state.identity.repository_actions(principal, name, set(actions))
@@ -280,11 +288,18 @@ async def api_version_check(request: Request) -> Response:
     except UnauthorizedError as exc:
         headers = {"WWW-Authenticate": _challenge(request, state, None, "invalid_token")}
         return oci_error_response(exc, _request_id(request), headers)
+    except TooManyRequestsError as exc:  # no dispatch() around this route: 429, Retry-After
+        return oci_error_response(exc, _request_id(request))
     if caller.claims is None and caller.principal.is_anonymous:
         headers = {"WWW-Authenticate": _challenge(request, state, None, None)}
         return oci_error_response(
             UnauthorizedError("authentication required"), _request_id(request), headers
         )
+    if caller.claims is not None:
+        refusal = await state.identity.recheck(caller.claims, None, ())
+        if refusal is not None:
+            headers = {"WWW-Authenticate": _challenge(request, state, None, "invalid_token")}
+            return oci_error_response(UnauthorizedError(refusal), _request_id(request), headers)
     return JSONResponse({}, headers=API_VERSION_HEADER)
 
 
@@ -296,8 +311,11 @@ async def catalog(request: Request) -> Response:
     except UnauthorizedError as exc:
         headers = {"WWW-Authenticate": _challenge(request, state, "registry:catalog:*", None)}
         return oci_error_response(exc, _request_id(request), headers)
+    except TooManyRequestsError as exc:
+        return oci_error_response(exc, _request_id(request))
     allowed = (
         caller.claims.allows("registry", "catalog", "*")
+        and await state.identity.recheck(caller.claims, None, (CATALOG,)) is None
         if caller.claims is not None
         else can(caller.principal, Action.READ, Resource.CATALOG, None)
     )

@@ -27,6 +27,7 @@ from dockyard.errors import (
     NotFoundError,
     UnauthorizedError,
 )
+from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.passwords import hash_password, verify_password
 from dockyard.iam.policy import (
@@ -434,6 +435,7 @@ async def update_robot(
         robot.disabled = body.disable
     robot.update_time = utcnow()
     await session.flush()
+    await revocation.bump(session)  # tokens from before this change stop working
     await _record(session, operator, "update", robot, prefix, "update robot")
 
 
@@ -457,6 +459,7 @@ async def refresh_secret(
     robot.secret_version += 1
     robot.update_time = utcnow()
     await session.flush()
+    await revocation.bump(session)  # tokens from before this change stop working
     await _record(session, operator, "update", robot, prefix, "refresh secret")
 
 
@@ -466,6 +469,7 @@ async def delete_robot(
     robot = await _robot_for(session, actor, robot_id, Action.DELETE)
     await _record(session, operator, "delete", robot, prefix, "delete robot")
     await repo.delete_robot(session, robot)
+    await revocation.bump(session)  # tokens from before this change stop working
 
 
 async def _record(
@@ -490,16 +494,26 @@ async def _record(
 async def _robot_for(
     session: AsyncSession, actor: Principal, robot_id: int, action: Action
 ) -> Robot:
-    """The visible robot ``robot_id``, once ``actor`` may do ``action`` on it."""
+    """The visible robot ``robot_id``, once ``actor`` may do ``action`` on it.
+
+    A robot of a project ``actor`` cannot see, or a system robot ``actor`` may not
+    read, answers as a missing one does (404), so that ids cannot be probed; 403 is
+    for a member of the robot's project who lacks the permission (as for labels
+    and retention policies).
+    """
     robot = await repo.find_robot(session, robot_id)
+    missing = NotFoundError(f"robot {robot_id} not found")
     if robot is None or not robot.visible:
-        raise NotFoundError(f"robot {robot_id} not found")
+        raise missing
     if robot.level == "system":
-        allowed = can(actor, action, Resource.ROBOT, None)
+        context = None
+        if not can(actor, Action.READ, Resource.ROBOT, None):
+            raise missing
     else:
         context = await _robot_project_context(session, actor, robot.project_id)
-        allowed = can(actor, action, Resource.ROBOT, context)
-    if not allowed:
+        if not can(actor, Action.READ, Resource.PROJECT, context):
+            raise missing
+    if not can(actor, action, Resource.ROBOT, context):
         raise DeniedError(f"{actor.name} may not {action.value} robot {robot_id}")
     return robot
 
