@@ -84,6 +84,28 @@ def _prepare(settings: Settings) -> BootstrapReport:
     return _run(settings, lambda db: prepare(settings, db))
 
 
+async def _overridden_settings(settings: Settings, db: Database) -> list[str]:
+    """A line for each start-time setting given (file, variable or option) that an
+    administrator has since overridden at run time, so that it does nothing."""
+    from dockyard.settings import RUN_TIME_NAMES
+    from dockyard.system import config
+
+    lines = []
+    async with db.read() as session:
+        for item_key, field in RUN_TIME_NAMES.items():
+            if field not in settings.model_fields_set:
+                continue
+            changed = await config.run_time_value(session, item_key)
+            given = getattr(settings, field)
+            if changed is not None and changed != given:
+                lines.append(
+                    f"{field} ({given}) is overridden by {item_key} ({changed}), set at run "
+                    "time; change it with PUT /api/v2.0/configurations or the console's "
+                    "Configuration page"
+                )
+    return lines
+
+
 def _ensure_port_free(host: str, port: int) -> None:
     """Refuse to start when something already listens on ``host:port``.
 
@@ -192,6 +214,8 @@ def serve(config: Path | None, **options: Any) -> None:
     _ensure_port_free(settings.host, settings.port)
     report = _prepare(settings)
     _announce(report)
+    for line in _run(settings, lambda db: _overridden_settings(settings, db)):
+        _log.warning(line)
     if report.admin_password_ignored:
         _log.warning(
             "admin_password (DOCKYARD_ADMIN_PASSWORD) is set but was ignored: it only "

@@ -279,6 +279,22 @@ async def test_reset_password_takes_effect_in_the_running_server(
     async with make_client(app, (name, "Initial123")) as old:
         # Logged in once: the server has verified (and remembers) this password.
         assert (await old.get("/api/v2.0/users/current")).status_code == 200
+        grant = await old.post(
+            "/service/token",
+            data={
+                "grant_type": "password",
+                "username": name,
+                "password": "Initial123",
+                "service": "dockyard",
+                "access_type": "offline",
+            },
+        )
+        assert grant.status_code == 200, grant.text
+        refresh = {
+            "grant_type": "refresh_token",
+            "refresh_token": grant.json()["refresh_token"],
+            "service": "dockyard",
+        }
         weak = await _dockyard(runner, settings, "user", "reset-password", name, stdin="short\n")
         assert "the password must have" in _refused(weak)
         same = await _dockyard(
@@ -290,6 +306,8 @@ async def test_reset_password_takes_effect_in_the_running_server(
         )
         assert f"password of {name} changed" in _ok(reset)
         assert (await old.get("/api/v2.0/users/current")).status_code == 401
+        # A refresh token given for the old password is retired too.
+        assert (await old.post("/service/token", data=refresh)).status_code == 401
     async with make_client(app, (name, "Changed456")) as new:
         assert (await new.get("/api/v2.0/users/current")).status_code == 200
     missing = await _dockyard(runner, settings, "user", "reset-password", "nobody-y", stdin="X\n")
