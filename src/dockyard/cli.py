@@ -434,6 +434,8 @@ def project_delete(
     name: str, config: Path | None, data_dir: Path | None, database_url: str | None
 ) -> None:
     """Delete project NAME; refused while it holds repositories."""
+    from dockyard.audit import service as audit
+    from dockyard.audit.events import AuditEvent
     from dockyard.projects import service as projects
 
     settings = _ready(config, data_dir, database_url)
@@ -441,7 +443,10 @@ def project_delete(
     principal = _cli_principal(operator)
 
     async def work(db: Database) -> None:
-        async with db.write() as session:
+        # A refusal (the project holds repositories) is audited as a failed delete, as the
+        # API does.
+        refused = AuditEvent("delete", "project", name)
+        async with audit.failure_recorded(db, operator, refused), db.write() as session:
             found, context = await projects.resolve_project(session, principal, name, by_name=True)
             await projects.delete_project(session, principal, found, context, operator=operator)
 
@@ -568,6 +573,8 @@ def user_delete(
     name: str, config: Path | None, data_dir: Path | None, database_url: str | None
 ) -> None:
     """Delete user NAME (the built-in admin cannot be deleted); their memberships go."""
+    from dockyard.audit import service as audit
+    from dockyard.audit.events import AuditEvent
     from dockyard.iam import users
 
     settings = _ready(config, data_dir, database_url)
@@ -575,7 +582,8 @@ def user_delete(
 
     async def work(db: Database) -> None:
         user_id = await _user_id(db, name)
-        async with db.write() as session:
+        refused = AuditEvent("delete", "user", name)
+        async with audit.failure_recorded(db, operator, refused), db.write() as session:
             await users.delete_user(session, user_id, _cli_principal(operator), operator=operator)
 
     _run(settings, work)

@@ -80,6 +80,14 @@ async def _audit(state: AppState, resource: str) -> list[tuple[str, str, str, st
         ]
 
 
+async def _results(state: AppState, resource: str) -> list[tuple[str, bool]]:
+    async with state.db.read() as session:
+        rows = await session.execute(
+            select(AuditLog).where(AuditLog.resource == resource).order_by(AuditLog.id)
+        )
+        return [(r.operation, r.operation_result) for r in rows.scalars()]
+
+
 # --- help, version ----------------------------------------------------------------------
 
 
@@ -184,7 +192,8 @@ async def test_project_delete_refused_while_it_has_repositories(
     assert put.status_code == 201, put.text
     refused = _refused(await _dockyard(runner, settings, "project", "delete", name))
     assert "repositor" in refused
-    assert [row[1] for row in await _audit(state, name)] == ["create"]
+    # The refusal is audited as a failed delete, as the API's is.
+    assert await _results(state, name) == [("create", True), ("delete", False)]
 
 
 # --- users ------------------------------------------------------------------------------
@@ -227,8 +236,10 @@ async def test_user_commands_are_audited(
         runner, settings, "user", "create", _name("none"), "--email", "n@example.com", stdin=""
     )
     assert "stdin is empty" in _refused(empty)
+    failed_before = (await _results(state, "admin")).count(("delete", False))
     builtin = _refused(await _dockyard(runner, settings, "user", "delete", "admin"))
     assert "cannot be deleted" in builtin
+    assert (await _results(state, "admin")).count(("delete", False)) == failed_before + 1
     assert "does not exist" in _refused(
         await _dockyard(runner, settings, "user", "delete", "nobody-x")
     )
