@@ -182,7 +182,8 @@ database_url_option = click.option(
     "--database-url",
     metavar="URL",
     help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB; default SQLite at "
-    "DATA_DIR/dockyard.db (also DOCKYARD_DATABASE_URL, or database_url in --config).",
+    "DATA_DIR/dockyard.db. Also DOCKYARD_DATABASE_URL or database_url in --config, which "
+    "keep a password out of the process list.",
 )
 
 
@@ -266,7 +267,7 @@ def serve(config: Path | None, **options: Any) -> None:
 )
 def worker(config: Path | None, concurrency: int | None, **options: Any) -> None:
     """Run job workers only (GC, retention, webhooks…), sharing the database with
-    ``serve``. Start as many as you like, on any machine; stop with Ctrl-C or SIGTERM
+    serve. Start as many as you like, on any machine; stop with Ctrl-C or SIGTERM
     (running tasks are handed back and retried elsewhere)."""
     import signal
 
@@ -314,7 +315,7 @@ def _ready(config: Path | None, data_dir: Path | None, database_url: str | None)
 @main.command()
 @_store_options
 def migrate(config: Path | None, data_dir: Path | None, database_url: str | None) -> None:
-    """Apply database migrations (``serve`` does this too)."""
+    """Apply database migrations (serve does this too)."""
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     report = _prepare(settings)
     click.echo(f"database at revision {report.migrated_to}")
