@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import getpass
 import json
+import logging
 import os
 import socket
 import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -20,7 +25,12 @@ from dockyard.settings import Settings, load_settings
 from dockyard.system.bootstrap import PRIVATE_UMASK, BootstrapReport, prepare, secure_data_dir
 
 if TYPE_CHECKING:
+    from dockyard.audit.events import Actor
+    from dockyard.iam.policy import Principal
     from dockyard.quota.service import UsageCheck
+
+T = TypeVar("T")
+_log = logging.getLogger("dockyard.cli")
 
 
 def _settings(config: Path | None, *, log: bool = False, **overrides: Any) -> Settings:
@@ -43,15 +53,16 @@ def _settings(config: Path | None, *, log: bool = False, **overrides: Any) -> Se
     return settings
 
 
-def _prepare(settings: Settings) -> BootstrapReport:
-    """Migrate and create the first-start rows; a database that cannot be reached, logged
-    in to or opened stops the command with one line saying what to check."""
+def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` on a fresh connection pool to the settings' database. A refusal of a
+    service (``AppError``) and a database that cannot be reached, logged in to or
+    opened stop the command with one line saying what is wrong."""
     url = settings.effective_database_url
 
-    async def run() -> BootstrapReport:
+    async def run() -> T:
         db = Database(url)
         try:
-            return await prepare(settings, db)
+            return await work(db)
         finally:
             await db.dispose()
 
@@ -59,11 +70,40 @@ def _prepare(settings: Settings) -> BootstrapReport:
         return asyncio.run(run())
     except AppError as exc:
         raise click.ClickException(exc.message) from None
+    except click.ClickException:
+        raise
     except Exception as exc:
         explained = explain_database_error(exc, url)
         if explained is None:
             raise
         raise click.ClickException(explained) from None
+
+
+def _prepare(settings: Settings) -> BootstrapReport:
+    """Migrate and create the first-start rows."""
+    return _run(settings, lambda db: prepare(settings, db))
+
+
+async def _overridden_settings(settings: Settings, db: Database) -> list[str]:
+    """A line for each start-time setting given (file, variable or option) that an
+    administrator has since overridden at run time, so that it does nothing."""
+    from dockyard.settings import RUN_TIME_NAMES
+    from dockyard.system import config
+
+    lines = []
+    async with db.read() as session:
+        for item_key, field in RUN_TIME_NAMES.items():
+            if field not in settings.model_fields_set:
+                continue
+            changed = await config.run_time_value(session, item_key)
+            given = getattr(settings, field)
+            if changed is not None and changed != given:
+                lines.append(
+                    f"{field} ({given}) is overridden by {item_key} ({changed}), set at run "
+                    "time; change it with PUT /api/v2.0/configurations or the console's "
+                    "Configuration page"
+                )
+    return lines
 
 
 def _ensure_port_free(host: str, port: int) -> None:
@@ -115,30 +155,74 @@ data_dir_option = click.option(
 )
 
 
-@click.group()
+def _version() -> str:
+    try:
+        return version("dockyard")
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", "-V", prog_name="dockyard")
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """Dockyard: an enterprise container registry."""
+    """Dockyard: an enterprise container registry.
+
+    Every command reads its settings from --config (a YAML file like harbor.yml),
+    DOCKYARD_* environment variables and its options; the database is
+    DOCKYARD_DATABASE_URL (or database_url in the file), by default SQLite in the
+    data directory. Changes made here are audited with the operator cli:<OS user>."""
     # Every file and directory a command creates (database, blobs, uploads) is private
     # to this user; ASGI worker processes inherit the mask.
     previous = os.umask(PRIVATE_UMASK)
     ctx.call_on_close(lambda: os.umask(previous))
 
 
+database_url_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB; default SQLite at "
+    "DATA_DIR/dockyard.db. Also DOCKYARD_DATABASE_URL or database_url in --config, which "
+    "keep a password out of the process list.",
+)
+
+
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 5000).")
 @data_dir_option
+@database_url_option
 @config_option
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate (chain) to serve HTTPS with; needs --tls-key (default: plain HTTP).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert.",
+)
 @click.option("--workers", type=int, help="ASGI worker processes (default 1).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log messages written to stderr (default info).",
+)
 def serve(config: Path | None, **options: Any) -> None:
     """Migrate the database if needed and serve the registry."""
     settings = _settings(config, log=True, **options)
     _ensure_port_free(settings.host, settings.port)
-    _announce(_prepare(settings))
+    report = _prepare(settings)
+    _announce(report)
+    for line in _run(settings, lambda db: _overridden_settings(settings, db)):
+        _log.warning(line)
+    if report.admin_password_ignored:
+        _log.warning(
+            "admin_password (DOCKYARD_ADMIN_PASSWORD) is set but was ignored: it only "
+            "chooses admin's password when the database is created. To reset a password, "
+            "run: dockyard user reset-password admin"
+        )
 
     from granian.constants import Interfaces, Loops
     from granian.server import Server
@@ -171,14 +255,19 @@ def serve(config: Path | None, **options: Any) -> None:
 
 @main.command()
 @data_dir_option
+@database_url_option
 @config_option
 @click.option(
     "--concurrency", type=click.IntRange(1, 64), help="Tasks run at once (default: job_workers)."
 )
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log messages written to stderr (default info).",
+)
 def worker(config: Path | None, concurrency: int | None, **options: Any) -> None:
     """Run job workers only (GC, retention, webhooks…), sharing the database with
-    ``serve``. Start as many as you like, on any machine; stop with Ctrl-C or SIGTERM
+    serve. Start as many as you like, on any machine; stop with Ctrl-C or SIGTERM
     (running tasks are handed back and retried elsewhere)."""
     import signal
 
@@ -211,51 +300,351 @@ def worker(config: Path | None, concurrency: int | None, **options: Any) -> None
     asyncio.run(run())
 
 
+def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--data-dir, --database-url and --config: where a command finds the database."""
+    return data_dir_option(database_url_option(config_option(command)))
+
+
+def _ready(config: Path | None, data_dir: Path | None, database_url: str | None) -> Settings:
+    """Settings for a command that works on the database, migrated and ready."""
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    _announce(_prepare(settings))
+    return settings
+
+
 @main.command()
-@data_dir_option
-@config_option
-def migrate(config: Path | None, data_dir: Path | None) -> None:
-    """Apply database migrations (``serve`` does this too)."""
-    settings = _settings(config, data_dir=data_dir)
+@_store_options
+def migrate(config: Path | None, data_dir: Path | None, database_url: str | None) -> None:
+    """Apply database migrations (serve does this too)."""
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     report = _prepare(settings)
     click.echo(f"database at revision {report.migrated_to}")
     _announce(report)
 
 
+# --- who the CLI acts as ---------------------------------------------------------------------
+
+
+def _operator() -> Actor:
+    """The audit log's operator for a change made with the CLI: ``cli:<OS user>``
+    (``cli`` when the OS cannot name the user)."""
+    from dockyard.audit.events import Actor
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = ""
+    return Actor(f"cli:{user}" if user else "cli", "-")
+
+
+def _cli_principal(operator: Actor) -> Principal:
+    """Whoever may run the CLI on the database may do anything: a system administrator
+    that is no user (it owns nothing, and cannot be the user it deletes)."""
+    from dockyard.iam.policy import Principal
+
+    return Principal(kind="user", name=operator.name, sysadmin=True)
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+_LIST_PAGE = 100
+
+
+# --- projects --------------------------------------------------------------------------------
+
+
 @main.group()
 def project() -> None:
-    """Manage projects (until the REST API for projects lands)."""
+    """List, create and delete projects (audited as cli:<OS user>)."""
+
+
+@project.command("list")
+@_store_options
+def project_list(config: Path | None, data_dir: Path | None, database_url: str | None) -> None:
+    """List every project: name, id, whether public, repositories and owner."""
+    from dockyard.db.listing import PageRequest
+    from dockyard.projects import schemas
+    from dockyard.projects import service as projects
+
+    settings = _ready(config, data_dir, database_url)
+    principal = _cli_principal(_operator())
+
+    async def work(db: Database) -> list[schemas.Project]:
+        found: list[schemas.Project] = []
+        page = 1
+        while True:
+            async with db.read() as session:
+                views, total = await projects.list_projects(
+                    session, principal, projects.ProjectQuery(), PageRequest(page, _LIST_PAGE)
+                )
+            found += views
+            if not views or len(found) >= total:
+                return found
+            page += 1
+
+    rows = [("NAME", "ID", "PUBLIC", "REPOSITORIES", "OWNER")]
+    for view in _run(settings, work):
+        public = "yes" if view.metadata.get("public") == "true" else "no"
+        owner = view.owner_name or "-"
+        rows.append((view.name, str(view.project_id), public, str(view.repo_count), owner))
+    _table(rows)
 
 
 @project.command("create")
 @click.argument("name")
 @click.option("--public", is_flag=True, help="Anyone, anonymous users included, may pull.")
-@data_dir_option
-@config_option
-def project_create(name: str, public: bool, config: Path | None, data_dir: Path | None) -> None:
-    """Create project NAME, owned by admin."""
-    from dockyard.iam import repository as users
-    from dockyard.projects.service import create_project
+@_store_options
+def project_create(
+    name: str,
+    public: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Create project NAME, owned by the first system administrator."""
+    from dockyard.projects import schemas
+    from dockyard.projects import service as projects
 
-    settings = _settings(config, data_dir=data_dir)
-    _announce(_prepare(settings))
+    settings = _ready(config, data_dir, database_url)
+    operator = _operator()
 
-    async def run() -> int:
-        db = Database(settings.effective_database_url)
-        try:
-            async with db.write() as session:
-                admin = await users.find_user_by_name(session, "admin")
-                assert admin is not None
-                created = await create_project(session, name, owner_id=admin.user_id, public=public)
-                return created.project_id
-        finally:
-            await db.dispose()
+    async def work(db: Database) -> int:
+        async with db.write() as session:
+            created = await projects.create_project_for(
+                session,
+                _cli_principal(operator),
+                schemas.ProjectReq(project_name=name, public=public),
+                operator=operator,
+            )
+            return created.project_id
 
-    try:
-        project_id = asyncio.run(run())
-    except AppError as exc:
-        raise click.ClickException(exc.message) from None
+    project_id = _run(settings, work)
     click.echo(f"created {'public' if public else 'private'} project {name} (id {project_id})")
+
+
+@project.command("delete")
+@click.argument("name")
+@_store_options
+def project_delete(
+    name: str, config: Path | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Delete project NAME; refused while it holds repositories."""
+    from dockyard.audit import service as audit
+    from dockyard.audit.events import AuditEvent
+    from dockyard.projects import service as projects
+
+    settings = _ready(config, data_dir, database_url)
+    operator = _operator()
+    principal = _cli_principal(operator)
+
+    async def work(db: Database) -> None:
+        # A refusal (the project holds repositories) is audited as a failed delete, as the
+        # API does.
+        refused = AuditEvent("delete", "project", name)
+        async with audit.failure_recorded(db, operator, refused), db.write() as session:
+            found, context = await projects.resolve_project(session, principal, name, by_name=True)
+            await projects.delete_project(session, principal, found, context, operator=operator)
+
+    _run(settings, work)
+    click.echo(f"deleted project {name}")
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """List, create and delete users, make them administrators, reset passwords
+    (audited as cli:<OS user>)."""
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def _read_password(prompt: str) -> str:
+    """On a terminal: asked twice, not echoed. Otherwise: the first line of stdin
+    (``echo "$PASSWORD" | dockyard user reset-password NAME``)."""
+    if _stdin_is_tty():
+        entered = click.prompt(prompt, hide_input=True, confirmation_prompt=True, err=True)
+        return str(entered)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.ClickException("no password given: stdin is empty")
+    return line.rstrip("\r\n")
+
+
+async def _user_id(db: Database, name: str) -> int:
+    from dockyard.errors import NotFoundError
+    from dockyard.iam import repository as users_repo
+
+    async with db.read() as session:
+        found = await users_repo.find_user_by_name(session, name)
+    if found is None:
+        raise NotFoundError(f"user {name} does not exist")
+    return found.user_id
+
+
+@user.command("list")
+@_store_options
+def user_list(config: Path | None, data_dir: Path | None, database_url: str | None) -> None:
+    """List users: name, id, e-mail and whether each is a system administrator."""
+    from dockyard.db.listing import PageRequest
+    from dockyard.iam import users
+
+    settings = _ready(config, data_dir, database_url)
+
+    async def work(db: Database) -> list[tuple[str, ...]]:
+        rows: list[tuple[str, ...]] = []
+        page = 1
+        while True:
+            async with db.read() as session:
+                found, total = await users.list_users(
+                    session, [], "username", PageRequest(page, _LIST_PAGE)
+                )
+                rows += [
+                    (u.username, str(u.user_id), u.email or "-", "yes" if u.sysadmin_flag else "no")
+                    for u in found
+                ]
+            if not found or len(rows) >= total:
+                return rows
+            page += 1
+
+    _table([("USERNAME", "ID", "EMAIL", "ADMIN"), *_run(settings, work)])
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--email", required=True, help="The user's e-mail address (required, unique).")
+@click.option("--realname", help="Full name shown in the console (default: NAME).")
+@click.option("--comment", default="", help="A note about the user.")
+@click.option("--admin", is_flag=True, help="Make the user a system administrator.")
+@_store_options
+def user_create(
+    name: str,
+    email: str,
+    realname: str | None,
+    comment: str,
+    admin: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Create local user NAME. The password is asked twice on a terminal, else read
+    from the first line of stdin; it must have 8 to 256 characters with an upper-case
+    letter, a lower-case letter and a digit."""
+    from dockyard.iam import users
+
+    settings = _ready(config, data_dir, database_url)
+    password = _read_password(f"Password for {name}")
+    operator = _operator()
+
+    async def work(db: Database) -> int:
+        async with db.write() as session:
+            created = await users.create_user(
+                session,
+                username=name,
+                email=email,
+                realname=realname or name,
+                comment=comment,
+                password=password,
+                robot_prefix=settings.robot_name_prefix,
+                operator=operator,
+            )
+            if admin:
+                await users.set_sysadmin(
+                    session, created.user_id, True, _cli_principal(operator), operator=operator
+                )
+            return created.user_id
+
+    user_id = _run(settings, work)
+    click.echo(f"created {'administrator' if admin else 'user'} {name} (id {user_id})")
+
+
+@user.command("delete")
+@click.argument("name")
+@_store_options
+def user_delete(
+    name: str, config: Path | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Delete user NAME (the built-in admin cannot be deleted); their memberships go."""
+    from dockyard.audit import service as audit
+    from dockyard.audit.events import AuditEvent
+    from dockyard.iam import users
+
+    settings = _ready(config, data_dir, database_url)
+    operator = _operator()
+
+    async def work(db: Database) -> None:
+        user_id = await _user_id(db, name)
+        refused = AuditEvent("delete", "user", name)
+        async with audit.failure_recorded(db, operator, refused), db.write() as session:
+            await users.delete_user(session, user_id, _cli_principal(operator), operator=operator)
+
+    _run(settings, work)
+    click.echo(f"deleted user {name}")
+
+
+@user.command("set-admin")
+@click.argument("name")
+@click.option("--unset", is_flag=True, help="Take the administrator role away instead.")
+@_store_options
+def user_set_admin(
+    name: str,
+    unset: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Make user NAME a system administrator (with --unset: no longer one)."""
+    from dockyard.iam import users
+
+    settings = _ready(config, data_dir, database_url)
+    operator = _operator()
+
+    async def work(db: Database) -> None:
+        user_id = await _user_id(db, name)
+        async with db.write() as session:
+            await users.set_sysadmin(
+                session, user_id, not unset, _cli_principal(operator), operator=operator
+            )
+
+    _run(settings, work)
+    click.echo(f"{name} is {'no longer' if unset else 'now'} a system administrator")
+
+
+@user.command("reset-password")
+@click.argument("name")
+@_store_options
+def user_reset_password(
+    name: str, config: Path | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Set a new password for user NAME, e.g. a lost admin password. Asked twice on a
+    terminal, else read from the first line of stdin; the password policy applies.
+    Safe while the server runs: it takes effect at once on every node, and the user's
+    console sessions and refresh tokens end."""
+    from dockyard.iam import users
+
+    settings = _ready(config, data_dir, database_url)
+    password = _read_password(f"New password for {name}")
+    operator = _operator()
+
+    async def work(db: Database) -> None:
+        user_id = await _user_id(db, name)
+        async with db.write() as session:
+            await users.set_password(session, user_id, password, None, operator=operator)
+
+    _run(settings, work)
+    click.echo(f"password of {name} changed")
+
+
+# --- quotas ----------------------------------------------------------------------------------
 
 
 @main.group()
@@ -263,7 +652,37 @@ def quota() -> None:
     """Check project storage quotas."""
 
 
-_RECOMPUTE_BATCH = 500
+_RECOMPUTE_BATCH = 100
+
+
+class _Progress:
+    """Progress of long work on stderr: one line rewritten in place on a terminal,
+    else a line every ``interval`` seconds (and a last one when any was written)."""
+
+    interval = 10.0
+
+    def __init__(self, verb: str, noun: str, total: int, stream: TextIO | None = None) -> None:
+        self.verb, self.noun, self.total = verb, noun, total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = self.last = time.monotonic()
+        self.shown = False
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        final = done >= self.total
+        if self.tty:
+            percent = 100 * done // self.total if self.total else 100
+            self.stream.write(f"\r{self.verb} {done} of {self.total} {self.noun} ({percent}%)")
+            if final:
+                self.stream.write("\n")
+            self.stream.flush()
+            self.shown = True
+        elif now - self.last >= self.interval or (final and self.shown):
+            elapsed = now - self.started
+            self.stream.write(f"{self.verb} {done} of {self.total} {self.noun} ({elapsed:.0f} s)\n")
+            self.stream.flush()
+            self.last, self.shown = now, True
 
 
 @quota.command("recompute")
@@ -274,50 +693,47 @@ _RECOMPUTE_BATCH = 500
     help="Check only this project (repeat for several); default every project.",
 )
 @click.option("--fix", is_flag=True, help="Store the recomputed usage where it differs.")
-@data_dir_option
-@config_option
+@_store_options
 def quota_recompute(
-    names: tuple[str, ...], fix: bool, config: Path | None, data_dir: Path | None
+    names: tuple[str, ...],
+    fix: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
 ) -> None:
     """Recompute every project's storage usage from its blobs and compare it with the
     stored number. Exits 0 when all agree, 1 when some differ (also with --fix, which
-    then stores the recomputed numbers)."""
+    then stores the recomputed numbers). Progress goes to stderr."""
     from dockyard.quota import repository as quota_repo
     from dockyard.quota import service as quotas
 
-    settings = _settings(config, data_dir=data_dir)
-    _announce(_prepare(settings))
+    settings = _ready(config, data_dir, database_url)
 
-    async def run() -> list[quotas.UsageCheck]:
-        db = Database(settings.effective_database_url)
-        try:
+    async def work(db: Database) -> list[quotas.UsageCheck]:
+        async with db.read() as session:
+            projects = await quota_repo.live_projects(session, list(names) if names else None)
+        unknown = sorted(set(names) - {name for _, name in projects})
+        if unknown:
+            raise click.BadParameter(
+                f"no such project: {', '.join(unknown)}", param_hint="--project"
+            )
+        checks: list[quotas.UsageCheck] = []
+        progress = _Progress("checked", "projects", len(projects))
+        for start in range(0, len(projects), _RECOMPUTE_BATCH):
+            batch = projects[start : start + _RECOMPUTE_BATCH]
             async with db.read() as session:
-                projects = await quota_repo.live_projects(session, list(names) if names else None)
-            unknown = sorted(set(names) - {name for _, name in projects})
-            if unknown:
-                raise click.BadParameter(
-                    f"no such project: {', '.join(unknown)}", param_hint="--project"
-                )
-            checks: list[quotas.UsageCheck] = []
-            for start in range(0, len(projects), _RECOMPUTE_BATCH):
-                batch = projects[start : start + _RECOMPUTE_BATCH]
-                async with db.read() as session:
-                    checks += await quotas.check_usage(session, batch)
-                if len(projects) > _RECOMPUTE_BATCH:
-                    click.echo(f"checked {len(checks)} of {len(projects)} projects", err=True)
-            if fix:
-                for check in checks:
-                    if not check.agrees:
-                        async with db.write() as session:
-                            await quotas.fix_usage(session, check.project_id)
-            return checks
-        finally:
-            await db.dispose()
+                checks += await quotas.check_usage(session, batch)
+            progress.update(len(checks))
+        if fix:
+            differing = [check for check in checks if not check.agrees]
+            fixing = _Progress("fixed", "projects", len(differing))
+            for done, check in enumerate(differing, 1):
+                async with db.write() as session:
+                    await quotas.fix_usage(session, check.project_id)
+                fixing.update(done)
+        return checks
 
-    try:
-        checks = asyncio.run(run())
-    except AppError as exc:
-        raise click.ClickException(exc.message) from None
+    checks = _run(settings, work)
     _usage_table(checks)
     differing = [check for check in checks if not check.agrees]
     if not differing:

@@ -19,6 +19,31 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dockyard.errors import ConfigurationError
 
 CONFIG_FILE_ENV = "DOCKYARD_CONFIG"
+# Items of ``/configurations`` that only an administrator changes at run time (they live
+# in the database, so every node sees a change at once); a test keeps this in step with
+# ``system/config.py``. Named in a settings file, they get a message saying where they go.
+RUN_TIME_ITEMS = frozenset(
+    {
+        "auth_mode",
+        "self_registration",
+        "project_creation_restriction",
+        "robot_token_duration",
+        "banner_message",
+        "storage_per_project",
+        "quota_per_project_enable",
+        "notification_enable",
+        "disabled_audit_log_event_types",
+        "audit_log_forward_endpoint",
+        "skip_audit_log_database",
+    }
+)
+# Run-time items whose start-time value is a setting here under another name.
+RUN_TIME_NAMES = {
+    "token_expiration": "token_expiration_minutes",
+    "session_timeout": "session_timeout_minutes",
+}
+_RUN_TIME_PLACE = "PUT /api/v2.0/configurations or the console's Configuration page"
+
 # The YAML file of the settings being built now (set by ``load_settings``).
 _config_file: ContextVar[str | None] = ContextVar("dockyard_config_file", default=None)
 
@@ -230,6 +255,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def _problem(where: str, kind: str, message: str) -> str:
+    """What is wrong with one setting, naming where it can be changed when it is not here."""
+    if kind == "extra_forbidden" and where in RUN_TIME_ITEMS:
+        return f"not a start-time setting; change it at run time with {_RUN_TIME_PLACE}"
+    if kind == "extra_forbidden" and where in RUN_TIME_NAMES:
+        return (
+            f"not a setting here; the start-time default is {RUN_TIME_NAMES[where]}, and "
+            f"{where} is changed at run time with {_RUN_TIME_PLACE}"
+        )
+    return message.removeprefix("Value error, ")
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build settings, turning validation errors into one readable message.
 
@@ -243,7 +280,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{where}: {_problem(where, err['type'], err['msg'])}")
         source = "(from --config, DOCKYARD_* variables or options)"
         if len(problems) == 1:  # one line for one mistake
             raise ConfigurationError(f"invalid setting {source}: {problems[0]}") from None

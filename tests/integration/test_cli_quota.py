@@ -22,7 +22,7 @@ from tests.integration.registry_helpers import (
 from tests.support.postgres import postgres_admin_url, temporary_database
 
 from dockyard.app import create_app
-from dockyard.cli import main
+from dockyard.cli import _Progress, main
 from dockyard.db.engine import Database
 from dockyard.projects.service import create_project
 from dockyard.quota import repository as quota_repo
@@ -129,7 +129,7 @@ def _row(result: Result, project: str) -> list[str]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_recompute_agrees_then_finds_and_fixes_tampering(
-    runner: CliRunner, tmp_path: Path, backend: str
+    runner: CliRunner, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def scenario(env: dict[str, str]) -> None:
         settings = Settings(
@@ -191,11 +191,14 @@ def test_recompute_agrees_then_finds_and_fixes_tampering(
         assert unknown.exit_code == 2
         assert "no such project: nope" in unknown.output
 
-        # Many projects: progress as it goes.
+        # Many projects: progress as it goes, on stderr.
         _in_loop(lambda: _seed_projects(settings, 600))
+        # A progress line after every batch (not only every 10 s), so the test sees them.
+        monkeypatch.setattr(_Progress, "interval", 0.0)
         many = recompute()
         assert many.exit_code == 0, many.output[-500:]
-        assert "checked 500 of 604 projects" in many.output
+        for done in (100, 500, 604):
+            assert f"checked {done} of 604 projects" in many.stderr
         assert "all 604 projects agree" in many.output
 
     env = {"DOCKYARD_ADMIN_PASSWORD": PASSWORD}

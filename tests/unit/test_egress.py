@@ -58,7 +58,9 @@ def test_defaults_refuse_metadata_link_local_and_loopback_and_allow_private_and_
     for address in ("10.0.0.1", "192.168.0.10", "fd00::1", "8.8.8.8", "2001:4860::8888"):
         assert refused(DEFAULT, address) is None, address
     message = refused(DEFAULT, "127.0.0.1")
-    assert message == "127.0.0.1 is a loopback address (set egress_allow_loopback to allow it)"
+    assert message == (
+        "127.0.0.1 is a loopback address (set egress_allow_loopback in dockyard.yml to allow it)"
+    )
 
 
 def test_settings_open_loopback_close_private_and_refine_with_networks() -> None:
@@ -73,7 +75,8 @@ def test_settings_open_loopback_close_private_and_refine_with_networks() -> None
     assert refused(policy, "::1") is None
     assert refused(policy, "127.0.0.2") == "127.0.0.2 is in egress_denied_networks"
     assert (
-        refused(policy, "10.1.1.1") == "10.1.1.1 is a private address (egress_allow_private is off)"
+        refused(policy, "10.1.1.1")
+        == "10.1.1.1 is a private address (egress_allow_private is off in dockyard.yml)"
     )
     assert refused(policy, "10.20.1.1") is None  # allowed network
     assert refused(policy, "10.20.30.1") == "10.20.30.1 is in egress_denied_networks"  # denied wins

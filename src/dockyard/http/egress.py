@@ -172,8 +172,8 @@ class EgressPolicy:
         if kind == "loopback" and self.allow_loopback:
             return None
         setting = {
-            "private": " (egress_allow_private is off)",
-            "loopback": " (set egress_allow_loopback to allow it)",
+            "private": " (egress_allow_private is off in dockyard.yml)",
+            "loopback": " (set egress_allow_loopback in dockyard.yml to allow it)",
         }.get(kind, "")
         article = "an" if kind[0] in "aeiou" else "a"
         return f"{article} {kind} address{setting}"
@@ -204,5 +204,5 @@ class EgressPolicy:
         if loopback_refused and (name == "localhost" or name.endswith(".localhost")):
             raise EgressRefused(
                 f"refused by the egress policy: {name} is a loopback name"
-                " (set egress_allow_loopback to allow it)"
+                " (set egress_allow_loopback in dockyard.yml to allow it)"
             )

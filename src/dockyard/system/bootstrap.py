@@ -35,6 +35,8 @@ class BootstrapReport:
     migrated_to: str | None
     generated_admin_password: str | None
     """Set only when this start created ``admin`` with a random password."""
+    admin_password_ignored: bool = False
+    """``admin_password`` was set but ``admin`` already existed, so it changed nothing."""
 
 
 async def prepare(settings: Settings, database: Database) -> BootstrapReport:
@@ -46,16 +48,19 @@ async def prepare(settings: Settings, database: Database) -> BootstrapReport:
     _create_sqlite_file(database)
     async with database.startup_lock():
         before, after = await migrate(database)
-        generated = await _first_start_rows(settings, database)
-    return BootstrapReport(before, after, generated)
+        generated, created = await _first_start_rows(settings, database)
+    ignored = settings.admin_password is not None and not created
+    return BootstrapReport(before, after, generated, ignored)
 
 
-async def _first_start_rows(settings: Settings, database: Database) -> str | None:
+async def _first_start_rows(settings: Settings, database: Database) -> tuple[str | None, bool]:
     """Create ``admin``, ``library`` and the token key where missing; returns the
-    generated admin password when this call created ``admin`` with one."""
+    generated admin password when this call created ``admin`` with one, and whether
+    this call created ``admin``."""
     async with database.read() as session:
         exists = await session.scalar(select(User.user_id).where(User.username == "admin"))
     generated: str | None = None
+    created = False
     password_hash = None
     if exists is None:
         # Hash outside the write transaction: the slow KDF must not hold the write lock.
@@ -77,7 +82,8 @@ async def _first_start_rows(settings: Settings, database: Database) -> str | Non
                     ["username"],
                 )
             )
-            if getattr(inserted, "rowcount", 0) != 1:
+            created = getattr(inserted, "rowcount", 0) == 1
+            if not created:
                 generated = None  # someone else made admin first; their password stands
         admin_id = await session.scalar(select(User.user_id).where(User.username == "admin"))
         assert admin_id is not None
@@ -88,7 +94,7 @@ async def _first_start_rows(settings: Settings, database: Database) -> str | Non
                 session, Property, {"k": TOKEN_KEY_PROPERTY, "v": generate_signing_key()}, ["k"]
             )
         )
-    return generated
+    return generated, created
 
 
 def _create_sqlite_file(database: Database) -> None:

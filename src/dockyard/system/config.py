@@ -329,6 +329,11 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
     parsed: dict[str, ConfigValue] = {}
     for key, raw in changes.items():
         item = ITEMS.get(key)
+        if item is None and key in Settings.model_fields:
+            raise BadRequestError(
+                f"{key} is a start-time setting, not a configuration item: set it in "
+                f"dockyard.yml (or DOCKYARD_{key.upper()}) and restart"
+            )
         if item is None:
             raise BadRequestError(
                 f"{key} is not a configuration item Dockyard has; "
@@ -336,7 +341,8 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
             )
         if not item.editable:
             raise BadRequestError(
-                f"{key} cannot be changed at run time; set it in dockyard.yml"
+                f"{key} cannot be changed at run time; set it in dockyard.yml "
+                f"(or DOCKYARD_{key.upper()}) and restart"
                 if item.from_settings is not None
                 else f"{key} cannot be changed"
             )
