@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.console import i18n
+from dockyard.console.kinds import KINDS
 from dockyard.console.navigation import ADMIN_SECTIONS, PROJECT_TABS
 from dockyard.console.web import TEMPLATE_DIR
 
@@ -20,6 +21,7 @@ FLASH = re.compile(r"""["'](flash\.[a-z_]+|signin\.[a-z_]+)["']""")
 EXPANSIONS = {
     "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],
     "artifact.accessory.": ["signature.cosign", "signature.notation", "harbor.sbom", "other"],
+    "artifact.kind.": list(KINDS),
     "audit.": ["username", "resource", "resource_type", "operation"],
     "error.status.": ["400", "401", "403", "404", "409", "412", "413", "429"],
     "project.tab.": [entry.key for entry in PROJECT_TABS],
@@ -89,9 +91,10 @@ def test_dates_and_sizes_are_localised() -> None:
     when = datetime(2026, 3, 7, 9, 5, tzinfo=UTC)
     assert _translator("en").datetime(when) == "Mar 7, 2026, 09:05"
     assert _translator("zh-CN").datetime(when) == "2026年3月7日 09:05"
-    assert _translator("en").size(1536) == "1.5 KiB"
-    assert _translator("en").size(123) == "123 B"
-    assert _translator("en").size(5 * 1024**3) == "5 GiB"
+    # A no-break space between number and unit, so a size never wraps mid-value.
+    assert _translator("en").size(1536) == "1.5\u00a0KiB"
+    assert _translator("en").size(123) == "123\u00a0B"
+    assert _translator("en").size(5 * 1024**3) == "5\u00a0GiB"
     assert _translator("en").size(-1) == "unlimited"
     assert _translator("zh-CN").size(-1) == "无限制"
     assert _translator("en").number(1234567) == "1,234,567"

@@ -101,7 +101,7 @@ class Translator:
             amount /= 1024
             unit += 1
         number = f"{int(amount):,}" if unit == 0 else f"{amount:,.2f}".rstrip("0").rstrip(".")
-        return f"{number} {_UNITS[unit]}"
+        return f"{number}\u00a0{_UNITS[unit]}"  # no-break space: "1.39 KiB" never splits
 
     def number(self, value: int) -> str:
         return f"{value:,}"

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dockyard.audit.events import Actor
-from dockyard.console import i18n, navigation
+from dockyard.console import i18n, kinds, navigation
 from dockyard.db.listing import PageRequest, parse_page
 from dockyard.errors import (
     AppError,
@@ -89,6 +89,8 @@ class Console:
         self.templates.filters["utc"] = _from_timestamp
         self.templates.filters["colour"] = _colour
         self.templates.globals["usage_percent"] = usage_percent
+        self.templates.globals["artifact_kind"] = kinds.artifact_kind
+        self.templates.globals["accessory_kind"] = kinds.accessory_kind
         self.catalogues = i18n.load_catalogues()
 
     def translator(self, language: str) -> i18n.Translator:
