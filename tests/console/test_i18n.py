@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 
 from dockyard.console import i18n
+from dockyard.console.admin import system_catalogue
 from dockyard.console.kinds import KINDS
 from dockyard.console.navigation import ADMIN_SECTIONS, PROJECT_TABS
+from dockyard.console.projects import robot_catalogue
 from dockyard.console.web import TEMPLATE_DIR
 
 CONSOLE_DIR = Path(i18n.__file__).parent
 LITERAL = re.compile(r"""\bt\(\s*["']([A-Za-z0-9_.\-]+)["']""")
 DYNAMIC = re.compile(r"""\bt\(\s*["']([A-Za-z0-9_.\-]+\.)["']\s*~""")
-FLASH = re.compile(r"""["'](flash\.[a-z_]+|signin\.[a-z_]+)["']""")
+FLASH = re.compile(r"""["'](flash\.[a-z_]+|signin\.[a-z_]+|error\.detail\.[a-z_]+)["']""")
 # Keys templates build from a prefix and a value, with every value they can take.
 EXPANSIONS = {
     "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],
@@ -42,6 +44,13 @@ def used_keys() -> set[str]:
             keys |= {prefix + value for value in EXPANSIONS[prefix]}
     for module in CONSOLE_DIR.glob("*.py"):
         keys |= set(FLASH.findall(module.read_text("utf-8")))
+    # The robot permission grid names every grantable resource and action in words.
+    for resource, actions in (*robot_catalogue(), *system_catalogue()):
+        keys.add(f"robot.resource.{resource}")
+        keys |= {f"robot.action.{action}" for action in actions}
+    # A message's singular (``<key>.one``) is used wherever the message is.
+    english = i18n.load_catalogues()["en"]
+    keys |= {key + ".one" for key in keys if key + ".one" in english}
     return keys
 
 
@@ -105,3 +114,24 @@ def test_placeholders_take_arguments_and_missing_ones_stay_visible() -> None:
     assert t("flash.project_created", name="demo") == "Project demo was created."
     assert t("flash.project_created") == "Project {name} was created."
     assert t("no.such.key") == "no.such.key"
+
+
+def test_singular_where_the_language_has_one() -> None:
+    english, chinese = _translator("en"), _translator("zh-CN")
+    assert english("retention.tpl.latest_pushed", n=1) == "retain the most recently pushed artifact"
+    assert (
+        english("retention.tpl.latest_pushed", n=3) == "retain the most recently pushed 3 artifacts"
+    )
+    assert english("system.minutes", n="1") == "1 minute"
+    assert chinese("retention.tpl.latest_pushed", n=1) == "保留最近推送的 1 个 Artifact"
+
+
+def test_robot_permissions_in_words() -> None:
+    english, chinese = _translator("en"), _translator("zh-CN")
+    assert english.permission_resource("notification-policy") == "Webhooks"
+    assert english.permission_action("pull") == "Pull"
+    assert chinese.permission_resource("repository") == "仓库"
+    assert chinese.permission_action("push") == "推送"
+    for resource, actions in robot_catalogue():
+        assert chinese.permission_resource(resource) != resource
+        assert all(chinese.permission_action(action) != action for action in actions)

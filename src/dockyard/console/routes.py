@@ -8,7 +8,7 @@ component can be ``-``).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -42,8 +42,17 @@ def console_routes() -> list[BaseRoute]:
     async def home(request: Request) -> Response:
         return RedirectResponse(PREFIX + "/projects", status_code=303)
 
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico on every page whatever the <link> says.
+        return FileResponse(
+            STATIC_DIR / "favicon.ico",
+            media_type="image/x-icon",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     return [
         Route("/", home, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         Route(PREFIX, home, methods=["GET"]),
         Route(PREFIX + "/", home, methods=["GET"]),
         Mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
