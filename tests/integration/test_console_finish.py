@@ -12,10 +12,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import event
 from starlette.applications import Starlette
 from tests.console.helpers import sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, push_image
+
+from dockyard.http.state import AppState
+from dockyard.iam.policy import Principal
+from dockyard.system import overview
 
 
 @pytest.fixture
@@ -173,3 +178,95 @@ async def test_the_favicon_is_served(app: Starlette) -> None:
         assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
         page = await client.get("/harbor/sign-in")
         assert '<link rel="icon" href="/favicon.ico"' in page.text
+
+
+PASSWORD = "Passw0rd!x"
+
+
+async def _new_user(admin: httpx.AsyncClient) -> tuple[str, int]:
+    name = f"u{uuid.uuid4().hex[:8]}"
+    made = await admin.post(
+        "/api/v2.0/users",
+        json={
+            "username": name,
+            "email": f"{name}@example.org",
+            "realname": name,
+            "password": PASSWORD,
+        },
+    )
+    assert made.status_code == 201, made.text
+    user_id = int(made.headers["location"].rsplit("/", 1)[1])
+    return name, user_id
+
+
+async def test_the_dashboard_is_the_landing_page(
+    app: Starlette, console: tuple[httpx.AsyncClient, str], project: str, admin: httpx.AsyncClient
+) -> None:
+    client, _ = console
+    assert (await client.get("/")).headers["location"] == "/harbor/dashboard"
+    await push_image(admin, f"{project}/app", "v1")
+    await push_image(admin, f"{project}/app", "v2", seed=b"two")
+    other = f"o{uuid.uuid4().hex[:10]}"
+    assert (await admin.post("/api/v2.0/projects", json={"project_name": other})).status_code == 201
+    await push_image(admin, f"{other}/hidden", "secret")
+    # A member sees their project, its pushes (newest first) and its storage; not the other's.
+    name, _ = await _new_user(admin)
+    added = await admin.post(
+        f"/api/v2.0/projects/{project}/members",
+        json={"role_id": 3, "member_user": {"username": name}},
+    )
+    assert added.status_code == 201, added.text
+    async with make_client(app) as member:
+        await sign_in(member, name, PASSWORD)
+        for language, title in (("en", "Overview"), ("zh-CN", "概览")):
+            member.cookies.set("dy_lang", language)
+            page = await member.get("/harbor/dashboard")
+            assert page.status_code == 200
+            assert f"<h1>{title}</h1>" in page.text
+        member.cookies.delete("dy_lang")
+        page = await member.get("/harbor/dashboard")
+        assert re.search(r'data-testid="my-project-count">1<', page.text)
+        pushes = page.text.split('data-testid="recent-pushes"')[1]
+        assert pushes.index(">v2<") < pushes.index(">v1<")
+        assert f"{project}/app" in pushes and other not in page.text
+        assert 'data-testid="system-users"' not in page.text
+        assert 'data-testid="dashboard-queues"' not in page.text
+        storage = re.search(r'data-testid="my-storage">([^<]+)<', page.text)
+        assert storage is not None and storage.group(1) != "0\u00a0B"
+    # An administrator also sees the system's totals and the job queues.
+    page = await client.get("/harbor/dashboard")
+    assert (
+        'data-testid="system-users"' in page.text and 'data-testid="dashboard-queues"' in page.text
+    )
+    assert 'data-testid="system-repositories"' in page.text
+    assert 'aria-current="page">Overview<' in page.text.replace('data-nav="dashboard" ', "")
+
+
+async def test_the_overview_takes_a_few_indexed_queries(
+    state: AppState, project: str, admin: httpx.AsyncClient
+) -> None:
+    for n in range(3):
+        await push_image(admin, f"{project}/r{n}", "v1", seed=str(n).encode())
+    principal = Principal(kind="user", name="admin", user_id=1, sysadmin=True)
+    statements: list[tuple[str, object]] = []
+
+    def record(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        statements.append((statement, params))
+
+    async with state.db.read() as session:
+        connection = await session.connection()
+        event.listen(connection.sync_connection, "before_cursor_execute", record)
+        try:
+            seen = await overview.overview(session, principal)
+        finally:
+            event.remove(connection.sync_connection, "before_cursor_execute", record)
+        assert seen.pushes and seen.projects
+        assert len(statements) <= 6, [s for s, _ in statements]
+        if state.db.dialect == "sqlite":
+            # Every read of the artifact table is an index search, never a scan.
+            for statement, params in statements:
+                if " artifact" not in statement:
+                    continue
+                plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+                details = " | ".join(str(row[-1]) for row in plan)
+                assert "SCAN artifact" not in details, details
