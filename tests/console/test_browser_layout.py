@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 from tests.console.test_browser import api, push, shoot, sign_in
 from tests.support.oci_layout import ImageInfo, make_image_layout
 from tests.support.server import DockyardServer
@@ -189,6 +189,16 @@ def test_every_page_at_laptop_and_phone_widths(
         if (viewport, lang, theme) == (LAPTOP, "en", "light"):
             page.goto("/harbor/dashboard")
             shoot(page, screenshots, "dashboard-en")
+        if viewport is PHONE:
+            # After an in-place (htmx-boosted) page swap the tables are stacked too, and the
+            # current project tab is scrolled into view.
+            page.goto("/harbor/dashboard")
+            page.locator("[data-nav-toggle]").click()
+            page.locator('#sidebar a[href="/harbor/projects"]').click()
+            expect(page.locator("table.stack tbody tr").first).to_be_visible()
+            page.goto(f"/harbor/projects/{site['project']}/configuration")
+            current = page.locator('.tabs [aria-current="page"]').bounding_box()
+            assert current is not None and current["x"] + current["width"] <= PHONE["width"]
         if (viewport, lang, theme) == (PHONE, "zh-CN", "dark"):
             page.goto(_pages(site)[4])
             shoot(page, screenshots, "repository-phone-zh-dark")

@@ -80,8 +80,20 @@
       table.classList.add("stack");
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { localTimes(document); stackTables(document); });
+  // Project tabs scroll sideways on a narrow screen: bring the current one into view.
+  function showCurrentTab(root) {
+    const current = root.querySelector && root.querySelector(".tabs [aria-current]");
+    if (current && current.parentElement) {
+      const bar = current.parentElement;
+      bar.scrollLeft = current.offsetLeft - (bar.clientWidth - current.offsetWidth) / 2;
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document); stackTables(document); showCurrentTab(document);
+  });
   document.addEventListener("htmx:load", function (event) {
-    if (event.target instanceof Element) { localTimes(event.target); stackTables(event.target); }
+    if (event.target instanceof Element) {
+      localTimes(event.target); stackTables(event.target); showCurrentTab(event.target);
+    }
   });
 })();
