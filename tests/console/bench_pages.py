@@ -65,6 +65,7 @@ async def run(
                 hot_inner, small_inner = hot.split("/", 1)[1], small.split("/", 1)[1]
                 last = min(500, layout.hot // 15)
                 pages = {
+                    "overview (administrator)": "/harbor/dashboard",
                     "projects list": "/harbor/projects",
                     "project summary": "/harbor/projects/bench",
                     "repositories page 1": "/harbor/projects/bench/repositories",

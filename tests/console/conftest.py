@@ -19,7 +19,7 @@ from tests.support.skopeo import Skopeo
 
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_MODULES = ("test_browser",)
-DESKTOP = {"width": 1280, "height": 800}
+DESKTOP = {"width": 1366, "height": 768}  # a common laptop screen (issue 15 checks this width)
 PHONE = {"width": 390, "height": 844}
 
 

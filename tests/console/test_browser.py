@@ -23,8 +23,9 @@ def sign_in(page: Page, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/harbor/projects$"))
+    expect(page).to_have_url(re.compile(r"/harbor/dashboard$"))  # the overview is the landing page
     expect(page.get_by_test_id("user-menu")).to_contain_text(username)
+    page.goto("/harbor/projects")
 
 
 def api(server: DockyardServer) -> httpx.Client:

@@ -410,7 +410,7 @@ async def test_retention_rules_and_a_dry_run_with_task_logs(
     created = await client.post(f"{base}/rules", data={"_csrf": csrf, **rule})
     page = await follow(client, created)
     assert flash(page) == "The retention rule was saved."
-    assert "retain the most recently pushed 1 artifacts" in page.text
+    assert "retain the most recently pushed artifact" in page.text
     policy_id = int(
         (await admin.get(f"/api/v2.0/projects/{project}")).json()["metadata"]["retention_id"]
     )

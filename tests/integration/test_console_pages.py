@@ -59,6 +59,7 @@ async def test_every_page_answers(
         0
     ]["digest"]
     pages = [
+        "/harbor/dashboard",
         "/harbor/projects",
         "/harbor/projects?q=c&sort=-created&page=1",
         f"/harbor/projects/{project}",
@@ -100,7 +101,7 @@ async def test_every_page_answers(
     # The other faces still answer at their paths.
     assert (await client.get("/api/v2.0/ping")).status_code == 200
     assert (await client.get("/v2/")).status_code == 401
-    assert (await client.get("/")).headers["location"] == "/harbor/projects"
+    assert (await client.get("/")).headers["location"] == "/harbor/dashboard"
 
 
 async def test_hostile_names_are_escaped(

@@ -121,7 +121,7 @@ async def test_sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(app: Star
     async with make_client(app) as client:
         page = await client.get("/harbor/sign-in?next=https://evil.example/")
         token = form_token(page.text)
-        assert 'value="/harbor/projects"' in page.text  # the foreign next is dropped
+        assert 'value="/harbor/dashboard"' in page.text  # the foreign next is dropped
         refused = await client.post(
             "/harbor/sign-in",
             data={"_csrf": "forged", "principal": "admin", "password": ADMIN_PASSWORD},
@@ -142,7 +142,7 @@ async def test_sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(app: Star
             },
         )
         assert response.status_code == 303
-        assert response.headers["location"] == "/harbor/projects"
+        assert response.headers["location"] == "/harbor/dashboard"
         cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith("sid="))
         assert "HttpOnly" in cookie
         assert "SameSite=lax" in cookie

@@ -30,13 +30,13 @@ _YEAR = 365 * 24 * 3600
 
 async def sign_in_form(page: Page, error: str | None = None, status: int = 200) -> Response:
     if not page.principal.is_anonymous and error is None:
-        return RedirectResponse(PREFIX + "/projects", status_code=303)
+        return RedirectResponse(PREFIX + "/dashboard", status_code=303)
     token = page.request.cookies.get(SIGN_IN_COOKIE) or new_sign_in_token()
     response = page.render(
         "sign_in.html",
         status=status,
         sign_in_token=token,
-        next=safe_next(page.query("next") or page.field("next"), PREFIX + "/projects"),
+        next=safe_next(page.query("next") or page.field("next"), PREFIX + "/dashboard"),
         error=error,
         username=page.field("principal"),
     )
@@ -91,7 +91,7 @@ async def sign_in(page: Page) -> Response:
             throttled.headers["Retry-After"] = str(exc.retry_after)
             return throttled
         return await sign_in_form(page, page.t("signin.invalid"), status=401)
-    target = safe_next(page.field("next"), PREFIX + "/projects")
+    target = safe_next(page.field("next"), PREFIX + "/dashboard")
     response = RedirectResponse(target, status_code=303)
     secure = secure_cookies(page.request, state)
     response.set_cookie(

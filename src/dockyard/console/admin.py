@@ -175,12 +175,14 @@ async def robot_list(page: Page) -> Response:
             page=request,
             prefix=page.state.settings.robot_name_prefix,
         )
+        default_days = await config.value(session, config.ROBOT_TOKEN_DURATION)
     return page.render(
         "admin/robots.html",
         section="robots",
         robots=found,
         paging=pages_of(total, request),
         catalogue=system_catalogue(),
+        duration_default=default_days,
         list_url=lambda **p: with_query(ADMIN + "/robots", **p),
     )
 
@@ -215,7 +217,7 @@ async def create_robot(page: Page) -> Response:
         name=page.field("name").strip(),
         description=page.field("description"),
         level="system",
-        duration=page.int_field("duration", -1),
+        duration=page.int_field("duration", 0),  # blank: the service takes robot_token_duration
         permissions=permissions,
     )
     secret = await robots.new_secret(None)

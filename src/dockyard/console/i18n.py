@@ -78,6 +78,9 @@ class Translator:
     fallback: Mapping[str, str]
 
     def __call__(self, key: str, **args: object) -> str:
+        if "n" in args and str(args["n"]) == "1":
+            # The singular where a language has one (``<key>.one``): "1 artifact", "1 day".
+            key = key + ".one" if (key + ".one") in self.messages else key
         text = self.messages.get(key) or self.fallback.get(key) or key
         return text.format_map(_Blank(args)) if args else text
 
@@ -91,6 +94,14 @@ class Translator:
             return f"{value.year}年{value.month}月{value.day}日 {value:%H:%M}"
         return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}, {value:%H:%M}"
 
+    def permission_resource(self, resource: str) -> str:
+        """A robot permission's resource in words (``robot.resource.<name>``), else its name."""
+        return self.messages.get(f"robot.resource.{resource}") or resource
+
+    def permission_action(self, action: str) -> str:
+        """A robot permission's action in words (``robot.action.<name>``), else its name."""
+        return self.messages.get(f"robot.action.{action}") or action
+
     def size(self, value: int | None) -> str:
         """Bytes in binary units with the language's number format."""
         if value is None or value < 0:
@@ -101,7 +112,7 @@ class Translator:
             amount /= 1024
             unit += 1
         number = f"{int(amount):,}" if unit == 0 else f"{amount:,.2f}".rstrip("0").rstrip(".")
-        return f"{number} {_UNITS[unit]}"
+        return f"{number}\u00a0{_UNITS[unit]}"  # no-break space: "1.39 KiB" never splits
 
     def number(self, value: int) -> str:
         return f"{value:,}"

@@ -45,6 +45,7 @@ from dockyard.robots import service as robots
 from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.robots.schemas import Robot as RobotBody
+from dockyard.system import config
 
 PROJECT_SORTS = {
     "name": "name",
@@ -162,11 +163,10 @@ async def delete_project(page: Page) -> Response:
         project, context = await _project(session, page)
         verdict = await projects.project_deletable(session, page.principal, project, context)
         if not verdict.deletable:
+            # The only refusal today is "it holds repositories": say it once, translated
+            # (the service's own message repeats "cannot be deleted").
             return page.redirect(
-                project_url(project.name),
-                "flash.project_not_deletable",
-                "error",
-                reason=verdict.message or "",
+                project_url(project.name), "flash.project_has_repositories", "error"
             )
         await projects.delete_project(
             session, page.principal, project, context, operator=page.actor()
@@ -362,6 +362,7 @@ async def project_robots(page: Page) -> Response:
             page=request,
             prefix=prefix,
         )
+        default_days = await config.value(session, config.ROBOT_TOKEN_DURATION)
     return page.render(
         "projects/robots.html",
         tab="robots",
@@ -371,6 +372,7 @@ async def project_robots(page: Page) -> Response:
         robots=found,
         paging=pages_of(total, request),
         catalogue=robot_catalogue(),
+        duration_default=default_days,
         list_url=lambda **p: with_query(project_url(project.name, "robots"), **p),
     )
 
@@ -396,7 +398,7 @@ def secret_download(name: str, secret: str) -> str:
 
 async def create_project_robot(page: Page) -> Response:
     prefix = page.state.settings.robot_name_prefix
-    duration = page.int_field("duration", -1)
+    duration = page.int_field("duration", 0)  # blank: the service takes robot_token_duration
     async with page.state.db.read() as session:
         project, _ = await _project(session, page)
     body = RobotCreate(

@@ -8,11 +8,11 @@ component can be ``-``).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dockyard.console import account, admin, jobs, projects, repositories
+from dockyard.console import account, admin, dashboard, jobs, projects, repositories
 from dockyard.console.web import (
     PREFIX,
     STATIC_DIR,
@@ -40,10 +40,19 @@ def console_routes() -> list[BaseRoute]:
         return Route(path, action_endpoint(console, handler, public=public), methods=["POST"])
 
     async def home(request: Request) -> Response:
-        return RedirectResponse(PREFIX + "/projects", status_code=303)
+        return RedirectResponse(PREFIX + "/dashboard", status_code=303)
+
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico on every page whatever the <link> says.
+        return FileResponse(
+            STATIC_DIR / "favicon.ico",
+            media_type="image/x-icon",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     return [
         Route("/", home, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         Route(PREFIX, home, methods=["GET"]),
         Route(PREFIX + "/", home, methods=["GET"]),
         Mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="console-static"),
@@ -55,6 +64,7 @@ def console_routes() -> list[BaseRoute]:
         get(PREFIX + "/account/profile", account.profile),
         post(PREFIX + "/account/profile", account.update_profile),
         post(PREFIX + "/account/password", account.change_password),
+        get(PREFIX + "/dashboard", dashboard.dashboard),
         # projects
         get(PREFIX + "/projects", projects.project_list),
         post(PREFIX + "/projects", projects.create_project),

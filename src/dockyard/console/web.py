@@ -26,16 +26,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dockyard.audit.events import Actor
-from dockyard.console import i18n, navigation
+from dockyard.console import i18n, kinds, navigation
 from dockyard.db.listing import PageRequest, parse_page
 from dockyard.errors import (
     AppError,
     BadRequestError,
     ConflictError,
     DeniedError,
+    EndpointNotFoundError,
     NotFoundError,
     PayloadTooLargeError,
     PreconditionFailedError,
+    ProjectNotFoundError,
     UnauthorizedError,
 )
 from dockyard.http.errors import HARBOR_STATUS, status_for
@@ -89,6 +91,8 @@ class Console:
         self.templates.filters["utc"] = _from_timestamp
         self.templates.filters["colour"] = _colour
         self.templates.globals["usage_percent"] = usage_percent
+        self.templates.globals["artifact_kind"] = kinds.artifact_kind
+        self.templates.globals["accessory_kind"] = kinds.accessory_kind
         self.catalogues = i18n.load_catalogues()
 
     def translator(self, language: str) -> i18n.Translator:
@@ -316,11 +320,31 @@ def _sign_in_redirect(request: Request) -> Response:
     return RedirectResponse(with_query(PREFIX + "/sign-in", next=here), status_code=303)
 
 
+def not_found_detail(page: Page, error: NotFoundError) -> tuple[str, dict[str, str]]:
+    """What a 404 page says was not found, as a message key and its arguments: the services'
+    messages are English, the page speaks the reader's language."""
+    params = page.request.path_params
+    if isinstance(error, ProjectNotFoundError) and "project" in params:
+        return "error.detail.project", {"name": str(params["project"])}
+    if isinstance(error, EndpointNotFoundError):
+        return "error.detail.page", {"path": page.request.url.path}
+    if page.request.method == "GET" and "reference" in params:
+        # The artifact page: whatever the service calls it, the artifact is what is missing.
+        return "error.detail.artifact", {"name": f"{params['repository']}:{params['reference']}"}
+    if page.request.method == "GET" and "repository" in params:
+        return "error.detail.repository", {"name": str(params["repository"])}
+    return "error.detail.not_found", {"path": page.request.url.path}
+
+
 def error_page(page: Page, error: AppError) -> Response:
     status = status_for(error, HARBOR_STATUS)
     if status >= 500:
         raise error
-    return page.render("error.html", status=status, status_code=status, message=error.message)
+    message = error.message
+    if isinstance(error, NotFoundError):
+        key, args = not_found_detail(page, error)
+        message = page.t(key, **args)
+    return page.render("error.html", status=status, status_code=status, message=message)
 
 
 def page_endpoint(

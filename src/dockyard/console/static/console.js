@@ -57,8 +57,43 @@
       }
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  // On a phone, tables become stacked rows (console.css, table.stack): each cell is labelled
+  // with its column's heading. Without JavaScript the tables scroll sideways instead.
+  function stackTables(root) {
+    const tables = root.matches && root.matches("table") ? [root] : root.querySelectorAll("table");
+    tables.forEach(function (table) {
+      const heads = [];
+      table.querySelectorAll("thead tr:first-child th").forEach(function (th) {
+        const span = th.colSpan || 1;
+        for (let i = 0; i < span; i++) heads.push(th.textContent.trim());
+      });
+      if (!heads.length) return;
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        let column = 0;
+        Array.prototype.forEach.call(row.cells, function (cell) {
+          if (heads[column] && cell.colSpan === 1 && !cell.hasAttribute("data-label")) {
+            cell.setAttribute("data-label", heads[column]);
+          }
+          column += cell.colSpan || 1;
+        });
+      });
+      table.classList.add("stack");
+    });
+  }
+  // Project tabs scroll sideways on a narrow screen: bring the current one into view.
+  function showCurrentTab(root) {
+    const current = root.querySelector && root.querySelector(".tabs [aria-current]");
+    if (current && current.parentElement) {
+      const bar = current.parentElement;
+      bar.scrollLeft = current.offsetLeft - (bar.clientWidth - current.offsetWidth) / 2;
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document); stackTables(document); showCurrentTab(document);
+  });
   document.addEventListener("htmx:load", function (event) {
-    if (event.target instanceof Element) localTimes(event.target);
+    if (event.target instanceof Element) {
+      localTimes(event.target); stackTables(event.target); showCurrentTab(event.target);
+    }
   });
 })();
