@@ -58,6 +58,9 @@ async def test_artifact_kinds_are_labelled_icons_and_a_label_x_sits_beside_its_c
     client, csrf = console
     repository = f"{project}/app"
     digest, manifest = await push_image(admin, repository, "v1")
+    # the index's child is listed under its index (as Harbor lists it), so the image kind
+    # is shown by a second, standalone image
+    await push_image(admin, repository, "solo", seed=b"solo")
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
