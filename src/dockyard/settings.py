@@ -41,6 +41,7 @@ RUN_TIME_ITEMS = frozenset(
 RUN_TIME_NAMES = {
     "token_expiration": "token_expiration_minutes",
     "session_timeout": "session_timeout_minutes",
+    "robot_name_prefix": "robot_name_prefix",
 }
 _RUN_TIME_PLACE = "PUT /api/v2.0/configurations or the console's Configuration page"
 
@@ -111,7 +112,9 @@ class Settings(BaseSettings):
     ``docker push``/``pull``) is also an audit event. Off, as in Harbor: such logins
     are written to the application log and only their failures are audited."""
     robot_name_prefix: str = Field(default="robot$", min_length=1, max_length=32)
-    """What robot account names start with (Harbor's ``robot_name_prefix``)."""
+    """What robot account names start with (Harbor's ``robot_name_prefix``), until an
+    administrator changes the run-time item of the same name; robots keep the prefix
+    they were created with."""
     session_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
     """Idle lifetime of a console session (cookie ``sid``)."""
     job_workers: int = Field(default=2, ge=0, le=64)

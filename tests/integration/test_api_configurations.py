@@ -137,12 +137,6 @@ async def test_off_values_of_missing_features_are_accepted(
     assert "ldap_search_password" not in items  # secrets are never shown, as in Harbor
 
 
-async def test_start_time_only_items_name_the_file(admin: httpx.AsyncClient) -> None:
-    response = await admin.put(URL, json={"robot_name_prefix": "bot$"})
-    assert response.status_code == 400
-    assert "dockyard.yml" in response.json()["errors"][0]["message"]
-
-
 async def test_only_administrators_see_or_change_it(
     anon: httpx.AsyncClient, user: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
@@ -152,7 +146,7 @@ async def test_only_administrators_see_or_change_it(
     items = (await admin.get(URL)).json()
     assert items["self_registration"] == {"value": False, "editable": True}
     assert items["project_creation_restriction"]["value"] == "everyone"
-    assert items["robot_name_prefix"] == {"value": "robot$", "editable": False}
+    assert items["robot_name_prefix"] == {"value": "robot$", "editable": True}
     assert items["auth_mode"] == {"value": "db_auth", "editable": False}
 
 
@@ -213,7 +207,7 @@ async def test_robot_token_duration_is_the_default_lifetime(
     "change",
     [
         {"no_such_item": True},
-        {"robot_name_prefix": "bot$"},
+        {"robot_name_prefix": "bot:"},
         {"auth_mode": "ldap_auth"},
         {"auth_mode": ["ldap_auth"]},
         {"auth_mode": "kerberos"},

@@ -65,7 +65,7 @@ async def test_internal_configuration_for_administrators(
     assert response.status_code == 200
     items = response.json()
     assert items["token_expiration"]["editable"] is True
-    assert items["robot_name_prefix"] == {"value": "robot$", "editable": False}
+    assert items["robot_name_prefix"] == {"value": "robot$", "editable": True}
     assert items["ext_endpoint"]["value"].startswith("http")
     assert (await user.get(f"{API}/internalconfig")).status_code == 403
     assert (await anon.get(f"{API}/internalconfig")).status_code == 401

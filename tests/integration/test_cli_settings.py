@@ -29,9 +29,6 @@ async def test_a_start_time_setting_sent_to_configurations_names_the_settings_fi
         message = refused.json()["errors"][0]["message"]
         assert f"{key} is a start-time setting" in message
         assert f"dockyard.yml (or DOCKYARD_{key.upper()}) and restart" in message
-    read_only = await admin.put("/api/v2.0/configurations", json={"robot_name_prefix": "bot$"})
-    assert read_only.status_code == 400
-    assert "DOCKYARD_ROBOT_NAME_PREFIX" in read_only.json()["errors"][0]["message"]
     unknown = await admin.put("/api/v2.0/configurations", json={"no_such_item": 1})
     assert "not a configuration item" in unknown.json()["errors"][0]["message"]
 

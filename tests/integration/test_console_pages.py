@@ -585,11 +585,12 @@ async def test_features_dockyard_lacks_are_not_offered(
 async def test_run_time_items_on_the_configuration_page(
     console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient
 ) -> None:
-    """token_expiration, session_timeout and quota_per_project_enable are edited there;
-    items of missing features (LDAP, OIDC…) are not listed."""
+    """token_expiration, session_timeout, robot_name_prefix and quota_per_project_enable
+    are edited there; items of missing features (LDAP, OIDC…) are not listed."""
     client, csrf = console
     page = (await client.get("/harbor/admin/configuration")).text
     assert 'name="token_expiration"' in page and 'name="session_timeout"' in page
+    assert 'name="robot_name_prefix" value="robot$"' in page
     assert 'name="quota_per_project_enable" checked' in page
     assert "ldap_url" not in page and "oidc_endpoint" not in page
     before = (await admin.get("/api/v2.0/configurations")).json()
@@ -605,6 +606,7 @@ async def test_run_time_items_on_the_configuration_page(
         "quota_per_project_enable": "on",
         "token_expiration": "12",
         "session_timeout": "45",
+        "robot_name_prefix": "web$",
         **({"self_registration": "on"} if items["self_registration"] else {}),
     }
     try:
@@ -612,6 +614,7 @@ async def test_run_time_items_on_the_configuration_page(
         after = (await admin.get("/api/v2.0/configurations")).json()
         assert after["token_expiration"]["value"] == 12
         assert after["session_timeout"]["value"] == 45
+        assert after["robot_name_prefix"]["value"] == "web$"
         assert after["quota_per_project_enable"]["value"] is True
         client.cookies.set("dy_lang", "en")
         shown = (await client.get("/harbor/admin/system")).text

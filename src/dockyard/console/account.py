@@ -60,7 +60,7 @@ async def sign_in(page: Page) -> Response:
     name, password = page.field("principal").strip(), page.field("password")
     where = client_address(page.request)
     try:
-        if name.startswith(state.settings.robot_name_prefix):
+        if await state.identity.is_robot_name(name):
             raise UnauthorizedError("robot accounts cannot sign in to the console")
         if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
             raise UnauthorizedError("invalid username or password")

@@ -47,6 +47,7 @@ EDITABLE_SETTINGS = (
     config.QUOTA_PER_PROJECT_ENABLE,
     config.TOKEN_EXPIRATION,
     config.SESSION_TIMEOUT,
+    config.ROBOT_NAME_PREFIX,
 )
 
 
@@ -390,6 +391,10 @@ async def update_configuration(page: Page) -> Response:
             number = page.int_field(key)
             if number is not None:  # a field the form did not send is left as it is
                 changes[key] = number
+        elif key == config.ROBOT_NAME_PREFIX:
+            prefix = page.field(key).strip()
+            if prefix:  # left blank or not sent: left as it is
+                changes[key] = prefix
         else:
             changes[key] = page.field(key)
     async with page.state.db.write() as session:

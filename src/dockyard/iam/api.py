@@ -462,7 +462,7 @@ async def console_login(request: Request) -> Response:
             raise DeniedError(f"a sign-in from another site ({foreign}) is refused")
         form = await _read_form(request)
         name, password = form.get("principal", ""), form.get("password", "")
-        if name.startswith(state.settings.robot_name_prefix):
+        if await state.identity.is_robot_name(name):
             raise UnauthorizedError("robot accounts cannot sign in to the console")
         if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
             raise UnauthorizedError(_BAD_LOGIN)

@@ -31,6 +31,9 @@ _DECISIONS_KEPT = 8192
 CATALOG = "catalog"
 """``recheck``'s action for ``GET /v2/_catalog`` (no repository)."""
 _BAD_CREDENTIALS = "invalid username or password"
+_PREFIXES_FRESH_SECONDS = 1.0
+"""How long a process trusts its list of robot name prefixes (``robot_name_prefix``
+changed at run time on another node); a login that finds no account reads it again."""
 
 
 class IdentityService:
@@ -59,6 +62,9 @@ class IdentityService:
         # matched which stored hash, keyed by a MAC that never leaves this process.
         self._memo_key = secrets.token_bytes(32)
         self._verified: dict[bytes, str] = {}
+        # Robot name prefixes, longest first (see robot_prefixes).
+        self._prefixes: tuple[str, ...] = (robot_prefix,)
+        self._prefixes_until = 0.0
 
     async def authenticate(self, username: str, password: str, source: str) -> Principal:
         """The principal for Basic credentials of a user or a robot.
@@ -103,11 +109,49 @@ class IdentityService:
         async with self.db.write() as session:
             await self.throttle.failed(session, username, source)
 
+    async def robot_prefixes(
+        self, session: AsyncSession, *, fresh: bool = False
+    ) -> tuple[str, ...]:
+        """Every prefix a robot's name may start with, longest first: the start-time
+        setting, the run-time ``robot_name_prefix`` and each one a robot was created
+        with. Read on every login, so cached for ``_PREFIXES_FRESH_SECONDS``."""
+        now = time.monotonic()
+        if fresh or now >= self._prefixes_until:
+            known = await robots.known_prefixes(session, self.robot_prefix)
+            self._prefixes = tuple(sorted(known, key=lambda p: (-len(p), p)))
+            self._prefixes_until = now + _PREFIXES_FRESH_SECONDS
+        return self._prefixes
+
+    async def is_robot_name(self, name: str) -> bool:
+        """Whether ``name`` starts with a robot name prefix (robots have no console)."""
+        async with self.db.read() as session:
+            return any(name.startswith(p) for p in await self.robot_prefixes(session))
+
     async def _find_login(self, session: AsyncSession, name: str) -> AccountLogin | None:
-        if name.startswith(self.robot_prefix):
-            return await robots.find_robot_login(
-                session, name[len(self.robot_prefix) :], self.robot_prefix
+        """The robot or user ``name`` names. A robot is found by its full name, with
+        the prefix it was created with: changing ``robot_name_prefix`` renames no
+        robot, and ``<new prefix><old robot>`` is no account. A name that starts
+        with a robot prefix is never a user's (user names cannot hold the prefix's
+        ``$``, ``~`` or ``#``, nor start with the start-time prefix)."""
+        login = await self._lookup(session, name, await self.robot_prefixes(session))
+        if login is None:  # perhaps a prefix set on another node since the cache was read
+            login = await self._lookup(
+                session, name, await self.robot_prefixes(session, fresh=True)
             )
+        return login
+
+    async def _lookup(
+        self, session: AsyncSession, name: str, prefixes: tuple[str, ...]
+    ) -> AccountLogin | None:
+        matched = [p for p in prefixes if name.startswith(p)]
+        for prefix in matched:
+            login = await robots.find_robot_login(
+                session, name[len(prefix) :], prefix, self.robot_prefix
+            )
+            if login is not None:
+                return login
+        if matched:
+            return None
         return await users.find_user_login(session, name)
 
     async def _find_account(self, name: str) -> AccountLogin | None:

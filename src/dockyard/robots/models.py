@@ -17,6 +17,10 @@ class Robot(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255))
     """The name without the ``robot$`` prefix (project robots: ``project+name``)."""
+    name_prefix: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The robot name prefix it was created with, part of its name for good (Harbor keeps
+    full names); NULL for robots made before the prefix could change at run time, which
+    carry the ``robot_name_prefix`` setting."""
     description: Mapped[str] = mapped_column(Text, default="")
     level: Mapped[str] = mapped_column(String(16))
     """``system`` or ``project``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, select
+from sqlalchemy import ColumnElement, Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.listing import PageRequest, fetch_page
@@ -24,8 +24,11 @@ async def find_robot(session: AsyncSession, robot_id: int) -> Robot | None:
     return await session.get(Robot, robot_id)
 
 
-async def find_login_robot(session: AsyncSession, name: str) -> Robot | None:
-    """The visible robot whose stored name is ``name``; a project robot only while its
+async def find_login_robot(
+    session: AsyncSession, name: str, prefix: str, default_prefix: str
+) -> Robot | None:
+    """The visible robot whose stored name is ``name``, created with ``prefix`` (a robot
+    with no stored prefix has ``default_prefix``); a project robot only while its
     project exists."""
     live_project = (
         select(Project.project_id)
@@ -35,11 +38,22 @@ async def find_login_robot(session: AsyncSession, name: str) -> Robot | None:
     result = await session.execute(
         select(Robot).where(
             Robot.name == name,
+            Robot.name_prefix == prefix
+            if prefix != default_prefix
+            else or_(Robot.name_prefix == prefix, Robot.name_prefix.is_(None)),
             Robot.visible.is_(True),
             (Robot.level == "system") | live_project,
         )
     )
     return result.scalars().first()
+
+
+async def name_prefixes(session: AsyncSession) -> set[str]:
+    """Every prefix a robot was created with (NULL, the start-time one, left out)."""
+    found = await session.scalars(
+        select(Robot.name_prefix).where(Robot.name_prefix.is_not(None)).distinct()
+    )
+    return {p for p in found if p}
 
 
 async def robot_name_taken(session: AsyncSession, name: str, project_id: int) -> bool:

@@ -90,17 +90,22 @@ class CreatedRobot:
 # --- login -------------------------------------------------------------------------------
 
 
-async def find_robot_login(session: AsyncSession, name: str, prefix: str) -> AccountLogin | None:
+async def find_robot_login(
+    session: AsyncSession, name: str, prefix: str, default_prefix: str
+) -> AccountLogin | None:
     """The robot called ``prefix + name`` as a login sees it, or None.
 
+    Only a robot created with ``prefix`` is found (``default_prefix``, the start-time
+    setting, is the prefix of robots with none stored): a robot keeps its full name
+    when the prefix changes, and is found by it alone, as Harbor finds robots.
     A disabled or expired robot is found (so a wrong secret still looks like a
     wrong secret) but carries a refusal.
     """
-    robot = await repo.find_login_robot(session, name)
+    robot = await repo.find_login_robot(session, name, prefix, default_prefix)
     if robot is None:
         return None
     rows = await repo.permission_rows(session, robot.id)
-    principal = robot_principal(robot, rows, prefix)
+    principal = robot_principal(robot, rows, default_prefix)
     refusal = None
     if robot.disabled:
         refusal = f"robot account {principal.name} is disabled"
@@ -135,6 +140,28 @@ async def permission_catalogue(
     return {"project": rows(ROBOT_PROJECT_PERMISSIONS)}
 
 
+def full_name(robot: Robot, default_prefix: str) -> str:
+    """The robot's name with the prefix it was created with (``default_prefix``, the
+    start-time setting, for robots made before the prefix was stored)."""
+    return (robot.name_prefix or default_prefix) + robot.name
+
+
+async def current_prefix(session: AsyncSession, default_prefix: str) -> str:
+    """What a robot created now is prefixed with: the run-time ``robot_name_prefix``
+    an administrator set, else the start-time setting ``default_prefix``."""
+    changed = await config.run_time_value(session, config.ROBOT_NAME_PREFIX)
+    return changed if isinstance(changed, str) and changed else default_prefix
+
+
+async def known_prefixes(session: AsyncSession, default_prefix: str) -> set[str]:
+    """Every prefix a robot may log in with: the start-time and current ones and
+    each one a robot was created with."""
+    found = await repo.name_prefixes(session)
+    found.add(default_prefix)
+    found.add(await current_prefix(session, default_prefix))
+    return found
+
+
 def robot_principal(robot: Robot, rows: Iterable[RobotPermission], prefix: str) -> Principal:
     grants = set()
     for row in rows:
@@ -142,7 +169,7 @@ def robot_principal(robot: Robot, rows: Iterable[RobotPermission], prefix: str) 
             grants.add(RobotGrant(row.scope, Resource(row.resource), Action(row.action)))
     return Principal(
         kind="robot",
-        name=prefix + robot.name,
+        name=full_name(robot, prefix),
         robot_id=robot.id,
         grants=frozenset(grants),
         valid_until=None if robot.expires_at in (None, -1) else float(robot.expires_at),
@@ -178,7 +205,12 @@ async def create_robot(
     *,
     operator: Actor,
 ) -> CreatedRobot:
-    """Create a robot from ``RobotCreate``; nothing is written unless every check passes."""
+    """Create a robot from ``RobotCreate``; nothing is written unless every check passes.
+
+    ``prefix`` is the start-time ``robot_name_prefix``; the robot is named with the
+    current run-time one (``current_prefix``) and keeps it."""
+    default_prefix = prefix
+    prefix = await current_prefix(session, default_prefix)
     level = check_level(body.level)
     name = check_robot_name(body.name)
     default_days = await config.value(session, config.ROBOT_TOKEN_DURATION)
@@ -194,6 +226,7 @@ async def create_robot(
     now = utcnow()
     robot = Robot(
         name=full,
+        name_prefix=prefix,
         description=body.description or "",
         level=level,
         project_id=project_id,
@@ -217,7 +250,7 @@ async def create_robot(
         row.robot_id = robot.id
     await repo.replace_permissions(session, robot.id, rows)
     await _record(session, operator, "create", robot, prefix, f"create {level} robot")
-    return CreatedRobot(robot, prefix + full)
+    return CreatedRobot(robot, full_name(robot, default_prefix))
 
 
 def _creator(principal: Principal) -> tuple[str, int]:
@@ -325,8 +358,9 @@ async def list_robots(
         raise DeniedError(f"{actor.name} may not list system robot accounts; give q=ProjectID=…")
     if level is not None:
         stmt = stmt.where(Robot.level == level)
+    prefixes = {prefix, await current_prefix(session, prefix)} if names else set()
     for condition in names:
-        stmt = stmt.where(condition_clause(_unprefixed(condition, prefix), repo.NAME_COLUMN))
+        stmt = stmt.where(condition_clause(_unprefixed(condition, prefixes), repo.NAME_COLUMN))
     robots, total = await repo.fetch_robots(session, stmt, page, order)
     permissions = await repo.permission_rows_of(session, [r.id for r in robots])
     return [robot_view(r, permissions[r.id], prefix) for r in robots], total
@@ -362,11 +396,13 @@ def _exact(condition: Condition) -> str:
     return condition.values[0]
 
 
-def _unprefixed(condition: Condition, prefix: str) -> Condition:
-    """A name condition on the stored name: ``robot$`` is not part of it."""
+def _unprefixed(condition: Condition, prefixes: Iterable[str]) -> Condition:
+    """A name condition on the stored name: ``robot$`` (the start-time or current
+    prefix, the longest that matches) is not part of it."""
     value = condition.values[0]
-    if value.startswith(prefix):
-        return Condition(condition.key, condition.kind, (value[len(prefix) :],))
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if value.startswith(prefix):
+            return Condition(condition.key, condition.kind, (value[len(prefix) :],))
     return condition
 
 
@@ -374,7 +410,7 @@ def robot_view(robot: Robot, rows: Iterable[RobotPermission], prefix: str) -> sc
     """A robot as Harbor's ``Robot`` definition shows it; never with its secret."""
     return schemas.Robot(
         id=robot.id,
-        name=prefix + robot.name,
+        name=full_name(robot, prefix),
         description=robot.description,
         level=robot.level,
         duration=robot.duration,
@@ -441,7 +477,7 @@ async def update_robot(
 
 def _names_of(robot: Robot, prefix: str) -> set[str]:
     """The spellings of a robot's name an update may echo back."""
-    return {prefix + robot.name, robot.name, robot.name.rpartition("+")[2]}
+    return {full_name(robot, prefix), robot.name, robot.name.rpartition("+")[2]}
 
 
 async def refresh_secret(
@@ -484,7 +520,7 @@ async def _record(
     await audit.record(
         session,
         operator,
-        AuditEvent(operation, "robot", prefix + robot.name, robot.project_id, description),
+        AuditEvent(operation, "robot", full_name(robot, prefix), robot.project_id, description),
     )
 
 

@@ -14,6 +14,7 @@ what would be accepted.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -125,8 +126,37 @@ TOKEN_EXPIRATION = "token_expiration"  # noqa: S105 - a setting name, not a secr
 """Registry token lifetime in minutes (start value: ``token_expiration_minutes``)."""
 SESSION_TIMEOUT = "session_timeout"
 """Console session idle lifetime in minutes (start value: ``session_timeout_minutes``)."""
+ROBOT_NAME_PREFIX = "robot_name_prefix"
+"""What new robot names start with (start value: the ``robot_name_prefix`` setting)."""
 QUOTA_PER_PROJECT_ENABLE = "quota_per_project_enable"
 """Project storage limits enforced (usage is counted either way)."""
+
+ROBOT_PREFIX_MAX = 32
+_PREFIX_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-$~#")
+_PREFIX_MARKERS = "$~#"
+"""Characters no user name may hold (``iam.users``): a prefix with one of them can
+never be the start of a user's name, so a login name is a robot's or a user's, never
+both."""
+
+
+def check_robot_prefix(prefix: str) -> str:
+    """A robot name prefix set at run time: 1-32 of letters, digits and ``. _ - $ ~ #``,
+    at least one of ``$ ~ #``. Basic credentials (``:``), project robots' ``+`` and
+    white space would break reading ``<prefix><project>+<name>`` back."""
+    if not prefix or len(prefix) > ROBOT_PREFIX_MAX:
+        raise ValueError(f"robot_name_prefix must be 1 to {ROBOT_PREFIX_MAX} characters")
+    if any(c not in _PREFIX_CHARACTERS for c in prefix):
+        raise ValueError(
+            "robot_name_prefix may only hold letters, digits and . _ - $ ~ # "
+            "(no ':', '+', '/' or white space)"
+        )
+    if not any(c in _PREFIX_MARKERS for c in prefix):
+        raise ValueError(
+            "robot_name_prefix must contain $, ~ or # (characters user names cannot "
+            "hold), so no user's name starts with it"
+        )
+    return prefix
+
 
 _LDAP = "LDAP authentication"
 _OIDC = "OIDC authentication"
@@ -240,11 +270,13 @@ ITEMS: dict[str, ConfigItem] = {
         ConfigItem(BANNER_MESSAGE, str, "", editable=True, max_length=4096),
         ConfigItem(STORAGE_PER_PROJECT, int, -1, editable=True, minimum=-1, maximum=2**63 - 1),
         ConfigItem(
-            "robot_name_prefix",
+            ROBOT_NAME_PREFIX,
             str,
             "robot$",
-            editable=False,
+            editable=True,
+            max_length=ROBOT_PREFIX_MAX,
             from_settings=lambda s: s.robot_name_prefix,
+            check=check_robot_prefix,
         ),
         ConfigItem(
             TOKEN_EXPIRATION,
