@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
 
 from dockyard.http.state import AppState
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.service import IdentityService
+from dockyard.robots.models import Robot
 
 URL = "/api/v2.0/configurations"
 SCOPE = "repository:library/prefix-check:pull"
@@ -56,7 +58,7 @@ async def _logins(app: Starlette, name: str, secret: str) -> tuple[int, int]:
 
 
 async def test_a_new_prefix_names_new_robots_and_old_robots_keep_theirs(
-    app: Starlette, admin: httpx.AsyncClient, restore: None
+    app: Starlette, state: AppState, admin: httpx.AsyncClient, restore: None
 ) -> None:
     assert (await admin.get(URL)).json()["robot_name_prefix"] == {
         "value": "robot$",  # dockyard.yml's value until changed
@@ -65,6 +67,11 @@ async def test_a_new_prefix_names_new_robots_and_old_robots_keep_theirs(
     old = await _system_robot(admin)
     assert old["name"].startswith("robot$")
     old_stem = old["name"].removeprefix("robot$")
+    legacy = await _system_robot(admin)
+    async with state.db.write() as session:  # as made before robots stored their prefix
+        await session.execute(
+            update(Robot).where(Robot.id == legacy["id"]).values(name_prefix=None)
+        )
 
     assert (await admin.put(URL, json={"robot_name_prefix": "svc$"})).status_code == 200
     assert (await admin.get(URL)).json()["robot_name_prefix"] == {
@@ -81,12 +88,38 @@ async def test_a_new_prefix_names_new_robots_and_old_robots_keep_theirs(
     # An existing robot keeps its full name (Harbor looks robots up by it) and logs in.
     assert await _logins(app, old["name"], old["secret"]) == (200, 200)
     assert (await admin.get(f"/api/v2.0/robots/{old['id']}")).json()["name"] == old["name"]
+    # So does one with no stored prefix: it has the start-time setting's.
+    assert await _logins(app, legacy["name"], legacy["secret"]) == (200, 200)
+    shown_legacy = await admin.get(f"/api/v2.0/robots/{legacy['id']}")
+    assert shown_legacy.json()["name"] == legacy["name"]
     # Neither is renamed: the other prefix with the same stem is no account.
     assert await _logins(app, "svc$" + old_stem, old["secret"]) == (401, 401)
     assert await _logins(app, "robot$" + new_stem, new["secret"]) == (401, 401)
     # A listing by full name finds the robot under its own prefix.
     listed = await admin.get("/api/v2.0/robots", params={"q": f"name={new['name']}"})
     assert [r["name"] for r in listed.json()] == [new["name"]]
+
+    # A project robot takes the new prefix too: <prefix><project>+<name>.
+    project = f"pp{uuid.uuid4().hex[:10]}"
+    made = await admin.post("/api/v2.0/projects", json={"project_name": project})
+    assert made.status_code == 201, made.text
+    ci = await admin.post(
+        "/api/v2.0/robots",
+        json={
+            "name": "ci",
+            "level": "project",
+            "permissions": [
+                {
+                    "kind": "project",
+                    "namespace": project,
+                    "access": [{"resource": "repository", "action": "pull"}],
+                }
+            ],
+        },
+    )
+    assert ci.status_code == 201, ci.text
+    assert ci.json()["name"] == f"svc${project}+ci"
+    assert await _logins(app, ci.json()["name"], ci.json()["secret"]) == (200, 200)
 
     # Back to the start-time prefix: both robots still log in by their own names.
     assert (await admin.put(URL, json={"robot_name_prefix": "robot$"})).status_code == 200

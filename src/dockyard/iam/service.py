@@ -124,8 +124,11 @@ class IdentityService:
 
     async def is_robot_name(self, name: str) -> bool:
         """Whether ``name`` starts with a robot name prefix (robots have no console)."""
-        async with self.db.read() as session:
-            return any(name.startswith(p) for p in await self.robot_prefixes(session))
+        prefixes = self._prefixes
+        if time.monotonic() >= self._prefixes_until:
+            async with self.db.read() as session:
+                prefixes = await self.robot_prefixes(session)
+        return any(name.startswith(p) for p in prefixes)
 
     async def _find_login(self, session: AsyncSession, name: str) -> AccountLogin | None:
         """The robot or user ``name`` names. A robot is found by its full name, with
