@@ -361,7 +361,10 @@ async def test_copy_across_projects_by_tag_and_by_digest(
     amd = await push_image(admin, source, None, seed=b"c-amd")
     arm = await push_image(admin, source, None, seed=b"c-arm")
     index = await _push_index(admin, source, [amd, arm], "1.0")
-    referrer = await _push_referrer(admin, source, (index, b""), None)
+    index_body = (
+        await admin.get(f"/v2/{source}/manifests/{index}", headers={"Accept": OCI_INDEX})
+    ).content
+    referrer = await _push_referrer(admin, source, (index, index_body), None)
     single, _ = await push_image(admin, source, "single", seed=b"c-single")
 
     target = f"{target_project}/copied/app"

@@ -125,6 +125,11 @@ def test_router_resolves_the_template_as_swagger_does(
 # --- driven: every generic GET answers admin with a valid body -------------------------
 
 
+NOT_FOUND_WITHOUT_THE_FEATURE = frozenset({"getCert"})
+"""GETs Harbor itself answers 404 where the feature is absent: ``/systeminfo/getcert``
+when no CA root is configured (``has_ca_root`` false), as in Dockyard."""
+
+
 async def test_every_get_operation_answers_admin_with_a_valid_body(
     contract: HarborContract, admin: httpx.AsyncClient
 ) -> None:
@@ -147,6 +152,9 @@ async def test_every_get_operation_answers_admin_with_a_valid_body(
             if p.get("in") == "query" and p.get("required")
         }
         response = await admin.get(API_PREFIX + path, params=params)
+        if op.operation_id in NOT_FOUND_WITHOUT_THE_FEATURE:
+            assert response.status_code == 404, f"{op.operation_id} {path}: {response.text}"
+            continue
         assert response.status_code == 200, f"{op.operation_id} {path}: {response.text}"
         problems = contract.check_exchange(
             "GET",

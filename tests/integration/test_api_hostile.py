@@ -118,6 +118,10 @@ def _client(app: Starlette, auth: tuple[str, str]) -> httpx.AsyncClient:
     return client
 
 
+ANSWERS_AN_EMPTY_LIST = frozenset({"getWorkers"})
+"""Operations whose unknown path value Harbor answers with ``200 []`` (issue 14 item 12)."""
+
+
 @pytest.mark.parametrize("who", ["user", "admin"])
 async def test_hostile_path_parameters(
     app: Starlette, state: AppState, user: str, who: str
@@ -132,7 +136,10 @@ async def test_hostile_path_parameters(
             response = await client.request(
                 method, url, content=body, headers={"Content-Type": "application/json"}
             )
-            if not 400 <= response.status_code < 500:
+            if operation_id in ANSWERS_AN_EMPTY_LIST and response.status_code == 200:
+                # Harbor answers an unknown worker pool with no workers; nothing leaks
+                assert response.json() == [], url
+            elif not 400 <= response.status_code < 500:
                 unexpected.append(f"{operation_id} {method} {url[:80]} -> {response.status_code}")
             elif method != "HEAD":
                 assert response.json()["errors"][0]["code"], url

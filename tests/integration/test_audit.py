@@ -69,6 +69,15 @@ def _one(
     return row
 
 
+@pytest.fixture(autouse=True)
+def _fresh_refusal_budget(state: AppState) -> None:
+    """Earlier modules' floods of refusals (hostile-input sweeps) spend the audit writer's
+    rate-limited row budget on this shared app; each test here starts with a full one."""
+    hooks = getattr(state.registry.hooks, "hooks", ())
+    hook = next(h for h in hooks if isinstance(h, audit_hooks.RegistryHooks))
+    hook.refusals = refusals.RefusalQueue()
+
+
 def _audit_hook(state: AppState) -> audit_hooks.RegistryHooks:
     hooks = getattr(state.registry.hooks, "hooks", ())
     return next(h for h in hooks if isinstance(h, audit_hooks.RegistryHooks))

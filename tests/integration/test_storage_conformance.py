@@ -27,7 +27,7 @@ from dockyard.errors import (
     BlobUploadInvalidError,
     ObjectNotFoundError,
     SizeInvalidError,
-    StorageError,
+    StorageFullError,
 )
 from dockyard.storage import FilesystemStorage, Storage, blob_key
 
@@ -625,9 +625,10 @@ async def test_filesystem_disk_errors_become_storage_errors(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "pwritev", disk_full)
-    with pytest.raises(StorageError, match="No space left"):
+    # ENOSPC is the client's "storage is full" (docs/disk-space.md), not a server fault
+    with pytest.raises(StorageFullError, match="storage is full"):
         await storage.append(state, size, stream(blob(3 * MiB, 19)))
-    with pytest.raises(StorageError, match="No space left"):
+    with pytest.raises(StorageFullError, match="storage is full"):
         await storage.write("blobs/full", stream(blob(3 * MiB, 19)))
     monkeypatch.undo()
 

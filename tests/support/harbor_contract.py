@@ -54,6 +54,23 @@ authorisation middleware on every operation; 413 (body over the size limit) and
 429 (logins throttled) from the edge. Their body must still be Harbor's error body.
 Everything else an operation answers must be declared for it."""
 
+HARBOR_UNDECLARED: Mapping[str, frozenset[int]] = {
+    # Harbor answers these although its swagger does not declare them (issue 14 pins them):
+    "deleteTag": frozenset({412}),  # an immutable tag "configured as immutable, cannot be deleted"
+    "deleteArtifact": frozenset({412}),  # the same for an artifact holding an immutable tag
+    "CreateImmuRule": frozenset({409}),  # a rule identical to an existing one
+    "UpdateImmuRule": frozenset({409}),  # an update making it identical to another
+    "CopyArtifact": frozenset({412}),  # a copy onto a tag an immutability rule protects
+    "triggerRetentionExecution": frozenset({400}),  # an unknown retention policy
+}
+"""Statuses Harbor itself gives an operation although its swagger omits them, each with
+the reason; bodies must still be Harbor's error body. A 400 for a bad ``q``/``sort``/
+``page`` is allowed on every listing below (Harbor's query middleware answers it)."""
+
+UNCHECKED_BODIES: frozenset[str] = frozenset({"getInternalconfig"})
+"""Operations whose success body Harbor's own swagger mistypes: ``InternalConfigurationValue``
+declares ``value`` an object, while Harbor answers strings, numbers and booleans there."""
+
 CHECKED: Counter[str] = Counter()
 """operationIds of the exchanges checked in this process (for the coverage note)."""
 
@@ -311,8 +328,11 @@ class HarborContract:
             for name in sorted({name for name, _ in pairs} - op.parameter_names("query"))
         ]
         status_key = str(status) if str(status) in op.responses else "default"
+        undeclared_ok = status in HARBOR_UNDECLARED.get(op.operation_id, frozenset()) or (
+            status == 400 and op.parameter("query", "sort") is not None
+        )
         if status_key not in op.responses:
-            if status not in OUTSIDE_CONTRACT_STATUSES:
+            if status not in OUTSIDE_CONTRACT_STATUSES and not undeclared_ok:
                 declared = ", ".join(sorted(op.responses))
                 problems.append(f"status {status} is not declared (declared: {declared})")
             if 400 <= status < 500:
@@ -322,7 +342,8 @@ class HarborContract:
             return problems + _error_body_problems(method, body_bytes)
         if 200 <= status < 300:
             problems += self._header_problems(op, status_key, lowered, pairs)
-            problems += self._body_problems(op, status_key, method, lowered, body_bytes)
+            if op.operation_id not in UNCHECKED_BODIES:
+                problems += self._body_problems(op, status_key, method, lowered, body_bytes)
         return problems
 
     def _header_problems(
