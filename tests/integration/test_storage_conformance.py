@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import pytest
+from tests.support.seaweedfs import SeaweedFS, s3_storage
 
 from dockyard.errors import (
     BlobUploadInvalidError,
@@ -30,6 +31,7 @@ from dockyard.errors import (
     StorageError,
 )
 from dockyard.storage import FilesystemStorage, Storage, blob_key
+from dockyard.storage.s3 import S3Storage
 
 MiB = 1 << 20
 
@@ -39,19 +41,29 @@ async def filesystem_driver(tmp_path: Path) -> AsyncIterator[Storage]:
     yield FilesystemStorage(tmp_path / "storage")
 
 
-DriverFactory = Callable[[Path], AbstractAsyncContextManager[Storage]]
+@asynccontextmanager
+async def s3_driver(tmp_path: Path, server: SeaweedFS) -> AsyncIterator[Storage]:
+    """The S3 driver on a fresh bucket of the session's SeaweedFS (small parts, so
+    that a few MiB already make multipart uploads)."""
+    storage = s3_storage(server, server.new_bucket(), part_bytes=5 * MiB)
+    _SERVERS[storage.name] = server
+    yield storage
+
+
+DriverFactory = Callable[..., AbstractAsyncContextManager[Storage]]
 
 DRIVER_FACTORIES: list[Any] = [
     pytest.param(filesystem_driver, id="filesystem"),
-    # The S3 driver (obstore against a SeaweedFS bucket per test) plugs in here:
-    # pytest.param(s3_driver, id="s3"),
+    pytest.param(s3_driver, id="s3"),
 ]
+_SERVERS: dict[str, SeaweedFS] = {}
 
 
 @pytest.fixture(params=DRIVER_FACTORIES)
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     factory: DriverFactory = request.param
-    async with factory(tmp_path) as storage:
+    extra = [request.getfixturevalue("seaweedfs")] if factory is s3_driver else []
+    async with factory(tmp_path, *extra) as storage:
         yield storage
 
 
@@ -59,7 +71,9 @@ def residue(driver: Storage) -> list[str]:
     """What a driver keeps besides its objects: temporary files, pending parts."""
     if isinstance(driver, FilesystemStorage):
         return sorted(os.listdir(driver.root / "_tmp"))
-    # The S3 driver will answer with its pending multipart uploads outside uploads/.
+    if isinstance(driver, S3Storage):
+        # Multipart uploads begun and never completed nor aborted.
+        return _SERVERS[driver.name].pending_multipart(driver.name)
     raise NotImplementedError(f"no residue check for {driver!r}")
 
 
