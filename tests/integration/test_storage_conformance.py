@@ -24,12 +24,15 @@ import anyio
 import pytest
 from tests.support.seaweedfs import SeaweedFS, s3_storage
 
+from dockyard.app import open_storage
 from dockyard.errors import (
     BlobUploadInvalidError,
+    ConfigurationError,
     ObjectNotFoundError,
     SizeInvalidError,
     StorageError,
 )
+from dockyard.settings import Settings
 from dockyard.storage import FilesystemStorage, Storage, blob_key
 from dockyard.storage.s3 import S3Storage
 
@@ -676,3 +679,88 @@ async def test_filesystem_observes_on_the_writing_thread(
             writer = thread
         assert thread == writer  # each buffer is observed by the thread that wrote it
         assert thread != threading.get_ident()  # and not on the event loop
+
+
+# --- the S3 driver's own ---------------------------------------------------------------
+
+
+def _s3_settings(server: SeaweedFS, tmp_path: Path, **changes: Any) -> Settings:
+    from tests.support.seaweedfs import s3_settings
+
+    return Settings(**{"data_dir": tmp_path, **s3_settings(server, "unused"), **changes})
+
+
+async def test_s3_upload_continues_on_another_node(seaweedfs: SeaweedFS) -> None:
+    """The state is all a node needs: a second driver (another node, or this one after a
+    restart) finishes an upload the first began, from the JSON the database row keeps."""
+    import json
+
+    bucket = seaweedfs.new_bucket()
+    node_a, node_b = (s3_storage(seaweedfs, bucket, part_bytes=5 * MiB) for _ in range(2))
+    data = blob(11 * MiB + 3, 30)
+    state = await node_a.begin("moved")
+    state, size = await node_a.append(state, 0, ragged(data[: 6 * MiB]))
+    state = json.loads(json.dumps(state))
+    state, size = await node_b.append(state, size, ragged(data[6 * MiB :]))
+    key = blob_key(digest_of(data))
+    await node_b.complete(state, key, size)
+    assert await node_a.read_bytes(key) == data
+    assert await keys(node_a, "uploads/") == []
+    assert seaweedfs.pending_multipart(bucket) == []
+
+
+async def test_s3_missing_bucket_stops_the_start(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    settings = _s3_settings(seaweedfs, tmp_path, storage_s3_bucket="no-such-bucket-here")
+    with pytest.raises(ConfigurationError, match="bucket does not exist"):
+        await open_storage(settings)
+
+
+async def test_s3_refused_credentials_stop_the_start(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    settings = _s3_settings(
+        seaweedfs,
+        tmp_path,
+        storage_s3_bucket=seaweedfs.new_bucket(),
+        storage_s3_secret_access_key="not-the-secret",
+    )
+    with pytest.raises(ConfigurationError, match="refused the credentials"):
+        await open_storage(settings)
+
+
+async def test_s3_starts_with_good_settings(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    bucket = seaweedfs.new_bucket()
+    settings = _s3_settings(seaweedfs, tmp_path, storage_s3_bucket=bucket, storage_s3_prefix="r1")
+    storage = await open_storage(settings)
+    assert isinstance(storage, S3Storage)
+    await storage.write_bytes("blobs/x", b"under the prefix")
+    # The prefix is a path in the bucket: a driver without it sees the object below it.
+    assert await s3_storage(seaweedfs, bucket).read_bytes("r1/blobs/x") == b"under the prefix"
+
+
+async def test_s3_redirect_is_a_working_presigned_url(seaweedfs: SeaweedFS) -> None:
+    import httpx
+
+    bucket = seaweedfs.new_bucket()
+    off = s3_storage(seaweedfs, bucket)
+    on = s3_storage(seaweedfs, bucket, redirect=True)
+    await on.write_bytes("blobs/signed", b"signed bytes")
+    assert await off.redirect_url("blobs/signed", 60) is None
+    url = await on.redirect_url("blobs/signed", 60)
+    assert url is not None and url.startswith(seaweedfs.endpoint)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url)).content == b"signed bytes"
+        # Unsigned, the same object is refused: the store checks signatures.
+        assert (await http.get(url.split("?")[0])).status_code == 403
+
+
+def test_s3_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="storage_s3_bucket is required"):
+        Settings(data_dir=tmp_path, storage_driver="s3")
+    with pytest.raises(ValueError, match="needs storage_s3_access_key_id"):
+        Settings(
+            data_dir=tmp_path,
+            storage_driver="s3",
+            storage_s3_bucket="b",
+            storage_s3_credentials="static",
+        )
+    with pytest.raises(ValueError, match="at least"):
+        S3Storage(s3_storage.__globals__["S3Store"]("b"), part_bytes=MiB)

@@ -448,12 +448,16 @@ def _translate(key: str, action: str) -> Iterator[None]:
 
 
 def _storage_error(action: str, key: str, exc: BaseError) -> StorageError:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, PermissionDeniedError | UnauthenticatedError):
+    first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    text = str(exc)
+    refused = ("403 Forbidden", "401 Unauthorized", "AccessDenied", "SignatureDoesNotMatch")
+    if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or any(
+        marker in text for marker in (*refused, "InvalidAccessKeyId")
+    ):
         return StorageError(
             f"the object store refused the credentials (cannot {action} {key!r}): "
             "check the storage_s3 access key, secret and the bucket's policy"
         )
-    if "NoSuchBucket" in str(exc):
+    if "NoSuchBucket" in text:
         return StorageError(f"the bucket does not exist (cannot {action} {key!r})")
     return StorageError(f"cannot {action} {key!r} in the object store: {first}")
