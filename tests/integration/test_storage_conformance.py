@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from tests.support.seaweedfs import SeaweedFS, s3_storage
 
@@ -32,6 +33,7 @@ from dockyard.errors import (
     SizeInvalidError,
     StorageError,
 )
+from dockyard.http.state import AppState
 from dockyard.settings import Settings
 from dockyard.storage import FilesystemStorage, Storage, blob_key
 from dockyard.storage.s3 import S3Storage
@@ -737,8 +739,6 @@ async def test_s3_starts_with_good_settings(seaweedfs: SeaweedFS, tmp_path: Path
 
 
 async def test_s3_redirect_is_a_working_presigned_url(seaweedfs: SeaweedFS) -> None:
-    import httpx
-
     bucket = seaweedfs.new_bucket()
     off = s3_storage(seaweedfs, bucket)
     on = s3_storage(seaweedfs, bucket, redirect=True)
@@ -764,3 +764,33 @@ def test_s3_settings_are_checked(tmp_path: Path) -> None:
         )
     with pytest.raises(ValueError, match="at least"):
         S3Storage(s3_storage.__globals__["S3Store"]("b"), part_bytes=MiB)
+
+
+async def test_s3_blob_get_redirects_when_enabled(
+    seaweedfs: SeaweedFS, state: AppState, admin: httpx.AsyncClient, unique_repo: str
+) -> None:
+    """``storage_redirect``: a blob GET answers 307 to a presigned URL of the store, which
+    serves the blob; HEAD is still answered by the registry."""
+    from tests.integration.registry_helpers import push_blob
+
+    data = blob(3 * MiB + 1, 40)
+    digest = await push_blob(admin, unique_repo, data)
+    signing = s3_storage(seaweedfs, seaweedfs.new_bucket(), redirect=True)
+    # The app's own driver keeps serving writes; its blob reads go to the S3 one here.
+    await signing.write_bytes(blob_key(digest), await state.storage.read_bytes(blob_key(digest)))
+    kept = state.registry.storage
+    state.registry.storage = signing
+    try:
+        answer = await admin.get(f"/v2/{unique_repo}/blobs/{digest}")
+        head = await admin.head(f"/v2/{unique_repo}/blobs/{digest}")
+    finally:
+        state.registry.storage = kept
+    assert answer.status_code == 307, answer.text
+    location = answer.headers["location"]
+    assert location.startswith(seaweedfs.endpoint)
+    assert head.status_code == 200
+    assert head.headers["docker-content-digest"] == digest
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(location)
+    assert fetched.status_code == 200
+    assert fetched.content == data
