@@ -9,6 +9,7 @@ used here, except in :func:`residue`, which asks each driver for its leftovers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -794,3 +795,57 @@ async def test_s3_blob_get_redirects_when_enabled(
         fetched = await http.get(location)
     assert fetched.status_code == 200
     assert fetched.content == data
+
+
+@pytest.mark.parametrize("how", ["fails", "cancelled"])
+async def test_s3_append_stopped_mid_multipart_leaves_no_parts(
+    seaweedfs: SeaweedFS, how: str
+) -> None:
+    """An append of several parts streams into a multipart upload; when its body fails
+    or the request is cancelled half-way, the multipart upload is aborted and the
+    upload keeps exactly what it had."""
+    bucket = seaweedfs.new_bucket()
+    driver = s3_storage(seaweedfs, bucket, part_bytes=5 * MiB)
+    state = await driver.begin("stopped")
+    state, size = await driver.append(state, 0, stream(b"kept"))
+    seen_pending: list[str] = []
+
+    with anyio.CancelScope() as scope:
+
+        async def body() -> AsyncIterator[bytes]:
+            yield blob(16 * MiB, 50)
+            # Parts of the multipart upload are in the store by now (or soon).
+            with anyio.fail_after(20):
+                while not seen_pending:
+                    seen_pending.extend(
+                        await anyio.to_thread.run_sync(seaweedfs.pending_multipart, bucket)
+                    )
+                    await anyio.sleep(0.05)
+            if how == "fails":
+                raise Boom
+            scope.cancel()
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+
+        with pytest.raises(Boom) if how == "fails" else contextlib.nullcontext():
+            await driver.append(state, size, body())
+    assert seen_pending  # the multipart upload was under way
+    assert seaweedfs.pending_multipart(bucket) == []
+    assert await driver.upload_size(state) == size
+    assert await collect(driver.read_upload(state)) == b"kept"
+    assert await keys(driver, "uploads/") == ["uploads/stopped", state["segments"][0]["k"]]
+
+
+async def test_s3_monolithic_upload_is_copied_inside_the_store(seaweedfs: SeaweedFS) -> None:
+    """One append of many parts is one segment, made the blob by a server-side copy."""
+    bucket = seaweedfs.new_bucket()
+    driver = s3_storage(seaweedfs, bucket, part_bytes=5 * MiB)
+    data = blob(17 * MiB + 5, 51)
+    state = await driver.begin("mono")
+    state, size = await driver.append(state, 0, ragged(data))
+    assert [s["n"] for s in state["segments"]] == [len(data)]
+    key = blob_key(digest_of(data))
+    await driver.complete(state, key, size)
+    assert await driver.read_bytes(key) == data
+    assert await keys(driver, "") == [key]
+    assert seaweedfs.pending_multipart(bucket) == []

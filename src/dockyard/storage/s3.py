@@ -5,20 +5,21 @@ single PUTs (or, when streamed past one part, a multipart upload that S3 makes
 visible only when it completes), so a reader sees all of an object or nothing.
 
 An upload keeps no bytes on the node. ``begin`` writes an empty marker object
-``uploads/<id>``; each append cuts the incoming bytes into *segments* of at most
-``part_bytes`` and stores each as its own object ``uploads/<id>/<random>``; the
-upload's state (kept in its database row by the caller) lists the segments and how
-many bytes of each count, so any node continues the upload and a crashed append
-leaves only unlisted segments. ``complete`` turns the listed segments into the
-blob: one segment by a server-side copy, more by one multipart upload whose parts
-are at least ``part_bytes`` (never below S3's 5 MiB minimum) streamed from the
-segments; then the segments and the marker go. The registry checks the digest
-before it calls ``complete``, and the blob appears only when the copy or the
-multipart upload completes: never half-written.
+``uploads/<id>``; each append stores its body as one *segment* object
+``uploads/<id>/<random>`` (one PUT up to ``part_bytes``, else a multipart upload of
+such parts fed as the body arrives, aborted when the body fails or the request is
+cancelled); the upload's state (kept in its database row by the caller) lists the
+segments and how many bytes of each count, so any node continues the upload and a
+crashed append leaves only unlisted segments. ``complete`` turns the listed segments
+into the blob: one segment by a server-side copy, more by one multipart upload
+streamed from the segments; then the segments and the marker go. The registry
+checks the digest before it calls ``complete``, and the blob appears only when the
+copy or the multipart upload completes: never half-written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -53,6 +54,8 @@ __all__ = ["MIN_PART_BYTES", "S3Storage", "open_s3"]
 MIN_PART_BYTES = 5 << 20  # S3's smallest multipart part (except the last)
 READ_CHUNK = 1 << 20  # smallest chunk asked of a GET stream
 _DELETE_BATCH = 500
+_PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
+_MAX_COPY = 5 << 30  # S3's largest single server-side copy
 Segments = list[dict[str, Any]]  # an upload state's segments: [{"k": name, "n": bytes used}]
 
 
@@ -192,21 +195,80 @@ class S3Storage(Storage):
                 f"upload holds {size} bytes, fewer than the offset {offset}"
             )
         kept = _cut(segments, offset)
-        written: Segments = []
+        name = f"{key}/{secrets.token_hex(8)}"
+        pieces = _observed(_pieces(chunks, self.part_bytes, limit), observe)
         try:
-            async for piece in _pieces(chunks, self.part_bytes, limit):
-                if observe is not None:
-                    await to_thread.run_sync(observe, piece)
-                name = f"{key}/{secrets.token_hex(8)}"
-                written.append({"k": name, "n": len(piece)})
-                with _translate(name, "write"):
-                    await obstore.put_async(self.store, name, piece, use_multipart=False)
+            async with contextlib.aclosing(pieces):
+                written = await self._put_stream(name, pieces)
         except BaseException:
+            # Whatever reached the store under this append's segment goes (shielded:
+            # also when the append is cancelled); the state still names what it did.
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await self._delete_all([s["k"] for s in written])
+                await self._delete_all([name])
             raise
-        new_segments = kept + written
+        new_segments = kept + ([{"k": name, "n": written}] if written else [])
         return {"key": key, "segments": new_segments}, _total(new_segments)
+
+    async def _put_stream(self, name: str, pieces: AsyncIterator[bytes]) -> int:
+        """Store ``pieces`` as the object ``name``; return its size (0: nothing stored).
+
+        One piece (at most a part): one PUT. More: one multipart upload, fed from this
+        task through a small queue, so the pieces are produced (read from the client,
+        hashed) here, in this task's cancel scope, while the store takes earlier parts.
+        When producing fails or is cancelled, the upload's source is told to fail, so
+        obstore aborts the multipart upload, and that is awaited before the error
+        propagates: no part is left behind and nothing appears at ``name``.
+        """
+        first = await anext(pieces, None)
+        if first is None:
+            return 0
+        second = await anext(pieces, None)
+        if second is None:
+            with _translate(name, "write"):
+                await obstore.put_async(self.store, name, first, use_multipart=False)
+            return len(first)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
+        finished = False
+
+        async def source() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield item
+            if not finished:
+                raise _Abandoned
+
+        put = asyncio.ensure_future(
+            obstore.put_async(
+                self.store,
+                name,
+                source(),
+                use_multipart=True,
+                chunk_size=self.part_bytes,
+                max_concurrency=_PART_CONCURRENCY,
+            )
+        )
+        size = 0
+        try:
+            for piece in (first, second):
+                await _feed(queue, put, piece, name)
+                size += len(piece)
+            async for piece in pieces:
+                await _feed(queue, put, piece, name)
+                size += len(piece)
+            finished = True
+            await _feed(queue, put, None, name)
+            with _translate(name, "write"):
+                await asyncio.shield(put)
+        except BaseException:
+            if not finished:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)  # the source raises: obstore aborts the upload
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({put})
+            if not put.cancelled():
+                put.exception()  # retrieved: the error that matters is ours
+            raise
+        return size
 
     def read_upload(
         self, state: dict[str, Any], offset: int = 0, length: int | None = None
@@ -257,7 +319,7 @@ class S3Storage(Storage):
             raise ObjectNotFoundError(f"no upload {upload!r}")
 
     async def _assemble(self, segments: Segments, key: str) -> None:
-        if len(segments) == 1 and await self._whole(segments[0]):
+        if len(segments) == 1 and segments[0]["n"] <= _MAX_COPY and await self._whole(segments[0]):
             # One segment used whole: a server-side copy, no bytes through this node.
             with _translate(key, "write"):
                 await obstore.copy_async(self.store, segments[0]["k"], key)
@@ -377,6 +439,39 @@ def open_s3(
         raise ConfigurationError(f"storage_s3: {str(exc).splitlines()[0]}") from exc
     where = f"{endpoint or 'AWS S3'} bucket {bucket}" + (f" prefix {prefix}" if prefix else "")
     return S3Storage(store, part_bytes=part_bytes, redirect=redirect, name=where)
+
+
+class _Abandoned(Exception):
+    """Raised in a multipart upload's source when its producer failed or was cancelled."""
+
+
+async def _feed(
+    queue: asyncio.Queue[bytes | None], put: asyncio.Future[Any], item: bytes | None, name: str
+) -> None:
+    """Queue ``item`` for the upload ``put``; raise the upload's error if it stops first."""
+    if put.done():
+        with _translate(name, "write"):
+            put.result()
+        raise StorageError(f"the upload of {name!r} stopped early")
+    adding = asyncio.ensure_future(queue.put(item))
+    try:
+        await asyncio.wait({adding, put}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not adding.done():
+            adding.cancel()
+    if not adding.done() or adding.cancelled():
+        with _translate(name, "write"):
+            put.result()
+        raise StorageError(f"the upload of {name!r} stopped early")
+
+
+async def _observed(pieces: AsyncGenerator[bytes], observe: Hasher | None) -> AsyncGenerator[bytes]:
+    """``pieces``, each passed to ``observe`` on a worker thread first."""
+    async with contextlib.aclosing(pieces):
+        async for piece in pieces:
+            if observe is not None:
+                await to_thread.run_sync(observe, piece)
+            yield piece
 
 
 def _upload(state: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
