@@ -849,3 +849,39 @@ async def test_s3_monolithic_upload_is_copied_inside_the_store(seaweedfs: Seawee
     assert await driver.read_bytes(key) == data
     assert await keys(driver, "") == [key]
     assert seaweedfs.pending_multipart(bucket) == []
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize(
+    ("change", "hint"),
+    [
+        ({"DOCKYARD_STORAGE_S3_BUCKET": "no-such-bucket-here"}, "bucket does not exist"),
+        ({"DOCKYARD_STORAGE_S3_SECRET_ACCESS_KEY": "wrong"}, "refused the credentials"),
+    ],
+)
+def test_s3_store_refusing_stops_the_command_with_one_line(
+    seaweedfs: SeaweedFS,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    change: dict[str, str],
+    hint: str,
+) -> None:
+    from click.testing import CliRunner
+    from tests.support.seaweedfs import s3_settings
+
+    from dockyard.cli import main
+
+    for name in ("DOCKYARD_ADMIN_PASSWORD", "DOCKYARD_DATABASE_URL", "DOCKYARD_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        f"DOCKYARD_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in s3_settings(seaweedfs, seaweedfs.new_bucket()).items()
+    }
+    result = CliRunner().invoke(main, [command, "--data-dir", str(tmp_path)], env={**env, **change})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert hint in lines[0]
+    assert "wrong" not in lines[0]
