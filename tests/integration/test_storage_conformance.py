@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import random
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -878,7 +879,12 @@ def test_s3_store_refusing_stops_the_command_with_one_line(
         f"DOCKYARD_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
         for name, value in s3_settings(seaweedfs, seaweedfs.new_bucket()).items()
     }
-    result = CliRunner().invoke(main, [command, "--data-dir", str(tmp_path)], env={**env, **change})
+    args = [command, "--data-dir", str(tmp_path)]
+    if command == "serve":  # a port nothing listens on, so only the store can refuse
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args += ["--port", str(probe.getsockname()[1])]
+    result = CliRunner().invoke(main, args, env={**env, **change})
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     lines = result.output.strip().splitlines()
