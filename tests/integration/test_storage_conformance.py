@@ -891,3 +891,25 @@ def test_s3_store_refusing_stops_the_command_with_one_line(
     assert len(lines) == 1, result.output
     assert hint in lines[0]
     assert "wrong" not in lines[0]
+
+
+async def test_s3_store_not_answering_stops_the_start_soon(tmp_path: Path) -> None:
+    """Nothing listens at the endpoint: a clear error within seconds, not after minutes
+    of retries."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(
+        data_dir=tmp_path,
+        storage_driver="s3",
+        storage_s3_bucket="b",
+        storage_s3_endpoint=f"http://127.0.0.1:{port}",
+        storage_s3_path_style=True,
+        storage_s3_credentials="static",
+        storage_s3_access_key_id="k",
+        storage_s3_secret_access_key="s",
+    )
+    started = anyio.current_time()
+    with pytest.raises(ConfigurationError, match=f"127.0.0.1:{port}"):
+        await open_storage(settings)
+    assert anyio.current_time() - started < 30

@@ -423,7 +423,17 @@ def open_s3(
             "storage_s3_credentials is instance but AWS_ACCESS_KEY_ID is set, which would be "
             "used instead of the instance profile: unset it or choose env"
         )
-    client: dict[str, Any] = {}
+    # A store that is down answers within seconds, not after obstore's default of 10
+    # retries over 3 minutes (a request then fails as a StorageError).
+    client: dict[str, Any] = {"connect_timeout": timedelta(seconds=5)}
+    retry: dict[str, Any] = {
+        "max_retries": 3,
+        "retry_timeout": timedelta(seconds=20),
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=100),
+            "max_backoff": timedelta(seconds=4),
+        },
+    }
     if endpoint.startswith("http://"):
         client["allow_http"] = True
     if not tls_verify:
@@ -433,6 +443,7 @@ def open_s3(
             bucket,
             prefix=prefix.strip("/") or None,
             client_options=client,  # type: ignore[arg-type]
+            retry_config=retry,  # type: ignore[arg-type]
             **config,
         )
     except BaseError as exc:
