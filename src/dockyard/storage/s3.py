@@ -327,17 +327,11 @@ class S3Storage(Storage):
         if not segments:
             await self.write_bytes(key, b"")
             return
-        total = _total(segments)
-        source = self._segment_bytes(segments)
-        with _translate(key, "write"):
-            await obstore.put_async(
-                self.store,
-                key,
-                source,
-                use_multipart=total > self.part_bytes,
-                chunk_size=self.part_bytes,
-                max_concurrency=4,
-            )
+        # Streamed from the segments through this node, in parts: one multipart upload
+        # (aborted should this be cancelled), or one PUT when it all fits in a part.
+        pieces = _pieces(self._segment_bytes(segments), self.part_bytes, None)
+        async with contextlib.aclosing(pieces):
+            await self._put_stream(key, pieces)
 
     async def _whole(self, segment: dict[str, Any]) -> bool:
         info = await self.stat(segment["k"])
@@ -345,7 +339,7 @@ class S3Storage(Storage):
             raise ObjectNotFoundError(f"segment {segment['k']!r} is gone")
         return bool(info.size == segment["n"])
 
-    async def _segment_bytes(self, segments: Segments) -> AsyncGenerator[bytes]:
+    async def _segment_bytes(self, segments: Segments) -> AsyncIterator[bytes]:
         for segment in segments:
             async for part in self._get(segment["k"], 0, segment["n"]):
                 yield part
