@@ -353,6 +353,13 @@ class S3Storage(Storage):
     ) -> AsyncIterator[bytes]:
         if offset < 0 or (length is not None and length < 0):
             raise ValueError(f"invalid range: offset {offset}, length {length}")
+        if segments is None and offset == 0 and length is None:
+            # A whole object (a blob GET without Range): one GET, no HEAD first.
+            with _translate(key, "read"):
+                result = await obstore.get_async(self.store, key)
+                async for part in result.stream(min_chunk_size=READ_CHUNK):
+                    yield bytes(part)
+            return
         if segments is None:
             info = await self.stat(key)
             if info is None:
