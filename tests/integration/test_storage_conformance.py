@@ -913,3 +913,23 @@ async def test_s3_store_not_answering_stops_the_start_soon(tmp_path: Path) -> No
     with pytest.raises(ConfigurationError, match=f"127.0.0.1:{port}"):
         await open_storage(settings)
     assert anyio.current_time() - started < 30
+
+
+def test_s3_free_space_checks_watch_only_local_disks(tmp_path: Path) -> None:
+    """With S3 there is no storage root on this machine: free-space checks watch the
+    database's folder alone (the store manages its own space)."""
+    from dockyard.app import disk_space
+    from dockyard.db.engine import Database
+
+    common = {"data_dir": tmp_path, "storage_root": tmp_path / "blobs-here"}
+    s3 = Settings(
+        **common,
+        storage_driver="s3",
+        storage_s3_bucket="b",
+    )
+    files = Settings(**common)
+    for settings, expected in ((files, 2), (s3, 1)):
+        db = Database(settings.effective_database_url)
+        paths = disk_space(settings, db).paths
+        assert len(paths) == expected
+        assert (tmp_path / "blobs-here" in paths) is (settings is files)
