@@ -4,6 +4,9 @@ Each test takes the ``driver`` fixture, which is parametrized over
 ``DRIVER_FACTORIES``; a new driver joins by adding its factory there and must
 pass every test unchanged. Only the contract of ``dockyard.storage.base`` is
 used here, except in :func:`residue`, which asks each driver for its leftovers.
+The ``s3`` driver runs against a real SeaweedFS started on loopback for the session
+(``tests/support/seaweedfs.py``), a fresh bucket per test; driver-specific tests
+follow the shared ones.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from obstore.store import S3Store
 from tests.support.seaweedfs import SeaweedFS, s3_storage
 
 from dockyard.app import open_storage
@@ -765,7 +769,7 @@ def test_s3_settings_are_checked(tmp_path: Path) -> None:
             storage_s3_credentials="static",
         )
     with pytest.raises(ValueError, match="at least"):
-        S3Storage(s3_storage.__globals__["S3Store"]("b"), part_bytes=MiB)
+        S3Storage(S3Store("b"), part_bytes=MiB)
 
 
 async def test_s3_blob_get_redirects_when_enabled(
