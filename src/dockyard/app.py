@@ -23,7 +23,7 @@ from dockyard.audit import hooks as audit_hooks
 from dockyard.audit import jobs as audit_jobs
 from dockyard.console.routes import console_routes
 from dockyard.db.engine import Database
-from dockyard.errors import ConfigurationError
+from dockyard.errors import ConfigurationError, StorageError
 from dockyard.gc import api as gc_api
 from dockyard.gc import jobs as gc_jobs
 from dockyard.http.api import Operation, api_routes
@@ -51,7 +51,8 @@ from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
-from dockyard.storage import FilesystemStorage
+from dockyard.storage import FilesystemStorage, Storage
+from dockyard.storage.s3 import open_s3
 from dockyard.storage.space import RESERVE_NAME, DiskSpace
 from dockyard.system import api as system_api
 from dockyard.system.bootstrap import load_token_key
@@ -64,7 +65,7 @@ SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
 
 async def build_state(settings: Settings) -> AppState:
     db = Database(settings.effective_database_url)
-    storage = FilesystemStorage(settings.effective_storage_root)
+    storage = await open_storage(settings)
     space = disk_space(settings, db)
     await to_thread.run_sync(space.make_reserve)
     db.before_write = space.before_database_write
@@ -98,6 +99,31 @@ async def build_state(settings: Settings) -> AppState:
     )
 
 
+async def open_storage(settings: Settings) -> Storage:
+    """The driver ``storage_driver`` names; an S3 bucket is asked once now, so a missing
+    bucket or refused credentials stop the start with a clear message."""
+    if settings.storage_driver == "filesystem":
+        return FilesystemStorage(settings.effective_storage_root)
+    storage = open_s3(
+        bucket=settings.storage_s3_bucket,
+        prefix=settings.storage_s3_prefix,
+        region=settings.storage_s3_region,
+        endpoint=settings.storage_s3_endpoint,
+        path_style=settings.storage_s3_path_style,
+        credentials=settings.storage_s3_credentials,
+        access_key_id=settings.storage_s3_access_key_id,
+        secret_access_key=settings.storage_s3_secret_access_key,
+        tls_verify=settings.storage_s3_tls_verify,
+        part_bytes=settings.storage_s3_part_bytes,
+        redirect=settings.storage_redirect,
+    )
+    try:
+        await storage.check()
+    except StorageError as exc:
+        raise ConfigurationError(f"storage ({storage.name}): {exc.message}") from exc
+    return storage
+
+
 def disk_space(settings: Settings, db: Database) -> DiskSpace:
     """Free-space checks over the storage root and the folder of the SQLite database (else
     the data directory), where the disk reserve is kept (``storage/space.py``). A
@@ -107,8 +133,10 @@ def disk_space(settings: Settings, db: Database) -> DiskSpace:
         database = make_url(settings.effective_database_url).database
         if database and database != ":memory:":
             folder = Path(database).resolve().parent
+    # Free-space checks apply to local disks only: with S3 the store manages its space.
+    local = [settings.effective_storage_root] if settings.storage_driver == "filesystem" else []
     return DiskSpace(
-        [settings.effective_storage_root, folder],
+        [*local, folder],
         min_free_bytes=settings.min_free_bytes,
         reserve=folder / RESERVE_NAME,
         reserve_bytes=settings.disk_reserve_bytes,

@@ -79,6 +79,19 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
         raise click.ClickException(explained) from None
 
 
+def _check_storage(settings: Settings) -> None:
+    """Ask an object store once now, so a missing bucket or refused credentials stop
+    the command with one line (not a traceback in each server worker's start)."""
+    if settings.storage_driver == "filesystem":
+        return
+    from dockyard.app import open_storage
+
+    try:
+        asyncio.run(open_storage(settings))
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 def _prepare(settings: Settings) -> BootstrapReport:
     """Migrate and create the first-start rows."""
     return _run(settings, lambda db: prepare(settings, db))
@@ -213,6 +226,7 @@ def serve(config: Path | None, **options: Any) -> None:
     """Migrate the database if needed and serve the registry."""
     settings = _settings(config, log=True, **options)
     _ensure_port_free(settings.host, settings.port)
+    _check_storage(settings)
     report = _prepare(settings)
     _announce(report)
     for line in _run(settings, lambda db: _overridden_settings(settings, db)):
@@ -274,6 +288,7 @@ def worker(config: Path | None, concurrency: int | None, **options: Any) -> None
     from dockyard.app import build_state, start_workers
 
     settings = _settings(config, log=True, **options)
+    _check_storage(settings)
     _announce(_prepare(settings))
 
     async def run() -> None:

@@ -65,6 +65,34 @@ class Settings(BaseSettings):
     """``sqlite:///path`` (default: ``<data_dir>/dockyard.db``) or ``postgresql://…``."""
     storage_root: Path | None = None
     """Filesystem driver root (default: ``<data_dir>/storage``)."""
+    storage_driver: Literal["filesystem", "s3"] = "filesystem"
+    """Where blobs live: local files under ``storage_root``, or an S3-compatible bucket
+    (``storage_s3_*``; docs/storage.md)."""
+    storage_s3_bucket: str = ""
+    """The bucket (must exist; checked at start)."""
+    storage_s3_prefix: str = ""
+    """Object names are put under this path in the bucket (empty: the bucket's root)."""
+    storage_s3_region: str = "us-east-1"
+    storage_s3_endpoint: str = ""
+    """The store's URL for S3-compatible stores (MinIO, Ceph RGW, SeaweedFS, R2, GCS);
+    empty: AWS S3 of ``storage_s3_region``."""
+    storage_s3_path_style: bool = False
+    """Address the bucket as ``<endpoint>/<bucket>`` (most self-hosted stores) rather
+    than ``<bucket>.<endpoint>``."""
+    storage_s3_credentials: Literal["static", "env", "instance"] = "env"
+    """``static``: the two keys below; ``env``: the ``AWS_*`` environment variables, else
+    web identity, container or instance credentials; ``instance``: only the instance
+    profile / container role (the ``AWS_*`` key variables are ignored)."""
+    storage_s3_access_key_id: str = ""
+    storage_s3_secret_access_key: str = Field(default="", repr=False)
+    storage_s3_tls_verify: bool = True
+    """Check the store's TLS certificate (turn off only for a test store)."""
+    storage_s3_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    """Size of upload segments and multipart parts (S3's minimum is 5 MiB); an upload
+    in progress buffers up to this much per request in memory."""
+    storage_redirect: bool = False
+    """Answer blob GETs with a redirect to a presigned URL of the store (S3 only), as
+    distribution's ``redirect`` does; clients then need to reach the store."""
     external_url: str = ""
     """The URL clients reach Dockyard at (Harbor's ``external_url``); used for the
     token realm and ``Location`` headers. Default: derived from host and port."""
@@ -188,6 +216,21 @@ class Settings(BaseSettings):
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise ValueError(f"TLS file {path} does not exist")
+        return self
+
+    @model_validator(mode="after")
+    def _check_storage(self) -> Settings:
+        if self.storage_driver != "s3":
+            return self
+        if not self.storage_s3_bucket:
+            raise ValueError("storage_s3_bucket is required with storage_driver s3")
+        if self.storage_s3_credentials == "static" and not (
+            self.storage_s3_access_key_id and self.storage_s3_secret_access_key
+        ):
+            raise ValueError(
+                "storage_s3_credentials static needs storage_s3_access_key_id and "
+                "storage_s3_secret_access_key"
+            )
         return self
 
     # --- derived values --------------------------------------------------

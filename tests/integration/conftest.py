@@ -7,6 +7,7 @@ tests keep out of each other's way by using their own repository names
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from starlette.applications import Starlette
 from tests.support import harbor_contract
 from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.seaweedfs import SeaweedFS, s3_settings, start_seaweedfs
 
 from dockyard.app import create_app
 from dockyard.db.engine import Database
@@ -39,9 +41,27 @@ def database_url(
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """One SeaweedFS S3 server on loopback for the session (started on first use)."""
+    server = start_seaweedfs()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Settings:
     data_dir: Path = tmp_path_factory.mktemp("data")
+    # DOCKYARD_TEST_STORAGE=s3: the app's blobs in a SeaweedFS bucket instead of files.
+    storage: dict[str, object] = {}
+    if os.environ.get("DOCKYARD_TEST_STORAGE", "filesystem") == "s3":
+        server: SeaweedFS = request.getfixturevalue("seaweedfs")
+        storage = s3_settings(server, server.new_bucket())
     return Settings(
+        **storage,  # type: ignore[arg-type]
         data_dir=data_dir,
         database_url=database_url,
         admin_password=ADMIN_PASSWORD,

@@ -4,15 +4,20 @@ Each test takes the ``driver`` fixture, which is parametrized over
 ``DRIVER_FACTORIES``; a new driver joins by adding its factory there and must
 pass every test unchanged. Only the contract of ``dockyard.storage.base`` is
 used here, except in :func:`residue`, which asks each driver for its leftovers.
+The ``s3`` driver runs against a real SeaweedFS started on loopback for the session
+(``tests/support/seaweedfs.py``), a fresh bucket per test; driver-specific tests
+follow the shared ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
 import random
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,15 +26,23 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
+from obstore.store import S3Store
+from tests.support.seaweedfs import SeaweedFS, s3_storage
 
+from dockyard.app import open_storage
 from dockyard.errors import (
     BlobUploadInvalidError,
+    ConfigurationError,
     ObjectNotFoundError,
     SizeInvalidError,
     StorageFullError,
 )
+from dockyard.http.state import AppState
+from dockyard.settings import Settings
 from dockyard.storage import FilesystemStorage, Storage, blob_key
+from dockyard.storage.s3 import S3Storage
 
 MiB = 1 << 20
 
@@ -39,19 +52,29 @@ async def filesystem_driver(tmp_path: Path) -> AsyncIterator[Storage]:
     yield FilesystemStorage(tmp_path / "storage")
 
 
-DriverFactory = Callable[[Path], AbstractAsyncContextManager[Storage]]
+@asynccontextmanager
+async def s3_driver(tmp_path: Path, server: SeaweedFS) -> AsyncIterator[Storage]:
+    """The S3 driver on a fresh bucket of the session's SeaweedFS (small parts, so
+    that a few MiB already make multipart uploads)."""
+    storage = s3_storage(server, server.new_bucket(), part_bytes=5 * MiB)
+    _SERVERS[storage.name] = server
+    yield storage
+
+
+DriverFactory = Callable[..., AbstractAsyncContextManager[Storage]]
 
 DRIVER_FACTORIES: list[Any] = [
     pytest.param(filesystem_driver, id="filesystem"),
-    # The S3 driver (obstore against a SeaweedFS bucket per test) plugs in here:
-    # pytest.param(s3_driver, id="s3"),
+    pytest.param(s3_driver, id="s3"),
 ]
+_SERVERS: dict[str, SeaweedFS] = {}
 
 
 @pytest.fixture(params=DRIVER_FACTORIES)
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     factory: DriverFactory = request.param
-    async with factory(tmp_path) as storage:
+    extra = [request.getfixturevalue("seaweedfs")] if factory is s3_driver else []
+    async with factory(tmp_path, *extra) as storage:
         yield storage
 
 
@@ -59,7 +82,9 @@ def residue(driver: Storage) -> list[str]:
     """What a driver keeps besides its objects: temporary files, pending parts."""
     if isinstance(driver, FilesystemStorage):
         return sorted(os.listdir(driver.root / "_tmp"))
-    # The S3 driver will answer with its pending multipart uploads outside uploads/.
+    if isinstance(driver, S3Storage):
+        # Multipart uploads begun and never completed nor aborted.
+        return _SERVERS[driver.name].pending_multipart(driver.name)
     raise NotImplementedError(f"no residue check for {driver!r}")
 
 
@@ -663,3 +688,260 @@ async def test_filesystem_observes_on_the_writing_thread(
             writer = thread
         assert thread == writer  # each buffer is observed by the thread that wrote it
         assert thread != threading.get_ident()  # and not on the event loop
+
+
+# --- the S3 driver's own ---------------------------------------------------------------
+
+
+def _s3_settings(server: SeaweedFS, tmp_path: Path, **changes: Any) -> Settings:
+    from tests.support.seaweedfs import s3_settings
+
+    return Settings(**{"data_dir": tmp_path, **s3_settings(server, "unused"), **changes})
+
+
+async def test_s3_upload_continues_on_another_node(seaweedfs: SeaweedFS) -> None:
+    """The state is all a node needs: a second driver (another node, or this one after a
+    restart) finishes an upload the first began, from the JSON the database row keeps."""
+    import json
+
+    bucket = seaweedfs.new_bucket()
+    node_a, node_b = (s3_storage(seaweedfs, bucket, part_bytes=5 * MiB) for _ in range(2))
+    data = blob(11 * MiB + 3, 30)
+    state = await node_a.begin("moved")
+    state, size = await node_a.append(state, 0, ragged(data[: 6 * MiB]))
+    state = json.loads(json.dumps(state))
+    state, size = await node_b.append(state, size, ragged(data[6 * MiB :]))
+    key = blob_key(digest_of(data))
+    await node_b.complete(state, key, size)
+    assert await node_a.read_bytes(key) == data
+    assert await keys(node_a, "uploads/") == []
+    assert seaweedfs.pending_multipart(bucket) == []
+
+
+async def test_s3_missing_bucket_stops_the_start(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    settings = _s3_settings(seaweedfs, tmp_path, storage_s3_bucket="no-such-bucket-here")
+    with pytest.raises(ConfigurationError, match="bucket does not exist"):
+        await open_storage(settings)
+
+
+async def test_s3_refused_credentials_stop_the_start(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    settings = _s3_settings(
+        seaweedfs,
+        tmp_path,
+        storage_s3_bucket=seaweedfs.new_bucket(),
+        storage_s3_secret_access_key="not-the-secret",
+    )
+    with pytest.raises(ConfigurationError, match="refused the credentials"):
+        await open_storage(settings)
+
+
+async def test_s3_starts_with_good_settings(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    bucket = seaweedfs.new_bucket()
+    settings = _s3_settings(seaweedfs, tmp_path, storage_s3_bucket=bucket, storage_s3_prefix="r1")
+    storage = await open_storage(settings)
+    assert isinstance(storage, S3Storage)
+    await storage.write_bytes("blobs/x", b"under the prefix")
+    # The prefix is a path in the bucket: a driver without it sees the object below it.
+    assert await s3_storage(seaweedfs, bucket).read_bytes("r1/blobs/x") == b"under the prefix"
+
+
+async def test_s3_redirect_is_a_working_presigned_url(seaweedfs: SeaweedFS) -> None:
+    bucket = seaweedfs.new_bucket()
+    off = s3_storage(seaweedfs, bucket)
+    on = s3_storage(seaweedfs, bucket, redirect=True)
+    await on.write_bytes("blobs/signed", b"signed bytes")
+    assert await off.redirect_url("blobs/signed", 60) is None
+    url = await on.redirect_url("blobs/signed", 60)
+    assert url is not None and url.startswith(seaweedfs.endpoint)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url)).content == b"signed bytes"
+        # Unsigned, the same object is refused: the store checks signatures.
+        assert (await http.get(url.split("?")[0])).status_code == 403
+
+
+def test_s3_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="storage_s3_bucket is required"):
+        Settings(data_dir=tmp_path, storage_driver="s3")
+    with pytest.raises(ValueError, match="needs storage_s3_access_key_id"):
+        Settings(
+            data_dir=tmp_path,
+            storage_driver="s3",
+            storage_s3_bucket="b",
+            storage_s3_credentials="static",
+        )
+    with pytest.raises(ValueError, match="at least"):
+        S3Storage(S3Store("b"), part_bytes=MiB)
+
+
+async def test_s3_blob_get_redirects_when_enabled(
+    seaweedfs: SeaweedFS, state: AppState, admin: httpx.AsyncClient, unique_repo: str
+) -> None:
+    """``storage_redirect``: a blob GET answers 307 to a presigned URL of the store, which
+    serves the blob; HEAD is still answered by the registry."""
+    from tests.integration.registry_helpers import push_blob
+
+    data = blob(3 * MiB + 1, 40)
+    digest = await push_blob(admin, unique_repo, data)
+    signing = s3_storage(seaweedfs, seaweedfs.new_bucket(), redirect=True)
+    # The app's own driver keeps serving writes; its blob reads go to the S3 one here.
+    await signing.write_bytes(blob_key(digest), await state.storage.read_bytes(blob_key(digest)))
+    kept = state.registry.storage
+    state.registry.storage = signing
+    try:
+        answer = await admin.get(f"/v2/{unique_repo}/blobs/{digest}")
+        head = await admin.head(f"/v2/{unique_repo}/blobs/{digest}")
+    finally:
+        state.registry.storage = kept
+    assert answer.status_code == 307, answer.text
+    location = answer.headers["location"]
+    assert location.startswith(seaweedfs.endpoint)
+    assert head.status_code == 200
+    assert head.headers["docker-content-digest"] == digest
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(location)
+    assert fetched.status_code == 200
+    assert fetched.content == data
+
+
+@pytest.mark.parametrize("how", ["fails", "cancelled"])
+async def test_s3_append_stopped_mid_multipart_leaves_no_parts(
+    seaweedfs: SeaweedFS, how: str
+) -> None:
+    """An append of several parts streams into a multipart upload; when its body fails
+    or the request is cancelled half-way, the multipart upload is aborted and the
+    upload keeps exactly what it had."""
+    bucket = seaweedfs.new_bucket()
+    driver = s3_storage(seaweedfs, bucket, part_bytes=5 * MiB)
+    state = await driver.begin("stopped")
+    state, size = await driver.append(state, 0, stream(b"kept"))
+    seen_pending: list[str] = []
+
+    with anyio.CancelScope() as scope:
+
+        async def body() -> AsyncIterator[bytes]:
+            yield blob(16 * MiB, 50)
+            # Parts of the multipart upload are in the store by now (or soon).
+            with anyio.fail_after(20):
+                while not seen_pending:
+                    seen_pending.extend(
+                        await anyio.to_thread.run_sync(seaweedfs.pending_multipart, bucket)
+                    )
+                    await anyio.sleep(0.05)
+            if how == "fails":
+                raise Boom
+            scope.cancel()
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+
+        with pytest.raises(Boom) if how == "fails" else contextlib.nullcontext():
+            await driver.append(state, size, body())
+    assert seen_pending  # the multipart upload was under way
+    # Aborted: obstore sends the abort as the upload fails; a part still in flight then
+    # may land a moment later, so allow the store a few seconds to settle.
+    for _ in range(100):
+        left = await anyio.to_thread.run_sync(seaweedfs.pending_multipart, bucket)
+        if not left:
+            break
+        await anyio.sleep(0.1)
+    assert left == []
+    assert await driver.upload_size(state) == size
+    assert await collect(driver.read_upload(state)) == b"kept"
+    assert await keys(driver, "uploads/") == ["uploads/stopped", state["segments"][0]["k"]]
+
+
+async def test_s3_monolithic_upload_is_copied_inside_the_store(seaweedfs: SeaweedFS) -> None:
+    """One append of many parts is one segment, made the blob by a server-side copy."""
+    bucket = seaweedfs.new_bucket()
+    driver = s3_storage(seaweedfs, bucket, part_bytes=5 * MiB)
+    data = blob(17 * MiB + 5, 51)
+    state = await driver.begin("mono")
+    state, size = await driver.append(state, 0, ragged(data))
+    assert [s["n"] for s in state["segments"]] == [len(data)]
+    key = blob_key(digest_of(data))
+    await driver.complete(state, key, size)
+    assert await driver.read_bytes(key) == data
+    assert await keys(driver, "") == [key]
+    assert seaweedfs.pending_multipart(bucket) == []
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize(
+    ("change", "hint"),
+    [
+        ({"DOCKYARD_STORAGE_S3_BUCKET": "no-such-bucket-here"}, "bucket does not exist"),
+        ({"DOCKYARD_STORAGE_S3_SECRET_ACCESS_KEY": "wrong"}, "refused the credentials"),
+    ],
+)
+def test_s3_store_refusing_stops_the_command_with_one_line(
+    seaweedfs: SeaweedFS,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    change: dict[str, str],
+    hint: str,
+) -> None:
+    from click.testing import CliRunner
+    from tests.support.seaweedfs import s3_settings
+
+    from dockyard.cli import main
+
+    for name in ("DOCKYARD_ADMIN_PASSWORD", "DOCKYARD_DATABASE_URL", "DOCKYARD_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        f"DOCKYARD_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in s3_settings(seaweedfs, seaweedfs.new_bucket()).items()
+    }
+    args = [command, "--data-dir", str(tmp_path)]
+    if command == "serve":  # a port nothing listens on, so only the store can refuse
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args += ["--port", str(probe.getsockname()[1])]
+    result = CliRunner().invoke(main, args, env={**env, **change})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert hint in lines[0]
+    assert "wrong" not in lines[0]
+
+
+async def test_s3_store_not_answering_stops_the_start_soon(tmp_path: Path) -> None:
+    """Nothing listens at the endpoint: a clear error within seconds, not after minutes
+    of retries."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(
+        data_dir=tmp_path,
+        storage_driver="s3",
+        storage_s3_bucket="b",
+        storage_s3_endpoint=f"http://127.0.0.1:{port}",
+        storage_s3_path_style=True,
+        storage_s3_credentials="static",
+        storage_s3_access_key_id="k",
+        storage_s3_secret_access_key="s",
+    )
+    started = anyio.current_time()
+    with pytest.raises(ConfigurationError, match=f"127.0.0.1:{port}"):
+        await open_storage(settings)
+    assert anyio.current_time() - started < 30
+
+
+def test_s3_free_space_checks_watch_only_local_disks(tmp_path: Path) -> None:
+    """With S3 there is no storage root on this machine: free-space checks watch the
+    database's folder alone (the store manages its own space)."""
+    from dockyard.app import disk_space
+    from dockyard.db.engine import Database
+
+    common = {"data_dir": tmp_path, "storage_root": tmp_path / "blobs-here"}
+    s3 = Settings(
+        **common,
+        storage_driver="s3",
+        storage_s3_bucket="b",
+    )
+    files = Settings(**common)
+    for settings, expected in ((files, 2), (s3, 1)):
+        db = Database(settings.effective_database_url)
+        paths = disk_space(settings, db).paths
+        assert len(paths) == expected
+        assert (tmp_path / "blobs-here" in paths) is (settings is files)

@@ -599,8 +599,8 @@ async def _stat_all(storage: Storage, keys: Sequence[str]) -> list[ObjectInfo | 
 
 
 def _upload_id_of_key(key: str) -> str:
-    """``uploads/<id>`` -> ``<id>``."""
-    return key.removeprefix("uploads/")
+    """``uploads/<id>`` -> ``<id>``; also for the S3 driver's ``uploads/<id>/<segment>``."""
+    return key.removeprefix("uploads/").split("/", 1)[0]
 
 
 def _digest_of_key(key: str) -> str | None:
