@@ -1,0 +1,95 @@
+"""Harbor's read-only mode (the ``read_only`` configuration item): every change through
+``/v2/`` and ``/api/v2.0/`` is refused with Harbor's ``403 DENIED``; pulls, reads and
+``PUT /configurations`` still work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from tests.integration.conftest import ADMIN_PASSWORD
+from tests.integration.registry_helpers import digest_of, error_code, push_image
+
+from dockyard.system.readonly import MESSAGE
+
+URL = "/api/v2.0/configurations"
+
+
+@pytest.fixture
+async def read_only(admin: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Read-only mode on for the test, off again whatever it did."""
+    response = await admin.put(URL, json={"read_only": True})
+    assert response.status_code == 200, response.text
+    try:
+        yield
+    finally:
+        assert (await admin.put(URL, json={"read_only": False})).status_code == 200
+
+
+def _refused(response: httpx.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert error_code(response) == "DENIED"
+    assert response.json()["errors"][0]["message"] == MESSAGE
+
+
+async def test_writes_refused_reads_served_until_switched_off(
+    admin: httpx.AsyncClient, anon: httpx.AsyncClient, unique_repo: str
+) -> None:
+    digest, _ = await push_image(admin, unique_repo, "v1", seed=b"ro-before")
+    assert (await admin.put(URL, json={"read_only": True})).status_code == 200
+    try:
+        assert (await admin.get(URL)).json()["read_only"] == {"value": True, "editable": True}
+        assert (await admin.get("/api/v2.0/systeminfo")).json()["read_only"] is True
+
+        # /v2/: upload starts, monolithic pushes, manifests, deletes and mounts refused
+        blob = b"read-only blob"
+        _refused(await admin.post(f"/v2/{unique_repo}/blobs/uploads/"))
+        _refused(
+            await admin.post(
+                f"/v2/{unique_repo}/blobs/uploads/",
+                params={"digest": digest_of(blob)},
+                content=blob,
+            )
+        )
+        _refused(
+            await admin.post(
+                f"/v2/{unique_repo}/blobs/uploads/",
+                params={"mount": digest_of(blob), "from": "library/elsewhere"},
+            )
+        )
+        _refused(await admin.put(f"/v2/{unique_repo}/manifests/v2", content=b"{}"))
+        _refused(await admin.delete(f"/v2/{unique_repo}/manifests/{digest}"))
+        _refused(await anon.post(f"/v2/{unique_repo}/blobs/uploads/"))
+
+        # pulls still served
+        pulled = await admin.get(f"/v2/{unique_repo}/manifests/v1")
+        assert pulled.status_code == 200, pulled.text
+        layer = pulled.json()["layers"][0]["digest"]
+        assert (await admin.get(f"/v2/{unique_repo}/blobs/{layer}")).status_code == 200
+
+        # /api/v2.0/ changes refused with Harbor's body; reads served
+        project, name = unique_repo.split("/", 1)
+        repo_url = f"/api/v2.0/projects/{project}/repositories/{name}"
+        _refused(await admin.delete(repo_url))
+        _refused(await admin.delete(f"{repo_url}/artifacts/{digest}"))
+        _refused(await admin.post("/api/v2.0/projects", json={"project_name": "rocreate"}))
+        assert (await admin.get(repo_url)).status_code == 200
+        assert (await admin.get(f"{repo_url}/artifacts/{digest}")).status_code == 200
+    finally:
+        assert (await admin.put(URL, json={"read_only": False})).status_code == 200
+
+    assert (await admin.get("/api/v2.0/systeminfo")).json()["read_only"] is False
+    await push_image(admin, unique_repo, "v2", seed=b"ro-after")
+    assert (await admin.delete(f"/v2/{unique_repo}/manifests/{digest}")).status_code == 202
+
+
+async def test_logins_still_work(anon: httpx.AsyncClient, read_only: None) -> None:
+    token = await anon.get(
+        "/service/token",
+        params={"service": "dockyard", "scope": "repository:library/x:pull"},
+        auth=("admin", ADMIN_PASSWORD),
+    )
+    assert token.status_code == 200, token.text
+    login = await anon.post("/c/login", data={"principal": "admin", "password": ADMIN_PASSWORD})
+    assert login.status_code == 200, login.text
