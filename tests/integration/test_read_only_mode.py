@@ -10,7 +10,11 @@ import httpx
 import pytest
 from tests.integration.conftest import ADMIN_PASSWORD
 from tests.integration.registry_helpers import digest_of, error_code, push_image
+from tests.integration.test_gc import GC, seed_garbage, wait_gc
 
+from dockyard.gc import service as gc_service
+from dockyard.http.state import AppState
+from dockyard.storage import blob_key
 from dockyard.system.readonly import MESSAGE
 
 URL = "/api/v2.0/configurations"
@@ -93,3 +97,20 @@ async def test_logins_still_work(anon: httpx.AsyncClient, read_only: None) -> No
     assert token.status_code == 200, token.text
     login = await anon.post("/c/login", data={"principal": "admin", "password": ADMIN_PASSWORD})
     assert login.status_code == 200, login.text
+
+
+async def test_gc_deletes_nothing_while_on(
+    admin: httpx.AsyncClient, state: AppState, read_only: None
+) -> None:
+    """A run started before the switch (or by a schedule) only reports, as a dry run."""
+    garbage = await seed_garbage(state, 2, "read-only-garbage")
+    params = gc_service.parse_params({"time_window": 1}, state.settings.gc_time_window_hours)
+    async with state.db.write() as session:
+        execution = await gc_service.start(session, params)
+    assert execution is not None
+    run = await wait_gc(admin, execution.id)
+    assert run["job_status"] == "Success", run
+    root = state.settings.effective_storage_root
+    assert all((root / blob_key(d)).exists() for d in garbage)
+    log = (await admin.get(f"{GC}/{execution.id}/log")).text
+    assert "read-only mode is on: nothing is deleted" in log

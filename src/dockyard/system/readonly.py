@@ -11,6 +11,7 @@ query, and the process that changes it forgets its copy at once.
 from __future__ import annotations
 
 import time
+import weakref
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +23,8 @@ MESSAGE = "The system is in read only mode. Any modification is prohibited."
 CACHE_SECONDS = 2.0
 """How stale another node's view of the flag may be."""
 
-_cached: tuple[float, bool] | None = None
+_cached: weakref.WeakKeyDictionary[Database, tuple[float, bool]] = weakref.WeakKeyDictionary()
+"""Per database (a process may serve more than one app, as the tests do)."""
 
 
 class ReadOnlyError(DeniedError):
@@ -34,19 +36,18 @@ class ReadOnlyError(DeniedError):
 
 def forget() -> None:
     """Drop this process's copy (after an administrator changes the item)."""
-    global _cached
-    _cached = None
+    _cached.clear()
 
 
 async def is_on(db: Database) -> bool:
     """The ``read_only`` item, at most ``CACHE_SECONDS`` old."""
-    global _cached
     now = time.monotonic()
-    if _cached is not None and now - _cached[0] < CACHE_SECONDS:
-        return _cached[1]
+    seen = _cached.get(db)
+    if seen is not None and now - seen[0] < CACHE_SECONDS:
+        return seen[1]
     async with db.read() as session:
         on = await read(session)
-    _cached = (now, on)
+    _cached[db] = (now, on)
     return on
 
 
