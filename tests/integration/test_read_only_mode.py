@@ -11,9 +11,20 @@ import pytest
 from tests.integration.conftest import ADMIN_PASSWORD
 from tests.integration.registry_helpers import digest_of, error_code, push_image
 from tests.integration.test_gc import GC, seed_garbage, wait_gc
+from tests.integration.test_retention import (
+    create_policy,
+    new_project,
+    policy,
+    push,
+    rule,
+    tags_in,
+    wait_final,
+)
 
 from dockyard.gc import service as gc_service
 from dockyard.http.state import AppState
+from dockyard.retention import repository as retention_repo
+from dockyard.retention import service as retention
 from dockyard.storage import blob_key
 from dockyard.system.readonly import MESSAGE
 
@@ -114,3 +125,27 @@ async def test_gc_deletes_nothing_while_on(
     assert all((root / blob_key(d)).exists() for d in garbage)
     log = (await admin.get(f"{GC}/{execution.id}/log")).text
     assert "read-only mode is on: nothing is deleted" in log
+
+
+async def test_retention_removes_nothing_while_on(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project, project_id = await new_project(admin)
+    repository = f"{project}/kept"
+    await push(admin, repository, "a", "ro-a")
+    await push(admin, repository, "b", "ro-b")
+    # A rule no tag matches: a real run would remove both.
+    policy_id = await create_policy(admin, policy(project_id, rule(tag="matches-nothing")))
+    assert (await admin.put(URL, json={"read_only": True})).status_code == 200
+    try:
+        async with state.db.write() as session:
+            row = await retention_repo.find_policy(session, policy_id)
+            assert row is not None
+            execution = await retention.launch(
+                session, row, "SCHEDULE", dry_run=False, operator="admin"
+            )
+        done = await wait_final(state, execution.id)
+        assert done.status == "Success", done.status
+    finally:
+        assert (await admin.put(URL, json={"read_only": False})).status_code == 200
+    assert await tags_in(state, repository) == {"a", "b"}
