@@ -10,6 +10,7 @@ import httpx
 import pytest
 from tests.integration.conftest import ADMIN_PASSWORD
 from tests.integration.registry_helpers import digest_of, error_code, push_image
+from tests.integration.test_console_pages import console, flash, follow
 from tests.integration.test_gc import GC, seed_garbage, wait_gc
 from tests.integration.test_retention import (
     create_policy,
@@ -27,6 +28,8 @@ from dockyard.retention import repository as retention_repo
 from dockyard.retention import service as retention
 from dockyard.storage import blob_key
 from dockyard.system.readonly import MESSAGE
+
+__all__ = ["console"]  # a fixture (from the console tests) this module uses
 
 URL = "/api/v2.0/configurations"
 
@@ -149,3 +152,48 @@ async def test_retention_removes_nothing_while_on(
     finally:
         assert (await admin.put(URL, json={"read_only": False})).status_code == 200
     assert await tags_in(state, repository) == {"a", "b"}
+
+
+async def test_console_changes_refused_but_mode_switched_off_there(
+    console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient, unique_repo: str
+) -> None:
+    client, csrf = console
+    digest, _ = await push_image(admin, unique_repo, "v1", seed=b"ro-console")
+    project, name = unique_repo.split("/", 1)
+    repo_page = f"/harbor/projects/{project}/repositories/{name}/-"
+    assert (await admin.put(URL, json={"read_only": True})).status_code == 200
+    try:
+        refused = await client.post(f"{repo_page}/delete", data={"_csrf": csrf})
+        assert MESSAGE in flash(await follow(client, refused))
+        assert (await admin.get(f"/v2/{unique_repo}/manifests/{digest}")).status_code == 200
+        form = {"_csrf": csrf, **await _configuration_form(admin)}
+        switched = await client.post("/harbor/admin/configuration", data=form)
+        assert switched.status_code == 303
+        assert (await admin.get(URL)).json()["read_only"]["value"] is False
+    finally:
+        assert (await admin.put(URL, json={"read_only": False})).status_code == 200
+    deleted = await client.post(f"{repo_page}/delete", data={"_csrf": csrf})
+    assert MESSAGE not in flash(await follow(client, deleted))
+    assert (await admin.get(f"/v2/{unique_repo}/manifests/{digest}")).status_code == 404
+
+
+async def _configuration_form(admin: httpx.AsyncClient) -> dict[str, str]:
+    """The console's configuration form as it stands, with read-only mode unticked."""
+    items = {k: v["value"] for k, v in (await admin.get(URL)).json().items()}
+    form = {
+        key: str(items[key])
+        for key in (
+            "project_creation_restriction",
+            "robot_token_duration",
+            "storage_per_project",
+            "banner_message",
+            "disabled_audit_log_event_types",
+            "token_expiration",
+            "session_timeout",
+            "robot_name_prefix",
+        )
+    }
+    for key in ("self_registration", "notification_enable", "quota_per_project_enable"):
+        if items[key]:
+            form[key] = "on"
+    return form
