@@ -28,6 +28,7 @@ from dockyard.gc import api as gc_api
 from dockyard.gc import jobs as gc_jobs
 from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
+from dockyard.http.readonly import ReadOnlyGuard
 from dockyard.http.state import AppState
 from dockyard.iam import api as iam_api
 from dockyard.iam.ratelimit import LoginThrottle
@@ -220,7 +221,11 @@ def create_app(settings: Settings) -> Starlette:
             *api_routes(api_operations()),
             *console_routes(),
         ],
-        middleware=[Middleware(RequestContextMiddleware), Middleware(RegistryFace)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(ReadOnlyGuard),
+            Middleware(RegistryFace),
+        ],
         lifespan=lifespan,
     )
 

@@ -81,7 +81,6 @@ async def test_session_timeout_changes_at_run_time(
 @pytest.mark.parametrize(
     ("change", "feature"),
     [
-        ({"read_only": True}, "read-only mode"),
         ({"auth_mode": "ldap_auth"}, "LDAP authentication"),
         ({"auth_mode": "oidc_auth"}, "OIDC authentication"),
         ({"auth_mode": "http_auth"}, "HTTP auth proxy authentication"),
@@ -132,7 +131,7 @@ async def test_off_values_of_missing_features_are_accepted(
     response = await admin.put(URL, json=harbor_defaults)
     assert response.status_code == 200, response.text
     items = (await admin.get(URL)).json()
-    assert items["read_only"] == {"value": False, "editable": False}
+    assert items["read_only"] == {"value": False, "editable": True}
     assert items["ldap_verify_cert"] == {"value": True, "editable": False}
     assert "ldap_search_password" not in items  # secrets are never shown, as in Harbor
 

@@ -592,6 +592,7 @@ async def test_run_time_items_on_the_configuration_page(
     assert 'name="token_expiration"' in page and 'name="session_timeout"' in page
     assert 'name="robot_name_prefix" value="robot$"' in page
     assert 'name="quota_per_project_enable" checked' in page
+    assert 'name="read_only" >' in page  # offered, off
     assert "ldap_url" not in page and "oidc_endpoint" not in page
     before = (await admin.get("/api/v2.0/configurations")).json()
     items = {k: v["value"] for k, v in before.items()}
@@ -619,6 +620,12 @@ async def test_run_time_items_on_the_configuration_page(
         client.cookies.set("dy_lang", "en")
         shown = (await client.get("/harbor/admin/system")).text
         assert "45 minutes" in shown
+        assert after["read_only"]["value"] is False
+        read_only = {**form, "read_only": "on"}
+        assert (await client.post("/harbor/admin/configuration", data=read_only)).status_code == 303
+        assert (await admin.get("/api/v2.0/configurations")).json()["read_only"]["value"] is True
+        page = (await client.get("/harbor/admin/configuration")).text
+        assert 'name="read_only" checked' in page
     finally:
         restore = {k: v["value"] for k, v in before.items() if v["editable"]}
         assert (await admin.put("/api/v2.0/configurations", json=restore)).status_code == 200

@@ -48,6 +48,7 @@ EDITABLE_SETTINGS = (
     config.TOKEN_EXPIRATION,
     config.SESSION_TIMEOUT,
     config.ROBOT_NAME_PREFIX,
+    config.READ_ONLY,
 )
 
 
@@ -380,6 +381,7 @@ async def update_configuration(page: Page) -> Response:
             config.SELF_REGISTRATION,
             config.NOTIFICATION_ENABLE,
             config.QUOTA_PER_PROJECT_ENABLE,
+            config.READ_ONLY,
         ):
             changes[key] = page.checked(key)
         elif key in (

@@ -44,8 +44,11 @@ from dockyard.http.errors import HARBOR_STATUS, status_for
 from dockyard.http.state import AppState, base_url, client_address, get_state
 from dockyard.iam import sessions
 from dockyard.iam.policy import ANONYMOUS, Principal, can
+from dockyard.system import readonly
 
 PREFIX = "/harbor"
+READ_ONLY_ALLOWED = frozenset({PREFIX + "/sign-out", PREFIX + "/admin/configuration"})
+"""The console actions read-only mode lets through (the mode is switched off on the latter)."""
 LANG_COOKIE = "dy_lang"
 THEME_COOKIE = "dy_theme"
 FLASH_COOKIE = "dy_flash"
@@ -381,6 +384,8 @@ def action_endpoint(
                 return error_page(page, DeniedError("sign in first"))
             if not page.session.accepts_csrf(offered):
                 return error_page(page, DeniedError("the CSRF token is missing or invalid"))
+            if request.url.path not in READ_ONLY_ALLOWED and await readonly.is_on(page.state.db):
+                return page.redirect(page.back(), "flash.refused", "error", reason=readonly.MESSAGE)
         try:
             return await handler(page)
         except _REFUSALS as exc:

@@ -49,6 +49,7 @@ from dockyard.registry.service import RegistryService
 from dockyard.storage import Storage, blob_key
 from dockyard.storage.base import ObjectInfo
 from dockyard.storage.filesystem import FilesystemStorage
+from dockyard.system import readonly
 
 JOB_TYPE = "GARBAGE_COLLECTION"
 MAX_WORKERS = 10
@@ -442,7 +443,13 @@ async def run_gc(ctx: JobContext) -> Mapping[str, Any] | None:
     except BadRequestError as exc:
         raise PermanentJobError(str(exc)) from exc
     run = _Run(ctx, params)
-    if params.dry_run:
+    read_only = False
+    if not params.dry_run:
+        async with ctx.env.db.read() as session:
+            read_only = await readonly.read(session)
+        if read_only:
+            ctx.log("read-only mode is on: nothing is deleted (a dry run instead)")
+    if params.dry_run or read_only:
         return await run.dry_run()
     try:
         return await run.run()

@@ -60,6 +60,7 @@ from dockyard.retention.schemas import (
     RetentionRuleParamMetadata,
     RetentionSelectorMetadata,
 )
+from dockyard.system import readonly
 from dockyard.webhooks import service as webhooks
 from dockyard.webhooks.payloads import TAG_RETENTION
 
@@ -600,6 +601,11 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
         execution = await session.get(Execution, ctx.execution_id)
         params = jobs.loads(execution.extra_attrs) if execution is not None else {}
     dry_run = bool(params.get("dry_run", False))
+    if not dry_run:
+        async with ctx.env.db.read() as session:
+            if await readonly.read(session):
+                ctx.log("read-only mode is on: nothing is removed (judged as a dry run)")
+                dry_run = True
     try:
         rules = rules_mod.parse_rules(params.get("rules") or [])
     except (RuleError, TypeError, AttributeError) as exc:

@@ -125,7 +125,7 @@ async def get_system_info(api: ApiRequest) -> Response:
                 "registry_url": external_url.split("://", 1)[-1],
                 "project_creation_restriction": props.project_creation_restriction,
                 "has_ca_root": False,
-                "read_only": False,
+                "read_only": props.read_only,
                 "notification_enable": props.notification_enable,
                 "registry_storage_provider_name": "filesystem",
             }

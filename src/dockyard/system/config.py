@@ -5,7 +5,7 @@ once. Some editable items also have a start-time setting (``dockyard.yml`` /
 ``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
 administrator changes it at run time, as Harbor lets them. Items of Harbor's
 ``Configurations`` for features Dockyard does not have yet (LDAP, OIDC, UAA, the
-HTTP auth proxy, scanning, read-only mode) are shown read-only at their off
+HTTP auth proxy, scanning) are shown read-only at their off
 value; a change to that value is accepted (tools send every key back), any other
 is refused with a message naming the missing feature. Each item names its type,
 default and allowed values, so a bad value is refused with a message that says
@@ -130,6 +130,8 @@ ROBOT_NAME_PREFIX = "robot_name_prefix"
 """What new robot names start with (start value: the ``robot_name_prefix`` setting)."""
 QUOTA_PER_PROJECT_ENABLE = "quota_per_project_enable"
 """Project storage limits enforced (usage is counted either way)."""
+READ_ONLY = "read_only"
+"""Harbor's read-only mode: every change refused, pulls served (``system.readonly``)."""
 
 ROBOT_PREFIX_MAX = 32
 _PREFIX_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-$~#")
@@ -238,7 +240,6 @@ _UNSUPPORTED: tuple[ConfigItem, ...] = (
     _unsupported(
         "primary_auth_mode", bool, False, "an external authentication mode (LDAP, OIDC, UAA)"
     ),
-    _unsupported("read_only", bool, False, "read-only mode"),
     _unsupported("scanner_skip_update_pulltime", bool, False, "vulnerability scanning"),
 )
 
@@ -308,6 +309,7 @@ ITEMS: dict[str, ConfigItem] = {
             check=syslog.parse_endpoint,
         ),
         ConfigItem(SKIP_AUDIT_LOG_DATABASE, bool, False, editable=True),
+        ConfigItem(READ_ONLY, bool, False, editable=True),
         *_UNSUPPORTED,
     )
 }

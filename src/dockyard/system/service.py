@@ -27,7 +27,7 @@ from dockyard.iam.policy import ALL_PROJECTS_SCOPE, Principal
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.registry.models import Blob, ProjectBlob, Repository
 from dockyard.storage import Storage
-from dockyard.system import config
+from dockyard.system import config, readonly
 
 log = logging.getLogger("dockyard.system")
 
@@ -113,6 +113,7 @@ class SystemProperties:
     banner_message: str
     project_creation_restriction: str
     notification_enable: bool
+    read_only: bool
 
 
 async def system_properties(session: AsyncSession) -> SystemProperties:
@@ -123,6 +124,7 @@ async def system_properties(session: AsyncSession) -> SystemProperties:
             await config.value(session, config.PROJECT_CREATION_RESTRICTION)
         ),
         notification_enable=await config.value(session, config.NOTIFICATION_ENABLE) is True,
+        read_only=await readonly.read(session),
     )
 
 
@@ -234,6 +236,8 @@ async def update_configuration(
     each), and record one audit event naming the keys changed — the keys only, as a
     later item may hold a secret. The REST API and the console both change settings here."""
     changed = await config.update(session, changes)
+    if config.READ_ONLY in changed:
+        readonly.forget()
     if changed:
         await audit.record(
             session,
