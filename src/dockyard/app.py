@@ -28,7 +28,6 @@ from dockyard.gc import api as gc_api
 from dockyard.gc import jobs as gc_jobs
 from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
-from dockyard.http.readonly import ReadOnlyGuard
 from dockyard.http.state import AppState
 from dockyard.iam import api as iam_api
 from dockyard.iam.ratelimit import LoginThrottle
@@ -57,6 +56,7 @@ from dockyard.storage.s3 import open_s3
 from dockyard.storage.space import RESERVE_NAME, DiskSpace
 from dockyard.system import api as system_api
 from dockyard.system.bootstrap import load_token_key
+from dockyard.system.readonly_guard import ReadOnlyGuard
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks
 from dockyard.webhooks import jobs as webhooks_jobs

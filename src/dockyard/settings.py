@@ -35,6 +35,7 @@ RUN_TIME_ITEMS = frozenset(
         "disabled_audit_log_event_types",
         "audit_log_forward_endpoint",
         "skip_audit_log_database",
+        "read_only",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.
