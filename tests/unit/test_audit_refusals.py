@@ -1,7 +1,9 @@
-"""``audit.refusals.RefusalQueue``: repeats coalesce, a flood is rate-limited and summarised."""
+"""``audit.refusals.RefusalQueue``: repeats coalesce, a flood is rate-limited per source
+address under a global ceiling, and summarised."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from dockyard.audit.events import Actor, AuditEvent
@@ -20,6 +22,12 @@ class Clock:
 
 def _login(name: str) -> AuditEvent:
     return AuditEvent("login", "user", name, 0, "refused: wrong password", succeeded=False)
+
+
+def _not_recorded(summary: AuditEvent) -> int:
+    match = re.search(r"(\d+) more refused requests", summary.description)
+    assert match is not None
+    return int(match.group(1))
 
 
 def test_repeats_are_one_row_saying_how_many_at_the_first_time() -> None:
@@ -76,7 +84,7 @@ def test_a_repeat_costs_no_token_and_close_writes_the_summary_at_once() -> None:
     assert [e.description for _, e, _ in rows] == [
         "refused: wrong password (2 times)",
         "refused: 1 more refused requests were not recorded one by one "
-        "(more than 0.001 a second); 1 of them from 203.0.113.1",
+        "(more than 0.2 a second from one address or 0.001 in all); 1 of them from 203.0.113.1",
     ]
 
 
@@ -86,3 +94,62 @@ def test_the_sources_counted_are_bounded() -> None:
         queue.add(Actor("anonymous", f"10.0.{i // 256}.{i % 256}"), _login("x"), T0)
     assert len(queue._dropped_sources) <= 16
     assert "10000 more" in queue.drain(final=True)[0][1].description
+
+
+def test_a_flood_from_one_address_does_not_hide_a_refusal_from_another() -> None:
+    clock = Clock()
+    queue = RefusalQueue(clock=clock)  # the default budgets
+    for i in range(10_000):
+        queue.add(Actor("anonymous", "198.51.100.7"), _login(f"guess{i}"), T0)
+    queue.add(Actor("alice", "192.0.2.50"), _login("alice"), T0)
+    rows = queue.drain()
+    assert [(a.name, e.resource) for a, e, _ in rows if a.source_ip == "192.0.2.50"] == [
+        ("alice", "alice")
+    ]
+    flooder = [e for a, e, _ in rows if a.source_ip == "198.51.100.7"]
+    assert len(flooder) == 20  # that address's burst only
+    # Minutes of flooding later, another address is still recorded one by one.
+    for minute in range(1, 6):
+        clock.now = 60.0 * minute
+        for i in range(1000):
+            queue.add(Actor("anonymous", "198.51.100.7"), _login(f"m{minute}-{i}"), T0)
+        queue.add(Actor("bob", f"192.0.2.{60 + minute}"), _login("bob"), T0)
+        rows = queue.drain()
+        flooder = [a for a, _, _ in rows if a.name == "anonymous"]
+        assert len(flooder) == 12  # 60 s at 0.2 a second
+        assert [a.name for a, _, _ in rows if a.name == "(many)"] == ["(many)"]  # a minute on
+        assert [a.name for a, _, _ in rows if a.name == "bob"] == ["bob"]
+
+
+def test_the_global_ceiling_holds_under_many_addresses() -> None:
+    clock = Clock()
+    queue = RefusalQueue(burst=100, rows_per_second=5, clock=clock)
+    written = 0
+    sent = 0
+    summarised = 0
+    for second in range(120):
+        clock.now = float(second)
+        for i in range(200):  # a botnet: a fresh address for every refusal
+            queue.add(Actor("anonymous", f"10.{second}.{i}.1"), _login(f"g{second}-{i}"), T0)
+            sent += 1
+        rows = queue.drain()
+        written += sum(e.resource != "(many)" for _, e, _ in rows)
+        summarised += sum(_not_recorded(e) for _, e, _ in rows if e.resource == "(many)")
+        assert written <= 100 + 5 * second
+    assert written == 100 + 5 * 119
+    summarised += sum(_not_recorded(e) for _, e, _ in queue.drain(final=True))
+    assert written + summarised == sent  # none lost
+
+
+def test_the_addresses_tracked_are_bounded() -> None:
+    clock = Clock()
+    queue = RefusalQueue(max_tracked_sources=1024, clock=clock)
+    for i in range(50_000):
+        address = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+        queue.add(Actor("anonymous", address), _login("x"), T0)
+        if i % 1000 == 999:
+            queue.drain()
+    assert len(queue._sources) == 1024
+    assert len(queue._dropped_sources) <= 16
+    # The least recently seen are forgotten: the newest addresses are the ones kept.
+    assert "10.0.195.79" in queue._sources and "10.0.0.0" not in queue._sources
