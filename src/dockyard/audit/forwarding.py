@@ -28,20 +28,18 @@ import logging
 import os
 import socket
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from dockyard.audit import syslog
 from dockyard.audit.syslog import Endpoint, SyslogEvent
-from dockyard.db.engine import Database
+from dockyard.db.engine import Database, PerDatabase
 
 log = logging.getLogger("dockyard.audit.forwarding")
 
@@ -56,7 +54,7 @@ CLOSE_SECONDS = 3.0
 _WARN_EVERY_SECONDS = 30.0
 _PENDING = "dockyard_audit_forward"
 
-_FORWARDERS: weakref.WeakKeyDictionary[Engine, SyslogForwarder] = weakref.WeakKeyDictionary()
+_FORWARDERS: PerDatabase[SyslogForwarder] = PerDatabase()
 """Each app's forwarder by its database engines (weak: gone with the engine)."""
 
 
@@ -275,26 +273,18 @@ class SyslogForwarder:
 
 def attach(db: Database, forwarder: SyslogForwarder) -> bool:
     """Make ``forwarder`` the one for sessions of ``db``; False when another is attached."""
-    engines = {db.write_engine.sync_engine, db.read_engine.sync_engine}
-    if any(engine in _FORWARDERS for engine in engines):
-        return False
-    for engine in engines:
-        _FORWARDERS[engine] = forwarder
-    return True
+    return _FORWARDERS.attach(db, forwarder)
 
 
 def detach(db: Database, forwarder: SyslogForwarder) -> None:
-    for engine in (db.write_engine.sync_engine, db.read_engine.sync_engine):
-        if _FORWARDERS.get(engine) is forwarder:
-            del _FORWARDERS[engine]
+    _FORWARDERS.detach(db, forwarder)
 
 
 def after_commit(session: AsyncSession, endpoint: Endpoint, events: Iterable[SyslogEvent]) -> None:
     """Forward ``events`` once ``session``'s transaction commits (nothing if it rolls back).
 
     A process without a forwarder (a command-line tool) forwards nothing."""
-    bind = session.get_bind()
-    forwarder = _FORWARDERS.get(bind) if isinstance(bind, Engine) else None
+    forwarder = _FORWARDERS.find(session.get_bind())
     if forwarder is None:
         return
     sync = session.sync_session

@@ -16,14 +16,12 @@ that syslog endpoint once its transaction commits (``audit.forwarding``); with
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.audit import forwarding
@@ -32,7 +30,7 @@ from dockyard.audit.events import Actor, AuditEvent, parse_event_types
 from dockyard.audit.models import AuditLog
 from dockyard.audit.syslog import Endpoint, EndpointError, SyslogEvent, parse_endpoint
 from dockyard.db.base import utcnow
-from dockyard.db.engine import Database
+from dockyard.db.engine import Database, PerDatabase
 from dockyard.db.listing import PageRequest, parse_q
 from dockyard.errors import BadRequestError, DeniedError, PreconditionFailedError
 from dockyard.iam.policy import Action, Principal, ProjectContext, Resource, Role, can
@@ -170,23 +168,16 @@ class RefusalSink(Protocol):
     def refused(self, actor: Actor, event: AuditEvent) -> None: ...
 
 
-_REFUSAL_SINKS: weakref.WeakKeyDictionary[Engine, RefusalSink] = weakref.WeakKeyDictionary()
+_REFUSAL_SINKS: PerDatabase[RefusalSink] = PerDatabase()
 
 
 def attach_refusals(db: Database, sink: RefusalSink) -> bool:
     """Make ``sink`` take the refusals recorded on ``db``; False when another does."""
-    engines = {db.write_engine.sync_engine, db.read_engine.sync_engine}
-    if any(engine in _REFUSAL_SINKS for engine in engines):
-        return False
-    for engine in engines:
-        _REFUSAL_SINKS[engine] = sink
-    return True
+    return _REFUSAL_SINKS.attach(db, sink)
 
 
 def detach_refusals(db: Database, sink: RefusalSink) -> None:
-    for engine in (db.write_engine.sync_engine, db.read_engine.sync_engine):
-        if _REFUSAL_SINKS.get(engine) is sink:
-            del _REFUSAL_SINKS[engine]
+    _REFUSAL_SINKS.detach(db, sink)
 
 
 async def record_failure(
@@ -203,7 +194,7 @@ async def record_failure(
     if reason:
         said = f"{event.description} (refused: {reason})" if event.description else ""
         failed = replace(failed, description=said or f"refused: {reason}")
-    sink = _REFUSAL_SINKS.get(db.write_engine.sync_engine)
+    sink = _REFUSAL_SINKS.find(db.write_engine.sync_engine)
     if sink is not None:
         sink.refused(actor, failed)
         return

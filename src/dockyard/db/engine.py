@@ -23,13 +23,14 @@ import fcntl
 import logging
 import os
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -363,3 +364,35 @@ def explain_database_error(exc: BaseException, url: str) -> str | None:
             if cause in str(reason):
                 return hint.format(path=parsed.database)
     return None
+
+
+T = TypeVar("T")
+
+
+class PerDatabase(Generic[T]):
+    """One object per :class:`Database` of this process, found again from its engines.
+
+    Code that only has a session (an ``after_commit`` hook, ``record_failure``) finds
+    the object its app attached for that database, while two apps in one process (the
+    tests) keep theirs apart. The first to attach wins; ``attach`` says whether it did.
+    """
+
+    def __init__(self) -> None:
+        self._by_engine: weakref.WeakKeyDictionary[Engine, T] = weakref.WeakKeyDictionary()
+
+    def attach(self, db: Database, value: T) -> bool:
+        engines = {db.write_engine.sync_engine, db.read_engine.sync_engine}
+        if any(engine in self._by_engine for engine in engines):
+            return False
+        for engine in engines:
+            self._by_engine[engine] = value
+        return True
+
+    def detach(self, db: Database, value: T) -> None:
+        for engine in (db.write_engine.sync_engine, db.read_engine.sync_engine):
+            if self._by_engine.get(engine) is value:
+                del self._by_engine[engine]
+
+    def find(self, engine: object) -> T | None:
+        """What is attached for ``engine`` (a session's bind), if anything."""
+        return self._by_engine.get(engine) if isinstance(engine, Engine) else None
