@@ -59,6 +59,9 @@ class DiskSpace:
         # reserve itself): released any earlier, another program could take it first.
         self.full_below = reserve_bytes
         self._next_restore = 0.0
+        # Whether this process knows the reserve is in place: then a database write costs
+        # one statvfs and no stat of the reserve (writes are on the push path).
+        self._reserve_in_place = False
 
     # --- measuring ----------------------------------------------------------------
 
@@ -112,9 +115,9 @@ class DiskSpace:
         if free < self.full_below:
             self.release_reserve()
         elif (
-            free >= self.full_below + 2 * self.reserve_bytes
+            not self._reserve_in_place
+            and free >= self.full_below + 2 * self.reserve_bytes
             and time.monotonic() >= self._next_restore
-            and _size_of(reserve) != self.reserve_bytes
         ) and not await to_thread.run_sync(self.make_reserve):
             self._next_restore = time.monotonic() + _RESTORE_RETRY_SECONDS
 
@@ -122,6 +125,7 @@ class DiskSpace:
         """Delete the reserve file; True when there was one."""
         if self.reserve is None:
             return False
+        self._reserve_in_place = False
         try:
             os.unlink(self.reserve)
         except FileNotFoundError:
@@ -143,6 +147,7 @@ class DiskSpace:
         False when there is no room for it now (it is made later, when space is back)."""
         reserve = self.reserve
         if reserve is None or _size_of(reserve) == self.reserve_bytes:
+            self._reserve_in_place = reserve is not None
             return True
         if self.free_bytes() < self.full_below + self.reserve_bytes:
             return False
@@ -155,6 +160,7 @@ class DiskSpace:
             finally:
                 os.close(fd)
             os.replace(tmp, reserve)
+            self._reserve_in_place = True
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
