@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from tests.console.helpers import sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
 from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, push_image
+from tests.integration.test_console_pages import flash, follow
 
 from dockyard.http.state import AppState
 from dockyard.iam.policy import Principal
@@ -37,19 +38,9 @@ async def project(admin: httpx.AsyncClient) -> str:
     return name
 
 
-def flash(page: httpx.Response) -> str:
-    found = re.search(r'<div class="flash[^"]*"[^>]*>(.*?)</div>', page.text, re.S)
-    return html.unescape(found.group(1)) if found else ""
-
-
 def detail(page: httpx.Response) -> str:
     found = re.search(r'data-testid="error-detail">(.*?)</p>', page.text, re.S)
     return html.unescape(found.group(1)) if found else ""
-
-
-async def follow(client: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
-    assert response.status_code == 303, response.text
-    return await client.get(response.headers["location"])
 
 
 async def test_artifact_kinds_are_labelled_icons_and_a_label_x_sits_beside_its_chip(
