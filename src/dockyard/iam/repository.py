@@ -146,13 +146,6 @@ async def find_group_by_name(
     return result.scalar_one_or_none()
 
 
-async def find_ldap_group_by_dn(session: AsyncSession, dn: str) -> UserGroup | None:
-    result = await session.execute(
-        select(UserGroup).where(UserGroup.group_type == 1, UserGroup.ldap_group_dn == dn)
-    )
-    return result.scalars().first()
-
-
 async def list_groups(
     session: AsyncSession,
     page: PageRequest,

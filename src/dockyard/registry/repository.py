@@ -735,10 +735,6 @@ async def referrers(
     return [(a, size) for a, size in (await session.execute(query)).all()]
 
 
-async def blob_exists(db: Executor, digest: str) -> bool:
-    return bool(await db.scalar(select(exists().where(Blob.digest == digest))))
-
-
 async def blob_status(db: Executor, digest: str) -> str | None:
     """The blob row's GC status (``none``, ``delete``, ``deleting``), ``None`` without a row."""
     status: str | None = await db.scalar(select(Blob.status).where(Blob.digest == digest))

@@ -374,12 +374,7 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
                 f"editable items: {', '.join(k for k, i in ITEMS.items() if i.editable)}"
             )
         if not item.editable:
-            raise BadRequestError(
-                f"{key} cannot be changed at run time; set it in dockyard.yml "
-                f"(or DOCKYARD_{key.upper()}) and restart"
-                if item.from_settings is not None
-                else f"{key} cannot be changed"
-            )
+            raise BadRequestError(f"{key} cannot be changed")
         parsed[key] = item.parse(raw)
         if item.missing or item.missing_choices:
             del parsed[key]  # an off value of a missing feature: accepted, nothing to store
