@@ -173,7 +173,7 @@ class RegistryHooks(NoHooks):
         if not linked.blobs:
             return
         project = linked.repository.partition("/")[0]
-        if project not in await self._subscribers(QUOTA_WARNING):
+        if project not in await self._subscribers(QUOTA_WARNING, session):
             return
         quota = await quota_repo.find_quota(session, linked.project_id)
         if quota is None or quota.hard_storage <= 0:
@@ -227,15 +227,23 @@ class RegistryHooks(NoHooks):
         )
         self._flusher.wake()
 
-    async def _subscribers(self, event_type: str) -> frozenset[str]:
+    async def _subscribers(
+        self, event_type: str, session: AsyncSession | None = None
+    ) -> frozenset[str]:
         """Names of projects with an enabled policy for ``event_type``: one query at most
-        every ``SUBSCRIBERS_SECONDS``, and at once after a policy change on this node."""
+        every ``SUBSCRIBERS_SECONDS``, and at once after a policy change on this node.
+
+        A caller inside a transaction passes its ``session``: opening a second connection
+        there lets concurrent pushes, each holding one, exhaust the pool and wait on it."""
         known = self._subscriber_sets.get(event_type)
         if known is not None and time.monotonic() - known[0] < SUBSCRIBERS_SECONDS:
             return known[1]
         loaded_at = time.monotonic()
-        async with self.db.read() as session:
+        if session is not None:
             names = frozenset(await repo.projects_subscribed_to(session, event_type))
+        else:
+            async with self.db.read() as own:
+                names = frozenset(await repo.projects_subscribed_to(own, event_type))
         self._subscriber_sets[event_type] = (loaded_at, names)
         return names
 
