@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -40,6 +42,14 @@ from dockyard.jobs import api as jobs_api
 from dockyard.jobs.runner import JobEnvironment, JobRunner, JobType
 from dockyard.labels import api as labels_api
 from dockyard.logs import configure_logging
+from dockyard.metrics import multiprocess as metrics_multiprocess
+from dockyard.metrics.middleware import MetricsMiddleware, RequestMetrics, instrument_routes
+from dockyard.metrics.routes import (
+    MetricsExposition,
+    flush_every,
+    metrics_routes,
+    start_listener,
+)
 from dockyard.projects import api as projects_api
 from dockyard.quota import api as quota_api
 from dockyard.quota import hooks as quota_hooks
@@ -198,36 +208,55 @@ def api_operations() -> list[Operation]:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The database must be migrated first (``dockyard migrate``/``serve``)."""
 
+    metrics = RequestMetrics() if settings.metrics_enabled else None
+    exposition = MetricsExposition(settings, metrics) if metrics is not None else None
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings)
         app.state.dockyard = state
+        listener = flusher = None
+        if exposition is not None:
+            exposition.open(state.db)
+            flusher = asyncio.create_task(flush_every(exposition.requests))
+            if settings.metrics_port is not None:
+                listener = await start_listener(exposition, settings.host, settings.metrics_port)
         if settings.job_workers > 0:
             await start_workers(state)
         try:
             yield
         finally:
             try:
+                if listener is not None:
+                    listener.close()
+                if flusher is not None:
+                    flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flusher
                 if state.jobs is not None:
                     await state.jobs.close()
                 await state.registry.hooks.close()
             finally:
                 await state.db.dispose()
+                metrics_multiprocess.worker_stopped()
 
-    return Starlette(
-        routes=[
-            *token_routes(),
-            *iam_api.session_routes(),
-            *api_routes(api_operations()),
-            *console_routes(),
-        ],
-        middleware=[
-            Middleware(RequestContextMiddleware),
-            Middleware(ReadOnlyGuard),
-            Middleware(RegistryFace),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        *token_routes(),
+        *iam_api.session_routes(),
+        *api_routes(api_operations()),
+        *console_routes(),
+    ]
+    middleware = [
+        Middleware(RequestContextMiddleware),
+        Middleware(ReadOnlyGuard),
+        Middleware(RegistryFace),
+    ]
+    if metrics is not None and exposition is not None:
+        if settings.metrics_port is None:
+            routes[:0] = metrics_routes(exposition)
+        instrument_routes(routes, metrics)
+        middleware.insert(1, Middleware(MetricsMiddleware, metrics=metrics))
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 def freeze_startup_heap() -> None:

@@ -8,6 +8,7 @@ import getpass
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import time
@@ -226,6 +227,23 @@ def serve(config: Path | None, **options: Any) -> None:
     """Migrate the database if needed and serve the registry."""
     settings = _settings(config, log=True, **options)
     _ensure_port_free(settings.host, settings.port)
+    made_metrics_dir = None
+    if settings.metrics_enabled:
+        if settings.metrics_port is not None:
+            _ensure_port_free(settings.host, settings.metrics_port)
+        from dockyard.metrics import multiprocess
+
+        # First: the forked workers must find it when they first import prometheus_client.
+        metrics_dir, made = multiprocess.prepare_directory()
+        made_metrics_dir = metrics_dir if made else None
+    try:
+        _serve(settings, config, options)
+    finally:
+        if made_metrics_dir is not None:
+            shutil.rmtree(made_metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, config: Path | None, options: dict[str, Any]) -> None:
     _check_storage(settings)
     report = _prepare(settings)
     _announce(report)
@@ -251,6 +269,9 @@ def serve(config: Path | None, **options: Any) -> None:
     # Workers are new processes: they rebuild the same settings from this.
     os.environ[SERVE_SETTINGS_ENV] = json.dumps(overrides)
     click.echo(f"Dockyard serving the registry at {settings.public_url}", err=True)
+    if settings.metrics_enabled:
+        where = f"port {settings.metrics_port}" if settings.metrics_port else "the main port"
+        click.echo(f"Prometheus metrics at {settings.metrics_path} on {where}", err=True)
     server = Server(
         "dockyard.app:app_from_environment",
         factory=True,

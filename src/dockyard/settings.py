@@ -180,6 +180,17 @@ class Settings(BaseSettings):
     loopback or link-local address); cloud metadata addresses stay refused."""
     egress_denied_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     """CIDRs such targets may never reach (checked before ``egress_allowed_networks``)."""
+    metrics_enabled: bool = False
+    """Serve Prometheus metrics (docs/metrics.md). Off by default, as in Harbor: they name
+    every project, private ones too, and count every request."""
+    metrics_path: str = "/metrics"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve metrics on this port (same ``host``), on a listener of their own, instead of the
+    main port; unset: on the main port, which then needs ``metrics_token``."""
+    metrics_token: str = Field(default="", repr=False)
+    """A scrape must send ``Authorization: Bearer <token>``. Required on the main port."""
+    metrics_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    """How long the figures read from the database are reused by later scrapes."""
 
     @field_validator("external_url")
     @classmethod
@@ -217,6 +228,39 @@ class Settings(BaseSettings):
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise ValueError(f"TLS file {path} does not exist")
+        return self
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _check_metrics_path(cls, value: str) -> str:
+        taken = ("/v2", "/api", "/service", "/c", "/harbor", "/.well-known")
+        if not value.startswith("/") or value == "/" or any(c in value for c in "?# "):
+            raise ValueError("must be a path such as /metrics")
+        if any(value == t or value.startswith(t + "/") for t in taken):
+            raise ValueError(f"must not be under {', '.join(taken)} (the registry's own paths)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_metrics(self) -> Settings:
+        given = self.model_fields_set & {
+            "metrics_path",
+            "metrics_port",
+            "metrics_token",
+            "metrics_cache_seconds",
+        }
+        if given and not self.metrics_enabled:
+            raise ValueError(f"{', '.join(sorted(given))} set but metrics_enabled is false")
+        if not self.metrics_enabled:
+            return self
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError(
+                "metrics_port must differ from port (leave it unset for the main port)"
+            )
+        if self.metrics_port is None and not self.metrics_token:
+            raise ValueError(
+                "metrics on the main port need metrics_token (they name private projects); "
+                "set it, or set metrics_port to serve them on a port you keep private"
+            )
         return self
 
     @model_validator(mode="after")

@@ -52,6 +52,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         "dockyard.gc",
         "dockyard.immutability",
         "dockyard.labels",
+        "dockyard.metrics",  # Prometheus metrics: reads the spine's tables at scrape time
         "dockyard.retention",
         "dockyard.search",
         "dockyard.webhooks",
