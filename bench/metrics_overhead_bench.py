@@ -72,8 +72,10 @@ async def main() -> None:
         bare = await _time(_bare, scope, args.requests)
         measured = await _time(MetricsMiddleware(inner, metrics), scope, args.requests)
         metrics.flush()  # the per-second flush, once per case here
-        print(f"{name:>14}: bare {bare:5.2f} us, with metrics {measured:5.2f} us, "
-              f"overhead {measured - bare:5.2f} us/request")
+        print(
+            f"{name:>14}: bare {bare:5.2f} us, with metrics {measured:5.2f} us, "
+            f"overhead {measured - bare:5.2f} us/request"
+        )
 
 
 if __name__ == "__main__":
