@@ -1,5 +1,6 @@
 """The business gauges at 10,000 projects: the same few aggregate statements, never one per
-project, and a scrape inside the cache window reads nothing at all."""
+project, and a scrape inside the cache window reads nothing at all. And an app alone in its
+process (no multiprocess directory) counts its requests in memory."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, event, insert, select
+from tests.integration.conftest import make_client
 
+from dockyard.app import create_app
 from dockyard.http.state import AppState
+from dockyard.metrics import multiprocess
 from dockyard.metrics.service import BusinessMetrics, read_snapshot
 from dockyard.projects.models import Project, ProjectMetadata
 from dockyard.quota.models import Quota
 from dockyard.registry.models import Repository
+from dockyard.settings import Settings
 
 PROJECTS = 10_000
 
@@ -116,3 +122,31 @@ async def test_scrapes_within_the_cache_window_share_one_read(
     assert 0 < read == len(statements)
     names = {sample.labels.get("project_name") for f in business.collect() for sample in f.samples}
     assert f"{many_projects}-9999" in names
+
+
+async def test_an_app_alone_in_its_process_counts_in_memory(settings: Settings) -> None:
+    """Without PROMETHEUS_MULTIPROC_DIR (an app built in a test, or by an embedding
+    program) the request metrics live in memory and the scrape shows them at once."""
+    assert multiprocess.directory() is None
+    configured = settings.model_copy(
+        update={"metrics_enabled": True, "metrics_token": "t0ken", "job_workers": 0}
+    )
+    application = create_app(configured)
+    async with application.router.lifespan_context(application), make_client(application) as client:
+        assert (await client.get("/v2/")).status_code == 401
+        assert (await client.get("/api/v2.0/ping")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 401
+        response = await client.get("/metrics", headers={"Authorization": "Bearer t0ken"})
+    assert response.status_code == 200
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    base = {"code": "401", "handler": "base", "method": "GET"}
+    assert samples[("registry_http_requests_total", frozenset(base.items()))] == 1
+    ping = {"code": "200", "method": "GET", "operation": "getPing"}
+    assert samples[("harbor_core_http_request_total", frozenset(ping.items()))] == 1
+    refused = {"code": "401", "method": "GET", "operation": "/metrics"}
+    assert samples[("harbor_core_http_request_total", frozenset(refused.items()))] == 1
+    assert samples[("harbor_health", frozenset())] == 1

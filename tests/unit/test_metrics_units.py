@@ -3,6 +3,7 @@ business families, and the settings that refuse a metrics setup that would not w
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -204,3 +205,22 @@ def test_the_multiprocess_directory_is_emptied_or_made(
         assert multiprocess.directory() == made
     finally:
         made.rmdir()
+
+
+def test_a_dead_workers_in_flight_gauges_leave_the_sums(tmp_path: Path) -> None:
+    """A worker killed without its shutdown (kill -9) still had requests in flight: its
+    live gauges go at the next scrape; its counters, and a live worker's gauges, stay."""
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    mine = os.getpid()
+    for name in (
+        f"gauge_livesum_{dead}.db",
+        f"gauge_liveall_{dead}.db",
+        f"counter_{dead}.db",
+        f"gauge_livesum_{mine}.db",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    assert multiprocess.forget_dead_workers(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"counter_{dead}.db",
+        f"gauge_livesum_{mine}.db",
+    ]
