@@ -34,24 +34,32 @@ def multiproc_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def metrics_server(multiproc_dir: Path) -> Iterator[DockyardServer]:
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def metrics_url(metrics_port: int) -> str:
+    return f"http://127.0.0.1:{metrics_port}/metrics"
+
+
+@pytest.fixture(scope="module")
+def metrics_server(multiproc_dir: Path, metrics_port: int) -> Iterator[DockyardServer]:
     """Two workers; metrics on their own port; the directory named by the operator (so the
     test can see each worker's files); no cache, so each scrape reads the database."""
-    port = free_port()
     env = {
         "DOCKYARD_METRICS_ENABLED": "true",
-        "DOCKYARD_METRICS_PORT": str(port),
+        "DOCKYARD_METRICS_PORT": str(metrics_port),
         "DOCKYARD_METRICS_CACHE_SECONDS": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
     }
     (multiproc_dir / "counter_1.db").write_bytes(b"left by an earlier run")
     with DockyardServer(env=env, extra_args=("--workers", "2")) as running:
-        running.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
         yield running
 
 
-def scrape(url: str, **kwargs: object) -> Samples:
-    response = httpx.get(url, timeout=30, **kwargs)  # type: ignore[arg-type]
+def scrape(url: str, headers: dict[str, str] | None = None) -> Samples:
+    response = httpx.get(url, timeout=30, headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -78,9 +86,9 @@ def wait_for(url: str, check: Callable[[Samples], bool], what: str) -> Samples:
 
 
 def test_request_counts_from_both_workers_add_up(
-    metrics_server: DockyardServer, multiproc_dir: Path
+    metrics_server: DockyardServer, metrics_url: str, multiproc_dir: Path
 ) -> None:
-    url = metrics_server.metrics_url  # type: ignore[attr-defined]
+    url = metrics_url
     assert not (multiproc_dir / "counter_1.db").exists(), "serve empties the directory first"
     before = scrape(url)
     base = {"handler": "base", "method": "GET", "code": "401"}
@@ -153,9 +161,9 @@ def _push(client: httpx.Client, repo: str, tag: str) -> None:
 
 
 def test_business_gauges_follow_projects_pushes_and_pulls(
-    metrics_server: DockyardServer,
+    metrics_server: DockyardServer, metrics_url: str
 ) -> None:
-    url = metrics_server.metrics_url  # type: ignore[attr-defined]
+    url = metrics_url
     project = "metrics-" + uuid.uuid4().hex[:8]
     before = scrape(url)
     assert value(before, "harbor_up", component="database") == 1
@@ -217,9 +225,10 @@ def _raw(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_the_metrics_port_answers_only_its_path(metrics_server: DockyardServer) -> None:
-    url = metrics_server.metrics_url  # type: ignore[attr-defined]
-    port = int(url.split(":")[2].split("/")[0])
+def test_the_metrics_port_answers_only_its_path(
+    metrics_server: DockyardServer, metrics_url: str, metrics_port: int
+) -> None:
+    url, port = metrics_url, metrics_port
     base = url.removesuffix("/metrics")
     assert httpx.get(base + "/other").status_code == 404
     assert httpx.post(url).status_code == 405
