@@ -1,4 +1,4 @@
-"""Request metrics: a pure ASGI middleware doing a few counter updates per request.
+"""Request metrics: a pure ASGI middleware doing a few dict updates per request.
 
 Requests to ``/v2/`` are counted as the distribution registry counts them
 (``registry_http_*``, labelled by its handler names), every other request as Harbor's core
