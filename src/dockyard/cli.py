@@ -7,12 +7,14 @@ import errno
 import getpass
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -85,12 +87,25 @@ def _check_storage(settings: Settings) -> None:
     the command with one line (not a traceback in each server worker's start)."""
     if settings.storage_driver == "filesystem":
         return
+    # In a process of its own: the S3 client's runtime (obstore's Rust threads) must not
+    # start in ``serve``'s parent, whose forked server workers would inherit it without its
+    # threads and wait for ever on their first call to the store.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        refusal = pool.submit(_storage_refusal, settings).result()
+    if refusal is not None:
+        raise click.ClickException(refusal)
+
+
+def _storage_refusal(settings: Settings) -> str | None:
+    """Why the configured store cannot be used, or None (run by :func:`_check_storage`)."""
     from dockyard.app import open_storage
 
     try:
         asyncio.run(open_storage(settings))
     except ConfigurationError as exc:
-        raise click.ClickException(exc.message) from None
+        return exc.message
+    return None
 
 
 def _prepare(settings: Settings) -> BootstrapReport:

@@ -7,7 +7,6 @@ tests keep out of each other's way by using their own repository names
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +16,12 @@ import pytest
 from starlette.applications import Starlette
 from tests.support import harbor_contract
 from tests.support.postgres import postgres_admin_url, temporary_database
-from tests.support.seaweedfs import SeaweedFS, s3_settings, start_seaweedfs
+from tests.support.seaweedfs import (
+    SeaweedFS,
+    s3_settings,
+    start_seaweedfs,
+    storage_under_test,
+)
 
 from dockyard.app import create_app
 from dockyard.db.engine import Database
@@ -57,7 +61,7 @@ def settings(
     data_dir: Path = tmp_path_factory.mktemp("data")
     # DOCKYARD_TEST_STORAGE=s3: the app's blobs in a SeaweedFS bucket instead of files.
     storage: dict[str, object] = {}
-    if os.environ.get("DOCKYARD_TEST_STORAGE", "filesystem") == "s3":
+    if storage_under_test() == "s3":
         server: SeaweedFS = request.getfixturevalue("seaweedfs")
         storage = s3_settings(server, server.new_bucket())
     return Settings(

@@ -9,6 +9,7 @@ server's log. The caller stops it with :meth:`SeaweedFS.stop`.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -226,3 +227,33 @@ def s3_settings(server: SeaweedFS, bucket: str) -> dict[str, Any]:
         "storage_s3_access_key_id": ACCESS_KEY,
         "storage_s3_secret_access_key": SECRET_KEY,
     }
+
+
+def s3_env(server: SeaweedFS, bucket: str) -> dict[str, str]:
+    """The same as :func:`s3_settings`, as the ``DOCKYARD_*`` variables a child process reads."""
+    return {
+        f"DOCKYARD_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in s3_settings(server, bucket).items()
+    }
+
+
+_shared: SeaweedFS | None = None
+
+
+def shared_seaweedfs() -> SeaweedFS:
+    """One SeaweedFS for the whole test process, started on first use and stopped at exit
+    (``DOCKYARD_TEST_STORAGE=s3`` runs of the end-to-end suites put every server's blobs in
+    it, a bucket each)."""
+    global _shared
+    if _shared is None or _shared.process.poll() is not None:
+        _shared = start_seaweedfs()
+        atexit.register(_shared.stop)
+    return _shared
+
+
+def storage_under_test() -> str:
+    """``filesystem`` or ``s3``, from ``DOCKYARD_TEST_STORAGE`` (default filesystem)."""
+    value = os.environ.get("DOCKYARD_TEST_STORAGE", "filesystem")
+    if value not in ("filesystem", "s3"):
+        raise RuntimeError(f"DOCKYARD_TEST_STORAGE must be filesystem or s3, not {value!r}")
+    return value

@@ -29,6 +29,7 @@ from types import TracebackType
 import httpx
 from tests.support.commands import run_checked
 from tests.support.registry_auth import RegistryAuth
+from tests.support.seaweedfs import s3_env, shared_seaweedfs, storage_under_test
 
 DEFAULT_ADMIN_PASSWORD = "Dockyard-e2e-12345"
 LOG_TAIL_CHARS = 6000
@@ -248,6 +249,10 @@ class DockyardServer:
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.database_url is not None:
             env["DOCKYARD_DATABASE_URL"] = self.database_url
+        if storage_under_test() == "s3" and "DOCKYARD_STORAGE_DRIVER" not in extra:
+            # DOCKYARD_TEST_STORAGE=s3: blobs in a bucket of its own on the shared SeaweedFS.
+            store = shared_seaweedfs()
+            env.update(s3_env(store, store.new_bucket()))
         env.update(extra)
         return env
 
