@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from anyio import to_thread
@@ -55,8 +56,11 @@ from dockyard.storage import FilesystemStorage, Storage
 from dockyard.storage.s3 import open_s3
 from dockyard.storage.space import RESERVE_NAME, DiskSpace
 from dockyard.system import api as system_api
+from dockyard.system import routes as system_routes
 from dockyard.system.bootstrap import load_token_key
+from dockyard.system.health import HealthMonitor
 from dockyard.system.readonly_guard import ReadOnlyGuard
+from dockyard.tracing import Tracing, TracingMiddleware, open_tracing
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks
 from dockyard.webhooks import jobs as webhooks_jobs
@@ -64,9 +68,14 @@ from dockyard.webhooks import jobs as webhooks_jobs
 SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
 
 
-async def build_state(settings: Settings) -> AppState:
+async def build_state(settings: Settings, tracing: Tracing | None = None) -> AppState:
+    """The services of one process; with ``tracing``, its engines and storage calls are
+    traced (``tracing.py``)."""
     db = Database(settings.effective_database_url)
     storage = await open_storage(settings)
+    if tracing is not None:
+        tracing.instrument_database(db)
+        tracing.instrument_storage(storage)
     space = disk_space(settings, db)
     await to_thread.run_sync(space.make_reserve)
     db.before_write = space.before_database_write
@@ -95,8 +104,9 @@ async def build_state(settings: Settings) -> AppState:
     registry = RegistryService(
         db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks, space=space
     )
+    health = HealthMonitor(db, storage, job_lease=timedelta(seconds=settings.job_lease_seconds))
     return AppState(
-        settings, db, storage, tokens, identity, registry, job_types=job_types(settings)
+        settings, db, storage, tokens, identity, registry, health, job_types=job_types(settings)
     )
 
 
@@ -198,34 +208,43 @@ def api_operations() -> list[Operation]:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The database must be migrated first (``dockyard migrate``/``serve``)."""
 
+    tracing = open_tracing(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = await build_state(settings)
+        state = await build_state(settings, tracing)
         app.state.dockyard = state
         if settings.job_workers > 0:
             await start_workers(state)
         try:
             yield
         finally:
+            state.health.begin_shutdown()  # /readyz fails from here on
             try:
                 if state.jobs is not None:
                     await state.jobs.close()
                 await state.registry.hooks.close()
             finally:
                 await state.db.dispose()
+                if tracing is not None:
+                    await to_thread.run_sync(tracing.shutdown)
 
+    middleware = [
+        Middleware(RequestContextMiddleware),
+        # Only when tracing is on: otherwise requests pay nothing for it.
+        *([Middleware(TracingMiddleware, tracer=tracing.tracer)] if tracing else []),
+        Middleware(ReadOnlyGuard),
+        Middleware(RegistryFace),
+    ]
     return Starlette(
         routes=[
+            *system_routes.probe_routes(),
             *token_routes(),
             *iam_api.session_routes(),
             *api_routes(api_operations()),
             *console_routes(),
         ],
-        middleware=[
-            Middleware(RequestContextMiddleware),
-            Middleware(ReadOnlyGuard),
-            Middleware(RegistryFace),
-        ],
+        middleware=middleware,
         lifespan=lifespan,
     )
 
