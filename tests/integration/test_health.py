@@ -107,10 +107,9 @@ async def test_failures_show_their_kind_or_a_message_written_to_be_shown(
 
 async def test_readiness_fails_once_shutdown_begins(settings: Settings) -> None:
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with make_client(app) as client:
-            ready = await client.get("/readyz")
-            assert (ready.status_code, ready.text) == (200, "ok\n")
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.text) == (200, "ok\n")
     # The lifespan has ended (the database is closed): readiness answers without it.
     # (A plain client: make_client's hook refuses every 5xx, and this one is meant.)
     transport = httpx.ASGITransport(app=app)
