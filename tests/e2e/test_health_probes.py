@@ -249,6 +249,18 @@ def test_s3_storage_volumes_and_an_unreachable_store() -> None:
             f"DOCKYARD_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in s3_settings(seaweedfs, seaweedfs.new_bucket()).items()
         }
+        # serve asks the store before it forks its workers (from a spawned process: the S3
+        # client does not survive a fork), and stops with one line when the bucket is missing.
+        missing = DockyardServer(env={**env, "DOCKYARD_STORAGE_S3_BUCKET": "no-such-bucket"})
+        try:
+            refused = subprocess.run(
+                missing.command(), env=missing.env, capture_output=True, text=True, timeout=120
+            )
+        finally:
+            missing.close()
+        assert refused.returncode == 1
+        assert "the bucket does not exist" in refused.stderr
+        assert "Traceback" not in refused.stderr
         with (
             DockyardServer(env=env) as server,
             httpx.Client(base_url=server.url, timeout=30) as client,
