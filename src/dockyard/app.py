@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from anyio import to_thread
@@ -65,8 +66,11 @@ from dockyard.storage import FilesystemStorage, Storage
 from dockyard.storage.s3 import open_s3
 from dockyard.storage.space import RESERVE_NAME, DiskSpace
 from dockyard.system import api as system_api
+from dockyard.system import routes as system_routes
 from dockyard.system.bootstrap import load_token_key
+from dockyard.system.health import HealthMonitor
 from dockyard.system.readonly_guard import ReadOnlyGuard
+from dockyard.tracing import Tracing, TracingMiddleware, open_tracing
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks
 from dockyard.webhooks import jobs as webhooks_jobs
@@ -74,9 +78,14 @@ from dockyard.webhooks import jobs as webhooks_jobs
 SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
 
 
-async def build_state(settings: Settings) -> AppState:
+async def build_state(settings: Settings, tracing: Tracing | None = None) -> AppState:
+    """The services of one process; with ``tracing``, its engines and storage calls are
+    traced (``tracing.py``)."""
     db = Database(settings.effective_database_url)
     storage = await open_storage(settings)
+    if tracing is not None:
+        tracing.instrument_database(db)
+        tracing.instrument_storage(storage)
     space = disk_space(settings, db)
     await to_thread.run_sync(space.make_reserve)
     db.before_write = space.before_database_write
@@ -105,8 +114,9 @@ async def build_state(settings: Settings) -> AppState:
     registry = RegistryService(
         db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks, space=space
     )
+    health = HealthMonitor(db, storage, job_lease=timedelta(seconds=settings.job_lease_seconds))
     return AppState(
-        settings, db, storage, tokens, identity, registry, job_types=job_types(settings)
+        settings, db, storage, tokens, identity, registry, health, job_types=job_types(settings)
     )
 
 
@@ -210,10 +220,11 @@ def create_app(settings: Settings) -> Starlette:
 
     metrics = RequestMetrics() if settings.metrics_enabled else None
     exposition = MetricsExposition(settings, metrics) if metrics is not None else None
+    tracing = open_tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = await build_state(settings)
+        state = await build_state(settings, tracing)
         app.state.dockyard = state
         listener = flusher = None
         if exposition is not None:
@@ -226,6 +237,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            state.health.begin_shutdown()  # /readyz fails from here on
             try:
                 if listener is not None:
                     listener.close()
@@ -239,8 +251,11 @@ def create_app(settings: Settings) -> Starlette:
             finally:
                 await state.db.dispose()
                 metrics_multiprocess.worker_stopped()
+                if tracing is not None:
+                    await to_thread.run_sync(tracing.shutdown)
 
     routes = [
+        *system_routes.probe_routes(),
         *token_routes(),
         *iam_api.session_routes(),
         *api_routes(api_operations()),
@@ -248,6 +263,8 @@ def create_app(settings: Settings) -> Starlette:
     ]
     middleware = [
         Middleware(RequestContextMiddleware),
+        # Only when tracing is on: otherwise requests pay nothing for it.
+        *([Middleware(TracingMiddleware, tracer=tracing.tracer)] if tracing else []),
         Middleware(ReadOnlyGuard),
         Middleware(RegistryFace),
     ]

@@ -7,14 +7,12 @@ import errno
 import getpass
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -82,23 +80,29 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
         raise click.ClickException(explained) from None
 
 
-def _check_storage(settings: Settings) -> None:
+def _check_storage(settings: Settings, *, before_fork: bool = False) -> None:
     """Ask an object store once now, so a missing bucket or refused credentials stop
-    the command with one line (not a traceback in each server worker's start)."""
+    the command with one line (not a traceback in each server worker's start).
+
+    ``before_fork``: the server forks its workers after this, and the S3 client's
+    runtime (threads) does not survive a fork (a forked worker hung in its first
+    storage call), so the question is asked from a short-lived spawned process."""
     if settings.storage_driver == "filesystem":
         return
-    # In a process of its own: the S3 client's runtime (obstore's Rust threads) must not
-    # start in ``serve``'s parent, whose forked server workers would inherit it without its
-    # threads and wait for ever on their first call to the store.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        refusal = pool.submit(_storage_refusal, settings).result()
-    if refusal is not None:
-        raise click.ClickException(refusal)
+    if before_fork:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            problem = pool.submit(_storage_problem, settings).result()
+    else:
+        problem = _storage_problem(settings)
+    if problem is not None:
+        raise click.ClickException(problem)
 
 
-def _storage_refusal(settings: Settings) -> str | None:
-    """Why the configured store cannot be used, or None (run by :func:`_check_storage`)."""
+def _storage_problem(settings: Settings) -> str | None:
     from dockyard.app import open_storage
 
     try:
@@ -259,7 +263,7 @@ def serve(config: Path | None, **options: Any) -> None:
 
 
 def _serve(settings: Settings, config: Path | None, options: dict[str, Any]) -> None:
-    _check_storage(settings)
+    _check_storage(settings, before_fork=True)
     report = _prepare(settings)
     _announce(report)
     for line in _run(settings, lambda db: _overridden_settings(settings, db)):
@@ -322,13 +326,15 @@ def worker(config: Path | None, concurrency: int | None, **options: Any) -> None
     import signal
 
     from dockyard.app import build_state, start_workers
+    from dockyard.tracing import open_tracing
 
     settings = _settings(config, log=True, **options)
     _check_storage(settings)
     _announce(_prepare(settings))
 
     async def run() -> None:
-        state = await build_state(settings)
+        tracing = open_tracing(settings)  # the jobs' SQL and storage calls, when enabled
+        state = await build_state(settings, tracing)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -347,6 +353,8 @@ def worker(config: Path | None, concurrency: int | None, **options: Any) -> None
                 await state.jobs.close()
             await state.registry.hooks.close()
             await state.db.dispose()
+            if tracing is not None:
+                tracing.shutdown()
 
     asyncio.run(run())
 

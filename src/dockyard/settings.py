@@ -6,6 +6,7 @@ message saying which setting is wrong and what would be right.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from contextvars import ContextVar
@@ -48,6 +49,17 @@ _RUN_TIME_PLACE = "PUT /api/v2.0/configurations or the console's Configuration p
 
 # The YAML file of the settings being built now (set by ``load_settings``).
 _config_file: ContextVar[str | None] = ContextVar("dockyard_config_file", default=None)
+
+
+def tracing_installed() -> bool:
+    """Whether the ``tracing`` extra (OpenTelemetry's SDK and OTLP/HTTP exporter) is there."""
+    for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return False
+        except ModuleNotFoundError:  # a parent package is missing
+            return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -191,6 +203,26 @@ class Settings(BaseSettings):
     """A scrape must send ``Authorization: Bearer <token>``. Required on the main port."""
     metrics_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     """How long the figures read from the database are reused by later scrapes."""
+    # Tracing (``tracing.py``, docs/health.md): Harbor's ``trace`` settings, OTLP only.
+    trace_enabled: bool = False
+    """Send OpenTelemetry spans of requests, SQL statements and storage calls to an OTLP
+    collector (needs ``pip install 'dockyard[tracing]'``)."""
+    trace_otel_endpoint: str = ""
+    """The collector's OTLP/HTTP traces URL, e.g. ``http://otel-collector:4318/v1/traces``
+    (Harbor's ``otel.endpoint`` and ``otel.url_path`` in one; ``https://`` for TLS)."""
+    trace_otel_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Deadline of one export to the collector."""
+    trace_otel_compression: bool = False
+    """Gzip the exported spans."""
+    trace_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    """Share of new traces recorded (1: all); a trace a caller started and sampled (W3C
+    ``traceparent``) is always followed."""
+    trace_service_name: str = Field(default="dockyard", min_length=1)
+    """The ``service.name`` the spans carry."""
+    trace_namespace: str = ""
+    """The ``service.namespace`` the spans carry (Harbor's ``trace.namespace``)."""
+    trace_attributes: dict[str, str] = Field(default_factory=dict)
+    """More resource attributes on every span (Harbor's ``trace.attributes``)."""
 
     @field_validator("external_url")
     @classmethod
@@ -260,6 +292,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "metrics on the main port need metrics_token (they name private projects); "
                 "set it, or set metrics_port to serve them on a port you keep private"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tracing(self) -> Settings:
+        if not self.trace_enabled:
+            return self
+        if not self.trace_otel_endpoint.startswith(("http://", "https://")):
+            raise ValueError(
+                "trace_enabled needs trace_otel_endpoint, the collector's OTLP/HTTP traces URL "
+                "(e.g. http://otel-collector:4318/v1/traces)"
+            )
+        if not tracing_installed():
+            raise ValueError(
+                "trace_enabled needs OpenTelemetry, which is not installed; run: "
+                "pip install 'dockyard[tracing]'"
             )
         return self
 

@@ -132,6 +132,17 @@ def blob(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+# --- the health check ----------------------------------------------------------------
+
+
+async def test_check_passes_and_leaves_nothing(driver: Storage) -> None:
+    """``check()`` is what health and readiness ask (``system/health.py``)."""
+    await driver.check()
+    await driver.check()
+    assert residue(driver) == []
+    assert await keys(driver, "") == []
+
+
 # --- plain objects -------------------------------------------------------------------
 
 

@@ -154,6 +154,10 @@ def start_seaweedfs() -> SeaweedFS:
         f"-s3.port={s3}",
         f"-s3.port.grpc={s3_grpc}",
         f"-s3.config={config}",
+        # Catalog listeners on fixed default ports (8181, 9101) that the tests do not use:
+        # off, so that several SeaweedFS can run at once on one machine.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -80,7 +80,9 @@ PARTS: dict[str, tuple[str, ...]] = {
     # HTTP plumbing that knows no domain: header parsing, error bodies, middleware, the
     # outbound client and its egress policy.
     "http": ("dockyard.http",),
-    "data": ("dockyard.db", "dockyard.storage"),
+    # tracing.py instruments the engines and the storage driver (and holds the request
+    # middleware, plain ASGI), so it sits beside them.
+    "data": ("dockyard.db", "dockyard.storage", "dockyard.tracing"),
     "pure": (
         "dockyard",  # the package's own __init__ only (see part_of): empty, or a version string
         "dockyard.background",

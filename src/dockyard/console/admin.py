@@ -406,7 +406,7 @@ async def update_configuration(page: Page) -> Response:
 
 async def system_info(page: Page) -> Response:
     require_system(page, Action.READ, Resource.SYSTEM_VOLUMES)
-    health = await system.check_health(page.state.db, page.state.storage)
+    health = await page.state.health.components()
     async with page.state.db.read() as session:
         stats = await system.statistics(session, page.principal)
         props = await system.system_properties(session)

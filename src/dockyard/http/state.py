@@ -16,6 +16,7 @@ from dockyard.lru import LruCache
 from dockyard.registry.service import RegistryService
 from dockyard.settings import Settings
 from dockyard.storage import Storage
+from dockyard.system.health import HealthMonitor
 
 
 @dataclass
@@ -26,6 +27,8 @@ class AppState:
     tokens: TokenAuthority
     identity: IdentityService
     registry: RegistryService
+    health: HealthMonitor
+    """Health and readiness checks (``/api/v2.0/health``, ``/readyz``)."""
     job_types: Mapping[str, JobType] = field(default_factory=dict)
     """Every job type this build knows (the queues the dashboard shows)."""
     jobs: JobRunner | None = None

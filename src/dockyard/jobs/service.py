@@ -38,6 +38,7 @@ EVENT = "EVENT"
 TRIGGERS = (MANUAL, SCHEDULE, EVENT)
 
 DEFAULT_MAX_ATTEMPTS = 3
+_WAITING_COUNT_CAP = 1000
 _MAX_MESSAGE = 2048
 
 
@@ -516,3 +517,35 @@ async def workers(session: AsyncSession, pool_id: str | None) -> list[JobWorker]
     if pool_id is not None:
         stmt = stmt.where(JobWorker.pool_id == pool_id)
     return list(await session.scalars(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHealth:
+    """Whether the cluster's workers keep up: for the health check (``system/health.py``)."""
+
+    live_workers: int
+    """Worker slots whose heartbeat is more recent than the lease."""
+    waiting_tasks: int
+    """Tasks due for longer than a lease, in queues that are not paused (counted up to
+    1,000: a probe never counts a huge backlog)."""
+
+
+async def worker_health(session: AsyncSession, lease: timedelta) -> WorkerHealth:
+    """Two indexed counts: live worker slots, and tasks left waiting (due for more than
+    ``lease`` in an unpaused queue). Workers write their heartbeat every third of a lease,
+    so a live one is never older than that."""
+    since = utcnow() - lease
+    live = await session.scalar(
+        select(func.count()).select_from(JobWorker).where(JobWorker.heartbeat_time >= since)
+    )
+    left = (
+        select(Task.id)
+        .where(
+            Task.status == PENDING,
+            Task.run_at <= since,
+            Task.vendor_type.not_in(select(JobQueue.job_type).where(JobQueue.paused)),
+        )
+        .limit(_WAITING_COUNT_CAP)
+    )
+    waiting = await session.scalar(select(func.count()).select_from(left.subquery()))
+    return WorkerHealth(live_workers=int(live or 0), waiting_tasks=int(waiting or 0))

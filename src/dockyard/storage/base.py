@@ -82,6 +82,11 @@ class ObjectStore(Protocol):
         """A presigned URL valid ``expires_in`` seconds; ``None`` when unsupported."""
         ...
 
+    async def check(self) -> None:
+        """Ask the backend once, cheaply, whether it works (start-up and health checks);
+        ``StorageError`` saying what is wrong when it does not."""
+        ...
+
 
 class UploadStore(Protocol):
     """Partial objects that grow by appends, then become objects.

@@ -72,6 +72,26 @@ class FilesystemStorage(Storage):
     def __repr__(self) -> str:
         return f"FilesystemStorage({self._root!r})"
 
+    async def check(self) -> None:
+        """A real write: a probe file created and removed in ``_tmp/`` (a read-only,
+        full, unmounted or removed root fails it)."""
+        try:
+            await to_thread.run_sync(self._probe)
+        except OSError as exc:
+            raise StorageError(
+                f"the storage root {self._root} is not writable: {exc.strerror or exc}"
+            ) from exc
+
+    def _probe(self) -> None:
+        # Never made again here: a root that vanished (an unmounted volume) must fail.
+        if not os.path.isdir(self._root):
+            raise FileNotFoundError(errno.ENOENT, "no such directory")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self._tmp, _DIR_MODE)
+        path = os.path.join(self._tmp, f"probe-{secrets.token_hex(8)}")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
+        os.unlink(path)
+
     # --- plain objects ---------------------------------------------------------
 
     async def stat(self, key: str) -> ObjectInfo | None:

@@ -21,7 +21,7 @@ from dockyard.http.api import (
 )
 from dockyard.http.openapi import build_openapi
 from dockyard.iam.policy import ANONYMOUS, Principal
-from dockyard.system import config, service
+from dockyard.system import config, health, service
 
 # --- Harbor's shapes (swagger definitions of the same names) ---------------------------
 
@@ -90,12 +90,13 @@ async def get_ping(api: ApiRequest) -> Response:
 
 @operation("GET", "/health", "getHealth", response=OverallHealthStatus)
 async def get_health(api: ApiRequest) -> Response:
-    """Health of core, database and storage; 200 even when unhealthy, as Harbor answers."""
-    components = await service.check_health(api.state.db, api.state.storage)
-    healthy = all(c.status == service.HEALTHY for c in components)
+    """Health of core, database, storage and job workers (``system/health.py``); 200 even
+    when unhealthy, as Harbor answers (``/readyz`` is the probe that fails)."""
+    components = await api.state.health.components()
+    healthy = all(c.status == health.HEALTHY for c in components)
     return json_response(
         OverallHealthStatus(
-            status=service.HEALTHY if healthy else service.UNHEALTHY,
+            status=health.HEALTHY if healthy else health.UNHEALTHY,
             components=[ComponentHealthStatus(**asdict(c)) for c in components],
         )
     )
@@ -127,7 +128,7 @@ async def get_system_info(api: ApiRequest) -> Response:
                 "has_ca_root": False,
                 "read_only": props.read_only,
                 "notification_enable": props.notification_enable,
-                "registry_storage_provider_name": "filesystem",
+                "registry_storage_provider_name": api.state.settings.storage_driver,
             }
         )
     )
@@ -135,10 +136,13 @@ async def get_system_info(api: ApiRequest) -> Response:
 
 @operation("GET", "/systeminfo/volumes", "getVolumes", response=SystemInfo)
 async def get_volumes(api: ApiRequest) -> Response:
-    """Size and free space of the blob store's volume (administrators only, as Harbor)."""
+    """Size and free space of the blob store's volume (administrators only, as Harbor);
+    an empty list with S3 storage, which has no volume to measure."""
     await _administrator(api, "read the storage volumes")
-    volume = await service.storage_volume(api.state.settings.effective_storage_root)
-    return json_response(SystemInfo(storage=[Storage(total=volume.total, free=volume.free)]))
+    settings = api.state.settings
+    local = settings.storage_driver == "filesystem"
+    volumes = await service.storage_volumes(settings.effective_storage_root if local else None)
+    return json_response(SystemInfo(storage=[Storage(total=v.total, free=v.free) for v in volumes]))
 
 
 @operation("GET", "/systeminfo/getcert", "getCert")

@@ -1,39 +1,32 @@
-"""System facts: the health of what Dockyard depends on, settings shown to clients, statistics.
+"""System facts: settings shown to clients, statistics, the storage volume.
 
-Knows nothing of HTTP. Health opens its own connection and storage probe; the
-rest reads through the caller's session.
+Knows nothing of HTTP; reads through the caller's session. Health and readiness live in
+``system/health.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import shutil
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
-from dockyard.db.engine import Database
 from dockyard.errors import NotFoundError
 from dockyard.iam.policy import ALL_PROJECTS_SCOPE, Principal
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.registry.models import Blob, ProjectBlob, Repository
-from dockyard.storage import Storage
 from dockyard.system import config, readonly
 
 log = logging.getLogger("dockyard.system")
-
-HEALTHY = "healthy"
-UNHEALTHY = "unhealthy"
-PROBE_TIMEOUT_SECONDS = 5.0
 
 
 def dockyard_version() -> str:
@@ -53,53 +46,19 @@ class VolumeUsage:
     free: int
 
 
-async def storage_volume(root: Path) -> VolumeUsage:
-    """Size and free space of the file system holding the blob store (``getVolumes``)."""
+async def storage_volumes(root: Path | None) -> list[VolumeUsage]:
+    """Size and free space of the file system holding the blob store (``getVolumes``).
+
+    ``root`` is ``None`` for an object store (S3): it has no volume whose size or free
+    space could be told, so the list is empty rather than the figures of some local disk
+    that holds no blob (``docs/health.md``)."""
+    if root is None:
+        return []
     try:
         usage = await asyncio.to_thread(shutil.disk_usage, root)
     except OSError as exc:
         raise NotFoundError(f"the storage volume cannot be measured: {exc.strerror}") from None
-    return VolumeUsage(total=usage.total, free=usage.free)
-
-
-# --- health ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ComponentHealth:
-    name: str
-    status: str
-    error: str | None = None
-
-
-async def check_health(db: Database, storage: Storage) -> list[ComponentHealth]:
-    """``core`` (this process), ``database`` (``SELECT 1``), ``storage`` (a write probe)."""
-    return [
-        ComponentHealth("core", HEALTHY),
-        await _probe("database", _ping_database(db), "the database does not answer"),
-        await _probe("storage", _probe_storage(storage), "the storage is not writable"),
-    ]
-
-
-async def _ping_database(db: Database) -> None:
-    async with db.read() as session:
-        await session.execute(text("SELECT 1"))
-
-
-async def _probe_storage(storage: Storage) -> None:
-    # An upload begun and aborted: a real write, through the driver, under its own key space.
-    state = await storage.begin(f"health-{secrets.token_hex(8)}")
-    await storage.abort(state)
-
-
-async def _probe(name: str, check: Awaitable[None], failure: str) -> ComponentHealth:
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            await check
-    except Exception as exc:  # any failure means unhealthy; the details go to the log
-        log.warning("health check of %s failed", name, exc_info=exc)
-        return ComponentHealth(name, UNHEALTHY, f"{failure} ({type(exc).__name__})")
-    return ComponentHealth(name, HEALTHY)
+    return [VolumeUsage(total=usage.total, free=usage.free)]
 
 
 # --- system properties -----------------------------------------------------------------
