@@ -153,6 +153,10 @@ def start_seaweedfs() -> SeaweedFS:
         f"-s3.port={s3}",
         f"-s3.port.grpc={s3_grpc}",
         f"-s3.config={config}",
+        # Fixed default ports (8181, 9101) of catalogs we do not use: two servers at once
+        # (parallel test runs) would fight over them.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
