@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import click
 
 from dockyard.db.engine import Database, explain_database_error
-from dockyard.errors import AppError, ConfigurationError
+from dockyard.errors import AppError, ConfigurationError, DatabaseUnavailableError
 from dockyard.logs import configure_logging
 from dockyard.settings import Settings, load_settings
 from dockyard.system.bootstrap import PRIVATE_UMASK, BootstrapReport, prepare, secure_data_dir
@@ -68,6 +68,11 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
+    except DatabaseUnavailableError as exc:
+        # The cause says more to an operator (which host, refused or timed out).
+        cause = exc.__cause__
+        explained = explain_database_error(cause, url) if cause is not None else None
+        raise click.ClickException(explained or exc.message) from None
     except AppError as exc:
         raise click.ClickException(exc.message) from None
     except click.ClickException:
