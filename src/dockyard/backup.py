@@ -113,6 +113,9 @@ def backup(settings: Settings, dest: Path, progress: Progress | None = None) -> 
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    # One flush of everything written, before the manifest says the backup is whole
+    # (cheaper than an fsync per blob, which halved the speed).
+    os.sync()
     manifest = {
         "format": FORMAT,
         "dockyard_version": _version(),
@@ -195,8 +198,6 @@ def _copy_checked(src: Path, dst: Path, digest: str) -> int:
             hasher.update(chunk)
             writer.write(chunk)
             size += len(chunk)
-        writer.flush()
-        os.fsync(writer.fileno())
     if hasher.hexdigest() != expected:
         partial.unlink()
         raise BackupError(f"blob {digest} at {src} does not match its digest (corrupted)")
@@ -290,7 +291,9 @@ def restore(
                 raise BackupError(f"the backup lacks blob {digest} (incomplete)") from None
             if progress is not None:
                 progress(done, len(blobs), verified, total)
-        # Everything checked: replace what is there (with --force), then move into place.
+        # Everything checked and flushed: replace what is there (with --force), then move
+        # into place.
+        os.sync()
         if force:
             _remove_database(database)
             shutil.rmtree(root, ignore_errors=True)
@@ -303,6 +306,7 @@ def restore(
         staging.mkdir(parents=True, exist_ok=True)
         staging.rename(root)
         placed.rename(database)
+        os.sync()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -19,8 +19,9 @@ from tests.integration.registry_helpers import digest_of, image_manifest, push_b
 from tests.support.seaweedfs import SeaweedFS, s3_settings
 from tests.support.tcp_proxy import TcpProxy
 
-from dockyard.app import create_app
+from dockyard.app import create_app, open_storage
 from dockyard.db.engine import Database
+from dockyard.errors import ConfigurationError
 from dockyard.settings import Settings
 from dockyard.system.bootstrap import prepare
 
@@ -218,3 +219,18 @@ async def test_manifest_push_while_the_store_is_away_leaves_nothing(
     _assert_unavailable(await client.get(path), harbor=True)
     rig.proxy.resume()
     assert (await client.get(path)).status_code == 200
+
+
+async def test_a_store_away_at_start_stops_it_with_one_line(
+    seaweedfs: SeaweedFS, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    storage = s3_settings(seaweedfs, seaweedfs.new_bucket())
+    storage["storage_s3_endpoint"] = proxy.url
+    settings = Settings(**storage, data_dir=tmp_path)
+    proxy.cut()
+    try:
+        with pytest.raises(ConfigurationError, match="object store is unavailable"):
+            await open_storage(settings)
+    finally:
+        proxy.resume()
+    await open_storage(settings)  # and starts once it is back
