@@ -291,6 +291,8 @@ _PG_DISK_FULL = "53100"
 _PG_GONE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 """admin/crash shutdown, cannot connect now (starting or stopping), no free slot; and
 every class 08 (connection exception) code."""
+_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+"""Failures of reaching the server (a file error inside a transaction block is not one)."""
 _PG_GONE_DRIVER_ERRORS = {
     "ConnectionDoesNotExistError",
     "ConnectionFailureError",
@@ -310,7 +312,7 @@ def _raise_if_unavailable(exc: BaseException, dialect: str) -> None:
         ) from exc
     if dialect != "postgresql":
         return
-    if isinstance(exc, OSError) or (isinstance(exc, DBAPIError) and _pg_gone(exc)):
+    if isinstance(exc, _NETWORK_ERRORS) or (isinstance(exc, DBAPIError) and _pg_gone(exc)):
         raise DatabaseUnavailableError(
             "the database is unavailable (restarting or unreachable); nothing was changed: "
             "try again"
@@ -329,7 +331,7 @@ def _pg_gone(exc: DBAPIError) -> bool:
             return True
         if type(candidate).__name__ in _PG_GONE_DRIVER_ERRORS:
             return True
-        if isinstance(candidate, OSError):
+        if isinstance(candidate, _NETWORK_ERRORS):
             return True
     return False
 
