@@ -137,6 +137,15 @@ def test_postgresql_restarted_under_load(server: DockyardServer, cluster: Throwa
 
     # nothing half-done: every acknowledged push pulls back whole
     with httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60) as client:
+        # and the job workers came back too: a collection runs to the end
+        started = client.post(
+            "/api/v2.0/system/gc/schedule",
+            json={"schedule": {"type": "Manual"}, "parameters": {"dry_run": True}},
+        )
+        assert started.status_code == 201, started.text
+        gc = "/api/v2.0/system/gc/" + started.headers["Location"].rsplit("/", 1)[1]
+        _wait(lambda: client.get(gc).json()["job_status"] in ("Success", "Error"))
+        assert client.get(gc).json()["job_status"] == "Success"
         for tag, manifest in acknowledged.items():
             answer = client.get(f"/v2/{REPO}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
             assert answer.status_code == 200, tag
