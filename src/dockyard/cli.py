@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import click
 
 from dockyard.db.engine import Database, explain_database_error
-from dockyard.errors import AppError, ConfigurationError
+from dockyard.errors import AppError, ConfigurationError, DatabaseUnavailableError
 from dockyard.logs import configure_logging
 from dockyard.settings import Settings, load_settings
 from dockyard.system.bootstrap import PRIVATE_UMASK, BootstrapReport, prepare, secure_data_dir
@@ -69,6 +69,11 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
+    except DatabaseUnavailableError as exc:
+        # The cause says more to an operator (which host, refused or timed out).
+        cause = exc.__cause__
+        explained = explain_database_error(cause, url) if cause is not None else None
+        raise click.ClickException(explained or exc.message) from None
     except AppError as exc:
         raise click.ClickException(exc.message) from None
     except click.ClickException:
@@ -830,6 +835,94 @@ def _usage_table(checks: list[UsageCheck]) -> None:
                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))
             ).rstrip()
         )
+
+
+# --- backup and restore ----------------------------------------------------------------------
+
+
+class _BlobProgress(_Progress):
+    """Blobs copied and their bytes (``backup``/``restore`` progress on stderr): a first
+    line with what there is to do, then as ``_Progress`` shows it."""
+
+    def __init__(self, verb: str) -> None:
+        super().__init__(verb, "blobs", 0)
+
+    def __call__(self, done: int, total: int, size: int, total_size: int) -> None:
+        self.total = total
+        self.noun = f"blobs ({size / (1 << 20):.1f} of {total_size / (1 << 20):.1f} MiB)"
+        if done == 0:
+            self.stream.write(
+                f"{self.verb} {total} blobs, {total_size / (1 << 20):.1f} MiB, "
+                "from the database snapshot\n"
+            )
+            self.stream.flush()
+            return
+        self.update(done)
+
+
+@main.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@_store_options
+def backup_command(
+    dest: Path, config: Path | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Back up the embedded default (SQLite and filesystem storage) into DEST, a new or
+    empty folder, while the server keeps serving: a consistent database snapshot and
+    every blob it names, with a manifest of checksums. Garbage collection's sweep waits
+    meanwhile. PostgreSQL or S3 deployments are refused: see docs/backup.md."""
+    from dockyard import backup
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    started = time.monotonic()
+    try:
+        summary = backup.backup(settings, dest, progress=_BlobProgress("copying"))
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    blobs = summary.manifest["blobs"]
+    click.echo(
+        f"backed up {blobs['count']} blobs ({blobs['bytes']} bytes) and the database at "
+        f"revision {summary.manifest['schema_revision']} into {dest} "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+
+
+@main.command("restore")
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--force", is_flag=True, help="Replace the database and blobs already in the data directory."
+)
+@_store_options
+def restore_command(
+    source: Path,
+    force: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Restore a backup made by `dockyard backup` into the data directory (its database
+    and storage root must be empty unless --force). Every checksum is verified before
+    anything is put in place; a backup from a newer schema is refused. Start `dockyard
+    serve` on the data directory afterwards (it migrates an older schema)."""
+    from dockyard import backup
+    from dockyard.db.migrate import known_revision
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        summary = backup.restore(
+            settings,
+            source,
+            force=force,
+            known_revisions=known_revision,
+            progress=_BlobProgress("verifying"),
+        )
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    counts = summary.manifest.get("counts", {})
+    click.echo(
+        f"restored {summary.manifest['blobs']['count']} blobs, "
+        f"{counts.get('artifact', 0)} artifacts in {counts.get('repository', 0)} "
+        f"repositories, database at revision {summary.manifest['schema_revision']}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -193,6 +193,26 @@ class ImmutableTagError(DeniedError):
     harbor_code = "PRECONDITION"
 
 
+class ServiceUnavailableError(AppError):
+    """A service the request needs (the database, the object store) cannot be reached now.
+
+    Shown as ``503`` with ``Retry-After``: nothing was half-done (the transaction rolled
+    back, no object became visible), so the client may simply try again. The code is
+    distribution's ``UNAVAILABLE`` (the OCI spec defines none for this); clients
+    (containers/image, docker) retry a 503 or print its message."""
+
+    oci_code = "UNAVAILABLE"
+    harbor_code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after: int = 5, detail: Any = None) -> None:
+        super().__init__(message, detail)
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database connection was lost or cannot be made (a restart, a failover)."""
+
+
 class TooManyRequestsError(AppError):
     oci_code = "TOOMANYREQUESTS"
     harbor_code = "TOO_MANY_REQUESTS"
@@ -214,6 +234,17 @@ class StorageError(AppError):
 
 class ObjectNotFoundError(StorageError):
     """The storage driver has no object under that key."""
+
+
+class StorageUnavailableError(StorageError, ServiceUnavailableError):
+    """The object store cannot be reached, timed out or answered 5xx: a ``503`` with
+    ``Retry-After``, not an internal error (see ``ServiceUnavailableError``)."""
+
+    oci_code = "UNAVAILABLE"
+    harbor_code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after: int = 5, detail: Any = None) -> None:
+        ServiceUnavailableError.__init__(self, message, retry_after, detail)
 
 
 class StorageFullError(AppError):

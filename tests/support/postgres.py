@@ -220,7 +220,18 @@ class ThrowawayCluster:
     url: str
     root: Path
     _stop: Callable[[], None]
+    _pg_ctl: Callable[[str], None] | None = None
     stopped: bool = False
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut), keeping its data."""
+        assert self._pg_ctl is not None
+        self._pg_ctl("stop")
+
+    def resume(self) -> None:
+        """Start the server again on the same port after ``pause``."""
+        assert self._pg_ctl is not None
+        self._pg_ctl("start")
 
     def stop(self) -> None:
         if not self.stopped:
@@ -300,8 +311,19 @@ def start_throwaway_cluster(parent: Path | None = None) -> ThrowawayCluster:
             run([str(pg_ctl), "-D", str(data_dir), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(root, ignore_errors=True)
 
+    def pg_ctl_action(action: str) -> None:
+        command = [str(pg_ctl), "-D", str(data_dir), "-w", "-t", "60"]
+        if action == "start":
+            command += ["-o", options, "-l", str(log_file)]
+        else:
+            command += ["-m", "fast"]
+        run([*command, action])
+
     cluster = ThrowawayCluster(
-        url=_admin_url("postgres", DEFAULT_HOST, port), root=root, _stop=stop
+        url=_admin_url("postgres", DEFAULT_HOST, port),
+        root=root,
+        _stop=stop,
+        _pg_ctl=pg_ctl_action,
     )
     atexit.register(cluster.stop)
     return cluster

@@ -42,6 +42,7 @@ OCI_CODES = {
     "PAGINATION_NUMBER_INVALID",
     "NOT_FOUND",
     "UNKNOWN",
+    "UNAVAILABLE",  # distribution's code for a 503
 }
 
 
@@ -49,7 +50,9 @@ OCI_CODES = {
 def test_every_error_has_a_status_on_both_faces(cls: type[errors.AppError]) -> None:
     oci = status_for(cls("x"), OCI_STATUS) if cls is not errors.TooManyRequestsError else 429
     harbor = status_for(cls("x"), HARBOR_STATUS)
-    if issubclass(cls, SERVER_FAULTS):
+    if issubclass(cls, errors.ServiceUnavailableError):
+        assert oci == harbor == 503
+    elif issubclass(cls, SERVER_FAULTS):
         assert oci == harbor == 500
     elif cls is not errors.AppError:
         assert 400 <= oci < 500, f"{cls.__name__} maps to {oci} on /v2/"
@@ -81,6 +84,29 @@ def test_oci_body_and_status(error: errors.AppError, status: int, code: str) -> 
     assert response.headers["docker-distribution-api-version"] == "registry/2.0"
     if isinstance(error, errors.TooManyRequestsError):
         assert response.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("error", "harbor_code"),
+    [
+        (errors.StorageUnavailableError("the object store is unavailable"), "SERVICE_UNAVAILABLE"),
+        (errors.DatabaseUnavailableError("the database is unavailable", 3), "SERVICE_UNAVAILABLE"),
+    ],
+)
+def test_unavailable_is_503_with_a_retry_hint(error: errors.AppError, harbor_code: str) -> None:
+    assert isinstance(error, errors.ServiceUnavailableError)
+    oci, harbor = oci_error_response(error, "r1"), harbor_error_response(error, "r1")
+    for response in (oci, harbor):
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == str(error.retry_after)
+    assert json.loads(bytes(oci.body))["errors"][0] == {
+        "code": "UNAVAILABLE",
+        "message": error.message,
+    }
+    assert json.loads(bytes(harbor.body))["errors"][0] == {
+        "code": harbor_code,
+        "message": error.message,
+    }
 
 
 def test_server_faults_hide_their_detail() -> None:

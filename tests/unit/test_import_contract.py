@@ -34,6 +34,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "edge": (
         "dockyard.__main__",
         "dockyard.app",
+        "dockyard.backup",  # the backup/restore commands' work, run only by cli.py
         "dockyard.cli",
         "dockyard.db.models",
         "dockyard.db.migrations",

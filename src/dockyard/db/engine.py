@@ -32,6 +32,7 @@ from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -42,7 +43,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from dockyard.db import sqlite_inline
-from dockyard.errors import ConfigurationError, StorageFullError
+from dockyard.errors import ConfigurationError, DatabaseUnavailableError, StorageFullError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 JOBS_ENQUEUED = "dockyard_jobs_enqueued"
@@ -178,6 +179,10 @@ class Database:
                     "storage is full: the database cannot write; free space (delete "
                     "artifacts and run garbage collection) and try again"
                 ) from exc
+            _raise_if_unavailable(exc, self.dialect)
+            raise
+        except (OSError, PoolTimeoutError) as exc:
+            _raise_if_unavailable(exc, self.dialect)
             raise
 
     def _after_commit(self, session: AsyncSession) -> None:
@@ -187,14 +192,22 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session, session.begin():
-            yield session
+        try:
+            async with self._read_sessions() as session, session.begin():
+                yield session
+        except (DBAPIError, OSError, PoolTimeoutError) as exc:
+            _raise_if_unavailable(exc, self.dialect)
+            raise
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A bare read connection, without the ORM session's cost (hot paths)."""
-        async with self.read_engine.connect() as conn:
-            yield conn
+        try:
+            async with self.read_engine.connect() as conn:
+                yield conn
+        except (DBAPIError, OSError, PoolTimeoutError) as exc:
+            _raise_if_unavailable(exc, self.dialect)
+            raise
 
     @asynccontextmanager
     async def startup_lock(self) -> AsyncIterator[None]:
@@ -271,6 +284,56 @@ def _disk_full(exc: DBAPIError) -> bool:
 
 _SQLITE_FULL = 13
 _PG_DISK_FULL = "53100"
+
+
+# --- a database that went away: 503 with a retry hint, never a 500 ----------------------
+
+_PG_GONE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+"""admin/crash shutdown, cannot connect now (starting or stopping), no free slot; and
+every class 08 (connection exception) code."""
+_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+"""Failures of reaching the server (a file error inside a transaction block is not one)."""
+_PG_GONE_DRIVER_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "ConnectionRejectionError",
+}
+
+
+def _raise_if_unavailable(exc: BaseException, dialect: str) -> None:
+    """Raise ``DatabaseUnavailableError`` when ``exc`` means PostgreSQL cannot be reached
+    (restart, failover, network) or every pooled connection is busy. The transaction
+    rolled back, so nothing is half-done; the pool drops the dead connection
+    (``connection_invalidated``) and ``pool_pre_ping`` tests the others, so the next
+    request after the database is back succeeds without restarting Dockyard."""
+    if isinstance(exc, PoolTimeoutError):
+        raise DatabaseUnavailableError(
+            "the database is busy (no connection free); try again", retry_after=1
+        ) from exc
+    if dialect != "postgresql":
+        return
+    if isinstance(exc, _NETWORK_ERRORS) or (isinstance(exc, DBAPIError) and _pg_gone(exc)):
+        raise DatabaseUnavailableError(
+            "the database is unavailable (restarting or unreachable); nothing was changed: "
+            "try again"
+        ) from exc
+
+
+def _pg_gone(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        sqlstate = getattr(candidate, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate.startswith("08") or sqlstate in _PG_GONE_SQLSTATES
+        ):
+            return True
+        if type(candidate).__name__ in _PG_GONE_DRIVER_ERRORS:
+            return True
+        if isinstance(candidate, _NETWORK_ERRORS):
+            return True
+    return False
 
 
 def dialect_insert(session: AsyncSession, model: type[DeclarativeBase]) -> Any:

@@ -44,3 +44,14 @@ async def migrate(database: Database) -> tuple[str | None, str | None]:
 
     async with database.write_engine.begin() as conn:
         return await conn.run_sync(upgrade)
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this version's migrations (a database at a revision
+    it does not know was made by a newer Dockyard)."""
+    if not revision:
+        return False
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises several kinds for an unknown id
+        return False

@@ -37,7 +37,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.base import utcnow
-from dockyard.db.engine import Database
+from dockyard.db.engine import Database, sqlite_file
+from dockyard.db.sweep_hold import SweepTurn, sweep_turn
 from dockyard.errors import BadRequestError, ManifestReferencedError
 from dockyard.gc import repository as repo
 from dockyard.jobs import service as jobs
@@ -257,26 +258,13 @@ class _Run:
     async def sweep(self) -> None:
         """Claim a batch, delete its bytes, delete its rows. The bytes of one batch are
         deleted (in threads) while the next batch is claimed (on the loop)."""
-        deleting: tuple[list[repo.BlobRow], asyncio.Future[None]] | None = None
-        while True:
-            async with self.db.read() as session:
-                page = await repo.marked_page(session, self.after)
-            doomed: list[repo.BlobRow] = []
-            if page:
-                marked = [r for r in page if r.status == registry_repo.BLOB_MARKED]
-                async with self.db.write() as session:
-                    doomed = await repo.claim(session, marked, self.cutoff)
-                doomed += [r for r in page if r.status == registry_repo.BLOB_DELETING]
-                self.after = page[-1].id
-            started = asyncio.ensure_future(
-                _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
-            )
-            if deleting is not None:
-                await self._purge(*deleting)
-            deleting = (doomed, started)
-            if not page:
-                await self._purge(*deleting)
-                break
+        database_file = sqlite_file(self.db.url)
+        turns: list[SweepTurn] = []
+        try:
+            await self._sweep_batches(database_file, turns)
+        finally:
+            for turn in turns:  # a failed batch must not keep a backup waiting
+                turn.release()
         async with self.db.write() as session:
             kept = await repo.unmark_all(session)
         if kept:
@@ -290,9 +278,40 @@ class _Run:
             f"{self.totals.get('purged_manifests', 0)} manifests are actually deleted"
         )
 
-    async def _purge(self, rows: list[repo.BlobRow], bytes_gone: asyncio.Future[None]) -> None:
+    async def _sweep_batches(self, database_file: str | None, turns: list[SweepTurn]) -> None:
+        deleting: tuple[list[repo.BlobRow], asyncio.Future[None], SweepTurn] | None = None
+        while True:
+            async with self.db.read() as session:
+                page = await repo.marked_page(session, self.after)
+            doomed: list[repo.BlobRow] = []
+            # Held from the claim until the batch's bytes are gone, so that a backup
+            # never copies from a snapshot a blob this batch deletes (db/sweep_hold.py).
+            turn = await sweep_turn(database_file)
+            turns.append(turn)
+            if page:
+                marked = [r for r in page if r.status == registry_repo.BLOB_MARKED]
+                async with self.db.write() as session:
+                    doomed = await repo.claim(session, marked, self.cutoff)
+                doomed += [r for r in page if r.status == registry_repo.BLOB_DELETING]
+                self.after = page[-1].id
+            started = asyncio.ensure_future(
+                _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
+            )
+            if deleting is not None:
+                await self._purge(*deleting)
+            deleting = (doomed, started, turn)
+            if not page:
+                await self._purge(*deleting)
+                break
+
+    async def _purge(
+        self, rows: list[repo.BlobRow], bytes_gone: asyncio.Future[None], turn: SweepTurn
+    ) -> None:
         """Once a claimed batch's bytes are gone, its rows go (and its counts with them)."""
-        await bytes_gone
+        try:
+            await bytes_gone
+        finally:
+            turn.release()
         if rows:
             async with self.db.write() as session:
                 gone = await repo.purge(session, rows)
@@ -362,7 +381,7 @@ class _Run:
             gone = asyncio.ensure_future(
                 _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
             )
-            await self._purge(doomed, gone)
+            await self._purge(doomed, gone, SweepTurn(None))  # nothing new is claimed
 
     async def purge_upload_orphans(self) -> None:
         """Partial uploads no upload session names (left by a crash between the file and

@@ -18,6 +18,7 @@ log = logging.getLogger("dockyard.http")
 
 # Most specific class first: the first isinstance match wins.
 OCI_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
+    (e.ServiceUnavailableError, 503),
     (e.PayloadTooLargeError, 413),
     (e.RangeInvalidError, 416),
     (e.TooManyRequestsError, 429),
@@ -46,6 +47,7 @@ OCI_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
 )
 
 HARBOR_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
+    (e.ServiceUnavailableError, 503),
     (e.PayloadTooLargeError, 413),
     (e.TooManyRequestsError, 429),
     (e.UnauthorizedError, 401),
@@ -71,6 +73,15 @@ def status_for(error: e.AppError, table: tuple[tuple[type[e.AppError], int], ...
     return 500
 
 
+def _log_unavailable(error: e.ServiceUnavailableError, request_id: str) -> None:
+    """A 503's message is safe to show (it names the service, not its internals); the
+    cause goes to the log, once per request, without a traceback."""
+    cause = error.__cause__
+    log.warning(
+        "request %s: %s%s", request_id, error.message, f" ({cause})" if cause is not None else ""
+    )
+
+
 def _internal_message(request_id: str) -> str:
     return f"internal server error (request id {request_id})"
 
@@ -80,11 +91,14 @@ def oci_error_response(
 ) -> JSONResponse:
     status = status_for(error, OCI_STATUS)
     headers = dict(headers or {})
-    if isinstance(error, e.TooManyRequestsError):
+    if isinstance(error, e.TooManyRequestsError | e.ServiceUnavailableError):
         headers["Retry-After"] = str(error.retry_after)
-    if status >= 500:
+    if isinstance(error, e.ServiceUnavailableError):
+        _log_unavailable(error, request_id)
+        body: dict[str, Any] = {"code": error.oci_code, "message": error.message}
+    elif status >= 500:
         log.error("request %s failed: %s", request_id, error.message, exc_info=error)
-        body: dict[str, Any] = {"code": "UNKNOWN", "message": _internal_message(request_id)}
+        body = {"code": "UNKNOWN", "message": _internal_message(request_id)}
     else:
         body = {"code": error.oci_code, "message": error.message}
         if error.detail is not None:
@@ -98,9 +112,12 @@ def harbor_error_response(
 ) -> JSONResponse:
     status = status_for(error, HARBOR_STATUS)
     headers = dict(headers or {})
-    if isinstance(error, e.TooManyRequestsError):
+    if isinstance(error, e.TooManyRequestsError | e.ServiceUnavailableError):
         headers["Retry-After"] = str(error.retry_after)
-    if status >= 500:
+    if isinstance(error, e.ServiceUnavailableError):
+        _log_unavailable(error, request_id)
+        message, code = error.message, error.harbor_code
+    elif status >= 500:
         log.error("request %s failed: %s", request_id, error.message, exc_info=error)
         message = _internal_message(request_id)
         code = "INTERNAL_SERVER_ERROR"

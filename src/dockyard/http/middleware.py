@@ -12,7 +12,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.http.errors import internal_error_response
+from dockyard.errors import ServiceUnavailableError
+from dockyard.http.errors import (
+    harbor_error_response,
+    internal_error_response,
+    oci_error_response,
+)
 
 access_log = logging.getLogger("dockyard.access")
 error_log = logging.getLogger("dockyard.http")
@@ -63,6 +68,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ServiceUnavailableError as exc:
+            # Raised before a route's own error handling (e.g. a guard that reads the
+            # database): still a 503 with its retry hint, not an internal error.
+            if status == 0:
+                render = (
+                    oci_error_response if scope["path"].startswith("/v2") else harbor_error_response
+                )
+                await render(exc, request_id)(scope, receive, send_wrapper)
         except Exception:
             error_log.exception("unhandled error in request %s", request_id)
             if status == 0:

@@ -365,13 +365,15 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     if span is None:
         headers["Content-Length"] = str(blob.size)
         return StreamingResponse(
-            state.registry.read_blob(blob), headers=headers, media_type="application/octet-stream"
+            await state.registry.read_blob(blob),
+            headers=headers,
+            media_type="application/octet-stream",
         )
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
     headers["Content-Length"] = str(end - start + 1)
     return StreamingResponse(
-        state.registry.read_blob(blob, start, end - start + 1),
+        await state.registry.read_blob(blob, start, end - start + 1),
         status_code=206,
         headers=headers,
         media_type="application/octet-stream",

@@ -223,10 +223,15 @@ class RegistryService:
     def blob_path(self, blob: BlobInfo) -> Path | None:
         return self.storage.local_path(blob.key)
 
-    def read_blob(
+    async def read_blob(
         self, blob: BlobInfo, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        return self.storage.read(blob.key, offset, length)
+        """The blob's bytes, with the first chunk already read: a store that cannot serve
+        it (gone away, object missing) fails here, before the response starts, as an error
+        answer (``503``, ``404``) rather than a ``200`` cut short."""
+        stream = self.storage.read(blob.key, offset, length)
+        first = await anext(stream, None)
+        return _prepended(first, stream)
 
     async def blob_redirect(self, blob: BlobInfo) -> str | None:
         return await self.storage.redirect_url(blob.key, 1200)
@@ -1078,3 +1083,11 @@ async def _shielded(coro: Any) -> None:
     """Run clean-up even when the request that needs it was cancelled."""
     with anyio.CancelScope(shield=True):
         await coro
+
+
+async def _prepended(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is None:
+        return
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -45,6 +45,7 @@ from dockyard.errors import (
     ObjectNotFoundError,
     SizeInvalidError,
     StorageError,
+    StorageUnavailableError,
 )
 from dockyard.storage.base import Hasher, ObjectInfo, Storage
 from dockyard.storage.layout import check_key, check_prefix, upload_key
@@ -554,6 +555,27 @@ def _translate(key: str, action: str) -> Iterator[None]:
         raise _storage_error(action, key, exc) from exc
 
 
+_UNAVAILABLE = (
+    "error sending request",
+    "connection refused",
+    "connection reset",
+    "connection closed",
+    "tcp connect error",
+    "timed out",
+    "dns error",
+    "incomplete message",
+    "service unavailable",
+    "slowdown",
+    "internal server error",
+    "bad gateway",
+    "gateway timeout",
+    "non-2xx status code: 5",
+)
+"""Lower-cased fragments of obstore's messages (after its own retries) that mean the store
+could not be reached or failed on its side, as opposed to refusing the request: these are
+``StorageUnavailableError`` (503, retry), not internal errors."""
+
+
 def _storage_error(action: str, key: str, exc: BaseError) -> StorageError:
     first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     text = str(exc)
@@ -567,4 +589,10 @@ def _storage_error(action: str, key: str, exc: BaseError) -> StorageError:
         )
     if "NoSuchBucket" in text:
         return StorageError(f"the bucket does not exist (cannot {action} {key!r})")
+    if any(marker in text.lower() for marker in _UNAVAILABLE):
+        # Safe to show: it names neither the key nor the endpoint (the cause is logged).
+        return StorageUnavailableError(
+            "the object store is unavailable (it cannot be reached, timed out or is "
+            "overloaded); try again"
+        )
     return StorageError(f"cannot {action} {key!r} in the object store: {first}")
