@@ -7,12 +7,14 @@ import errno
 import getpass
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -81,15 +83,41 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
 
 def _check_storage(settings: Settings) -> None:
     """Ask an object store once now, so a missing bucket or refused credentials stop
-    the command with one line (not a traceback in each server worker's start)."""
+    the command with one line (not a traceback in each server worker's start).
+
+    The question is asked from a child process: the S3 client (obstore) starts a Tokio
+    runtime whose threads a forked process does not inherit, and the ASGI server forks
+    its workers from this process, so a worker of a parent that had used the client
+    hung on its first storage call (``dockyard serve`` with S3 never answered)."""
     if settings.storage_driver == "filesystem":
         return
+    context = multiprocessing.get_context("fork")  # this process has used no client yet
+    answers, answer = context.Pipe(duplex=False)
+    child = context.Process(target=_storage_problem, args=(settings, answer), daemon=True)
+    child.start()
+    answer.close()
+    try:
+        problem: str | None = answers.recv()
+    except EOFError:
+        problem = f"storage: the check of {settings.storage_driver} ended without an answer"
+    child.join()
+    if problem is not None:
+        raise click.ClickException(problem)
+
+
+def _storage_problem(settings: Settings, answer: Connection) -> None:
+    """In the child of ``_check_storage``: what is wrong with the storage, or None."""
     from dockyard.app import open_storage
 
     try:
         asyncio.run(open_storage(settings))
     except ConfigurationError as exc:
-        raise click.ClickException(exc.message) from None
+        answer.send(exc.message)
+    except Exception as exc:
+        answer.send(f"storage: {exc}")
+    else:
+        answer.send(None)
+    answer.close()
 
 
 def _prepare(settings: Settings) -> BootstrapReport:

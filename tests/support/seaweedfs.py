@@ -153,6 +153,10 @@ def start_seaweedfs() -> SeaweedFS:
         f"-s3.port={s3}",
         f"-s3.port.grpc={s3_grpc}",
         f"-s3.config={config}",
+        # Off: they listen on fixed ports (8181, 9101), so a second SeaweedFS on the
+        # machine (another test run) would die at start.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
