@@ -175,6 +175,21 @@ async def test_deleted_project_takes_its_members_tokens_with_it(
     assert await _pull_status(app, token, repository) == 401
 
 
+async def test_member_added_back_is_not_held_to_the_old_refusal(
+    app: Starlette, state: AppState, admin: httpx.AsyncClient
+) -> None:
+    name, project, repository = await _private_member(state)
+    token = await _token(app, (name, USER_PASSWORD), repository)
+    members = await admin.get(f"{API}/projects/{project}/members", params={"entityname": name})
+    removed = await admin.delete(f"{API}/projects/{project}/members/{members.json()[0]['id']}")
+    assert removed.status_code == 200
+    assert await _pull_status(app, token, repository) == 401  # a refusal this node decided
+
+    await _member(state, project, name, Role.DEVELOPER)  # granting access moves no counter
+    fresh = await _token(app, (name, USER_PASSWORD), repository)
+    assert await _pull_status(app, fresh, repository) == 404
+
+
 async def test_other_nodes_follow_within_the_recheck_interval(
     app: Starlette, other_node: Starlette, state: AppState, admin: httpx.AsyncClient
 ) -> None:
