@@ -372,12 +372,14 @@ def test_node_killed_mid_push_and_the_retry_succeeds_on_the_other(
     split = 3 * 1024 * 1024
     name = _name("killed")
     killed = threading.Event()
+    a_pid = a.pid
+    assert a_pid is not None  # killpg(0) would be this test's own process group
 
     def body() -> Iterator[bytes]:
         """The second chunk: A is killed once a mebibyte of it is on the wire."""
         rest = data[split:]
         yield rest[: 1024 * 1024]
-        os.killpg(a.pid or 0, signal.SIGKILL)
+        os.killpg(a_pid, signal.SIGKILL)
         killed.set()
         for offset in range(1024 * 1024, len(rest), 256 * 1024):
             yield rest[offset : offset + 256 * 1024]
