@@ -3,7 +3,8 @@ PostgreSQL database and one S3 bucket (SeaweedFS), with nothing else shared.
 
 What one node does, the other sees: an image pushed through A pulls through B, a
 chunked upload begun on A is finished on B, a token A issued is accepted by B, a
-project deleted through B is refused on A, garbage collection run by the worker
+console session begun on A works on B and ends on both, a project deleted through
+B is refused on A, garbage collection run by the worker
 (the nodes run no jobs) while both nodes take pushes leaves every image whole, and
 when A is killed in the middle of a push (SIGKILL) the client carries on at B.
 
@@ -227,6 +228,29 @@ def test_token_from_a_is_accepted_by_b(cluster: Cluster, skopeo: Skopeo, tmp_pat
         assert refused.status_code == 401
         other = http.get(f"{cluster.b.url}/v2/{name}-x/tags/list", headers=bearer)
         assert other.status_code == 401
+
+
+def test_console_session_from_a_works_on_b_and_ends_everywhere(cluster: Cluster) -> None:
+    a, b = cluster.nodes
+    csrf = "X-Harbor-CSRF-Token"
+    with httpx.Client(timeout=30) as browser:  # one cookie jar: the nodes share 127.0.0.1
+        login = browser.post(
+            f"{a.url}/c/login", data={"principal": "admin", "password": a.admin_password}
+        )
+        assert login.status_code == 200, login.text
+        token = login.headers[csrf]
+        current = browser.get(f"{b.url}{API}/users/current")
+        assert current.status_code == 200, current.text
+        assert current.json()["username"] == "admin"
+        group = {"group_type": 2, "group_name": f"g{uuid.uuid4().hex[:8]}"}
+        made = browser.post(f"{b.url}{API}/usergroups", json=group, headers={csrf: token})
+        assert made.status_code == 201, made.text
+
+        ended = browser.get(f"{b.url}/c/log_out")
+        assert ended.status_code == 200, ended.text
+        browser.cookies.clear()
+        browser.cookies.set("sid", login.cookies["sid"])  # the old cookie, replayed on A
+        assert browser.get(f"{a.url}{API}/users/current").status_code == 401
 
 
 def test_project_deleted_on_b_is_refused_on_a(cluster: Cluster) -> None:
