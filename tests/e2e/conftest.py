@@ -45,6 +45,8 @@ def _server_log_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
         for name in ("server", "backend_server", "basic_server")
         if name in request.fixturenames
     ]
+    if "cluster" in request.fixturenames:  # several nodes (test_many_nodes.py)
+        servers.extend(getattr(request.getfixturevalue("cluster"), "nodes", ()))
     _servers_of_test[request.node.nodeid] = [(s, s.log_offset()) for s in servers]
     yield
     _servers_of_test.pop(request.node.nodeid, None)

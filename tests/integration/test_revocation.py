@@ -2,7 +2,7 @@
 
 A token is only as good as the account and the rights it was issued from: a robot
 disabled, deleted or given a new secret, a user deleted or given a new password, a
-member removed, a project made private — each takes the token's access away on
+member removed, a project made private or deleted — each takes the token's access away on
 the next request (this process), or within ``auth_recheck_seconds`` (other nodes).
 """
 
@@ -155,6 +155,39 @@ async def test_member_removed_or_project_made_private_loses_the_project(
     private = await admin.put(f"{API}/projects/{public}", json={"metadata": {"public": "false"}})
     assert private.status_code == 200, private.text
     assert await _pull_status(app, anonymous, f"{public}/app") == 401
+
+
+async def test_deleted_project_takes_its_members_tokens_with_it(
+    app: Starlette, state: AppState, admin: httpx.AsyncClient
+) -> None:
+    name, project, repository = await _private_member(state)
+    token = await _token(app, (name, USER_PASSWORD), repository)
+    assert await _pull_status(app, token, repository) == 404  # the decision is now cached
+
+    deleted = await admin.delete(f"{API}/projects/{project}")
+    assert deleted.status_code == 200, deleted.text
+    assert await _pull_status(app, token, repository) == 401
+    # the name is free again; the old member's token does not reach the new project
+    recreated = await admin.post(
+        f"{API}/projects", json={"project_name": project, "metadata": {"public": "false"}}
+    )
+    assert recreated.status_code == 201, recreated.text
+    assert await _pull_status(app, token, repository) == 401
+
+
+async def test_member_added_back_is_not_held_to_the_old_refusal(
+    app: Starlette, state: AppState, admin: httpx.AsyncClient
+) -> None:
+    name, project, repository = await _private_member(state)
+    token = await _token(app, (name, USER_PASSWORD), repository)
+    members = await admin.get(f"{API}/projects/{project}/members", params={"entityname": name})
+    removed = await admin.delete(f"{API}/projects/{project}/members/{members.json()[0]['id']}")
+    assert removed.status_code == 200
+    assert await _pull_status(app, token, repository) == 401  # a refusal this node decided
+
+    await _member(state, project, name, Role.DEVELOPER)  # granting access moves no counter
+    fresh = await _token(app, (name, USER_PASSWORD), repository)
+    assert await _pull_status(app, fresh, repository) == 404
 
 
 async def test_other_nodes_follow_within_the_recheck_interval(

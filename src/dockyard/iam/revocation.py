@@ -7,7 +7,7 @@ that cheap, each process remembers its decisions until this counter moves.
 - ``bump(session)`` is called in the same transaction as the change (a robot
   disabled, deleted or given a new secret or permissions; a user deleted or given
   a new password or fewer rights; a member removed or demoted; a project made
-  private). After the commit, this process drops its decisions at once.
+  private or deleted). After the commit, this process drops its decisions at once.
 - Other processes and nodes read the counter at most every
   ``auth_recheck_seconds`` (one tiny query, not one per request) and drop theirs
   when it has moved.

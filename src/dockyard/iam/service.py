@@ -50,10 +50,10 @@ class IdentityService:
         self.tokens = tokens
         self.robot_prefix = robot_prefix
         self.recheck_seconds = recheck_seconds
-        # recheck(): decisions on bearer tokens, valid while the revocation counter
-        # stays at _revision_seen ("" means allowed).
+        # recheck(): the bearer tokens found to hold, valid while the revocation
+        # counter stays at _revision_seen (refusals are decided afresh each time).
         self._engine = db.write_engine.sync_engine
-        self._decisions: dict[tuple[str, str, str | None, tuple[str, ...]], str] = {}
+        self._holding: set[tuple[str, str, str | None, tuple[str, ...]]] = set()
         self._revision_seen = -1
         self._local_seen = -1
         self._revision_fresh_until = 0.0
@@ -255,20 +255,23 @@ class IdentityService:
         The token's account must still exist, be enabled, and have the password
         or secret the token was issued for; and its holder must still be allowed
         ``actions`` on ``repository`` (membership, robot permissions, project
-        visibility). Decisions are remembered until a revocation moves the
-        counter in ``iam/revocation.py``: at once in this process, within
-        ``recheck_seconds`` in others.
+        visibility). A token found to hold is remembered until a revocation moves
+        the counter in ``iam/revocation.py``: at once in this process, within
+        ``recheck_seconds`` in others. A refusal is decided again on each request:
+        granting access moves no counter, so a remembered refusal would outlive a
+        member added back.
         """
         revision = await self._revision()
         key = (claims.subject, claims.credential, repository, actions)
-        known = self._decisions.get(key)
-        if known is not None:
-            return known or None
+        if key in self._holding:
+            return None
         decision = await self._decide(claims, repository, actions)
-        if self._revision_seen == revision:  # not decided across a revocation
-            if len(self._decisions) >= _DECISIONS_KEPT:
-                self._decisions.clear()
-            self._decisions[key] = decision
+        # Only "allowed" is remembered: granting access moves no counter, so a refusal
+        # kept here would outlive a member added back or a robot enabled again.
+        if not decision and self._revision_seen == revision:  # not across a revocation
+            if len(self._holding) >= _DECISIONS_KEPT:
+                self._holding.clear()
+            self._holding.add(key)
         return decision or None
 
     async def _revision(self) -> int:
@@ -282,7 +285,7 @@ class IdentityService:
         self._revision_fresh_until = now + self.recheck_seconds
         if current != self._revision_seen:
             self._revision_seen = current
-            self._decisions.clear()
+            self._holding.clear()
         return current
 
     async def _decide(

@@ -656,6 +656,9 @@ async def delete_project(
         raise PreconditionFailedError(_NOT_DELETABLE)
     name, project_id = locked.name, locked.project_id
     await repo.soft_delete_project(session, locked)
+    # Its members and robots go: tokens from before stop working, and a decision a node
+    # remembered for this name must not carry over to a project created under it again.
+    await revocation.bump(session)
     await audit.record(
         session, operator, AuditEvent("delete", "project", name, project_id, "delete project")
     )
