@@ -272,6 +272,8 @@ def serve(config: Path | None, **options: Any) -> None:
         # ~1,300 messages per 256 MiB, each a wake-up of the event loop; 4 MiB makes
         # it ~270 (docs/benchmarks.md, "Byte path"). Memory: the buffer grows to
         # this size only on a connection whose body arrives faster than it is read.
+        # It also bounds a request's head (hyper answers 431 past it): a client may
+        # hold up to 4 MiB per connection for the 30 s header timeout, not 408 KiB.
         http1_settings=HTTP1Settings(max_buffer_size=_HTTP1_BUFFER),
     )
     server.serve()
