@@ -45,6 +45,7 @@ from token_server import SigningKey, TokenServer
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 MiB = 1 << 20
+GiB = 1 << 30
 MB = 1_000_000
 HOST = "127.0.0.1"
 PROJECT = "library"
@@ -243,6 +244,61 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         self.peak = max(self.peak, self.tree.rss_bytes())
+
+
+def strace_calls(pids: list[int], action: Callable[[], None]) -> tuple[int, dict[str, int]]:
+    """Syscalls made by ``pids`` (every thread, and any process they start) while
+    ``action`` runs, counted by ``strace -c -f``; returns the total and the five
+    most frequent. The window opens once strace has attached to every pid and
+    closes right after ``action``, so it also counts what the server does
+    meanwhile in the background (timers, idle wake-ups): an upper bound."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "strace.txt"
+        cmd = ["strace", "-c", "-f", "-o", str(out)]
+        for pid in pids:
+            cmd += ["-p", str(pid)]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            attached: set[str] = set()
+            deadline = time.monotonic() + 10
+            while len(attached) < len(pids) and time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if not line:
+                    break
+                found = re.search(r"Process (\d+) attached", line)
+                if found:
+                    attached.add(found.group(1))
+            if len(attached) < len(pids):
+                raise BenchError(f"strace attached to {len(attached)} of {len(pids)} processes")
+            action()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+        return parse_strace_summary(out.read_text())
+
+
+def parse_strace_summary(text: str) -> tuple[int, dict[str, int]]:
+    """The ``calls`` total and the five most frequent syscalls of ``strace -c`` output."""
+    counts: dict[str, int] = {}
+    total = None
+    for line in text.splitlines():
+        parts = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(parts) < 5 or not parts[0].replace(".", "").isdigit():
+            continue
+        if parts[-1] == "total":
+            total = int(parts[3])
+        else:
+            counts[parts[-1]] = int(parts[3])
+    if total is None:
+        raise BenchError(f"no total in strace's summary:\n{text[-2000:]}")
+    top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:5])
+    return total, top
 
 
 def client_cpu_seconds() -> float:
@@ -804,6 +860,59 @@ class Bench:
         self.result.metrics["curl_download_mbps"] = statistics.median(rates)
         self.result.details["curl_download_mbps_all"] = rates
 
+    # -- syscalls per GiB (strace; a pass of its own, not timed)
+    def syscall_counts(self) -> None:
+        """One curl upload and one curl download of the blob with ``strace -c -f``
+        attached to every process of the server's tree (all their threads); the
+        counts, per GiB moved, go in the table. strace slows each syscall down, so
+        these transfers are not timed, and with a slower server a read may find
+        more bytes waiting: the counts are those of a somewhat slowed server."""
+        if shutil.which("strace") is None:
+            raise BenchError("strace is not installed (apt-get install strace)")
+        size = self.blob_file.stat().st_size
+        repo = f"{PROJECT}/bench-blob"
+        for key, transfer in (
+            ("upload", lambda: self._curl_put_blob(repo)),
+            ("download", lambda: self._curl_get_blob(repo)),
+        ):
+            calls, top = strace_calls(self.tree.pids(), transfer)
+            self.result.metrics[f"syscalls_{key}_per_gib"] = calls * GiB / size
+            self.result.details[f"syscalls_{key}_top"] = top
+
+    def _curl_put_blob(self, repo: str) -> None:
+        tok = self.reg.token(repo, "pull,push")
+        auth = {"Authorization": f"Bearer {tok}"}
+        status, headers, body = http_request(
+            "POST", f"{self.reg.base}/v2/{repo}/blobs/uploads/", auth
+        )
+        if status != 202 or "location" not in headers:
+            raise BenchError(f"POST blobs/uploads/ gave {status}: {body[:300]!r}")
+        loc = urljoin(self.reg.base + "/", headers["location"])
+        url = f"{loc}{'&' if '?' in loc else '?'}digest={quote(self.blob_digest)}"
+        out, _ = run(
+            [
+                "curl", "-sS", "-o", "/dev/null", "-X", "PUT", "-w", "%{http_code}",
+                "-H", f"Authorization: Bearer {tok}",
+                "-H", "Content-Type: application/octet-stream",
+                "--data-binary", f"@{self.blob_file}",
+                url,
+            ],
+            600,
+        )  # fmt: skip
+        if out.strip() != "201":
+            raise BenchError(f"curl PUT ?digest= gave HTTP {out.strip()}")
+
+    def _curl_get_blob(self, repo: str) -> None:
+        tok = self.reg.token(repo, "pull")
+        url = f"{self.reg.base}/v2/{repo}/blobs/{self.blob_digest}"
+        out, _ = run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+             "-H", f"Authorization: Bearer {tok}", url],
+            600,
+        )  # fmt: skip
+        if out.strip() != "200":
+            raise BenchError(f"curl GET blob gave HTTP {out.strip()}")
+
     # -- wrk
     def _wrk(self, key: str, url: str, headers: dict[str, str], method: str) -> None:
         status, _, body = http_request(method, url, headers)
@@ -909,6 +1018,7 @@ class Bench:
             (f"skopeo pull {n} small images", self.small_pull),
             ("curl upload blob", self.curl_upload),
             ("curl download blob", self.curl_download),
+            ("strace syscalls, curl up/down (not timed)", self.syscall_counts),
             *self._rounds("wrk manifest GET by tag", self.manifest_get),
             *self._rounds("ab blob HEAD", self.blob_head),
         ]
@@ -1017,7 +1127,18 @@ def rows(sizes: Sizes) -> list[Row]:
         Row("cpu_manifest_get", "server CPU / manifest GET", "us", False, fmt="{:,.0f}"),
         Row("cpu_blob_head", "server CPU / blob HEAD", "us", False, fmt="{:,.0f}"),
         Row("rss_large_push_mib", f"peak server RSS, {lg} push", "MiB", False, fmt="{:,.0f}"),
+        *syscall_rows(),
     ]
+
+
+def syscall_rows() -> list[Row]:
+    """Server syscalls per GiB moved by curl, from the strace pass (lower is better)."""
+    return [
+        Row("syscalls_upload_per_gib", "server syscalls / GiB uploaded", "calls", False,
+            fmt="{:,.0f}"),
+        Row("syscalls_download_per_gib", "server syscalls / GiB downloaded", "calls", False,
+            fmt="{:,.0f}"),
+    ]  # fmt: skip
 
 
 def display_value(row: Row, value: float) -> float:

@@ -225,6 +225,9 @@ database_url_option = click.option(
 )
 
 
+_HTTP1_BUFFER = 4 << 20  # Granian's HTTP/1 read buffer, at most (see serve)
+
+
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 5000).")
@@ -281,6 +284,7 @@ def _serve(settings: Settings, config: Path | None, options: dict[str, Any]) -> 
         )
 
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     from dockyard.app import SERVE_SETTINGS_ENV
@@ -308,6 +312,14 @@ def _serve(settings: Settings, config: Path | None, options: dict[str, Any]) -> 
         ssl_cert=settings.tls_cert,
         ssl_key=settings.tls_key,
         ssl_protocol_min="tls1.2",  # type: ignore[arg-type]
+        # A request body arrives as one ASGI message per read of the socket, and a
+        # read takes at most this much: hyper's default (408 KiB) made a curl upload
+        # ~1,300 messages per 256 MiB, each a wake-up of the event loop; 4 MiB makes
+        # it ~270 (docs/benchmarks.md, "Byte path"). Memory: the buffer grows to
+        # this size only on a connection whose body arrives faster than it is read.
+        # It also bounds a request's head (hyper answers 431 past it): a client may
+        # hold up to 4 MiB per connection for the 30 s header timeout, not 408 KiB.
+        http1_settings=HTTP1Settings(max_buffer_size=_HTTP1_BUFFER),
     )
     server.serve()
 

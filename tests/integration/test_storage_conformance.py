@@ -673,32 +673,47 @@ async def test_filesystem_disk_errors_become_storage_errors(
     assert residue(storage) == []
 
 
-async def test_filesystem_observes_on_the_writing_thread(
+async def test_filesystem_writes_and_observes_at_once_off_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Writing a batch and observing (hashing) one overlap: the first buffer's
+    observer waits for the second batch to be written, which only a writer that goes
+    on meanwhile can do; and the observer still sees every byte, in order."""
     storage = FilesystemStorage(tmp_path)
-    events: list[tuple[str, int]] = []
+    data = blob(9 * MiB, 22)
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+    writes = 0
+    second_write = threading.Event()
     pwritev = os.pwritev
 
     def recording_pwritev(fd: int, buffers: list[bytes], offset: int) -> int:
-        events.append(("write", threading.get_ident()))
-        return pwritev(fd, buffers, offset)
+        nonlocal writes
+        threads.add(threading.get_ident())
+        done = pwritev(fd, buffers, offset)
+        writes += 1
+        if writes == 2:
+            second_write.set()
+        return done
+
+    observed: list[bytes] = []
+    overlapped: list[bool] = []
 
     def observe(buffer: bytes) -> None:
-        events.append(("observe", threading.get_ident()))
+        threads.add(threading.get_ident())
+        if not overlapped:
+            overlapped.append(second_write.wait(60))  # False: the writer waited for us
+        observed.append(bytes(buffer))
 
     monkeypatch.setattr(os, "pwritev", recording_pwritev)
     state = await storage.begin("threads")
-    await storage.append(state, 0, stream(blob(9 * MiB, 22)), observe)
+    await storage.append(state, 0, stream(data), observe)
 
-    assert events[0][0] == "write"
-    assert sum(kind == "write" for kind, _ in events) > 1
-    writer = 0
-    for kind, thread in events:
-        if kind == "write":
-            writer = thread
-        assert thread == writer  # each buffer is observed by the thread that wrote it
-        assert thread != threading.get_ident()  # and not on the event loop
+    assert overlapped == [True]
+    assert writes > 1
+    assert b"".join(observed) == data
+    assert loop_thread not in threads
+    assert await collect(storage.read_upload(state)) == data
 
 
 # --- the S3 driver's own ---------------------------------------------------------------

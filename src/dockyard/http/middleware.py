@@ -50,20 +50,33 @@ class RequestContextMiddleware:
         sent_bytes = 0
         header_bytes = request_id.encode("ascii")
 
+        declared = -1  # the response's Content-Length, for a file the server sends
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, sent_bytes
+            nonlocal status, sent_bytes, declared
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [*message.get("headers", []), (b"x-request-id", header_bytes)]
-                if not any(key.lower() == _NOSNIFF[0] for key, _ in headers):
+                nosniff = False
+                for key, value in headers:
+                    lowered = key.lower()
+                    if lowered == _NOSNIFF[0]:
+                        nosniff = True
+                    elif lowered == b"content-length" and value.isdigit():
+                        declared = int(value)
+                if not nosniff:
                     headers.append(_NOSNIFF)
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 sent_bytes += len(message.get("body", b""))
             elif message["type"] == "http.response.pathsend":
-                # The server sends the file itself; count it for the access log.
-                with contextlib.suppress(OSError):
-                    sent_bytes += os.stat(message["path"]).st_size
+                # The server sends the file itself; count it for the access log, by
+                # its Content-Length when the response has one (no stat on the loop).
+                if declared >= 0:
+                    sent_bytes += declared
+                else:
+                    with contextlib.suppress(OSError):
+                        sent_bytes += os.stat(message["path"]).st_size
             await send(message)
 
         try:

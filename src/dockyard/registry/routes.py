@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard.errors import (
@@ -355,10 +355,11 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     span = parse_range_request(requested, blob.size) if requested else None
     path = state.registry.blob_path(blob)
     if path is not None and requested is None:
-        # A whole file goes by pathsend when the server supports it (zero copy).
-        # Ranges are ours to answer: Starlette's would refuse (400, plain text)
-        # headers the spec lets us ignore, and answer several ranges as multipart.
-        return FileResponse(path, headers=headers, media_type="application/octet-stream")
+        # A whole file goes by pathsend when the server supports it. Ranges are ours
+        # to answer: Starlette's would refuse (400, plain text) headers the spec lets
+        # us ignore, and answer several ranges as multipart.
+        headers["Content-Length"] = str(blob.size)
+        return _BlobFileResponse(str(path), state.registry.read_blob(blob), headers)
     redirect = await state.registry.blob_redirect(blob)
     if redirect is not None:
         return Response(status_code=307, headers={"Location": redirect, **headers})
@@ -378,6 +379,29 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
         headers=headers,
         media_type="application/octet-stream",
     )
+
+
+class _BlobFileResponse(StreamingResponse):
+    """A whole blob in a local file: the server sends the file itself where it can
+    (ASGI ``http.response.pathsend``: Granian reads and sends it, no Python per
+    chunk); elsewhere ``content`` (the same bytes) is streamed.
+
+    Unlike Starlette's FileResponse it does not stat the file in a worker thread
+    on every GET (a thread hop and a GIL hand-off each time): the length is the
+    blob's, from the database, and the path came from the storage driver.
+    """
+
+    def __init__(self, path: str, content: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        super().__init__(content, headers=headers, media_type="application/octet-stream")
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "http.response.pathsend" not in scope.get("extensions", {}):
+            await super().__call__(scope, receive, send)
+            return
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        await send(start)
+        await send({"type": "http.response.pathsend", "path": self.path})
 
 
 async def delete_blob(request: Request, name: str, params: dict[str, str]) -> Response:

@@ -6,10 +6,11 @@ place, so a reader sees all of an object or nothing. Uploads grow in place at
 ``<root>/uploads/<id>`` and are renamed into ``blobs/`` when complete.
 
 Blocking file I/O runs in worker threads (``anyio.to_thread``). An append
-gathers incoming chunks into batches of a few MiB and hands each to a worker
-thread that writes it at its offset and passes it to ``observe`` (hashing
-releases the GIL), while the event loop gathers the next batch. No fsync per
-chunk: an upload is fsynced once, when it completes.
+gathers incoming chunks into batches of a few MiB; one worker thread writes
+each batch at its offset while another passes it to ``observe`` (hashing
+releases the GIL), so writing and hashing overlap, and the event loop gathers
+the next batch meanwhile. No fsync per chunk: an upload is fsynced once, when
+it completes.
 """
 
 from __future__ import annotations
@@ -331,8 +332,8 @@ async def _pump(
 ) -> int:
     """Write ``chunks`` to ``fd`` from ``offset``; return how many bytes were written.
 
-    A pipeline of two: this task gathers the next batch of chunks while a
-    worker thread writes the previous one at its offset and then passes it to
+    A pipeline: this task gathers the next batch of chunks while one worker
+    thread writes the previous one at its offset and another passes it to
     ``observe``. Errors of the file become storage errors; errors of ``chunks``
     and ``observe`` pass as they are.
     """
@@ -366,34 +367,56 @@ async def _pipeline(
     gathered_batches: AsyncGenerator[list[bytes]],
     observe: Hasher | None,
 ) -> int:
+    """Gather batches here; write them in one worker thread and observe (hash) them
+    in another, so that writing and hashing overlap instead of taking turns."""
     written = 0
 
-    async def drain(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
+    async def write(batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
         nonlocal written
         async with batches:
             async for buffers in batches:
                 with _translate(key, missing=False):
-                    written += await to_thread.run_sync(
-                        _put, fd, buffers, offset + written, observe
-                    )
+                    written += await to_thread.run_sync(_put, fd, buffers, offset + written, None)
 
-    to_drain, batches = anyio.create_memory_object_stream[list[bytes]](1)
+    async def hash_(batches: MemoryObjectReceiveStream[list[bytes]], see: Hasher) -> None:
+        async with batches:
+            async for buffers in batches:
+                await to_thread.run_sync(_observe, see, buffers)
+
+    to_write, write_batches = anyio.create_memory_object_stream[list[bytes]](1)
+    outlets = [to_write]
+    inlets = [write_batches]
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(drain, batches)
-            async with to_drain, contextlib.aclosing(gathered_batches) as gathered:
+            tasks.start_soon(write, write_batches)
+            if observe is not None:
+                to_hash, hash_batches = anyio.create_memory_object_stream[list[bytes]](1)
+                outlets.append(to_hash)
+                inlets.append(hash_batches)
+                tasks.start_soon(hash_, hash_batches, observe)
+            async with contextlib.AsyncExitStack() as stack:
+                for outlet in outlets:
+                    stack.enter_context(outlet)
+                gathered = await stack.enter_async_context(contextlib.aclosing(gathered_batches))
                 async for buffers in gathered:
-                    await to_drain.send(buffers)
+                    for outlet in outlets:
+                        await outlet.send(buffers)
     except BaseExceptionGroup as group:
-        # One real failure (the stream's or the writer's) propagates as itself; a
-        # writer that failed makes the sender see a broken stream, which is noise.
+        # One real failure (the stream's, the writer's or the hasher's) propagates as
+        # itself; a consumer that failed makes the sender see a broken stream: noise.
         real = [e for e in group.exceptions if not isinstance(e, anyio.BrokenResourceError)]
         if len(real) == 1:
             raise real[0] from None
         raise
     finally:
-        batches.close()  # already closed by drain(), unless it never started
+        for inlet in inlets:
+            inlet.close()  # already closed by its consumer, unless it never started
     return written
+
+
+def _observe(observe: Hasher, buffers: list[bytes]) -> None:
+    for buffer in buffers:
+        observe(buffer)
 
 
 async def _batches(chunks: AsyncIterable[bytes], limit: int | None) -> AsyncGenerator[list[bytes]]:
