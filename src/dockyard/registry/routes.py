@@ -359,7 +359,7 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
         # to answer: Starlette's would refuse (400, plain text) headers the spec lets
         # us ignore, and answer several ranges as multipart.
         headers["Content-Length"] = str(blob.size)
-        return _BlobFileResponse(str(path), state.registry.read_blob(blob), headers)
+        return _BlobFileResponse(str(path), lambda: state.registry.read_blob(blob), headers)
     redirect = await state.registry.blob_redirect(blob)
     if redirect is not None:
         return Response(status_code=307, headers={"Location": redirect, **headers})
@@ -381,23 +381,33 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     )
 
 
-class _BlobFileResponse(StreamingResponse):
+class _BlobFileResponse(Response):
     """A whole blob in a local file: the server sends the file itself where it can
     (ASGI ``http.response.pathsend``: Granian reads and sends it, no Python per
-    chunk); elsewhere ``content`` (the same bytes) is streamed.
+    chunk); elsewhere the bytes ``content()`` opens are streamed.
 
     Unlike Starlette's FileResponse it does not stat the file in a worker thread
     on every GET (a thread hop and a GIL hand-off each time): the length is the
-    blob's, from the database, and the path came from the storage driver.
+    blob's, from the database, and the path came from the storage driver. The
+    stream is opened only when it is needed.
     """
 
-    def __init__(self, path: str, content: AsyncIterator[bytes], headers: dict[str, str]) -> None:
-        super().__init__(content, headers=headers, media_type="application/octet-stream")
+    def __init__(
+        self,
+        path: str,
+        content: Callable[[], Awaitable[AsyncIterator[bytes]]],
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(headers=headers, media_type="application/octet-stream")
         self.path = path
+        self.content = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if "http.response.pathsend" not in scope.get("extensions", {}):
-            await super().__call__(scope, receive, send)
+            streamed = StreamingResponse(
+                await self.content(), headers=dict(self.headers.items())
+            )
+            await streamed(scope, receive, send)
             return
         start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
         await send(start)
