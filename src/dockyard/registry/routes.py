@@ -404,9 +404,7 @@ class _BlobFileResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if "http.response.pathsend" not in scope.get("extensions", {}):
-            streamed = StreamingResponse(
-                await self.content(), headers=dict(self.headers.items())
-            )
+            streamed = StreamingResponse(await self.content(), headers=dict(self.headers.items()))
             await streamed(scope, receive, send)
             return
         start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
