@@ -22,6 +22,7 @@ from dockyard.audit import api as audit_api
 from dockyard.audit import hooks as audit_hooks
 from dockyard.audit import jobs as audit_jobs
 from dockyard.console.routes import console_routes
+from dockyard.db.counters import CountersFile
 from dockyard.db.engine import Database
 from dockyard.errors import ConfigurationError, StorageError
 from dockyard.gc import api as gc_api
@@ -66,6 +67,8 @@ SERVE_SETTINGS_ENV = "_DOCKYARD_SERVE_SETTINGS"
 
 async def build_state(settings: Settings) -> AppState:
     db = Database(settings.effective_database_url)
+    if settings.sql_counters is not None:
+        db.count_sql()
     storage = await open_storage(settings)
     space = disk_space(settings, db)
     await to_thread.run_sync(space.make_reserve)
@@ -202,6 +205,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings)
         app.state.dockyard = state
+        counters_file = None
+        if settings.sql_counters is not None and state.db.counters is not None:
+            counters_file = CountersFile(state.db.counters, settings.sql_counters)
+            counters_file.start()
         if settings.job_workers > 0:
             await start_workers(state)
         try:
@@ -213,6 +220,8 @@ def create_app(settings: Settings) -> Starlette:
                 await state.registry.hooks.close()
             finally:
                 await state.db.dispose()
+                if counters_file is not None:
+                    await counters_file.close()
 
     return Starlette(
         routes=[
