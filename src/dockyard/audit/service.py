@@ -103,9 +103,7 @@ SETTINGS_SECONDS = 2.0
 """How stale another process's view of the three audit items may get (as read-only mode's)."""
 # Per engine (two apps in one process keep theirs apart): when the items were read, the
 # change count then, and what they said; and how many changes this process committed.
-_settings_seen: WeakKeyDictionary[Engine, tuple[float, int, AuditSettings]] = (
-    WeakKeyDictionary()
-)
+_settings_seen: WeakKeyDictionary[Engine, tuple[float, int, AuditSettings]] = WeakKeyDictionary()
 _changes: WeakKeyDictionary[Engine, int] = WeakKeyDictionary()
 _CHANGE_HOOKED = "dockyard.audit_settings_hooked"
 
