@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, literal, select, union, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    exists,
+    literal,
+    literal_column,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -355,8 +365,10 @@ _CLAIMED = (
     _UPLOADS.c.size,
     _UPLOADS.c.state,
     _UPLOADS.c.repository_id,
+    # Spelt out: SQLite's RETURNING drops table names, and a bare ``repository_id``
+    # inside the subquery would name the repository's own column.
     select(_REPOSITORIES.c.project_id)
-    .where(_REPOSITORIES.c.repository_id == _UPLOADS.c.repository_id)
+    .where(_REPOSITORIES.c.repository_id == literal_column("blob_upload.repository_id"))
     .scalar_subquery(),
     select(_BLOBS.c.status).where(_BLOBS.c.digest == bindparam("digest")).scalar_subquery(),
 )
