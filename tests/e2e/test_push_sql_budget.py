@@ -3,11 +3,12 @@ PostgreSQL while skopeo pushes a 3 x 64 KiB image.
 
 The server runs with ``DOCKYARD_SQL_COUNTERS`` (``db/counters.py``): it counts every
 statement and transaction, by call site, and writes the counts to a file this test
-reads. The registry's own statements are counted exactly; a few cached reads around
-them (the revocation counter, the read-only flag, a project's creation time) are
-refreshed by time, so the ceilings leave room for two or three of those. Job workers
-are off, so that no background poll lands in the window. A failure prints every call
-site and its count, so it says what went over.
+reads. The work of the push is counted exactly. A few reads are refreshed by time, not
+by work (the revocation counter, the read-only flag, a project's creation time, the
+audit settings): how many land in the window depends on how long the push takes, so
+they are left out of the budget (``TIME_REFRESHED``). Job workers are off, so that no
+background poll lands in the window either. A failure prints every call site and its
+count, so it says what went over.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ from dockyard.db.counters import SqlCounts, read_directory
 
 pytestmark = pytest.mark.e2e
 
-STATEMENTS_PER_PUSH = 92
-"""Ceiling per small image, skopeo's token request included (86-88 measured; 98-100
-before issue 16; docs/benchmarks.md, "Small pushes: SQL per image")."""
-TRANSACTIONS_PER_PUSH = 31
-"""28-29 measured; 42 before issue 16 (docs/benchmarks.md says why not 12)."""
+STATEMENTS_PER_PUSH = 82
+"""Ceiling per small image, skopeo's token request included, time-refreshed reads left
+out (docs/benchmarks.md, "Small pushes: SQL per image"): 81 on SQLite and 82 on
+PostgreSQL now, 95 on both before issue 16."""
+TRANSACTIONS_PER_PUSH = 27
+"""27 on both now, 40 before issue 16 (docs/benchmarks.md says why it is not 12)."""
+TIME_REFRESHED = (
+    "dockyard.iam.revocation:current",
+    "dockyard.registry.repository:project_creation_time",
+    "dockyard.system.readonly:",
+    "dockyard.audit.repository:properties",
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -87,7 +95,7 @@ def test_small_push_stays_within_its_sql_budget(
     for i, layout in enumerate(layouts[1:]):
         before = _settled(counters)
         _push(skopeo, server, layout, f"library/sql-budget-{i}")  # a new repository, as the bench
-        spent = _settled(counters) - before
+        spent = (_settled(counters) - before).without(TIME_REFRESHED)
         assert spent.statements > 0, "the server counted nothing: DOCKYARD_SQL_COUNTERS unused?"
         assert spent.statements <= STATEMENTS_PER_PUSH, spent.describe()
         assert spent.transactions <= TRANSACTIONS_PER_PUSH, spent.describe()

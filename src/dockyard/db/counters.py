@@ -44,7 +44,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 log = logging.getLogger("dockyard.db")
 
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
-_SKIPPED_PREFIXES = ("sqlalchemy", "dockyard.db.", "asyncio", "contextlib", "greenlet")
+_SKIPPED_PREFIXES = (
+    "sqlalchemy",
+    "dockyard.db.",
+    "asyncio",
+    "contextlib",
+    "greenlet",
+    # A generic accessor: its caller (the read-only flag, the token lifetime) says more.
+    "dockyard.system.config",
+)
+_TRANSACTION = "(transaction)"
 _AUTOCOMMIT = "dockyard_autocommit"  # ``engine.AUTOCOMMIT`` (engine imports this module)
 WRITE_SECONDS = 0.1
 """How often a server writes changed counters to its file."""
@@ -94,6 +103,15 @@ class SqlCounts:
             self.sites + other.sites,
         )
 
+    def without(self, prefixes: tuple[str, ...]) -> SqlCounts:
+        """These counts less the statements and transactions of call sites starting with
+        one of ``prefixes`` (reads refreshed by time rather than by work, say)."""
+        kept = Counter({k: v for k, v in self.sites.items() if not k.startswith(prefixes)})
+        dropped = self.sites - kept
+        transactions = sum(v for k, v in dropped.items() if k.endswith(_TRANSACTION))
+        statements = sum(dropped.values()) - transactions
+        return SqlCounts(self.statements - statements, self.transactions - transactions, kept)
+
     def describe(self) -> str:
         """Every call site with its count, most frequent first (for failure messages)."""
         lines = [f"{self.statements} statements in {self.transactions} transactions:"]
@@ -141,7 +159,7 @@ class SqlCounters:
         if conn.get_execution_options().get(_AUTOCOMMIT):
             return  # no BEGIN is sent: each statement stands alone
         self._counts.transactions += 1
-        self._counts.sites[f"{_call_site()} | (transaction)"] += 1
+        self._counts.sites[f"{_call_site()} | {_TRANSACTION}"] += 1
 
     def _on_statement(
         self,
