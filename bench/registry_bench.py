@@ -437,6 +437,82 @@ class Registry:
         return str(tok)
 
 
+# --------------------------------------------------------------------------- SQL counts
+# Dockyard counts its SQL statements and transactions when started with
+# DOCKYARD_SQL_COUNTERS=<dir> (src/dockyard/db/counters.py): each server process writes
+# its counts to <dir>/sql-<pid>.json every 0.1 s while they change. The bench reads them
+# around the small push and pull phases (--no-sql-counts: off, for CPU figures without
+# the counting's own cost, which is small: a call-site lookup per statement).
+
+
+def sql_counters_env(reg: Dockyard) -> dict[str, str]:
+    if not reg.count_sql:
+        return {}
+    folder = reg.workdir / "sql-counters"
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"DOCKYARD_SQL_COUNTERS": str(folder)}
+
+
+def read_sql_counts(reg: Registry) -> tuple[int, int] | None:
+    """(statements, transactions) summed over the server's processes, once they stop
+    moving; None when the registry does not count (distribution, or counting off)."""
+    folder = reg.workdir / "sql-counters"
+    if not isinstance(reg, Dockyard) or not reg.count_sql or not folder.is_dir():
+        return None
+
+    def total() -> tuple[int, int]:
+        statements = transactions = 0
+        for path in folder.glob("sql-*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                data = json.loads(path.read_text())
+                statements += int(data["statements"])
+                transactions += int(data["transactions"])
+        return statements, transactions
+
+    last = total()
+    for _ in range(100):
+        time.sleep(0.3)
+        now = total()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+@contextlib.contextmanager
+def sql_per_op(
+    bench: Bench, key: str, ops: Callable[[], float], settle: float = 0.0
+) -> Iterator[None]:
+    """Statements and transactions per operation of the phase, into ``details`` (pulls'
+    audit rows and counts are written in batches every 2 s: ``settle`` waits for them)."""
+    before = read_sql_counts(bench.reg)
+    yield
+    if before is None:
+        return
+    time.sleep(settle)
+    after = read_sql_counts(bench.reg)
+    n = ops()
+    if after is None or n <= 0:
+        return
+    bench.result.details[f"sql_{key}"] = {
+        "statements": (after[0] - before[0]) / n,
+        "transactions": (after[1] - before[1]) / n,
+    }
+
+
+def render_sql_counts(results: dict[str, Result]) -> str:
+    lines = []
+    for name, res in results.items():
+        for key, label in (("small_push", "small push"), ("small_pull", "small pull")):
+            found = res.details.get(f"sql_{key}")
+            if found:
+                lines.append(
+                    f"{name}: SQL per {label}: {found['statements']:.1f} statements in "
+                    f"{found['transactions']:.1f} transactions"
+                )
+    return "\n".join(lines)
+
+
 class Dockyard(Registry):
     name = "dockyard"
 
@@ -447,6 +523,8 @@ class Dockyard(Registry):
         self.user = "admin"
         self.password = "Bench-" + os.urandom(9).hex()
         self.data_dir = workdir / "dockyard-data"
+        self.count_sql = True
+        """Start with DOCKYARD_SQL_COUNTERS (``--no-sql-counts``: not)."""
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -464,6 +542,7 @@ class Dockyard(Registry):
             *self.extra_args,
         ]
         env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": self.password}
+        env.update(sql_counters_env(self))
         return cmd, env
 
 
@@ -768,7 +847,10 @@ class Bench:
     # -- skopeo, small images
     def small_push(self) -> None:
         done: list[float] = []
-        with self.cpu("small_push", lambda: len(done)):
+        with (
+            sql_per_op(self, "small_push", lambda: len(done)),
+            self.cpu("small_push", lambda: len(done)),
+        ):
             t0 = time.perf_counter()
             for img in self.small:
                 skopeo_push(self.reg, self.small_layout, img.ref, f"{PROJECT}/{img.ref}", "v1", 120)
@@ -781,7 +863,10 @@ class Bench:
         dest = self.work / f"pull-small-{self.reg.name}"
         shutil.rmtree(dest, ignore_errors=True)
         done: list[float] = []
-        with self.cpu("small_pull", lambda: len(done)):
+        with (
+            sql_per_op(self, "small_pull", lambda: len(done), settle=2.5),
+            self.cpu("small_pull", lambda: len(done)),
+        ):
             t0 = time.perf_counter()
             for img in self.small:
                 skopeo_pull(self.reg, f"{PROJECT}/{img.ref}", "v1", dest, img.ref, 120)
@@ -1414,6 +1499,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep generated images here and reuse them")
     ap.add_argument("--keep", action="store_true", help="keep registry data and logs")
     ap.add_argument(
+        "--no-sql-counts",
+        action="store_true",
+        help="do not count Dockyard's SQL statements and transactions (DOCKYARD_SQL_COUNTERS)",
+    )
+    ap.add_argument(
         "--no-ceiling",
         action="store_true",
         help="skip the null registry (the client's ceiling for the large push)",
@@ -1515,7 +1605,11 @@ def main(argv: list[str] | None = None) -> int:
                     wd.mkdir(parents=True)
                     reg: Registry
                     if name == "dockyard":
-                        reg = Dockyard(wd, args.dockyard_python, shlex.split(args.dockyard_args))
+                        dockyard = Dockyard(
+                            wd, args.dockyard_python, shlex.split(args.dockyard_args)
+                        )
+                        dockyard.count_sql = not args.no_sql_counts
+                        reg = dockyard
                     elif name == "null":
                         reg = NullRegistry(wd, args.dockyard_python)
                     else:
@@ -1557,6 +1651,10 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = render_ceilings(results, sizes, sha)
     print()
     print(ceilings["text"])
+    sql_text = render_sql_counts(results)
+    if sql_text:
+        print()
+        print(sql_text)
     loads = [v for r in results.values() for v in r.details.get("other_load_cores", {}).values()]
     if loads and statistics.mean(loads) > 0.15:
         print(

@@ -25,6 +25,7 @@ from dockyard.audit import api as audit_api
 from dockyard.audit import hooks as audit_hooks
 from dockyard.audit import jobs as audit_jobs
 from dockyard.console.routes import console_routes
+from dockyard.db.counters import CountersFile
 from dockyard.db.engine import Database
 from dockyard.errors import ConfigurationError, StorageError
 from dockyard.gc import api as gc_api
@@ -82,6 +83,8 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
     """The services of one process; with ``tracing``, its engines and storage calls are
     traced (``tracing.py``)."""
     db = Database(settings.effective_database_url)
+    if settings.sql_counters is not None:
+        db.count_sql()
     storage = await open_storage(settings)
     if tracing is not None:
         tracing.instrument_database(db)
@@ -232,6 +235,10 @@ def create_app(settings: Settings) -> Starlette:
             flusher = asyncio.create_task(flush_every(exposition.requests))
             if settings.metrics_port is not None:
                 listener = await start_listener(exposition, settings.host, settings.metrics_port)
+        counters_file = None
+        if settings.sql_counters is not None and state.db.counters is not None:
+            counters_file = CountersFile(state.db.counters, settings.sql_counters)
+            counters_file.start()
         if settings.job_workers > 0:
             await start_workers(state)
         try:
@@ -253,6 +260,8 @@ def create_app(settings: Settings) -> Starlette:
                 metrics_multiprocess.worker_stopped()
                 if tracing is not None:
                     await to_thread.run_sync(tracing.shutdown)
+                if counters_file is not None:
+                    await counters_file.close()
 
     routes = [
         *system_routes.probe_routes(),

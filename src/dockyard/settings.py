@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     """Addresses or CIDR networks of reverse proxies whose ``Forwarded`` /
     ``X-Forwarded-For`` headers name the client (login throttling, audit log).
     From any other peer these headers are ignored."""
+    sql_counters: Path | None = None
+    """A directory: each server process counts the SQL statements and transactions it
+    runs, by call site, and writes the counts to ``sql-<pid>.json`` there (for
+    ``bench/registry_bench.py`` and tests; it costs CPU, so leave it unset otherwise)."""
     auth_recheck_seconds: float = Field(default=0.5, ge=0, le=60)
     """How long a process trusts its cached view of revocations (a robot disabled,
     deleted or given a new secret, a user deleted or with a new password, a member

@@ -16,13 +16,18 @@ that syslog endpoint once its transaction commits (``audit.forwarding``); with
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
+from weakref import WeakKeyDictionary
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from dockyard.audit import forwarding
 from dockyard.audit import repository as repo
@@ -68,7 +73,7 @@ class AuditSettings:
     """``skip_audit_log_database``: forward only (never without an endpoint)."""
 
 
-_SETTING_KEYS = (
+SETTING_KEYS = (
     config.DISABLED_AUDIT_LOG_EVENT_TYPES,
     config.AUDIT_LOG_FORWARD_ENDPOINT,
     config.SKIP_AUDIT_LOG_DATABASE,
@@ -77,7 +82,7 @@ _SETTING_KEYS = (
 
 async def audit_settings(session: AsyncSession) -> AuditSettings:
     """The three audit items, in one query."""
-    stored = await repo.properties(session, _SETTING_KEYS)
+    stored = await repo.properties(session, SETTING_KEYS)
 
     def item(key: str) -> config.ConfigValue:
         raw = stored.get(key)
@@ -92,6 +97,48 @@ async def audit_settings(session: AsyncSession) -> AuditSettings:
         endpoint=endpoint,
         skip_database=endpoint is not None and bool(item(config.SKIP_AUDIT_LOG_DATABASE)),
     )
+
+
+SETTINGS_SECONDS = 2.0
+"""How stale another process's view of the three audit items may get (as read-only mode's)."""
+# Per engine (two apps in one process keep theirs apart): when the items were read, the
+# change count then, and what they said; and how many changes this process committed.
+_settings_seen: WeakKeyDictionary[Engine, tuple[float, int, AuditSettings]] = WeakKeyDictionary()
+_changes: WeakKeyDictionary[Engine, int] = WeakKeyDictionary()
+_CHANGE_HOOKED = "dockyard.audit_settings_hooked"
+
+
+async def current_settings(session: AsyncSession) -> AuditSettings:
+    """``audit_settings``, read at most every ``SETTINGS_SECONDS``: every change recorded
+    (a push) would otherwise pay a query for them. A change committed by this process
+    is seen at once (``settings_changed``)."""
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):
+        return await audit_settings(session)
+    changes = _changes.get(engine, 0)
+    seen = _settings_seen.get(engine)
+    now = time.monotonic()
+    if seen is not None and seen[1] == changes and now - seen[0] < SETTINGS_SECONDS:
+        return seen[2]
+    settings = await audit_settings(session)
+    _settings_seen[engine] = (now, changes, settings)  # changes as counted before the read
+    return settings
+
+
+def _settings_committed(session: Session) -> None:
+    session.info.pop(_CHANGE_HOOKED, None)
+    engine = session.get_bind()
+    if isinstance(engine, Engine):
+        _changes[engine] = _changes.get(engine, 0) + 1
+
+
+def settings_changed(session: AsyncSession) -> None:
+    """The audit items change in ``session``'s transaction: once it commits, this
+    process reads them again before its next record."""
+    sync = session.sync_session
+    if not sync.info.get(_CHANGE_HOOKED):
+        sync.info[_CHANGE_HOOKED] = True
+        event.listen(sync, "after_commit", _settings_committed, once=True)
 
 
 async def disabled_event_types(session: AsyncSession) -> frozenset[str]:
@@ -126,7 +173,7 @@ def _write(session: AsyncSession, settings: AuditSettings, rows: list[AuditLog])
 async def record(session: AsyncSession, actor: Actor, event: AuditEvent) -> None:
     """Add one event to ``session``: it commits (or rolls back) with the change itself,
     and is forwarded only if it commits."""
-    settings = await audit_settings(session)
+    settings = await current_settings(session)
     if event.event_type in settings.disabled:
         return
     _write(session, settings, [_row(actor, event)])

@@ -43,12 +43,15 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from dockyard.db import sqlite_inline
+from dockyard.db.counters import SqlCounters
 from dockyard.errors import ConfigurationError, DatabaseUnavailableError, StorageFullError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 JOBS_ENQUEUED = "dockyard_jobs_enqueued"
 """``session.info`` flag: this transaction added job tasks (``jobs.service.enqueue``)."""
 SQLITE_POOL_SIZE = 32
+AUTOCOMMIT = "dockyard_autocommit"
+"""Execution option of ``read_connection``'s connections: statements run without ``BEGIN``."""
 _STARTUP_LOCK_KEY = 0x646F636C
 """PostgreSQL advisory lock held around first-start work (any fixed number, distinct
 from the migration lock that ``db.migrate`` takes inside its own transaction)."""
@@ -109,6 +112,8 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(AUTOCOMMIT):
+            return  # one statement, atomic by itself (``read_connection``)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -150,6 +155,17 @@ class Database:
         self.before_write: Callable[[], Awaitable[None]] | None = None
         """Awaited before each write transaction (``storage/space.py`` frees the disk
         reserve there, so deletes and GC can write on a full disk)."""
+        self.counters: SqlCounters | None = None
+        """Set by ``count_sql`` (measuring only)."""
+
+    def count_sql(self) -> SqlCounters:
+        """Count this database's statements and transactions from now on (``db/counters.py``;
+        a measuring aid for tests and ``sql_counters``). Asked twice, the same counters."""
+        if self.counters is None:
+            self.counters = SqlCounters()
+            self.counters.attach(self.write_engine)
+            self.counters.attach(self.read_engine)
+        return self.counters
 
     @property
     def is_postgres(self) -> bool:
@@ -201,9 +217,19 @@ class Database:
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A bare read connection, without the ORM session's cost (hot paths)."""
+        """A bare read connection for one-statement lookups on hot paths: no ORM session,
+        and no transaction either. Each statement runs on its own (autocommit), so a
+        lookup is one round trip, not ``BEGIN``, the query and ``ROLLBACK``; two
+        statements on it do not see one snapshot, so a caller needing that uses
+        ``read()``."""
         try:
             async with self.read_engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    await conn.execution_options(**{AUTOCOMMIT: True})
+                else:
+                    await conn.execution_options(
+                        isolation_level="AUTOCOMMIT", **{AUTOCOMMIT: True}
+                    )
                 yield conn
         except (DBAPIError, OSError, PoolTimeoutError) as exc:
             _raise_if_unavailable(exc, self.dialect)

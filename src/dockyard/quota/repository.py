@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, String, case, delete, exists, func, select, true, update
+from sqlalchemy import Select, String, case, delete, exists, func, literal, select, true, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.base import utcnow
-from dockyard.db.engine import insert_ignore
+from dockyard.db.engine import dialect_insert, insert_ignore
 from dockyard.iam.models import User
 from dockyard.projects.models import Project
 from dockyard.quota.models import Quota
@@ -149,14 +149,27 @@ async def link_manifest_blobs(
     A repository keeps reading a layer after the last artifact of the project that
     needed it went (and the project stopped counting it), so a manifest may name it
     again without uploading it again."""
-    needed = await blobs_of_manifest(session, digest)
-    if not needed:
+    # One INSERT … SELECT: a push names blobs its project holds already (their uploads
+    # linked them), so the sizes are read only for the rare links this makes.
+    needed = (
+        select(literal(project_id), Blob.id, literal(utcnow(), ProjectBlob.creation_time.type))
+        .join(ArtifactBlob, ArtifactBlob.digest_blob == Blob.digest)
+        .where(ArtifactBlob.digest_af == digest)
+        .order_by(Blob.id)  # rows locked in id order (PostgreSQL), as everywhere
+    )
+    statement = (
+        dialect_insert(session, ProjectBlob)
+        .from_select(["project_id", "blob_id", "creation_time"], needed)
+        .on_conflict_do_nothing(index_elements=["project_id", "blob_id"])
+        .returning(ProjectBlob.blob_id)
+    )
+    linked = sorted((await session.execute(statement)).scalars())
+    if not linked:
         return []
-    now = utcnow()
-    rows = [{"project_id": project_id, "blob_id": b, "creation_time": now} for b in sorted(needed)]
-    statement = insert_ignore(session, ProjectBlob, rows, ["project_id", "blob_id"])
-    linked = await session.execute(statement.returning(ProjectBlob.blob_id))
-    return [(blob_id, needed[blob_id]) for blob_id in sorted(linked.scalars())]
+    sizes = dict(
+        (await session.execute(select(Blob.id, Blob.size).where(Blob.id.in_(linked)))).all()
+    )
+    return [(blob_id, int(sizes[blob_id])) for blob_id in linked]
 
 
 async def blobs_still_needed(

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, select, union, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    exists,
+    literal,
+    literal_column,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -45,9 +55,12 @@ async def find_repository_ref(db: Executor, name: str) -> RepositoryRef | None:
     return RepositoryRef(row[0], row[1], name) if row is not None else None
 
 
-async def ensure_repository(session: AsyncSession, name: str, project_id: int) -> RepositoryRef:
-    """The repository row, created on first use (safe against a concurrent creator)."""
-    found = await find_repository_ref(session, name)
+async def ensure_repository(
+    session: AsyncSession, name: str, project_id: int, *, looked: bool = False
+) -> RepositoryRef:
+    """The repository row, created on first use (safe against a concurrent creator);
+    ``looked``: the caller found no row already, so the first lookup is skipped."""
+    found = None if looked else await find_repository_ref(session, name)
     if found is not None:
         return found
     await session.execute(
@@ -77,6 +90,19 @@ async def linked_blob_sizes(
         return {}
     result = await session.execute(
         _LINKED_DIGESTS, {"repository_id": repository_id, "digests": list(digests)}
+    )
+    return {str(digest): int(size) for digest, size in result.all()}
+
+
+async def linked_blob_sizes_by_name(
+    db: Executor, repository: str, digests: Sequence[str]
+) -> dict[str, int]:
+    """``linked_blob_sizes`` of the repository called ``repository`` (empty when it does
+    not exist), in one statement."""
+    if not digests:
+        return {}
+    result = await db.execute(
+        _LINKED_DIGESTS_BY_NAME, {"repository": repository, "digests": list(digests)}
     )
     return {str(digest): int(size) for digest, size in result.all()}
 
@@ -178,12 +204,6 @@ async def tags_of_artifact(session: AsyncSession, artifact_id: int) -> tuple[str
     return tuple(result.scalars())
 
 
-async def project_of_repository(session: AsyncSession, repository_id: int) -> int | None:
-    result = await session.execute(_PROJECT_OF_REPOSITORY, {"repository_id": repository_id})
-    project_id: int | None = result.scalar_one_or_none()
-    return project_id
-
-
 async def link_artifact_blobs(session: AsyncSession, manifest: str, blobs: set[str]) -> None:
     """Record which blobs a manifest needs (shared by every repository holding it)."""
     now = utcnow()
@@ -222,6 +242,9 @@ class ClaimedUpload:
     size: int
     state: str
     repository_id: int
+    project_id: int
+    blob_status: str | None = None
+    """GC status of the blob row of ``digest`` (when the claim named one); None: no row."""
 
 
 async def claim_upload(
@@ -233,15 +256,18 @@ async def claim_upload(
     holder: str,
     *,
     take_from: str | None = None,
+    digest: str = "",
 ) -> ClaimedUpload | None:
     """Take the upload for ``holder`` (a process, ``registry/claims.py``), in one statement.
 
     None when it is unknown (in that repository), held by another writer, or
     (with ``start``) not ``start`` bytes long. With ``take_from``, a claim still
     held by that (dead) holder is taken over; compare-and-set, so of two
-    requests taking over the same claim one wins.
+    requests taking over the same claim one wins. With ``digest`` (an upload being
+    completed), the same statement reads that blob row's GC status.
     """
     params = {
+        "digest": digest,
         "upload_id": upload_id,
         "repository": repository,
         "now": utcnow(),
@@ -255,7 +281,7 @@ async def claim_upload(
     else:
         result = await session.execute(_CLAIM_UPLOAD_AT, {**params, "expected_size": start})
     row = result.first()
-    return ClaimedUpload(row[0], row[1], row[2]) if row is not None else None
+    return ClaimedUpload(row[0], row[1], row[2], row[3], row[4]) if row is not None else None
 
 
 async def release_upload(
@@ -275,6 +301,25 @@ async def release_upload(
     await session.execute(
         statement, {"upload_id": upload_id, "now": now, "new_size": size, "new_state": state}
     )
+
+
+async def insert_upload_by_name(
+    session: AsyncSession, upload_id: str, repository: str, state: str
+) -> bool:
+    """``insert_upload`` for the repository called ``repository``, in one statement;
+    False (nothing inserted) when no such repository exists yet."""
+    result = await session.execute(
+        _INSERT_UPLOAD_BY_NAME,
+        {"v_id": upload_id, "repository": repository, "v_state": state, "v_now": utcnow()},
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_claimed_upload(session: AsyncSession, upload_id: str) -> bool:
+    """Delete the upload row; False when it is gone already (cancelled, or its
+    repository deleted, which takes its uploads with it)."""
+    result = await session.execute(_DELETE_UPLOAD, {"upload_id": upload_id})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def insert_upload(
@@ -312,17 +357,32 @@ _CLAIMABLE = (
     | (_UPLOADS.c.busy_until < bindparam("now"))
     | (_UPLOADS.c.holder == bindparam("take_from")),
 )
+_BLOBS = cast(Table, Blob.__table__)
+# What a claim returns: the upload's size and state, its repository and project (so the
+# request that completes it needs no lookup of its own), and the GC status of the blob
+# it is about to become (empty digest: none).
+_CLAIMED = (
+    _UPLOADS.c.size,
+    _UPLOADS.c.state,
+    _UPLOADS.c.repository_id,
+    # Spelt out: SQLite's RETURNING drops table names, and a bare ``repository_id``
+    # inside the subquery would name the repository's own column.
+    select(_REPOSITORIES.c.project_id)
+    .where(_REPOSITORIES.c.repository_id == literal_column("blob_upload.repository_id"))
+    .scalar_subquery(),
+    select(_BLOBS.c.status).where(_BLOBS.c.digest == bindparam("digest")).scalar_subquery(),
+)
 _CLAIM_UPLOAD = (
     update(_UPLOADS)
     .where(*_CLAIMABLE)
     .values(busy_until=bindparam("lease"), holder=bindparam("holder"))
-    .returning(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.repository_id)
+    .returning(*_CLAIMED)
 )
 _CLAIM_UPLOAD_AT = (
     update(_UPLOADS)
     .where(*_CLAIMABLE, _UPLOADS.c.size == bindparam("expected_size"))
     .values(busy_until=bindparam("lease"), holder=bindparam("holder"))
-    .returning(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.repository_id)
+    .returning(*_CLAIMED)
 )
 _RELEASE_UPLOAD = (
     update(_UPLOADS)
@@ -347,11 +407,19 @@ _INSERT_UPLOAD = _UPLOADS.insert().values(
     creation_time=bindparam("v_now"),
     update_time=bindparam("v_now"),
 )
+_INSERT_UPLOAD_BY_NAME = _UPLOADS.insert().from_select(
+    ["id", "repository_id", "size", "state", "creation_time", "update_time"],
+    select(
+        bindparam("v_id"),
+        _REPOSITORIES.c.repository_id,
+        literal(0),
+        bindparam("v_state"),
+        bindparam("v_now"),
+        bindparam("v_now"),
+    ).where(_REPOSITORIES.c.name == bindparam("repository")),
+)
 _PROJECT_CREATED = select(Project.creation_time).where(
     Project.name == bindparam("project"), Project.deleted.is_(False)
-)
-_PROJECT_OF_REPOSITORY = select(_REPOSITORIES.c.project_id).where(
-    _REPOSITORIES.c.repository_id == bindparam("repository_id")
 )
 
 
@@ -363,6 +431,14 @@ _LINKED_DIGESTS = (
     .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
     .where(
         RepositoryBlob.repository_id == bindparam("repository_id"),
+        Blob.digest.in_(bindparam("digests", expanding=True)),
+    )
+)
+_LINKED_DIGESTS_BY_NAME = (
+    select(Blob.digest, Blob.size)
+    .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+    .where(
+        RepositoryBlob.repository_id == _REPOSITORY_ID_BY_NAME,
         Blob.digest.in_(bindparam("digests", expanding=True)),
     )
 )

@@ -110,6 +110,8 @@ class PushedManifest:
     subject: str | None
 
 
+_UNREAD = object()
+"""``_protect_existing_blob``'s marker: the blob's status was not read by the caller."""
 _PROJECT_TIME_SECONDS = 1.0
 _PROJECT_TIMES_KEPT = 4096
 
@@ -154,7 +156,7 @@ class RegistryService:
         if found is not None:
             return found
         project = await _project_of(session, name)
-        return await repo.ensure_repository(session, name, project.project_id)
+        return await repo.ensure_repository(session, name, project.project_id, looked=True)
 
     async def _existing_repository(self, session: AsyncSession, name: str) -> repo.RepositoryRef:
         found = await repo.find_repository_ref(session, name)
@@ -270,10 +272,14 @@ class RegistryService:
         state = await self.storage.begin(upload_id)
         try:
             async with self.db.write() as session:
-                target = await self._writable_repository(session, repository)
-                await repo.insert_upload(
-                    session, upload_id, target.repository_id, json.dumps(state)
-                )
+                # One statement when the repository exists (every upload but its first).
+                if not await repo.insert_upload_by_name(
+                    session, upload_id, repository, json.dumps(state)
+                ):
+                    target = await self._writable_repository(session, repository)
+                    await repo.insert_upload(
+                        session, upload_id, target.repository_id, json.dumps(state)
+                    )
                 # GC takes a partial upload no row names once it is UPLOAD_MIN_AGE old:
                 # a row may come only while its file is far younger (docs/gc.md).
                 if time.monotonic() - began > UPLOAD_START_LIMIT:
@@ -313,14 +319,21 @@ class RegistryService:
         return UploadStatus(upload_id, new_size)
 
     async def _claim(
-        self, repository: str, upload_id: str, start: int | None
+        self, repository: str, upload_id: str, start: int | None, digest: str = ""
     ) -> repo.ClaimedUpload:
-        """Take the upload for this request (``start``: the chunk's first byte)."""
+        """Take the upload for this request (``start``: the chunk's first byte; ``digest``:
+        the blob it will become, whose GC status the claim reads too)."""
         holder = claims.this_process()
         async with self.db.write() as session:
             claim = (
                 await repo.claim_upload(
-                    session, upload_id, repository, start, utcnow() + UPLOAD_LEASE, holder
+                    session,
+                    upload_id,
+                    repository,
+                    start,
+                    utcnow() + UPLOAD_LEASE,
+                    holder,
+                    digest=digest,
                 )
                 if _UPLOAD_ID.fullmatch(upload_id)
                 else None
@@ -339,6 +352,7 @@ class RegistryService:
                     utcnow() + UPLOAD_LEASE,
                     holder,
                     take_from=upload.holder,
+                    digest=digest,
                 )
                 if claim is not None:
                     log.info("upload %s taken over from dead %s", upload_id, upload.holder)
@@ -410,7 +424,7 @@ class RegistryService:
     ) -> BlobInfo:
         """Take the last chunk (if any), check the digest, and make the blob."""
         expected = Digest.parse(digest)
-        claim = await self._claim(repository, upload_id, start)
+        claim = await self._claim(repository, upload_id, start, str(expected))
         state, size = json.loads(claim.state), claim.size
         if chunks is not None:
             state, size = await self._append_claimed(
@@ -431,7 +445,7 @@ class RegistryService:
         try:
             # GC: protect an existing copy before the driver drops ours for it (docs/gc.md).
             try:
-                await self._protect_existing_blob(str(expected), size)
+                await self._protect_existing_blob(str(expected), size, status=claim.blob_status)
             except repo.BlobBeingDeletedError as exc:
                 raise BlobUploadInvalidError(
                     f"blob {expected} is being garbage-collected; upload it again"
@@ -456,6 +470,7 @@ class RegistryService:
         content_type: str = "application/octet-stream",
         *,
         touch_live: bool = True,
+        status: str | object | None = _UNREAD,
     ) -> bool:
         """Before a push installs or adopts the bytes at blob ``digest``'s path; returns
         whether bytes are there (the push may keep them rather than write its own).
@@ -469,10 +484,13 @@ class RegistryService:
         a claimed orphan) is waited for: its bytes go before its row, so the push then
         installs its own. ``touch_live=False`` skips the write for a live row whose
         bytes are there (a manifest push: its transaction touches the row anyway).
+        ``status``: the row's GC status when the caller read it already (an upload's
+        claim does), else it is read here.
         Raises ``BlobBeingDeletedError`` if the deletion does not finish in time."""
         key = blob_key(digest)
-        async with self.db.read_connection() as conn:
-            status = await repo.blob_status(conn, digest)
+        if status is _UNREAD:
+            async with self.db.read_connection() as conn:
+                status = await repo.blob_status(conn, digest)
         stored = await self.storage.stat(key) is not None
         if status is None and not stored:
             # A new blob (the common case): no write. Nothing is there to adopt, and the
@@ -504,10 +522,15 @@ class RegistryService:
         size: int,
         actor: Actor,
     ) -> None:
+        project_id = claim.project_id
         async with self.db.write() as session:
-            project_id = await repo.project_of_repository(session, claim.repository_id)
-            if project_id is None:  # the repository went while the bytes were checked
-                raise BlobUploadUnknownError(f"repository {repository} no longer exists")
+            # First, so that nothing is linked for an upload that went meanwhile: its
+            # repository deleted (which takes its uploads) or the upload cancelled.
+            if not await repo.delete_claimed_upload(session, upload_id):
+                raise BlobUploadUnknownError(
+                    f"upload {upload_id} in {repository} no longer exists (cancelled, or "
+                    "its repository deleted)"
+                )
             try:
                 blob_id = await repo.ensure_blob(
                     session, str(expected), size, "application/octet-stream"
@@ -520,7 +543,6 @@ class RegistryService:
                 await self.hooks.blobs_linked(
                     session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
                 )
-            await repo.delete_upload(session, upload_id)
 
     async def _upload_digest(
         self, upload_id: str, state: dict[str, Any], size: int, algorithm: str
@@ -621,16 +643,17 @@ class RegistryService:
             )
         # Refuse a manifest whose blobs are missing before writing anything;
         # the write transaction checks again, as a blob may go meanwhile.
-        async with self.db.read() as session:
-            existing_repo = await repo.find_repository_ref(session, repository)
-            if existing_repo is None:
-                await _project_of(session, repository)
-            await _check_references(
-                session,
-                existing_repo.repository_id if existing_repo else None,
-                repository,
-                parsed,
-            )
+        if not await self._references_present(repository, parsed):
+            async with self.db.read() as session:  # find what is wrong, and say it
+                existing_repo = await repo.find_repository_ref(session, repository)
+                if existing_repo is None:
+                    await _project_of(session, repository)
+                await _check_references(
+                    session,
+                    existing_repo.repository_id if existing_repo else None,
+                    repository,
+                    parsed,
+                )
         # Bytes first (content-addressed, so a rolled-back push leaves only
         # garbage for GC), then the rows.
         # GC: a copy already there (an orphan file included) is kept only once a row
@@ -677,6 +700,26 @@ class RegistryService:
             await self.hooks.after_manifest_push(session, push)
         subject = str(parsed.subject.digest) if parsed.subject is not None else None
         return PushedManifest(digest, subject)
+
+    async def _references_present(self, repository: str, parsed: ParsedManifest) -> bool:
+        """Whether an image manifest's blobs are all in the repository with the sizes it
+        declares, in one statement and no transaction (the common push). False sends the
+        caller to the full check, which says what is wrong; indexes and referrers (which
+        name manifests and subjects) always go there."""
+        if parsed.manifests or parsed.subject is not None:
+            return False
+        wanted = [str(b.digest) for b in parsed.required_blobs]
+        if not wanted:
+            return False
+        async with self.db.read_connection() as conn:
+            have = await repo.linked_blob_sizes_by_name(conn, repository, wanted)
+        if any(digest not in have for digest in wanted):
+            return False
+        if parsed.config is not None:
+            named = [parsed.config, *parsed.layers]
+            if any(have.get(str(d.digest)) != d.size for d in named):
+                return False
+        return True
 
     async def _config_for_facts(self, parsed: ParsedManifest) -> bytes | None:
         """The config blob's bytes when its facts are shown (images, charts) and it is small;

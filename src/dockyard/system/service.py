@@ -197,6 +197,8 @@ async def update_configuration(
     changed = await config.update(session, changes)
     if config.READ_ONLY in changed:
         readonly.forget()
+    if changed.keys() & audit.SETTING_KEYS:
+        audit.settings_changed(session)
     if changed:
         await audit.record(
             session,
