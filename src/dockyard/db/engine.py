@@ -227,9 +227,7 @@ class Database:
                 if self.dialect == "sqlite":
                     await conn.execution_options(**{AUTOCOMMIT: True})
                 else:
-                    await conn.execution_options(
-                        isolation_level="AUTOCOMMIT", **{AUTOCOMMIT: True}
-                    )
+                    await conn.execution_options(isolation_level="AUTOCOMMIT", **{AUTOCOMMIT: True})
                 yield conn
         except (DBAPIError, OSError, PoolTimeoutError) as exc:
             _raise_if_unavailable(exc, self.dialect)
