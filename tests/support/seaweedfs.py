@@ -74,6 +74,7 @@ class SeaweedFS:
     process: subprocess.Popen[bytes]
     log_path: Path
     buckets: list[str] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.filer, timeout=10)
@@ -85,6 +86,12 @@ class SeaweedFS:
             http.post(f"/buckets/{name}/").raise_for_status()
         self.buckets.append(name)
         return name
+
+    def bucket_for(self, owner: str) -> str:
+        """The bucket of ``owner`` (any key, e.g. a database URL), made on first use."""
+        if owner not in self.owners:
+            self.owners[owner] = self.new_bucket()
+        return self.owners[owner]
 
     def pending_multipart(self, bucket: str) -> list[str]:
         """Names of multipart uploads begun in ``bucket`` and neither completed nor aborted."""

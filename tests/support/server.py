@@ -250,9 +250,10 @@ class DockyardServer:
         if self.database_url is not None:
             env["DOCKYARD_DATABASE_URL"] = self.database_url
         if storage_under_test() == "s3" and "DOCKYARD_STORAGE_DRIVER" not in extra:
-            # DOCKYARD_TEST_STORAGE=s3: blobs in a bucket of its own on the shared SeaweedFS.
+            # DOCKYARD_TEST_STORAGE=s3: blobs in a bucket on the shared SeaweedFS, one per
+            # database, so servers sharing a database (a cluster in a test) share it too.
             store = shared_seaweedfs()
-            env.update(s3_env(store, store.new_bucket()))
+            env.update(s3_env(store, store.bucket_for(self.database_url or str(self.data_dir))))
         env.update(extra)
         return env
 
