@@ -79,7 +79,11 @@ def _building(final: Path) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield scratch
-        os.replace(scratch, final)
+        try:
+            os.replace(scratch, final)
+        except OSError:
+            if not final.is_dir():  # else another run made the same entry first: use it
+                raise
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
@@ -116,17 +120,18 @@ def debian_rootfs() -> Path:
         raise DeployToolError("debootstrap is missing; scripts/test installs it")
     with _building(final) as scratch:
         root = scratch / "root"
-        _run(
-            [
-                debootstrap,
-                "--variant=minbase",
-                f"--include={','.join(DEBIAN_PACKAGES)}",
-                DEBIAN_SUITE,
-                str(root),
-                mirror,
-            ],
-            timeout=1500,
-        )
+        try:
+            _debootstrap(debootstrap, root, mirror)
+        except BaseException:
+            # debootstrap mounts /proc and /sys inside the tree while it installs; never let
+            # the scratch tree's removal walk into them
+            for mount in ("proc", "sys", "dev/pts"):
+                subprocess.run(
+                    ["umount", "--recursive", "--lazy", str(root / mount)],
+                    capture_output=True,
+                    check=False,
+                )
+            raise
         for part in _TRIM:
             target = root / part
             if target.is_dir():
@@ -135,6 +140,20 @@ def debian_rootfs() -> Path:
         _run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(scratch / "rootfs.tar"), "."])
         shutil.rmtree(root)
     return tar
+
+
+def _debootstrap(debootstrap: str, root: Path, mirror: str) -> None:
+    _run(
+        [
+            debootstrap,
+            "--variant=minbase",
+            f"--include={','.join(DEBIAN_PACKAGES)}",
+            DEBIAN_SUITE,
+            str(root),
+            mirror,
+        ],
+        timeout=1500,
+    )
 
 
 def rootfs_python(tar: Path) -> str:
