@@ -81,15 +81,32 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
 
 def _check_storage(settings: Settings) -> None:
     """Ask an object store once now, so a missing bucket or refused credentials stop
-    the command with one line (not a traceback in each server worker's start)."""
+    the command with one line (not a traceback in each server worker's start).
+
+    The question is asked in a child process: the S3 client (obstore) starts its runtime
+    threads on first use, and ``serve``'s ASGI server then forks its workers, whose every
+    store request would wait forever on threads that a fork does not copy (``dockyard
+    serve`` with ``storage_driver: s3`` never answered)."""
     if settings.storage_driver == "filesystem":
         return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        problem = pool.submit(_storage_problem, settings).result()
+    if problem is not None:
+        raise click.ClickException(problem)
+
+
+def _storage_problem(settings: Settings) -> str | None:
+    """What stops the store from serving (run in ``_check_storage``'s child), or None."""
     from dockyard.app import open_storage
 
     try:
         asyncio.run(open_storage(settings))
     except ConfigurationError as exc:
-        raise click.ClickException(exc.message) from None
+        return exc.message
+    return None
 
 
 def _prepare(settings: Settings) -> BootstrapReport:
