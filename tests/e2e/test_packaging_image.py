@@ -24,8 +24,12 @@ import pytest
 from tests.support.deploy_tools import REPO, debian_rootfs, rootfs_python, wheelhouse
 from tests.support.oci_layout import make_image_layout
 from tests.support.podman import Podman
+from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.seaweedfs import SeaweedFS, s3_settings, start_seaweedfs
 from tests.support.server import free_port
 from tests.support.skopeo import Skopeo
+
+from dockyard.storage.layout import blob_key
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +131,11 @@ class Running:
         return f"127.0.0.1:{self.port}"
 
 
-def _start(built: Built, volume: str) -> Running:
+def _environment(env: dict[str, str]) -> list[str]:
+    return [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
+
+
+def _start(built: Built, volume: str, env: dict[str, str] | None = None) -> Running:
     running = Running(f"dockyard-{uuid.uuid4().hex[:8]}", free_port(), volume)
     built.run(
         "run",
@@ -139,10 +147,13 @@ def _start(built: Built, volume: str) -> Running:
         "--health-interval",
         "disable",
         *_ulimits(),
-        "-e",
-        f"DOCKYARD_PORT={running.port}",
-        "-e",
-        f"DOCKYARD_ADMIN_PASSWORD={ADMIN_PASSWORD}",
+        *_environment(
+            {
+                "DOCKYARD_PORT": str(running.port),
+                "DOCKYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                **(env or {}),
+            }
+        ),
         "-v",
         f"{volume}:{DATA}",
         built.image,
@@ -227,3 +238,98 @@ def test_skopeo_pushes_and_pulls_and_the_volume_keeps_it(
     )
     inspected = skopeo.json("inspect", "--raw", f"oci:{tmp_path / 'back'}:1")
     assert [layer["digest"] for layer in inspected["layers"]] == list(image.layer_digests)
+
+
+@pytest.fixture(scope="module")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    server = start_seaweedfs()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_scale_out_serve_and_worker_containers_on_postgresql_and_s3(
+    built: Built, skopeo: Skopeo, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    """The compose file's shape: a serve container running no jobs and a worker container,
+    on PostgreSQL and an S3 bucket. A push lands in the bucket, and a garbage collection
+    asked of the serve node is run by the worker."""
+    bucket = seaweedfs.new_bucket()
+    with temporary_database(postgres_admin_url()) as database_url:
+        env = {
+            f"DOCKYARD_{name.upper()}": str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+            for name, value in s3_settings(seaweedfs, bucket).items()
+        }
+        env |= {"DOCKYARD_DATABASE_URL": database_url, "DOCKYARD_JOB_WORKERS": "0"}
+        serve = _start(built, f"serve-{uuid.uuid4().hex[:8]}", env)
+        worker = f"worker-{uuid.uuid4().hex[:8]}"
+        try:
+            built.run(
+                "run",
+                "--detach",
+                "--name",
+                worker,
+                "--network",
+                "host",
+                *_ulimits(),
+                *_environment(env),
+                built.image,
+                "worker",
+                "--concurrency",
+                "1",
+            )
+            image = make_image_layout(tmp_path / "src", layers=2, layer_size=32 * 1024)
+            creds = f"admin:{ADMIN_PASSWORD}"
+            target = f"docker://{serve.registry}/library/scaled:1"
+            skopeo.run(
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                creds,
+                f"oci:{image.path}:latest",
+                target,
+            )
+            # the layers are objects in the bucket (read through SeaweedFS's filer)
+            with seaweedfs.client() as filer:
+                for digest in image.layer_digests:
+                    key = blob_key(digest)
+                    assert filer.head(f"/buckets/{bucket}/{key}").status_code == 200, key
+            back = tmp_path / "back"
+            skopeo.run(
+                "copy", "--src-tls-verify=false", "--src-creds", creds, target, f"oci:{back}:1"
+            )
+            pulled = skopeo.json("inspect", "--raw", f"oci:{back}:1")
+            assert [layer["digest"] for layer in pulled["layers"]] == list(image.layer_digests)
+
+            api = httpx.Client(
+                base_url=f"{serve.url}/api/v2.0", auth=("admin", ADMIN_PASSWORD), timeout=10
+            )
+            with api:
+                answer = api.post(
+                    "/system/gc/schedule",
+                    json={"schedule": {"type": "Manual"}, "parameters": {"dry_run": True}},
+                )
+                assert answer.status_code == 201, answer.text
+                status = _wait_for_gc(api)
+            assert status == "Success"
+            logs = built.podman.run(*_global_options(), "logs", worker)
+            assert "Dockyard job worker" in logs.stdout + logs.stderr
+        finally:
+            _stop(built, Running(worker, 0, ""))
+            _stop(built, serve)
+            built.run("volume", "rm", "--force", serve.volume, check=False)
+
+
+def _wait_for_gc(api: httpx.Client) -> str:
+    """The status of the newest garbage collection once it has finished (bounded)."""
+    deadline = time.monotonic() + 180
+    while True:
+        [newest] = api.get("/system/gc", params={"page": 1, "page_size": 1}).json()
+        if newest["job_status"] not in ("Pending", "Running"):
+            return str(newest["job_status"])
+        if time.monotonic() > deadline:
+            pytest.fail(f"garbage collection still {newest['job_status']} after 3 minutes")
+        time.sleep(1)

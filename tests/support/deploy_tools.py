@@ -198,10 +198,20 @@ def wheelhouse(python: str) -> Path:
     own = cache_dir() / f"wheel-dockyard-{_tree_digest()}"
     if not own.is_dir():
         with _building(own) as scratch:
+            # from a clean copy: setuptools' build/ folder in the tree may hold stale modules
+            tree = scratch / "tree"
+            shutil.copytree(
+                REPO / "src",
+                tree / "src",
+                ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"),
+            )
+            for name in ("pyproject.toml", "README.md", "LICENSE"):
+                shutil.copy2(REPO / name, tree / name)
             _run(
                 [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(scratch), "."],
-                cwd=REPO,
+                cwd=tree,
             )
+            shutil.rmtree(tree)
     wheel = next(own.glob("dockyard-*.whl"))
     if not deps.is_dir():
         with _building(deps) as scratch:

@@ -153,6 +153,10 @@ def start_seaweedfs() -> SeaweedFS:
         f"-s3.port={s3}",
         f"-s3.port.grpc={s3_grpc}",
         f"-s3.config={config}",
+        # SeaweedFS 4.4x also opens an Iceberg catalog (8181) and a Lance namespace (9101) on
+        # fixed ports: off, so that two servers (two test sessions, or two modules) can run
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
