@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,6 +213,7 @@ def wheelhouse(python: str) -> Path:
                 cwd=tree,
             )
             shutil.rmtree(tree)
+    _prune(("wheel-dockyard-*", "wheels-deps-*", "wheelhouse-*"), keep={own, deps})
     wheel = next(own.glob("dockyard-*.whl"))
     if not deps.is_dir():
         with _building(deps) as scratch:
@@ -239,6 +241,16 @@ def wheelhouse(python: str) -> Path:
     for source in [*deps.glob("*.whl"), wheel]:
         os.link(source, house / source.name)
     return house
+
+
+def _prune(patterns: tuple[str, ...], keep: set[Path], days: float = 2) -> None:
+    """Remove cache entries of these kinds made more than ``days`` ago (a run makes one per
+    source tree and pyproject), except those this run uses."""
+    cutoff = time.time() - days * 86400
+    for pattern in patterns:
+        for entry in cache_dir().glob(pattern):
+            if entry not in keep and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 # --- helm ---------------------------------------------------------------------------------------
