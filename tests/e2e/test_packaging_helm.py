@@ -117,6 +117,11 @@ def test_scale_out_renders_every_part(helm: Path) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {p["name"] for p in container["ports"]} == {"http", "metrics"}
+    # the registry pods serve metrics on the port the Service and ServiceMonitor name
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    metrics_port = next(p for p in container["ports"] if p["name"] == "metrics")
+    assert env["DOCKYARD_METRICS_ENABLED"] == "true"
+    assert env["DOCKYARD_METRICS_PORT"] == str(metrics_port["containerPort"])
     worker = next(o for o in objects if o["metadata"]["name"] == "reg-dockyard-worker")
     assert worker["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "worker",
