@@ -86,10 +86,30 @@ def _check_storage(settings: Settings) -> None:
         return
     from dockyard.app import open_storage
 
-    try:
-        asyncio.run(open_storage(settings))
-    except ConfigurationError as exc:
-        raise click.ClickException(exc.message) from None
+    # In a child process: the object store client's runtime threads, once started here,
+    # would not exist in the server's forked workers, whose first store request would
+    # then wait forever (the server never answered).
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child ends in os._exit
+        os.close(read)
+        code = 0
+        try:
+            asyncio.run(open_storage(settings))
+        except ConfigurationError as exc:
+            os.write(write, exc.message.encode())
+            code = 1
+        except BaseException as exc:
+            os.write(write, f"cannot reach the object store: {type(exc).__name__}: {exc}".encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        message = answer.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise click.ClickException(message or "the object store check failed")
 
 
 def _prepare(settings: Settings) -> BootstrapReport:
