@@ -1,0 +1,104 @@
+"""``dockyard serve`` on S3 (SeaweedFS) as a real process: its forked worker reaches the store.
+
+The start-up check of the store used to run in the server's main process before the
+workers were forked; the workers then waited forever at their first store request.
+Two nodes on one PostgreSQL database and one bucket serve each other's pushes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.oci_layout import layout_tags, make_image_layout
+from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.seaweedfs import SeaweedFS, s3_settings, start_seaweedfs
+from tests.support.server import DockyardServer
+from tests.support.skopeo import Skopeo
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def seaweed() -> Iterator[SeaweedFS]:
+    server = start_seaweedfs()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _env(seaweed: SeaweedFS, bucket: str) -> dict[str, str]:
+    return {
+        f"DOCKYARD_{k.upper()}": ("true" if v is True else str(v))
+        for k, v in s3_settings(seaweed, bucket).items()
+    }
+
+
+def _copy(skopeo: Skopeo, creds: str, source: str, dest: str) -> None:
+    skopeo.run(
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        creds,
+        "--dest-creds",
+        creds,
+        source,
+        dest,
+    )
+
+
+def test_a_served_worker_stores_and_serves_blobs_in_the_bucket(
+    seaweed: SeaweedFS, skopeo: Skopeo, repo_name: str, tmp_path: Path
+) -> None:
+    bucket = seaweed.new_bucket()
+    image = make_image_layout(tmp_path / "src", layers=2, tag="v1")
+    with DockyardServer(env=_env(seaweed, bucket)) as server:
+        _copy(
+            skopeo,
+            server.admin_creds,
+            f"oci:{image.path}:v1",
+            f"docker://{server.registry}/{repo_name}:v1",
+        )
+        _copy(
+            skopeo,
+            server.admin_creds,
+            f"docker://{server.registry}/{repo_name}:v1",
+            f"oci:{tmp_path / 'out'}:v1",
+        )
+    assert layout_tags(tmp_path / "out")["v1"] == image.manifest_digest
+    # The layers are objects in the bucket (read through the filer), not files on the node.
+    with seaweed.client() as http:
+        for digest in image.layer_digests:
+            hex_ = digest.removeprefix("sha256:")
+            assert http.get(f"/buckets/{bucket}/blobs/sha256/{hex_[:2]}/{hex_}").status_code == 200
+
+
+def test_two_nodes_on_one_database_and_bucket_serve_each_others_pushes(
+    seaweed: SeaweedFS, skopeo: Skopeo, repo_name: str, tmp_path: Path
+) -> None:
+    bucket = seaweed.new_bucket()
+    image = make_image_layout(tmp_path / "src", layers=2, tag="v1")
+    with temporary_database(postgres_admin_url()) as url:
+        env = _env(seaweed, bucket)
+        with (
+            DockyardServer(database_url=url, env=env) as first,
+            DockyardServer(
+                database_url=url, env=env, admin_password=first.admin_password
+            ) as second,
+        ):
+            _copy(
+                skopeo,
+                first.admin_creds,
+                f"oci:{image.path}:v1",
+                f"docker://{first.registry}/{repo_name}:v1",
+            )
+            _copy(
+                skopeo,
+                second.admin_creds,
+                f"docker://{second.registry}/{repo_name}:v1",
+                f"oci:{tmp_path / 'out'}:v1",
+            )
+    assert layout_tags(tmp_path / "out")["v1"] == image.manifest_digest
