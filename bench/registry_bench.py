@@ -1449,6 +1449,10 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = render_ceilings(results, sizes, sha)
     print()
     print(ceilings["text"])
+    versus_fs = s3_store.filesystem_comparison(results)
+    if versus_fs["text"]:
+        print("\n" + versus_fs["text"])
+        ceilings["s3_vs_filesystem"] = {k: v for k, v in versus_fs.items() if k != "text"}
     loads = [v for r in results.values() for v in r.details.get("other_load_cores", {}).values()]
     if loads and statistics.mean(loads) > 0.15:
         print(

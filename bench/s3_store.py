@@ -46,6 +46,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help="compare N dockyard nodes behind haproxy against one node behind it "
         "(PostgreSQL + SeaweedFS; implies --storage s3, no distribution)",
     )
+    ap.add_argument(
+        "--no-filesystem",
+        action="store_true",
+        help="with --storage s3: leave out Dockyard on the filesystem (the push reference)",
+    )
 
 
 def targets(args: argparse.Namespace, default: list[str]) -> list[str]:
@@ -56,6 +61,12 @@ def targets(args: argparse.Namespace, default: list[str]) -> list[str]:
         args.storage = "s3"
         args.no_ceiling = True
         return [f"nodes-{args.nodes}", "nodes-1"]
+    if args.storage == "s3":
+        # Dockyard on its filesystem driver takes turns too: the S3 push is judged
+        # against it (issue 17: within 1.3x of the filesystem driver's time).
+        args.no_ceiling = True
+        if "dockyard" in default and not args.no_filesystem:
+            return [*default, "dockyard-fs"]
     return default
 
 
@@ -185,6 +196,11 @@ def make_registry(
 
         reg.command = cluster_command
         return reg
+    if name == "dockyard-fs":
+        reg = dockyard_cls(workdir, args.dockyard_python, extra)
+        reg.name = name
+        reg.log_path = workdir / f"{name}.log"
+        return reg
     if name == "dockyard":
         reg = dockyard_cls(workdir, args.dockyard_python, extra)
         bucket = store.server.new_bucket()
@@ -242,3 +258,46 @@ def relabel(args: argparse.Namespace, table: str) -> str:
         width = len(old)
         head = head.replace(old, new.ljust(width)[: max(width, len(new))], 1)
     return head + "\n" + rest
+
+
+# (metric, label) compared between Dockyard on S3 and on the filesystem
+_FS_ROWS = [
+    ("large_push_mbps", "skopeo push large image (MB/s)"),
+    ("large_pull_mbps", "skopeo pull large image (MB/s)"),
+    ("small_push_per_s", "skopeo push small images (img/s)"),
+    ("small_pull_per_s", "skopeo pull small images (img/s)"),
+    ("curl_upload_mbps", "curl upload blob (MB/s)"),
+    ("curl_download_mbps", "curl download blob (MB/s)"),
+    ("cpu_large_push", "server CPU per large push (s)"),
+    ("rss_large_push_mib", "peak server RSS, large push (MiB)"),
+]
+
+
+def filesystem_comparison(results: dict[str, Any]) -> dict[str, Any]:
+    """Dockyard on S3 against Dockyard on its filesystem driver, in the same run.
+
+    ``push_time_ratio`` is the S3 push's time over the filesystem push's (the issue
+    asks for at most 1.3); the S3 store's own CPU is not in either server's figure.
+    """
+    s3, fs = results.get("dockyard"), results.get("dockyard-fs")
+    if s3 is None or fs is None:
+        return {"text": ""}
+    lines = ["Dockyard on S3 vs Dockyard on the filesystem (same run, interleaved):"]
+    out: dict[str, Any] = {}
+    for key, label in _FS_ROWS:
+        a, b = s3.metrics.get(key), fs.metrics.get(key)
+        if a is None or b is None or not a or not b:
+            lines.append(f"  {label:38} -")
+            continue
+        lines.append(f"  {label:38} s3 {a:10,.2f}   fs {b:10,.2f}   s3/fs {a / b:5.2f}")
+        out[key] = {"s3": a, "filesystem": b}
+    push_s3, push_fs = s3.metrics.get("large_push_mbps"), fs.metrics.get("large_push_mbps")
+    if push_s3 and push_fs:
+        ratio = push_fs / push_s3  # time ratio = inverse of the rate ratio
+        verdict = "PASS" if ratio <= 1.3 else "FAIL"
+        lines.append(
+            f"  large push time, S3 / filesystem: {ratio:.2f}x (target <= 1.3x: {verdict})"
+        )
+        out["push_time_ratio"] = ratio
+    out["text"] = "\n".join(lines)
+    return out
