@@ -16,7 +16,6 @@ On SIGTERM everything stops.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -122,13 +121,13 @@ def main() -> int:
     cfg.write_text(haproxy_config(host, port, ports))
     procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)]))
     print(f"cluster: {args.nodes} node(s) on {ports} behind haproxy on {host}:{port}", flush=True)
+    names = [f"node {n}" for n in range(1, args.nodes + 1)] + ["haproxy"]
     while True:
-        for p in procs:
+        for name, p in zip(names, procs, strict=True):
             if p.poll() is not None:
-                print(f"cluster: {p.args[0]} exited with {p.returncode}", flush=True)
+                print(f"cluster: {name} exited with {p.returncode}", flush=True)
                 stop()
         time.sleep(0.5)
-    return os.EX_OK
 
 
 if __name__ == "__main__":
