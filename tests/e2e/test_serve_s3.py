@@ -7,6 +7,9 @@ Two nodes on one PostgreSQL database and one bucket serve each other's pushes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +17,12 @@ import pytest
 from tests.support.oci_layout import layout_tags, make_image_layout
 from tests.support.postgres import postgres_admin_url, temporary_database
 from tests.support.seaweedfs import SeaweedFS, s3_settings, start_seaweedfs
-from tests.support.server import DockyardServer
+from tests.support.server import DockyardServer, free_port
 from tests.support.skopeo import Skopeo
 
 pytestmark = pytest.mark.e2e
+
+SERVE = (sys.executable, "-m", "dockyard", "serve")
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +107,25 @@ def test_two_nodes_on_one_database_and_bucket_serve_each_others_pushes(
                 f"oci:{tmp_path / 'out'}:v1",
             )
     assert layout_tags(tmp_path / "out")["v1"] == image.manifest_digest
+
+
+def test_serve_on_a_missing_bucket_stops_with_one_line_naming_it(
+    seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        **_env(seaweed, "no-such-bucket-here"),
+        "DOCKYARD_ADMIN_PASSWORD": "Dockyard-e2e-12345",
+    }
+    result = subprocess.run(
+        [*SERVE, "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert "no-such-bucket-here" in errors[0]
+    assert "Traceback" not in result.stderr
