@@ -39,6 +39,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import s3_store
 from oci_images import MT_MANIFEST, Image, build_layout, write_random_file
 from token_server import SigningKey, TokenServer
 
@@ -1516,6 +1517,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="split each wrk/ab measurement into this many interleaved rounds (full: 2)",
     )
+    s3_store.add_arguments(ap)
     args = ap.parse_args(argv)
 
     base = QUICK if args.quick else FULL
@@ -1537,11 +1539,12 @@ def main(argv: list[str] | None = None) -> int:
     if "distribution" in targets and not args.distribution_bin:
         print("note: docker-registry (CNCF distribution) not installed; benching Dockyard alone")
         targets.remove("distribution")
+    targets = s3_store.targets(args, targets)
     if not args.no_ceiling:
         targets.append("null")
 
     sha = sha256_mbps()
-    info = machine_info(args, sha)
+    info = {**machine_info(args, sha), **s3_store.describe(args)}
     print("Dockyard registry benchmark")
     for k, v in info.items():
         print(f"  {k:16} {v}")
@@ -1554,6 +1557,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
 
     results: dict[str, Result] = {}
+    store_cm = s3_store.backing(args)
+    store = store_cm.__enter__()
     try:
         t0 = time.perf_counter()
         print(f"generating images in {images_dir} ...", flush=True)
@@ -1604,16 +1609,17 @@ def main(argv: list[str] | None = None) -> int:
                     wd = run_dir / name
                     wd.mkdir(parents=True)
                     reg: Registry
-                    if name == "dockyard":
-                        dockyard = Dockyard(
-                            wd, args.dockyard_python, shlex.split(args.dockyard_args)
-                        )
-                        dockyard.count_sql = not args.no_sql_counts
-                        reg = dockyard
+                    made = s3_store.make_registry(name, wd, args, store, Dockyard, Distribution)
+                    if made is not None:
+                        reg = made
+                    elif name == "dockyard":
+                        reg = Dockyard(wd, args.dockyard_python, shlex.split(args.dockyard_args))
                     elif name == "null":
                         reg = NullRegistry(wd, args.dockyard_python)
                     else:
                         reg = Distribution(wd, args.distribution_bin, args.dist_token_header)
+                    if isinstance(reg, Dockyard):
+                        reg.count_sql = not args.no_sql_counts
                     regs.append(reg)
                     print(f"== starting {name} on {reg.base}", flush=True)
                     try:
@@ -1627,6 +1633,8 @@ def main(argv: list[str] | None = None) -> int:
                         kind(reg, sizes, wd, large, small, large_layout, small_layout,
                               blob_file, blob_digest, (warmup_layout, warmup_image))
                     )  # fmt: skip
+                    if store is not None:  # the object store's CPU is no "other load"
+                        benches[-1].servers.append(ProcTree(store.server.process.pid))
                 if benches:
                     run_benches(benches, interleave=not args.sequential)
                 for b in benches:
@@ -1636,12 +1644,15 @@ def main(argv: list[str] | None = None) -> int:
                     reg.stop()
             print()
     finally:
+        store_cm.__exit__(None, None, None)
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
             if not args.workdir:
                 shutil.rmtree(root, ignore_errors=True)
 
+    results = s3_store.table_results(args, results)
     table, records = render_table(results, sizes)
+    table = s3_store.relabel(args, table)
     print("ratio = dockyard/distribution; rows marked 'inv' are lower-is-better, so the ratio is")
     print("distribution/dockyard there. Either way > 1 means Dockyard is better.")
     if args.quick:
@@ -1655,6 +1666,10 @@ def main(argv: list[str] | None = None) -> int:
     if sql_text:
         print()
         print(sql_text)
+    versus_fs = s3_store.filesystem_comparison(results)
+    if versus_fs["text"]:
+        print("\n" + versus_fs["text"])
+        ceilings["s3_vs_filesystem"] = {k: v for k, v in versus_fs.items() if k != "text"}
     loads = [v for r in results.values() for v in r.details.get("other_load_cores", {}).values()]
     if loads and statistics.mean(loads) > 0.15:
         print(

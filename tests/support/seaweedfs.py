@@ -185,6 +185,18 @@ def start_seaweedfs() -> SeaweedFS:
     return server
 
 
+def _extra_listeners_off(binary: str) -> list[str]:
+    """Flags that turn off the Iceberg and Lance listeners of newer ``weed`` (4.4x), which
+    bind fixed ports (8181, 9101): a second SeaweedFS on the machine, as when test runs
+    overlap, would die on them. Older ``weed`` has neither listener nor flag."""
+    try:
+        usage = subprocess.run([binary, "server", "-h"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    text = usage.stdout + usage.stderr
+    return [f"-s3.port.{name}=0" for name in ("iceberg", "lance") if f"-s3.port.{name}" in text]
+
+
 def _wait_until_ready(server: SeaweedFS) -> None:
     """Until the filer takes a bucket and S3 answers for it (bounded; raises with the log)."""
     deadline = time.monotonic() + START_TIMEOUT

@@ -54,10 +54,13 @@ __all__ = ["MIN_PART_BYTES", "S3Storage", "open_s3"]
 
 MIN_PART_BYTES = 5 << 20  # S3's smallest multipart part (except the last)
 READ_CHUNK = 1 << 20  # smallest chunk asked of a GET stream
+_READ_AHEAD = 2  # chunks of a GET fetched from the store while earlier ones are sent
 _DELETE_BATCH = 500
 _PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
 _MAX_COPY = 5 << 30  # S3's largest single server-side copy
-Segments = list[dict[str, Any]]  # an upload state's segments: [{"k": name, "n": bytes used}]
+# An upload state's segments: [{"k": name, "n": bytes used, "s": bytes stored}] ("s" is
+# absent from states written before it was kept; the store is asked then).
+Segments = list[dict[str, Any]]
 
 
 class S3Storage(Storage):
@@ -207,7 +210,7 @@ class S3Storage(Storage):
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await self._delete_all([name])
             raise
-        new_segments = kept + ([{"k": name, "n": written}] if written else [])
+        new_segments = kept + ([{"k": name, "n": written, "s": written}] if written else [])
         return {"key": key, "segments": new_segments}, _total(new_segments)
 
     async def _put_stream(self, name: str, pieces: AsyncIterator[bytes]) -> int:
@@ -335,6 +338,8 @@ class S3Storage(Storage):
             await self._put_stream(key, pieces)
 
     async def _whole(self, segment: dict[str, Any]) -> bool:
+        if "s" in segment:  # the size it was stored with: no HEAD (a gone one fails the copy)
+            return bool(segment["s"] == segment["n"])
         info = await self.stat(segment["k"])
         if info is None:
             raise ObjectNotFoundError(f"segment {segment['k']!r} is gone")
@@ -358,8 +363,9 @@ class S3Storage(Storage):
             # A whole object (a blob GET without Range): one GET, no HEAD first.
             with _translate(key, "read"):
                 result = await obstore.get_async(self.store, key)
-                async for part in result.stream(min_chunk_size=READ_CHUNK):
-                    yield bytes(part)
+                async with contextlib.aclosing(_read_ahead(result)) as parts:
+                    async for part in parts:
+                        yield part
             return
         if segments is None:
             info = await self.stat(key)
@@ -388,8 +394,9 @@ class S3Storage(Storage):
             result = await obstore.get_async(
                 self.store, key, options={"range": (offset, offset + length)}
             )
-            async for part in result.stream(min_chunk_size=READ_CHUNK):
-                yield bytes(part)
+            async with contextlib.aclosing(_read_ahead(result)) as parts:
+                async for part in parts:
+                    yield part
 
     async def _delete_all(self, names: Sequence[str]) -> None:
         for start in range(0, len(names), _DELETE_BATCH):
@@ -478,6 +485,34 @@ async def _feed(
         raise StorageError(f"the upload of {name!r} stopped early")
 
 
+async def _read_ahead(result: Any) -> AsyncGenerator[bytes]:
+    """The body of a GET ``result`` in chunks, the next ones fetched from the store (by a
+    task, up to ``_READ_AHEAD`` chunks) while the caller sends this one on: obstore's
+    stream reads from the store only when asked, so a plain loop would leave the store
+    connection idle during every send to the client. Closing this stops the task."""
+    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=_READ_AHEAD)
+
+    async def fill() -> None:
+        try:
+            async for part in result.stream(min_chunk_size=READ_CHUNK):
+                await queue.put(bytes(part))
+        except Exception as exc:  # handed to the reader, raised there
+            await queue.put(exc)
+            return
+        await queue.put(None)
+
+    task = asyncio.ensure_future(fill())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait({task})
+
+
 async def _observed(pieces: AsyncGenerator[bytes], observe: Hasher | None) -> AsyncGenerator[bytes]:
     """``pieces``, each passed to ``observe`` on a worker thread first."""
     async with contextlib.aclosing(pieces):
@@ -508,7 +543,7 @@ def _cut(segments: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
         if position >= size:
             break
         n = min(int(segment["n"]), size - position)
-        kept.append({"k": segment["k"], "n": n})
+        kept.append({**segment, "n": n})
         position += n
     return kept
 
