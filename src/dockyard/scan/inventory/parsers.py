@@ -324,8 +324,12 @@ def parse_go_modinfo(go_version: str, modinfo: str, path: str) -> list[Package]:
         elif fields[0] in ("mod", "dep") and len(fields) >= 3:
             found.append(Package(type="golang", name=fields[1], version=fields[2], path=path))
         elif fields[0] == "=>" and len(fields) >= 3 and found:
-            # The previous module is replaced: the replacement is what the binary holds.
-            found[-1] = Package(type="golang", name=fields[1], version=fields[2], path=path)
+            # The previous module is replaced: the replacement is what the binary holds. A
+            # replacement by a local directory keeps the module's name, with no version.
+            name, version = fields[1], fields[2]
+            if name.startswith(("./", "../", "/")):
+                name, version = found[-1].name, "(devel)"
+            found[-1] = Package(type="golang", name=name, version=version, path=path)
     if not found and main_path:
         found.append(Package(type="golang", name=main_path, version="(devel)", path=path))
     if go_version.startswith("go"):

@@ -9,6 +9,7 @@ overlay filesystem would. Symlinks are never followed, so a symlink loop costs n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import posixpath
 import sqlite3
 import tempfile
@@ -41,6 +42,7 @@ DPKG_STATUS_D = "var/lib/dpkg/status.d/"
 APK_INSTALLED = "lib/apk/db/installed"
 RPMDB_PATHS = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite")
 JAVA_SUFFIXES = (".jar", ".war", ".ear")
+
 
 @dataclass(frozen=True, slots=True)
 class _Link:
@@ -193,9 +195,11 @@ class _Scan:
         if member.kind == "hardlink":
             target = normalize(member.linkname)
             if target is not None:
+                # Only a link between two paths that are read both ways: the target's
+                # findings, under this path. (A link to a file read for no reason is lost.)
                 found = step.found.get(target, self.found.get(target))
-                if found is not None:
-                    step.found[path] = found
+                if isinstance(found, list) and _classify(path, member) is not None:
+                    step.found[path] = [dataclasses.replace(p, path=path) for p in found]
             return
         if member.kind == "symlink" and path in OS_RELEASE_PATHS:
             target = normalize(posixpath.join(parent, member.linkname))

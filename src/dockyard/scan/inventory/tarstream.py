@@ -200,7 +200,10 @@ def members(source: LayerStream) -> Iterator[tuple[Member, MemberData]]:
             raise LayerError("the tar is truncated")
         if header == b"\0" * BLOCK:
             return  # end of archive (a second zero block and padding may follow; unread)
-        chksum = _octal(header[148:156])
+        try:
+            chksum = _octal(header[148:156])
+        except LayerError:
+            chksum = -1
         computed = sum(header[:148]) + 256 + sum(header[156:])
         if chksum != computed:
             raise LayerError(
