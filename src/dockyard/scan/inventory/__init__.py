@@ -4,6 +4,7 @@ No I/O of its own beyond the layer readers it is given and a temporary file for 
 it must open (Java archives, rpmdb.sqlite); see docs/scanning.md for what it finds.
 """
 
+from .cyclonedx import cyclonedx_json
 from .model import Inventory, OSRelease, Package, purl
 from .scanner import Limits, ainventory_layers, inventory_layers
 from .tarstream import LayerError
@@ -15,6 +16,7 @@ __all__ = [
     "OSRelease",
     "Package",
     "ainventory_layers",
+    "cyclonedx_json",
     "inventory_layers",
     "purl",
 ]
