@@ -327,6 +327,10 @@ def test_hostile_elf_files_with_the_go_magic() -> None:
     ]
     inv = scan(layer([Entry(f"bin/x{i}", blob, mode=0o755) for i, blob in enumerate(bad)]))
     assert inv.packages == []
+    # The magic at every aligned offset of 8 MiB: given up on after a few, not a hang.
+    flood = b"\x7fELF" + b"\0" * 12 + (magic + b"\x08\x00") * (1 << 19)
+    inv = scan(layer([Entry("bin/flood", flood, mode=0o755)]))
+    assert inv.packages == [] and "too many Go build info candidates" in inv.warnings[0]
 
 
 # --- Java -----------------------------------------------------------------------------------

@@ -243,3 +243,17 @@ def test_async_sources_chunk_iterators_and_readers() -> None:
     inv = asyncio.run(ainventory_layers([chunks(lower), Reader(upper)]))
     assert {p.name for p in inv.packages} == {"alpha", "idna"}
     assert inv.layers == 2
+
+
+def test_a_directory_or_link_with_a_size_carries_no_data() -> None:
+    # A directory header claiming 1024 bytes, followed directly by the next header: the size
+    # is ignored (as tar readers do), so the status file right after it is found.
+    info = tarfile.TarInfo("etc")
+    info.type = tarfile.DIRTYPE
+    info.size = 1024
+    raw = info.tobuf(format=tarfile.USTAR_FORMAT)
+    status = tarfile.TarInfo("var/lib/dpkg/status")
+    status.size = len(STATUS_A)
+    raw += status.tobuf(format=tarfile.USTAR_FORMAT) + STATUS_A + bytes(-len(STATUS_A) % 512)
+    raw += bytes(1024)
+    assert names([raw]) == {("deb", "alpha", "1.0-1")}

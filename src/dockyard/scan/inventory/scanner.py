@@ -272,12 +272,17 @@ class _Scan:
         magic = parsers.GO_MAGIC
         window = head
         offset = 0  # file offset of window[0]
+        tries = 0
         need = 64 << 10  # bytes after the magic that the strings may take (more read on demand)
         while True:
             at = window.find(magic)
             while at >= 0 and (offset + at) % 16:
                 at = window.find(magic, at + 1)
             if at >= 0:
+                tries += 1
+                if tries > 16:  # the magic over and over: a real binary has it once
+                    self.warn(f"/{path}: too many Go build info candidates; not read")
+                    return None
                 # Make sure the strings after the header are in the window (bounded).
                 while len(window) - at < need and data.remaining:
                     window += data.read(min(need, data.remaining))

@@ -178,6 +178,7 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
+_HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"5": "dir", b"2": "symlink", b"1": "hardlink"}
 
 
@@ -251,11 +252,9 @@ def members(source: LayerStream) -> Iterator[tuple[Member, MemberData]]:
         long_name = long_link = None
         pax = {}
         kind = _KINDS.get(typeflag, "other")
-        if kind in ("dir", "symlink", "hardlink"):
-            # Their size field means nothing; GNU tar writes 0, but do not trust it.
-            data_size = 0 if kind != "dir" else size
-        else:
-            data_size = size
+        # Links, directories, devices and fifos carry no data whatever their size field says
+        # (as GNU tar, Go's archive/tar and Python's tarfile read them).
+        data_size = 0 if typeflag in _HEADER_ONLY else size
         padded = (data_size + BLOCK - 1) // BLOCK * BLOCK
         mode = _octal(header[100:108])
         body = MemberData(source, data_size)
