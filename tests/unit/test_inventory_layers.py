@@ -257,3 +257,17 @@ def test_a_directory_or_link_with_a_size_carries_no_data() -> None:
     raw += status.tobuf(format=tarfile.USTAR_FORMAT) + STATUS_A + bytes(-len(STATUS_A) % 512)
     raw += bytes(1024)
     assert names([raw]) == {("deb", "alpha", "1.0-1")}
+
+
+def test_a_file_replaced_by_a_symlink_or_an_unreadable_file_is_gone() -> None:
+    lower = layer([("var/lib/dpkg/status", STATUS_A), site("idna", "3.4")])
+    metadata = "usr/lib/python3/dist-packages/idna-3.4.dist-info/METADATA"
+    upper = layer(
+        [
+            Entry("var/lib/dpkg/status", kind="symlink", target="/dev/null"),
+            (metadata, b"Metadata-Version: 2.1\n"),  # no Name: a warning, and no package
+        ]
+    )
+    inv = inventory_layers([io.BytesIO(lower), io.BytesIO(upper)])
+    assert inv.packages == []
+    assert inv.warnings == [f"/{metadata}: no Name or Version"]

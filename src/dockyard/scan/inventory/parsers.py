@@ -144,7 +144,7 @@ def parse_python_metadata(data: bytes, path: str) -> list[Package]:
         elif colon and key == "version" and not version:
             version = value.strip()
     if not name or not version:
-        raise FormatError(f"{path}: no Name or Version")
+        raise FormatError(f"/{path}: no Name or Version")
     return [Package(type="pypi", name=name, version=version, path=path)]
 
 
@@ -155,9 +155,9 @@ def parse_package_json(data: bytes, path: str) -> list[Package]:
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
-        raise FormatError(f"{path}: not JSON") from None
+        raise FormatError(f"/{path}: not JSON") from None
     if not isinstance(doc, dict):
-        raise FormatError(f"{path}: not a JSON object")
+        raise FormatError(f"/{path}: not a JSON object")
     name, version = doc.get("name"), doc.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         return []

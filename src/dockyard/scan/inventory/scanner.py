@@ -188,8 +188,9 @@ class _Scan:
             if path in self.found:
                 step.deleted.add(path)  # a directory where a lower layer had a file
             return
-        # Anything else replaces what a lower layer had at this path, file or tree.
-        if path in ancestors:
+        # Anything else replaces what a lower layer had at this path, file or tree, even when
+        # it says nothing itself (a symlink, an empty file, a file that cannot be parsed).
+        if path in ancestors or path in self.found:
             step.deleted.add(path)
         step.found.pop(path, None)
         if member.kind == "hardlink":
