@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import io
 import os
 import tarfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from tests.support.layer_tars import Entry, layer
 
 from dockyard.scan.inventory import Limits, ainventory_layers, inventory_layers
+from dockyard.storage import blob_key
+from dockyard.storage.filesystem import FilesystemStorage
 
 STATUS_A = b"""Package: alpha
 Status: install ok installed
@@ -271,3 +275,20 @@ def test_a_file_replaced_by_a_symlink_or_an_unreadable_file_is_gone() -> None:
     inv = inventory_layers([io.BytesIO(lower), io.BytesIO(upper)])
     assert inv.packages == []
     assert inv.warnings == [f"/{metadata}: no Name or Version"]
+
+
+def test_layers_read_from_the_filesystem_storage_driver(tmp_path: Path) -> None:
+    # The scanner will read layers as the registry stores them: through Storage.read.
+    blobs = [layer([("var/lib/dpkg/status", STATUS_A)]), layer([site("idna", "3.4")])]
+    storage = FilesystemStorage(tmp_path)
+
+    async def run() -> set[str]:
+        keys = []
+        for blob in blobs:
+            key = blob_key("sha256:" + hashlib.sha256(blob).hexdigest())
+            await storage.write_bytes(key, blob)
+            keys.append(key)
+        inv = await ainventory_layers([storage.read(key) for key in keys])
+        return {p.name for p in inv.packages}
+
+    assert asyncio.run(run()) == {"alpha", "idna"}
