@@ -91,6 +91,8 @@ PARTS: dict[str, tuple[str, ...]] = {
         "dockyard.logs",
         "dockyard.lru",  # a bounded LRU cache (placed ahead of its arrival)
         "dockyard.oci",
+        # the scanner's package inventory: parses layer blobs it is handed, knows no service
+        "dockyard.scan.inventory",
         "dockyard.settings",
     ),
 }
