@@ -22,7 +22,6 @@ from tests.support.layer_tars import layer, layer_of_files
 
 from dockyard.scan.inventory import Inventory, cyclonedx_json, inventory_layers
 
-
 SCHEMAS = Path(cyclonedx.__file__).parent / "schema" / "_res"
 
 
