@@ -4,6 +4,7 @@ back byte for byte and storage holds exactly the blobs the images need."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from tests.support.oci_layout import (
     write_blob,
     write_json_blob,
 )
+from tests.support.seaweedfs import s3_storage, shared_seaweedfs
 from tests.support.server import DockyardServer
 from tests.support.skopeo import Skopeo, SkopeoError
 
@@ -116,6 +118,15 @@ def _gc(client: httpx.Client, **parameters: Any) -> dict[str, Any] | None:
 
 
 def _stored(server: DockyardServer) -> set[str]:
+    bucket = server.env.get("DOCKYARD_STORAGE_S3_BUCKET")
+    if bucket is not None:  # DOCKYARD_TEST_STORAGE=s3: the blobs are in its bucket
+        storage = s3_storage(shared_seaweedfs(), bucket)
+
+        async def keys() -> list[str]:
+            return [key async for key in storage.list("blobs/")]
+
+        # blobs/<algorithm>/<two hex digits>/<encoded>
+        return {f"{k.split('/')[1]}:{k.split('/')[3]}" for k in asyncio.run(keys())}
     root = server.data_dir / "storage" / "blobs"
     found = set()
     for directory, _, files in os.walk(root):

@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.seaweedfs import storage_under_test
 from tests.support.server import DockyardServer
 
 WITHIN = 60.0
@@ -174,7 +175,8 @@ def test_a_request_its_sql_and_its_storage_calls_arrive_linked(
         assert time.monotonic() < deadline, sorted(s.name for s in children())
         time.sleep(0.1)
     complete = next(s for s in children() if s.name == "storage.complete")
-    assert _attributes(complete.attributes)["dockyard.storage.driver"] == "FilesystemStorage"
+    driver = "S3Storage" if storage_under_test() == "s3" else "FilesystemStorage"
+    assert _attributes(complete.attributes)["dockyard.storage.driver"] == driver
     sql = next(s for s in children() if s.name == "INSERT")
     sql_attributes = _attributes(sql.attributes)
     assert sql_attributes["db.system.name"] == ("postgresql" if server.database_url else "sqlite")
