@@ -9,6 +9,11 @@ measurement ``--repeat`` times on one server and reports each and the median.
     .venv/bin/python bench/small_push_cpu.py [--pushes 20] [--repeat 3] \
         [--dockyard-args "--workers 1"] [--no-sql-counts] [--json out.json]
 
+``--against DIR`` compares with another version of the code: a second server runs with
+``PYTHONPATH=DIR`` (e.g. ``git archive <commit> src | tar -x -C DIR`` and pass
+``DIR/src``) and the pushes alternate between the two, one by one, so both see the same
+outside load; each repeat reports both and their ratio.
+
 With ``--hold SECONDS`` it prints the server's pids and waits that long before pushing,
 so a profiler (``py-spy record --pid … --subprocesses``) can be attached first.
 """
@@ -33,6 +38,19 @@ from registry_bench import PROJECT, Dockyard, ProcTree, read_sql_counts, skopeo_
 LAYERS = [64 * 1024] * 3
 
 
+class _Other(Dockyard):
+    """Dockyard run from another source tree (``PYTHONPATH``)."""
+
+    def __init__(self, workdir: Path, python: str, extra_args: list[str], src: Path) -> None:
+        super().__init__(workdir, python, extra_args)
+        self.src = src
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        env["PYTHONPATH"] = str(self.src)
+        return cmd, env
+
+
 def _sites(work: Path) -> SqlCounts:
     return read_directory(work / "sql-counters")
 
@@ -44,6 +62,7 @@ def main() -> int:
     parser.add_argument("--dockyard-args", default="--workers 1")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--no-sql-counts", action="store_true")
+    parser.add_argument("--against", type=Path, help="a src/ directory to compare with")
     parser.add_argument(
         "--hold", type=float, default=0, help="seconds to wait after printing the pids"
     )
@@ -58,45 +77,60 @@ def main() -> int:
         layout = work / "images"
         count = args.pushes * args.repeat + 1
         images = build_layout(layout, [(f"small-{i}", LAYERS) for i in range(count)])
-        reg = Dockyard(work, args.python, shlex.split(args.dockyard_args))
-        reg.count_sql = not args.no_sql_counts
-        reg.start()
+        extra = shlex.split(args.dockyard_args)
+        (work / "a").mkdir()
+        servers: list[Dockyard] = [Dockyard(work / "a", args.python, extra)]
+        if args.against is not None:
+            (work / "b").mkdir()
+            servers.append(_Other(work / "b", args.python, extra, args.against.resolve()))
+        for reg in servers:
+            reg.count_sql = not args.no_sql_counts
+        runs = []
         try:
-            assert reg.proc is not None
-            tree = ProcTree(reg.proc.pid)
-            # Warm the process (first imports, robot prefixes, settings caches).
-            skopeo_push(reg, layout, images[0].ref, f"{PROJECT}/warm", "v1", 120)
+            trees = []
+            for reg in servers:
+                reg.start()
+                assert reg.proc is not None
+                trees.append(ProcTree(reg.proc.pid))
+                # Warm the process (first imports, robot prefixes, settings caches).
+                skopeo_push(reg, layout, images[0].ref, f"{PROJECT}/warm", "v1", 120)
             if args.hold:
-                print(f"server pids: {tree.pids()}; pushing in {args.hold:g} s", flush=True)
+                pids = [t.pids() for t in trees]
+                print(f"server pids: {pids}; pushing in {args.hold:g} s", flush=True)
                 time.sleep(args.hold)
-            runs = []
             n = 1
             for _ in range(args.repeat):
-                sql0 = read_sql_counts(reg)
-                sites0 = _sites(work) if args.sites else None
-                cpu0, t0 = tree.cpu_seconds(), time.perf_counter()
+                sql0 = [read_sql_counts(reg) for reg in servers]
+                sites0 = _sites(servers[0].workdir) if args.sites else None
+                cpu0 = [t.cpu_seconds() for t in trees]
+                t0 = time.perf_counter()
                 for img in images[n : n + args.pushes]:
-                    skopeo_push(reg, layout, img.ref, f"{PROJECT}/{img.ref}", "v1", 120)
+                    for reg in servers:
+                        skopeo_push(reg, layout, img.ref, f"{PROJECT}/{img.ref}", "v1", 120)
                 n += args.pushes
                 secs = time.perf_counter() - t0
-                sql1 = read_sql_counts(reg)
-                cpu = tree.cpu_seconds() - cpu0
-                run: dict[str, float] = {
-                    "cpu_ms_per_push": cpu * 1000 / args.pushes,
-                    "wall_ms_per_push": secs * 1000 / args.pushes,
-                }
-                if sql0 is not None and sql1 is not None:
-                    run["statements_per_push"] = (sql1[0] - sql0[0]) / args.pushes
-                    run["transactions_per_push"] = (sql1[1] - sql0[1]) / args.pushes
+                run: dict[str, float] = {"wall_ms_per_push": secs * 1000 / args.pushes}
+                for i, (reg, tree) in enumerate(zip(servers, trees, strict=True)):
+                    tag = "" if i == 0 else "_against"
+                    run[f"cpu_ms_per_push{tag}"] = (
+                        (tree.cpu_seconds() - cpu0[i]) * 1000 / args.pushes
+                    )
+                    sql1 = read_sql_counts(reg)
+                    before = sql0[i]
+                    if before is not None and sql1 is not None:
+                        run[f"statements_per_push{tag}"] = (sql1[0] - before[0]) / args.pushes
+                        run[f"transactions_per_push{tag}"] = (sql1[1] - before[1]) / args.pushes
+                if len(servers) > 1:
+                    run["cpu_ratio"] = run["cpu_ms_per_push"] / run["cpu_ms_per_push_against"]
                 runs.append(run)
                 if sites0 is not None:
-                    spent = _sites(work) - sites0
-                    print(spent.describe(), flush=True)
-                print(" ".join(f"{k}={v:.1f}" for k, v in run.items()), flush=True)
+                    print((_sites(servers[0].workdir) - sites0).describe(), flush=True)
+                print(" ".join(f"{k}={v:.2f}" for k, v in run.items()), flush=True)
         finally:
-            reg.stop()
+            for reg in servers:
+                reg.stop()
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    print("median: " + " ".join(f"{k}={v:.1f}" for k, v in median.items()))
+    print("median: " + " ".join(f"{k}={v:.2f}" for k, v in median.items()))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "median": median}, indent=2))
     return 0
