@@ -395,3 +395,19 @@ async def test_several_scopes_are_each_decided_in_one_request(
         {"type": "repository", "name": f"{mine}/a", "actions": ["pull", "push"]},
         {"type": "repository", "name": f"{mine}/b", "actions": ["pull"]},
     ]
+
+
+async def test_granted_scopes_keep_the_order_asked(anon: httpx.AsyncClient) -> None:
+    params = [
+        ("service", "dockyard"),
+        ("scope", "repository:library/first:pull"),
+        ("scope", "registry:catalog:*"),
+        ("scope", "repository:library/second:push"),
+    ]
+    response = await anon.get("/service/token", params=params, auth=("admin", ADMIN_PASSWORD))
+    assert response.status_code == 200, response.text
+    assert [(a["type"], a["name"]) for a in _access(response.json()["token"])] == [
+        ("repository", "library/first"),
+        ("registry", "catalog"),
+        ("repository", "library/second"),
+    ]

@@ -215,12 +215,13 @@ class IdentityService:
         Every repository scope is decided in one read, and each project is looked up
         once however many of its repositories are asked for (a cross-repository mount
         asks for two)."""
-        granted: list[Scope] = []
+        # In the order asked: a decided scope, or the index of one still to decide.
+        order: list[Scope | int] = []
         wanted: list[tuple[str, str, set[str]]] = []  # (scope name, repository, actions)
         for scope in requested:
             if scope.type == "registry" and scope.name == "catalog":
                 if can(principal, Action.READ, Resource.CATALOG, None):
-                    granted.append(Scope("registry", "catalog", frozenset({"*"})))
+                    order.append(Scope("registry", "catalog", frozenset({"*"})))
                 continue
             if scope.type != "repository":
                 continue
@@ -232,21 +233,22 @@ class IdentityService:
             if "*" in scope.actions:
                 actions = set(_REPOSITORY_ACTIONS)
             if actions:
+                order.append(len(wanted))
                 wanted.append((scope.name, name, actions))
-        if not wanted:
-            return granted
-        if principal.sysadmin:
-            allowed = [actions for _, _, actions in wanted]
-        else:
+        allowed = [actions for _, _, actions in wanted]
+        if wanted and not principal.sysadmin:
             async with self._lookups() as session:
                 contexts: dict[str, ProjectContext | None] = {}
                 allowed = [
                     await self._allowed(session, principal, repository, actions, contexts)
                     for _, repository, actions in wanted
                 ]
-        for (scope_name, _, _), actions in zip(wanted, allowed, strict=True):
-            if actions:
-                granted.append(Scope("repository", scope_name, frozenset(actions)))
+        granted: list[Scope] = []
+        for entry in order:
+            if isinstance(entry, Scope):
+                granted.append(entry)
+            elif allowed[entry]:
+                granted.append(Scope("repository", wanted[entry][0], frozenset(allowed[entry])))
         return granted
 
     async def repository_actions(
