@@ -369,3 +369,45 @@ async def test_token_requests_are_capped(anon: httpx.AsyncClient) -> None:
     allowed = await anon.get("/service/token", params=[("service", "dockyard"), *many[:50]])
     assert allowed.status_code == 200
     assert len(_access(str(allowed.json()["token"]))) == 50
+
+
+async def test_several_scopes_are_each_decided_in_one_request(
+    state: AppState, anon: httpx.AsyncClient
+) -> None:
+    """The token service decides all scopes of a request in one lookup, each project
+    once: a member's project, two repositories of it, a private project it is not in,
+    a missing project, and a bad name each get what they should."""
+    username = await _user(state)
+    mine, theirs = await _private_project(state), await _private_project(state)
+    await _add_member(state, mine, username, Role.DEVELOPER)
+    params = [
+        ("service", "dockyard"),
+        ("scope", f"repository:{mine}/a:pull,push"),
+        ("scope", f"repository:{mine}/b:pull,delete"),
+        ("scope", f"repository:{theirs}/c:pull"),
+        ("scope", f"repository:missing{uuid.uuid4().hex[:8]}/d:pull"),
+        ("scope", "repository:Not_A_Name:pull"),
+        ("scope", "registry:catalog:*"),
+    ]
+    response = await anon.get("/service/token", params=params, auth=(username, USER_PASSWORD))
+    assert response.status_code == 200, response.text
+    assert _access(response.json()["token"]) == [
+        {"type": "repository", "name": f"{mine}/a", "actions": ["pull", "push"]},
+        {"type": "repository", "name": f"{mine}/b", "actions": ["pull"]},
+    ]
+
+
+async def test_granted_scopes_keep_the_order_asked(anon: httpx.AsyncClient) -> None:
+    params = [
+        ("service", "dockyard"),
+        ("scope", "repository:library/first:pull"),
+        ("scope", "registry:catalog:*"),
+        ("scope", "repository:library/second:push"),
+    ]
+    response = await anon.get("/service/token", params=params, auth=("admin", ADMIN_PASSWORD))
+    assert response.status_code == 200, response.text
+    assert [(a["type"], a["name"]) for a in _access(response.json()["token"])] == [
+        ("repository", "library/first"),
+        ("registry", "catalog"),
+        ("repository", "library/second"),
+    ]

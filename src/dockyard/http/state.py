@@ -55,7 +55,9 @@ def base_url(request: Request, settings: Settings) -> str:
     host = request.headers.get("host")
     if not host:
         return settings.public_url
-    return f"{request.url.scheme}://{host}"
+    # The scope's scheme, which is what ``request.url.scheme`` says, without building
+    # and parsing the whole URL on every registry response that carries a Location.
+    return f"{request.scope.get('scheme', 'http')}://{host}"
 
 
 def client_address(request: Request) -> str:

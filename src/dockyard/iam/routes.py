@@ -15,6 +15,7 @@ from dockyard.errors import AppError, BadRequestError, TooManyRequestsError, Una
 from dockyard.http.auth import BearerToken, parse_authorization
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.state import client_address, get_state
+from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.policy import ANONYMOUS, Principal
 from dockyard.oci.scope import parse_scopes
 
@@ -52,10 +53,12 @@ async def get_token(request: Request) -> Response:
         requested = _capped_scopes(request.query_params.getlist("scope"))
         credentials = _basic(request)
         principal: Principal = ANONYMOUS
+        account: AccountLogin | None = None
         if credentials is not None:
-            principal = await _password_login(request, *credentials)
+            account = await _password_login(request, *credentials)
+            principal = account.principal
         scopes = parse_scopes(requested)
-        issued = await state.identity.issue_token(principal, scopes)
+        issued = await state.identity.issue_token(principal, scopes, account)
     except AppError as exc:
         return harbor_error_response(exc, _request_id(request), _challenge_header(request, exc))
     body = _token_body(issued.token, issued.expires_in, issued.issued_at.isoformat())
@@ -70,17 +73,19 @@ async def post_token(request: Request) -> Response:
     try:
         form = await _read_form(request)
         grant = form.get("grant_type", "")
+        account: AccountLogin | None = None
         if grant == "password":
             username, password = form.get("username", ""), form.get("password", "")
             if not username:
                 raise BadRequestError("username is required for the password grant")
-            principal = await _password_login(request, username, password)
+            account = await _password_login(request, username, password)
+            principal = account.principal
         elif grant == "refresh_token":
             principal = await state.identity.refresh_principal(form.get("refresh_token", ""))
         else:
             raise BadRequestError("grant_type must be password or refresh_token")
         scopes = parse_scopes(_capped_scopes(form.get("scope", "").split()))
-        issued = await state.identity.issue_token(principal, scopes)
+        issued = await state.identity.issue_token(principal, scopes, account)
     except AppError as exc:
         return harbor_error_response(exc, _request_id(request))
     body = _token_body(issued.token, issued.expires_in, issued.issued_at.isoformat())
@@ -90,23 +95,24 @@ async def post_token(request: Request) -> Response:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-async def _password_login(request: Request, username: str, password: str) -> Principal:
+async def _password_login(request: Request, username: str, password: str) -> AccountLogin:
     """Authenticate a user or robot by password, recording the login (never the password)
-    and its failure in the audit log."""
+    and its failure in the audit log; the account, for the token's credential fingerprint."""
     state = get_state(request)
     actor = Actor(username, client_address(request))
     event = audit.login_event(username, "the token service")
     try:
-        principal = await state.identity.authenticate(username, password, actor.source_ip)
+        account = await state.identity.login(username, password, actor.source_ip)
     except (UnauthorizedError, TooManyRequestsError) as exc:
         if _recordable_login(username):
             await audit.record_failure(state.db, actor, event, reason=exc.message)
         raise
+    name = account.principal.name
     if state.settings.audit_token_service_logins:
-        await audit.record_alone(state.db, Actor(principal.name, actor.source_ip), event)
+        await audit.record_alone(state.db, Actor(name, actor.source_ip), event)
     else:  # as in Harbor: a log line, not an audit event for every push and pull
-        log.info("token service login of %s from %s", principal.name, actor.source_ip)
-    return principal
+        log.info("token service login of %s from %s", name, actor.source_ip)
+    return account
 
 
 def _capped_scopes(values: list[str]) -> list[str]:

@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +17,7 @@ from dockyard.iam import repository as users
 from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.passwords import verify_password
-from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
+from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Resource, can
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
 from dockyard.oci.names import split_repository, validate_repository_name
@@ -54,6 +56,10 @@ class IdentityService:
         # counter stays at _revision_seen (refusals are decided afresh each time).
         self._engine = db.write_engine.sync_engine
         self._holding: set[tuple[str, str, str | None, tuple[str, ...]]] = set()
+        # The accounts found to hold (existing, enabled, with the token's credential),
+        # by (name, credential fingerprint), under the same rule: a new scope of a
+        # known token needs no account read.
+        self._accounts: dict[tuple[str, str], Principal] = {}
         self._revision_seen = -1
         self._local_seen = -1
         self._revision_fresh_until = 0.0
@@ -67,7 +73,11 @@ class IdentityService:
         self._prefixes_until = 0.0
 
     async def authenticate(self, username: str, password: str, source: str) -> Principal:
-        """The principal for Basic credentials of a user or a robot.
+        """The principal for Basic credentials of a user or a robot (see ``login``)."""
+        return (await self.login(username, password, source)).principal
+
+    async def login(self, username: str, password: str, source: str) -> AccountLogin:
+        """The account for Basic credentials of a user or a robot.
 
         Failures say nothing of who exists. The throttle (``LoginThrottle``) is
         asked first, per account *and* address, so a correct password from an
@@ -77,7 +87,8 @@ class IdentityService:
         a disabled robot, a changed password or a deleted user stops working at
         once on every node.
         """
-        async with self.db.read() as session:
+        revision = await self._revision()
+        async with self._lookups() as session:
             throttled = await self.throttle.check(session, username, source)
             if throttled.retry_after:
                 raise TooManyRequestsError(
@@ -103,7 +114,11 @@ class IdentityService:
                 await self.throttle.succeeded(session, username, source)
         if account.refusal is not None:
             raise UnauthorizedError(account.refusal)
-        return account.principal
+        # The token about to be issued names this account: its first registry request
+        # finds it here instead of reading it again.
+        key = (account.principal.name, account.credential_fingerprint)
+        self._remember_account(key, account.principal, revision)
+        return account
 
     async def _failed(self, username: str, source: str) -> None:
         async with self.db.write() as session:
@@ -126,7 +141,7 @@ class IdentityService:
         """Whether ``name`` starts with a robot name prefix (robots have no console)."""
         prefixes = self._prefixes
         if time.monotonic() >= self._prefixes_until:
-            async with self.db.read() as session:
+            async with self._lookups() as session:
                 prefixes = await self.robot_prefixes(session)
         return any(name.startswith(p) for p in prefixes)
 
@@ -158,8 +173,20 @@ class IdentityService:
         return await users.find_user_login(session, name)
 
     async def _find_account(self, name: str) -> AccountLogin | None:
-        async with self.db.read() as session:
+        async with self._lookups() as session:
             return await self._find_login(session, name)
+
+    @asynccontextmanager
+    async def _lookups(self) -> AsyncIterator[AsyncSession]:
+        """A session for a login's lookups with no transaction (``read_connection``):
+        each statement stands alone. The throttle, the robot prefixes and the account
+        need no common snapshot, and a login (or a token's recheck) is the one request
+        of every push and pull that would otherwise open a read transaction for them."""
+        async with (
+            self.db.read_connection() as conn,
+            AsyncSession(bind=conn, expire_on_commit=False) as session,
+        ):
+            yield session
 
     async def issue_refresh_token(self, principal: Principal) -> str:
         """A refresh token for ``principal``, tied to its current password or secret."""
@@ -183,29 +210,46 @@ class IdentityService:
         return account.principal
 
     async def grant(self, principal: Principal, requested: list[Scope]) -> list[Scope]:
-        """The part of ``requested`` that ``can`` allows; unknown types get nothing."""
-        granted: list[Scope] = []
+        """The part of ``requested`` that ``can`` allows; unknown types get nothing.
+
+        Every repository scope is decided in one read, and each project is looked up
+        once however many of its repositories are asked for (a cross-repository mount
+        asks for two)."""
+        # In the order asked: a decided scope, or the index of one still to decide.
+        order: list[Scope | int] = []
+        wanted: list[tuple[str, str, set[str]]] = []  # (scope name, repository, actions)
         for scope in requested:
             if scope.type == "registry" and scope.name == "catalog":
                 if can(principal, Action.READ, Resource.CATALOG, None):
-                    granted.append(Scope("registry", "catalog", frozenset({"*"})))
+                    order.append(Scope("registry", "catalog", frozenset({"*"})))
                 continue
             if scope.type != "repository":
                 continue
-            actions = await self._repository_actions(principal, scope)
+            try:
+                name = validate_repository_name(scope.name)
+            except NameInvalidError:
+                continue
+            actions = {a for a in scope.actions if a in _REPOSITORY_ACTIONS}
+            if "*" in scope.actions:
+                actions = set(_REPOSITORY_ACTIONS)
             if actions:
-                granted.append(Scope("repository", scope.name, frozenset(actions)))
+                order.append(len(wanted))
+                wanted.append((scope.name, name, actions))
+        allowed = [actions for _, _, actions in wanted]
+        if wanted and not principal.sysadmin:
+            async with self._lookups() as session:
+                contexts: dict[str, ProjectContext | None] = {}
+                allowed = [
+                    await self._allowed(session, principal, repository, actions, contexts)
+                    for _, repository, actions in wanted
+                ]
+        granted: list[Scope] = []
+        for entry in order:
+            if isinstance(entry, Scope):
+                granted.append(entry)
+            elif allowed[entry]:
+                granted.append(Scope("repository", wanted[entry][0], frozenset(allowed[entry])))
         return granted
-
-    async def _repository_actions(self, principal: Principal, scope: Scope) -> set[str]:
-        try:
-            name = validate_repository_name(scope.name)
-        except NameInvalidError:
-            return set()
-        wanted = {a for a in scope.actions if a in _REPOSITORY_ACTIONS}
-        if "*" in scope.actions:
-            wanted = set(_REPOSITORY_ACTIONS)
-        return await self.repository_actions(principal, name, wanted)
 
     async def repository_actions(
         self, principal: Principal, repository: str, wanted: set[str]
@@ -213,28 +257,52 @@ class IdentityService:
         """Which of the Docker actions ``wanted`` (pull, push, delete) ``can`` allows."""
         if not wanted or principal.sysadmin:
             return wanted
+        async with self._lookups() as session:
+            return await self._allowed(session, principal, repository, wanted, {})
+
+    async def _allowed(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        repository: str,
+        wanted: set[str],
+        contexts: dict[str, ProjectContext | None],
+    ) -> set[str]:
+        """``repository_actions`` in ``session``; ``contexts`` keeps each project's
+        context for the rest of the request."""
+        if not wanted or principal.sysadmin:
+            return wanted
         project_name, _ = split_repository(repository)
-        async with self.db.read() as session:
+        if project_name in contexts:
+            context = contexts[project_name]
+        else:
             facts = await projects.find_project_facts(session, project_name)
-            if facts is None:
-                # Only an administrator learns that the project is missing; the
-                # registry answers its push with a clear error.
-                return wanted if principal.sysadmin else set()
-            context = await projects.project_context(session, principal, facts)
+            # A missing project grants nothing; the registry answers a push to it
+            # with a clear error.
+            context = (
+                None if facts is None else await projects.project_context(session, principal, facts)
+            )
+            contexts[project_name] = context
+        if context is None:
+            return set()
         return {
             a
             for a in wanted
             if can(principal, _REPOSITORY_ACTIONS[a], Resource.REPOSITORY, context)
         }
 
-    async def issue_token(self, principal: Principal, requested: list[Scope]) -> IssuedToken:
+    async def issue_token(
+        self, principal: Principal, requested: list[Scope], account: AccountLogin | None = None
+    ) -> IssuedToken:
+        """A token for what ``principal`` may do of ``requested``. ``account`` is the
+        account ``login`` just read for it (else it is read again, for the fingerprint
+        of its password or secret)."""
         granted = await self.grant(principal, requested)
-        async with self.db.read() as session:
-            minutes = await config.run_time_value(session, config.TOKEN_EXPIRATION)
-        ttl = minutes * 60 if isinstance(minutes, int) else None
+        ttl = await self._token_seconds()
         if principal.is_anonymous:
             return self.tokens.issue("", granted, principal.valid_until, ttl_seconds=ttl)
-        account = await self._find_account(principal.name)
+        if account is None or account.principal.name != principal.name:
+            account = await self._find_account(principal.name)
         if account is None:
             raise UnauthorizedError("the account no longer exists")
         return self.tokens.issue(
@@ -244,6 +312,15 @@ class IdentityService:
             account.credential_fingerprint,
             ttl_seconds=ttl,
         )
+
+    async def _token_seconds(self) -> int | None:
+        """The run-time ``token_expiration`` in seconds (None: the start-time one), read
+        at most every ``config.RUN_TIME_FRESH_SECONDS`` (``config.cached_run_time_value``)."""
+        async with self.db.read_connection() as conn:
+            minutes = await config.cached_run_time_value(
+                conn, self._engine, config.TOKEN_EXPIRATION
+            )
+        return minutes * 60 if isinstance(minutes, int) else None
 
     # --- revocation: a token is only as good as the account and rights behind it ---
 
@@ -265,7 +342,7 @@ class IdentityService:
         key = (claims.subject, claims.credential, repository, actions)
         if key in self._holding:
             return None
-        decision = await self._decide(claims, repository, actions)
+        decision = await self._decide(claims, repository, actions, revision)
         # Only "allowed" is remembered: granting access moves no counter, so a refusal
         # kept here would outlive a member added back or a robot enabled again.
         if not decision and self._revision_seen == revision:  # not across a revocation
@@ -286,23 +363,50 @@ class IdentityService:
         if current != self._revision_seen:
             self._revision_seen = current
             self._holding.clear()
+            self._accounts.clear()
         return current
 
+    def _remember_account(self, key: tuple[str, str], principal: Principal, revision: int) -> None:
+        """Keep an account found to hold, unless a revocation was seen since ``revision``."""
+        if self._revision_seen != revision:
+            return
+        if len(self._accounts) >= _DECISIONS_KEPT:
+            self._accounts.clear()
+        self._accounts[key] = principal
+
+    def _known_account(self, key: tuple[str, str]) -> Principal | None:
+        principal = self._accounts.get(key)
+        expires = None if principal is None else principal.valid_until
+        if expires is not None and expires <= time.time():  # a robot expired since
+            self._accounts.pop(key, None)
+            return None
+        return principal
+
     async def _decide(
-        self, claims: TokenClaims, repository: str | None, actions: tuple[str, ...]
+        self,
+        claims: TokenClaims,
+        repository: str | None,
+        actions: tuple[str, ...],
+        revision: int,
     ) -> str:
         principal = ANONYMOUS
         if claims.subject:
-            account = await self._find_account(claims.subject)
-            if account is None:
-                return f"the token's account {claims.subject} no longer exists"
-            if claims.credential and not hmac.compare_digest(
-                account.credential_fingerprint, claims.credential
-            ):
-                return "the token predates a password or secret change; request a new token"
-            if account.refusal is not None:
-                return account.refusal
-            principal = account.principal
+            key = (claims.subject, claims.credential)
+            known = self._known_account(key)
+            if known is not None:
+                principal = known
+            else:
+                account = await self._find_account(claims.subject)
+                if account is None:
+                    return f"the token's account {claims.subject} no longer exists"
+                if claims.credential and not hmac.compare_digest(
+                    account.credential_fingerprint, claims.credential
+                ):
+                    return "the token predates a password or secret change; request a new token"
+                if account.refusal is not None:
+                    return account.refusal
+                principal = account.principal
+                self._remember_account(key, principal, revision)
         if repository is None:
             if CATALOG in actions and not can(principal, Action.READ, Resource.CATALOG, None):
                 return "the token's holder may no longer list the catalog"

@@ -15,11 +15,16 @@ what would be accepted.
 from __future__ import annotations
 
 import string
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 
 from dockyard.audit import syslog
 from dockyard.db.engine import dialect_insert
@@ -324,6 +329,46 @@ async def set_property(session: AsyncSession, key: str, value: str) -> None:
     """Insert or overwrite one system property (two writers racing both succeed)."""
     stmt = dialect_insert(session, Property).values(k=key, v=value)
     await session.execute(stmt.on_conflict_do_update(index_elements=["k"], set_={"v": value}))
+    sync = session.sync_session
+    if not sync.info.get(_CHANGE_HOOKED):
+        sync.info[_CHANGE_HOOKED] = True
+        event.listen(sync, "after_commit", _properties_committed, once=True)
+
+
+RUN_TIME_FRESH_SECONDS = 2.0
+"""How stale ``cached_run_time_value`` may get for a change made on another node (the
+read-only flag's and the audit items' rule); a change this process commits is seen at once."""
+_CHANGE_HOOKED = "dockyard.properties_hooked"
+# Per write engine (two apps in one process keep theirs apart): how many property
+# changes this process committed, and per key when it was read, the count then and
+# what the database said.
+_changes: WeakKeyDictionary[Engine, int] = WeakKeyDictionary()
+_seen: WeakKeyDictionary[Engine, dict[str, tuple[float, int, str | None]]] = WeakKeyDictionary()
+
+
+def _properties_committed(session: Session) -> None:
+    session.info.pop(_CHANGE_HOOKED, None)
+    engine = session.get_bind()
+    if isinstance(engine, Engine):
+        _changes[engine] = _changes.get(engine, 0) + 1
+
+
+async def cached_run_time_value(
+    conn: AsyncConnection, write_engine: Engine, key: str
+) -> ConfigValue | None:
+    """``run_time_value`` of an item read on every request (the token lifetime), read
+    from the database at most every ``RUN_TIME_FRESH_SECONDS``. ``write_engine`` is the
+    one changes are committed through: a change committed by this process through it is
+    seen at once."""
+    changes = _changes.get(write_engine, 0)
+    seen = _seen.setdefault(write_engine, {})
+    now = time.monotonic()
+    found = seen.get(key)
+    if found is None or found[1] != changes or now - found[0] >= RUN_TIME_FRESH_SECONDS:
+        stored = await conn.scalar(select(Property.v).where(Property.k == key))
+        found = (now, changes, None if stored is None else str(stored))
+        seen[key] = found  # changes as counted before the read
+    return None if found[2] is None else ITEMS[key].decode(found[2])
 
 
 async def value(session: AsyncSession, key: str) -> ConfigValue:
