@@ -256,6 +256,7 @@ def create_app(settings: Settings) -> Starlette:
                     await state.jobs.close()
                 await state.registry.hooks.close()
             finally:
+                state.identity.directory.close()  # pooled LDAP connections
                 await state.db.dispose()
                 metrics_multiprocess.worker_stopped()
                 if tracing is not None:

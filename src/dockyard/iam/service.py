@@ -7,17 +7,26 @@ import hmac
 import secrets
 import time
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.db.engine import Database
-from dockyard.errors import NameInvalidError, TooManyRequestsError, UnauthorizedError
+from dockyard.db.engine import Database, insert_ignore
+from dockyard.errors import (
+    BadRequestError,
+    NameInvalidError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
 from dockyard.iam import repository as users
 from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
+from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, Resource, can
+from dockyard.iam.providers import ldap
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
+from dockyard.iam.users import validate_username
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -31,6 +40,9 @@ _DECISIONS_KEPT = 8192
 CATALOG = "catalog"
 """``recheck``'s action for ``GET /v2/_catalog`` (no repository)."""
 _BAD_CREDENTIALS = "invalid username or password"
+ADMIN = "admin"
+"""Always signs in from the database, whatever ``auth_mode`` says (as in Harbor)."""
+LDAP_AUTH = "ldap_auth"
 _PREFIXES_FRESH_SECONDS = 1.0
 """How long a process trusts its list of robot name prefixes (``robot_name_prefix``
 changed at run time on another node); a login that finds no account reads it again."""
@@ -44,8 +56,10 @@ class IdentityService:
         tokens: TokenAuthority,
         robot_prefix: str = "robot$",
         recheck_seconds: float = 0.5,
+        directory: ldap.LdapDirectory | None = None,
     ) -> None:
         self.db = db
+        self.directory = directory or ldap.LdapDirectory()
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix
@@ -71,8 +85,11 @@ class IdentityService:
 
         Failures say nothing of who exists. The throttle (``LoginThrottle``) is
         asked first, per account *and* address, so a correct password from an
-        address with no recent failures always works. The slow hash check is
-        skipped when this process verified the same secret against the same
+        address with no recent failures always works. Under ``auth_mode: ldap_auth``
+        every user but ``admin`` is checked against the directory
+        (``iam.providers.ldap``) and onboarded on the first sign-in; robots and
+        ``admin`` still sign in from the database, also while the directory is down.
+        The slow hash check is skipped when this process verified the same secret against the same
         stored hash before; the account is read from the database every time, so
         a disabled robot, a changed password or a deleted user stops working at
         once on every node.
@@ -85,6 +102,19 @@ class IdentityService:
                     retry_after=throttled.retry_after,
                 )
             account = await self._find_login(session, username)
+            directory = None
+            if (
+                username != ADMIN
+                and not any(username.startswith(p) for p in self._prefixes)
+                and await config.value(session, config.AUTH_MODE) == LDAP_AUTH
+            ):
+                directory = await ldap.load_config(session)
+        if directory is not None:
+            principal = await self._directory_login(directory, username, password, source)
+            if throttled.pair_failures:
+                async with self.db.write() as session:
+                    await self.throttle.succeeded(session, username, source)
+            return principal
         if account is None:
             verify_password(None, password)  # the same time as for a real account
             await self._failed(username, source)
@@ -104,6 +134,59 @@ class IdentityService:
         if account.refusal is not None:
             raise UnauthorizedError(account.refusal)
         return account.principal
+
+    async def _directory_login(
+        self, cfg: ldap.LdapConfig, username: str, password: str, source: str
+    ) -> Principal:
+        found = await self.directory.authenticate(cfg, username, password)
+        if found is None:
+            await self._failed(username, source)
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        return await self._onboard(found)
+
+    async def _onboard(self, found: ldap.DirectoryUser) -> Principal:
+        """The Dockyard user for a directory entry that signed in: created on the first
+        sign-in (no password of its own: it can only sign in through the directory),
+        its email and full name kept as the directory says."""
+        try:
+            name = validate_username(found.username, self.robot_prefix)
+        except BadRequestError as exc:
+            raise UnauthorizedError(
+                f"the directory's name for this user cannot be a Dockyard user name: {exc}"
+            ) from None
+        email = found.email if 0 < len(found.email) <= 255 else None
+        realname = found.realname[:255]
+        async with self.db.read() as session:
+            user = await users.find_user_by_name(session, name)
+            if user is not None and user.realname == realname and email in (None, user.email):
+                login = await users.find_user_login(session, name)
+                if login is not None:
+                    return login.principal
+        async with self.db.write() as session:
+            if email is not None:
+                holder = await users.find_user_by_email(session, email)
+                if holder is not None and holder.username != name:
+                    email = None  # another user has it: the sign-in still works
+            if await users.find_user_by_name(session, name) is None:
+                await session.execute(
+                    insert_ignore(
+                        session,
+                        User,
+                        {"username": name, "email": email, "realname": realname, "password": ""},
+                        ["username"],
+                    )
+                )
+            else:
+                changes = {"realname": realname} | ({"email": email} if email else {})
+                await session.execute(
+                    update(User)
+                    .where(User.username == name, User.deleted.is_(False))
+                    .values(**changes)
+                )
+            login = await users.find_user_login(session, name)
+        if login is None:  # deleted between the two statements
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        return login.principal
 
     async def _failed(self, username: str, source: str) -> None:
         async with self.db.write() as session:
