@@ -217,7 +217,7 @@ async def test_wrong_credentials_and_injections_sign_in_nobody(
     assert answer.status_code == 401, answer.text
     async with ldap_state.db.read() as session:
         names = set((await session.scalars(select(User.username))).all())
-    assert names <= {"admin", "alice", "bob", "carol", "dave"}
+    assert names <= {"admin", "alice", "bob", "carol", "dave", "frank", "grace"}
 
 
 async def test_a_user_in_another_branch_signs_in_with_subtree_scope(
@@ -298,3 +298,84 @@ async def test_the_login_throttle_still_applies(client: httpx.AsyncClient) -> No
     throttled = await _token(client, "bob", USER_PASSWORD)
     assert throttled.status_code == 429
     assert PEOPLE_DN not in throttled.text
+
+
+# --- Harbor's /ldap operations -------------------------------------------------------------
+
+
+async def test_ping_answers_harbor_s_shape(ldap_app: Starlette, slapd: Slapd) -> None:
+    async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
+        stored = await admin.post("/api/v2.0/ldap/ping")
+        assert stored.status_code == 200, stored.text
+        assert stored.json() == {"success": True, "message": "the directory answered"}
+        # A configuration being tried: the stored password is used where none is given.
+        tried = await admin.post(
+            "/api/v2.0/ldap/ping", json={"ldap_url": slapd.url, "ldap_search_dn": SEARCH_DN}
+        )
+        assert tried.json()["success"] is True
+        wrong = await admin.post(
+            "/api/v2.0/ldap/ping", json={"ldap_search_password": "not-the-password"}
+        )
+        assert wrong.status_code == 200
+        assert wrong.json()["success"] is False
+        assert "ldap_search_dn" in wrong.json()["message"]
+        nowhere = await admin.post(
+            "/api/v2.0/ldap/ping",
+            json={"ldap_url": "ldap://127.0.0.1:1", "ldap_connection_timeout": 2},
+        )
+        assert nowhere.json()["success"] is False
+        assert "cannot be reached" in nowhere.json()["message"]
+        no_base = await admin.post("/api/v2.0/ldap/ping", json={"ldap_base_dn": "dc=nowhere"})
+        assert no_base.json()["success"] is False
+        for bad in ({"ldap_url": "http://x"}, {"ldap_scope": 7}, {"ldap_scope": "2"}):
+            refused = await admin.post("/api/v2.0/ldap/ping", json=bad)
+            assert refused.status_code == 400, (bad, refused.text)
+    async with make_client(ldap_app, ("alice", USER_PASSWORD)) as alice:
+        assert (await alice.post("/api/v2.0/ldap/ping")).status_code == 403
+
+
+async def test_search_finds_exact_names_and_never_more(ldap_app: Starlette) -> None:
+    async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
+        one = await admin.get("/api/v2.0/ldap/users/search", params={"username": "grace"})
+        assert one.status_code == 200, one.text
+        assert one.json() == [
+            {"username": "grace", "realname": "Rear Admiral Hopper", "email": "grace@example.org"}
+        ]
+        everyone = await admin.get("/api/v2.0/ldap/users/search")
+        names = {u["username"] for u in everyone.json()}
+        assert {"alice", "bob", "erin", "grace"} <= names and "printer" not in names
+        for hostile in ("*", "gr*", "*)(uid=*", "grace)(uid=*", "x" * 300):
+            none = await admin.get("/api/v2.0/ldap/users/search", params={"username": hostile})
+            assert none.status_code == 200 and none.json() == [], hostile
+    async with make_client(ldap_app, ("alice", USER_PASSWORD)) as alice:
+        assert (await alice.get("/api/v2.0/ldap/users/search")).status_code == 403
+
+
+async def test_import_creates_users_and_lists_failures(
+    ldap_app: Starlette, ldap_state: AppState
+) -> None:
+    async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
+        done = await admin.post(
+            "/api/v2.0/ldap/users/import", json={"ldap_uid_list": ["frank", "grace"]}
+        )
+        assert done.status_code == 200, done.text
+        frank = await _user(ldap_state, "frank")
+        assert frank is not None and frank.email == "frank@example.org"
+        # Harbor answers the uids it could not import with 404 and a list (not its error body).
+        partly = await admin.post(
+            "/api/v2.0/ldap/users/import",
+            json={"ldap_uid_list": ["frank", "nobody", "*"]},
+            headers={"X-Dockyard-Contract": "skip"},
+        )
+        assert partly.status_code == 404
+        assert partly.json() == [
+            {"uid": "frank", "error": "the user already exists"},
+            {"uid": "nobody", "error": "not found in the directory"},
+            {"uid": "*", "error": "not found in the directory"},
+        ]
+        for bad in ({"ldap_uid_list": []}, {"ldap_uid_list": "frank"}, {}):
+            refused = await admin.post("/api/v2.0/ldap/users/import", json=bad)
+            assert refused.status_code == 400, (bad, refused.text)
+    async with make_client(ldap_app, ("alice", USER_PASSWORD)) as alice:
+        denied = await alice.post("/api/v2.0/ldap/users/import", json={"ldap_uid_list": ["x"]})
+        assert denied.status_code == 403

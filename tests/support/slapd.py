@@ -57,6 +57,8 @@ SEED = "\n".join(
         _person("bob", "Bob Builder", "bob@example.org"),
         _person("carol", "Carol Danvers", "carol@example.org"),
         _person("dave", "Dave Lister", "dave@example.org"),
+        _person("frank", "Frank Poole", "frank@example.org"),
+        _person("grace", "Grace Hopper", "grace@example.org", "Rear Admiral Hopper"),
         # Not a person: the filter ``(objectClass=inetOrgPerson)`` must keep it out.
         f"dn: cn=printer,{BASE_DN}\nobjectClass: device\ncn: printer\n",
         # A second ``ops`` entry under another branch: a search that finds two is no login.

@@ -142,9 +142,9 @@ class IdentityService:
         if found is None:
             await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
-        return await self._onboard(found)
+        return await self.onboard(found)
 
-    async def _onboard(self, found: ldap.DirectoryUser) -> Principal:
+    async def onboard(self, found: ldap.DirectoryUser) -> Principal:
         """The Dockyard user for a directory entry that signed in: created on the first
         sign-in (no password of its own: it can only sign in through the directory),
         its email and full name kept as the directory says."""

@@ -95,9 +95,11 @@ def acceptable_name(name: str) -> bool:
     return 0 < len(name) <= MAX_NAME and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
 
 
-def user_filter(cfg: LdapConfig, name: str) -> str:
-    """The search filter for ``name``: the configured filter AND ``(<uid>=<escaped name>)``."""
-    match = f"({cfg.uid}={escape_filter_chars(name)})"
+def user_filter(cfg: LdapConfig, name: str | None) -> str:
+    """The search filter for ``name``: the configured filter AND ``(<uid>=<escaped name>)``;
+    for no name, every entry that has the ``ldap_uid`` attribute."""
+    value = "*" if name is None else escape_filter_chars(name)
+    match = f"({cfg.uid}={value})"
     return f"(&{cfg.filter}{match})" if cfg.filter else match
 
 
@@ -126,12 +128,40 @@ class LdapDirectory:
         self._check_configured(cfg)
         return await to_thread.run_sync(self._authenticate, cfg, name, password)
 
-    async def search(self, cfg: LdapConfig, name: str, limit: int) -> list[DirectoryUser]:
-        """Entries whose ``ldap_uid`` is ``name`` (``*`` in ``name`` matches itself only)."""
+    async def search(self, cfg: LdapConfig, name: str | None, limit: int) -> list[DirectoryUser]:
+        """Entries whose ``ldap_uid`` is ``name`` (``*`` in ``name`` matches itself only),
+        or, for no name, up to ``limit`` entries that have one."""
         self._check_configured(cfg)
-        if not acceptable_name(name):
+        if name is not None and not acceptable_name(name):
             return []
         return await to_thread.run_sync(self._search_users, cfg, name, limit)
+
+    async def ping(self, cfg: LdapConfig) -> None:
+        """Connect and bind as the search DN with ``cfg`` (not pooled: it may be a
+        configuration being tried out); raises ``ServiceUnavailableError`` saying why."""
+        self._check_configured(cfg)
+        await to_thread.run_sync(self._ping, cfg)
+
+    @staticmethod
+    def _ping(cfg: LdapConfig) -> None:
+        try:
+            conn = _connect(cfg)
+        except LDAPException as exc:
+            raise ServiceUnavailableError(
+                f"the LDAP directory at {cfg.url} cannot be reached ({type(exc).__name__})"
+            ) from None
+        try:
+            found = LdapDirectory._find(_Pooled(conn), cfg, "(objectClass=*)", 1, base_only=True)
+        except LDAPException as exc:
+            raise ServiceUnavailableError(
+                f"the LDAP directory at {cfg.url} failed ({type(exc).__name__})"
+            ) from None
+        finally:
+            _close(conn)
+        if not found:
+            raise ServiceUnavailableError(
+                f"the directory answered, but ldap_base_dn {cfg.base_dn} is not in it"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -163,11 +193,12 @@ class LdapDirectory:
 
         return self._run(cfg, work)
 
-    def _search_users(self, cfg: LdapConfig, name: str, limit: int) -> list[DirectoryUser]:
+    def _search_users(self, cfg: LdapConfig, name: str | None, limit: int) -> list[DirectoryUser]:
         return self._run(cfg, lambda pooled: self._find(pooled, cfg, user_filter(cfg, name), limit))
 
+    @staticmethod
     def _find(
-        self, pooled: _Pooled, cfg: LdapConfig, query: str, limit: int
+        pooled: _Pooled, cfg: LdapConfig, query: str, limit: int, *, base_only: bool = False
     ) -> list[DirectoryUser]:
         if not pooled.as_search:
             try:
@@ -185,7 +216,7 @@ class LdapDirectory:
         pooled.conn.search(
             cfg.base_dn,
             query,
-            search_scope=_SCOPES[cfg.scope],
+            search_scope=ldap3.BASE if base_only else _SCOPES[cfg.scope],
             attributes=[cfg.uid, "mail", "cn", "displayName"],
             size_limit=limit,
             time_limit=cfg.timeout,
