@@ -327,7 +327,12 @@ async def test_ping_answers_harbor_s_shape(ldap_app: Starlette, slapd: Slapd) ->
         assert "cannot be reached" in nowhere.json()["message"]
         no_base = await admin.post("/api/v2.0/ldap/ping", json={"ldap_base_dn": "dc=nowhere"})
         assert no_base.json()["success"] is False
-        for bad in ({"ldap_url": "http://x"}, {"ldap_scope": 7}, {"ldap_scope": "2"}):
+        for bad in (
+            {"ldap_url": "http://x"},
+            {"ldap_scope": 7},
+            {"ldap_scope": "2"},
+            {"username": 7},  # none of LdapConf's fields: a mistake, not "test the stored one"
+        ):
             refused = await admin.post("/api/v2.0/ldap/ping", json=bad)
             assert refused.status_code == 400, (bad, refused.text)
     async with make_client(ldap_app, ("alice", USER_PASSWORD)) as alice:

@@ -113,10 +113,14 @@ def _parse_conf(raw: bytes) -> LdapConf:
     if not raw.strip():
         return LdapConf()
     try:
-        return LdapConf.model_validate_json(raw)
+        conf = LdapConf.model_validate_json(raw)
     except ValidationError as exc:
         where = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()[:5])
         raise BadRequestError(f"invalid request body: {where}") from None
+    if not conf.model_fields_set and raw.strip() != b"{}":
+        # Fields of something else entirely: a mistake, not a request to test the stored one.
+        raise BadRequestError(f"the body names none of LdapConf's fields ({', '.join(_OVERRIDES)})")
+    return conf
 
 
 @operation(
