@@ -231,6 +231,21 @@ async def test_admin_signs_in_from_the_database(client: httpx.AsyncClient) -> No
     assert (await _token(client, "admin", USER_PASSWORD)).status_code == 401
 
 
+async def test_no_local_users_are_created_in_ldap_mode(ldap_app: Starlette) -> None:
+    async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
+        refused = await admin.post(
+            "/api/v2.0/users",
+            json={
+                "username": "local1",
+                "email": "local1@example.org",
+                "realname": "Local",
+                "password": "Local-Passw0rd",
+            },
+        )
+        assert refused.status_code == 403
+        assert "ldap_auth" in refused.json()["errors"][0]["message"]
+
+
 async def test_the_mode_cannot_change_once_users_exist(ldap_app: Starlette) -> None:
     async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
         refused = await admin.put(CONFIGURATIONS, json={"auth_mode": "db_auth"})
