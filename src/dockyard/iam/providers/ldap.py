@@ -7,11 +7,11 @@ the filter (``*``, ``(``, ``)``, ``\\`` and NUL match themselves, never more), a
 empty password is refused before any bind: LDAP treats a simple bind with a DN and no
 password as an anonymous bind that *succeeds*.
 
-Connections are kept in a small pool per configuration and reused, so a token request
-costs three round trips on an open socket (bind as the search DN, search, bind as the
-user) rather than a TCP connect and a bind more. ``ldap3`` is synchronous: the work runs
-in a worker thread. A directory that cannot be reached is a ``ServiceUnavailableError``
-(503), never a wrong password.
+Connections are kept in small pools per configuration and reused: searching ones stay
+bound as the search DN, and users bind on others, so a token request costs two round
+trips on open sockets (search, bind as the user) rather than connects and binds more.
+``ldap3`` is synchronous: the work runs in a worker thread. A directory that cannot
+be reached is a ``ServiceUnavailableError`` (503), never a wrong password.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ POOL_SIZE = 4
 """Idle connections kept per configuration (a sign-in borrows one at a time)."""
 MAX_NAME = 255
 _T = TypeVar("_T")
+_SEARCH = "search"
+_BIND = "bind"
+"""Pools: connections bound as the search DN, and connections users bind on."""
 _SCOPES = {0: ldap3.BASE, 1: ldap3.LEVEL, 2: ldap3.SUBTREE}
 
 
@@ -119,7 +122,7 @@ class LdapDirectory:
     def __init__(self, pool_size: int = POOL_SIZE) -> None:
         self.pool_size = pool_size
         self._lock = threading.Lock()
-        self._idle: dict[LdapConfig, list[_Pooled]] = {}
+        self._idle: dict[tuple[LdapConfig, str], list[_Pooled]] = {}
 
     async def authenticate(self, cfg: LdapConfig, name: str, password: str) -> DirectoryUser | None:
         """The entry ``name`` signs in as with ``password``, or None when they do not match."""
@@ -179,19 +182,21 @@ class LdapDirectory:
             )
 
     def _authenticate(self, cfg: LdapConfig, name: str, password: str) -> DirectoryUser | None:
-        def work(pooled: _Pooled) -> DirectoryUser | None:
-            found = self._find(pooled, cfg, user_filter(cfg, name), 2)
-            if len(found) != 1:
-                return None  # nobody, or a name that is not unique: no sign-in either way
-            user = found[0]
+        found = self._run(cfg, lambda pooled: self._find(pooled, cfg, user_filter(cfg, name), 2))
+        if len(found) != 1:
+            return None  # nobody, or a name that is not unique: no sign-in either way
+        user = found[0]
+
+        def bind(pooled: _Pooled) -> bool:
             pooled.as_search = False
             try:
-                bound = bool(pooled.conn.rebind(user=user.dn, password=password))
+                return bool(pooled.conn.rebind(user=user.dn, password=password))
             except LDAPBindError:
-                bound = False
-            return user if bound else None
+                return False
 
-        return self._run(cfg, work)
+        # Users bind on connections of their own, so the searching ones stay bound as
+        # the search DN: two round trips a sign-in instead of three.
+        return user if self._run(cfg, bind, _BIND) else None
 
     def _search_users(self, cfg: LdapConfig, name: str | None, limit: int) -> list[DirectoryUser]:
         return self._run(cfg, lambda pooled: self._find(pooled, cfg, user_filter(cfg, name), limit))
@@ -227,12 +232,12 @@ class LdapDirectory:
             if entry.get("type") == "searchResEntry"
         ]
 
-    def _run(self, cfg: LdapConfig, work: Callable[[_Pooled], _T]) -> _T:
+    def _run(self, cfg: LdapConfig, work: Callable[[_Pooled], _T], role: str = _SEARCH) -> _T:
         """``work`` on a pooled connection. One that fails mid-use is dropped and the work
         tried once more on a fresh one (the directory may have restarted since)."""
         for attempt in (1, 2):
             with self._lock:
-                idle = self._idle.get(cfg)
+                idle = self._idle.get((cfg, role))
                 pooled = idle.pop() if idle else None
             fresh = pooled is None
             try:
@@ -253,7 +258,7 @@ class LdapDirectory:
                     _unbind(pooled)
                 raise
             with self._lock:
-                pool = self._idle.setdefault(cfg, [])
+                pool = self._idle.setdefault((cfg, role), [])
                 kept = len(pool) < self.pool_size
                 if kept:
                     pool.append(pooled)
