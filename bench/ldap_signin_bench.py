@@ -8,8 +8,8 @@ Starts ``tests/support/slapd.py``'s seeded directory and a real ``dockyard serve
 (SQLite), switches it to ``auth_mode: ldap_auth``, then sends N (default 1,000)
 ``GET /service/token`` requests one after another with an LDAP user's Basic
 credentials, each checked against the directory (a search on a pooled connection
-bound as the search DN, then a bind as the user on another pooled one). ``admin`` (from the database, its password
-check remembered) is timed the same way for comparison.
+bound as the search DN, then a bind as the user on another pooled one). ``admin``
+(from the database, its password check remembered) is timed the same way.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ CATALOG = "catalog"
 _BAD_CREDENTIALS = "invalid username or password"
 ADMIN = "admin"
 """Always signs in from the database, whatever ``auth_mode`` says (as in Harbor)."""
-LDAP_AUTH = "ldap_auth"
 _PREFIXES_FRESH_SECONDS = 1.0
 """How long a process trusts its list of robot name prefixes (``robot_name_prefix``
 changed at run time on another node); a login that finds no account reads it again."""
@@ -103,12 +102,8 @@ class IdentityService:
                 )
             account = await self._find_login(session, username)
             directory = None
-            if (
-                username != ADMIN
-                and not any(username.startswith(p) for p in self._prefixes)
-                and await config.value(session, config.AUTH_MODE) == LDAP_AUTH
-            ):
-                directory = await ldap.load_config(session)
+            if username != ADMIN and not any(username.startswith(p) for p in self._prefixes):
+                directory = await ldap.load_config_if_enabled(session)
         if directory is not None:
             principal = await self._directory_login(directory, username, password, source)
             if throttled.pair_failures:
@@ -159,9 +154,7 @@ class IdentityService:
         async with self.db.read() as session:
             user = await users.find_user_by_name(session, name)
             if user is not None and user.realname == realname and email in (None, user.email):
-                login = await users.find_user_login(session, name)
-                if login is not None:
-                    return login.principal
+                return users.user_principal(user, await users.user_group_ids(session, user.user_id))
         async with self.db.write() as session:
             if email is not None:
                 holder = await users.find_user_by_email(session, email)

@@ -51,8 +51,17 @@ async def seal(session: AsyncSession, plain: str) -> str:
 async def open_sealed(session: AsyncSession, sealed: str) -> str:
     if not sealed:
         return ""
+    return open_with_key(await _key(session), sealed)
+
+
+def open_with_key(key: str | None, sealed: str) -> str:
+    """``sealed`` opened with ``key`` (the ``settings_secret_key`` property's value)."""
+    if not sealed:
+        return ""
+    if key is None:
+        raise SecretBoxError("no settings secret key: run `dockyard migrate` first")
     try:
-        return _box(await _key(session)).decrypt(sealed.encode()).decode()
+        return _box(key).decrypt(sealed.encode()).decode()
     except (InvalidToken, ValueError):
         raise SecretBoxError(
             "a stored secret cannot be decrypted with this database's key; set it again"

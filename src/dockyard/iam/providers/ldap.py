@@ -58,18 +58,33 @@ class LdapConfig:
 
 
 async def load_config(session: AsyncSession) -> LdapConfig:
-    """The LDAP items as an administrator set them (one query; the password decrypted)."""
-    rows = await session.execute(
-        select(Property.k, Property.v).where(Property.k.in_(config.LDAP_KEYS))
-    )
+    """The LDAP items as an administrator set them (the password decrypted)."""
+    found = await _load(session, require_mode=False)
+    assert found is not None
+    return found
+
+
+async def load_config_if_enabled(session: AsyncSession) -> LdapConfig | None:
+    """The LDAP items when ``auth_mode`` is ``ldap_auth``, else None: one query for the
+    mode, the items and the secret key, as every sign-in asks."""
+    return await _load(session, require_mode=True)
+
+
+async def _load(session: AsyncSession, *, require_mode: bool) -> LdapConfig | None:
+    keys = (*config.LDAP_KEYS, config.AUTH_MODE, secretbox.SECRET_KEY_PROPERTY)
+    rows = await session.execute(select(Property.k, Property.v).where(Property.k.in_(keys)))
     stored: dict[str, str] = dict(rows.all())
+    if require_mode and stored.get(config.AUTH_MODE) != "ldap_auth":
+        return None
     values: dict[str, Any] = {}
     for key in config.LDAP_KEYS:
         item = config.ITEMS[key]
         raw = stored.get(key)
         values[key] = item.default if raw is None else item.decode(raw)
     try:
-        password = await secretbox.open_sealed(session, stored.get(config.LDAP_SEARCH_PASSWORD, ""))
+        password = secretbox.open_with_key(
+            stored.get(secretbox.SECRET_KEY_PROPERTY), stored.get(config.LDAP_SEARCH_PASSWORD, "")
+        )
     except secretbox.SecretBoxError as exc:
         raise ServiceUnavailableError(f"LDAP sign-in is not available: {exc}") from None
     return LdapConfig(
