@@ -34,6 +34,7 @@ from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
 from dockyard.http.state import AppState
 from dockyard.iam import api as iam_api
+from dockyard.iam import ldap_api
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.routes import token_routes
 from dockyard.iam.service import IdentityService
@@ -201,6 +202,7 @@ def api_operations() -> list[Operation]:
     return [
         *system_api.operations,
         *iam_api.operations,
+        *ldap_api.operations,
         *projects_api.operations,
         *robots_api.operations,
         *artifacts_api.operations,
@@ -256,6 +258,7 @@ def create_app(settings: Settings) -> Starlette:
                     await state.jobs.close()
                 await state.registry.hooks.close()
             finally:
+                state.identity.directory.close()  # pooled LDAP connections
                 await state.db.dispose()
                 metrics_multiprocess.worker_stopped()
                 if tracing is not None:

@@ -37,6 +37,15 @@ RUN_TIME_ITEMS = frozenset(
         "audit_log_forward_endpoint",
         "skip_audit_log_database",
         "read_only",
+        "ldap_url",
+        "ldap_search_dn",
+        "ldap_search_password",
+        "ldap_base_dn",
+        "ldap_filter",
+        "ldap_uid",
+        "ldap_scope",
+        "ldap_timeout",
+        "ldap_verify_cert",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.

@@ -81,12 +81,10 @@ async def test_session_timeout_changes_at_run_time(
 @pytest.mark.parametrize(
     ("change", "feature"),
     [
-        ({"auth_mode": "ldap_auth"}, "LDAP authentication"),
         ({"auth_mode": "oidc_auth"}, "OIDC authentication"),
         ({"auth_mode": "http_auth"}, "HTTP auth proxy authentication"),
-        ({"ldap_url": "ldaps://ldap.example.com"}, "LDAP authentication"),
-        ({"ldap_search_password": "secret"}, "LDAP authentication"),
-        ({"ldap_scope": 1}, "LDAP authentication"),
+        ({"ldap_group_base_dn": "ou=groups,dc=example,dc=org"}, "LDAP groups"),
+        ({"ldap_group_search_scope": 1}, "LDAP groups"),
         ({"oidc_endpoint": "https://id.example.com"}, "OIDC authentication"),
         ({"oidc_auto_onboard": True}, "OIDC authentication"),
         ({"uaa_endpoint": "https://uaa.example.com"}, "UAA authentication"),
@@ -132,7 +130,8 @@ async def test_off_values_of_missing_features_are_accepted(
     assert response.status_code == 200, response.text
     items = (await admin.get(URL)).json()
     assert items["read_only"] == {"value": False, "editable": True}
-    assert items["ldap_verify_cert"] == {"value": True, "editable": False}
+    assert items["ldap_verify_cert"] == {"value": True, "editable": True}
+    assert items["ldap_group_search_scope"] == {"value": 2, "editable": False}
     assert "ldap_search_password" not in items  # secrets are never shown, as in Harbor
 
 
@@ -146,7 +145,7 @@ async def test_only_administrators_see_or_change_it(
     assert items["self_registration"] == {"value": False, "editable": True}
     assert items["project_creation_restriction"]["value"] == "everyone"
     assert items["robot_name_prefix"] == {"value": "robot$", "editable": True}
-    assert items["auth_mode"] == {"value": "db_auth", "editable": False}
+    assert items["auth_mode"] == {"value": "db_auth", "editable": True}
 
 
 async def test_self_registration_switch(
@@ -207,8 +206,12 @@ async def test_robot_token_duration_is_the_default_lifetime(
     [
         {"no_such_item": True},
         {"robot_name_prefix": "bot:"},
-        {"auth_mode": "ldap_auth"},
         {"auth_mode": ["ldap_auth"]},
+        {"ldap_url": "http://ldap.example.org"},
+        {"ldap_filter": "objectClass=person"},
+        {"ldap_uid": "uid)(cn=*"},
+        {"ldap_scope": 3},
+        {"ldap_timeout": 0},
         {"auth_mode": "kerberos"},
         {"ldap_url": {"url": "ldap://x"}},
         {"read_only": "false"},

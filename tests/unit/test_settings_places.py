@@ -41,6 +41,8 @@ def test_run_time_items_match_the_configuration_items() -> None:
             "time with PUT /api/v2.0/configurations or the console's Configuration page",
         ),
         ("self_registration: true", "self_registration: not a start-time setting"),
+        ("ldap_url: ldap://ldap.example.org", "ldap_url: not a start-time setting"),
+        ("ldap_search_password: x", "ldap_search_password: not a start-time setting"),
         ("token_expiration: 45", "the start-time default is token_expiration_minutes"),
         ("session_timeout: 45", "the start-time default is session_timeout_minutes"),
         ("no_such_thing: 1", "no_such_thing: Extra inputs are not permitted"),

@@ -58,6 +58,7 @@ from dockyard.iam.schemas import (
     UserSysAdminFlag,
 )
 from dockyard.iam.schemas import UserGroup as UserGroupBody
+from dockyard.system import config
 
 _PAGING = ("page", "page_size")
 _MAX_QUERY_LENGTH = 4096
@@ -127,9 +128,13 @@ async def create_user(api: ApiRequest) -> Response:
     principal = await api.principal()
     async with api.state.db.read() as session:
         open_registration = await users.self_registration_enabled(session)
+        auth_mode = await config.value(session, config.AUTH_MODE)
     await api.require(
         open_registration or can(principal, Action.CREATE, Resource.USER, None), "create users"
     )
+    if auth_mode != "db_auth":
+        # As in Harbor: users come from the directory (sign-in or /ldap/users/import).
+        raise DeniedError(f"local users cannot be created while auth_mode is {auth_mode}")
     body = await api.json(UserCreationReq)
     async with api.state.db.write() as session:
         user = await users.create_user(

@@ -57,8 +57,12 @@ async def find_user_login(session: AsyncSession, username: str) -> AccountLogin 
     user = await find_user_by_name(session, username)
     if user is None:
         return None
-    principal = user_principal(user, await user_group_ids(session, user.user_id))
-    return AccountLogin(principal, user.password, _verify_user_password)
+    return user_login(user, await user_group_ids(session, user.user_id))
+
+
+def user_login(user: User, group_ids: Sequence[int]) -> AccountLogin:
+    """``user`` (with the ids of its groups) as a password login sees it."""
+    return AccountLogin(user_principal(user, group_ids), user.password, _verify_user_password)
 
 
 def _verify_user_password(stored_hash: str, offered: str) -> bool:

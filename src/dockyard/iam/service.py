@@ -9,17 +9,26 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.db.engine import Database
-from dockyard.errors import NameInvalidError, TooManyRequestsError, UnauthorizedError
+from dockyard.db.engine import Database, insert_ignore
+from dockyard.errors import (
+    BadRequestError,
+    NameInvalidError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
 from dockyard.iam import repository as users
 from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
+from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Resource, can
+from dockyard.iam.providers import ldap
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
+from dockyard.iam.users import validate_username
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -33,6 +42,8 @@ _DECISIONS_KEPT = 8192
 CATALOG = "catalog"
 """``recheck``'s action for ``GET /v2/_catalog`` (no repository)."""
 _BAD_CREDENTIALS = "invalid username or password"
+ADMIN = "admin"
+"""Always signs in from the database, whatever ``auth_mode`` says (as in Harbor)."""
 _PREFIXES_FRESH_SECONDS = 1.0
 """How long a process trusts its list of robot name prefixes (``robot_name_prefix``
 changed at run time on another node); a login that finds no account reads it again."""
@@ -46,8 +57,10 @@ class IdentityService:
         tokens: TokenAuthority,
         robot_prefix: str = "robot$",
         recheck_seconds: float = 0.5,
+        directory: ldap.LdapDirectory | None = None,
     ) -> None:
         self.db = db
+        self.directory = directory or ldap.LdapDirectory()
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix
@@ -81,8 +94,11 @@ class IdentityService:
 
         Failures say nothing of who exists. The throttle (``LoginThrottle``) is
         asked first, per account *and* address, so a correct password from an
-        address with no recent failures always works. The slow hash check is
-        skipped when this process verified the same secret against the same
+        address with no recent failures always works. Under ``auth_mode: ldap_auth``
+        every user but ``admin`` is checked against the directory
+        (``iam.providers.ldap``) and onboarded on the first sign-in; robots and
+        ``admin`` still sign in from the database, also while the directory is down.
+        The slow hash check is skipped when this process verified the same secret against the same
         stored hash before; the account is read from the database every time, so
         a disabled robot, a changed password or a deleted user stops working at
         once on every node.
@@ -96,6 +112,15 @@ class IdentityService:
                     retry_after=throttled.retry_after,
                 )
             account = await self._find_login(session, username)
+            directory = None
+            if username != ADMIN and not any(username.startswith(p) for p in self._prefixes):
+                directory = await ldap.load_config_if_enabled(session)
+        if directory is not None:
+            login = await self._directory_login(directory, username, password, source)
+            if throttled.pair_failures:
+                async with self.db.write() as session:
+                    await self.throttle.succeeded(session, username, source)
+            return login
         if account is None:
             verify_password(None, password)  # the same time as for a real account
             await self._failed(username, source)
@@ -119,6 +144,57 @@ class IdentityService:
         key = (account.principal.name, account.credential_fingerprint)
         self._remember_account(key, account.principal, revision)
         return account
+
+    async def _directory_login(
+        self, cfg: ldap.LdapConfig, username: str, password: str, source: str
+    ) -> AccountLogin:
+        found = await self.directory.authenticate(cfg, username, password)
+        if found is None:
+            await self._failed(username, source)
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        return await self.onboard(found)
+
+    async def onboard(self, found: ldap.DirectoryUser) -> AccountLogin:
+        """The Dockyard user for a directory entry that signed in: created on the first
+        sign-in (no password of its own: it can only sign in through the directory),
+        its email and full name kept as the directory says."""
+        try:
+            name = validate_username(found.username, self.robot_prefix)
+        except BadRequestError as exc:
+            raise UnauthorizedError(
+                f"the directory's name for this user cannot be a Dockyard user name: {exc}"
+            ) from None
+        email = found.email if 0 < len(found.email) <= 255 else None
+        realname = found.realname[:255]
+        async with self.db.read() as session:
+            user = await users.find_user_by_name(session, name)
+            if user is not None and user.realname == realname and email in (None, user.email):
+                return users.user_login(user, await users.user_group_ids(session, user.user_id))
+        async with self.db.write() as session:
+            if email is not None:
+                holder = await users.find_user_by_email(session, email)
+                if holder is not None and holder.username != name:
+                    email = None  # another user has it: the sign-in still works
+            if await users.find_user_by_name(session, name) is None:
+                await session.execute(
+                    insert_ignore(
+                        session,
+                        User,
+                        {"username": name, "email": email, "realname": realname, "password": ""},
+                        ["username"],
+                    )
+                )
+            else:
+                changes = {"realname": realname} | ({"email": email} if email else {})
+                await session.execute(
+                    update(User)
+                    .where(User.username == name, User.deleted.is_(False))
+                    .values(**changes)
+                )
+            login = await users.find_user_login(session, name)
+        if login is None:  # deleted between the two statements
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        return login
 
     async def _failed(self, username: str, source: str) -> None:
         async with self.db.write() as session:

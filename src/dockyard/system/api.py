@@ -108,8 +108,9 @@ async def get_system_info(api: ApiRequest) -> Response:
     principal = await _principal_or_anonymous(api)
     async with api.state.db.read() as session:
         props = await service.system_properties(session)
+        auth_mode = str(await config.value(session, config.AUTH_MODE))
     info = GeneralInfo(
-        auth_mode="db_auth",
+        auth_mode=auth_mode,
         primary_auth_mode=False,
         self_registration=props.self_registration,
         harbor_version=service.dockyard_version(),

@@ -21,6 +21,7 @@ from dockyard.projects.service import create_project
 from dockyard.settings import Settings
 from dockyard.system.config import get_property
 from dockyard.system.models import Property
+from dockyard.system.secretbox import SECRET_KEY_PROPERTY, generate_key
 
 TOKEN_KEY_PROPERTY = "token_signing_key"  # noqa: S105 - a property name
 PRIVATE_UMASK = 0o077
@@ -54,9 +55,9 @@ async def prepare(settings: Settings, database: Database) -> BootstrapReport:
 
 
 async def _first_start_rows(settings: Settings, database: Database) -> tuple[str | None, bool]:
-    """Create ``admin``, ``library`` and the token key where missing; returns the
-    generated admin password when this call created ``admin`` with one, and whether
-    this call created ``admin``."""
+    """Create ``admin``, ``library``, the token key and the settings secret key where
+    missing; returns the generated admin password when this call created ``admin`` with
+    one, and whether this call created ``admin``."""
     async with database.read() as session:
         exists = await session.scalar(select(User.user_id).where(User.username == "admin"))
     generated: str | None = None
@@ -93,6 +94,9 @@ async def _first_start_rows(settings: Settings, database: Database) -> tuple[str
             insert_ignore(
                 session, Property, {"k": TOKEN_KEY_PROPERTY, "v": generate_signing_key()}, ["k"]
             )
+        )
+        await session.execute(
+            insert_ignore(session, Property, {"k": SECRET_KEY_PROPERTY, "v": generate_key()}, ["k"])
         )
     return generated, created
 

@@ -4,8 +4,8 @@ Editable items live in the ``properties`` table, so every node sees a change at
 once. Some editable items also have a start-time setting (``dockyard.yml`` /
 ``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
 administrator changes it at run time, as Harbor lets them. Items of Harbor's
-``Configurations`` for features Dockyard does not have yet (LDAP, OIDC, UAA, the
-HTTP auth proxy, scanning) are shown read-only at their off
+``Configurations`` for features Dockyard does not have yet (LDAP groups, OIDC, UAA,
+the HTTP auth proxy, scanning) are shown read-only at their off
 value; a change to that value is accepted (tools send every key back), any other
 is refused with a message naming the missing feature. Each item names its type,
 default and allowed values, so a bad value is refused with a message that says
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 from dockyard.audit import syslog
 from dockyard.db.engine import dialect_insert
 from dockyard.errors import BadRequestError
+from dockyard.iam.models import User
 from dockyard.settings import Settings
+from dockyard.system import secretbox
 from dockyard.system.models import Property
 
 ConfigValue = bool | int | str
@@ -55,7 +57,8 @@ class ConfigItem:
     missing_choices: Mapping[str, str] | None = None
     """Choices that need a feature Dockyard lacks (``auth_mode: ldap_auth``)."""
     secret: bool = False
-    """Never shown by ``getConfigurations`` (as Harbor hides passwords)."""
+    """Never shown by ``getConfigurations`` (as Harbor hides passwords); stored
+    encrypted (``system.secretbox``) when it is a real item."""
 
     def parse(self, raw: Any) -> ConfigValue:
         """``raw`` (from JSON) as this item's type, or a 400 that says what is allowed."""
@@ -165,7 +168,61 @@ def check_robot_prefix(prefix: str) -> str:
     return prefix
 
 
-_LDAP = "LDAP authentication"
+AUTH_MODE = "auth_mode"
+LDAP_URL = "ldap_url"
+LDAP_SEARCH_DN = "ldap_search_dn"
+LDAP_SEARCH_PASSWORD = "ldap_search_password"  # noqa: S105 - a setting name
+LDAP_BASE_DN = "ldap_base_dn"
+LDAP_FILTER = "ldap_filter"
+LDAP_UID = "ldap_uid"
+LDAP_SCOPE = "ldap_scope"
+LDAP_TIMEOUT = "ldap_timeout"
+LDAP_VERIFY_CERT = "ldap_verify_cert"
+LDAP_KEYS = (
+    LDAP_URL,
+    LDAP_SEARCH_DN,
+    LDAP_SEARCH_PASSWORD,
+    LDAP_BASE_DN,
+    LDAP_FILTER,
+    LDAP_UID,
+    LDAP_SCOPE,
+    LDAP_TIMEOUT,
+    LDAP_VERIFY_CERT,
+)
+"""The items LDAP sign-in reads (``iam.providers.ldap``)."""
+
+
+def check_ldap_url(url: str) -> str:
+    """``ldap://host[:port]`` or ``ldaps://host[:port]`` (a bare host means ``ldap://``)."""
+    if not url:
+        return url
+    rest = url.split("://", 1)[1] if "://" in url else url
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "ldap"
+    if scheme not in ("ldap", "ldaps"):
+        raise ValueError("ldap_url must start with ldap:// or ldaps://")
+    host, _, port = rest.rstrip("/").rpartition(":") if ":" in rest else (rest, "", "")
+    if not host or "/" in host or " " in host or (port and not port.isdigit()):
+        raise ValueError("ldap_url must be ldap://host[:port] or ldaps://host[:port]")
+    return url
+
+
+def check_ldap_filter(value: str) -> str:
+    """Empty, or one parenthesised LDAP filter such as ``(objectClass=person)``."""
+    if value and not (value.startswith("(") and value.endswith(")")):
+        raise ValueError("ldap_filter must be empty or an LDAP filter in parentheses")
+    if value.count("(") != value.count(")"):
+        raise ValueError("ldap_filter has unbalanced parentheses")
+    return value
+
+
+def check_ldap_attribute(value: str) -> str:
+    """An attribute name (``uid``, ``cn``, ``mail``…): it is put into a search filter."""
+    if not value or not (value[0].isalpha() and all(c.isalnum() or c == "-" for c in value)):
+        raise ValueError("ldap_uid must be an attribute name (letters, digits and -)")
+    return value
+
+
+_LDAP_GROUPS = "LDAP groups"
 _OIDC = "OIDC authentication"
 _UAA = "UAA authentication"
 _AUTHPROXY = "HTTP auth proxy authentication"
@@ -187,14 +244,8 @@ def _unsupported(
 
 _UNSUPPORTED: tuple[ConfigItem, ...] = (
     *(
-        _unsupported(key, str, "", _LDAP)
+        _unsupported(key, str, "", _LDAP_GROUPS)
         for key in (
-            "ldap_url",
-            "ldap_base_dn",
-            "ldap_filter",
-            "ldap_uid",
-            "ldap_search_dn",
-            "ldap_search_password",
             "ldap_group_base_dn",
             "ldap_group_admin_dn",
             "ldap_group_attribute_name",
@@ -202,11 +253,8 @@ _UNSUPPORTED: tuple[ConfigItem, ...] = (
             "ldap_group_membership_attribute",
         )
     ),
-    _unsupported("ldap_scope", int, 2, _LDAP),
-    _unsupported("ldap_group_search_scope", int, 2, _LDAP),
-    _unsupported("ldap_timeout", int, 5, _LDAP),
-    _unsupported("ldap_verify_cert", bool, True, _LDAP),
-    _unsupported("ldap_group_attach_parallel", bool, False, _LDAP),
+    _unsupported("ldap_group_search_scope", int, 2, _LDAP_GROUPS),
+    _unsupported("ldap_group_attach_parallel", bool, False, _LDAP_GROUPS),
     *(
         _unsupported(key, str, "", _OIDC)
         for key in (
@@ -258,12 +306,20 @@ ITEMS: dict[str, ConfigItem] = {
             editable=True,
             choices=("db_auth", "ldap_auth", "oidc_auth", "uaa_auth", "http_auth"),
             missing_choices={
-                "ldap_auth": _LDAP,
                 "oidc_auth": _OIDC,
                 "uaa_auth": _UAA,
                 "http_auth": _AUTHPROXY,
             },
         ),
+        ConfigItem(LDAP_URL, str, "", editable=True, check=check_ldap_url),
+        ConfigItem(LDAP_SEARCH_DN, str, "", editable=True),
+        ConfigItem(LDAP_SEARCH_PASSWORD, str, "", editable=True, secret=True),
+        ConfigItem(LDAP_BASE_DN, str, "", editable=True),
+        ConfigItem(LDAP_FILTER, str, "", editable=True, check=check_ldap_filter),
+        ConfigItem(LDAP_UID, str, "cn", editable=True, max_length=64, check=check_ldap_attribute),
+        ConfigItem(LDAP_SCOPE, int, 2, editable=True, minimum=0, maximum=2),
+        ConfigItem(LDAP_TIMEOUT, int, 5, editable=True, minimum=1, maximum=300),
+        ConfigItem(LDAP_VERIFY_CERT, bool, True, editable=True),
         ConfigItem(SELF_REGISTRATION, bool, False, editable=True),
         ConfigItem(
             PROJECT_CREATION_RESTRICTION,
@@ -390,7 +446,7 @@ async def current(session: AsyncSession, settings: Settings) -> dict[str, tuple[
     for key, item in ITEMS.items():
         if item.secret:
             continue
-        if item.missing or item.missing_choices:
+        if item.missing:
             result[key] = (item.default, False)
         elif item.from_settings is not None:
             changed = await run_time_value(session, key) if item.editable else None
@@ -421,13 +477,40 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
         if not item.editable:
             raise BadRequestError(f"{key} cannot be changed")
         parsed[key] = item.parse(raw)
-        if item.missing or item.missing_choices:
+        if item.missing:
             del parsed[key]  # an off value of a missing feature: accepted, nothing to store
     if AUDIT_LOG_FORWARD_ENDPOINT in parsed or SKIP_AUDIT_LOG_DATABASE in parsed:
         await _check_audit_forwarding(session, parsed)
+    if AUTH_MODE in parsed:
+        await _check_auth_mode_change(session, str(parsed[AUTH_MODE]))
     for key, new in parsed.items():
-        await set_property(session, key, ITEMS[key].encode(new))
+        stored = ITEMS[key].encode(new)
+        if ITEMS[key].secret:
+            stored = await secretbox.seal(session, stored)
+        await set_property(session, key, stored)
     return parsed
+
+
+async def _check_auth_mode_change(session: AsyncSession, mode: str) -> None:
+    """As in Harbor, the authentication mode changes only while ``admin`` is the only user:
+    a user made by one mode would otherwise be signed in by another."""
+    if mode == await value(session, AUTH_MODE):
+        return
+    others = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.username != "admin", User.deleted.is_(False))
+    )
+    if others:
+        raise BadRequestError(
+            f"auth_mode cannot be changed to {mode}: it can change only while admin is the "
+            f"only user, and {others} other user(s) exist"
+        )
+
+
+async def secret_value(session: AsyncSession, key: str) -> str:
+    """A secret item's current value, decrypted ("" when unset)."""
+    return await secretbox.open_sealed(session, await get_property(session, key) or "")
 
 
 async def _check_audit_forwarding(session: AsyncSession, parsed: Mapping[str, ConfigValue]) -> None:

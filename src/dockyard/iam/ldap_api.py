@@ -1,0 +1,178 @@
+"""Harbor's ``/ldap`` operations: test a configuration, search the directory's users and
+import them (create their Dockyard users before their first sign-in). Administrators only."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.responses import Response
+
+from dockyard.errors import AppError, BadRequestError, ServiceUnavailableError
+from dockyard.http.api import (
+    ApiRequest,
+    Operation,
+    empty_response,
+    json_response,
+    operation,
+)
+from dockyard.iam import repository as users_repo
+from dockyard.iam.policy import Action, Resource, can
+from dockyard.iam.providers import ldap
+from dockyard.system import config
+
+SEARCH_LIMIT = 100
+"""Entries ``searchLdapUser`` answers at most (the directory is asked for no more)."""
+IMPORT_LIMIT = 100
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class LdapConf(_Request):
+    ldap_url: str | None = None
+    ldap_search_dn: str | None = None
+    ldap_search_password: str | None = None
+    ldap_base_dn: str | None = None
+    ldap_filter: str | None = None
+    ldap_uid: str | None = None
+    ldap_scope: int | None = None
+    ldap_connection_timeout: int | None = None
+    ldap_verify_cert: bool | None = None
+
+
+class LdapPingResult(BaseModel):
+    success: bool
+    message: str
+
+
+class LdapUser(BaseModel):
+    username: str
+    realname: str
+    email: str
+
+
+class LdapImportUsers(_Request):
+    ldap_uid_list: list[str]
+
+
+class LdapFailedImportUser(BaseModel):
+    uid: str
+    error: str
+
+
+# LdapConf's fields and the configuration items they override (the timeout is named
+# ldap_connection_timeout here, ldap_timeout in /configurations).
+_OVERRIDES = {
+    "ldap_url": ("url", config.LDAP_URL),
+    "ldap_search_dn": ("search_dn", config.LDAP_SEARCH_DN),
+    "ldap_search_password": ("search_password", config.LDAP_SEARCH_PASSWORD),
+    "ldap_base_dn": ("base_dn", config.LDAP_BASE_DN),
+    "ldap_filter": ("filter", config.LDAP_FILTER),
+    "ldap_uid": ("uid", config.LDAP_UID),
+    "ldap_scope": ("scope", config.LDAP_SCOPE),
+    "ldap_connection_timeout": ("timeout", config.LDAP_TIMEOUT),
+    "ldap_verify_cert": ("verify_cert", config.LDAP_VERIFY_CERT),
+}
+
+
+async def _administrator(api: ApiRequest, action: Action, what: str) -> None:
+    principal = await api.principal()
+    await api.require(can(principal, action, Resource.LDAP_USER, None), what)
+
+
+async def _stored_config(api: ApiRequest) -> ldap.LdapConfig:
+    async with api.state.db.read() as session:
+        return await ldap.load_config(session)
+
+
+@operation("POST", "/ldap/ping", "pingLdap", body=LdapConf, response=LdapPingResult)
+async def ping_ldap(api: ApiRequest) -> Response:
+    """Test an LDAP configuration (the stored one where the body leaves a field out)."""
+    await _administrator(api, Action.LIST, "test the LDAP configuration")
+    raw = await api.raw_body()
+    body = _parse_conf(raw)
+    cfg = await _stored_config(api)
+    changes: dict[str, Any] = {}
+    for field, (attribute, key) in _OVERRIDES.items():
+        given = getattr(body, field)
+        if given is not None:
+            changes[attribute] = config.ITEMS[key].parse(given)
+    cfg = dataclasses.replace(cfg, **changes)
+    try:
+        await api.state.identity.directory.ping(cfg)
+    except ServiceUnavailableError as exc:
+        return json_response(LdapPingResult(success=False, message=exc.message))
+    return json_response(LdapPingResult(success=True, message="the directory answered"))
+
+
+def _parse_conf(raw: bytes) -> LdapConf:
+    """The body (an empty one tests the stored configuration, as in Harbor)."""
+    if not raw.strip():
+        return LdapConf()
+    try:
+        conf = LdapConf.model_validate_json(raw)
+    except ValidationError as exc:
+        where = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()[:5])
+        raise BadRequestError(f"invalid request body: {where}") from None
+    if not conf.model_fields_set and raw.strip() != b"{}":
+        # Fields of something else entirely: a mistake, not a request to test the stored one.
+        raise BadRequestError(f"the body names none of LdapConf's fields ({', '.join(_OVERRIDES)})")
+    return conf
+
+
+@operation(
+    "GET", "/ldap/users/search", "searchLdapUser", query=("username",), response=list[LdapUser]
+)
+async def search_ldap_user(api: ApiRequest) -> Response:
+    """Directory users whose ``ldap_uid`` is ``username`` exactly (all, up to 100, without)."""
+    await _administrator(api, Action.LIST, "search LDAP users")
+    name = api.query("username") or None
+    found = await api.state.identity.directory.search(await _stored_config(api), name, SEARCH_LIMIT)
+    return json_response(
+        [LdapUser(username=u.username, realname=u.realname, email=u.email) for u in found]
+    )
+
+
+@operation("POST", "/ldap/users/import", "importLdapUser", body=LdapImportUsers)
+async def import_ldap_user(api: ApiRequest) -> Response:
+    """Create the Dockyard users of directory entries before they first sign in; the
+    ones that cannot be imported are listed with the reason (Harbor's 404 body)."""
+    await _administrator(api, Action.CREATE, "import LDAP users")
+    body = await api.json(LdapImportUsers)
+    if not body.ldap_uid_list or len(body.ldap_uid_list) > IMPORT_LIMIT:
+        raise BadRequestError(f"ldap_uid_list must name 1 to {IMPORT_LIMIT} users")
+    async with api.state.db.read() as session:
+        mode = await config.value(session, config.AUTH_MODE)
+    if mode != "ldap_auth":
+        raise BadRequestError("LDAP users can be imported only while auth_mode is ldap_auth")
+    cfg = await _stored_config(api)
+    failed: list[LdapFailedImportUser] = []
+    for uid in dict.fromkeys(body.ldap_uid_list):
+        failed.extend(await _import_one(api, cfg, uid))
+    if failed:
+        return json_response(failed, status=404)
+    return empty_response()
+
+
+async def _import_one(
+    api: ApiRequest, cfg: ldap.LdapConfig, uid: str
+) -> list[LdapFailedImportUser]:
+    found = await api.state.identity.directory.search(cfg, uid, 2)
+    if len(found) != 1:
+        reason = "not found in the directory" if not found else "more than one entry has it"
+        return [LdapFailedImportUser(uid=uid, error=reason)]
+    async with api.state.db.read() as session:
+        exists = await users_repo.find_user_by_name(session, found[0].username)
+    if exists is not None:
+        return [LdapFailedImportUser(uid=uid, error="the user already exists")]
+    try:
+        await api.state.identity.onboard(found[0])
+    except AppError as exc:  # listed for the caller, as Harbor does
+        return [LdapFailedImportUser(uid=uid, error=exc.message)]
+    return []
+
+
+operations: list[Operation] = [ping_ldap, search_ldap_user, import_ldap_user]
