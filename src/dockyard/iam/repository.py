@@ -60,7 +60,7 @@ async def find_user_login(session: AsyncSession, username: str) -> AccountLogin 
     return user_login(user, await user_group_ids(session, user.user_id))
 
 
-def user_login(user: User, group_ids: Sequence[int]) -> AccountLogin:
+def user_login(user: User, group_ids: frozenset[int]) -> AccountLogin:
     """``user`` (with the ids of its groups) as a password login sees it."""
     return AccountLogin(user_principal(user, group_ids), user.password, _verify_user_password)
 
