@@ -246,6 +246,28 @@ async def test_no_local_users_are_created_in_ldap_mode(ldap_app: Starlette) -> N
         assert "ldap_auth" in refused.json()["errors"][0]["message"]
 
 
+async def test_directory_users_passwords_are_not_kept_here(
+    ldap_app: Starlette, ldap_state: AppState
+) -> None:
+    async with make_client(ldap_app) as anonymous:
+        assert (await _token(anonymous, "alice", USER_PASSWORD)).status_code == 200
+    alice = await _user(ldap_state, "alice")
+    assert alice is not None
+    change = {"old_password": USER_PASSWORD, "new_password": "Other-Passw0rd"}
+    async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
+        refused = await admin.put(f"/api/v2.0/users/{alice.user_id}/password", json=change)
+        assert refused.status_code == 403
+        assert "directory" in refused.json()["errors"][0]["message"]
+    async with make_client(ldap_app, ("alice", USER_PASSWORD)) as own:
+        refused = await own.put(f"/api/v2.0/users/{alice.user_id}/password", json=change)
+        assert refused.status_code == 403
+    after = await _user(ldap_state, "alice")
+    assert after is not None
+    assert after.password == ""  # nothing stored
+    async with make_client(ldap_app) as anonymous:
+        assert (await _token(anonymous, "alice", "Other-Passw0rd")).status_code == 401
+
+
 async def test_the_mode_cannot_change_once_users_exist(ldap_app: Starlette) -> None:
     async with make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin:
         refused = await admin.put(CONFIGURATIONS, json={"auth_mode": "db_auth"})

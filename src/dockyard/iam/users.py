@@ -281,6 +281,14 @@ async def set_password(
     """
     password = validate_password(new_password)
     user = await get_user(session, user_id)
+    auth_mode = await config.value(session, config.AUTH_MODE)
+    if auth_mode != "db_auth" and user.username != BUILTIN_ADMIN_NAME:
+        # As in Harbor: the directory keeps these users' passwords; one stored here would
+        # never be asked for.
+        raise DeniedError(
+            f"{user.username} signs in through the directory (auth_mode {auth_mode}): "
+            "change the password there"
+        )
     if verify_password(user.password or None, password):
         raise BadRequestError("the new password is the same as the old one")
     user.password = hash_password(password)
