@@ -234,3 +234,44 @@ async def test_a_store_away_at_start_stops_it_with_one_line(
     finally:
         proxy.resume()
     await open_storage(settings)  # and starts once it is back
+
+
+async def test_a_bucket_gone_while_serving_is_a_503_naming_it(
+    seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    """The store answers, but the bucket was removed under the registry: every request
+    that needs it says so with a 503 (the registry cannot serve until it is mended)."""
+    bucket = seaweedfs.new_bucket()
+    settings = Settings(
+        **s3_settings(seaweedfs, bucket),
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'dockyard.db'}",
+        admin_password=ADMIN[1],
+        login_failure_limit=1000,
+    )
+    database = Database(settings.effective_database_url)
+    try:
+        await prepare(settings, database)
+    finally:
+        await database.dispose()
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://registry.test", auth=ADMIN, timeout=60
+        ) as http:
+            digest = await push_blob(http, REPO, os.urandom(5000))
+            with seaweedfs.client() as filer:
+                filer.delete(f"/buckets/{bucket}/", params={"recursive": "true"})
+            data = os.urandom(100)
+            for answer in (
+                await http.get(f"/v2/{REPO}/blobs/{digest}"),
+                await http.post(
+                    f"/v2/{REPO}/blobs/uploads/", params={"digest": digest_of(data)}, content=data
+                ),
+            ):
+                assert answer.status_code == 503, (answer.status_code, answer.text)
+                assert int(answer.headers["retry-after"]) > 0
+                error = answer.json()["errors"][0]
+                assert error["code"] == "UNAVAILABLE"
+                assert "bucket does not exist" in error["message"]

@@ -618,12 +618,14 @@ def _storage_error(action: str, key: str, exc: BaseError) -> StorageError:
     if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or any(
         marker in text for marker in (*refused, "InvalidAccessKeyId")
     ):
-        return StorageError(
+        # A 503, not a 500: the request was fine and nothing was half-done; the store
+        # cannot be used until an administrator mends its settings (the log says which).
+        return StorageUnavailableError(
             f"the object store refused the credentials (cannot {action} {key!r}): "
             "check the storage_s3 access key, secret and the bucket's policy"
         )
     if "NoSuchBucket" in text:
-        return StorageError(f"the bucket does not exist (cannot {action} {key!r})")
+        return StorageUnavailableError(f"the bucket does not exist (cannot {action} {key!r})")
     if any(marker in text.lower() for marker in _UNAVAILABLE):
         # Safe to show: it names neither the key nor the endpoint (the cause is logged).
         return StorageUnavailableError(
