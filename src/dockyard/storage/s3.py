@@ -583,8 +583,11 @@ def _translate(key: str, action: str) -> Iterator[None]:
     try:
         yield
     except (NotFoundError, FileNotFoundError) as exc:
-        if action == "list":
-            raise StorageError(f"cannot list objects: the bucket does not exist ({exc})") from exc
+        if action == "list" or "NoSuchBucket" in str(exc):
+            # Not a missing object: the whole bucket is gone (a 503 until it is mended).
+            raise StorageUnavailableError(
+                f"the bucket does not exist (cannot {action} {key!r})"
+            ) from exc
         raise ObjectNotFoundError(f"no object {key!r}") from exc
     except BaseError as exc:
         raise _storage_error(action, key, exc) from exc
