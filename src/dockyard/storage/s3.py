@@ -53,8 +53,10 @@ from dockyard.storage.layout import check_key, check_prefix, upload_key
 __all__ = ["MIN_PART_BYTES", "S3Storage", "open_s3"]
 
 MIN_PART_BYTES = 5 << 20  # S3's smallest multipart part (except the last)
-READ_CHUNK = 1 << 20  # smallest chunk asked of a GET stream
-_READ_AHEAD = 2  # chunks of a GET fetched from the store while earlier ones are sent
+# Smallest chunk asked of a GET stream: obstore joins the HTTP body's pieces up to it, so
+# each chunk costs one hop into Python and one ASGI message (smaller ones cost more CPU
+# per GiB: docs/benchmarks.md, "S3 pull CPU").
+READ_CHUNK = 2 << 20
 _DELETE_BATCH = 500
 _PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
 _MAX_COPY = 5 << 30  # S3's largest single server-side copy
@@ -363,7 +365,7 @@ class S3Storage(Storage):
             # A whole object (a blob GET without Range): one GET, no HEAD first.
             with _translate(key, "read"):
                 result = await obstore.get_async(self.store, key)
-                async with contextlib.aclosing(_read_ahead(result)) as parts:
+                async with contextlib.aclosing(_chunks(result)) as parts:
                     async for part in parts:
                         yield part
             return
@@ -394,7 +396,7 @@ class S3Storage(Storage):
             result = await obstore.get_async(
                 self.store, key, options={"range": (offset, offset + length)}
             )
-            async with contextlib.aclosing(_read_ahead(result)) as parts:
+            async with contextlib.aclosing(_chunks(result)) as parts:
                 async for part in parts:
                     yield part
 
@@ -485,32 +487,17 @@ async def _feed(
         raise StorageError(f"the upload of {name!r} stopped early")
 
 
-async def _read_ahead(result: Any) -> AsyncGenerator[bytes]:
-    """The body of a GET ``result`` in chunks, the next ones fetched from the store (by a
-    task, up to ``_READ_AHEAD`` chunks) while the caller sends this one on: obstore's
-    stream reads from the store only when asked, so a plain loop would leave the store
-    connection idle during every send to the client. Closing this stops the task."""
-    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=_READ_AHEAD)
+async def _chunks(result: Any) -> AsyncGenerator[bytes]:
+    """The body of a GET ``result`` in chunks of at least ``READ_CHUNK`` (the last one
+    shorter), each pulled from obstore's stream when the caller asks for it.
 
-    async def fill() -> None:
-        try:
-            async for part in result.stream(min_chunk_size=READ_CHUNK):
-                await queue.put(bytes(part))
-        except Exception as exc:  # handed to the reader, raised there
-            await queue.put(exc)
-            return
-        await queue.put(None)
-
-    task = asyncio.ensure_future(fill())
-    try:
-        while (item := await queue.get()) is not None:
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        task.cancel()
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait({task})
+    No task reads ahead: the store connection's socket buffer already holds what
+    arrives while a chunk is sent, and a reading task (a queue hop and a wake-up per
+    chunk) cost more CPU per GiB and was slower (docs/benchmarks.md, "S3 pull CPU").
+    """
+    async for part in result.stream(min_chunk_size=READ_CHUNK):
+        # Granian takes a body as ``bytes`` (other buffers are converted slowly).
+        yield bytes(part)
 
 
 async def _observed(pieces: AsyncGenerator[bytes], observe: Hasher | None) -> AsyncGenerator[bytes]:
