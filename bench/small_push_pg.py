@@ -197,7 +197,9 @@ def main() -> int:
                         env.update(
                             {
                                 f"DOCKYARD_{k.upper()}": ("true" if v is True else str(v))
-                                for k, v in seaweedfs.s3_settings(seaweed, f"bench-{rnd}").items()
+                                for k, v in seaweedfs.s3_settings(
+                                    seaweed, seaweed.new_bucket()
+                                ).items()
                             }
                         )
                     spy = args.py_spy / f"{c}-{rnd}.txt" if args.py_spy else None
