@@ -9,8 +9,10 @@ import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,9 +50,15 @@ def proxy(seaweedfs: SeaweedFS) -> Iterator[TcpProxy]:
 async def rig(
     seaweedfs: SeaweedFS, proxy: TcpProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Rig]:
-    data_dir: Path = tmp_path_factory.mktemp("faults")
     storage = s3_settings(seaweedfs, seaweedfs.new_bucket())
     storage["storage_s3_endpoint"] = proxy.url
+    async with _serving(storage, tmp_path_factory.mktemp("faults")) as application:
+        yield Rig(application, proxy)
+
+
+@asynccontextmanager
+async def _serving(storage: dict[str, Any], data_dir: Path) -> AsyncIterator[Starlette]:
+    """An app on ``storage`` (``Settings`` fields), its database in ``data_dir``, started."""
     settings = Settings(
         **storage,
         data_dir=data_dir,
@@ -65,7 +73,7 @@ async def rig(
         await database.dispose()
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        yield Rig(application, proxy)
+        yield application
 
 
 @pytest.fixture
@@ -242,20 +250,7 @@ async def test_a_bucket_gone_while_serving_is_a_503_naming_it(
     """The store answers, but the bucket was removed under the registry: every request
     that needs it says so with a 503 (the registry cannot serve until it is mended)."""
     bucket = seaweedfs.new_bucket()
-    settings = Settings(
-        **s3_settings(seaweedfs, bucket),
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'dockyard.db'}",
-        admin_password=ADMIN[1],
-        login_failure_limit=1000,
-    )
-    database = Database(settings.effective_database_url)
-    try:
-        await prepare(settings, database)
-    finally:
-        await database.dispose()
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with _serving(s3_settings(seaweedfs, bucket), tmp_path) as application:
         transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(
             transport=transport, base_url="http://registry.test", auth=ADMIN, timeout=60
