@@ -92,7 +92,13 @@ def test_units_run_real_commands_and_settings(name: str, command: str) -> None:
     assert argv[1] == command
     sub = main.commands[command]
     # the options parse as the command's own (a typo'd or removed option fails here)
-    with click.Context(sub) as ctx:
+    # A context under main's, as the command line makes it: click keeps the first help
+    # option it builds for a command, so an orphan context would leave ``serve -h`` broken
+    # for every later test in this process.
+    with (
+        click.Context(main, info_name="dockyard") as parent,
+        click.Context(sub, parent=parent, info_name=command) as ctx,
+    ):
         parser = sub.make_parser(ctx)
         options, rest, _ = parser.parse_args(argv[2:])
     assert not rest
