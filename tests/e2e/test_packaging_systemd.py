@@ -96,7 +96,7 @@ def test_units_run_real_commands_and_settings(name: str, command: str) -> None:
     # option it builds for a command, so an orphan context would leave ``serve -h`` broken
     # for every later test in this process.
     with (
-        click.Context(main, info_name="dockyard") as parent,
+        click.Context(main, info_name="dockyard", **main.context_settings) as parent,
         click.Context(sub, parent=parent, info_name=command) as ctx,
     ):
         parser = sub.make_parser(ctx)
