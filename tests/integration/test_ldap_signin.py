@@ -421,3 +421,11 @@ async def test_import_creates_users_and_lists_failures(
     async with make_client(ldap_app, ("alice", USER_PASSWORD)) as alice:
         denied = await alice.post("/api/v2.0/ldap/users/import", json={"ldap_uid_list": ["x"]})
         assert denied.status_code == 403
+
+
+async def test_search_without_a_directory_is_a_clear_400(app: Starlette) -> None:
+    """The suite's own app, in db_auth mode with no ldap_url: nothing to search."""
+    async with make_client(app, ("admin", ADMIN_PASSWORD)) as admin:
+        refused = await admin.get("/api/v2.0/ldap/users/search", params={"username": "alice"})
+        assert refused.status_code == 400
+        assert "ldap_url" in refused.json()["errors"][0]["message"]

@@ -130,7 +130,11 @@ async def search_ldap_user(api: ApiRequest) -> Response:
     """Directory users whose ``ldap_uid`` is ``username`` exactly (all, up to 100, without)."""
     await _administrator(api, Action.LIST, "search LDAP users")
     name = api.query("username") or None
-    found = await api.state.identity.directory.search(await _stored_config(api), name, SEARCH_LIMIT)
+    cfg = await _stored_config(api)
+    if not cfg.url:
+        # Nothing to ask: a clear refusal, not a directory that "does not answer".
+        raise BadRequestError("no LDAP directory is configured: set ldap_url first")
+    found = await api.state.identity.directory.search(cfg, name, SEARCH_LIMIT)
     return json_response(
         [LdapUser(username=u.username, realname=u.realname, email=u.email) for u in found]
     )
