@@ -131,6 +131,8 @@ def test_database_unreachable_then_back(server: DockyardServer, database: str) -
             assert body["status"] == "unhealthy"
             assert _component(body, "database")["error"].startswith("the database does not answer")
             assert _component(body, "storage") == {"name": "storage", "status": "healthy"}
+            # Readiness answers are shared for a second too: one from before may still stand.
+            _wait("not ready", lambda: client.get("/readyz").status_code == 503)
             ready = client.get("/readyz")
             assert ready.status_code == 503
             assert "database: the database does not answer" in ready.text
