@@ -445,7 +445,11 @@ class RegistryService:
         try:
             # GC: protect an existing copy before the driver drops ours for it (docs/gc.md).
             try:
-                await self._protect_existing_blob(str(expected), size, status=claim.blob_status)
+                # The blob's status is read again here, not taken from the claim: between the
+                # two, GC's orphan sweep may have claimed and deleted a file at this path, and
+                # a stale "no row" would install bytes the sweep's claim then refuses to link
+                # (test_gc_orphan_race: the upload must wait for the sweep, then succeed).
+                await self._protect_existing_blob(str(expected), size)
             except repo.BlobBeingDeletedError as exc:
                 raise BlobUploadInvalidError(
                     f"blob {expected} is being garbage-collected; upload it again"
