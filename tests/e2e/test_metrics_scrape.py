@@ -25,6 +25,8 @@ from tests.support.server import DockyardServer, free_port
 pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+FLUSH_SECONDS = 1.0
+"""How often each worker flushes its request tallies (``metrics.routes.flush_every``)."""
 TOKEN = "scrape-token-0123456789"
 
 
@@ -90,6 +92,9 @@ def test_request_counts_from_both_workers_add_up(
 ) -> None:
     url = metrics_url
     assert not (multiproc_dir / "counter_1.db").exists(), "serve empties the directory first"
+    # Each worker flushes its tallies once a second: the server's own start-up probes
+    # (GET /v2/, answered 401) may not be in a scrape taken at once, so wait one flush.
+    time.sleep(FLUSH_SECONDS + 0.3)
     before = scrape(url)
     base = {"handler": "base", "method": "GET", "code": "401"}
     requests = 40
