@@ -243,8 +243,6 @@ class ClaimedUpload:
     state: str
     repository_id: int
     project_id: int
-    blob_status: str | None = None
-    """GC status of the blob row of ``digest`` (when the claim named one); None: no row."""
 
 
 async def claim_upload(
@@ -256,18 +254,15 @@ async def claim_upload(
     holder: str,
     *,
     take_from: str | None = None,
-    digest: str = "",
 ) -> ClaimedUpload | None:
     """Take the upload for ``holder`` (a process, ``registry/claims.py``), in one statement.
 
     None when it is unknown (in that repository), held by another writer, or
     (with ``start``) not ``start`` bytes long. With ``take_from``, a claim still
     held by that (dead) holder is taken over; compare-and-set, so of two
-    requests taking over the same claim one wins. With ``digest`` (an upload being
-    completed), the same statement reads that blob row's GC status.
+    requests taking over the same claim one wins.
     """
     params = {
-        "digest": digest,
         "upload_id": upload_id,
         "repository": repository,
         "now": utcnow(),
@@ -281,7 +276,7 @@ async def claim_upload(
     else:
         result = await session.execute(_CLAIM_UPLOAD_AT, {**params, "expected_size": start})
     row = result.first()
-    return ClaimedUpload(row[0], row[1], row[2], row[3], row[4]) if row is not None else None
+    return ClaimedUpload(row[0], row[1], row[2], row[3]) if row is not None else None
 
 
 async def release_upload(
@@ -357,10 +352,9 @@ _CLAIMABLE = (
     | (_UPLOADS.c.busy_until < bindparam("now"))
     | (_UPLOADS.c.holder == bindparam("take_from")),
 )
-_BLOBS = cast(Table, Blob.__table__)
 # What a claim returns: the upload's size and state, its repository and project (so the
-# request that completes it needs no lookup of its own), and the GC status of the blob
-# it is about to become (empty digest: none).
+# request that completes it needs no lookup of its own). The GC status of the blob an
+# upload becomes is read when it completes, not here: it may change in between.
 _CLAIMED = (
     _UPLOADS.c.size,
     _UPLOADS.c.state,
@@ -370,7 +364,6 @@ _CLAIMED = (
     select(_REPOSITORIES.c.project_id)
     .where(_REPOSITORIES.c.repository_id == literal_column("blob_upload.repository_id"))
     .scalar_subquery(),
-    select(_BLOBS.c.status).where(_BLOBS.c.digest == bindparam("digest")).scalar_subquery(),
 )
 _CLAIM_UPLOAD = (
     update(_UPLOADS)

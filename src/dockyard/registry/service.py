@@ -110,8 +110,6 @@ class PushedManifest:
     subject: str | None
 
 
-_UNREAD = object()
-"""``_protect_existing_blob``'s marker: the blob's status was not read by the caller."""
 _PROJECT_TIME_SECONDS = 1.0
 _PROJECT_TIMES_KEPT = 4096
 
@@ -319,10 +317,9 @@ class RegistryService:
         return UploadStatus(upload_id, new_size)
 
     async def _claim(
-        self, repository: str, upload_id: str, start: int | None, digest: str = ""
+        self, repository: str, upload_id: str, start: int | None
     ) -> repo.ClaimedUpload:
-        """Take the upload for this request (``start``: the chunk's first byte; ``digest``:
-        the blob it will become, whose GC status the claim reads too)."""
+        """Take the upload for this request (``start``: the chunk's first byte)."""
         holder = claims.this_process()
         async with self.db.write() as session:
             claim = (
@@ -333,7 +330,6 @@ class RegistryService:
                     start,
                     utcnow() + UPLOAD_LEASE,
                     holder,
-                    digest=digest,
                 )
                 if _UPLOAD_ID.fullmatch(upload_id)
                 else None
@@ -352,7 +348,6 @@ class RegistryService:
                     utcnow() + UPLOAD_LEASE,
                     holder,
                     take_from=upload.holder,
-                    digest=digest,
                 )
                 if claim is not None:
                     log.info("upload %s taken over from dead %s", upload_id, upload.holder)
@@ -424,7 +419,7 @@ class RegistryService:
     ) -> BlobInfo:
         """Take the last chunk (if any), check the digest, and make the blob."""
         expected = Digest.parse(digest)
-        claim = await self._claim(repository, upload_id, start, str(expected))
+        claim = await self._claim(repository, upload_id, start)
         state, size = json.loads(claim.state), claim.size
         if chunks is not None:
             state, size = await self._append_claimed(
@@ -474,7 +469,6 @@ class RegistryService:
         content_type: str = "application/octet-stream",
         *,
         touch_live: bool = True,
-        status: str | object | None = _UNREAD,
     ) -> bool:
         """Before a push installs or adopts the bytes at blob ``digest``'s path; returns
         whether bytes are there (the push may keep them rather than write its own).
@@ -488,13 +482,10 @@ class RegistryService:
         a claimed orphan) is waited for: its bytes go before its row, so the push then
         installs its own. ``touch_live=False`` skips the write for a live row whose
         bytes are there (a manifest push: its transaction touches the row anyway).
-        ``status``: the row's GC status when the caller read it already (an upload's
-        claim does), else it is read here.
         Raises ``BlobBeingDeletedError`` if the deletion does not finish in time."""
         key = blob_key(digest)
-        if status is _UNREAD:
-            async with self.db.read_connection() as conn:
-                status = await repo.blob_status(conn, digest)
+        async with self.db.read_connection() as conn:
+            status = await repo.blob_status(conn, digest)
         stored = await self.storage.stat(key) is not None
         if status is None and not stored:
             # A new blob (the common case): no write. Nothing is there to adopt, and the
