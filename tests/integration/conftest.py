@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -82,6 +83,13 @@ def settings(
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    async with serving(settings) as application:
+        yield application
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Starlette]:
+    """The app of ``settings``, its database prepared, running (lifespan) until the end."""
     database = Database(settings.effective_database_url)
     try:
         await prepare(settings, database)

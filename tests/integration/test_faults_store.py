@@ -17,15 +17,14 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from tests.integration.conftest import serving
 from tests.integration.registry_helpers import digest_of, image_manifest, push_blob
 from tests.support.seaweedfs import SeaweedFS, s3_settings
 from tests.support.tcp_proxy import TcpProxy
 
-from dockyard.app import create_app, open_storage
-from dockyard.db.engine import Database
+from dockyard.app import open_storage
 from dockyard.errors import ConfigurationError
 from dockyard.settings import Settings
-from dockyard.system.bootstrap import prepare
 
 ADMIN = ("admin", "Harbor12345")
 REPO = "library/faults"
@@ -66,13 +65,7 @@ async def _serving(storage: dict[str, Any], data_dir: Path) -> AsyncIterator[Sta
         admin_password=ADMIN[1],
         login_failure_limit=1000,
     )
-    database = Database(settings.effective_database_url)
-    try:
-        await prepare(settings, database)
-    finally:
-        await database.dispose()
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with serving(settings) as application:
         yield application
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
-from tests.integration.conftest import ADMIN_PASSWORD, make_client
+from tests.integration.conftest import ADMIN_PASSWORD, make_client, serving
 from tests.support.postgres import postgres_admin_url, temporary_database
 from tests.support.slapd import (
     BASE_DN,
@@ -26,12 +26,9 @@ from tests.support.slapd import (
     start_slapd,
 )
 
-from dockyard.app import create_app
-from dockyard.db.engine import Database
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.settings import Settings
-from dockyard.system.bootstrap import prepare
 from dockyard.system.models import Property
 
 CONFIGURATIONS = "/api/v2.0/configurations"
@@ -70,13 +67,7 @@ async def ldap_app(
         admin_password=ADMIN_PASSWORD,
         login_failure_limit=5,
     )
-    database = Database(settings.effective_database_url)
-    try:
-        await prepare(settings, database)
-    finally:
-        await database.dispose()
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with serving(settings) as application:
         async with make_client(application, ("admin", ADMIN_PASSWORD)) as admin:
             answer = await admin.put(
                 CONFIGURATIONS,
