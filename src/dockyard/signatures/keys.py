@@ -21,6 +21,8 @@ __all__ = [
     "PublicKey",
     "describe",
     "fingerprint",
+    "is_ca",
+    "issued_by",
     "key_algorithm",
     "load_public_key",
     "load_roots",
@@ -121,7 +123,8 @@ def load_roots(pem: str | bytes) -> list[x509.Certificate]:
     return roots
 
 
-def _is_ca(certificate: x509.Certificate) -> bool:
+def is_ca(certificate: x509.Certificate) -> bool:
+    """Whether the certificate's basicConstraints say CA:TRUE."""
     try:
         constraints = certificate.extensions.get_extension_for_oid(
             ExtensionOID.BASIC_CONSTRAINTS
@@ -131,9 +134,10 @@ def _is_ca(certificate: x509.Certificate) -> bool:
     return isinstance(constraints, x509.BasicConstraints) and constraints.ca
 
 
-def _self_signed(certificate: x509.Certificate) -> bool:
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` issued ``certificate`` (issuer name and signature)."""
     try:
-        certificate.verify_directly_issued_by(certificate)
+        certificate.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
@@ -206,7 +210,7 @@ def describe(kind: SignatureKind, pem: str, identities: tuple[str, ...]) -> KeyI
             raise ValueError(
                 f"root certificate {subject} expired on {root.not_valid_after_utc:%Y-%m-%d}"
             )
-        if not _is_ca(root) and not _self_signed(root):
+        if not is_ca(root) and not issued_by(root, root):
             raise ValueError(
                 f"certificate {subject} is neither a CA (basicConstraints CA:TRUE) nor "
                 "self-signed: give the root of the signing chain"
