@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID
@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtensionOID
 from dockyard.signatures.verify import KeyInfo, SignatureKind
 
 __all__ = [
+    "CERTIFICATE_ERRORS",
     "MAX_PEM_BYTES",
     "MIN_RSA_BITS",
     "PublicKey",
@@ -27,6 +28,7 @@ __all__ = [
     "load_public_key",
     "load_roots",
     "parse_identity",
+    "read_certificate",
 ]
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -117,10 +119,37 @@ def load_roots(pem: str | bytes) -> list[x509.Certificate]:
     roots = []
     for block in certificates:
         try:
-            roots.append(x509.load_pem_x509_certificate(block))
-        except ValueError as exc:
+            roots.append(read_certificate(x509.load_pem_x509_certificate(block)))
+        except CERTIFICATE_ERRORS as exc:
             raise ValueError(f"a certificate cannot be read: {exc}") from None
     return roots
+
+
+# What ``cryptography`` raises on malformed certificate DER, found by mutating published ones
+# (tests/unit/test_signatures_mutations.py). UserWarning: an odd attribute length warns, and is
+# an error where warnings are (the tests).
+CERTIFICATE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    UserWarning,
+)
+
+
+def read_certificate(certificate: x509.Certificate) -> x509.Certificate:
+    """The certificate, once every part verification reads has parsed (``cryptography`` parses
+    the key, names and extensions lazily); ``ValueError`` if one does not."""
+    try:
+        certificate.public_key()
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = certificate.extensions
+    except CERTIFICATE_ERRORS as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return certificate
 
 
 def is_ca(certificate: x509.Certificate) -> bool:
@@ -138,7 +167,7 @@ def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer`` issued ``certificate`` (issuer name and signature)."""
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

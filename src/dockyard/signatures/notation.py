@@ -148,8 +148,8 @@ def _certificates(ders: object) -> tuple[x509.Certificate, ...]:
         if not isinstance(der, bytes):
             raise Malformed("a certificate of the chain is not DER bytes")
         try:
-            chain.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
+            chain.append(keys_mod.read_certificate(x509.load_der_x509_certificate(der)))
+        except keys_mod.CERTIFICATE_ERRORS as exc:
             raise Malformed(f"a certificate of the chain cannot be read ({exc})") from None
     return tuple(chain)
 
