@@ -17,6 +17,7 @@ from dockyard.signatures.verify import (
     SignatureLayer,
     TrustedKey,
     Verdict,
+    describe_key,
     verify,
 )
 
@@ -103,3 +104,27 @@ def test_envelope_mutations_are_answered(case: str) -> None:
     assert judge(original).verified
     for mutated in _mutations(original, 2):
         _own_reason(judge(mutated))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("cosign", "containers-image/cosign.pub"),
+        ("cosign", "containers-image/some-rsa-key.pub"),
+        ("notation", "notation-go/NotationTestRoot.pem"),
+        ("notation", "notation-go/alpine-root.pem"),
+    ],
+)
+def test_describe_key_refuses_mutated_keys_with_value_error(kind: str, name: str) -> None:
+    """What the trusted-keys API is given: a mutated PEM is either still a key or a ValueError
+    with a reason (a 400), never another exception (a 500)."""
+    identities = ["*"] if kind == "notation" else []
+    reasons = []
+    for mutated in _mutations((DATA / name).read_bytes(), 3):
+        try:
+            describe_key(kind, mutated.decode("utf-8", "replace"), identities)  # type: ignore[arg-type]
+        except ValueError as exc:
+            reasons.append(str(exc))
+    assert reasons and all(reasons)
+    with pytest.raises(ValueError, match="not a string"):
+        describe_key("notation", (DATA / name).read_text(), [3])  # type: ignore[list-item]

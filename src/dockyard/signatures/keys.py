@@ -80,6 +80,8 @@ def key_algorithm(public_key: object, *, cosign: bool = False) -> str:
 
 
 def _pem_bytes(pem: str | bytes) -> bytes:
+    if not isinstance(pem, str | bytes):
+        raise ValueError("key material must be PEM text")
     data = pem.encode() if isinstance(pem, str) else pem
     if len(data) > MAX_PEM_BYTES:
         raise ValueError(f"key material is larger than {MAX_PEM_BYTES // 1024} KiB")
@@ -96,10 +98,10 @@ def load_public_key(pem: str | bytes) -> PublicKey:
         raise ValueError("this is a private key: give the public key (cosign.pub)")
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
-            loaded: object = x509.load_pem_x509_certificate(data).public_key()
+            loaded: object = read_certificate(x509.load_pem_x509_certificate(data)).public_key()
         else:
             loaded = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
+    except CERTIFICATE_ERRORS as exc:
         raise ValueError(f"not a readable PEM public key: {exc}") from None
     key_algorithm(loaded, cosign=True)
     assert isinstance(loaded, PublicKey)  # key_algorithm accepted it
@@ -178,6 +180,8 @@ _IDENTITY_PREFIX = "x509.subject:"
 def parse_identity(text: str) -> Identity:
     """A trust policy's trusted identity: ``*`` or ``x509.subject: C=US, O=Acme, CN=...``
     (the attributes that must all be in the leaf's subject)."""
+    if not isinstance(text, str):
+        raise ValueError(f"trusted identity {text!r} is not a string")
     text = text.strip()
     if text == "*":
         return Identity(any=True)
