@@ -109,6 +109,8 @@ def verify(
     when Notation's expiry and timestamps are judged. Never raises."""
     from dockyard.signatures import cosign, notation
 
+    if signature.kind not in ("cosign", "notation"):
+        return Verdict(False, f"unknown signature kind {signature.kind!r}")
     usable = [key for key in keys if key.kind == signature.kind]
     if not usable:
         return Verdict(False, f"no trusted {signature.kind} key is configured")
