@@ -322,9 +322,10 @@ class RemoteClient:
         sent = dict(headers or {})
         if auth:
             sent["Authorization"] = auth
-        request = self._http.build_request(
-            method, url, headers=sent, params=params, content=content
-        )
+        # A URL the remote gave (an upload's Location) keeps its own query (``_state``…):
+        # ``params`` are added to it, not put in its place.
+        target = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)
+        request = self._http.build_request(method, target, headers=sent, content=content)
         return await self._http.send(request, stream=True)
 
     # --- authentication -------------------------------------------------------------------
