@@ -117,10 +117,10 @@ class TokenServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+            def do_GET(self) -> None:
                 outer._answer(self)
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
@@ -133,7 +133,7 @@ class TokenServer:
             self._server.shutdown()
             self._server.server_close()
 
-    def _user(self, header: str | None) -> str | None | Literal[False]:
+    def _user(self, header: str | None) -> str | Literal[False] | None:
         """The caller's name, None when anonymous, False when the credentials are wrong."""
         if not header:
             return None
@@ -227,7 +227,7 @@ class DockerRegistry:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary and our config
+        self.process = subprocess.Popen(
             [DOCKER_REGISTRY, "serve", str(self.root / "config.yml")],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -282,7 +282,7 @@ def _config(
         lines += ["  tls:", f"    certificate: {root / 'tls.crt'}", f"    key: {root / 'tls.key'}"]
     if auth == "basic":
         htpasswd = root / "htpasswd"
-        subprocess.run(  # noqa: S603 - a fixed tool, our arguments
+        subprocess.run(
             ["/usr/bin/htpasswd", "-Bbc", str(htpasswd), USERNAME, PASSWORD],
             check=True,
             capture_output=True,
