@@ -264,10 +264,16 @@ class DistributionAdapter:
         response = await self.client.request(
             "DELETE", self._path(repository, "manifests", tag), scope=delete(repository)
         )
-        if response.status_code not in (200, 202, 204):
-            error = await fail(response, f"delete {repository}:{tag}")
-            raise error
-        await response.aclose()
+        if response.status_code in (200, 202, 204):
+            await response.aclose()
+            return
+        error = await fail(response, f"delete {repository}:{tag}")
+        if response.status_code == 400 and "DIGEST_INVALID" in str(error):
+            # distribution 2.x reads the reference as a digest and finds it invalid.
+            raise RemoteUnsupported(
+                f"{self.client.base} deletes manifests by digest only, not a tag alone"
+            )
+        raise error
 
     # --- blobs ----------------------------------------------------------------------------
 
@@ -389,7 +395,13 @@ class DistributionAdapter:
                     raise RemoteUnreachable(
                         f"upload of {digest} to {repository} failed {resumes} times: {exc}"
                     ) from None
-                offset, location = await self._upload_status(repository, location)
+                try:
+                    offset, location = await self._upload_status(repository, location)
+                except (RemoteNotFound, RemoteProtocolError):
+                    # The remote lost the upload, or will not continue it (distribution 2.x
+                    # keeps a cut piece's bytes and then refuses the upload's state): start
+                    # a new one from the beginning.
+                    offset, location = 0, await self._start_upload(repository)
                 continue
             if offset < size:
                 raise RemoteProtocolError(f"the source of {digest} ended at {offset} of {size}")
