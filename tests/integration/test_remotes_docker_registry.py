@@ -25,6 +25,7 @@ from dockyard.remotes.client import (
     Credential,
     Endpoint,
     RemoteAuthError,
+    RemoteError,
     RemoteNotFound,
     RemoteUnreachable,
     RemoteUnsupported,
@@ -231,3 +232,25 @@ def test_registry_log_counts_requests(remote: DockerRegistry, seeded: IndexInfo)
     """The support code's request counter reads the registry's access log."""
     assert remote.requests(f"/v2/{SOURCE}/manifests/1") >= 1
     assert isinstance(remote.root, Path)
+
+
+async def test_docker_hub_adapter_names(remote: DockerRegistry, seeded: IndexInfo) -> None:
+    """The docker-hub adapter pointed at this registry: an official image's name gains
+    ``library/``, names the Hub cannot hold are refused before anything is sent."""
+    hub = open_adapter("docker-hub", Endpoint(remote.url, _credential(remote)), LOOPBACK, timeout=5)
+    plain = _adapter(remote.url, _credential(remote))
+    try:
+        await hub.ping()
+        await copy_artifact(plain, SOURCE, hub, "hello", "1")
+        head = await plain.head_manifest("library/hello", "1")
+        assert head is not None
+        assert head.digest == seeded.index_digest
+        assert await hub.list_tags("hello") == ["1"]
+        assert await hub.list_tags("library/hello") == ["1"]
+        with pytest.raises(RemoteError, match="not deeper paths"):
+            await hub.head_manifest("a/b/c", "1")
+        with pytest.raises(RemoteUnsupported):
+            await hub.list_repositories()
+    finally:
+        await hub.aclose()
+        await plain.aclose()

@@ -21,7 +21,7 @@ from tests.support.tcp_proxy import TcpProxy
 
 from dockyard.http.egress import EgressPolicy
 from dockyard.remotes.adapter import Adapter
-from dockyard.remotes.client import Credential, Endpoint, RemoteAuthError, RemoteUnsupported
+from dockyard.remotes.client import Credential, Endpoint, RemoteAuthError
 from dockyard.remotes.copy import copy_artifact
 from dockyard.remotes.harbor import HarborAdapter
 from dockyard.remotes.kinds import open_adapter
@@ -123,11 +123,13 @@ async def test_copy_both_ways_labels_and_deletes(
     assert isinstance(harbor, HarborAdapter)
     assert await harbor.labels_of(target, "1") == []
     label = f"l{uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=dockyard.url, auth=dockyard.admin_auth, timeout=30) as api:
-        made = api.post("/api/v2.0/labels", json={"name": label, "scope": "g"})
+    async with httpx.AsyncClient(
+        base_url=dockyard.url, auth=dockyard.admin_auth, timeout=30
+    ) as api:
+        made = await api.post("/api/v2.0/labels", json={"name": label, "scope": "g"})
         assert made.status_code == 201, made.text
         label_id = int(made.headers["location"].rsplit("/", 1)[1])
-        put = api.post(
+        put = await api.post(
             f"/api/v2.0/projects/{project}/repositories/app/artifacts/1/labels",
             json={"id": label_id},
         )

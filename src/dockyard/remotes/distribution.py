@@ -58,18 +58,6 @@ MAX_RESUMES = 5
 DEFAULT_CHUNK = 16 * 1024 * 1024
 
 
-def pull(repository: str) -> str:
-    return f"repository:{repository}:pull"
-
-
-def push(repository: str) -> str:
-    return f"repository:{repository}:pull,push"
-
-
-def delete(repository: str) -> str:
-    return f"repository:{repository}:delete"
-
-
 async def fail(response: httpx.Response, what: str) -> RemoteProtocolError:
     """The error for an answer ``what`` did not expect (the body is read and closed)."""
     try:
@@ -119,6 +107,10 @@ class DistributionAdapter:
     def repository(self, name: str) -> str:
         """The name the remote knows ``name`` by (Docker Hub adds ``library/``)."""
         return name
+
+    def _scope(self, repository: str, actions: str) -> str:
+        """The token scope for ``actions`` on a repository (Docker's token protocol)."""
+        return f"repository:{self.repository(repository)}:{actions}"
 
     def _path(self, repository: str, *rest: str) -> str:
         return "/v2/" + quote(self.repository(repository), safe="/") + "/" + "/".join(rest)
@@ -177,7 +169,10 @@ class DistributionAdapter:
 
     async def list_tags(self, repository: str) -> list[str]:
         return await self._pages(
-            self._path(repository, "tags", "list"), "tags", pull(repository), repository
+            self._path(repository, "tags", "list"),
+            "tags",
+            self._scope(repository, "pull"),
+            repository,
         )
 
     # --- manifests ------------------------------------------------------------------------
@@ -186,7 +181,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "HEAD",
             self._path(repository, "manifests", reference),
-            scope=pull(repository),
+            scope=self._scope(repository, "pull"),
             headers={"Accept": MANIFEST_ACCEPT},
         )
         await response.aclose()
@@ -213,7 +208,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "GET",
             self._path(repository, "manifests", reference),
-            scope=pull(repository),
+            scope=self._scope(repository, "pull"),
             headers={"Accept": MANIFEST_ACCEPT},
         )
         if response.status_code != 200:
@@ -241,7 +236,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "PUT",
             self._path(repository, "manifests", reference),
-            scope=push(repository),
+            scope=self._scope(repository, "pull,push"),
             headers={"Content-Type": manifest.media_type},
             content=manifest.body,
         )
@@ -252,7 +247,9 @@ class DistributionAdapter:
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         response = await self.client.request(
-            "DELETE", self._path(repository, "manifests", digest), scope=delete(repository)
+            "DELETE",
+            self._path(repository, "manifests", digest),
+            scope=self._scope(repository, "delete"),
         )
         if response.status_code not in (200, 202, 204):
             raise await fail(response, f"delete {repository}@{digest}")
@@ -262,7 +259,9 @@ class DistributionAdapter:
         """A tag alone, where the registry can (distribution 3 can; 2.x answers UNSUPPORTED,
         and deleting the manifest would take its other tags with it, so that is refused)."""
         response = await self.client.request(
-            "DELETE", self._path(repository, "manifests", tag), scope=delete(repository)
+            "DELETE",
+            self._path(repository, "manifests", tag),
+            scope=self._scope(repository, "delete"),
         )
         if response.status_code in (200, 202, 204):
             await response.aclose()
@@ -279,7 +278,7 @@ class DistributionAdapter:
 
     async def blob_exists(self, repository: str, digest: str) -> int | None:
         response = await self.client.request(
-            "HEAD", self._path(repository, "blobs", digest), scope=pull(repository)
+            "HEAD", self._path(repository, "blobs", digest), scope=self._scope(repository, "pull")
         )
         await response.aclose()
         if response.status_code == 404:
@@ -293,7 +292,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "POST",
             self._path(repository, "blobs", "uploads/"),
-            scope=f"{push(repository)} {pull(from_repository)}",
+            scope=f"{self._scope(repository, 'pull,push')} {self._scope(from_repository, 'pull')}",
             params={"mount": digest, "from": self.repository(from_repository)},
         )
         await response.aclose()
@@ -304,7 +303,9 @@ class DistributionAdapter:
             location = response.headers.get("location")
             if location:
                 done = await self.client.request(
-                    "DELETE", self._upload_url(response, location), scope=push(repository)
+                    "DELETE",
+                    self._upload_url(response, location),
+                    scope=self._scope(repository, "pull,push"),
                 )
                 await done.aclose()
             return False
@@ -316,7 +317,10 @@ class DistributionAdapter:
     ) -> AsyncIterator[BlobStream]:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         response = await self.client.request(
-            "GET", self._path(repository, "blobs", digest), scope=pull(repository), headers=headers
+            "GET",
+            self._path(repository, "blobs", digest),
+            scope=self._scope(repository, "pull"),
+            headers=headers,
         )
         try:
             if response.status_code not in (200, 206):
@@ -340,7 +344,9 @@ class DistributionAdapter:
 
     async def _start_upload(self, repository: str) -> str:
         response = await self.client.request(
-            "POST", self._path(repository, "blobs", "uploads/"), scope=push(repository)
+            "POST",
+            self._path(repository, "blobs", "uploads/"),
+            scope=self._scope(repository, "pull,push"),
         )
         await response.aclose()
         location = response.headers.get("location")
@@ -362,7 +368,7 @@ class DistributionAdapter:
             response = await self.client.request(
                 "PUT",
                 location,
-                scope=push(repository),
+                scope=self._scope(repository, "pull,push"),
                 params={"digest": digest},
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
                 content=source(0),
@@ -389,7 +395,8 @@ class DistributionAdapter:
                 async for piece in _pieces(source(offset), chunk_size):
                     location = await self._patch(repository, location, offset, piece)
                     offset += len(piece)
-            except (RemoteUnreachable, RemoteProtocolError) as exc:
+            except (RemoteUnreachable, RemoteProtocolError, RemoteNotFound) as exc:
+                # A piece cut short, or refused after a resume (the remote lost the upload).
                 resumes += 1
                 if resumes > MAX_RESUMES:
                     raise RemoteUnreachable(
@@ -406,7 +413,7 @@ class DistributionAdapter:
             if offset < size:
                 raise RemoteProtocolError(f"the source of {digest} ended at {offset} of {size}")
         response = await self.client.request(
-            "PUT", location, scope=push(repository), params={"digest": digest}
+            "PUT", location, scope=self._scope(repository, "pull,push"), params={"digest": digest}
         )
         if response.status_code != 201:
             raise await fail(response, f"finish the upload of {digest} to {repository}")
@@ -416,7 +423,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "PATCH",
             location,
-            scope=push(repository),
+            scope=self._scope(repository, "pull,push"),
             headers={
                 "Content-Type": "application/octet-stream",
                 "Content-Range": f"{offset}-{offset + len(piece) - 1}",
@@ -430,7 +437,9 @@ class DistributionAdapter:
 
     async def _upload_status(self, repository: str, location: str) -> tuple[int, str]:
         """Where the remote has the upload (``GET`` of its location: ``Range: 0-<last>``)."""
-        response = await self.client.request("GET", location, scope=push(repository))
+        response = await self.client.request(
+            "GET", location, scope=self._scope(repository, "pull,push")
+        )
         await response.aclose()
         if response.status_code != 204:
             raise await fail(response, f"the state of an upload to {repository}")
