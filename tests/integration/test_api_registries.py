@@ -366,3 +366,37 @@ def test_module_registry_is_tls(remote: DockerRegistry, tmp_path: Path) -> None:
     """The remote this module pings really is HTTPS with an untrusted certificate."""
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{remote.url}/v2/", timeout=5)
+
+
+async def test_a_robot_granted_registry_access(
+    admin: httpx.AsyncClient, remote: DockerRegistry, state: AppState
+) -> None:
+    """Registry endpoints are a system resource a robot can be granted (Harbor's catalogue):
+    what it holds it may do, nothing more."""
+    access = [
+        {"resource": "registry", "action": "list"},
+        {"resource": "registry", "action": "read"},
+        {"resource": "replication-adapter", "action": "list"},
+    ]
+    created = await admin.post(
+        "/api/v2.0/robots",
+        json={
+            "name": f"s{uuid.uuid4().hex[:10]}",
+            "level": "system",
+            "duration": -1,
+            "permissions": [{"kind": "system", "namespace": "/", "access": access}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    robot = (created.json()["name"], created.json()["secret"])
+    registry_id = await _create(admin, _body(remote))
+    before = await _count(state)
+    async with httpx.AsyncClient(
+        transport=admin._transport, base_url=str(admin.base_url), auth=robot
+    ) as client:
+        assert (await client.get(REGISTRIES)).status_code == 200
+        assert (await client.get(f"{REGISTRIES}/{registry_id}")).status_code == 200
+        assert (await client.get("/api/v2.0/replication/adapters")).status_code == 200
+        assert (await client.post(REGISTRIES, json=_body(remote))).status_code == 403
+        assert (await client.delete(f"{REGISTRIES}/{registry_id}")).status_code == 403
+    assert await _count(state) == before

@@ -179,7 +179,7 @@ def registry_view(row: RegistryEndpoint) -> Registry:
         credential = RegistryCredential(
             type=row.credential_type,
             access_key=row.access_key,
-            access_secret=MASK if row.access_secret else "",
+            access_secret=MASK if row.access_secret else None,
         )
     return Registry(
         id=row.id,
