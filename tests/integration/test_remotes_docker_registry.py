@@ -7,13 +7,17 @@ resumes after the connection drops."""
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.docker_registry import DockerRegistry, available, start_docker_registry
+from tests.support.docker_registry import (
+    DockerRegistry,
+    RecordingSource,
+    available,
+    drop_once,
+    start_docker_registry,
+)
 from tests.support.oci_layout import IndexInfo, make_index_layout
 from tests.support.server import free_port
 from tests.support.skopeo import Skopeo
@@ -197,35 +201,23 @@ async def test_mount(adapter: Adapter, seeded: IndexInfo) -> None:
 async def test_chunked_upload_resumes_after_a_dropped_connection(
     remote: DockerRegistry,
 ) -> None:
-    data = os.urandom(3 * 1024 * 1024)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    reads: list[int] = []
-
-    async def source(offset: int) -> AsyncIterator[bytes]:
-        reads.append(offset)
-        for start in range(offset, len(data), 256 * 1024):
-            yield data[start : start + 256 * 1024]
-
+    source = RecordingSource(3 * 1024 * 1024)
     with TcpProxy(("127.0.0.1", remote.port)) as proxy:
         adapter = _adapter(proxy.url, _credential(remote))
         try:
             await adapter.ping()
-            proxy.cut_after_upstream(1_300_000)
-
-            def come_back() -> None:
-                proxy.cut_done.wait(30)
-                proxy.resume()
-
-            threading.Thread(target=come_back, daemon=True).start()
-            await adapter.push_blob("resumed/app", digest, len(data), source, chunk_size=512 * 1024)
-            assert await adapter.blob_exists("resumed/app", digest) == len(data)
+            drop_once(proxy, 1_300_000)
+            await adapter.push_blob(
+                "resumed/app", source.digest, source.size, source, chunk_size=512 * 1024
+            )
+            assert await adapter.blob_exists("resumed/app", source.digest) == source.size
         finally:
             await adapter.aclose()
     # The piece that was cut is sent again: distribution 2.8 keeps the cut piece's bytes and
     # then refuses the upload's state, so the upload starts over (a registry that cuts a failed
     # piece back, as Dockyard does, resumes where it was: test_remotes_harbor.py).
-    assert reads[0] == 0
-    assert len(reads) >= 2
+    assert source.reads[0] == 0
+    assert len(source.reads) >= 2
 
 
 def test_registry_log_counts_requests(remote: DockerRegistry, seeded: IndexInfo) -> None:

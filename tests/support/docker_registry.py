@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from tests.support.server import free_port
+from tests.support.tcp_proxy import TcpProxy
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 SERVICE = "dockyard-test-registry"
@@ -321,3 +324,41 @@ def start_docker_registry(
         registry.stop()
         if token is not None:
             token.stop()
+
+
+# --- for resumable uploads -----------------------------------------------------------------
+
+
+@dataclass
+class RecordingSource:
+    """Random bytes served as a ``BlobSource`` (from any offset), remembering each offset
+    it was asked from: a resumed upload asks again from where the remote has it."""
+
+    size: int
+    piece: int = 256 * 1024
+    data: bytes = b""
+    reads: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data = self.data or os.urandom(self.size)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+    async def __call__(self, offset: int) -> AsyncIterator[bytes]:
+        self.reads.append(offset)
+        for start in range(offset, len(self.data), self.piece):
+            yield self.data[start : start + self.piece]
+
+
+def drop_once(proxy: TcpProxy, after_bytes: int) -> None:
+    """Cut ``proxy``'s connections once ``after_bytes`` went upstream, and listen again
+    right after (in a thread), so the client's next request gets through."""
+    proxy.cut_after_upstream(after_bytes)
+
+    def come_back() -> None:
+        proxy.cut_done.wait(30)
+        proxy.resume()
+
+    threading.Thread(target=come_back, daemon=True).start()
