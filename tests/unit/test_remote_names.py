@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dockyard.errors import BadRequestError
+from dockyard.http.egress import EgressPolicy
 from dockyard.remotes.client import RemoteError, parse_challenge
 from dockyard.remotes.docker_hub import (
     REGISTRY_URL,
@@ -11,6 +13,7 @@ from dockyard.remotes.docker_hub import (
     hub_repository,
     registry_url,
 )
+from dockyard.remotes.service import check_url
 
 
 @pytest.mark.parametrize(
@@ -95,3 +98,18 @@ def test_parse_challenge() -> None:
     assert escaped.params["realm"] == 'a"b'
     assert parse_challenge(None) is None
     assert parse_challenge("") is None
+
+
+def test_endpoint_urls_are_held_to_the_egress_policy() -> None:
+    """With the default policy (no loopback), a loopback or metadata URL is refused when
+    saved; a public one passes, without its trailing slash."""
+    default = EgressPolicy()
+    for url in ("http://127.0.0.1:5000", "http://localhost:5000", "http://[::1]/"):
+        with pytest.raises(BadRequestError, match="egress_allow_loopback"):
+            check_url(url, default)
+    with pytest.raises(BadRequestError, match="metadata"):
+        check_url("http://169.254.169.254", EgressPolicy(allow_loopback=True))
+    assert check_url("https://registry.example.com/", default) == "https://registry.example.com"
+    assert check_url("http://127.0.0.1:5000/", EgressPolicy(allow_loopback=True)) == (
+        "http://127.0.0.1:5000"
+    )
