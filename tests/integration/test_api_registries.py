@@ -400,3 +400,24 @@ async def test_a_robot_granted_registry_access(
         assert (await client.post(REGISTRIES, json=_body(remote))).status_code == 403
         assert (await client.delete(f"{REGISTRIES}/{registry_id}")).status_code == 403
     assert await _count(state) == before
+
+
+async def test_a_secret_this_database_cannot_open(
+    admin: httpx.AsyncClient, remote: DockerRegistry, state: AppState
+) -> None:
+    """A sealed secret from another installation's key: a clear 400, never a 500; reads
+    and setting the secret again still work."""
+    registry_id = await _create(admin, _body(remote))
+    async with state.db.write() as session:
+        row = await session.get(RegistryEndpoint, registry_id)
+        assert row is not None
+        row.access_secret = "gAAAAAB-not-sealed-with-this-key"
+    ping = await admin.post(f"{REGISTRIES}/ping", json={"id": registry_id})
+    assert ping.status_code == 400
+    assert "set it again" in ping.json()["errors"][0]["message"]
+    keep = await admin.put(f"{REGISTRIES}/{registry_id}", json={"access_key": remote.username})
+    assert keep.status_code == 400
+    assert (await admin.get(f"{REGISTRIES}/{registry_id}")).status_code == 200
+    again = await admin.put(f"{REGISTRIES}/{registry_id}", json={"access_secret": remote.password})
+    assert again.status_code == 200
+    assert (await admin.post(f"{REGISTRIES}/ping", json={"id": registry_id})).status_code == 200

@@ -50,7 +50,7 @@ from dockyard.remotes.schemas import (
     RegistryProviderInfo,
     RegistryUpdate,
 )
-from dockyard.system.secretbox import open_sealed, seal
+from dockyard.system.secretbox import SecretBoxError, open_sealed, seal
 
 MASK = "*****"
 """What reads show for a stored secret (Harbor's spelling)."""
@@ -168,6 +168,15 @@ def check_ca(value: str | None) -> str:
 
 def _name(value: str | None) -> str:
     return _text(value or "", "name", _MAX_NAME, required=True)
+
+
+async def _open_secret(session: AsyncSession, sealed: str) -> str:
+    """A stored secret, opened; a 400 saying to set it again when this database's key
+    cannot open it (a database from another installation)."""
+    try:
+        return await open_sealed(session, sealed)
+    except SecretBoxError as exc:
+        raise BadRequestError(f"the registry's stored secret cannot be used: {exc}") from None
 
 
 # --- views ---------------------------------------------------------------------------------
@@ -335,7 +344,7 @@ async def update_endpoint(
         kind = row.credential_type if body.credential_type is None else body.credential_type
         key = row.access_key if body.access_key is None else body.access_key
         keep = body.access_secret is None or body.access_secret == MASK
-        secret = await open_sealed(session, row.access_secret) if keep else body.access_secret
+        secret = await _open_secret(session, row.access_secret) if keep else body.access_secret
         credential_type, key, secret = check_credential(kind, key, secret)
         row.credential_type, row.access_key = credential_type, key
         row.access_secret = await seal(session, secret)
@@ -370,7 +379,7 @@ async def endpoint_info(session: AsyncSession, registry_id: int) -> RegistryInfo
 async def _endpoint_of(session: AsyncSession, row: RegistryEndpoint) -> Endpoint:
     credential = None
     if row.credential_type:
-        secret = await open_sealed(session, row.access_secret)
+        secret = await _open_secret(session, row.access_secret)
         credential = Credential(row.credential_type, row.access_key, secret)
     return Endpoint(row.url, credential, row.insecure, row.ca_certificate)
 
