@@ -59,6 +59,7 @@ from dockyard.quota import hooks as quota_hooks
 from dockyard.registry.hooks import RegistryHooks
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
+from dockyard.remotes import api as remotes_api
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
@@ -215,6 +216,7 @@ def api_operations() -> list[Operation]:
         *gc_api.operations,
         *retention_api.operations,
         *webhooks_api.operations,
+        *remotes_api.operations,
         *search_api.operations,
         *icons_api.operations,
     ]

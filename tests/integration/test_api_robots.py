@@ -426,7 +426,7 @@ BAD_PROJECT_BODIES: dict[str, tuple[int, Any]] = {
         ("system", "scanner:create", "vulnerability scanning"),
         ("system", "preheat-instance:list", "P2P preheat"),
         ("system", "replication-policy:create", "replication"),
-        ("system", "registry:list", "registry endpoints"),
+        ("system", "replication:create", "replication"),
         ("system", "ldap-user:list", "LDAP authentication"),
     ],
 )

@@ -54,12 +54,12 @@ PARTS: dict[str, tuple[str, ...]] = {
         "dockyard.immutability",
         "dockyard.labels",
         "dockyard.metrics",  # Prometheus metrics: reads the spine's tables at scrape time
+        "dockyard.remotes",  # registry endpoints and remote adapters (replication, proxy)
         "dockyard.retention",
         "dockyard.search",
         "dockyard.webhooks",
         # placed ahead of their arrival (DESIGN.md, "Where the enterprise features sit")
         "dockyard.proxy",
-        "dockyard.remotes",
         "dockyard.replication",
         "dockyard.scan",
         "dockyard.scanner",

@@ -77,6 +77,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "create_retention",
     "update_retention",
     "delete_retention",
+    "create_registry",
+    "update_registry",
+    "delete_registry",
 )
 """The event types Dockyard records; ``disabled_audit_log_event_types`` names some of them."""
 

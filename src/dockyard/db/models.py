@@ -20,6 +20,7 @@ from dockyard.registry.models import (
     RepositoryBlob,
     Tag,
 )
+from dockyard.remotes.models import RegistryEndpoint
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
 from dockyard.system.models import Property
@@ -47,6 +48,7 @@ __all__ = [
     "ProjectMetadata",
     "Property",
     "Quota",
+    "RegistryEndpoint",
     "Repository",
     "RepositoryBlob",
     "RetentionPolicy",

@@ -366,6 +366,7 @@ _RESOURCE_TYPES = {
     "quotas": "quota",
     "configurations": "configuration",
     "immutabletagrules": "immutable-rule",
+    "registries": "registry",
 }
 _OPERATIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
 

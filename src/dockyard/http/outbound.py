@@ -111,8 +111,9 @@ async def resolve_host(host: str, port: int) -> list[IPAddress]:
     return found
 
 
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network layer with the egress check between lookup and connect."""
+class CheckedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network layer with the egress check between lookup and connect (also
+    the network layer of the pooled clients of ``remotes/client.py``)."""
 
     def __init__(self, egress: EgressPolicy, resolver: Resolver | None) -> None:
         self._egress = egress
@@ -167,13 +168,13 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
 
 
 @cache
-def _verifying_context() -> ssl.SSLContext:
+def verifying_context() -> ssl.SSLContext:
     """The CA bundle, loaded once per process (≈ 0.1 s of CPU on the event loop)."""
     return httpx.create_ssl_context()
 
 
 @cache
-def _unverified_context() -> ssl.SSLContext:
+def unverified_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -249,8 +250,8 @@ class OutboundClient:
         sent = httpx.Headers(
             {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         )
-        backend = _CheckedBackend(self.egress, self._resolver)
-        context = _verifying_context() if verify_tls else _unverified_context()
+        backend = CheckedBackend(self.egress, self._resolver)
+        context = verifying_context() if verify_tls else unverified_context()
         try:
             async with httpcore.AsyncConnectionPool(
                 ssl_context=context, network_backend=backend, max_connections=1, retries=0

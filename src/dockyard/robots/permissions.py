@@ -230,8 +230,6 @@ UNSUPPORTED_RESOURCES: dict[Resource, str] = {
     Resource.PREHEAT_INSTANCE: "P2P preheat",
     Resource.REPLICATION_POLICY: "replication",
     Resource.REPLICATION: "replication",
-    Resource.REPLICATION_ADAPTER: "replication",
-    Resource.REGISTRY: "registry endpoints (replication, proxy cache)",
     Resource.LDAP_USER: "LDAP authentication",
 }
 """Resources of Harbor's robot catalogue whose feature Dockyard lacks: a grant on one
