@@ -35,7 +35,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpcore
@@ -172,6 +172,12 @@ def _verifying_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+@lru_cache(maxsize=8)
+def _context_trusting(ca_pem: str) -> ssl.SSLContext:
+    """A verifying context that trusts only ``ca_pem`` (an administrator's own CA)."""
+    return ssl.create_default_context(cadata=ca_pem)
+
+
 @cache
 def _unverified_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -234,10 +240,14 @@ class OutboundClient:
         headers: Mapping[str, str] | None = None,
         content: bytes = b"",
         verify_tls: bool = True,
+        ca_pem: str = "",
         max_body: int | None = None,
         max_redirects: int = 0,
     ) -> OutboundResponse:
-        """Send, and read the answer's status, headers and first ``max_body`` bytes."""
+        """Send, and read the answer's status, headers and first ``max_body`` bytes.
+
+        With ``verify_tls`` and a ``ca_pem``, the server's certificate must chain to one
+        of those PEM certificates (instead of the system's CA bundle)."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         deadline_at = loop.time() + self.deadline
@@ -250,7 +260,15 @@ class OutboundClient:
             {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         )
         backend = _CheckedBackend(self.egress, self._resolver)
-        context = _verifying_context() if verify_tls else _unverified_context()
+        try:
+            if not verify_tls:
+                context = _unverified_context()
+            elif ca_pem:
+                context = _context_trusting(ca_pem)
+            else:
+                context = _verifying_context()
+        except (ssl.SSLError, ValueError) as exc:
+            raise OutboundFailed(f"the CA certificates cannot be used: {exc}") from None
         try:
             async with httpcore.AsyncConnectionPool(
                 ssl_context=context, network_backend=backend, max_connections=1, retries=0
