@@ -494,3 +494,39 @@ async def test_the_mode_cannot_change_once_users_exist(proxy_app: Starlette) -> 
             },
         )
         assert made.status_code == 403
+
+
+async def test_skip_search_onboards_members_added_by_name(
+    proxy_app: Starlette, proxy_state: AppState, proxy: AuthProxyServer
+) -> None:
+    members = f"/api/v2.0/projects/{PROJECT}/members"
+    by_name = {"X-Is-Resource-Name": "true"}
+    frank = {"role_id": 3, "member_user": {"username": "frank"}}
+    ops = {"role_id": 3, "member_group": {"group_name": "ops", "group_type": 2}}
+    async with make_client(proxy_app, ("admin", ADMIN_PASSWORD)) as admin:
+        # Off (Harbor's default): the proxy cannot be searched, so an unseen name is unknown.
+        for body in (frank, ops):
+            refused = await admin.post(members, headers=by_name, json=body)
+            assert refused.status_code == 400, refused.text
+        assert await _user(proxy_state, "frank") is None
+        assert (
+            await admin.put(CONFIGURATIONS, json={"http_authproxy_skip_search": True})
+        ).is_success
+        try:
+            for body in (frank, ops):
+                added = await admin.post(members, headers=by_name, json=body)
+                assert added.status_code == 201, added.text
+            for hostile in ("bad,name", "x" * 300, "admin"):
+                body = {"role_id": 3, "member_user": {"username": hostile}}
+                refused = await admin.post(members, headers=by_name, json=body)
+                assert refused.status_code in (400, 409), refused.text
+        finally:
+            restored = await admin.put(CONFIGURATIONS, json={"http_authproxy_skip_search": False})
+            assert restored.is_success
+    made = await _user(proxy_state, "frank")
+    assert made is not None and made.realname == "frank" and made.password == ""
+    assert await _user(proxy_state, "bad,name") is None
+    # frank signs in later through the proxy as the same user, with ops's role.
+    proxy.add("frank", ["ops"])
+    async with make_client(proxy_app) as anonymous:
+        assert _granted(await _token(anonymous, "frank", PASSWORD)) == {"pull"}

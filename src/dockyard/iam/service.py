@@ -30,7 +30,7 @@ from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Re
 from dockyard.iam.providers import authproxy, ldap
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
-from dockyard.iam.users import validate_email, validate_username
+from dockyard.iam.users import validate_username
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -243,24 +243,7 @@ class IdentityService:
                 if held == set(found.groups):
                     return users.user_login(user, await users.user_group_ids(session, user.user_id))
         async with self.db.write() as session:
-            if await users.find_user_by_name(session, name) is None:
-                email = _email_in(name)
-                if email is not None and await users.find_user_by_email(session, email):
-                    email = None  # another user has it: the sign-in still works
-                await session.execute(
-                    insert_ignore(
-                        session,
-                        User,
-                        {
-                            "username": name,
-                            "email": email,
-                            "realname": name,
-                            "password": "",
-                            "comment": "onboarded by the HTTP auth proxy",
-                        },
-                        ["username"],
-                    )
-                )
+            await authproxy.insert_user(session, name)
             user = await users.find_user_by_name(session, name)
             if user is None:  # deleted between the two statements
                 raise UnauthorizedError(_BAD_CREDENTIALS)
@@ -572,13 +555,3 @@ class IdentityService:
         if missing:
             return f"the token's holder may no longer {','.join(missing)} {repository}"
         return ""
-
-
-def _email_in(name: str) -> str | None:
-    """``name`` when it is an e-mail address (Harbor's auth proxy onboarding keeps it)."""
-    if "@" not in name:
-        return None
-    try:
-        return validate_email(name)
-    except BadRequestError:
-        return None

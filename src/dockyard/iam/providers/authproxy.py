@@ -32,9 +32,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.errors import ServiceUnavailableError
+from dockyard.db.engine import insert_ignore
+from dockyard.errors import BadRequestError, ServiceUnavailableError
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient, OutboundError, OutboundResponse
+from dockyard.iam import repository as users
+from dockyard.iam.models import User, UserGroup
+from dockyard.iam.users import validate_email, validate_username
 from dockyard.system import config
 from dockyard.system.models import Property
 
@@ -53,6 +57,7 @@ MAX_GROUPS = 500
 be the one cut)."""
 REVIEW_API_VERSION = "authentication.k8s.io/v1beta1"
 _JSON = "application/json"
+ONBOARDED_COMMENT = "onboarded by the HTTP auth proxy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,3 +288,74 @@ def read_review(answer: dict[str, Any], cfg: AuthProxyConfig, where: str) -> Pro
             groups.append(group)
     admin = username in cfg.admin_usernames or not cfg.admin_groups.isdisjoint(groups)
     return ProxyUser(username=username, groups=tuple(groups), admin=admin)
+
+
+# --- onboarding (Harbor's, also for members added by name with skip_search) ----------------
+
+
+def email_in_name(name: str) -> str | None:
+    """``name`` when it is an e-mail address (Harbor's auth proxy onboarding keeps it)."""
+    if "@" not in name:
+        return None
+    try:
+        return validate_email(name)
+    except BadRequestError:
+        return None
+
+
+async def insert_user(session: AsyncSession, name: str) -> None:
+    """Create the user ``name`` as Harbor onboards an auth proxy user (realname the
+    name, email the name when it is an address and free, no password of its own); a
+    user who exists already is left as they are."""
+    email = email_in_name(name)
+    if email is not None and await users.find_user_by_email(session, email) is not None:
+        email = None  # another user has it: the user is still made
+    await session.execute(
+        insert_ignore(
+            session,
+            User,
+            {
+                "username": name,
+                "email": email,
+                "realname": name,
+                "password": "",
+                "comment": ONBOARDED_COMMENT,
+            },
+            ["username"],
+        )
+    )
+
+
+async def onboard_unsearched_user(session: AsyncSession, name: str) -> int | None:
+    """``http_authproxy_skip_search``: under ``http_auth`` with it on, a user added as a
+    project member by a name Dockyard has not seen is created at once (the proxy cannot
+    be searched); the user's id, or None when the setting does not apply."""
+    _, cfg = await load_mode_and_config(session)
+    if cfg is None or not cfg.skip_search:
+        return None
+    prefix = str(await config.value(session, config.ROBOT_NAME_PREFIX))
+    name = validate_username(name, prefix)
+    if name == "admin":
+        return None
+    await insert_user(session, name)
+    found = await users.find_user_by_name(session, name)
+    return None if found is None else found.user_id
+
+
+async def onboard_unsearched_group(session: AsyncSession, name: str) -> int | None:
+    """The same for an HTTP group (``group_type`` 2) added as a member by name."""
+    _, cfg = await load_mode_and_config(session)
+    if cfg is None or not cfg.skip_search:
+        return None
+    if not 0 < len(name) <= MAX_NAME or not _printable(name) or name != name.strip():
+        raise BadRequestError(f"a group name must be 1 to {MAX_NAME} printable characters")
+    await session.execute(
+        insert_ignore(
+            session,
+            UserGroup,
+            {"group_name": name, "group_type": GROUP_TYPE},
+            ["group_type", "group_name"],
+        )
+    )
+    found = await users.find_group_by_name(session, GROUP_TYPE, name)
+    return None if found is None else found.id
