@@ -577,16 +577,22 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
     return parsed
 
 
+async def users_besides_admin(session: AsyncSession) -> int:
+    """Users other than ``admin`` (not deleted): while there are any, ``auth_mode`` stays."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.username != "admin", User.deleted.is_(False))
+    )
+    return int(count or 0)
+
+
 async def _check_auth_mode_change(session: AsyncSession, mode: str) -> None:
     """As in Harbor, the authentication mode changes only while ``admin`` is the only user:
     a user made by one mode would otherwise be signed in by another."""
     if mode == await value(session, AUTH_MODE):
         return
-    others = await session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.username != "admin", User.deleted.is_(False))
-    )
+    others = await users_besides_admin(session)
     if others:
         raise BadRequestError(
             f"auth_mode cannot be changed to {mode}: it can change only while admin is the "
