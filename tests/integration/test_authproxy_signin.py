@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
+from tests.console.helpers import sign_in
 from tests.integration.conftest import ADMIN_PASSWORD, make_client, serving
 from tests.support.authproxy import PASSWORD, AuthProxyServer, Garbage
 from tests.support.postgres import postgres_admin_url, temporary_database
@@ -530,3 +531,55 @@ async def test_skip_search_onboards_members_added_by_name(
     proxy.add("frank", ["ops"])
     async with make_client(proxy_app) as anonymous:
         assert _granted(await _token(anonymous, "frank", PASSWORD)) == {"pull"}
+
+
+# --- the console's authentication section --------------------------------------------------
+
+
+async def test_console_section_refuses_bad_input_and_non_administrators(
+    proxy_app: Starlette, proxy: AuthProxyServer
+) -> None:
+    form_url = "/harbor/admin/configuration/authentication"
+    async with make_client(proxy_app) as anonymous:
+        assert (await _token(anonymous, "bob", PASSWORD)).status_code == 200  # bob exists
+    async with make_client(proxy_app, ("admin", ADMIN_PASSWORD)) as admin:
+        before = (await admin.get(CONFIGURATIONS)).json()
+    async with make_client(proxy_app) as browser:
+        csrf = await sign_in(browser, "admin", ADMIN_PASSWORD)
+        page = (await browser.get("/harbor/admin/configuration")).text
+        assert (
+            "Proxy-Passw0rd" not in page
+            and 'name="ldap_search_password" type="password" value=""' in page
+        )
+        assert 'id="auth-mode" name="auth_mode" disabled' in page  # users exist
+        base = {"_csrf": csrf, "http_authproxy_endpoint": proxy.login_url}
+        for hostile in (
+            {"http_authproxy_endpoint": "javascript:alert(1)"},
+            {"http_authproxy_tokenreview_endpoint": "https://" + "a" * 5000},
+            {"http_authproxy_server_certificate": "-----BEGIN CERTIFICATE-----\nnope"},
+            {"ldap_url": "http://not-ldap"},
+            {"ldap_scope": "9"},
+            {"ldap_timeout": "soon"},
+            {"auth_mode": "db_auth"},  # sent anyway while other users exist
+            {"auth_mode": "../../etc"},
+        ):
+            refused = await browser.post(form_url, data=base | hostile)
+            assert refused.status_code == 303, refused.text
+            shown = await browser.get(refused.headers["location"])
+            assert "Not done" in shown.text, hostile
+        missing_csrf = await browser.post(form_url, data={"http_authproxy_endpoint": ""})
+        assert missing_csrf.status_code == 403
+    async with make_client(proxy_app, ("admin", ADMIN_PASSWORD)) as admin:
+        assert (await admin.get(CONFIGURATIONS)).json() == before
+    async with make_client(proxy_app) as browser:
+        csrf = await sign_in(browser, "bob", PASSWORD)
+        denied = await browser.post(form_url, data={"_csrf": csrf, "http_authproxy_endpoint": ""})
+        assert denied.status_code == 403
+        ping = await browser.post(
+            "/harbor/admin/configuration/ldap-ping", data={"_csrf": csrf, "ldap_url": "ldap://x"}
+        )
+        assert ping.status_code == 403
+        imported = await browser.post(
+            "/harbor/admin/users/ldap-import", data={"_csrf": csrf, "uid": "x"}
+        )
+        assert imported.status_code == 403

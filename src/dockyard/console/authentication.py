@@ -81,7 +81,12 @@ async def section(session: AsyncSession) -> dict[str, Any]:
     for key in (config.AUTH_MODE, *TEXT_ITEMS, *NUMBER_ITEMS, *CHECK_ITEMS):
         values[key] = await config.value(session, key)
     secrets_set = {key: bool(await config.get_property(session, key)) for key in SECRET_ITEMS}
-    oidc = sorted(k for k in config.ITEMS if k.startswith("oidc_") and not config.ITEMS[k].secret)
+    # Shown (not edited here) once OIDC sign-in exists: items of a missing feature are not.
+    oidc = sorted(
+        key
+        for key, item in config.ITEMS.items()
+        if key.startswith("oidc_") and not item.secret and not item.missing
+    )
     return {
         "values": values,
         "modes": offered_modes(),
