@@ -583,3 +583,27 @@ async def test_console_section_refuses_bad_input_and_non_administrators(
             "/harbor/admin/users/ldap-import", data={"_csrf": csrf, "uid": "x"}
         )
         assert imported.status_code == 403
+
+
+async def test_tokenreview_names_sign_in_with_a_token_the_proxy_issued(
+    proxy_app: Starlette, proxy: AuthProxyServer
+) -> None:
+    """Harbor's ``tokenreview$<name>``: the password is a token, reviewed as it is."""
+    proxy.sessions["k8s-service-account-token"] = "alice"
+    try:
+        async with make_client(proxy_app) as anonymous:
+            logins = proxy.logins
+            good = await _token(anonymous, "tokenreview$alice", "k8s-service-account-token")
+            assert good.status_code == 200, good.text
+            assert proxy.logins == logins  # no login call: the token was reviewed directly
+            for name, token in (
+                ("tokenreview$bob", "k8s-service-account-token"),  # someone else's token
+                ("tokenreview$alice", "unknown-token"),
+                ("tokenreview$alice", ""),
+            ):
+                assert (await _token(anonymous, name, token)).status_code == 401, name
+        async with make_client(proxy_app, ("tokenreview$alice", "k8s-service-account-token")) as c:
+            me = await c.get("/api/v2.0/users/current")
+            assert me.status_code == 200 and me.json()["username"] == "alice"
+    finally:
+        del proxy.sessions["k8s-service-account-token"]

@@ -213,7 +213,16 @@ class IdentityService:
     async def _proxy_login(
         self, cfg: authproxy.AuthProxyConfig, username: str, password: str, source: str
     ) -> AccountLogin:
-        found = await self.proxy.authenticate(cfg, username, password)
+        if username.startswith(authproxy.TOKEN_REVIEW_PREFIX):
+            # Harbor's "tokenreview$<name>": the password is a token the proxy issued
+            # (a Kubernetes service account's, say), reviewed as it is; it must name <name>.
+            found = await self.proxy.review(cfg, password) if password else None
+            if found is not None and found.username != username.removeprefix(
+                authproxy.TOKEN_REVIEW_PREFIX
+            ):
+                found = None
+        else:
+            found = await self.proxy.authenticate(cfg, username, password)
         if found is None:
             await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)

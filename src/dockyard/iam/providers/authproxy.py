@@ -10,6 +10,10 @@ A sign-in is two calls, both through the outbound client (``http/outbound.py``):
    "spec": {"token": "<token>"}}``). The answer's ``status`` says whether the token is
    ``authenticated``, and names the ``user``: its ``username`` and ``groups``.
 
+A client holding a token already (a Kubernetes service account token, say) signs in
+as ``tokenreview$<name>`` with the token as its password: only step 2 is made, and the
+review must name ``<name>``.
+
 The user is the one the review names; its groups become HTTP groups (``group_type``
 2), and a user named in ``http_authproxy_admin_usernames`` or in one of
 ``http_authproxy_admin_groups`` is an administrator. Anything else the proxy answers
@@ -46,6 +50,10 @@ if TYPE_CHECKING:
     from dockyard.settings import Settings
 
 MODE = "http_auth"
+TOKEN_REVIEW_PREFIX = "tokenreview$"  # noqa: S105 - a user name prefix, not a secret
+"""Sign-in as ``tokenreview$<name>`` with a token as the password: the token is reviewed
+directly (no login call), and must belong to ``<name>`` (Harbor's, for docker login
+with a Kubernetes token)."""
 GROUP_TYPE = 2
 """Harbor's ``group_type`` of HTTP auth proxy groups."""
 MAX_ANSWER = 65536
@@ -181,6 +189,8 @@ class AuthProxy:
 
     async def review(self, cfg: AuthProxyConfig, token: str) -> ProxyUser | None:
         """Whom the proxy says ``token`` belongs to, or None when it is not authenticated."""
+        if not 0 < len(token) <= MAX_TOKEN or not _printable(token):
+            return None
         _check_configured(cfg)
         body = json.dumps(
             {"apiVersion": REVIEW_API_VERSION, "kind": "TokenReview", "spec": {"token": token}}
