@@ -171,6 +171,7 @@ def test_ldap_settings_the_test_button_and_importing_users(
         expect(page.get_by_test_id("ldap-ping-ok")).to_be_visible()
 
         page.goto("/harbor/admin/users")
+        expect(page.get_by_test_id("new-user")).to_have_count(0)  # no local users now
         page.get_by_test_id("ldap-import").click()
         page.get_by_label("Directory user name").fill("*")
         page.get_by_test_id("ldap-search").click()

@@ -161,6 +161,15 @@ async def test_settings_are_shown_and_editable(
     assert items["http_authproxy_skip_search"] == {"value": False, "editable": True}
     assert items["primary_auth_mode"] == {"value": False, "editable": False}
     assert info["auth_mode"] == "http_auth"
+    assert info["authproxy_settings"] == {
+        "endpoint": proxy.login_url,
+        "tokenreivew_endpoint": proxy.review_url,  # Harbor's spelling
+        "skip_search": False,
+        "verify_cert": True,
+        "server_certificate": "",
+    }
+    async with make_client(proxy_app) as anonymous:
+        assert "authproxy_settings" not in (await anonymous.get("/api/v2.0/systeminfo")).json()
 
 
 async def test_sign_in_onboards_the_user_with_its_groups(

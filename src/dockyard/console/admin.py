@@ -68,9 +68,12 @@ async def user_list(page: Page) -> Response:
     conditions = [Condition("username", "fuzzy", (search,))] if search else []
     async with page.state.db.read() as session:
         found, total = await users.list_users(session, conditions, "username", request)
+        mode = await config.value(session, config.AUTH_MODE)
     return page.render(
         "admin/users.html",
         section="users",
+        # Local users can be created only under db_auth (POST /users refuses them too).
+        local_users=mode == "db_auth",
         ldap_import=await authentication.ldap_import_section(page),
         users=found,
         paging=pages_of(total, request),
