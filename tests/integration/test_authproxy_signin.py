@@ -616,3 +616,19 @@ async def test_tokenreview_names_sign_in_with_a_token_the_proxy_issued(
             assert me.status_code == 200 and me.json()["username"] == "alice"
     finally:
         del proxy.sessions["k8s-service-account-token"]
+
+
+async def test_proxy_users_have_no_password_here(
+    proxy_app: Starlette, proxy_state: AppState
+) -> None:
+    async with make_client(proxy_app) as anonymous:
+        assert (await _token(anonymous, "bob", PASSWORD)).status_code == 200
+    bob = await _user(proxy_state, "bob")
+    assert bob is not None
+    change = {"old_password": PASSWORD, "new_password": "Other-Passw0rd"}
+    async with make_client(proxy_app, ("bob", PASSWORD)) as own:
+        refused = await own.put(f"/api/v2.0/users/{bob.user_id}/password", json=change)
+        assert refused.status_code == 403
+        assert "HTTP auth proxy" in refused.json()["errors"][0]["message"]
+    after = await _user(proxy_state, "bob")
+    assert after is not None and after.password == ""
