@@ -416,6 +416,11 @@ async def test_proxy_down_is_a_clear_503_and_admin_and_robots_still_sign_in(
                     assert registry.json()["errors"][0]["code"] == "UNAVAILABLE"
                 assert (await _token(client, "admin", ADMIN_PASSWORD)).status_code == 200
                 assert (await _token(client, robot_name, robot_secret)).status_code == 200
+                unset = await admin.put(CONFIGURATIONS, json={"http_authproxy_endpoint": ""})
+                assert unset.status_code == 200
+                unconfigured = await _token(client, "alice", PASSWORD)
+                assert unconfigured.status_code == 503
+                assert "http_authproxy_endpoint" in unconfigured.json()["errors"][0]["message"]
         finally:
             restored = await admin.put(CONFIGURATIONS, json=_proxy_settings(proxy))
             assert restored.status_code == 200
