@@ -637,3 +637,29 @@ async def test_proxy_users_have_no_password_here(
         assert "HTTP auth proxy" in refused.json()["errors"][0]["message"]
     after = await _user(proxy_state, "bob")
     assert after is not None and after.password == ""
+
+
+async def test_leaving_a_group_at_the_proxy_revokes_tokens_from_before(
+    proxy_app: Starlette, proxy: AuthProxyServer
+) -> None:
+    proxy.add("gina", ["pushers"])
+    async with make_client(proxy_app) as anonymous:
+        assert (await _token(anonymous, "gina", PASSWORD)).status_code == 200  # groups made
+    async with make_client(proxy_app, ("admin", ADMIN_PASSWORD)) as admin:
+        member = await admin.post(
+            f"/api/v2.0/projects/{PROJECT}/members",
+            headers={"X-Is-Resource-Name": "true"},
+            json={"role_id": 2, "member_group": {"group_name": "pushers", "group_type": 2}},
+        )
+        assert member.status_code == 201, member.text
+    async with make_client(proxy_app) as anonymous:
+        before = await _token(anonymous, "gina", PASSWORD)
+        assert _granted(before) == {"pull", "push"}
+        bearer = {"Authorization": f"Bearer {before.json()['token']}"}
+        upload = f"/v2/{PROJECT}/app/blobs/uploads/"
+        started = await anonymous.post(upload, headers=bearer)
+        assert started.status_code == 202, started.text
+        proxy.accounts["gina"].groups = []
+        assert _granted(await _token(anonymous, "gina", PASSWORD)) == set()
+        refused = await anonymous.post(upload, headers=bearer)
+        assert refused.status_code in (401, 403), refused.text

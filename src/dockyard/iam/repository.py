@@ -148,10 +148,11 @@ async def user_group_names(session: AsyncSession, user_id: int, group_type: int)
 
 async def set_user_groups(
     session: AsyncSession, user_id: int, group_type: int, names: Sequence[str]
-) -> None:
+) -> bool:
     """Record that the user belongs to exactly ``names`` among the groups of
     ``group_type`` (as the sign-in provider just said): groups not known yet are
-    created, memberships of that type not named any more are removed."""
+    created, memberships of that type not named any more are removed. True when some
+    were removed (access was taken away)."""
     if names:
         await session.execute(
             insert_ignore(
@@ -175,7 +176,7 @@ async def set_user_groups(
     )
     if wanted:
         stale = stale.where(UserGroupMembership.group_id.not_in(wanted))
-    await session.execute(stale)
+    removed = bool(getattr(await session.execute(stale), "rowcount", 0))
     if wanted:
         await session.execute(
             insert_ignore(
@@ -185,6 +186,7 @@ async def set_user_groups(
                 ["user_id", "group_id"],
             )
         )
+    return removed
 
 
 async def find_group(session: AsyncSession, group_id: int) -> UserGroup | None:

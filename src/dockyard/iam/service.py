@@ -256,13 +256,15 @@ class IdentityService:
             user = await users.find_user_by_name(session, name)
             if user is None:  # deleted between the two statements
                 raise UnauthorizedError(_BAD_CREDENTIALS)
+            lost_admin = user.admin_role_in_auth and not found.admin
             if user.admin_role_in_auth != found.admin:
-                await session.execute(
-                    update(User)
-                    .where(User.user_id == user.user_id)
-                    .values(admin_role_in_auth=found.admin)
-                )
-            await users.set_user_groups(session, user.user_id, authproxy.GROUP_TYPE, found.groups)
+                user.admin_role_in_auth = found.admin
+                await session.flush()
+            removed = await users.set_user_groups(
+                session, user.user_id, authproxy.GROUP_TYPE, found.groups
+            )
+            if removed or lost_admin:
+                await revocation.bump(session)  # tokens from before lose what was taken away
             login = await users.find_user_login(session, name)
         if login is None:
             raise UnauthorizedError(_BAD_CREDENTIALS)
