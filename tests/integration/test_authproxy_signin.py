@@ -663,3 +663,25 @@ async def test_leaving_a_group_at_the_proxy_revokes_tokens_from_before(
         assert _granted(await _token(anonymous, "gina", PASSWORD)) == set()
         refused = await anonymous.post(upload, headers=bearer)
         assert refused.status_code in (401, 403), refused.text
+
+
+async def test_a_metadata_address_is_never_called(
+    proxy_app: Starlette, proxy: AuthProxyServer
+) -> None:
+    """The endpoint may be on loopback or a private network (an administrator chose it),
+    never on a cloud metadata address."""
+    async with (
+        make_client(proxy_app, ("admin", ADMIN_PASSWORD)) as admin,
+        _unchecked_client(proxy_app) as client,
+    ):
+        moved = await admin.put(
+            CONFIGURATIONS, json={"http_authproxy_endpoint": "http://169.254.169.254/login"}
+        )
+        assert moved.status_code == 200
+        try:
+            refused = await _token(client, "alice", PASSWORD)
+            assert refused.status_code == 503
+            assert "egress policy" in refused.json()["errors"][0]["message"]
+        finally:
+            restored = await admin.put(CONFIGURATIONS, json=_proxy_settings(proxy))
+            assert restored.status_code == 200
