@@ -172,18 +172,25 @@ def _verifying_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-@lru_cache(maxsize=8)
-def _context_trusting(ca_pem: str) -> ssl.SSLContext:
-    """A verifying context that trusts only ``ca_pem`` (an administrator's own CA)."""
-    return ssl.create_default_context(cadata=ca_pem)
-
-
 @cache
 def _unverified_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@lru_cache(maxsize=8)
+def _context_trusting(ca_pem: str) -> ssl.SSLContext:
+    """A verifying context that trusts only ``ca_pem`` (an administrator's own CA)."""
+    return ssl.create_default_context(cadata=ca_pem)
+
+
+def _trusting(ca_pem: str) -> ssl.SSLContext:
+    try:
+        return _context_trusting(ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise OutboundFailed(f"the CA certificates cannot be used: {exc}") from None
 
 
 def _core_request(
@@ -260,18 +267,13 @@ class OutboundClient:
             {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         )
         backend = _CheckedBackend(self.egress, self._resolver)
-        try:
-            if not verify_tls:
-                context = _unverified_context()
-            elif ca_pem:
-                context = _context_trusting(ca_pem)
-            else:
-                context = _verifying_context()
-        except (ssl.SSLError, ValueError) as exc:
-            raise OutboundFailed(f"the CA certificates cannot be used: {exc}") from None
+        context = _verifying_context() if verify_tls else _unverified_context()
         try:
             async with httpcore.AsyncConnectionPool(
-                ssl_context=context, network_backend=backend, max_connections=1, retries=0
+                ssl_context=_trusting(ca_pem) if verify_tls and ca_pem else context,
+                network_backend=backend,
+                max_connections=1,
+                retries=0,
             ) as pool:
                 for hop in range(max_redirects + 1):
                     if target.scheme not in ("http", "https") or not target.host:
