@@ -35,6 +35,7 @@ from dockyard.http.middleware import RequestContextMiddleware
 from dockyard.http.state import AppState
 from dockyard.iam import api as iam_api
 from dockyard.iam import ldap_api
+from dockyard.iam.providers.authproxy import AuthProxy
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.routes import token_routes
 from dockyard.iam.service import IdentityService
@@ -106,6 +107,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
         tokens,
         robot_prefix=settings.robot_name_prefix,
         recheck_seconds=settings.auth_recheck_seconds,
+        proxy=AuthProxy.from_settings(settings),
     )
     # Order matters: refusals (immutability, quota) before records (audit).
     hooks = RegistryHooks(

@@ -46,6 +46,13 @@ RUN_TIME_ITEMS = frozenset(
         "ldap_scope",
         "ldap_timeout",
         "ldap_verify_cert",
+        "http_authproxy_endpoint",
+        "http_authproxy_tokenreview_endpoint",
+        "http_authproxy_verify_cert",
+        "http_authproxy_skip_search",
+        "http_authproxy_server_certificate",
+        "http_authproxy_admin_groups",
+        "http_authproxy_admin_usernames",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.

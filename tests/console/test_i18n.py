@@ -27,6 +27,8 @@ EXPANSIONS = {
     "artifact.kind.": list(KINDS),
     "audit.": ["username", "resource", "resource_type", "operation"],
     "audit.op.": list(AUDIT_OPERATIONS),
+    "auth.mode.": ["db_auth", "ldap_auth", "oidc_auth", "uaa_auth", "http_auth"],
+    "auth.scope.": ["0", "1", "2"],
     "error.status.": ["400", "401", "403", "404", "409", "412", "413", "429"],
     "project.tab.": [entry.key for entry in PROJECT_TABS],
     "projects.sort.": ["name", "-name", "created", "-created"],

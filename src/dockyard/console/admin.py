@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from dockyard.audit import service as audit
+from dockyard.console import authentication
 from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
 from dockyard.console.audit_filters import AuditFilters
 from dockyard.console.projects import GiB as GIB
@@ -67,9 +68,13 @@ async def user_list(page: Page) -> Response:
     conditions = [Condition("username", "fuzzy", (search,))] if search else []
     async with page.state.db.read() as session:
         found, total = await users.list_users(session, conditions, "username", request)
+        mode = await config.value(session, config.AUTH_MODE)
     return page.render(
         "admin/users.html",
         section="users",
+        # Local users can be created only under db_auth (POST /users refuses them too).
+        local_users=mode == "db_auth",
+        ldap_import=await authentication.ldap_import_section(page),
         users=found,
         paging=pages_of(total, request),
         search=search,
@@ -362,10 +367,12 @@ async def configuration(page: Page) -> Response:
     require_system(page, Action.UPDATE, Resource.USER)
     async with page.state.db.read() as session:
         items = await config.current(session, page.state.settings)
+        auth = await authentication.section(session)
     return page.render(
         "admin/configuration.html",
         section="configuration",
         items=items,
+        auth=auth,
         editable=EDITABLE_SETTINGS,
         # Items of features Dockyard lacks are not offered (the API shows them read-only).
         shown=sorted(k for k, (_, e) in items.items() if not e and not config.ITEMS[k].missing),

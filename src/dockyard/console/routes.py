@@ -12,7 +12,15 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dockyard.console import account, admin, dashboard, jobs, projects, repositories
+from dockyard.console import (
+    account,
+    admin,
+    authentication,
+    dashboard,
+    jobs,
+    projects,
+    repositories,
+)
 from dockyard.console.web import (
     PREFIX,
     STATIC_DIR,
@@ -120,6 +128,9 @@ def console_routes() -> list[BaseRoute]:
         post(admin.ADMIN + "/quotas/{quota}", admin.update_quota),
         get(admin.ADMIN + "/configuration", admin.configuration),
         post(admin.ADMIN + "/configuration", admin.update_configuration),
+        post(authentication.AUTHENTICATION, authentication.update_authentication),
+        post(authentication.LDAP_PING, authentication.ldap_ping),
+        post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
         *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
         get(PREFIX + "/{rest:path}", _not_found, public=True),

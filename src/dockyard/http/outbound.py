@@ -35,7 +35,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpcore
@@ -181,6 +181,19 @@ def unverified_context() -> ssl.SSLContext:
     return context
 
 
+@lru_cache(maxsize=8)
+def _context_trusting(ca_pem: str) -> ssl.SSLContext:
+    """A verifying context that trusts only ``ca_pem`` (an administrator's own CA)."""
+    return ssl.create_default_context(cadata=ca_pem)
+
+
+def _trusting(ca_pem: str) -> ssl.SSLContext:
+    try:
+        return _context_trusting(ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise OutboundFailed(f"the CA certificates cannot be used: {exc}") from None
+
+
 def _core_request(
     method: str, url: httpx.URL, headers: httpx.Headers, content: bytes, timeout: float
 ) -> httpcore.Request:
@@ -235,10 +248,14 @@ class OutboundClient:
         headers: Mapping[str, str] | None = None,
         content: bytes = b"",
         verify_tls: bool = True,
+        ca_pem: str = "",
         max_body: int | None = None,
         max_redirects: int = 0,
     ) -> OutboundResponse:
-        """Send, and read the answer's status, headers and first ``max_body`` bytes."""
+        """Send, and read the answer's status, headers and first ``max_body`` bytes.
+
+        With ``verify_tls`` and a ``ca_pem``, the server's certificate must chain to one
+        of those PEM certificates (instead of the system's CA bundle)."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         deadline_at = loop.time() + self.deadline
@@ -254,7 +271,10 @@ class OutboundClient:
         context = verifying_context() if verify_tls else unverified_context()
         try:
             async with httpcore.AsyncConnectionPool(
-                ssl_context=context, network_backend=backend, max_connections=1, retries=0
+                ssl_context=_trusting(ca_pem) if verify_tls and ca_pem else context,
+                network_backend=backend,
+                max_connections=1,
+                retries=0,
             ) as pool:
                 for hop in range(max_redirects + 1):
                     if target.scheme not in ("http", "https") or not target.host:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +33,10 @@ class User(Base):
     comment: Mapped[str] = mapped_column(String(255), default="")
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     sysadmin_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    admin_role_in_auth: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Administrator because the sign-in provider said so at the last sign-in (the HTTP
+    auth proxy's ``http_authproxy_admin_groups``/``_usernames``); ``sysadmin_flag`` is
+    the one an administrator sets, and either makes the user an administrator."""
     password_version: Mapped[int] = mapped_column(Integer, default=1)
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

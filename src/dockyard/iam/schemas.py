@@ -59,7 +59,8 @@ class UserResp(BaseModel):
     comment: str | None = None
     sysadmin_flag: bool
     admin_role_in_auth: bool = False
-    """True only when an external authenticator (LDAP) made the user an admin; never here."""
+    """True when the sign-in provider (the HTTP auth proxy's admin groups or usernames)
+    made the user an administrator at their last sign-in."""
     creation_time: datetime
     update_time: datetime
 

@@ -19,13 +19,15 @@ from dockyard.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from dockyard.http.egress import EgressPolicy
+from dockyard.http.outbound import OutboundClient
 from dockyard.iam import repository as users
 from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Resource, can
-from dockyard.iam.providers import ldap
+from dockyard.iam.providers import authproxy, ldap
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
 from dockyard.iam.users import validate_username
@@ -58,9 +60,13 @@ class IdentityService:
         robot_prefix: str = "robot$",
         recheck_seconds: float = 0.5,
         directory: ldap.LdapDirectory | None = None,
+        proxy: authproxy.AuthProxy | None = None,
     ) -> None:
         self.db = db
         self.directory = directory or ldap.LdapDirectory()
+        self.proxy = proxy or authproxy.AuthProxy(
+            OutboundClient(EgressPolicy(allow_loopback=True), deadline=10.0)
+        )
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix
@@ -96,8 +102,10 @@ class IdentityService:
         asked first, per account *and* address, so a correct password from an
         address with no recent failures always works. Under ``auth_mode: ldap_auth``
         every user but ``admin`` is checked against the directory
-        (``iam.providers.ldap``) and onboarded on the first sign-in; robots and
-        ``admin`` still sign in from the database, also while the directory is down.
+        (``iam.providers.ldap``), under ``http_auth`` against the HTTP auth proxy
+        (``iam.providers.authproxy``), and onboarded on the first sign-in; robots and
+        ``admin`` still sign in from the database, also while the directory or the
+        proxy is down.
         The slow hash check is skipped when this process verified the same secret against the same
         stored hash before; the account is read from the database every time, so
         a disabled robot, a changed password or a deleted user stops working at
@@ -112,11 +120,17 @@ class IdentityService:
                     retry_after=throttled.retry_after,
                 )
             account = await self._find_login(session, username)
-            directory = None
+            directory = proxy = None
             if username != ADMIN and not any(username.startswith(p) for p in self._prefixes):
-                directory = await ldap.load_config_if_enabled(session)
-        if directory is not None:
-            login = await self._directory_login(directory, username, password, source)
+                mode, proxy = await authproxy.load_mode_and_config(session)
+                if mode == "ldap_auth":
+                    directory = await ldap.load_config_if_enabled(session)
+        if directory is not None or proxy is not None:
+            if proxy is not None:
+                login = await self._proxy_login(proxy, username, password, source)
+            else:
+                assert directory is not None
+                login = await self._directory_login(directory, username, password, source)
             if throttled.pair_failures:
                 async with self.db.write() as session:
                     await self.throttle.succeeded(session, username, source)
@@ -193,6 +207,66 @@ class IdentityService:
                 )
             login = await users.find_user_login(session, name)
         if login is None:  # deleted between the two statements
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        return login
+
+    async def _proxy_login(
+        self, cfg: authproxy.AuthProxyConfig, username: str, password: str, source: str
+    ) -> AccountLogin:
+        if username.startswith(authproxy.TOKEN_REVIEW_PREFIX):
+            # Harbor's "tokenreview$<name>": the password is a token the proxy issued
+            # (a Kubernetes service account's, say), reviewed as it is; it must name <name>.
+            found = await self.proxy.review(cfg, password) if password else None
+            if found is not None and found.username != username.removeprefix(
+                authproxy.TOKEN_REVIEW_PREFIX
+            ):
+                found = None
+        else:
+            found = await self.proxy.authenticate(cfg, username, password)
+        if found is None:
+            await self._failed(username, source)
+            raise UnauthorizedError(_BAD_CREDENTIALS)
+        return await self.onboard_proxy_user(found)
+
+    async def onboard_proxy_user(self, found: authproxy.ProxyUser) -> AccountLogin:
+        """The Dockyard user the auth proxy's token review named, as Harbor onboards it:
+        created on the first sign-in (realname the name, email the name when it is an
+        address, no password of its own); its HTTP groups (``group_type`` 2) and its
+        administrator role from ``http_authproxy_admin_*`` recorded as the review said,
+        so the token service, the API and the console see the same."""
+        try:
+            name = validate_username(found.username, self.robot_prefix)
+        except BadRequestError as exc:
+            raise UnauthorizedError(
+                f"the auth proxy's name for this user cannot be a Dockyard user name: {exc}"
+            ) from None
+        if name == ADMIN or await self.is_robot_name(name):
+            raise UnauthorizedError(
+                f"the auth proxy named the user {name}, an account that signs in only "
+                "from the database"
+            )
+        async with self.db.read() as session:
+            user = await users.find_user_by_name(session, name)
+            if user is not None and user.admin_role_in_auth == found.admin:
+                held = await users.user_group_names(session, user.user_id, authproxy.GROUP_TYPE)
+                if held == set(found.groups):
+                    return users.user_login(user, await users.user_group_ids(session, user.user_id))
+        async with self.db.write() as session:
+            await authproxy.insert_user(session, name)
+            user = await users.find_user_by_name(session, name)
+            if user is None:  # deleted between the two statements
+                raise UnauthorizedError(_BAD_CREDENTIALS)
+            lost_admin = user.admin_role_in_auth and not found.admin
+            if user.admin_role_in_auth != found.admin:
+                user.admin_role_in_auth = found.admin
+                await session.flush()
+            removed = await users.set_user_groups(
+                session, user.user_id, authproxy.GROUP_TYPE, found.groups
+            )
+            if removed or lost_admin:
+                await revocation.bump(session)  # tokens from before lose what was taken away
+            login = await users.find_user_login(session, name)
+        if login is None:
             raise UnauthorizedError(_BAD_CREDENTIALS)
         return login
 

@@ -286,8 +286,9 @@ async def set_password(
         # As in Harbor: the directory keeps these users' passwords; one stored here would
         # never be asked for.
         raise DeniedError(
-            f"{user.username} signs in through the directory (auth_mode {auth_mode}): "
-            "change the password there"
+            f"{user.username} signs in through the "
+            f"{'HTTP auth proxy' if auth_mode == 'http_auth' else 'directory'} "
+            f"(auth_mode {auth_mode}): change the password there"
         )
     if verify_password(user.password or None, password):
         raise BadRequestError("the new password is the same as the old one")

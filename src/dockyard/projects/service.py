@@ -53,6 +53,7 @@ from dockyard.iam.policy import (
     can,
     project_scope,
 )
+from dockyard.iam.providers import authproxy
 from dockyard.oci.names import validate_project_name
 from dockyard.projects import repository as repo
 from dockyard.projects import schemas
@@ -854,9 +855,12 @@ async def _member_target(session: AsyncSession, req: schemas.ProjectMember) -> t
             return repo.USER_MEMBER, user.user_id
         username = safe_text(user.username or "", "member_user.username")
         found = await users.find_user_by_name(session, username)
-        if found is None:
+        if found is not None:
+            return repo.USER_MEMBER, found.user_id
+        onboarded = await authproxy.onboard_unsearched_user(session, username)
+        if onboarded is None:
             raise BadRequestError(f"user {_show(username)} not found")
-        return repo.USER_MEMBER, found.user_id
+        return repo.USER_MEMBER, onboarded
     if group is not None and wants_group:
         if group.id:
             if await repo.find_group(session, group.id) is None:
@@ -870,6 +874,10 @@ async def _member_target(session: AsyncSession, req: schemas.ProjectMember) -> t
             name = safe_text(group.group_name or "", "member_group.group_name")
             found_group = await repo.find_group_by(session, name=name, group_type=group.group_type)
             what = f"group {_show(name)}"
+            if found_group is None and group.group_type in (None, 0, authproxy.GROUP_TYPE):
+                onboarded = await authproxy.onboard_unsearched_group(session, name)
+                if onboarded is not None:
+                    return repo.GROUP_MEMBER, onboarded
         if found_group is None:
             raise BadRequestError(f"{what} not found")
         return repo.GROUP_MEMBER, found_group.id

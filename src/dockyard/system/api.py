@@ -21,6 +21,7 @@ from dockyard.http.api import (
 )
 from dockyard.http.openapi import build_openapi
 from dockyard.iam.policy import ANONYMOUS, Principal
+from dockyard.iam.providers import authproxy
 from dockyard.system import config, health, service
 
 # --- Harbor's shapes (swagger definitions of the same names) ---------------------------
@@ -35,6 +36,15 @@ class ComponentHealthStatus(BaseModel):
 class OverallHealthStatus(BaseModel):
     status: str
     components: list[ComponentHealthStatus]
+
+
+class AuthproxySetting(BaseModel):
+    endpoint: str
+    tokenreivew_endpoint: str
+    """Spelt as Harbor's swagger spells it."""
+    skip_search: bool
+    verify_cert: bool
+    server_certificate: str
 
 
 class GeneralInfo(BaseModel):
@@ -53,6 +63,8 @@ class GeneralInfo(BaseModel):
     read_only: bool | None = None
     notification_enable: bool | None = None
     registry_storage_provider_name: str | None = None
+    authproxy_settings: AuthproxySetting | None = None
+    """Under ``http_auth`` only (Harbor shows it to anyone; here to signed-in callers)."""
 
 
 class Storage(BaseModel):
@@ -109,6 +121,7 @@ async def get_system_info(api: ApiRequest) -> Response:
     async with api.state.db.read() as session:
         props = await service.system_properties(session)
         auth_mode = str(await config.value(session, config.AUTH_MODE))
+        proxy = await authproxy.load_config(session) if auth_mode == authproxy.MODE else None
     info = GeneralInfo(
         auth_mode=auth_mode,
         primary_auth_mode=False,
@@ -130,6 +143,15 @@ async def get_system_info(api: ApiRequest) -> Response:
                 "read_only": props.read_only,
                 "notification_enable": props.notification_enable,
                 "registry_storage_provider_name": api.state.settings.storage_driver,
+                "authproxy_settings": None
+                if proxy is None
+                else AuthproxySetting(
+                    endpoint=proxy.endpoint,
+                    tokenreivew_endpoint=proxy.tokenreview_endpoint,
+                    skip_search=proxy.skip_search,
+                    verify_cert=proxy.verify_cert,
+                    server_certificate=proxy.server_certificate,
+                ),
             }
         )
     )

@@ -5,7 +5,7 @@ once. Some editable items also have a start-time setting (``dockyard.yml`` /
 ``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
 administrator changes it at run time, as Harbor lets them. Items of Harbor's
 ``Configurations`` for features Dockyard does not have yet (LDAP groups, OIDC, UAA,
-the HTTP auth proxy, scanning) are shown read-only at their off
+``primary_auth_mode``, scanning) are shown read-only at their off
 value; a change to that value is accepted (tools send every key back), any other
 is refused with a message naming the missing feature. Each item names its type,
 default and allowed values, so a bad value is refused with a message that says
@@ -14,11 +14,13 @@ what would be accepted.
 
 from __future__ import annotations
 
+import ssl
 import string
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, func, select
@@ -222,10 +224,81 @@ def check_ldap_attribute(value: str) -> str:
     return value
 
 
+AUTHPROXY_ENDPOINT = "http_authproxy_endpoint"
+AUTHPROXY_TOKENREVIEW_ENDPOINT = "http_authproxy_tokenreview_endpoint"
+AUTHPROXY_VERIFY_CERT = "http_authproxy_verify_cert"
+AUTHPROXY_SKIP_SEARCH = "http_authproxy_skip_search"
+AUTHPROXY_SERVER_CERTIFICATE = "http_authproxy_server_certificate"
+AUTHPROXY_ADMIN_GROUPS = "http_authproxy_admin_groups"
+AUTHPROXY_ADMIN_USERNAMES = "http_authproxy_admin_usernames"
+AUTHPROXY_KEYS = (
+    AUTHPROXY_ENDPOINT,
+    AUTHPROXY_TOKENREVIEW_ENDPOINT,
+    AUTHPROXY_VERIFY_CERT,
+    AUTHPROXY_SKIP_SEARCH,
+    AUTHPROXY_SERVER_CERTIFICATE,
+    AUTHPROXY_ADMIN_GROUPS,
+    AUTHPROXY_ADMIN_USERNAMES,
+)
+"""The items HTTP auth proxy sign-in reads (``iam.providers.authproxy``)."""
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
+def check_authproxy_url(url: str) -> str:
+    """Empty, or an absolute ``http(s)://host[:port]/path`` URL without credentials."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or parts.username is not None
+        or any(c.isspace() for c in url)
+    ):
+        raise ValueError(
+            "the auth proxy's endpoints must be http:// or https:// URLs such as "
+            "https://auth.example.com/login (no spaces, no user:password@)"
+        )
+    return url
+
+
+def check_pem_certificates(value: str) -> str:
+    """Empty, or PEM certificates (the CA that signed the auth proxy's certificate)."""
+    if not value.strip():
+        return value
+    if _PEM_BEGIN not in value:
+        raise ValueError(
+            f"http_authproxy_server_certificate must be PEM certificates ({_PEM_BEGIN} …), or empty"
+        )
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(
+            f"http_authproxy_server_certificate cannot be read as PEM certificates: {exc}"
+        ) from None
+    return value
+
+
+def name_list(value: str) -> list[str]:
+    """A comma-separated list of names (admin groups, admin usernames), blanks dropped."""
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def check_name_list(value: str) -> str:
+    """Comma-separated names, each at most 255 characters."""
+    if any(len(name) > 255 for name in name_list(value)):
+        raise ValueError("each name in the list must be at most 255 characters")
+    return value
+
+
 _LDAP_GROUPS = "LDAP groups"
 _OIDC = "OIDC authentication"
 _UAA = "UAA authentication"
-_AUTHPROXY = "HTTP auth proxy authentication"
 
 
 def _unsupported(
@@ -278,20 +351,12 @@ _UNSUPPORTED: tuple[ConfigItem, ...] = (
         for key in ("uaa_client_id", "uaa_client_secret", "uaa_endpoint")
     ),
     _unsupported("uaa_verify_cert", bool, True, _UAA),
-    *(
-        _unsupported(key, str, "", _AUTHPROXY)
-        for key in (
-            "http_authproxy_endpoint",
-            "http_authproxy_tokenreview_endpoint",
-            "http_authproxy_admin_groups",
-            "http_authproxy_admin_usernames",
-            "http_authproxy_server_certificate",
-        )
-    ),
-    _unsupported("http_authproxy_verify_cert", bool, True, _AUTHPROXY),
-    _unsupported("http_authproxy_skip_search", bool, False, _AUTHPROXY),
     _unsupported(
-        "primary_auth_mode", bool, False, "an external authentication mode (LDAP, OIDC, UAA)"
+        "primary_auth_mode",
+        bool,
+        False,
+        "sign-in through OIDC (primary_auth_mode only sends the console's sign-in page "
+        "straight to the OIDC provider)",
     ),
     _unsupported("scanner_skip_update_pulltime", bool, False, "vulnerability scanning"),
 )
@@ -305,11 +370,32 @@ ITEMS: dict[str, ConfigItem] = {
             "db_auth",
             editable=True,
             choices=("db_auth", "ldap_auth", "oidc_auth", "uaa_auth", "http_auth"),
-            missing_choices={
-                "oidc_auth": _OIDC,
-                "uaa_auth": _UAA,
-                "http_auth": _AUTHPROXY,
-            },
+            missing_choices={"oidc_auth": _OIDC, "uaa_auth": _UAA},
+        ),
+        ConfigItem(AUTHPROXY_ENDPOINT, str, "", editable=True, check=check_authproxy_url),
+        ConfigItem(
+            AUTHPROXY_TOKENREVIEW_ENDPOINT, str, "", editable=True, check=check_authproxy_url
+        ),
+        ConfigItem(AUTHPROXY_VERIFY_CERT, bool, True, editable=True),
+        ConfigItem(AUTHPROXY_SKIP_SEARCH, bool, False, editable=True),
+        ConfigItem(
+            AUTHPROXY_SERVER_CERTIFICATE,
+            str,
+            "",
+            editable=True,
+            max_length=65536,
+            check=check_pem_certificates,
+        ),
+        ConfigItem(
+            AUTHPROXY_ADMIN_GROUPS, str, "", editable=True, max_length=8192, check=check_name_list
+        ),
+        ConfigItem(
+            AUTHPROXY_ADMIN_USERNAMES,
+            str,
+            "",
+            editable=True,
+            max_length=8192,
+            check=check_name_list,
         ),
         ConfigItem(LDAP_URL, str, "", editable=True, check=check_ldap_url),
         ConfigItem(LDAP_SEARCH_DN, str, "", editable=True),
@@ -491,16 +577,22 @@ async def update(session: AsyncSession, changes: Mapping[str, Any]) -> dict[str,
     return parsed
 
 
+async def users_besides_admin(session: AsyncSession) -> int:
+    """Users other than ``admin`` (not deleted): while there are any, ``auth_mode`` stays."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.username != "admin", User.deleted.is_(False))
+    )
+    return int(count or 0)
+
+
 async def _check_auth_mode_change(session: AsyncSession, mode: str) -> None:
     """As in Harbor, the authentication mode changes only while ``admin`` is the only user:
     a user made by one mode would otherwise be signed in by another."""
     if mode == await value(session, AUTH_MODE):
         return
-    others = await session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.username != "admin", User.deleted.is_(False))
-    )
+    others = await users_besides_admin(session)
     if others:
         raise BadRequestError(
             f"auth_mode cannot be changed to {mode}: it can change only while admin is the "

@@ -1,0 +1,231 @@
+"""The authentication section of the console's system settings, and "Import LDAP users".
+
+The mode (``auth_mode``) is offered only while ``admin`` is the only user, as
+``config.update`` enforces; otherwise the page says why it is locked. The LDAP and
+HTTP auth proxy items are one form, saved through ``system.update_configuration`` as
+the REST API saves them. Secrets (``ldap_search_password``) are write-only: the form
+never shows them, and a blank field leaves the stored one as it is. "Test LDAP server"
+asks the same directory service as ``POST /ldap/ping`` with the form's values (the
+stored password where the field is blank); the users page's import asks the same
+search and onboarding as ``/ldap/users/search`` and ``/ldap/users/import``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dockyard.console.web import PREFIX, Page
+from dockyard.errors import AppError, BadRequestError, DeniedError, ServiceUnavailableError
+from dockyard.iam import repository as users_repo
+from dockyard.iam.policy import Action, Resource, can
+from dockyard.iam.providers import ldap
+from dockyard.system import config
+from dockyard.system import service as system
+
+CONFIGURATION = PREFIX + "/admin/configuration"
+AUTHENTICATION = CONFIGURATION + "/authentication"
+LDAP_PING = CONFIGURATION + "/ldap-ping"
+USERS = PREFIX + "/admin/users"
+LDAP_IMPORT = USERS + "/ldap-import"
+SEARCH_LIMIT = 100
+IMPORT_LIMIT = 100
+
+# The form's fields: text items, numbers, checkboxes, and write-only secrets.
+TEXT_ITEMS = (
+    config.LDAP_URL,
+    config.LDAP_SEARCH_DN,
+    config.LDAP_BASE_DN,
+    config.LDAP_FILTER,
+    config.LDAP_UID,
+    config.AUTHPROXY_ENDPOINT,
+    config.AUTHPROXY_TOKENREVIEW_ENDPOINT,
+    config.AUTHPROXY_SERVER_CERTIFICATE,
+    config.AUTHPROXY_ADMIN_GROUPS,
+    config.AUTHPROXY_ADMIN_USERNAMES,
+)
+NUMBER_ITEMS = (config.LDAP_SCOPE, config.LDAP_TIMEOUT)
+CHECK_ITEMS = (config.LDAP_VERIFY_CERT, config.AUTHPROXY_VERIFY_CERT, config.AUTHPROXY_SKIP_SEARCH)
+SECRET_ITEMS = (config.LDAP_SEARCH_PASSWORD,)
+LDAP_FORM = {
+    "url": config.LDAP_URL,
+    "search_dn": config.LDAP_SEARCH_DN,
+    "base_dn": config.LDAP_BASE_DN,
+    "filter": config.LDAP_FILTER,
+    "uid": config.LDAP_UID,
+    "scope": config.LDAP_SCOPE,
+    "timeout": config.LDAP_TIMEOUT,
+    "verify_cert": config.LDAP_VERIFY_CERT,
+}
+"""``LdapConfig`` fields and the items the form sends them as (the password aside)."""
+
+
+def _require_admin(page: Page) -> None:
+    if page.principal.is_robot or not can(page.principal, Action.UPDATE, Resource.USER, None):
+        raise DeniedError(f"{page.principal.name} may not change the authentication settings")
+
+
+def offered_modes() -> list[str]:
+    """The modes this Dockyard can sign in with (not those it refuses as missing)."""
+    item = config.ITEMS[config.AUTH_MODE]
+    missing = item.missing_choices or {}
+    return [mode for mode in item.choices if mode not in missing]
+
+
+async def section(session: AsyncSession) -> dict[str, Any]:
+    """What the configuration page's authentication section shows."""
+    values: dict[str, Any] = {}
+    for key in (config.AUTH_MODE, *TEXT_ITEMS, *NUMBER_ITEMS, *CHECK_ITEMS):
+        values[key] = await config.value(session, key)
+    secrets_set = {key: bool(await config.get_property(session, key)) for key in SECRET_ITEMS}
+    # Shown (not edited here) once OIDC sign-in exists: items of a missing feature are not.
+    oidc = sorted(
+        key
+        for key, item in config.ITEMS.items()
+        if key.startswith("oidc_") and not item.secret and not item.missing
+    )
+    return {
+        "values": values,
+        "modes": offered_modes(),
+        "others": await config.users_besides_admin(session),
+        "secrets_set": secrets_set,
+        "oidc": [(key, await config.value(session, key)) for key in oidc],
+    }
+
+
+def _changes(page: Page) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    for key in TEXT_ITEMS:
+        changes[key] = page.field(key).strip().replace("\r\n", "\n")
+    for key in NUMBER_ITEMS:
+        number = page.int_field(key)
+        if number is not None:
+            changes[key] = number
+    for key in CHECK_ITEMS:
+        changes[key] = page.checked(key)
+    for key in SECRET_ITEMS:
+        secret = page.field(key)
+        if secret:  # write-only: blank keeps the stored one
+            changes[key] = secret
+    return changes
+
+
+async def update_authentication(page: Page) -> Response:
+    """Save the section; the mode only when the form offered it (the select is disabled,
+    so not sent, while other users exist)."""
+    _require_admin(page)
+    changes = _changes(page)
+    mode = page.field(config.AUTH_MODE)
+    if mode:
+        changes[config.AUTH_MODE] = mode
+    async with page.state.db.write() as session:
+        await system.update_configuration(session, page.actor(), changes)
+    return page.redirect(CONFIGURATION + "#authentication", "flash.auth_saved")
+
+
+async def ldap_ping(page: Page) -> Response:
+    """Test the LDAP values in the form (without saving them), as ``POST /ldap/ping``."""
+    _require_admin(page)
+    async with page.state.db.read() as session:
+        cfg = await ldap.load_config(session)
+    given = _changes(page)
+    overrides: dict[str, Any] = {}
+    for attribute, key in LDAP_FORM.items():
+        if key in given:
+            overrides[attribute] = config.ITEMS[key].parse(given[key])
+    if config.LDAP_SEARCH_PASSWORD in given:
+        overrides["search_password"] = given[config.LDAP_SEARCH_PASSWORD]
+    cfg = dataclasses.replace(cfg, **overrides)
+    try:
+        await page.state.identity.directory.ping(cfg)
+    except ServiceUnavailableError as exc:
+        return _ping_answer(page, ok=False, message=exc.message)
+    return _ping_answer(page, ok=True, message="")
+
+
+def _ping_answer(page: Page, *, ok: bool, message: str) -> Response:
+    if page.request.headers.get("HX-Request") == "true":
+        return page.render("admin/_ldap_ping.html", ok=ok, message=message)
+    if ok:
+        return page.redirect(CONFIGURATION + "#authentication", "flash.ldap_ping_ok")
+    return page.redirect(
+        CONFIGURATION + "#authentication", "flash.ldap_ping_failed", "error", reason=message
+    )
+
+
+# --- "Import LDAP users" on the users page ----------------------------------------------------
+
+
+async def ldap_import_section(page: Page) -> dict[str, Any] | None:
+    """For the users page: None unless ``auth_mode`` is ``ldap_auth``; else the search
+    asked (``ldap_q``; ``*`` lists entries), its results and any error."""
+    async with page.state.db.read() as session:
+        mode = await config.value(session, config.AUTH_MODE)
+        if mode != "ldap_auth":
+            return None
+        cfg = await ldap.load_config(session)
+    query = page.query("ldap_q").strip()[:255]
+    found: list[dict[str, Any]] = []
+    error = ""
+    if query:
+        try:
+            entries = await page.state.identity.directory.search(
+                cfg, None if query == "*" else query, SEARCH_LIMIT
+            )
+        except AppError as exc:
+            entries, error = [], exc.message
+        async with page.state.db.read() as session:
+            for entry in entries:
+                known = await users_repo.find_user_by_name(session, entry.username)
+                found.append(
+                    {
+                        "username": entry.username,
+                        "realname": entry.realname,
+                        "email": entry.email,
+                        "exists": known is not None,
+                    }
+                )
+    return {"query": query, "found": found, "error": error, "searched": bool(query)}
+
+
+async def ldap_import(page: Page) -> Response:
+    """Create the Dockyard users of the picked directory entries (as
+    ``/ldap/users/import``); those that cannot be are named in the message."""
+    _require_admin(page)
+    picked = list(dict.fromkeys(u.strip() for u in page.fields("uid") if u.strip()))
+    if not picked or len(picked) > IMPORT_LIMIT:
+        raise BadRequestError(f"pick 1 to {IMPORT_LIMIT} directory users to import")
+    async with page.state.db.read() as session:
+        if await config.value(session, config.AUTH_MODE) != "ldap_auth":
+            raise BadRequestError("LDAP users can be imported only while auth_mode is ldap_auth")
+        cfg = await ldap.load_config(session)
+    imported: list[str] = []
+    failed: list[str] = []
+    for uid in picked:
+        reason = await _import_one(page, cfg, uid)
+        if reason:
+            failed.append(f"{uid[:64]} ({reason})")
+        else:
+            imported.append(uid)
+    if failed:
+        return page.redirect(
+            USERS, "flash.ldap_import_failed", "error", names=", ".join(failed)[:300]
+        )
+    return page.redirect(USERS, "flash.ldap_imported", names=", ".join(imported)[:300])
+
+
+async def _import_one(page: Page, cfg: ldap.LdapConfig, uid: str) -> str:
+    found = await page.state.identity.directory.search(cfg, uid, 2)
+    if len(found) != 1:
+        return "not found in the directory" if not found else "more than one entry has it"
+    async with page.state.db.read() as session:
+        if await users_repo.find_user_by_name(session, found[0].username) is not None:
+            return "the user already exists"
+    try:
+        await page.state.identity.onboard(found[0])
+    except AppError as exc:
+        return exc.message
+    return ""
