@@ -1,7 +1,7 @@
 """harbor_user.admin_role_in_auth: administrator because the sign-in provider says so
 
 Revision ID: 0015
-Revises: 0008
+Revises: 0014
 Create Date: 2026-12-07 14:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0008"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
