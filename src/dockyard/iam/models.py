@@ -107,3 +107,47 @@ class AuthRevision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class OidcUser(Base):
+    """An OIDC user's link to the provider (Harbor's ``oidc_user``) and its CLI secret.
+
+    ``subiss`` is the ID token's ``sub`` followed by its ``iss``: the provider's one stable
+    name for the person, whatever the username claim says later. The CLI secret is kept
+    twice: sealed (``system.secretbox``) to show it again on the profile page, and as a
+    SHA-256 for the login path, which then needs no key (the secret is 32 random bytes, so
+    a fast hash is enough). ``token`` is the last sign-in's ID token, sealed: the
+    ``id_token_hint`` of a logout at the provider.
+    """
+
+    __tablename__ = "oidc_user"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("harbor_user.user_id", ondelete="CASCADE"), unique=True
+    )
+    subiss: Mapped[str] = mapped_column(String(512), unique=True)
+    secret: Mapped[str] = mapped_column(Text, default="")
+    secret_hash: Mapped[str] = mapped_column(String(64), default="")
+    secret_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    """When the CLI secret was made (``oidc_cli_secret_max_age`` counts from here)."""
+    token: Mapped[str] = mapped_column(Text, default="")
+    creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OidcPending(Base):
+    """A sign-in at the provider under way (``login``: state, nonce, PKCE verifier, where to
+    go next) or a new user choosing a username (``onboard``: the verified claims).
+
+    The row's id is the SHA-256 of the browser's ticket (the ``state`` parameter, or the
+    onboarding cookie), so the table alone opens nothing; the payload is sealed. A row is
+    deleted by the request that uses it, so each is used once, on any node.
+    """
+
+    __tablename__ = "oidc_pending"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
