@@ -73,7 +73,7 @@ def _user_resp(user: User) -> UserResp:
         realname=user.realname or None,
         comment=user.comment or None,
         sysadmin_flag=user.sysadmin_flag,
-        admin_role_in_auth=False,
+        admin_role_in_auth=bool(user.admin_role_in_auth),
         creation_time=user.creation_time,
         update_time=user.update_time,
     )

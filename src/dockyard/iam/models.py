@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +33,9 @@ class User(Base):
     comment: Mapped[str] = mapped_column(String(255), default="")
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     sysadmin_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    admin_role_in_auth: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """An administrator because the identity provider said so at the last sign-in (an LDAP
+    user in ``ldap_group_admin_dn``): set and cleared by ``iam.groupsync``, never by hand."""
     password_version: Mapped[int] = mapped_column(Integer, default=1)
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

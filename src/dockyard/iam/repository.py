@@ -47,7 +47,7 @@ def user_principal(user: User, group_ids: frozenset[int] = frozenset()) -> Princ
         kind="user",
         name=user.username,
         user_id=user.user_id,
-        sysadmin=user.sysadmin_flag,
+        sysadmin=user.sysadmin_flag or bool(user.admin_role_in_auth),
         group_ids=group_ids,
     )
 
