@@ -32,9 +32,10 @@ from dockyard.gc import api as gc_api
 from dockyard.gc import jobs as gc_jobs
 from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
+from dockyard.http.outbound import OutboundClient
 from dockyard.http.state import AppState
 from dockyard.iam import api as iam_api
-from dockyard.iam import ldap_api
+from dockyard.iam import ldap_api, oidc_api
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.routes import token_routes
 from dockyard.iam.service import IdentityService
@@ -105,6 +106,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
         tokens,
         robot_prefix=settings.robot_name_prefix,
         recheck_seconds=settings.auth_recheck_seconds,
+        outbound=lambda: OutboundClient.for_targets(settings),
     )
     # Order matters: refusals (immutability, quota) before records (audit).
     hooks = RegistryHooks(
@@ -203,6 +205,7 @@ def api_operations() -> list[Operation]:
         *system_api.operations,
         *iam_api.operations,
         *ldap_api.operations,
+        *oidc_api.operations,
         *projects_api.operations,
         *robots_api.operations,
         *artifacts_api.operations,

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dockyard.console import account, admin, dashboard, jobs, projects, repositories
+from dockyard.console import account, admin, dashboard, jobs, oidc, projects, repositories
 from dockyard.console.web import (
     PREFIX,
     STATIC_DIR,
@@ -64,6 +64,12 @@ def console_routes() -> list[BaseRoute]:
         get(PREFIX + "/account/profile", account.profile),
         post(PREFIX + "/account/profile", account.update_profile),
         post(PREFIX + "/account/password", account.change_password),
+        post(PREFIX + "/account/cli-secret", account.regenerate_cli_secret),
+        # OIDC sign-in (Harbor's /c/oidc paths) and a new user's choice of username
+        get(oidc.LOGIN_PATH, oidc.login, public=True),
+        get(oidc.CALLBACK_PATH, oidc.callback, public=True),
+        get(oidc.ONBOARD_PATH, oidc.onboard_form, public=True),
+        post(oidc.ONBOARD_PATH, oidc.onboard, public=True),
         get(PREFIX + "/dashboard", dashboard.dashboard),
         # projects
         get(PREFIX + "/projects", projects.project_list),

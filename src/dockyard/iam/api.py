@@ -43,7 +43,7 @@ from dockyard.http.api import (
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.origin import foreign_source
 from dockyard.http.state import base_url, client_address, get_state
-from dockyard.iam import sessions, users
+from dockyard.iam import oidc, sessions, users
 from dockyard.iam.models import User, UserGroup
 from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.schemas import (
@@ -308,14 +308,23 @@ async def _check_current_password(api: ApiRequest, username: str, offered: str) 
 
 @operation("PUT", "/users/{user_id}/cli_secret", "setCliSecret", body=OIDCCliSecretReq)
 async def set_cli_secret(api: ApiRequest) -> Response:
-    """Only OIDC users have CLI secrets, and Dockyard authenticates against its database."""
+    """Set an OIDC user's CLI secret (Harbor's password rules), or make a random one when
+    the body gives none; the old secret, and tokens got with it, stop working at once.
+    412 when auth_mode is not oidc_auth or the user never signed in through OIDC."""
     principal = await api.user()
     user_id = api.path_int("user_id")
     await api.require(
         _is_self(principal, user_id) or can(principal, Action.UPDATE, Resource.USER, None),
         f"set the CLI secret of user {user_id}",
     )
-    raise PreconditionFailedError("only OIDC users have CLI secrets; the auth mode is db_auth")
+    body = await api.json(OIDCCliSecretReq)
+    async with api.state.db.write() as session:
+        await users.get_user(session, user_id)  # 404 for no such user
+        await oidc.set_cli_secret(session, user_id, body.secret or None)
+        await audit.record(
+            session, await api.actor(), AuditEvent("update", "user", f"cli secret of {user_id}")
+        )
+    return empty_response()
 
 
 # --- user groups --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import update
@@ -19,6 +19,8 @@ from dockyard.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from dockyard.http.egress import EgressPolicy
+from dockyard.http.outbound import OutboundClient
 from dockyard.iam import repository as users
 from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
@@ -26,6 +28,7 @@ from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Resource, can
 from dockyard.iam.providers import ldap
+from dockyard.iam.providers.oidc import OidcProvider
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
 from dockyard.iam.users import validate_username
@@ -58,9 +61,14 @@ class IdentityService:
         robot_prefix: str = "robot$",
         recheck_seconds: float = 0.5,
         directory: ldap.LdapDirectory | None = None,
+        outbound: Callable[[], OutboundClient] | None = None,
     ) -> None:
         self.db = db
         self.directory = directory or ldap.LdapDirectory()
+        self.oidc = OidcProvider(
+            outbound or (lambda: OutboundClient(EgressPolicy(), deadline=10.0))
+        )
+        """The OIDC provider's discovery and keys, cached (``iam/oidc.py`` runs the flow)."""
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix

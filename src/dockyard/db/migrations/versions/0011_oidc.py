@@ -51,7 +51,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oidc_pending")),
     )
     with op.batch_alter_table("oidc_pending", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_oidc_pending_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_oidc_pending_expires_at"), ["expires_at"], unique=False
+        )
 
 
 def downgrade() -> None:
