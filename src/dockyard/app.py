@@ -107,6 +107,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
         robot_prefix=settings.robot_name_prefix,
         recheck_seconds=settings.auth_recheck_seconds,
         outbound=lambda: OutboundClient.for_targets(settings),
+        cli_secret_max_age_days=settings.oidc_cli_secret_max_age_days,
     )
     # Order matters: refusals (immutability, quota) before records (audit).
     hooks = RegistryHooks(

@@ -118,9 +118,9 @@ class OidcUser(Base):
 
     ``subiss`` is the ID token's ``sub`` followed by its ``iss``: the provider's one stable
     name for the person, whatever the username claim says later. The CLI secret is kept
-    twice: sealed (``system.secretbox``) to show it again on the profile page, and as a
-    SHA-256 for the login path, which then needs no key (the secret is 32 random bytes, so
-    a fast hash is enough). ``token`` is the last sign-in's ID token, sealed: the
+    twice: sealed (``system.secretbox``) to show it again on the profile page, and as an
+    argon2 hash for the login path, which checks it as it checks passwords (a user may
+    choose their secret through the API) and needs no key. ``token`` is the last sign-in's ID token, sealed: the
     ``id_token_hint`` of a logout at the provider.
     """
 
@@ -132,7 +132,7 @@ class OidcUser(Base):
     )
     subiss: Mapped[str] = mapped_column(String(512), unique=True)
     secret: Mapped[str] = mapped_column(Text, default="")
-    secret_hash: Mapped[str] = mapped_column(String(64), default="")
+    secret_hash: Mapped[str] = mapped_column(Text, default="")
     secret_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     """When the CLI secret was made (``oidc_cli_secret_max_age`` counts from here)."""
     token: Mapped[str] = mapped_column(Text, default="")

@@ -24,8 +24,6 @@ from dockyard.iam.models import LoginSession, OidcUser, User, UserGroup, UserGro
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import Principal
 from dockyard.projects.models import Project, ProjectMember
-from dockyard.system import config
-from dockyard.system.models import Property
 
 
 async def find_user_by_name(session: AsyncSession, username: str) -> User | None:
@@ -56,10 +54,12 @@ def user_principal(user: User, group_ids: frozenset[int] = frozenset()) -> Princ
     )
 
 
-async def find_user_login(session: AsyncSession, username: str) -> AccountLogin | None:
+async def find_user_login(
+    session: AsyncSession, username: str, cli_secret_max_age_days: int = 0
+) -> AccountLogin | None:
     """A (not deleted) user as a password login sees it, or None. An OIDC user's
-    password is their CLI secret (``oidc_user``), valid until regenerated or, when an
-    administrator set ``oidc_cli_secret_max_age``, until it is that many days old."""
+    password is their CLI secret (``oidc_user``), valid until regenerated or, when
+    ``cli_secret_max_age_days`` is set, until it is that many days old."""
     row = (
         await session.execute(
             select(User, OidcUser.secret_hash, OidcUser.secret_time)
@@ -73,15 +73,12 @@ async def find_user_login(session: AsyncSession, username: str) -> AccountLogin 
     groups = await user_group_ids(session, user.user_id)
     if secret_time is None:
         return user_login(user, groups)
-    max_age = await session.scalar(
-        select(Property.v).where(Property.k == config.OIDC_CLI_SECRET_MAX_AGE)
-    )
-    days = int(max_age) if max_age and max_age.isdigit() else 0
+    days = cli_secret_max_age_days
     valid_until = secret_time.timestamp() + days * 86400 if days else None
     refusal = None
     if valid_until is not None and valid_until <= time.time():
         refusal = (
-            f"the CLI secret is more than {days} days old (oidc_cli_secret_max_age): "
+            f"the CLI secret is more than {days} days old (oidc_cli_secret_max_age_days): "
             "sign in to the console and regenerate it on the profile page"
         )
     principal = dataclasses.replace(user_principal(user, groups), valid_until=valid_until)

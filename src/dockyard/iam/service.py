@@ -62,6 +62,7 @@ class IdentityService:
         recheck_seconds: float = 0.5,
         directory: ldap.LdapDirectory | None = None,
         outbound: Callable[[], OutboundClient] | None = None,
+        cli_secret_max_age_days: int = 0,
     ) -> None:
         self.db = db
         self.directory = directory or ldap.LdapDirectory()
@@ -69,6 +70,7 @@ class IdentityService:
             outbound or (lambda: OutboundClient(EgressPolicy(), deadline=10.0))
         )
         """The OIDC provider's discovery and keys, cached (``iam/oidc.py`` runs the flow)."""
+        self.cli_secret_max_age_days = cli_secret_max_age_days
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix
@@ -199,7 +201,7 @@ class IdentityService:
                     .where(User.username == name, User.deleted.is_(False))
                     .values(**changes)
                 )
-            login = await users.find_user_login(session, name)
+            login = await users.find_user_login(session, name, self.cli_secret_max_age_days)
         if login is None:  # deleted between the two statements
             raise UnauthorizedError(_BAD_CREDENTIALS)
         return login
@@ -254,7 +256,7 @@ class IdentityService:
                 return login
         if matched:
             return None
-        return await users.find_user_login(session, name)
+        return await users.find_user_login(session, name, self.cli_secret_max_age_days)
 
     async def _find_account(self, name: str) -> AccountLogin | None:
         async with self._lookups() as session:

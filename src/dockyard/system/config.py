@@ -238,8 +238,6 @@ OIDC_VERIFY_CERT = "oidc_verify_cert"
 OIDC_AUTO_ONBOARD = "oidc_auto_onboard"
 OIDC_EXTRA_REDIRECT_PARMS = "oidc_extra_redirect_parms"
 OIDC_LOGOUT = "oidc_logout"
-OIDC_CLI_SECRET_MAX_AGE = "oidc_cli_secret_max_age"  # noqa: S105 - a setting name
-"""Days a CLI secret stays valid after it was made (0: until regenerated); Dockyard's own."""
 OIDC_KEYS = (
     OIDC_NAME,
     OIDC_ENDPOINT,
@@ -416,7 +414,6 @@ ITEMS: dict[str, ConfigItem] = {
             OIDC_EXTRA_REDIRECT_PARMS, str, "", editable=True, check=check_oidc_extra_parameters
         ),
         ConfigItem(OIDC_LOGOUT, bool, False, editable=True),
-        ConfigItem(OIDC_CLI_SECRET_MAX_AGE, int, 0, editable=True, minimum=0, maximum=36500),
         ConfigItem(SELF_REGISTRATION, bool, False, editable=True),
         ConfigItem(
             PROJECT_CREATION_RESTRICTION,

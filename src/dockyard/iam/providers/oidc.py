@@ -55,8 +55,9 @@ from dockyard.system.models import Property
 
 METADATA_FRESH_SECONDS = 300.0
 JWKS_REFETCH_SECONDS = 10.0
-"""Least time between two fetches of a key set for an unknown key (a forged ``kid``
-must not make every sign-in fetch the keys again)."""
+"""After a fetch of the key set for an unknown key found it missing, how long tokens
+with unknown keys are refused without fetching again (a rotation is followed at once;
+a forged ``kid`` cannot make every sign-in fetch the keys)."""
 MAX_DOCUMENT = 512 * 1024
 """Discovery, key set, token and userinfo answers larger than this are refused."""
 LEEWAY_SECONDS = 60
@@ -356,6 +357,8 @@ class OidcProvider:
         self._client = client
         self._metadata: dict[tuple[str, bool], tuple[float, ProviderMetadata]] = {}
         self._keys: dict[str, tuple[float, KeySet]] = {}
+        # When a fetch of a key set for an unknown key last found it missing there too.
+        self._missed: dict[str, float] = {}
 
     async def _get(
         self,
@@ -441,8 +444,8 @@ class OidcProvider:
         try:
             return check(keys)
         except InvalidKeyIdError:
-            fetched_at = self._keys[metadata.jwks_uri][0]
-            if cached is None or time.monotonic() - fetched_at < JWKS_REFETCH_SECONDS:
+            missed = self._missed.get(metadata.jwks_uri, -JWKS_REFETCH_SECONDS)
+            if cached is None or time.monotonic() - missed < JWKS_REFETCH_SECONDS:
                 raise UnauthorizedError(
                     "the ID token is signed with a key the provider does not publish"
                 ) from None
@@ -450,6 +453,7 @@ class OidcProvider:
         try:
             return check(keys)
         except InvalidKeyIdError:
+            self._missed[metadata.jwks_uri] = time.monotonic()
             raise UnauthorizedError(
                 "the ID token is signed with a key the provider does not publish"
             ) from None

@@ -1,7 +1,7 @@
 """OIDC sign-in: oidc_user (provider link, CLI secret) and oidc_pending (flows under way)
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010 (0008 in the brief; 0010 is h-ldap's, merged into this branch)
 Create Date: 2026-12-07 14:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import dockyard.db.base
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("user_id", _ID, nullable=False),
         sa.Column("subiss", sa.String(length=512), nullable=False),
         sa.Column("secret", sa.Text(), nullable=False),
-        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("secret_hash", sa.Text(), nullable=False),
         sa.Column("secret_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("token", sa.Text(), nullable=False),
         sa.Column("creation_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
