@@ -1,4 +1,5 @@
-"""OIDC sign-in (``auth_mode: oidc_auth``) against a real provider (``tests/support/oidc_provider.py``).
+"""OIDC sign-in (``auth_mode: oidc_auth``) against a real provider
+(``tests/support/oidc_provider.py``).
 
 The module runs its own app on a fresh database (the mode can change only while ``admin``
 is the only user), on SQLite and on PostgreSQL, and one ``oidc-provider`` on loopback. The
@@ -11,6 +12,7 @@ a rotated key, a provider answering garbage).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -360,7 +362,8 @@ async def test_key_rotation_is_followed(
     old = provider.config["jwks"]
     try:
         kid = provider.rotate_keys()
-        keys = httpx.get(provider.issuer + "/jwks").json()["keys"]
+        async with httpx.AsyncClient() as plain:
+            keys = (await plain.get(provider.issuer + "/jwks")).json()["keys"]
         assert [k["kid"] for k in keys] == [kid]
         async with make_client(oidc_app) as console, httpx.AsyncClient(timeout=30) as idp:
             fresh = BrowserFlow(console, idp, BASE_URL)
@@ -490,9 +493,13 @@ class _Garbage(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         host = f"http://127.0.0.1:{self.server.server_address[1]}"
         if self.path == "/.well-known/openid-configuration":
-            body = (
-                '{"issuer": "%s", "authorization_endpoint": "%s/auth", '
-                '"token_endpoint": "%s/token", "jwks_uri": "%s/jwks"}' % (host, host, host, host)
+            body = json.dumps(
+                {
+                    "issuer": host,
+                    "authorization_endpoint": f"{host}/auth",
+                    "token_endpoint": f"{host}/token",
+                    "jwks_uri": f"{host}/jwks",
+                }
             ).encode()
         else:
             body = b"\x00<html>not json"

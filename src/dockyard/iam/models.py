@@ -120,8 +120,8 @@ class OidcUser(Base):
     name for the person, whatever the username claim says later. The CLI secret is kept
     twice: sealed (``system.secretbox``) to show it again on the profile page, and as an
     argon2 hash for the login path, which checks it as it checks passwords (a user may
-    choose their secret through the API) and needs no key. ``token`` is the last sign-in's ID token, sealed: the
-    ``id_token_hint`` of a logout at the provider.
+    choose their secret through the API) and needs no key. ``token`` is the last
+    sign-in's ID token, sealed: the ``id_token_hint`` of a logout at the provider.
     """
 
     __tablename__ = "oidc_user"
