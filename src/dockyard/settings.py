@@ -46,6 +46,19 @@ RUN_TIME_ITEMS = frozenset(
         "ldap_scope",
         "ldap_timeout",
         "ldap_verify_cert",
+        "oidc_name",
+        "oidc_endpoint",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "oidc_scope",
+        "oidc_user_claim",
+        "oidc_groups_claim",
+        "oidc_admin_group",
+        "oidc_group_filter",
+        "oidc_verify_cert",
+        "oidc_auto_onboard",
+        "oidc_extra_redirect_parms",
+        "oidc_logout",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.

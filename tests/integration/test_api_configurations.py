@@ -81,12 +81,9 @@ async def test_session_timeout_changes_at_run_time(
 @pytest.mark.parametrize(
     ("change", "feature"),
     [
-        ({"auth_mode": "oidc_auth"}, "OIDC authentication"),
         ({"auth_mode": "http_auth"}, "HTTP auth proxy authentication"),
         ({"ldap_group_base_dn": "ou=groups,dc=example,dc=org"}, "LDAP groups"),
         ({"ldap_group_search_scope": 1}, "LDAP groups"),
-        ({"oidc_endpoint": "https://id.example.com"}, "OIDC authentication"),
-        ({"oidc_auto_onboard": True}, "OIDC authentication"),
         ({"uaa_endpoint": "https://uaa.example.com"}, "UAA authentication"),
         ({"http_authproxy_endpoint": "https://auth.example.com"}, "HTTP auth proxy"),
         ({"primary_auth_mode": True}, "external authentication"),

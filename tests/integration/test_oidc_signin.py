@@ -245,7 +245,7 @@ async def test_new_user_chooses_a_username_then_signs_in(
     user = await _user(oidc_app, "alice-a")
     assert user is not None and user.email == "alice@example.org" and user.password == ""
     again = await browser.console.post("/harbor/oidc-onboard", data={"username": "alice-b"})
-    assert again.status_code == 401  # the ticket was used
+    assert again.status_code == 403  # the ticket was used (and its cookie dropped)
     assert await _user(oidc_app, "alice-b") is None
 
     # The same subject signs in straight away next time, under the name chosen.

@@ -17,7 +17,7 @@ from dockyard.audit import service as audit
 from dockyard.audit.events import Actor
 from dockyard.console.account import session_response, sign_in_form, start_console_session
 from dockyard.console.web import PREFIX, Page, safe_next, secure_cookies
-from dockyard.errors import AppError, ServiceUnavailableError, UnauthorizedError
+from dockyard.errors import AppError, DeniedError, ServiceUnavailableError, UnauthorizedError
 from dockyard.http.errors import HARBOR_STATUS, status_for
 from dockyard.http.state import base_url, client_address
 from dockyard.iam import oidc
@@ -126,6 +126,8 @@ async def onboard_form(page: Page, error: str | None = None, status: int = 200) 
 async def onboard(page: Page) -> Response:
     """``POST /harbor/oidc-onboard``: make the user with the chosen name and sign in."""
     ticket = page.request.cookies.get(ONBOARD_COOKIE, "")
+    if not ticket:  # no sign-in at the provider led here: nothing to onboard
+        return await _failed(page, DeniedError(page.t("oidc.onboard_expired")))
     try:
         done = await oidc.onboard(
             page.state.db,
