@@ -131,11 +131,17 @@ def session_response(page: Page, started: sessions.NewSession, target: str) -> R
 async def sign_out(page: Page) -> Response:
     """End the session; under ``oidc_logout`` go on to sign out at the provider too."""
     cookie = page.request.cookies.get(sessions.SESSION_COOKIE)
-    target = await _provider_logout(page) or PREFIX + "/sign-in"
+    at_provider = await _provider_logout(page)
     if cookie:
         async with page.state.db.write() as session:
             await sessions.end_session(session, cookie)
-    response = RedirectResponse(target, status_code=303)
+    response: Response
+    if at_provider is None:
+        response = RedirectResponse(PREFIX + "/sign-in", status_code=303)
+    else:
+        # A page that moves on by itself: the console's CSP (form-action 'self') would
+        # stop the form's navigation from being redirected to the provider.
+        response = page.render("oidc_signed_out.html", provider_logout=at_provider)
     secure = secure_cookies(page.request, page.state)
     response.delete_cookie(
         sessions.SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure
