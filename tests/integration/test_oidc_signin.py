@@ -421,6 +421,12 @@ async def test_cli_secret_logs_in_and_can_be_regenerated(
     secret = await _cli_secret(browser)
     current = await browser.console.get("/api/v2.0/users/current")
     user_id = current.json()["user_id"]
+    meta = current.json()["oidc_user_meta"]
+    assert meta["secret"] == secret and meta["subiss"].startswith("alice")
+    by_admin = (await admin.get(f"/api/v2.0/users/{user_id}")).json()["oidc_user_meta"]
+    assert "secret" not in by_admin and by_admin["user_id"] == user_id
+    info = (await browser.console.get("/api/v2.0/systeminfo")).json()
+    assert info["auth_mode"] == "oidc_auth" and info["oidc_provider_name"] == "TestIdP"
     async with make_client(oidc_app) as anon:
         api = await anon.get("/api/v2.0/users/current", headers=_basic("alice-a", secret))
         assert api.status_code == 200 and api.json()["username"] == "alice-a"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -48,6 +49,7 @@ from dockyard.iam.models import User, UserGroup
 from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.schemas import (
     OIDCCliSecretReq,
+    OIDCUserInfo,
     PasswordReq,
     Permission,
     UserCreationReq,
@@ -158,7 +160,8 @@ async def get_current_user_info(api: ApiRequest) -> Response:
         raise PreconditionFailedError(f"{principal.name} is not a local user")
     async with api.state.db.read() as session:
         user = await users.get_user(session, principal.user_id)
-    return json_response(_user_resp(user))
+        meta = await _oidc_meta(session, user.user_id, with_secret=True)
+    return json_response(_user_resp(user).model_copy(update={"oidc_user_meta": meta}))
 
 
 @operation(
@@ -209,7 +212,25 @@ async def get_user(api: ApiRequest) -> Response:
     )
     async with api.state.db.read() as session:
         user = await users.get_user(session, user_id)
-    return json_response(_user_resp(user))
+        meta = await _oidc_meta(session, user_id, with_secret=_is_self(principal, user_id))
+    return json_response(_user_resp(user).model_copy(update={"oidc_user_meta": meta}))
+
+
+async def _oidc_meta(
+    session: AsyncSession, user_id: int, *, with_secret: bool
+) -> OIDCUserInfo | None:
+    """Harbor's ``oidc_user_meta`` of an OIDC user (the CLI secret for the user only)."""
+    found = await oidc.find_oidc_user(session, user_id)
+    if found is None:
+        return None
+    return OIDCUserInfo(
+        id=found.id,
+        user_id=found.user_id,
+        subiss=found.subiss,
+        secret=await oidc.cli_secret(session, user_id) if with_secret else None,
+        creation_time=found.creation_time,
+        update_time=found.update_time,
+    )
 
 
 @operation("PUT", "/users/{user_id}", "updateUserProfile", body=UserProfile)

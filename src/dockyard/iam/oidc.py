@@ -347,6 +347,14 @@ async def set_cli_secret(session: AsyncSession, user_id: int, secret: str | None
     return chosen
 
 
+async def find_oidc_user(session: AsyncSession, user_id: int) -> OidcUser | None:
+    """The user's link to the provider (None for a user who is not an OIDC user)."""
+    found: OidcUser | None = await session.scalar(
+        select(OidcUser).where(OidcUser.user_id == user_id)
+    )
+    return found
+
+
 async def id_token_hint(session: AsyncSession, user_id: int) -> str:
     """The last ID token the user signed in with ("" when none)."""
     sealed = await session.scalar(select(OidcUser.token).where(OidcUser.user_id == user_id))

@@ -51,6 +51,16 @@ class UserGroup(_Request):
     ldap_group_dn: str | None = None
 
 
+class OIDCUserInfo(BaseModel):
+    id: int
+    user_id: int
+    subiss: str
+    secret: str | None = None
+    """Shown to the user themselves only."""
+    creation_time: datetime
+    update_time: datetime
+
+
 class UserResp(BaseModel):
     user_id: int
     username: str
@@ -60,6 +70,7 @@ class UserResp(BaseModel):
     sysadmin_flag: bool
     admin_role_in_auth: bool = False
     """True only when an external authenticator (LDAP) made the user an admin; never here."""
+    oidc_user_meta: OIDCUserInfo | None = None
     creation_time: datetime
     update_time: datetime
 

@@ -53,6 +53,7 @@ class GeneralInfo(BaseModel):
     read_only: bool | None = None
     notification_enable: bool | None = None
     registry_storage_provider_name: str | None = None
+    oidc_provider_name: str | None = None
 
 
 class Storage(BaseModel):
@@ -109,8 +110,12 @@ async def get_system_info(api: ApiRequest) -> Response:
     async with api.state.db.read() as session:
         props = await service.system_properties(session)
         auth_mode = str(await config.value(session, config.AUTH_MODE))
+        oidc_name = (
+            str(await config.value(session, config.OIDC_NAME)) if auth_mode == "oidc_auth" else ""
+        )
     info = GeneralInfo(
         auth_mode=auth_mode,
+        oidc_provider_name=oidc_name or None,
         primary_auth_mode=False,
         self_registration=props.self_registration,
         harbor_version=service.dockyard_version(),
