@@ -320,7 +320,10 @@ async def test_a_name_the_provider_gives_that_cannot_be_used_makes_no_account(
 async def test_a_state_is_good_once_and_only_in_the_browser_that_started(
     browser: BrowserFlow, oidc_app: Starlette
 ) -> None:
-    start = await browser.console.get("/c/oidc/login")
+    # A redirect_url that leads away from the console ends on the dashboard instead.
+    start = await browser.console.get(
+        "/c/oidc/login", params={"redirect_url": "https://evil.example/x" + "y" * 5000}
+    )
     state_cookie = browser.console.cookies.get("dy_oidc_state")
     assert state_cookie
     # Follow the provider by hand to catch the callback URL.

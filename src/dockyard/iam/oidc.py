@@ -196,10 +196,7 @@ async def finish(
 async def onboard(db: Database, ticket: str, username: str, robot_prefix: str) -> SignedIn:
     """A new OIDC user's chosen ``username``: the user is made and signed in. A name that
     is taken or not allowed leaves the ticket usable for another try."""
-    try:
-        name = validate_username(username.strip(), robot_prefix)
-    except BadRequestError:
-        raise
+    name = validate_username(username.strip(), robot_prefix)
     found = await _peek(db, ticket)
     if found is None:
         raise UnauthorizedError("the sign-in expired before a username was chosen; sign in again")
