@@ -39,6 +39,7 @@ from tests.support.postgres import postgres_admin_url, temporary_database
 from dockyard.db.base import utcnow
 from dockyard.http.state import AppState
 from dockyard.iam.models import OidcPending, OidcUser, User, UserGroup
+from dockyard.iam.policy import ROLE_PERMISSIONS, Action, Resource, Role
 from dockyard.settings import Settings
 
 CONFIGURATIONS = "/api/v2.0/configurations"
@@ -56,6 +57,13 @@ USERS: dict[str, dict[str, Any]] = {
     "dan": {"preferred_username": "admin", "email": "dan@example.org"},
     "erin": {"email": "erin@example.org"},
     "robo": {"preferred_username": "robot$sneaky"},
+    **{
+        f"m{role.value}": {
+            "preferred_username": f"matrix-{role.value}",
+            "groups": [f"mx-{role.value}"],
+        }
+        for role in Role
+    },
 }
 _SECRET = re.compile(r'data-testid="cli-secret">.*?<code>([^<]+)</code>', re.S)
 _CSRF = re.compile(r'name="_csrf" value="([^"]*)"')
@@ -312,6 +320,76 @@ async def test_a_name_the_provider_gives_that_cannot_be_used_makes_no_account(
         assert (await browser.console.get("/api/v2.0/users/current")).status_code == 401
     finally:
         await _configure(admin, oidc_auto_onboard=False, oidc_user_claim="")
+
+
+async def test_role_matrix_through_oidc_groups(
+    admin: httpx.AsyncClient, oidc_app: Starlette
+) -> None:
+    """Each project role given to an OIDC group holds exactly Harbor's table for the
+    group's members: in the permission view, and in what the token service grants their
+    CLI secret on the project's repository."""
+    project = "oidcmatrix"
+    created = await admin.post(
+        "/api/v2.0/projects", json={"project_name": project, "metadata": {"public": "false"}}
+    )
+    assert created.status_code == 201, created.text
+    project_id = (await admin.get(f"/api/v2.0/projects/{project}")).json()["project_id"]
+    for role in Role:
+        group = await admin.post(
+            "/api/v2.0/usergroups", json={"group_name": f"mx-{role.value}", "group_type": 3}
+        )
+        assert group.status_code == 201, group.text
+        group_id = int(group.headers["location"].rsplit("/", 1)[1])
+        member = await admin.post(
+            f"/api/v2.0/projects/{project}/members",
+            json={"role_id": role.value, "member_group": {"id": group_id}},
+        )
+        assert member.status_code == 201, member.text
+    await _configure(admin, oidc_auto_onboard=True, oidc_group_filter="^mx-")
+    try:
+        for role in Role:
+            async with make_client(oidc_app) as console, httpx.AsyncClient(timeout=30) as idp:
+                flow = BrowserFlow(console, idp, BASE_URL)
+                landed = await flow.sign_in(f"m{role.value}")
+                assert landed.status_code == 303, landed.text
+                held = await console.get(
+                    "/api/v2.0/users/current/permissions",
+                    params={"scope": f"/project/{project_id}", "relative": "true"},
+                )
+                table = {
+                    (str(r), str(a))
+                    for r, actions in ROLE_PERMISSIONS[role].items()
+                    for a in actions
+                }
+                assert {(p["resource"], p["action"]) for p in held.json()} == table, role
+                me = (await console.get("/api/v2.0/users/current")).json()
+                secret = me["oidc_user_meta"]["secret"]
+            async with make_client(oidc_app) as cli:
+                token = await cli.get(
+                    "/service/token",
+                    params={
+                        "service": "harbor-registry",
+                        "scope": f"repository:{project}/app:pull,push,delete",
+                    },
+                    headers=_basic(me["username"], secret),
+                )
+            assert token.status_code == 200, token.text
+            claims = json.loads(
+                base64.urlsafe_b64decode(token.json()["token"].split(".")[1] + "==")
+            )
+            granted = {a for entry in claims["access"] for a in entry["actions"]}
+            wanted = {
+                a
+                for a, action in (
+                    ("pull", Action.PULL),
+                    ("push", Action.PUSH),
+                    ("delete", Action.DELETE),
+                )
+                if action in ROLE_PERMISSIONS[role].get(Resource.REPOSITORY, frozenset())
+            }
+            assert granted == wanted, role
+    finally:
+        await _configure(admin, oidc_auto_onboard=False, oidc_group_filter="^(devs|ops|admins)$")
 
 
 # --- the flow's own checks ------------------------------------------------------------------
