@@ -655,3 +655,18 @@ async def test_a_provider_answering_garbage_is_a_clear_error(
     async with _state(oidc_app).db.read() as session:
         after = await session.scalar(select(func.count()).select_from(User))
     assert after == before
+
+
+async def test_a_deleted_user_loses_the_cli_secret_and_onboards_afresh(
+    admin: httpx.AsyncClient, oidc_app: Starlette, browser: BrowserFlow
+) -> None:
+    await browser.sign_in("alice")
+    me = (await browser.console.get("/api/v2.0/users/current")).json()
+    secret = me["oidc_user_meta"]["secret"]
+    deleted = await admin.delete(f"/api/v2.0/users/{me['user_id']}")
+    assert deleted.status_code == 200, deleted.text
+    async with make_client(oidc_app) as anon:
+        gone = await anon.get("/api/v2.0/users/current", headers=_basic(me["username"], secret))
+        assert gone.status_code == 401
+    again = await browser.sign_in("alice")
+    assert again.status_code == 303 and again.headers["location"] == "/harbor/oidc-onboard"
