@@ -267,10 +267,13 @@ async def test_the_mode_cannot_change_once_users_exist(ldap_app: Starlette) -> N
         # Sending the current mode back (tools send every item) is not a change.
         same = await admin.put(CONFIGURATIONS, json={"auth_mode": "ldap_auth"})
         assert same.status_code == 200, same.text
-        for mode in ("oidc_auth", "http_auth"):
-            missing = await admin.put(CONFIGURATIONS, json={"auth_mode": mode})
-            assert missing.status_code == 400
-            assert "not supported by Dockyard yet" in missing.json()["errors"][0]["message"]
+        missing = await admin.put(CONFIGURATIONS, json={"auth_mode": "http_auth"})
+        assert missing.status_code == 400
+        assert "not supported by Dockyard yet" in missing.json()["errors"][0]["message"]
+        # OIDC exists now: refused here because users exist, like any change of mode.
+        oidc = await admin.put(CONFIGURATIONS, json={"auth_mode": "oidc_auth"})
+        assert oidc.status_code == 400
+        assert "only user" in oidc.json()["errors"][0]["message"]
 
 
 async def test_a_wrong_search_password_is_a_clear_unavailable(ldap_app: Starlette) -> None:
