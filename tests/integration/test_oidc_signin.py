@@ -540,6 +540,10 @@ async def test_cli_secret_logs_in_and_can_be_regenerated(
             await anon.get("/api/v2.0/users/current", headers=_basic("alice-a", secret))
         ).status_code == 401
         assert await _cli_secret(browser) == chosen
+        password = await admin.put(
+            f"/api/v2.0/users/{user_id}/password", json={"new_password": "Some-Passw0rd"}
+        )
+        assert password.status_code == 403 and "OIDC provider" in password.text
         not_oidc = await admin.put("/api/v2.0/users/1/cli_secret", json={"secret": chosen})
         assert not_oidc.status_code == 412
         nobody = await admin.put("/api/v2.0/users/999999/cli_secret", json={"secret": chosen})

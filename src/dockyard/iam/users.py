@@ -285,9 +285,11 @@ async def set_password(
     if auth_mode != "db_auth" and user.username != BUILTIN_ADMIN_NAME:
         # As in Harbor: the directory keeps these users' passwords; one stored here would
         # never be asked for.
+        where = "the OIDC provider" if auth_mode == "oidc_auth" else "the directory"
         raise DeniedError(
-            f"{user.username} signs in through the directory (auth_mode {auth_mode}): "
+            f"{user.username} signs in through {where} (auth_mode {auth_mode}): "
             "change the password there"
+            + (" (docker and the API take the CLI secret)" if auth_mode == "oidc_auth" else "")
         )
     if verify_password(user.password or None, password):
         raise BadRequestError("the new password is the same as the old one")
