@@ -32,9 +32,10 @@ from dockyard.gc import api as gc_api
 from dockyard.gc import jobs as gc_jobs
 from dockyard.http.api import Operation, api_routes
 from dockyard.http.middleware import RequestContextMiddleware
+from dockyard.http.outbound import OutboundClient
 from dockyard.http.state import AppState
 from dockyard.iam import api as iam_api
-from dockyard.iam import ldap_api
+from dockyard.iam import ldap_api, oidc_api
 from dockyard.iam.providers.authproxy import AuthProxy
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.routes import token_routes
@@ -108,6 +109,8 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
         robot_prefix=settings.robot_name_prefix,
         recheck_seconds=settings.auth_recheck_seconds,
         proxy=AuthProxy.from_settings(settings),
+        outbound=lambda: OutboundClient.for_targets(settings),
+        cli_secret_max_age_days=settings.oidc_cli_secret_max_age_days,
     )
     # Order matters: refusals (immutability, quota) before records (audit).
     hooks = RegistryHooks(
@@ -206,6 +209,7 @@ def api_operations() -> list[Operation]:
         *system_api.operations,
         *iam_api.operations,
         *ldap_api.operations,
+        *oidc_api.operations,
         *projects_api.operations,
         *robots_api.operations,
         *artifacts_api.operations,

@@ -53,6 +53,19 @@ RUN_TIME_ITEMS = frozenset(
         "http_authproxy_server_certificate",
         "http_authproxy_admin_groups",
         "http_authproxy_admin_usernames",
+        "oidc_name",
+        "oidc_endpoint",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "oidc_scope",
+        "oidc_user_claim",
+        "oidc_groups_claim",
+        "oidc_admin_group",
+        "oidc_group_filter",
+        "oidc_verify_cert",
+        "oidc_auto_onboard",
+        "oidc_extra_redirect_parms",
+        "oidc_logout",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.
@@ -178,6 +191,9 @@ class Settings(BaseSettings):
     they were created with."""
     session_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
     """Idle lifetime of a console session (cookie ``sid``)."""
+    oidc_cli_secret_max_age_days: int = Field(default=0, ge=0, le=36500)
+    """Days an OIDC user's CLI secret stays valid after it was made (0: until the user
+    regenerates it, or is deleted). Independent of the provider's token lifetimes."""
     job_workers: int = Field(default=2, ge=0, le=64)
     """Job worker slots in each ``dockyard serve`` process (0: run jobs only in
     ``dockyard worker`` processes)."""

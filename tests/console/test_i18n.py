@@ -19,7 +19,9 @@ from dockyard.console.web import TEMPLATE_DIR
 CONSOLE_DIR = Path(i18n.__file__).parent
 LITERAL = re.compile(r"""\bt\(\s*["']([A-Za-z0-9_.\-]+)["']""")
 DYNAMIC = re.compile(r"""\bt\(\s*["']([A-Za-z0-9_.\-]+\.)["']\s*~""")
-FLASH = re.compile(r"""["'](flash\.[a-z_]+|signin\.[a-z_]+|error\.detail\.[a-z_]+)["']""")
+FLASH = re.compile(
+    r"""["'](flash\.[a-z_]+|signin\.[a-z_]+|oidc\.[a-z_]+|error\.detail\.[a-z_]+)["']"""
+)
 # Keys templates build from a prefix and a value, with every value they can take.
 EXPANSIONS = {
     "admin.nav.": [entry.key for entry in ADMIN_SECTIONS],

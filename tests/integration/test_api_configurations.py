@@ -81,11 +81,8 @@ async def test_session_timeout_changes_at_run_time(
 @pytest.mark.parametrize(
     ("change", "feature"),
     [
-        ({"auth_mode": "oidc_auth"}, "OIDC authentication"),
         ({"ldap_group_base_dn": "ou=groups,dc=example,dc=org"}, "LDAP groups"),
         ({"ldap_group_search_scope": 1}, "LDAP groups"),
-        ({"oidc_endpoint": "https://id.example.com"}, "OIDC authentication"),
-        ({"oidc_auto_onboard": True}, "OIDC authentication"),
         ({"uaa_endpoint": "https://uaa.example.com"}, "UAA authentication"),
         ({"primary_auth_mode": True}, "sign-in through OIDC"),
         ({"scanner_skip_update_pulltime": True}, "vulnerability scanning"),

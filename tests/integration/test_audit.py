@@ -388,7 +388,7 @@ async def test_configuration_change(admin: httpx.AsyncClient, state: AppState) -
     row = _one(rows, "update", "configuration")
     assert row.operation_description == "set banner_message"
     # A refused change records nothing.
-    response = await admin.put(f"{API}/configurations", json={"auth_mode": "oidc_auth"})
+    response = await admin.put(f"{API}/configurations", json={"auth_mode": "uaa_auth"})
     assert response.status_code == 400
     assert len(await _events(state, resource="configurations")) == len(before) + 1
 

@@ -267,12 +267,15 @@ async def test_the_mode_cannot_change_once_users_exist(ldap_app: Starlette) -> N
         # Sending the current mode back (tools send every item) is not a change.
         same = await admin.put(CONFIGURATIONS, json={"auth_mode": "ldap_auth"})
         assert same.status_code == 200, same.text
-        missing = await admin.put(CONFIGURATIONS, json={"auth_mode": "oidc_auth"})
+        missing = await admin.put(CONFIGURATIONS, json={"auth_mode": "uaa_auth"})
         assert missing.status_code == 400
         assert "not supported by Dockyard yet" in missing.json()["errors"][0]["message"]
-        proxy = await admin.put(CONFIGURATIONS, json={"auth_mode": "http_auth"})
-        assert proxy.status_code == 400
-        assert "only user" in proxy.json()["errors"][0]["message"]
+        # OIDC and the auth proxy exist now: refused here because users exist, like any
+        # change of mode.
+        for mode in ("oidc_auth", "http_auth"):
+            refused = await admin.put(CONFIGURATIONS, json={"auth_mode": mode})
+            assert refused.status_code == 400
+            assert "only user" in refused.json()["errors"][0]["message"]
 
 
 async def test_a_wrong_search_password_is_a_clear_unavailable(ldap_app: Starlette) -> None:

@@ -20,10 +20,12 @@ from dockyard.console.web import (
     new_sign_in_token,
     safe_next,
     secure_cookies,
+    with_query,
 )
 from dockyard.errors import AppError, TooManyRequestsError, UnauthorizedError
-from dockyard.http.state import client_address
-from dockyard.iam import sessions, users
+from dockyard.http.state import base_url, client_address
+from dockyard.iam import oidc, sessions, users
+from dockyard.iam.providers.oidc import load_config_if_enabled
 
 _YEAR = 365 * 24 * 3600
 
@@ -32,13 +34,18 @@ async def sign_in_form(page: Page, error: str | None = None, status: int = 200) 
     if not page.principal.is_anonymous and error is None:
         return RedirectResponse(PREFIX + "/dashboard", status_code=303)
     token = page.request.cookies.get(SIGN_IN_COOKIE) or new_sign_in_token()
+    after = safe_next(page.query("next") or page.field("next"), PREFIX + "/dashboard")
+    async with page.state.db.read() as session:
+        oidc_cfg = await load_config_if_enabled(session)
     response = page.render(
         "sign_in.html",
         status=status,
         sign_in_token=token,
-        next=safe_next(page.query("next") or page.field("next"), PREFIX + "/dashboard"),
+        next=after,
         error=error,
         username=page.field("principal"),
+        oidc_name=None if oidc_cfg is None else (oidc_cfg.name or "OIDC"),
+        oidc_login=with_query("/c/oidc/login", redirect_url=after),
     )
     response.set_cookie(
         SIGN_IN_COOKIE,
@@ -67,17 +74,7 @@ async def sign_in(page: Page) -> Response:
         principal = await state.identity.authenticate(name, password, where)
         if principal.kind != "user" or principal.user_id is None:
             raise UnauthorizedError("only users can sign in to the console")
-        timeout = timedelta(minutes=state.settings.session_timeout_minutes)
-        async with state.db.write() as session:
-            old = page.request.cookies.get(sessions.SESSION_COOKIE)
-            if old:
-                await sessions.end_session(session, old)
-            started = await sessions.start_session(session, principal.user_id, timeout)
-            await audit.record(
-                session,
-                Actor(principal.name, where),
-                audit.login_event(principal.name, "the console"),
-            )
+        started = await start_console_session(page, principal.user_id, principal.name)
     except (UnauthorizedError, TooManyRequestsError) as exc:
         if 0 < len(name) <= users.MAX_NAME_LENGTH and name.isprintable():
             await audit.record_failure(
@@ -91,9 +88,32 @@ async def sign_in(page: Page) -> Response:
             throttled.headers["Retry-After"] = str(exc.retry_after)
             return throttled
         return await sign_in_form(page, page.t("signin.invalid"), status=401)
-    target = safe_next(page.field("next"), PREFIX + "/dashboard")
+    response = session_response(page, started, safe_next(page.field("next"), PREFIX + "/dashboard"))
+    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX + "/sign-in")
+    return response
+
+
+async def start_console_session(page: Page, user_id: int, name: str) -> sessions.NewSession:
+    """A new console session for a user who proved who they are (ending the browser's
+    old one), with the audit log's login event."""
+    timeout = timedelta(minutes=page.state.settings.session_timeout_minutes)
+    async with page.state.db.write() as session:
+        old = page.request.cookies.get(sessions.SESSION_COOKIE)
+        if old:
+            await sessions.end_session(session, old)
+        started = await sessions.start_session(session, user_id, timeout)
+        await audit.record(
+            session,
+            Actor(name, client_address(page.request)),
+            audit.login_event(name, "the console"),
+        )
+    return started
+
+
+def session_response(page: Page, started: sessions.NewSession, target: str) -> Response:
+    """A redirect to ``target`` that sets the new session's cookies (``sid``, ``__csrf``)."""
     response = RedirectResponse(target, status_code=303)
-    secure = secure_cookies(page.request, state)
+    secure = secure_cookies(page.request, page.state)
     response.set_cookie(
         sessions.SESSION_COOKIE,
         started.cookie,
@@ -105,22 +125,50 @@ async def sign_in(page: Page) -> Response:
     response.set_cookie(
         sessions.CSRF_COOKIE, started.csrf_token, path="/", samesite="lax", secure=secure
     )
-    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX + "/sign-in")
     return response
 
 
 async def sign_out(page: Page) -> Response:
+    """End the session; under ``oidc_logout`` go on to sign out at the provider too."""
     cookie = page.request.cookies.get(sessions.SESSION_COOKIE)
+    at_provider = await _provider_logout(page)
     if cookie:
         async with page.state.db.write() as session:
             await sessions.end_session(session, cookie)
-    response = RedirectResponse(PREFIX + "/sign-in", status_code=303)
+    response: Response
+    if at_provider is None:
+        response = RedirectResponse(PREFIX + "/sign-in", status_code=303)
+    else:
+        # A page that moves on by itself: the console's CSP (form-action 'self') would
+        # stop the form's navigation from being redirected to the provider.
+        response = page.render("oidc_signed_out.html", provider_logout=at_provider)
     secure = secure_cookies(page.request, page.state)
     response.delete_cookie(
         sessions.SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure
     )
     response.delete_cookie(sessions.CSRF_COOKIE, path="/", samesite="lax", secure=secure)
     return response
+
+
+async def _provider_logout(page: Page) -> str | None:
+    """The provider's logout URL for this OIDC user under ``oidc_logout`` (None: none, or
+    the provider cannot be asked now — the session still ends here)."""
+    user_id = page.principal.user_id
+    if user_id is None:
+        return None
+    async with page.state.db.read() as session:
+        cfg = await load_config_if_enabled(session)
+        if cfg is None or not cfg.logout:
+            return None
+        hint = await oidc.id_token_hint(session, user_id)
+    if not hint:
+        return None  # admin, or another user who never signed in at the provider
+    try:
+        metadata = await page.state.identity.oidc.metadata(cfg)
+    except AppError:
+        return None
+    after = base_url(page.request, page.state.settings) + PREFIX + "/sign-in"
+    return page.state.identity.oidc.logout_url(metadata, cfg, hint, after)
 
 
 async def preferences(page: Page) -> Response:
@@ -140,7 +188,16 @@ async def profile(page: Page) -> Response:
     assert page.principal.user_id is not None
     async with page.state.db.read() as session:
         user = await users.get_user(session, page.principal.user_id)
-    return page.render("account/profile.html", account=user)
+        cli_secret = await oidc.cli_secret(session, page.principal.user_id)
+    return page.render("account/profile.html", account=user, cli_secret=cli_secret)
+
+
+async def regenerate_cli_secret(page: Page) -> Response:
+    """A new random CLI secret for an OIDC user (the old one stops working at once)."""
+    assert page.principal.user_id is not None
+    async with page.state.db.write() as session:
+        await oidc.set_cli_secret(session, page.principal.user_id, None)
+    return page.redirect(PREFIX + "/account/profile", "flash.cli_secret_regenerated")
 
 
 async def update_profile(page: Page) -> Response:

@@ -18,6 +18,7 @@ from dockyard.console import (
     authentication,
     dashboard,
     jobs,
+    oidc,
     projects,
     repositories,
 )
@@ -72,6 +73,12 @@ def console_routes() -> list[BaseRoute]:
         get(PREFIX + "/account/profile", account.profile),
         post(PREFIX + "/account/profile", account.update_profile),
         post(PREFIX + "/account/password", account.change_password),
+        post(PREFIX + "/account/cli-secret", account.regenerate_cli_secret),
+        # OIDC sign-in (Harbor's /c/oidc paths) and a new user's choice of username
+        get(oidc.LOGIN_PATH, oidc.login, public=True),
+        get(oidc.CALLBACK_PATH, oidc.callback, public=True),
+        get(oidc.ONBOARD_PATH, oidc.onboard_form, public=True),
+        post(oidc.ONBOARD_PATH, oidc.onboard, public=True),
         get(PREFIX + "/dashboard", dashboard.dashboard),
         # projects
         get(PREFIX + "/projects", projects.project_list),

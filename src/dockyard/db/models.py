@@ -2,7 +2,14 @@
 
 from dockyard.audit.models import AuditLog
 from dockyard.db.base import Base
-from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembership
+from dockyard.iam.models import (
+    LoginSession,
+    OidcPending,
+    OidcUser,
+    User,
+    UserGroup,
+    UserGroupMembership,
+)
 from dockyard.immutability.models import ImmutableTagRule
 from dockyard.jobs.models import Execution, JobQueue, JobWorker, Schedule, Task, TaskLog
 from dockyard.labels.models import Label, LabelReference
@@ -42,6 +49,8 @@ __all__ = [
     "Label",
     "LabelReference",
     "LoginSession",
+    "OidcPending",
+    "OidcUser",
     "Project",
     "ProjectBlob",
     "ProjectMember",

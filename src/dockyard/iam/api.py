@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -43,11 +44,12 @@ from dockyard.http.api import (
 from dockyard.http.errors import harbor_error_response
 from dockyard.http.origin import foreign_source
 from dockyard.http.state import base_url, client_address, get_state
-from dockyard.iam import sessions, users
+from dockyard.iam import oidc, sessions, users
 from dockyard.iam.models import User, UserGroup
 from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.schemas import (
     OIDCCliSecretReq,
+    OIDCUserInfo,
     PasswordReq,
     Permission,
     UserCreationReq,
@@ -73,7 +75,7 @@ def _user_resp(user: User) -> UserResp:
         realname=user.realname or None,
         comment=user.comment or None,
         sysadmin_flag=user.sysadmin_flag,
-        admin_role_in_auth=user.admin_role_in_auth,
+        admin_role_in_auth=bool(user.admin_role_in_auth),
         creation_time=user.creation_time,
         update_time=user.update_time,
     )
@@ -158,7 +160,8 @@ async def get_current_user_info(api: ApiRequest) -> Response:
         raise PreconditionFailedError(f"{principal.name} is not a local user")
     async with api.state.db.read() as session:
         user = await users.get_user(session, principal.user_id)
-    return json_response(_user_resp(user))
+        meta = await _oidc_meta(session, user.user_id, with_secret=True)
+    return json_response(_user_resp(user).model_copy(update={"oidc_user_meta": meta}))
 
 
 @operation(
@@ -209,7 +212,25 @@ async def get_user(api: ApiRequest) -> Response:
     )
     async with api.state.db.read() as session:
         user = await users.get_user(session, user_id)
-    return json_response(_user_resp(user))
+        meta = await _oidc_meta(session, user_id, with_secret=_is_self(principal, user_id))
+    return json_response(_user_resp(user).model_copy(update={"oidc_user_meta": meta}))
+
+
+async def _oidc_meta(
+    session: AsyncSession, user_id: int, *, with_secret: bool
+) -> OIDCUserInfo | None:
+    """Harbor's ``oidc_user_meta`` of an OIDC user (the CLI secret for the user only)."""
+    found = await oidc.find_oidc_user(session, user_id)
+    if found is None:
+        return None
+    return OIDCUserInfo(
+        id=found.id,
+        user_id=found.user_id,
+        subiss=found.subiss,
+        secret=await oidc.cli_secret(session, user_id) if with_secret else None,
+        creation_time=found.creation_time,
+        update_time=found.update_time,
+    )
 
 
 @operation("PUT", "/users/{user_id}", "updateUserProfile", body=UserProfile)
@@ -308,14 +329,23 @@ async def _check_current_password(api: ApiRequest, username: str, offered: str) 
 
 @operation("PUT", "/users/{user_id}/cli_secret", "setCliSecret", body=OIDCCliSecretReq)
 async def set_cli_secret(api: ApiRequest) -> Response:
-    """Only OIDC users have CLI secrets, and Dockyard authenticates against its database."""
+    """Set an OIDC user's CLI secret (Harbor's password rules), or make a random one when
+    the body gives none; the old secret, and tokens got with it, stop working at once.
+    412 when auth_mode is not oidc_auth or the user never signed in through OIDC."""
     principal = await api.user()
     user_id = api.path_int("user_id")
     await api.require(
         _is_self(principal, user_id) or can(principal, Action.UPDATE, Resource.USER, None),
         f"set the CLI secret of user {user_id}",
     )
-    raise PreconditionFailedError("only OIDC users have CLI secrets; the auth mode is db_auth")
+    body = await api.json(OIDCCliSecretReq)
+    async with api.state.db.write() as session:
+        await users.get_user(session, user_id)  # 404 for no such user
+        await oidc.set_cli_secret(session, user_id, body.secret or None)
+        await audit.record(
+            session, await api.actor(), AuditEvent("update", "user", f"cli secret of {user_id}")
+        )
+    return empty_response()
 
 
 # --- user groups --------------------------------------------------------------------------

@@ -34,9 +34,11 @@ class User(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     sysadmin_flag: Mapped[bool] = mapped_column(Boolean, default=False)
     admin_role_in_auth: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    """Administrator because the sign-in provider said so at the last sign-in (the HTTP
-    auth proxy's ``http_authproxy_admin_groups``/``_usernames``); ``sysadmin_flag`` is
-    the one an administrator sets, and either makes the user an administrator."""
+    """Administrator because the sign-in provider said so at the last sign-in (an LDAP user
+    in ``ldap_group_admin_dn``, an OIDC user in ``oidc_admin_group``, the HTTP auth proxy's
+    ``http_authproxy_admin_groups``/``_usernames``): set and cleared at sign-in, never by
+    hand; ``sysadmin_flag`` is the one an administrator sets, and either makes the user an
+    administrator."""
     password_version: Mapped[int] = mapped_column(Integer, default=1)
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -112,3 +114,47 @@ class AuthRevision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class OidcUser(Base):
+    """An OIDC user's link to the provider (Harbor's ``oidc_user``) and its CLI secret.
+
+    ``subiss`` is the ID token's ``sub`` followed by its ``iss``: the provider's one stable
+    name for the person, whatever the username claim says later. The CLI secret is kept
+    twice: sealed (``system.secretbox``) to show it again on the profile page, and as an
+    argon2 hash for the login path, which checks it as it checks passwords (a user may
+    choose their secret through the API) and needs no key. ``token`` is the last
+    sign-in's ID token, sealed: the ``id_token_hint`` of a logout at the provider.
+    """
+
+    __tablename__ = "oidc_user"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("harbor_user.user_id", ondelete="CASCADE"), unique=True
+    )
+    subiss: Mapped[str] = mapped_column(String(512), unique=True)
+    secret: Mapped[str] = mapped_column(Text, default="")
+    secret_hash: Mapped[str] = mapped_column(Text, default="")
+    secret_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    """When the CLI secret was made (``oidc_cli_secret_max_age`` counts from here)."""
+    token: Mapped[str] = mapped_column(Text, default="")
+    creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OidcPending(Base):
+    """A sign-in at the provider under way (``login``: state, nonce, PKCE verifier, where to
+    go next) or a new user choosing a username (``onboard``: the verified claims).
+
+    The row's id is the SHA-256 of the browser's ticket (the ``state`` parameter, or the
+    onboarding cookie), so the table alone opens nothing; the payload is sealed. A row is
+    deleted by the request that uses it, so each is used once, on any node.
+    """
+
+    __tablename__ = "oidc_pending"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

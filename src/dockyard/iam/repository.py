@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,7 @@ from dockyard.db.listing import (
     parse_sort,
 )
 from dockyard.iam.accounts import AccountLogin
-from dockyard.iam.models import LoginSession, User, UserGroup, UserGroupMembership
+from dockyard.iam.models import LoginSession, OidcUser, User, UserGroup, UserGroupMembership
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import Principal
 from dockyard.projects.models import Project, ProjectMember
@@ -48,17 +50,40 @@ def user_principal(user: User, group_ids: frozenset[int] = frozenset()) -> Princ
         kind="user",
         name=user.username,
         user_id=user.user_id,
-        sysadmin=user.sysadmin_flag or user.admin_role_in_auth,
+        sysadmin=user.sysadmin_flag or bool(user.admin_role_in_auth),
         group_ids=group_ids,
     )
 
 
-async def find_user_login(session: AsyncSession, username: str) -> AccountLogin | None:
-    """A (not deleted) user as a password login sees it, or None."""
-    user = await find_user_by_name(session, username)
-    if user is None:
+async def find_user_login(
+    session: AsyncSession, username: str, cli_secret_max_age_days: int = 0
+) -> AccountLogin | None:
+    """A (not deleted) user as a password login sees it, or None. An OIDC user's
+    password is their CLI secret (``oidc_user``), valid until regenerated or, when
+    ``cli_secret_max_age_days`` is set, until it is that many days old."""
+    row = (
+        await session.execute(
+            select(User, OidcUser.secret_hash, OidcUser.secret_time)
+            .outerjoin(OidcUser, OidcUser.user_id == User.user_id)
+            .where(User.username == username, User.deleted.is_(False))
+        )
+    ).one_or_none()
+    if row is None:
         return None
-    return user_login(user, await user_group_ids(session, user.user_id))
+    user, secret_hash, secret_time = row
+    groups = await user_group_ids(session, user.user_id)
+    if secret_time is None:
+        return user_login(user, groups)
+    days = cli_secret_max_age_days
+    valid_until = secret_time.timestamp() + days * 86400 if days else None
+    refusal = None
+    if valid_until is not None and valid_until <= time.time():
+        refusal = (
+            f"the CLI secret is more than {days} days old (oidc_cli_secret_max_age_days): "
+            "sign in to the console and regenerate it on the profile page"
+        )
+    principal = dataclasses.replace(user_principal(user, groups), valid_until=valid_until)
+    return AccountLogin(principal, secret_hash or "", _verify_user_password, refusal)
 
 
 def user_login(user: User, group_ids: frozenset[int]) -> AccountLogin:

@@ -51,6 +51,16 @@ class UserGroup(_Request):
     ldap_group_dn: str | None = None
 
 
+class OIDCUserInfo(BaseModel):
+    id: int
+    user_id: int
+    subiss: str
+    secret: str | None = None
+    """Shown to the user themselves only."""
+    creation_time: datetime
+    update_time: datetime
+
+
 class UserResp(BaseModel):
     user_id: int
     username: str
@@ -59,8 +69,9 @@ class UserResp(BaseModel):
     comment: str | None = None
     sysadmin_flag: bool
     admin_role_in_auth: bool = False
-    """True when the sign-in provider (the HTTP auth proxy's admin groups or usernames)
-    made the user an administrator at their last sign-in."""
+    """True when the sign-in provider (LDAP's admin group, OIDC's admin group, the HTTP auth
+    proxy's admin groups or usernames) made the user an administrator at their last sign-in."""
+    oidc_user_meta: OIDCUserInfo | None = None
     creation_time: datetime
     update_time: datetime
 

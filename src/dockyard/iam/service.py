@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import update
@@ -28,6 +28,7 @@ from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Resource, can
 from dockyard.iam.providers import authproxy, ldap
+from dockyard.iam.providers.oidc import OidcProvider
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
 from dockyard.iam.users import validate_username
@@ -61,12 +62,19 @@ class IdentityService:
         recheck_seconds: float = 0.5,
         directory: ldap.LdapDirectory | None = None,
         proxy: authproxy.AuthProxy | None = None,
+        outbound: Callable[[], OutboundClient] | None = None,
+        cli_secret_max_age_days: int = 0,
     ) -> None:
         self.db = db
         self.directory = directory or ldap.LdapDirectory()
         self.proxy = proxy or authproxy.AuthProxy(
             OutboundClient(EgressPolicy(allow_loopback=True), deadline=10.0)
         )
+        self.oidc = OidcProvider(
+            outbound or (lambda: OutboundClient(EgressPolicy(), deadline=10.0))
+        )
+        """The OIDC provider's discovery and keys, cached (``iam/oidc.py`` runs the flow)."""
+        self.cli_secret_max_age_days = cli_secret_max_age_days
         self.throttle = throttle
         self.tokens = tokens
         self.robot_prefix = robot_prefix
@@ -205,7 +213,7 @@ class IdentityService:
                     .where(User.username == name, User.deleted.is_(False))
                     .values(**changes)
                 )
-            login = await users.find_user_login(session, name)
+            login = await users.find_user_login(session, name, self.cli_secret_max_age_days)
         if login is None:  # deleted between the two statements
             raise UnauthorizedError(_BAD_CREDENTIALS)
         return login
@@ -320,7 +328,7 @@ class IdentityService:
                 return login
         if matched:
             return None
-        return await users.find_user_login(session, name)
+        return await users.find_user_login(session, name, self.cli_secret_max_age_days)
 
     async def _find_account(self, name: str) -> AccountLogin | None:
         async with self._lookups() as session:

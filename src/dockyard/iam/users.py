@@ -285,10 +285,14 @@ async def set_password(
     if auth_mode != "db_auth" and user.username != BUILTIN_ADMIN_NAME:
         # As in Harbor: the directory keeps these users' passwords; one stored here would
         # never be asked for.
+        where = {
+            "oidc_auth": "the OIDC provider",
+            "http_auth": "the HTTP auth proxy",
+        }.get(str(auth_mode), "the directory")
         raise DeniedError(
-            f"{user.username} signs in through the "
-            f"{'HTTP auth proxy' if auth_mode == 'http_auth' else 'directory'} "
-            f"(auth_mode {auth_mode}): change the password there"
+            f"{user.username} signs in through {where} (auth_mode {auth_mode}): "
+            "change the password there"
+            + (" (docker and the API take the CLI secret)" if auth_mode == "oidc_auth" else "")
         )
     if verify_password(user.password or None, password):
         raise BadRequestError("the new password is the same as the old one")

@@ -65,6 +65,7 @@ class GeneralInfo(BaseModel):
     registry_storage_provider_name: str | None = None
     authproxy_settings: AuthproxySetting | None = None
     """Under ``http_auth`` only (Harbor shows it to anyone; here to signed-in callers)."""
+    oidc_provider_name: str | None = None
 
 
 class Storage(BaseModel):
@@ -122,8 +123,12 @@ async def get_system_info(api: ApiRequest) -> Response:
         props = await service.system_properties(session)
         auth_mode = str(await config.value(session, config.AUTH_MODE))
         proxy = await authproxy.load_config(session) if auth_mode == authproxy.MODE else None
+        oidc_name = (
+            str(await config.value(session, config.OIDC_NAME)) if auth_mode == "oidc_auth" else ""
+        )
     info = GeneralInfo(
         auth_mode=auth_mode,
+        oidc_provider_name=oidc_name or None,
         primary_auth_mode=False,
         self_registration=props.self_registration,
         harbor_version=service.dockyard_version(),

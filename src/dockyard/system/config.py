@@ -4,7 +4,7 @@ Editable items live in the ``properties`` table, so every node sees a change at
 once. Some editable items also have a start-time setting (``dockyard.yml`` /
 ``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
 administrator changes it at run time, as Harbor lets them. Items of Harbor's
-``Configurations`` for features Dockyard does not have yet (LDAP groups, OIDC, UAA,
+``Configurations`` for features Dockyard does not have yet (LDAP groups, UAA,
 ``primary_auth_mode``, scanning) are shown read-only at their off
 value; a change to that value is accepted (tools send every key back), any other
 is refused with a message naming the missing feature. Each item names its type,
@@ -14,6 +14,8 @@ what would be accepted.
 
 from __future__ import annotations
 
+import json
+import re
 import ssl
 import string
 import time
@@ -296,8 +298,103 @@ def check_name_list(value: str) -> str:
     return value
 
 
+OIDC_NAME = "oidc_name"
+OIDC_ENDPOINT = "oidc_endpoint"
+OIDC_CLIENT_ID = "oidc_client_id"
+OIDC_CLIENT_SECRET = "oidc_client_secret"  # noqa: S105 - a setting name
+OIDC_SCOPE = "oidc_scope"
+OIDC_USER_CLAIM = "oidc_user_claim"
+OIDC_GROUPS_CLAIM = "oidc_groups_claim"
+OIDC_ADMIN_GROUP = "oidc_admin_group"
+OIDC_GROUP_FILTER = "oidc_group_filter"
+OIDC_VERIFY_CERT = "oidc_verify_cert"
+OIDC_AUTO_ONBOARD = "oidc_auto_onboard"
+OIDC_EXTRA_REDIRECT_PARMS = "oidc_extra_redirect_parms"
+OIDC_LOGOUT = "oidc_logout"
+OIDC_KEYS = (
+    OIDC_NAME,
+    OIDC_ENDPOINT,
+    OIDC_CLIENT_ID,
+    OIDC_CLIENT_SECRET,
+    OIDC_SCOPE,
+    OIDC_USER_CLAIM,
+    OIDC_GROUPS_CLAIM,
+    OIDC_ADMIN_GROUP,
+    OIDC_GROUP_FILTER,
+    OIDC_VERIFY_CERT,
+    OIDC_AUTO_ONBOARD,
+    OIDC_EXTRA_REDIRECT_PARMS,
+    OIDC_LOGOUT,
+)
+"""The items OIDC sign-in reads (``iam.providers.oidc``)."""
+OIDC_RESERVED_PARAMETERS = frozenset(
+    {
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
+"""Authorization request parameters ``oidc_extra_redirect_parms`` may not set."""
+
+
+def check_oidc_endpoint(url: str) -> str:
+    """The issuer URL: ``https://…`` (``http://`` only on loopback, for a provider on the
+    same machine), no query or fragment; discovery is at ``/.well-known/openid-configuration``."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("localhost", "::1") or (
+        parts.hostname is not None and parts.hostname.startswith("127.")
+    )
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError("oidc_endpoint must be an https:// URL (http:// only on loopback)")
+    if not parts.hostname or parts.query or parts.fragment or " " in url:
+        raise ValueError("oidc_endpoint must be the issuer's URL, with no query or fragment")
+    return url
+
+
+def check_oidc_scope(value: str) -> str:
+    """Comma-separated scopes (Harbor's form) that include ``openid``."""
+    scopes = [s.strip() for s in value.split(",")]
+    if "openid" not in scopes or any(not s or not s.isprintable() or " " in s for s in scopes):
+        raise ValueError("oidc_scope must be comma-separated scopes that include openid")
+    return value
+
+
+def check_oidc_group_filter(value: str) -> str:
+    """A regular expression a group name must match (searched, as Harbor does)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"oidc_group_filter is not a regular expression: {exc}") from None
+    return value
+
+
+def check_oidc_extra_parameters(value: str) -> str:
+    """A JSON object of string values added to the authorization request
+    (``{"prompt": "login"}``); the flow's own parameters cannot be replaced."""
+    if not value.strip():
+        return value
+    try:
+        found = json.loads(value)
+    except ValueError:
+        raise ValueError("oidc_extra_redirect_parms must be a JSON object") from None
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise ValueError("oidc_extra_redirect_parms must be a JSON object of string values")
+    reserved = sorted(OIDC_RESERVED_PARAMETERS & set(found))
+    if reserved:
+        raise ValueError(
+            f"oidc_extra_redirect_parms cannot set {', '.join(reserved)}: the sign-in sets them"
+        )
+    return value
+
+
 _LDAP_GROUPS = "LDAP groups"
-_OIDC = "OIDC authentication"
 _UAA = "UAA authentication"
 
 
@@ -329,24 +426,6 @@ _UNSUPPORTED: tuple[ConfigItem, ...] = (
     _unsupported("ldap_group_search_scope", int, 2, _LDAP_GROUPS),
     _unsupported("ldap_group_attach_parallel", bool, False, _LDAP_GROUPS),
     *(
-        _unsupported(key, str, "", _OIDC)
-        for key in (
-            "oidc_name",
-            "oidc_endpoint",
-            "oidc_client_id",
-            "oidc_client_secret",
-            "oidc_groups_claim",
-            "oidc_admin_group",
-            "oidc_group_filter",
-            "oidc_scope",
-            "oidc_user_claim",
-            "oidc_extra_redirect_parms",
-        )
-    ),
-    _unsupported("oidc_verify_cert", bool, True, _OIDC),
-    _unsupported("oidc_auto_onboard", bool, False, _OIDC),
-    _unsupported("oidc_logout", bool, False, _OIDC),
-    *(
         _unsupported(key, str, "", _UAA)
         for key in ("uaa_client_id", "uaa_client_secret", "uaa_endpoint")
     ),
@@ -370,7 +449,7 @@ ITEMS: dict[str, ConfigItem] = {
             "db_auth",
             editable=True,
             choices=("db_auth", "ldap_auth", "oidc_auth", "uaa_auth", "http_auth"),
-            missing_choices={"oidc_auth": _OIDC, "uaa_auth": _UAA},
+            missing_choices={"uaa_auth": _UAA},
         ),
         ConfigItem(AUTHPROXY_ENDPOINT, str, "", editable=True, check=check_authproxy_url),
         ConfigItem(
@@ -406,6 +485,21 @@ ITEMS: dict[str, ConfigItem] = {
         ConfigItem(LDAP_SCOPE, int, 2, editable=True, minimum=0, maximum=2),
         ConfigItem(LDAP_TIMEOUT, int, 5, editable=True, minimum=1, maximum=300),
         ConfigItem(LDAP_VERIFY_CERT, bool, True, editable=True),
+        ConfigItem(OIDC_NAME, str, "", editable=True, max_length=64),
+        ConfigItem(OIDC_ENDPOINT, str, "", editable=True, check=check_oidc_endpoint),
+        ConfigItem(OIDC_CLIENT_ID, str, "", editable=True, max_length=512),
+        ConfigItem(OIDC_CLIENT_SECRET, str, "", editable=True, secret=True),
+        ConfigItem(OIDC_SCOPE, str, "openid,profile,email", editable=True, check=check_oidc_scope),
+        ConfigItem(OIDC_USER_CLAIM, str, "", editable=True, max_length=255),
+        ConfigItem(OIDC_GROUPS_CLAIM, str, "", editable=True, max_length=255),
+        ConfigItem(OIDC_ADMIN_GROUP, str, "", editable=True, max_length=255),
+        ConfigItem(OIDC_GROUP_FILTER, str, "", editable=True, check=check_oidc_group_filter),
+        ConfigItem(OIDC_VERIFY_CERT, bool, True, editable=True),
+        ConfigItem(OIDC_AUTO_ONBOARD, bool, False, editable=True),
+        ConfigItem(
+            OIDC_EXTRA_REDIRECT_PARMS, str, "", editable=True, check=check_oidc_extra_parameters
+        ),
+        ConfigItem(OIDC_LOGOUT, bool, False, editable=True),
         ConfigItem(SELF_REGISTRATION, bool, False, editable=True),
         ConfigItem(
             PROJECT_CREATION_RESTRICTION,
