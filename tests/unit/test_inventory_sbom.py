@@ -20,7 +20,7 @@ import pytest
 import referencing
 from tests.support.layer_tars import layer, layer_of_files
 
-from dockyard.scan.inventory import Inventory, cyclonedx_json, inventory_layers
+from dockyard.scanner.inventory import Inventory, cyclonedx_json, inventory_layers
 
 SCHEMAS = Path(cyclonedx.__file__).parent / "schema" / "_res"
 
