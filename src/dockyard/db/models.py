@@ -22,10 +22,12 @@ from dockyard.registry.models import (
 )
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
+from dockyard.scanner.models import AdapterScan, VulnAffected, VulnRecord
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
 __all__ = [
+    "AdapterScan",
     "Artifact",
     "ArtifactAccessory",
     "ArtifactBlob",
@@ -59,5 +61,7 @@ __all__ = [
     "User",
     "UserGroup",
     "UserGroupMembership",
+    "VulnAffected",
+    "VulnRecord",
     "WebhookPolicy",
 ]
