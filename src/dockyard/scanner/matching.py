@@ -4,6 +4,9 @@ Pure. Versions are compared with ``univers`` (the version classes of each ecosys
 dpkg's epochs and ``~``, apk's ``-rN`` and suffixes, rpm's epoch:version-release, PEP 440,
 node-semver, Go's semver, Maven's ComparableVersion). A version either side that its
 ecosystem cannot read never matches a range (it matches a ``versions`` list only exactly).
+
+Only ``<`` is used between versions: univers' Alpine class answers ``>=`` and ``<=`` wrongly
+(``1.2.3-r9 >= 1.2.3-r10`` is true in univers 32), while its ``<`` is right in every class.
 """
 
 from __future__ import annotations
@@ -161,15 +164,15 @@ def _in_range(base: str, rng: Range, installed: str) -> tuple[bool, str]:
     fix = ""
     for bound, key, text in events:
         if key == "introduced":
-            if bound is None or version >= bound:
+            if bound is None or not version < bound:
                 affected = True
                 fix = ""
         elif key == "fixed" and bound is not None:
-            if version >= bound:
+            if not version < bound:
                 affected = False
             elif affected and not fix:
                 fix = text
-        elif key == "last_affected" and bound is not None and version > bound:
+        elif key == "last_affected" and bound is not None and bound < version:
             affected = False
     return affected, fix if affected else ""
 
@@ -177,7 +180,7 @@ def _in_range(base: str, rng: Range, installed: str) -> tuple[bool, str]:
 def _cmp_events(a: tuple[Version | None, str, str], b: tuple[Version | None, str, str]) -> int:
     if a[0] is None or b[0] is None:
         return (a[0] is not None) - (b[0] is not None)
-    return -1 if a[0] < b[0] else (1 if a[0] > b[0] else 0)
+    return -1 if a[0] < b[0] else (1 if b[0] < a[0] else 0)
 
 
 def affects(

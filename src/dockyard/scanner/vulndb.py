@@ -206,7 +206,7 @@ async def _write_batch(db: Database, batch: Sequence[OsvRecord], result: ImportR
         rows = await session.execute(
             select(VulnRecord.id, VulnRecord.modified).where(VulnRecord.id.in_(list(newest)))
         )
-        stored = {rid: modified for rid, modified in rows.tuples()}
+        stored = {rid: modified for rid, modified in rows.tuples()}  # noqa: C416 (dict() would take the result for a mapping: it has keys())
         replace = [
             rid for rid, rec in newest.items() if rid in stored and rec.modified > stored[rid]
         ]
