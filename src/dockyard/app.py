@@ -72,6 +72,8 @@ from dockyard.system import routes as system_routes
 from dockyard.system.bootstrap import load_token_key
 from dockyard.system.health import HealthMonitor
 from dockyard.system.readonly_guard import ReadOnlyGuard
+from dockyard.scanner.adapter import AdapterScans
+from dockyard.scanner.routes import adapter_routes
 from dockyard.tracing import Tracing, TracingMiddleware, open_tracing
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks
@@ -231,6 +233,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings, tracing)
         app.state.dockyard = state
+        adapter = AdapterScans(settings, state.db) if settings.scanner_adapter_enabled else None
+        app.state.scanner_adapter = adapter
         listener = flusher = None
         if exposition is not None:
             exposition.open(state.db)
@@ -256,6 +260,8 @@ def create_app(settings: Settings) -> Starlette:
                         await flusher
                 if state.jobs is not None:
                     await state.jobs.close()
+                if adapter is not None:
+                    await adapter.close()
                 await state.registry.hooks.close()
             finally:
                 state.identity.directory.close()  # pooled LDAP connections
@@ -273,6 +279,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_routes(api_operations()),
         *console_routes(),
     ]
+    if settings.scanner_adapter_enabled:
+        routes[:0] = adapter_routes()
     middleware = [
         Middleware(RequestContextMiddleware),
         # Only when tracing is on: otherwise requests pay nothing for it.
