@@ -62,6 +62,8 @@ from dockyard.registry.service import RegistryService
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
+from dockyard.scanner.adapter import AdapterScans
+from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage, Storage
@@ -72,8 +74,6 @@ from dockyard.system import routes as system_routes
 from dockyard.system.bootstrap import load_token_key
 from dockyard.system.health import HealthMonitor
 from dockyard.system.readonly_guard import ReadOnlyGuard
-from dockyard.scanner.adapter import AdapterScans
-from dockyard.scanner.routes import adapter_routes
 from dockyard.tracing import Tracing, TracingMiddleware, open_tracing
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks

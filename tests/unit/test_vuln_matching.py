@@ -43,6 +43,12 @@ def fixed_in(fix: str, kind: str = "ECOSYSTEM") -> list[Range]:
         ("Alpine:v3.19", "1.2.3-r10", "1.2.3-r9", False),
         ("Alpine:v3.19", "1.2.3_rc1-r0", "1.2.3-r0", True),
         ("Alpine:v3.19", "1.2.3_p1-r0", "1.2.3-r0", False),
+        # apk's post-release suffixes (Alpine's musl is 1.2.4_git20230717-r4)
+        ("Alpine:v3.19", "1.2.4_git20230717-r4", "1.2.4_git20230717-r10", True),
+        ("Alpine:v3.19", "1.2.4_git20230717-r4", "1.2.4-r0", False),
+        ("Alpine:v3.19", "1.2.4_git5-r0", "1.2.4_p1-r0", True),
+        ("Alpine:v3.19", "1.2.4_git5-r0", "1.2.4_git12-r0", True),
+        ("Alpine:v3.19", "1.2.4_hg1-r0", "1.2.4_git9-r0", False),
         # rpm: epoch:version-release
         ("Rocky Linux:9", "1:1.0-1.el9", "2.0-1.el9", False),
         ("Rocky Linux:9", "1.0-1.el9", "1.0-2.el9", True),

@@ -53,6 +53,19 @@ _RPM_ECOSYSTEMS = {"rocky": "Rocky Linux", "almalinux": "AlmaLinux", "mageia": "
 
 _PYPI_SEP = re.compile(r"[-_.]+")
 
+# apk's post-release suffixes, in apk's order; univers (Gentoo's rules) knows only ``_p``.
+_APK_POST = {"cvs": 1, "svn": 2, "git": 3, "hg": 4, "p": 5}
+_APK_POST_SUFFIX = re.compile(r"_(cvs|svn|git|hg|p)(\d*)")
+
+
+def _apk_for_univers(text: str) -> str:
+    """An apk version univers can read, in the same order: each post-release suffix becomes
+    ``_p`` with a number that ranks it first by its kind (cvs < svn < git < hg < p), then by
+    its own number (``1.2.4_git20230717`` is ``1.2.4_p3…020230717``)."""
+    return _APK_POST_SUFFIX.sub(
+        lambda m: f"_p{_APK_POST[m.group(1)]}{int(m.group(2) or 0):020d}", text
+    )
+
 
 def package_key(ecosystem: str, name: str) -> str:
     """The name a package is looked up by: PyPI's normalised form (PEP 503), else as written."""
@@ -119,8 +132,12 @@ def parse_version(ecosystem_base: str, text: str) -> Version | None:
     cls = _VERSION_CLASSES.get(ecosystem_base)
     if cls is None:
         return None
+    if cls in (SemverVersion, GolangVersion):
+        text = text.removeprefix("v")
+    elif cls is AlpineLinuxVersion:
+        text = _apk_for_univers(text)
     try:
-        return cls(text.removeprefix("v") if cls in (SemverVersion, GolangVersion) else text)
+        return cls(text)
     except (InvalidVersion, ValueError, TypeError, IndexError):
         return None
 

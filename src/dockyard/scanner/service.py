@@ -52,7 +52,7 @@ async def find_vulnerabilities(db: Database, inventory: Inventory) -> list[Findi
                         VulnRecord.withdrawn.is_(False),
                     )
                 )
-                for affected, record in rows.tuples():
+                for affected, record in rows:
                     candidates[(eco, affected.package)].append((affected, record))
     findings: dict[tuple[str, str, str], Finding] = {}
     for pkg, query in queries:

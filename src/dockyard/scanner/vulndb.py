@@ -206,7 +206,7 @@ async def _write_batch(db: Database, batch: Sequence[OsvRecord], result: ImportR
         rows = await session.execute(
             select(VulnRecord.id, VulnRecord.modified).where(VulnRecord.id.in_(list(newest)))
         )
-        stored = {rid: modified for rid, modified in rows.tuples()}  # noqa: C416 (dict() would take the result for a mapping: it has keys())
+        stored = {rid: modified for rid, modified in rows}  # noqa: C416 (a Result has keys(): dict() would take it for a mapping)
         replace = [
             rid for rid, rec in newest.items() if rid in stored and rec.modified > stored[rid]
         ]
@@ -288,7 +288,7 @@ async def status(db: Database) -> Status:
                 VulnAffected.ecosystem, func.count(func.distinct(VulnAffected.vuln_id))
             ).group_by(VulnAffected.ecosystem)
         )
-        for eco, count in rows.tuples():
+        for eco, count in rows:
             per[eco] = count
     return Status(
         records=records,
