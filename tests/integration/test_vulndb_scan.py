@@ -12,8 +12,10 @@ from functools import partial
 from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from tests.support import scanner_images as images
 
@@ -182,3 +184,17 @@ async def test_go_stdlib_of_a_debian_go_binary(
     inventory = inventory_layers([io.BytesIO(images.debian_layers()[0])])
     found = {(f.id, f.package) for f in await find_vulnerabilities(state.db, inventory)}
     assert (f"{PREFIX}-GO", "stdlib") in found
+
+
+async def test_the_adapter_face_is_off_by_default(anon: httpx.AsyncClient) -> None:
+    for path in ("/scanner/v1/metadata", "/scanner/v1/scan/x/report"):
+        assert (await anon.get(path)).status_code == 404
+    assert (await anon.post("/scanner/v1/scan", content=b"{}")).status_code in (404, 405)
+
+
+def test_an_api_key_for_an_adapter_that_is_off_is_refused() -> None:
+    with pytest.raises(ValidationError, match="scanner_adapter_enabled is false"):
+        Settings(scanner_adapter_api_key="k")
+    assert Settings(
+        scanner_adapter_enabled=True, scanner_adapter_api_key="k"
+    ).scanner_adapter_api_key
