@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -18,7 +20,9 @@ from .report import Finding
 _CHUNK = 500
 
 
+@functools.lru_cache(maxsize=65536)
 def _ranges(text: str) -> tuple[Range, ...]:
+    """The stored ranges JSON, parsed (cached: the same rows are read for every artifact)."""
     found: list[Range] = []
     for item in json.loads(text):
         events = tuple((k, v) for event in item["events"] for k, v in event.items())
@@ -26,9 +30,27 @@ def _ranges(text: str) -> tuple[Range, ...]:
     return tuple(found)
 
 
+@functools.lru_cache(maxsize=65536)
+def _versions(text: str) -> frozenset[str]:
+    return frozenset(json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    pkg: Package
+    query: Query
+    ecosystem: str
+    fix: str
+    own_severity: str
+
+
 async def find_vulnerabilities(db: Database, inventory: Inventory) -> list[Finding]:
     """Every (record, installed package) pair where the record's ranges cover the package's
-    version; one finding per record and package name and version."""
+    version; one finding per record and package name and version.
+
+    Two reads: the affected-package rows of the inventory's packages (ranges only), then the
+    records of those that match, so a record's text is read only when it is reported.
+    """
     queries: list[tuple[Package, Query]] = []
     for pkg in inventory.packages:
         query = query_for(pkg, inventory.os)
@@ -38,43 +60,55 @@ async def find_vulnerabilities(db: Database, inventory: Inventory) -> list[Findi
     for _, query in queries:
         for eco in query.ecosystems:
             wanted[eco].add(query.name)
-    candidates: dict[tuple[str, str], list[tuple[VulnAffected, VulnRecord]]] = defaultdict(list)
+    candidates: dict[tuple[str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
+    hits: dict[tuple[str, str, str], _Hit] = {}
     async with db.read() as session:
         for eco, names in wanted.items():
             ordered = sorted(names)
             for start in range(0, len(ordered), _CHUNK):
                 rows = await session.execute(
-                    select(VulnAffected, VulnRecord)
-                    .join(VulnRecord, VulnRecord.id == VulnAffected.vuln_id)
-                    .where(
+                    select(
+                        VulnAffected.package,
+                        VulnAffected.vuln_id,
+                        VulnAffected.ranges,
+                        VulnAffected.versions,
+                        VulnAffected.severity,
+                    ).where(
                         VulnAffected.ecosystem == eco,
                         VulnAffected.package.in_(ordered[start : start + _CHUNK]),
-                        VulnRecord.withdrawn.is_(False),
                     )
                 )
-                for affected, record in rows:
-                    candidates[(eco, affected.package)].append((affected, record))
-    findings: dict[tuple[str, str, str], Finding] = {}
-    for pkg, query in queries:
-        for eco in query.ecosystems:
-            for affected, record in candidates.get((eco, query.name), ()):
-                hit, fix = affects(
-                    eco, _ranges(affected.ranges), json.loads(affected.versions), query.version
+                for package, vuln_id, ranges, versions, severity in rows:
+                    candidates[(eco, package)].append((vuln_id, ranges, versions, severity))
+        for pkg, query in queries:
+            for eco in query.ecosystems:
+                for vuln_id, ranges, versions, severity in candidates.get((eco, query.name), ()):
+                    key = (vuln_id, pkg.name, pkg.version)
+                    if key in hits:
+                        continue
+                    hit, fix = affects(eco, _ranges(ranges), _versions(versions), query.version)
+                    if hit:
+                        hits[key] = _Hit(pkg, query, eco, fix, severity)
+        records: dict[str, VulnRecord] = {}
+        ids = sorted({key[0] for key in hits})
+        for start in range(0, len(ids), _CHUNK):
+            found = await session.execute(
+                select(VulnRecord).where(
+                    VulnRecord.id.in_(ids[start : start + _CHUNK]),
+                    VulnRecord.withdrawn.is_(False),
                 )
-                key = (record.id, pkg.name, pkg.version)
-                if not hit or key in findings:
-                    continue
-                findings[key] = _finding(pkg, query, eco, fix, affected, record)
-    return list(findings.values())
+            )
+            for record in found.scalars():
+                records[record.id] = record
+    return [_finding(hit, records[key[0]]) for key, hit in hits.items() if key[0] in records]
 
 
-def _finding(
-    pkg: Package, query: Query, eco: str, fix: str, affected: VulnAffected, record: VulnRecord
-) -> Finding:
+def _finding(hit: _Hit, record: VulnRecord) -> Finding:
+    pkg, query = hit.pkg, hit.query
     has_cvss = record.cvss_v3_score is not None or record.cvss_v2_score is not None
-    severity = record.severity if has_cvss else (affected.severity or record.severity)
+    severity = record.severity if has_cvss else (hit.own_severity or record.severity)
     attributes: dict[str, object] = {
-        "ecosystem": eco,
+        "ecosystem": hit.ecosystem,
         "package_type": pkg.type,
         "purl": pkg.purl,
         "path": "/" + pkg.path,
@@ -86,7 +120,7 @@ def _finding(
         id=record.id,
         package=pkg.name if pkg.type != "npm" or not pkg.namespace else query.name,
         version=pkg.version,
-        fix_version=fix,
+        fix_version=hit.fix,
         severity=severity,
         description=record.summary or record.details,
         links=tuple(json.loads(record.links)),
