@@ -286,10 +286,14 @@ class AdapterScans:
         if broken:
             raise ScanFailed("; ".join(broken[:5]))
         findings = await find_vulnerabilities(self.db, inventory)
-        report = vulnerability_report(
-            findings, artifact=request.artifact, scanner_version=dockyard_version
-        )
-        return json.dumps(report), _inventory_json(inventory, request.artifact)
+
+        def render() -> tuple[str, str]:
+            report = vulnerability_report(
+                findings, artifact=request.artifact, scanner_version=dockyard_version
+            )
+            return json.dumps(report), _inventory_json(inventory, request.artifact)
+
+        return await asyncio.to_thread(render)  # a report of thousands of findings is CPU work
 
 
 class ScanFailed(Exception):

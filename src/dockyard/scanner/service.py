@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections import defaultdict
@@ -61,7 +62,6 @@ async def find_vulnerabilities(db: Database, inventory: Inventory) -> list[Findi
         for eco in query.ecosystems:
             wanted[eco].add(query.name)
     candidates: dict[tuple[str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
-    hits: dict[tuple[str, str, str], _Hit] = {}
     async with db.read() as session:
         for eco, names in wanted.items():
             ordered = sorted(names)
@@ -80,17 +80,12 @@ async def find_vulnerabilities(db: Database, inventory: Inventory) -> list[Findi
                 )
                 for package, vuln_id, ranges, versions, severity in rows:
                     candidates[(eco, package)].append((vuln_id, ranges, versions, severity))
-        for pkg, query in queries:
-            for eco in query.ecosystems:
-                for vuln_id, ranges, versions, severity in candidates.get((eco, query.name), ()):
-                    key = (vuln_id, pkg.name, pkg.version)
-                    if key in hits:
-                        continue
-                    hit, fix = affects(eco, _ranges(ranges), _versions(versions), query.version)
-                    if hit:
-                        hits[key] = _Hit(pkg, query, eco, fix, severity)
-        records: dict[str, VulnRecord] = {}
-        ids = sorted({key[0] for key in hits})
+    # Comparing versions is CPU work: off the event loop (so other requests go on) and
+    # with no connection held.
+    hits = await asyncio.to_thread(_match, queries, candidates)
+    records: dict[str, VulnRecord] = {}
+    ids = sorted({key[0] for key in hits})
+    async with db.read() as session:
         for start in range(0, len(ids), _CHUNK):
             found = await session.execute(
                 select(VulnRecord).where(
@@ -101,6 +96,23 @@ async def find_vulnerabilities(db: Database, inventory: Inventory) -> list[Findi
             for record in found.scalars():
                 records[record.id] = record
     return [_finding(hit, records[key[0]]) for key, hit in hits.items() if key[0] in records]
+
+
+def _match(
+    queries: list[tuple[Package, Query]],
+    candidates: dict[tuple[str, str], list[tuple[str, str, str, str]]],
+) -> dict[tuple[str, str, str], _Hit]:
+    hits: dict[tuple[str, str, str], _Hit] = {}
+    for pkg, query in queries:
+        for eco in query.ecosystems:
+            for vuln_id, ranges, versions, severity in candidates.get((eco, query.name), ()):
+                key = (vuln_id, pkg.name, pkg.version)
+                if key in hits:
+                    continue
+                hit, fix = affects(eco, _ranges(ranges), _versions(versions), query.version)
+                if hit:
+                    hits[key] = _Hit(pkg, query, eco, fix, severity)
+    return hits
 
 
 def _finding(hit: _Hit, record: VulnRecord) -> Finding:
