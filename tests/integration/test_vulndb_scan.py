@@ -28,7 +28,7 @@ from dockyard.scanner.adapter import AdapterScans, ScanFailed, ScanRequest
 from dockyard.scanner.inventory import inventory_layers
 from dockyard.scanner.models import VulnAffected, VulnRecord
 from dockyard.scanner.report import summary, vulnerability_report
-from dockyard.scanner.service import find_vulnerabilities
+from dockyard.scanner.service import VulnCache, find_vulnerabilities
 from dockyard.settings import Settings
 
 PREFIX = "ITEST"
@@ -250,3 +250,29 @@ async def test_adapter_honours_the_egress_policy(state: AppState) -> None:
         pytest.raises(ScanFailed, match="refused by the egress policy"),
     ):
         await AdapterScans(state.settings, state.db).scan(_request(server.url))
+
+
+async def test_a_cache_drops_what_an_import_changed(
+    state: AppState, imported: vulndb.ImportResult
+) -> None:
+    cache = VulnCache()
+    inventory = inventory_layers([io.BytesIO(b) for b in images.alpine_layers()])
+    first = {f.id for f in await find_vulnerabilities(state.db, inventory, cache)}
+    assert f"{PREFIX}-MUSL" in first and f"{PREFIX}-CACHED" not in first
+    record = {
+        "id": f"{PREFIX}-CACHED",
+        "modified": images.MODIFIED,
+        "affected": [
+            {
+                "package": {"ecosystem": "Alpine:v3.19", "name": "busybox"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+            }
+        ],
+    }
+    await vulndb.import_records(state.db, [("t", record)])
+    second = {f.id for f in await find_vulnerabilities(state.db, inventory, cache)}
+    assert second == first | {f"{PREFIX}-CACHED"}
+    # withdrawn since: gone from the next scan, cache or not
+    withdrawn = {**record, "modified": "2025-02-01T00:00:00Z", "withdrawn": "2025-02-01T00:00:00Z"}
+    await vulndb.import_records(state.db, [("t", withdrawn)])
+    assert {f.id for f in await find_vulnerabilities(state.db, inventory, cache)} == first

@@ -22,7 +22,7 @@ from dockyard.registry.models import (
 )
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
-from dockyard.scanner.models import AdapterScan, VulnAffected, VulnRecord
+from dockyard.scanner.models import AdapterScan, VulnAffected, VulnDbGeneration, VulnRecord
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
@@ -62,6 +62,7 @@ __all__ = [
     "UserGroup",
     "UserGroupMembership",
     "VulnAffected",
+    "VulnDbGeneration",
     "VulnRecord",
     "WebhookPolicy",
 ]

@@ -41,7 +41,7 @@ from .inventory import (
 from .models import AdapterScan
 from .pull import Budget, PullError, RegistryPuller, layer_digests, valid_digest, valid_repository
 from .report import SCANNER_NAME, SCANNER_VENDOR, vulnerability_report
-from .service import find_vulnerabilities
+from .service import VulnCache, find_vulnerabilities
 
 log = logging.getLogger("dockyard.scanner")
 
@@ -181,6 +181,7 @@ class AdapterScans:
         self.egress = EgressPolicy.from_settings(settings)
         self.limits = Limits(max_scan_bytes=settings.scanner_adapter_max_scan_bytes)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.cache = VulnCache()
 
     async def submit(self, request: ScanRequest) -> str:
         scan_id = str(uuid.uuid4())
@@ -285,7 +286,7 @@ class AdapterScans:
         broken = [w for w in inventory.warnings if w.startswith("layer ")]
         if broken:
             raise ScanFailed("; ".join(broken[:5]))
-        findings = await find_vulnerabilities(self.db, inventory)
+        findings = await find_vulnerabilities(self.db, inventory, self.cache)
 
         def render() -> tuple[str, str]:
             report = vulnerability_report(

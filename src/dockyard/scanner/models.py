@@ -73,3 +73,14 @@ class AdapterScan(Base):
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class VulnDbGeneration(Base):
+    """One row: bumped by every import batch that writes, so a process that caches records
+    (``service.VulnCache``) knows to drop them."""
+
+    __tablename__ = "vuln_db_generation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation: Mapped[int] = mapped_column(BigId, default=0)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
