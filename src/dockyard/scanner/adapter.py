@@ -56,6 +56,7 @@ def _version() -> str:
 dockyard_version = _version()
 
 PENDING, RUNNING, SUCCESS, ERROR = "Pending", "Running", "Success", "Error"
+MAX_CONCURRENT_SCANS = 2
 
 
 class ScanRequestError(ValueError):
@@ -181,6 +182,8 @@ class AdapterScans:
         self.egress = EgressPolicy.from_settings(settings)
         self.limits = Limits(max_scan_bytes=settings.scanner_adapter_max_scan_bytes)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Scans at once in this process; more wait as Pending (each pulls and inflates).
+        self._running = asyncio.Semaphore(MAX_CONCURRENT_SCANS)
         self.cache = VulnCache()
 
     async def submit(self, request: ScanRequest) -> str:
@@ -210,10 +213,13 @@ class AdapterScans:
             found = await session.get(AdapterScan, scan_id)
         if found is None or found.expires_at < datetime.now(UTC):
             return None
-        deadline = found.creation_time + timedelta(
-            seconds=self.settings.scanner_adapter_timeout_seconds + 60
-        )
-        if found.status in (PENDING, RUNNING) and deadline < datetime.now(UTC):
+        # A running scan ends by its deadline; a pending one waits for at most a few others.
+        limit = self.settings.scanner_adapter_timeout_seconds
+        stale = {
+            RUNNING: found.update_time + timedelta(seconds=limit + 60),
+            PENDING: found.creation_time + timedelta(seconds=limit * 4 + 60),
+        }
+        if found.status in stale and stale[found.status] < datetime.now(UTC):
             # Its process stopped before it finished (a restart): it never will.
             await self._finish(scan_id, ERROR, message="the scan was interrupted; send it again")
             found.status, found.message = ERROR, "the scan was interrupted; send it again"
@@ -236,8 +242,9 @@ class AdapterScans:
 
     async def _run(self, scan_id: str, request: ScanRequest) -> None:
         try:
-            await self._finish(scan_id, RUNNING)
-            report, inventory = await self.scan(request)
+            async with self._running:
+                await self._finish(scan_id, RUNNING)
+                report, inventory = await self.scan(request)
         except ScanFailed as exc:
             await self._finish(scan_id, ERROR, message=str(exc))
             return
@@ -251,7 +258,7 @@ class AdapterScans:
             log.exception("adapter scan %s failed", scan_id)
             await self._finish(scan_id, ERROR, message="internal error while scanning")
             return
-        await self._finish(scan_id, SUCCESS, report=report, sbom=inventory)
+        await self._finish(scan_id, SUCCESS, report=report, inventory=inventory)
 
     async def scan(self, request: ScanRequest) -> tuple[str, str]:
         """(the report JSON, the inventory JSON) of the request's image, or ``ScanFailed``."""

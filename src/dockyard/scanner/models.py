@@ -67,7 +67,7 @@ class AdapterScan(Base):
     repository: Mapped[str] = mapped_column(String(255), default="")
     digest: Mapped[str] = mapped_column(String(128), default="")
     report: Mapped[str] = mapped_column(Text, default="")
-    sbom: Mapped[str] = mapped_column(Text, default="")
+    inventory: Mapped[str] = mapped_column(Text, default="")
     """The inventory as JSON (packages and OS), so an SBOM is built in either format on ask."""
     message: Mapped[str] = mapped_column(Text, default="")
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

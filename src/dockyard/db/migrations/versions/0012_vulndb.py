@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("repository", sa.String(length=255), nullable=False),
         sa.Column("digest", sa.String(length=128), nullable=False),
         sa.Column("report", sa.Text(), nullable=False),
-        sa.Column("sbom", sa.Text(), nullable=False),
+        sa.Column("inventory", sa.Text(), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("creation_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("update_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
