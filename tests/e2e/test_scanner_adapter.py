@@ -22,6 +22,7 @@ from tests.support import scanner_images as images
 from tests.support.layer_tars import layer
 from tests.support.postgres import postgres_admin_url, temporary_database
 from tests.support.server import DockyardServer, free_port
+from tests.support.stall import assert_no_stall_while
 
 PREFIX = "E2E"
 KEY = "adapter-key-0123456789"
@@ -402,3 +403,22 @@ def test_registry_failures(adapter: Adapter, backend_server: DockyardServer, deb
     assert "cannot reach the registry" in failed(adapter.report(accepted.json()["id"]))
     # the server is still whole: the good image still scans
     assert adapter.scan_and_report("library/scan-debian", debian).status_code == 200
+
+
+def test_a_scan_does_not_stall_the_server(
+    adapter: Adapter, registry: httpx.Client, backend_server: DockyardServer
+) -> None:
+    """Issue 13's bound: pulling, reading and matching an image of ~900 packages keeps every
+    ping of the same server within 100 ms (the work runs in threads, off its event loop)."""
+    base = images.debian_layers()
+    # a new image for each attempt (an extra layer), pushed before the watch starts
+    references = [
+        push_image(registry, "library/scan-stall", [*base, layer([(f"a{n}", b"x")])], f"a{n}")
+        for n in range(2)
+    ]
+
+    def scan(attempt: int) -> None:
+        answer = adapter.scan_and_report("library/scan-stall", references[attempt])
+        assert answer.status_code == 200
+
+    assert_no_stall_while(backend_server.url, scan)
