@@ -62,6 +62,7 @@ from dockyard.registry.service import RegistryService
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
+from dockyard.scanner import jobs as scanner_jobs
 from dockyard.scanner.adapter import AdapterScans
 from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
@@ -177,6 +178,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
         *retention_jobs.job_types,
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
+        *scanner_jobs.job_types,
     ]
     for name in settings.job_plugins:
         try:
@@ -233,6 +235,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings, tracing)
         app.state.dockyard = state
+        await scanner_jobs.sync_schedule(state.db, settings)
         adapter = AdapterScans(settings, state.db) if settings.scanner_adapter_enabled else None
         app.state.scanner_adapter = adapter
         listener = flusher = None

@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     """Uncompressed tar bytes one adapter scan may read (a decompression bomb stops here)."""
     scanner_adapter_report_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     """How long an adapter scan's result is kept for its caller to fetch."""
+    vulndb_refresh_cron: str = ""
+    """Refresh the OSV database from ``vulndb_refresh_urls`` on this schedule (Harbor's six
+    cron fields, seconds first, UTC; e.g. ``0 0 3 * * *`` daily at 03:00). Empty: no
+    schedule (``dockyard vulndb import`` by hand or from cron)."""
+    vulndb_refresh_urls: list[str] = Field(default_factory=list)
+    """The OSV JSON or zip files (http or https URLs) each scheduled refresh imports."""
     metrics_enabled: bool = False
     """Serve Prometheus metrics (docs/metrics.md). Off by default, as in Harbor: they name
     every project, private ones too, and count every request."""
@@ -322,6 +328,18 @@ class Settings(BaseSettings):
                 "metrics on the main port need metrics_token (they name private projects); "
                 "set it, or set metrics_port to serve them on a port you keep private"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_vulndb_refresh(self) -> Settings:
+        if bool(self.vulndb_refresh_cron) != bool(self.vulndb_refresh_urls):
+            raise ValueError(
+                "vulndb_refresh_cron and vulndb_refresh_urls go together: the schedule needs "
+                "the URLs to import, and the URLs are only used by the schedule"
+            )
+        for url in self.vulndb_refresh_urls:
+            if not url.lower().startswith(("http://", "https://")):
+                raise ValueError(f"vulndb_refresh_urls: {url[:100]!r} is not an http(s) URL")
         return self
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@ scanner's matching of real inventories against it, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import threading
@@ -22,7 +23,10 @@ from tests.support import scanner_images as images
 from tests.support.hostile_http import hostile_server
 
 from dockyard.cli import main
+from dockyard.errors import ConfigurationError
 from dockyard.http.state import AppState
+from dockyard.jobs import schedules
+from dockyard.scanner import jobs as scanner_jobs
 from dockyard.scanner import vulndb
 from dockyard.scanner.adapter import AdapterScans, ScanFailed, ScanRequest
 from dockyard.scanner.inventory import inventory_layers
@@ -276,3 +280,46 @@ async def test_a_cache_drops_what_an_import_changed(
     withdrawn = {**record, "modified": "2025-02-01T00:00:00Z", "withdrawn": "2025-02-01T00:00:00Z"}
     await vulndb.import_records(state.db, [("t", withdrawn)])
     assert {f.id for f in await find_vulnerabilities(state.db, inventory, cache)} == first
+
+
+# --- the scheduled refresh ---------------------------------------------------------------------
+
+
+def test_refresh_settings_go_together() -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(vulndb_refresh_cron="0 0 3 * * *")
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(vulndb_refresh_urls=["https://x/all.zip"])
+    with pytest.raises(ValidationError, match="not an http"):
+        Settings(vulndb_refresh_cron="0 0 3 * * *", vulndb_refresh_urls=["file:///x.zip"])
+
+
+async def test_scheduled_refresh_imports_the_urls(
+    state: AppState, http_root: str, files: Path
+) -> None:
+    # a record only this source has, served over loopback
+    record = {**images.osv_records(PREFIX)[0], "id": f"{PREFIX}-SCHEDULED"}
+    served = files / "scheduled.json"
+    served.write_text(json.dumps([record, {"id": "broken"}]))
+    bad = state.settings.model_copy(update={"vulndb_refresh_cron": "every minute"})
+    with pytest.raises(ConfigurationError, match="vulndb_refresh_cron: invalid cron"):
+        await scanner_jobs.sync_schedule(state.db, bad)
+    on = state.settings.model_copy(
+        update={
+            "vulndb_refresh_cron": "* * * * * *",
+            "vulndb_refresh_urls": [f"{http_root}/scheduled.json"],
+        }
+    )
+    await scanner_jobs.sync_schedule(state.db, on)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            async with state.db.read() as session:
+                if await session.get(VulnRecord, f"{PREFIX}-SCHEDULED") is not None:
+                    break
+            assert time.monotonic() < deadline, "the scheduled refresh did not import"
+            await asyncio.sleep(0.2)  # the schedule fires each second; nothing to await
+    finally:
+        await scanner_jobs.sync_schedule(state.db, state.settings)  # no cron: removed
+    async with state.db.read() as session:
+        assert await schedules.find_schedule(session, scanner_jobs.VENDOR_TYPE) is None
