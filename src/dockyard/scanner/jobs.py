@@ -22,6 +22,7 @@ from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
 from dockyard.settings import Settings
 
 from . import vulndb
+from .osv import OsvRecord
 
 VENDOR_TYPE = "VULNDB_REFRESH"
 _QUEUE_DEPTH = 2 * vulndb.BATCH
@@ -29,14 +30,15 @@ _END = object()
 
 
 async def _items_off_loop(source: str) -> tuple[asyncio.Queue[object], threading.Thread]:
-    """A queue the records of ``source`` arrive in, read and parsed by a thread."""
+    """A queue the parsed records of ``source`` arrive in, read and parsed by a thread."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_DEPTH)
 
     def produce() -> None:
         try:
-            for item in vulndb.iter_source(source):
-                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+            for where, doc in vulndb.iter_source(source):
+                parsed = vulndb.parse_item(where, doc)
+                asyncio.run_coroutine_threadsafe(queue.put(parsed), loop).result()
             asyncio.run_coroutine_threadsafe(queue.put(_END), loop).result()
         except BaseException as exc:
             asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
@@ -49,7 +51,7 @@ async def _items_off_loop(source: str) -> tuple[asyncio.Queue[object], threading
 async def import_source_off_loop(db: Database, source: str) -> vulndb.ImportResult:
     queue, thread = await _items_off_loop(source)
     result = vulndb.ImportResult()
-    batch: list[vulndb.Item] = []
+    batch: list[OsvRecord] = []
     while True:
         item = await queue.get()
         if item is _END:
@@ -58,24 +60,19 @@ async def import_source_off_loop(db: Database, source: str) -> vulndb.ImportResu
             if isinstance(item, vulndb.SourceError):
                 raise item
             raise vulndb.SourceError(f"{source}: {item}") from item
-        assert isinstance(item, tuple)
+        result.read += 1
+        if isinstance(item, vulndb.Skipped):
+            result.skip(item.where, item.why)
+            continue
+        assert isinstance(item, OsvRecord)
         batch.append(item)
         if len(batch) >= vulndb.BATCH:
-            _add(result, await vulndb.import_records(db, batch))
+            await vulndb.write_batch(db, batch, result)
             batch = []
     if batch:
-        _add(result, await vulndb.import_records(db, batch))
+        await vulndb.write_batch(db, batch, result)
     await asyncio.to_thread(thread.join)
     return result
-
-
-def _add(total: vulndb.ImportResult, part: vulndb.ImportResult) -> None:
-    total.read += part.read
-    total.inserted += part.inserted
-    total.updated += part.updated
-    total.unchanged += part.unchanged
-    total.skipped += part.skipped
-    total.reasons.extend(part.reasons[: vulndb.MAX_REASONS - len(total.reasons)])
 
 
 async def refresh(ctx: JobContext) -> Mapping[str, Any] | None:

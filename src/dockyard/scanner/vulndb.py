@@ -192,7 +192,7 @@ def _affected_rows(record: OsvRecord) -> list[dict[str, Any]]:
     ]
 
 
-async def _write_batch(db: Database, batch: Sequence[OsvRecord], result: ImportResult) -> None:
+async def write_batch(db: Database, batch: Sequence[OsvRecord], result: ImportResult) -> None:
     # The newest of each id within the batch, then against what is stored.
     newest: dict[str, OsvRecord] = {}
     for record in batch:
@@ -260,25 +260,39 @@ async def import_records(
     batch: list[OsvRecord] = []
     for where, doc in items:
         result.read += 1
-        if isinstance(doc, _Unreadable):
-            result.skip(where, doc.why)
+        parsed = parse_item(where, doc)
+        if isinstance(parsed, Skipped):
+            result.skip(parsed.where, parsed.why)
             continue
-        try:
-            batch.append(parse_record(doc))
-        except OsvError as exc:
-            name = doc.get("id") if isinstance(doc, dict) else None
-            result.skip(f"{where} ({name})" if isinstance(name, str) else where, str(exc))
-            continue
+        batch.append(parsed)
         if len(batch) >= BATCH:
-            await _write_batch(db, batch, result)
+            await write_batch(db, batch, result)
             batch = []
             if progress is not None:
                 progress(result)
     if batch:
-        await _write_batch(db, batch, result)
+        await write_batch(db, batch, result)
     if progress is not None:
         progress(result)
     return result
+
+
+@dataclass(frozen=True)
+class Skipped:
+    where: str
+    why: str
+
+
+def parse_item(where: str, doc: object) -> OsvRecord | Skipped:
+    """One source item as a record, or why it is skipped (CPU work: callers that must keep
+    an event loop free run it in a thread)."""
+    if isinstance(doc, _Unreadable):
+        return Skipped(where, doc.why)
+    try:
+        return parse_record(doc)
+    except OsvError as exc:
+        name = doc.get("id") if isinstance(doc, dict) else None
+        return Skipped(f"{where} ({name})" if isinstance(name, str) else where, str(exc))
 
 
 # --- status ---------------------------------------------------------------------------------
