@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.db.engine import Database
 from dockyard.errors import BadRequestError, ConfigurationError
 from dockyard.jobs import schedules
+from dockyard.jobs import service as jobs_service
 from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
 from dockyard.settings import Settings
 
@@ -98,20 +99,27 @@ async def refresh(ctx: JobContext) -> Mapping[str, Any] | None:
 
 
 async def sync_schedule(db: Database, settings: Settings) -> None:
-    """Put the refresh schedule the settings ask for in place (or remove it)."""
-    async with db.write() as session:
-        if not settings.vulndb_refresh_cron:
-            await schedules.remove_schedule(session, VENDOR_TYPE)
-            return
+    """Put the refresh schedule the settings ask for in place (or remove it). Writes only
+    when that changes something, so a start on a full disk is not refused for it."""
+    async with db.read() as session:
+        existing = await schedules.find_schedule(session, VENDOR_TYPE)
+        current = (existing.cron, existing.params) if existing is not None else None
+    if not settings.vulndb_refresh_cron:
+        if current is not None:
+            async with db.write() as session:
+                await schedules.remove_schedule(session, VENDOR_TYPE)
+        return
     try:
         cron = schedules.validate_cron(settings.vulndb_refresh_cron)
     except BadRequestError as exc:
         raise ConfigurationError(f"vulndb_refresh_cron: {exc.message}") from None
-    spec = schedules.CronSpec("Custom", cron)
+    params = {"urls": list(settings.vulndb_refresh_urls)}
+    if current == (cron, jobs_service.dumps(params)):
+        return
     try:
         async with db.write() as session:
             await schedules.set_schedule(
-                session, VENDOR_TYPE, spec, {"urls": list(settings.vulndb_refresh_urls)}
+                session, VENDOR_TYPE, schedules.CronSpec("Custom", cron), params
             )
     except IntegrityError:
         pass  # another node starting at the same moment put the same schedule in place
