@@ -65,6 +65,9 @@ from dockyard.remotes import api as remotes_api
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
+from dockyard.scanner import jobs as scanner_jobs
+from dockyard.scanner.adapter import AdapterScans
+from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage, Storage
@@ -181,6 +184,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
         *retention_jobs.job_types,
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
+        *scanner_jobs.job_types,
     ]
     for name in settings.job_plugins:
         try:
@@ -239,6 +243,9 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings, tracing)
         app.state.dockyard = state
+        await scanner_jobs.sync_schedule(state.db, settings)
+        adapter = AdapterScans(settings, state.db) if settings.scanner_adapter_enabled else None
+        app.state.scanner_adapter = adapter
         listener = flusher = None
         if exposition is not None:
             exposition.open(state.db)
@@ -264,6 +271,8 @@ def create_app(settings: Settings) -> Starlette:
                         await flusher
                 if state.jobs is not None:
                     await state.jobs.close()
+                if adapter is not None:
+                    await adapter.close()
                 await state.registry.hooks.close()
             finally:
                 state.identity.directory.close()  # pooled LDAP connections
@@ -281,6 +290,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_routes(api_operations()),
         *console_routes(),
     ]
+    if settings.scanner_adapter_enabled:
+        routes[:0] = adapter_routes()
     middleware = [
         Middleware(RequestContextMiddleware),
         # Only when tracing is on: otherwise requests pay nothing for it.

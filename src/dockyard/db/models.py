@@ -30,10 +30,12 @@ from dockyard.registry.models import (
 from dockyard.remotes.models import RegistryEndpoint
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
+from dockyard.scanner.models import AdapterScan, VulnAffected, VulnDbGeneration, VulnRecord
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
 __all__ = [
+    "AdapterScan",
     "Artifact",
     "ArtifactAccessory",
     "ArtifactBlob",
@@ -70,5 +72,8 @@ __all__ = [
     "User",
     "UserGroup",
     "UserGroupMembership",
+    "VulnAffected",
+    "VulnDbGeneration",
+    "VulnRecord",
     "WebhookPolicy",
 ]
