@@ -57,6 +57,7 @@ from dockyard.projects import api as projects_api
 from dockyard.quota import api as quota_api
 from dockyard.quota import hooks as quota_hooks
 from dockyard.registry.hooks import RegistryHooks
+from dockyard.registry.pull_policy import PullPolicies
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
 from dockyard.retention import api as retention_api
@@ -73,6 +74,11 @@ from dockyard.system.bootstrap import load_token_key
 from dockyard.system.health import HealthMonitor
 from dockyard.system.readonly_guard import ReadOnlyGuard
 from dockyard.tracing import Tracing, TracingMiddleware, open_tracing
+from dockyard.signatures import api as signatures_api
+from dockyard.signatures import hooks as signatures_hooks
+from dockyard.signatures import jobs as signatures_jobs
+from dockyard.signatures.policy import ContentTrustPolicy
+from dockyard.signatures.service import SignatureChecker
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks
 from dockyard.webhooks import jobs as webhooks_jobs
@@ -113,10 +119,19 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
             quota_hooks.RegistryHooks(db, settings),
             audit_hooks.RegistryHooks(db, settings),
             webhooks_hooks.RegistryHooks(db, settings),
+            signatures_hooks.RegistryHooks(),
         ]
     )
+    # The pull-policy seam (registry/pull_policy.py): asked in order by every manifest
+    # GET/HEAD; vulnerability blocking goes after content trust.
+    pull_policies = PullPolicies([ContentTrustPolicy(SignatureChecker(db, storage))])
     registry = RegistryService(
-        db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks, space=space
+        db,
+        storage,
+        upload_max_bytes=settings.upload_max_bytes,
+        hooks=hooks,
+        space=space,
+        pull_policies=pull_policies,
     )
     health = HealthMonitor(db, storage, job_lease=timedelta(seconds=settings.job_lease_seconds))
     return AppState(
@@ -175,6 +190,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
         *retention_jobs.job_types,
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
+        *signatures_jobs.job_types,
     ]
     for name in settings.job_plugins:
         try:
@@ -217,6 +233,7 @@ def api_operations() -> list[Operation]:
         *webhooks_api.operations,
         *search_api.operations,
         *icons_api.operations,
+        *signatures_api.operations,
     ]
 
 

@@ -22,6 +22,7 @@ from dockyard.registry.models import (
 )
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
+from dockyard.signatures.models import SignatureVerdict, TrustedKey, TrustedKeySet
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
@@ -53,9 +54,12 @@ __all__ = [
     "Robot",
     "RobotPermission",
     "Schedule",
+    "SignatureVerdict",
     "Tag",
     "Task",
     "TaskLog",
+    "TrustedKey",
+    "TrustedKeySet",
     "User",
     "UserGroup",
     "UserGroupMembership",
