@@ -65,6 +65,11 @@ from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
+from dockyard.signatures import api as signatures_api
+from dockyard.signatures import hooks as signatures_hooks
+from dockyard.signatures import jobs as signatures_jobs
+from dockyard.signatures.policy import ContentTrustPolicy
+from dockyard.signatures.service import SignatureChecker
 from dockyard.storage import FilesystemStorage, Storage
 from dockyard.storage.s3 import open_s3
 from dockyard.storage.space import RESERVE_NAME, DiskSpace
@@ -74,11 +79,6 @@ from dockyard.system.bootstrap import load_token_key
 from dockyard.system.health import HealthMonitor
 from dockyard.system.readonly_guard import ReadOnlyGuard
 from dockyard.tracing import Tracing, TracingMiddleware, open_tracing
-from dockyard.signatures import api as signatures_api
-from dockyard.signatures import hooks as signatures_hooks
-from dockyard.signatures import jobs as signatures_jobs
-from dockyard.signatures.policy import ContentTrustPolicy
-from dockyard.signatures.service import SignatureChecker
 from dockyard.webhooks import api as webhooks_api
 from dockyard.webhooks import hooks as webhooks_hooks
 from dockyard.webhooks import jobs as webhooks_jobs

@@ -65,9 +65,8 @@ DOCKYARD_ONLY: frozenset[tuple[str, str]] = frozenset(
 def dockyard_only(method: str, relative: str) -> bool:
     """Whether ``method relative`` is one of Dockyard's own operations."""
     segments = _split(relative)
-    return any(
-        m == method and _fits(_split(template), segments) for m, template in DOCKYARD_ONLY
-    )
+    return any(m == method and _fits(_split(template), segments) for m, template in DOCKYARD_ONLY)
+
 
 OUTSIDE_CONTRACT_STATUSES: frozenset[int] = frozenset({401, 403, 413, 429})
 """Statuses the HTTP layer may give any operation although swagger declares them

@@ -59,13 +59,13 @@ from dockyard.registry.hooks import (
     ManifestRemoval,
     RegistryHooks,
 )
-from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
     ArtifactReference,
     BlobUpload,
 )
+from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
 from dockyard.storage import Storage, blob_key
 from dockyard.storage.space import DiskSpace
 

@@ -46,9 +46,7 @@ class ContentTrustPolicy:
             verdicts = await self.checker.settle(state.artifact_id, kind)
             if any(v.verified for v in verdicts):
                 continue
-            reasons = "; ".join(
-                f"{v.digest[:19]}…: {v.reason}" for v in verdicts[:_REASONS_SHOWN]
-            )
+            reasons = "; ".join(f"{v.digest[:19]}…: {v.reason}" for v in verdicts[:_REASONS_SHOWN])
             raise PolicyViolationError(
                 f"The image is not signed by {kind} with a key the project trusts"
                 + (f" ({reasons})." if reasons else ".")

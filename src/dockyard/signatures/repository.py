@@ -82,7 +82,10 @@ _TRUST_STATE = (
     .join(Repository, Repository.repository_id == Artifact.repository_id)
     .outerjoin(
         _COSIGN_FLAG,
-        and_(_COSIGN_FLAG.project_id == Artifact.project_id, _COSIGN_FLAG.name == FLAG_OF_KIND[COSIGN]),
+        and_(
+            _COSIGN_FLAG.project_id == Artifact.project_id,
+            _COSIGN_FLAG.name == FLAG_OF_KIND[COSIGN],
+        ),
     )
     .outerjoin(
         _NOTATION_FLAG,
@@ -127,13 +130,13 @@ async def trust_state(conn: AsyncConnection, repository: str, digest: str) -> Tr
 # --- keys --------------------------------------------------------------------------------------
 
 
-async def list_keys(db: Executor, project_id: int, kind: str | None = None) -> list[TrustedKey]:
+async def list_keys(
+    session: AsyncSession, project_id: int, kind: str | None = None
+) -> list[TrustedKey]:
     query = select(TrustedKey).where(TrustedKey.project_id == project_id)
     if kind is not None:
         query = query.where(TrustedKey.kind == kind)
-    if isinstance(db, AsyncSession):
-        return list((await db.execute(query.order_by(TrustedKey.id))).scalars())
-    raise TypeError("list_keys needs a session")
+    return list((await session.execute(query.order_by(TrustedKey.id))).scalars())
 
 
 async def find_key(session: AsyncSession, project_id: int, key_row_id: int) -> TrustedKey | None:
@@ -155,9 +158,7 @@ async def key_exists(session: AsyncSession, project_id: int, kind: str, key_id: 
 
 
 async def count_keys(session: AsyncSession, project_id: int) -> int:
-    rows = await session.execute(
-        select(TrustedKey.id).where(TrustedKey.project_id == project_id)
-    )
+    rows = await session.execute(select(TrustedKey.id).where(TrustedKey.project_id == project_id))
     return len(rows.all())
 
 
@@ -225,9 +226,17 @@ async def signatures_of(
     """The signature accessories recorded for artifact ``subject_id``, oldest first."""
     types = [ACCESSORY_OF_KIND[k] for k in kinds]
     query = (
-        select(Artifact.id, Artifact.digest, ArtifactAccessory.type, Artifact.manifest_media_type, Artifact.push_time)
+        select(
+            Artifact.id,
+            Artifact.digest,
+            ArtifactAccessory.type,
+            Artifact.manifest_media_type,
+            Artifact.push_time,
+        )
         .join(ArtifactAccessory, ArtifactAccessory.artifact_id == Artifact.id)
-        .where(ArtifactAccessory.subject_artifact_id == subject_id, ArtifactAccessory.type.in_(types))
+        .where(
+            ArtifactAccessory.subject_artifact_id == subject_id, ArtifactAccessory.type.in_(types)
+        )
         .order_by(Artifact.push_time, Artifact.id)
     )
     if limit is not None:
@@ -237,20 +246,18 @@ async def signatures_of(
 
 
 async def verdicts_for(
-    db: Executor, subject_id: int, kind: str, version: int
+    session: AsyncSession, subject_id: int, kind: str, version: int
 ) -> dict[int, SignatureVerdict]:
     """Verdicts stored for ``subject_id``'s signatures of ``kind`` at key-set ``version``,
     by signature artifact id."""
-    if isinstance(db, AsyncSession):
-        rows = await db.execute(
-            select(SignatureVerdict).where(
-                SignatureVerdict.artifact_id == subject_id,
-                SignatureVerdict.kind == kind,
-                SignatureVerdict.key_set_version == version,
-            )
+    rows = await session.execute(
+        select(SignatureVerdict).where(
+            SignatureVerdict.artifact_id == subject_id,
+            SignatureVerdict.kind == kind,
+            SignatureVerdict.key_set_version == version,
         )
-        return {v.signature_id: v for v in rows.scalars()}
-    raise TypeError("verdicts_for needs a session")
+    )
+    return {v.signature_id: v for v in rows.scalars()}
 
 
 async def store_verdicts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -267,7 +274,9 @@ async def store_verdicts(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
         )
 
 
-async def drop_stale_verdicts(session: AsyncSession, project_id: int, kind: str, version: int) -> None:
+async def drop_stale_verdicts(
+    session: AsyncSession, project_id: int, kind: str, version: int
+) -> None:
     """Verdicts of the project's ``kind`` computed against an older key set."""
     subjects = select(Artifact.id).where(Artifact.project_id == project_id)
     await session.execute(
@@ -279,7 +288,9 @@ async def drop_stale_verdicts(session: AsyncSession, project_id: int, kind: str,
     )
 
 
-async def signed_subjects(session: AsyncSession, project_id: int, kind: str, after: int, limit: int) -> list[int]:
+async def signed_subjects(
+    session: AsyncSession, project_id: int, kind: str, after: int, limit: int
+) -> list[int]:
     """Ids of the project's artifacts with a ``kind`` signature, past ``after``, in order."""
     rows = await session.execute(
         select(ArtifactAccessory.subject_artifact_id)
@@ -293,7 +304,7 @@ async def signed_subjects(session: AsyncSession, project_id: int, kind: str, aft
         .order_by(ArtifactAccessory.subject_artifact_id)
         .limit(limit)
     )
-    return [int(r[0]) for r in rows.all()]
+    return [int(r[0]) for r in rows.all() if r[0] is not None]
 
 
 async def accessory_subjects(session: AsyncSession, artifact_id: int) -> list[tuple[int, str]]:
@@ -305,4 +316,4 @@ async def accessory_subjects(session: AsyncSession, artifact_id: int) -> list[tu
             ArtifactAccessory.type.in_(tuple(ACCESSORY_OF_KIND.values())),
         )
     )
-    return [(int(r[0]), KIND_OF_ACCESSORY[r[1]]) for r in rows.all()]
+    return [(int(r[0]), KIND_OF_ACCESSORY[r[1]]) for r in rows.all() if r[0] is not None]

@@ -16,7 +16,6 @@ certificate chains). This module decides *when* it runs and keeps its answers:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -79,7 +78,8 @@ def _view(signature: repo.SignatureRef, row: SignatureVerdict) -> VerdictView:
 
 def trusted(row: TrustedKey) -> sigverify.TrustedKey:
     identities = tuple(str(i) for i in json.loads(row.identities or "[]"))
-    return sigverify.TrustedKey(row.key_id, row.kind, row.pem, identities)
+    kind: sigverify.SignatureKind = "cosign" if row.kind == "cosign" else "notation"
+    return sigverify.TrustedKey(row.id, kind, row.pem, identities, row.description)
 
 
 class SignatureChecker:
@@ -100,7 +100,9 @@ class SignatureChecker:
             version = await repo.key_set_version(session, subject.project_id, kind)
             if version is None:
                 return []
-            keys = [trusted(k) for k in await repo.list_keys(session, subject.project_id, kind)]
+            rows = await repo.list_keys(session, subject.project_id, kind)
+            keys = [trusted(k) for k in rows]
+            fingerprints = {k.id: k.key_id for k in rows}
             signatures = await repo.signatures_of(session, subject_id, (kind,), MAX_SIGNATURES)
             stored = await repo.verdicts_for(session, subject_id, kind, version)
             subject_digest = subject.digest
@@ -117,7 +119,7 @@ class SignatureChecker:
                     "key_set_version": version,
                     "verified": bool(verdict.verified),
                     "reason": str(verdict.reason or "")[:MAX_REASON],
-                    "key_id": _short(verdict.key_id, 255),
+                    "key_id": fingerprints.get(verdict.key_id) if verdict.key_id else None,
                     "signer": _short(verdict.signer, 1024),
                 }
                 new_rows.append(values)
@@ -129,7 +131,10 @@ class SignatureChecker:
         return views
 
     async def _check(
-        self, signature: repo.SignatureRef, subject_digest: str, keys: Sequence[sigverify.TrustedKey]
+        self,
+        signature: repo.SignatureRef,
+        subject_digest: str,
+        keys: Sequence[sigverify.TrustedKey],
     ) -> sigverify.Verdict:
         loaded = await self._load(signature)
         if isinstance(loaded, str):
@@ -177,7 +182,8 @@ class SignatureChecker:
                     else {},
                 )
             )
-        return sigverify.SignatureArtifact(signature.kind, signature.digest, manifest, tuple(layers))
+        kind: sigverify.SignatureKind = "cosign" if signature.kind == "cosign" else "notation"
+        return sigverify.SignatureArtifact(kind, signature.digest, manifest, tuple(layers))
 
 
 def _short(value: object, limit: int) -> str | None:
@@ -268,16 +274,6 @@ class DescribedKey:
     details: dict[str, Any]
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
 async def describe(body: schemas.TrustedKeyReq) -> DescribedKey:
     """What the PEM holds, or a 400 saying why it cannot be trusted (run in a thread:
     parsing a certificate chain is CPU work that grows with what the user sent)."""
@@ -288,11 +284,12 @@ async def describe(body: schemas.TrustedKeyReq) -> DescribedKey:
         )
     except ValueError as exc:
         raise BadRequestError(f"the {body.kind} key cannot be trusted: {exc}") from None
-    details = _plain(dataclasses.asdict(info)) if dataclasses.is_dataclass(info) else {}
-    key_id = str(details.pop("id", "") or details.get("key_id", "") or "")
-    if not key_id:
-        raise BadRequestError("the key has no identifier")
-    return DescribedKey(key_id[:255], details)
+    details: dict[str, Any] = {"algorithm": info.algorithm}
+    if info.subjects:
+        details["subjects"] = list(info.subjects)
+    if info.not_after is not None:
+        details["not_after"] = info.not_after.isoformat()
+    return DescribedKey(info.fingerprint[:255], details)
 
 
 def _clean_identities(body: schemas.TrustedKeyReq) -> list[str]:

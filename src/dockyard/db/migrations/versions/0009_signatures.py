@@ -8,9 +8,9 @@ Create Date: 2026-12-07 14:10:00.000000
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from alembic import op
 
 import dockyard.db.base
-from alembic import op
 
 revision: str = "0009"
 down_revision: str | None = "0008"

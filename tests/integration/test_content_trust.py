@@ -1,0 +1,377 @@
+"""Content trust on the pull path and a project's trusted keys (issue 22), both databases.
+
+Harbor's rule: with ``enable_content_trust_cosign`` (or ``enable_content_trust`` for
+Notation) on, a manifest GET/HEAD of an artifact with no signature of that kind is refused
+``412 PROJECTPOLICYVIOLATION``. Dockyard's addition: when the project trusts keys of that
+kind, the signature must verify against them, and the verdict is stored so later pulls
+read it instead of checking again. Signatures are made here with ``cryptography`` in
+cosign's format (``tests/support/cosign_sign.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from tests.integration.conftest import make_client
+from tests.integration.registry_helpers import (
+    OCI_MANIFEST,
+    digest_of,
+    error_code,
+    image_manifest,
+    push_blob,
+    push_image,
+)
+from tests.support import cosign_sign
+
+from dockyard.audit.models import AuditLog
+from dockyard.http.state import AppState
+from dockyard.iam.models import User
+from dockyard.iam.passwords import hash_password
+from dockyard.signatures.models import SignatureVerdict, TrustedKey
+
+API = "/api/v2.0"
+PASSWORD = "Passw0rdPassw0rd"
+ROLES = {"admin": 1, "developer": 2, "guest": 3, "maintainer": 4}
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+NOTATION = "application/vnd.cncf.notary.signature"
+NOT_SIGNED_COSIGN = "The image is not signed by cosign."
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+async def new_project(admin: httpx.AsyncClient, **metadata: str) -> str:
+    name = _name("ct")
+    response = await admin.post(
+        f"{API}/projects",
+        json={"project_name": name, "metadata": {"public": "false", **metadata}},
+    )
+    assert response.status_code == 201, response.text
+    return name
+
+
+async def set_switch(admin: httpx.AsyncClient, project: str, key: str, value: str) -> None:
+    response = await admin.put(f"{API}/projects/{project}", json={"metadata": {key: value}})
+    assert response.status_code == 200, response.text
+
+
+async def member(admin: httpx.AsyncClient, state: AppState, project: str, role: str) -> str:
+    username = _name("u")
+    async with state.db.write() as session:
+        session.add(User(username=username, password=hash_password(PASSWORD)))
+    response = await admin.post(
+        f"{API}/projects/{project}/members",
+        json={"role_id": ROLES[role], "member_user": {"username": username}},
+    )
+    assert response.status_code == 201, response.text
+    return username
+
+
+async def push_cosign(
+    client: httpx.AsyncClient, repo: str, subject: str, signature: cosign_sign.CosignSignature
+) -> str:
+    """Push a cosign signature of ``subject`` under its tag (cosign's tag scheme)."""
+    await push_blob(client, repo, signature.config)
+    await push_blob(client, repo, signature.payload)
+    tag = cosign_sign.signature_tag(subject)
+    response = await client.put(
+        f"/v2/{repo}/manifests/{tag}",
+        content=signature.manifest,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert response.status_code == 201, response.text
+    return signature.digest
+
+
+async def push_notation(client: httpx.AsyncClient, repo: str, subject: tuple[str, int]) -> str:
+    """A referrer with Notation's artifact type (a presence check only needs its type)."""
+    envelope = b'{"payload":"e30","protected":"e30","signature":"AA"}'
+    config = b"{}"
+    config_digest = await push_blob(client, repo, config)
+    layer_digest = await push_blob(client, repo, envelope)
+    manifest = json.loads(
+        image_manifest(
+            (config_digest, len(config)),
+            [(layer_digest, len(envelope))],
+            subject=subject,
+            artifact_type=NOTATION,
+            config_type="application/vnd.oci.empty.v1+json",
+        )
+    )
+    manifest["layers"][0]["mediaType"] = "application/jose+json"
+    body = json.dumps(manifest).encode()
+    digest = digest_of(body)
+    response = await client.put(
+        f"/v2/{repo}/manifests/{digest}", content=body, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert response.status_code == 201, response.text
+    return digest
+
+
+def refused(response: httpx.Response, message: str | None = NOT_SIGNED_COSIGN) -> bool:
+    if response.status_code != 412:
+        return False
+    if response.request.method == "HEAD":
+        return True
+    assert error_code(response) == "PROJECTPOLICYVIOLATION"
+    if message is not None:
+        assert response.json()["errors"][0]["message"].startswith(message.rstrip(".")), (
+            response.text
+        )
+    return True
+
+
+async def add_key(client: httpx.AsyncClient, project: str, body: dict[str, Any]) -> httpx.Response:
+    return await client.post(f"{API}/projects/{project}/trusted-keys", json=body)
+
+
+async def verdict_rows(state: AppState) -> int:
+    async with state.db.read() as session:
+        return int(await session.scalar(select(func.count()).select_from(SignatureVerdict)) or 0)
+
+
+# --- presence (Harbor's rule) ----------------------------------------------------------------
+
+
+async def test_unsigned_pull_refused_signed_served_deleted_refused(
+    admin: httpx.AsyncClient,
+) -> None:
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/app"
+    digest, manifest = await push_image(admin, repo, "1.0")
+    for method in ("GET", "HEAD"):
+        for ref in ("1.0", digest):
+            assert refused(await admin.request(method, f"/v2/{repo}/manifests/{ref}")), ref
+    # A missing manifest is still 404, not a policy refusal.
+    missing = await admin.get(f"/v2/{repo}/manifests/nope")
+    assert missing.status_code == 404
+
+    signature = cosign_sign.sign(cosign_sign.new_key(), repo, digest)
+    sig_digest = await push_cosign(admin, repo, digest, signature)
+    for method in ("GET", "HEAD"):
+        for ref in ("1.0", digest):
+            served = await admin.request(method, f"/v2/{repo}/manifests/{ref}")
+            assert served.status_code == 200, served.text
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).content == manifest
+    # The signature itself is served (verifiers read it).
+    sig_tag = cosign_sign.signature_tag(digest)
+    assert (await admin.get(f"/v2/{repo}/manifests/{sig_tag}")).status_code == 200
+
+    deleted = await admin.delete(f"/v2/{repo}/manifests/{sig_digest}")
+    assert deleted.status_code == 202, deleted.text
+    assert refused(await admin.get(f"/v2/{repo}/manifests/1.0"))
+
+    await set_switch(admin, project, "enable_content_trust_cosign", "false")
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
+
+
+async def test_notation_switch_needs_a_notation_signature(admin: httpx.AsyncClient) -> None:
+    project = await new_project(admin, enable_content_trust="true")
+    repo = f"{project}/app"
+    digest, manifest = await push_image(admin, repo, "1.0")
+    assert refused(
+        await admin.get(f"/v2/{repo}/manifests/1.0"), "The image is not signed by notation."
+    )
+    # A cosign signature does not satisfy the Notation switch.
+    await push_cosign(admin, repo, digest, cosign_sign.sign(cosign_sign.new_key(), repo, digest))
+    assert refused(
+        await admin.get(f"/v2/{repo}/manifests/1.0"), "The image is not signed by notation."
+    )
+    await push_notation(admin, repo, (digest, len(manifest)))
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
+    # Both switches: both kinds are needed, cosign asked first (Harbor's order).
+    await set_switch(admin, project, "enable_content_trust_cosign", "true")
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
+    await push_image(admin, repo, "2.0", seed=b"other")
+    assert refused(await admin.get(f"/v2/{repo}/manifests/2.0"))
+
+
+async def test_index_is_served_when_signed_and_children_are_checked_alone(
+    admin: httpx.AsyncClient,
+) -> None:
+    """Harbor checks every manifest GET on its own: a signed index is served, and its
+    children need their own signatures (``cosign sign --recursive``)."""
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/multi"
+    children = []
+    for arch in ("amd64", "arm64"):
+        child, body = await push_image(admin, repo, None, seed=arch.encode())
+        children.append((child, len(body), arch))
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": d,
+                    "size": s,
+                    "platform": {"os": "linux", "architecture": a},
+                }
+                for d, s, a in children
+            ],
+        }
+    ).encode()
+    put = await admin.put(
+        f"/v2/{repo}/manifests/latest", content=index, headers={"Content-Type": OCI_INDEX}
+    )
+    assert put.status_code == 201, put.text
+    index_digest = digest_of(index)
+    assert refused(await admin.get(f"/v2/{repo}/manifests/latest"))
+    key = cosign_sign.new_key()
+    await push_cosign(admin, repo, index_digest, cosign_sign.sign(key, repo, index_digest))
+    assert (await admin.get(f"/v2/{repo}/manifests/latest")).status_code == 200
+    child = children[0][0]
+    assert refused(await admin.get(f"/v2/{repo}/manifests/{child}"))
+    await push_cosign(admin, repo, child, cosign_sign.sign(key, repo, child))
+    assert (await admin.get(f"/v2/{repo}/manifests/{child}")).status_code == 200
+    assert refused(await admin.get(f"/v2/{repo}/manifests/{children[1][0]}"))
+
+
+async def test_switches_are_stored_and_read_back(admin: httpx.AsyncClient) -> None:
+    project = await new_project(admin)
+    for key in ("enable_content_trust", "enable_content_trust_cosign"):
+        await set_switch(admin, project, key, "true")
+        stored = (await admin.get(f"{API}/projects/{project}/metadatas/{key}")).json()
+        assert stored == {key: "true"}
+
+
+# --- trusted keys ------------------------------------------------------------------------------
+
+
+async def test_trusted_keys_decide_which_signatures_count(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/app"
+    digest, _ = await push_image(admin, repo, "1.0", seed=b"keys")
+    trusted, stranger = cosign_sign.new_key(), cosign_sign.new_key()
+    created = await add_key(
+        admin, project, {"kind": "cosign", "pem": cosign_sign.public_pem(trusted)}
+    )
+    assert created.status_code == 201, created.text
+    key_url = created.headers["location"]
+
+    # Signed by a key the project does not trust: refused, saying why.
+    await push_cosign(admin, repo, digest, cosign_sign.sign(stranger, repo, digest))
+    refusal = await admin.get(f"/v2/{repo}/manifests/1.0")
+    assert refused(refusal, "The image is not signed by cosign with a key the project trusts")
+    before = await verdict_rows(state)
+    assert before >= 1  # the verdict was stored by that pull (or the push's job)
+
+    # A trusted key's signature over another digest does not count either.
+    other, _ = await push_image(admin, repo, "2.0", seed=b"other")
+    wrong = cosign_sign.sign(trusted, repo, other, nonce="wrong")
+    await push_cosign(admin, repo, digest, wrong)
+    assert refused(await admin.get(f"/v2/{repo}/manifests/1.0"), None)
+
+    # The trusted key's signature of this digest is served.
+    await push_cosign(admin, repo, digest, cosign_sign.sign(trusted, repo, digest, nonce="ok"))
+    served = await admin.get(f"/v2/{repo}/manifests/1.0")
+    assert served.status_code == 200, served.text
+
+    status = await admin.get(f"{API}/projects/{project}/repositories/app/artifacts/1.0/signatures")
+    assert status.status_code == 200, status.text
+    listed = status.json()
+    assert [s["verified"] for s in listed].count(True) == 1, listed
+    assert all(s["kind"] == "cosign" and s["reason"] for s in listed)
+    assert any(s["key_id"] == json.loads((await admin.get(key_url)).text)["key_id"] for s in listed)
+
+    # Revoke by removal: the same signature stops counting at once.
+    assert (await admin.delete(key_url)).status_code == 200
+    again = await add_key(
+        admin, project, {"kind": "cosign", "pem": cosign_sign.public_pem(stranger)}
+    )
+    assert again.status_code == 201, again.text
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200  # stranger's signature
+    assert (await admin.delete(again.headers["location"])).status_code == 200
+
+
+async def test_keys_api_refuses_bad_input_and_outsiders(
+    app: Starlette, admin: httpx.AsyncClient, state: AppState
+) -> None:
+    project = await new_project(admin)
+    url = f"{API}/projects/{project}/trusted-keys"
+    p521 = cosign_sign.public_pem(cosign_sign.new_key(ec.SECP521R1()))
+    good = cosign_sign.public_pem(cosign_sign.new_key())
+    cases: list[tuple[dict[str, Any] | bytes, int, str]] = [
+        ({"kind": "cosign", "pem": "not a key"}, 400, "not PEM"),
+        ({"kind": "cosign", "pem": p521}, 400, "cannot be trusted"),
+        ({"kind": "gpg", "pem": good}, 400, "kind"),
+        ({"kind": "cosign", "pem": good, "identities": ["CN=x"]}, 400, "identities"),
+        ({"kind": "notation", "pem": good}, 400, "identities"),
+        ({"kind": "cosign", "pem": good, "extra": 1}, 400, "extra"),
+        (b"{", 400, ""),
+        (b"x" * (2 * 1024 * 1024), 413, ""),
+    ]
+    for body, status, words in cases:
+        if isinstance(body, bytes):
+            response = await admin.post(
+                url, content=body, headers={"Content-Type": "application/json"}
+            )
+        else:
+            response = await add_key(admin, project, body)
+        assert response.status_code == status, (
+            body if isinstance(body, dict) else len(body),
+            response.text,
+        )
+        assert words.lower() in response.json()["errors"][0]["message"].lower()
+    async with state.db.read() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(TrustedKey).where(TrustedKey.pem == good)
+        )
+    assert count == 0
+
+    # Not found: a project that does not exist, a key of another project.
+    assert (await add_key(admin, _name("none"), {"kind": "cosign", "pem": good})).status_code == 404
+    other = await new_project(admin)
+    made = await add_key(admin, other, {"kind": "cosign", "pem": good})
+    assert made.status_code == 201
+    key_id = made.headers["location"].rsplit("/", 1)[1]
+    assert (await admin.get(f"{url}/{key_id}")).status_code == 404
+    assert (await admin.delete(f"{url}/{key_id}")).status_code == 404
+    assert (await admin.get(f"{url}/abc")).status_code == 400
+    duplicate = await add_key(admin, other, {"kind": "cosign", "pem": good})
+    assert duplicate.status_code == 409
+
+    # Members read; only project admins (and system admins) write.
+    guest = await member(admin, state, other, "guest")
+    maintainer = await member(admin, state, other, "maintainer")
+    async with make_client(app, (guest, PASSWORD)) as client:
+        listing = await client.get(f"{API}/projects/{other}/trusted-keys")
+        assert listing.status_code == 200 and len(listing.json()) == 1
+        assert (await add_key(client, other, {"kind": "cosign", "pem": p521})).status_code == 403
+    async with make_client(app, (maintainer, PASSWORD)) as client:
+        assert (
+            await client.delete(f"{API}/projects/{other}/trusted-keys/{key_id}")
+        ).status_code == 403
+    async with make_client(app) as client:
+        assert (await client.get(f"{API}/projects/{other}/trusted-keys")).status_code == 401
+        assert (await add_key(client, other, {"kind": "cosign", "pem": good})).status_code == 401
+    outsider = await member(admin, state, project, "developer")
+    async with make_client(app, (outsider, PASSWORD)) as client:
+        assert (await client.get(f"{API}/projects/{other}/trusted-keys")).status_code == 404
+    admin_of_other = await member(admin, state, other, "admin")
+    async with make_client(app, (admin_of_other, PASSWORD)) as client:
+        second = await add_key(client, other, {"kind": "cosign", "pem": p521.replace("A", "B", 1)})
+        assert second.status_code == 400
+        assert (
+            await client.delete(f"{API}/projects/{other}/trusted-keys/{key_id}")
+        ).status_code == 200
+
+    async with state.db.read() as session:
+        events = (
+            await session.execute(
+                select(AuditLog.operation, AuditLog.resource_type).where(
+                    AuditLog.resource.like(f"{other}/trusted-keys/%")
+                )
+            )
+        ).all()
+    assert sorted(events) == [("create", "trusted-key"), ("delete", "trusted-key")]
