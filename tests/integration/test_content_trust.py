@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client
 from tests.integration.registry_helpers import (
@@ -33,7 +33,9 @@ from dockyard.audit.models import AuditLog
 from dockyard.http.state import AppState
 from dockyard.iam.models import User
 from dockyard.iam.passwords import hash_password
-from dockyard.signatures.models import SignatureVerdict, TrustedKey
+from dockyard.projects.models import Project
+from dockyard.registry.models import Artifact
+from dockyard.signatures.models import SignatureVerdict, TrustedKey, TrustedKeySet
 
 API = "/api/v2.0"
 PASSWORD = "Passw0rdPassw0rd"
@@ -375,3 +377,60 @@ async def test_keys_api_refuses_bad_input_and_outsiders(
             )
         ).all()
     assert sorted(events) == [("create", "trusted-key"), ("delete", "trusted-key")]
+
+
+async def test_a_pull_reads_the_stored_verdict_of_the_current_key_set(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """The pull path answers from the verdict rows: a verified verdict at the project's
+    current key-set version serves the image; one at an older version (keys changed since)
+    does not, and another artifact's verdict never counts."""
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/app"
+    digest, _ = await push_image(admin, repo, "1.0", seed=b"stored")
+    other, _ = await push_image(admin, repo, "2.0", seed=b"stored-other")
+    # Signed by a key the project does not trust, so no computed verdict is ever verified.
+    key, stranger = cosign_sign.new_key(), cosign_sign.new_key()
+    pushed = {
+        subject: await push_cosign(admin, repo, subject, cosign_sign.sign(stranger, repo, subject))
+        for subject in (digest, other)
+    }
+    made = await add_key(admin, project, {"kind": "cosign", "pem": cosign_sign.public_pem(key)})
+    assert made.status_code == 201, made.text
+    async with state.db.read() as session:
+        ids = dict(
+            (
+                await session.execute(
+                    select(Artifact.digest, Artifact.id).where(Artifact.repository_name == repo)
+                )
+            ).all()
+        )
+        version = await session.scalar(
+            select(TrustedKeySet.version)
+            .join(Project, Project.project_id == TrustedKeySet.project_id)
+            .where(Project.name == project)
+        )
+    sig_of = {subject: ids[signature] for subject, signature in pushed.items()}
+
+    async def verdict(subject: str, at: int, verified: bool) -> None:
+        async with state.db.write() as session:
+            await session.execute(
+                delete(SignatureVerdict).where(SignatureVerdict.artifact_id == ids[subject])
+            )
+            session.add(
+                SignatureVerdict(
+                    artifact_id=ids[subject],
+                    signature_id=sig_of[subject],
+                    kind="cosign",
+                    key_set_version=at,
+                    verified=verified,
+                    reason="set by the test",
+                )
+            )
+
+    await verdict(digest, version - 1, True)
+    assert refused(await admin.get(f"/v2/{repo}/manifests/1.0"), None)
+    await verdict(digest, version, True)
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
+    await verdict(other, version, False)
+    assert refused(await admin.get(f"/v2/{repo}/manifests/2.0"), None)

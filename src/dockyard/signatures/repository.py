@@ -49,8 +49,10 @@ def _kind_columns(kind: str, flag: Any) -> list[Any]:
     verified = exists().where(
         SignatureVerdict.artifact_id == Artifact.id,
         SignatureVerdict.kind == kind,
-        SignatureVerdict.key_set_version == version,
         SignatureVerdict.verified.is_(True),
+        TrustedKeySet.project_id == Artifact.project_id,
+        TrustedKeySet.kind == kind,
+        TrustedKeySet.version == SignatureVerdict.key_set_version,
     )
     return [
         case((on, signed), else_=None),

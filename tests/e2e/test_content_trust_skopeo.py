@@ -1,0 +1,135 @@
+"""Content trust through a real server with skopeo (issue 22), SQLite and PostgreSQL.
+
+skopeo pushes an image; with ``enable_content_trust_cosign`` on, skopeo's pull and a plain
+HTTP GET are refused with Harbor's ``412 PROJECTPOLICYVIOLATION``; a cosign signature
+(made with ``cryptography`` in cosign's tag-scheme format, ``tests/support/cosign_sign.py``)
+lets it through; a signature for another digest, or by a key the project does not trust
+once it trusts keys, does not; deleting the signature refuses the pull again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support import cosign_sign
+from tests.support.oci_layout import make_image_layout
+from tests.support.server import DockyardServer
+from tests.support.skopeo import Skopeo
+
+pytestmark = pytest.mark.e2e
+
+API = "/api/v2.0"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _push_blob(client: httpx.Client, repo: str, data: bytes) -> None:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    response = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)
+    assert response.status_code == 201, response.text
+
+
+def _push_signature(
+    client: httpx.Client, repo: str, subject: str, signature: cosign_sign.CosignSignature
+) -> None:
+    _push_blob(client, repo, signature.config)
+    _push_blob(client, repo, signature.payload)
+    response = client.put(
+        f"/v2/{repo}/manifests/{cosign_sign.signature_tag(subject)}",
+        content=signature.manifest,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _pull(skopeo: Skopeo, server: DockyardServer, ref: str, out: Path) -> tuple[bool, str]:
+    result = skopeo.run(
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        server.admin_creds,
+        f"docker://{server.registry}/{ref}",
+        f"oci:{out}:x",
+        check=False,
+    )
+    return result.returncode == 0, result.stderr
+
+
+def test_skopeo_pull_needs_a_signature(
+    backend_server: DockyardServer, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    server = backend_server
+    project = f"ct{uuid.uuid4().hex[:10]}"
+    repo = f"{project}/app"
+    with httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60) as api:
+        _scenario(api, server, skopeo, tmp_path, project, repo)
+
+
+def _scenario(
+    api: httpx.Client,
+    server: DockyardServer,
+    skopeo: Skopeo,
+    tmp_path: Path,
+    project: str,
+    repo: str,
+) -> None:
+    created = api.post(
+        f"{API}/projects",
+        json={
+            "project_name": project,
+            "metadata": {"public": "false", "enable_content_trust_cosign": "true"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    image = make_image_layout(tmp_path / "src", layers=2, layer_size=4096, tag="1.0")
+    skopeo.run(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        server.admin_creds,
+        f"oci:{image.path}:1.0",
+        f"docker://{server.registry}/{repo}:1.0",
+    )
+    digest = image.manifest_digest
+
+    ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "refused")
+    assert not ok and "not signed by cosign" in stderr, stderr
+    refused = api.get(f"/v2/{repo}/manifests/1.0")
+    assert refused.status_code == 412
+    assert refused.json()["errors"][0]["code"] == "PROJECTPOLICYVIOLATION"
+
+    # A signature that names another digest does not count once keys are set; without
+    # keys, Harbor's rule only asks that a signature exists.
+    trusted, stranger = cosign_sign.new_key(), cosign_sign.new_key()
+    _push_signature(api, repo, digest, cosign_sign.sign(stranger, repo, digest))
+    ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "signed")
+    assert ok, stderr
+
+    key = api.post(
+        f"{API}/projects/{project}/trusted-keys",
+        json={"kind": "cosign", "pem": cosign_sign.public_pem(trusted)},
+    )
+    assert key.status_code == 201, key.text
+    ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "untrusted")
+    assert not ok and "with a key the project trusts" in stderr, stderr
+    other = "sha256:" + "0" * 64
+    _push_signature(api, repo, digest, cosign_sign.sign(trusted, repo, other, nonce="x"))
+    assert api.get(f"/v2/{repo}/manifests/{digest}").status_code == 412
+
+    status = api.get(f"{API}/projects/{project}/repositories/app/artifacts/{digest}/signatures")
+    assert status.status_code == 200, status.text
+    assert len(status.json()) == 2
+    assert not any(s["verified"] for s in status.json()), status.text
+
+    # Deleting the project's keys goes back to Harbor's rule; deleting the signatures
+    # refuses the pull again.
+    assert api.delete(key.headers["location"]).status_code == 200
+    assert api.get(f"/v2/{repo}/manifests/1.0").status_code == 200
+    for signature in status.json():
+        gone = api.delete(f"/v2/{repo}/manifests/{signature['digest']}")
+        assert gone.status_code == 202, gone.text
+    ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "again")
+    assert not ok and "not signed by cosign" in stderr, stderr
