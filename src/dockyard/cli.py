@@ -937,5 +937,162 @@ def restore_command(
     )
 
 
+def _registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the registry is and who we are there (sign and verify)."""
+    for option in reversed(
+        (
+            click.option(
+                "--username",
+                "-u",
+                envvar="DOCKYARD_USERNAME",
+                help="Registry user (or robot) name; also DOCKYARD_USERNAME.",
+            ),
+            click.option(
+                "--password",
+                envvar="DOCKYARD_PASSWORD",
+                help="Registry password; prefer DOCKYARD_PASSWORD, which stays out of the "
+                "process list.",
+            ),
+            click.option(
+                "--plain-http", is_flag=True, help="Talk HTTP, not HTTPS (a registry without TLS)."
+            ),
+            click.option(
+                "--insecure", is_flag=True, help="Do not check the registry's TLS certificate."
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _registry_client(
+    ref: str, username: str | None, password: str | None, plain_http: bool, insecure: bool
+) -> Any:
+    from dockyard.signatures.remote import RegistryClient, RegistryError, parse_reference
+
+    try:
+        reference = parse_reference(ref)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if username is not None and password is None:
+        raise click.ClickException(
+            f"--username {username} needs a password: set DOCKYARD_PASSWORD (or --password)"
+        )
+    return RegistryClient(
+        reference,
+        username=username,
+        password=password,
+        plain_http=plain_http,
+        verify_tls=not insecure,
+    )
+
+
+@main.command("sign")
+@click.argument("ref", metavar="REGISTRY/REPO@DIGEST|REGISTRY/REPO:TAG")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="PEM private key: ECDSA P-256/P-384, Ed25519 or RSA (2048 bits or more).",
+)
+@click.option(
+    "--key-password",
+    envvar=["DOCKYARD_KEY_PASSWORD", "COSIGN_PASSWORD"],
+    help="Password of an encrypted key; also DOCKYARD_KEY_PASSWORD or COSIGN_PASSWORD.",
+)
+@click.option(
+    "--storage",
+    type=click.Choice(["tag", "referrer"]),
+    default="tag",
+    show_default=True,
+    help="tag: cosign's sha256-<hex>.sig tag, appended to; referrer: an OCI 1.1 referrer.",
+)
+@_registry_options
+def sign_command(
+    ref: str,
+    key_path: Path,
+    key_password: str | None,
+    storage: str,
+    username: str | None,
+    password: str | None,
+    plain_http: bool,
+    insecure: bool,
+) -> None:
+    """Sign an artifact in a registry with a PEM key, in cosign's format (which `cosign
+    verify --key` and Dockyard's content trust accept). A tag is resolved to its digest
+    first; the signature names the digest."""
+    from dockyard.signatures import commands, signing
+    from dockyard.signatures.remote import RegistryError
+
+    try:
+        key = signing.load_private_key(
+            key_path.read_bytes(), key_password.encode() if key_password else None
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"{key_path}: {exc}") from None
+    with _registry_client(ref, username, password, plain_http, insecure) as client:
+        try:
+            result = commands.sign_artifact(
+                client,
+                key,
+                storage="referrer" if storage == "referrer" else "tag",
+                say=lambda line: click.echo(line, err=True),
+            )
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+    state = "signed" if result.added else "already signed with this key and payload"
+    click.echo(f"{state}: {result.subject} -> {result.where} ({result.signature_digest})")
+
+
+@main.command("verify")
+@click.argument("ref", metavar="REGISTRY/REPO@DIGEST|REGISTRY/REPO:TAG")
+@click.option(
+    "--key",
+    "key_paths",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="PEM public key (cosign.pub) to trust; repeat for several.",
+)
+@_registry_options
+def verify_command(
+    ref: str,
+    key_paths: tuple[Path, ...],
+    username: str | None,
+    password: str | None,
+    plain_http: bool,
+    insecure: bool,
+) -> None:
+    """Verify an artifact's cosign signatures (tag scheme and OCI 1.1 referrers) against public
+    keys. Prints each signature's verdict; exits 0 when at least one verifies, 1 otherwise."""
+    from dockyard.signatures import commands
+    from dockyard.signatures.remote import RegistryError
+    from dockyard.signatures.verify import TrustedKey, describe_key
+
+    keys = []
+    for index, path in enumerate(key_paths, start=1):
+        pem = path.read_text(errors="replace")
+        try:
+            describe_key("cosign", pem)
+        except ValueError as exc:
+            raise click.ClickException(f"{path}: {exc}") from None
+        keys.append(TrustedKey(index, "cosign", pem, name=str(path)))
+    with _registry_client(ref, username, password, plain_http, insecure) as client:
+        try:
+            digest, checked = commands.verify_artifact(
+                client, keys, say=lambda line: click.echo(line, err=True)
+            )
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+    if not checked:
+        click.echo(f"{digest}: no cosign signature found (sign it with `dockyard sign`)")
+        sys.exit(1)
+    for item in checked:
+        mark = "verified" if item.verdict.verified else "NOT verified"
+        click.echo(f"{mark}: {item.where} {item.digest}: {item.verdict.reason}")
+    sys.exit(0 if any(item.verdict.verified for item in checked) else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

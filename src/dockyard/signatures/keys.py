@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID
@@ -130,6 +131,14 @@ def _is_ca(certificate: x509.Certificate) -> bool:
     return isinstance(constraints, x509.BasicConstraints) and constraints.ca
 
 
+def _self_signed(certificate: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 _IDENTITY_PREFIX = "x509.subject:"
 
 
@@ -197,8 +206,11 @@ def describe(kind: SignatureKind, pem: str, identities: tuple[str, ...]) -> KeyI
             raise ValueError(
                 f"root certificate {subject} expired on {root.not_valid_after_utc:%Y-%m-%d}"
             )
-        if not _is_ca(root):
-            raise ValueError(f"certificate {subject} is not a CA (basicConstraints CA:TRUE)")
+        if not _is_ca(root) and not _self_signed(root):
+            raise ValueError(
+                f"certificate {subject} is neither a CA (basicConstraints CA:TRUE) nor "
+                "self-signed: give the root of the signing chain"
+            )
         key_algorithm(root.public_key())
     first = roots[0]
     return KeyInfo(
