@@ -3,8 +3,8 @@
 skopeo pushes an image; with ``enable_content_trust_cosign`` on, skopeo's pull and a plain
 HTTP GET are refused with Harbor's ``412 PROJECTPOLICYVIOLATION``; a cosign signature
 (made with ``cryptography`` in cosign's tag-scheme format, ``tests/support/cosign_sign.py``)
-lets it through; a signature for another digest, or by a key the project does not trust
-once it trusts keys, does not; deleting the signature refuses the pull again.
+lets it through; once the project trusts keys, a signature for another digest or by a key
+it does not trust does not, and one by its key does; deleting the signature refuses the pull again.
 """
 
 from __future__ import annotations
@@ -119,10 +119,14 @@ def _scenario(
     _push_signature(api, repo, digest, cosign_sign.sign(trusted, repo, other, nonce="x"))
     assert api.get(f"/v2/{repo}/manifests/{digest}").status_code == 412
 
+    _push_signature(api, repo, digest, cosign_sign.sign(trusted, repo, digest, nonce="ok"))
+    ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "trusted")
+    assert ok, stderr
+
     status = api.get(f"{API}/projects/{project}/repositories/app/artifacts/{digest}/signatures")
     assert status.status_code == 200, status.text
-    assert len(status.json()) == 2
-    assert not any(s["verified"] for s in status.json()), status.text
+    assert len(status.json()) == 3
+    assert [s["verified"] for s in status.json()].count(True) == 1, status.text
 
     # Deleting the project's keys goes back to Harbor's rule; deleting the signatures
     # refuses the pull again.
