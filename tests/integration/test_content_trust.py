@@ -10,6 +10,7 @@ cosign's format (``tests/support/cosign_sign.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -436,3 +437,58 @@ async def test_a_pull_reads_the_stored_verdict_of_the_current_key_set(
     assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
     await verdict(other, version, False)
     assert refused(await admin.get(f"/v2/{repo}/manifests/2.0"), None)
+
+
+async def _verdicts_of(state: AppState, subject_id: int) -> list[tuple[int, bool]]:
+    async with state.db.read() as session:
+        rows = await session.execute(
+            select(SignatureVerdict.key_set_version, SignatureVerdict.verified).where(
+                SignatureVerdict.artifact_id == subject_id
+            )
+        )
+        return [(int(v), bool(ok)) for v, ok in rows.all()]
+
+
+async def _wait_for(state: AppState, subject_id: int, count: int) -> list[tuple[int, bool]]:
+    """The job workers run in the app; wait (bounded) for them to store verdicts."""
+    for _ in range(200):
+        found = await _verdicts_of(state, subject_id)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no verdict stored for artifact {subject_id}: {found}")
+
+
+async def test_verdicts_are_computed_by_jobs_off_the_pull_path(
+    admin: httpx.AsyncClient, state: AppState
+) -> None:
+    """A signature pushed into a project with keys, and a change of keys, each enqueue the
+    job that stores verdicts; no pull is needed."""
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/app"
+    digest, _ = await push_image(admin, repo, "1.0", seed=b"jobs")
+    key = cosign_sign.new_key()
+    made = await add_key(admin, project, {"kind": "cosign", "pem": cosign_sign.public_pem(key)})
+    assert made.status_code == 201, made.text
+    await push_cosign(admin, repo, digest, cosign_sign.sign(key, repo, digest))
+    async with state.db.read() as session:
+        subject_id = await session.scalar(
+            select(Artifact.id).where(Artifact.repository_name == repo, Artifact.digest == digest)
+        )
+    assert subject_id is not None
+    first = await _wait_for(state, subject_id, 1)
+    assert first[0][1] is True, first
+    # A second key: the key set moves on, the job recomputes and drops the old verdict.
+    other = await add_key(
+        admin, project, {"kind": "cosign", "pem": cosign_sign.public_pem(cosign_sign.new_key())}
+    )
+    assert other.status_code == 201, other.text
+    for _ in range(200):
+        now = await _verdicts_of(state, subject_id)
+        if len(now) == 1 and now[0][0] > first[0][0]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"verdicts not recomputed: {now}")
+    assert now[0][1] is True
+    assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
