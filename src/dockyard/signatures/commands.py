@@ -82,7 +82,7 @@ def sign_artifact(
             raise RegistryError(f"{tag} holds something that is not a manifest") from None
         if not isinstance(existing_doc, dict):
             raise RegistryError(f"{tag} holds something that is not a manifest")
-    layers, changed = signing.append_layer(existing_doc, payload, signature)
+    layers, changed = signing.append_layer(existing_doc, payload, signature, key)
     if len(layers) > MAX_LAYERS:
         raise RegistryError(f"{tag} already holds {MAX_LAYERS} signatures; remove some first")
     manifest, config = signing.tag_manifest(layers)

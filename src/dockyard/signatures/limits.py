@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "b64url_decode",
     "load_json",
 ]
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """A signed payload (simple-signing JSON, in-toto statement, Notation descriptor): real ones are
@@ -87,7 +90,7 @@ def b64url_decode(value: object, what: str, *, max_bytes: int = MAX_ENVELOPE_BYT
         raise Malformed(f"{what} is missing or not a string")
     if len(value) > max_bytes * 4 // 3 + 4:
         raise Malformed(f"{what} is larger than {max_bytes} bytes")
-    if "=" in value or any(c in value for c in "+/\n\r "):
+    if not _BASE64URL.fullmatch(value):
         raise Malformed(f"{what} is not unpadded base64url")
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from dockyard.signatures.cosign import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE
-from dockyard.signatures.crypto import cosign_hash
+from dockyard.signatures.crypto import cosign_hash, cosign_signature_ok
 from dockyard.signatures.keys import MIN_RSA_BITS
 
 __all__ = [
@@ -180,19 +180,25 @@ def tag_manifest(
 
 
 def append_layer(
-    existing: Mapping[str, Any] | None, payload: bytes, signature: str
+    existing: Mapping[str, Any] | None, payload: bytes, signature: str, key: PrivateKey
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The layers of the tag-scheme manifest once this signature is added, as cosign does (one
-    more layer; none when the same payload and signature are there already). Returns (layers,
+    """The layers of the tag-scheme manifest once this signature is added, as cosign does: one
+    more layer, or none when a layer already signs the same payload with the same key (ECDSA
+    signatures differ each time, so the signature bytes cannot tell). Returns (layers,
     changed)."""
     layers = [
         dict(layer) for layer in (existing or {}).get("layers", []) if isinstance(layer, dict)
     ]
     new = _layer(payload, signature)
     for layer in layers:
-        if layer.get("digest") == new["digest"] and (
-            (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION) == signature
-        ):
+        if layer.get("digest") != new["digest"]:
+            continue
+        previous = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
+        try:
+            raw = base64.b64decode(previous or "", validate=True)
+        except ValueError:
+            continue
+        if cosign_signature_ok(key.public_key(), payload, raw):
             return layers, False
     layers.append(new)
     return layers, True
