@@ -492,3 +492,48 @@ async def test_verdicts_are_computed_by_jobs_off_the_pull_path(
         raise AssertionError(f"verdicts not recomputed: {now}")
     assert now[0][1] is True
     assert (await admin.get(f"/v2/{repo}/manifests/1.0")).status_code == 200
+
+
+async def test_signing_clients_pass_as_harbor_lets_them(
+    admin: httpx.AsyncClient, anon: httpx.AsyncClient, state: AppState, monkeypatch: Any
+) -> None:
+    """A token with push on the repository and a cosign/notation User-Agent reads the
+    unsigned manifest it is about to sign; pull-only tokens, other clients and Basic
+    credentials do not; ``content_trust_signer_pull: false`` ends it."""
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/app"
+    await push_image(admin, repo, "1.0", seed=b"signer")
+
+    async def token(actions: str) -> str:
+        response = await anon.get(
+            "/service/token",
+            params={
+                "service": state.settings.token_service,
+                "scope": f"repository:{repo}:{actions}",
+            },
+            auth=("admin", "Harbor12345"),
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["token"])
+
+    url = f"/v2/{repo}/manifests/1.0"
+    push_token, pull_token = await token("pull,push"), await token("pull")
+    cosign_agent = "cosign/v2.4.1 (linux; amd64) go-containerregistry"
+    for bearer, agent, served in (
+        (push_token, cosign_agent, True),
+        (push_token, "notation/1.2.0", True),
+        (push_token, "skopeo/1.13", False),
+        (pull_token, cosign_agent, False),
+    ):
+        headers = {"Authorization": f"Bearer {bearer}", "User-Agent": agent}
+        response = await anon.get(url, headers=headers)
+        assert (response.status_code == 200) is served, (agent, response.text)
+        if not served:
+            assert refused(response)
+    basic = await admin.get(url, headers={"User-Agent": cosign_agent})
+    assert refused(basic)
+    monkeypatch.setattr(state.settings, "content_trust_signer_pull", False)
+    off = await anon.get(
+        url, headers={"Authorization": f"Bearer {push_token}", "User-Agent": cosign_agent}
+    )
+    assert refused(off)

@@ -77,6 +77,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "create_retention",
     "update_retention",
     "delete_retention",
+    "create_trusted-key",
+    "delete_trusted-key",
 )
 """The event types Dockyard records; ``disabled_audit_log_event_types`` names some of them."""
 

@@ -37,6 +37,10 @@ class ManifestPullCheck:
     credential, which every pull policy lets through. The token service grants that
     action to no Dockyard account yet; the scanner's robot will hold it when scanning
     lands, and then passes here with no change to the policies."""
+    signer_pull: bool = False
+    """A signing client reading what it will sign: a token granting push on the
+    repository and a User-Agent naming cosign or notation (Harbor's exemption, for content
+    trust only; ``content_trust_signer_pull``)."""
 
 
 class PullPolicy(Protocol):

@@ -521,14 +521,18 @@ async def get_manifest(request: Request, name: str, params: dict[str, str]) -> R
     """end-3: ``GET``/``HEAD /v2/<name>/manifests/<reference>``."""
     state = get_state(request)
     caller = await _authorize(request, state, name, ("pull",))
-    # Harbor's scanner credential: a token naming scanner-pull passes the pull policies
-    # (named: a "*" grant does not count, so an admin's token is checked like any other).
-    scanner = caller.claims is not None and any(
-        s.type == "repository" and s.name == name and "scanner-pull" in s.actions
-        for s in caller.claims.access
+    # Harbor's scanner credential: a token naming scanner-pull passes the pull policies.
+    scanner = _token_names(caller, name, "scanner-pull")
+    # Harbor's signer exemption: a signing client may read the manifest it will sign.
+    agent = request.headers.get("user-agent", "").lower()
+    signer = (
+        state.settings.content_trust_signer_pull
+        and ("cosign" in agent or "notation" in agent)
+        and caller.claims is not None
+        and caller.claims.allows("repository", name, "push")
     )
     manifest = await state.registry.get_manifest(
-        name, params["reference"], policies=True, scanner_pull=scanner
+        name, params["reference"], policies=True, scanner_pull=scanner, signer_pull=signer
     )
     headers = {
         "Docker-Content-Digest": manifest.digest,
@@ -540,6 +544,15 @@ async def get_manifest(request: Request, name: str, params: dict[str, str]) -> R
         return Response(status_code=200, headers=headers, media_type=manifest.media_type)
     state.registry.record_pull(_actor(request, caller), name, manifest.digest, params["reference"])
     return Response(manifest.body, headers=headers, media_type=manifest.media_type)
+
+
+def _token_names(caller: Caller, name: str, action: str) -> bool:
+    """Whether the caller's token names ``action`` on repository ``name`` (a ``*`` grant
+    does not count, so an administrator's token is checked like any other)."""
+    return caller.claims is not None and any(
+        s.type == "repository" and s.name == name and action in s.actions
+        for s in caller.claims.access
+    )
 
 
 async def put_manifest(request: Request, name: str, params: dict[str, str]) -> Response:

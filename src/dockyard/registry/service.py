@@ -586,11 +586,18 @@ class RegistryService:
     # --- manifests ------------------------------------------------------------------
 
     async def get_manifest(
-        self, repository: str, reference: str, *, policies: bool = False, scanner_pull: bool = False
+        self,
+        repository: str,
+        reference: str,
+        *,
+        policies: bool = False,
+        scanner_pull: bool = False,
+        signer_pull: bool = False,
     ) -> ManifestContent:
         """The manifest ``reference`` names. With ``policies`` (a client's pull), the pull
         policies are asked on the same connection before its bytes are read; they refuse
-        with ``PolicyViolationError``. ``scanner_pull``: the caller is the scanner."""
+        with ``PolicyViolationError``. ``scanner_pull``/``signer_pull``: who the caller is
+        (``ManifestPullCheck``)."""
         try:  # a reference that is neither tag nor digest names no manifest (spec, Harbor)
             digest = str(Digest.parse(reference)) if is_digest(reference) else None
             if digest is None:
@@ -608,7 +615,9 @@ class RegistryService:
             if found is None and await repo.find_repository_ref(conn, repository) is None:
                 raise NameUnknownError(f"repository {repository} is not known to the registry")
             if found is not None and policies and self.pull_policies:
-                check = ManifestPullCheck(repository, found[0], reference, scanner_pull)
+                check = ManifestPullCheck(
+                    repository, found[0], reference, scanner_pull, signer_pull
+                )
                 await self.pull_policies.check(conn, check)
         if found is None:
             raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")

@@ -7,8 +7,11 @@ is not signed by cosign."). When the project trusts keys of that kind, the signa
 must also verify against them: the pull reads the stored verdict in the same statement.
 
 Let through without a signature, as Harbor does: a pull by the scanner's credential
-(``scanner-pull``) and a pull of a signature itself (verifiers read it). The children of
-a signed index are checked on their own, as Harbor checks them (``docs/signatures.md``).
+(``scanner-pull``), a signing client reading what it will sign (``signer_pull``: a token
+with push on the repository and a cosign/notation User-Agent, unless
+``content_trust_signer_pull`` is off) and a pull of a signature itself (verifiers read
+it). The children of a signed index are checked on their own, as Harbor checks them
+(``docs/signatures.md``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class ContentTrustPolicy:
         self.checker = checker
 
     async def check_pull(self, conn: AsyncConnection, pull: ManifestPullCheck) -> None:
-        if pull.scanner_pull:
+        if pull.scanner_pull or pull.signer_pull:
             return
         state = await repo.trust_state(conn, pull.repository, pull.digest)
         if state is None or not state.kinds or state.is_signature:
