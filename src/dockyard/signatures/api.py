@@ -28,18 +28,12 @@ SIGNATURES = (
 )
 
 
-def _project(api: ApiRequest) -> tuple[str, bool]:
-    """The ``{project_name_or_id}`` segment and whether ``X-Is-Resource-Name`` says it is a name."""
-    flag = (api.header("X-Is-Resource-Name") or "").strip().lower()
-    return api.path("project_name_or_id"), flag in ("true", "1")
-
-
 @operation("GET", KEYS, None, response=list[schemas.TrustedKey])
 async def list_trusted_keys(api: ApiRequest) -> Response:
     """The keys the project trusts (members may read them)."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        rows = await service.list_keys(session, principal, *_project(api))
+        rows = await service.list_keys(session, principal, *api.project_ref())
         return json_response([service.key_view(r) for r in rows])
 
 
@@ -48,12 +42,14 @@ async def create_trusted_key(api: ApiRequest) -> Response:
     """Trust a cosign public key or a Notation root certificate (project admins)."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        await service.check_access(session, principal, *_project(api), Action.UPDATE)
+        await service.check_access(session, principal, *api.project_ref(), Action.UPDATE)
     actor = await api.actor()
     body = await api.json(schemas.TrustedKeyReq)
     described = await service.describe(body)
     async with api.state.db.write() as session:
-        key_id = await service.add_key(session, principal, actor, *_project(api), body, described)
+        key_id = await service.add_key(
+            session, principal, actor, *api.project_ref(), body, described
+        )
     return created_response(f"{api.request.url.path.rstrip('/')}/{key_id}")
 
 
@@ -63,7 +59,7 @@ async def get_trusted_key(api: ApiRequest) -> Response:
     principal = await api.principal()
     key_id = api.path_int("key_id")
     async with api.state.db.read() as session:
-        row = await service.get_key(session, principal, *_project(api), key_id)
+        row = await service.get_key(session, principal, *api.project_ref(), key_id)
         return json_response(service.key_view(row))
 
 
@@ -74,7 +70,7 @@ async def delete_trusted_key(api: ApiRequest) -> Response:
     actor = await api.actor()
     key_id = api.path_int("key_id")
     async with api.state.db.write() as session:
-        await service.delete_key(session, principal, actor, *_project(api), key_id)
+        await service.delete_key(session, principal, actor, *api.project_ref(), key_id)
     return empty_response()
 
 

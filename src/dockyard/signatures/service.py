@@ -208,36 +208,31 @@ async def signature_status(
     out = []
     for signature in signatures:
         found = verdicts.get(signature.artifact_id)
+        verified: bool | None = False
+        key_id = signer = None
         if signature.kind not in with_keys:
-            status = schemas.SignatureStatus(
-                kind=signature.kind,
-                digest=signature.digest,
-                media_type=signature.media_type,
-                push_time=signature.push_time,
-                verified=None,
-                reason=f"the project trusts no {signature.kind} key; not checked",
-            )
+            verified, reason = None, f"the project trusts no {signature.kind} key; not checked"
         elif found is None:
-            status = schemas.SignatureStatus(
-                kind=signature.kind,
-                digest=signature.digest,
-                media_type=signature.media_type,
-                push_time=signature.push_time,
-                verified=False,
-                reason=f"not checked: only the first {MAX_SIGNATURES} signatures are",
-            )
+            reason = f"not checked: only the first {MAX_SIGNATURES} signatures are"
         else:
-            status = schemas.SignatureStatus(
+            verified, reason, key_id, signer = (
+                found.verified,
+                found.reason,
+                found.key_id,
+                found.signer,
+            )
+        out.append(
+            schemas.SignatureStatus(
                 kind=signature.kind,
                 digest=signature.digest,
                 media_type=signature.media_type,
                 push_time=signature.push_time,
-                verified=found.verified,
-                reason=found.reason,
-                key_id=found.key_id,
-                signer=found.signer,
+                verified=verified,
+                reason=reason,
+                key_id=key_id,
+                signer=signer,
             )
-        out.append(status)
+        )
     return out
 
 
