@@ -174,6 +174,32 @@ def test_accessory_type(config_type: str, artifact_type: str, layer: str, expect
     assert facts.accessory_type(parsed) == expected
 
 
+def test_cosign_bundle_referrers() -> None:
+    """cosign 3's default: a sigstore bundle referrer. Its sign predicate (or a bare message
+    signature) is a signature; another predicate is an attestation, a generic accessory."""
+    bundle = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+    def kind(annotations: dict[str, str]) -> str:
+        parsed = _manifest(
+            "application/vnd.oci.empty.v1+json",
+            artifact_type=bundle,
+            layers=((bundle, 4037),),
+            annotations=annotations,
+            subject=True,
+        )
+        return facts.accessory_type(parsed)
+
+    sign = {
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1",
+    }
+    assert kind(sign) == "signature.cosign"
+    assert kind({"dev.sigstore.bundle.content": "message-signature"}) == "signature.cosign"
+    attestation = {**sign, "dev.sigstore.bundle.predicateType": "https://slsa.dev/provenance/v1"}
+    assert kind(attestation) == "subject.accessory"
+    assert kind({}) == "subject.accessory"
+
+
 def test_cosign_tags() -> None:
     hex_digest = "a" * 64
     assert facts.cosign_subject(f"sha256-{hex_digest}.sig") == (

@@ -113,8 +113,34 @@ def test_keyless_is_out_of_scope_not_verified() -> None:
     assert not verdict.verified
     assert "keyless" in verdict.reason and "out of scope" in verdict.reason
     bundle = SignatureLayer(BUNDLE, (COSIGN / "oci-attestation.sigstore.json").read_bytes())
-    verdict = verify(_artifact(bundle), "sha256:" + "7" * 64, [_key("cosign.pub")])
+    attested = "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+    verdict = verify(_artifact(bundle), attested, [_key("cosign.pub")])
     assert not verdict.verified and "out of scope" in verdict.reason
+
+
+def test_keyless_signature_checks_with_its_certificates_key() -> None:
+    """The published keyless signatures are sound: trusting the Fulcio certificate's own key
+    verifies them (DSSE over cosign's bundle, simple signing with the certificate annotation),
+    so the keyless verdict above is about trust, not a parsing failure."""
+    from cryptography import x509
+
+    bundle_bytes = (COSIGN / "oci-attestation.sigstore.json").read_bytes()
+    bundle = json.loads(bundle_bytes)
+    certificate = x509.load_der_x509_certificate(
+        base64.b64decode(bundle["verificationMaterial"]["certificate"]["rawBytes"])
+    )
+    key = TrustedKey(5, "cosign", _pem(certificate.public_key()))
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    subject = "sha256:" + statement["subject"][0]["digest"]["sha256"]
+    verdict = verify(_artifact(SignatureLayer(BUNDLE, bundle_bytes)), subject, [key])
+    assert verdict.verified, verdict.reason
+
+    layer = _layer("dir-img-cosign-fulcio-rekor-valid_signature-1")
+    leaf = x509.load_pem_x509_certificate(
+        layer.annotations["dev.sigstore.cosign/certificate"].encode()
+    )
+    key = TrustedKey(6, "cosign", _pem(leaf.public_key()))
+    assert verify(_artifact(layer), REKOR_SIGNED, [key]).verified
 
 
 def test_other_attachment_is_not_a_signature() -> None:

@@ -37,6 +37,15 @@ HARBOR_SBOM = "application/vnd.goharbor.harbor.sbom.v1"
 COSIGN_SIGNATURE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
+# cosign 2.x/3.x "new bundle format": a referrer whose artifactType is a sigstore bundle. An image
+# signature's bundle says so in its annotations (cosign's sign predicate, or a bare message
+# signature); other predicates are attestations, generic accessories as ``.att`` tags are.
+SIGSTORE_BUNDLES = frozenset(
+    {"application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.dev.sigstore.bundle+json"}
+)
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
+_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
 
 # Harbor's accessory types.
 ACCESSORY_COSIGN = "signature.cosign"
@@ -157,6 +166,11 @@ def accessory_type(parsed: ParsedManifest) -> str:
     }
     if COSIGN_SIGNATURE in candidates or any(
         layer.media_type == COSIGN_SIMPLESIGNING for layer in parsed.layers
+    ):
+        return ACCESSORY_COSIGN
+    if candidates & SIGSTORE_BUNDLES and (
+        parsed.annotations.get(_BUNDLE_PREDICATE) == COSIGN_SIGN_PREDICATE
+        or parsed.annotations.get(_BUNDLE_CONTENT) == "message-signature"
     ):
         return ACCESSORY_COSIGN
     if NOTATION_SIGNATURE in candidates:

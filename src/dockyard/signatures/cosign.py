@@ -17,6 +17,7 @@ such, never as verified.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,8 @@ SIMPLE_SIGNING_TYPES = frozenset(
     {"cosign container image signature", "https://sigstore.dev/cosign/sign/v1"}
 )
 _KEYLESS = (
-    "keyless signature (Fulcio certificate): Dockyard verifies signatures made with a public "
-    "key only; Fulcio and Rekor verification is out of scope"
+    "keyless signature (Fulcio certificate) that no trusted key verifies: Dockyard verifies "
+    "signatures made with a public key only; Fulcio and Rekor verification is out of scope"
 )
 
 
@@ -75,6 +76,7 @@ class _Signed:
     message: bytes
     signature: bytes
     prehashed: bool = False
+    keyless: bool = False  # signed with a certificate's key (Fulcio)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -113,14 +115,13 @@ def verify(
             ):
                 name = key.name or fingerprint
                 return Verdict(True, f"verified by key {name}", key.id, fingerprint)
-        reasons.append(
-            _numbered(
-                index,
-                len(signature.layers),
-                f"the signature does not verify with any of the {len(loaded)} trusted cosign "
-                "keys (signed by another key, or the payload was changed)",
-            )
+        failed = (
+            _KEYLESS
+            if signed.keyless
+            else f"the signature does not verify with any of the {len(loaded)} trusted cosign "
+            "keys (signed by another key, or the payload was changed)"
         )
+        reasons.append(_numbered(index, len(signature.layers), failed))
     if len(signature.layers) > MAX_LAYERS:
         reasons.append(f"layers past the first {MAX_LAYERS} were not checked")
     return Verdict(False, "; ".join(dict.fromkeys(reasons)))
@@ -143,14 +144,13 @@ def _layer_claim(layer: SignatureLayer, subject_digest: str) -> _Signed:
 
 
 def _simple_signing(layer: SignatureLayer, subject_digest: str) -> _Signed:
-    if "dev.sigstore.cosign/certificate" in layer.annotations:
-        raise _Failed(_KEYLESS)
     encoded = layer.annotations.get(SIGNATURE_ANNOTATION)
     if not encoded:
         raise _Failed(f"the layer has no {SIGNATURE_ANNOTATION} annotation")
     signature = b64decode(encoded, "the signature annotation", max_bytes=4096)
     _check_simple_signing(load_json(layer.data, "the simple-signing payload"), subject_digest)
-    return _Signed(layer.data, signature)
+    keyless = "dev.sigstore.cosign/certificate" in layer.annotations
+    return _Signed(layer.data, signature, keyless=keyless)
 
 
 def _check_simple_signing(payload: Mapping[str, Any], subject_digest: str) -> None:
@@ -173,15 +173,14 @@ def _bundle(data: bytes, subject_digest: str) -> _Signed:
     material = bundle.get("verificationMaterial")
     if not isinstance(material, dict):
         raise Malformed("the sigstore bundle has no verificationMaterial")
-    if "certificate" in material or "x509CertificateChain" in material:
-        raise _Failed(_KEYLESS)
-    if "publicKey" not in material:
+    keyless = "certificate" in material or "x509CertificateChain" in material
+    if not keyless and "publicKey" not in material:
         raise Malformed("the sigstore bundle names no public key, certificate or chain")
     if "dsseEnvelope" in bundle:
         envelope = bundle["dsseEnvelope"]
         if not isinstance(envelope, dict):
             raise Malformed("the bundle's dsseEnvelope is not an object")
-        return _dsse(envelope, subject_digest)
+        return dataclasses.replace(_dsse(envelope, subject_digest), keyless=keyless)
     message = bundle.get("messageSignature")
     if not isinstance(message, dict):
         raise Malformed("the sigstore bundle has neither messageSignature nor dsseEnvelope")
@@ -195,7 +194,7 @@ def _bundle(data: bytes, subject_digest: str) -> _Signed:
             f"the bundle signs sha256:{signed.hex()}, not this artifact ({subject_digest})"
         )
     signature = b64decode(message.get("signature"), "the bundle's signature", max_bytes=4096)
-    return _Signed(signed, signature, prehashed=True)
+    return _Signed(signed, signature, prehashed=True, keyless=keyless)
 
 
 def _dsse(envelope: Mapping[str, Any], subject_digest: str) -> _Signed:

@@ -121,7 +121,7 @@ def envelope_signature_ok(
                 padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size),
                 digest,
             )
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             return False, "the envelope's signature does not match its signing certificate"
         return True, ""
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -135,6 +135,6 @@ def envelope_signature_ok(
     s = int.from_bytes(signature[size:], "big")
     try:
         public_key.verify(utils.encode_dss_signature(r, s), message, ec.ECDSA(digest))
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):
         return False, "the envelope's signature does not match its signing certificate"
     return True, ""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID
@@ -16,15 +16,19 @@ from cryptography.x509.oid import ExtensionOID
 from dockyard.signatures.verify import KeyInfo, SignatureKind
 
 __all__ = [
+    "CERTIFICATE_ERRORS",
     "MAX_PEM_BYTES",
     "MIN_RSA_BITS",
     "PublicKey",
     "describe",
     "fingerprint",
+    "is_ca",
+    "issued_by",
     "key_algorithm",
     "load_public_key",
     "load_roots",
     "parse_identity",
+    "read_certificate",
 ]
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -76,6 +80,8 @@ def key_algorithm(public_key: object, *, cosign: bool = False) -> str:
 
 
 def _pem_bytes(pem: str | bytes) -> bytes:
+    if not isinstance(pem, str | bytes):
+        raise ValueError("key material must be PEM text")
     data = pem.encode() if isinstance(pem, str) else pem
     if len(data) > MAX_PEM_BYTES:
         raise ValueError(f"key material is larger than {MAX_PEM_BYTES // 1024} KiB")
@@ -92,10 +98,10 @@ def load_public_key(pem: str | bytes) -> PublicKey:
         raise ValueError("this is a private key: give the public key (cosign.pub)")
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
-            loaded: object = x509.load_pem_x509_certificate(data).public_key()
+            loaded: object = read_certificate(x509.load_pem_x509_certificate(data)).public_key()
         else:
             loaded = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
+    except CERTIFICATE_ERRORS as exc:
         raise ValueError(f"not a readable PEM public key: {exc}") from None
     key_algorithm(loaded, cosign=True)
     assert isinstance(loaded, PublicKey)  # key_algorithm accepted it
@@ -115,13 +121,41 @@ def load_roots(pem: str | bytes) -> list[x509.Certificate]:
     roots = []
     for block in certificates:
         try:
-            roots.append(x509.load_pem_x509_certificate(block))
-        except ValueError as exc:
+            roots.append(read_certificate(x509.load_pem_x509_certificate(block)))
+        except CERTIFICATE_ERRORS as exc:
             raise ValueError(f"a certificate cannot be read: {exc}") from None
     return roots
 
 
-def _is_ca(certificate: x509.Certificate) -> bool:
+# What ``cryptography`` raises on malformed certificate DER, found by mutating published ones
+# (tests/unit/test_signatures_mutations.py). UserWarning: an odd attribute length warns, and is
+# an error where warnings are (the tests).
+CERTIFICATE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    UserWarning,
+)
+
+
+def read_certificate(certificate: x509.Certificate) -> x509.Certificate:
+    """The certificate, once every part verification reads has parsed (``cryptography`` parses
+    the key, names and extensions lazily); ``ValueError`` if one does not."""
+    try:
+        certificate.public_key()
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = certificate.extensions
+    except CERTIFICATE_ERRORS as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return certificate
+
+
+def is_ca(certificate: x509.Certificate) -> bool:
+    """Whether the certificate's basicConstraints say CA:TRUE."""
     try:
         constraints = certificate.extensions.get_extension_for_oid(
             ExtensionOID.BASIC_CONSTRAINTS
@@ -131,10 +165,11 @@ def _is_ca(certificate: x509.Certificate) -> bool:
     return isinstance(constraints, x509.BasicConstraints) and constraints.ca
 
 
-def _self_signed(certificate: x509.Certificate) -> bool:
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` issued ``certificate`` (issuer name and signature)."""
     try:
-        certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature):
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -145,6 +180,8 @@ _IDENTITY_PREFIX = "x509.subject:"
 def parse_identity(text: str) -> Identity:
     """A trust policy's trusted identity: ``*`` or ``x509.subject: C=US, O=Acme, CN=...``
     (the attributes that must all be in the leaf's subject)."""
+    if not isinstance(text, str):
+        raise ValueError(f"trusted identity {text!r} is not a string")
     text = text.strip()
     if text == "*":
         return Identity(any=True)
@@ -206,7 +243,7 @@ def describe(kind: SignatureKind, pem: str, identities: tuple[str, ...]) -> KeyI
             raise ValueError(
                 f"root certificate {subject} expired on {root.not_valid_after_utc:%Y-%m-%d}"
             )
-        if not _is_ca(root) and not _self_signed(root):
+        if not is_ca(root) and not issued_by(root, root):
             raise ValueError(
                 f"certificate {subject} is neither a CA (basicConstraints CA:TRUE) nor "
                 "self-signed: give the root of the signing chain"

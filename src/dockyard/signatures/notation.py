@@ -25,7 +25,6 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
@@ -149,8 +148,8 @@ def _certificates(ders: object) -> tuple[x509.Certificate, ...]:
         if not isinstance(der, bytes):
             raise Malformed("a certificate of the chain is not DER bytes")
         try:
-            chain.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
+            chain.append(keys_mod.read_certificate(x509.load_der_x509_certificate(der)))
+        except keys_mod.CERTIFICATE_ERRORS as exc:
             raise Malformed(f"a certificate of the chain cannot be read ({exc})") from None
     return tuple(chain)
 
@@ -333,31 +332,13 @@ def _check_chain_shape(chain: Sequence[x509.Certificate]) -> None:
         seen.add(der)
         if index + 1 < len(chain):
             issuer = chain[index + 1]
-            if not _issued_by(certificate, issuer):
+            if not keys_mod.issued_by(certificate, issuer):
                 raise _Failed(
                     f"certificate {_subject(certificate)} is not issued by the next one in the "
                     f"chain ({_subject(issuer)})"
                 )
-            if not _is_ca(issuer):
+            if not keys_mod.is_ca(issuer):
                 raise _Failed(f"certificate {_subject(issuer)} signs others but is not a CA")
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        constraints = certificate.extensions.get_extension_for_oid(
-            ExtensionOID.BASIC_CONSTRAINTS
-        ).value
-    except x509.ExtensionNotFound:
-        return False
-    return isinstance(constraints, x509.BasicConstraints) and constraints.ca
 
 
 def _check_leaf(leaf: x509.Certificate) -> None:
@@ -405,7 +386,9 @@ def _trusted(
             problems.append(f"trusted key {key.id} cannot be used: {exc}")
             continue
         for root in roots:
-            if _der(root) == _der(last) or (_is_ca(root) and _issued_by(last, root)):
+            if _der(root) == _der(last) or (
+                keys_mod.is_ca(root) and keys_mod.issued_by(last, root)
+            ):
                 anchored.append((key, root))
                 break
     if not anchored:
