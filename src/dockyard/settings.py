@@ -163,9 +163,9 @@ class Settings(BaseSettings):
     0: ask the database on every bearer-token request."""
     content_trust_signer_pull: bool = True
     """Whether content trust lets a signing client read the manifest it is about to sign:
-    a bearer token that grants push on the repository, from a client whose User-Agent
-    names cosign or notation (Harbor's exemption, on by default there too, so that the
-    first signature can be made). The User-Agent is the client's to choose, so anyone who
+    a caller who may push the repository (a token granting push, or Basic credentials),
+    from a client whose User-Agent names cosign, notation or dockyard-sign (Harbor's
+    exemption, on by default there too, so that the first signature can be made). The User-Agent is the client's to choose, so anyone who
     may push could read unsigned images this way; turn it off to enforce content trust on
     every pull (then sign before turning the project's switch on, or by digest with a
     client that does not read the manifest). Never affects other pull policies."""

@@ -495,11 +495,15 @@ async def test_verdicts_are_computed_by_jobs_off_the_pull_path(
 
 
 async def test_signing_clients_pass_as_harbor_lets_them(
-    admin: httpx.AsyncClient, anon: httpx.AsyncClient, state: AppState, monkeypatch: Any
+    app: Starlette,
+    admin: httpx.AsyncClient,
+    anon: httpx.AsyncClient,
+    state: AppState,
+    monkeypatch: Any,
 ) -> None:
-    """A token with push on the repository and a cosign/notation User-Agent reads the
-    unsigned manifest it is about to sign; pull-only tokens, other clients and Basic
-    credentials do not; ``content_trust_signer_pull: false`` ends it."""
+    """A token (or Basic credentials) with push on the repository and a cosign, notation or
+    dockyard-sign User-Agent reads the unsigned manifest it is about to sign; pull-only
+    callers and other clients do not; ``content_trust_signer_pull: false`` ends it."""
     project = await new_project(admin, enable_content_trust_cosign="true")
     repo = f"{project}/app"
     await push_image(admin, repo, "1.0", seed=b"signer")
@@ -530,8 +534,13 @@ async def test_signing_clients_pass_as_harbor_lets_them(
         assert (response.status_code == 200) is served, (agent, response.text)
         if not served:
             assert refused(response)
-    basic = await admin.get(url, headers={"User-Agent": cosign_agent})
-    assert refused(basic)
+    # Basic credentials on /v2/ (Dockyard takes them): the same right, asked of can().
+    basic = await admin.get(url, headers={"User-Agent": "dockyard-sign/1.0"})
+    assert basic.status_code == 200, basic.text
+    assert refused(await admin.get(url, headers={"User-Agent": "curl/8"}))
+    puller = await member(admin, state, project, "guest")
+    async with make_client(app, (puller, PASSWORD)) as guest:
+        assert refused(await guest.get(url, headers={"User-Agent": cosign_agent}))
     monkeypatch.setattr(state.settings, "content_trust_signer_pull", False)
     off = await anon.get(
         url, headers={"Authorization": f"Bearer {push_token}", "User-Agent": cosign_agent}

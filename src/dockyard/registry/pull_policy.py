@@ -38,9 +38,9 @@ class ManifestPullCheck:
     action to no Dockyard account yet; the scanner's robot will hold it when scanning
     lands, and then passes here with no change to the policies."""
     signer_pull: bool = False
-    """A signing client reading what it will sign: a token granting push on the
-    repository and a User-Agent naming cosign or notation (Harbor's exemption, for content
-    trust only; ``content_trust_signer_pull``)."""
+    """A signing client reading what it will sign: a caller who may push the repository
+    with a User-Agent naming a signer (Harbor's exemption, for content trust only;
+    ``content_trust_signer_pull``)."""
 
 
 class PullPolicy(Protocol):

@@ -7,8 +7,8 @@ is not signed by cosign."). When the project trusts keys of that kind, the signa
 must also verify against them: the pull reads the stored verdict in the same statement.
 
 Let through without a signature, as Harbor does: a pull by the scanner's credential
-(``scanner-pull``), a signing client reading what it will sign (``signer_pull``: a token
-with push on the repository and a cosign/notation User-Agent, unless
+(``scanner-pull``), a signing client reading what it will sign (``signer_pull``: a caller
+who may push the repository, with a cosign/notation/dockyard-sign User-Agent, unless
 ``content_trust_signer_pull`` is off) and a pull of a signature itself (verifiers read
 it). The children of a signed index are checked on their own, as Harbor checks them
 (``docs/signatures.md``).
