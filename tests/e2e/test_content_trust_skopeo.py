@@ -10,11 +10,14 @@ it does not trust does not, and one by its key does; deleting the signature refu
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from tests.support import cosign_sign
 from tests.support.oci_layout import make_image_layout
 from tests.support.server import DockyardServer
@@ -136,4 +139,68 @@ def _scenario(
         gone = api.delete(f"/v2/{repo}/manifests/{signature['digest']}")
         assert gone.status_code == 202, gone.text
     ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "again")
+    assert not ok and "not signed by cosign" in stderr, stderr
+
+
+def test_dockyard_sign_makes_an_image_pullable(
+    backend_server: DockyardServer, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    """``dockyard sign`` (the other half of issue 22) signs an image; with the project's
+    key trusted and content trust on, skopeo pulls it, and an unsigned neighbour is refused."""
+    server = backend_server
+    project = f"ds{uuid.uuid4().hex[:10]}"
+    repo = f"{project}/app"
+    key = cosign_sign.new_key()
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60) as api:
+        created = api.post(f"{API}/projects", json={"project_name": project})
+        assert created.status_code == 201, created.text
+        for tag, seed in (("1.0", 1), ("2.0", 2)):
+            image = make_image_layout(tmp_path / tag, layers=1, layer_size=2048, seed=seed, tag=tag)
+            skopeo.run(
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                server.admin_creds,
+                f"oci:{image.path}:{tag}",
+                f"docker://{server.registry}/{repo}:{tag}",
+            )
+        user, password = server.admin_auth
+        signed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dockyard",
+                "sign",
+                "--key",
+                str(key_file),
+                f"{server.registry}/{repo}:1.0",
+                "--plain-http",
+            ],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "DOCKYARD_USERNAME": user, "DOCKYARD_PASSWORD": password},
+            timeout=120,
+            check=False,
+        )
+        assert signed.returncode == 0, signed.stderr
+        trusted = api.post(
+            f"{API}/projects/{project}/trusted-keys",
+            json={"kind": "cosign", "pem": cosign_sign.public_pem(key)},
+        )
+        assert trusted.status_code == 201, trusted.text
+        switched = api.put(
+            f"{API}/projects/{project}", json={"metadata": {"enable_content_trust_cosign": "true"}}
+        )
+        assert switched.status_code == 200, switched.text
+    ok, stderr = _pull(skopeo, server, f"{repo}:1.0", tmp_path / "signed")
+    assert ok, stderr
+    ok, stderr = _pull(skopeo, server, f"{repo}:2.0", tmp_path / "unsigned")
     assert not ok and "not signed by cosign" in stderr, stderr
