@@ -82,7 +82,33 @@ def push_image(client: httpx.Client, repo: str) -> str:
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
-def wrk(url: str, seconds: int) -> float:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of ``root`` and its descendants (the ASGI server's workers)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        stats[pid] = fields
+        children.setdefault(int(fields[1]), []).append(pid)
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += (int(stats[pid][11]) + int(stats[pid][12])) / ticks
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def wrk(url: str, seconds: int) -> tuple[float, float]:
+    """(req/s, requests) of one wrk run."""
     out = subprocess.run(
         ["wrk", "-t2", "-c16", f"-d{seconds}s", "--timeout", "5s", url],
         capture_output=True,
@@ -93,9 +119,10 @@ def wrk(url: str, seconds: int) -> float:
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
+    count = re.search(r"(\d+) requests in", out)
+    if found is None or count is None:
         raise SystemExit(f"cannot read wrk's output:\n{out}")
-    return float(found.group(1))
+    return float(found.group(1)), float(count.group(1))
 
 
 def main() -> None:
@@ -173,9 +200,13 @@ def main() -> None:
             for url in urls.values():
                 wrk(url, 1)  # warm-up: connections, caches
             rates: dict[str, list[float]] = {k: [] for k in urls}
+            cpu: dict[str, list[float]] = {k: [] for k in urls}
             for _ in range(args.rounds):
                 for label, url in urls.items():
-                    rates[label].append(wrk(url, args.seconds))
+                    before = tree_cpu_seconds(server.pid)
+                    rate, requests = wrk(url, args.seconds)
+                    rates[label].append(rate)
+                    cpu[label].append((tree_cpu_seconds(server.pid) - before) / requests)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -186,6 +217,16 @@ def main() -> None:
         print(f"manifest GET, {label}: {best[label]:.0f} req/s (best of rounds: {shown})")
     ratio = best["content trust + key verification on"] / best["content trust off"]
     print(f"ratio on/off: {ratio:.2f} (target >= 0.90)")
+    per_request = {label: min(values) * 1e6 for label, values in cpu.items()}
+    for label, micros in per_request.items():
+        print(f"server CPU per manifest GET, {label}: {micros:.0f} µs (least of rounds)")
+    cpu_ratio = (
+        per_request["content trust off"] / per_request["content trust + key verification on"]
+    )
+    print(
+        f"CPU ratio off/on: {cpu_ratio:.2f} (the req/s a CPU-bound server would keep; "
+        "steadier than req/s on a busy machine)"
+    )
     load = os.getloadavg()
     print(
         f"bounded by: {os.cpu_count()} CPUs shared by the server (1 worker process), wrk "
