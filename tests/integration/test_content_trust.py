@@ -28,7 +28,7 @@ from tests.integration.registry_helpers import (
     push_blob,
     push_image,
 )
-from tests.support import cosign_sign
+from tests.support import cosign_sign, notation_sign
 
 from dockyard.audit.models import AuditLog
 from dockyard.http.state import AppState
@@ -546,3 +546,70 @@ async def test_signing_clients_pass_as_harbor_lets_them(
         url, headers={"Authorization": f"Bearer {push_token}", "User-Agent": cosign_agent}
     )
     assert refused(off)
+
+
+async def _push_notation_signed(
+    client: httpx.AsyncClient,
+    repo: str,
+    signer: notation_sign.Signer,
+    subject: tuple[str, int],
+    signed: tuple[str, int] | None = None,
+) -> str:
+    """A Notation signature referring to ``subject``, signing ``signed`` (default: it)."""
+    envelope = notation_sign.envelope(signer, *(signed or subject))
+    config, manifest = notation_sign.referrer_manifest(envelope, *subject)
+    await push_blob(client, repo, config)
+    await push_blob(client, repo, envelope)
+    digest = digest_of(manifest)
+    put = await client.put(
+        f"/v2/{repo}/manifests/{digest}", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert put.status_code == 201, put.text
+    return digest
+
+
+async def test_notation_roots_and_identities_decide_which_signatures_count(
+    admin: httpx.AsyncClient,
+) -> None:
+    project = await new_project(admin, enable_content_trust="true")
+    repo = f"{project}/app"
+    digest, body = await push_image(admin, repo, "1.0", seed=b"notation-keys")
+    subject = (digest, len(body))
+    builder, outsider = notation_sign.new_signer(), notation_sign.new_signer("intruder", "Evil")
+    made = await add_key(
+        admin,
+        project,
+        {
+            "kind": "notation",
+            "pem": builder.root_pem,
+            "identities": ["x509.subject: CN=builder, O=Example"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    notation_refusal = "The image is not signed by notation with a key the project trusts"
+    await _push_notation_signed(admin, repo, outsider, subject)
+    refusal = await admin.get(f"/v2/{repo}/manifests/1.0")
+    assert refused(refusal, notation_refusal)
+    assert "trusted root" in refusal.json()["errors"][0]["message"]
+    other, other_body = await push_image(admin, repo, "2.0", seed=b"notation-other")
+    await _push_notation_signed(admin, repo, builder, subject, (other, len(other_body)))
+    assert refused(await admin.get(f"/v2/{repo}/manifests/1.0"), notation_refusal)
+    good = await _push_notation_signed(admin, repo, builder, subject)
+    served = await admin.get(f"/v2/{repo}/manifests/1.0")
+    assert served.status_code == 200, served.text
+    status = await admin.get(f"{API}/projects/{project}/repositories/app/artifacts/1.0/signatures")
+    verified = [s for s in status.json() if s["verified"]]
+    assert [(s["digest"], s["kind"]) for s in verified] == [(good, "notation")], status.text
+    assert "CN=builder" in (verified[0]["signer"] or "")
+
+    # Identities: a root the project trusts only for another signer does not count.
+    await admin.delete(made.headers["location"])
+    narrow = await add_key(
+        admin,
+        project,
+        {"kind": "notation", "pem": builder.root_pem, "identities": ["x509.subject: CN=other"]},
+    )
+    assert narrow.status_code == 201, narrow.text
+    narrowed = await admin.get(f"/v2/{repo}/manifests/1.0")
+    assert refused(narrowed, notation_refusal)
+    assert "not a trusted identity" in narrowed.json()["errors"][0]["message"]
