@@ -708,6 +708,7 @@ class RegistryService:
                 tag,
                 previous,
                 is_new,
+                str(parsed.subject.digest) if parsed.subject is not None else None,
             )
             await self.hooks.before_manifest_push(session, push)
             if tag is not None:

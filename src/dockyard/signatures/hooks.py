@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.jobs import service as jobs
+from dockyard.oci import artifacts as facts
 from dockyard.registry.hooks import ManifestPush, NoHooks
 from dockyard.signatures import repository as repo
 from dockyard.signatures.service import VENDOR_TYPE
@@ -14,7 +15,11 @@ from dockyard.signatures.service import VENDOR_TYPE
 
 class RegistryHooks(NoHooks):
     async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:
-        # One indexed read per push (accessory rows of the pushed artifact; none for images).
+        # Only a referrer or a cosign signature tag can be a signature: other pushes (images,
+        # every small push) cost no statement here.
+        cosign_tag = push.tag is not None and facts.cosign_subject(push.tag) is not None
+        if push.subject is None and not cosign_tag:
+            return
         subjects = await repo.accessory_subjects(session, push.artifact_id)
         if not subjects:
             return
