@@ -10,6 +10,7 @@ verified.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 SignatureKind = Literal["cosign", "notation"]
+_log = logging.getLogger("dockyard.signatures")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ def verify(
     when Notation's expiry and timestamps are judged. Never raises."""
     from dockyard.signatures import cosign, notation
 
+    if signature.kind not in ("cosign", "notation"):
+        return Verdict(False, f"unknown signature kind {signature.kind!r}")
     usable = [key for key in keys if key.kind == signature.kind]
     if not usable:
         return Verdict(False, f"no trusted {signature.kind} key is configured")
@@ -117,4 +121,5 @@ def verify(
             return cosign.verify(signature, subject_digest, usable)
         return notation.verify(signature, subject_digest, usable, now=now)
     except Exception as exc:  # last resort: verify() must never raise
+        _log.warning("signature %s could not be checked", signature.digest, exc_info=True)
         return Verdict(False, f"signature could not be checked: {type(exc).__name__}")
