@@ -613,3 +613,27 @@ async def test_notation_roots_and_identities_decide_which_signatures_count(
     narrowed = await admin.get(f"/v2/{repo}/manifests/1.0")
     assert refused(narrowed, notation_refusal)
     assert "not a trusted identity" in narrowed.json()["errors"][0]["message"]
+
+
+async def test_the_newest_signatures_are_the_ones_checked(admin: httpx.AsyncClient) -> None:
+    """At most 16 signatures of a kind are checked per artifact (a bounded pull): the newest,
+    so a re-signed image's latest signature counts however many old ones it carries."""
+    project = await new_project(admin, enable_content_trust_cosign="true")
+    repo = f"{project}/app"
+    digest, _ = await push_image(admin, repo, "1.0", seed=b"many")
+    trusted, stranger = cosign_sign.new_key(), cosign_sign.new_key()
+    made = await add_key(admin, project, {"kind": "cosign", "pem": cosign_sign.public_pem(trusted)})
+    assert made.status_code == 201, made.text
+    for n in range(17):
+        await push_cosign(
+            admin, repo, digest, cosign_sign.sign(stranger, repo, digest, nonce=str(n))
+        )
+    await push_cosign(admin, repo, digest, cosign_sign.sign(trusted, repo, digest, nonce="last"))
+    served = await admin.get(f"/v2/{repo}/manifests/1.0")
+    assert served.status_code == 200, served.text
+    listed = (
+        await admin.get(f"{API}/projects/{project}/repositories/app/artifacts/1.0/signatures")
+    ).json()
+    assert len(listed) == 18
+    assert sum(1 for s in listed if s["verified"]) == 1
+    assert sum(1 for s in listed if s["reason"].startswith("not checked")) == 2

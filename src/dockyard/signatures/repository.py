@@ -225,7 +225,8 @@ class SignatureRef:
 async def signatures_of(
     db: Executor, subject_id: int, kinds: Sequence[str] = KINDS, limit: int | None = None
 ) -> list[SignatureRef]:
-    """The signature accessories recorded for artifact ``subject_id``, oldest first."""
+    """The signature accessories recorded for artifact ``subject_id``, newest first (with a
+    ``limit``, the newest are the ones kept: a re-signed image's latest signature counts)."""
     types = [ACCESSORY_OF_KIND[k] for k in kinds]
     query = (
         select(
@@ -239,7 +240,7 @@ async def signatures_of(
         .where(
             ArtifactAccessory.subject_artifact_id == subject_id, ArtifactAccessory.type.in_(types)
         )
-        .order_by(Artifact.push_time, Artifact.id)
+        .order_by(Artifact.push_time.desc(), Artifact.id.desc())
     )
     if limit is not None:
         query = query.limit(limit)

@@ -47,7 +47,8 @@ log = logging.getLogger("dockyard.signatures")
 VENDOR_TYPE = "SIGNATURE_VERIFICATION"
 """The job that computes verdicts (``signatures/jobs.py``)."""
 MAX_SIGNATURES = 16
-"""Signatures of one kind checked per artifact; later ones are listed, not checked."""
+"""Signatures of one kind checked per artifact, the newest; older ones are listed, not
+checked."""
 MAX_LAYERS = 8
 MAX_LAYER_BYTES = 256 * 1024
 """A signature's payload or envelope; real ones are a few KiB."""
@@ -213,7 +214,7 @@ async def signature_status(
         if signature.kind not in with_keys:
             verified, reason = None, f"the project trusts no {signature.kind} key; not checked"
         elif found is None:
-            reason = f"not checked: only the first {MAX_SIGNATURES} signatures are"
+            reason = f"not checked: only the newest {MAX_SIGNATURES} signatures of a kind are"
         else:
             verified, reason, key_id, signer = (
                 found.verified,
