@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.engine import Database
-from dockyard.errors import AlreadyExistsError, BadRequestError, NotFoundError
+from dockyard.errors import AlreadyExistsError, BadRequestError, NotFoundError, StorageFullError
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.jobs import service as jobs
 from dockyard.oci.digest import Digest
@@ -127,8 +127,12 @@ class SignatureChecker:
                 row = SignatureVerdict(**values)
             views.append(_view(signature, row))
         if new_rows:
-            async with self.db.write() as session:
-                await repo.store_verdicts(session, new_rows)
+            try:
+                async with self.db.write() as session:
+                    await repo.store_verdicts(session, new_rows)
+            except StorageFullError:
+                # A full disk must not stop pulls: the answer stands, uncached, this time.
+                log.warning("verdicts of artifact %s not stored: storage is full", subject_id)
         return views
 
     async def _check(
