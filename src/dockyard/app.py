@@ -59,6 +59,7 @@ from dockyard.projects import api as projects_api
 from dockyard.quota import api as quota_api
 from dockyard.quota import hooks as quota_hooks
 from dockyard.registry.hooks import RegistryHooks
+from dockyard.registry.pull_policy import PullPolicies
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
 from dockyard.remotes import api as remotes_api
@@ -70,6 +71,11 @@ from dockyard.scanner.adapter import AdapterScans
 from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
+from dockyard.signatures import api as signatures_api
+from dockyard.signatures import hooks as signatures_hooks
+from dockyard.signatures import jobs as signatures_jobs
+from dockyard.signatures.policy import ContentTrustPolicy
+from dockyard.signatures.service import SignatureChecker
 from dockyard.storage import FilesystemStorage, Storage
 from dockyard.storage.s3 import open_s3
 from dockyard.storage.space import RESERVE_NAME, DiskSpace
@@ -122,10 +128,19 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
             quota_hooks.RegistryHooks(db, settings),
             audit_hooks.RegistryHooks(db, settings),
             webhooks_hooks.RegistryHooks(db, settings),
+            signatures_hooks.RegistryHooks(),
         ]
     )
+    # The pull-policy seam (registry/pull_policy.py): asked in order by every manifest
+    # GET/HEAD; vulnerability blocking goes after content trust.
+    pull_policies = PullPolicies([ContentTrustPolicy(SignatureChecker(db, storage))])
     registry = RegistryService(
-        db, storage, upload_max_bytes=settings.upload_max_bytes, hooks=hooks, space=space
+        db,
+        storage,
+        upload_max_bytes=settings.upload_max_bytes,
+        hooks=hooks,
+        space=space,
+        pull_policies=pull_policies,
     )
     health = HealthMonitor(db, storage, job_lease=timedelta(seconds=settings.job_lease_seconds))
     return AppState(
@@ -185,6 +200,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
         *scanner_jobs.job_types,
+        *signatures_jobs.job_types,
     ]
     for name in settings.job_plugins:
         try:
@@ -229,6 +245,7 @@ def api_operations() -> list[Operation]:
         *remotes_api.operations,
         *search_api.operations,
         *icons_api.operations,
+        *signatures_api.operations,
     ]
 
 

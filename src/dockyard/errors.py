@@ -193,6 +193,18 @@ class ImmutableTagError(DeniedError):
     harbor_code = "PRECONDITION"
 
 
+class PolicyViolationError(AppError):
+    """A project policy refuses to serve the artifact (content trust: no signature of the
+    required kind, or none that verifies against the project's trusted keys).
+
+    Harbor answers a pull its content-trust policy refuses with ``412`` and the code
+    ``PROJECTPOLICYVIOLATION`` on ``/v2/`` as well as on the API; clients print the
+    message, so it says which check failed."""
+
+    oci_code = "PROJECTPOLICYVIOLATION"
+    harbor_code = "PROJECTPOLICYVIOLATION"
+
+
 class ServiceUnavailableError(AppError):
     """A service the request needs (the database, the object store) cannot be reached now.
 

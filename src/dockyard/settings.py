@@ -181,6 +181,14 @@ class Settings(BaseSettings):
     deleted or given a new secret, a user deleted or with a new password, a member
     removed) made by another process; changes in the same process apply at once.
     0: ask the database on every bearer-token request."""
+    content_trust_signer_pull: bool = True
+    """Whether content trust lets a signing client read the manifest it is about to sign:
+    a caller who may push the repository (a token granting push, or Basic credentials),
+    from a client whose User-Agent names cosign, notation or dockyard-sign (Harbor's
+    exemption, on by default there too, so that the first signature can be made). The
+    User-Agent is the client's to choose, so anyone who may push could read unsigned
+    images this way; turn it off to enforce content trust on every pull (then sign before
+    turning the project's switch on). Never affects other pull policies."""
     audit_token_service_logins: bool = False
     """Whether each password login at the token service (``/service/token``, one per
     ``docker push``/``pull``) is also an audit event. Off, as in Harbor: such logins

@@ -600,8 +600,6 @@ async def test_delete_takes_labels_rules_quota_and_policies_along(
         ("auto_scan", "vulnerability scanning"),
         ("prevent_vul", "vulnerability scanning"),
         ("auto_sbom_generation", "SBOM generation"),
-        ("enable_content_trust", "content trust"),
-        ("enable_content_trust_cosign", "content trust"),
     ],
 )
 async def test_switches_of_missing_features_accept_false_only(

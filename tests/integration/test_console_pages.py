@@ -562,12 +562,13 @@ async def test_labels_are_edited_in_place(
 async def test_features_dockyard_lacks_are_not_offered(
     console: tuple[httpx.AsyncClient, str], project: str
 ) -> None:
-    """No scanning or content-trust switch, no robot permission of a missing feature,
-    no LDAP group type: the API refuses them all (400), so the console does not offer them."""
+    """No scanning switch, no robot permission of a missing feature, no LDAP group type:
+    the API refuses them all (400), so the console does not offer them. (Content trust
+    is built, so its switches are offered: test_console_content_trust.py.)"""
     client, _ = console
     configuration = (await client.get(f"/harbor/projects/{project}/configuration")).text
     assert 'name="public"' in configuration
-    for switch in ("auto_scan", "prevent_vul", "enable_content_trust", "auto_sbom_generation"):
+    for switch in ("auto_scan", "prevent_vul", "auto_sbom_generation"):
         assert f'name="{switch}"' not in configuration
     offered = {
         f"/harbor/projects/{project}/robots": "repository:pull",

@@ -34,6 +34,7 @@ SAMPLE = {
     "user": "1",
     "group": "1",
     "quota": "1",
+    "key": "1",
 }
 ADMIN_ONLY_PAGES = [
     "/harbor/admin/users",

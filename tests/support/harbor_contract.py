@@ -44,8 +44,29 @@ BASE_PATH = "/api/v2.0"
 CONTRACT_HEADER = "X-Dockyard-Contract"
 """A request carrying ``X-Dockyard-Contract: skip`` is not checked (see the conftest hook)."""
 
-DOCKYARD_ONLY: frozenset[tuple[str, str]] = frozenset({("GET", "/openapi.json")})
-"""Dockyard endpoints Harbor does not have: (method, path under ``/api/v2.0``)."""
+DOCKYARD_ONLY: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/openapi.json"),
+        # Trusted keys and signature status (issue 22, docs/signatures.md).
+        ("GET", "/projects/{project_name_or_id}/trusted-keys"),
+        ("POST", "/projects/{project_name_or_id}/trusted-keys"),
+        ("GET", "/projects/{project_name_or_id}/trusted-keys/{key_id}"),
+        ("DELETE", "/projects/{project_name_or_id}/trusted-keys/{key_id}"),
+        (
+            "GET",
+            "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}"
+            "/signatures",
+        ),
+    }
+)
+"""Dockyard endpoints Harbor does not have: (method, path template under ``/api/v2.0``)."""
+
+
+def dockyard_only(method: str, relative: str) -> bool:
+    """Whether ``method relative`` is one of Dockyard's own operations."""
+    segments = _split(relative)
+    return any(m == method and _fits(_split(template), segments) for m, template in DOCKYARD_ONLY)
+
 
 OUTSIDE_CONTRACT_STATUSES: frozenset[int] = frozenset({401, 403, 413, 429})
 """Statuses the HTTP layer may give any operation although swagger declares them
@@ -315,7 +336,7 @@ class HarborContract:
             return []
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
         pairs = list(query_params.items() if isinstance(query_params, Mapping) else query_params)
-        if (method, relative.rstrip("/") or "/") in DOCKYARD_ONLY:
+        if dockyard_only(method, relative):
             return _error_body_problems(method, body_bytes) if 400 <= status < 500 else []
         op = self.match(method, relative)
         if op is None:

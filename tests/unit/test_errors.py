@@ -43,6 +43,7 @@ OCI_CODES = {
     "NOT_FOUND",
     "UNKNOWN",
     "UNAVAILABLE",  # distribution's code for a 503
+    "PROJECTPOLICYVIOLATION",  # Harbor's content-trust refusal of a pull (412)
 }
 
 
@@ -71,6 +72,8 @@ def test_every_error_has_a_status_on_both_faces(cls: type[errors.AppError]) -> N
         (errors.DeniedError("no"), 403, "DENIED"),
         (errors.TooManyRequestsError("slow down", retry_after=7), 429, "TOOMANYREQUESTS"),
         (errors.ManifestReferencedError("in use"), 409, "DENIED"),
+        # Harbor's content-trust middleware: docker shows "PROJECTPOLICYVIOLATION: …"
+        (errors.PolicyViolationError("not signed"), 412, "PROJECTPOLICYVIOLATION"),
         # shown by skopeo/podman/docker as "denied: storage is full …" (see the class)
         (errors.StorageFullError("storage is full"), 403, "DENIED"),
     ],

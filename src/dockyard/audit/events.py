@@ -80,6 +80,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "create_registry",
     "update_registry",
     "delete_registry",
+    "create_trusted-key",
+    "delete_trusted-key",
 )
 """The event types Dockyard records; ``disabled_audit_log_event_types`` names some of them."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -45,6 +46,8 @@ from dockyard.robots import service as robots
 from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.robots.schemas import Robot as RobotBody
+from dockyard.signatures import service as signatures
+from dockyard.signatures.schemas import TrustedKeyReq
 from dockyard.system import config
 
 PROJECT_SORTS = {
@@ -665,18 +668,23 @@ async def configuration(page: Page) -> Response:
     async with page.state.db.read() as session:
         project, context = await _project(session, page)
         view = await projects.project_view(session, page.principal, project, context)
+        keys = await signatures.list_keys(session, page.principal, project.name, True)
     return page.render(
         "projects/configuration.html",
         tab="configuration",
         project=view,
         context=context,
         allowed=allowed_in(page, context),
+        keys=[signatures.key_view(k) for k in keys],
     )
 
 
+_SWITCHES = ("public", "enable_content_trust_cosign", "enable_content_trust")
+"""The project settings the page offers; scanning switches wait for scanning."""
+
+
 async def update_configuration(page: Page) -> Response:
-    # Scanning and content-trust switches are not offered until those features land.
-    values = {"public": "true" if page.checked("public") else "false"}
+    values = {k: "true" if page.checked(k) else "false" for k in _SWITCHES}
     req = ProjectReq(metadata=ProjectMetadata(**values))
     async with page.state.db.write() as session:
         project, context = await _project(session, page)
@@ -684,3 +692,38 @@ async def update_configuration(page: Page) -> Response:
             session, page.principal, project, context, req, operator=page.actor()
         )
     return page.redirect(project_url(project.name, "configuration"), "flash.configuration_saved")
+
+
+async def add_trusted_key(page: Page) -> Response:
+    name = page.path("project")
+    async with page.state.db.read() as session:
+        await signatures.check_access(session, page.principal, name, True, Action.UPDATE)
+    try:
+        body = TrustedKeyReq.model_validate(
+            {
+                "kind": page.field("kind"),
+                "pem": page.field("pem"),
+                "identities": [
+                    line for line in page.field("identities").splitlines() if line.strip()
+                ],
+                "description": page.field("description"),
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise BadRequestError(f"the key cannot be trusted: {problems}") from None
+    described = await signatures.describe(body)
+    async with page.state.db.write() as session:
+        await signatures.add_key(session, page.principal, page.actor(), name, True, body, described)
+    return page.redirect(project_url(name, "configuration"), "flash.key_added")
+
+
+async def remove_trusted_key(page: Page) -> Response:
+    name = page.path("project")
+    async with page.state.db.write() as session:
+        await signatures.delete_key(
+            session, page.principal, page.actor(), name, True, page.path_int("key")
+        )
+    return page.redirect(project_url(name, "configuration"), "flash.key_removed")

@@ -22,6 +22,9 @@ from dockyard.iam.policy import Action, Resource
 from dockyard.labels import service as labels
 from dockyard.labels.models import Label
 from dockyard.projects import service as projects
+from dockyard.registry.models import Artifact as ArtifactRow
+from dockyard.signatures import service as signatures
+from dockyard.signatures.schemas import SignatureStatus
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
 
@@ -188,6 +191,7 @@ async def artifact_detail(page: Page) -> Response:
             session, page.principal, project.name, inner, reference, options
         )
         all_labels = await _labels_for(session, page, project.project_id)
+        signed = await _signatures(page, session, artifact)
         copy_targets, _ = await projects.list_projects(
             session, page.principal, projects.ProjectQuery(with_detail=False), PageRequest(1, 100)
         )
@@ -223,10 +227,28 @@ async def artifact_detail(page: Page) -> Response:
             bool(tags),
         ),
         labels=[label for label in all_labels if label.id not in attached],
+        signatures=signed,
         copy_targets=[p.name for p in copy_targets],
         repo_url=lambda rest="": repo_url(project.name, inner, rest),
         artifact_url=lambda rest="": artifact_url(project.name, inner, artifact.digest or "", rest),
     )
+
+
+_SIGNATURE_TYPES = ("signature.cosign", "signature.notation")
+
+
+async def _signatures(
+    page: Page, session: AsyncSession, artifact: Artifact
+) -> list[SignatureStatus]:
+    """The artifact's signatures with their verification state (verdicts computed once,
+    bounded, when missing; docs/signatures.md); none read when it has no signature."""
+    if not any(a.type in _SIGNATURE_TYPES for a in artifact.accessories or []):
+        return []
+    row = await session.get(ArtifactRow, artifact.id)
+    if row is None:
+        return []
+    checker = signatures.SignatureChecker(page.state.db, page.state.storage)
+    return await signatures.signature_status(checker, session, row)
 
 
 def _pretty(raw: bytes) -> str:

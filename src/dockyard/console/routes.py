@@ -116,6 +116,8 @@ def console_routes() -> list[BaseRoute]:
         get(P + "/logs", projects.project_logs),
         get(P + "/configuration", projects.configuration),
         post(P + "/configuration", projects.update_configuration),
+        post(P + "/trusted-keys", projects.add_trusted_key),
+        post(P + "/trusted-keys/{key}/delete", projects.remove_trusted_key),
         # administration
         get(admin.ADMIN + "/users", admin.user_list),
         post(admin.ADMIN + "/users", admin.create_user),

@@ -31,6 +31,7 @@ from dockyard.remotes.models import RegistryEndpoint
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
 from dockyard.scanner.models import AdapterScan, VulnAffected, VulnDbGeneration, VulnRecord
+from dockyard.signatures.models import SignatureVerdict, TrustedKey, TrustedKeySet
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
@@ -66,9 +67,12 @@ __all__ = [
     "Robot",
     "RobotPermission",
     "Schedule",
+    "SignatureVerdict",
     "Tag",
     "Task",
     "TaskLog",
+    "TrustedKey",
+    "TrustedKeySet",
     "User",
     "UserGroup",
     "UserGroupMembership",

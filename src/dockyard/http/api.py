@@ -188,6 +188,12 @@ class ApiRequest:
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
 
+    def project_ref(self) -> tuple[str, bool]:
+        """The ``{project_name_or_id}`` segment and whether ``X-Is-Resource-Name`` says it
+        is a name (true or 1, as Harbor reads it)."""
+        flag = (self.header("X-Is-Resource-Name") or "").strip().lower()
+        return self.path("project_name_or_id"), flag in ("true", "1")
+
     async def raw_body(self, limit: int = MAX_JSON_BYTES) -> bytes:
         length = self.request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

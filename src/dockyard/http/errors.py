@@ -19,6 +19,7 @@ log = logging.getLogger("dockyard.http")
 # Most specific class first: the first isinstance match wins.
 OCI_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.ServiceUnavailableError, 503),
+    (e.PolicyViolationError, 412),
     (e.PayloadTooLargeError, 413),
     (e.RangeInvalidError, 416),
     (e.TooManyRequestsError, 429),
@@ -48,6 +49,7 @@ OCI_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
 
 HARBOR_STATUS: tuple[tuple[type[e.AppError], int], ...] = (
     (e.ServiceUnavailableError, 503),
+    (e.PolicyViolationError, 412),
     (e.PayloadTooLargeError, 413),
     (e.TooManyRequestsError, 429),
     (e.UnauthorizedError, 401),

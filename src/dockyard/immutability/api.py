@@ -25,14 +25,8 @@ async def _allowed(api: ApiRequest, action: Action, rule_id: int | None = None) 
     transaction."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        await service.check_access(session, principal, *_project(api), action, rule_id)
+        await service.check_access(session, principal, *api.project_ref(), action, rule_id)
     return principal
-
-
-def _project(api: ApiRequest) -> tuple[str, bool]:
-    """The ``{project_name_or_id}`` segment and whether ``X-Is-Resource-Name`` says it is a name."""
-    flag = (api.header("X-Is-Resource-Name") or "").strip().lower()
-    return api.path("project_name_or_id"), flag in ("true", "1")
 
 
 @operation(
@@ -49,7 +43,7 @@ async def list_immu_rules(api: ApiRequest) -> Response:
     page = api.page()
     async with api.state.db.read() as session:
         items, total = await service.list_rules(
-            session, principal, *_project(api), api.query("q"), api.query("sort"), page
+            session, principal, *api.project_ref(), api.query("q"), api.query("sort"), page
         )
     return paged_response(api, items, total, page)
 
@@ -61,7 +55,7 @@ async def create_immu_rule(api: ApiRequest) -> Response:
     actor = await api.actor()
     body = await api.json(ImmutableRule)
     async with api.state.db.write() as session:
-        rule_id = await service.create_rule(session, principal, actor, *_project(api), body)
+        rule_id = await service.create_rule(session, principal, actor, *api.project_ref(), body)
     # As Harbor: the rule under the path the caller used (project name or id).
     return created_response(f"{api.request.url.path.rstrip('/')}/{rule_id}")
 
@@ -74,7 +68,7 @@ async def update_immu_rule(api: ApiRequest) -> Response:
     actor = await api.actor()
     body = await api.json(ImmutableRule)
     async with api.state.db.write() as session:
-        await service.update_rule(session, principal, actor, *_project(api), rule_id, body)
+        await service.update_rule(session, principal, actor, *api.project_ref(), rule_id, body)
     return empty_response()
 
 
@@ -85,7 +79,7 @@ async def delete_immu_rule(api: ApiRequest) -> Response:
     actor = await api.actor()
     rule_id = api.path_int("immutable_rule_id")
     async with api.state.db.write() as session:
-        await service.delete_rule(session, principal, actor, *_project(api), rule_id)
+        await service.delete_rule(session, principal, actor, *api.project_ref(), rule_id)
     return empty_response()
 
 

@@ -81,8 +81,6 @@ MISSING_FEATURE_METADATA = {
     "auto_scan": "vulnerability scanning",
     "prevent_vul": "vulnerability scanning (blocking vulnerable images)",
     "auto_sbom_generation": "SBOM generation",
-    "enable_content_trust": "content trust (signature enforcement)",
-    "enable_content_trust_cosign": "content trust (cosign signature enforcement)",
 }
 """Switches of features Dockyard does not have yet: "false" is accepted (tools send every
 key), "true" is a 400 naming the feature. ``severity`` only matters once ``prevent_vul``

@@ -48,6 +48,9 @@ class ManifestPush:
     previous_digest: str | None
     """What ``tag`` pointed at before this push (None: a new tag, or a push by digest)."""
     artifact_is_new: bool
+    subject: str | None = None
+    """The digest the manifest names as its ``subject`` (a referrer: a signature, an SBOM);
+    None for other manifests and for pushes that carry no manifest (a copy, a new tag)."""
 
 
 @dataclass(frozen=True, slots=True)

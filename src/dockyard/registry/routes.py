@@ -521,7 +521,12 @@ async def get_manifest(request: Request, name: str, params: dict[str, str]) -> R
     """end-3: ``GET``/``HEAD /v2/<name>/manifests/<reference>``."""
     state = get_state(request)
     caller = await _authorize(request, state, name, ("pull",))
-    manifest = await state.registry.get_manifest(name, params["reference"])
+    # Harbor's scanner credential: a token naming scanner-pull passes the pull policies.
+    scanner = _token_names(caller, name, "scanner-pull")
+    signer = await _signing_client(request, state, caller, name)
+    manifest = await state.registry.get_manifest(
+        name, params["reference"], policies=True, scanner_pull=scanner, signer_pull=signer
+    )
     headers = {
         "Docker-Content-Digest": manifest.digest,
         "ETag": f'"{manifest.digest}"',
@@ -532,6 +537,36 @@ async def get_manifest(request: Request, name: str, params: dict[str, str]) -> R
         return Response(status_code=200, headers=headers, media_type=manifest.media_type)
     state.registry.record_pull(_actor(request, caller), name, manifest.digest, params["reference"])
     return Response(manifest.body, headers=headers, media_type=manifest.media_type)
+
+
+_SIGNING_AGENTS = ("cosign", "notation", "dockyard-sign")
+
+
+async def _signing_client(request: Request, state: AppState, caller: Caller, name: str) -> bool:
+    """Harbor's signer exemption from content trust: a client that names itself a signer
+    (User-Agent) and may push the repository may read the manifest it is about to sign.
+    Harbor grants it to tokens; Dockyard's ``/v2/`` also takes Basic credentials, so a
+    Basic caller who may push gets it too (the same right, asked of ``can()``)."""
+    if not state.settings.content_trust_signer_pull:
+        return False
+    agent = request.headers.get("user-agent", "").lower()
+    if not any(signer in agent for signer in _SIGNING_AGENTS):
+        return False
+    if caller.claims is not None:
+        return caller.claims.allows("repository", name, "push")
+    if caller.principal.is_anonymous:
+        return False
+    allowed = await state.identity.repository_actions(caller.principal, name, {"push"})
+    return "push" in allowed
+
+
+def _token_names(caller: Caller, name: str, action: str) -> bool:
+    """Whether the caller's token names ``action`` on repository ``name`` (a ``*`` grant
+    does not count, so an administrator's token is checked like any other)."""
+    return caller.claims is not None and any(
+        s.type == "repository" and s.name == name and action in s.actions
+        for s in caller.claims.access
+    )
 
 
 async def put_manifest(request: Request, name: str, params: dict[str, str]) -> Response:

@@ -65,6 +65,7 @@ from dockyard.registry.models import (
     ArtifactReference,
     BlobUpload,
 )
+from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
 from dockyard.storage import Storage, blob_key
 from dockyard.storage.space import DiskSpace
 
@@ -132,8 +133,11 @@ class RegistryService:
         upload_max_bytes: int = 0,
         hooks: RegistryHooks | None = None,
         space: DiskSpace | None = None,
+        pull_policies: PullPolicies | None = None,
     ) -> None:
         self.hooks = hooks or RegistryHooks()
+        self.pull_policies = pull_policies or PullPolicies()
+        """What a client's manifest GET/HEAD must pass (``registry/pull_policy.py``)."""
         self.space = space
         """Free-space admission for new bytes (``storage/space.py``); None: unchecked."""
         self.db = db
@@ -581,7 +585,19 @@ class RegistryService:
 
     # --- manifests ------------------------------------------------------------------
 
-    async def get_manifest(self, repository: str, reference: str) -> ManifestContent:
+    async def get_manifest(
+        self,
+        repository: str,
+        reference: str,
+        *,
+        policies: bool = False,
+        scanner_pull: bool = False,
+        signer_pull: bool = False,
+    ) -> ManifestContent:
+        """The manifest ``reference`` names. With ``policies`` (a client's pull), the pull
+        policies are asked on the same connection before its bytes are read; they refuse
+        with ``PolicyViolationError``. ``scanner_pull``/``signer_pull``: who the caller is
+        (``ManifestPullCheck``)."""
         try:  # a reference that is neither tag nor digest names no manifest (spec, Harbor)
             digest = str(Digest.parse(reference)) if is_digest(reference) else None
             if digest is None:
@@ -598,6 +614,11 @@ class RegistryService:
                 found = await repo.find_manifest_by_tag(conn, repository, reference)
             if found is None and await repo.find_repository_ref(conn, repository) is None:
                 raise NameUnknownError(f"repository {repository} is not known to the registry")
+            if found is not None and policies and self.pull_policies:
+                check = ManifestPullCheck(
+                    repository, found[0], reference, scanner_pull, signer_pull
+                )
+                await self.pull_policies.check(conn, check)
         if found is None:
             raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")
         digest, media_type = found
@@ -687,6 +708,7 @@ class RegistryService:
                 tag,
                 previous,
                 is_new,
+                str(parsed.subject.digest) if parsed.subject is not None else None,
             )
             await self.hooks.before_manifest_push(session, push)
             if tag is not None:

@@ -93,7 +93,14 @@ class RegistryClient:
         scheme = "http" if plain_http else "https"
         self._base = f"{scheme}://{reference.registry}/v2/{reference.repository}"
         self._auth = (username, password) if username is not None else None
-        self._client = httpx.Client(timeout=timeout, verify=verify_tls, follow_redirects=True)
+        # A signing client names itself, so a project with content trust on lets it read the
+        # unsigned manifest it is about to sign (registry/routes.py, as Harbor does for cosign).
+        self._client = httpx.Client(
+            timeout=timeout,
+            verify=verify_tls,
+            follow_redirects=True,
+            headers={"User-Agent": "dockyard-sign"},
+        )
         self._token: str | None = None
 
     def close(self) -> None:

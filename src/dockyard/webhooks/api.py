@@ -35,17 +35,11 @@ TASKS = EXECUTIONS + "/{execution_id}/tasks"
 LISTING = ("q", "sort", "page", "page_size")
 
 
-def _project(api: ApiRequest) -> tuple[str, bool]:
-    """The ``{project_name_or_id}`` segment and whether ``X-Is-Resource-Name`` says it is a name."""
-    flag = (api.header("X-Is-Resource-Name") or "").strip().lower()
-    return api.path("project_name_or_id"), flag in ("true", "1")
-
-
 async def _allowed(api: ApiRequest, action: Action) -> Principal:
     """Check access before reading the body, outside the write transaction."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        await service.check_access(session, principal, *_project(api), action)
+        await service.check_access(session, principal, *api.project_ref(), action)
     return principal
 
 
@@ -70,7 +64,7 @@ async def list_webhook_policies(api: ApiRequest) -> Response:
     page = api.page()
     async with api.state.db.read() as session:
         items, total = await service.list_policies(
-            session, principal, *_project(api), api.query("q"), api.query("sort"), page
+            session, principal, *api.project_ref(), api.query("q"), api.query("sort"), page
         )
     return paged_response(api, items, total, page)
 
@@ -82,7 +76,7 @@ async def create_webhook_policy(api: ApiRequest) -> Response:
     body = await api.json(WebhookPolicy)
     async with api.state.db.write() as session:
         policy_id = await service.create_policy(
-            session, principal, *_project(api), body, _egress(api)
+            session, principal, *api.project_ref(), body, _egress(api)
         )
     _policies_changed(api)
     return created_response(f"{api.request.url.path.rstrip('/')}/{policy_id}")
@@ -93,7 +87,7 @@ async def get_webhook_policy(api: ApiRequest) -> Response:
     principal = await api.principal()
     policy_id = api.path_int("webhook_policy_id")
     async with api.state.db.read() as session:
-        policy = await service.get_policy(session, principal, *_project(api), policy_id)
+        policy = await service.get_policy(session, principal, *api.project_ref(), policy_id)
     return json_response(policy)
 
 
@@ -105,7 +99,7 @@ async def update_webhook_policy(api: ApiRequest) -> Response:
     body = await api.json(WebhookPolicy)
     async with api.state.db.write() as session:
         await service.update_policy(
-            session, principal, *_project(api), policy_id, body, _egress(api)
+            session, principal, *api.project_ref(), policy_id, body, _egress(api)
         )
     _policies_changed(api)
     return empty_response()
@@ -117,7 +111,7 @@ async def delete_webhook_policy(api: ApiRequest) -> Response:
     principal = await api.principal()
     policy_id = api.path_int("webhook_policy_id")
     async with api.state.db.write() as session:
-        await service.delete_policy(session, principal, *_project(api), policy_id)
+        await service.delete_policy(session, principal, *api.project_ref(), policy_id)
     _policies_changed(api)
     return empty_response()
 
@@ -134,7 +128,7 @@ async def list_webhook_executions(api: ApiRequest) -> Response:
         rows, metrics, total = await service.list_executions(
             session,
             principal,
-            *_project(api),
+            *api.project_ref(),
             policy_id,
             api.query("q"),
             api.query("sort"),
@@ -154,7 +148,7 @@ async def list_webhook_tasks(api: ApiRequest) -> Response:
         rows, total = await service.list_tasks(
             session,
             principal,
-            *_project(api),
+            *api.project_ref(),
             policy_id,
             execution_id,
             api.query("q"),
@@ -173,7 +167,7 @@ async def get_webhook_task_log(api: ApiRequest) -> Response:
     task_id = api.path_int("task_id")
     async with api.state.db.read() as session:
         text = await service.task_log(
-            session, principal, *_project(api), policy_id, execution_id, task_id
+            session, principal, *api.project_ref(), policy_id, execution_id, task_id
         )
     return PlainTextResponse(text)
 
@@ -183,7 +177,7 @@ async def last_trigger(api: ApiRequest) -> Response:
     """Per policy and event type, when it last started a delivery (deprecated in Harbor)."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        items = await service.last_triggers(session, principal, *_project(api))
+        items = await service.last_triggers(session, principal, *api.project_ref())
     return json_response(items)
 
 
@@ -207,7 +201,7 @@ async def list_webhook_jobs(api: ApiRequest) -> Response:
     page = api.page()
     async with api.state.db.read() as session:
         items, total = await service.list_jobs(
-            session, principal, *_project(api), policy_id, statuses, page
+            session, principal, *api.project_ref(), policy_id, statuses, page
         )
     return paged_response(api, items, total, page)
 
@@ -219,7 +213,7 @@ async def get_supported_event_types(api: ApiRequest) -> Response:
     """The event types, notify types and payload formats a policy may use."""
     principal = await api.principal()
     async with api.state.db.read() as session:
-        result = await service.event_types_for(session, principal, *_project(api))
+        result = await service.event_types_for(session, principal, *api.project_ref())
     return json_response(result)
 
 

@@ -1,0 +1,64 @@
+"""The one pull-policy seam: what a manifest GET/HEAD asks before it serves.
+
+Content trust (``signatures/policy.py``) and, later, vulnerability blocking are
+policies. The registry knows none by name: ``create_app`` hands the service the
+policies in order, and ``/v2/``'s manifest handler asks them through
+``RegistryService.check_pull`` once it knows which manifest it is about to serve.
+
+The contract that keeps pulls fast: a policy answers from stored rows with **one
+indexed statement** on the connection it is given, and refuses by raising
+``PolicyViolationError`` (Harbor's ``412 PROJECTPOLICYVIOLATION``). It never reads
+blobs or calls out on a pull it lets through on the common path; work that must be
+done before a row exists is the policy's own bounded slow path (see
+``docs/signatures.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["ManifestPullCheck", "PullPolicies", "PullPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPullCheck:
+    """A manifest about to be served."""
+
+    repository: str
+    digest: str
+    reference: str
+    """The tag or digest the client asked for."""
+    scanner_pull: bool = False
+    """The caller's token grants ``scanner-pull`` on the repository: Harbor's scanner
+    credential, which every pull policy lets through. The token service grants that
+    action to no Dockyard account yet; the scanner's robot will hold it when scanning
+    lands, and then passes here with no change to the policies."""
+    signer_pull: bool = False
+    """A signing client reading what it will sign: a caller who may push the repository
+    with a User-Agent naming a signer (Harbor's exemption, for content trust only;
+    ``content_trust_signer_pull``)."""
+
+
+class PullPolicy(Protocol):
+    """One policy of the seam."""
+
+    async def check_pull(self, conn: AsyncConnection, pull: ManifestPullCheck) -> None:
+        """Raise ``PolicyViolationError`` to refuse; one indexed statement on ``conn``."""
+
+
+class PullPolicies:
+    """The policies in order; the first refusal wins."""
+
+    def __init__(self, policies: Sequence[PullPolicy] = ()) -> None:
+        self.policies = tuple(policies)
+
+    def __bool__(self) -> bool:
+        return bool(self.policies)
+
+    async def check(self, conn: AsyncConnection, pull: ManifestPullCheck) -> None:
+        for policy in self.policies:
+            await policy.check_pull(conn, pull)
