@@ -46,6 +46,14 @@ RUN_TIME_ITEMS = frozenset(
         "ldap_scope",
         "ldap_timeout",
         "ldap_verify_cert",
+        "ldap_starttls",
+        "ldap_ca_cert",
+        "ldap_group_base_dn",
+        "ldap_group_search_filter",
+        "ldap_group_attribute_name",
+        "ldap_group_search_scope",
+        "ldap_group_admin_dn",
+        "ldap_group_membership_attribute",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.

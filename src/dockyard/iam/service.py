@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -19,8 +20,8 @@ from dockyard.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from dockyard.iam import groupsync, revocation
 from dockyard.iam import repository as users
-from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
@@ -28,7 +29,7 @@ from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Re
 from dockyard.iam.providers import ldap
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
-from dockyard.iam.users import validate_username
+from dockyard.iam.users import GroupType, validate_username
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -152,7 +153,49 @@ class IdentityService:
         if found is None:
             await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
-        return await self.onboard(found)
+        login = await self.onboard(found)
+        user_id = login.principal.user_id
+        assert user_id is not None
+        # The groups as the directory says now: the rows can() reads for this sign-in's
+        # token, its console session and every later token check.
+        group_ids = await groupsync.record_sign_in_groups(
+            self.db,
+            user_id,
+            int(GroupType.LDAP),
+            [groupsync.ExternalGroup(name="", dn=dn) for dn in found.groups],
+            admin=found.admin,
+        )
+        if login.principal.sysadmin and not found.admin:
+            # An administrator by the flag, or by an admin group the user just left.
+            again = await self._find_account(login.principal.name)
+            if again is None:
+                raise UnauthorizedError(_BAD_CREDENTIALS)
+            return again
+        principal = dataclasses.replace(
+            login.principal, group_ids=group_ids, sysadmin=login.principal.sysadmin or found.admin
+        )
+        return dataclasses.replace(login, principal=principal)
+
+    async def ldap_group(self, dn: str) -> ldap.DirectoryGroup:
+        """The directory's group at ``dn`` (within ``ldap_group_search_filter``), as an
+        LDAP user group is created by DN: refused unless ``auth_mode`` is ``ldap_auth``
+        and the directory has it."""
+        dn = dn.strip()
+        if not ldap.valid_dn(dn):
+            raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+        async with self.db.read() as session:
+            cfg = await ldap.load_config_if_enabled(session)
+        if cfg is None:
+            raise BadRequestError(
+                "LDAP user groups (group_type 1) need auth_mode ldap_auth: their members "
+                "are found at LDAP sign-in"
+            )
+        found = await self.directory.search_groups(cfg, name=None, dn=dn, limit=1)
+        if not found:
+            raise BadRequestError(
+                f"the LDAP directory has no group at {dn[:200]} (within ldap_group_search_filter)"
+            )
+        return found[0]
 
     async def onboard(self, found: ldap.DirectoryUser) -> AccountLogin:
         """The Dockyard user for a directory entry that signed in: created on the first
