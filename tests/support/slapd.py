@@ -166,7 +166,7 @@ pidfile {directory}/slapd.pid
 {certificates}modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
-sizelimit 500
+sizelimit unlimited
 database mdb
 maxsize 67108864
 suffix "{BASE_DN}"

@@ -17,6 +17,7 @@ be reached is a ``ServiceUnavailableError`` (503), never a wrong password.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -44,6 +45,8 @@ MAX_GROUPS = 1000
 PAGE_SIZE = 500
 """Entries asked for per page of a paged search (RFC 2696)."""
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"
+MAX_ENTRY_READS = 256
+"""Group entries read one by one (their ``memberOf``) in one sign-in's walk at most."""
 _OR_CHUNK = 50
 """DNs per ``(|(member=…)…)`` filter of the group-side walk."""
 POOL_SIZE = 4
@@ -299,17 +302,21 @@ class LdapDirectory:
 
     def _walk_groups(self, pooled: _Pooled, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
         """The user's groups, then the groups those are in, level by level up to
-        ``MAX_NESTING`` levels, each group once (a cycle ends where it closes)."""
+        ``MAX_NESTING`` levels, each group once (a cycle ends where it closes). Group-side
+        attributes cost one search per level (per 50 groups); ``memberOf`` one read per
+        group, at most ``MAX_ENTRY_READS`` of them in all."""
         found: dict[str, str] = {}
         frontier = [user.dn]
+        reads = MAX_ENTRY_READS
         for level in range(MAX_NESTING + 1):
             above: list[str] = list(user.groups) if level == 0 else []
             if cfg.user_side and level > 0:
-                for dn in frontier:
+                for dn in frontier[:reads]:
                     for entry in self._entries(
                         pooled, cfg, dn, "(objectClass=*)", ldap3.BASE, cfg.user_side, 1
                     ):
                         above.extend(_values(entry, cfg.user_side))
+                reads -= min(reads, len(frontier))
             if cfg.group_side:
                 for start in range(0, len(frontier), _OR_CHUNK):
                     chunk = frontier[start : start + _OR_CHUNK]
@@ -476,10 +483,7 @@ def _connect(cfg: LdapConfig) -> Any:
     scheme, _, rest = cfg.url.partition("://") if "://" in cfg.url else ("ldap", "", cfg.url)
     host, _, port = rest.rstrip("/").rpartition(":") if ":" in rest else (rest, "", "")
     use_ssl = scheme.lower() == "ldaps"
-    tls = ldap3.Tls(
-        validate=ssl.CERT_REQUIRED if cfg.verify_cert else ssl.CERT_NONE,
-        ca_certs_data=cfg.ca_cert or None,
-    )
+    tls = _Tls(_tls_context(cfg.verify_cert, cfg.ca_cert), host)
     server = ldap3.Server(
         host,
         port=int(port) if port else (636 if use_ssl else 389),
@@ -499,6 +503,36 @@ def _connect(cfg: LdapConfig) -> Any:
         _close(conn)
         raise
     return conn
+
+
+@functools.lru_cache(maxsize=16)
+def _tls_context(verify: bool, ca_pem: str) -> ssl.SSLContext:
+    """The TLS context for a directory: its certificate checked (against ``ca_pem``, else
+    the system's CAs) and its name matched by Python's own check, unless ``verify`` is
+    off. Kept per setting: loading the system's CAs costs milliseconds."""
+    context = ssl.create_default_context(cadata=ca_pem or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _Tls(ldap3.Tls):  # type: ignore[misc]  # ldap3 has no type hints
+    """``ldap3``'s TLS with our context: its own host name check uses
+    ``ssl.match_hostname``, deprecated since Python 3.7 and gone in 3.12."""
+
+    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+        super().__init__(validate=context.verify_mode)
+        self._context = context
+        self._host = host
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        connection.socket = self._context.wrap_socket(
+            connection.socket,
+            server_side=False,
+            do_handshake_on_connect=do_handshake,
+            server_hostname=self._host,
+        )
 
 
 def _why(exc: LDAPException) -> str:
