@@ -139,6 +139,14 @@ async def find_group(session: AsyncSession, group_id: int) -> UserGroup | None:
     return await session.get(UserGroup, group_id)
 
 
+async def any_group(session: AsyncSession, group_type: int) -> bool:
+    """Whether a user group of ``group_type`` exists (one indexed row read)."""
+    found = await session.scalar(
+        select(UserGroup.id).where(UserGroup.group_type == group_type).limit(1)
+    )
+    return found is not None
+
+
 async def find_group_by(
     session: AsyncSession, *, group_type: int, ldap_dn_key: str
 ) -> UserGroup | None:

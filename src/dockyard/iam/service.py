@@ -43,6 +43,7 @@ _DECISIONS_KEPT = 8192
 CATALOG = "catalog"
 """``recheck``'s action for ``GET /v2/_catalog`` (no repository)."""
 _BAD_CREDENTIALS = "invalid username or password"
+LDAP_GROUP = int(GroupType.LDAP)
 ADMIN = "admin"
 """Always signs in from the database, whatever ``auth_mode`` says (as in Harbor)."""
 _PREFIXES_FRESH_SECONDS = 1.0
@@ -116,8 +117,12 @@ class IdentityService:
             directory = None
             if username != ADMIN and not any(username.startswith(p) for p in self._prefixes):
                 directory = await ldap.load_config_if_enabled(session)
+            # Nested groups cost round trips: walked only when a group could use them.
+            walk = directory is not None and (
+                bool(directory.group_admin_dn) or await users.any_group(session, LDAP_GROUP)
+            )
         if directory is not None:
-            login = await self._directory_login(directory, username, password, source)
+            login = await self._directory_login(directory, username, password, source, walk)
             if throttled.pair_failures:
                 async with self.db.write() as session:
                     await self.throttle.succeeded(session, username, source)
@@ -147,9 +152,9 @@ class IdentityService:
         return account
 
     async def _directory_login(
-        self, cfg: ldap.LdapConfig, username: str, password: str, source: str
+        self, cfg: ldap.LdapConfig, username: str, password: str, source: str, walk: bool
     ) -> AccountLogin:
-        found = await self.directory.authenticate(cfg, username, password)
+        found = await self.directory.authenticate(cfg, username, password, groups=walk)
         if found is None:
             await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
@@ -161,7 +166,7 @@ class IdentityService:
         group_ids = await groupsync.record_sign_in_groups(
             self.db,
             user_id,
-            int(GroupType.LDAP),
+            LDAP_GROUP,
             [groupsync.ExternalGroup(name="", dn=dn) for dn in found.groups],
             admin=found.admin,
         )

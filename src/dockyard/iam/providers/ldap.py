@@ -208,12 +208,15 @@ class LdapDirectory:
         self._lock = threading.Lock()
         self._idle: dict[tuple[LdapConfig, str], list[_Pooled]] = {}
 
-    async def authenticate(self, cfg: LdapConfig, name: str, password: str) -> DirectoryUser | None:
-        """The entry ``name`` signs in as with ``password``, or None when they do not match."""
+    async def authenticate(
+        self, cfg: LdapConfig, name: str, password: str, *, groups: bool = True
+    ) -> DirectoryUser | None:
+        """The entry ``name`` signs in as with ``password``, or None when they do not match;
+        with ``groups``, with the groups it is in (else those on its entry only)."""
         if not password or not acceptable_name(name):
             return None  # an empty password would be an anonymous bind that succeeds
         self._check_configured(cfg)
-        return await to_thread.run_sync(self._authenticate, cfg, name, password)
+        return await to_thread.run_sync(self._authenticate, cfg, name, password, groups)
 
     async def search(self, cfg: LdapConfig, name: str | None, limit: int) -> list[DirectoryUser]:
         """Entries whose ``ldap_uid`` is ``name`` (``*`` in ``name`` matches itself only),
@@ -278,7 +281,9 @@ class LdapDirectory:
                 retry_after=60,
             )
 
-    def _authenticate(self, cfg: LdapConfig, name: str, password: str) -> DirectoryUser | None:
+    def _authenticate(
+        self, cfg: LdapConfig, name: str, password: str, groups: bool
+    ) -> DirectoryUser | None:
         found = self._run(cfg, lambda pooled: self._find(pooled, cfg, user_filter(cfg, name), 2))
         if len(found) != 1:
             return None  # nobody, or a name that is not unique: no sign-in either way
@@ -295,28 +300,40 @@ class LdapDirectory:
         # the search DN: two round trips a sign-in instead of three.
         if not self._run(cfg, bind, _BIND):
             return None
-        groups = self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
+        if not groups:
+            return user
+        walked = self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
         admin_key = dn_key(cfg.group_admin_dn) if cfg.group_admin_dn else None
-        admin = admin_key is not None and any(dn_key(g) == admin_key for g in groups)
-        return replace(user, groups=tuple(groups), admin=admin)
+        admin = admin_key is not None and any(dn_key(g) == admin_key for g in walked)
+        return replace(user, groups=tuple(walked), admin=admin)
 
     def _walk_groups(self, pooled: _Pooled, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
         """The user's groups, then the groups those are in, level by level up to
         ``MAX_NESTING`` levels, each group once (a cycle ends where it closes). Group-side
-        attributes cost one search per level (per 50 groups); ``memberOf`` one read per
-        group, at most ``MAX_ENTRY_READS`` of them in all."""
+        attributes cost one search per level (per 50 groups), which also brings the found
+        groups' ``memberOf``; other groups' ``memberOf`` costs a read each, at most
+        ``MAX_ENTRY_READS`` of them in all."""
         found: dict[str, str] = {}
+        # memberOf of the groups a group-side search returned (asked for with them), so
+        # they need no read of their own.
+        parents: dict[str, list[str]] = {}
         frontier = [user.dn]
         reads = MAX_ENTRY_READS
         for level in range(MAX_NESTING + 1):
             above: list[str] = list(user.groups) if level == 0 else []
             if cfg.user_side and level > 0:
-                for dn in frontier[:reads]:
+                for dn in frontier:
+                    known = parents.get(dn_key(dn))
+                    if known is not None:
+                        above.extend(known)
+                        continue
+                    if reads <= 0:
+                        continue
+                    reads -= 1
                     for entry in self._entries(
                         pooled, cfg, dn, "(objectClass=*)", ldap3.BASE, cfg.user_side, 1
                     ):
                         above.extend(_values(entry, cfg.user_side))
-                reads -= min(reads, len(frontier))
             if cfg.group_side:
                 for start in range(0, len(frontier), _OR_CHUNK):
                     chunk = frontier[start : start + _OR_CHUNK]
@@ -332,10 +349,13 @@ class LdapDirectory:
                         cfg.group_search_base,
                         query,
                         _SCOPES[cfg.group_scope],
-                        [],
+                        cfg.user_side,
                         MAX_GROUPS,
                     )
-                    above.extend(str(e["dn"]) for e in entries)
+                    for entry in entries:
+                        above.append(str(entry["dn"]))
+                        if cfg.user_side:
+                            parents[dn_key(str(entry["dn"]))] = _values(entry, cfg.user_side)
             frontier = []
             for dn in above:
                 key = dn_key(dn)
