@@ -321,6 +321,8 @@ async def test_group_search_answers_harbor_s_shape(admin: httpx.AsyncClient) -> 
     # Thousands match: the answer is capped at 100, read in pages.
     bulk = await admin.get(search, params={"groupname": "bulk-group"})
     assert bulk.status_code == 200 and len(bulk.json()) == 100
+    users = await admin.get("/api/v2.0/ldap/users/search")
+    assert users.status_code == 200 and len(users.json()) == 100
     for hostile in ("*", ")(cn=*", "team-*", "x)(|(cn=*"):
         none = await admin.get(search, params={"groupname": hostile})
         assert none.status_code == 200 and none.json() == [], hostile
@@ -359,6 +361,9 @@ async def test_bad_group_settings_are_refused(admin: httpx.AsyncClient) -> None:
     for change in (
         {"ldap_group_search_filter": "objectClass=group"},
         {"ldap_group_search_filter": "(cn=a"},
+        {"ldap_group_search_filter": "(cn)"},
+        {"ldap_group_search_filter": "(a=b)(c=d)"},
+        {"ldap_filter": "((uid=x))"},
         {"ldap_group_attribute_name": "c n"},
         {"ldap_group_membership_attribute": "memberOf,member,uniqueMember,x"},
         {"ldap_group_membership_attribute": "member(of)"},

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from ldap3.core.exceptions import LDAPException
+from ldap3.operation.search import parse_filter
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -237,6 +239,11 @@ def _filter_check(key: str) -> Callable[[str], str]:
             raise ValueError(f"{key} must be empty or an LDAP filter in parentheses")
         if value.count("(") != value.count(")"):
             raise ValueError(f"{key} has unbalanced parentheses")
+        if value:
+            try:  # the LDAP client's own parser: what it refuses here, it would refuse mid-sign-in
+                parse_filter(value, None, True, True, None, False)
+            except (LDAPException, ValueError, IndexError) as exc:
+                raise ValueError(f"{key} is not an LDAP filter ({exc})") from None
         return value
 
     return check
