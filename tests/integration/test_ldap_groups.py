@@ -22,8 +22,8 @@ import ldap3
 import pytest
 from sqlalchemy import func, select
 from starlette.applications import Starlette
-from tests.integration.conftest import ADMIN_PASSWORD, make_client, serving
-from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.integration.conftest import ADMIN_PASSWORD, make_client, serving, unchecked_client
+from tests.support.certs import make_ca
 from tests.support.slapd import (
     AD_GROUPS_DN,
     AD_USERS_DN,
@@ -80,26 +80,15 @@ def slapd() -> Iterator[Slapd]:
         server.close()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def groups_database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ldapg-sqlite') / 'dockyard.db'}"
-        return
-    with temporary_database(postgres_admin_url()) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 async def groups_app(
-    groups_database_url: str, tmp_path_factory: pytest.TempPathFactory, slapd: Slapd
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory, slapd: Slapd
 ) -> AsyncIterator[Starlette]:
     from dockyard.settings import Settings
 
     data_dir: Path = tmp_path_factory.mktemp("ldapg-data")
     settings = Settings(
-        data_dir=data_dir, database_url=groups_database_url, admin_password=ADMIN_PASSWORD
+        data_dir=data_dir, database_url=module_database_url, admin_password=ADMIN_PASSWORD
     )
     async with serving(settings) as application:
         async with make_client(application, ("admin", ADMIN_PASSWORD)) as admin:
@@ -129,12 +118,6 @@ async def admin(groups_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _unchecked(app: Starlette, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
-    """A client that may see a 503 (``make_client`` refuses every 5xx)."""
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40002))
-    return httpx.AsyncClient(transport=transport, base_url="http://registry.test", auth=auth)
-
-
 async def _granted(app: Starlette, name: str, password: str = USER_PASSWORD) -> set[str]:
     """The actions the token service grants ``name`` on the project's repository."""
     async with make_client(app) as client:
@@ -150,7 +133,7 @@ async def _granted(app: Starlette, name: str, password: str = USER_PASSWORD) -> 
 
 async def _push_starts(app: Starlette, name: str) -> int:
     """The status of starting a blob upload with ``name``'s Basic credentials on /v2/."""
-    async with _unchecked(app, (name, USER_PASSWORD)) as client:
+    async with unchecked_client(app, (name, USER_PASSWORD)) as client:
         answer = await client.post(f"/v2/{REPOSITORY}/blobs/uploads/")
         if answer.status_code == 202:
             await client.delete(answer.headers["location"])
@@ -234,7 +217,7 @@ async def test_a_group_left_in_the_directory_takes_the_role_away(
     assert "push" not in await _granted(groups_app, "grace")
     assert "developers" not in await _groups_of(groups_state, "grace")
     # The token from before holds no longer: the membership's removal revoked it.
-    async with _unchecked(groups_app) as client:
+    async with unchecked_client(groups_app) as client:
         refused = await client.post(
             f"/v2/{REPOSITORY}/blobs/uploads/", headers={"Authorization": f"Bearer {token}"}
         )
@@ -344,7 +327,7 @@ async def test_injections_sign_in_nobody_and_create_nothing(
     groups_app: Starlette, groups_state: AppState
 ) -> None:
     before = await _counts(groups_state)
-    async with _unchecked(groups_app) as client:
+    async with unchecked_client(groups_app) as client:
         for name in ("*", "*)(uid=*", "al*", "alice)(|(uid=*", "alice\x00", "x" * 300):
             header = base64.b64encode(f"{name}:{USER_PASSWORD}".encode()).decode()
             answer = await client.get(
@@ -434,7 +417,7 @@ async def _tls_sign_in(app: Starlette, change: dict[str, Any], slapd: Slapd) -> 
         changed = await admin.put(CONFIGURATIONS, json=change)
         assert changed.status_code == 200, changed.text
         try:
-            async with _unchecked(app) as client:
+            async with unchecked_client(app) as client:
                 return await client.get(
                     "/service/token",
                     params={"service": "dockyard", "scope": f"repository:{REPOSITORY}:pull"},
@@ -481,28 +464,7 @@ async def test_tls(groups_app: Starlette, slapd: Slapd, how: str, status: int) -
 
 def _other_ca() -> str:
     """A CA that signed nothing the directory holds."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"other {secrets.token_hex(2)}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return make_ca(f"other {secrets.token_hex(2)}").cert_pem.decode()
 
 
 async def test_internalconfig_shows_dockyard_s_own_tls_items(admin: httpx.AsyncClient) -> None:
@@ -539,7 +501,7 @@ async def test_directory_down_robots_and_admin_keep_working(
     assert "pull" in await _granted(groups_app, "alice")  # pools warm
     slapd.stop()
     try:
-        async with _unchecked(groups_app) as client:
+        async with unchecked_client(groups_app) as client:
             down = await client.get(
                 "/service/token",
                 params={"service": "dockyard", "scope": f"repository:{REPOSITORY}:pull"},
@@ -548,7 +510,7 @@ async def test_directory_down_robots_and_admin_keep_working(
             assert down.status_code == 503, down.text
             assert "cannot be reached" in down.json()["errors"][0]["message"]
         assert await _granted(groups_app, *robot_auth) == {"pull"}
-        async with _unchecked(groups_app, ("admin", ADMIN_PASSWORD)) as admin:
+        async with unchecked_client(groups_app, ("admin", ADMIN_PASSWORD)) as admin:
             assert (await admin.get("/api/v2.0/users/current")).status_code == 200
             search = await admin.get("/api/v2.0/ldap/groups/search", params={"groupname": "team"})
             assert search.status_code == 503
