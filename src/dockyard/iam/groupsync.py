@@ -194,21 +194,23 @@ async def _plan(
             for g in wanted
             if g.name and g.name not in taken and (not g.dn or dn_key(g.dn) not in keys)
         )
-    memberships = (
+    # The user's admin role and memberships in one statement (a row per membership).
+    rows = (
         await session.execute(
-            select(UserGroupMembership.group_id, UserGroup.group_type)
-            .join(UserGroup, UserGroup.id == UserGroupMembership.group_id)
-            .where(UserGroupMembership.user_id == user_id)
+            select(User.admin_role_in_auth, UserGroupMembership.group_id, UserGroup.group_type)
+            .select_from(User)
+            .outerjoin(UserGroupMembership, UserGroupMembership.user_id == User.user_id)
+            .outerjoin(UserGroup, UserGroup.id == UserGroupMembership.group_id)
+            .where(User.user_id == user_id)
         )
     ).all()
-    current = frozenset(g for g, kind in memberships if kind == group_type)
-    admin_now = await session.scalar(select(User.admin_role_in_auth).where(User.user_id == user_id))
+    memberships = [(g, kind) for _, g, kind in rows if g is not None]
     return _Plan(
         frozenset(matched),
-        current,
+        frozenset(g for g, kind in memberships if kind == group_type),
         frozenset(g for g, _ in memberships),
         missing,
-        bool(admin_now),
+        any(bool(admin) for admin, _, _ in rows),
     )
 
 

@@ -158,7 +158,7 @@ class IdentityService:
         if found is None:
             await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
-        login = await self.onboard(found)
+        login = await self.onboard(found, groups=False)
         user_id = login.principal.user_id
         assert user_id is not None
         # The groups as the directory says now: the rows can() reads for this sign-in's
@@ -202,10 +202,11 @@ class IdentityService:
             )
         return found[0]
 
-    async def onboard(self, found: ldap.DirectoryUser) -> AccountLogin:
+    async def onboard(self, found: ldap.DirectoryUser, *, groups: bool = True) -> AccountLogin:
         """The Dockyard user for a directory entry that signed in: created on the first
         sign-in (no password of its own: it can only sign in through the directory),
-        its email and full name kept as the directory says."""
+        its email and full name kept as the directory says. Without ``groups`` the
+        login's group ids are left empty (a sign-in records and reads them next)."""
         try:
             name = validate_username(found.username, self.robot_prefix)
         except BadRequestError as exc:
@@ -214,10 +215,11 @@ class IdentityService:
             ) from None
         email = found.email if 0 < len(found.email) <= 255 else None
         realname = found.realname[:255]
-        async with self.db.read() as session:
+        async with self._lookups() as session:  # the usual case: nothing to change
             user = await users.find_user_by_name(session, name)
             if user is not None and user.realname == realname and email in (None, user.email):
-                return users.user_login(user, await users.user_group_ids(session, user.user_id))
+                ids = await users.user_group_ids(session, user.user_id) if groups else frozenset()
+                return users.user_login(user, ids)
         async with self.db.write() as session:
             if email is not None:
                 holder = await users.find_user_by_email(session, email)
