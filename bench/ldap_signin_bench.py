@@ -12,7 +12,9 @@ bound as the search DN, then a bind as the user on another pooled one), and each
 resolving the user's groups (``memberOf`` on the entry, ``member`` searched on the
 groups, nested groups walked) and recording them (``iam/groupsync.py``): ``alice`` is in
 one group, ``carol`` in three (team-a in team-b in team-c, a project member). ``admin``
-(from the database, its password check remembered) is timed the same way. Then the
+(from the database, its password check remembered; an administrator, so no project is
+read) and a project robot (a database account with a role: the same project reads as
+an LDAP user's) are timed the same way. Then the
 directory's part alone (``LdapDirectory.authenticate`` in this process, no HTTP, no
 database) is timed for both users, to say what bounds a sign-in.
 """
@@ -134,9 +136,33 @@ def main() -> None:
                     auth=server.admin_auth,
                     json={"role_id": 2, "member_group": {"ldap_group_dn": dn}},
                 ).raise_for_status()
+            # A database account that is no administrator, with a role in the project: its
+            # token costs the same project reads as an LDAP user's, without the directory.
+            made = client.post(
+                "/api/v2.0/robots",
+                auth=server.admin_auth,
+                json={
+                    "name": "bench",
+                    "level": "project",
+                    "duration": -1,
+                    "permissions": [
+                        {
+                            "kind": "project",
+                            "namespace": "bench",
+                            "access": [
+                                {"resource": "repository", "action": "pull"},
+                                {"resource": "repository", "action": "push"},
+                            ],
+                        }
+                    ],
+                },
+            )
+            made.raise_for_status()
+            robot = (made.json()["name"], made.json()["secret"])
             for name in ("alice", "carol"):
                 _time(client, (name, USER_PASSWORD), 20)  # onboarding, pools and caches warm
             _time(client, server.admin_auth, 20)
+            _time(client, robot, 20)
             http = {
                 name: _report(
                     f"token, LDAP user {name} ({groups})",
@@ -144,9 +170,8 @@ def main() -> None:
                 )
                 for name, groups in (("alice", "1 group"), ("carol", "3 nested groups"))
             }
-            admin = _report(
-                "token, database admin", _time(client, server.admin_auth, args.requests)
-            )
+            _report("token, database admin", _time(client, server.admin_auth, args.requests))
+            base = _report("token, project robot (database)", _time(client, robot, args.requests))
         alone = {
             name: _report(
                 f"directory alone, {name}", _directory_only(directory, name, args.requests)
@@ -154,11 +179,11 @@ def main() -> None:
             for name in ("alice", "carol")
         }
         for name in ("alice", "carol"):
-            rest = http[name] - alone[name] - admin
+            rest = http[name] - alone[name] - base
             print(
                 f"{name}: p50 {http[name]:.2f} ms = the directory {alone[name]:.2f} ms "
-                f"+ a database user's token {admin:.2f} ms + {rest:.2f} ms of the rest "
-                "(the worker-thread hops, the user and group reads of onboarding and groupsync)"
+                f"+ a database account's token {base:.2f} ms + {rest:.2f} ms of the rest "
+                "(the worker-thread hop, the user and group reads of onboarding and groupsync)"
             )
     finally:
         directory.close()
