@@ -66,6 +66,14 @@ RUN_TIME_ITEMS = frozenset(
         "oidc_auto_onboard",
         "oidc_extra_redirect_parms",
         "oidc_logout",
+        "ldap_starttls",
+        "ldap_ca_cert",
+        "ldap_group_base_dn",
+        "ldap_group_search_filter",
+        "ldap_group_attribute_name",
+        "ldap_group_search_scope",
+        "ldap_group_admin_dn",
+        "ldap_group_membership_attribute",
     }
 )
 # Run-time items whose start-time value is a setting here under another name.

@@ -1,5 +1,6 @@
 """skopeo as an LDAP user against a real ``dockyard serve`` and a real OpenLDAP: login, push,
-pull, a wrong password, and the directory going down (admin still works)."""
+pull, a wrong password, roles through (nested) LDAP groups, and the directory going down
+(admin still works)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.support.slapd import (
     SEARCH_PASSWORD,
     USER_PASSWORD,
     Slapd,
+    group_dn,
     start_slapd,
 )
 
@@ -27,7 +29,7 @@ PROJECT = "ldapteam"
 
 @pytest.fixture(scope="module")
 def directory() -> Iterator[Slapd]:
-    server = start_slapd()
+    server = start_slapd(groups=True)
     try:
         yield server
     finally:
@@ -50,6 +52,8 @@ def ldap_server(directory: Slapd) -> Iterator[DockyardServer]:
                 "ldap_search_password": SEARCH_PASSWORD,
                 "ldap_base_dn": BASE_DN,
                 "ldap_uid": "uid",
+                "ldap_group_base_dn": BASE_DN,
+                "ldap_group_membership_attribute": "memberOf,uniqueMember",
             },
         )
         assert configured.status_code == 200, configured.text
@@ -67,6 +71,16 @@ def ldap_server(directory: Slapd) -> Iterator[DockyardServer]:
             json={"role_id": 2, "member_user": {"username": "alice"}},
         )
         assert member.status_code == 201, member.text
+        # bob maintains through a uniqueMember group; carol is a guest through team-a in
+        # team-b in team-c (groups named by DN only: onboarded from the directory).
+        for dn, role in ((group_dn("maintainers"), 4), (group_dn("team-c"), 3)):
+            added = http.post(
+                f"{api}/projects/{PROJECT}/members",
+                auth=running.admin_auth,
+                headers={"X-Is-Resource-Name": "true"},
+                json={"role_id": role, "member_group": {"ldap_group_dn": dn}},
+            )
+            assert added.status_code == 201, added.text
         yield running
 
 
@@ -84,6 +98,39 @@ def test_skopeo_login_push_and_pull_as_an_ldap_user(
     skopeo.run("copy", "--src-tls-verify=false", target, f"oci:{out}:v1")
     assert layout_tags(out)["v1"] == image.manifest_digest
     skopeo.run("logout", ldap_server.registry)
+
+
+def test_groups_give_their_roles_to_skopeo(
+    ldap_server: DockyardServer, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    image = make_image_layout(tmp_path / "src", layers=1, tag="v1")
+    target = f"docker://{ldap_server.registry}/{PROJECT}/grouped:v1"
+    skopeo.run(
+        "copy",
+        "--dest-tls-verify=false",
+        f"--dest-creds=bob:{USER_PASSWORD}",
+        f"oci:{image.path}:v1",
+        target,
+    )
+    refused = skopeo.run(
+        "copy",
+        "--dest-tls-verify=false",
+        f"--dest-creds=carol:{USER_PASSWORD}",
+        f"oci:{image.path}:v1",
+        f"docker://{ldap_server.registry}/{PROJECT}/guest-push:v1",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "denied" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower()
+    out = tmp_path / "out"
+    skopeo.run(
+        "copy",
+        "--src-tls-verify=false",
+        f"--src-creds=carol:{USER_PASSWORD}",
+        target,
+        f"oci:{out}:v1",
+    )
+    assert layout_tags(out)["v1"] == image.manifest_digest
 
 
 def test_skopeo_login_with_a_wrong_password_fails(

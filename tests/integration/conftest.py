@@ -45,6 +45,19 @@ def database_url(
         yield url
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of the module's own, on each backend: for a module whose app must start
+    empty (the authentication mode changes only while ``admin`` is the only user)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-sqlite') / 'dockyard.db'}"
+        return
+    with temporary_database(postgres_admin_url()) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """One SeaweedFS S3 server on loopback for the session (started on first use)."""
@@ -160,6 +173,13 @@ def make_client(app: Starlette, auth: tuple[str, str] | None = None) -> httpx.As
         timeout=30,
         event_hooks={"response": [_refuse_5xx, _check_harbor_contract]},
     )
+
+
+def unchecked_client(app: Starlette, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
+    """A client that may see a 5xx (``make_client`` refuses them): for a test that makes a
+    service fail on purpose (a directory stopped) and checks the 503 that says so."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40001))
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL, auth=auth)
 
 
 @pytest.fixture

@@ -81,8 +81,7 @@ async def test_session_timeout_changes_at_run_time(
 @pytest.mark.parametrize(
     ("change", "feature"),
     [
-        ({"ldap_group_base_dn": "ou=groups,dc=example,dc=org"}, "LDAP groups"),
-        ({"ldap_group_search_scope": 1}, "LDAP groups"),
+        ({"ldap_group_attach_parallel": True}, "attaching LDAP groups in parallel"),
         ({"uaa_endpoint": "https://uaa.example.com"}, "UAA authentication"),
         ({"primary_auth_mode": True}, "sign-in through OIDC"),
         ({"scanner_skip_update_pulltime": True}, "vulnerability scanning"),
@@ -126,7 +125,8 @@ async def test_off_values_of_missing_features_are_accepted(
     items = (await admin.get(URL)).json()
     assert items["read_only"] == {"value": False, "editable": True}
     assert items["ldap_verify_cert"] == {"value": True, "editable": True}
-    assert items["ldap_group_search_scope"] == {"value": 2, "editable": False}
+    assert items["ldap_group_search_scope"] == {"value": 2, "editable": True}
+    assert items["ldap_group_attach_parallel"] == {"value": False, "editable": False}
     assert "ldap_search_password" not in items  # secrets are never shown, as in Harbor
 
 

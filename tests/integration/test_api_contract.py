@@ -129,9 +129,10 @@ NOT_FOUND_WITHOUT_THE_FEATURE = frozenset({"getCert"})
 """GETs Harbor itself answers 404 where the feature is absent: ``/systeminfo/getcert``
 when no CA root is configured (``has_ca_root`` false), as in Dockyard."""
 
-REFUSED_WITHOUT_CONFIGURATION = frozenset({"searchLdapUser"})
+REFUSED_WITHOUT_CONFIGURATION = frozenset({"searchLdapUser", "searchLdapGroup"})
 """GETs that need a setting the suite's app leaves empty: a directory search with no
-``ldap_url`` is a 400 saying so (test_ldap_signin.py drives it against a directory)."""
+``ldap_url`` (or, for groups, no ``groupname``/``groupdn``) is a 400 saying so
+(test_ldap_signin.py and test_ldap_groups.py drive them against a directory)."""
 
 
 async def test_every_get_operation_answers_admin_with_a_valid_body(

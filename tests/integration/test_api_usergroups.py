@@ -85,7 +85,7 @@ async def test_group_lifecycle(admin: httpx.AsyncClient) -> None:
     assert (await admin.put(f"{GROUPS}/{group_id}", json={"group_name": "x"})).status_code == 404
 
 
-async def test_ldap_groups_are_refused_while_ldap_is_missing(
+async def test_ldap_groups_are_refused_outside_ldap_auth(
     admin: httpx.AsyncClient, state: AppState
 ) -> None:
     before = await _group_count(state)
@@ -97,7 +97,7 @@ async def test_ldap_groups_are_refused_while_ldap_is_missing(
         refused = await admin.post(GROUPS, json=body)
         assert refused.status_code == 400, refused.text
         message = refused.json()["errors"][0]["message"]
-        assert "LDAP" in message and "not supported by Dockyard yet" in message
+        assert "ldap_group_dn is required" in message or "auth_mode ldap_auth" in message
     not_ldap = await admin.post(
         GROUPS, json={"group_type": 2, "group_name": _name(), "ldap_group_dn": dn}
     )

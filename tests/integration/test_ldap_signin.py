@@ -14,8 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
-from tests.integration.conftest import ADMIN_PASSWORD, make_client, serving
-from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.integration.conftest import ADMIN_PASSWORD, make_client, serving, unchecked_client
 from tests.support.slapd import (
     BASE_DN,
     PEOPLE_DN,
@@ -45,25 +44,14 @@ def slapd() -> Iterator[Slapd]:
         server.close()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def ldap_database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ldap-sqlite') / 'dockyard.db'}"
-        return
-    with temporary_database(postgres_admin_url()) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 async def ldap_app(
-    ldap_database_url: str, tmp_path_factory: pytest.TempPathFactory, slapd: Slapd
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory, slapd: Slapd
 ) -> AsyncIterator[Starlette]:
     data_dir: Path = tmp_path_factory.mktemp("ldap-data")
     settings = Settings(
         data_dir=data_dir,
-        database_url=ldap_database_url,
+        database_url=module_database_url,
         admin_password=ADMIN_PASSWORD,
         login_failure_limit=5,
     )
@@ -97,13 +85,6 @@ def ldap_state(ldap_app: Starlette) -> AppState:
 async def client(ldap_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(ldap_app) as http:
         yield http
-
-
-def _unchecked_client(app: Starlette, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
-    """A client that may see a 503 (``make_client`` refuses every 5xx): the directory is
-    down on purpose, and the sign-in must say so rather than call the password wrong."""
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40001))
-    return httpx.AsyncClient(transport=transport, base_url="http://registry.test", auth=auth)
 
 
 async def _user(state: AppState, name: str) -> User | None:
@@ -281,7 +262,7 @@ async def test_the_mode_cannot_change_once_users_exist(ldap_app: Starlette) -> N
 async def test_a_wrong_search_password_is_a_clear_unavailable(ldap_app: Starlette) -> None:
     async with (
         make_client(ldap_app, ("admin", ADMIN_PASSWORD)) as admin,
-        _unchecked_client(ldap_app) as client,
+        unchecked_client(ldap_app) as client,
     ):
         changed = await admin.put(CONFIGURATIONS, json={"ldap_search_password": "wrong"})
         assert changed.status_code == 200
@@ -300,7 +281,7 @@ async def test_a_wrong_search_password_is_a_clear_unavailable(ldap_app: Starlett
 async def test_directory_down_is_a_clear_error_and_admin_still_signs_in(
     ldap_app: Starlette, slapd: Slapd
 ) -> None:
-    async with _unchecked_client(ldap_app) as client:
+    async with unchecked_client(ldap_app) as client:
         await _directory_down(ldap_app, client, slapd)
 
 
@@ -312,7 +293,7 @@ async def _directory_down(ldap_app: Starlette, client: httpx.AsyncClient, slapd:
             token = await _token(client, "dave", USER_PASSWORD)
             assert token.status_code == 503, token.text
             assert "cannot be reached" in token.json()["errors"][0]["message"]
-        async with _unchecked_client(ldap_app, ("dave", USER_PASSWORD)) as dave:
+        async with unchecked_client(ldap_app, ("dave", USER_PASSWORD)) as dave:
             api = await dave.get("/api/v2.0/users/current")
             assert api.status_code == 503
             assert api.json()["errors"][0]["code"] == "SERVICE_UNAVAILABLE"

@@ -381,6 +381,9 @@ async def create_user_group(api: ApiRequest) -> Response:
         can(principal, Action.CREATE, Resource.USER_GROUP, None), "create user groups"
     )
     body = await api.json(UserGroupBody)
+    found = None
+    if body.group_type == users.GroupType.LDAP and body.ldap_group_dn:
+        found = await api.state.identity.ldap_group(body.ldap_group_dn)  # validated there
     async with api.state.db.write() as session:
         group = await users.create_group(
             session,
@@ -388,6 +391,7 @@ async def create_user_group(api: ApiRequest) -> Response:
             group_type=body.group_type,
             ldap_group_dn=body.ldap_group_dn,
             operator=await api.actor(),
+            directory_group=found,
         )
     return created_response(f"{API_PREFIX}/usergroups/{group.id}")
 

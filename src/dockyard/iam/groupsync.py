@@ -81,6 +81,9 @@ def dn_key(dn: str) -> str:
 class _Plan:
     matched: frozenset[int]
     current: frozenset[int]
+    """The user's groups of the type being recorded."""
+    all_ids: frozenset[int]
+    """The user's groups of every type."""
     missing: tuple[ExternalGroup, ...]
     admin_now: bool
 
@@ -105,10 +108,15 @@ async def record_sign_in_groups(
     None, set ``admin_role_in_auth`` to it. Returns the ids of every group the user is
     now in (all types), for the principal of this sign-in."""
     wanted = _distinct(groups)
-    async with db.read() as session:
+    # The first look needs no snapshot (a change is planned again, in the write): plain
+    # statements on a connection, as every sign-in makes it.
+    async with (
+        db.read_connection() as conn,
+        AsyncSession(bind=conn, expire_on_commit=False) as session,
+    ):
         plan = await _plan(session, user_id, group_type, wanted, onboard)
         if not plan.changes(admin):
-            return await _all_group_ids(session, user_id)
+            return plan.all_ids
     async with db.write() as session:
         plan = await _plan(session, user_id, group_type, wanted, onboard)  # afresh, locked
         matched = set(plan.matched)
@@ -186,13 +194,24 @@ async def _plan(
             for g in wanted
             if g.name and g.name not in taken and (not g.dn or dn_key(g.dn) not in keys)
         )
-    current = await session.execute(
-        select(UserGroupMembership.group_id)
-        .join(UserGroup, UserGroup.id == UserGroupMembership.group_id)
-        .where(UserGroupMembership.user_id == user_id, UserGroup.group_type == group_type)
+    # The user's admin role and memberships in one statement (a row per membership).
+    rows = (
+        await session.execute(
+            select(User.admin_role_in_auth, UserGroupMembership.group_id, UserGroup.group_type)
+            .select_from(User)
+            .outerjoin(UserGroupMembership, UserGroupMembership.user_id == User.user_id)
+            .outerjoin(UserGroup, UserGroup.id == UserGroupMembership.group_id)
+            .where(User.user_id == user_id)
+        )
+    ).all()
+    memberships = [(g, kind) for _, g, kind in rows if g is not None]
+    return _Plan(
+        frozenset(matched),
+        frozenset(g for g, kind in memberships if kind == group_type),
+        frozenset(g for g, _ in memberships),
+        missing,
+        any(bool(admin) for admin, _, _ in rows),
     )
-    admin_now = await session.scalar(select(User.admin_role_in_auth).where(User.user_id == user_id))
-    return _Plan(frozenset(matched), frozenset(current.scalars()), missing, bool(admin_now))
 
 
 async def _match(

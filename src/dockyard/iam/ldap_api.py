@@ -1,5 +1,6 @@
 """Harbor's ``/ldap`` operations: test a configuration, search the directory's users and
-import them (create their Dockyard users before their first sign-in). Administrators only."""
+groups, import users (create their Dockyard users before their first sign-in).
+Administrators only."""
 
 from __future__ import annotations
 
@@ -52,6 +53,14 @@ class LdapUser(BaseModel):
     username: str
     realname: str
     email: str
+
+
+class LdapGroup(BaseModel):
+    """Harbor's ``UserGroup`` as a directory search answers it (no id: not stored)."""
+
+    group_name: str
+    group_type: int
+    ldap_group_dn: str
 
 
 class LdapImportUsers(_Request):
@@ -140,6 +149,38 @@ async def search_ldap_user(api: ApiRequest) -> Response:
     )
 
 
+@operation(
+    "GET",
+    "/ldap/groups/search",
+    "searchLdapGroup",
+    query=("groupname", "groupdn"),
+    response=list[LdapGroup],
+)
+async def search_ldap_group(api: ApiRequest) -> Response:
+    """Directory groups whose ``ldap_group_attribute_name`` contains ``groupname``, or the
+    group at ``groupdn`` (up to 100; ``*`` and parentheses match themselves)."""
+    await _administrator(api, Action.LIST, "search LDAP groups")
+    name = api.query("groupname") or None
+    dn = (api.query("groupdn") or "").strip() or None
+    if name is None and dn is None:
+        raise BadRequestError("give groupname or groupdn")
+    if name is not None and not ldap.acceptable_name(name):
+        raise BadRequestError(
+            f"groupname must be 1 to {ldap.MAX_NAME} characters without control characters"
+        )
+    if dn is not None and not ldap.valid_dn(dn):
+        raise BadRequestError("groupdn is not a valid DN (at most 512 characters)")
+    cfg = await _stored_config(api)
+    if not cfg.url:
+        raise BadRequestError("no LDAP directory is configured: set ldap_url first")
+    found = await api.state.identity.directory.search_groups(
+        cfg, name=None if dn else name, dn=dn, limit=SEARCH_LIMIT
+    )
+    return json_response(
+        [LdapGroup(group_name=g.name, group_type=1, ldap_group_dn=g.dn) for g in found]
+    )
+
+
 @operation("POST", "/ldap/users/import", "importLdapUser", body=LdapImportUsers)
 async def import_ldap_user(api: ApiRequest) -> Response:
     """Create the Dockyard users of directory entries before they first sign in; the
@@ -179,4 +220,4 @@ async def _import_one(
     return []
 
 
-operations: list[Operation] = [ping_ldap, search_ldap_user, import_ldap_user]
+operations: list[Operation] = [ping_ldap, search_ldap_user, search_ldap_group, import_ldap_user]

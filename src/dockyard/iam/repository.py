@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.engine import insert_ignore
@@ -216,6 +216,31 @@ async def set_user_groups(
 
 async def find_group(session: AsyncSession, group_id: int) -> UserGroup | None:
     return await session.get(UserGroup, group_id)
+
+
+async def any_group(session: AsyncSession, group_type: int) -> bool:
+    """Whether a user group of ``group_type`` exists (one indexed row read)."""
+    found = await session.scalar(
+        select(UserGroup.id).where(UserGroup.group_type == group_type).limit(1)
+    )
+    return found is not None
+
+
+async def find_group_by(
+    session: AsyncSession, *, group_type: int, ldap_dn_key: str
+) -> UserGroup | None:
+    """The group of ``group_type`` whose DN is ``ldap_dn_key`` (``groupsync.dn_key``) in
+    any case."""
+    result = await session.execute(
+        select(UserGroup)
+        .where(
+            UserGroup.group_type == group_type,
+            func.lower(UserGroup.ldap_group_dn) == ldap_dn_key,
+        )
+        .order_by(UserGroup.id)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
 
 
 async def find_group_by_name(

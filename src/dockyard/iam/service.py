@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -21,8 +22,8 @@ from dockyard.errors import (
 )
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
+from dockyard.iam import groupsync, revocation
 from dockyard.iam import repository as users
-from dockyard.iam import revocation
 from dockyard.iam.accounts import AccountLogin
 from dockyard.iam.models import User
 from dockyard.iam.passwords import verify_password
@@ -31,7 +32,7 @@ from dockyard.iam.providers import authproxy, ldap
 from dockyard.iam.providers.oidc import OidcProvider
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
-from dockyard.iam.users import validate_username
+from dockyard.iam.users import GroupType, validate_username
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -45,6 +46,7 @@ _DECISIONS_KEPT = 8192
 CATALOG = "catalog"
 """``recheck``'s action for ``GET /v2/_catalog`` (no repository)."""
 _BAD_CREDENTIALS = "invalid username or password"
+LDAP_GROUP = int(GroupType.LDAP)
 ADMIN = "admin"
 """Always signs in from the database, whatever ``auth_mode`` says (as in Harbor)."""
 _PREFIXES_FRESH_SECONDS = 1.0
@@ -133,12 +135,16 @@ class IdentityService:
                 mode, proxy = await authproxy.load_mode_and_config(session)
                 if mode == "ldap_auth":
                     directory = await ldap.load_config_if_enabled(session)
+            # Nested groups cost round trips: walked only when a group could use them.
+            walk = directory is not None and (
+                bool(directory.group_admin_dn) or await users.any_group(session, LDAP_GROUP)
+            )
         if directory is not None or proxy is not None:
             if proxy is not None:
                 login = await self._proxy_login(proxy, username, password, source)
             else:
                 assert directory is not None
-                login = await self._directory_login(directory, username, password, source)
+                login = await self._directory_login(directory, username, password, source, walk)
             if throttled.pair_failures:
                 async with self.db.write() as session:
                     await self.throttle.succeeded(session, username, source)
@@ -168,18 +174,61 @@ class IdentityService:
         return account
 
     async def _directory_login(
-        self, cfg: ldap.LdapConfig, username: str, password: str, source: str
+        self, cfg: ldap.LdapConfig, username: str, password: str, source: str, walk: bool
     ) -> AccountLogin:
-        found = await self.directory.authenticate(cfg, username, password)
+        found = await self.directory.authenticate(cfg, username, password, groups=walk)
         if found is None:
             await self._failed(username, source)
             raise UnauthorizedError(_BAD_CREDENTIALS)
-        return await self.onboard(found)
+        login = await self.onboard(found, groups=False)
+        user_id = login.principal.user_id
+        assert user_id is not None
+        # The groups as the directory says now: the rows can() reads for this sign-in's
+        # token, its console session and every later token check.
+        group_ids = await groupsync.record_sign_in_groups(
+            self.db,
+            user_id,
+            LDAP_GROUP,
+            [groupsync.ExternalGroup(name="", dn=dn) for dn in found.groups],
+            admin=found.admin,
+        )
+        if login.principal.sysadmin and not found.admin:
+            # An administrator by the flag, or by an admin group the user just left.
+            again = await self._find_account(login.principal.name)
+            if again is None:
+                raise UnauthorizedError(_BAD_CREDENTIALS)
+            return again
+        principal = dataclasses.replace(
+            login.principal, group_ids=group_ids, sysadmin=login.principal.sysadmin or found.admin
+        )
+        return dataclasses.replace(login, principal=principal)
 
-    async def onboard(self, found: ldap.DirectoryUser) -> AccountLogin:
+    async def ldap_group(self, dn: str) -> ldap.DirectoryGroup:
+        """The directory's group at ``dn`` (within ``ldap_group_search_filter``), as an
+        LDAP user group is created by DN: refused unless ``auth_mode`` is ``ldap_auth``
+        and the directory has it."""
+        dn = dn.strip()
+        if not ldap.valid_dn(dn):
+            raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+        async with self.db.read() as session:
+            cfg = await ldap.load_config_if_enabled(session)
+        if cfg is None:
+            raise BadRequestError(
+                "LDAP user groups (group_type 1) need auth_mode ldap_auth: their members "
+                "are found at LDAP sign-in"
+            )
+        found = await self.directory.search_groups(cfg, name=None, dn=dn, limit=1)
+        if not found:
+            raise BadRequestError(
+                f"the LDAP directory has no group at {dn[:200]} (within ldap_group_search_filter)"
+            )
+        return found[0]
+
+    async def onboard(self, found: ldap.DirectoryUser, *, groups: bool = True) -> AccountLogin:
         """The Dockyard user for a directory entry that signed in: created on the first
         sign-in (no password of its own: it can only sign in through the directory),
-        its email and full name kept as the directory says."""
+        its email and full name kept as the directory says. Without ``groups`` the
+        login's group ids are left empty (a sign-in records and reads them next)."""
         try:
             name = validate_username(found.username, self.robot_prefix)
         except BadRequestError as exc:
@@ -188,10 +237,11 @@ class IdentityService:
             ) from None
         email = found.email if 0 < len(found.email) <= 255 else None
         realname = found.realname[:255]
-        async with self.db.read() as session:
+        async with self._lookups() as session:  # the usual case: nothing to change
             user = await users.find_user_by_name(session, name)
             if user is not None and user.realname == realname and email in (None, user.email):
-                return users.user_login(user, await users.user_group_ids(session, user.user_id))
+                ids = await users.user_group_ids(session, user.user_id) if groups else frozenset()
+                return users.user_login(user, ids)
         async with self.db.write() as session:
             if email is not None:
                 holder = await users.find_user_by_email(session, email)

@@ -31,6 +31,7 @@ from dockyard.errors import (
 )
 from dockyard.iam import repository as repo
 from dockyard.iam import revocation
+from dockyard.iam.groupsync import canonical_dn, dn_key
 from dockyard.iam.models import User, UserGroup, UserGroupMembership
 from dockyard.iam.passwords import hash_password, verify_password
 from dockyard.iam.policy import (
@@ -42,6 +43,7 @@ from dockyard.iam.policy import (
     Resource,
     can,
 )
+from dockyard.iam.providers.ldap import DirectoryGroup
 from dockyard.projects import service as projects
 from dockyard.system import config
 
@@ -396,19 +398,31 @@ async def create_group(
     group_type: int | None,
     ldap_group_dn: str | None,
     operator: Actor,
+    directory_group: DirectoryGroup | None = None,
 ) -> UserGroup:
+    """A new user group. An LDAP group (type 1) is made from ``directory_group``, the
+    entry the directory has at ``ldap_group_dn`` (``IdentityService.ldap_group``): its DN
+    as the directory spells it, and its name from ``ldap_group_attribute_name`` unless
+    ``group_name`` gives one (Harbor's rules)."""
     kind = _group_type(group_type)
-    if kind is GroupType.LDAP:
-        # Until LDAP lands (its issue lifts this), an LDAP group would never match anyone.
-        raise BadRequestError(
-            "LDAP user groups (group_type 1) need LDAP authentication, which is not "
-            "supported by Dockyard yet"
-        )
-    name = _group_name(group_name)
     dn = (ldap_group_dn or "").strip()
     check_text(dn, "ldap_group_dn", max_length=MAX_LDAP_DN_LENGTH)
-    if dn:
-        raise BadRequestError("ldap_group_dn is only for LDAP groups (group_type 1)")
+    if kind is GroupType.LDAP:
+        if not dn:
+            raise BadRequestError("ldap_group_dn is required for an LDAP group (group_type 1)")
+        if directory_group is None:
+            raise BadRequestError(
+                "LDAP user groups (group_type 1) need auth_mode ldap_auth: their members "
+                "are found at LDAP sign-in"
+            )
+        dn = canonical_dn(directory_group.dn)
+        name = _group_name(group_name or directory_group.name or dn)
+        if await repo.find_group_by(session, group_type=int(kind), ldap_dn_key=dn_key(dn)):
+            raise AlreadyExistsError(f"an LDAP user group with DN {dn[:200]} already exists")
+    else:
+        name = _group_name(group_name)
+        if dn:
+            raise BadRequestError("ldap_group_dn is only for LDAP groups (group_type 1)")
     if await repo.find_group_by_name(session, int(kind), name) is not None:
         raise AlreadyExistsError(f"user group {name} already exists")
     group = UserGroup(group_name=name, group_type=int(kind), ldap_group_dn=dn)
@@ -416,6 +430,30 @@ async def create_group(
     await _flush_unique(session, f"user group {name} already exists")
     await _record(session, operator, "create", name, f"create {kind.name} group", "user_group")
     return group
+
+
+async def ensure_ldap_group(
+    session: AsyncSession, found: DirectoryGroup, *, operator: Actor
+) -> UserGroup:
+    """The LDAP user group of a directory group, created (named by the directory, or by
+    its DN when another LDAP group has that name) when none has its DN yet: what Harbor
+    does when a project member names a group by DN only."""
+    existing = await repo.find_group_by(
+        session, group_type=int(GroupType.LDAP), ldap_dn_key=dn_key(found.dn)
+    )
+    if existing is not None:
+        return existing
+    name = found.name or canonical_dn(found.dn)
+    if await repo.find_group_by_name(session, int(GroupType.LDAP), name) is not None:
+        name = canonical_dn(found.dn)[:MAX_NAME_LENGTH]
+    return await create_group(
+        session,
+        group_name=name,
+        group_type=int(GroupType.LDAP),
+        ldap_group_dn=found.dn,
+        operator=operator,
+        directory_group=found,
+    )
 
 
 async def rename_group(

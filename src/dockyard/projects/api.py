@@ -22,7 +22,9 @@ from dockyard.http.api import (
     operation,
     paged_response,
 )
+from dockyard.iam import users
 from dockyard.iam.policy import Action, Principal, Resource
+from dockyard.iam.providers.ldap import DirectoryGroup
 from dockyard.projects import service
 from dockyard.projects.models import Project
 from dockyard.projects.schemas import (
@@ -280,12 +282,31 @@ async def create_project_member(api: ApiRequest) -> Response:
     """Give a user or a group a role in the project."""
     principal = await _allowed(api, Action.CREATE, Resource.MEMBER)
     req = await api.json(ProjectMember)
+    found = await _directory_group(api, req)
     async with api.state.db.write() as session:
         project, context = await service.resolve_project(session, principal, *_name_or_id(api))
+        if found is not None:  # Harbor's "search and onboard" of a group named by DN
+            await users.ensure_ldap_group(session, found, operator=await api.actor())
         member_id = await service.add_member(
             session, principal, project, context, req, operator=await api.actor()
         )
     return created_response(_member_location(api, project, member_id))
+
+
+async def _directory_group(api: ApiRequest, req: ProjectMember) -> DirectoryGroup | None:
+    """The directory's group a member request names by DN when no user group has that DN
+    yet (validated against the directory), else None."""
+    group = req.member_group
+    user = req.member_user
+    if group is None or group.id or not group.ldap_group_dn:
+        return None
+    if user is not None and (user.user_id or user.username):
+        return None  # both named: add_member refuses
+    async with api.state.db.read() as session:
+        known = await service.find_ldap_group(session, group.ldap_group_dn)
+    if known:
+        return None
+    return await api.state.identity.ldap_group(group.ldap_group_dn)
 
 
 def _member_location(api: ApiRequest, project: Project, member_id: int) -> str:

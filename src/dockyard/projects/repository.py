@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, litera
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.listing import PageRequest, fetch_page
+from dockyard.iam.groupsync import dn_key
 from dockyard.iam.models import User, UserGroup
 from dockyard.immutability.models import ImmutableTagRule
 from dockyard.labels.models import Label
@@ -366,7 +367,7 @@ async def find_group_by(
         stmt = stmt.where(UserGroup.group_name == name)
     if group_type:
         stmt = stmt.where(UserGroup.group_type == group_type)
-    if ldap_dn is not None:
-        stmt = stmt.where(UserGroup.ldap_group_dn == ldap_dn)
+    if ldap_dn is not None:  # any spelling of the DN (groupsync.dn_key)
+        stmt = stmt.where(func.lower(UserGroup.ldap_group_dn) == dn_key(ldap_dn))
     result = await session.execute(stmt.order_by(UserGroup.id).limit(1))
     return result.scalar_one_or_none()

@@ -187,7 +187,7 @@ async def get_internalconfig(api: ApiRequest) -> Response:
     (``ext_endpoint``), as ``{key: {value, editable}}``; administrators only."""
     await _administrator(api, "read the internal configuration")
     async with api.state.db.read() as session:
-        items = await config.current(session, api.state.settings)
+        items = await config.current(session, api.state.settings, own=True)
     body = {
         key: InternalConfigurationValue(value=value, editable=editable).model_dump()
         for key, (value, editable) in items.items()

@@ -4,8 +4,8 @@ Editable items live in the ``properties`` table, so every node sees a change at
 once. Some editable items also have a start-time setting (``dockyard.yml`` /
 ``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
 administrator changes it at run time, as Harbor lets them. Items of Harbor's
-``Configurations`` for features Dockyard does not have yet (LDAP groups, UAA,
-``primary_auth_mode``, scanning) are shown read-only at their off
+``Configurations`` for features Dockyard does not have yet (UAA, ``primary_auth_mode``,
+``ldap_group_attach_parallel``, scanning) are shown read-only at their off
 value; a change to that value is accepted (tools send every key back), any other
 is refused with a message naming the missing feature. Each item names its type,
 default and allowed values, so a bad value is refused with a message that says
@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
+from ldap3.core.exceptions import LDAPException
+from ldap3.operation.search import parse_filter
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -60,6 +62,10 @@ class ConfigItem:
     default, false, empty) is accepted, anything else is a 400 naming the feature."""
     missing_choices: Mapping[str, str] | None = None
     """Choices that need a feature Dockyard lacks (``auth_mode: ldap_auth``)."""
+    harbor: bool = True
+    """Harbor's ``Configurations`` has the item; Dockyard's own (``ldap_starttls``,
+    ``ldap_ca_cert``) are set like the others but ``getConfigurations`` leaves them out,
+    since Harbor's clients refuse fields the schema does not name."""
     secret: bool = False
     """Never shown by ``getConfigurations`` (as Harbor hides passwords); stored
     encrypted (``system.secretbox``) when it is a real item."""
@@ -182,6 +188,16 @@ LDAP_UID = "ldap_uid"
 LDAP_SCOPE = "ldap_scope"
 LDAP_TIMEOUT = "ldap_timeout"
 LDAP_VERIFY_CERT = "ldap_verify_cert"
+LDAP_STARTTLS = "ldap_starttls"
+"""Dockyard's: upgrade an ``ldap://`` connection with StartTLS (Harbor has no such item)."""
+LDAP_CA_CERT = "ldap_ca_cert"
+"""Dockyard's: PEM certificates the directory's is checked against (else the system's)."""
+LDAP_GROUP_BASE_DN = "ldap_group_base_dn"
+LDAP_GROUP_SEARCH_FILTER = "ldap_group_search_filter"
+LDAP_GROUP_ATTRIBUTE_NAME = "ldap_group_attribute_name"
+LDAP_GROUP_SEARCH_SCOPE = "ldap_group_search_scope"
+LDAP_GROUP_ADMIN_DN = "ldap_group_admin_dn"
+LDAP_GROUP_MEMBERSHIP_ATTRIBUTE = "ldap_group_membership_attribute"
 LDAP_KEYS = (
     LDAP_URL,
     LDAP_SEARCH_DN,
@@ -192,8 +208,17 @@ LDAP_KEYS = (
     LDAP_SCOPE,
     LDAP_TIMEOUT,
     LDAP_VERIFY_CERT,
+    LDAP_STARTTLS,
+    LDAP_CA_CERT,
+    LDAP_GROUP_BASE_DN,
+    LDAP_GROUP_SEARCH_FILTER,
+    LDAP_GROUP_ATTRIBUTE_NAME,
+    LDAP_GROUP_SEARCH_SCOPE,
+    LDAP_GROUP_ADMIN_DN,
+    LDAP_GROUP_MEMBERSHIP_ATTRIBUTE,
 )
 """The items LDAP sign-in reads (``iam.providers.ldap``)."""
+MAX_LDAP_CA_CERT = 65536
 
 
 def check_ldap_url(url: str) -> str:
@@ -210,19 +235,75 @@ def check_ldap_url(url: str) -> str:
     return url
 
 
-def check_ldap_filter(value: str) -> str:
-    """Empty, or one parenthesised LDAP filter such as ``(objectClass=person)``."""
-    if value and not (value.startswith("(") and value.endswith(")")):
-        raise ValueError("ldap_filter must be empty or an LDAP filter in parentheses")
-    if value.count("(") != value.count(")"):
-        raise ValueError("ldap_filter has unbalanced parentheses")
+def _filter_check(key: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        """Empty, or one parenthesised LDAP filter such as ``(objectClass=person)``."""
+        if value and not (value.startswith("(") and value.endswith(")")):
+            raise ValueError(f"{key} must be empty or an LDAP filter in parentheses")
+        if value.count("(") != value.count(")"):
+            raise ValueError(f"{key} has unbalanced parentheses")
+        if value:
+            try:  # the LDAP client's own parser: what it refuses here, it would refuse mid-sign-in
+                parse_filter(value, None, True, True, None, False)
+            except (LDAPException, ValueError, IndexError) as exc:
+                raise ValueError(f"{key} is not an LDAP filter ({exc})") from None
+        return value
+
+    return check
+
+
+check_ldap_filter = _filter_check(LDAP_FILTER)
+
+
+def _is_attribute(value: str) -> bool:
+    return bool(value) and value[0].isalpha() and all(c.isalnum() or c == "-" for c in value)
+
+
+def _attribute_check(key: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        """An attribute name (``uid``, ``cn``, ``mail``…): it is put into a search filter."""
+        if not _is_attribute(value):
+            raise ValueError(f"{key} must be an attribute name (letters, digits and -)")
+        return value
+
+    return check
+
+
+check_ldap_attribute = _attribute_check(LDAP_UID)
+
+
+def check_membership_attributes(value: str) -> str:
+    """One to three attribute names, comma-separated: ``memberOf`` (read on the user's
+    entry) and/or ``member``/``uniqueMember`` (searched on the group entries)."""
+    names = [n.strip() for n in value.split(",")]
+    if not 1 <= len(names) <= 3 or not all(_is_attribute(n) for n in names):
+        raise ValueError(
+            f"{LDAP_GROUP_MEMBERSHIP_ATTRIBUTE} must name 1 to 3 attributes, comma-separated "
+            "(memberOf, member, uniqueMember)"
+        )
     return value
 
 
-def check_ldap_attribute(value: str) -> str:
-    """An attribute name (``uid``, ``cn``, ``mail``…): it is put into a search filter."""
-    if not value or not (value[0].isalpha() and all(c.isalnum() or c == "-" for c in value)):
-        raise ValueError("ldap_uid must be an attribute name (letters, digits and -)")
+def check_ldap_dn(key: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        """Empty, or something shaped like a DN (``attribute=value[,…]``)."""
+        if value and ("=" not in value or len(value) > 512):
+            raise ValueError(f"{key} must be empty or a DN such as ou=groups,dc=example,dc=org")
+        return value
+
+    return check
+
+
+def check_ca_bundle(value: str) -> str:
+    """Empty, or PEM certificates that Python's TLS can load."""
+    if not value.strip():
+        return value
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError(f"{LDAP_CA_CERT} must be PEM certificates (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError):
+        raise ValueError(f"{LDAP_CA_CERT} holds no certificate that can be loaded") from None
     return value
 
 
@@ -394,7 +475,6 @@ def check_oidc_extra_parameters(value: str) -> str:
     return value
 
 
-_LDAP_GROUPS = "LDAP groups"
 _UAA = "UAA authentication"
 
 
@@ -413,18 +493,9 @@ def _unsupported(
 
 
 _UNSUPPORTED: tuple[ConfigItem, ...] = (
-    *(
-        _unsupported(key, str, "", _LDAP_GROUPS)
-        for key in (
-            "ldap_group_base_dn",
-            "ldap_group_admin_dn",
-            "ldap_group_attribute_name",
-            "ldap_group_search_filter",
-            "ldap_group_membership_attribute",
-        )
-    ),
-    _unsupported("ldap_group_search_scope", int, 2, _LDAP_GROUPS),
-    _unsupported("ldap_group_attach_parallel", bool, False, _LDAP_GROUPS),
+    # Groups are resolved once per sign-in by one walk (iam.providers.ldap); Harbor's
+    # switch to attach them in parallel has nothing to switch.
+    _unsupported("ldap_group_attach_parallel", bool, False, "attaching LDAP groups in parallel"),
     *(
         _unsupported(key, str, "", _UAA)
         for key in ("uaa_client_id", "uaa_client_secret", "uaa_endpoint")
@@ -500,6 +571,46 @@ ITEMS: dict[str, ConfigItem] = {
             OIDC_EXTRA_REDIRECT_PARMS, str, "", editable=True, check=check_oidc_extra_parameters
         ),
         ConfigItem(OIDC_LOGOUT, bool, False, editable=True),
+        ConfigItem(LDAP_STARTTLS, bool, False, editable=True, harbor=False),
+        ConfigItem(
+            LDAP_CA_CERT,
+            str,
+            "",
+            editable=True,
+            max_length=MAX_LDAP_CA_CERT,
+            check=check_ca_bundle,
+            harbor=False,
+        ),
+        ConfigItem(
+            LDAP_GROUP_BASE_DN, str, "", editable=True, check=check_ldap_dn(LDAP_GROUP_BASE_DN)
+        ),
+        ConfigItem(
+            LDAP_GROUP_SEARCH_FILTER,
+            str,
+            "",
+            editable=True,
+            check=_filter_check(LDAP_GROUP_SEARCH_FILTER),
+        ),
+        ConfigItem(
+            LDAP_GROUP_ATTRIBUTE_NAME,
+            str,
+            "cn",
+            editable=True,
+            max_length=64,
+            check=_attribute_check(LDAP_GROUP_ATTRIBUTE_NAME),
+        ),
+        ConfigItem(LDAP_GROUP_SEARCH_SCOPE, int, 2, editable=True, minimum=0, maximum=2),
+        ConfigItem(
+            LDAP_GROUP_ADMIN_DN, str, "", editable=True, check=check_ldap_dn(LDAP_GROUP_ADMIN_DN)
+        ),
+        ConfigItem(
+            LDAP_GROUP_MEMBERSHIP_ATTRIBUTE,
+            str,
+            "memberof",
+            editable=True,
+            max_length=200,
+            check=check_membership_attributes,
+        ),
         ConfigItem(SELF_REGISTRATION, bool, False, editable=True),
         ConfigItem(
             PROJECT_CREATION_RESTRICTION,
@@ -620,11 +731,14 @@ async def run_time_value(session: AsyncSession, key: str) -> ConfigValue | None:
     return None if stored is None else ITEMS[key].decode(stored)
 
 
-async def current(session: AsyncSession, settings: Settings) -> dict[str, tuple[ConfigValue, bool]]:
-    """Every item as (value, editable), for ``getConfigurations``."""
+async def current(
+    session: AsyncSession, settings: Settings, *, own: bool = False
+) -> dict[str, tuple[ConfigValue, bool]]:
+    """Every item as (value, editable), for ``getConfigurations``; with ``own``, Dockyard's
+    items that Harbor's schema lacks too (``getInternalconfig``, a free-form map)."""
     result: dict[str, tuple[ConfigValue, bool]] = {}
     for key, item in ITEMS.items():
-        if item.secret:
+        if item.secret or not (item.harbor or own):
             continue
         if item.missing:
             result[key] = (item.default, False)

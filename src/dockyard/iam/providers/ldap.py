@@ -17,23 +17,38 @@ be reached is a ``ServiceUnavailableError`` (503), never a wrong password.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import ldap3
 from anyio import to_thread
-from ldap3.core.exceptions import LDAPBindError, LDAPException
+from ldap3.core.exceptions import LDAPBindError, LDAPException, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import parse_dn
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.errors import ServiceUnavailableError
+from dockyard.iam.groupsync import dn_key
 from dockyard.system import config, secretbox
 from dockyard.system.models import Property
 
+_GROUP_SIDE = frozenset({"member", "uniquemember"})
+MAX_NESTING = 8
+"""Levels of groups-in-groups walked above the user's own groups."""
+MAX_GROUPS = 1000
+"""Groups resolved for one user at most (a walk that finds more stops there)."""
+PAGE_SIZE = 500
+"""Entries asked for per page of a paged search (RFC 2696)."""
+_PAGED_RESULTS = "1.2.840.113556.1.4.319"
+MAX_ENTRY_READS = 256
+"""Group entries read one by one (their ``memberOf``) in one sign-in's walk at most."""
+_OR_CHUNK = 50
+"""DNs per ``(|(member=…)…)`` filter of the group-side walk."""
 POOL_SIZE = 4
 """Idle connections kept per configuration (a sign-in borrows one at a time)."""
 MAX_NAME = 255
@@ -55,6 +70,29 @@ class LdapConfig:
     scope: int
     timeout: int
     verify_cert: bool
+    starttls: bool = False
+    ca_cert: str = ""
+    group_base_dn: str = ""
+    group_filter: str = ""
+    group_name_attribute: str = "cn"
+    group_scope: int = 2
+    group_admin_dn: str = ""
+    membership_attributes: tuple[str, ...] = ("memberof",)
+
+    @property
+    def group_search_base(self) -> str:
+        """Where groups are searched: ``ldap_group_base_dn``, else ``ldap_base_dn``."""
+        return self.group_base_dn or self.base_dn
+
+    @property
+    def user_side(self) -> tuple[str, ...]:
+        """Membership attributes read on the member's entry (``memberOf``)."""
+        return tuple(a for a in self.membership_attributes if a.lower() not in _GROUP_SIDE)
+
+    @property
+    def group_side(self) -> tuple[str, ...]:
+        """Membership attributes searched on group entries (``member``, ``uniqueMember``)."""
+        return tuple(a for a in self.membership_attributes if a.lower() in _GROUP_SIDE)
 
 
 async def load_config(session: AsyncSession) -> LdapConfig:
@@ -97,6 +135,16 @@ async def _load(session: AsyncSession, *, require_mode: bool) -> LdapConfig | No
         scope=int(values[config.LDAP_SCOPE]),
         timeout=int(values[config.LDAP_TIMEOUT]),
         verify_cert=bool(values[config.LDAP_VERIFY_CERT]),
+        starttls=bool(values[config.LDAP_STARTTLS]),
+        ca_cert=str(values[config.LDAP_CA_CERT]),
+        group_base_dn=str(values[config.LDAP_GROUP_BASE_DN]),
+        group_filter=str(values[config.LDAP_GROUP_SEARCH_FILTER]),
+        group_name_attribute=str(values[config.LDAP_GROUP_ATTRIBUTE_NAME]),
+        group_scope=int(values[config.LDAP_GROUP_SEARCH_SCOPE]),
+        group_admin_dn=str(values[config.LDAP_GROUP_ADMIN_DN]),
+        membership_attributes=tuple(
+            a.strip() for a in str(values[config.LDAP_GROUP_MEMBERSHIP_ATTRIBUTE]).split(",")
+        ),
     )
 
 
@@ -106,6 +154,27 @@ class DirectoryUser:
     username: str
     email: str
     realname: str
+    groups: tuple[str, ...] = ()
+    """DNs of the groups the user is in, directly or through nested groups (sign-in only)."""
+    admin: bool = False
+    """Whether one of ``groups`` is ``ldap_group_admin_dn``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryGroup:
+    dn: str
+    name: str
+
+
+def valid_dn(dn: str) -> bool:
+    """Whether ``dn`` parses as a DN (``ldap3`` would raise on it mid-search)."""
+    if not dn or len(dn) > 512 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in dn):
+        return False
+    try:
+        parse_dn(dn)
+    except (LDAPException, ValueError, IndexError):
+        return False
+    return True
 
 
 def acceptable_name(name: str) -> bool:
@@ -139,12 +208,15 @@ class LdapDirectory:
         self._lock = threading.Lock()
         self._idle: dict[tuple[LdapConfig, str], list[_Pooled]] = {}
 
-    async def authenticate(self, cfg: LdapConfig, name: str, password: str) -> DirectoryUser | None:
-        """The entry ``name`` signs in as with ``password``, or None when they do not match."""
+    async def authenticate(
+        self, cfg: LdapConfig, name: str, password: str, *, groups: bool = True
+    ) -> DirectoryUser | None:
+        """The entry ``name`` signs in as with ``password``, or None when they do not match;
+        with ``groups``, with the groups it is in (else those on its entry only)."""
         if not password or not acceptable_name(name):
             return None  # an empty password would be an anonymous bind that succeeds
         self._check_configured(cfg)
-        return await to_thread.run_sync(self._authenticate, cfg, name, password)
+        return await to_thread.run_sync(self._authenticate, cfg, name, password, groups)
 
     async def search(self, cfg: LdapConfig, name: str | None, limit: int) -> list[DirectoryUser]:
         """Entries whose ``ldap_uid`` is ``name`` (``*`` in ``name`` matches itself only),
@@ -153,6 +225,19 @@ class LdapDirectory:
         if name is not None and not acceptable_name(name):
             return []
         return await to_thread.run_sync(self._search_users, cfg, name, limit)
+
+    async def search_groups(
+        self, cfg: LdapConfig, *, name: str | None, dn: str | None, limit: int
+    ) -> list[DirectoryGroup]:
+        """Groups (``ldap_group_search_filter`` under ``ldap_group_base_dn``) whose
+        ``ldap_group_attribute_name`` contains ``name`` (``*`` and parentheses match
+        themselves), or the group at ``dn``; up to ``limit``."""
+        self._check_configured(cfg)
+        if name is not None and not acceptable_name(name):
+            return []
+        if dn is not None and not valid_dn(dn):
+            return []
+        return await to_thread.run_sync(self._search_groups, cfg, name, dn, limit)
 
     async def ping(self, cfg: LdapConfig) -> None:
         """Connect and bind as the search DN with ``cfg`` (not pooled: it may be a
@@ -166,7 +251,7 @@ class LdapDirectory:
             conn = _connect(cfg)
         except LDAPException as exc:
             raise ServiceUnavailableError(
-                f"the LDAP directory at {cfg.url} cannot be reached ({type(exc).__name__})"
+                f"the LDAP directory at {cfg.url} cannot be reached ({_why(exc)})"
             ) from None
         try:
             found = LdapDirectory._find(_Pooled(conn), cfg, "(objectClass=*)", 1, base_only=True)
@@ -196,7 +281,9 @@ class LdapDirectory:
                 retry_after=60,
             )
 
-    def _authenticate(self, cfg: LdapConfig, name: str, password: str) -> DirectoryUser | None:
+    def _authenticate(
+        self, cfg: LdapConfig, name: str, password: str, groups: bool
+    ) -> DirectoryUser | None:
         found = self._run(cfg, lambda pooled: self._find(pooled, cfg, user_filter(cfg, name), 2))
         if len(found) != 1:
             return None  # nobody, or a name that is not unique: no sign-in either way
@@ -211,7 +298,132 @@ class LdapDirectory:
 
         # Users bind on connections of their own, so the searching ones stay bound as
         # the search DN: two round trips a sign-in instead of three.
-        return user if self._run(cfg, bind, _BIND) else None
+        if not self._run(cfg, bind, _BIND):
+            return None
+        if not groups:
+            return user
+        walked = self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
+        admin_key = dn_key(cfg.group_admin_dn) if cfg.group_admin_dn else None
+        admin = admin_key is not None and any(dn_key(g) == admin_key for g in walked)
+        return replace(user, groups=tuple(walked), admin=admin)
+
+    def _walk_groups(self, pooled: _Pooled, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
+        """The user's groups, then the groups those are in, level by level up to
+        ``MAX_NESTING`` levels, each group once (a cycle ends where it closes). Group-side
+        attributes cost one search per level (per 50 groups), which also brings the found
+        groups' ``memberOf``; other groups' ``memberOf`` costs a read each, at most
+        ``MAX_ENTRY_READS`` of them in all."""
+        found: dict[str, str] = {}
+        # memberOf of the groups a group-side search returned (asked for with them), so
+        # they need no read of their own.
+        parents: dict[str, list[str]] = {}
+        frontier = [user.dn]
+        reads = MAX_ENTRY_READS
+        for level in range(MAX_NESTING + 1):
+            above: list[str] = list(user.groups) if level == 0 else []
+            if cfg.user_side and level > 0:
+                for dn in frontier:
+                    known = parents.get(dn_key(dn))
+                    if known is not None:
+                        above.extend(known)
+                        continue
+                    if reads <= 0:
+                        continue
+                    reads -= 1
+                    for entry in self._entries(
+                        pooled, cfg, dn, "(objectClass=*)", ldap3.BASE, cfg.user_side, 1
+                    ):
+                        above.extend(_values(entry, cfg.user_side))
+            if cfg.group_side:
+                for start in range(0, len(frontier), _OR_CHUNK):
+                    chunk = frontier[start : start + _OR_CHUNK]
+                    holds = "".join(
+                        f"({a}={escape_filter_chars(dn)})" for dn in chunk for a in cfg.group_side
+                    )
+                    query = (
+                        f"(&{cfg.group_filter}(|{holds}))" if cfg.group_filter else f"(|{holds})"
+                    )
+                    entries = self._entries(
+                        pooled,
+                        cfg,
+                        cfg.group_search_base,
+                        query,
+                        _SCOPES[cfg.group_scope],
+                        cfg.user_side,
+                        MAX_GROUPS,
+                    )
+                    for entry in entries:
+                        above.append(str(entry["dn"]))
+                        if cfg.user_side:
+                            parents[dn_key(str(entry["dn"]))] = _values(entry, cfg.user_side)
+            frontier = []
+            for dn in above:
+                key = dn_key(dn)
+                if key not in found and len(found) < MAX_GROUPS:
+                    found[key] = dn
+                    frontier.append(dn)
+            if not frontier:
+                break
+        return list(found.values())
+
+    def _search_groups(
+        self, cfg: LdapConfig, name: str | None, dn: str | None, limit: int
+    ) -> list[DirectoryGroup]:
+        attribute = cfg.group_name_attribute
+        if dn is not None:
+            base, scope, query = dn, ldap3.BASE, cfg.group_filter or "(objectClass=*)"
+        else:
+            value = "*" if not name else f"*{escape_filter_chars(name)}*"
+            match = f"({attribute}={value})"
+            base, scope = cfg.group_search_base, _SCOPES[cfg.group_scope]
+            query = f"(&{cfg.group_filter}{match})" if cfg.group_filter else match
+
+        def search(pooled: _Pooled) -> list[DirectoryGroup]:
+            entries = self._entries(pooled, cfg, base, query, scope, [attribute], limit)
+            return [
+                DirectoryGroup(dn=str(e["dn"]), name=_first(e.get("attributes") or {}, attribute))
+                for e in entries
+            ]
+
+        return self._run(cfg, search)
+
+    def _entries(
+        self,
+        pooled: _Pooled,
+        cfg: LdapConfig,
+        base: str,
+        query: str,
+        scope: Any,
+        attributes: Sequence[str],
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` entries, asked for in pages of at most ``PAGE_SIZE`` (a search
+        that would answer thousands is cut at ``limit``, never read whole)."""
+        self._bind_search(pooled, cfg)
+        conn = pooled.conn
+        found: list[dict[str, Any]] = []
+        cookie: Any = None
+        while True:
+            page = min(PAGE_SIZE, limit - len(found))
+            conn.search(
+                base,
+                query,
+                search_scope=scope,
+                attributes=list(attributes) or [ldap3.NO_ATTRIBUTES],
+                size_limit=limit,
+                time_limit=cfg.timeout,
+                paged_size=page,
+                paged_cookie=cookie,
+            )
+            found.extend(e for e in conn.response or () if e.get("type") == "searchResEntry")
+            controls = (conn.result or {}).get("controls") or {}
+            cookie = controls.get(_PAGED_RESULTS, {}).get("value", {}).get("cookie")
+            if not cookie or len(found) >= limit:
+                break
+        if cookie:  # tell the server the rest is not wanted
+            with contextlib.suppress(LDAPException):
+                conn.search(base, query, search_scope=scope, paged_size=0, paged_cookie=cookie)
+        return found[:limit]
 
     def _search_users(self, cfg: LdapConfig, name: str | None, limit: int) -> list[DirectoryUser]:
         return self._run(cfg, lambda pooled: self._find(pooled, cfg, user_filter(cfg, name), limit))
@@ -220,6 +432,23 @@ class LdapDirectory:
     def _find(
         pooled: _Pooled, cfg: LdapConfig, query: str, limit: int, *, base_only: bool = False
     ) -> list[DirectoryUser]:
+        LdapDirectory._bind_search(pooled, cfg)
+        pooled.conn.search(
+            cfg.base_dn,
+            query,
+            search_scope=ldap3.BASE if base_only else _SCOPES[cfg.scope],
+            attributes=[cfg.uid, "mail", "cn", "displayName", *cfg.user_side],
+            size_limit=limit,
+            time_limit=cfg.timeout,
+        )
+        return [
+            _directory_user(entry, cfg)
+            for entry in pooled.conn.response or ()
+            if entry.get("type") == "searchResEntry"
+        ]
+
+    @staticmethod
+    def _bind_search(pooled: _Pooled, cfg: LdapConfig) -> None:
         if not pooled.as_search:
             try:
                 bound = pooled.conn.rebind(
@@ -233,19 +462,6 @@ class LdapDirectory:
                     "credentials (check ldap_search_dn and ldap_search_password)"
                 )
             pooled.as_search = True
-        pooled.conn.search(
-            cfg.base_dn,
-            query,
-            search_scope=ldap3.BASE if base_only else _SCOPES[cfg.scope],
-            attributes=[cfg.uid, "mail", "cn", "displayName"],
-            size_limit=limit,
-            time_limit=cfg.timeout,
-        )
-        return [
-            _directory_user(entry, cfg.uid)
-            for entry in pooled.conn.response or ()
-            if entry.get("type") == "searchResEntry"
-        ]
 
     def _run(self, cfg: LdapConfig, work: Callable[[_Pooled], _T], role: str = _SEARCH) -> _T:
         """``work`` on a pooled connection. One that fails mid-use is dropped and the work
@@ -264,8 +480,8 @@ class LdapDirectory:
                     _unbind(pooled)
                 if fresh or attempt == 2:
                     raise ServiceUnavailableError(
-                        f"the LDAP directory at {cfg.url} cannot be reached "
-                        f"({type(exc).__name__}); admin and robot accounts can still sign in"
+                        f"the LDAP directory at {cfg.url} cannot be reached ({_why(exc)}); "
+                        "admin and robot accounts can still sign in"
                     ) from None
                 continue
             except BaseException:
@@ -287,7 +503,7 @@ def _connect(cfg: LdapConfig) -> Any:
     scheme, _, rest = cfg.url.partition("://") if "://" in cfg.url else ("ldap", "", cfg.url)
     host, _, port = rest.rstrip("/").rpartition(":") if ":" in rest else (rest, "", "")
     use_ssl = scheme.lower() == "ldaps"
-    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if cfg.verify_cert else ssl.CERT_NONE)
+    tls = _Tls(_tls_context(cfg.verify_cert, cfg.ca_cert), host)
     server = ldap3.Server(
         host,
         port=int(port) if port else (636 if use_ssl else 389),
@@ -301,10 +517,54 @@ def _connect(cfg: LdapConfig) -> Any:
     )
     try:
         conn.open()
+        if cfg.starttls and not use_ssl and not conn.start_tls():
+            raise LDAPStartTLSError(f"the directory refused StartTLS: {conn.result}")
     except LDAPException:
         _close(conn)
         raise
     return conn
+
+
+@functools.lru_cache(maxsize=16)
+def _tls_context(verify: bool, ca_pem: str) -> ssl.SSLContext:
+    """The TLS context for a directory: its certificate checked (against ``ca_pem``, else
+    the system's CAs) and its name matched by Python's own check, unless ``verify`` is
+    off. Kept per setting: loading the system's CAs costs milliseconds."""
+    context = ssl.create_default_context(cadata=ca_pem or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _Tls(ldap3.Tls):  # type: ignore[misc]  # ldap3 has no type hints
+    """``ldap3``'s TLS with our context: its own host name check uses
+    ``ssl.match_hostname``, deprecated since Python 3.7 and gone in 3.12."""
+
+    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+        super().__init__(validate=context.verify_mode)
+        self._context = context
+        self._host = host
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        connection.socket = self._context.wrap_socket(
+            connection.socket,
+            server_side=False,
+            do_handshake_on_connect=do_handshake,
+            server_hostname=self._host,
+        )
+
+
+def _why(exc: LDAPException) -> str:
+    """The failure in a few words: its class, and what to check for TLS failures (the
+    exception's own text holds socket details, not worth showing)."""
+    text = str(exc).lower()
+    if "certificate" in text or "hostname" in text or "ssl" in text or "tls" in text:
+        return (
+            f"{type(exc).__name__}: TLS failed; check the directory's certificate against "
+            "ldap_ca_cert and ldap_verify_cert, and ldap_starttls"
+        )
+    return type(exc).__name__
 
 
 def _unbind(pooled: _Pooled) -> None:
@@ -329,11 +589,22 @@ def _first(attributes: dict[str, Any], name: str) -> str:
     return "" if value is None else str(value)
 
 
-def _directory_user(entry: dict[str, Any], uid: str) -> DirectoryUser:
+def _values(entry: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Every value of the attributes ``names`` (case-insensitively) of ``entry``."""
+    wanted = {n.lower() for n in names}
+    found: list[str] = []
+    for name, value in (entry.get("attributes") or {}).items():
+        if name.lower() in wanted:
+            found.extend(str(v) for v in (value if isinstance(value, list) else [value]))
+    return found
+
+
+def _directory_user(entry: dict[str, Any], cfg: LdapConfig) -> DirectoryUser:
     attributes = entry.get("attributes") or {}
     return DirectoryUser(
         dn=str(entry["dn"]),
-        username=_first(attributes, uid),
+        username=_first(attributes, cfg.uid),
         email=_first(attributes, "mail"),
         realname=_first(attributes, "displayName") or _first(attributes, "cn"),
+        groups=tuple(_values(entry, cfg.user_side)),
     )
