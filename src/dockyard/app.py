@@ -62,6 +62,9 @@ from dockyard.registry.service import RegistryService
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
+from dockyard.scan import api as scan_api
+from dockyard.scan import hooks as scan_hooks
+from dockyard.scan import jobs as scan_jobs
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage, Storage
@@ -113,6 +116,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
             quota_hooks.RegistryHooks(db, settings),
             audit_hooks.RegistryHooks(db, settings),
             webhooks_hooks.RegistryHooks(db, settings),
+            scan_hooks.RegistryHooks(db, settings),
         ]
     )
     registry = RegistryService(
@@ -175,6 +179,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
         *retention_jobs.job_types,
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
+        *scan_jobs.job_types,
     ]
     for name in settings.job_plugins:
         try:
@@ -216,6 +221,7 @@ def api_operations() -> list[Operation]:
         *retention_api.operations,
         *webhooks_api.operations,
         *search_api.operations,
+        *scan_api.operations,
         *icons_api.operations,
     ]
 

@@ -22,6 +22,13 @@ from dockyard.registry.models import (
 )
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
+from dockyard.scan.models import (
+    ProjectScanner,
+    ReportVulnerability,
+    ScannerRegistration,
+    ScanReport,
+    VulnerabilityRecord,
+)
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
@@ -45,13 +52,17 @@ __all__ = [
     "ProjectBlob",
     "ProjectMember",
     "ProjectMetadata",
+    "ProjectScanner",
     "Property",
     "Quota",
+    "ReportVulnerability",
     "Repository",
     "RepositoryBlob",
     "RetentionPolicy",
     "Robot",
     "RobotPermission",
+    "ScanReport",
+    "ScannerRegistration",
     "Schedule",
     "Tag",
     "Task",
@@ -59,5 +70,6 @@ __all__ = [
     "User",
     "UserGroup",
     "UserGroupMembership",
+    "VulnerabilityRecord",
     "WebhookPolicy",
 ]
