@@ -78,7 +78,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "bytes": out,
 CHILD_INVENTORY = """
 import sys, time, resource, json
 from collections import Counter
-from dockyard.scan.inventory import inventory_layers
+from dockyard.scanner.inventory import inventory_layers
 t = time.perf_counter()
 with open(sys.argv[1], 'rb') as f:
     inv = inventory_layers([f])

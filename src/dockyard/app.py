@@ -65,6 +65,8 @@ from dockyard.robots import api as robots_api
 from dockyard.scan import api as scan_api
 from dockyard.scan import hooks as scan_hooks
 from dockyard.scan import jobs as scan_jobs
+from dockyard.scanner.adapter import AdapterScans
+from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
 from dockyard.settings import Settings, load_settings
 from dockyard.storage import FilesystemStorage, Storage
@@ -237,6 +239,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await build_state(settings, tracing)
         app.state.dockyard = state
+        adapter = AdapterScans(settings, state.db) if settings.scanner_adapter_enabled else None
+        app.state.scanner_adapter = adapter
         listener = flusher = None
         if exposition is not None:
             exposition.open(state.db)
@@ -262,6 +266,8 @@ def create_app(settings: Settings) -> Starlette:
                         await flusher
                 if state.jobs is not None:
                     await state.jobs.close()
+                if adapter is not None:
+                    await adapter.close()
                 await state.registry.hooks.close()
             finally:
                 state.identity.directory.close()  # pooled LDAP connections
@@ -279,6 +285,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_routes(api_operations()),
         *console_routes(),
     ]
+    if settings.scanner_adapter_enabled:
+        routes[:0] = adapter_routes()
     middleware = [
         Middleware(RequestContextMiddleware),
         # Only when tracing is on: otherwise requests pay nothing for it.

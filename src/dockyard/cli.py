@@ -937,5 +937,101 @@ def restore_command(
     )
 
 
+# --- the built-in scanner's vulnerability database --------------------------------------------
+
+
+@main.group()
+def vulndb() -> None:
+    """The OSV vulnerability database the built-in scanner matches against."""
+
+
+class _ImportProgress:
+    """Records read on stderr: one line rewritten in place on a terminal, else a line per
+    ``every`` records."""
+
+    every = 10_000
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.next_line = self.every
+
+    def __call__(self, result: Any) -> None:
+        line = (
+            f"read {result.read} records: {result.inserted} new, {result.updated} updated, "
+            f"{result.unchanged} unchanged, {result.skipped} skipped"
+        )
+        if self.tty:
+            self.stream.write(f"\r{line}")
+        elif result.read >= self.next_line:
+            self.stream.write(line + "\n")
+            self.next_line = (result.read // self.every + 1) * self.every
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@vulndb.command("import")
+@click.argument("sources", nargs=-1, required=True)
+@_store_options
+def vulndb_import(
+    sources: tuple[str, ...], config: Path | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Load OSV records from SOURCES: OSV JSON files (a record or a list of records) and zip
+    files of them (OSV's per-ecosystem all.zip), as paths or http(s) URLs. A record is
+    replaced only by a newer 'modified'; a record that cannot be read is skipped, counted
+    and its reason shown. See docs/scanning.md."""
+    from dockyard.scanner import vulndb as vdb
+
+    settings = _ready(config, data_dir, database_url)
+    progress = _ImportProgress()
+
+    async def work(db: Database) -> list[tuple[str, Any]]:
+        done: list[tuple[str, Any]] = []
+        for source in sources:
+            try:
+                result = await vdb.import_records(db, vdb.iter_source(source), progress=progress)
+            except vdb.SourceError as exc:
+                progress.close()
+                raise click.ClickException(str(exc)) from None
+            progress.close()
+            done.append((source, result))
+        return done
+
+    failed = False
+    for source, result in _run(settings, work):
+        click.echo(
+            f"{source}: {result.read} records read, {result.inserted} new, {result.updated} "
+            f"updated, {result.unchanged} unchanged, {result.skipped} skipped"
+        )
+        for reason in result.reasons:
+            click.echo(f"  skipped {reason}")
+        if result.skipped > len(result.reasons):
+            click.echo(f"  ... and {result.skipped - len(result.reasons)} more skipped")
+        failed = failed or (result.read > 0 and result.skipped == result.read)
+    if failed:
+        raise click.ClickException("no record of a source could be read")
+
+
+@vulndb.command("status")
+@_store_options
+def vulndb_status(config: Path | None, data_dir: Path | None, database_url: str | None) -> None:
+    """How many OSV records are stored, per ecosystem, and how fresh they are."""
+    from dockyard.scanner import vulndb as vdb
+
+    settings = _ready(config, data_dir, database_url)
+    found = _run(settings, vdb.status)
+    newest = found.newest_modified.isoformat() if found.newest_modified else "-"
+    last = found.last_import.isoformat() if found.last_import else "never"
+    click.echo(f"records: {found.records} ({found.affected} affected packages)")
+    click.echo(f"newest record modified: {newest}")
+    click.echo(f"last import: {last}")
+    if found.ecosystems:
+        _table([("ECOSYSTEM", "RECORDS"), *((eco, str(n)) for eco, n in found.ecosystems)])
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -209,6 +209,22 @@ class Settings(BaseSettings):
     loopback or link-local address); cloud metadata addresses stay refused."""
     egress_denied_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     """CIDRs such targets may never reach (checked before ``egress_allowed_networks``)."""
+    # The built-in scanner's adapter face (``scanner/adapter_api.py``, docs/scanning.md).
+    scanner_adapter_enabled: bool = False
+    """Serve the built-in scanner as a Harbor scanner adapter (API v1.2) under
+    ``/scanner/v1``, so another Harbor or Dockyard can register it. Off by default."""
+    scanner_adapter_api_key: str = Field(default="", repr=False)
+    """When set, every adapter call must carry it (``Authorization: Bearer <key>``,
+    ``X-ScannerAdapter-API-Key: <key>``, or Basic with it as the password); unset, the
+    adapter answers anyone who reaches it."""
+    scanner_adapter_timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
+    """Deadline of one adapter scan: pulling the image, reading its layers, matching."""
+    scanner_adapter_max_pull_bytes: int = Field(default=8 << 30, ge=1 << 20)
+    """Compressed bytes one adapter scan may pull (layers and manifests together)."""
+    scanner_adapter_max_scan_bytes: int = Field(default=16 << 30, ge=1 << 20)
+    """Uncompressed tar bytes one adapter scan may read (a decompression bomb stops here)."""
+    scanner_adapter_report_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    """How long an adapter scan's result is kept for its caller to fetch."""
     metrics_enabled: bool = False
     """Serve Prometheus metrics (docs/metrics.md). Off by default, as in Harbor: they name
     every project, private ones too, and count every request."""
@@ -309,6 +325,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "metrics on the main port need metrics_token (they name private projects); "
                 "set it, or set metrics_port to serve them on a port you keep private"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_scanner_adapter(self) -> Settings:
+        if self.scanner_adapter_api_key and not self.scanner_adapter_enabled:
+            raise ValueError(
+                "scanner_adapter_api_key is set but scanner_adapter_enabled is false: the key "
+                "guards the adapter, which is off; enable it or remove the key"
             )
         return self
 

@@ -92,7 +92,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         "dockyard.lru",  # a bounded LRU cache (placed ahead of its arrival)
         "dockyard.oci",
         # the scanner's package inventory: parses layer blobs it is handed, knows no service
-        "dockyard.scan.inventory",
+        "dockyard.scanner.inventory",
         "dockyard.settings",
     ),
 }

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from tests.support.layer_tars import Entry, layer, layer_of_files
 
-from dockyard.scan.inventory import Inventory, inventory_layers, purl
-from dockyard.scan.inventory.parsers import FormatError, parse_rpm_header
+from dockyard.scanner.inventory import Inventory, inventory_layers, purl
+from dockyard.scanner.inventory.parsers import FormatError, parse_rpm_header
 
 
 def scan(*blobs: bytes) -> Inventory:

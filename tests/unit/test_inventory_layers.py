@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.support.layer_tars import Entry, layer
 
-from dockyard.scan.inventory import Limits, ainventory_layers, inventory_layers
+from dockyard.scanner.inventory import Limits, ainventory_layers, inventory_layers
 from dockyard.storage import blob_key
 from dockyard.storage.filesystem import FilesystemStorage
 

@@ -20,7 +20,7 @@ import pytest
 import referencing
 from tests.support.layer_tars import layer, layer_of_files
 
-from dockyard.scan.inventory import Inventory, cyclonedx_json, inventory_layers
+from dockyard.scanner.inventory import Inventory, cyclonedx_json, inventory_layers, spdx_json
 
 SCHEMAS = Path(cyclonedx.__file__).parent / "schema" / "_res"
 
@@ -105,3 +105,45 @@ def test_a_broken_sbom_is_caught_by_the_same_validator(inventory: Inventory) -> 
     bom = cyclonedx_json(inventory, subject="library/app")
     del bom["components"][1]["name"]
     assert list(validator("1.6").iter_errors(bom))
+
+
+# SPDX 2.3: the JSON schema published by the SPDX project (github.com/spdx/spdx-spec, branch
+# support/2.3, schemas/spdx-schema.json), kept in tests/support/schemas/.
+SPDX_SCHEMA = Path(__file__).parents[1] / "support" / "schemas" / "spdx-2.3.schema.json"
+
+
+def spdx_validator() -> Any:
+    schema = json.loads(SPDX_SCHEMA.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def test_the_sbom_is_valid_spdx_2_3(inventory: Inventory) -> None:
+    doc = spdx_json(
+        inventory,
+        subject="library/app",
+        subject_version="sha256:" + "ab" * 32,
+        tool_version="0.1.0",
+        timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    errors = sorted(spdx_validator().iter_errors(json.loads(json.dumps(doc))), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+    assert doc["spdxVersion"] == "SPDX-2.3"
+    assert doc["creationInfo"]["created"] == "2026-01-02T03:04:05Z"
+    ids = [p["SPDXID"] for p in doc["packages"]]
+    assert len(ids) == len(set(ids))  # the jar found at two paths gets two ids
+    # the image, the OS, then one package per inventory package, each contained by the image
+    assert len(doc["packages"]) == 2 + len(inventory.packages)
+    contained = {r["relatedSpdxElement"] for r in doc["relationships"][1:]}
+    assert contained == set(ids[1:])
+    scoped = next(p for p in doc["packages"] if p["name"] == "@scope/pkg")
+    assert scoped["externalRefs"][0]["referenceLocator"] == "pkg:npm/%40scope/pkg@1.0.0"
+    dpkg = next(p for p in doc["packages"] if p["name"] == "dpkg")
+    assert dpkg["comment"] == "read from /var/lib/dpkg/status"
+
+
+def test_a_schema_break_is_caught() -> None:
+    """The schema check can fail: a document missing a required field is refused."""
+    doc = spdx_json(Inventory(), subject="x")
+    del doc["dataLicense"]
+    assert list(spdx_validator().iter_errors(doc))

@@ -29,10 +29,12 @@ from dockyard.scan.models import (
     ScanReport,
     VulnerabilityRecord,
 )
+from dockyard.scanner.models import AdapterScan, VulnAffected, VulnRecord
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
 __all__ = [
+    "AdapterScan",
     "Artifact",
     "ArtifactAccessory",
     "ArtifactBlob",
@@ -70,6 +72,8 @@ __all__ = [
     "User",
     "UserGroup",
     "UserGroupMembership",
+    "VulnAffected",
+    "VulnRecord",
     "VulnerabilityRecord",
     "WebhookPolicy",
 ]

@@ -1,1 +1,4 @@
-"""Vulnerability scanning and SBOMs (issue 18). Only the package inventory has landed so far."""
+"""Vulnerability scanning and SBOMs (issue 18): registrations, the adapter client, scan jobs.
+
+The built-in scanner, its package inventory included, lives in `scanner/`.
+"""

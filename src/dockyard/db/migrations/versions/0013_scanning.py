@@ -1,7 +1,7 @@
 """scanner registrations, project scanners, scan reports and vulnerability records
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-07 14:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import dockyard.db.base
 
 revision: str = "0013"
-down_revision: str | None = "0008"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,6 +7,7 @@ it must open (Java archives, rpmdb.sqlite); see docs/scanning.md for what it fin
 from .cyclonedx import cyclonedx_json
 from .model import Inventory, OSRelease, Package, purl
 from .scanner import Limits, ainventory_layers, inventory_layers
+from .spdx import spdx_json
 from .tarstream import LayerError
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "cyclonedx_json",
     "inventory_layers",
     "purl",
+    "spdx_json",
 ]
