@@ -226,10 +226,11 @@ async def report_log(
     return await jobs.task_log(session, row.task_id)
 
 
-async def auto_scan_enabled(session: AsyncSession, project_id: int) -> bool:
-    value = await session.scalar(
-        select(ProjectMetadata.value).where(
-            ProjectMetadata.project_id == project_id, ProjectMetadata.name == AUTO_SCAN
+async def auto_scan_projects(session: AsyncSession) -> list[int]:
+    """The projects whose metadata turns scan on push on."""
+    rows = await session.scalars(
+        select(ProjectMetadata.project_id).where(
+            ProjectMetadata.name == AUTO_SCAN, ProjectMetadata.value == "true"
         )
     )
-    return value == "true"
+    return list(rows)
