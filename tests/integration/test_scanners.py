@@ -373,6 +373,7 @@ async def test_credentials_are_sealed_at_rest_and_never_shown(
         {"name": "n", "url": "http://127.0.0.1:5", "auth": "Basic", "access_credential": "nocolon"},
         {"name": "n", "url": "http://127.0.0.1:5", "auth": "Bearer", "access_credential": "a\nb"},
         {"name": "n" * 300, "url": "http://127.0.0.1:5"},
+        {"name": "n", "url": "http://127.0.0.1:5", "description": "nul\u0000"},
         {"name": "n", "url": "http://127.0.0.1:5", "disabled": "maybe"},
     ],
 )
@@ -398,6 +399,8 @@ async def test_other_bad_input(admin: httpx.AsyncClient, scan_state: AppState) -
     assert (await admin.get(f"{API}/scanners/{'x' * 5000}")).status_code == 404
     assert (await admin.delete(f"{API}/scanners/{missing}")).status_code == 404
     assert (await admin.post(f"{API}/scanners", content=b"{not json")).status_code == 400
+    surrogate = b'{"name": "bad\\ud800name", "url": "http://127.0.0.1:5"}'
+    assert (await admin.post(f"{API}/scanners", content=surrogate)).status_code == 400
     project = await _project(scan_state)
     refused = await admin.put(f"{API}/projects/{project}/scanner", json={"uuid": missing})
     assert refused.status_code == 400

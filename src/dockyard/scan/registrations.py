@@ -26,7 +26,7 @@ from dockyard.errors import (
 from dockyard.http.egress import EgressPolicy, EgressRefused, parse_ip
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.projects.models import Project
-from dockyard.projects.service import require, resolve_project
+from dockyard.projects.service import require, resolve_project, safe_text
 from dockyard.scan import schemas
 from dockyard.scan.client import AUTH_KINDS, Endpoint
 from dockyard.scan.models import ProjectScanner, ScannerRegistration
@@ -77,7 +77,7 @@ def registration_view(row: ScannerRegistration) -> schemas.ScannerRegistration:
 
 
 def _text(value: str | None, what: str, limit: int, *, required: bool = False) -> str:
-    text = (value or "").strip()
+    text = safe_text((value or "").strip(), what)
     if required and not text:
         raise BadRequestError(f"{what} is required")
     if len(text) > limit:

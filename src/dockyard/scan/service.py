@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.artifacts.service import resolve_artifact, resolve_repository
 from dockyard.db.base import utcnow
-from dockyard.errors import BadRequestError, NotFoundError, PreconditionFailedError
+from dockyard.errors import BadRequestError, NotFoundError
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task
@@ -181,7 +181,7 @@ async def stop_scan(
     artifact = await resolve_artifact(session, target, reference)
     registration = await registrations.registration_of_project(session, target.project.project_id)
     if registration is None:
-        raise PreconditionFailedError("no scan of this artifact is running")
+        raise BadRequestError(f"no {scan_type} scan of artifact {artifact.digest} is running")
     running = [
         row
         for row in await _reports_of(
