@@ -224,7 +224,8 @@ def test_sbom_index_children_and_scan_on_push(
     sbom = _wait(registry, url, "with_sbom_overview")
     assert sbom["scan_status"] == "Success", sbom
 
-    # An index: its child is scanned (the index gets no report of its own).
+    # An index: its child is scanned (the index gets no report of its own; its overview
+    # adds its children's up).
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -246,3 +247,7 @@ def test_sbom_index_children_and_scan_on_push(
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert after["scan_status"] == "Success"
+    # The index shows its children's summaries added up (one child here).
+    whole = _wait(registry, _artifact(project, "alpine", index_digest))
+    assert whole["scan_status"] == "Success" and whole["complete_percent"] == 100
+    assert whole["summary"] == after["summary"] and whole["severity"] == after["severity"]

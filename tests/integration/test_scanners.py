@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client, serving
-from tests.integration.registry_helpers import push_image
+from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, push_image
 from tests.support.hostile_http import hostile_server
 from tests.support.postgres import postgres_admin_url, temporary_database
 
@@ -703,3 +703,48 @@ async def test_auto_scan_enqueues_a_scan_with_the_push(
     assert summary["scan_status"] == "Error"  # the adapter is gone; the push was not refused
     shown = (await admin.get(f"{API}/projects/{project}")).json()["metadata"]
     assert shown["auto_scan"] == "true"
+
+
+async def test_an_index_shows_its_childrens_summaries_added_up(
+    admin: httpx.AsyncClient, scan_state: AppState
+) -> None:
+    project = await _project(scan_state)
+    registration = await _register(admin, "http://127.0.0.1:10")
+    await _use_scanner(admin, project, registration)
+    children = []
+    for seed in (b"x", b"y"):
+        digest, manifest = await push_image(admin, f"{project}/multi", None, seed=seed)
+        children.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest)})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children})
+    pushed = await admin.put(
+        f"/v2/{project}/multi/manifests/v1",
+        content=index,
+        headers={"Content-Type": OCI_INDEX},
+    )
+    assert pushed.status_code == 201
+    scanner = AdapterScanner(name="Stub", vendor="Tests", version="1")
+    async with scan_state.db.write() as session:
+        for child, outcome in zip(children, ("ok", "broken"), strict=True):
+            artifact = await session.scalar(
+                select(Artifact).where(Artifact.digest == child["digest"])
+            )
+            assert artifact is not None
+            row = await reports.begin(
+                session,
+                artifact_id=artifact.id,
+                digest=child["digest"],
+                registration_uuid=registration,
+                mime_type=VULNERABILITY_MIME,
+                report_uuid=str(uuid.uuid4()),
+                execution_id=0,
+            )
+            if outcome == "ok":
+                items = [_item("CVE-9", "libx", "Medium", "2"), _item("CVE-8", "liby", "Low")]
+                await reports.store_vulnerabilities(session, row, scanner, items)
+            else:
+                await reports.mark(session, row.uuid, reports.ERROR, "adapter said no")
+    summary = await _overview(admin, _artifact_url(project, "multi", "v1"))
+    assert summary["scan_status"] == "Error"
+    assert summary["complete_percent"] == 100
+    assert summary["severity"] == "Medium"
+    assert summary["summary"] == {"total": 2, "fixable": 1, "summary": {"Medium": 1, "Low": 1}}

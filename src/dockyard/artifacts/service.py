@@ -419,7 +419,8 @@ async def assemble(
     immutable: set[tuple[str, str]] = set()
     if options.with_tag and options.with_immutable_status:
         immutable = await _immutable(session, project.project_id, artifacts, tags)
-    overviews = await _scan_overviews(session, project, ids, options)
+    children = {index: [r.child_id for r in refs] for index, refs in references.items()}
+    overviews = await _scan_overviews(session, project, ids, children, options)
     views = []
     for artifact in artifacts:
         view = artifact_view(project.name, artifact)
@@ -443,10 +444,15 @@ async def assemble(
 
 
 async def _scan_overviews(
-    session: AsyncSession, project: Project, ids: Sequence[int], options: ArtifactOptions
+    session: AsyncSession,
+    project: Project,
+    ids: Sequence[int],
+    children: dict[int, list[int]],
+    options: ArtifactOptions,
 ) -> scan_reports.Overviews:
-    """The stored scan and SBOM summaries of the page by the project's scanner: two
-    indexed queries for the whole page, whatever its size, and no counting of findings."""
+    """The stored scan and SBOM summaries of the page by the project's scanner (an index's
+    from its children's): two indexed queries for the whole page, whatever its size, and
+    no counting of findings."""
     if not ids or not (options.with_scan_overview or options.with_sbom_overview):
         return scan_reports.Overviews({}, {})
     registration = await scanners.registration_of_project(session, project.project_id)
@@ -456,6 +462,7 @@ async def _scan_overviews(
         registration.uuid if registration is not None else None,
         with_scan=options.with_scan_overview,
         with_sbom=options.with_sbom_overview,
+        children=children,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -320,25 +320,73 @@ async def overviews(
     *,
     with_scan: bool,
     with_sbom: bool,
+    children: Mapping[int, Sequence[int]] | None = None,
 ) -> Overviews:
-    """The stored summaries of ``artifact_ids`` by ``registration_uuid`` (one query)."""
+    """The stored summaries of ``artifact_ids`` by ``registration_uuid`` (one query); an
+    index (a key of ``children``) gets its children's summaries added up."""
     result = Overviews({}, {})
     if not artifact_ids or registration_uuid is None or not (with_scan or with_sbom):
         return result
-    mimes = [m for m, wanted in ((VULNERABILITY_MIME, with_scan), (SBOM_MIME, with_sbom)) if wanted]
+    children = children or {}
+    wanted = set(artifact_ids) | {c for listed in children.values() for c in listed}
+    mimes = [m for m, on in ((VULNERABILITY_MIME, with_scan), (SBOM_MIME, with_sbom)) if on]
     rows = await session.scalars(
         select(ScanReport).where(
-            ScanReport.artifact_id.in_(artifact_ids),
+            ScanReport.artifact_id.in_(sorted(wanted)),
             ScanReport.registration_uuid == registration_uuid,
             ScanReport.mime_type.in_(mimes),
         )
     )
+    found: dict[int, ScanReport] = {}
     for row in rows:
         if row.mime_type == SBOM_MIME:
             result.sbom[row.artifact_id] = sbom_overview(row)
         else:
+            found[row.artifact_id] = row
             result.scan.setdefault(row.artifact_id, {})[row.mime_type] = native_summary(row)
+    for index, listed in children.items():
+        parts = [found[c] for c in listed if c in found]
+        if parts and index not in found:
+            result.scan[index] = {VULNERABILITY_MIME: aggregate(parts)}
     return result
+
+
+def aggregate(rows: Sequence[ScanReport]) -> schemas.NativeReportSummary:
+    """An index's summary: its children's added up, the worst severity, the least finished
+    status (Harbor shows an index so)."""
+    statuses = {row.status for row in rows}
+    status = next((s for s in (RUNNING, PENDING, ERROR, STOPPED) if s in statuses), SUCCESS)
+    if status == PENDING:
+        status = RUNNING if statuses - {PENDING} else PENDING
+    counts: dict[str, int] = {}
+    total = fixable = 0
+    severities = []
+    for row in rows:
+        summary = _loads(row.summary)
+        if row.status != SUCCESS or not isinstance(summary, dict):
+            continue
+        part = schemas.VulnerabilitySummary.model_validate(summary)
+        total += part.total
+        fixable += part.fixable
+        for severity, count in part.summary.items():
+            counts[severity] = counts.get(severity, 0) + count
+        severities.append(row.severity)
+    done = [row for row in rows if row.status in (SUCCESS, ERROR, STOPPED)]
+    start = min(row.start_time for row in rows)
+    end = max((row.end_time for row in done if row.end_time), default=None)
+    finished = len(done) == len(rows)
+    return schemas.NativeReportSummary(
+        scan_status=status,
+        severity=max(severities, key=_rank) if severities else None,
+        duration=int((end - start).total_seconds()) if finished and end else None,
+        summary=schemas.VulnerabilitySummary(total=total, fixable=fixable, summary=counts)
+        if severities
+        else None,
+        start_time=start,
+        end_time=end if finished else None,
+        complete_percent=100 * len(done) // len(rows),
+        scanner=_scanner(rows[0]),
+    )
 
 
 async def vulnerability_report(
