@@ -103,6 +103,13 @@ def push_image(client: httpx.Client, repo: str, layers: list[bytes], tag: str) -
     return push_manifest(client, repo, doc, tag)
 
 
+def spec_ok(doc: Any, schema: str) -> bool:
+    """``doc`` is valid for the adapter spec's schema (true when the spec is absent here)."""
+    problems = images.adapter_spec_problems(doc, schema)
+    assert not problems, problems[:5]
+    return True
+
+
 class Adapter:
     def __init__(self, server: DockyardServer) -> None:
         self.server = server
@@ -143,6 +150,7 @@ class Adapter:
     def scan_and_report(self, repo: str, reference: str, **kw: str) -> httpx.Response:
         accepted = self.scan(repo, reference, **kw)
         assert accepted.status_code == 202, accepted.text
+        assert spec_ok(accepted.json(), "ScanResponse")
         return self.report(accepted.json()["id"])
 
 
@@ -170,6 +178,7 @@ def test_metadata(adapter: Adapter) -> None:
         "application/vnd.scanner.adapter.metadata+json"
     )
     doc = answer.json()
+    assert spec_ok(doc, "ScannerAdapterMetadata")
     assert doc["scanner"]["name"] == "Dockyard"
     kinds = {c["type"]: c for c in doc["capabilities"]}
     assert VULN_MIME in kinds["vulnerability"]["produces_mime_types"]
@@ -187,6 +196,7 @@ def test_debian_image_report(adapter: Adapter, debian: str) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == VULN_MIME
     report = answer.json()
+    assert spec_ok(report, "HarborVulnerabilityReport")
     assert images.findings_of(report, PREFIX) == images.expected_debian(PREFIX)
     assert report["artifact"]["digest"] == debian
     assert report["severity"] == "Critical"
@@ -240,6 +250,7 @@ def test_alpine_image_and_its_sboms(adapter: Adapter, alpine: str) -> None:
     spdx = adapter.report(scan_id, SBOM_MIME, sbom_media_type="application/spdx+json")
     assert spdx.status_code == 200 and spdx.headers["content-type"] == SBOM_MIME
     doc = spdx.json()
+    assert spec_ok(doc, "HarborSbomReport")
     assert doc["media_type"] == "application/spdx+json"
     assert doc["sbom"]["spdxVersion"] == "SPDX-2.3"
     assert {p["name"] for p in doc["sbom"]["packages"]} >= {"musl", "busybox", "libcrypto3"}
@@ -309,6 +320,7 @@ def test_garbage_scan_requests(adapter: Adapter, body: bytes, status: int, messa
     answer = adapter.http.post("/scan", content=body, headers={"Content-Type": REQUEST_MIME})
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == ERROR_MIME
+    assert spec_ok(answer.json(), "ErrorResponse")
     assert message in answer.json()["error"]["message"]
 
 

@@ -6,24 +6,29 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from functools import partial
 from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from tests.support import scanner_images as images
+from tests.support.hostile_http import hostile_server
 
 from dockyard.cli import main
 from dockyard.http.state import AppState
 from dockyard.scanner import vulndb
+from dockyard.scanner.adapter import AdapterScans, ScanFailed, ScanRequest
 from dockyard.scanner.inventory import inventory_layers
 from dockyard.scanner.models import VulnAffected, VulnRecord
 from dockyard.scanner.report import summary, vulnerability_report
-from dockyard.scanner.service import find_vulnerabilities
+from dockyard.scanner.service import VulnCache, find_vulnerabilities
 from dockyard.settings import Settings
 
 PREFIX = "ITEST"
@@ -182,3 +187,92 @@ async def test_go_stdlib_of_a_debian_go_binary(
     inventory = inventory_layers([io.BytesIO(images.debian_layers()[0])])
     found = {(f.id, f.package) for f in await find_vulnerabilities(state.db, inventory)}
     assert (f"{PREFIX}-GO", "stdlib") in found
+
+
+async def test_the_adapter_face_is_off_by_default(anon: httpx.AsyncClient) -> None:
+    for path in ("/scanner/v1/metadata", "/scanner/v1/scan/x/report"):
+        assert (await anon.get(path)).status_code == 404
+    assert (await anon.post("/scanner/v1/scan", content=b"{}")).status_code in (404, 405)
+
+
+def test_an_api_key_for_an_adapter_that_is_off_is_refused() -> None:
+    with pytest.raises(ValidationError, match="scanner_adapter_enabled is false"):
+        Settings(scanner_adapter_api_key="k")
+    assert Settings(
+        scanner_adapter_enabled=True, scanner_adapter_api_key="k"
+    ).scanner_adapter_api_key
+
+
+# --- the adapter's caps on what a registry can cost it ----------------------------------------
+
+
+def _request(url: str) -> ScanRequest:
+    return ScanRequest(url, "", "library/x", "sha256:" + "a" * 64)
+
+
+@pytest.mark.parametrize(
+    ("mode", "change", "reason"),
+    [
+        # a registry that drips its answer: the scan's deadline ends it
+        ("drip-body", {"scanner_adapter_timeout_seconds": 1.0}, "took longer than 1 seconds"),
+        # a registry that never stops sending: the manifest cap, then the pull cap
+        ("endless", {}, "manifest is larger than"),
+        (
+            "endless",
+            {"scanner_adapter_max_pull_bytes": 1 << 20},
+            "larger than the bytes one scan may pull",
+        ),
+    ],
+)
+async def test_adapter_caps(
+    state: AppState, mode: str, change: dict[str, object], reason: str
+) -> None:
+    settings = state.settings.model_copy(update=change)
+    scans = AdapterScans(settings, state.db)
+    with hostile_server(mode, interval=0.05) as server:
+        started = time.monotonic()
+        with pytest.raises(ScanFailed, match=reason):
+            await scans.scan(_request(server.url))
+        assert time.monotonic() - started < 30
+        if mode == "endless":
+            assert server.body_bytes_sent < 64 << 20  # it stopped reading
+
+
+async def test_adapter_honours_the_egress_policy(state: AppState) -> None:
+    settings = state.settings.model_copy(update={"egress_allow_loopback": False})
+    with hostile_server("redirect", location="http://127.0.0.1:1/") as server:
+        with pytest.raises(ScanFailed, match="refused by the egress policy"):
+            await AdapterScans(settings, state.db).scan(_request(server.url))
+        assert server.requests == []  # refused before connecting
+    # a redirect to a refused address is refused too
+    with (
+        hostile_server("redirect", location="http://169.254.169.254/latest/") as server,
+        pytest.raises(ScanFailed, match="refused by the egress policy"),
+    ):
+        await AdapterScans(state.settings, state.db).scan(_request(server.url))
+
+
+async def test_a_cache_drops_what_an_import_changed(
+    state: AppState, imported: vulndb.ImportResult
+) -> None:
+    cache = VulnCache()
+    inventory = inventory_layers([io.BytesIO(b) for b in images.alpine_layers()])
+    first = {f.id for f in await find_vulnerabilities(state.db, inventory, cache)}
+    assert f"{PREFIX}-MUSL" in first and f"{PREFIX}-CACHED" not in first
+    record = {
+        "id": f"{PREFIX}-CACHED",
+        "modified": images.MODIFIED,
+        "affected": [
+            {
+                "package": {"ecosystem": "Alpine:v3.19", "name": "busybox"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+            }
+        ],
+    }
+    await vulndb.import_records(state.db, [("t", record)])
+    second = {f.id for f in await find_vulnerabilities(state.db, inventory, cache)}
+    assert second == first | {f"{PREFIX}-CACHED"}
+    # withdrawn since: gone from the next scan, cache or not
+    withdrawn = {**record, "modified": "2025-02-01T00:00:00Z", "withdrawn": "2025-02-01T00:00:00Z"}
+    await vulndb.import_records(state.db, [("t", withdrawn)])
+    assert {f.id for f in await find_vulnerabilities(state.db, inventory, cache)} == first

@@ -274,3 +274,27 @@ def findings_of(report: dict[str, Any], prefix: str) -> Expected:
         for v in report["vulnerabilities"]
         if v["id"].startswith(prefix + "-")
     }
+
+
+# --- Harbor's scanner adapter spec (../shared/harbor-api/scanner-adapter-openapi.yaml) -------
+
+ADAPTER_SPEC = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "harbor-api"
+    / "scanner-adapter-openapi.yaml"
+)
+
+
+def adapter_spec_problems(doc: Any, schema: str) -> list[str] | None:
+    """Where ``doc`` breaks the spec's ``components.schemas[schema]`` (additional properties
+    allowed, as OpenAPI 3.0 says); None when the spec is not on this machine."""
+    if not ADAPTER_SPEC.exists():
+        return None
+    import jsonschema
+    import yaml
+
+    spec = yaml.safe_load(ADAPTER_SPEC.read_text())
+    wrapper = {"components": spec["components"], "$ref": f"#/components/schemas/{schema}"}
+    validator = jsonschema.Draft202012Validator(wrapper)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]

@@ -29,7 +29,7 @@ from dockyard.scan.models import (
     ScanReport,
     VulnerabilityRecord,
 )
-from dockyard.scanner.models import AdapterScan, VulnAffected, VulnRecord
+from dockyard.scanner.models import AdapterScan, VulnAffected, VulnDbGeneration, VulnRecord
 from dockyard.system.models import Property
 from dockyard.webhooks.models import WebhookPolicy
 
@@ -73,6 +73,7 @@ __all__ = [
     "UserGroup",
     "UserGroupMembership",
     "VulnAffected",
+    "VulnDbGeneration",
     "VulnRecord",
     "VulnerabilityRecord",
     "WebhookPolicy",

@@ -41,7 +41,7 @@ from .inventory import (
 from .models import AdapterScan
 from .pull import Budget, PullError, RegistryPuller, layer_digests, valid_digest, valid_repository
 from .report import SCANNER_NAME, SCANNER_VENDOR, vulnerability_report
-from .service import find_vulnerabilities
+from .service import VulnCache, find_vulnerabilities
 
 log = logging.getLogger("dockyard.scanner")
 
@@ -56,6 +56,7 @@ def _version() -> str:
 dockyard_version = _version()
 
 PENDING, RUNNING, SUCCESS, ERROR = "Pending", "Running", "Success", "Error"
+MAX_CONCURRENT_SCANS = 2
 
 
 class ScanRequestError(ValueError):
@@ -181,6 +182,9 @@ class AdapterScans:
         self.egress = EgressPolicy.from_settings(settings)
         self.limits = Limits(max_scan_bytes=settings.scanner_adapter_max_scan_bytes)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Scans at once in this process; more wait as Pending (each pulls and inflates).
+        self._running = asyncio.Semaphore(MAX_CONCURRENT_SCANS)
+        self.cache = VulnCache()
 
     async def submit(self, request: ScanRequest) -> str:
         scan_id = str(uuid.uuid4())
@@ -209,10 +213,13 @@ class AdapterScans:
             found = await session.get(AdapterScan, scan_id)
         if found is None or found.expires_at < datetime.now(UTC):
             return None
-        deadline = found.creation_time + timedelta(
-            seconds=self.settings.scanner_adapter_timeout_seconds + 60
-        )
-        if found.status in (PENDING, RUNNING) and deadline < datetime.now(UTC):
+        # A running scan ends by its deadline; a pending one waits for at most a few others.
+        limit = self.settings.scanner_adapter_timeout_seconds
+        stale = {
+            RUNNING: found.update_time + timedelta(seconds=limit + 60),
+            PENDING: found.creation_time + timedelta(seconds=limit * 4 + 60),
+        }
+        if found.status in stale and stale[found.status] < datetime.now(UTC):
             # Its process stopped before it finished (a restart): it never will.
             await self._finish(scan_id, ERROR, message="the scan was interrupted; send it again")
             found.status, found.message = ERROR, "the scan was interrupted; send it again"
@@ -235,8 +242,9 @@ class AdapterScans:
 
     async def _run(self, scan_id: str, request: ScanRequest) -> None:
         try:
-            await self._finish(scan_id, RUNNING)
-            report, inventory = await self.scan(request)
+            async with self._running:
+                await self._finish(scan_id, RUNNING)
+                report, inventory = await self.scan(request)
         except ScanFailed as exc:
             await self._finish(scan_id, ERROR, message=str(exc))
             return
@@ -250,7 +258,7 @@ class AdapterScans:
             log.exception("adapter scan %s failed", scan_id)
             await self._finish(scan_id, ERROR, message="internal error while scanning")
             return
-        await self._finish(scan_id, SUCCESS, report=report, sbom=inventory)
+        await self._finish(scan_id, SUCCESS, report=report, inventory=inventory)
 
     async def scan(self, request: ScanRequest) -> tuple[str, str]:
         """(the report JSON, the inventory JSON) of the request's image, or ``ScanFailed``."""
@@ -285,11 +293,15 @@ class AdapterScans:
         broken = [w for w in inventory.warnings if w.startswith("layer ")]
         if broken:
             raise ScanFailed("; ".join(broken[:5]))
-        findings = await find_vulnerabilities(self.db, inventory)
-        report = vulnerability_report(
-            findings, artifact=request.artifact, scanner_version=dockyard_version
-        )
-        return json.dumps(report), _inventory_json(inventory, request.artifact)
+        findings = await find_vulnerabilities(self.db, inventory, self.cache)
+
+        def render() -> tuple[str, str]:
+            report = vulnerability_report(
+                findings, artifact=request.artifact, scanner_version=dockyard_version
+            )
+            return json.dumps(report), _inventory_json(inventory, request.artifact)
+
+        return await asyncio.to_thread(render)  # a report of thousands of findings is CPU work
 
 
 class ScanFailed(Exception):

@@ -148,16 +148,18 @@ def _bound(base: str, kind: str, text: str) -> Version | None:
     return parse_version(base, text)
 
 
-def _in_range(base: str, rng: Range, installed: str) -> tuple[bool, str]:
-    """Whether ``installed`` is in the range, and the version that fixes it ("" if none).
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A range with its bounds parsed and its events in version order (cached: the same
+    ranges are matched for every artifact)."""
 
-    The OSV schema's evaluation: events in version order; an ``introduced`` at or below the
-    version opens, a ``fixed`` at or below it (or a ``last_affected`` below it) closes; every
-    ``limit`` bounds the range from above.
-    """
-    version = _bound(base, rng.type, installed)
-    if version is None:
-        return False, ""
+    events: tuple[tuple[Version | None, str, str], ...]
+    limits: tuple[Version, ...]
+    readable: bool
+
+
+@functools.lru_cache(maxsize=131072)
+def _compile(base: str, rng: Range) -> _Compiled:
     events: list[tuple[Version | None, str, str]] = []
     limits: list[Version] = []
     for key, text in rng.events:
@@ -168,18 +170,34 @@ def _in_range(base: str, rng: Range, installed: str) -> tuple[bool, str]:
             continue
         bound = _bound(base, rng.type, text)
         if bound is None:
-            return False, ""  # a range it cannot read is not guessed at
+            return _Compiled((), (), readable=False)  # a range it cannot read is not guessed at
         if key == "limit":
             limits.append(bound)
         else:
             events.append((bound, key, text))
-    if limits and not any(version < limit for limit in limits):
-        return False, ""
     # None (introduced "0") sorts first; at equal versions, the order of the record stands.
     events.sort(key=functools.cmp_to_key(_cmp_events))
+    return _Compiled(tuple(events), tuple(limits), readable=True)
+
+
+def _in_range(base: str, rng: Range, installed: str) -> tuple[bool, str]:
+    """Whether ``installed`` is in the range, and the version that fixes it ("" if none).
+
+    The OSV schema's evaluation: events in version order; an ``introduced`` at or below the
+    version opens, a ``fixed`` at or below it (or a ``last_affected`` below it) closes; every
+    ``limit`` bounds the range from above.
+    """
+    version = _bound(base, rng.type, installed)
+    if version is None:
+        return False, ""
+    compiled = _compile(base, rng)
+    if not compiled.readable:
+        return False, ""
+    if compiled.limits and not any(version < limit for limit in compiled.limits):
+        return False, ""
     affected = False
     fix = ""
-    for bound, key, text in events:
+    for bound, key, text in compiled.events:
         if key == "introduced":
             if bound is None or not version < bound:
                 affected = True

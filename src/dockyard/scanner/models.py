@@ -67,9 +67,20 @@ class AdapterScan(Base):
     repository: Mapped[str] = mapped_column(String(255), default="")
     digest: Mapped[str] = mapped_column(String(128), default="")
     report: Mapped[str] = mapped_column(Text, default="")
-    sbom: Mapped[str] = mapped_column(Text, default="")
+    inventory: Mapped[str] = mapped_column(Text, default="")
     """The inventory as JSON (packages and OS), so an SBOM is built in either format on ask."""
     message: Mapped[str] = mapped_column(Text, default="")
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class VulnDbGeneration(Base):
+    """One row: bumped by every import batch that writes, so a process that caches records
+    (``service.VulnCache``) knows to drop them."""
+
+    __tablename__ = "vuln_db_generation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation: Mapped[int] = mapped_column(BigId, default=0)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -157,7 +157,7 @@ async def get_scan_report(request: Request) -> Response:
         "artifact": {"repository": found.repository, "digest": found.digest},
         "scanner": {"name": SCANNER_NAME, "vendor": SCANNER_VENDOR, "version": dockyard_version},
         "media_type": media_type,
-        "sbom": sbom_document(found.sbom, media_type),
+        "sbom": sbom_document(found.inventory, media_type),
     }
     return _json(doc, SBOM_MIME)
 

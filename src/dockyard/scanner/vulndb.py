@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.db.engine import Database
+from dockyard.db.engine import Database, insert_ignore
 
 from .matching import package_key
-from .models import VulnAffected, VulnRecord
+from .models import VulnAffected, VulnDbGeneration, VulnRecord
 from .osv import OsvError, OsvRecord, parse_record
 
 BATCH = 500
@@ -221,8 +222,31 @@ async def _write_batch(db: Database, batch: Sequence[OsvRecord], result: ImportR
             affected = [row for r in writing for row in _affected_rows(r)]
             if affected:
                 await session.execute(insert(VulnAffected), affected)
+            await bump_generation(session)
         result.updated += len(replace)
         result.inserted += len(fresh)
+
+
+async def bump_generation(session: AsyncSession) -> None:
+    """Tell every process that caches records that they changed (``service.VulnCache``)."""
+    now = datetime.now(UTC)
+    await session.execute(
+        insert_ignore(
+            session, VulnDbGeneration, {"id": 1, "generation": 0, "update_time": now}, ["id"]
+        )
+    )
+    await session.execute(
+        update(VulnDbGeneration)
+        .where(VulnDbGeneration.id == 1)
+        .values(generation=VulnDbGeneration.generation + 1, update_time=now)
+    )
+
+
+async def generation(session: AsyncSession) -> int:
+    found = await session.scalar(
+        select(VulnDbGeneration.generation).where(VulnDbGeneration.id == 1)
+    )
+    return int(found or 0)
 
 
 async def import_records(

@@ -1,4 +1,4 @@
-"""vulndb: OSV records, their affected packages, adapter scan requests
+"""vulndb: OSV records, their affected packages, their generation, adapter scan requests
 
 Revision ID: 0012
 Revises: 0008
@@ -19,7 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
+    op.create_table(
+        "vuln_db_generation",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column(
+            "generation", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("update_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vuln_db_generation")),
+    )
     op.create_table(
         "scanner_adapter_scan",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -27,7 +35,7 @@ def upgrade() -> None:
         sa.Column("repository", sa.String(length=255), nullable=False),
         sa.Column("digest", sa.String(length=128), nullable=False),
         sa.Column("report", sa.Text(), nullable=False),
-        sa.Column("sbom", sa.Text(), nullable=False),
+        sa.Column("inventory", sa.Text(), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("creation_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("update_time", dockyard.db.base.UTCDateTime(timezone=True), nullable=False),
@@ -88,7 +96,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
+    op.drop_table("vuln_db_generation")
     with op.batch_alter_table("vuln_affected", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_vuln_affected_vuln_id"))
         batch_op.drop_index("ix_vuln_affected_ecosystem_package")
