@@ -47,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -62,6 +62,8 @@ from dockyard.iam.policy import Principal  # noqa: E402
 from dockyard.projects import repository as projects_repo  # noqa: E402
 from dockyard.projects.service import create_project  # noqa: E402
 from dockyard.registry.models import Artifact, ArtifactReference, Repository, Tag  # noqa: E402
+from dockyard.scan import registrations as scanners  # noqa: E402
+from dockyard.scan import reports as scan_reports  # noqa: E402
 from dockyard.scan.client import VULNERABILITY_MIME  # noqa: E402
 from dockyard.scan.models import ScannerRegistration, ScanReport  # noqa: E402
 from dockyard.settings import Settings  # noqa: E402
@@ -322,6 +324,26 @@ async def measure(
         await timings(db, "getArtifact by tag (tag lookup)", tag_lookup, samples),
     ]
     if layout.scan_overview:
+        async with db.read() as session:
+            listed = cast("list[Any]", await page(hot, 1)(session))
+            page_ids = [a.id for a in listed]
+            project = await projects_repo.find_project_by_name(session, PROJECT)
+        assert project is not None
+
+        async def overviews_alone(session: Any) -> object:
+            registration = await scanners.registration_of_project(session, project.project_id)
+            assert registration is not None
+            found = await scan_reports.overviews(
+                session, page_ids, registration.uuid, with_scan=True, with_sbom=True
+            )
+            assert len(found.scan) == len(page_ids)
+            return found
+
+        results.append(
+            await timings(
+                db, "the scan overviews of a 100-row page alone", overviews_alone, samples
+            )
+        )
         options = service.ArtifactOptions(
             with_tag=True, with_scan_overview=True, with_sbom_overview=True
         )
