@@ -178,7 +178,7 @@ def test_a_scans_with_bs_adapter_for_each_auth_kind(
     assert summary["summary"]["summary"].get("High", 0) >= 1
     assert _findings(registry, url) == images.expected_alpine(PREFIX)
     log = registry.get(f"{url}/scan/{summary['report_id']}/log").text
-    assert "vulnerabilities stored" in log and KEY not in log
+    assert "vulnerabilities, overall severity High" in log and KEY not in log
 
     # A rescan replaces the report: a new report id, the same findings.
     assert registry.post(f"{url}/scan").status_code == 202

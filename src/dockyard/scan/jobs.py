@@ -26,6 +26,7 @@ are never written to the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 
 from dockyard.http.outbound import OutboundClient
 from dockyard.iam.tokens import TokenAuthority
-from dockyard.jobs.runner import JobContext, JobStopped, JobType, PermanentJobError
+from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
 from dockyard.oci.scope import Scope
 from dockyard.scan import registrations, reports
 from dockyard.scan.client import (
@@ -162,6 +163,14 @@ async def _store(
 ) -> None:
     scan_type = str(params["scan_type"])
     parsed = parse_report(scan_type, body)
+    if isinstance(parsed, str):
+        ctx.log(f"SBOM read ({len(parsed)} bytes)")
+    else:
+        found = parsed.vulnerabilities or []
+        overall, _ = reports.summarise(found)
+        ctx.log(f"report read: {len(found)} vulnerabilities, overall severity {overall}")
+    # The log goes first, so whoever sees the report sees its log too.
+    await ctx.checkpoint()
     async with ctx.env.db.write() as session:
         report = await reports.current(session, str(params["report_uuid"]))
         if report is None:
@@ -169,14 +178,16 @@ async def _store(
             return
         if isinstance(parsed, str):
             await reports.store_sbom(session, report, scanner, parsed)
-            ctx.log("SBOM stored")
         else:
-            found = parsed.vulnerabilities or []
-            await reports.store_vulnerabilities(session, report, parsed.scanner or scanner, found)
-            ctx.log(f"{len(found)} vulnerabilities stored (overall severity {report.severity})")
+            await reports.store_vulnerabilities(
+                session, report, parsed.scanner or scanner, parsed.vulnerabilities or []
+            )
 
 
 async def _end(ctx: JobContext, report_uuid: str, status: str, message: str) -> None:
+    """End the report ``status``, its log written first (whoever sees it sees why)."""
+    with contextlib.suppress(JobStopped, LeaseLost):
+        await ctx.checkpoint()
     async with ctx.env.db.write() as session:
         await reports.mark(session, report_uuid, status, message)
 

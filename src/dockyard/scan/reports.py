@@ -27,6 +27,7 @@ from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from dockyard.db.base import utcnow
 from dockyard.scan import schemas
@@ -109,7 +110,10 @@ async def current(session: AsyncSession, report_uuid: str) -> ScanReport | None:
     """The report row still waiting for ``report_uuid`` (None: a newer scan replaced it,
     or the artifact is gone)."""
     found: ScanReport | None = await session.scalar(
-        select(ScanReport).where(ScanReport.uuid == report_uuid).with_for_update()
+        select(ScanReport)
+        .options(defer(ScanReport.content))
+        .where(ScanReport.uuid == report_uuid)
+        .with_for_update()
     )
     return found
 
@@ -331,7 +335,9 @@ async def overviews(
     wanted = set(artifact_ids) | {c for listed in children.values() for c in listed}
     mimes = [m for m, on in ((VULNERABILITY_MIME, with_scan), (SBOM_MIME, with_sbom)) if on]
     rows = await session.scalars(
-        select(ScanReport).where(
+        select(ScanReport)
+        .options(defer(ScanReport.content))  # an SBOM can be megabytes; listings need none
+        .where(
             ScanReport.artifact_id.in_(sorted(wanted)),
             ScanReport.registration_uuid == registration_uuid,
             ScanReport.mime_type.in_(mimes),
