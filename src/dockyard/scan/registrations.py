@@ -59,6 +59,12 @@ class NoScannerError(UnprocessableError):
 # --- views and checks ----------------------------------------------------------------------
 
 
+def is_key(value: str) -> bool:
+    """Whether ``value`` can be a uuid or report id (64 printable ASCII characters at most):
+    anything else names nothing, and never reaches the database (a NUL would fail there)."""
+    return len(value) <= 64 and value.isascii() and value.isprintable()
+
+
 def registration_view(row: ScannerRegistration) -> schemas.ScannerRegistration:
     return schemas.ScannerRegistration(
         uuid=row.uuid,
@@ -145,7 +151,7 @@ def _require_system(principal: Principal, action: Action) -> None:
 
 
 async def find_by_uuid(session: AsyncSession, registration_id: str) -> ScannerRegistration | None:
-    if len(registration_id) > 64:
+    if not is_key(registration_id):
         return None
     found: ScannerRegistration | None = await session.scalar(
         select(ScannerRegistration).where(ScannerRegistration.uuid == registration_id)

@@ -218,7 +218,7 @@ async def report_log(
     covered = {a.id for a in await _children(session, artifact)} | {artifact.id}
     row: ScanReport | None = (
         await session.scalar(select(ScanReport).where(ScanReport.uuid == report_id))
-        if len(report_id) <= 64
+        if registrations.is_key(report_id)
         else None
     )
     if row is None or row.artifact_id not in covered or row.task_id is None:
