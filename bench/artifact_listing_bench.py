@@ -16,6 +16,11 @@ resolution, access check, ``q``/sort/paging, tags loaded for the page):
 - ``listArtifacts`` page 1 of a small repository;
 - ``getArtifact`` by tag (the tag lookup).
 
+With ``--scan-overview`` every artifact also has a vulnerability report by the default
+scanner (a stored summary, as a scan leaves it), and the hot repository's pages are timed
+again ``with_scan_overview`` and ``with_sbom_overview`` (issue 18's target: within 1.2x of
+the same page without them).
+
 With ``--index-children`` the hot repository holds two-platform images: of every
 three artifacts, the first becomes an index listing the other two, so the listing
 shows a third of the rows (an index's children are listed under it) and the
@@ -42,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -57,6 +62,10 @@ from dockyard.iam.policy import Principal  # noqa: E402
 from dockyard.projects import repository as projects_repo  # noqa: E402
 from dockyard.projects.service import create_project  # noqa: E402
 from dockyard.registry.models import Artifact, ArtifactReference, Repository, Tag  # noqa: E402
+from dockyard.scan import registrations as scanners  # noqa: E402
+from dockyard.scan import reports as scan_reports  # noqa: E402
+from dockyard.scan.client import VULNERABILITY_MIME  # noqa: E402
+from dockyard.scan.models import ScannerRegistration, ScanReport  # noqa: E402
 from dockyard.settings import Settings  # noqa: E402
 from dockyard.system.bootstrap import prepare  # noqa: E402
 
@@ -78,12 +87,20 @@ class Layout:
     """Artifacts in the hot repository (the first one)."""
     index_children: bool = False
     """Two of every three hot artifacts are an index's children (listed under it)."""
+    scan_overview: bool = False
+    """Every artifact has a stored vulnerability report (``--scan-overview``)."""
 
     @classmethod
-    def of(cls, artifacts: int, repositories: int, index_children: bool = False) -> Layout:
+    def of(
+        cls,
+        artifacts: int,
+        repositories: int,
+        index_children: bool = False,
+        scan_overview: bool = False,
+    ) -> Layout:
         repositories = max(2, min(repositories, artifacts // 10))
         hot = min(artifacts // 2, max(HOT_MINIMUM, artifacts // 10))
-        return cls(artifacts, repositories, hot, index_children)
+        return cls(artifacts, repositories, hot, index_children, scan_overview)
 
     @property
     def hot_listed(self) -> int:
@@ -169,7 +186,44 @@ async def seed(db: Database, layout: Layout) -> tuple[str, str]:
             _log(f"  seeded {end:>9,} artifacts ({rate:,.0f}/s)")
     if layout.index_children:
         await _seed_index_children(db, layout, first_id)
+    if layout.scan_overview:
+        await _seed_reports(db, layout, first_id)
     return names[0], names[1]
+
+
+async def _seed_reports(db: Database, layout: Layout, first_id: int) -> None:
+    """A default scanner and one successful vulnerability report per artifact."""
+    now = datetime.now(UTC)
+    async with db.write() as session:
+        session.add(
+            ScannerRegistration(
+                uuid="bench-scanner", name="bench", url="http://127.0.0.1:1", is_default=True
+            )
+        )
+    summary = '{"total":12,"fixable":5,"summary":{"Critical":1,"High":3,"Low":8}}'
+    scanner = '{"name":"Dockyard","vendor":"Dockyard","version":"1"}'
+    for start in range(0, layout.artifacts, BATCH):
+        end = min(start + BATCH, layout.artifacts)
+        rows = [
+            {
+                "uuid": f"report-{i}",
+                "artifact_id": first_id + 1 + i,
+                "digest": f"sha256:{i:064x}",
+                "registration_uuid": "bench-scanner",
+                "mime_type": VULNERABILITY_MIME,
+                "status": "Success",
+                "status_message": "",
+                "severity": "Critical",
+                "summary": summary,
+                "scanner": scanner,
+                "start_time": now,
+                "end_time": now,
+            }
+            for i in range(start, end)
+        ]
+        async with db.write() as session:
+            await session.execute(insert(ScanReport), rows)
+    _log(f"  {layout.artifacts:,} scan reports")
 
 
 async def _seed_index_children(db: Database, layout: Layout, first_id: int) -> None:
@@ -251,6 +305,8 @@ async def measure(
             )
             assert len(found) == min(PAGE_SIZE, total - (number - 1) * PAGE_SIZE)
             assert all(a.tags for a in found)
+            if options.with_scan_overview:
+                assert all(a.scan_overview for a in found)
             return found
 
         return call
@@ -259,7 +315,7 @@ async def measure(
         tag = f"v{rng.randrange(layout.hot)}"
         return await service.get_artifact(session, ADMIN, PROJECT, _inner(hot), tag, options)
 
-    return [
+    results = [
         await timings(db, "listArtifacts page 1 (hot repository)", page(hot, 1), samples),
         await timings(
             db, f"listArtifacts page {last_page} (hot repository)", page(hot, last_page), samples
@@ -267,6 +323,42 @@ async def measure(
         await timings(db, "listArtifacts page 1 (small repository)", page(small, 1), samples),
         await timings(db, "getArtifact by tag (tag lookup)", tag_lookup, samples),
     ]
+    if layout.scan_overview:
+        async with db.read() as session:
+            listed = cast("list[Any]", await page(hot, 1)(session))
+            page_ids = [a.id for a in listed]
+            project = await projects_repo.find_project_by_name(session, PROJECT)
+        assert project is not None
+
+        async def overviews_alone(session: Any) -> object:
+            registration = await scanners.registration_of_project(session, project.project_id)
+            assert registration is not None
+            found = await scan_reports.overviews(
+                session, page_ids, registration.uuid, with_scan=True, with_sbom=True
+            )
+            assert len(found.scan) == len(page_ids)
+            return found
+
+        results.append(
+            await timings(
+                db, "the scan overviews of a 100-row page alone", overviews_alone, samples
+            )
+        )
+        options = service.ArtifactOptions(
+            with_tag=True, with_scan_overview=True, with_sbom_overview=True
+        )
+        results += [
+            await timings(
+                db, "listArtifacts page 1 (hot) with_scan_overview", page(hot, 1), samples
+            ),
+            await timings(
+                db,
+                f"listArtifacts page {last_page} (hot) with_scan_overview",
+                page(hot, last_page),
+                samples,
+            ),
+        ]
+    return results
 
 
 @contextmanager
@@ -311,11 +403,16 @@ def main() -> None:
         action="store_true",
         help="the hot repository holds two-platform images (an index and two children)",
     )
+    parser.add_argument(
+        "--scan-overview",
+        action="store_true",
+        help="a stored vulnerability report per artifact; also time pages with_scan_overview",
+    )
     args = parser.parse_args()
     count = 100_000 if args.quick else args.artifacts
     if count < 1_000:
         parser.error("--artifacts must be at least 1,000")
-    layout = Layout.of(count, args.repositories, args.index_children)
+    layout = Layout.of(count, args.repositories, args.index_children, args.scan_overview)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     rows = []
     for backend in backends:

@@ -67,6 +67,9 @@ from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
 from dockyard.scanner import jobs as scanner_jobs
+from dockyard.scan import api as scan_api
+from dockyard.scan import hooks as scan_hooks
+from dockyard.scan import jobs as scan_jobs
 from dockyard.scanner.adapter import AdapterScans
 from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
@@ -129,6 +132,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
             audit_hooks.RegistryHooks(db, settings),
             webhooks_hooks.RegistryHooks(db, settings),
             signatures_hooks.RegistryHooks(),
+            scan_hooks.RegistryHooks(db, settings),
         ]
     )
     # The pull-policy seam (registry/pull_policy.py): asked in order by every manifest
@@ -201,6 +205,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
         *audit_jobs.job_types,
         *scanner_jobs.job_types,
         *signatures_jobs.job_types,
+        *scan_jobs.job_types,
     ]
     for name in settings.job_plugins:
         try:
@@ -244,6 +249,7 @@ def api_operations() -> list[Operation]:
         *webhooks_api.operations,
         *remotes_api.operations,
         *search_api.operations,
+        *scan_api.operations,
         *icons_api.operations,
         *signatures_api.operations,
     ]

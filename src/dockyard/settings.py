@@ -232,6 +232,10 @@ class Settings(BaseSettings):
     outbound_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     """Total deadline of one outbound HTTP call (webhook delivery…): resolving,
     connecting, sending and reading the answer together, not per read."""
+    scan_timeout_seconds: float = Field(default=1800.0, gt=0, le=86400)
+    """How long one scan may wait for its scanner adapter's report (polling ``302``
+    answers) before it ends ``Error``; also the lifetime of the pull credential the
+    adapter is handed (docs/scanning.md)."""
     egress_allow_loopback: bool = False
     """Whether webhook (and later replication) targets may be loopback addresses
     (127.0.0.0/8, ::1, ``localhost``): off, so a project admin cannot reach services

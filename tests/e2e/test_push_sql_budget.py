@@ -43,6 +43,7 @@ TIME_REFRESHED = (
     "dockyard.system.readonly:",
     "dockyard.audit.repository:properties",
     "dockyard.iam.service:_token_seconds",
+    "dockyard.scan.service:auto_scan_projects",
 )
 
 

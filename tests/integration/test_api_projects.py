@@ -597,7 +597,6 @@ async def test_delete_takes_labels_rules_quota_and_policies_along(
 @pytest.mark.parametrize(
     ("key", "feature"),
     [
-        ("auto_scan", "vulnerability scanning"),
         ("prevent_vul", "vulnerability scanning"),
         ("auto_sbom_generation", "SBOM generation"),
     ],

@@ -118,7 +118,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 FEATURE_USES: dict[tuple[str, str], str] = {
     ("artifacts", "labels"): "an artifact listing shows and filters by its labels",
     ("artifacts", "immutability"): "an artifact listing shows whether each tag is immutable",
+    ("artifacts", "scan"): "an artifact listing shows its stored scan and SBOM summaries",
     ("labels", "artifacts"): "a label is attached to an artifact the caller names",
+    ("scan", "artifacts"): "a scan request names an artifact the caller may see",
     ("retention", "immutability"): "retention never removes a tag an immutability rule holds",
     ("retention", "webhooks"): "a retention run reports its deletions as a webhook event",
     ("search", "artifacts"): "search lists artifacts through the artifact listing",

@@ -43,13 +43,15 @@ def _repository_name(api: ApiRequest) -> str:
 
 def _options(api: ApiRequest) -> service.ArtifactOptions:
     """The ``with_*`` flags; each is checked (a 400 for anything but a boolean) even where
-    there is nothing to add yet (scan and SBOM overviews, signatures)."""
+    there is nothing to add yet (signatures)."""
     flags = {name: api.query_bool(name) for name in api.operation.query if name.startswith("with_")}
     return service.ArtifactOptions(
         with_tag=api.query_bool("with_tag", default=True),
         with_label=flags["with_label"],
         with_immutable_status=flags["with_immutable_status"],
         with_accessory=flags["with_accessory"],
+        with_scan_overview=flags["with_scan_overview"],
+        with_sbom_overview=flags["with_sbom_overview"],
     )
 
 
@@ -234,7 +236,7 @@ async def list_accessories(api: ApiRequest) -> Response:
 @operation("GET", ARTIFACT + "/additions/{addition}", "getAddition")
 async def get_addition(api: ApiRequest) -> Response:
     """An image's build history, a chart's values.yaml, readme.md or dependencies, or
-    vulnerabilities (``{}`` until scanning lands)."""
+    vulnerabilities (the current report by the project's scanner; ``{}``: not scanned)."""
     addition = api.path("addition")
     if addition not in service.ADDITIONS:
         raise NotFoundError(
@@ -250,8 +252,8 @@ async def get_addition(api: ApiRequest) -> Response:
             api.path("reference"),
             addition,
         )
-    if addition == service.VULNERABILITIES:
-        return JSONResponse({})  # no scanner yet: Harbor's answer for an unscanned artifact
+        if addition == service.VULNERABILITIES:
+            return JSONResponse(await service.vulnerabilities_of(session, artifact))
     content_type, body = await service.addition_content(
         api.state.storage, artifact, addition, api.state.chart_files
     )

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from dockyard.scan.schemas import NativeReportSummary, SBOMOverview
+
 
 class Repository(BaseModel):
     id: int | None = None
@@ -114,3 +116,5 @@ class Artifact(BaseModel):
     addition_links: dict[str, AdditionLink] | None = None
     labels: list[Label] | None = None
     accessories: list[Accessory] | None = None
+    scan_overview: dict[str, NativeReportSummary] | None = None
+    sbom_overview: SBOMOverview | None = None

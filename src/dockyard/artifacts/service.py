@@ -53,6 +53,8 @@ from dockyard.oci.names import validate_repository_name, validate_tag
 from dockyard.projects.models import Project
 from dockyard.projects.service import require, resolve_project, safe_text, visible_projects
 from dockyard.registry.models import Artifact, ArtifactAccessory, ArtifactReference, Repository, Tag
+from dockyard.scan import registrations as scanners
+from dockyard.scan import reports as scan_reports
 from dockyard.storage import ObjectStore, blob_key
 
 API_PREFIX = "/api/v2.0"
@@ -261,13 +263,16 @@ async def project_artifact_count(
 
 @dataclass(frozen=True, slots=True)
 class ArtifactOptions:
-    """The ``with_*`` flags of ``listArtifacts``/``getArtifact``. Scan and SBOM overviews
-    and signatures have nothing to show until scanning and signing land."""
+    """The ``with_*`` flags of ``listArtifacts``/``getArtifact``. Signatures have nothing
+    to show until signing lands; scan and SBOM overviews are the stored summaries of the
+    project's scanner (``scan/reports.py``)."""
 
     with_tag: bool = True
     with_label: bool = False
     with_immutable_status: bool = False
     with_accessory: bool = False
+    with_scan_overview: bool = False
+    with_sbom_overview: bool = False
 
 
 _ARTIFACT_Q: dict[str, ColumnElement[Any]] = {
@@ -414,6 +419,8 @@ async def assemble(
     immutable: set[tuple[str, str]] = set()
     if options.with_tag and options.with_immutable_status:
         immutable = await _immutable(session, project.project_id, artifacts, tags)
+    children = {index: [r.child_id for r in refs] for index, refs in references.items()}
+    overviews = await _scan_overviews(session, project, ids, children, options)
     views = []
     for artifact in artifacts:
         view = artifact_view(project.name, artifact)
@@ -428,8 +435,43 @@ async def assemble(
             view.accessories = [accessory_view(a) for a in accessories.get(artifact.id, [])]
         if artifact.id in indexes:
             view.references = [reference_view(r) for r in references.get(artifact.id, [])]
+        if options.with_scan_overview:
+            view.scan_overview = overviews.scan.get(artifact.id) or None
+        if options.with_sbom_overview:
+            view.sbom_overview = overviews.sbom.get(artifact.id)
         views.append(view)
     return views
+
+
+async def _scan_overviews(
+    session: AsyncSession,
+    project: Project,
+    ids: Sequence[int],
+    children: dict[int, list[int]],
+    options: ArtifactOptions,
+) -> scan_reports.Overviews:
+    """The stored scan and SBOM summaries of the page by the project's scanner (an index's
+    from its children's): two indexed queries for the whole page, whatever its size, and
+    no counting of findings."""
+    if not ids or not (options.with_scan_overview or options.with_sbom_overview):
+        return scan_reports.Overviews({}, {})
+    registration = await scanners.registration_of_project(session, project.project_id)
+    return await scan_reports.overviews(
+        session,
+        ids,
+        registration.uuid if registration is not None else None,
+        with_scan=options.with_scan_overview,
+        with_sbom=options.with_sbom_overview,
+        children=children,
+    )
+
+
+async def vulnerabilities_of(session: AsyncSession, artifact: Artifact) -> dict[str, Any]:
+    """``additions/vulnerabilities``: the current report by the project's scanner."""
+    registration = await scanners.registration_of_project(session, artifact.project_id)
+    return await scan_reports.vulnerability_report(
+        session, artifact.id, registration.uuid if registration is not None else None
+    )
 
 
 async def _immutable(

@@ -30,6 +30,13 @@ from dockyard.registry.models import (
 from dockyard.remotes.models import RegistryEndpoint
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
+from dockyard.scan.models import (
+    ProjectScanner,
+    ReportVulnerability,
+    ScannerRegistration,
+    ScanReport,
+    VulnerabilityRecord,
+)
 from dockyard.scanner.models import AdapterScan, VulnAffected, VulnDbGeneration, VulnRecord
 from dockyard.signatures.models import SignatureVerdict, TrustedKey, TrustedKeySet
 from dockyard.system.models import Property
@@ -58,14 +65,18 @@ __all__ = [
     "ProjectBlob",
     "ProjectMember",
     "ProjectMetadata",
+    "ProjectScanner",
     "Property",
     "Quota",
     "RegistryEndpoint",
+    "ReportVulnerability",
     "Repository",
     "RepositoryBlob",
     "RetentionPolicy",
     "Robot",
     "RobotPermission",
+    "ScanReport",
+    "ScannerRegistration",
     "Schedule",
     "SignatureVerdict",
     "Tag",
@@ -79,5 +90,6 @@ __all__ = [
     "VulnAffected",
     "VulnDbGeneration",
     "VulnRecord",
+    "VulnerabilityRecord",
     "WebhookPolicy",
 ]

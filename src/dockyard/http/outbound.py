@@ -1,7 +1,7 @@
 """The one client for outbound HTTP: capped, deadline-bound, egress-checked.
 
-Every call Dockyard makes to a server it does not run (webhook deliveries today;
-scanners, replication, OIDC and the proxy cache later) goes through
+Every call Dockyard makes to a server it does not run (webhook deliveries and scanner
+adapters today; replication, OIDC and the proxy cache later) goes through
 ``OutboundClient.request``, which promises three things whatever the far end does:
 
 - **a total deadline**: resolving, connecting, TLS, sending and waiting for the

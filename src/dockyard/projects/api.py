@@ -37,6 +37,7 @@ from dockyard.projects.schemas import (
     RoleRequest,
 )
 from dockyard.projects.schemas import Project as ProjectSchema
+from dockyard.scan import hooks as scan_hooks
 
 PROJECT = "/projects/{project_name_or_id}"
 
@@ -71,6 +72,14 @@ async def _allowed(api: ApiRequest, action: Action, resource: Resource) -> Princ
 
 
 # --- projects ------------------------------------------------------------------------------
+
+
+def _metadata_changed(api: ApiRequest) -> None:
+    """Tell this process's scan-on-push hook that project switches may have changed (other
+    nodes read them again within seconds, ``scan/hooks.py``)."""
+    hook = scan_hooks.find(api.state.registry.hooks.hooks)
+    if hook is not None:
+        hook.auto_scan_changed()
 
 
 @operation("HEAD", "/projects", "headProject", query=("project_name",))
@@ -119,6 +128,7 @@ async def create_project(api: ApiRequest) -> Response:
             session, principal, req, operator=await api.actor()
         )
         project_id, name = project.project_id, project.name
+    _metadata_changed(api)
     in_location = _header_flag(api, "X-Resource-Name-In-Location")
     return created_response(f"{API_PREFIX}/projects/{name if in_location else project_id}")
 
@@ -143,6 +153,7 @@ async def update_project(api: ApiRequest) -> Response:
         await service.update_project(
             session, principal, project, context, req, operator=await api.actor()
         )
+    _metadata_changed(api)
     return empty_response()
 
 
@@ -204,6 +215,7 @@ async def add_project_metadatas(api: ApiRequest) -> Response:
         await service.add_metadata(
             session, principal, project, context, values, operator=await api.actor()
         )
+    _metadata_changed(api)
     return empty_response()
 
 
@@ -235,6 +247,7 @@ async def update_project_metadata(api: ApiRequest) -> Response:
             body,
             operator=await api.actor(),
         )
+    _metadata_changed(api)
     return empty_response()
 
 
@@ -252,6 +265,7 @@ async def delete_project_metadata(api: ApiRequest) -> Response:
             api.path("meta_name"),
             operator=await api.actor(),
         )
+    _metadata_changed(api)
     return empty_response()
 
 

@@ -78,7 +78,6 @@ BOOLEAN_METADATA = frozenset(
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
 MISSING_FEATURE_METADATA = {
-    "auto_scan": "vulnerability scanning",
     "prevent_vul": "vulnerability scanning (blocking vulnerable images)",
     "auto_sbom_generation": "SBOM generation",
 }

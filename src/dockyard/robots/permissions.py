@@ -220,12 +220,9 @@ def _parse_access(
 
 
 UNSUPPORTED_RESOURCES: dict[Resource, str] = {
-    Resource.SCAN: "vulnerability scanning",
     Resource.SCAN_ALL: "vulnerability scanning",
-    Resource.SCANNER: "vulnerability scanning (scanners)",
     Resource.SECURITY_HUB: "vulnerability scanning (the security hub)",
     Resource.EXPORT_CVE: "vulnerability scanning (CVE export)",
-    Resource.SBOM: "SBOM generation",
     Resource.PREHEAT_POLICY: "P2P preheat",
     Resource.PREHEAT_INSTANCE: "P2P preheat",
     Resource.REPLICATION_POLICY: "replication",

@@ -1,0 +1,272 @@
+"""``/api/v2.0/scanners`` (swagger tag ``scanner``), the project scanner and the scan
+operations of an artifact (tag ``scan``).
+
+Scanner registrations are the system admin's (``scanner`` at system level); the
+project's scanner is read by members and set by project admins. Calls to an adapter
+(``ping``, ``metadata``) are made with no transaction open; what an adapter gets wrong
+is a 400 naming the call and the adapter's words, never a 500.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from pydantic import ValidationError
+from starlette.responses import PlainTextResponse, Response
+
+from dockyard.errors import BadRequestError
+from dockyard.http.api import (
+    ApiRequest,
+    Operation,
+    created_response,
+    empty_response,
+    json_response,
+    operation,
+    paged_response,
+)
+from dockyard.http.egress import EgressPolicy
+from dockyard.http.outbound import OutboundClient
+from dockyard.scan import registrations, service
+from dockyard.scan.client import AdapterClient, AdapterError, Endpoint
+from dockyard.scan.schemas import (
+    IsDefault,
+    ProjectScanner,
+    Scanner,
+    ScannerAdapterMetadata,
+    ScannerCapability,
+    ScannerRegistration,
+    ScannerRegistrationReq,
+    ScannerRegistrationSettings,
+    ScanType,
+)
+
+SCANNERS = "/scanners"
+SCANNER = SCANNERS + "/{registration_id}"
+PROJECT_SCANNER = "/projects/{project_name_or_id}/scanner"
+ARTIFACT = "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}"
+LISTING = ("q", "sort", "page", "page_size")
+
+
+def _egress(api: ApiRequest) -> EgressPolicy:
+    return EgressPolicy.from_settings(api.state.settings)
+
+
+def _project(api: ApiRequest) -> tuple[str, bool]:
+    flag = (api.header("X-Is-Resource-Name") or "").strip().lower()
+    return api.path("project_name_or_id"), flag in ("true", "1")
+
+
+def _artifact(api: ApiRequest) -> tuple[str, str, str]:
+    return (
+        api.path("project_name"),
+        unquote(api.path("repository_name")),
+        api.path("reference"),
+    )
+
+
+async def _adapter_metadata(api: ApiRequest, endpoint: Endpoint) -> ScannerAdapterMetadata:
+    client = AdapterClient(endpoint, OutboundClient.for_targets(api.state.settings))
+    try:
+        found = await client.metadata()
+    except AdapterError as exc:
+        raise BadRequestError(f"the scanner adapter could not be used: {exc}") from None
+    return ScannerAdapterMetadata(
+        scanner=Scanner(
+            name=found.scanner.name, vendor=found.scanner.vendor, version=found.scanner.version
+        ),
+        capabilities=[
+            ScannerCapability(
+                type=c.type,
+                consumes_mime_types=c.consumes_mime_types,
+                produces_mime_types=c.produces_mime_types,
+            )
+            for c in found.capabilities
+        ],
+        properties=found.properties or {},
+    )
+
+
+# --- registrations -------------------------------------------------------------------------
+
+
+@operation("GET", SCANNERS, "listScanners", query=LISTING, response=list[ScannerRegistration])
+async def list_scanners(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    page = api.page()
+    async with api.state.db.read() as session:
+        items, total = await registrations.list_registrations(
+            session, principal, api.query("q"), api.query("sort"), page
+        )
+    return paged_response(api, items, total, page)
+
+
+@operation("POST", SCANNERS, "createScanner", body=ScannerRegistrationReq, status=201)
+async def create_scanner(api: ApiRequest) -> Response:
+    """Register an adapter; its credential is sealed at rest and never shown again."""
+    principal = await api.principal()
+    body = await api.json(ScannerRegistrationReq)
+    async with api.state.db.write() as session:
+        registration_id = await registrations.create_registration(
+            session, principal, body, _egress(api)
+        )
+    return created_response(f"{api.request.url.path.rstrip('/')}/{registration_id}")
+
+
+@operation("GET", SCANNER, "getScanner", response=ScannerRegistration)
+async def get_scanner(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        found = await registrations.show_registration(
+            session, principal, api.path("registration_id")
+        )
+    return json_response(found)
+
+
+@operation("PUT", SCANNER, "updateScanner", body=ScannerRegistrationReq)
+async def update_scanner(api: ApiRequest) -> Response:
+    """Replace a registration; an empty credential keeps the stored one."""
+    principal = await api.principal()
+    body = await api.json(ScannerRegistrationReq)
+    async with api.state.db.write() as session:
+        await registrations.update_registration(
+            session, principal, api.path("registration_id"), body, _egress(api)
+        )
+    return empty_response()
+
+
+@operation("DELETE", SCANNER, "deleteScanner", response=ScannerRegistration)
+async def delete_scanner(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.write() as session:
+        deleted = await registrations.delete_registration(
+            session, principal, api.path("registration_id")
+        )
+    return json_response(deleted)
+
+
+@operation("PATCH", SCANNER, "setScannerAsDefault", body=IsDefault)
+async def set_scanner_as_default(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    body = await api.json(IsDefault)
+    async with api.state.db.write() as session:
+        await registrations.set_default(
+            session, principal, api.path("registration_id"), bool(body.is_default)
+        )
+    return empty_response()
+
+
+@operation("POST", SCANNERS + "/ping", "pingScanner", body=ScannerRegistrationSettings)
+async def ping_scanner(api: ApiRequest) -> Response:
+    """Ask an adapter for its metadata before registering it; 400 with the reason when it
+    cannot be used."""
+    principal = await api.principal()
+    body = await api.json(ScannerRegistrationSettings)
+    endpoint = registrations.ping_endpoint(principal, body, _egress(api))
+    await _adapter_metadata(api, endpoint)
+    return empty_response()
+
+
+@operation("GET", SCANNER + "/metadata", "getScannerMetadata", response=ScannerAdapterMetadata)
+async def get_scanner_metadata(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        endpoint = await registrations.metadata_endpoint(
+            session, principal, api.path("registration_id")
+        )
+    return json_response(await _adapter_metadata(api, endpoint))
+
+
+# --- the project's scanner -----------------------------------------------------------------
+
+
+@operation("GET", PROJECT_SCANNER, "getScannerOfProject", response=ScannerRegistration)
+async def get_scanner_of_project(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        found = await registrations.project_scanner(session, principal, *_project(api))
+    return json_response(found)
+
+
+@operation("PUT", PROJECT_SCANNER, "setScannerOfProject", body=ProjectScanner)
+async def set_scanner_of_project(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    body = await api.json(ProjectScanner)
+    async with api.state.db.write() as session:
+        await registrations.set_project_scanner(session, principal, *_project(api), body)
+    return empty_response()
+
+
+@operation(
+    "GET",
+    PROJECT_SCANNER + "/candidates",
+    "listScannerCandidatesOfProject",
+    query=LISTING,
+    response=list[ScannerRegistration],
+)
+async def list_scanner_candidates(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    page = api.page()
+    async with api.state.db.read() as session:
+        items, total = await registrations.scanner_candidates(
+            session, principal, *_project(api), api.query("q"), api.query("sort"), page
+        )
+    return paged_response(api, items, total, page)
+
+
+# --- scans ---------------------------------------------------------------------------------
+
+
+async def _scan_type(api: ApiRequest) -> str:
+    raw = await api.raw_body()
+    if not raw.strip():
+        return service.scan_type_of(None)
+    try:
+        body = ScanType.model_validate_json(raw)
+    except ValidationError:
+        raise BadRequestError('the body must be {"scan_type": "vulnerability" or "sbom"}') from None
+    return service.scan_type_of(body.scan_type)
+
+
+@operation("POST", ARTIFACT + "/scan", "scanArtifact", body=ScanType, status=202)
+async def scan_artifact(api: ApiRequest) -> Response:
+    """Scan an artifact (an index: each of its children) with the project's scanner."""
+    principal = await api.principal()
+    scan_type = await _scan_type(api)
+    async with api.state.db.write() as session:
+        await service.scan_artifact(session, principal, *_artifact(api), scan_type)
+    return empty_response(202)
+
+
+@operation("POST", ARTIFACT + "/scan/stop", "stopScanArtifact", body=ScanType, status=202)
+async def stop_scan_artifact(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    scan_type = await _scan_type(api)
+    async with api.state.db.write() as session:
+        await service.stop_scan(session, principal, *_artifact(api), scan_type)
+    return empty_response(202)
+
+
+@operation("GET", ARTIFACT + "/scan/{report_id}/log", "getReportLog")
+async def get_report_log(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        text = await service.report_log(session, principal, *_artifact(api), api.path("report_id"))
+    return PlainTextResponse(text)
+
+
+operations: list[Operation] = [
+    list_scanners,
+    create_scanner,
+    get_scanner,
+    update_scanner,
+    delete_scanner,
+    set_scanner_as_default,
+    ping_scanner,
+    get_scanner_metadata,
+    get_scanner_of_project,
+    set_scanner_of_project,
+    list_scanner_candidates,
+    scan_artifact,
+    stop_scan_artifact,
+    get_report_log,
+]

@@ -1,0 +1,220 @@
+"""The ``IMAGE_SCAN`` and ``SBOM`` jobs: one task scans one artifact with one adapter.
+
+A task:
+
+1. reads the registration (its credential opened) and marks the report ``Running``;
+2. asks the adapter's ``GET /metadata`` whether it makes the wanted report for this
+   artifact's media type;
+3. signs a registry token that may only pull the artifact's repository, for the
+   requester, living no longer than the scan may take (``scan_timeout_seconds``), and
+   sends ``POST /scan`` with the registry's URL (its external URL, or the address it
+   listens on when the registration says ``use_internal_addr``) and that token;
+4. polls ``GET /scan/{id}/report``, waiting what each ``302`` says in
+   ``Refresh-After``, until the report comes or the time limit passes, checking for a
+   stop between polls;
+5. stores the report (``reports.store_*``), replacing the previous one in one
+   transaction.
+
+A transient failure (network, timeout, 5xx) raises, so the job system retries the task
+with backoff; on its last attempt, or for anything retrying cannot fix (a 4xx, an
+answer that is not the spec's JSON, an adapter that cannot scan this artifact), the
+report ends ``Error`` with the adapter's message and the task ends ``Error``. Nothing
+an adapter does reaches the API as a 500. The adapter's credential and the pull token
+are never written to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from dockyard.http.outbound import OutboundClient
+from dockyard.iam.tokens import TokenAuthority
+from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
+from dockyard.oci.scope import Scope
+from dockyard.scan import registrations, reports
+from dockyard.scan.client import (
+    SBOM,
+    SBOM_MEDIA_TYPE,
+    AdapterClient,
+    AdapterError,
+    Endpoint,
+    ReportPending,
+    capabilities_mimes,
+    parse_report,
+)
+from dockyard.scan.schemas import AdapterScanner
+from dockyard.scan.service import JOB_OF
+from dockyard.settings import Settings
+from dockyard.system.bootstrap import load_token_key
+
+
+class ScanFailed(Exception):
+    """A transient adapter failure: retried while attempts remain."""
+
+
+def internal_url(settings: Settings) -> str:
+    """The address Dockyard listens on (``use_internal_addr``), whatever ``external_url`` says."""
+    return settings.model_copy(update={"external_url": ""}).public_url
+
+
+def registry_url(settings: Settings, use_internal_addr: bool) -> str:
+    return internal_url(settings) if use_internal_addr else settings.public_url
+
+
+async def pull_credential(ctx: JobContext, requester: str, repository: str) -> str:
+    """A bearer token that may pull ``repository`` only, for ``requester``, short-lived."""
+    settings = ctx.env.settings
+    authority = TokenAuthority(
+        await load_token_key(ctx.env.db),
+        issuer=settings.token_issuer,
+        service=settings.token_service,
+        ttl_seconds=settings.token_expiration_minutes * 60,
+    )
+    ttl = int(min(settings.scan_timeout_seconds + 60, settings.token_expiration_minutes * 60))
+    issued = authority.issue(
+        requester, [Scope("repository", repository, frozenset({"pull"}))], ttl_seconds=ttl
+    )
+    return "Bearer " + issued.token
+
+
+async def _prepare(ctx: JobContext, params: Mapping[str, Any]) -> tuple[Endpoint, bool, str]:
+    """The adapter to call; the report is marked ``Running``."""
+    async with ctx.env.db.write() as session:
+        registration = await registrations.find_by_uuid(session, str(params["registration_uuid"]))
+        report = await reports.mark(session, str(params["report_uuid"]), reports.RUNNING)
+        if report is None:
+            raise PermanentJobError("a newer scan of this artifact replaced this one")
+        if registration is None:
+            raise AdapterError("the scanner registration was deleted")
+        if registration.disabled:
+            raise AdapterError(f"scanner {registration.name!r} is disabled")
+        endpoint = await registrations.endpoint(session, registration)
+        return endpoint, registration.use_internal_addr, registration.name
+
+
+async def _poll(
+    ctx: JobContext, client: AdapterClient, scan_id: str, mime: str, deadline: float
+) -> bytes:
+    polls = 0
+    while True:
+        answer = await client.report(scan_id, mime)
+        if not isinstance(answer, ReportPending):
+            ctx.log(f"report received ({len(answer)} bytes) after {polls} polls")
+            return answer
+        polls += 1
+        if time.monotonic() + answer.refresh_after > deadline:
+            raise AdapterError(
+                f"no report within {ctx.env.settings.scan_timeout_seconds:g} s (time limit)"
+            )
+        await ctx.checkpoint()  # a stop asked meanwhile ends the task here
+        await asyncio.sleep(answer.refresh_after)
+
+
+async def _scan(ctx: JobContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    settings = ctx.env.settings
+    deadline = time.monotonic() + settings.scan_timeout_seconds
+    scan_type = str(params["scan_type"])
+    mime = str(params["mime_type"])
+    endpoint, internal, name = await _prepare(ctx, params)
+    client = AdapterClient(endpoint, OutboundClient.for_targets(settings))
+    ctx.log(f"attempt {ctx.attempt}: scanner {name!r} at {endpoint.url}")
+    metadata = await client.metadata()
+    scanner = metadata.scanner
+    ctx.log(f"adapter: {scanner.name} {scanner.version} ({scanner.vendor})")
+    media_type = str(params["media_type"])
+    if not capabilities_mimes(metadata, scan_type, media_type):
+        raise AdapterError(
+            f"scanner {name!r} does not make {mime!r} reports for {media_type!r} artifacts"
+        )
+    repository = str(params["repository"])
+    url = registry_url(settings, internal)
+    capability: dict[str, Any] = {"type": scan_type, "produces_mime_types": [mime]}
+    if scan_type == SBOM:
+        capability["parameters"] = {"sbom_media_types": [SBOM_MEDIA_TYPE]}
+    request = {
+        "registry": {
+            "url": url,
+            "authorization": await pull_credential(ctx, str(params["requester"]), repository),
+        },
+        "artifact": {
+            "repository": repository,
+            "digest": str(params["digest"]),
+            "tag": str(params.get("tag") or ""),
+            "mime_type": media_type,
+        },
+        "enabled_capabilities": [capability],
+    }
+    ctx.log(f"POST /scan: {repository}@{params['digest']} from {url}")
+    scan_id = await client.scan(request)
+    ctx.log(f"scan request {scan_id} accepted")
+    body = await _poll(ctx, client, scan_id, mime, deadline)
+    await _store(ctx, params, scanner, body)
+    return {"scan_request_id": scan_id}
+
+
+async def _store(
+    ctx: JobContext, params: Mapping[str, Any], scanner: AdapterScanner, body: bytes
+) -> None:
+    scan_type = str(params["scan_type"])
+    parsed = parse_report(scan_type, body)
+    if isinstance(parsed, str):
+        ctx.log(f"SBOM read ({len(parsed)} bytes)")
+    else:
+        found = parsed.vulnerabilities or []
+        overall, _ = reports.summarise(found)
+        ctx.log(f"report read: {len(found)} vulnerabilities, overall severity {overall}")
+    # The log goes first, so whoever sees the report sees its log too.
+    await ctx.checkpoint()
+    async with ctx.env.db.write() as session:
+        report = await reports.current(session, str(params["report_uuid"]))
+        if report is None:
+            ctx.log("a newer scan replaced this one; its report is not kept")
+            return
+        if isinstance(parsed, str):
+            await reports.store_sbom(session, report, scanner, parsed)
+        else:
+            await reports.store_vulnerabilities(
+                session, report, parsed.scanner or scanner, parsed.vulnerabilities or []
+            )
+
+
+async def _end(ctx: JobContext, report_uuid: str, status: str, message: str) -> None:
+    """End the report ``status``, its log written first (whoever sees it sees why)."""
+    with contextlib.suppress(JobStopped, LeaseLost):
+        await ctx.checkpoint()
+    async with ctx.env.db.write() as session:
+        await reports.mark(session, report_uuid, status, message)
+
+
+async def scan(ctx: JobContext) -> Mapping[str, Any]:
+    params = ctx.params
+    try:
+        report_uuid = str(params["report_uuid"])
+        last_attempt = ctx.attempt >= int(params.get("max_attempts", 1))
+        str(params["scan_type"]), str(params["registration_uuid"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentJobError("unreadable scan task") from None
+    try:
+        return await _scan(ctx, params)
+    except AdapterError as exc:
+        ctx.log(f"failed: {exc}")
+        if exc.transient and not last_attempt:
+            raise ScanFailed(str(exc)) from None
+        await _end(ctx, report_uuid, reports.ERROR, str(exc))
+        raise PermanentJobError(str(exc)) from None
+    except JobStopped:
+        await _end(ctx, report_uuid, reports.STOPPED, "stopped by user")
+        raise
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        message = f"unreadable scan task: {type(exc).__name__}"
+        await _end(ctx, report_uuid, reports.ERROR, message)
+        raise PermanentJobError(message) from None
+
+
+job_types: list[JobType] = [JobType(name, scan) for name in JOB_OF.values()]
