@@ -60,6 +60,9 @@ from dockyard.registry.hooks import RegistryHooks
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
 from dockyard.remotes import api as remotes_api
+from dockyard.replication import api as replication_api
+from dockyard.replication import hooks as replication_hooks
+from dockyard.replication import jobs as replication_jobs
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
@@ -114,6 +117,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
             quota_hooks.RegistryHooks(db, settings),
             audit_hooks.RegistryHooks(db, settings),
             webhooks_hooks.RegistryHooks(db, settings),
+            replication_hooks.RegistryHooks(),
         ]
     )
     registry = RegistryService(
@@ -174,6 +178,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
     types = [
         *gc_jobs.job_types,
         *retention_jobs.job_types,
+        *replication_jobs.job_types,
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
     ]
@@ -217,6 +222,7 @@ def api_operations() -> list[Operation]:
         *retention_api.operations,
         *webhooks_api.operations,
         *remotes_api.operations,
+        *replication_api.operations,
         *search_api.operations,
         *icons_api.operations,
     ]

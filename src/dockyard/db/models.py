@@ -21,6 +21,7 @@ from dockyard.registry.models import (
     Tag,
 )
 from dockyard.remotes.models import RegistryEndpoint
+from dockyard.replication.models import ReplicationPolicy
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
 from dockyard.system.models import Property
@@ -49,6 +50,7 @@ __all__ = [
     "Property",
     "Quota",
     "RegistryEndpoint",
+    "ReplicationPolicy",
     "Repository",
     "RepositoryBlob",
     "RetentionPolicy",
