@@ -387,17 +387,17 @@ async def start(
 
 
 async def start_manual(session: AsyncSession, operator: Actor, policy_id: int | None) -> int:
-    """``startReplication``: 400 for a policy that does not exist (Harbor's answer), 412
-    for a disabled one or one whose single active execution is still running."""
+    """``startReplication``: 400 for a policy that does not exist (Harbor's answer), a
+    disabled one, or one whose single active execution is still running."""
     if policy_id is None:
         raise BadRequestError("policy_id is required")
     row = await session.get(ReplicationPolicy, policy_id)
     if row is None:
         raise BadRequestError(f"replication policy {policy_id} does not exist")
     if not row.enabled:
-        raise PreconditionFailedError(f"replication policy {row.name!r} is disabled")
+        raise BadRequestError(f"replication policy {row.name!r} is disabled")
     if row.single_active_replication and await _active(session, row.id) is not None:
-        raise PreconditionFailedError(
+        raise BadRequestError(
             f"replication policy {row.name!r} allows one active execution and one is running"
         )
     execution = await start(session, row, jobs.MANUAL)
@@ -499,7 +499,10 @@ async def get_execution(session: AsyncSession, execution_id: int) -> Replication
 
 
 async def stop_execution(session: AsyncSession, operator: Actor, execution_id: int) -> None:
+    """Stop an execution; one that already finished stays as it ended (200, as Harbor)."""
     row = await jobs.get_execution(session, execution_id, vendor_type=JOB_TYPE)
+    if row.status in jobs.FINAL_STATUSES:
+        return
     await jobs.stop_execution(session, row)
     await audit.record(
         session,
@@ -517,7 +520,11 @@ async def list_tasks(
     status: str | None,
     resource_type: str | None,
 ) -> tuple[list[ReplicationTask], int]:
-    await jobs.get_execution(session, execution_id, vendor_type=JOB_TYPE)
+    """The execution's tasks (none for an execution that is not a replication's)."""
+    try:
+        await jobs.get_execution(session, execution_id, vendor_type=JOB_TYPE)
+    except NotFoundError:
+        return [], 0
     items, _ = await jobs.list_tasks(session, execution_id)
     views = [task_view(t) for t in items]
     if status:
