@@ -26,15 +26,19 @@ class Remote:
     def __init__(self, respond: Responder) -> None:
         self.respond = respond
         self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.peers: set[tuple[str, int]] = set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps connections open, as registries do
+
             def log_message(self, *args: object) -> None:
                 return
 
             def _any(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 outer.seen.append((self.command, self.path, headers))
+                outer.peers.add(self.client_address)
                 status, extra, body = outer.respond(self.command, self.path, headers)
                 self.send_response(status)
                 for name, value in extra.items():
@@ -156,3 +160,16 @@ async def test_fixed_credentials_are_sent_as_they_are(remote_factory: Factory) -
         finally:
             await adapter.aclose()
         assert remote.seen[-1][2]["authorization"] == header
+
+
+async def test_connections_are_reused(remote_factory: Factory) -> None:
+    """Many requests of one adapter travel on one kept-alive connection."""
+    remote = remote_factory(lambda m, p, h: (200, {}, b"abc"))
+    adapter = _adapter(remote.url)
+    try:
+        for _ in range(20):
+            assert await adapter.blob_exists("a/b", "sha256:" + "1" * 64) is not None
+    finally:
+        await adapter.aclose()
+    assert len(remote.seen) == 20
+    assert len(remote.peers) == 1

@@ -274,7 +274,7 @@ class RemoteClient:
                 continue
             if response.status_code in RETRY_STATUSES and not last:
                 wait = self._retry_after(response, attempt)
-                await response.aclose()
+                await discard(response)
                 await asyncio.sleep(wait)
                 continue
             return response
@@ -307,7 +307,7 @@ class RemoteClient:
         fresh = await self._answer(challenge, scope, auth)
         if fresh is None:
             return response
-        await response.aclose()
+        await discard(response)
         return await self._send(method, url, headers, params, content, fresh)
 
     async def _send(
@@ -427,6 +427,21 @@ def decode_json(raw: bytes, where: str) -> Any:
         return json.loads(raw)
     except ValueError:
         raise RemoteProtocolError(f"{where}: the answer is not JSON") from None
+
+
+async def discard(response: httpx.Response, limit: int = 64 * 1024) -> None:
+    """Let an answer go. A small body (a HEAD's none, an error's JSON) is read to its end
+    first, so that its connection goes back to the pool instead of being closed."""
+    try:
+        read = 0
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read > limit:
+                break
+    except (httpx.TransportError, httpx.StreamError):
+        pass
+    finally:
+        await response.aclose()
 
 
 async def read_limited(response: httpx.Response, limit: int = MAX_SMALL_BODY) -> bytes:

@@ -46,6 +46,7 @@ from dockyard.remotes.client import (
     RemoteUnreachable,
     RemoteUnsupported,
     decode_json,
+    discard,
     read_limited,
 )
 
@@ -120,10 +121,10 @@ class DistributionAdapter:
     async def ping(self) -> None:
         response = await self.client.request("GET", "/v2/")
         if response.status_code == 200:
-            await response.aclose()
+            await discard(response)
             return
         if response.status_code == 401:
-            await response.aclose()
+            await discard(response)
             raise RemoteAuthError(f"{self.client.base}: the credentials were refused")
         raise await fail(response, f"{self.client.base}/v2/")
 
@@ -184,7 +185,7 @@ class DistributionAdapter:
             scope=self._scope(repository, "pull"),
             headers={"Accept": MANIFEST_ACCEPT},
         )
-        await response.aclose()
+        await discard(response)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -242,7 +243,7 @@ class DistributionAdapter:
         )
         if response.status_code not in (200, 201, 202):
             raise await fail(response, f"push {repository}:{reference}")
-        await response.aclose()
+        await discard(response)
         return response.headers.get("docker-content-digest") or manifest.digest
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
@@ -253,7 +254,7 @@ class DistributionAdapter:
         )
         if response.status_code not in (200, 202, 204):
             raise await fail(response, f"delete {repository}@{digest}")
-        await response.aclose()
+        await discard(response)
 
     async def delete_tag(self, repository: str, tag: str) -> None:
         """A tag alone, where the registry can (distribution 3 can; 2.x answers UNSUPPORTED,
@@ -264,7 +265,7 @@ class DistributionAdapter:
             scope=self._scope(repository, "delete"),
         )
         if response.status_code in (200, 202, 204):
-            await response.aclose()
+            await discard(response)
             return
         error = await fail(response, f"delete {repository}:{tag}")
         if response.status_code == 400 and "DIGEST_INVALID" in str(error):
@@ -280,7 +281,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "HEAD", self._path(repository, "blobs", digest), scope=self._scope(repository, "pull")
         )
-        await response.aclose()
+        await discard(response)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -295,7 +296,7 @@ class DistributionAdapter:
             scope=f"{self._scope(repository, 'pull,push')} {self._scope(from_repository, 'pull')}",
             params={"mount": digest, "from": self.repository(from_repository)},
         )
-        await response.aclose()
+        await discard(response)
         if response.status_code == 201:
             return True
         if response.status_code == 202:
@@ -307,7 +308,7 @@ class DistributionAdapter:
                     self._upload_url(response, location),
                     scope=self._scope(repository, "pull,push"),
                 )
-                await done.aclose()
+                await discard(done)
             return False
         raise await fail(response, f"mount {digest} into {repository}")
 
@@ -337,7 +338,7 @@ class DistributionAdapter:
                 size = int(length) if length.isdigit() else -1
             yield BlobStream(size, start, _chunks(response))
         finally:
-            await response.aclose()
+            await discard(response)
 
     def _upload_url(self, response: httpx.Response, location: str) -> str:
         return str(response.request.url.join(location))
@@ -348,7 +349,7 @@ class DistributionAdapter:
             self._path(repository, "blobs", "uploads/"),
             scope=self._scope(repository, "pull,push"),
         )
-        await response.aclose()
+        await discard(response)
         location = response.headers.get("location")
         if response.status_code != 202 or not location:
             raise await fail(response, f"start an upload to {repository}")
@@ -375,7 +376,7 @@ class DistributionAdapter:
             )
             if response.status_code != 201:
                 raise await fail(response, f"upload {digest} to {repository}")
-            await response.aclose()
+            await discard(response)
             return
         await self._push_chunks(repository, digest, size, source, chunk_size, location)
 
@@ -417,7 +418,7 @@ class DistributionAdapter:
         )
         if response.status_code != 201:
             raise await fail(response, f"finish the upload of {digest} to {repository}")
-        await response.aclose()
+        await discard(response)
 
     async def _patch(self, repository: str, location: str, offset: int, piece: bytes) -> str:
         response = await self.client.request(
@@ -430,7 +431,7 @@ class DistributionAdapter:
             },
             content=piece,
         )
-        await response.aclose()
+        await discard(response)
         if response.status_code != 202:
             raise await fail(response, f"upload a piece at {offset} to {repository}")
         return self._upload_url(response, response.headers.get("location") or location)
@@ -440,7 +441,7 @@ class DistributionAdapter:
         response = await self.client.request(
             "GET", location, scope=self._scope(repository, "pull,push")
         )
-        await response.aclose()
+        await discard(response)
         if response.status_code != 204:
             raise await fail(response, f"the state of an upload to {repository}")
         last = response.headers.get("range", "").partition("-")[2]

@@ -19,7 +19,7 @@ from dockyard.remotes.adapter import (
     FilterSpec,
     KindInfo,
 )
-from dockyard.remotes.client import RemoteProtocolError, decode_json, read_limited
+from dockyard.remotes.client import RemoteProtocolError, decode_json, discard, read_limited
 from dockyard.remotes.distribution import DistributionAdapter, fail
 
 API = "/api/v2.0"
@@ -114,7 +114,7 @@ class HarborAdapter(DistributionAdapter):
         response = await self.client.request(
             "HEAD", API + "/projects", params={"project_name": namespace}, api=True
         )
-        await response.aclose()
+        await discard(response)
         if response.status_code == 200:
             return
         if response.status_code != 404:
