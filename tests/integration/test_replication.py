@@ -26,6 +26,8 @@ from tests.support.docker_registry import DockerRegistry, available, start_docke
 from tests.support.server import free_port
 
 from dockyard.http.state import AppState
+from dockyard.jobs import schedules
+from dockyard.replication import service
 from dockyard.replication.models import ReplicationPolicy
 
 pytestmark = pytest.mark.skipif(not available(), reason="docker-registry is not installed")
@@ -388,3 +390,62 @@ async def test_policy_lifecycle_and_bad_input(
     gone = await admin.get(f"{POLICIES}/{policy_id}", headers={"X-Dockyard-Contract": "skip"})
     assert gone.status_code == 404
     assert (await admin.get(f"{EXECUTIONS}/99999999")).status_code == 404
+
+
+async def test_endpoint_in_use_is_kept_and_label_filter_and_schedule(
+    admin: httpx.AsyncClient, remote: DockerRegistry, state: AppState
+) -> None:
+    repo = f"library/lbl{_uid()}"
+    short = repo.split("/", 1)[1]
+    labelled, _ = await push_image(admin, repo, "a", seed=b"lbl-a")
+    await push_image(admin, repo, "b", seed=b"lbl-b")
+    label = f"l{_uid()}"
+    created = await admin.post(f"{API}/labels", json={"name": label, "scope": "g"})
+    assert created.status_code == 201, created.text
+    label_id = int(created.headers["location"].rsplit("/", 1)[1])
+    attached = await admin.post(
+        f"{API}/projects/library/repositories/{short}/artifacts/{labelled}/labels",
+        json={"id": label_id},
+    )
+    assert attached.status_code == 200, attached.text
+
+    registry_id = await _endpoint(admin, remote)
+    policy_id = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        dest_namespace="labelled",
+        dest_namespace_replace_count=0,
+        trigger={"type": "scheduled", "trigger_settings": {"cron": "0 0 0 1 1 *"}},
+        filters=[{"type": "name", "value": repo}, {"type": "label", "value": [label]}],
+    )
+    # The endpoint a policy uses cannot be deleted.
+    refused = await admin.delete(f"{API}/registries/{registry_id}")
+    assert refused.status_code == 412, refused.text
+    assert "used by replication policies" in refused.text
+
+    # The schedule fires through the scheduler (at its planned time, made due here).
+    async with state.db.read() as session:
+        row = await schedules.find_schedule(session, service.JOB_TYPE, policy_id)
+    assert row is not None
+    launchers = {name: job.launcher for name, job in state.job_types.items() if job.launcher}
+    assert await schedules.fire_due(state.db, launchers, now=row.next_fire) >= 1
+    executions = await _executions_of(admin, policy_id, 1)
+    assert executions[0]["trigger"] == "schedule"
+    finished = await _wait(admin, executions[0]["id"])
+    assert finished["status"] == "Succeed", await _tasks(admin, finished["id"])
+    assert await _remote_digest(remote, f"labelled/{repo}", "a") == labelled
+    assert await _remote_digest(remote, f"labelled/{repo}", "b") is None  # no label
+
+    # A pull-based policy cannot filter by label (remotes list none).
+    pull_label = await admin.post(
+        POLICIES,
+        json={
+            "name": f"p{_uid()}",
+            "src_registry": {"id": registry_id},
+            "filters": [{"type": "label", "value": [label]}],
+        },
+    )
+    assert pull_label.status_code == 400
+
+    assert (await admin.delete(f"{POLICIES}/{policy_id}")).status_code == 200
+    assert (await admin.delete(f"{API}/registries/{registry_id}")).status_code == 200

@@ -116,9 +116,11 @@ def compile_value(kind: str, value: str) -> Matcher:
         except InvalidSpecifier:
             raise ValueError(f"not a version range: {spec_text!r}") from None
 
+        prereleases = bool(spec.prereleases)  # only when the range names one
+
         def in_range(text: str) -> bool:
             version = _version(text)
-            return version is not None and spec.contains(version, prereleases=None)
+            return version is not None and spec.contains(version, prereleases=prereleases)
 
         return in_range
     if not value:

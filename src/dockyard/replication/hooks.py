@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.jobs import service as jobs
 from dockyard.registry.hooks import ManifestPush, ManifestRemoval, NoHooks
+from dockyard.replication import repository as repo
 from dockyard.replication import service
 from dockyard.replication.filters import Selection
 from dockyard.replication.models import ReplicationPolicy
@@ -33,6 +34,10 @@ class RegistryHooks(NoHooks):
         if push.tag is None:
             return
         for row, selection in await self._policies(session):
+            if selection.labels and not selection.labels_pass(
+                await repo.label_names(session, push.repository, push.digest)
+            ):
+                continue
             if _matches(selection, push.repository, [push.tag]):
                 spec = service.copy_spec(row, push.repository, push.digest, [push.tag])
                 await service.start(session, row, jobs.EVENT, [spec])

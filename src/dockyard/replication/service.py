@@ -47,6 +47,7 @@ from dockyard.remotes.client import RemoteAuthError, RemoteError, RemoteUnsuppor
 from dockyard.remotes.copy import copy_artifact
 from dockyard.remotes.schemas import Registry
 from dockyard.replication import filters as flt
+from dockyard.replication import repository as repo
 from dockyard.replication.local import LocalAdapter, Throttle
 from dockyard.replication.models import ReplicationPolicy
 from dockyard.replication.schemas import (
@@ -175,6 +176,10 @@ async def _apply(session: AsyncSession, row: ReplicationPolicy, body: PolicyBody
     if not -1 <= speed <= MAX_SPEED_KB:
         raise BadRequestError(f"speed is KB/s between -1 (no limit) and {MAX_SPEED_KB}")
     stored_filters = _filters(body.filters)
+    if src != LOCAL_ID and any(f["type"] == flt.LABEL for f in stored_filters):
+        raise BadRequestError(
+            "label filters apply to push-based policies: remote adapters list no labels"
+        )
     trigger = _trigger(body.trigger)
     other = await session.scalar(select(ReplicationPolicy).where(ReplicationPolicy.name == name))
     if other is not None and other.id != row.id:
@@ -339,18 +344,26 @@ async def delete_policy(session: AsyncSession, operator: Actor, policy_id: int) 
     await session.delete(row)
 
 
-async def policies_using(session: AsyncSession, registry_id: int) -> list[str]:
-    """Names of the policies that use the registry endpoint (an endpoint in use is kept)."""
-    return list(
+async def check_endpoint_unused(session: AsyncSession, registry_id: int) -> None:
+    """412 while a policy uses the registry endpoint (``deleteRegistry`` asks first)."""
+    names = list(
         await session.scalars(
-            select(ReplicationPolicy.name).where(
+            select(ReplicationPolicy.name)
+            .where(
                 or_(
                     ReplicationPolicy.src_registry_id == registry_id,
                     ReplicationPolicy.dest_registry_id == registry_id,
                 )
             )
+            .order_by(ReplicationPolicy.name)
+            .limit(5)
         )
     )
+    if names:
+        raise PreconditionFailedError(
+            f"registry {registry_id} is used by replication policies ({', '.join(names)}); "
+            "delete or change them first"
+        )
 
 
 # --- executions ----------------------------------------------------------------------------
@@ -680,6 +693,11 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             if ref is not None:
                 by_digest.setdefault(ref.digest, []).append(tag)
         for digest, tags in by_digest.items():
+            if selection.labels:
+                async with ctx.env.db.read() as session:
+                    labels = await repo.label_names(session, repository, digest)
+                if not selection.labels_pass(labels):
+                    continue
             if len(specs) >= MAX_TASKS:
                 ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
                 break
