@@ -449,3 +449,77 @@ async def test_endpoint_in_use_is_kept_and_label_filter_and_schedule(
 
     assert (await admin.delete(f"{POLICIES}/{policy_id}")).status_code == 200
     assert (await admin.delete(f"{API}/registries/{registry_id}")).status_code == 200
+
+
+async def test_event_deletions_by_v2_tag_and_retention_travel(
+    admin: httpx.AsyncClient, remote: DockerRegistry
+) -> None:
+    project = f"ev{_uid()}"
+    made = await admin.post(f"{API}/projects", json={"project_name": project})
+    assert made.status_code == 201, made.text
+    project_id = int(made.headers["location"].rsplit("/", 1)[1])
+    repo = f"{project}/app"
+    registry_id = await _endpoint(admin, remote)
+    policy_id = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        trigger={"type": "event_based"},
+        replicate_deletion=True,
+        filters=[
+            {"type": "name", "value": f"{project}/**"},
+            {"type": "tag", "value": r"regex:r\d+"},
+        ],
+    )
+    pushed = {}
+    for tag in ("r1", "r2", "r3"):
+        pushed[tag], _ = await push_image(admin, repo, tag, seed=f"ev-{tag}".encode())
+    for execution in await _executions_of(admin, policy_id, 3):
+        assert (await _wait(admin, execution["id"]))["status"] == "Succeed"
+    assert all([await _remote_digest(remote, repo, t) == d for t, d in pushed.items()])
+
+    # /v2/ DELETE by digest: the artifact goes at the destination too.
+    deleted = await admin.delete(f"/v2/{repo}/manifests/{pushed['r1']}")
+    assert deleted.status_code == 202, deleted.text
+    # A tag deleted by the API: distribution deletes manifests only, and no other tag
+    # there names it, so its manifest goes.
+    untagged = await admin.delete(f"{API}/projects/{project}/repositories/app/artifacts/r2/tags/r2")
+    assert untagged.status_code == 200, untagged.text
+    for execution in (await _executions_of(admin, policy_id, 5))[:2]:
+        done = await _wait(admin, execution["id"])
+        assert done["status"] == "Succeed", await _tasks(admin, execution["id"])
+    assert await _remote_digest(remote, repo, "r1") is None
+    assert await _remote_digest(remote, repo, "r2") is None
+
+    # Retention keeping nothing of r* removes r3: the deletion travels as well.
+    retention = await admin.post(
+        f"{API}/retentions",
+        json={
+            "algorithm": "or",
+            "rules": [
+                {
+                    "disabled": False,
+                    "action": "retain",
+                    "template": "always",
+                    "params": {},
+                    "tag_selectors": [
+                        {"kind": "doublestar", "decoration": "matches", "pattern": "keep-*"}
+                    ],
+                    "scope_selectors": {
+                        "repository": [
+                            {"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}
+                        ]
+                    },
+                }
+            ],
+            "trigger": {"kind": "Schedule", "settings": {"cron": ""}},
+            "scope": {"level": "project", "ref": project_id},
+        },
+    )
+    assert retention.status_code == 201, retention.text
+    retention_id = int(retention.headers["location"].rsplit("/", 1)[1])
+    ran = await admin.post(f"{API}/retentions/{retention_id}/executions", json={"dry_run": False})
+    assert ran.status_code == 201, ran.text
+    deadline = time.monotonic() + 60
+    while await _remote_digest(remote, repo, "r3") is not None:
+        assert time.monotonic() < deadline, "retention's deletion did not reach the destination"
+        await asyncio.sleep(0.2)

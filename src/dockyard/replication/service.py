@@ -791,10 +791,22 @@ async def _delete(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             await destination.delete_tag(target, tag)
             ctx.log(f"deleted tag {target}:{tag}")
         except RemoteUnsupported:
-            raise PermanentJobError(
-                f"the destination cannot delete the tag {target}:{tag} alone "
-                "(distribution deletes manifests only)"
-            ) from None
+            # Distribution deletes manifests only: delete it when no other tag there
+            # names it, so the mirror stays a mirror; else say why the tag stays.
+            others = [
+                other
+                for other in await destination.list_tags(target)
+                if other != tag
+                and (found_other := await destination.head_manifest(target, other)) is not None
+                and found_other.digest == digest
+            ]
+            if others:
+                raise PermanentJobError(
+                    f"the destination cannot delete the tag {target}:{tag} alone and "
+                    f"{digest} is also tagged {', '.join(others[:5])} there"
+                ) from None
+            await destination.delete_manifest(target, digest)
+            ctx.log(f"deleted {target}@{digest} (its only tag there was {tag})")
     return {"bytes": 0}
 
 
