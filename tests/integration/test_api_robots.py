@@ -425,8 +425,6 @@ BAD_PROJECT_BODIES: dict[str, tuple[int, Any]] = {
         ("system", "scan-all:create", "vulnerability scanning"),
         ("system", "scanner:create", "vulnerability scanning"),
         ("system", "preheat-instance:list", "P2P preheat"),
-        ("system", "replication-policy:create", "replication"),
-        ("system", "replication:create", "replication"),
         ("system", "ldap-user:list", "LDAP authentication"),
     ],
 )

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +38,7 @@ from dockyard.errors import (
 from dockyard.http.egress import EgressPolicy
 from dockyard.jobs import schedules
 from dockyard.jobs import service as jobs
-from dockyard.jobs.models import Execution, Task
+from dockyard.jobs.models import Execution, Task, TaskLog
 from dockyard.jobs.runner import JobContext, PermanentJobError
 from dockyard.oci.mediatypes import INDEX_TYPES
 from dockyard.remotes import service as remotes
@@ -340,6 +340,16 @@ async def delete_policy(session: AsyncSession, operator: Actor, policy_id: int) 
             f"replication policy {row.name!r} has a running execution; stop it first"
         )
     await schedules.remove_schedule(session, JOB_TYPE, row.id)
+    # Its (finished) executions go with it, as in Harbor: a later policy may get its id.
+    executions = select(Execution.id).where(
+        Execution.vendor_type == JOB_TYPE, Execution.vendor_id == row.id
+    )
+    task_ids = select(Task.id).where(Task.execution_id.in_(executions))
+    await session.execute(delete(TaskLog).where(TaskLog.task_id.in_(task_ids)))
+    await session.execute(delete(Task).where(Task.execution_id.in_(executions)))
+    await session.execute(
+        delete(Execution).where(Execution.vendor_type == JOB_TYPE, Execution.vendor_id == row.id)
+    )
     await _record(session, operator, "delete", row)
     await session.delete(row)
 

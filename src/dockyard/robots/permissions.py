@@ -228,8 +228,6 @@ UNSUPPORTED_RESOURCES: dict[Resource, str] = {
     Resource.SBOM: "SBOM generation",
     Resource.PREHEAT_POLICY: "P2P preheat",
     Resource.PREHEAT_INSTANCE: "P2P preheat",
-    Resource.REPLICATION_POLICY: "replication",
-    Resource.REPLICATION: "replication",
     Resource.LDAP_USER: "LDAP authentication",
 }
 """Resources of Harbor's robot catalogue whose feature Dockyard lacks: a grant on one
