@@ -523,3 +523,29 @@ async def test_event_deletions_by_v2_tag_and_retention_travel(
     while await _remote_digest(remote, repo, "r3") is not None:
         assert time.monotonic() < deadline, "retention's deletion did not reach the destination"
         await asyncio.sleep(0.2)
+
+
+async def test_a_throttled_copy_is_stopped(
+    admin: httpx.AsyncClient, remote: DockerRegistry
+) -> None:
+    repo = f"library/slow{_uid()}"
+    await push_image(admin, repo, "big", layers=1, seed=b"s" * 64 * 1024)
+    registry_id = await _endpoint(admin, remote)
+    policy_id = await _policy(
+        admin, dest_registry={"id": registry_id}, speed=4, filters=[{"type": "name", "value": repo}]
+    )
+    started = await admin.post(EXECUTIONS, json={"policy_id": policy_id})
+    assert started.status_code == 201
+    execution_id = int(started.headers["location"].rsplit("/", 1)[1])
+    deadline = time.monotonic() + 30
+    while not any(
+        t["operation"] == "copy" and t["status"] == "Running"
+        for t in await _tasks(admin, execution_id)
+    ):
+        assert time.monotonic() < deadline, "the copy task never ran"
+        await asyncio.sleep(0.1)
+    stopped = await admin.put(f"{EXECUTIONS}/{execution_id}")
+    assert stopped.status_code == 200, stopped.text
+    finished = await _wait(admin, execution_id, within=20)
+    assert finished["status"] == "Stopped", await _tasks(admin, execution_id)
+    assert await _remote_digest(remote, repo, "big") is None

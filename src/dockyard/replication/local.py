@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
 
 from dockyard.audit.events import Actor
@@ -31,21 +31,34 @@ REPLICATION_ACTOR = Actor("replication", "-")
 """Who the audit log says made the changes a pull-based policy writes."""
 
 
-class Throttle:
-    """At most ``rate`` bytes a second on average (a token bucket of one second)."""
+TICK_SECONDS = 1.0
 
-    def __init__(self, rate: int | None) -> None:
+
+class Throttle:
+    """At most ``rate`` bytes a second on average; ``tick`` (the task's checkpoint: a stop
+    asked for ends the copy there) is awaited about once a second while bytes flow."""
+
+    def __init__(self, rate: int | None, tick: Callable[[], Awaitable[None]] | None = None) -> None:
         self.rate = rate if rate and rate > 0 else None
+        self.tick = tick
         self._start = time.monotonic()
+        self._last_tick = self._start
         self._sent = 0
 
     async def passed(self, size: int) -> None:
-        if self.rate is None:
-            return
+        """Count ``size`` bytes; wait until they are within the rate, ticking meanwhile."""
         self._sent += size
-        ahead = self._sent / self.rate - (time.monotonic() - self._start)
-        if ahead > 0:
-            await asyncio.sleep(ahead)
+        while True:
+            now = time.monotonic()
+            if self.tick is not None and now - self._last_tick >= TICK_SECONDS:
+                self._last_tick = now
+                await self.tick()
+            if self.rate is None:
+                return
+            ahead = self._sent / self.rate - (now - self._start)
+            if ahead <= 0:
+                return
+            await asyncio.sleep(min(ahead, TICK_SECONDS))
 
     async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:

@@ -662,7 +662,8 @@ async def _open(ctx: JobContext) -> _Sides:
         remote = remotes.connect(kind, endpoint, reach)
     except RemoteError as exc:
         raise PermanentJobError(f"cannot reach {endpoint.url}: {exc}") from None
-    local = LocalAdapter(ctx.env.registry, Throttle(row.speed * 1024 if row.speed > 0 else None))
+    rate = row.speed * 1024 if row.speed > 0 else None
+    local = LocalAdapter(ctx.env.registry, Throttle(rate, ctx.checkpoint))
     if row.src_registry_id == LOCAL_ID:
         return _Sides(local, remote, row)
     return _Sides(remote, local, row)
@@ -712,7 +713,7 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
                 ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
                 break
             specs.append(copy_spec(row, repository, digest, tags))
-        ctx.raise_if_stopping()
+        await ctx.checkpoint()
     ctx.log(f"planned {len(specs)} artifact copies from {len(repositories)} repositories")
     async with ctx.env.db.write() as session:
         execution = await session.get(Execution, ctx.execution_id)
