@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from tests.integration.registry_helpers import (
     OCI_INDEX,
     digest_of,
+    image_manifest,
+    push_blob,
     push_image,
 )
 from tests.support.docker_registry import DockerRegistry, available, start_docker_registry
@@ -549,3 +551,44 @@ async def test_a_throttled_copy_is_stopped(
     finished = await _wait(admin, execution_id, within=20)
     assert finished["status"] == "Stopped", await _tasks(admin, execution_id)
     assert await _remote_digest(remote, repo, "big") is None
+
+
+async def test_signatures_and_referrers_travel_with_their_subject(
+    admin: httpx.AsyncClient, remote: DockerRegistry
+) -> None:
+    repo = f"library/sig{_uid()}"
+    subject, body = await push_image(admin, repo, "v1", seed=b"subject")
+    config = await push_blob(admin, repo, b"{}")
+    layer = await push_blob(admin, repo, b"signature-of-" + subject.encode())
+    signature = image_manifest((config, 2), [(layer, len(b"signature-of-" + subject.encode()))])
+    sig_tag = subject.replace(":", "-") + ".sig"
+    put = await admin.put(
+        f"/v2/{repo}/manifests/{sig_tag}",
+        content=signature,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert put.status_code == 201, put.text
+    sbom = image_manifest(
+        (config, 2),
+        [(layer, len(b"signature-of-" + subject.encode()))],
+        subject=(subject, len(body)),
+        artifact_type="application/spdx+json",
+    )
+    put = await admin.put(
+        f"/v2/{repo}/manifests/{digest_of(sbom)}",
+        content=sbom,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert put.status_code == 201, put.text
+
+    registry_id = await _endpoint(admin, remote)
+    policy_id = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": repo}, {"type": "tag", "value": "v*"}],
+    )
+    execution = await _run(admin, policy_id)
+    assert execution["status"] == "Succeed", await _tasks(admin, execution["id"])
+    assert await _remote_digest(remote, repo, "v1") == subject
+    assert await _remote_digest(remote, repo, sig_tag) == digest_of(signature)
+    assert await _remote_digest(remote, repo, digest_of(sbom)) == digest_of(sbom)

@@ -158,6 +158,11 @@ class LocalAdapter:
             repository, digest, self.throttle.wrap(source(0)), size, self.actor
         )
 
+    async def referrer_digests(self, repository: str, digest: str) -> list[str]:
+        """The digests of the artifacts whose ``subject`` is ``digest`` (OCI referrers)."""
+        found = await self.registry.referrers(repository, digest, None)
+        return [str(d["digest"]) for d in found]
+
     async def ensure_namespace(self, namespace: str) -> None:
         """A pull-based policy writes into an existing project; say so when it is not."""
         del namespace

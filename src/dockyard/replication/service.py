@@ -737,6 +737,7 @@ async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
         ctx.log(f"{repository}@{digest} is not an image: skipped (resource filter: image)")
         return {"bytes": 0, "skipped": True}
     todo: list[str] = []
+    bytes_sent = 0
     for tag in tags or [digest]:
         existing = await sides.destination.head_manifest(target, tag)
         if existing is not None and existing.digest == digest:
@@ -746,22 +747,51 @@ async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             ctx.log(f"{target}:{tag} exists ({existing.digest}) and override is off: skipped")
             continue
         todo.append(tag)
-    if not todo:
-        return {"bytes": 0}
-    await sides.destination.ensure_namespace(target.split("/", 1)[0])
     chunk = CHUNK_BYTES if row.copy_by_chunk else None
-    report = await copy_artifact(
-        sides.source, repository, sides.destination, target, todo[0], chunk_size=chunk
-    )
-    ctx.log(
-        f"copied {repository}:{todo[0]} to {target}: {len(report.manifests)} manifests, "
-        f"{len(report.blobs_sent)} blobs sent ({report.bytes_sent} bytes), "
-        f"{len(report.blobs_skipped)} already there"
-    )
-    for tag in todo[1:]:
-        await sides.destination.put_manifest(target, tag, manifest)
-        ctx.log(f"tagged {target}:{tag}")
-    return {"bytes": report.bytes_sent}
+    if todo:
+        await sides.destination.ensure_namespace(target.split("/", 1)[0])
+        report = await copy_artifact(
+            sides.source, repository, sides.destination, target, todo[0], chunk_size=chunk
+        )
+        bytes_sent += report.bytes_sent
+        ctx.log(
+            f"copied {repository}:{todo[0]} to {target}: {len(report.manifests)} manifests, "
+            f"{len(report.blobs_sent)} blobs sent ({report.bytes_sent} bytes), "
+            f"{len(report.blobs_skipped)} already there"
+        )
+        for tag in todo[1:]:
+            await sides.destination.put_manifest(target, tag, manifest)
+            ctx.log(f"tagged {target}:{tag}")
+    bytes_sent += await _copy_accessories(ctx, sides, repository, target, digest, chunk)
+    return {"bytes": bytes_sent}
+
+
+async def _copy_accessories(
+    ctx: JobContext, sides: _Sides, repository: str, target: str, digest: str, chunk: int | None
+) -> int:
+    """Signatures, attestations and SBOMs travel with their subject: cosign's tags
+    (``sha256-<hex>.sig``/``.att``/``.sbom``, on any source) and OCI referrers (when this
+    registry is the source), whatever the tag filters say."""
+    algorithm, _, hexpart = digest.partition(":")
+    references = [f"{algorithm}-{hexpart}{suffix}" for suffix in (".sig", ".att", ".sbom")]
+    present: list[tuple[str, str]] = []
+    for tag in references:
+        found = await sides.source.head_manifest(repository, tag)
+        if found is not None:
+            present.append((tag, found.digest))
+    if isinstance(sides.source, LocalAdapter):
+        present += [(d, d) for d in await sides.source.referrer_digests(repository, digest)]
+    sent = 0
+    for reference, accessory in present:
+        existing = await sides.destination.head_manifest(target, reference)
+        if existing is not None and existing.digest == accessory:
+            continue
+        report = await copy_artifact(
+            sides.source, repository, sides.destination, target, reference, chunk_size=chunk
+        )
+        sent += report.bytes_sent
+        ctx.log(f"copied {repository}:{reference} (an accessory of {digest}) to {target}")
+    return sent
 
 
 def _is_image(manifest: Manifest) -> bool:
