@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from starlette.applications import Starlette
+from tests.integration.conftest import make_client
 from tests.integration.registry_helpers import (
     OCI_INDEX,
     digest_of,
@@ -592,3 +594,31 @@ async def test_signatures_and_referrers_travel_with_their_subject(
     assert await _remote_digest(remote, repo, "v1") == subject
     assert await _remote_digest(remote, repo, sig_tag) == digest_of(signature)
     assert await _remote_digest(remote, repo, digest_of(sbom)) == digest_of(sbom)
+
+
+async def test_robots_granted_replication_may_and_others_may_not(
+    app: Starlette, admin: httpx.AsyncClient
+) -> None:
+    def robot(*pairs: str) -> dict[str, Any]:
+        access = [{"resource": p.split(":")[0], "action": p.split(":")[1]} for p in pairs]
+        return {
+            "name": f"s{_uid()}",
+            "level": "system",
+            "duration": -1,
+            "permissions": [{"kind": "system", "namespace": "/", "access": access}],
+        }
+
+    made = await admin.post(
+        f"{API}/robots", json=robot("replication-policy:list", "replication:list")
+    )
+    assert made.status_code == 201, made.text
+    reader = (made.json()["name"], made.json()["secret"])
+    async with make_client(app, reader) as client:
+        assert (await client.get(POLICIES)).status_code == 200
+        assert (await client.get(EXECUTIONS)).status_code == 200
+        assert (await client.post(POLICIES, json={"name": "no"})).status_code == 403
+        assert (await client.post(EXECUTIONS, json={"policy_id": 1})).status_code == 403
+    other = await admin.post(f"{API}/robots", json=robot("registry:list"))
+    assert other.status_code == 201, other.text
+    async with make_client(app, (other.json()["name"], other.json()["secret"])) as client:
+        assert (await client.get(POLICIES)).status_code == 403

@@ -722,15 +722,20 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
     return {"planned": len(specs)}
 
 
-async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
-    row = sides.row
+def _subject(ctx: JobContext, row: ReplicationPolicy) -> tuple[str, str, list[str], str]:
+    """A copy or delete task's repository, digest, tags and destination repository."""
     repository = str(ctx.params["repository"])
-    digest = str(ctx.params["digest"])
-    tags = [str(t) for t in ctx.params.get("tags") or []]
     try:
         target = destination_name(row, repository)
     except ValueError as exc:
         raise PermanentJobError(str(exc)) from None
+    tags = [str(t) for t in ctx.params.get("tags") or []]
+    return repository, str(ctx.params["digest"]), tags, target
+
+
+async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
+    row = sides.row
+    repository, digest, tags, target = _subject(ctx, row)
     selection = selection_of(row)
     manifest = await sides.source.get_manifest(repository, digest)
     if selection.resource == flt.RESOURCE_IMAGE and not _is_image(manifest):
@@ -807,13 +812,7 @@ def _is_image(manifest: Manifest) -> bool:
 
 async def _delete(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
     row = sides.row
-    repository = str(ctx.params["repository"])
-    digest = str(ctx.params["digest"])
-    tags = [str(t) for t in ctx.params.get("tags") or []]
-    try:
-        target = destination_name(row, repository)
-    except ValueError as exc:
-        raise PermanentJobError(str(exc)) from None
+    _, digest, tags, target = _subject(ctx, row)
     destination = sides.destination
     if ctx.params.get("whole"):
         found = await destination.head_manifest(target, digest)
