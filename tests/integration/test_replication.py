@@ -247,8 +247,7 @@ async def test_pull_mode_into_a_local_project(
     )
     assert pushed["status"] == "Succeed"
 
-    project = f"pull{_uid()}"
-    assert (await admin.post(f"{API}/projects", json={"project_name": project})).status_code == 201
+    project = f"pull{_uid()}"  # made by the replication (private), as Harbor does
     policy_id = await _policy(
         admin,
         src_registry={"id": registry_id},
@@ -269,6 +268,8 @@ async def test_pull_mode_into_a_local_project(
     assert got.status_code == 200
     assert got.headers["docker-content-digest"] == digest
     assert (await admin.get(f"/v2/{local}/manifests/skip")).status_code == 404
+    made = await admin.get(f"{API}/projects/{project}")
+    assert made.status_code == 200 and made.json()["metadata"]["public"] == "false"
 
 
 async def test_wrong_credentials_and_a_remote_down_fail_clearly_then_a_rerun_finishes(

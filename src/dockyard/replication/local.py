@@ -19,11 +19,15 @@ from typing import ClassVar
 
 from dockyard.audit.events import Actor
 from dockyard.errors import (
+    AlreadyExistsError,
     BlobUnknownError,
     ManifestUnknownError,
     NameUnknownError,
     NotFoundError,
 )
+from dockyard.iam.users import BUILTIN_ADMIN_ID
+from dockyard.projects import repository as projects_repo
+from dockyard.projects.service import create_project
 from dockyard.registry.service import RegistryService
 from dockyard.remotes.adapter import BlobSource, BlobStream, KindInfo, Manifest, ManifestRef
 
@@ -164,8 +168,14 @@ class LocalAdapter:
         return [str(d["digest"]) for d in found]
 
     async def ensure_namespace(self, namespace: str) -> None:
-        """A pull-based policy writes into an existing project; say so when it is not."""
-        del namespace
+        """A pull-based policy's project is made when missing (private, owned by the
+        administrator), as Harbor makes the destination's project."""
+        async with self.registry.db.write() as session:
+            if await projects_repo.find_project_by_name(session, namespace) is not None:
+                return
+            owner = await projects_repo.first_admin_id(session) or BUILTIN_ADMIN_ID
+            with contextlib.suppress(AlreadyExistsError):
+                await create_project(session, namespace, owner_id=owner, public=False)
 
     async def aclose(self) -> None:
         return None
