@@ -40,6 +40,7 @@ def test_doublestar_patterns(pattern: str, name: str, expected: bool) -> None:
     [
         (r"regex:^v\d+$", "v12", True),
         (r"regex:v\d+", "v12-rc", False),  # the whole tag must match
+        (r"regex:(v\d+)?-rc", "v1-rc", True),  # a quantified group without one inside
         ("semver:>=1.2 <2", "1.4.0", True),
         ("semver:>=1.2 <2", "v1.2.0", True),
         ("semver:>=1.2 <2", "2.0.0", False),
@@ -60,6 +61,8 @@ def test_regex_and_semver_tags(value: str, tag: str, expected: bool) -> None:
         Filter("colour", "red"),
         Filter("name", "a", "maybe"),
         Filter("tag", "regex:("),
+        Filter("tag", "regex:(a+)+$"),
+        Filter("name", r"regex:(\w*\d)*x"),
         Filter("tag", "semver:>>1"),
         Filter("tag", "semver:"),
         Filter("name", "semver:>=1"),

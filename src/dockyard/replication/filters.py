@@ -41,6 +41,9 @@ MAX_VALUE = 1024
 MAX_FILTERS = 32
 
 Matcher = Callable[[str], bool]
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]")
+"""A group holding a quantifier, itself quantified: refused (a regex is matched on every
+push a policy's event trigger sees, so one cannot be let backtrack for ever)."""
 
 
 def _glob_to_regex(pattern: str) -> str:
@@ -100,6 +103,11 @@ def compile_value(kind: str, value: str) -> Matcher:
     if len(value) > MAX_VALUE:
         raise ValueError(f"longer than {MAX_VALUE} characters")
     if value.startswith(REGEX_PREFIX):
+        if _NESTED_QUANTIFIER.search(value):
+            raise ValueError(
+                "a repeated group that itself repeats (like (a+)+) can take exponential "
+                "time; write it without the nesting"
+            )
         try:
             expression = re.compile(value[len(REGEX_PREFIX) :])
         except re.error as exc:
