@@ -623,3 +623,32 @@ async def test_robots_granted_replication_may_and_others_may_not(
     assert other.status_code == 201, other.text
     async with make_client(app, (other.json()["name"], other.json()["secret"])) as client:
         assert (await client.get(POLICIES)).status_code == 403
+
+
+async def test_override_off_leaves_a_changed_tag_alone(
+    admin: httpx.AsyncClient, remote: DockerRegistry
+) -> None:
+    repo = f"library/ovr{_uid()}"
+    first, _ = await push_image(admin, repo, "t", seed=b"first")
+    registry_id = await _endpoint(admin, remote)
+    keep = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        override=False,
+        filters=[{"type": "name", "value": repo}],
+    )
+    assert (await _run(admin, keep))["status"] == "Succeed"
+    assert await _remote_digest(remote, repo, "t") == first
+    second, _ = await push_image(admin, repo, "t", seed=b"second")
+    execution = await _run(admin, keep)
+    assert execution["status"] == "Succeed"
+    assert await _remote_digest(remote, repo, "t") == first
+    copy = next(t for t in await _tasks(admin, execution["id"]) if t["operation"] == "copy")
+    assert "override is off" in await _log(admin, execution["id"], copy["id"])
+    # With override on, the tag moves.
+    body = (await admin.get(f"{POLICIES}/{keep}")).json()
+    assert (
+        await admin.put(f"{POLICIES}/{keep}", json={**body, "override": True})
+    ).status_code == 200
+    assert (await _run(admin, keep))["status"] == "Succeed"
+    assert await _remote_digest(remote, repo, "t") == second
