@@ -63,6 +63,9 @@ from dockyard.registry.pull_policy import PullPolicies
 from dockyard.registry.routes import RegistryFace
 from dockyard.registry.service import RegistryService
 from dockyard.remotes import api as remotes_api
+from dockyard.replication import api as replication_api
+from dockyard.replication import hooks as replication_hooks
+from dockyard.replication import jobs as replication_jobs
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
@@ -133,6 +136,7 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
             webhooks_hooks.RegistryHooks(db, settings),
             signatures_hooks.RegistryHooks(),
             scan_hooks.RegistryHooks(db, settings),
+            replication_hooks.RegistryHooks(),
         ]
     )
     # The pull-policy seam (registry/pull_policy.py): asked in order by every manifest
@@ -201,6 +205,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
     types = [
         *gc_jobs.job_types,
         *retention_jobs.job_types,
+        *replication_jobs.job_types,
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
         *scanner_jobs.job_types,
@@ -248,6 +253,7 @@ def api_operations() -> list[Operation]:
         *retention_api.operations,
         *webhooks_api.operations,
         *remotes_api.operations,
+        *replication_api.operations,
         *search_api.operations,
         *scan_api.operations,
         *icons_api.operations,

@@ -421,8 +421,6 @@ BAD_PROJECT_BODIES: dict[str, tuple[int, Any]] = {
         ("project", "preheat-policy:create", "P2P preheat"),
         ("system", "scan-all:create", "vulnerability scanning"),
         ("system", "preheat-instance:list", "P2P preheat"),
-        ("system", "replication-policy:create", "replication"),
-        ("system", "replication:create", "replication"),
         ("system", "ldap-user:list", "LDAP authentication"),
     ],
 )

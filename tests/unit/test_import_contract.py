@@ -124,6 +124,8 @@ FEATURE_USES: dict[tuple[str, str], str] = {
     ("retention", "immutability"): "retention never removes a tag an immutability rule holds",
     ("retention", "webhooks"): "a retention run reports its deletions as a webhook event",
     ("search", "artifacts"): "search lists artifacts through the artifact listing",
+    ("replication", "remotes"): "a replication policy copies through a registry endpoint's adapter",
+    ("replication", "labels"): "a replication label filter reads the labels on an artifact",
 }
 
 

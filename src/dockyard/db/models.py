@@ -28,6 +28,7 @@ from dockyard.registry.models import (
     Tag,
 )
 from dockyard.remotes.models import RegistryEndpoint
+from dockyard.replication.models import ReplicationPolicy
 from dockyard.retention.models import RetentionPolicy
 from dockyard.robots.models import Robot, RobotPermission
 from dockyard.scan.models import (
@@ -70,6 +71,7 @@ __all__ = [
     "Quota",
     "RegistryEndpoint",
     "ReportVulnerability",
+    "ReplicationPolicy",
     "Repository",
     "RepositoryBlob",
     "RetentionPolicy",

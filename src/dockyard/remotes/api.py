@@ -28,6 +28,7 @@ from dockyard.remotes.schemas import (
     RegistryProviderInfo,
     RegistryUpdate,
 )
+from dockyard.replication import service as replication
 
 REGISTRIES = "/registries"
 REGISTRY = REGISTRIES + "/{id}"
@@ -117,6 +118,7 @@ async def delete_registry(api: ApiRequest) -> Response:
     await _require(api, Action.DELETE, "delete registries")
     registry_id = api.path_int("id")
     async with api.state.db.write() as session:
+        await replication.check_endpoint_unused(session, registry_id)
         await service.delete_endpoint(session, await api.actor(), registry_id)
     return empty_response()
 

@@ -225,8 +225,6 @@ UNSUPPORTED_RESOURCES: dict[Resource, str] = {
     Resource.EXPORT_CVE: "vulnerability scanning (CVE export)",
     Resource.PREHEAT_POLICY: "P2P preheat",
     Resource.PREHEAT_INSTANCE: "P2P preheat",
-    Resource.REPLICATION_POLICY: "replication",
-    Resource.REPLICATION: "replication",
     Resource.LDAP_USER: "LDAP authentication",
 }
 """Resources of Harbor's robot catalogue whose feature Dockyard lacks: a grant on one

@@ -1,7 +1,7 @@
 """OIDC sign-in: oidc_user (provider link, CLI secret) and oidc_pending (flows under way)
 
 Revision ID: 0011
-Revises: 0015
+Revises: 0010
 Create Date: 2026-12-07 14:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import dockyard.db.base
 
 revision: str = "0011"
-down_revision: str | None = "0015"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

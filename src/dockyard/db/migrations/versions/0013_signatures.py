@@ -1,6 +1,6 @@
 """trusted_key, trusted_key_set, signature_verdict: content trust with verified signatures
 
-Revision ID: 0009
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-07 14:10:00.000000
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import dockyard.db.base
 
-revision: str = "0009"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

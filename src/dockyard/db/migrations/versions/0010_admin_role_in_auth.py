@@ -1,7 +1,7 @@
 """harbor_user.admin_role_in_auth: administrator because the sign-in provider says so
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07 14:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

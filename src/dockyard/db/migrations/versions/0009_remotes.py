@@ -1,6 +1,6 @@
 """registry: registry endpoints (Harbor's /registries), credentials sealed at rest
 
-Revision ID: 0014
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07 14:20:00.000000
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import dockyard.db.base
 
-revision: str = "0014"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """scanner registrations, project scanners, scan reports and vulnerability records
 
-Revision ID: 0013
-Revises: 0009
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07 14:30:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import dockyard.db.base
 
-revision: str = "0013"
-down_revision: str | None = "0009"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

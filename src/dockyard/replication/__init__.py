@@ -1,0 +1,1 @@
+"""Replication policies and executions (Harbor's /replication API); docs/replication.md."""
