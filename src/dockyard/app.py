@@ -69,10 +69,10 @@ from dockyard.replication import jobs as replication_jobs
 from dockyard.retention import api as retention_api
 from dockyard.retention import jobs as retention_jobs
 from dockyard.robots import api as robots_api
-from dockyard.scanner import jobs as scanner_jobs
 from dockyard.scan import api as scan_api
 from dockyard.scan import hooks as scan_hooks
 from dockyard.scan import jobs as scan_jobs
+from dockyard.scanner import jobs as scanner_jobs
 from dockyard.scanner.adapter import AdapterScans
 from dockyard.scanner.routes import adapter_routes
 from dockyard.search import api as search_api
