@@ -44,6 +44,7 @@ TIME_REFRESHED = (
     "dockyard.audit.repository:properties",
     "dockyard.iam.service:_token_seconds",
     "dockyard.scan.service:auto_scan_projects",
+    "dockyard.replication.service:any_event_policy",
 )
 
 

@@ -17,7 +17,7 @@ from dockyard.http.api import (
     paged_response,
 )
 from dockyard.iam.policy import Action, Resource, can
-from dockyard.replication import service
+from dockyard.replication import hooks, service
 from dockyard.replication.schemas import (
     ReplicationExecution,
     ReplicationPolicy,
@@ -36,6 +36,14 @@ TASK_LOG = TASKS + "/{task_id}/log"
 async def _require(api: ApiRequest, resource: Resource, action: Action, what: str) -> None:
     principal = await api.principal()
     await api.require(can(principal, action, resource, None), what)
+
+
+def _policies_changed(api: ApiRequest) -> None:
+    """Tell this process's event hook that policies changed (other nodes see it within
+    seconds, ``replication/hooks.py``)."""
+    hook = hooks.find(api.state.registry.hooks.hooks)
+    if hook is not None:
+        hook.policies_changed()
 
 
 @operation(
@@ -61,6 +69,7 @@ async def create_replication_policy(api: ApiRequest) -> Response:
     body = await api.json(ReplicationPolicy)
     async with api.state.db.write() as session:
         policy_id = await service.create_policy(session, await api.actor(), body)
+    _policies_changed(api)
     return created_response(f"{API_PREFIX}{POLICIES}/{policy_id}")
 
 
@@ -79,6 +88,7 @@ async def update_replication_policy(api: ApiRequest) -> Response:
     body = await api.json(ReplicationPolicy)
     async with api.state.db.write() as session:
         await service.update_policy(session, await api.actor(), policy_id, body)
+    _policies_changed(api)
     return empty_response()
 
 
@@ -87,6 +97,7 @@ async def delete_replication_policy(api: ApiRequest) -> Response:
     await _require(api, Resource.REPLICATION_POLICY, Action.DELETE, "delete replication policies")
     async with api.state.db.write() as session:
         await service.delete_policy(session, await api.actor(), api.path_int("id"))
+    _policies_changed(api)
     return empty_response()
 
 

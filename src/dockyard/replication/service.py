@@ -543,11 +543,8 @@ async def list_tasks(
     status: str | None,
     resource_type: str | None,
 ) -> tuple[list[ReplicationTask], int]:
-    """The execution's tasks (none for an execution that is not a replication's)."""
-    try:
-        await jobs.get_execution(session, execution_id, vendor_type=JOB_TYPE)
-    except NotFoundError:
-        return [], 0
+    """The execution's tasks; an execution that is not a replication's is a 404."""
+    await jobs.get_execution(session, execution_id, vendor_type=JOB_TYPE)
     items, _ = await jobs.list_tasks(session, execution_id)
     views = [task_view(t) for t in items]
     if status:
@@ -567,15 +564,25 @@ async def task_log(session: AsyncSession, execution_id: int, task_id: int) -> st
 # --- events --------------------------------------------------------------------------------
 
 
+def _event_policy_clauses() -> tuple[ColumnElement[bool], ...]:
+    return (
+        ReplicationPolicy.enabled.is_(True),
+        ReplicationPolicy.src_registry_id == LOCAL_ID,
+        ReplicationPolicy.trigger.like('%"event_based"%'),
+    )
+
+
+async def any_event_policy(session: AsyncSession) -> bool:
+    """Whether any enabled push-based policy has an event trigger (one indexed probe)."""
+    found = await session.scalar(
+        select(ReplicationPolicy.id).where(*_event_policy_clauses()).limit(1)
+    )
+    return found is not None
+
+
 async def event_policies(session: AsyncSession) -> list[ReplicationPolicy]:
     """Enabled push-based policies with an event trigger."""
-    rows = await session.scalars(
-        select(ReplicationPolicy).where(
-            ReplicationPolicy.enabled.is_(True),
-            ReplicationPolicy.src_registry_id == LOCAL_ID,
-            ReplicationPolicy.trigger.like('%"event_based"%'),
-        )
-    )
+    rows = await session.scalars(select(ReplicationPolicy).where(*_event_policy_clauses()))
     return list(rows)
 
 
