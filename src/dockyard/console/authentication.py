@@ -85,7 +85,9 @@ async def section(session: AsyncSession) -> dict[str, Any]:
     oidc = sorted(
         key
         for key, item in config.ITEMS.items()
-        if key.startswith("oidc_") and not item.secret and not item.missing
+        if (key.startswith("oidc_") or key == config.PRIMARY_AUTH_MODE)
+        and not item.secret
+        and not item.missing
     )
     return {
         "values": values,
