@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.engine import Database, insert_ignore
 from dockyard.errors import (
+    AppError,
     BadRequestError,
     NameInvalidError,
     TooManyRequestsError,
@@ -202,6 +203,22 @@ class IdentityService:
             login.principal, group_ids=group_ids, sysadmin=login.principal.sysadmin or found.admin
         )
         return dataclasses.replace(login, principal=principal)
+
+    async def import_ldap_user(self, cfg: ldap.LdapConfig, uid: str) -> str | None:
+        """Create the Dockyard user of the directory entry whose ``ldap_uid`` is ``uid``
+        before its first sign-in (``/ldap/users/import`` and the console's import): None
+        when done, else why not (listed for the caller, as Harbor does)."""
+        found = await self.directory.search(cfg, uid, 2)
+        if len(found) != 1:
+            return "not found in the directory" if not found else "more than one entry has it"
+        async with self.db.read() as session:
+            if await users.find_user_by_name(session, found[0].username) is not None:
+                return "the user already exists"
+        try:
+            await self.onboard(found[0])
+        except AppError as exc:
+            return exc.message
+        return None
 
     async def ldap_group(self, dn: str) -> ldap.DirectoryGroup:
         """The directory's group at ``dn`` (within ``ldap_group_search_filter``), as an
