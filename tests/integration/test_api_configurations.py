@@ -83,7 +83,6 @@ async def test_session_timeout_changes_at_run_time(
     [
         ({"ldap_group_attach_parallel": True}, "attaching LDAP groups in parallel"),
         ({"uaa_endpoint": "https://uaa.example.com"}, "UAA authentication"),
-        ({"primary_auth_mode": True}, "sign-in through OIDC"),
         ({"scanner_skip_update_pulltime": True}, "vulnerability scanning"),
     ],
 )
@@ -234,3 +233,21 @@ async def test_bad_changes_are_refused_and_change_nothing(
 async def test_malformed_bodies(admin: httpx.AsyncClient, body: bytes) -> None:
     response = await admin.put(URL, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
+
+
+async def test_primary_auth_mode_has_no_effect_outside_oidc(
+    app: Starlette, admin: httpx.AsyncClient, restore: None
+) -> None:
+    """As in Harbor: stored in any mode, acting only with ``oidc_auth``; ``/systeminfo``
+    says whether it acts, and the sign-in page stays the password form."""
+    assert (await admin.put(URL, json={"primary_auth_mode": True})).status_code == 200
+    assert (await admin.get(URL)).json()["primary_auth_mode"] == {"value": True, "editable": True}
+    assert (await admin.get("/api/v2.0/systeminfo")).json()["primary_auth_mode"] is False
+    async with make_client(app) as anonymous:
+        assert (await anonymous.get("/api/v2.0/systeminfo")).json()["primary_auth_mode"] is False
+        page = await anonymous.get("/harbor/sign-in")
+        assert page.status_code == 200 and 'name="password"' in page.text
+    for bad in ("on", 2, {"value": True}):
+        refused = await admin.put(URL, json={"primary_auth_mode": bad})
+        assert refused.status_code == 400, refused.text
+    assert (await admin.get(URL)).json()["primary_auth_mode"]["value"] is True

@@ -159,7 +159,7 @@ async def test_settings_are_shown_and_editable(
     assert items["http_authproxy_tokenreview_endpoint"]["value"] == proxy.review_url
     assert items["http_authproxy_admin_groups"] == {"value": ADMIN_GROUP, "editable": True}
     assert items["http_authproxy_skip_search"] == {"value": False, "editable": True}
-    assert items["primary_auth_mode"] == {"value": False, "editable": False}
+    assert items["primary_auth_mode"] == {"value": False, "editable": True}
     assert info["auth_mode"] == "http_auth"
     assert info["authproxy_settings"] == {
         "endpoint": proxy.login_url,
@@ -474,7 +474,7 @@ async def test_tls_with_the_administrator_s_ca(
         {"http_authproxy_admin_usernames": "a," + "b" * 300},
         {"http_authproxy_verify_cert": "yes"},
         {"http_authproxy_skip_search": 1},
-        {"primary_auth_mode": True},
+        {"primary_auth_mode": "true"},
     ],
 )
 async def test_bad_settings_are_refused_and_nothing_changes(

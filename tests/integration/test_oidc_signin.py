@@ -674,3 +674,62 @@ async def test_a_deleted_user_loses_the_cli_secret_and_onboards_afresh(
         assert gone.status_code == 401
     again = await browser.sign_in("alice")
     assert again.status_code == 303 and again.headers["location"] == "/harbor/oidc-onboard"
+
+
+# --- primary_auth_mode ------------------------------------------------------------------
+
+
+async def test_primary_auth_mode_sends_the_sign_in_page_to_the_provider(
+    admin: httpx.AsyncClient, oidc_app: Starlette, provider: OidcProviderServer
+) -> None:
+    assert (await admin.get("/api/v2.0/systeminfo")).json()["primary_auth_mode"] is False
+    await _configure(admin, primary_auth_mode=True)
+    try:
+        shown = (await admin.get(CONFIGURATIONS)).json()
+        assert shown["primary_auth_mode"] == {"value": True, "editable": True}
+        assert (await admin.get("/api/v2.0/systeminfo")).json()["primary_auth_mode"] is True
+        async with make_client(oidc_app) as console, httpx.AsyncClient(timeout=30) as idp:
+            # A page that needs a session leads, through the sign-in page, to the provider.
+            page = await console.get("/harbor/projects")
+            assert page.status_code == 303
+            to_form = page.headers["location"]
+            assert to_form.startswith("/harbor/sign-in")
+            sent = await console.get(to_form)
+            assert sent.status_code == 303
+            assert sent.headers["location"] == "/c/oidc/login?redirect_url=%2Fharbor%2Fprojects"
+            started = await console.get(sent.headers["location"])
+            assert started.status_code == 303
+            assert started.headers["location"].startswith(provider.issuer)
+            flow = BrowserFlow(console, idp, BASE_URL)
+            landed = await flow.follow_provider(started.headers["location"], "alice")
+            # Back from the provider: signed in, or (alice was deleted by an earlier test)
+            # choosing a username first, as without primary_auth_mode.
+            assert landed.status_code == 303
+            assert landed.headers["location"] in ("/harbor/projects", "/harbor/oidc-onboard")
+        # admin's way in: the password form at ?local=1, which a wrong password keeps.
+        async with make_client(oidc_app) as console:
+            form = await console.get("/harbor/sign-in", params={"local": "1"})
+            assert form.status_code == 200 and 'name="password"' in form.text
+            csrf = re.search(r'name="_csrf" value="([^"]+)"', form.text)
+            assert csrf is not None
+            wrong = await console.post(
+                "/harbor/sign-in",
+                data={"_csrf": csrf.group(1), "principal": "admin", "password": "wrong"},
+            )
+            assert wrong.status_code == 401 and 'name="password"' in wrong.text
+            good = await console.post(
+                "/harbor/sign-in",
+                data={"_csrf": csrf.group(1), "principal": "admin", "password": ADMIN_PASSWORD},
+            )
+            assert good.status_code == 303, good.text[:300]
+            me = await console.get("/api/v2.0/users/current")
+            assert me.status_code == 200 and me.json()["username"] == "admin"
+        # Malformed values are refused; the setting stays.
+        for bad in ("yes", 1, [True]):
+            refused = await admin.put(CONFIGURATIONS, json={"primary_auth_mode": bad})
+            assert refused.status_code == 400, refused.text
+        assert (await admin.get(CONFIGURATIONS)).json()["primary_auth_mode"]["value"] is True
+    finally:
+        await _configure(admin, primary_auth_mode=False)
+    async with make_client(oidc_app) as console:
+        assert (await console.get("/harbor/sign-in")).status_code == 200

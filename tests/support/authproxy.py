@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.support.certificates import make_ca_and_server_certificate
+from tests.support.certs import issue_server, make_ca
 
 PASSWORD = "Proxy-Passw0rd"
 
@@ -152,7 +152,12 @@ def _handler(proxy: AuthProxyServer) -> type[BaseHTTPRequestHandler]:
 
 def _tls_context() -> tuple[str, ssl.SSLContext]:
     """A CA and a certificate for 127.0.0.1 it signed: (the CA's PEM, the server context)."""
-    made = make_ca_and_server_certificate(Path(tempfile.mkdtemp(prefix="authproxy-tls-")))
+    ca = make_ca("Dockyard test CA")
+    server = issue_server(ca)
+    directory = Path(tempfile.mkdtemp(prefix="authproxy-tls-"))
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(server.cert_pem + ca.cert_pem)
+    key_path.write_bytes(server.key_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(made.cert_path, made.key_path)
-    return made.ca_pem, context
+    context.load_cert_chain(cert_path, key_path)
+    return ca.cert_pem.decode(), context

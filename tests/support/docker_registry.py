@@ -17,9 +17,7 @@ lines of it, so a test can tell how many calls reached the remote.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -37,10 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from tests.support.certs import KeyPair, self_signed
 from tests.support.server import free_port
 from tests.support.tcp_proxy import TcpProxy
 
@@ -54,44 +49,6 @@ Auth = Literal["none", "basic", "token"]
 
 def available() -> bool:
     return shutil.which(DOCKER_REGISTRY) is not None
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    key_pem: bytes
-    cert_pem: bytes
-    cert_der: bytes
-
-
-def self_signed(common_name: str = "127.0.0.1", *, ca: bool = True) -> KeyPair:
-    """An RSA key and a self-signed certificate for 127.0.0.1 (also usable as its own CA)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return KeyPair(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert.public_bytes(serialization.Encoding.PEM),
-        cert.public_bytes(serialization.Encoding.DER),
-    )
 
 
 # --- the token server ----------------------------------------------------------------------

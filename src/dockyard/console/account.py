@@ -26,6 +26,7 @@ from dockyard.errors import AppError, TooManyRequestsError, UnauthorizedError
 from dockyard.http.state import base_url, client_address
 from dockyard.iam import oidc, sessions, users
 from dockyard.iam.providers.oidc import load_config_if_enabled
+from dockyard.system import config
 
 _YEAR = 365 * 24 * 3600
 
@@ -37,6 +38,15 @@ async def sign_in_form(page: Page, error: str | None = None, status: int = 200) 
     after = safe_next(page.query("next") or page.field("next"), PREFIX + "/dashboard")
     async with page.state.db.read() as session:
         oidc_cfg = await load_config_if_enabled(session)
+        primary = oidc_cfg is not None and bool(
+            await config.value(session, config.PRIMARY_AUTH_MODE)
+        )
+    oidc_login = with_query("/c/oidc/login", redirect_url=after)
+    # primary_auth_mode: the page is the provider's, except with ?local=1, where `admin`
+    # (always a database user) signs in with its password. A failed attempt comes back
+    # with an error and stays on the form.
+    if primary and error is None and page.query("local") != "1":
+        return RedirectResponse(oidc_login, status_code=303)
     response = page.render(
         "sign_in.html",
         status=status,
@@ -45,7 +55,7 @@ async def sign_in_form(page: Page, error: str | None = None, status: int = 200) 
         error=error,
         username=page.field("principal"),
         oidc_name=None if oidc_cfg is None else (oidc_cfg.name or "OIDC"),
-        oidc_login=with_query("/c/oidc/login", redirect_url=after),
+        oidc_login=oidc_login,
     )
     response.set_cookie(
         SIGN_IN_COOKIE,

@@ -85,7 +85,9 @@ async def section(session: AsyncSession) -> dict[str, Any]:
     oidc = sorted(
         key
         for key, item in config.ITEMS.items()
-        if key.startswith("oidc_") and not item.secret and not item.missing
+        if (key.startswith("oidc_") or key == config.PRIMARY_AUTH_MODE)
+        and not item.secret
+        and not item.missing
     )
     return {
         "values": values,
@@ -205,8 +207,8 @@ async def ldap_import(page: Page) -> Response:
     imported: list[str] = []
     failed: list[str] = []
     for uid in picked:
-        reason = await _import_one(page, cfg, uid)
-        if reason:
+        reason = await page.state.identity.import_ldap_user(cfg, uid)
+        if reason is not None:
             failed.append(f"{uid[:64]} ({reason})")
         else:
             imported.append(uid)
@@ -215,17 +217,3 @@ async def ldap_import(page: Page) -> Response:
             USERS, "flash.ldap_import_failed", "error", names=", ".join(failed)[:300]
         )
     return page.redirect(USERS, "flash.ldap_imported", names=", ".join(imported)[:300])
-
-
-async def _import_one(page: Page, cfg: ldap.LdapConfig, uid: str) -> str:
-    found = await page.state.identity.directory.search(cfg, uid, 2)
-    if len(found) != 1:
-        return "not found in the directory" if not found else "more than one entry has it"
-    async with page.state.db.read() as session:
-        if await users_repo.find_user_by_name(session, found[0].username) is not None:
-            return "the user already exists"
-    try:
-        await page.state.identity.onboard(found[0])
-    except AppError as exc:
-        return exc.message
-    return ""

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import Response
 
-from dockyard.errors import AppError, BadRequestError, ServiceUnavailableError
+from dockyard.errors import BadRequestError, ServiceUnavailableError
 from dockyard.http.api import (
     ApiRequest,
     Operation,
@@ -18,7 +18,6 @@ from dockyard.http.api import (
     json_response,
     operation,
 )
-from dockyard.iam import repository as users_repo
 from dockyard.iam.policy import Action, Resource, can
 from dockyard.iam.providers import ldap
 from dockyard.system import config
@@ -196,28 +195,12 @@ async def import_ldap_user(api: ApiRequest) -> Response:
     cfg = await _stored_config(api)
     failed: list[LdapFailedImportUser] = []
     for uid in dict.fromkeys(body.ldap_uid_list):
-        failed.extend(await _import_one(api, cfg, uid))
+        reason = await api.state.identity.import_ldap_user(cfg, uid)
+        if reason is not None:
+            failed.append(LdapFailedImportUser(uid=uid, error=reason))
     if failed:
         return json_response(failed, status=404)
     return empty_response()
-
-
-async def _import_one(
-    api: ApiRequest, cfg: ldap.LdapConfig, uid: str
-) -> list[LdapFailedImportUser]:
-    found = await api.state.identity.directory.search(cfg, uid, 2)
-    if len(found) != 1:
-        reason = "not found in the directory" if not found else "more than one entry has it"
-        return [LdapFailedImportUser(uid=uid, error=reason)]
-    async with api.state.db.read() as session:
-        exists = await users_repo.find_user_by_name(session, found[0].username)
-    if exists is not None:
-        return [LdapFailedImportUser(uid=uid, error="the user already exists")]
-    try:
-        await api.state.identity.onboard(found[0])
-    except AppError as exc:  # listed for the caller, as Harbor does
-        return [LdapFailedImportUser(uid=uid, error=exc.message)]
-    return []
 
 
 operations: list[Operation] = [ping_ldap, search_ldap_user, search_ldap_group, import_ldap_user]

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.db.engine import insert_ignore
 from dockyard.db.listing import (
     Condition,
     PageRequest,
@@ -159,59 +158,6 @@ async def forget_user_memberships(session: AsyncSession, user_id: int) -> None:
     )
     await session.execute(delete(UserGroupMembership).where(UserGroupMembership.user_id == user_id))
     await session.execute(delete(LoginSession).where(LoginSession.user_id == user_id))
-
-
-async def user_group_names(session: AsyncSession, user_id: int, group_type: int) -> set[str]:
-    """The names of the groups of one ``group_type`` a user is recorded in."""
-    result = await session.execute(
-        select(UserGroup.group_name)
-        .join(UserGroupMembership, UserGroupMembership.group_id == UserGroup.id)
-        .where(UserGroupMembership.user_id == user_id, UserGroup.group_type == group_type)
-    )
-    return set(result.scalars())
-
-
-async def set_user_groups(
-    session: AsyncSession, user_id: int, group_type: int, names: Sequence[str]
-) -> bool:
-    """Record that the user belongs to exactly ``names`` among the groups of
-    ``group_type`` (as the sign-in provider just said): groups not known yet are
-    created, memberships of that type not named any more are removed. True when some
-    were removed (access was taken away)."""
-    if names:
-        await session.execute(
-            insert_ignore(
-                session,
-                UserGroup,
-                [{"group_name": n, "group_type": group_type} for n in names],
-                ["group_type", "group_name"],
-            )
-        )
-    wanted: set[int] = set()
-    if names:
-        found = await session.execute(
-            select(UserGroup.id).where(
-                UserGroup.group_type == group_type, UserGroup.group_name.in_(list(names))
-            )
-        )
-        wanted = set(found.scalars())
-    of_type = select(UserGroup.id).where(UserGroup.group_type == group_type)
-    stale = delete(UserGroupMembership).where(
-        UserGroupMembership.user_id == user_id, UserGroupMembership.group_id.in_(of_type)
-    )
-    if wanted:
-        stale = stale.where(UserGroupMembership.group_id.not_in(wanted))
-    removed = bool(getattr(await session.execute(stale), "rowcount", 0))
-    if wanted:
-        await session.execute(
-            insert_ignore(
-                session,
-                UserGroupMembership,
-                [{"user_id": user_id, "group_id": g} for g in sorted(wanted)],
-                ["user_id", "group_id"],
-            )
-        )
-    return removed
 
 
 async def find_group(session: AsyncSession, group_id: int) -> UserGroup | None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.engine import Database, insert_ignore
 from dockyard.errors import (
+    AppError,
     BadRequestError,
     NameInvalidError,
     TooManyRequestsError,
@@ -203,6 +204,22 @@ class IdentityService:
         )
         return dataclasses.replace(login, principal=principal)
 
+    async def import_ldap_user(self, cfg: ldap.LdapConfig, uid: str) -> str | None:
+        """Create the Dockyard user of the directory entry whose ``ldap_uid`` is ``uid``
+        before its first sign-in (``/ldap/users/import`` and the console's import): None
+        when done, else why not (listed for the caller, as Harbor does)."""
+        found = await self.directory.search(cfg, uid, 2)
+        if len(found) != 1:
+            return "not found in the directory" if not found else "more than one entry has it"
+        async with self.db.read() as session:
+            if await users.find_user_by_name(session, found[0].username) is not None:
+                return "the user already exists"
+        try:
+            await self.onboard(found[0])
+        except AppError as exc:
+            return exc.message
+        return None
+
     async def ldap_group(self, dn: str) -> ldap.DirectoryGroup:
         """The directory's group at ``dn`` (within ``ldap_group_search_filter``), as an
         LDAP user group is created by DN: refused unless ``auth_mode`` is ``ldap_auth``
@@ -305,28 +322,24 @@ class IdentityService:
             )
         async with self.db.read() as session:
             user = await users.find_user_by_name(session, name)
-            if user is not None and user.admin_role_in_auth == found.admin:
-                held = await users.user_group_names(session, user.user_id, authproxy.GROUP_TYPE)
-                if held == set(found.groups):
-                    return users.user_login(user, await users.user_group_ids(session, user.user_id))
-        async with self.db.write() as session:
-            await authproxy.insert_user(session, name)
-            user = await users.find_user_by_name(session, name)
+        if user is None:
+            async with self.db.write() as session:
+                await authproxy.insert_user(session, name)
+                user = await users.find_user_by_name(session, name)
             if user is None:  # deleted between the two statements
                 raise UnauthorizedError(_BAD_CREDENTIALS)
-            lost_admin = user.admin_role_in_auth and not found.admin
-            if user.admin_role_in_auth != found.admin:
-                user.admin_role_in_auth = found.admin
-                await session.flush()
-            removed = await users.set_user_groups(
-                session, user.user_id, authproxy.GROUP_TYPE, found.groups
-            )
-            if removed or lost_admin:
-                await revocation.bump(session)  # tokens from before lose what was taken away
-            login = await users.find_user_login(session, name)
-        if login is None:
-            raise UnauthorizedError(_BAD_CREDENTIALS)
-        return login
+        # The groups and admin role as the review says, the way LDAP and OIDC record them
+        # (a change that takes access away bumps the revocation counter there).
+        group_ids = await groupsync.record_sign_in_groups(
+            self.db,
+            user.user_id,
+            authproxy.GROUP_TYPE,
+            [groupsync.ExternalGroup(name=group) for group in found.groups],
+            admin=found.admin,
+            onboard=True,
+        )
+        user.admin_role_in_auth = found.admin
+        return users.user_login(user, group_ids)
 
     async def _failed(self, username: str, source: str) -> None:
         async with self.db.write() as session:

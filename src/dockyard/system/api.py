@@ -123,13 +123,14 @@ async def get_system_info(api: ApiRequest) -> Response:
         props = await service.system_properties(session)
         auth_mode = str(await config.value(session, config.AUTH_MODE))
         proxy = await authproxy.load_config(session) if auth_mode == authproxy.MODE else None
-        oidc_name = (
-            str(await config.value(session, config.OIDC_NAME)) if auth_mode == "oidc_auth" else ""
-        )
+        oidc = auth_mode == "oidc_auth"
+        oidc_name = str(await config.value(session, config.OIDC_NAME)) if oidc else ""
+        # True only where it acts: it changes nothing outside oidc_auth.
+        primary = oidc and bool(await config.value(session, config.PRIMARY_AUTH_MODE))
     info = GeneralInfo(
         auth_mode=auth_mode,
         oidc_provider_name=oidc_name or None,
-        primary_auth_mode=False,
+        primary_auth_mode=primary,
         self_registration=props.self_registration,
         harbor_version=service.dockyard_version(),
         banner_message=props.banner_message,

@@ -4,7 +4,7 @@ Editable items live in the ``properties`` table, so every node sees a change at
 once. Some editable items also have a start-time setting (``dockyard.yml`` /
 ``DOCKYARD_*``, e.g. ``token_expiration``): the setting is the value until an
 administrator changes it at run time, as Harbor lets them. Items of Harbor's
-``Configurations`` for features Dockyard does not have yet (UAA, ``primary_auth_mode``,
+``Configurations`` for features Dockyard does not have yet (UAA,
 ``ldap_group_attach_parallel``, scanning) are shown read-only at their off
 value; a change to that value is accepted (tools send every key back), any other
 is refused with a message naming the missing feature. Each item names its type,
@@ -379,6 +379,10 @@ def check_name_list(value: str) -> str:
     return value
 
 
+# As in Harbor: with ``oidc_auth`` the console's sign-in page goes straight to the
+# provider (``?local=1`` keeps the password form for ``admin``). Stored in any mode, as
+# Harbor stores it, and without effect outside ``oidc_auth`` (``/systeminfo`` says so).
+PRIMARY_AUTH_MODE = "primary_auth_mode"
 OIDC_NAME = "oidc_name"
 OIDC_ENDPOINT = "oidc_endpoint"
 OIDC_CLIENT_ID = "oidc_client_id"
@@ -501,13 +505,6 @@ _UNSUPPORTED: tuple[ConfigItem, ...] = (
         for key in ("uaa_client_id", "uaa_client_secret", "uaa_endpoint")
     ),
     _unsupported("uaa_verify_cert", bool, True, _UAA),
-    _unsupported(
-        "primary_auth_mode",
-        bool,
-        False,
-        "sign-in through OIDC (primary_auth_mode only sends the console's sign-in page "
-        "straight to the OIDC provider)",
-    ),
     _unsupported("scanner_skip_update_pulltime", bool, False, "vulnerability scanning"),
 )
 
@@ -556,6 +553,7 @@ ITEMS: dict[str, ConfigItem] = {
         ConfigItem(LDAP_SCOPE, int, 2, editable=True, minimum=0, maximum=2),
         ConfigItem(LDAP_TIMEOUT, int, 5, editable=True, minimum=1, maximum=300),
         ConfigItem(LDAP_VERIFY_CERT, bool, True, editable=True),
+        ConfigItem(PRIMARY_AUTH_MODE, bool, False, editable=True),
         ConfigItem(OIDC_NAME, str, "", editable=True, max_length=64),
         ConfigItem(OIDC_ENDPOINT, str, "", editable=True, check=check_oidc_endpoint),
         ConfigItem(OIDC_CLIENT_ID, str, "", editable=True, max_length=512),
