@@ -41,18 +41,16 @@ from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task, TaskLog
 from dockyard.jobs.runner import JobContext, PermanentJobError
 from dockyard.oci.mediatypes import INDEX_TYPES
+from dockyard.projects import repository as projects_repo
 from dockyard.remotes import service as remotes
 from dockyard.remotes.adapter import Adapter, Manifest
 from dockyard.remotes.client import RemoteAuthError, RemoteError, RemoteUnsupported
 from dockyard.remotes.copy import copy_artifact
 from dockyard.remotes.schemas import Registry
 from dockyard.replication import filters as flt
-from dockyard.webhooks import service as webhooks
-from dockyard.webhooks.payloads import REPLICATION
 from dockyard.replication import repository as repo
 from dockyard.replication.local import LocalAdapter, Throttle
 from dockyard.replication.models import ReplicationPolicy
-from dockyard.projects import repository as projects_repo
 from dockyard.replication.schemas import (
     ReplicationExecution,
     ReplicationFilter,
@@ -63,6 +61,8 @@ from dockyard.replication.schemas import (
 from dockyard.replication.schemas import (
     ReplicationPolicy as PolicyBody,
 )
+from dockyard.webhooks import service as webhooks
+from dockyard.webhooks.payloads import REPLICATION
 
 JOB_TYPE = "REPLICATION"
 LOCAL_ID = 0

@@ -36,10 +36,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.http.outbound import OutboundClient
-from dockyard.registry.models import Artifact
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
 from dockyard.oci.scope import Scope
+from dockyard.registry.models import Artifact
 from dockyard.scan import registrations, reports
 from dockyard.scan.client import (
     SBOM,
