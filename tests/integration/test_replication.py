@@ -732,3 +732,37 @@ async def test_an_execution_end_is_the_replication_webhook_event(
         },
     }
     assert hook_receiver.wanted(f"/{other}") == []
+
+    # A pull tells the destination (local) project, naming the remote as the source.
+    into = f"rw{_uid()}"
+    assert (await admin.post(f"{API}/projects", json={"project_name": into})).status_code == 201
+    hook = {
+        "name": f"h{_uid()}",
+        "enabled": True,
+        "event_types": ["REPLICATION"],
+        "targets": [{"type": "http", "address": f"{hook_receiver.url}/{into}"}],
+    }
+    answer = await admin.post(f"{API}/projects/{into}/webhook/policies", json=hook)
+    assert answer.status_code == 201, answer.text
+    pull_id = await _policy(
+        admin,
+        src_registry={"id": registry_id},
+        dest_namespace=into,
+        filters=[{"type": "name", "value": "hooked/app"}],
+    )
+    pulled = await _run(admin, pull_id)
+    assert pulled["status"] == "Succeed", pulled
+    (heard,) = await hook_receiver.wait_for(f"/{into}", 1)
+    event = heard.json()["event_data"]["replication"]
+    assert event["src_resource"] == {
+        "registry_name": endpoint["name"],
+        "registry_type": "docker-registry",
+        "endpoint": remote.url,
+        "namespace": "hooked",
+    }
+    assert event["dest_resource"]["namespace"] == into
+    assert event["dest_resource"]["registry_name"] == "Local"
+    assert event["successful_artifact"] == [
+        {"type": "image", "status": "Success", "name_tag": "hooked/app:[v1]"}
+    ]
+    assert len(hook_receiver.wanted(f"/{project}")) == 1
