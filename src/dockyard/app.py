@@ -205,7 +205,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
     types = [
         *gc_jobs.job_types,
         *retention_jobs.job_types,
-        *replication_jobs.job_types,
+        *replication_jobs.job_types_for(settings),
         *webhooks_jobs.job_types,
         *audit_jobs.job_types,
         *scanner_jobs.job_types,

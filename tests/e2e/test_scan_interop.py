@@ -14,9 +14,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.integration.test_webhooks import _serve as serve_receiver
 from tests.support import scanner_images as images
 from tests.support.postgres import postgres_admin_url, temporary_database
 from tests.support.server import DockyardServer
@@ -251,3 +253,57 @@ def test_sbom_index_children_and_scan_on_push(
     whole = _wait(registry, _artifact(project, "alpine", index_digest))
     assert whole["scan_status"] == "Success" and whole["complete_percent"] == 100
     assert whole["summary"] == after["summary"] and whole["severity"] == after["severity"]
+
+
+def test_a_finished_scan_is_the_scanning_completed_webhook_event(
+    servers: tuple[DockyardServer, DockyardServer], registry: httpx.Client
+) -> None:
+    """A's policy hears ``SCANNING_COMPLETED`` with the artifact and the ``scan_overview``
+    the API shows, once B's built-in adapter has scanned it."""
+    a, adapter = servers
+    project = _private_project(registry)
+    _use(registry, project, _register(registry, adapter, "Bearer", KEY))
+    with contextlib.contextmanager(serve_receiver)(None) as receiver:
+        hook = {
+            "name": f"h{uuid.uuid4().hex[:8]}",
+            "enabled": True,
+            "event_types": ["SCANNING_COMPLETED", "SCANNING_FAILED"],
+            "targets": [{"type": "http", "address": f"{receiver.url}/scans"}],
+        }
+        made = registry.post(f"{API}/projects/{project}/webhook/policies", json=hook)
+        assert made.status_code == 201, made.text
+        digest, _ = _push_alpine(registry, f"{project}/alpine", "3.19")
+        url = _artifact(project, "alpine", digest)
+        assert registry.post(f"{url}/scan").status_code == 202
+        summary = _wait(registry, url)
+        assert summary["scan_status"] == "Success", summary
+        deadline = time.monotonic() + 60
+        while not receiver.wanted("/scans"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (delivered,) = receiver.wanted("/scans")
+    body = delivered.json()
+    assert isinstance(body.pop("occur_at"), int)
+    created = body["event_data"]["repository"].pop("date_created")
+    assert isinstance(created, int)
+    assert body == {
+        "type": "SCANNING_COMPLETED",
+        "operator": "admin",
+        "event_data": {
+            "resources": [
+                {
+                    "digest": digest,
+                    "tag": "3.19",
+                    "resource_url": f"{urlsplit(a.url).netloc}/{project}/alpine:3.19",
+                    "scan_overview": {VULN_MIME: summary},
+                }
+            ],
+            "repository": {
+                "name": "alpine",
+                "namespace": project,
+                "repo_full_name": f"{project}/alpine",
+                "repo_type": "private",
+            },
+        },
+    }
+    assert summary["severity"] == "High" and summary["summary"]["total"] >= 1

@@ -110,10 +110,10 @@ async def test_a_two_platform_image_is_one_artifact_in_listings_and_counts(
         assert '<p class="big" data-testid="artifact-count">2</p>' in summary.text
 
 
-# --- item 9 in the console: the form offers only the events Dockyard sends -------------------
+# --- item 9 in the console: the form offers every event, all of them sent --------------------
 
 
-async def test_console_offers_only_sent_events_and_keeps_stored_ones(
+async def test_console_offers_every_event_and_keeps_stored_ones(
     app: Starlette, admin: httpx.AsyncClient
 ) -> None:
     project, _ = await new_project(admin)
@@ -132,8 +132,9 @@ async def test_console_offers_only_sent_events_and_keeps_stored_ones(
         assert listing.status_code == 200
         assert 'value="PUSH_ARTIFACT"' in listing.text
         assert 'value="DELETE_TAG"' in listing.text
-        assert 'value="SCANNING_FAILED"' not in listing.text
+        for kind in ("REPLICATION", "SCANNING_COMPLETED", "SCANNING_FAILED", "SCANNING_STOPPED"):
+            assert f'value="{kind}"' in listing.text
         edit = await client.get(f"/harbor/projects/{project}/webhooks/{policy_id}/edit")
         assert edit.status_code == 200, edit.text
         assert 'value="SCANNING_FAILED" checked' in edit.text
-        assert 'value="REPLICATION"' not in edit.text
+        assert 'value="REPLICATION" >' in edit.text  # offered, not chosen

@@ -8,11 +8,13 @@ down (the task fails with a clear message, a rerun finishes), and bad policy inp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,6 +28,8 @@ from tests.integration.registry_helpers import (
     push_blob,
     push_image,
 )
+from tests.integration.test_webhooks import Receiver
+from tests.integration.test_webhooks import _serve as serve_receiver
 from tests.support.docker_registry import DockerRegistry, available, start_docker_registry
 from tests.support.server import free_port
 
@@ -652,3 +656,113 @@ async def test_override_off_leaves_a_changed_tag_alone(
     ).status_code == 200
     assert (await _run(admin, keep))["status"] == "Succeed"
     assert await _remote_digest(remote, repo, "t") == second
+
+
+@pytest.fixture(scope="module")
+def hook_receiver() -> Iterator[Receiver]:
+    """One webhook receiver on 127.0.0.1 for the module (``test_webhooks``'s)."""
+    with contextlib.contextmanager(serve_receiver)(None) as receiver:
+        yield receiver
+
+
+async def test_an_execution_end_is_the_replication_webhook_event(
+    admin: httpx.AsyncClient, state: AppState, remote: DockerRegistry, hook_receiver: Receiver
+) -> None:
+    """``REPLICATION`` goes to the policies of the replicated (source) project once the
+    execution ends, listing each artifact by outcome; a project not replicated hears nothing."""
+    project = f"rw{_uid()}"
+    made = await admin.post(f"{API}/projects", json={"project_name": project})
+    assert made.status_code == 201, made.text
+    other = f"rw{_uid()}"
+    assert (await admin.post(f"{API}/projects", json={"project_name": other})).status_code == 201
+    for name, path in ((project, f"/{project}"), (other, f"/{other}")):
+        hook = {
+            "name": f"h{_uid()}",
+            "enabled": True,
+            "event_types": ["REPLICATION"],
+            "targets": [{"type": "http", "address": hook_receiver.url + path}],
+        }
+        answer = await admin.post(f"{API}/projects/{name}/webhook/policies", json=hook)
+        assert answer.status_code == 201, answer.text
+    await push_image(admin, f"{project}/app", "v1", seed=b"hooked")
+    registry_id = await _endpoint(admin, remote)
+    endpoint = (await admin.get(f"{API}/registries/{registry_id}")).json()
+    policy_id = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        dest_namespace="hooked",
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+    before = int(time.time())
+    execution = await _run(admin, policy_id)
+    assert execution["status"] == "Succeed", execution
+    (delivered,) = await hook_receiver.wait_for(f"/{project}", 1)
+    body = delivered.json()
+    assert before - 1 <= body.pop("occur_at") <= time.time() + 1
+    replication = body["event_data"]["replication"]
+    assert before - 1 <= replication.pop("execution_timestamp") <= time.time() + 1
+    assert body == {
+        "type": "REPLICATION",
+        "operator": "MANUAL",
+        "event_data": {
+            "replication": {
+                "harbor_hostname": urlsplit(state.settings.public_url).netloc,
+                "job_status": "Success",
+                "description": "",
+                "artifact_type": "image",
+                "override_mode": True,
+                "trigger_type": "MANUAL",
+                "src_resource": {
+                    "registry_name": "Local",
+                    "registry_type": "harbor",
+                    "endpoint": state.settings.public_url,
+                    "namespace": project,
+                },
+                "dest_resource": {
+                    "registry_name": endpoint["name"],
+                    "registry_type": "docker-registry",
+                    "endpoint": remote.url,
+                    "namespace": "hooked",
+                },
+                "successful_artifact": [
+                    {"type": "image", "status": "Success", "name_tag": f"{project}/app:[v1]"}
+                ],
+                "failed_artifact": [],
+            }
+        },
+    }
+    assert hook_receiver.wanted(f"/{other}") == []
+
+    # A pull tells the destination (local) project, naming the remote as the source.
+    into = f"rw{_uid()}"
+    assert (await admin.post(f"{API}/projects", json={"project_name": into})).status_code == 201
+    hook = {
+        "name": f"h{_uid()}",
+        "enabled": True,
+        "event_types": ["REPLICATION"],
+        "targets": [{"type": "http", "address": f"{hook_receiver.url}/{into}"}],
+    }
+    answer = await admin.post(f"{API}/projects/{into}/webhook/policies", json=hook)
+    assert answer.status_code == 201, answer.text
+    pull_id = await _policy(
+        admin,
+        src_registry={"id": registry_id},
+        dest_namespace=into,
+        filters=[{"type": "name", "value": "hooked/app"}],
+    )
+    pulled = await _run(admin, pull_id)
+    assert pulled["status"] == "Succeed", pulled
+    (heard,) = await hook_receiver.wait_for(f"/{into}", 1)
+    event = heard.json()["event_data"]["replication"]
+    assert event["src_resource"] == {
+        "registry_name": endpoint["name"],
+        "registry_type": "docker-registry",
+        "endpoint": remote.url,
+        "namespace": "hooked",
+    }
+    assert event["dest_resource"]["namespace"] == into
+    assert event["dest_resource"]["registry_name"] == "Local"
+    assert event["successful_artifact"] == [
+        {"type": "image", "status": "Success", "name_tag": "hooked/app:[v1]"}
+    ]
+    assert len(hook_receiver.wanted(f"/{project}")) == 1

@@ -29,6 +29,8 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client, serving
 from tests.integration.registry_helpers import OCI_INDEX, OCI_MANIFEST, push_image
+from tests.integration.test_webhooks import Receiver
+from tests.integration.test_webhooks import _serve as serve_receiver
 from tests.support.hostile_http import hostile_server
 from tests.support.postgres import postgres_admin_url, temporary_database
 
@@ -544,6 +546,20 @@ async def test_the_adapters_own_message_is_the_scan_error(
         assert claims.expires_at - time.time() < 4 + 120
 
 
+async def _scan_then_stop(admin: httpx.AsyncClient, artifact: str) -> dict[str, Any]:
+    """Start a scan, stop it once it runs; its summary, ``Stopped``."""
+    assert (await admin.post(f"{artifact}/scan")).status_code == 202
+    deadline = time.monotonic() + 20
+    while (await _overview(admin, artifact)).get("scan_status") != "Running":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    stopped = await admin.post(f"{artifact}/scan/stop", json={"scan_type": "vulnerability"})
+    assert stopped.status_code == 202
+    summary = await _wait_scan(admin, artifact)
+    assert summary["scan_status"] == "Stopped"
+    return summary
+
+
 async def test_a_report_that_never_comes_hits_the_time_limit_and_can_be_stopped(
     admin: httpx.AsyncClient, scan_state: AppState
 ) -> None:
@@ -557,15 +573,7 @@ async def test_a_report_that_never_comes_hits_the_time_limit_and_can_be_stopped(
         polls = [p for m, p, _ in adapter.seen if p.startswith("/scan/s1/report")]
         assert 2 <= len(polls) <= 6  # Refresh-After was honoured, not a busy loop
 
-        assert (await admin.post(f"{artifact}/scan")).status_code == 202
-        deadline = time.monotonic() + 20
-        while (await _overview(admin, artifact)).get("scan_status") != "Running":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        stopped = await admin.post(f"{artifact}/scan/stop", json={"scan_type": "vulnerability"})
-        assert stopped.status_code == 202
-        summary = await _wait_scan(admin, artifact)
-        assert summary["scan_status"] == "Stopped"
+        summary = await _scan_then_stop(admin, artifact)
     nothing = await admin.post(f"{artifact}/scan/stop", json={"scan_type": "vulnerability"})
     assert nothing.status_code == 400
 
@@ -748,3 +756,71 @@ async def test_an_index_shows_its_childrens_summaries_added_up(
     assert summary["complete_percent"] == 100
     assert summary["severity"] == "Medium"
     assert summary["summary"] == {"total": 2, "fixable": 1, "summary": {"Medium": 1, "Low": 1}}
+
+
+# --- the SCANNING_* webhook events -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hook_receiver() -> Iterator[Receiver]:
+    """One webhook receiver on 127.0.0.1 for the module (``test_webhooks``'s)."""
+    with contextlib.contextmanager(serve_receiver)(None) as receiver:
+        yield receiver
+
+
+async def test_a_failed_and_a_stopped_scan_are_webhook_events(
+    admin: httpx.AsyncClient, scan_state: AppState, hook_receiver: Receiver
+) -> None:
+    """``SCANNING_FAILED``/``SCANNING_STOPPED`` reach the project's policies with the
+    artifact and its ``scan_overview`` as the API shows it once the scan ended."""
+    await admin.put(f"{API}/configurations", json={"notification_enable": True})
+    refusal = (422, {"error": {"message": "cannot pull that artifact, sorry"}})
+    with misbehaving(scan=refusal) as adapter:
+        artifact, _ = await _scanned_image(scan_state, admin, adapter.url)
+        project = artifact.split("/")[4]
+        hook = {
+            "name": _uid("h"),
+            "enabled": True,
+            "event_types": ["SCANNING_COMPLETED", "SCANNING_FAILED", "SCANNING_STOPPED"],
+            "targets": [{"type": "http", "address": f"{hook_receiver.url}/{project}"}],
+        }
+        made = await admin.post(f"{API}/projects/{project}/webhook/policies", json=hook)
+        assert made.status_code == 201, made.text
+        assert (await admin.post(f"{artifact}/scan")).status_code == 202
+        failed = await _wait_scan(admin, artifact)
+        (delivered,) = await hook_receiver.wait_for(f"/{project}", 1)
+    digest = artifact.rsplit("/", 1)[1]
+    host = scan_state.settings.public_url.split("://", 1)[1]
+    body = delivered.json()
+    assert isinstance(body.pop("occur_at"), int)
+    assert body == {
+        "type": "SCANNING_FAILED",
+        "operator": "admin",
+        "event_data": {
+            "resources": [
+                {
+                    "digest": digest,
+                    "tag": "v1",
+                    "resource_url": f"{host}/{project}/app:v1",
+                    "scan_overview": {VULNERABILITY_MIME: failed},
+                }
+            ],
+            "repository": {
+                "date_created": body["event_data"]["repository"]["date_created"],
+                "name": "app",
+                "namespace": project,
+                "repo_full_name": f"{project}/app",
+                "repo_type": "private",
+            },
+        },
+    }
+
+    with misbehaving() as adapter:  # the report never comes: stop it
+        registration = await _register(admin, adapter.url)
+        await _use_scanner(admin, project, registration)
+        summary = await _scan_then_stop(admin, artifact)
+        events = await hook_receiver.wait_for(f"/{project}", 2)
+    second = events[1].json()
+    assert second["type"] == "SCANNING_STOPPED"
+    (resource,) = second["event_data"]["resources"]
+    assert resource["scan_overview"] == {VULNERABILITY_MIME: summary}

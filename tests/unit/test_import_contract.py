@@ -123,6 +123,8 @@ FEATURE_USES: dict[tuple[str, str], str] = {
     ("scan", "artifacts"): "a scan request names an artifact the caller may see",
     ("retention", "immutability"): "retention never removes a tag an immutability rule holds",
     ("retention", "webhooks"): "a retention run reports its deletions as a webhook event",
+    ("replication", "webhooks"): "an execution's end is the REPLICATION webhook event",
+    ("scan", "webhooks"): "a scan's end is a SCANNING_* webhook event",
     ("search", "artifacts"): "search lists artifacts through the artifact listing",
     ("replication", "remotes"): "a replication policy copies through a registry endpoint's adapter",
     ("replication", "labels"): "a replication label filter reads the labels on an artifact",

@@ -120,7 +120,7 @@ def test_targets_get_their_defaults_and_event_types_are_checked() -> None:
         "PULL_ARTIFACT",
         "TAG_RETENTION",
     ]
-    # Harbor's types for features Dockyard lacks are stored (not sent yet), as Harbor lists them.
+    # Every type Harbor lists is accepted (all are sent).
     assert check_event_types(["SCANNING_FAILED", "REPLICATION"]) == [
         "SCANNING_FAILED",
         "REPLICATION",

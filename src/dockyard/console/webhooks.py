@@ -32,15 +32,14 @@ from dockyard.webhooks.payloads import (
     DEFAULT_FORMAT,
     EVENT_TYPES,
     HTTP,
-    NOT_SENT_YET,
     NOTIFY_TYPES,
     PAYLOAD_FORMATS,
 )
 from dockyard.webhooks.schemas import WebhookPolicy, WebhookTargetObject
 
 TAB = "webhooks"
-OFFERED_EVENT_TYPES = [kind for kind in EVENT_TYPES if kind not in NOT_SENT_YET]
-"""The form offers only events Dockyard sends; the API accepts every type Harbor lists."""
+OFFERED_EVENT_TYPES = list(EVENT_TYPES)
+"""The form offers every event type Harbor lists: Dockyard sends them all."""
 _MAX_POLICIES_SHOWN = 100
 """Policies shown on the tab (a project has a handful; the API pages beyond)."""
 
@@ -123,11 +122,7 @@ async def edit_policy_page(page: Page) -> Response:
         context=context,
         allowed=allowed_in(page, context),
         policy=policy,
-        # Types stored through the API stay on offer, so saving the form keeps them.
-        event_types=[
-            *OFFERED_EVENT_TYPES,
-            *(k for k in policy.event_types or [] if k in NOT_SENT_YET),
-        ],
+        event_types=OFFERED_EVENT_TYPES,
         notify_types=NOTIFY_TYPES,
         payload_formats=PAYLOAD_FORMATS,
         base=project_url(project.name, TAB),

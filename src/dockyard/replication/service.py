@@ -41,6 +41,7 @@ from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task, TaskLog
 from dockyard.jobs.runner import JobContext, PermanentJobError
 from dockyard.oci.mediatypes import INDEX_TYPES
+from dockyard.projects import repository as projects_repo
 from dockyard.remotes import service as remotes
 from dockyard.remotes.adapter import Adapter, Manifest
 from dockyard.remotes.client import RemoteAuthError, RemoteError, RemoteUnsupported
@@ -60,6 +61,8 @@ from dockyard.replication.schemas import (
 from dockyard.replication.schemas import (
     ReplicationPolicy as PolicyBody,
 )
+from dockyard.webhooks import service as webhooks
+from dockyard.webhooks.payloads import REPLICATION
 
 JOB_TYPE = "REPLICATION"
 LOCAL_ID = 0
@@ -71,6 +74,8 @@ OP_PLAN = "plan"
 OP_COPY = "copy"
 OP_DELETE = "delete"
 MAX_TASKS = 10_000
+ARTIFACTS_LISTED = 100
+"""Artifacts a ``REPLICATION`` webhook event lists per outcome (the first ones)."""
 """Copy tasks one execution may plan; the rest is logged as not planned."""
 CHUNK_BYTES = 8 * 1024 * 1024
 """Piece size of a chunked upload (``copy_by_chunk``)."""
@@ -877,3 +882,91 @@ async def run_task(ctx: JobContext) -> dict[str, Any]:
         raise PermanentJobError(message) from None
     finally:
         await sides.aclose()
+
+
+# --- the REPLICATION webhook event ----------------------------------------------------------
+
+
+def _resource(view: Registry, namespaces: set[str], local_url: str) -> dict[str, Any]:
+    """Harbor's ``src_resource``/``dest_resource``: the registry and the namespace(s)."""
+    local = view.id == LOCAL_ID
+    return {
+        "registry_name": view.name or "",
+        "registry_type": view.type or "",
+        "endpoint": local_url if local else view.url or "",
+        "namespace": ",".join(sorted(namespaces)),
+    }
+
+
+async def announce_finished(public_url: str, session: AsyncSession, execution: Execution) -> None:
+    """The job type's ``on_finished``: send ``REPLICATION`` to the webhook policies of
+    each local project whose artifacts the execution copied or deleted (the source
+    project of a push, the destination project of a pull), in the transaction that
+    finishes it, listing that project's artifacts by outcome. An execution that
+    replicated nothing (a plan that found nothing or failed) sends nothing."""
+    row = await session.get(ReplicationPolicy, execution.vendor_id)
+    if row is None:
+        return
+    push = row.src_registry_id == LOCAL_ID
+    tasks = await session.scalars(
+        select(Task).where(Task.execution_id == execution.id).order_by(Task.id)
+    )
+    by_project: dict[str, list[tuple[Task, str, str]]] = {}
+    for task in tasks:
+        params = jobs.loads(task.params)
+        if params.get("op") not in (OP_COPY, OP_DELETE):
+            continue
+        source = str(params.get("repository", ""))
+        try:
+            target = destination_name(row, source)
+        except ValueError:
+            target = source
+        local = source if push else target
+        by_project.setdefault(local.split("/", 1)[0], []).append((task, source, target))
+    if not by_project:
+        return
+    src_view = await _registry_view(session, row.src_registry_id)
+    dest_view = await _registry_view(session, row.dest_registry_id)
+    host = webhooks.registry_host(public_url)
+    for project_name, items in sorted(by_project.items()):
+        project = await projects_repo.find_project_by_name(session, project_name)
+        if project is None:
+            continue
+        policies = await webhooks.subscribed_policies(session, project.project_id, REPLICATION)
+        if not policies:
+            continue
+        done: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for task, _, _ in items:
+            attrs = jobs.loads(task.extra_attrs)
+            entry: dict[str, Any] = {
+                "type": "image",
+                "status": task.status,
+                "name_tag": str(attrs.get("src_resource", "")),
+            }
+            if task.status == jobs.SUCCESS:
+                done.append(entry)
+            else:
+                entry["fail_reason"] = task.status_message or task.status
+                failed.append(entry)
+        replication: dict[str, Any] = {
+            "harbor_hostname": host,
+            "job_status": execution.status,
+            "description": row.description,
+            "artifact_type": "image",
+            "override_mode": row.override,
+            "trigger_type": execution.trigger,
+            "execution_timestamp": int(execution.start_time.timestamp()),
+            "src_resource": _resource(
+                src_view, {s.split("/", 1)[0] for _, s, _ in items}, public_url
+            ),
+            "dest_resource": _resource(
+                dest_view, {t.split("/", 1)[0] for _, _, t in items}, public_url
+            ),
+            "successful_artifact": done[:ARTIFACTS_LISTED],
+            "failed_artifact": failed[:ARTIFACTS_LISTED],
+        }
+        event = webhooks.new_event(
+            REPLICATION, project.project_id, {"replication": replication}, execution.trigger
+        )
+        await webhooks.enqueue_deliveries(session, policies, event)

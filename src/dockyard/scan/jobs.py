@@ -13,7 +13,8 @@ A task:
    ``Refresh-After``, until the report comes or the time limit passes, checking for a
    stop between polls;
 5. stores the report (``reports.store_*``), replacing the previous one in one
-   transaction.
+   transaction, with the ``SCANNING_COMPLETED`` webhook event of the artifact's project
+   (``SCANNING_FAILED``/``SCANNING_STOPPED`` in the transaction that ends it otherwise).
 
 A transient failure (network, timeout, 5xx) raises, so the job system retries the task
 with backoff; on its last attempt, or for anything retrying cannot fix (a 4xx, an
@@ -32,15 +33,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.http.outbound import OutboundClient
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
 from dockyard.oci.scope import Scope
+from dockyard.registry.models import Artifact
 from dockyard.scan import registrations, reports
 from dockyard.scan.client import (
     SBOM,
     SBOM_MEDIA_TYPE,
+    SBOM_MIME,
     AdapterClient,
     AdapterError,
     Endpoint,
@@ -48,10 +52,20 @@ from dockyard.scan.client import (
     capabilities_mimes,
     parse_report,
 )
+from dockyard.scan.models import ScanReport
 from dockyard.scan.schemas import AdapterScanner
 from dockyard.scan.service import JOB_OF
 from dockyard.settings import Settings
 from dockyard.system.bootstrap import load_token_key
+from dockyard.webhooks import service as webhooks
+from dockyard.webhooks.payloads import SCANNING_COMPLETED, SCANNING_FAILED, SCANNING_STOPPED
+
+EVENT_OF_STATUS = {
+    reports.SUCCESS: SCANNING_COMPLETED,
+    reports.ERROR: SCANNING_FAILED,
+    reports.STOPPED: SCANNING_STOPPED,
+}
+"""The webhook event a scan's end sends, by the report's final status."""
 
 
 class ScanFailed(Exception):
@@ -182,6 +196,7 @@ async def _store(
             await reports.store_vulnerabilities(
                 session, report, parsed.scanner or scanner, parsed.vulnerabilities or []
             )
+        await announce(ctx, session, report)
 
 
 async def _end(ctx: JobContext, report_uuid: str, status: str, message: str) -> None:
@@ -189,7 +204,41 @@ async def _end(ctx: JobContext, report_uuid: str, status: str, message: str) -> 
     with contextlib.suppress(JobStopped, LeaseLost):
         await ctx.checkpoint()
     async with ctx.env.db.write() as session:
-        await reports.mark(session, report_uuid, status, message)
+        report = await reports.mark(session, report_uuid, status, message)
+        if report is not None:
+            await announce(ctx, session, report)
+
+
+async def announce(ctx: JobContext, session: AsyncSession, report: ScanReport) -> None:
+    """Send the scan's end (``EVENT_OF_STATUS``) to the webhook policies of the artifact's
+    project that want it, in ``session`` (the transaction that ends the report): Harbor's
+    artifact ``event_data`` naming the scanned artifact and the tag the scan was asked
+    with, its ``scan_overview`` (``sbom_overview`` for an SBOM) as listings show it; the
+    operator is whoever asked for the scan."""
+    kind = EVENT_OF_STATUS.get(report.status)
+    artifact = await session.get(Artifact, report.artifact_id)
+    if kind is None or artifact is None:
+        return
+    policies = await webhooks.subscribed_policies(session, artifact.project_id, kind)
+    if not policies:
+        return
+    tag = str(ctx.params.get("tag") or "") or None
+    data = await webhooks.artifact_event_data(
+        session,
+        webhooks.registry_host(ctx.env.settings.public_url),
+        artifact.project_id,
+        artifact.repository_name,
+        [(artifact.digest, tag)],
+    )
+    if report.mime_type == SBOM_MIME:
+        overview = reports.sbom_overview(report).model_dump(mode="json", exclude_none=True)
+        data["resources"][0]["sbom_overview"] = overview
+    else:
+        summary = reports.native_summary(report).model_dump(mode="json", exclude_none=True)
+        data["resources"][0]["scan_overview"] = {report.mime_type: summary}
+    operator = str(ctx.params.get("requester") or "")
+    event = webhooks.new_event(kind, artifact.project_id, data, operator)
+    await webhooks.enqueue_deliveries(session, policies, event)
 
 
 async def scan(ctx: JobContext) -> Mapping[str, Any]:

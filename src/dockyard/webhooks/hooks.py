@@ -24,13 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.background import Flusher
 from dockyard.db.engine import Database
-from dockyard.projects import repository as projects_repo
 from dockyard.quota import repository as quota_repo
 from dockyard.registry.hooks import (
     BlobsLinked,
@@ -80,7 +78,7 @@ class RegistryHooks(NoHooks):
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.registry_host = urlsplit(settings.public_url).netloc or settings.public_url
+        self.registry_host = service.registry_host(settings.public_url)
         # Per event type: the names of projects with an enabled policy for it, and when
         # that set was loaded (the pull and quota-warning paths judge by it, query-free).
         self._subscriber_sets: dict[str, tuple[float, frozenset[str]]] = {}
@@ -107,19 +105,8 @@ class RegistryHooks(NoHooks):
         repository: str,
         resources: list[tuple[str, str | None]],
     ) -> dict[str, Any]:
-        facts = await repo.repository_facts(session, [repository])
-        created, public = datetime.now(UTC), False
-        if repository in facts:
-            _, created, public = facts[repository]
-        else:
-            metadata = await projects_repo.project_metadata(session, project_id)
-            public = metadata.get("public") == "true"
-        return artifact_data(
-            registry_host=self.registry_host,
-            repository=repository,
-            repository_created=created,
-            public=public,
-            resources=resources,
+        return await service.artifact_event_data(
+            session, self.registry_host, project_id, repository, resources
         )
 
     async def after_manifest_push(self, session: AsyncSession, push: ManifestPush) -> None:

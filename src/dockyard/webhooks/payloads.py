@@ -39,13 +39,8 @@ EVENT_TYPES: tuple[str, ...] = (
     SCANNING_STOPPED,
     TAG_RETENTION,
 )
-"""The event types a policy may subscribe to: every one Harbor lists, by Harbor's names."""
-
-NOT_SENT_YET: frozenset[str] = frozenset(
-    {REPLICATION, SCANNING_COMPLETED, SCANNING_FAILED, SCANNING_STOPPED}
-)
-"""Types listed and stored in policies (so Harbor's tools work unchanged) whose feature
-Dockyard lacks, so nothing sends them yet; the feature's issue starts sending them."""
+"""The event types a policy may subscribe to: every one Harbor lists, by Harbor's names;
+Dockyard sends them all."""
 
 CLOUDEVENT_TYPES: dict[str, str] = {
     PUSH_ARTIFACT: "harbor.artifact.pushed",

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import ColumnElement, delete, select
@@ -37,6 +38,7 @@ from dockyard.http.egress import EgressPolicy, EgressRefused
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task, TaskLog
+from dockyard.projects import repository as projects_repo
 from dockyard.projects.models import Project
 from dockyard.projects.service import require, resolve_project
 from dockyard.system import config
@@ -591,6 +593,37 @@ async def subscribed_policies(
 
 def new_event(event_type: str, project_id: int, data: Mapping[str, Any], operator: str) -> Event:
     return Event(uuid.uuid4().hex, event_type, utcnow(), operator, project_id, dict(data))
+
+
+async def artifact_event_data(
+    session: AsyncSession,
+    registry_host: str,
+    project_id: int,
+    repository: str,
+    resources: list[tuple[str, str | None]],
+) -> dict[str, Any]:
+    """Harbor's ``event_data`` for artifacts of ``repository`` (``resources`` are digest
+    and tag), the repository's facts read in ``session`` (a project's own visibility when
+    the repository is gone)."""
+    facts = await repo.repository_facts(session, [repository])
+    created, public = utcnow(), False
+    if repository in facts:
+        _, created, public = facts[repository]
+    else:
+        metadata = await projects_repo.project_metadata(session, project_id)
+        public = metadata.get("public") == "true"
+    return artifact_data(
+        registry_host=registry_host,
+        repository=repository,
+        repository_created=created,
+        public=public,
+        resources=resources,
+    )
+
+
+def registry_host(public_url: str) -> str:
+    """The ``host[:port]`` that ``resource_url`` and ``harbor_hostname`` name."""
+    return urlsplit(public_url).netloc or public_url
 
 
 async def enqueue_deliveries(
