@@ -72,6 +72,7 @@ from dockyard.robots import api as robots_api
 from dockyard.scan import api as scan_api
 from dockyard.scan import hooks as scan_hooks
 from dockyard.scan import jobs as scan_jobs
+from dockyard.scan.policy import VulnerabilityPolicy
 from dockyard.scanner import jobs as scanner_jobs
 from dockyard.scanner.adapter import AdapterScans
 from dockyard.scanner.routes import adapter_routes
@@ -141,7 +142,9 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
     )
     # The pull-policy seam (registry/pull_policy.py): asked in order by every manifest
     # GET/HEAD; vulnerability blocking goes after content trust.
-    pull_policies = PullPolicies([ContentTrustPolicy(SignatureChecker(db, storage))])
+    pull_policies = PullPolicies(
+        [ContentTrustPolicy(SignatureChecker(db, storage)), VulnerabilityPolicy()]
+    )
     registry = RegistryService(
         db,
         storage,

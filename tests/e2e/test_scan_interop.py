@@ -20,7 +20,7 @@ import httpx
 import pytest
 from tests.integration.test_webhooks import _serve as serve_receiver
 from tests.support import scanner_images as images
-from tests.support.postgres import postgres_admin_url, temporary_database
+from tests.support.adapter_pair import adapter_pair
 from tests.support.server import DockyardServer
 
 PREFIX = "IOP"
@@ -43,22 +43,8 @@ def servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[DockyardServer, DockyardServer]]:
     """(A, B): A scans with B's adapter; both reach each other on loopback."""
-    loopback = {"DOCKYARD_EGRESS_ALLOW_LOOPBACK": "true", "DOCKYARD_JOB_POLL_SECONDS": "0.2"}
-    adapter_env = {
-        **loopback,
-        "DOCKYARD_SCANNER_ADAPTER_ENABLED": "true",
-        "DOCKYARD_SCANNER_ADAPTER_API_KEY": KEY,
-    }
-    osv = tmp_path_factory.mktemp("osv") / "records.json"
-    osv.write_text(json.dumps(images.osv_records(PREFIX)))
-    with contextlib.ExitStack() as stack:
-        urls: list[str | None] = [None, None]
-        if request.param == "postgresql":
-            urls = [stack.enter_context(temporary_database(postgres_admin_url())) for _ in "ab"]
-        a = stack.enter_context(DockyardServer(database_url=urls[0], env=loopback))
-        b = stack.enter_context(DockyardServer(database_url=urls[1], env=adapter_env))
-        b.cli("vulndb", "import", str(osv))
-        yield a, b
+    with adapter_pair(request.param, tmp_path_factory.mktemp("osv"), PREFIX, KEY) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -362,18 +362,25 @@ async def test_update_project_metadata(admin: httpx.AsyncClient, state: AppState
     assert after["name"] == name
     assert after["metadata"] == {"public": "true", "severity": "high", "prevent_vul": "false"}
     assert after["update_time"] >= before["update_time"]
+    assert after["cve_allowlist"]["items"] == [{"cve_id": "CVE-2020-1"}]
+    assert after["cve_allowlist"]["project_id"] == project_id
 
     for bad in (
         {"metadata": {"public": "yes"}},
         {"metadata": {"auto_scan": "TRUE"}},
-        {"metadata": {"prevent_vul": "true"}},
         {"metadata": {"severity": "unknown"}},
+        {"cve_allowlist": {"items": [{"cve_id": ""}]}},
+        {"cve_allowlist": {"items": [{"cve_id": "CVE-1"}, {"cve_id": "CVE-1"}]}},
+        {"cve_allowlist": {"items": [{"cve_id": "bad id"}]}},
+        {"cve_allowlist": {"expires_at": -1}},
+        {"cve_allowlist": {"items": "CVE-1"}},
         {"metadata": "public"},
     ):
         refused = await admin.put(f"{API}/projects/{project_id}", json=bad)
         assert refused.status_code == 400, bad
     unchanged = (await admin.get(f"{API}/projects/{project_id}")).json()
     assert unchanged["metadata"] == after["metadata"]
+    assert unchanged["cve_allowlist"] == after["cve_allowlist"]
     # Harbor's clients send back what they read, retention_id included: it is ignored
     echoed = await admin.put(
         f"{API}/projects/{project_id}",
@@ -493,7 +500,6 @@ async def test_metadata_endpoints(admin: httpx.AsyncClient) -> None:
         {"colour": "red"},
         {"public": "yes"},
         {"prevent_vul": "1"},
-        {"prevent_vul": "true"},
         {"auto_sbom_generation": "true"},
         {"severity": "catastrophic"},
         {"retention_id": "1"},
@@ -596,10 +602,7 @@ async def test_delete_takes_labels_rules_quota_and_policies_along(
 
 @pytest.mark.parametrize(
     ("key", "feature"),
-    [
-        ("prevent_vul", "vulnerability scanning"),
-        ("auto_sbom_generation", "SBOM generation"),
-    ],
+    [("auto_sbom_generation", "SBOM generation")],
 )
 async def test_switches_of_missing_features_accept_false_only(
     admin: httpx.AsyncClient, key: str, feature: str

@@ -13,7 +13,7 @@ from dockyard.iam.models import (
 from dockyard.immutability.models import ImmutableTagRule
 from dockyard.jobs.models import Execution, JobQueue, JobWorker, Schedule, Task, TaskLog
 from dockyard.labels.models import Label, LabelReference
-from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
+from dockyard.projects.models import CVEAllowlistRow, Project, ProjectMember, ProjectMetadata
 from dockyard.quota.models import Quota
 from dockyard.registry.models import (
     Artifact,
@@ -53,6 +53,7 @@ __all__ = [
     "Base",
     "Blob",
     "BlobUpload",
+    "CVEAllowlistRow",
     "Execution",
     "ImmutableTagRule",
     "JobQueue",

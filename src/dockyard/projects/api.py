@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from dockyard.audit import service as audit
 from dockyard.audit.events import AuditEvent
-from dockyard.errors import BadRequestError
+from dockyard.errors import BadRequestError, DeniedError, UnauthorizedError
 from dockyard.http.api import (
     API_PREFIX,
     ApiRequest,
@@ -25,9 +25,10 @@ from dockyard.http.api import (
 from dockyard.iam import users
 from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.iam.providers.ldap import DirectoryGroup
-from dockyard.projects import service
+from dockyard.projects import allowlists, service
 from dockyard.projects.models import Project
 from dockyard.projects.schemas import (
+    CVEAllowlist,
     MetadataMap,
     ProjectDeletable,
     ProjectMember,
@@ -372,7 +373,42 @@ async def delete_project_member(api: ApiRequest) -> Response:
     return empty_response()
 
 
+# --- the system CVE allowlist ---------------------------------------------------------------
+
+
+@operation("GET", "/system/CVEAllowlist", "getSystemCVEAllowlist", response=CVEAllowlist)
+async def get_system_cve_allowlist(api: ApiRequest) -> Response:
+    """Any signed-in user may read it (projects reuse it)."""
+    principal = await api.principal()
+    if principal.is_anonymous:
+        raise UnauthorizedError("authentication required")
+    async with api.state.db.read() as session:
+        view = await allowlists.view(session, allowlists.SYSTEM)
+    return json_response(view)
+
+
+@operation("PUT", "/system/CVEAllowlist", "putSystemCVEAllowlist", body=CVEAllowlist)
+async def put_system_cve_allowlist(api: ApiRequest) -> Response:
+    """Replaces the system allowlist; system administrators only."""
+    principal = await api.principal()
+    if principal.is_anonymous:
+        raise UnauthorizedError("authentication required")
+    if not principal.sysadmin:
+        raise DeniedError(f"{principal.name} may not change the system CVE allowlist")
+    ids, expires_at = allowlists.validate(await api.json(CVEAllowlist))
+    async with api.state.db.write() as session:
+        await allowlists.store(session, allowlists.SYSTEM, ids, expires_at)
+        await audit.record(
+            session,
+            await api.actor(),
+            AuditEvent("update", "system_cve_allowlist", "system", 0, "update CVE allowlist"),
+        )
+    return empty_response()
+
+
 operations: list[Operation] = [
+    get_system_cve_allowlist,
+    put_system_cve_allowlist,
     # HEAD first: Starlette lets a GET route answer HEAD too.
     head_project,
     list_projects,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dockyard.db.base import Base, BigId, UTCDateTime, utcnow
@@ -45,5 +45,22 @@ class ProjectMember(Base):
     entity_id: Mapped[int] = mapped_column(Integer)
     entity_type: Mapped[str] = mapped_column(String(1))
     role: Mapped[int] = mapped_column(Integer)
+    creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CVEAllowlistRow(Base):
+    """Harbor's CVE allowlist: ``project_id`` 0 is the system's, any other a project's.
+
+    ``items`` is the JSON list of CVE ids (the pull policy reads it in the statement that
+    decides a pull, so it stays one column); ``expires_at`` (Unix seconds) passed, the
+    list counts as empty."""
+
+    __tablename__ = "cve_allowlist"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    items: Mapped[str] = mapped_column(Text, default="[]")
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

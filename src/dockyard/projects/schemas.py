@@ -41,7 +41,7 @@ class CVEAllowlistItem(BaseModel):
 
 
 class CVEAllowlist(BaseModel):
-    """Accepted in requests for compatibility; not stored until vulnerability scanning lands."""
+    """A project's (``cve_allowlist`` of ``ProjectReq``) or the system's allowlist."""
 
     id: StrictInt | None = None
     project_id: StrictInt | None = None
@@ -77,6 +77,7 @@ class Project(BaseModel):
     current_user_role_ids: list[int]
     repo_count: int
     metadata: dict[str, str]
+    cve_allowlist: CVEAllowlist | None = None
 
 
 class ProjectDeletable(BaseModel):

@@ -55,8 +55,8 @@ from dockyard.iam.policy import (
 )
 from dockyard.iam.providers import authproxy
 from dockyard.oci.names import validate_project_name
+from dockyard.projects import allowlists, schemas
 from dockyard.projects import repository as repo
-from dockyard.projects import schemas
 from dockyard.projects.models import Project, ProjectMember, ProjectMetadata
 from dockyard.quota import service as quotas
 from dockyard.robots import repository as robots_repo
@@ -78,12 +78,10 @@ BOOLEAN_METADATA = frozenset(
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
 MISSING_FEATURE_METADATA = {
-    "prevent_vul": "vulnerability scanning (blocking vulnerable images)",
     "auto_sbom_generation": "SBOM generation",
 }
 """Switches of features Dockyard does not have yet: "false" is accepted (tools send every
-key), "true" is a 400 naming the feature. ``severity`` only matters once ``prevent_vul``
-can be on, so any valid severity is accepted. The feature's issue removes its entry."""
+key), "true" is a 400 naming the feature. The feature's issue removes its entry."""
 RETENTION_ID = "retention_id"
 """Set by the retention API; readable here, never written through project metadata."""
 """The project metadata Dockyard stores; proxy-cache and retention keys are not among them."""
@@ -367,6 +365,7 @@ async def create_project_for(
         if storage_limit == 0 or not can(principal, Action.UPDATE, Resource.QUOTA, None):
             storage_limit = None
     metadata = _requested_metadata(req.metadata)
+    allowlist = allowlists.validate(req.cve_allowlist) if req.cve_allowlist else None
     public = metadata.pop("public", None)
     if public is None:
         public = "true" if req.public else "false"
@@ -384,6 +383,8 @@ async def create_project_for(
         metadata=metadata,
         storage_limit=storage_limit,
     )
+    if allowlist is not None:
+        await allowlists.store(session, project.project_id, *allowlist)
     await audit.record(
         session,
         operator or Actor(principal.name),
@@ -556,7 +557,7 @@ async def project_view(
 ) -> schemas.Project:
     """``getProject``: needs ``project:read``."""
     require(principal, Action.READ, Resource.PROJECT, context)
-    return _view(
+    view = _view(
         principal,
         project,
         await repo.owner_name(session, project.owner_id),
@@ -564,6 +565,8 @@ async def project_view(
         await repo.repository_count(session, project.project_id),
         context.roles,
     )
+    view.cve_allowlist = await allowlists.view(session, project.project_id)
+    return view
 
 
 async def project_exists(session: AsyncSession, principal: Principal, name: str) -> None:
@@ -615,7 +618,10 @@ async def update_project(
     """``updateProject``: its metadata (the name, registry and storage limit do not change)."""
     require(principal, Action.UPDATE, Resource.PROJECT, context)
     metadata = _requested_metadata(req.metadata)
+    allowlist = allowlists.validate(req.cve_allowlist) if req.cve_allowlist else None
     await repo.set_metadata(session, project.project_id, metadata)
+    if allowlist is not None:
+        await allowlists.store(session, project.project_id, *allowlist)
     await revocation.bump(session)  # tokens from before this change stop working
     project.update_time = utcnow()
     await session.flush()

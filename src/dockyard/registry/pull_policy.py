@@ -1,8 +1,8 @@
 """The one pull-policy seam: what a manifest GET/HEAD asks before it serves.
 
-Content trust (``signatures/policy.py``) and, later, vulnerability blocking are
-policies. The registry knows none by name: ``create_app`` hands the service the
-policies in order, and ``/v2/``'s manifest handler asks them through
+Content trust (``signatures/policy.py``) and vulnerability prevention
+(``scan/policy.py``) are policies. The registry knows none by name: ``create_app``
+hands the service the policies in order, and ``/v2/``'s manifest handler asks them through
 ``RegistryService.check_pull`` once it knows which manifest it is about to serve.
 
 The contract that keeps pulls fast: a policy answers from stored rows with **one
@@ -35,8 +35,8 @@ class ManifestPullCheck:
     scanner_pull: bool = False
     """The caller's token grants ``scanner-pull`` on the repository: Harbor's scanner
     credential, which every pull policy lets through. The token service grants that
-    action to no Dockyard account yet; the scanner's robot will hold it when scanning
-    lands, and then passes here with no change to the policies."""
+    action to no account; only the short-lived token a scan job signs for its adapter
+    names it (``scan/jobs.py``)."""
     signer_pull: bool = False
     """A signing client reading what it will sign: a caller who may push the repository
     with a User-Agent naming a signer (Harbor's exemption, for content trust only;

@@ -82,7 +82,11 @@ def registry_url(settings: Settings, use_internal_addr: bool) -> str:
 
 
 async def pull_credential(ctx: JobContext, requester: str, repository: str) -> str:
-    """A bearer token that may pull ``repository`` only, for ``requester``, short-lived."""
+    """A bearer token that may pull ``repository`` only, for ``requester``, short-lived.
+
+    It names ``scanner-pull`` too (Harbor's scanner robot holds that action), so the pull
+    policies (content trust, vulnerability prevention) let the scanner read what it must
+    scan."""
     settings = ctx.env.settings
     authority = TokenAuthority(
         await load_token_key(ctx.env.db),
@@ -92,7 +96,9 @@ async def pull_credential(ctx: JobContext, requester: str, repository: str) -> s
     )
     ttl = int(min(settings.scan_timeout_seconds + 60, settings.token_expiration_minutes * 60))
     issued = authority.issue(
-        requester, [Scope("repository", repository, frozenset({"pull"}))], ttl_seconds=ttl
+        requester,
+        [Scope("repository", repository, frozenset({"pull", "scanner-pull"}))],
+        ttl_seconds=ttl,
     )
     return "Bearer " + issued.token
 
