@@ -66,6 +66,7 @@ RUN_TIME_ITEMS = frozenset(
         "oidc_auto_onboard",
         "oidc_extra_redirect_parms",
         "oidc_logout",
+        "primary_auth_mode",
         "ldap_starttls",
         "ldap_ca_cert",
         "ldap_group_base_dn",
