@@ -204,3 +204,19 @@ def test_dockyard_sign_makes_an_image_pullable(
     assert ok, stderr
     ok, stderr = _pull(skopeo, server, f"{repo}:2.0", tmp_path / "unsigned")
     assert not ok and "not signed by cosign" in stderr, stderr
+    # With content trust already on, dockyard sign still reads the unsigned manifest it signs
+    # (it names itself as a signer, as Harbor lets cosign), and the image becomes pullable.
+    late = subprocess.run(
+        [
+            *(sys.executable, "-m", "dockyard", "sign", "--key", str(key_file)),
+            *("--plain-http", f"{server.registry}/{repo}:2.0"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "DOCKYARD_USERNAME": user, "DOCKYARD_PASSWORD": password},
+        timeout=120,
+        check=False,
+    )
+    assert late.returncode == 0, late.stderr
+    ok, stderr = _pull(skopeo, server, f"{repo}:2.0", tmp_path / "signed-later")
+    assert ok, stderr
