@@ -118,6 +118,9 @@ def _client(app: Starlette, auth: tuple[str, str]) -> httpx.AsyncClient:
     return client
 
 
+PARSES_ITS_OWN_BODY = frozenset({"updateConfigurations"})
+"""Writes that declare no body model but read one (a map of items checked one by one)."""
+
 ANSWERS_AN_EMPTY_LIST = frozenset({"getWorkers"})
 """Operations whose unknown path value Harbor answers with ``200 []`` (issue 14 item 12)."""
 
@@ -156,6 +159,11 @@ async def test_malformed_bodies_on_every_write(
     unexpected = []
     async with _client(app, ("admin", ADMIN_PASSWORD)) as client:
         for op in WRITE_OPS:
+            if op.body is None and op.operation_id not in PARSES_ITS_OWN_BODY:
+                # Takes no body (stop an execution, say): what is sent is not read, so the
+                # answer is the operation's own, and whether target 1 exists depends on
+                # which tests ran before in this database.
+                continue
             url = _fill(op.path, "1")
             response = await client.request(
                 op.method, url, content=body, headers={"Content-Type": "application/json"}
