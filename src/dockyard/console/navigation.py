@@ -44,6 +44,8 @@ ADMIN_SECTIONS: tuple[Entry, ...] = (
     Entry("labels", "/labels", Action.CREATE, Resource.LABEL),
     Entry("audit", "/audit-logs", Action.LIST, Resource.AUDIT_LOG),
     Entry("quotas", "/quotas", Action.LIST, Resource.QUOTA),
+    Entry("registries", "/registries", Action.LIST, Resource.REGISTRY),
+    Entry("replications", "/replications", Action.LIST, Resource.REPLICATION_POLICY),
     Entry("audit_settings", "/audit-log-settings", Action.LIST, Resource.PURGE_AUDIT),
     Entry("gc", "/gc", Action.LIST, Resource.GARBAGE_COLLECTION),
     Entry("jobservice", "/job-service", Action.LIST, Resource.JOBSERVICE_MONITOR),

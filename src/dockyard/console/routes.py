@@ -20,6 +20,8 @@ from dockyard.console import (
     jobs,
     oidc,
     projects,
+    registries,
+    replication,
     repositories,
 )
 from dockyard.console.web import (
@@ -142,6 +144,8 @@ def console_routes() -> list[BaseRoute]:
         post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
         *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
+        *registries.routes(get, post),
+        *replication.routes(get, post),
         get(PREFIX + "/{rest:path}", _not_found, public=True),
     ]
 
