@@ -181,9 +181,9 @@ async def test_registry_forms(
     assert (await admin.get(f"{API}/registries/{registry_id}")).status_code == 404
 
 
-def _rule_form(name: str, registry_id: int, **extra: str) -> dict[str, str]:
+def _rule_form(rule: str, registry_id: int, **extra: str) -> dict[str, str]:
     return {
-        "name": name,
+        "name": rule,
         "description": "nightly mirror",
         "mode": "push",
         "registry": str(registry_id),
@@ -227,13 +227,21 @@ async def test_rule_forms_and_actions(
         ({"name_decoration": "maybe"}, "decoration"),
         ({"mode": "pull", "label_filter": "gold"}, "label filters"),
         ({"dest_namespace": "Bad Namespace"}, "dest_namespace"),
+        ({"speed": "99999999999"}, "bandwidth"),
+        ({"speed": "-5"}, "speed"),
+        ({"replace_count": "99"}, "dest_namespace_replace_count"),
+        ({"registry": "999999"}, "does not exist"),
+        ({"registry": "abc"}, "destination registry"),
+        ({"mode": "pull", "registry": "abc"}, "source registry"),
+        ({"trigger": "sometimes"}, "trigger.type"),
+        ({"name": ""}, "name is required"),
     ):
         refused = await client.post(
             RULES, data={"_csrf": csrf, **_rule_form(name, registry_id, **extra)}
         )
         assert refused.status_code == 400, extra
         assert reason in _form_error(refused), (extra, _form_error(refused))
-        assert f'value="{name}"' in refused.text
+        assert f'value="{extra.get("name", name)}"' in refused.text
     assert (await admin.get(f"{API}/replication/policies", params={"name": name})).json() == []
 
     created = await client.post(RULES, data={"_csrf": csrf, **_rule_form(name, registry_id)})
