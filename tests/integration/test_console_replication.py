@@ -264,6 +264,24 @@ async def test_rule_forms_and_actions(
     assert policy["override"] and policy["copy_by_chunk"] and policy["enabled"]
     assert policy["single_active_replication"] and not policy["replicate_deletion"]
 
+    # A pull-based rule: the endpoint is the source, this registry the destination.
+    pull = f"pull-{_uid()}"
+    pulled = await client.post(
+        RULES,
+        data={
+            "_csrf": csrf,
+            **_rule_form(pull, registry_id, mode="pull", trigger="manual", cron="", speed=""),
+        },
+    )
+    assert pulled.status_code == 303
+    made_pull = (await admin.get(f"{API}/replication/policies", params={"name": pull})).json()[0]
+    assert made_pull["src_registry"]["id"] == registry_id
+    assert made_pull["dest_registry"]["id"] == 0
+    assert made_pull["speed"] == -1 and made_pull["trigger"]["type"] == "manual"
+    edit_pull = await client.get(f"{RULES}/{made_pull['id']}/edit")
+    assert 'value="pull" checked' in edit_pull.text
+    await client.post(f"{RULES}/delete", data={"_csrf": csrf, "policy": str(made_pull["id"])})
+
     # The endpoint is in use: deleting it is refused with the rule's name.
     refused = await client.post(
         f"{REGISTRIES}/delete",
