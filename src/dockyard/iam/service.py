@@ -241,6 +241,20 @@ class IdentityService:
             )
         return found[0]
 
+    async def unknown_ldap_group(self, dn: str) -> ldap.DirectoryGroup | None:
+        """The directory's group at ``dn`` when no LDAP user group has that DN yet (so the
+        caller creates it, as Harbor onboards a project member named by DN), else None;
+        refused as ``ldap_group`` refuses."""
+        if not ldap.valid_dn(dn.strip()):
+            raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+        async with self.db.read() as session:
+            known = await users.find_group_by(
+                session, group_type=LDAP_GROUP, ldap_dn_key=groupsync.dn_key(dn.strip())
+            )
+        if known is not None:
+            return None
+        return await self.ldap_group(dn)
+
     async def onboard(self, found: ldap.DirectoryUser, *, groups: bool = True) -> AccountLogin:
         """The Dockyard user for a directory entry that signed in: created on the first
         sign-in (no password of its own: it can only sign in through the directory),

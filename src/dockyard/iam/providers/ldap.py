@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.errors import ServiceUnavailableError
-from dockyard.iam.groupsync import dn_key
+from dockyard.iam.groupsync import canonical_dn, dn_key
 from dockyard.system import config, secretbox
 from dockyard.system.models import Property
 
@@ -167,11 +167,13 @@ class DirectoryGroup:
 
 
 def valid_dn(dn: str) -> bool:
-    """Whether ``dn`` parses as a DN (``ldap3`` would raise on it mid-search)."""
+    """Whether ``dn`` parses as a DN (``ldap3`` would raise on it mid-search). Spaces
+    around ``,`` and ``=`` are allowed (RFC 1779; how Active Directory's DNs are often
+    written, and what directories accept)."""
     if not dn or len(dn) > 512 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in dn):
         return False
     try:
-        parse_dn(dn)
+        parse_dn(dn, strip=True)
     except (LDAPException, ValueError, IndexError):
         return False
     return True
@@ -235,8 +237,10 @@ class LdapDirectory:
         self._check_configured(cfg)
         if name is not None and not acceptable_name(name):
             return []
-        if dn is not None and not valid_dn(dn):
-            return []
+        if dn is not None:
+            if not valid_dn(dn):
+                return []
+            dn = canonical_dn(dn)  # ldap3 refuses the spaces valid_dn allows
         return await to_thread.run_sync(self._search_groups, cfg, name, dn, limit)
 
     async def ping(self, cfg: LdapConfig) -> None:
