@@ -130,12 +130,15 @@ class IdentityService:
                     f"too many failed logins; try again in {throttled.retry_after} seconds",
                     retry_after=throttled.retry_after,
                 )
-            account = await self._find_login(session, username)
-            directory = proxy = None
+            account = directory = proxy = None
             if username != ADMIN and not any(username.startswith(p) for p in self._prefixes):
-                mode, proxy = await authproxy.load_mode_and_config(session)
+                # The mode and every provider's items in one query.
+                stored = await ldap.read_settings(session, authproxy.SETTINGS_KEYS)
+                mode, proxy = authproxy.mode_and_config_from(stored)
                 if mode == "ldap_auth":
-                    directory = await ldap.load_config_if_enabled(session)
+                    directory = ldap.config_from(stored)
+            if directory is None and proxy is None:  # a provider's user needs no row read
+                account = await self._find_login(session, username)
             # Nested groups cost round trips: walked only when a group could use them.
             walk = directory is not None and (
                 bool(directory.group_admin_dn) or await users.any_group(session, LDAP_GROUP)
