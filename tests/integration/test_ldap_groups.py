@@ -244,6 +244,16 @@ async def test_the_admin_group_makes_administrators_through_nesting(
         assert me.json()["admin_role_in_auth"] is True
         assert me.json()["sysadmin_flag"] is False  # the flag is the administrators' to set
         assert (await frank.get(CONFIGURATIONS)).status_code == 200
+        frank_id = me.json()["user_id"]
+        own = await frank.get(f"/api/v2.0/users/{frank_id}")
+        assert own.json()["admin_role_in_auth"] is True
+        # Harbor's rule: told on the caller's own record only, not in anyone else's view.
+        listed = await frank.get("/api/v2.0/users", params={"q": "username=frank"})
+        assert [u["admin_role_in_auth"] for u in listed.json()] == [False]
+    async with make_client(groups_app, ("admin", ADMIN_PASSWORD)) as admin:
+        other = await admin.get(f"/api/v2.0/users/{frank_id}")
+        assert other.json()["admin_role_in_auth"] is False
+        assert (await admin.get("/api/v2.0/users/current")).json()["admin_role_in_auth"] is False
     async with make_client(groups_app, ("alice", USER_PASSWORD)) as alice:
         assert (await alice.get(CONFIGURATIONS)).status_code == 403
         assert (await alice.get("/api/v2.0/users/current")).json()["admin_role_in_auth"] is False

@@ -12,6 +12,7 @@ a rotated key, a provider answering garbage).
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import threading
@@ -454,6 +455,45 @@ async def test_key_rotation_is_followed(
     finally:
         provider.config["jwks"] = old
         provider.reload()
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("expired", "the ID token has expired"),
+        ("audience", "the ID token's aud claim is not valid"),
+        ("signature", "the ID token's signature is not valid"),
+    ],
+)
+async def test_bad_id_tokens_from_the_real_provider_sign_in_nobody(
+    oidc_app: Starlette, provider: OidcProviderServer, mode: str, reason: str
+) -> None:
+    """The provider's token endpoint hands out an ID token that is expired or for another
+    client (signed again with the provider's own key), or altered under its signature: the
+    callback refuses it with the reason, and no session, account or onboarding is made."""
+    async with _state(oidc_app).db.read() as session:
+        users_before = await session.scalar(select(func.count()).select_from(User))
+        onboarding_before = (await session.scalars(select(OidcPending.kind))).all()
+    provider.tamper_id_tokens(mode)
+    try:
+        async with make_client(oidc_app) as console, httpx.AsyncClient(timeout=30) as idp:
+            fresh = BrowserFlow(console, idp, BASE_URL)
+            for login in ("alice", "erin"):  # a known user, and one never seen
+                landed = await fresh.sign_in(login)
+                assert landed.status_code == 401, landed.text
+                assert reason in html.unescape(landed.text)
+                assert (await console.get("/api/v2.0/users/current")).status_code == 401
+    finally:
+        provider.tamper_id_tokens(None)
+    async with _state(oidc_app).db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(User)) == users_before
+        pending = (await session.scalars(select(OidcPending.kind))).all()
+    assert pending.count("onboard") == onboarding_before.count("onboard")
+    # The same provider, untampered again, signs alice in: the refusals were the tokens'.
+    async with make_client(oidc_app) as console, httpx.AsyncClient(timeout=30) as idp:
+        again = BrowserFlow(console, idp, BASE_URL)
+        landed = await again.sign_in("alice")
+        assert landed.status_code == 303, landed.text
 
 
 async def test_logout_at_the_provider(

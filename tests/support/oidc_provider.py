@@ -134,6 +134,16 @@ class OidcProviderServer:
         self.reload()
         return str(key["kid"])
 
+    def tamper_id_tokens(self, mode: str | None) -> None:
+        """From now on the token endpoint's ID token is ``mode``: "expired" or "audience"
+        (signed again with the provider's key, only that claim wrong), "signature" (a
+        claim changed under the old signature); None: as issued."""
+        if mode is None:
+            self.config.pop("idTokenTamper", None)
+        else:
+            self.config["idTokenTamper"] = mode
+        self.reload()
+
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

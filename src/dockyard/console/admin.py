@@ -19,6 +19,7 @@ from dockyard.console.projects import (
     label_body,
     label_edit,
     pages_of,
+    picked_dn,
     robot_action,
     secret_download,
 )
@@ -128,29 +129,63 @@ async def group_list(page: Page) -> Response:
     request = page.page_request()
     async with page.state.db.read() as session:
         found, total = await users.list_groups(session, request)
+        mode = await config.value(session, config.AUTH_MODE)
+    picker = await authentication.ldap_group_picker(page)
     return page.render(
         "admin/groups.html",
         section="groups",
         groups=found,
         paging=pages_of(total, request),
         group_types=users.GroupType,
-        # LDAP groups are not offered until LDAP lands (the API refuses them too).
-        creatable_group_types=[t for t in users.GroupType if t is not users.GroupType.LDAP],
+        # LDAP groups are made from the directory (their own form, under ldap_auth only, as
+        # the API refuses them otherwise); HTTP and OIDC groups by name, in any mode.
+        named_group_types=[users.GroupType.HTTP, users.GroupType.OIDC],
+        default_type=users.GroupType.OIDC if mode == "oidc_auth" else users.GroupType.HTTP,
+        picker=picker,
+        picker_url=ADMIN + "/groups/ldap-picker",
         list_url=lambda **p: with_query(ADMIN + "/groups", **p),
     )
 
 
+async def ldap_group_picks(page: Page) -> Response:
+    """The picker's results alone, for htmx as the search field changes."""
+    require_system(page, Action.LIST, Resource.USER_GROUP)
+    picker = await authentication.ldap_group_picker(page)
+    if picker is None:
+        raise BadRequestError("LDAP groups can be picked only while auth_mode is ldap_auth")
+    return page.render("admin/_ldap_group_picks.html", picker=picker, taken_disabled=True)
+
+
 async def create_group(page: Page) -> Response:
     require_system(page, Action.CREATE, Resource.USER_GROUP)
+    kind = page.int_field("group_type", int(users.GroupType.HTTP))
+    name = page.field("group_name").strip()
+    found = None
+    dn = None
+    if kind == users.GroupType.LDAP:
+        dn = picked_dn(page)
+        found = await page.state.identity.ldap_group(dn)  # the directory must have it
     async with page.state.db.write() as session:
-        await users.create_group(
+        group = await users.create_group(
             session,
-            group_name=page.field("group_name").strip(),
-            group_type=page.int_field("group_type", int(users.GroupType.HTTP)),
-            ldap_group_dn=page.field("ldap_group_dn").strip() or None,
+            group_name=name or None,
+            group_type=kind,
+            ldap_group_dn=dn,
             operator=page.actor(),
+            directory_group=found,
         )
-    return page.redirect(ADMIN + "/groups", "flash.group_created", name=page.field("group_name"))
+        name = group.group_name
+    return page.redirect(ADMIN + "/groups", "flash.group_created", name=name)
+
+
+async def rename_group(page: Page) -> Response:
+    require_system(page, Action.UPDATE, Resource.USER_GROUP)
+    async with page.state.db.write() as session:
+        group = await users.rename_group(
+            session, page.path_int("group"), page.field("group_name"), operator=page.actor()
+        )
+        name = group.group_name
+    return page.redirect(ADMIN + "/groups", "flash.group_renamed", name=name)
 
 
 async def delete_group(page: Page) -> Response:

@@ -7,7 +7,9 @@ the REST API saves them. Secrets (``ldap_search_password``) are write-only: the 
 never shows them, and a blank field leaves the stored one as it is. "Test LDAP server"
 asks the same directory service as ``POST /ldap/ping`` with the form's values (the
 stored password where the field is blank); the users page's import asks the same
-search and onboarding as ``/ldap/users/search`` and ``/ldap/users/import``.
+search and onboarding as ``/ldap/users/search`` and ``/ldap/users/import``. The LDAP
+group picker (the user groups page, a project's members page) asks the same directory
+search as ``/ldap/groups/search``, under the same rule: system administrators only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.responses import Response
 from dockyard.console.web import PREFIX, Page
 from dockyard.errors import AppError, BadRequestError, DeniedError, ServiceUnavailableError
 from dockyard.iam import repository as users_repo
+from dockyard.iam.groupsync import dn_key
 from dockyard.iam.policy import Action, Resource, can
 from dockyard.iam.providers import ldap
 from dockyard.system import config
@@ -217,3 +220,47 @@ async def ldap_import(page: Page) -> Response:
             USERS, "flash.ldap_import_failed", "error", names=", ".join(failed)[:300]
         )
     return page.redirect(USERS, "flash.ldap_imported", names=", ".join(imported)[:300])
+
+
+# --- the LDAP group picker -------------------------------------------------------------------
+
+GROUP_QUERY = "ldap_group_q"
+"""The picker's search field (a query parameter: the page, or the htmx partial)."""
+
+
+async def ldap_group_picker(page: Page) -> dict[str, Any] | None:
+    """The LDAP group picker's state: None unless ``auth_mode`` is ``ldap_auth``. Groups
+    are searched (``ldap_group_attribute_name`` contains what was typed, as
+    ``/ldap/groups/search?groupname=``) only for those who may search the directory (system
+    administrators); each found group says whether it is a user group already."""
+    async with page.state.db.read() as session:
+        cfg = await ldap.load_config_if_enabled(session)
+    if cfg is None:
+        return None
+    may_search = not page.principal.is_robot and can(
+        page.principal, Action.LIST, Resource.LDAP_USER, None
+    )
+    query = page.query(GROUP_QUERY).strip()[: ldap.MAX_NAME]
+    found: list[dict[str, Any]] = []
+    error = ""
+    searched = bool(query) and may_search
+    if searched:
+        try:
+            groups = await page.state.identity.directory.search_groups(
+                cfg, name=None if query == "*" else query, dn=None, limit=SEARCH_LIMIT
+            )
+        except AppError as exc:
+            groups, error = [], exc.message
+        async with page.state.db.read() as session:
+            known = await users_repo.known_ldap_dn_keys(session, (dn_key(g.dn) for g in groups))
+        found = [
+            {"name": g.name, "dn": g.dn, "exists": dn_key(g.dn) in known}
+            for g in sorted(groups, key=lambda g: (g.name.lower(), g.dn.lower()))
+        ]
+    return {
+        "query": query,
+        "found": found,
+        "error": error,
+        "searched": searched,
+        "may_search": may_search,
+    }

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from dockyard.artifacts import service as artifacts
 from dockyard.audit import service as audit
+from dockyard.console import authentication
 from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
 from dockyard.console.audit_filters import AuditFilters
 from dockyard.console.web import PREFIX, Page, usage_percent, with_query
@@ -260,6 +261,7 @@ async def members(page: Page) -> Response:
         found, total = await projects.list_members(
             session, page.principal, project, context, None, request
         )
+    picker = await authentication.ldap_group_picker(page)
     return page.render(
         "projects/members.html",
         tab="members",
@@ -269,8 +271,21 @@ async def members(page: Page) -> Response:
         members=found,
         paging=pages_of(total, request),
         roles=ROLE_CHOICES,
+        picker=picker,
+        picker_url=project_url(project.name, "members/ldap-picker"),
         list_url=lambda **p: with_query(project_url(project.name, "members"), **p),
     )
+
+
+async def member_ldap_picks(page: Page) -> Response:
+    """The LDAP group picker's results alone (htmx), for those who may add members."""
+    async with page.state.db.read() as session:
+        _, context = await _project(session, page)
+    projects.require(page.principal, Action.CREATE, Resource.MEMBER, context)
+    picker = await authentication.ldap_group_picker(page)
+    if picker is None:
+        raise BadRequestError("LDAP groups can be picked only while auth_mode is ldap_auth")
+    return page.render("admin/_ldap_group_picks.html", picker=picker, taken_disabled=False)
 
 
 async def member_suggestions(page: Page) -> Response:
@@ -301,9 +316,20 @@ def _role_field(page: Page) -> int:
 async def add_member(page: Page) -> Response:
     role = _role_field(page)
     name = page.field("name").strip()
-    if not name:
+    found = None
+    kind = page.field("kind")
+    if kind == "ldap_group":
+        # As createProjectMember with member_group.ldap_group_dn: a DN no user group has yet
+        # is looked up in the directory and its group created.
+        name = picked_dn(page)
+        async with page.state.db.read() as session:
+            _, context = await _project(session, page)
+        projects.require(page.principal, Action.CREATE, Resource.MEMBER, context)
+        found = await page.state.identity.unknown_ldap_group(name)
+        req = ProjectMember(role_id=role, member_group=GroupEntity(ldap_group_dn=name))
+    elif not name:
         raise BadRequestError("give a user or group name")
-    if page.field("kind") == "group":
+    elif kind == "group":
         async with page.state.db.read() as session:
             similar, _ = await users.list_groups(session, PageRequest(1, 50), group_name=name)
         groups = [group for group in similar if group.group_name == name]
@@ -314,10 +340,23 @@ async def add_member(page: Page) -> Response:
         req = ProjectMember(role_id=role, member_user=UserEntity(username=name))
     async with page.state.db.write() as session:
         project, context = await _project(session, page)
+        if found is not None:  # rolled back with the rest when add_member refuses
+            name = (await users.ensure_ldap_group(session, found, operator=page.actor())).group_name
         await projects.add_member(
             session, page.principal, project, context, req, operator=page.actor()
         )
     return page.redirect(project_url(project.name, "members"), "flash.member_added", name=name)
+
+
+def picked_dn(page: Page) -> str:
+    """The DN picked from the directory's groups, or typed; one of them."""
+    picked = page.field("ldap_group_dn").strip()
+    typed = page.field("typed_dn").strip()
+    if picked and typed and picked != typed:
+        raise BadRequestError("pick a directory group or type a DN, not both")
+    if not (picked or typed):
+        raise BadRequestError("pick a directory group or type its DN")
+    return picked or typed
 
 
 async def change_member(page: Page) -> Response:

@@ -67,7 +67,12 @@ _MAX_QUERY_LENGTH = 4096
 _MAX_FORM_BYTES = 64 * 1024
 
 
-def _user_resp(user: User) -> UserResp:
+def _user_resp(user: User, *, caller: bool = False) -> UserResp:
+    """Harbor's ``UserResp``. ``admin_role_in_auth`` (the administrator role comes from the
+    authentication provider: an LDAP admin group, ``oidc_admin_group``, the auth proxy's
+    admin groups or names) is told only on the caller's own record, as Harbor's swagger
+    says ("always false unless it is the current login user"): a listing does not
+    reveal who is in the directory's admin group."""
     return UserResp(
         user_id=user.user_id,
         username=user.username,
@@ -75,7 +80,7 @@ def _user_resp(user: User) -> UserResp:
         realname=user.realname or None,
         comment=user.comment or None,
         sysadmin_flag=user.sysadmin_flag,
-        admin_role_in_auth=bool(user.admin_role_in_auth),
+        admin_role_in_auth=caller and bool(user.admin_role_in_auth),
         creation_time=user.creation_time,
         update_time=user.update_time,
     )
@@ -161,7 +166,7 @@ async def get_current_user_info(api: ApiRequest) -> Response:
     async with api.state.db.read() as session:
         user = await users.get_user(session, principal.user_id)
         meta = await _oidc_meta(session, user.user_id, with_secret=True)
-    return json_response(_user_resp(user).model_copy(update={"oidc_user_meta": meta}))
+    return json_response(_user_resp(user, caller=True).model_copy(update={"oidc_user_meta": meta}))
 
 
 @operation(
@@ -213,7 +218,8 @@ async def get_user(api: ApiRequest) -> Response:
     async with api.state.db.read() as session:
         user = await users.get_user(session, user_id)
         meta = await _oidc_meta(session, user_id, with_secret=_is_self(principal, user_id))
-    return json_response(_user_resp(user).model_copy(update={"oidc_user_meta": meta}))
+    own = _is_self(principal, user_id)
+    return json_response(_user_resp(user, caller=own).model_copy(update={"oidc_user_meta": meta}))
 
 
 async def _oidc_meta(

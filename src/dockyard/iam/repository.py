@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -187,6 +187,19 @@ async def find_group_by(
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+async def known_ldap_dn_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` (``groupsync.dn_key``) are the DNs of LDAP user groups: one query
+    for a page of directory search results."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return set()
+    stored = func.lower(UserGroup.ldap_group_dn)
+    result = await session.execute(
+        select(stored).where(UserGroup.group_type == 1, stored.in_(wanted))
+    )
+    return set(result.scalars())
 
 
 async def find_group_by_name(

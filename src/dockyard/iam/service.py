@@ -130,12 +130,15 @@ class IdentityService:
                     f"too many failed logins; try again in {throttled.retry_after} seconds",
                     retry_after=throttled.retry_after,
                 )
-            account = await self._find_login(session, username)
-            directory = proxy = None
+            account = directory = proxy = None
             if username != ADMIN and not any(username.startswith(p) for p in self._prefixes):
-                mode, proxy = await authproxy.load_mode_and_config(session)
+                # The mode and every provider's items in one query.
+                stored = await ldap.read_settings(session, authproxy.SETTINGS_KEYS)
+                mode, proxy = authproxy.mode_and_config_from(stored)
                 if mode == "ldap_auth":
-                    directory = await ldap.load_config_if_enabled(session)
+                    directory = ldap.config_from(stored)
+            if directory is None and proxy is None:  # a provider's user needs no row read
+                account = await self._find_login(session, username)
             # Nested groups cost round trips: walked only when a group could use them.
             walk = directory is not None and (
                 bool(directory.group_admin_dn) or await users.any_group(session, LDAP_GROUP)
@@ -240,6 +243,20 @@ class IdentityService:
                 f"the LDAP directory has no group at {dn[:200]} (within ldap_group_search_filter)"
             )
         return found[0]
+
+    async def unknown_ldap_group(self, dn: str) -> ldap.DirectoryGroup | None:
+        """The directory's group at ``dn`` when no LDAP user group has that DN yet (so the
+        caller creates it, as Harbor onboards a project member named by DN), else None;
+        refused as ``ldap_group`` refuses."""
+        if not ldap.valid_dn(dn.strip()):
+            raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+        async with self.db.read() as session:
+            known = await users.find_group_by(
+                session, group_type=LDAP_GROUP, ldap_dn_key=groupsync.dn_key(dn.strip())
+            )
+        if known is not None:
+            return None
+        return await self.ldap_group(dn)
 
     async def onboard(self, found: ldap.DirectoryUser, *, groups: bool = True) -> AccountLogin:
         """The Dockyard user for a directory entry that signed in: created on the first

@@ -317,11 +317,7 @@ async def _directory_group(api: ApiRequest, req: ProjectMember) -> DirectoryGrou
         return None
     if user is not None and (user.user_id or user.username):
         return None  # both named: add_member refuses
-    async with api.state.db.read() as session:
-        known = await service.find_ldap_group(session, group.ldap_group_dn)
-    if known:
-        return None
-    return await api.state.identity.ldap_group(group.ldap_group_dn)
+    return await api.state.identity.unknown_ldap_group(group.ldap_group_dn)
 
 
 def _member_location(api: ApiRequest, project: Project, member_id: int) -> str:

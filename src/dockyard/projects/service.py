@@ -839,12 +839,6 @@ async def get_member(
     return _member_entity(*found)
 
 
-async def find_ldap_group(session: AsyncSession, dn: str) -> bool:
-    """Whether an LDAP user group has the DN ``dn`` (in any spelling)."""
-    dn = safe_text(dn.strip(), "member_group.ldap_group_dn")
-    return await repo.find_group_by(session, ldap_dn=dn, group_type=1) is not None
-
-
 async def _member_target(session: AsyncSession, req: schemas.ProjectMember) -> tuple[str, int]:
     """The (entity_type, entity_id) a member request names.
 

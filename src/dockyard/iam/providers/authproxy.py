@@ -101,10 +101,24 @@ async def load_mode_and_config(session: AsyncSession) -> tuple[str, AuthProxyCon
     return mode, (found if mode == MODE else None)
 
 
+SETTINGS_KEYS = (*config.AUTHPROXY_KEYS, config.AUTH_MODE)
+"""The stored items a sign-in reads for the auth proxy (with the mode)."""
+
+
+def mode_and_config_from(stored: dict[str, str]) -> tuple[str, AuthProxyConfig | None]:
+    """``load_mode_and_config`` from rows already read (``SETTINGS_KEYS`` among them)."""
+    mode, found = _parse(stored)
+    return mode, (found if mode == MODE else None)
+
+
 async def _load(session: AsyncSession) -> tuple[str, AuthProxyConfig]:
-    keys = (*config.AUTHPROXY_KEYS, config.AUTH_MODE)
-    rows = await session.execute(select(Property.k, Property.v).where(Property.k.in_(keys)))
-    stored: dict[str, str] = dict(rows.all())
+    rows = await session.execute(
+        select(Property.k, Property.v).where(Property.k.in_(SETTINGS_KEYS))
+    )
+    return _parse(dict(rows.all()))
+
+
+def _parse(stored: dict[str, str]) -> tuple[str, AuthProxyConfig]:
     values: dict[str, Any] = {}
     for key in (*config.AUTHPROXY_KEYS, config.AUTH_MODE):
         item = config.ITEMS[key]

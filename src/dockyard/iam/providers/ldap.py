@@ -20,6 +20,7 @@ import contextlib
 import functools
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.errors import ServiceUnavailableError
-from dockyard.iam.groupsync import dn_key
+from dockyard.iam.groupsync import canonical_dn, dn_key
 from dockyard.system import config, secretbox
 from dockyard.system.models import Property
 
@@ -52,6 +53,10 @@ _OR_CHUNK = 50
 POOL_SIZE = 4
 """Idle connections kept per configuration (a sign-in borrows one at a time)."""
 MAX_NAME = 255
+WALK_FRESH_SECONDS = 15.0
+"""How long one user's walk of nested and group-side memberships is reused (keyed by the
+groups on the user's own entry, which every sign-in reads afresh)."""
+WALKS_KEPT = 4096
 _T = TypeVar("_T")
 _SEARCH = "search"
 _BIND = "bind"
@@ -108,12 +113,27 @@ async def load_config_if_enabled(session: AsyncSession) -> LdapConfig | None:
     return await _load(session, require_mode=True)
 
 
-async def _load(session: AsyncSession, *, require_mode: bool) -> LdapConfig | None:
-    keys = (*config.LDAP_KEYS, config.AUTH_MODE, secretbox.SECRET_KEY_PROPERTY)
+SETTINGS_KEYS = (*config.LDAP_KEYS, config.AUTH_MODE, secretbox.SECRET_KEY_PROPERTY)
+"""The stored items a sign-in reads: the LDAP items, the mode, the key of the secret box."""
+
+
+async def read_settings(session: AsyncSession, also: Sequence[str] = ()) -> dict[str, str]:
+    """The stored ``SETTINGS_KEYS`` (and ``also``) in one query: a sign-in reads the
+    mode and every provider's items at once."""
+    keys = tuple(dict.fromkeys((*SETTINGS_KEYS, *also)))
     rows = await session.execute(select(Property.k, Property.v).where(Property.k.in_(keys)))
-    stored: dict[str, str] = dict(rows.all())
+    return {str(k): str(v) for k, v in rows.all()}
+
+
+async def _load(session: AsyncSession, *, require_mode: bool) -> LdapConfig | None:
+    stored = await read_settings(session)
     if require_mode and stored.get(config.AUTH_MODE) != "ldap_auth":
         return None
+    return config_from(stored)
+
+
+def config_from(stored: dict[str, str]) -> LdapConfig:
+    """The LDAP items of ``read_settings``'s answer (the password decrypted)."""
     values: dict[str, Any] = {}
     for key in config.LDAP_KEYS:
         item = config.ITEMS[key]
@@ -167,11 +187,13 @@ class DirectoryGroup:
 
 
 def valid_dn(dn: str) -> bool:
-    """Whether ``dn`` parses as a DN (``ldap3`` would raise on it mid-search)."""
+    """Whether ``dn`` parses as a DN (``ldap3`` would raise on it mid-search). Spaces
+    around ``,`` and ``=`` are allowed (RFC 1779; how Active Directory's DNs are often
+    written, and what directories accept)."""
     if not dn or len(dn) > 512 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in dn):
         return False
     try:
-        parse_dn(dn)
+        parse_dn(dn, strip=True)
     except (LDAPException, ValueError, IndexError):
         return False
     return True
@@ -207,6 +229,8 @@ class LdapDirectory:
         self.pool_size = pool_size
         self._lock = threading.Lock()
         self._idle: dict[tuple[LdapConfig, str], list[_Pooled]] = {}
+        self._walks: dict[tuple[LdapConfig, str, frozenset[str]], tuple[float, tuple[str, ...]]]
+        self._walks = {}
 
     async def authenticate(
         self, cfg: LdapConfig, name: str, password: str, *, groups: bool = True
@@ -235,8 +259,10 @@ class LdapDirectory:
         self._check_configured(cfg)
         if name is not None and not acceptable_name(name):
             return []
-        if dn is not None and not valid_dn(dn):
-            return []
+        if dn is not None:
+            if not valid_dn(dn):
+                return []
+            dn = canonical_dn(dn)  # ldap3 refuses the spaces valid_dn allows
         return await to_thread.run_sync(self._search_groups, cfg, name, dn, limit)
 
     async def ping(self, cfg: LdapConfig) -> None:
@@ -302,10 +328,28 @@ class LdapDirectory:
             return None
         if not groups:
             return user
-        walked = self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
+        walked = self._walked(cfg, user)
         admin_key = dn_key(cfg.group_admin_dn) if cfg.group_admin_dn else None
         admin = admin_key is not None and any(dn_key(g) == admin_key for g in walked)
         return replace(user, groups=tuple(walked), admin=admin)
+
+    def _walked(self, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
+        """The user's groups walked (``_walk_groups``), or the walk of the same user with
+        the same groups on their entry less than ``WALK_FRESH_SECONDS`` ago: a burst of
+        token requests (a push asks for several) walks once. The password is checked
+        (bound) every time; only what lies above the user's own entry may be that old."""
+        key = (cfg, dn_key(user.dn), frozenset(dn_key(g) for g in user.groups))
+        now = time.monotonic()
+        with self._lock:
+            kept = self._walks.get(key)
+        if kept is not None and now - kept[0] < WALK_FRESH_SECONDS:
+            return list(kept[1])
+        walked = self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
+        with self._lock:
+            if len(self._walks) >= WALKS_KEPT:
+                self._walks.clear()
+            self._walks[key] = (now, tuple(walked))
+        return walked
 
     def _walk_groups(self, pooled: _Pooled, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
         """The user's groups, then the groups those are in, level by level up to
