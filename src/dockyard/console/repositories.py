@@ -98,7 +98,12 @@ async def repository(page: Page) -> Response:
     label_id = int(label_filter) if label_filter.isdigit() and len(label_filter) < 12 else None
     tag_filter = page.query("tag").strip()[:128]
     options = artifacts.ArtifactOptions(
-        with_tag=True, with_label=True, with_accessory=True, with_immutable_status=True
+        with_tag=True,
+        with_label=True,
+        with_accessory=True,
+        with_immutable_status=True,
+        with_scan_overview=True,
+        with_sbom_overview=True,
     )
     async with page.state.db.read() as session:
         target = await artifacts.resolve_repository(
@@ -182,7 +187,12 @@ async def _tagged(
 async def artifact_detail(page: Page) -> Response:
     name, inner, reference = page.path("project"), _inner(page), page.path("reference")
     options = artifacts.ArtifactOptions(
-        with_tag=True, with_label=True, with_accessory=True, with_immutable_status=True
+        with_tag=True,
+        with_label=True,
+        with_accessory=True,
+        with_immutable_status=True,
+        with_scan_overview=True,
+        with_sbom_overview=True,
     )
     async with page.state.db.read() as session:
         project, context = await projects.resolve_project(session, page.principal, name, True)

@@ -21,6 +21,7 @@ from dockyard.console import (
     oidc,
     projects,
     repositories,
+    scanning,
 )
 from dockyard.console.web import (
     PREFIX,
@@ -91,6 +92,10 @@ def console_routes() -> list[BaseRoute]:
         post(A + "/copy", repositories.copy_artifact),
         post(A + "/labels", repositories.add_label),
         post(A + "/labels/{label}/delete", repositories.remove_label),
+        get(A + "/vulnerabilities", scanning.vulnerabilities),
+        get(A + "/scan/{report}/log", scanning.scan_log),
+        post(A + "/scan", scanning.scan_artifact),
+        post(A + "/scan/stop", scanning.stop_scan),
         post(R + "/description", repositories.update_description),
         post(R + "/delete", repositories.delete_repository),
         get(P + "/repositories/{repository:path}", repositories.repository),
@@ -118,6 +123,9 @@ def console_routes() -> list[BaseRoute]:
         post(P + "/configuration", projects.update_configuration),
         post(P + "/trusted-keys", projects.add_trusted_key),
         post(P + "/trusted-keys/{key}/delete", projects.remove_trusted_key),
+        post(P + "/cve-allowlist", scanning.update_project_allowlist),
+        get(P + "/scanner", scanning.project_scanner),
+        post(P + "/scanner", scanning.set_project_scanner),
         # administration
         get(admin.ADMIN + "/users", admin.user_list),
         post(admin.ADMIN + "/users", admin.create_user),
@@ -141,6 +149,12 @@ def console_routes() -> list[BaseRoute]:
         post(authentication.LDAP_PING, authentication.ldap_ping),
         post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
+        get(scanning.SCANNERS, scanning.scanner_list),
+        post(scanning.SCANNERS, scanning.create_scanner),
+        post(scanning.SCANNERS + "/ping", scanning.ping_new_scanner),
+        post(scanning.SCANNERS + "/{scanner}/{verb}", scanning.scanner_action),
+        get(scanning.SYSTEM_ALLOWLIST, scanning.system_allowlist),
+        post(scanning.SYSTEM_ALLOWLIST, scanning.update_system_allowlist),
         *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
         get(PREFIX + "/{rest:path}", _not_found, public=True),
     ]
