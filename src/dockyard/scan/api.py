@@ -26,7 +26,8 @@ from dockyard.http.api import (
 )
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
-from dockyard.scan import registrations, service
+from dockyard.jobs.schemas import Schedule
+from dockyard.scan import registrations, scanall, service
 from dockyard.scan.client import AdapterClient, AdapterError, Endpoint
 from dockyard.scan.schemas import (
     IsDefault,
@@ -38,6 +39,7 @@ from dockyard.scan.schemas import (
     ScannerRegistrationReq,
     ScannerRegistrationSettings,
     ScanType,
+    Stats,
 )
 
 SCANNERS = "/scanners"
@@ -254,6 +256,64 @@ async def get_report_log(api: ApiRequest) -> Response:
     return PlainTextResponse(text)
 
 
+# --- scan all ------------------------------------------------------------------------------
+
+SCAN_ALL_SCHEDULE = "/system/scanAll/schedule"
+
+
+@operation("GET", SCAN_ALL_SCHEDULE, "getScanAllSchedule", response=Schedule)
+async def get_scan_all_schedule(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        view = await scanall.scan_all_schedule(session, principal)
+    return json_response(view)
+
+
+async def _set_scan_all_schedule(api: ApiRequest, *, create: bool) -> None:
+    principal = await api.principal()
+    body = await api.json(Schedule)
+    obj = body.schedule.model_dump(exclude_none=True) if body.schedule is not None else None
+    async with api.state.db.write() as session:
+        await scanall.set_scan_all_schedule(session, principal, obj, body.parameters, create=create)
+
+
+@operation("POST", SCAN_ALL_SCHEDULE, "createScanAllSchedule", body=Schedule, status=201)
+async def create_scan_all_schedule(api: ApiRequest) -> Response:
+    """Type ``Manual`` runs scan all now; a preset or ``Custom`` sets its schedule."""
+    await _set_scan_all_schedule(api, create=True)
+    return created_response("/api/v2.0" + SCAN_ALL_SCHEDULE)
+
+
+@operation("PUT", SCAN_ALL_SCHEDULE, "updateScanAllSchedule", body=Schedule)
+async def update_scan_all_schedule(api: ApiRequest) -> Response:
+    await _set_scan_all_schedule(api, create=False)
+    return empty_response()
+
+
+@operation("POST", "/system/scanAll/stop", "stopScanAll", status=202)
+async def stop_scan_all(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.write() as session:
+        await scanall.stop_scan_all(session, principal)
+    return empty_response(202)
+
+
+@operation("GET", "/scans/all/metrics", "getLatestScanAllMetrics", response=Stats)
+async def get_latest_scan_all_metrics(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        stats = await scanall.scan_all_metrics(session, principal)
+    return json_response(stats)
+
+
+@operation("GET", "/scans/schedule/metrics", "getLatestScheduledScanAllMetrics", response=Stats)
+async def get_latest_scheduled_scan_all_metrics(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        stats = await scanall.scan_all_metrics(session, principal, scheduled_only=True)
+    return json_response(stats)
+
+
 operations: list[Operation] = [
     list_scanners,
     create_scanner,
@@ -269,4 +329,10 @@ operations: list[Operation] = [
     scan_artifact,
     stop_scan_artifact,
     get_report_log,
+    get_scan_all_schedule,
+    create_scan_all_schedule,
+    update_scan_all_schedule,
+    stop_scan_all,
+    get_latest_scan_all_metrics,
+    get_latest_scheduled_scan_all_metrics,
 ]

@@ -40,7 +40,7 @@ from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
 from dockyard.oci.scope import Scope
 from dockyard.registry.models import Artifact
-from dockyard.scan import registrations, reports
+from dockyard.scan import registrations, reports, scanall
 from dockyard.scan.client import (
     SBOM,
     SBOM_MEDIA_TYPE,
@@ -272,4 +272,14 @@ async def scan(ctx: JobContext) -> Mapping[str, Any]:
         raise PermanentJobError(message) from None
 
 
-job_types: list[JobType] = [JobType(name, scan) for name in JOB_OF.values()]
+async def scan_all_task(ctx: JobContext) -> Mapping[str, Any]:
+    """A ``SCAN_ALL`` task: the planner (``scanall.plan``), or one artifact's scan."""
+    if ctx.params.get("plan"):
+        return await scanall.plan(ctx)
+    return await scan(ctx)
+
+
+job_types: list[JobType] = [
+    *(JobType(name, scan) for name in JOB_OF.values()),
+    JobType(scanall.JOB_TYPE, scan_all_task, launcher=scanall.launch_scheduled),
+]

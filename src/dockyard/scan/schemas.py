@@ -165,3 +165,13 @@ class VulnerabilityReport(_Lenient):
     scanner: AdapterScanner | None = None
     severity: str | None = None
     vulnerabilities: list[VulnerabilityItem] | None = None
+
+
+class Stats(BaseModel):
+    """Harbor's ``Stats``: a scan all run's scans counted by status."""
+
+    total: int = 0
+    completed: int = 0
+    metrics: dict[str, int] = Field(default_factory=dict)
+    ongoing: bool = False
+    trigger: str | None = None
