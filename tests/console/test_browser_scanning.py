@@ -214,6 +214,29 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     page.get_by_test_id("scan-log-link").click()
     expect(page.get_by_test_id("scan-log")).to_be_visible()
 
+    # Scan all from Interrogation Services: run now, progress to the end, a schedule.
+    page.goto(ADMIN)
+    progress = page.get_by_test_id("scan-all-progress")
+    expect(progress).to_contain_text("Scan all has not run yet.")
+    page.get_by_role("button", name="Scan now").click()
+    expect(page.get_by_role("status")).to_contain_text("Scan all has started.")
+    deadline = time.monotonic() + 90
+    while progress.get_attribute("data-ongoing") != "false" or "scans finished" not in (
+        progress.text_content() or ""
+    ):
+        assert time.monotonic() < deadline, progress.text_content()
+        time.sleep(0.5)
+        page.reload()
+    expect(progress).to_contain_text("1 of 1 scans finished")  # the one image so far
+    expect(progress.locator('[data-metric="Success"]')).to_contain_text("1")
+    scan_all = page.get_by_test_id("scan-all")
+    scan_all.get_by_label("Schedule").select_option("Daily")
+    scan_all.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("The scan all schedule was saved.")
+    with _api(server) as client:
+        schedule = client.get(f"{API}/system/scanAll/schedule").json()
+        assert schedule["schedule"]["type"] == "Daily", schedule
+
     # The system allowlist: add two ids with an expiry, remove one.
     page.goto("/harbor/admin/cve-allowlist")
     editor = page.get_by_test_id("system-allowlist")

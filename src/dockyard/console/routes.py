@@ -152,6 +152,9 @@ def console_routes() -> list[BaseRoute]:
         get(scanning.SCANNERS, scanning.scanner_list),
         post(scanning.SCANNERS, scanning.create_scanner),
         post(scanning.SCANNERS + "/ping", scanning.ping_new_scanner),
+        post(scanning.SCANNERS + "/scan-all", scanning.scan_all_now),  # before {scanner}/{verb}
+        post(scanning.SCANNERS + "/scan-all/stop", scanning.stop_scan_all),
+        post(scanning.SCANNERS + "/scan-all/schedule", scanning.scan_all_schedule),
         post(scanning.SCANNERS + "/{scanner}/{verb}", scanning.scanner_action),
         get(scanning.SYSTEM_ALLOWLIST, scanning.system_allowlist),
         post(scanning.SYSTEM_ALLOWLIST, scanning.update_system_allowlist),

@@ -18,20 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from dockyard.artifacts import service as artifacts
+from dockyard.console.jobs import SCHEDULE_TYPES, schedule_field, schedule_view
 from dockyard.console.projects import allowed_in, header, pages_of, project_url
 from dockyard.console.repositories import artifact_url, repo_url
 from dockyard.console.scan_state import RANK, SEVERITIES, scan_state
-from dockyard.console.web import PREFIX, Page, with_query
+from dockyard.console.web import PREFIX, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import BadRequestError
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
 from dockyard.iam.policy import Action, Resource, can
+from dockyard.jobs import schedules
 from dockyard.projects import allowlists
 from dockyard.projects import service as projects
 from dockyard.projects.schemas import CVEAllowlist, CVEAllowlistItem, ProjectReq
 from dockyard.projects.schemas import Project as ProjectView
-from dockyard.scan import registrations
+from dockyard.scan import registrations, scanall
 from dockyard.scan import service as scans
 from dockyard.scan.client import (
     AUTH_KINDS,
@@ -279,6 +281,19 @@ async def _scanners_page(page: Page, **extra: Any) -> Response:
         found, total = await registrations.list_registrations(
             session, page.principal, None, "name", request
         )
+        scan_all: dict[str, Any] | None = None
+        if can(page.principal, Action.READ, Resource.SCAN_ALL, None):
+            metrics = await scanall.scan_all_metrics(session, page.principal)
+            schedule = await schedules.find_schedule(session, scanall.JOB_TYPE)
+            scan_all = {
+                "metrics": metrics,
+                "percent": usage_percent(metrics.completed, metrics.total),
+                "schedule": schedule_view(schedule),
+                "types": SCHEDULE_TYPES,
+                "may_run": can(page.principal, Action.CREATE, Resource.SCAN_ALL, None),
+                "may_schedule": can(page.principal, Action.UPDATE, Resource.SCAN_ALL, None),
+                "may_stop": can(page.principal, Action.STOP, Resource.SCAN_ALL, None),
+            }
     return page.render(
         "scanning/scanners.html",
         section="scanners",
@@ -287,6 +302,7 @@ async def _scanners_page(page: Page, **extra: Any) -> Response:
         auth_kinds=[k for k in AUTH_KINDS if k],
         list_url=lambda **p: with_query(SCANNERS, **p),
         form=extra.pop("form", None),
+        scan_all=scan_all,
         **extra,
     )
 
@@ -375,6 +391,31 @@ async def _set_disabled(page: Page, session: AsyncSession, uuid: str, disabled: 
         _egress(page),
     )
     return row.name or ""
+
+
+# --- scan all -----------------------------------------------------------------------------
+
+
+async def scan_all_now(page: Page) -> Response:
+    async with page.state.db.write() as session:
+        await scanall.start_scan_all(session, page.principal)
+    return page.redirect(SCANNERS, "flash.scan_all_started")
+
+
+async def stop_scan_all(page: Page) -> Response:
+    async with page.state.db.write() as session:
+        await scanall.stop_scan_all(session, page.principal)
+    return page.redirect(SCANNERS, "flash.scan_all_stopped")
+
+
+async def scan_all_schedule(page: Page) -> Response:
+    """Set (a preset or a Custom cron) or remove (None) the scan all schedule."""
+    spec = schedule_field(page)
+    async with page.state.db.write() as session:
+        await scanall.set_scan_all_schedule(
+            session, page.principal, {"type": spec.cron_type, "cron": spec.cron}, create=False
+        )
+    return page.redirect(SCANNERS, "flash.scan_all_schedule_saved")
 
 
 # --- CVE allowlists -------------------------------------------------------------------------
