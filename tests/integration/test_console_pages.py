@@ -67,6 +67,8 @@ async def test_every_page_answers(
         f"/harbor/projects/{project}/repositories/app",
         f"/harbor/projects/{project}/repositories/app/-/artifacts/{digest}",
         f"/harbor/projects/{project}/repositories/app/-/artifacts/latest",
+        f"/harbor/projects/{project}/repositories/app/-/artifacts/latest/vulnerabilities",
+        f"/harbor/projects/{project}/scanner",
         f"/harbor/projects/{project}/members",
         f"/harbor/projects/{project}/robots",
         f"/harbor/projects/{project}/labels",
@@ -82,6 +84,8 @@ async def test_every_page_answers(
         "/harbor/admin/configuration",
         "/harbor/admin/system",
         "/harbor/admin/quotas",
+        "/harbor/admin/interrogation-services",
+        "/harbor/admin/cve-allowlist",
     ]
     for path in pages:
         for language in ("en", "zh-CN"):
@@ -94,7 +98,14 @@ async def test_every_page_answers(
             assert response.headers["x-frame-options"] == "DENY"
     client.cookies.delete("dy_lang")
     # Nonsense in the query never breaks a page.
-    for path in ["/harbor/projects?page=-1&sort=%00", f"/harbor/projects/{project}/logs?page=x"]:
+    vulnerabilities = (
+        f"/harbor/projects/{project}/repositories/app/-/artifacts/latest/vulnerabilities"
+    )
+    for path in [
+        "/harbor/projects?page=-1&sort=%00",
+        f"/harbor/projects/{project}/logs?page=x",
+        f"{vulnerabilities}?sort=%00&severity=x&q=%ff&page=-3",
+    ]:
         assert (await client.get(path)).status_code == 200
     assert (await client.get("/harbor/projects/no-such-project")).status_code == 404
     assert (await client.get("/harbor/no/such/page")).status_code == 404
