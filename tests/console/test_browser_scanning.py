@@ -108,8 +108,13 @@ def _row(page: Page, name: str) -> Locator:
     return page.locator(f'tr[data-scanner="{name}"]')
 
 
+def _shoot(page: Page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    assert (folder / f"{name}.png").stat().st_size > 1000
+
+
 def test_interrogation_services_scan_findings_allowlists_and_settings(
-    page: Page, server: DockyardServer, tmp_path: Path
+    page: Page, server: DockyardServer, screenshots: Path
 ) -> None:
     adapter = f"{server.url}/scanner/v1"
     sign_in(page, "admin", server.admin_password)
@@ -287,6 +292,7 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     expect(page.locator(f'tr[data-cve="{openssl}"]')).not_to_have_attribute(
         "data-allowlisted", "true"
     )
+    _shoot(page, screenshots, "vulnerabilities-en")
 
     # 简体中文: the same page in Chinese.
     page.context.add_cookies([{"name": "dy_lang", "value": "zh-CN", "url": server.url}])
@@ -296,9 +302,15 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     expect(page.get_by_test_id("findings")).to_contain_text("高危")
     expect(page.get_by_test_id("findings")).to_contain_text("白名单")
     expect(page.get_by_label("严重程度")).to_be_visible()
+    _shoot(page, screenshots, "vulnerabilities-zh")
     page.goto(ADMIN)
     expect(page.get_by_role("heading", name="审查服务")).to_be_visible()
     expect(_row(page, "builtin")).to_contain_text("默认")
+    page.context.add_cookies([{"name": "dy_lang", "value": "en", "url": server.url}])
+    page.goto(f"/harbor/projects/{project}/repositories/alpine")
+    _shoot(page, screenshots, "repository-scanned-en")
+    page.goto(ADMIN)
+    _shoot(page, screenshots, "interrogation-services-en")
 
 
 def test_a_developer_sees_findings_but_no_scan_button_and_is_refused(
