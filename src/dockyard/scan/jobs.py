@@ -35,12 +35,14 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.audit.events import Actor
+from dockyard.errors import AppError
 from dockyard.http.outbound import OutboundClient
 from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
 from dockyard.oci.scope import Scope
 from dockyard.registry.models import Artifact
-from dockyard.scan import registrations, reports, scanall
+from dockyard.scan import registrations, reports, sbom, scanall
 from dockyard.scan.client import (
     SBOM,
     SBOM_MEDIA_TYPE,
@@ -183,8 +185,10 @@ async def _store(
 ) -> None:
     scan_type = str(params["scan_type"])
     parsed = parse_report(scan_type, body)
+    sbom_digest = ""
     if isinstance(parsed, str):
         ctx.log(f"SBOM read ({len(parsed)} bytes)")
+        sbom_digest = await _push_sbom(ctx, params, parsed)
     else:
         found = parsed.vulnerabilities or []
         overall, _ = reports.summarise(found)
@@ -197,12 +201,48 @@ async def _store(
             ctx.log("a newer scan replaced this one; its report is not kept")
             return
         if isinstance(parsed, str):
-            await reports.store_sbom(session, report, scanner, parsed)
+            await reports.store_sbom(session, report, scanner, parsed, sbom_digest)
+            await _drop_older_sboms(ctx, session, params, sbom_digest)
         else:
             await reports.store_vulnerabilities(
                 session, report, parsed.scanner or scanner, parsed.vulnerabilities or []
             )
         await announce(ctx, session, report)
+
+
+def _actor(params: Mapping[str, Any]) -> Actor:
+    return Actor(str(params.get("requester") or "scanner"), "-")
+
+
+async def _push_sbom(ctx: JobContext, params: Mapping[str, Any], report: str) -> str:
+    """The SBOM pushed as the artifact's ``harbor.sbom`` accessory (``scan/sbom.py``)."""
+    repository, digest = str(params["repository"]), str(params["digest"])
+    try:
+        pushed = await sbom.push_accessory(
+            ctx.env.registry,
+            repository,
+            digest,
+            str(params.get("media_type") or ""),
+            report,
+            _actor(params),
+        )
+    except AppError as exc:
+        raise AdapterError(f"the SBOM could not be stored as an accessory: {exc}") from None
+    ctx.log(f"SBOM accessory {pushed} pushed to {repository}")
+    return pushed
+
+
+async def _drop_older_sboms(
+    ctx: JobContext, session: AsyncSession, params: Mapping[str, Any], keep: str
+) -> None:
+    try:
+        dropped = await sbom.drop_older(
+            session, ctx.env.registry, int(params["artifact_id"]), keep, _actor(params)
+        )
+    except AppError as exc:
+        raise AdapterError(f"the previous SBOM accessory could not be deleted: {exc}") from None
+    if dropped:
+        ctx.log(f"{dropped} previous SBOM accessory deleted")
 
 
 async def _end(ctx: JobContext, report_uuid: str, status: str, message: str) -> None:

@@ -73,7 +73,8 @@ class ScanReport(Base):
     task_id: Mapped[int | None] = mapped_column(BigInteger)
     severity: Mapped[str] = mapped_column(String(16), default="")
     summary: Mapped[str | None] = mapped_column(Text)
-    """JSON: Harbor's ``VulnerabilitySummary`` (vulnerability reports)."""
+    """JSON: Harbor's ``VulnerabilitySummary`` (vulnerability reports); for an SBOM report
+    ``{"sbom_digest": …}``, the accessory it was stored as."""
     scanner: Mapped[str | None] = mapped_column(Text)
     """JSON: the adapter's ``Scanner`` (name, vendor, version) that wrote the report."""
     content: Mapped[str | None] = mapped_column(Text)

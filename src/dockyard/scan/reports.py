@@ -274,13 +274,18 @@ async def store_vulnerabilities(
 
 
 async def store_sbom(
-    session: AsyncSession, report: ScanReport, scanner: schemas.AdapterScanner, content: str
+    session: AsyncSession,
+    report: ScanReport,
+    scanner: schemas.AdapterScanner,
+    content: str,
+    sbom_digest: str = "",
 ) -> None:
-    """Keep the SBOM report as the adapter gave it and mark it ``Success``."""
+    """Keep the SBOM report as the adapter gave it and mark it ``Success``; ``summary``
+    holds ``{"sbom_digest": …}``, the accessory it was pushed as (``scan/sbom.py``)."""
     report.content = content
     report.scanner = scanner.model_dump_json()
     report.severity = ""
-    report.summary = None
+    report.summary = json.dumps({"sbom_digest": sbom_digest}) if sbom_digest else None
     report.status = SUCCESS
     report.status_message = ""
     report.end_time = utcnow()
@@ -352,7 +357,10 @@ def native_summary(row: ScanReport) -> schemas.NativeReportSummary:
 
 
 def sbom_overview(row: ScanReport) -> schemas.SBOMOverview:
+    stored = _loads(row.summary) if row.status == SUCCESS else None
+    digest = stored.get("sbom_digest") if isinstance(stored, dict) else None
     return schemas.SBOMOverview(
+        sbom_digest=digest if isinstance(digest, str) and digest else None,
         start_time=row.start_time,
         end_time=row.end_time,
         scan_status=row.status,

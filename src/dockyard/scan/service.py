@@ -36,6 +36,7 @@ JOB_OF = {VULNERABILITY: SCAN_JOB, SBOM: SBOM_JOB}
 MAX_ATTEMPTS = 3
 """Tries per artifact: a transient adapter failure (network, timeout, 5xx) is retried."""
 AUTO_SCAN = "auto_scan"
+AUTO_SBOM = "auto_sbom_generation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +252,15 @@ async def report_log(
     return await jobs.task_log(session, row.task_id)
 
 
-async def auto_scan_projects(session: AsyncSession) -> list[int]:
-    """The projects whose metadata turns scan on push on."""
-    rows = await session.scalars(
-        select(ProjectMetadata.project_id).where(
-            ProjectMetadata.name == AUTO_SCAN, ProjectMetadata.value == "true"
+async def auto_scan_projects(session: AsyncSession) -> dict[str, set[int]]:
+    """The projects whose metadata turns scan on push (``auto_scan``) and SBOM on push
+    (``auto_sbom_generation``) on, by switch (one query)."""
+    rows = await session.execute(
+        select(ProjectMetadata.name, ProjectMetadata.project_id).where(
+            ProjectMetadata.name.in_((AUTO_SCAN, AUTO_SBOM)), ProjectMetadata.value == "true"
         )
     )
-    return list(rows)
+    found: dict[str, set[int]] = {AUTO_SCAN: set(), AUTO_SBOM: set()}
+    for name, project_id in rows:
+        found[str(name)].add(int(project_id))
+    return found
