@@ -219,6 +219,26 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     page.get_by_test_id("scan-log-link").click()
     expect(page.get_by_test_id("scan-log")).to_be_visible()
 
+    # The SBOM tab: Generate SBOM, the document shown and downloadable.
+    page.goto(f"/harbor/projects/{project}/repositories/alpine/-/artifacts/{digest}/sbom")
+    expect(page.get_by_test_id("no-sbom")).to_be_visible()
+    page.get_by_role("button", name="Generate SBOM").click()
+    expect(page.get_by_role("status")).to_contain_text("The SBOM is being generated.")
+    deadline = time.monotonic() + 90
+    while page.get_by_test_id("sbom-download").count() == 0:
+        assert time.monotonic() < deadline, page.get_by_test_id("sbom").inner_text()
+        time.sleep(0.5)
+        page.reload()
+    expect(page.get_by_test_id("sbom-document")).to_contain_text("spdxVersion")
+    expect(page.get_by_test_id("sbom-document")).to_contain_text("musl")
+    with page.expect_download() as download:
+        page.get_by_test_id("sbom-download").click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["spdxVersion"].startswith("SPDX-")
+    assert any(p.get("name") == "musl" for p in saved.get("packages", []))
+    page.goto(f"/harbor/projects/{project}/repositories/alpine")
+    expect(row.locator('[data-sbom-status="Success"]')).to_contain_text("SBOM ready")
+
     # Scan all from Interrogation Services: run now, progress to the end, a schedule.
     page.goto(ADMIN)
     progress = page.get_by_test_id("scan-all-progress")
@@ -257,8 +277,8 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
 
     # Project configuration: scanning switches, the project's own allowlist.
     page.goto(f"/harbor/projects/{project}/configuration")
-    expect(page.get_by_text("Automatically generate an SBOM on push")).to_have_count(0)
     page.get_by_label("Automatically scan images on push").check()
+    page.get_by_label("Automatically generate an SBOM on push").check()
     page.get_by_label("Prevent vulnerable images from running").check()
     page.get_by_label(
         "Prevent images with vulnerabilities of this severity or higher"
@@ -275,6 +295,7 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     with _api(server) as client:
         shown = client.get(f"{API}/projects/{project}").json()
         assert shown["metadata"]["auto_scan"] == "true"
+        assert shown["metadata"]["auto_sbom_generation"] == "true"
         assert shown["metadata"]["prevent_vul"] == "true"
         assert shown["metadata"]["severity"] == "high"
         assert shown["metadata"]["reuse_sys_cve_allowlist"] == "false"

@@ -93,6 +93,8 @@ def console_routes() -> list[BaseRoute]:
         post(A + "/labels", repositories.add_label),
         post(A + "/labels/{label}/delete", repositories.remove_label),
         get(A + "/vulnerabilities", scanning.vulnerabilities),
+        get(A + "/sbom", scanning.sbom_page),
+        get(A + "/sbom/download", scanning.download_sbom),
         get(A + "/scan/{report}/log", scanning.scan_log),
         post(A + "/scan", scanning.scan_artifact),
         post(A + "/scan/stop", scanning.stop_scan),

@@ -10,6 +10,7 @@ templates hide with ``allowed`` what the caller may not do.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -22,9 +23,9 @@ from dockyard.console.jobs import SCHEDULE_TYPES, schedule_field, schedule_view
 from dockyard.console.projects import allowed_in, header, pages_of, project_url
 from dockyard.console.repositories import artifact_url, repo_url
 from dockyard.console.scan_state import RANK, SEVERITIES, scan_state
-from dockyard.console.web import PREFIX, Page, usage_percent, with_query
+from dockyard.console.web import PREFIX, SECURITY_HEADERS, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
-from dockyard.errors import BadRequestError
+from dockyard.errors import BadRequestError, NotFoundError
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
 from dockyard.iam.policy import Action, Resource, can
@@ -97,6 +98,104 @@ async def scan_log(page: Page) -> Response:
         text=text,
         report_id=report_id,
         back=artifact_url(project.name, inner, reference, "vulnerabilities"),
+    )
+
+
+# --- SBOMs -------------------------------------------------------------------------------
+
+SBOM_SHOWN_BYTES = 512 * 1024
+"""The artifact page shows an SBOM document up to this size; any size is downloadable."""
+SBOM_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SbomDocument:
+    digest: str
+    media_type: str
+    content: bytes
+
+    @property
+    def filename(self) -> str:
+        kind = "cdx" if "cyclonedx" in self.media_type else "spdx"
+        return f"sbom-{self.digest.removeprefix('sha256:')[:12]}.{kind}.json"
+
+
+async def sbom_document(page: Page, project: str, inner: str, reference: str) -> SbomDocument:
+    """The SBOM of the artifact, read from its ``harbor.sbom`` accessory (``sbom:read`` and
+    ``artifact:read``); a 404 when it has none."""
+    options = artifacts.ArtifactOptions(with_sbom_overview=True)
+    async with page.state.db.read() as session:
+        found, context = await projects.resolve_project(session, page.principal, project, True)
+        projects.require(page.principal, Action.READ, Resource.SBOM, context)
+        artifact = await artifacts.get_artifact(
+            session, page.principal, found.name, inner, reference, options
+        )
+        digest = artifact.sbom_overview.sbom_digest if artifact.sbom_overview else None
+        if not digest:
+            raise NotFoundError(f"artifact {artifact.digest} has no SBOM")
+        accessory = await artifacts.get_artifact(
+            session, page.principal, found.name, inner, digest, artifacts.ArtifactOptions()
+        )
+    documents = await artifacts.manifest_documents(
+        page.state.storage, digest, accessory.manifest_media_type or ""
+    )
+    if not documents.parsed.layers:
+        raise NotFoundError(f"the SBOM {digest} holds no document")
+    layer = documents.parsed.layers[0]
+    content = await artifacts.blob_content(
+        page.state.storage, str(layer.digest), layer.size, "SBOM", SBOM_MAX_BYTES
+    )
+    return SbomDocument(digest, layer.media_type, content)
+
+
+def sbom_text(document: SbomDocument) -> str | None:
+    """The document pretty-printed for the page (None: too large, or not JSON)."""
+    if len(document.content) > SBOM_SHOWN_BYTES:
+        return None
+    try:
+        return json.dumps(json.loads(document.content), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+async def download_sbom(page: Page) -> Response:
+    name, inner, reference = page.path("project"), page.path("repository"), page.path("reference")
+    document = await sbom_document(page, name, inner, reference)
+    return Response(
+        document.content,
+        media_type=document.media_type,
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": f'attachment; filename="{document.filename}"',
+        },
+    )
+
+
+async def sbom_page(page: Page) -> Response:
+    """The artifact's SBOM tab: its state, Generate SBOM, the document and its download."""
+    name, inner, reference = page.path("project"), page.path("repository"), page.path("reference")
+    options = artifacts.ArtifactOptions(with_sbom_overview=True)
+    async with page.state.db.read() as session:
+        project, context = await projects.resolve_project(session, page.principal, name, True)
+        artifact = await artifacts.get_artifact(
+            session, page.principal, project.name, inner, reference, options
+        )
+    overview = artifact.sbom_overview
+    document = None
+    if overview is not None and overview.sbom_digest:
+        document = await sbom_document(page, project.name, inner, artifact.digest or "")
+    return page.render(
+        "scanning/sbom.html",
+        tab="repositories",
+        project=header(context),
+        context=context,
+        allowed=allowed_in(page, context),
+        artifact=artifact,
+        overview=overview,
+        document=document,
+        text=sbom_text(document) if document is not None else None,
+        repo_url=lambda rest="": repo_url(project.name, inner, rest),
+        artifact_url=lambda rest="": artifact_url(project.name, inner, artifact.digest or "", rest),
     )
 
 
