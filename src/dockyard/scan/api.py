@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from pydantic import ValidationError
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from dockyard.errors import BadRequestError
 from dockyard.http.api import (
@@ -27,7 +27,7 @@ from dockyard.http.api import (
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
 from dockyard.jobs.schemas import Schedule
-from dockyard.scan import registrations, scanall, service
+from dockyard.scan import export, registrations, scanall, service
 from dockyard.scan.client import AdapterClient, AdapterError, Endpoint
 from dockyard.scan.schemas import (
     IsDefault,
@@ -314,6 +314,59 @@ async def get_latest_scheduled_scan_all_metrics(api: ApiRequest) -> Response:
     return json_response(stats)
 
 
+# --- CVE export -----------------------------------------------------------------------------
+
+
+@operation("POST", "/export/cve", "exportScanData", body=export.ExportRequest)
+async def export_scan_data(api: ApiRequest) -> Response:
+    """Start a CSV export of one project's findings (``export.request_export``)."""
+    principal = await api.principal()
+    body = export.parse_request(await api.raw_body())
+    async with api.state.db.write() as session:
+        execution = await export.request_export(
+            session, principal, body, api.header("X-Scan-Data-Type")
+        )
+    return json_response({"id": execution.id})
+
+
+@operation(
+    "GET",
+    "/export/cve/execution/{execution_id}",
+    "getScanDataExportExecution",
+    response=export.ExportExecution,
+)
+async def get_scan_data_export_execution(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    execution_id = api.path_int("execution_id")
+    async with api.state.db.read() as session:
+        view = await export.get_export(session, principal, execution_id, api.state.storage)
+    return json_response(view)
+
+
+@operation("GET", "/export/cve/executions", "getScanDataExportExecutionList")
+async def get_scan_data_export_execution_list(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        items = await export.list_exports(session, principal, api.state.storage)
+    return json_response({"items": items})
+
+
+@operation("GET", "/export/cve/download/{execution_id}", "downloadScanData", query=("format",))
+async def download_scan_data(api: ApiRequest) -> Response:
+    """The CSV, to its owner only."""
+    principal = await api.principal()
+    execution_id = api.path_int("execution_id")
+    if (api.query("format") or "csv").lower() != "csv":
+        raise BadRequestError("format must be csv")
+    async with api.state.db.read() as session:
+        key = await export.export_file(session, principal, execution_id, api.state.storage)
+    return StreamingResponse(
+        api.state.storage.read(key),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="cve-export-{execution_id}.csv"'},
+    )
+
+
 operations: list[Operation] = [
     list_scanners,
     create_scanner,
@@ -335,4 +388,8 @@ operations: list[Operation] = [
     stop_scan_all,
     get_latest_scan_all_metrics,
     get_latest_scheduled_scan_all_metrics,
+    export_scan_data,
+    get_scan_data_export_execution,
+    get_scan_data_export_execution_list,
+    download_scan_data,
 ]

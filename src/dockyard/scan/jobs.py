@@ -42,7 +42,7 @@ from dockyard.iam.tokens import TokenAuthority
 from dockyard.jobs.runner import JobContext, JobStopped, JobType, LeaseLost, PermanentJobError
 from dockyard.oci.scope import Scope
 from dockyard.registry.models import Artifact
-from dockyard.scan import registrations, reports, sbom, scanall
+from dockyard.scan import export, registrations, reports, sbom, scanall
 from dockyard.scan.client import (
     SBOM,
     SBOM_MEDIA_TYPE,
@@ -322,4 +322,5 @@ async def scan_all_task(ctx: JobContext) -> Mapping[str, Any]:
 job_types: list[JobType] = [
     *(JobType(name, scan) for name in JOB_OF.values()),
     JobType(scanall.JOB_TYPE, scan_all_task, launcher=scanall.launch_scheduled),
+    *export.job_types,
 ]
