@@ -239,6 +239,23 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     page.goto(f"/harbor/projects/{project}/repositories/alpine")
     expect(row.locator('[data-sbom-status="Success"]')).to_contain_text("SBOM ready")
 
+    # CVE export from the project's repositories: the CSV of its findings, downloaded.
+    page.goto(f"/harbor/projects/{project}/repositories")
+    page.get_by_test_id("cve-export-link").click()
+    page.get_by_label("CVE ids").fill(musl)
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("The CVE export has started")
+    deadline = time.monotonic() + 90
+    while page.get_by_test_id("export-download").count() == 0:
+        assert time.monotonic() < deadline, page.get_by_test_id("cve-exports").inner_text()
+        time.sleep(0.5)
+        page.reload()
+    with page.expect_download() as download:
+        page.get_by_test_id("export-download").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("Project,"), lines[0]
+    assert len(lines) == 2 and musl in lines[1] and "musl" in lines[1], lines
+
     # Scan all from Interrogation Services: run now, progress to the end, a schedule.
     page.goto(ADMIN)
     progress = page.get_by_test_id("scan-all-progress")

@@ -69,6 +69,7 @@ async def test_every_page_answers(
         f"/harbor/projects/{project}/repositories/app/-/artifacts/latest",
         f"/harbor/projects/{project}/repositories/app/-/artifacts/latest/vulnerabilities",
         f"/harbor/projects/{project}/scanner",
+        f"/harbor/projects/{project}/cve-export",
         f"/harbor/projects/{project}/members",
         f"/harbor/projects/{project}/robots",
         f"/harbor/projects/{project}/labels",

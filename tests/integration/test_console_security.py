@@ -37,6 +37,7 @@ SAMPLE = {
     "key": "1",
     "scanner": "00000000-0000-0000-0000-000000000000",
     "report": "00000000-0000-0000-0000-000000000000",
+    "execution": "1",
 }
 ADMIN_ONLY_PAGES = [
     "/harbor/admin/users",

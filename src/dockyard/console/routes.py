@@ -127,6 +127,8 @@ def console_routes() -> list[BaseRoute]:
         post(P + "/trusted-keys/{key}/delete", projects.remove_trusted_key),
         post(P + "/cve-allowlist", scanning.update_project_allowlist),
         get(P + "/scanner", scanning.project_scanner),
+        get(P + "/cve-export", scanning.cve_export_page),
+        post(P + "/cve-export", scanning.request_cve_export),
         post(P + "/scanner", scanning.set_project_scanner),
         # administration
         get(admin.ADMIN + "/users", admin.user_list),
@@ -151,6 +153,7 @@ def console_routes() -> list[BaseRoute]:
         post(authentication.LDAP_PING, authentication.ldap_ping),
         post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
+        get(PREFIX + "/cve-exports/{execution}/download", scanning.download_cve_export),
         get(scanning.SCANNERS, scanning.scanner_list),
         post(scanning.SCANNERS, scanning.create_scanner),
         post(scanning.SCANNERS + "/ping", scanning.ping_new_scanner),

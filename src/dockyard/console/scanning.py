@@ -16,12 +16,12 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from dockyard.artifacts import service as artifacts
 from dockyard.console.jobs import SCHEDULE_TYPES, schedule_field, schedule_view
 from dockyard.console.projects import allowed_in, header, pages_of, project_url
-from dockyard.console.repositories import artifact_url, repo_url
+from dockyard.console.repositories import artifact_url, labels_for, repo_url
 from dockyard.console.scan_state import RANK, SEVERITIES, scan_state
 from dockyard.console.web import PREFIX, SECURITY_HEADERS, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
@@ -34,7 +34,7 @@ from dockyard.projects import allowlists
 from dockyard.projects import service as projects
 from dockyard.projects.schemas import CVEAllowlist, CVEAllowlistItem, ProjectReq
 from dockyard.projects.schemas import Project as ProjectView
-from dockyard.scan import registrations, scanall
+from dockyard.scan import export, registrations, scanall
 from dockyard.scan import service as scans
 from dockyard.scan.client import (
     AUTH_KINDS,
@@ -196,6 +196,62 @@ async def sbom_page(page: Page) -> Response:
         text=sbom_text(document) if document is not None else None,
         repo_url=lambda rest="": repo_url(project.name, inner, rest),
         artifact_url=lambda rest="": artifact_url(project.name, inner, artifact.digest or "", rest),
+    )
+
+
+# --- CVE export ------------------------------------------------------------------------------
+
+
+async def cve_export_page(page: Page) -> Response:
+    """A project's CVE export: the form (repositories, tags, CVE ids, labels) and the caller's
+    exports with their state and download (refreshing while one is being built)."""
+    async with page.state.db.read() as session:
+        project, context = await projects.resolve_project(
+            session, page.principal, page.path("project"), True
+        )
+        projects.require(page.principal, Action.LIST, Resource.EXPORT_CVE, context)
+        mine = await export.list_exports(session, page.principal, page.state.storage)
+        labels = await labels_for(session, page, project.project_id)
+    return page.render(
+        "scanning/cve_export.html",
+        tab="repositories",
+        project=header(context),
+        context=context,
+        allowed=allowed_in(page, context),
+        exports=mine,
+        active=any(e.status in ("Pending", "Running") for e in mine),
+        labels=labels,
+    )
+
+
+async def request_cve_export(page: Page) -> Response:
+    name = page.path("project")
+    label_ids = [int(v) for v in page.fields("labels") if v.isdigit() and len(v) < 12]
+    async with page.state.db.write() as session:
+        project, _ = await projects.resolve_project(session, page.principal, name, True)
+        body = export.ExportRequest(
+            job_name=page.field("job_name").strip() or None,
+            projects=[project.project_id],
+            labels=label_ids or None,
+            repositories=page.field("repositories").strip() or None,
+            tags=page.field("tags").strip() or None,
+            cveIds=page.field("cve_ids").strip() or None,
+        )
+        await export.request_export(session, page.principal, body, export.SCAN_DATA_TYPE)
+    return page.redirect(project_url(project.name, "cve-export"), "flash.cve_export_started")
+
+
+async def download_cve_export(page: Page) -> Response:
+    execution_id = page.path_int("execution")
+    async with page.state.db.read() as session:
+        key = await export.export_file(session, page.principal, execution_id, page.state.storage)
+    return StreamingResponse(
+        page.state.storage.read(key),
+        media_type="text/csv",
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": f'attachment; filename="cve-export-{execution_id}.csv"',
+        },
     )
 
 
