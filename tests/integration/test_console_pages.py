@@ -589,7 +589,7 @@ async def test_features_dockyard_lacks_are_not_offered(
     for page, present in offered.items():
         text = (await client.get(page)).text
         assert f'value="{present}"' in text, page
-        for resource in ("export-cve", "preheat-policy", "scan-all"):
+        for resource in ("preheat-policy", "preheat-instance"):
             assert f'value="{resource}:' not in text, (page, resource)
     groups = (await client.get("/harbor/admin/groups")).text
     assert '<option value="2"' in groups and '<option value="1"' not in groups

@@ -27,7 +27,7 @@ from dockyard.http.api import (
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
 from dockyard.jobs.schemas import Schedule
-from dockyard.scan import export, registrations, scanall, service
+from dockyard.scan import export, registrations, scanall, securityhub, service
 from dockyard.scan.client import AdapterClient, AdapterError, Endpoint
 from dockyard.scan.schemas import (
     IsDefault,
@@ -39,6 +39,8 @@ from dockyard.scan.schemas import (
     ScannerRegistrationReq,
     ScannerRegistrationSettings,
     ScanType,
+    SecuritySummary,
+    SecurityVulnerability,
     Stats,
 )
 
@@ -367,6 +369,49 @@ async def download_scan_data(api: ApiRequest) -> Response:
     )
 
 
+# --- the security hub -----------------------------------------------------------------------
+
+
+@operation(
+    "GET",
+    "/security/summary",
+    "getSecuritySummary",
+    query=("with_dangerous_cve", "with_dangerous_artifact"),
+    response=SecuritySummary,
+)
+async def get_security_summary(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    with_cve = api.query_bool("with_dangerous_cve")
+    with_artifact = api.query_bool("with_dangerous_artifact")
+    async with api.state.db.read() as session:
+        summary = await securityhub.security_summary(
+            session,
+            principal,
+            with_dangerous_cve=with_cve,
+            with_dangerous_artifact=with_artifact,
+        )
+    return json_response(summary)
+
+
+@operation(
+    "GET",
+    "/security/vul",
+    "ListVulnerabilities",
+    query=("q", "page", "page_size", "tune_count", "with_tag"),
+    response=list[SecurityVulnerability],
+)
+async def list_vulnerabilities(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    page = api.page()
+    tune_count = api.query_bool("tune_count")
+    with_tag = api.query_bool("with_tag")
+    async with api.state.db.read() as session:
+        found = await securityhub.list_vulnerabilities(
+            session, principal, api.query("q"), page, tune_count=tune_count, with_tag=with_tag
+        )
+    return paged_response(api, found.items, found.total, page)
+
+
 operations: list[Operation] = [
     list_scanners,
     create_scanner,
@@ -392,4 +437,6 @@ operations: list[Operation] = [
     get_scan_data_export_execution,
     get_scan_data_export_execution_list,
     download_scan_data,
+    get_security_summary,
+    list_vulnerabilities,
 ]

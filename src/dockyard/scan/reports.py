@@ -196,6 +196,7 @@ def _record_fields(item: schemas.VulnerabilityItem) -> dict[str, Any]:
         "package_version": item.version,
         "fix_version": item.fix_version or "",
         "severity": data["severity"],
+        "cvss_score_v3": item.preferred_cvss.score_v3 if item.preferred_cvss else None,
         "data": canonical,
     }
 
