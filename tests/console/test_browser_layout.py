@@ -114,6 +114,9 @@ def _pages(site: dict[str, str]) -> list[str]:
         "/harbor/admin/system",
         "/harbor/admin/interrogation-services",
         "/harbor/admin/cve-allowlist",
+        "/harbor/admin/security-hub",
+        f"{p}/cve-export",
+        f"{repo}/-/artifacts/{site['digest']}/sbom",
     ]
 
 

@@ -279,6 +279,21 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
         schedule = client.get(f"{API}/system/scanAll/schedule").json()
         assert schedule["schedule"]["type"] == "Daily", schedule
 
+    # The security hub: the summary and a search.
+    page.get_by_role("link", name="Security Hub").click()
+    expect(page.get_by_test_id("hub-total")).to_have_text("2")
+    expect(page.get_by_test_id("hub-scanned")).to_have_text("1 of 1")
+    expect(page.get_by_test_id("dangerous-artifacts")).to_contain_text(f"{project}/alpine")
+    search = page.get_by_test_id("hub-search")
+    search.get_by_label("Severity").select_option("High")
+    search.get_by_role("button", name="Search").click()
+    results = page.get_by_test_id("hub-results")
+    expect(results.locator("tbody tr")).to_have_count(1)
+    expect(results.locator("tbody tr")).to_have_attribute("data-cve", musl)
+    expect(results).to_contain_text("3.19")  # the tag
+    results.get_by_role("link", name=f"{project}/alpine").click()
+    expect(page).to_have_url(re.compile(r"/vulnerabilities$"))
+
     # The system allowlist: add two ids with an expiry, remove one.
     page.goto("/harbor/admin/cve-allowlist")
     editor = page.get_by_test_id("system-allowlist")

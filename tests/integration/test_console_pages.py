@@ -87,6 +87,8 @@ async def test_every_page_answers(
         "/harbor/admin/quotas",
         "/harbor/admin/interrogation-services",
         "/harbor/admin/cve-allowlist",
+        "/harbor/admin/security-hub",
+        "/harbor/admin/security-hub?severity=High&cvss_from=1&cvss_to=x&tag=a,b",
     ]
     for path in pages:
         for language in ("en", "zh-CN"):

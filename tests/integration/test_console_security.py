@@ -50,6 +50,7 @@ ADMIN_ONLY_PAGES = [
     "/harbor/admin/system",
     "/harbor/admin/interrogation-services",
     "/harbor/admin/cve-allowlist",
+    "/harbor/admin/security-hub",
 ]
 
 

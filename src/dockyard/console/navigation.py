@@ -46,6 +46,7 @@ ADMIN_SECTIONS: tuple[Entry, ...] = (
     Entry("audit", "/audit-logs", Action.LIST, Resource.AUDIT_LOG),
     Entry("quotas", "/quotas", Action.LIST, Resource.QUOTA),
     Entry("audit_settings", "/audit-log-settings", Action.LIST, Resource.PURGE_AUDIT),
+    Entry("security_hub", "/security-hub", Action.READ, Resource.SECURITY_HUB),
     Entry("scanners", "/interrogation-services", Action.LIST, Resource.SCANNER),
     Entry("cve_allowlist", "/cve-allowlist", Action.UPDATE, Resource.SCANNER),
     Entry("gc", "/gc", Action.LIST, Resource.GARBAGE_COLLECTION),

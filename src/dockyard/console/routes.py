@@ -162,6 +162,7 @@ def console_routes() -> list[BaseRoute]:
         post(scanning.SCANNERS + "/scan-all/schedule", scanning.scan_all_schedule),
         post(scanning.SCANNERS + "/{scanner}/{verb}", scanning.scanner_action),
         get(scanning.SYSTEM_ALLOWLIST, scanning.system_allowlist),
+        get(scanning.SECURITY_HUB, scanning.security_hub),
         post(scanning.SYSTEM_ALLOWLIST, scanning.update_system_allowlist),
         *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
         get(PREFIX + "/{rest:path}", _not_found, public=True),

@@ -22,7 +22,7 @@ from dockyard.artifacts import service as artifacts
 from dockyard.console.jobs import SCHEDULE_TYPES, schedule_field, schedule_view
 from dockyard.console.projects import allowed_in, header, pages_of, project_url
 from dockyard.console.repositories import artifact_url, labels_for, repo_url
-from dockyard.console.scan_state import RANK, SEVERITIES, scan_state
+from dockyard.console.scan_state import RANK, SEVERITIES, ScanState, scan_state
 from dockyard.console.web import PREFIX, SECURITY_HEADERS, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import BadRequestError, NotFoundError
@@ -34,7 +34,7 @@ from dockyard.projects import allowlists
 from dockyard.projects import service as projects
 from dockyard.projects.schemas import CVEAllowlist, CVEAllowlistItem, ProjectReq
 from dockyard.projects.schemas import Project as ProjectView
-from dockyard.scan import export, registrations, scanall
+from dockyard.scan import export, registrations, scanall, securityhub
 from dockyard.scan import service as scans
 from dockyard.scan.client import (
     AUTH_KINDS,
@@ -54,6 +54,9 @@ from dockyard.scan.schemas import (
 )
 
 SCANNERS = PREFIX + "/admin/interrogation-services"
+SECURITY_HUB = PREFIX + "/admin/security-hub"
+HUB_FIELDS = ("cve_id", "package", "repository_name", "tag")
+"""The security hub's text filters (exact values, as the API's ``q``)."""
 SYSTEM_ALLOWLIST = PREFIX + "/admin/cve-allowlist"
 FINDINGS_PAGE = 50
 _MAX_IDS_FIELD = 64 * 1024
@@ -571,6 +574,75 @@ async def scan_all_schedule(page: Page) -> Response:
             session, page.principal, {"type": spec.cron_type, "cron": spec.cron}, create=False
         )
     return page.redirect(SCANNERS, "flash.scan_all_schedule_saved")
+
+
+# --- the security hub ---------------------------------------------------------------------
+
+
+def hub_query(page: Page) -> tuple[str, dict[str, str]]:
+    """The API's ``q`` built from the search form, and the form's values (to show again).
+    A comma would split a condition, so values are taken up to it."""
+    values = {key: page.query(key).split(",")[0].strip()[:255] for key in HUB_FIELDS}
+    severity = page.query("severity")
+    values["severity"] = severity if severity in RANK else ""
+    parts = [f"{key}={values[key]}" for key in (*HUB_FIELDS, "severity") if values[key]]
+    low, high = page.query("cvss_from").strip()[:8], page.query("cvss_to").strip()[:8]
+    values["cvss_from"], values["cvss_to"] = low, high
+    if low or high:
+        parts.append(f"cvss_score_v3=[{low or 0}~{high or 10}]")
+    return ",".join(parts), values
+
+
+def artifact_link(repository_name: str, digest: str) -> str:
+    project, _, inner = repository_name.partition("/")
+    return artifact_url(project, inner, digest) if inner else ""
+
+
+async def security_hub(page: Page) -> Response:
+    """Administration → Security Hub: the summary (counts per severity, fixable, scanned
+    artifacts, the five most dangerous CVEs and artifacts) and the vulnerability search."""
+    q, values = hub_query(page)
+    request = page.page_request()
+    problem = ""
+    async with page.state.db.read() as session:
+        summary = await securityhub.security_summary(
+            session, page.principal, with_dangerous_cve=True, with_dangerous_artifact=True
+        )
+        try:
+            found = await securityhub.list_vulnerabilities(
+                session, page.principal, q or None, request, tune_count=True, with_tag=True
+            )
+        except BadRequestError as exc:
+            problem = exc.message
+            found = securityhub.VulnerabilityPage([], 0)
+    counts = [
+        ("Critical", summary.critical_cnt),
+        ("High", summary.high_cnt),
+        ("Medium", summary.medium_cnt),
+        ("Low", summary.low_cnt),
+        ("Unknown", summary.unknown_cnt),
+    ]
+    total = max(summary.total_vuls, 1)
+    return page.render(
+        "scanning/security_hub.html",
+        section="security_hub",
+        summary=summary,
+        bar=ScanState(
+            "Success",
+            total=summary.total_vuls,
+            fixable=summary.fixable_cnt,
+            counts=[(s, n, max(1, round(n * 100 / total))) for s, n in counts if n > 0],
+        ),
+        counts=counts,
+        items=found.items,
+        total=found.total,
+        paging=pages_of(max(found.total, 0), request),
+        values=values,
+        problem=problem,
+        searched=bool(q),
+        artifact_link=artifact_link,
+        list_url=lambda **p: with_query(SECURITY_HUB, **values, **p),
+    )
 
 
 # --- CVE allowlists -------------------------------------------------------------------------
