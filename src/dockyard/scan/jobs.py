@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -83,6 +84,13 @@ def registry_url(settings: Settings, use_internal_addr: bool) -> str:
     return internal_url(settings) if use_internal_addr else settings.public_url
 
 
+@functools.lru_cache(maxsize=4)
+def _authority(pem: str, issuer: str, service: str, ttl_seconds: int) -> TokenAuthority:
+    """The signer for a key, made once per process: reading an RSA key costs ~0.25 s of
+    CPU, which was most of a scan's cost on Dockyard's side (bench/scan_all_bench.py)."""
+    return TokenAuthority(pem, issuer=issuer, service=service, ttl_seconds=ttl_seconds)
+
+
 async def pull_credential(ctx: JobContext, requester: str, repository: str) -> str:
     """A bearer token that may pull ``repository`` only, for ``requester``, short-lived.
 
@@ -90,11 +98,11 @@ async def pull_credential(ctx: JobContext, requester: str, repository: str) -> s
     policies (content trust, vulnerability prevention) let the scanner read what it must
     scan."""
     settings = ctx.env.settings
-    authority = TokenAuthority(
+    authority = _authority(
         await load_token_key(ctx.env.db),
-        issuer=settings.token_issuer,
-        service=settings.token_service,
-        ttl_seconds=settings.token_expiration_minutes * 60,
+        settings.token_issuer,
+        settings.token_service,
+        settings.token_expiration_minutes * 60,
     )
     ttl = int(min(settings.scan_timeout_seconds + 60, settings.token_expiration_minutes * 60))
     issued = authority.issue(
