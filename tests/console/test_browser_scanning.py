@@ -300,7 +300,7 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
     editor.get_by_label("Add CVE ids").fill(f"{openssl}, CVE-2024-0001")
     editor.get_by_label("Never expires").uncheck()
     editor.get_by_label("Expires on").fill("2099-12-31")
-    editor.get_by_role("button", name="Save").click()
+    editor.get_by_role("button", name="Update allowlist").click()
     expect(page.get_by_role("status")).to_contain_text("The CVE allowlist was saved.")
     expect(editor.locator("[data-cve]")).to_have_count(2)
     expect(page.get_by_test_id("system-allowlist-expiry")).to_contain_text("2099-12-31")
@@ -316,13 +316,13 @@ def test_interrogation_services_scan_findings_allowlists_and_settings(
         "Prevent images with vulnerabilities of this severity or higher"
     ).select_option("high")
     page.get_by_label("Use the project's own allowlist").check()
-    page.get_by_role("button", name="Save", exact=True).first.click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("The configuration was saved.")
     with _api(server) as client:  # musl is High and not allowlisted yet: refused
         assert client.get(f"/v2/{project}/alpine/manifests/3.19").status_code == 412
     own = page.get_by_test_id("project-allowlist")
     own.get_by_label("Add CVE ids").fill(musl)
-    own.get_by_role("button", name="Save").click()
+    own.get_by_role("button", name="Update allowlist").click()
     expect(page.get_by_role("status")).to_contain_text("The CVE allowlist was saved.")
     with _api(server) as client:
         shown = client.get(f"{API}/projects/{project}").json()
