@@ -6,24 +6,29 @@ scanner adapter, registered from the Interrogation Services page at its own
 administrator adds scanners (after a test connection), sets the default, disables and
 deletes one, scans an image from the repository page and reads its findings (sorted,
 filtered, allowlisted ones marked, the scan log); sets the system and project CVE
-allowlists, the project's scanning switches and its scanner; a developer sees no Scan
-button and is refused when posting one; the vulnerabilities page in 简体中文.
+allowlists, the project's scanning switches and its scanner; runs scan all, exports CVEs,
+generates an SBOM and reads the security hub; a developer sees no Scan button and is
+refused when posting one; a scan that never ends is stopped; the pages in 简体中文.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 from tests.console.test_browser import PASSWORD, sign_in
+from tests.support import scan_stub
 from tests.support import scanner_images as images
 from tests.support.server import DockyardServer
 
@@ -414,3 +419,71 @@ def test_a_developer_sees_findings_but_no_scan_button_and_is_refused(
         expect(page.get_by_label("Scanner")).to_have_count(0)
     finally:
         ctx.close()
+
+
+@contextlib.contextmanager
+def _stalling_adapter() -> Iterator[str]:
+    """An adapter that takes scans and never finishes one (its report stays ``302``)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path.endswith("/metadata"):
+                self._send(200, scan_stub.METADATA)
+            else:
+                self._send(302, {}, {"Refresh-After": "1", "Location": self.path})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send(202, {"id": uuid.uuid4().hex})
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_running_scan_is_stopped_from_the_repository_page(
+    page: Page, server: DockyardServer
+) -> None:
+    with _stalling_adapter() as url, _api(server) as client:
+        created = client.post(
+            f"{API}/scanners", json={"name": f"stall-{uuid.uuid4().hex[:6]}", "url": url}
+        )
+        assert created.status_code == 201, created.text
+        scanner = created.headers["Location"].rsplit("/", 1)[1]
+        project = _project(client)
+        chosen = client.put(f"{API}/projects/{project}/scanner", json={"uuid": scanner})
+        assert chosen.status_code == 200, chosen.text
+        digest = _push_alpine(client, f"{project}/alpine", "1")
+        sign_in(page, "admin", server.admin_password)
+        page.goto(f"/harbor/projects/{project}/repositories/alpine")
+        row = page.locator(f'tr[data-digest="{digest}"]')
+        row.get_by_role("button", name="Scan", exact=True).click()
+        expect(row).to_contain_text("Scanning…")
+        row.get_by_role("button", name="Stop scan").click()
+        expect(page.get_by_role("status")).to_contain_text("The scan was stopped.")
+        deadline = time.monotonic() + 30
+        while row.locator('[data-scan-status="Stopped"]').count() == 0:
+            assert time.monotonic() < deadline, row.inner_html()
+            time.sleep(0.5)
+            page.reload()
+        expect(row).to_contain_text("Scan stopped")
+        expect(row.get_by_role("button", name="Scan", exact=True)).to_be_visible()
+        assert client.delete(f"{API}/scanners/{scanner}").status_code == 200
