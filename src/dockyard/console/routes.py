@@ -22,6 +22,7 @@ from dockyard.console import (
     projects,
     repositories,
     scanning,
+    scanning_admin,
 )
 from dockyard.console.web import (
     PREFIX,
@@ -154,15 +155,17 @@ def console_routes() -> list[BaseRoute]:
         post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
         get(PREFIX + "/cve-exports/{execution}/download", scanning.download_cve_export),
-        get(scanning.SCANNERS, scanning.scanner_list),
-        post(scanning.SCANNERS, scanning.create_scanner),
-        post(scanning.SCANNERS + "/ping", scanning.ping_new_scanner),
-        post(scanning.SCANNERS + "/scan-all", scanning.scan_all_now),  # before {scanner}/{verb}
-        post(scanning.SCANNERS + "/scan-all/stop", scanning.stop_scan_all),
-        post(scanning.SCANNERS + "/scan-all/schedule", scanning.scan_all_schedule),
-        post(scanning.SCANNERS + "/{scanner}/{verb}", scanning.scanner_action),
+        get(scanning_admin.SCANNERS, scanning_admin.scanner_list),
+        post(scanning_admin.SCANNERS, scanning_admin.create_scanner),
+        post(scanning_admin.SCANNERS + "/ping", scanning_admin.ping_new_scanner),
+        post(
+            scanning_admin.SCANNERS + "/scan-all", scanning_admin.scan_all_now
+        ),  # before {scanner}/{verb}
+        post(scanning_admin.SCANNERS + "/scan-all/stop", scanning_admin.stop_scan_all),
+        post(scanning_admin.SCANNERS + "/scan-all/schedule", scanning_admin.scan_all_schedule),
+        post(scanning_admin.SCANNERS + "/{scanner}/{verb}", scanning_admin.scanner_action),
         get(scanning.SYSTEM_ALLOWLIST, scanning.system_allowlist),
-        get(scanning.SECURITY_HUB, scanning.security_hub),
+        get(scanning_admin.SECURITY_HUB, scanning_admin.security_hub),
         post(scanning.SYSTEM_ALLOWLIST, scanning.update_system_allowlist),
         *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
         get(PREFIX + "/{rest:path}", _not_found, public=True),
