@@ -388,3 +388,31 @@ async def test_security_hub_is_for_system_admins(data_app: Starlette, scanned: S
     async with make_client(data_app, None) as anonymous:
         for url in (f"{API}/security/summary", f"{API}/security/vul"):
             assert (await anonymous.get(url)).status_code == 401
+
+
+async def test_robots_granted_the_system_resources(
+    data_app: Starlette, admin: httpx.AsyncClient, scanned: Scanned
+) -> None:
+    """A system robot granted security-hub and scan-all read uses them, and nothing more."""
+    access = [
+        {"resource": "security-hub", "action": "read", "effect": "allow"},
+        {"resource": "security-hub", "action": "list", "effect": "allow"},
+        {"resource": "scan-all", "action": "read", "effect": "allow"},
+    ]
+    body = {
+        "name": f"hub{scanned.project[-6:]}",
+        "level": "system",
+        "duration": -1,
+        "permissions": [{"kind": "system", "namespace": "/", "access": access}],
+    }
+    created = await admin.post(f"{API}/robots", json=body)
+    assert created.status_code == 201, created.text
+    robot = (created.json()["name"], created.json()["secret"])
+    async with make_client(data_app, robot) as client:
+        assert (await client.get(f"{API}/security/summary")).status_code == 200
+        assert (await client.get(f"{API}/security/vul")).status_code == 200
+        assert (await client.get(f"{API}/scans/all/metrics")).status_code == 200
+        refused = await client.post(
+            f"{API}/system/scanAll/schedule", json={"schedule": {"type": "Manual"}}
+        )
+        assert refused.status_code == 403, refused.text

@@ -30,6 +30,8 @@ from dockyard.settings import Settings
 API = "/api/v2.0"
 ADMIN = ("admin", "Harbor12345")
 HARBOR_SBOM = "application/vnd.goharbor.harbor.sbom.v1"
+VULN_MIME = "application/vnd.security.vulnerability.report; version=1.1"
+LEGACY_MIME = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0"
 FINAL = ("Success", "Error", "Stopped")
 
 
@@ -191,3 +193,37 @@ async def test_auto_sbom_generation_takes_true_and_false_only(
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "BAD_REQUEST"
     assert (await admin.put(url, json={"auto_sbom_generation": "false"})).status_code == 200
+
+
+async def test_an_adapter_of_scanner_api_v1_0(
+    admin: httpx.AsyncClient, state: AppState, adapter: StubAdapter
+) -> None:
+    """Its report v1.0 is asked for and kept as the vulnerability report; an SBOM, which it
+    cannot make, ends the scan ``Error`` saying so."""
+    project = await _project(state)
+    digest, _ = await push_image(admin, f"{project}/old", "v1", seed=b"legacy")
+    url = _url(project, "old", digest)
+    adapter.legacy = True
+    adapter.accepts.clear()
+    try:
+        assert (await admin.post(f"{url}/scan")).status_code == 202
+        deadline = time.monotonic() + 30
+        while True:
+            shown = await admin.get(url, params={"with_scan_overview": "true"})
+            summary = (shown.json().get("scan_overview") or {}).get(VULN_MIME, {})
+            if summary.get("scan_status") in FINAL:
+                break
+            assert time.monotonic() < deadline, summary
+            await asyncio.sleep(0.1)
+        assert summary["scan_status"] == "Success", summary
+        assert summary["summary"]["summary"] == {"High": 1}
+        assert summary["scanner"]["name"] == "Old"
+        assert adapter.accepts == [LEGACY_MIME]
+        response = await admin.post(f"{url}/scan", json={"scan_type": "sbom"})
+        assert response.status_code == 202
+        overview = await _sbom_overview(admin, url)
+    finally:
+        adapter.legacy = False
+    assert overview["scan_status"] == "Error"
+    log = await admin.get(f"{url}/scan/{overview['report_id']}/log")
+    assert "does not make" in log.text

@@ -36,6 +36,20 @@ METADATA = {
     ],
 }
 
+LEGACY_METADATA = {
+    "scanner": {"name": "Old", "vendor": "Tests", "version": "0.9"},
+    "capabilities": [
+        {
+            "consumes_mime_types": MANIFESTS,
+            "produces_mime_types": [
+                "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0"
+            ],
+        }
+    ],
+    "properties": {"harbor.scanner-adapter/scanner-type": "os-package-vulnerability"},
+}
+"""What an adapter of scanner API v1.0 answers: no capability ``type``, report v1.0 only."""
+
 
 def vulnerability(cve: str, package: str, severity: str, **extra: Any) -> dict[str, Any]:
     return {"id": cve, "package": package, "version": "1.0", "severity": severity, **extra}
@@ -52,9 +66,13 @@ class StubAdapter:
     pending: bool = False
     """Answer 302 for every report (a scan that never finishes)."""
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    legacy: bool = False
+    """Answer as an adapter of API v1.0 (``LEGACY_METADATA``)."""
+    accepts: list[str] = field(default_factory=list)
+    """The ``Accept`` of each report request."""
 
     def report(self, accept: str) -> dict[str, Any]:
-        scanner = METADATA["scanner"]
+        scanner = (LEGACY_METADATA if self.legacy else METADATA)["scanner"]
         if "sbom" in accept:
             doc: dict[str, Any] = {
                 "generated_at": "2026-01-01T00:00:00Z",
@@ -92,8 +110,10 @@ def stub_adapter() -> Iterator[StubAdapter]:
 
         def do_GET(self) -> None:
             if self.path == "/metadata":
-                self._send(200, METADATA)
-            elif state.pending:
+                self._send(200, LEGACY_METADATA if state.legacy else METADATA)
+                return
+            state.accepts.append(self.headers.get("Accept", ""))
+            if state.pending:
                 self._send(302, None, {"Refresh-After": "1"})
             else:
                 self._send(200, state.report(self.headers.get("Accept", "")))

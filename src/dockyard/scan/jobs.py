@@ -158,13 +158,17 @@ async def _scan(ctx: JobContext, params: Mapping[str, Any]) -> Mapping[str, Any]
     scanner = metadata.scanner
     ctx.log(f"adapter: {scanner.name} {scanner.version} ({scanner.vendor})")
     media_type = str(params["media_type"])
-    if not capabilities_mimes(metadata, scan_type, media_type):
+    found = capabilities_mimes(metadata, scan_type, media_type)
+    if not found:
         raise AdapterError(
             f"scanner {name!r} does not make {mime!r} reports for {media_type!r} artifacts"
         )
+    if found[0] != mime:  # an adapter of API v1.0: its older report, stored as ours
+        ctx.log(f"the adapter makes {found[0]!r} reports only (scanner API v1.0); asking for that")
+    asked = found[0]
     repository = str(params["repository"])
     url = registry_url(settings, internal)
-    capability: dict[str, Any] = {"type": scan_type, "produces_mime_types": [mime]}
+    capability: dict[str, Any] = {"type": scan_type, "produces_mime_types": [asked]}
     if scan_type == SBOM:
         capability["parameters"] = {"sbom_media_types": [SBOM_MEDIA_TYPE]}
     request = {
@@ -183,7 +187,7 @@ async def _scan(ctx: JobContext, params: Mapping[str, Any]) -> Mapping[str, Any]
     ctx.log(f"POST /scan: {repository}@{params['digest']} from {url}")
     scan_id = await client.scan(request)
     ctx.log(f"scan request {scan_id} accepted")
-    body = await _poll(ctx, client, scan_id, mime, deadline)
+    body = await _poll(ctx, client, scan_id, asked, deadline)
     await _store(ctx, params, scanner, body)
     return {"scan_request_id": scan_id}
 
