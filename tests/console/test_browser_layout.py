@@ -95,9 +95,11 @@ def _pages(site: dict[str, str]) -> list[str]:
         f"{p}/repositories",
         repo,
         f"{repo}/-/artifacts/{site['digest']}",
+        f"{repo}/-/artifacts/{site['digest']}/vulnerabilities",
         f"{p}/members",
         f"{p}/robots",
         f"{p}/labels",
+        f"{p}/scanner",
         f"{p}/immutability",
         f"{p}/retention",
         f"{p}/webhooks",
@@ -110,6 +112,11 @@ def _pages(site: dict[str, str]) -> list[str]:
         "/harbor/admin/job-service",
         "/harbor/admin/configuration",
         "/harbor/admin/system",
+        "/harbor/admin/interrogation-services",
+        "/harbor/admin/cve-allowlist",
+        "/harbor/admin/security-hub",
+        f"{p}/cve-export",
+        f"{repo}/-/artifacts/{site['digest']}/sbom",
     ]
 
 

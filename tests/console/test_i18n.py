@@ -14,6 +14,7 @@ from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
 from dockyard.console.kinds import KINDS
 from dockyard.console.navigation import ADMIN_SECTIONS, PROJECT_TABS
 from dockyard.console.projects import robot_catalogue
+from dockyard.console.scan_state import SEVERITIES
 from dockyard.console.web import TEMPLATE_DIR
 
 CONSOLE_DIR = Path(i18n.__file__).parent
@@ -35,6 +36,9 @@ EXPANSIONS = {
     "project.tab.": [entry.key for entry in PROJECT_TABS],
     "projects.sort.": ["name", "-name", "created", "-created"],
     "role.": ["1", "2", "3", "4", "5"],
+    "scan.allowlist_in_force.": ["system", "project"],
+    "scan.count.": list(SEVERITIES),
+    "scan.severity.": [*SEVERITIES, "None"],
     "settings.pcr.": ["everyone", "adminonly"],
 }
 ROBOT_FLASHES = ["flash.robot_disabled", "flash.robot_enabled", "flash.robot_deleted"]

@@ -500,7 +500,7 @@ async def test_metadata_endpoints(admin: httpx.AsyncClient) -> None:
         {"colour": "red"},
         {"public": "yes"},
         {"prevent_vul": "1"},
-        {"auto_sbom_generation": "true"},
+        {"auto_sbom_generation": "on"},
         {"severity": "catastrophic"},
         {"retention_id": "1"},
         {"public": True},
@@ -600,24 +600,10 @@ async def test_delete_takes_labels_rules_quota_and_policies_along(
             assert count == 0, model.__tablename__
 
 
-@pytest.mark.parametrize(
-    ("key", "feature"),
-    [("auto_sbom_generation", "SBOM generation")],
-)
-async def test_switches_of_missing_features_accept_false_only(
-    admin: httpx.AsyncClient, key: str, feature: str
-) -> None:
-    """Harbor's portal sends every switch, off; turning one on is refused naming the feature."""
+async def test_sbom_on_push_switch_is_stored(admin: httpx.AsyncClient) -> None:
+    """``auto_sbom_generation`` is built (scan/hooks.py): both values are stored as sent."""
     name = _name()
-    await _create(admin, name, metadata={"public": "false", key: "false", "severity": "low"})
-    for method, url, body in (
-        ("PUT", f"{API}/projects/{name}", {"metadata": {key: "true"}}),
-        ("PUT", f"{API}/projects/{name}/metadatas/{key}", {key: "true"}),
-        ("POST", f"{API}/projects", {"project_name": _name(), "metadata": {key: "true"}}),
-    ):
-        refused = await admin.request(method, url, json=body)
-        assert refused.status_code == 400, (method, url, refused.text)
-        message = refused.json()["errors"][0]["message"]
-        assert key in message and feature in message and "not supported by Dockyard yet" in message
-    stored = (await admin.get(f"{API}/projects/{name}/metadatas/")).json()
-    assert stored[key] == "false"
+    await _create(admin, name, metadata={"public": "false", "auto_sbom_generation": "false"})
+    url = f"{API}/projects/{name}/metadatas/auto_sbom_generation"
+    assert (await admin.put(url, json={"auto_sbom_generation": "true"})).status_code == 200
+    assert (await admin.get(url)).json() == {"auto_sbom_generation": "true"}

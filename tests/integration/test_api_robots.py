@@ -417,9 +417,7 @@ BAD_PROJECT_BODIES: dict[str, tuple[int, Any]] = {
 @pytest.mark.parametrize(
     ("kind", "access", "feature"),
     [
-        ("project", "export-cve:create", "vulnerability scanning"),
         ("project", "preheat-policy:create", "P2P preheat"),
-        ("system", "scan-all:create", "vulnerability scanning"),
         ("system", "preheat-instance:list", "P2P preheat"),
         ("system", "ldap-user:list", "LDAP authentication"),
     ],
@@ -828,8 +826,9 @@ async def test_permission_catalogue_for_administrators(
     assert ("repository", "push") in project and ("repository", "create") not in project
     # Permissions of features Dockyard lacks are not offered.
     offered = {resource for resource, _ in system | project}
-    assert not offered & {"export-cve", "preheat-policy", "scan-all"}
-    assert {"scan", "sbom", "scanner"} <= offered  # scanning landed (issue 18)
+    assert not offered & {"preheat-policy", "preheat-instance"}
+    # scanning landed (issue 18), scan all, CVE export and the security hub with it
+    assert {"scan", "sbom", "scanner", "scan-all", "export-cve", "security-hub"} <= offered
 
     project_name, _ = await _project(state)
     chief, plain, guest = await _user(state), await _user(state), await _user(state)

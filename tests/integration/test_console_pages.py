@@ -67,6 +67,9 @@ async def test_every_page_answers(
         f"/harbor/projects/{project}/repositories/app",
         f"/harbor/projects/{project}/repositories/app/-/artifacts/{digest}",
         f"/harbor/projects/{project}/repositories/app/-/artifacts/latest",
+        f"/harbor/projects/{project}/repositories/app/-/artifacts/latest/vulnerabilities",
+        f"/harbor/projects/{project}/scanner",
+        f"/harbor/projects/{project}/cve-export",
         f"/harbor/projects/{project}/members",
         f"/harbor/projects/{project}/robots",
         f"/harbor/projects/{project}/labels",
@@ -82,6 +85,10 @@ async def test_every_page_answers(
         "/harbor/admin/configuration",
         "/harbor/admin/system",
         "/harbor/admin/quotas",
+        "/harbor/admin/interrogation-services",
+        "/harbor/admin/cve-allowlist",
+        "/harbor/admin/security-hub",
+        "/harbor/admin/security-hub?severity=High&cvss_from=1&cvss_to=x&tag=a,b",
     ]
     for path in pages:
         for language in ("en", "zh-CN"):
@@ -94,7 +101,14 @@ async def test_every_page_answers(
             assert response.headers["x-frame-options"] == "DENY"
     client.cookies.delete("dy_lang")
     # Nonsense in the query never breaks a page.
-    for path in ["/harbor/projects?page=-1&sort=%00", f"/harbor/projects/{project}/logs?page=x"]:
+    vulnerabilities = (
+        f"/harbor/projects/{project}/repositories/app/-/artifacts/latest/vulnerabilities"
+    )
+    for path in [
+        "/harbor/projects?page=-1&sort=%00",
+        f"/harbor/projects/{project}/logs?page=x",
+        f"{vulnerabilities}?sort=%00&severity=x&q=%ff&page=-3",
+    ]:
         assert (await client.get(path)).status_code == 200
     assert (await client.get("/harbor/projects/no-such-project")).status_code == 404
     assert (await client.get("/harbor/no/such/page")).status_code == 404
@@ -577,7 +591,7 @@ async def test_features_dockyard_lacks_are_not_offered(
     for page, present in offered.items():
         text = (await client.get(page)).text
         assert f'value="{present}"' in text, page
-        for resource in ("export-cve", "preheat-policy", "scan-all"):
+        for resource in ("preheat-policy", "preheat-instance"):
             assert f'value="{resource}:' not in text, (page, resource)
     groups = (await client.get("/harbor/admin/groups")).text
     assert '<option value="2"' in groups and '<option value="1"' not in groups

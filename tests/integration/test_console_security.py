@@ -35,6 +35,9 @@ SAMPLE = {
     "group": "1",
     "quota": "1",
     "key": "1",
+    "scanner": "00000000-0000-0000-0000-000000000000",
+    "report": "00000000-0000-0000-0000-000000000000",
+    "execution": "1",
 }
 ADMIN_ONLY_PAGES = [
     "/harbor/admin/users",
@@ -45,6 +48,9 @@ ADMIN_ONLY_PAGES = [
     "/harbor/admin/quotas",
     "/harbor/admin/configuration",
     "/harbor/admin/system",
+    "/harbor/admin/interrogation-services",
+    "/harbor/admin/cve-allowlist",
+    "/harbor/admin/security-hub",
 ]
 
 

@@ -125,6 +125,7 @@ FEATURE_USES: dict[tuple[str, str], str] = {
     ("retention", "webhooks"): "a retention run reports its deletions as a webhook event",
     ("replication", "webhooks"): "an execution's end is the REPLICATION webhook event",
     ("scan", "webhooks"): "a scan's end is a SCANNING_* webhook event",
+    ("scan", "labels"): "a CVE export selects artifacts by their labels",
     ("search", "artifacts"): "search lists artifacts through the artifact listing",
     ("replication", "remotes"): "a replication policy copies through a registry endpoint's adapter",
     ("replication", "labels"): "a replication label filter reads the labels on an artifact",

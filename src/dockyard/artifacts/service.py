@@ -725,6 +725,14 @@ async def _read_capped(
     return b"".join(chunks)
 
 
+async def blob_content(
+    storage: ObjectStore, digest: str, declared: int, what: str, cap: int = MAX_ADDITION_BYTES
+) -> bytes:
+    """A blob of an artifact the caller was allowed to read (the console's SBOM download),
+    read with no transaction open and never more than ``cap`` bytes (a 404 beyond)."""
+    return await _read_capped(storage, digest, declared, what, cap)
+
+
 @dataclass(frozen=True, slots=True)
 class ManifestDocuments:
     """An artifact's manifest as stored, parsed, and its config blob (when it has one)."""

@@ -39,6 +39,7 @@ from dockyard.immutability import service as immutability
 from dockyard.immutability.schemas import ImmutableRule, ImmutableSelector
 from dockyard.labels import service as labels
 from dockyard.labels.schemas import Label as LabelBody
+from dockyard.projects import allowlists
 from dockyard.projects import service as projects
 from dockyard.projects.models import Project
 from dockyard.projects.schemas import ProjectMember, ProjectMetadata, ProjectReq, UserEntity
@@ -47,6 +48,7 @@ from dockyard.robots import service as robots
 from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
 from dockyard.robots.schemas import Robot as RobotBody
+from dockyard.scan import hooks as scan_hooks
 from dockyard.signatures import service as signatures
 from dockyard.signatures.schemas import TrustedKeyReq
 from dockyard.system import config
@@ -708,8 +710,12 @@ async def configuration(page: Page) -> Response:
         project, context = await _project(session, page)
         view = await projects.project_view(session, page.principal, project, context)
         keys = await signatures.list_keys(session, page.principal, project.name, True)
+        system_list = await allowlists.view(session, allowlists.SYSTEM)
     return page.render(
         "projects/configuration.html",
+        system_allowlist=system_list,
+        sbom_on_push=offers_sbom_on_push(),
+        project_severities=projects.SEVERITIES,
         tab="configuration",
         project=view,
         context=context,
@@ -718,18 +724,40 @@ async def configuration(page: Page) -> Response:
     )
 
 
-_SWITCHES = ("public", "enable_content_trust_cosign", "enable_content_trust")
-"""The project settings the page offers; scanning switches wait for scanning."""
+_SWITCHES = (
+    "public",
+    "enable_content_trust_cosign",
+    "enable_content_trust",
+    "auto_scan",
+    "prevent_vul",
+)
+"""The project switches the page offers (``auto_sbom_generation`` too once the API takes it)."""
+
+
+def offers_sbom_on_push() -> bool:
+    """Whether the API accepts ``auto_sbom_generation: "true"`` (the switch is offered only
+    then: a switch for something not built is not shown)."""
+    return "auto_sbom_generation" not in projects.MISSING_FEATURE_METADATA
 
 
 async def update_configuration(page: Page) -> Response:
-    values = {k: "true" if page.checked(k) else "false" for k in _SWITCHES}
+    switches = (*_SWITCHES, "auto_sbom_generation") if offers_sbom_on_push() else _SWITCHES
+    values = {k: "true" if page.checked(k) else "false" for k in switches}
+    if page.field("severity"):
+        values["severity"] = page.field("severity")
+    if page.field("allowlist") in ("system", "project"):
+        values["reuse_sys_cve_allowlist"] = (
+            "true" if page.field("allowlist") == "system" else "false"
+        )
     req = ProjectReq(metadata=ProjectMetadata(**values))
     async with page.state.db.write() as session:
         project, context = await _project(session, page)
         await projects.update_project(
             session, page.principal, project, context, req, operator=page.actor()
         )
+    hook = scan_hooks.find(page.state.registry.hooks.hooks)
+    if hook is not None:
+        hook.auto_scan_changed()  # scan on push reads the switch again (as the API does)
     return page.redirect(project_url(project.name, "configuration"), "flash.configuration_saved")
 
 

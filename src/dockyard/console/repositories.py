@@ -71,7 +71,7 @@ def _inner(page: Page) -> str:
     return page.path("repository")
 
 
-async def _labels_for(session: AsyncSession, page: Page, project_id: int) -> list[Label]:
+async def labels_for(session: AsyncSession, page: Page, project_id: int) -> list[Label]:
     """The global labels and the project's, for pickers and filters (first 100 of each)."""
     found = []
     for scope, owner in (("g", None), ("p", project_id)):
@@ -98,7 +98,12 @@ async def repository(page: Page) -> Response:
     label_id = int(label_filter) if label_filter.isdigit() and len(label_filter) < 12 else None
     tag_filter = page.query("tag").strip()[:128]
     options = artifacts.ArtifactOptions(
-        with_tag=True, with_label=True, with_accessory=True, with_immutable_status=True
+        with_tag=True,
+        with_label=True,
+        with_accessory=True,
+        with_immutable_status=True,
+        with_scan_overview=True,
+        with_sbom_overview=True,
     )
     async with page.state.db.read() as session:
         target = await artifacts.resolve_repository(
@@ -122,7 +127,7 @@ async def repository(page: Page) -> Response:
                 "-push_time",
                 request,
             )
-        all_labels = await _labels_for(session, page, project.project_id)
+        all_labels = await labels_for(session, page, project.project_id)
     row = target.repository
     host = page.registry_host()
     rows: list[dict[str, Any]] = []
@@ -182,7 +187,12 @@ async def _tagged(
 async def artifact_detail(page: Page) -> Response:
     name, inner, reference = page.path("project"), _inner(page), page.path("reference")
     options = artifacts.ArtifactOptions(
-        with_tag=True, with_label=True, with_accessory=True, with_immutable_status=True
+        with_tag=True,
+        with_label=True,
+        with_accessory=True,
+        with_immutable_status=True,
+        with_scan_overview=True,
+        with_sbom_overview=True,
     )
     async with page.state.db.read() as session:
         project, context = await projects.resolve_project(session, page.principal, name, True)
@@ -190,7 +200,7 @@ async def artifact_detail(page: Page) -> Response:
         artifact = await artifacts.get_artifact(
             session, page.principal, project.name, inner, reference, options
         )
-        all_labels = await _labels_for(session, page, project.project_id)
+        all_labels = await labels_for(session, page, project.project_id)
         signed = await _signatures(page, session, artifact)
         copy_targets, _ = await projects.list_projects(
             session, page.principal, projects.ProjectQuery(with_detail=False), PageRequest(1, 100)

@@ -23,6 +23,8 @@ from dockyard.console import (
     registries,
     replication,
     repositories,
+    scanning,
+    scanning_admin,
 )
 from dockyard.console.web import (
     PREFIX,
@@ -93,6 +95,12 @@ def console_routes() -> list[BaseRoute]:
         post(A + "/copy", repositories.copy_artifact),
         post(A + "/labels", repositories.add_label),
         post(A + "/labels/{label}/delete", repositories.remove_label),
+        get(A + "/vulnerabilities", scanning.vulnerabilities),
+        get(A + "/sbom", scanning.sbom_page),
+        get(A + "/sbom/download", scanning.download_sbom),
+        get(A + "/scan/{report}/log", scanning.scan_log),
+        post(A + "/scan", scanning.scan_artifact),
+        post(A + "/scan/stop", scanning.stop_scan),
         post(R + "/description", repositories.update_description),
         post(R + "/delete", repositories.delete_repository),
         get(P + "/repositories/{repository:path}", repositories.repository),
@@ -121,6 +129,11 @@ def console_routes() -> list[BaseRoute]:
         post(P + "/configuration", projects.update_configuration),
         post(P + "/trusted-keys", projects.add_trusted_key),
         post(P + "/trusted-keys/{key}/delete", projects.remove_trusted_key),
+        post(P + "/cve-allowlist", scanning.update_project_allowlist),
+        get(P + "/scanner", scanning.project_scanner),
+        get(P + "/cve-export", scanning.cve_export_page),
+        post(P + "/cve-export", scanning.request_cve_export),
+        post(P + "/scanner", scanning.set_project_scanner),
         # administration
         get(admin.ADMIN + "/users", admin.user_list),
         post(admin.ADMIN + "/users", admin.create_user),
@@ -146,6 +159,19 @@ def console_routes() -> list[BaseRoute]:
         post(authentication.LDAP_PING, authentication.ldap_ping),
         post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
+        get(PREFIX + "/cve-exports/{execution}/download", scanning.download_cve_export),
+        get(scanning_admin.SCANNERS, scanning_admin.scanner_list),
+        post(scanning_admin.SCANNERS, scanning_admin.create_scanner),
+        post(scanning_admin.SCANNERS + "/ping", scanning_admin.ping_new_scanner),
+        post(
+            scanning_admin.SCANNERS + "/scan-all", scanning_admin.scan_all_now
+        ),  # before {scanner}/{verb}
+        post(scanning_admin.SCANNERS + "/scan-all/stop", scanning_admin.stop_scan_all),
+        post(scanning_admin.SCANNERS + "/scan-all/schedule", scanning_admin.scan_all_schedule),
+        post(scanning_admin.SCANNERS + "/{scanner}/{verb}", scanning_admin.scanner_action),
+        get(scanning.SYSTEM_ALLOWLIST, scanning.system_allowlist),
+        get(scanning_admin.SECURITY_HUB, scanning_admin.security_hub),
+        post(scanning.SYSTEM_ALLOWLIST, scanning.update_system_allowlist),
         *jobs.jobs_routes(get, post),  # GC, job service, audit purge, retention, webhooks
         *registries.routes(get, post),
         *replication.routes(get, post),

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dockyard.audit.events import Actor
-from dockyard.console import i18n, kinds, navigation
+from dockyard.console import i18n, kinds, navigation, scan_state
 from dockyard.db.listing import PageRequest, parse_page
 from dockyard.errors import (
     AppError,
@@ -96,6 +96,10 @@ class Console:
         self.templates.globals["usage_percent"] = usage_percent
         self.templates.globals["artifact_kind"] = kinds.artifact_kind
         self.templates.globals["accessory_kind"] = kinds.accessory_kind
+        self.templates.globals["scan_state"] = scan_state.scan_state
+        self.templates.globals["sbom_state"] = scan_state.sbom_state
+        self.templates.globals["severities"] = scan_state.SEVERITIES
+        self.templates.globals["expiry_date"] = scan_state.expiry_date
         self.catalogues = i18n.load_catalogues()
 
     def translator(self, language: str) -> i18n.Translator:

@@ -17,6 +17,7 @@ with an error). Values are bound parameters, never text spliced into SQL.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -155,6 +156,11 @@ def _coerce(column: ColumnElement[Any], key: str, raw: str) -> Any:
             if not -(2**63) <= number < 2**63:
                 raise ValueError(raw)
             return number
+        if python_type is float:
+            number_f = float(raw)
+            if not math.isfinite(number_f):
+                raise ValueError(raw)
+            return number_f
         if python_type in (datetime, date):
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -151,10 +151,13 @@ async def enqueue(
     return execution
 
 
-async def add_tasks(session: AsyncSession, execution: Execution, specs: Sequence[TaskSpec]) -> None:
-    """More tasks for a running execution (a planner task fanning out)."""
+async def add_tasks(
+    session: AsyncSession, execution: Execution, specs: Sequence[TaskSpec]
+) -> list[Task]:
+    """More tasks for a running execution (a planner task fanning out); the new rows,
+    in the order of ``specs``, with their ids."""
     now = utcnow()
-    session.add_all(
+    rows = [
         Task(
             execution_id=execution.id,
             vendor_type=execution.vendor_type,
@@ -166,10 +169,12 @@ async def add_tasks(session: AsyncSession, execution: Execution, specs: Sequence
             update_time=now,
         )
         for spec in specs
-    )
+    ]
+    session.add_all(rows)
     if specs:
         await session.flush()
         session.info[JOBS_ENQUEUED] = True
+    return rows
 
 
 # --- reading ------------------------------------------------------------------

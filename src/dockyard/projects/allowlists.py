@@ -15,7 +15,10 @@ import re
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.errors import BadRequestError
+from dockyard.audit import service as audit
+from dockyard.audit.events import Actor, AuditEvent
+from dockyard.errors import BadRequestError, DeniedError, UnauthorizedError
+from dockyard.iam.policy import Principal
 from dockyard.projects import schemas
 from dockyard.projects.models import CVEAllowlistRow
 
@@ -62,6 +65,29 @@ async def store(
     row.items = json.dumps(ids)
     row.expires_at = expires_at
     await session.flush()
+
+
+def may_change_system(principal: Principal) -> None:
+    """Only system administrators change the system allowlist (401 signed out, else 403)."""
+    if principal.is_anonymous:
+        raise UnauthorizedError("authentication required")
+    if not principal.sysadmin:
+        raise DeniedError(f"{principal.name} may not change the system CVE allowlist")
+
+
+async def put_system(
+    session: AsyncSession, principal: Principal, actor: Actor, req: schemas.CVEAllowlist
+) -> None:
+    """``putSystemCVEAllowlist``: replaces the system allowlist (system administrators only;
+    the API and the console both call this)."""
+    may_change_system(principal)
+    ids, expires_at = validate(req)
+    await store(session, SYSTEM, ids, expires_at)
+    await audit.record(
+        session,
+        actor,
+        AuditEvent("update", "system_cve_allowlist", "system", 0, "update CVE allowlist"),
+    )
 
 
 async def view(session: AsyncSession, project_id: int) -> schemas.CVEAllowlist:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from dockyard.audit import service as audit
 from dockyard.audit.events import AuditEvent
-from dockyard.errors import BadRequestError, DeniedError, UnauthorizedError
+from dockyard.errors import BadRequestError, UnauthorizedError
 from dockyard.http.api import (
     API_PREFIX,
     ApiRequest,
@@ -387,18 +387,10 @@ async def get_system_cve_allowlist(api: ApiRequest) -> Response:
 async def put_system_cve_allowlist(api: ApiRequest) -> Response:
     """Replaces the system allowlist; system administrators only."""
     principal = await api.principal()
-    if principal.is_anonymous:
-        raise UnauthorizedError("authentication required")
-    if not principal.sysadmin:
-        raise DeniedError(f"{principal.name} may not change the system CVE allowlist")
-    ids, expires_at = allowlists.validate(await api.json(CVEAllowlist))
+    allowlists.may_change_system(principal)  # before the body is read
+    body = await api.json(CVEAllowlist)
     async with api.state.db.write() as session:
-        await allowlists.store(session, allowlists.SYSTEM, ids, expires_at)
-        await audit.record(
-            session,
-            await api.actor(),
-            AuditEvent("update", "system_cve_allowlist", "system", 0, "update CVE allowlist"),
-        )
+        await allowlists.put_system(session, principal, await api.actor(), body)
     return empty_response()
 
 

@@ -77,9 +77,7 @@ BOOLEAN_METADATA = frozenset(
 )
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = BOOLEAN_METADATA | {"severity"}
-MISSING_FEATURE_METADATA = {
-    "auto_sbom_generation": "SBOM generation",
-}
+MISSING_FEATURE_METADATA: dict[str, str] = {}
 """Switches of features Dockyard does not have yet: "false" is accepted (tools send every
 key), "true" is a 400 naming the feature. The feature's issue removes its entry."""
 RETENTION_ID = "retention_id"

@@ -220,9 +220,6 @@ def _parse_access(
 
 
 UNSUPPORTED_RESOURCES: dict[Resource, str] = {
-    Resource.SCAN_ALL: "vulnerability scanning",
-    Resource.SECURITY_HUB: "vulnerability scanning (the security hub)",
-    Resource.EXPORT_CVE: "vulnerability scanning (CVE export)",
     Resource.PREHEAT_POLICY: "P2P preheat",
     Resource.PREHEAT_INSTANCE: "P2P preheat",
     Resource.LDAP_USER: "LDAP authentication",

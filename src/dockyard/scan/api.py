@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from pydantic import ValidationError
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from dockyard.errors import BadRequestError
 from dockyard.http.api import (
@@ -26,7 +26,8 @@ from dockyard.http.api import (
 )
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient
-from dockyard.scan import registrations, service
+from dockyard.jobs.schemas import Schedule
+from dockyard.scan import export, registrations, scanall, securityhub, service
 from dockyard.scan.client import AdapterClient, AdapterError, Endpoint
 from dockyard.scan.schemas import (
     IsDefault,
@@ -38,6 +39,9 @@ from dockyard.scan.schemas import (
     ScannerRegistrationReq,
     ScannerRegistrationSettings,
     ScanType,
+    SecuritySummary,
+    SecurityVulnerability,
+    Stats,
 )
 
 SCANNERS = "/scanners"
@@ -254,6 +258,160 @@ async def get_report_log(api: ApiRequest) -> Response:
     return PlainTextResponse(text)
 
 
+# --- scan all ------------------------------------------------------------------------------
+
+SCAN_ALL_SCHEDULE = "/system/scanAll/schedule"
+
+
+@operation("GET", SCAN_ALL_SCHEDULE, "getScanAllSchedule", response=Schedule)
+async def get_scan_all_schedule(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        view = await scanall.scan_all_schedule(session, principal)
+    return json_response(view)
+
+
+async def _set_scan_all_schedule(api: ApiRequest, *, create: bool) -> None:
+    principal = await api.principal()
+    body = await api.json(Schedule)
+    obj = body.schedule.model_dump(exclude_none=True) if body.schedule is not None else None
+    async with api.state.db.write() as session:
+        await scanall.set_scan_all_schedule(session, principal, obj, body.parameters, create=create)
+
+
+@operation("POST", SCAN_ALL_SCHEDULE, "createScanAllSchedule", body=Schedule, status=201)
+async def create_scan_all_schedule(api: ApiRequest) -> Response:
+    """Type ``Manual`` runs scan all now; a preset or ``Custom`` sets its schedule."""
+    await _set_scan_all_schedule(api, create=True)
+    return created_response("/api/v2.0" + SCAN_ALL_SCHEDULE)
+
+
+@operation("PUT", SCAN_ALL_SCHEDULE, "updateScanAllSchedule", body=Schedule)
+async def update_scan_all_schedule(api: ApiRequest) -> Response:
+    await _set_scan_all_schedule(api, create=False)
+    return empty_response()
+
+
+@operation("POST", "/system/scanAll/stop", "stopScanAll", status=202)
+async def stop_scan_all(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.write() as session:
+        await scanall.stop_scan_all(session, principal)
+    return empty_response(202)
+
+
+@operation("GET", "/scans/all/metrics", "getLatestScanAllMetrics", response=Stats)
+async def get_latest_scan_all_metrics(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        stats = await scanall.scan_all_metrics(session, principal)
+    return json_response(stats)
+
+
+@operation("GET", "/scans/schedule/metrics", "getLatestScheduledScanAllMetrics", response=Stats)
+async def get_latest_scheduled_scan_all_metrics(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        stats = await scanall.scan_all_metrics(session, principal, scheduled_only=True)
+    return json_response(stats)
+
+
+# --- CVE export -----------------------------------------------------------------------------
+
+
+@operation("POST", "/export/cve", "exportScanData", body=export.ExportRequest)
+async def export_scan_data(api: ApiRequest) -> Response:
+    """Start a CSV export of one project's findings (``export.request_export``)."""
+    principal = await api.principal()
+    body = export.parse_request(await api.raw_body())
+    async with api.state.db.write() as session:
+        execution = await export.request_export(
+            session, principal, body, api.header("X-Scan-Data-Type")
+        )
+    return json_response({"id": execution.id})
+
+
+@operation(
+    "GET",
+    "/export/cve/execution/{execution_id}",
+    "getScanDataExportExecution",
+    response=export.ExportExecution,
+)
+async def get_scan_data_export_execution(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    execution_id = api.path_int("execution_id")
+    async with api.state.db.read() as session:
+        view = await export.get_export(session, principal, execution_id, api.state.storage)
+    return json_response(view)
+
+
+@operation("GET", "/export/cve/executions", "getScanDataExportExecutionList")
+async def get_scan_data_export_execution_list(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    async with api.state.db.read() as session:
+        items = await export.list_exports(session, principal, api.state.storage)
+    return json_response({"items": items})
+
+
+@operation("GET", "/export/cve/download/{execution_id}", "downloadScanData", query=("format",))
+async def download_scan_data(api: ApiRequest) -> Response:
+    """The CSV, to its owner only."""
+    principal = await api.principal()
+    execution_id = api.path_int("execution_id")
+    if (api.query("format") or "csv").lower() != "csv":
+        raise BadRequestError("format must be csv")
+    async with api.state.db.read() as session:
+        key = await export.export_file(session, principal, execution_id, api.state.storage)
+    return StreamingResponse(
+        api.state.storage.read(key),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="cve-export-{execution_id}.csv"'},
+    )
+
+
+# --- the security hub -----------------------------------------------------------------------
+
+
+@operation(
+    "GET",
+    "/security/summary",
+    "getSecuritySummary",
+    query=("with_dangerous_cve", "with_dangerous_artifact"),
+    response=SecuritySummary,
+)
+async def get_security_summary(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    with_cve = api.query_bool("with_dangerous_cve")
+    with_artifact = api.query_bool("with_dangerous_artifact")
+    async with api.state.db.read() as session:
+        summary = await securityhub.security_summary(
+            session,
+            principal,
+            with_dangerous_cve=with_cve,
+            with_dangerous_artifact=with_artifact,
+        )
+    return json_response(summary)
+
+
+@operation(
+    "GET",
+    "/security/vul",
+    "ListVulnerabilities",
+    query=("q", "page", "page_size", "tune_count", "with_tag"),
+    response=list[SecurityVulnerability],
+)
+async def list_vulnerabilities(api: ApiRequest) -> Response:
+    principal = await api.principal()
+    page = api.page()
+    tune_count = api.query_bool("tune_count")
+    with_tag = api.query_bool("with_tag")
+    async with api.state.db.read() as session:
+        found = await securityhub.list_vulnerabilities(
+            session, principal, api.query("q"), page, tune_count=tune_count, with_tag=with_tag
+        )
+    return paged_response(api, found.items, found.total, page)
+
+
 operations: list[Operation] = [
     list_scanners,
     create_scanner,
@@ -269,4 +427,16 @@ operations: list[Operation] = [
     scan_artifact,
     stop_scan_artifact,
     get_report_log,
+    get_scan_all_schedule,
+    create_scan_all_schedule,
+    update_scan_all_schedule,
+    stop_scan_all,
+    get_latest_scan_all_metrics,
+    get_latest_scheduled_scan_all_metrics,
+    export_scan_data,
+    get_scan_data_export_execution,
+    get_scan_data_export_execution_list,
+    download_scan_data,
+    get_security_summary,
+    list_vulnerabilities,
 ]

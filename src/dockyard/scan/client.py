@@ -30,6 +30,8 @@ API_MIME = "application/vnd.scanner.adapter.scan.request+json; version=1.0"
 METADATA_MIME = "application/vnd.scanner.adapter.metadata+json; version=1.0"
 VULNERABILITY_MIME = "application/vnd.security.vulnerability.report; version=1.1"
 """The vulnerability report Dockyard asks for (Harbor's native report, v1.1)."""
+VULNERABILITY_MIME_V1_0 = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0"
+"""Harbor's native report v1.0, all that adapters of API v1.0 make (same shape as v1.1)."""
 SBOM_MIME = "application/vnd.security.sbom.report+json; version=1.0"
 SBOM_MEDIA_TYPE = "application/spdx+json"
 """The SBOM format asked for (Harbor asks for SPDX too)."""
@@ -219,15 +221,20 @@ def _refresh_after(raw: str | None) -> float:
 
 def capabilities_mimes(metadata: AdapterMetadata, scan_type: str, media_type: str) -> list[str]:
     """The report MIME types of ``scan_type`` Dockyard wants that the adapter makes for an
-    artifact of ``media_type`` (empty: this adapter cannot do it)."""
-    wanted = SCAN_TYPES[scan_type]
-    for capability in metadata.capabilities:
-        if capability.type != scan_type:
-            continue
-        if media_type not in capability.consumes_mime_types:
-            continue
-        if wanted in capability.produces_mime_types:
-            return [wanted]
+    artifact of ``media_type``, best first (empty: this adapter cannot do it). An adapter
+    of API v1.0 (capabilities without ``type``, Harbor's report v1.0 only) is asked for
+    that older report, which has the same shape."""
+    wanted = [SCAN_TYPES[scan_type]]
+    if scan_type == VULNERABILITY:
+        wanted.append(VULNERABILITY_MIME_V1_0)
+    for mime in wanted:
+        for capability in metadata.capabilities:
+            if capability.type != scan_type:
+                continue
+            if media_type not in capability.consumes_mime_types:
+                continue
+            if mime in capability.produces_mime_types:
+                return [mime]
     return []
 
 

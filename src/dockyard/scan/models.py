@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dockyard.db.base import Base, BigId, UTCDateTime, utcnow
@@ -73,7 +82,8 @@ class ScanReport(Base):
     task_id: Mapped[int | None] = mapped_column(BigInteger)
     severity: Mapped[str] = mapped_column(String(16), default="")
     summary: Mapped[str | None] = mapped_column(Text)
-    """JSON: Harbor's ``VulnerabilitySummary`` (vulnerability reports)."""
+    """JSON: Harbor's ``VulnerabilitySummary`` (vulnerability reports); for an SBOM report
+    ``{"sbom_digest": …}``, the accessory it was stored as."""
     scanner: Mapped[str | None] = mapped_column(Text)
     """JSON: the adapter's ``Scanner`` (name, vendor, version) that wrote the report."""
     content: Mapped[str | None] = mapped_column(Text)
@@ -90,11 +100,13 @@ class VulnerabilityRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     """SHA-256 of the record's canonical JSON."""
-    cve_id: Mapped[str] = mapped_column(String(255))
+    cve_id: Mapped[str] = mapped_column(String(255), index=True)
     package: Mapped[str] = mapped_column(String(255))
     package_version: Mapped[str] = mapped_column(String(255))
     fix_version: Mapped[str] = mapped_column(String(255), default="")
     severity: Mapped[str] = mapped_column(String(16))
+    cvss_score_v3: Mapped[float | None] = mapped_column(Float, index=True)
+    """The adapter's ``preferred_cvss.score_v3`` (the security hub filters and sorts on it)."""
     data: Mapped[str] = mapped_column(Text)
     """JSON: the adapter's ``VulnerabilityItem`` as received (checked, capped)."""
 

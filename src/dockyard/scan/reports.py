@@ -106,6 +106,57 @@ async def begin(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class NewScan:
+    """One artifact of a batch of new scans (``begin_many``)."""
+
+    artifact_id: int
+    digest: str
+    registration_uuid: str
+    report_uuid: str
+    task_id: int | None
+
+
+async def begin_many(
+    session: AsyncSession, scans: Sequence[NewScan], mime_type: str, execution_id: int
+) -> None:
+    """``begin`` for a batch of artifacts, in one read of their existing rows and one flush
+    (scan all enqueues hundreds at a time)."""
+    if not scans:
+        return
+    existing = {
+        (row.artifact_id, row.registration_uuid): row
+        for row in await session.scalars(
+            select(ScanReport)
+            .options(defer(ScanReport.content))
+            .where(
+                ScanReport.artifact_id.in_([s.artifact_id for s in scans]),
+                ScanReport.mime_type == mime_type,
+            )
+        )
+    }
+    now = utcnow()
+    for scan in scans:
+        row = existing.get((scan.artifact_id, scan.registration_uuid))
+        if row is None:
+            row = ScanReport(
+                artifact_id=scan.artifact_id,
+                digest=scan.digest,
+                registration_uuid=scan.registration_uuid,
+                mime_type=mime_type,
+                severity="",
+            )
+            session.add(row)
+        row.uuid = scan.report_uuid
+        row.status = PENDING
+        row.status_message = ""
+        row.execution_id = execution_id
+        row.task_id = scan.task_id
+        row.start_time = now
+        row.end_time = None
+    await session.flush()
+
+
 async def current(session: AsyncSession, report_uuid: str) -> ScanReport | None:
     """The report row still waiting for ``report_uuid`` (None: a newer scan replaced it,
     or the artifact is gone)."""
@@ -145,6 +196,7 @@ def _record_fields(item: schemas.VulnerabilityItem) -> dict[str, Any]:
         "package_version": item.version,
         "fix_version": item.fix_version or "",
         "severity": data["severity"],
+        "cvss_score_v3": item.preferred_cvss.score_v3 if item.preferred_cvss else None,
         "data": canonical,
     }
 
@@ -223,13 +275,18 @@ async def store_vulnerabilities(
 
 
 async def store_sbom(
-    session: AsyncSession, report: ScanReport, scanner: schemas.AdapterScanner, content: str
+    session: AsyncSession,
+    report: ScanReport,
+    scanner: schemas.AdapterScanner,
+    content: str,
+    sbom_digest: str = "",
 ) -> None:
-    """Keep the SBOM report as the adapter gave it and mark it ``Success``."""
+    """Keep the SBOM report as the adapter gave it and mark it ``Success``; ``summary``
+    holds ``{"sbom_digest": …}``, the accessory it was pushed as (``scan/sbom.py``)."""
     report.content = content
     report.scanner = scanner.model_dump_json()
     report.severity = ""
-    report.summary = None
+    report.summary = json.dumps({"sbom_digest": sbom_digest}) if sbom_digest else None
     report.status = SUCCESS
     report.status_message = ""
     report.end_time = utcnow()
@@ -301,7 +358,10 @@ def native_summary(row: ScanReport) -> schemas.NativeReportSummary:
 
 
 def sbom_overview(row: ScanReport) -> schemas.SBOMOverview:
+    stored = _loads(row.summary) if row.status == SUCCESS else None
+    digest = stored.get("sbom_digest") if isinstance(stored, dict) else None
     return schemas.SBOMOverview(
+        sbom_digest=digest if isinstance(digest, str) and digest else None,
         start_time=row.start_time,
         end_time=row.end_time,
         scan_status=row.status,

@@ -165,3 +165,69 @@ class VulnerabilityReport(_Lenient):
     scanner: AdapterScanner | None = None
     severity: str | None = None
     vulnerabilities: list[VulnerabilityItem] | None = None
+
+
+class Stats(BaseModel):
+    """Harbor's ``Stats``: a scan all run's scans counted by status."""
+
+    total: int = 0
+    completed: int = 0
+    metrics: dict[str, int] = Field(default_factory=dict)
+    ongoing: bool = False
+    trigger: str | None = None
+
+
+# --- the security hub ---------------------------------------------------------------------
+
+
+class DangerousCVE(BaseModel):
+    cve_id: str | None = None
+    severity: str | None = None
+    cvss_score_v3: float | None = None
+    desc: str | None = None
+    package: str | None = None
+    version: str | None = None
+
+
+class DangerousArtifact(BaseModel):
+    project_id: int | None = None
+    repository_name: str | None = None
+    digest: str | None = None
+    critical_cnt: int = 0
+    high_cnt: int = 0
+    medium_cnt: int = 0
+
+
+class SecuritySummary(BaseModel):
+    """Harbor's ``SecuritySummary``."""
+
+    critical_cnt: int = 0
+    high_cnt: int = 0
+    medium_cnt: int = 0
+    low_cnt: int = 0
+    none_cnt: int = 0
+    unknown_cnt: int = 0
+    total_vuls: int = 0
+    scanned_cnt: int = 0
+    total_artifact: int = 0
+    fixable_cnt: int = 0
+    dangerous_cves: list[DangerousCVE] | None = None
+    dangerous_artifacts: list[DangerousArtifact] | None = None
+
+
+class SecurityVulnerability(BaseModel):
+    """Harbor's ``VulnerabilityItem`` of the security hub (one finding in one artifact)."""
+
+    project_id: int | None = None
+    repository_name: str | None = None
+    digest: str | None = None
+    tags: list[str] | None = None
+    cve_id: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    cvss_v3_score: float | None = None
+    package: str | None = None
+    version: str | None = None
+    fixed_version: str | None = None
+    desc: str | None = None
+    links: list[str] | None = None

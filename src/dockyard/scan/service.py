@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.artifacts.service import resolve_artifact, resolve_repository
@@ -30,10 +30,13 @@ from dockyard.scan.models import ScannerRegistration, ScanReport
 
 SCAN_JOB = "IMAGE_SCAN"
 SBOM_JOB = "SBOM"
+SCAN_ALL_JOB = "SCAN_ALL"
+"""Scan all's executions (``scan/scanall.py``) hold scan tasks of many artifacts."""
 JOB_OF = {VULNERABILITY: SCAN_JOB, SBOM: SBOM_JOB}
 MAX_ATTEMPTS = 3
 """Tries per artifact: a transient adapter failure (network, timeout, 5xx) is retried."""
 AUTO_SCAN = "auto_scan"
+AUTO_SBOM = "auto_sbom_generation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +69,57 @@ async def _children(session: AsyncSession, artifact: Artifact) -> list[Artifact]
     return [a for a in rows if a.manifest_media_type not in INDEX_TYPES]
 
 
-async def _a_tag(session: AsyncSession, artifact_id: int) -> str:
-    name = await session.scalar(
-        select(Tag.name).where(Tag.artifact_id == artifact_id).order_by(Tag.id).limit(1)
+async def tags_of(session: AsyncSession, artifact_ids: Sequence[int]) -> dict[int, str]:
+    """A tag of each artifact (its first), in one query; untagged artifacts are absent."""
+    if not artifact_ids:
+        return {}
+    first = (
+        select(func.min(Tag.id))
+        .where(Tag.artifact_id.in_(artifact_ids))
+        .group_by(Tag.artifact_id)
+        .scalar_subquery()
     )
-    return name or ""
+    rows = await session.execute(select(Tag.artifact_id, Tag.name).where(Tag.id.in_(first)))
+    return {int(artifact_id): str(name) for artifact_id, name in rows}
+
+
+def task_spec(
+    artifact: Artifact, tag: str, registration_uuid: str, scan_type: str, requester: str
+) -> jobs.TaskSpec:
+    """The task that scans one artifact (``scan/jobs.py`` reads these params)."""
+    return jobs.TaskSpec(
+        params={
+            "artifact_id": artifact.id,
+            "repository": artifact.repository_name,
+            "digest": artifact.digest,
+            "tag": tag,
+            "media_type": artifact.manifest_media_type,
+            "registration_uuid": registration_uuid,
+            "scan_type": scan_type,
+            "mime_type": SCAN_TYPES[scan_type],
+            "report_uuid": str(uuid.uuid4()),
+            "requester": requester,
+            "max_attempts": MAX_ATTEMPTS,
+        },
+        extra_attrs={"artifact_id": artifact.id, "digest": artifact.digest},
+        max_attempts=MAX_ATTEMPTS,
+    )
+
+
+def new_scans(
+    specs: Sequence[jobs.TaskSpec], task_ids: Sequence[int | None]
+) -> list[reports.NewScan]:
+    """The report rows to begin for ``specs``, each with its task's id."""
+    return [
+        reports.NewScan(
+            artifact_id=int(spec.params["artifact_id"]),
+            digest=str(spec.params["digest"]),
+            registration_uuid=str(spec.params["registration_uuid"]),
+            report_uuid=str(spec.params["report_uuid"]),
+            task_id=task_id,
+        )
+        for spec, task_id in zip(specs, task_ids, strict=True)
+    ]
 
 
 async def enqueue_scan(
@@ -82,28 +131,10 @@ async def enqueue_scan(
     trigger: str = jobs.MANUAL,
 ) -> Requested:
     """One execution with a task per artifact, in the caller's transaction."""
-    mime = SCAN_TYPES[scan_type]
-    specs = []
-    for artifact in artifacts:
-        specs.append(
-            jobs.TaskSpec(
-                params={
-                    "artifact_id": artifact.id,
-                    "repository": artifact.repository_name,
-                    "digest": artifact.digest,
-                    "tag": await _a_tag(session, artifact.id),
-                    "media_type": artifact.manifest_media_type,
-                    "registration_uuid": registration.uuid,
-                    "scan_type": scan_type,
-                    "mime_type": mime,
-                    "report_uuid": str(uuid.uuid4()),
-                    "requester": requester,
-                    "max_attempts": MAX_ATTEMPTS,
-                },
-                extra_attrs={"artifact_id": artifact.id, "digest": artifact.digest},
-                max_attempts=MAX_ATTEMPTS,
-            )
-        )
+    tags = await tags_of(session, [a.id for a in artifacts])
+    specs = [
+        task_spec(a, tags.get(a.id, ""), registration.uuid, scan_type, requester) for a in artifacts
+    ]
     execution = await jobs.enqueue(
         session,
         JOB_OF[scan_type],
@@ -112,25 +143,13 @@ async def enqueue_scan(
         extra_attrs={"scan_type": scan_type, "scanner": registration.name},
         tasks=specs,
     )
-    tasks = await session.execute(
+    rows = await session.execute(
         select(Task.id, Task.params).where(Task.execution_id == execution.id)
     )
-    task_of = {str(jobs.loads(params).get("report_uuid")): task_id for task_id, params in tasks}
-    report_ids = []
-    for artifact, spec in zip(artifacts, specs, strict=True):
-        report_uuid = str(spec.params["report_uuid"])
-        row = await reports.begin(
-            session,
-            artifact_id=artifact.id,
-            digest=artifact.digest,
-            registration_uuid=registration.uuid,
-            mime_type=mime,
-            report_uuid=report_uuid,
-            execution_id=execution.id,
-        )
-        row.task_id = task_of.get(report_uuid)
-        report_ids.append(report_uuid)
-    return Requested(execution.id, report_ids)
+    task_of = {str(jobs.loads(params).get("report_uuid")): task_id for task_id, params in rows}
+    scans = new_scans(specs, [task_of.get(str(spec.params["report_uuid"])) for spec in specs])
+    await reports.begin_many(session, scans, SCAN_TYPES[scan_type], execution.id)
+    return Requested(execution.id, [s.report_uuid for s in scans])
 
 
 async def scan_artifact(
@@ -193,7 +212,14 @@ async def stop_scan(
         raise BadRequestError(f"no {scan_type} scan of artifact {artifact.digest} is running")
     for execution_id in sorted({row.execution_id for row in running if row.execution_id}):
         execution = await session.get(Execution, execution_id)
-        if execution is not None and execution.status not in jobs.FINAL_STATUSES:
+        if execution is None or execution.status in jobs.FINAL_STATUSES:
+            continue
+        if execution.vendor_type == SCAN_ALL_JOB:  # only this artifact's scans, not the run
+            for row in running:
+                task = await session.get(Task, row.task_id) if row.task_id else None
+                if row.execution_id == execution_id and task is not None:
+                    await jobs.stop_task(session, task)
+        else:
             await jobs.stop_execution(session, execution)
     for row in running:
         task = await session.get(Task, row.task_id) if row.task_id else None
@@ -226,11 +252,15 @@ async def report_log(
     return await jobs.task_log(session, row.task_id)
 
 
-async def auto_scan_projects(session: AsyncSession) -> list[int]:
-    """The projects whose metadata turns scan on push on."""
-    rows = await session.scalars(
-        select(ProjectMetadata.project_id).where(
-            ProjectMetadata.name == AUTO_SCAN, ProjectMetadata.value == "true"
+async def auto_scan_projects(session: AsyncSession) -> dict[str, set[int]]:
+    """The projects whose metadata turns scan on push (``auto_scan``) and SBOM on push
+    (``auto_sbom_generation``) on, by switch (one query)."""
+    rows = await session.execute(
+        select(ProjectMetadata.name, ProjectMetadata.project_id).where(
+            ProjectMetadata.name.in_((AUTO_SCAN, AUTO_SBOM)), ProjectMetadata.value == "true"
         )
     )
-    return list(rows)
+    found: dict[str, set[int]] = {AUTO_SCAN: set(), AUTO_SBOM: set()}
+    for name, project_id in rows:
+        found[str(name)].add(int(project_id))
+    return found
