@@ -58,8 +58,8 @@ def counted(
     with contextlib.ExitStack() as stack:
         url = None
         if request.param == "postgresql":
-            url = stack.enter_context(temporary_database(postgres_admin_url()))
-        server = stack.enter_context(DockyardServer(database_url=url, env=env))
+            url = stack.enter_context(temporary_database(postgres_admin_url(), migrated=True))
+        server = stack.enter_context(DockyardServer(database_url=url, env=env, disposable=True))
         yield server, counters
 
 
