@@ -3,6 +3,9 @@
 - ``server``: a server on SQLite, one per test module.
 - ``backend_server``: parametrized over SQLite and PostgreSQL (a fresh database per module), for
   the modules whose every test should hold on both.
+
+Each starts on a copy of a migrated database and is killed at the end of its module, not
+stopped gracefully (``tests/support/server.py``, ``disposable``): nothing of it is kept.
 - ``basic_server``: a server that challenges with ``Basic`` instead of ``Bearer``.
 - ``skopeo``: runs skopeo with an isolated auth file and an accept-anything signature policy.
 
@@ -79,8 +82,8 @@ def backend_server(request: pytest.FixtureRequest) -> Iterator[DockyardServer]:
             yield running
         return
     with (
-        temporary_database(postgres_admin_url()) as url,
-        DockyardServer(database_url=url) as running,
+        temporary_database(postgres_admin_url(), migrated=True) as url,
+        DockyardServer(database_url=url, disposable=True) as running,
     ):
         yield running
 

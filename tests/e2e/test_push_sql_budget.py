@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.support.oci_layout import make_image_layout
 from tests.support.postgres import postgres_admin_url, temporary_database
@@ -57,8 +58,8 @@ def counted(
     with contextlib.ExitStack() as stack:
         url = None
         if request.param == "postgresql":
-            url = stack.enter_context(temporary_database(postgres_admin_url()))
-        server = stack.enter_context(DockyardServer(database_url=url, env=env))
+            url = stack.enter_context(temporary_database(postgres_admin_url(), migrated=True))
+        server = stack.enter_context(DockyardServer(database_url=url, env=env, disposable=True))
         yield server, counters
 
 
@@ -105,3 +106,70 @@ def test_small_push_stays_within_its_sql_budget(
         assert spent.statements > 0, "the server counted nothing: DOCKYARD_SQL_COUNTERS unused?"
         assert spent.statements <= STATEMENTS_PER_PUSH, spent.describe()
         assert spent.transactions <= TRANSACTIONS_PER_PUSH, spent.describe()
+
+
+STATEMENTS_PER_MANIFEST_GET = 1
+"""Statements a manifest GET or HEAD by tag or digest with a pull token reads to serve,
+in a project with content trust and vulnerability prevention both off: the lookup alone,
+which also reads whether either pull policy is on (``registry/pull_policy.py``); 3 before
+the seam read the switches with the lookup (one statement per policy)."""
+POLICY_SITES = ("dockyard.signatures.", "dockyard.scan.")
+SERVING_SITES = ("dockyard.registry.", *POLICY_SITES)
+"""What serving a manifest reads; the pull's audit record and pull counts are written in
+batches after the answer (``audit/hooks.py``) and are not the hot path counted here."""
+
+
+def _manifest_requests(server: DockyardServer, repository: str, digest: str) -> int:
+    """GET and HEAD the manifest by tag and by digest, twice each, with one pull token;
+    returns how many requests were made."""
+    requests = 0
+    with httpx.Client(base_url=server.url, timeout=60) as api:
+        answer = api.get(
+            "/service/token",
+            params={"service": "dockyard", "scope": f"repository:{repository}:pull"},
+            auth=server.admin_auth,
+        )
+        assert answer.status_code == 200, answer.text
+        bearer = {"Authorization": f"Bearer {answer.json()['token']}"}
+        for _ in range(2):
+            for method in ("GET", "HEAD"):
+                for reference in ("v1", digest):
+                    url = f"/v2/{repository}/manifests/{reference}"
+                    served = api.request(method, url, headers=bearer)
+                    assert served.status_code == 200, served.text
+                    assert served.headers["Docker-Content-Digest"] == digest
+                    requests += 1
+    return requests
+
+
+def test_manifest_get_with_pull_policies_off_is_one_statement(
+    counted: tuple[DockyardServer, Path], skopeo: Skopeo, tmp_path: Path
+) -> None:
+    server, counters = counted
+    layout = make_image_layout(tmp_path / "image", layers=1, layer_size=1024, tag="v1")
+    _push(skopeo, server, layout.path, "library/sql-pull")
+    _manifest_requests(server, "library/sql-pull", layout.manifest_digest)  # warms the process
+    before = _settled(counters)
+    requests = _manifest_requests(server, "library/sql-pull", layout.manifest_digest)
+    spent = (_settled(counters) - before).without(TIME_REFRESHED)
+    assert spent.statements > 0, "the server counted nothing: DOCKYARD_SQL_COUNTERS unused?"
+    asked = [site for site in spent.sites if site.startswith(POLICY_SITES)]
+    assert not asked, spent.describe()
+    serving = sum(n for site, n in spent.sites.items() if site.startswith(SERVING_SITES))
+    assert serving == STATEMENTS_PER_MANIFEST_GET * requests, spent.describe()
+
+    # The control: with vulnerability prevention on (and no scanner, so the pull is
+    # served), the same requests do ask that policy, once each, and only it.
+    server.create_project("sqlprevent")
+    with httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60) as api:
+        switched = api.put(
+            "/api/v2.0/projects/sqlprevent", json={"metadata": {"prevent_vul": "true"}}
+        )
+        assert switched.status_code == 200, switched.text
+    _push(skopeo, server, layout.path, "sqlprevent/app")
+    before = _settled(counters)
+    requests = _manifest_requests(server, "sqlprevent/app", layout.manifest_digest)
+    spent = (_settled(counters) - before).without(TIME_REFRESHED)
+    asked = {site: n for site, n in spent.sites.items() if site.startswith(POLICY_SITES)}
+    assert sum(asked.values()) == requests, spent.describe()
+    assert all(site.startswith("dockyard.scan.policy:") for site in asked), spent.describe()

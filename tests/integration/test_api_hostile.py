@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from tests.integration.conftest import ADMIN_PASSWORD, make_client
@@ -174,20 +175,46 @@ async def test_malformed_bodies_on_every_write(
     assert await _counts(state) == before
 
 
+def _ignores(op: Operation, body: bytes) -> bool:
+    """Whether ``op`` reads nothing of ``body``: it takes no body, or none of the body's
+    fields is one of its model's (unknown fields are ignored, as Harbor does), so the body
+    parses to what ``{}`` parses to. Such an operation answers as it would with no body:
+    ``triggerRetentionExecution`` starts retention policy 1 when an earlier test in this
+    database made it, and answers 404 otherwise."""
+    if op.body is None:
+        return op.operation_id not in PARSES_ITS_OWN_BODY
+    try:
+        read = op.body.model_validate_json(body)
+    except ValidationError:
+        return False
+    try:
+        return read == op.body.model_validate_json(b"{}")
+    except ValidationError:
+        return False
+
+
 @pytest.mark.parametrize(("kind", "body"), ODD_BODIES, ids=[k for k, _ in ODD_BODIES])
 async def test_odd_bodies_on_every_write(
     app: Starlette, state: AppState, kind: str, body: bytes
 ) -> None:
+    """Creates that read these fields must refuse them outright (wrong types, NUL in a
+    name); those that read none of them answer as without a body: never a 5xx."""
     before = await _counts(state)
+    refusing = 0
     async with _client(app, ("admin", ADMIN_PASSWORD)) as client:
         for op in WRITE_OPS:
-            if op.method == "POST":
-                # Creates must refuse these outright (wrong types, NUL in a name).
-                url = _fill(op.path, "1")
-                response = await client.request(
-                    op.method, url, content=body, headers={"Content-Type": "application/json"}
-                )
+            if op.method != "POST":
+                continue
+            url = _fill(op.path, "1")
+            response = await client.request(
+                op.method, url, content=body, headers={"Content-Type": "application/json"}
+            )
+            if _ignores(op, body):
+                assert response.status_code < 500, (op.operation_id, response.text)
+            else:
+                refusing += 1
                 assert 400 <= response.status_code < 500, (op.operation_id, response.text)
+    assert refusing >= 10, "the odd bodies no longer reach the creates that read them"
     assert await _counts(state) == before
 
 

@@ -29,8 +29,11 @@ def adapter_pair(
     with contextlib.ExitStack() as stack:
         urls: list[str | None] = [None, None]
         if database == "postgresql":
-            urls = [stack.enter_context(temporary_database(postgres_admin_url())) for _ in "ab"]
-        a = stack.enter_context(DockyardServer(database_url=urls[0], env=loopback))
-        b = stack.enter_context(DockyardServer(database_url=urls[1], env=adapter_env))
+            admin = postgres_admin_url()
+            urls = [stack.enter_context(temporary_database(admin, migrated=True)) for _ in "ab"]
+        a = stack.enter_context(DockyardServer(database_url=urls[0], env=loopback, disposable=True))
+        b = stack.enter_context(
+            DockyardServer(database_url=urls[1], env=adapter_env, disposable=True)
+        )
         b.cli("vulndb", "import", str(osv))
         yield a, b

@@ -28,6 +28,7 @@ from types import TracebackType
 
 import httpx
 from tests.support.commands import run_checked
+from tests.support.migrated import seed_sqlite
 from tests.support.registry_auth import RegistryAuth
 from tests.support.seaweedfs import s3_env, shared_seaweedfs, storage_under_test
 
@@ -60,7 +61,13 @@ class DockyardServer:
         startup_timeout: float = 60.0,
         extra_args: Sequence[str] = (),
         tls: tuple[Path, Path] | None = None,
+        disposable: bool | None = None,
     ) -> None:
+        """``disposable``: nothing of the server outlives ``close()`` (its database is
+        dropped with it), so ``close()`` kills it without a graceful stop; ``stop()`` and
+        ``restart()`` stay graceful. Default: when the server has its own data directory
+        and its SQLite database in it. Such a server also starts on a copy of a migrated
+        database instead of migrating an empty one (``tests/support/migrated.py``)."""
         self.host = "127.0.0.1"
         self.tls = tls
         if tls is not None:
@@ -80,6 +87,14 @@ class DockyardServer:
         self.data_dir = data_dir
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve makes it
         self.env = self._child_env(env or {})
+        own_sqlite = (
+            self._owned_root is not None
+            and "DOCKYARD_DATABASE_URL" not in self.env
+            and not any(arg.startswith(("--database-url", "--config")) for arg in self.extra_args)
+        )
+        self.disposable = own_sqlite if disposable is None else disposable
+        if own_sqlite:
+            seed_sqlite(self.data_dir / "dockyard.db")
         self._process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -177,13 +192,26 @@ class DockyardServer:
         self._signal_group(process, signal.SIGKILL)
         self._wait_for_port_release()
 
+    def kill(self) -> None:
+        """SIGKILL the server's process group (no graceful stop) and wait for the port."""
+        process = self._process
+        if process is None:
+            return
+        self._process = None
+        self._signal_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
+        self._wait_for_port_release()
+
     def restart(self) -> None:
         """Stop, then start again on the same port with the same data directory."""
         self.stop()
         self.start()
 
     def close(self) -> None:
-        self.stop()
+        if self.disposable:
+            self.kill()
+        else:
+            self.stop()
         if self._owned_root is not None:
             shutil.rmtree(self._owned_root, ignore_errors=True)
             self._owned_root = None

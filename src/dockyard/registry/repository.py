@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    Select,
     Table,
     bindparam,
     delete,
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dockyard.db.base import Base, utcnow
 from dockyard.db.engine import insert_ignore
-from dockyard.projects.models import Project
+from dockyard.projects.models import Project, ProjectMetadata
 from dockyard.registry.models import (
     Artifact,
     ArtifactAccessory,
@@ -586,6 +587,47 @@ async def find_manifest_by_digest(
     result = await db.execute(_MANIFEST_BY_DIGEST, {"repository": repository, "digest": digest})
     row = result.first()
     return (row[0], row[1]) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPullLookups:
+    """The manifest lookups of a client's pull: by tag and by digest, each also saying,
+    per pull policy, whether one of its switches is on in the artifact's project."""
+
+    by_tag: Select[Any]
+    by_digest: Select[Any]
+
+
+def manifest_pull_lookups(switches: Sequence[Sequence[str]]) -> ManifestPullLookups:
+    """Built once per service from the policies' switches (``registry/pull_policy.py``):
+    one ``EXISTS`` on ``project_metadata``'s unique (project, name) key per policy, in the
+    lookup's own statement, so the switches cost no statement and are never stale."""
+    on = [
+        exists().where(
+            ProjectMetadata.project_id == Artifact.project_id,
+            ProjectMetadata.name.in_(tuple(names)),
+            ProjectMetadata.value == "true",
+        )
+        for names in switches
+    ]
+    return ManifestPullLookups(
+        _MANIFEST_BY_TAG.add_columns(*on), _MANIFEST_BY_DIGEST.add_columns(*on)
+    )
+
+
+async def find_manifest_for_pull(
+    db: Executor, lookups: ManifestPullLookups, repository: str, reference: str, *, digest: bool
+) -> tuple[str, str, tuple[bool, ...]] | None:
+    """(digest, manifest media type, per policy whether it is on) of the manifest
+    ``reference`` (a digest when ``digest``, else a tag) names."""
+    if digest:
+        query, params = lookups.by_digest, {"repository": repository, "digest": reference}
+    else:
+        query, params = lookups.by_tag, {"repository": repository, "tag": reference}
+    row = (await db.execute(query, params)).first()
+    if row is None:
+        return None
+    return row[0], row[1], tuple(bool(value) for value in row[2:])
 
 
 async def project_creation_time(db: Executor, project: str) -> datetime | None:

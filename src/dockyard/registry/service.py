@@ -137,6 +137,7 @@ class RegistryService:
     ) -> None:
         self.hooks = hooks or RegistryHooks()
         self.pull_policies = pull_policies or PullPolicies()
+        self._pull_lookups = repo.manifest_pull_lookups(self.pull_policies.switches)
         """What a client's manifest GET/HEAD must pass (``registry/pull_policy.py``)."""
         self.space = space
         """Free-space admission for new bytes (``storage/space.py``); None: unchecked."""
@@ -608,17 +609,28 @@ class RegistryService:
                 "it is neither a valid tag nor a valid digest"
             ) from None
         async with self.db.read_connection() as conn:
-            if digest is not None:
+            found: tuple[str, str] | None
+            if policies and self.pull_policies:
+                # The lookup also reads which policies are on (no statement for the others).
+                pull = await repo.find_manifest_for_pull(
+                    conn,
+                    self._pull_lookups,
+                    repository,
+                    digest or reference,
+                    digest=digest is not None,
+                )
+                found = None if pull is None else (pull[0], pull[1])
+                if pull is not None and any(pull[2]):
+                    check = ManifestPullCheck(
+                        repository, pull[0], reference, scanner_pull, signer_pull
+                    )
+                    await self.pull_policies.check(conn, check, pull[2])
+            elif digest is not None:
                 found = await repo.find_manifest_by_digest(conn, repository, digest)
             else:
                 found = await repo.find_manifest_by_tag(conn, repository, reference)
             if found is None and await repo.find_repository_ref(conn, repository) is None:
                 raise NameUnknownError(f"repository {repository} is not known to the registry")
-            if found is not None and policies and self.pull_policies:
-                check = ManifestPullCheck(
-                    repository, found[0], reference, scanner_pull, signer_pull
-                )
-                await self.pull_policies.check(conn, check)
         if found is None:
             raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")
         digest, media_type = found

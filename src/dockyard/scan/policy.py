@@ -154,6 +154,8 @@ def _in_force(items: str | None, expires_at: int | None, now: float) -> frozense
 
 
 class VulnerabilityPolicy:
+    switches: tuple[str, ...] = ("prevent_vul",)
+
     async def check_pull(self, conn: AsyncConnection, pull: ManifestPullCheck) -> None:
         if pull.scanner_pull:
             return

@@ -27,6 +27,8 @@ _REASONS_SHOWN = 3
 
 
 class ContentTrustPolicy:
+    switches: tuple[str, ...] = tuple(repo.FLAG_OF_KIND.values())
+
     def __init__(self, checker: SignatureChecker) -> None:
         self.checker = checker
 
