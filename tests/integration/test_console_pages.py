@@ -576,14 +576,15 @@ async def test_labels_are_edited_in_place(
 async def test_features_dockyard_lacks_are_not_offered(
     console: tuple[httpx.AsyncClient, str], project: str
 ) -> None:
-    """No scanning switch, no robot permission of a missing feature, no LDAP group type:
-    the API refuses them all (400), so the console does not offer them. (Content trust
-    is built, so its switches are offered: test_console_content_trust.py.)"""
+    """No robot permission of a missing feature (P2P preheat), no LDAP group type while
+    the registry does not sign in with LDAP: the API refuses them (400), so the console
+    does not offer them. Scanning and content trust are built, so their switches are
+    offered (test_browser_scanning.py, test_console_content_trust.py)."""
     client, _ = console
     configuration = (await client.get(f"/harbor/projects/{project}/configuration")).text
     assert 'name="public"' in configuration
     for switch in ("auto_scan", "prevent_vul", "auto_sbom_generation"):
-        assert f'name="{switch}"' not in configuration
+        assert f'name="{switch}"' in configuration
     offered = {
         f"/harbor/projects/{project}/robots": "repository:pull",
         "/harbor/admin/robots": "catalog:read",
