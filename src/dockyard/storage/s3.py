@@ -59,6 +59,7 @@ MIN_PART_BYTES = 5 << 20  # S3's smallest multipart part (except the last)
 READ_CHUNK = 2 << 20
 _DELETE_BATCH = 500
 _PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
+_QUEUED_PIECES = 1  # parts cut and waiting for obstore, per upload (each is part_bytes)
 _MAX_COPY = 5 << 30  # S3's largest single server-side copy
 # An upload state's segments: [{"k": name, "n": bytes used, "s": bytes stored}] ("s" is
 # absent from states written before it was kept; the store is asked then).
@@ -233,7 +234,7 @@ class S3Storage(Storage):
             with _translate(name, "write"):
                 await obstore.put_async(self.store, name, first, use_multipart=False)
             return len(first)
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_PIECES)
         finished = False
 
         async def source() -> AsyncIterator[bytes]:
@@ -538,8 +539,13 @@ def _cut(segments: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
 async def _pieces(
     chunks: AsyncIterable[bytes], part_bytes: int, limit: int | None
 ) -> AsyncGenerator[bytes]:
-    """``chunks`` regrouped into pieces of ``part_bytes`` (the last one shorter)."""
-    parts: list[bytes] = []
+    """``chunks`` regrouped into pieces of ``part_bytes`` (the last one shorter).
+
+    Each piece is joined once from the chunks it takes; only the chunk that straddles
+    two pieces is cut (no join of everything followed by slices that copy it again:
+    that doubled the bytes copied and held two parts' worth per piece).
+    """
+    parts: list[bytes | memoryview] = []
     pending = 0
     received = 0
     async for chunk in chunks:
@@ -548,14 +554,23 @@ async def _pieces(
         received += len(chunk)
         if limit is not None and received > limit:
             raise SizeInvalidError(f"more than {limit} bytes sent")
-        parts.append(chunk)
-        pending += len(chunk)
-        while pending >= part_bytes:
-            joined = b"".join(parts)
-            yield joined[:part_bytes]
-            rest = joined[part_bytes:]
-            parts = [rest] if rest else []
-            pending = len(rest)
+        if pending + len(chunk) < part_bytes:
+            parts.append(chunk)
+            pending += len(chunk)
+            continue
+        view = memoryview(chunk)
+        at = 0
+        while pending + len(chunk) - at >= part_bytes:
+            need = part_bytes - pending
+            parts.append(view[at : at + need])
+            at += need
+            piece = b"".join(parts)
+            parts = []
+            pending = 0
+            yield piece
+        if at < len(chunk):
+            parts.append(view[at:])
+            pending = len(chunk) - at
     if parts:
         yield b"".join(parts)
 
