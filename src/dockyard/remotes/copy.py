@@ -2,8 +2,9 @@
 
 The building block of replication: an index with every manifest it lists, each
 manifest's config and layers. Blobs the destination has are not sent again (HEAD
-first); a blob goes in one request, or in ``chunk_size`` pieces resumed where the
-destination has the upload when a piece fails. Children are put before their index and
+first); a blob it is known to hold in another repository is mounted from there
+(``BlobLocations``); any other goes in one request, or in ``chunk_size`` pieces resumed
+where the destination has the upload when a piece fails. Children are put before their index and
 blobs before their manifest, so nothing the destination shows refers to what it lacks.
 Layers a registry need not hold (non-distributable, with ``urls``) are skipped.
 """
@@ -11,26 +12,87 @@ Layers a registry need not hold (non-distributable, with ``urls``) are skipped.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.oci.mediatypes import INDEX_TYPES, NON_DISTRIBUTABLE_LAYER_TYPES
 from dockyard.remotes.adapter import Adapter, BlobSource, Manifest
-from dockyard.remotes.client import RemoteProtocolError
+from dockyard.remotes.client import (
+    RemoteAuthError,
+    RemoteNotFound,
+    RemoteProtocolError,
+    RemoteUnsupported,
+)
 
 MAX_CHILDREN = 1000
 """Manifests an index may list (a hostile index cannot make a copy endless)."""
 
 
+MAX_LOCATIONS = 100_000
+"""Blobs a ``BlobLocations`` remembers (the least recently used are forgotten)."""
+MAX_DESTINATIONS = 64
+
+
 @dataclass
 class CopyReport:
-    """What a copy did: the digests it put, blobs sent and skipped, bytes sent."""
+    """What a copy did: the digests it put, blobs sent, mounted and skipped, bytes sent."""
 
     manifests: list[str] = field(default_factory=list)
     blobs_sent: list[str] = field(default_factory=list)
     blobs_skipped: list[str] = field(default_factory=list)
+    blobs_mounted: list[str] = field(default_factory=list)
     bytes_sent: int = 0
+
+
+class BlobLocations:
+    """Where one destination is known to hold blobs (a repository per digest, learnt from
+    what copies sent or found there), so that a blob another repository there already has
+    is mounted (``POST …/blobs/uploads/?mount=…&from=…``) instead of sent again.
+
+    ``mounts`` is whether the destination mounts: None until tried, False once a mount
+    was refused before any succeeded (it answered 202, opening an upload instead), so a
+    destination that cannot mount costs one refused request, not one per blob."""
+
+    def __init__(self, limit: int = MAX_LOCATIONS) -> None:
+        self.limit = limit
+        self.mounts: bool | None = None
+        self._where: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def where(self, digest: str) -> str | None:
+        with self._lock:
+            return self._where.get(digest)
+
+    def saw(self, digest: str, repository: str) -> None:
+        with self._lock:
+            self._where[digest] = repository
+            self._where.move_to_end(digest)
+            while len(self._where) > self.limit:
+                self._where.popitem(last=False)
+
+    def forget(self, digest: str) -> None:
+        with self._lock:
+            self._where.pop(digest, None)
+
+
+_DESTINATIONS: OrderedDict[str, BlobLocations] = OrderedDict()
+_DESTINATIONS_LOCK = threading.Lock()
+
+
+def locations_for(key: str) -> BlobLocations:
+    """The process's ``BlobLocations`` of one destination (``key`` names it: an endpoint
+    id, or this registry), kept across copies and tasks."""
+    with _DESTINATIONS_LOCK:
+        found = _DESTINATIONS.get(key)
+        if found is None:
+            found = _DESTINATIONS[key] = BlobLocations()
+            while len(_DESTINATIONS) > MAX_DESTINATIONS:
+                _DESTINATIONS.popitem(last=False)
+        _DESTINATIONS.move_to_end(key)
+        return found
 
 
 def _document(manifest: Manifest) -> dict[str, Any]:
@@ -74,10 +136,18 @@ async def copy_blob(
     descriptor: dict[str, Any],
     report: CopyReport,
     chunk_size: int | None,
+    locations: BlobLocations | None = None,
 ) -> None:
     digest = str(descriptor["digest"])
     if await destination.blob_exists(destination_repository, digest) is not None:
         report.blobs_skipped.append(digest)
+        if locations is not None:
+            locations.saw(digest, destination_repository)
+        return
+    if locations is not None and await _mount(
+        destination, destination_repository, digest, locations
+    ):
+        report.blobs_mounted.append(digest)
         return
     size = descriptor.get("size")
     if not isinstance(size, int) or size < 0:
@@ -91,6 +161,31 @@ async def copy_blob(
     )
     report.blobs_sent.append(digest)
     report.bytes_sent += size
+    if locations is not None:
+        locations.saw(digest, destination_repository)
+
+
+async def _mount(
+    destination: Adapter, repository: str, digest: str, locations: BlobLocations
+) -> bool:
+    """Mount ``digest`` from the repository the destination is known to hold it in."""
+    other = locations.where(digest)
+    if other is None or other == repository or locations.mounts is False:
+        return False
+    try:
+        mounted = await destination.mount_blob(repository, digest, other)
+    except (RemoteUnsupported, RemoteAuthError, RemoteNotFound, RemoteProtocolError):
+        # Refused (no pull on the other repository, a kind that cannot): send it instead.
+        mounted = False
+    if mounted:
+        locations.mounts = True
+        locations.saw(digest, repository)
+        return True
+    if locations.mounts is None:
+        locations.mounts = False
+    else:
+        locations.forget(digest)  # it mounts, but no longer has this one there
+    return False
 
 
 async def copy_artifact(
@@ -102,9 +197,11 @@ async def copy_artifact(
     *,
     chunk_size: int | None = None,
     report: CopyReport | None = None,
+    locations: BlobLocations | None = None,
 ) -> CopyReport:
     """Copy ``source_repository:reference`` to ``destination_repository`` under the same
-    reference (a tag, or the digest)."""
+    reference (a tag, or the digest). With ``locations``, blobs the destination holds in
+    another repository are mounted from there."""
     report = report or CopyReport()
     manifest = await source.get_manifest(source_repository, reference)
     document = _document(manifest)
@@ -121,6 +218,7 @@ async def copy_artifact(
                 str(child["digest"]),
                 chunk_size=chunk_size,
                 report=report,
+                locations=locations,
             )
     else:
         config = document.get("config")
@@ -138,6 +236,7 @@ async def copy_artifact(
                 blob,
                 report,
                 chunk_size,
+                locations,
             )
     await destination.put_manifest(destination_repository, reference, manifest)
     report.manifests.append(manifest.digest)

@@ -45,7 +45,7 @@ from dockyard.projects import repository as projects_repo
 from dockyard.remotes import service as remotes
 from dockyard.remotes.adapter import Adapter, Manifest
 from dockyard.remotes.client import RemoteAuthError, RemoteError, RemoteUnsupported
-from dockyard.remotes.copy import copy_artifact
+from dockyard.remotes.copy import BlobLocations, copy_artifact, locations_for
 from dockyard.remotes.schemas import Registry
 from dockyard.replication import filters as flt
 from dockyard.replication import repository as repo
@@ -645,10 +645,18 @@ def delete_spec(
 
 
 class _Sides:
-    def __init__(self, source: Adapter, destination: Adapter, row: ReplicationPolicy) -> None:
+    def __init__(
+        self,
+        source: Adapter,
+        destination: Adapter,
+        row: ReplicationPolicy,
+        locations: BlobLocations,
+    ) -> None:
         self.source = source
         self.destination = destination
         self.row = row
+        self.locations = locations
+        """Where the destination is known to hold blobs, for cross-repository mounts."""
 
     async def aclose(self) -> None:
         await self.source.aclose()
@@ -677,8 +685,8 @@ async def _open(ctx: JobContext) -> _Sides:
     rate = row.speed * 1024 if row.speed > 0 else None
     local = LocalAdapter(ctx.env.registry, Throttle(rate, ctx.checkpoint))
     if row.src_registry_id == LOCAL_ID:
-        return _Sides(local, remote, row)
-    return _Sides(remote, local, row)
+        return _Sides(local, remote, row, locations_for(f"endpoint {remote_id} {endpoint.url}"))
+    return _Sides(remote, local, row, locations_for("local"))
 
 
 def _literal(value: str) -> bool:
@@ -768,12 +776,19 @@ async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
     if todo:
         await sides.destination.ensure_namespace(target.split("/", 1)[0])
         report = await copy_artifact(
-            sides.source, repository, sides.destination, target, todo[0], chunk_size=chunk
+            sides.source,
+            repository,
+            sides.destination,
+            target,
+            todo[0],
+            chunk_size=chunk,
+            locations=sides.locations,
         )
         bytes_sent += report.bytes_sent
         ctx.log(
             f"copied {repository}:{todo[0]} to {target}: {len(report.manifests)} manifests, "
             f"{len(report.blobs_sent)} blobs sent ({report.bytes_sent} bytes), "
+            f"{len(report.blobs_mounted)} mounted from another repository there, "
             f"{len(report.blobs_skipped)} already there"
         )
         for tag in todo[1:]:
@@ -804,7 +819,13 @@ async def _copy_accessories(
         if existing is not None and existing.digest == accessory:
             continue
         report = await copy_artifact(
-            sides.source, repository, sides.destination, target, reference, chunk_size=chunk
+            sides.source,
+            repository,
+            sides.destination,
+            target,
+            reference,
+            chunk_size=chunk,
+            locations=sides.locations,
         )
         sent += report.bytes_sent
         ctx.log(f"copied {repository}:{reference} (an accessory of {digest}) to {target}")
