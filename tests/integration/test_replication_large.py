@@ -6,10 +6,15 @@ worker's memory watched, and the remote stopped while that layer is in flight.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
+import random
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -17,6 +22,8 @@ import pytest
 from tests.integration.registry_helpers import digest_of, image_manifest, push_blob
 from tests.support.docker_registry import DockerRegistry, available, start_docker_registry
 from tests.support.tcp_proxy import TcpProxy
+
+from dockyard.http.state import AppState
 
 pytestmark = pytest.mark.skipif(not available(), reason="docker-registry is not installed")
 
@@ -175,3 +182,144 @@ async def test_a_destination_that_opens_an_upload_instead_gets_the_blob_sent(
     assert remote.requests(f'"PUT /v2/library/fbb{uid}/blobs/uploads/') == 4
     ((status, log),) = await _copy_logs(admin, execution["id"])
     assert status == "Success" and "4 blobs sent" in log and "0 mounted" in log
+
+
+# --- a 256 MiB layer -----------------------------------------------------------------------
+
+
+def _block(seed: bytes, index: int) -> bytes:
+    """The ``index``-th MiB of a big layer: the same bytes for the same seed, every run."""
+    return random.Random(seed + index.to_bytes(4, "big")).randbytes(MIB)
+
+
+async def _big_chunks(seed: bytes) -> AsyncIterator[bytes]:
+    for index in range(BIG // MIB):
+        yield _block(seed, index)
+
+
+def _big_digest(seed: bytes) -> str:
+    hasher = hashlib.sha256()
+    for index in range(BIG // MIB):
+        hasher.update(_block(seed, index))
+    return "sha256:" + hasher.hexdigest()
+
+
+_BIG_IMAGES: dict[int, tuple[str, str, str]] = {}
+
+
+async def _big_image(admin: httpx.AsyncClient, state: AppState) -> tuple[str, str, str]:
+    """A local image with one 256 MiB layer (pushed once per database): its repository,
+    manifest digest and layer digest. The layer goes up in 16 MiB pieces."""
+    if id(state) in _BIG_IMAGES:
+        return _BIG_IMAGES[id(state)]
+    uid = _uid()
+    repo = f"library/big{uid}"
+    seed = b"dockyard-256"
+    layer = _big_digest(seed)
+    started = await admin.post(f"/v2/{repo}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    location = started.headers["location"]
+    offset = 0
+    piece = bytearray()
+    async for chunk in _big_chunks(seed):
+        piece += chunk
+        if len(piece) >= 16 * MIB:
+            sent = await admin.patch(
+                location,
+                content=bytes(piece),
+                headers={"Content-Range": f"{offset}-{offset + len(piece) - 1}"},
+            )
+            assert sent.status_code == 202, sent.text
+            location = sent.headers["location"]
+            offset += len(piece)
+            piece.clear()
+    done = await admin.put(location, params={"digest": layer})
+    assert done.status_code == 201, done.text
+    config = json.dumps({"architecture": "amd64", "os": "linux", "big": uid}).encode()
+    config_digest = await push_blob(admin, repo, config)
+    manifest = image_manifest((config_digest, len(config)), [(layer, BIG)])
+    put = await admin.put(
+        f"/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert put.status_code == 201, put.text
+    _BIG_IMAGES[id(state)] = (repo, digest_of(manifest), layer)
+    return _BIG_IMAGES[id(state)]
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def _peak_growth() -> Iterator[list[int]]:
+    """The most this process's resident memory grew above where it started, sampled
+    every 20 ms while the block runs (``[growth]`` once it ends)."""
+    start = _rss()
+    peak = [start]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], _rss())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    result: list[int] = []
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result.append(peak[0] - start)
+
+
+async def _remote_blob_digest(remote: DockerRegistry, repository: str, digest: str) -> str:
+    """The digest of the blob's bytes as the remote serves them (streamed)."""
+    hasher = hashlib.sha256()
+    async with (
+        _at(remote) as client,
+        client.stream("GET", f"/v2/{repository}/blobs/{digest}") as response,
+    ):
+        assert response.status_code == 200
+        async for chunk in response.aiter_bytes():
+            hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+
+
+async def test_a_256_mib_layer_pushed_and_pulled_in_bounded_memory(
+    admin: httpx.AsyncClient, remote: DockerRegistry, state: AppState
+) -> None:
+    repo, digest, layer = await _big_image(admin, state)
+    uid = _uid()
+    registry_id = await _endpoint(admin, remote.url)
+    push = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        dest_namespace=f"bigpush{uid}",
+        filters=[{"type": "name", "value": repo}],
+    )
+    with _peak_growth() as growth:
+        execution = await _run(admin, push)
+    assert execution["status"] == "Succeed", execution
+    # Streamed: the worker never held the layer (256 MiB) in memory.
+    assert growth[0] < 96 * MIB, f"memory grew by {growth[0] // MIB} MiB during the push"
+    target = f"bigpush{uid}/{repo.split('/', 1)[1]}"
+    assert await _remote_digest(remote, target, "v1") == digest
+    assert await _remote_blob_digest(remote, target, layer) == layer
+
+    pull = await _policy(
+        admin,
+        src_registry={"id": registry_id},
+        dest_namespace=f"bigpull{uid}",
+        filters=[{"type": "name", "value": target}],
+    )
+    with _peak_growth() as growth:
+        execution = await _run(admin, pull)
+    assert execution["status"] == "Succeed", execution
+    assert growth[0] < 96 * MIB, f"memory grew by {growth[0] // MIB} MiB during the pull"
+    local = f"bigpull{uid}/{repo.split('/', 1)[1]}"
+    head = await admin.head(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert head.headers["docker-content-digest"] == digest
+    blob = await admin.head(f"/v2/{local}/blobs/{layer}")
+    assert blob.status_code == 200 and int(blob.headers["content-length"]) == BIG
