@@ -204,17 +204,13 @@ def _big_digest(seed: bytes) -> str:
     return "sha256:" + hasher.hexdigest()
 
 
-_BIG_IMAGES: dict[int, tuple[str, str, str]] = {}
-
-
-async def _big_image(admin: httpx.AsyncClient, state: AppState) -> tuple[str, str, str]:
-    """A local image with one 256 MiB layer (pushed once per database): its repository,
-    manifest digest and layer digest. The layer goes up in 16 MiB pieces."""
-    if id(state) in _BIG_IMAGES:
-        return _BIG_IMAGES[id(state)]
+async def _big_image(admin: httpx.AsyncClient, state: AppState, name: str) -> tuple[str, str, str]:
+    """A local image with one 256 MiB layer whose bytes follow from ``name`` and the
+    database (so that no copy finds them at a destination already and mounts them):
+    its repository, manifest digest and layer digest. The layer goes up in 16 MiB pieces."""
     uid = _uid()
-    repo = f"library/big{uid}"
-    seed = b"dockyard-256"
+    repo = f"library/{name}{uid}"
+    seed = f"dockyard-256-{name}-{state.settings.effective_database_url}".encode()
     layer = _big_digest(seed)
     started = await admin.post(f"/v2/{repo}/blobs/uploads/")
     assert started.status_code == 202, started.text
@@ -242,8 +238,7 @@ async def _big_image(admin: httpx.AsyncClient, state: AppState) -> tuple[str, st
         f"/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST}
     )
     assert put.status_code == 201, put.text
-    _BIG_IMAGES[id(state)] = (repo, digest_of(manifest), layer)
-    return _BIG_IMAGES[id(state)]
+    return repo, digest_of(manifest), layer
 
 
 def _rss() -> int:
@@ -290,7 +285,7 @@ async def _remote_blob_digest(remote: DockerRegistry, repository: str, digest: s
 async def test_a_256_mib_layer_pushed_and_pulled_in_bounded_memory(
     admin: httpx.AsyncClient, remote: DockerRegistry, state: AppState
 ) -> None:
-    repo, digest, layer = await _big_image(admin, state)
+    repo, digest, layer = await _big_image(admin, state, "big")
     uid = _uid()
     registry_id = await _endpoint(admin, remote.url)
     push = await _policy(
@@ -321,5 +316,116 @@ async def test_a_256_mib_layer_pushed_and_pulled_in_bounded_memory(
     local = f"bigpull{uid}/{repo.split('/', 1)[1]}"
     head = await admin.head(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
     assert head.headers["docker-content-digest"] == digest
+    blob = await admin.head(f"/v2/{local}/blobs/{layer}")
+    assert blob.status_code == 200 and int(blob.headers["content-length"]) == BIG
+
+
+# --- the remote stopped mid-copy -----------------------------------------------------------
+
+
+def _kill(remote: DockerRegistry) -> None:
+    """Stop the remote the hard way (a crash, not a drain)."""
+    assert remote.process is not None
+    remote.process.kill()
+    remote.process.wait(10)
+    remote.process = None
+
+
+def _uploaded(remote: DockerRegistry, repository: str) -> int:
+    """Bytes the remote holds in unfinished uploads to ``repository``."""
+    uploads = remote.root / "data/docker/registry/v2/repositories" / repository / "_uploads"
+    return sum(path.stat().st_size for path in uploads.glob("*/data"))
+
+
+async def _start(admin: httpx.AsyncClient, policy_id: int) -> int:
+    response = await admin.post(EXECUTIONS, json={"policy_id": policy_id})
+    assert response.status_code == 201, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+async def _copy_running(admin: httpx.AsyncClient, execution_id: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        got = await admin.get(f"{EXECUTIONS}/{execution_id}/tasks")
+        if any(t["operation"] == "copy" and t["status"] == "Running" for t in got.json()):
+            return
+        assert time.monotonic() < deadline, "the copy did not start"
+        await asyncio.sleep(0.1)
+
+
+async def _unthrottle(admin: httpx.AsyncClient, policy_id: int) -> None:
+    body = (await admin.get(f"{POLICIES}/{policy_id}")).json()
+    body["speed"] = -1
+    changed = await admin.put(f"{POLICIES}/{policy_id}", json=body)
+    assert changed.status_code == 200, changed.text
+
+
+async def test_the_remote_stopped_mid_copy_leaves_nothing_half_written(
+    admin: httpx.AsyncClient, remote: DockerRegistry, state: AppState
+) -> None:
+    repo, digest, layer = await _big_image(admin, state, "fault")
+    uid = _uid()
+    registry_id = await _endpoint(admin, remote.url)
+    target = f"fault{uid}/{repo.split('/', 1)[1]}"
+    # 16 MiB/s: the 256 MiB layer is in flight for 16 s, long enough to stop the remote.
+    push = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        dest_namespace=f"fault{uid}",
+        speed=16 * 1024,
+        filters=[{"type": "name", "value": repo}],
+    )
+    try:
+        execution_id = await _start(admin, push)
+        deadline = time.monotonic() + 60
+        while _uploaded(remote, target) < 32 * MIB:
+            assert time.monotonic() < deadline, "the layer never went up"
+            await asyncio.sleep(0.05)
+        _kill(remote)
+        execution = await _wait(admin, execution_id, 60)
+        assert execution["status"] == "Failed", execution
+        ((status, log),) = await _copy_logs(admin, execution_id)
+        assert status == "Error"
+        assert "remote error" in log and remote.address in log, log
+    finally:
+        if remote.process is None:
+            remote.start()
+    # Nothing half-written shows: no manifest, no blob (the partial upload is not one).
+    assert await _remote_digest(remote, target, "v1") is None
+    async with _at(remote) as client:
+        assert (await client.head(f"/v2/{target}/blobs/{layer}")).status_code == 404
+    await _unthrottle(admin, push)
+    assert (await _run(admin, push))["status"] == "Succeed"
+    assert await _remote_digest(remote, target, "v1") == digest
+    assert await _remote_blob_digest(remote, target, layer) == layer
+
+    # Dockyard as the destination: a pull whose source stops mid-layer.
+    pull = await _policy(
+        admin,
+        src_registry={"id": registry_id},
+        dest_namespace=f"faultpull{uid}",
+        speed=16 * 1024,
+        filters=[{"type": "name", "value": target}],
+    )
+    local = f"faultpull{uid}/{repo.split('/', 1)[1]}"
+    try:
+        execution_id = await _start(admin, pull)
+        await _copy_running(admin, execution_id)
+        await asyncio.sleep(4)  # at 16 MiB/s, some 64 MiB of the 256 are written
+        _kill(remote)
+        execution = await _wait(admin, execution_id, 60)
+        assert execution["status"] == "Failed", execution
+        ((status, log),) = await _copy_logs(admin, execution_id)
+        assert status == "Error" and "remote error" in log and remote.address in log, log
+    finally:
+        if remote.process is None:
+            remote.start()
+    manifest = await admin.head(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert manifest.status_code == 404
+    assert (await admin.head(f"/v2/{local}/blobs/{layer}")).status_code == 404
+    await _unthrottle(admin, pull)
+    assert (await _run(admin, pull))["status"] == "Succeed"
+    manifest = await admin.head(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert manifest.headers["docker-content-digest"] == digest
     blob = await admin.head(f"/v2/{local}/blobs/{layer}")
     assert blob.status_code == 200 and int(blob.headers["content-length"]) == BIG
