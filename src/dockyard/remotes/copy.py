@@ -198,12 +198,15 @@ async def copy_artifact(
     chunk_size: int | None = None,
     report: CopyReport | None = None,
     locations: BlobLocations | None = None,
+    manifest: Manifest | None = None,
 ) -> CopyReport:
     """Copy ``source_repository:reference`` to ``destination_repository`` under the same
     reference (a tag, or the digest). With ``locations``, blobs the destination holds in
-    another repository are mounted from there."""
+    another repository are mounted from there. ``manifest``: the source's manifest of
+    ``reference`` when the caller has it already (it is not fetched again)."""
     report = report or CopyReport()
-    manifest = await source.get_manifest(source_repository, reference)
+    if manifest is None:
+        manifest = await source.get_manifest(source_repository, reference)
     document = _document(manifest)
     if manifest.media_type in INDEX_TYPES or "manifests" in document:
         children = _descriptors(document.get("manifests"), manifest.digest)

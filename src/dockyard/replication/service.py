@@ -840,6 +840,7 @@ async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             todo[0],
             chunk_size=chunk,
             locations=sides.locations,
+            manifest=manifest,
         )
         bytes_sent += report.bytes_sent
         ctx.log(
