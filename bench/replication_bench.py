@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python bench/replication_bench.py [--quick] [--json out.json]
-        [--job-workers 4]
+        [--job-workers 4] [--postgres]
 
 One Dockyard (``dockyard serve``, SQLite) holds the images; two empty ``docker-registry``
 processes (no auth, filesystem storage) receive them: one from a Dockyard push-based
@@ -19,13 +19,16 @@ stored:
 ``skopeo sync`` copies the 1 GiB repository with ``--src docker``, and the 500 small
 ones in one run with ``--src yaml`` naming every repository (it copies one image at a
 time). Dockyard's execution plans one task per image and runs ``--job-workers`` of them
-at once. ``--quick``: 4 x 16 MiB and 50 small images.
+at once. ``--quick``: 4 x 16 MiB and 50 small images. ``--postgres``: Dockyard on a
+throwaway PostgreSQL database (``tests/support/postgres.py`` finds the server) instead
+of SQLite.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +43,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 from oci_images import Image, build_layout
 from registry_bench import BenchError, Dockyard, free_port, run, sha256_mbps
@@ -108,16 +112,19 @@ class Destination:
 class Source(Dockyard):
     """Dockyard allowed to reach loopback endpoints, its job slots set."""
 
-    def __init__(self, workdir: Path, job_workers: int) -> None:
+    def __init__(self, workdir: Path, job_workers: int, database_url: str = "") -> None:
         super().__init__(workdir, sys.executable, [])
         self.count_sql = False
         self.job_workers = job_workers
+        self.database_url = database_url
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         cmd, env = super().command()
         env["DOCKYARD_EGRESS_ALLOW_LOOPBACK"] = "true"
         env["DOCKYARD_JOB_WORKERS"] = str(self.job_workers)
         env["DOCKYARD_JOB_POLL_SECONDS"] = "0.2"
+        if self.database_url:
+            env["DOCKYARD_DATABASE_URL"] = self.database_url
         return cmd, env
 
 
@@ -261,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 x 16 MiB and 50 small images")
     parser.add_argument("--job-workers", type=int, default=4, help="Dockyard's job slots")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="Dockyard on a throwaway PostgreSQL database (default: SQLite in its data dir)",
+    )
     args = parser.parse_args(argv)
     for tool in ("skopeo", DOCKER_REGISTRY):
         if shutil.which(tool) is None:
@@ -269,13 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     small_count = 50 if args.quick else 500
     work = Path(tempfile.mkdtemp(prefix="replication-bench-"))
     servers: list[Any] = []
+    stack = contextlib.ExitStack()
     try:
         print(f"building images in {work} ...", flush=True)
         layout = work / "layout"
         specs = [("big", [layer] * 4)] + [(f"s{i:03d}", [64 * KiB] * 3) for i in range(small_count)]
         images = build_layout(layout, specs)
         big, small = images[0], images[1:]
-        source = Source(work, args.job_workers)
+        database_url = ""
+        if args.postgres:
+            import postgres as pg
+
+            database_url = stack.enter_context(pg.temporary_database(pg.postgres_admin_url()))
+        source = Source(work, args.job_workers, database_url)
         mirror = Destination(work, "dockyard-dest")
         baseline = Destination(work, "skopeo-dest")
         servers += [source, mirror, baseline]
@@ -324,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in reversed(servers):
             server.stop()
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -335,7 +354,8 @@ def report(figures: dict[str, float], big: Image, small_count: int, args: Any) -
     skopeo_rate = small_count / figures["small_skopeo_s"]
     load1, _, _ = os.getloadavg()
     print()
-    print(f"machine: {os.cpu_count()} cores, load average {load1:.1f} at the end")
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"machine: {os.cpu_count()} cores, load average {load1:.1f} at the end; {database}")
     print(f"sha256 on one core: {sha256_mbps():.0f} MB/s (Dockyard and distribution both hash")
     print("every byte they store, and skopeo hashes what it copies: it bounds the big copy)")
     print()

@@ -6,15 +6,17 @@ first); a blob it is known to hold in another repository is mounted from there
 (``BlobLocations``); any other goes in one request, or in ``chunk_size`` pieces resumed
 where the destination has the upload when a piece fails. Children are put before their index and
 blobs before their manifest, so nothing the destination shows refers to what it lacks.
-Layers a registry need not hold (non-distributable, with ``urls``) are skipped.
+Layers a registry need not hold (non-distributable, with ``urls``) are skipped. A
+manifest's blobs are copied ``BLOB_CONCURRENCY`` at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,9 @@ MAX_CHILDREN = 1000
 """Manifests an index may list (a hostile index cannot make a copy endless)."""
 
 
+BLOB_CONCURRENCY = 4
+"""Blobs of one manifest copied at once (as ``skopeo`` and ``docker push`` do): the
+destination hashes and stores one while the next is read and sent."""
 MAX_LOCATIONS = 100_000
 """Blobs a ``BlobLocations`` remembers (the least recently used are forgotten)."""
 MAX_DESTINATIONS = 64
@@ -59,6 +64,8 @@ class BlobLocations:
     def __init__(self, limit: int = MAX_LOCATIONS) -> None:
         self.limit = limit
         self.mounts: bool | None = None
+        self.probe: asyncio.Event | None = None
+        """Set while the first mount asks whether the destination mounts."""
         self._where: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -168,10 +175,29 @@ async def copy_blob(
 async def _mount(
     destination: Adapter, repository: str, digest: str, locations: BlobLocations
 ) -> bool:
-    """Mount ``digest`` from the repository the destination is known to hold it in."""
-    other = locations.where(digest)
-    if other is None or other == repository or locations.mounts is False:
-        return False
+    """Mount ``digest`` from the repository the destination is known to hold it in.
+    While it is not known whether the destination mounts, one mount at a time asks
+    (the blobs copied beside it wait for the answer)."""
+    while True:
+        other = locations.where(digest)
+        if other is None or other == repository or locations.mounts is False:
+            return False
+        if locations.mounts is True:
+            return await _try_mount(destination, repository, digest, other, locations)
+        if locations.probe is None:
+            break
+        await locations.probe.wait()
+    locations.probe = asyncio.Event()
+    try:
+        return await _try_mount(destination, repository, digest, other, locations)
+    finally:
+        locations.probe.set()
+        locations.probe = None
+
+
+async def _try_mount(
+    destination: Adapter, repository: str, digest: str, other: str, locations: BlobLocations
+) -> bool:
     try:
         mounted = await destination.mount_blob(repository, digest, other)
     except (RemoteUnsupported, RemoteAuthError, RemoteNotFound, RemoteProtocolError):
@@ -186,6 +212,26 @@ async def _mount(
     else:
         locations.forget(digest)  # it mounts, but no longer has this one there
     return False
+
+
+async def _concurrently(jobs: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``jobs``, ``BLOB_CONCURRENCY`` at a time; the first failure cancels the rest
+    and is raised as it is (not wrapped in an ``ExceptionGroup``)."""
+    gate = asyncio.Semaphore(BLOB_CONCURRENCY)
+
+    async def gated(job: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await job
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(gated(job))
+    except BaseExceptionGroup as failed:
+        first = failed.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 async def copy_artifact(
@@ -230,17 +276,21 @@ async def copy_artifact(
             if layer.get("mediaType") in NON_DISTRIBUTABLE_LAYER_TYPES and layer.get("urls"):
                 continue
             blobs.append(layer)
-        for blob in blobs:
-            await copy_blob(
-                source,
-                source_repository,
-                destination,
-                destination_repository,
-                blob,
-                report,
-                chunk_size,
-                locations,
-            )
+        await _concurrently(
+            [
+                copy_blob(
+                    source,
+                    source_repository,
+                    destination,
+                    destination_repository,
+                    blob,
+                    report,
+                    chunk_size,
+                    locations,
+                )
+                for blob in blobs
+            ]
+        )
     await destination.put_manifest(destination_repository, reference, manifest)
     report.manifests.append(manifest.digest)
     return report
