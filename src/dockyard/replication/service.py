@@ -16,6 +16,7 @@ No transaction is held while a remote is reached.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -84,6 +85,8 @@ CHUNK_BYTES = 8 * 1024 * 1024
 """Piece size of a chunked upload (``copy_by_chunk``)."""
 MAX_SPEED_KB = 10 * 1024 * 1024
 PLAN_CHECKPOINT_SECONDS = 1.0
+PLAN_CONCURRENCY = 8
+"""Repositories a plan looks at at once."""
 """How often a plan saves its log and looks for a stop while it lists the source."""
 _MAX_NAME = 255
 _MAX_DESCRIPTION = 1024
@@ -731,36 +734,23 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             and _literal(f["value"])
         ]
         ctx.log("the source lists no repositories: using the repository names of the name filters")
+    selected = [r for r in repositories if selection.repository(r)]
     specs: list[jobs.TaskSpec] = []
     there = 0
     checked = time.monotonic()
-    for repository in repositories:
-        if not selection.repository(repository):
-            continue
-        by_digest: dict[str, list[str]] = {}
-        all_tags = await source.list_tags(repository)
-        for tag in all_tags:
-            if not selection.tag(tag):
-                continue
-            ref = await source.head_manifest(repository, tag)
-            if ref is not None:
-                by_digest.setdefault(ref.digest, []).append(tag)
-        for digest, tags in by_digest.items():
-            labels: set[str] = set()
-            if selection.labels or isinstance(sides.destination, HarborAdapter):
-                async with ctx.env.db.read() as session:
-                    labels = await repo.label_names(session, repository, digest)
-                if selection.labels and not selection.labels_pass(labels):
-                    continue
-            if not labels and await _already_there(sides, repository, digest, tags, all_tags):
-                there += 1
-                continue
-            if len(specs) >= MAX_TASKS:
-                ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
-                break
-            prefix = fallback_tag(digest) + "."
-            cosign = [tag for tag in all_tags if tag.startswith(prefix)]
-            specs.append(copy_spec(row, repository, digest, tags, cosign))
+    for first in range(0, len(selected), PLAN_CONCURRENCY):
+        batch = selected[first : first + PLAN_CONCURRENCY]
+        # Repositories are looked at several at a time: the HEADs at the destination
+        # and the reads here overlap (a rerun of 500 small repositories is those HEADs).
+        for planned, skipped in await asyncio.gather(
+            *(_plan_repository(ctx, sides, selection, name) for name in batch)
+        ):
+            specs += planned
+            there += skipped
+        if len(specs) > MAX_TASKS:
+            ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
+            specs = specs[:MAX_TASKS]
+            break
         if time.monotonic() - checked >= PLAN_CHECKPOINT_SECONDS:
             # A stop asked for ends the plan here (one write transaction, so not per
             # repository: a plan of 500 small repositories would spend its time there).
@@ -777,6 +767,38 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
         if execution is not None and specs:
             await jobs.add_tasks(session, execution, specs)
     return {"planned": len(specs)}
+
+
+async def _plan_repository(
+    ctx: JobContext, sides: _Sides, selection: flt.Selection, repository: str
+) -> tuple[list[jobs.TaskSpec], int]:
+    """The copy tasks of one repository's selected artifacts, and how many of them are
+    at the destination already (not planned)."""
+    source = sides.source
+    by_digest: dict[str, list[str]] = {}
+    all_tags = await source.list_tags(repository)
+    for tag in all_tags:
+        if not selection.tag(tag):
+            continue
+        ref = await source.head_manifest(repository, tag)
+        if ref is not None:
+            by_digest.setdefault(ref.digest, []).append(tag)
+    specs: list[jobs.TaskSpec] = []
+    there = 0
+    for digest, tags in by_digest.items():
+        labels: set[str] = set()
+        if selection.labels or isinstance(sides.destination, HarborAdapter):
+            async with ctx.env.db.read() as session:
+                labels = await repo.label_names(session, repository, digest)
+            if selection.labels and not selection.labels_pass(labels):
+                continue
+        if not labels and await _already_there(sides, repository, digest, tags, all_tags):
+            there += 1
+            continue
+        prefix = fallback_tag(digest) + "."
+        cosign = [tag for tag in all_tags if tag.startswith(prefix)]
+        specs.append(copy_spec(sides.row, repository, digest, tags, cosign))
+    return specs, there
 
 
 async def _already_there(
