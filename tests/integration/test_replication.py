@@ -183,10 +183,11 @@ async def test_push_mode_copies_an_image_and_an_index(
     # A rerun with nothing changed copies nothing.
     again = await _run(admin, policy_id)
     assert again["status"] == "Succeed"
-    again_tasks = await _tasks(admin, again["id"])
-    for task in again_tasks:
-        if task["operation"] == "copy":
-            assert "nothing to copy" in await _log(admin, again["id"], task["id"])
+    (plan,) = await _tasks(admin, again["id"])
+    assert plan["operation"] == "plan"
+    assert "2 artifacts are at the destination already" in await _log(
+        admin, again["id"], plan["id"]
+    )
 
     listed = await admin.get(EXECUTIONS, params={"policy_id": policy_id})
     assert listed.status_code == 200
@@ -599,6 +600,96 @@ async def test_signatures_and_referrers_travel_with_their_subject(
     assert await _remote_digest(remote, repo, "v1") == subject
     assert await _remote_digest(remote, repo, sig_tag) == digest_of(signature)
     assert await _remote_digest(remote, repo, digest_of(sbom)) == digest_of(sbom)
+    # distribution 2.8 has no referrers API: the fallback tag lists the referrer there.
+    async with _remote_client(remote) as client:
+        fallback = await client.get(
+            f"/v2/{repo}/manifests/{subject.replace(':', '-')}", headers={"Accept": OCI_INDEX}
+        )
+    assert fallback.status_code == 200, fallback.text
+    assert [d["digest"] for d in fallback.json()["manifests"]] == [digest_of(sbom)]
+    assert fallback.json()["manifests"][0]["artifactType"] == "application/spdx+json"
+
+
+async def _upload(client: httpx.AsyncClient, repo: str, data: bytes) -> str:
+    """A blob pushed to distribution 2.8 (a POST, then a PUT with the bytes)."""
+    started = await client.post(f"/v2/{repo}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    digest = digest_of(data)
+    # The location keeps its own query (``_state``): the digest is added to it.
+    target = httpx.URL(started.headers["location"]).copy_merge_params({"digest": digest})
+    done = await client.put(target, content=data)
+    assert done.status_code == 201, done.text
+    return digest
+
+
+async def test_pull_brings_referrers_listed_by_the_fallback_tag(
+    admin: httpx.AsyncClient, remote: DockerRegistry
+) -> None:
+    """A source without the referrers API (distribution 2.8) lists a subject's referrers
+    in the fallback tag ``sha256-<hex>``; a pull brings them, whatever the tag filters."""
+    uid = _uid()
+    repo = f"src{uid}/app"
+    async with _remote_client(remote) as client:
+        config = await _upload(client, repo, b'{"architecture":"amd64","os":"linux"}')
+        layer = await _upload(client, repo, b"layer " + uid.encode())
+        image = image_manifest((config, 37), [(layer, len(b"layer " + uid.encode()))])
+        put = await client.put(
+            f"/v2/{repo}/manifests/v1",
+            content=image,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        assert put.status_code == 201, put.text
+        subject = digest_of(image)
+        empty = await _upload(client, repo, b"{}")
+        sbom = image_manifest(
+            (empty, 2),
+            [(layer, len(b"layer " + uid.encode()))],
+            subject=(subject, len(image)),
+            artifact_type="application/spdx+json",
+            config_type="application/vnd.oci.empty.v1+json",
+        )
+        put = await client.put(
+            f"/v2/{repo}/manifests/{digest_of(sbom)}",
+            content=sbom,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        assert put.status_code == 201, put.text
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": digest_of(sbom),
+                        "size": len(sbom),
+                        "artifactType": "application/spdx+json",
+                    }
+                ],
+            }
+        ).encode()
+        put = await client.put(
+            f"/v2/{repo}/manifests/{subject.replace(':', '-')}",
+            content=index,
+            headers={"Content-Type": OCI_INDEX},
+        )
+        assert put.status_code == 201, put.text
+        assert (await client.get(f"/v2/{repo}/referrers/{subject}")).status_code == 404
+
+    registry_id = await _endpoint(admin, remote)
+    policy_id = await _policy(
+        admin,
+        src_registry={"id": registry_id},
+        dest_namespace=f"pulled{uid}",
+        filters=[{"type": "name", "value": repo}, {"type": "tag", "value": "v1"}],
+    )
+    execution = await _run(admin, policy_id)
+    assert execution["status"] == "Succeed", await _tasks(admin, execution["id"])
+    local = f"pulled{uid}/app"
+    referrers = await admin.get(f"/v2/{local}/referrers/{subject}")
+    assert referrers.status_code == 200, referrers.text
+    assert [d["digest"] for d in referrers.json()["manifests"]] == [digest_of(sbom)]
+    assert referrers.json()["manifests"][0]["artifactType"] == "application/spdx+json"
 
 
 async def test_robots_granted_replication_may_and_others_may_not(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 # What a policy or the console may offer, per kind (Harbor's ``FilterStyle`` and triggers).
 FILTER_NAME = "name"
@@ -77,6 +77,22 @@ class BlobStream:
     chunks: AsyncIterator[bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Referrers:
+    """The manifests whose ``subject`` is an artifact (OCI 1.1): their descriptors, and
+    whether the registry answered with the referrers API (``api``) or only the fallback
+    tag (``sha256-<hex>``, an index of them) could be read."""
+
+    descriptors: list[dict[str, Any]]
+    api: bool
+
+
+def fallback_tag(digest: str) -> str:
+    """The referrers tag schema's tag of a subject: ``sha256:<hex>`` -> ``sha256-<hex>``."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm}-{encoded}"
+
+
 BlobSource = Callable[[int], AsyncIterator[bytes]]
 """The bytes of a blob from an offset on (so an upload can resume where the remote has it)."""
 
@@ -111,6 +127,10 @@ class Adapter(Protocol):
         """Store ``manifest`` under ``reference`` (a tag or its digest); returns the digest."""
 
     async def delete_manifest(self, repository: str, digest: str) -> None: ...
+
+    async def list_referrers(self, repository: str, digest: str) -> Referrers:
+        """The artifacts whose ``subject`` is ``digest``: the referrers API, or the
+        fallback tag where the remote has no such API."""
 
     async def delete_tag(self, repository: str, tag: str) -> None: ...
 

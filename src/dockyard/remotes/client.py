@@ -205,6 +205,7 @@ class RemoteClient:
         self.retries = retries
         self.backoff = backoff
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._token_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._challenge: Challenge | None = None
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
@@ -367,12 +368,21 @@ class RemoteClient:
             basic = self._basic()
             return basic if basic is not None and basic != sent else None
         wanted = challenge.params.get("scope") or scope or ""
-        token = await self._bearer(challenge, wanted, fetch=True, force=True)
+        token = await self._bearer(challenge, wanted, fetch=True, force=True, sent=sent)
         return token if token != sent else None
 
     async def _bearer(
-        self, challenge: Challenge, scope: str, *, fetch: bool, force: bool = False
+        self,
+        challenge: Challenge,
+        scope: str,
+        *,
+        fetch: bool,
+        force: bool = False,
+        sent: str | None = None,
     ) -> str | None:
+        """The token of ``scope``: the cached one, or (``fetch``) a new one. ``force``: a
+        new one unless another request fetched one meanwhile that differs from ``sent``
+        (concurrent requests of a scope, a copy's blobs, share one token fetch)."""
         realm = challenge.params.get("realm", "")
         service = challenge.params.get("service", "")
         key = (realm, service, scope)
@@ -381,8 +391,16 @@ class RemoteClient:
             return f"Bearer {cached[0]}"
         if not fetch:
             return None
-        token, lifetime = await self._fetch_token(realm, service, scope)
-        self._tokens[key] = (token, time.monotonic() + max(lifetime - TOKEN_MARGIN, 1.0))
+        async with self._token_locks.setdefault(key, asyncio.Lock()):
+            cached = self._tokens.get(key)
+            if (
+                cached is not None
+                and cached[1] > time.monotonic()
+                and (not force or f"Bearer {cached[0]}" != sent)
+            ):
+                return f"Bearer {cached[0]}"
+            token, lifetime = await self._fetch_token(realm, service, scope)
+            self._tokens[key] = (token, time.monotonic() + max(lifetime - TOKEN_MARGIN, 1.0))
         return f"Bearer {token}"
 
     async def _fetch_token(self, realm: str, service: str, scope: str) -> tuple[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -36,6 +36,8 @@ from dockyard.remotes.adapter import (
     KindInfo,
     Manifest,
     ManifestRef,
+    Referrers,
+    fallback_tag,
 )
 from dockyard.remotes.client import (
     MAX_SMALL_BODY,
@@ -75,6 +77,19 @@ async def fail(response: httpx.Response, what: str) -> RemoteProtocolError:
     if status in (405, 501) or "UNSUPPORTED" in text:
         raise RemoteUnsupported(message)
     return RemoteProtocolError(message)
+
+
+def _index_descriptors(body: object, where: str) -> list[dict[str, Any]]:
+    """The ``manifests`` of an image index, each a descriptor with a digest."""
+    found = body.get("manifests") if isinstance(body, dict) else None
+    if found is None:
+        return []
+    if not isinstance(found, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("digest"), str) and is_digest(d["digest"])
+        for d in found
+    ):
+        raise RemoteProtocolError(f"{where}: the index lists descriptors without digests")
+    return found
 
 
 def _next_link(response: httpx.Response) -> str | None:
@@ -255,6 +270,28 @@ class DistributionAdapter:
         if response.status_code not in (200, 202, 204):
             raise await fail(response, f"delete {repository}@{digest}")
         await discard(response)
+
+    async def list_referrers(self, repository: str, digest: str) -> Referrers:
+        """``GET /v2/<name>/referrers/<digest>``; a registry without the API answers 404
+        (a registry with it never does, OCI 1.1), and then the fallback tag is read."""
+        where = f"the referrers of {repository}@{digest}"
+        response = await self.client.request(
+            "GET",
+            self._path(repository, "referrers", digest),
+            scope=self._scope(repository, "pull"),
+            headers={"Accept": OCI_INDEX},
+        )
+        if response.status_code == 200:
+            body = decode_json(await read_limited(response, MAX_SMALL_BODY), where)
+            return Referrers(_index_descriptors(body, where), api=True)
+        if response.status_code not in (404, 405):
+            raise await fail(response, where)
+        await discard(response)
+        try:
+            index = await self.get_manifest(repository, fallback_tag(digest))
+        except RemoteNotFound:
+            return Referrers([], api=False)
+        return Referrers(_index_descriptors(decode_json(index.body, where), where), api=False)
 
     async def delete_tag(self, repository: str, tag: str) -> None:
         """A tag alone, where the registry can (distribution 3 can; 2.x answers UNSUPPORTED,

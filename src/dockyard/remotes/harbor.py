@@ -109,6 +109,28 @@ class HarborAdapter(DistributionAdapter):
         labels = artifact.get("labels") if isinstance(artifact, dict) else None
         return [str(label["name"]) for label in labels or [] if isinstance(label, dict)]
 
+    async def add_labels(self, repository: str, reference: str, names: list[str]) -> None:
+        """Put the labels ``names`` on an artifact: global labels of those names, made
+        where the remote has none yet (an artifact labelled already is left as it is)."""
+        project, _, rest = self.repository(repository).partition("/")
+        artifact = (
+            f"/projects/{quote(project, safe='')}/repositories/{_repository_segment(rest)}"
+            f"/artifacts/{quote(reference, safe=':')}"
+        )
+        for name in names:
+            label_id = await self._global_label(name)
+            await self._api("POST", artifact + "/labels", body={"id": label_id})
+
+    async def _global_label(self, name: str) -> int:
+        for attempt in range(2):
+            for label in await self._paged("/labels", {"scope": "g", "name": name}):
+                if isinstance(label, dict) and label.get("name") == name:
+                    return int(label["id"])
+            if attempt == 0:
+                # A 409 means another copy made it meanwhile: it is listed the next time.
+                await self._api("POST", "/labels", body={"name": name, "scope": "g"})
+        raise RemoteProtocolError(f"{API}/labels: the label {name!r} was made but is not listed")
+
     async def ensure_namespace(self, namespace: str) -> None:
         """Create the project (private) unless it exists; a 409 means someone else did."""
         response = await self.client.request(

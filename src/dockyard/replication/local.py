@@ -29,7 +29,14 @@ from dockyard.iam.users import BUILTIN_ADMIN_ID
 from dockyard.projects import repository as projects_repo
 from dockyard.projects.service import create_project
 from dockyard.registry.service import RegistryService
-from dockyard.remotes.adapter import BlobSource, BlobStream, KindInfo, Manifest, ManifestRef
+from dockyard.remotes.adapter import (
+    BlobSource,
+    BlobStream,
+    KindInfo,
+    Manifest,
+    ManifestRef,
+    Referrers,
+)
 
 REPLICATION_ACTOR = Actor("replication", "-")
 """Who the audit log says made the changes a pull-based policy writes."""
@@ -162,10 +169,13 @@ class LocalAdapter:
             repository, digest, self.throttle.wrap(source(0)), size, self.actor
         )
 
-    async def referrer_digests(self, repository: str, digest: str) -> list[str]:
-        """The digests of the artifacts whose ``subject`` is ``digest`` (OCI referrers)."""
-        found = await self.registry.referrers(repository, digest, None)
-        return [str(d["digest"]) for d in found]
+    async def list_referrers(self, repository: str, digest: str) -> Referrers:
+        """The artifacts whose ``subject`` is ``digest`` (this registry has the API)."""
+        try:
+            found = await self.registry.referrers(repository, digest, None)
+        except NameUnknownError:
+            found = []
+        return Referrers(found, api=True)
 
     async def ensure_namespace(self, namespace: str) -> None:
         """A pull-based policy's project is made when missing (private, owned by the

@@ -16,8 +16,10 @@ No transaction is held while a remote is reached.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,12 +42,14 @@ from dockyard.jobs import schedules
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution, Task, TaskLog
 from dockyard.jobs.runner import JobContext, PermanentJobError
-from dockyard.oci.mediatypes import INDEX_TYPES
+from dockyard.oci.digest import Digest
+from dockyard.oci.mediatypes import INDEX_TYPES, OCI_INDEX
 from dockyard.projects import repository as projects_repo
 from dockyard.remotes import service as remotes
-from dockyard.remotes.adapter import Adapter, Manifest
+from dockyard.remotes.adapter import Adapter, Manifest, fallback_tag
 from dockyard.remotes.client import RemoteAuthError, RemoteError, RemoteUnsupported
-from dockyard.remotes.copy import copy_artifact
+from dockyard.remotes.copy import BlobLocations, copy_artifact, locations_for
+from dockyard.remotes.harbor import HarborAdapter
 from dockyard.remotes.schemas import Registry
 from dockyard.replication import filters as flt
 from dockyard.replication import repository as repo
@@ -80,6 +84,10 @@ ARTIFACTS_LISTED = 100
 CHUNK_BYTES = 8 * 1024 * 1024
 """Piece size of a chunked upload (``copy_by_chunk``)."""
 MAX_SPEED_KB = 10 * 1024 * 1024
+PLAN_CHECKPOINT_SECONDS = 1.0
+PLAN_CONCURRENCY = 8
+"""Repositories a plan looks at at once."""
+"""How often a plan saves its log and looks for a stop while it lists the source."""
 _MAX_NAME = 255
 _MAX_DESCRIPTION = 1024
 _NAMESPACE = re.compile(
@@ -596,15 +604,29 @@ def destination_name(row: ReplicationPolicy, repository: str) -> str:
 
 
 def copy_spec(
-    row: ReplicationPolicy, repository: str, digest: str, tags: Sequence[str]
+    row: ReplicationPolicy,
+    repository: str,
+    digest: str,
+    tags: Sequence[str],
+    cosign_tags: Sequence[str] | None = None,
 ) -> jobs.TaskSpec:
+    """A copy task; ``cosign_tags``: the source's cosign tags of ``digest`` when a plan
+    listed them already (else the task looks for each kind)."""
+    params: dict[str, Any] = {
+        "op": OP_COPY,
+        "repository": repository,
+        "digest": digest,
+        "tags": list(tags),
+    }
+    if cosign_tags is not None:
+        params["cosign_tags"] = list(cosign_tags)
     try:
         target = destination_name(row, repository)
     except ValueError:
         target = repository  # the task reports the flattening error
     shown = ",".join(tags) if tags else digest
     return jobs.TaskSpec(
-        params={"op": OP_COPY, "repository": repository, "digest": digest, "tags": list(tags)},
+        params=params,
         extra_attrs={
             "operation": OP_COPY,
             "resource_type": "artifact",
@@ -645,10 +667,18 @@ def delete_spec(
 
 
 class _Sides:
-    def __init__(self, source: Adapter, destination: Adapter, row: ReplicationPolicy) -> None:
+    def __init__(
+        self,
+        source: Adapter,
+        destination: Adapter,
+        row: ReplicationPolicy,
+        locations: BlobLocations,
+    ) -> None:
         self.source = source
         self.destination = destination
         self.row = row
+        self.locations = locations
+        """Where the destination is known to hold blobs, for cross-repository mounts."""
 
     async def aclose(self) -> None:
         await self.source.aclose()
@@ -677,8 +707,8 @@ async def _open(ctx: JobContext) -> _Sides:
     rate = row.speed * 1024 if row.speed > 0 else None
     local = LocalAdapter(ctx.env.registry, Throttle(rate, ctx.checkpoint))
     if row.src_registry_id == LOCAL_ID:
-        return _Sides(local, remote, row)
-    return _Sides(remote, local, row)
+        return _Sides(local, remote, row, locations_for(f"endpoint {remote_id} {endpoint.url}"))
+    return _Sides(remote, local, row, locations_for("local"))
 
 
 def _literal(value: str) -> bool:
@@ -704,34 +734,91 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             and _literal(f["value"])
         ]
         ctx.log("the source lists no repositories: using the repository names of the name filters")
+    selected = [r for r in repositories if selection.repository(r)]
     specs: list[jobs.TaskSpec] = []
-    for repository in repositories:
-        if not selection.repository(repository):
-            continue
-        by_digest: dict[str, list[str]] = {}
-        for tag in await source.list_tags(repository):
-            if not selection.tag(tag):
-                continue
-            ref = await source.head_manifest(repository, tag)
-            if ref is not None:
-                by_digest.setdefault(ref.digest, []).append(tag)
-        for digest, tags in by_digest.items():
-            if selection.labels:
-                async with ctx.env.db.read() as session:
-                    labels = await repo.label_names(session, repository, digest)
-                if not selection.labels_pass(labels):
-                    continue
-            if len(specs) >= MAX_TASKS:
-                ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
-                break
-            specs.append(copy_spec(row, repository, digest, tags))
-        await ctx.checkpoint()
+    there = 0
+    checked = time.monotonic()
+    for first in range(0, len(selected), PLAN_CONCURRENCY):
+        batch = selected[first : first + PLAN_CONCURRENCY]
+        # Repositories are looked at several at a time: the HEADs at the destination
+        # and the reads here overlap (a rerun of 500 small repositories is those HEADs).
+        for planned, skipped in await asyncio.gather(
+            *(_plan_repository(ctx, sides, selection, name) for name in batch)
+        ):
+            specs += planned
+            there += skipped
+        if len(specs) > MAX_TASKS:
+            ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
+            specs = specs[:MAX_TASKS]
+            break
+        if time.monotonic() - checked >= PLAN_CHECKPOINT_SECONDS:
+            # A stop asked for ends the plan here (one write transaction, so not per
+            # repository: a plan of 500 small repositories would spend its time there).
+            await ctx.checkpoint()
+            checked = time.monotonic()
+    if there:
+        ctx.log(
+            f"{there} artifacts are at the destination already, with every tag and no "
+            "signature or referrer to bring: not planned"
+        )
     ctx.log(f"planned {len(specs)} artifact copies from {len(repositories)} repositories")
     async with ctx.env.db.write() as session:
         execution = await session.get(Execution, ctx.execution_id)
         if execution is not None and specs:
             await jobs.add_tasks(session, execution, specs)
     return {"planned": len(specs)}
+
+
+async def _plan_repository(
+    ctx: JobContext, sides: _Sides, selection: flt.Selection, repository: str
+) -> tuple[list[jobs.TaskSpec], int]:
+    """The copy tasks of one repository's selected artifacts, and how many of them are
+    at the destination already (not planned)."""
+    source = sides.source
+    by_digest: dict[str, list[str]] = {}
+    all_tags = await source.list_tags(repository)
+    for tag in all_tags:
+        if not selection.tag(tag):
+            continue
+        ref = await source.head_manifest(repository, tag)
+        if ref is not None:
+            by_digest.setdefault(ref.digest, []).append(tag)
+    specs: list[jobs.TaskSpec] = []
+    there = 0
+    for digest, tags in by_digest.items():
+        labels: set[str] = set()
+        if selection.labels or isinstance(sides.destination, HarborAdapter):
+            async with ctx.env.db.read() as session:
+                labels = await repo.label_names(session, repository, digest)
+            if selection.labels and not selection.labels_pass(labels):
+                continue
+        if not labels and await _already_there(sides, repository, digest, tags, all_tags):
+            there += 1
+            continue
+        prefix = fallback_tag(digest) + "."
+        cosign = [tag for tag in all_tags if tag.startswith(prefix)]
+        specs.append(copy_spec(sides.row, repository, digest, tags, cosign))
+    return specs, there
+
+
+async def _already_there(
+    sides: _Sides, repository: str, digest: str, tags: list[str], all_tags: list[str]
+) -> bool:
+    """Whether a copy task would find nothing to do: every tag is ``digest`` at the
+    destination, and nothing travels with it (no cosign tag, no referrer at the source).
+    One HEAD per tag at the destination, so a rerun with nothing changed plans nothing."""
+    prefix = fallback_tag(digest) + "."
+    if any(tag.startswith(prefix) for tag in all_tags):
+        return False
+    try:
+        target = destination_name(sides.row, repository)
+    except ValueError:
+        return False  # the task says why
+    for tag in tags:
+        found = await sides.destination.head_manifest(target, tag)
+        if found is None or found.digest != digest:
+            return False
+    return not (await sides.source.list_referrers(repository, digest)).descriptors
 
 
 def _subject(ctx: JobContext, row: ReplicationPolicy) -> tuple[str, str, list[str], str]:
@@ -768,18 +855,32 @@ async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
     if todo:
         await sides.destination.ensure_namespace(target.split("/", 1)[0])
         report = await copy_artifact(
-            sides.source, repository, sides.destination, target, todo[0], chunk_size=chunk
+            sides.source,
+            repository,
+            sides.destination,
+            target,
+            todo[0],
+            chunk_size=chunk,
+            locations=sides.locations,
+            manifest=manifest,
         )
         bytes_sent += report.bytes_sent
         ctx.log(
             f"copied {repository}:{todo[0]} to {target}: {len(report.manifests)} manifests, "
             f"{len(report.blobs_sent)} blobs sent ({report.bytes_sent} bytes), "
+            f"{len(report.blobs_mounted)} mounted from another repository there, "
             f"{len(report.blobs_skipped)} already there"
         )
         for tag in todo[1:]:
             await sides.destination.put_manifest(target, tag, manifest)
             ctx.log(f"tagged {target}:{tag}")
     bytes_sent += await _copy_accessories(ctx, sides, repository, target, digest, chunk)
+    if isinstance(sides.source, LocalAdapter) and isinstance(sides.destination, HarborAdapter):
+        async with ctx.env.db.read() as session:
+            labels = sorted(await repo.label_names(session, repository, digest))
+        if labels:
+            await sides.destination.add_labels(target, digest, labels)
+            ctx.log(f"labelled {target}@{digest}: {', '.join(labels)}")
     return {"bytes": bytes_sent}
 
 
@@ -787,28 +888,69 @@ async def _copy_accessories(
     ctx: JobContext, sides: _Sides, repository: str, target: str, digest: str, chunk: int | None
 ) -> int:
     """Signatures, attestations and SBOMs travel with their subject: cosign's tags
-    (``sha256-<hex>.sig``/``.att``/``.sbom``, on any source) and OCI referrers (when this
-    registry is the source), whatever the tag filters say."""
-    algorithm, _, hexpart = digest.partition(":")
-    references = [f"{algorithm}-{hexpart}{suffix}" for suffix in (".sig", ".att", ".sbom")]
+    (``sha256-<hex>.sig``/``.att``/``.sbom``) and OCI referrers (artifacts whose
+    ``subject`` is the copied one, by the source's referrers API or its fallback tag),
+    whatever the tag filters say. A destination without the referrers API gets the
+    fallback tag (an index of them) made or extended, so clients there find them."""
+    listed = ctx.params.get("cosign_tags")
+    references = (
+        [str(tag) for tag in listed]
+        if isinstance(listed, list)
+        else [fallback_tag(digest) + suffix for suffix in (".sig", ".att", ".sbom")]
+    )
     present: list[tuple[str, str]] = []
     for tag in references:
         found = await sides.source.head_manifest(repository, tag)
         if found is not None:
             present.append((tag, found.digest))
-    if isinstance(sides.source, LocalAdapter):
-        present += [(d, d) for d in await sides.source.referrer_digests(repository, digest)]
+    referrers = (await sides.source.list_referrers(repository, digest)).descriptors
+    present += [(str(d["digest"]), str(d["digest"])) for d in referrers]
     sent = 0
     for reference, accessory in present:
         existing = await sides.destination.head_manifest(target, reference)
         if existing is not None and existing.digest == accessory:
             continue
         report = await copy_artifact(
-            sides.source, repository, sides.destination, target, reference, chunk_size=chunk
+            sides.source,
+            repository,
+            sides.destination,
+            target,
+            reference,
+            chunk_size=chunk,
+            locations=sides.locations,
         )
         sent += report.bytes_sent
         ctx.log(f"copied {repository}:{reference} (an accessory of {digest}) to {target}")
+    if referrers:
+        await _extend_fallback_tag(ctx, sides.destination, target, digest, referrers)
     return sent
+
+
+async def _extend_fallback_tag(
+    ctx: JobContext,
+    destination: Adapter,
+    target: str,
+    digest: str,
+    referrers: list[dict[str, Any]],
+) -> None:
+    """Where the destination lists referrers by the fallback tag only, put there an index
+    of the ones it lists and the ones copied (the OCI 1.1 referrers tag schema)."""
+    listed = await destination.list_referrers(target, digest)
+    if listed.api:
+        return
+    known = {str(d["digest"]) for d in listed.descriptors}
+    missing = [d for d in referrers if str(d["digest"]) not in known]
+    if not missing:
+        return
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [*listed.descriptors, *missing],
+    }
+    body = json.dumps(index, separators=(",", ":")).encode()
+    tag = fallback_tag(digest)
+    await destination.put_manifest(target, tag, Manifest(str(Digest.of(body)), OCI_INDEX, body))
+    ctx.log(f"tagged {target}:{tag}: the referrers of {digest} (the destination has no API)")
 
 
 def _is_image(manifest: Manifest) -> bool:
