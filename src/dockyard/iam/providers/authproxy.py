@@ -41,8 +41,8 @@ from dockyard.errors import BadRequestError, ServiceUnavailableError
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient, OutboundError, OutboundResponse
 from dockyard.iam import repository as users
+from dockyard.iam import users as accounts  # a module: iam.users imports this one (cycle)
 from dockyard.iam.models import User, UserGroup
-from dockyard.iam.users import validate_email, validate_username
 from dockyard.system import config
 from dockyard.system.models import Property
 
@@ -322,7 +322,7 @@ def email_in_name(name: str) -> str | None:
     if "@" not in name:
         return None
     try:
-        return validate_email(name)
+        return accounts.validate_email(name)
     except BadRequestError:
         return None
 
@@ -358,7 +358,7 @@ async def onboard_unsearched_user(session: AsyncSession, name: str) -> int | Non
     if cfg is None or not cfg.skip_search:
         return None
     prefix = str(await config.value(session, config.ROBOT_NAME_PREFIX))
-    name = validate_username(name, prefix)
+    name = accounts.validate_username(name, prefix)
     if name == "admin":
         return None
     await insert_user(session, name)
