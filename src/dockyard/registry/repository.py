@@ -298,6 +298,53 @@ async def release_upload(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UploadStart:
+    """What a chunk needs to know before it is written: whether it may be the first."""
+
+    size: int
+    state: str
+    free: bool
+    """No live claim: no request is writing to it now."""
+
+
+async def upload_start(
+    conn: AsyncConnection, upload_id: str, repository: str, now: datetime
+) -> UploadStart | None:
+    """The upload (in that repository) as a chunk finds it, in one autocommit read."""
+    row = (
+        await conn.execute(_UPLOAD_START, {"upload_id": upload_id, "repository": repository})
+    ).first()
+    if row is None:
+        return None
+    busy_until = row[2]
+    if busy_until is not None and busy_until.tzinfo is None:
+        busy_until = busy_until.replace(tzinfo=now.tzinfo)
+    return UploadStart(int(row[0]), str(row[1]), busy_until is None or busy_until < now)
+
+
+async def record_first_chunk(
+    session: AsyncSession, upload_id: str, repository: str, size: int, state: str
+) -> bool:
+    """Make the object a request wrote on its own (``state``, ``size`` bytes) the upload's
+    first chunk, in one statement: only while the upload is still empty and no request
+    holds its claim (compare-and-set, so of two first chunks one wins). False when
+    another got there first, the upload went, or a claim is held."""
+    now = utcnow()
+    result = await session.execute(
+        _RECORD_FIRST_CHUNK,
+        {
+            "upload_id": upload_id,
+            "repository": repository,
+            "now": now,
+            "take_from": "",
+            "new_size": size,
+            "new_state": state,
+        },
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def insert_upload_by_name(
     session: AsyncSession, upload_id: str, repository: str, state: str
 ) -> bool:
@@ -388,6 +435,21 @@ _GROW_UPLOAD = (
     .values(size=bindparam("new_size"), state=bindparam("new_state"), update_time=bindparam("now"))
 )
 _GROW_AND_RELEASE_UPLOAD = _GROW_UPLOAD.values(busy_until=None, holder=None)
+_UPLOAD_START = select(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.busy_until).where(
+    _UPLOADS.c.id == bindparam("upload_id"),
+    _UPLOADS.c.repository_id == _REPOSITORY_ID_BY_NAME,
+)
+_RECORD_FIRST_CHUNK = (
+    update(_UPLOADS)
+    .where(*_CLAIMABLE, _UPLOADS.c.size == 0)
+    .values(
+        size=bindparam("new_size"),
+        state=bindparam("new_state"),
+        update_time=bindparam("now"),
+        busy_until=None,
+        holder=None,
+    )
+)
 _DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
 _REPOSITORY_REF = select(_REPOSITORIES.c.repository_id, _REPOSITORIES.c.project_id).where(
     _REPOSITORIES.c.name == bindparam("repository")

@@ -67,6 +67,7 @@ from dockyard.registry.models import (
 )
 from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.layout import attempt_id
 from dockyard.storage.space import DiskSpace
 
 UPLOAD_LEASE = timedelta(minutes=10)
@@ -314,10 +315,79 @@ class RegistryService:
         length: int | None = None,
     ) -> UploadStatus:
         """Append one chunk; ``start`` (from ``Content-Range``) must equal the upload's size."""
+        if start in (None, 0) and _UPLOAD_ID.fullmatch(upload_id):
+            async with self.db.read_connection() as conn:
+                found = await repo.upload_start(conn, upload_id, repository, utcnow())
+            if found is None:
+                raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
+            if found.size == 0 and found.free:
+                return await self._append_first(
+                    repository, upload_id, json.loads(found.state), chunks, length
+                )
         claim = await self._claim(repository, upload_id, start)
         _, new_size = await self._append_claimed(
             upload_id, json.loads(claim.state), claim.size, chunks, length
         )
+        return UploadStatus(upload_id, new_size)
+
+    async def _append_first(
+        self,
+        repository: str,
+        upload_id: str,
+        state: dict[str, Any],
+        chunks: AsyncIterable[bytes],
+        length: int | None,
+    ) -> UploadStatus:
+        """The first chunk of an empty upload (a push's usual single ``PATCH``), written
+        without a claim: into an object of its own (``storage/layout.py``,
+        ``attempt_id``), which one statement then makes the upload's if the upload is
+        still empty and unclaimed. Two requests never write one object, so none needs
+        the claim's exclusion; of two first chunks one is recorded and the other's
+        object deleted (it is refused as a claimed upload is). One write transaction
+        instead of the claim's two."""
+        kept = self._hashers.pop(upload_id, None)
+        hasher = kept[1] if kept is not None and kept[0] == 0 else None
+        attempt = await self.storage.begin(attempt_id(upload_id, secrets.token_hex(4)))
+        try:
+            if self.space is not None:
+                chunks = self.space.limit(chunks, self.space.check_room())
+            new_state, new_size = await self.storage.append(
+                attempt, 0, chunks, hasher.update if hasher else None, self.upload_max_bytes
+            )
+            if length is not None and new_size != length:
+                raise SizeInvalidError(
+                    f"chunk holds {new_size} bytes but its headers announced {length}"
+                )
+            async with self.db.write() as session:
+                recorded = await repo.record_first_chunk(
+                    session, upload_id, repository, new_size, json.dumps(new_state)
+                )
+        except StorageFullError:
+            # As a claimed chunk's: the session cannot go on (docs/architecture.md).
+            await _shielded(self.storage.abort(attempt))
+            await _shielded(self._discard_upload(upload_id, state))
+            raise
+        except BaseException:
+            await _shielded(self.storage.abort(attempt))
+            raise
+        if not recorded:
+            await _shielded(self.storage.abort(attempt))
+            # Answered as a claim that failed: the upload went, or another chunk won.
+            async with self.db.read_connection() as conn:
+                found = await repo.upload_start(conn, upload_id, repository, utcnow())
+            if found is None:
+                raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
+            raise UploadRangeError(
+                "another request is writing to this upload", upload_id, found.size
+            )
+        # The upload's empty object from its start names nothing now; GC sweeps it if
+        # this delete fails (the upload's row names its new object).
+        try:
+            await _shielded(self.storage.abort(state))
+        except Exception:
+            log.warning("upload %s: its empty start object stays for GC", upload_id, exc_info=True)
+        if hasher is not None:
+            self._remember_hasher(upload_id, new_size, hasher)
         return UploadStatus(upload_id, new_size)
 
     async def _claim(
