@@ -63,12 +63,17 @@ async def ensure_repository(
     found = None if looked else await find_repository_ref(session, name)
     if found is not None:
         return found
-    await session.execute(
-        insert_ignore(session, Repository, {"name": name, "project_id": project_id}, ["name"])
-    )
+    await create_repository(session, name, project_id)
     created = await find_repository_ref(session, name)
     assert created is not None
     return created
+
+
+async def create_repository(session: AsyncSession, name: str, project_id: int) -> None:
+    """Insert the repository row unless it exists (safe against a concurrent creator)."""
+    await session.execute(
+        insert_ignore(session, Repository, {"name": name, "project_id": project_id}, ["name"])
+    )
 
 
 async def find_linked_blob(session: AsyncSession, repository: str, digest: str) -> Blob | None:
@@ -163,6 +168,21 @@ async def touch_blobs(session: AsyncSession, digests: Sequence[str]) -> set[str]
         return set()
     result = await session.execute(_TOUCH_BLOBS, {"digests": sorted(set(digests)), "now": utcnow()})
     return set(result.scalars())
+
+
+async def touch_linked_blobs(
+    session: AsyncSession, repository_id: int, digests: Sequence[str]
+) -> dict[str, int]:
+    """``touch_blobs`` of the ``digests`` the repository may read, in one statement;
+    returns the stored size by digest of those touched (a manifest push's check and GC
+    rescue at once: a digest missing from the answer is unlinked or being deleted)."""
+    if not digests:
+        return {}
+    result = await session.execute(
+        _TOUCH_LINKED_BLOBS,
+        {"repository_id": repository_id, "digests": sorted(set(digests)), "now": utcnow()},
+    )
+    return {str(digest): int(size) for digest, size in result.all()}
 
 
 async def link_blob(
@@ -348,8 +368,8 @@ async def record_first_chunk(
 async def insert_upload_by_name(
     session: AsyncSession, upload_id: str, repository: str, state: str
 ) -> bool:
-    """``insert_upload`` for the repository called ``repository``, in one statement;
-    False (nothing inserted) when no such repository exists yet."""
+    """Insert the upload row (empty) for the repository called ``repository``, in one
+    statement; False (nothing inserted) when no such repository exists yet."""
     result = await session.execute(
         _INSERT_UPLOAD_BY_NAME,
         {"v_id": upload_id, "repository": repository, "v_state": state, "v_now": utcnow()},
@@ -362,21 +382,6 @@ async def delete_claimed_upload(session: AsyncSession, upload_id: str) -> bool:
     repository deleted, which takes its uploads with it)."""
     result = await session.execute(_DELETE_UPLOAD, {"upload_id": upload_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def insert_upload(
-    session: AsyncSession, upload_id: str, repository_id: int, state: str
-) -> None:
-    now = utcnow()
-    await session.execute(
-        _INSERT_UPLOAD,
-        {
-            "v_id": upload_id,
-            "v_repository_id": repository_id,
-            "v_state": state,
-            "v_now": now,
-        },
-    )
 
 
 async def delete_upload(session: AsyncSession, upload_id: str) -> None:
@@ -454,14 +459,6 @@ _DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
 _REPOSITORY_REF = select(_REPOSITORIES.c.repository_id, _REPOSITORIES.c.project_id).where(
     _REPOSITORIES.c.name == bindparam("repository")
 )
-_INSERT_UPLOAD = _UPLOADS.insert().values(
-    id=bindparam("v_id"),
-    repository_id=bindparam("v_repository_id"),
-    size=0,
-    state=bindparam("v_state"),
-    creation_time=bindparam("v_now"),
-    update_time=bindparam("v_now"),
-)
 _INSERT_UPLOAD_BY_NAME = _UPLOADS.insert().from_select(
     ["id", "repository_id", "size", "state", "creation_time", "update_time"],
     select(
@@ -515,6 +512,26 @@ _TOUCH_BLOBS = (
     )
     .values(status=BLOB_LIVE, version=Blob.version + 1, update_time=bindparam("now"))
     .returning(Blob.digest)
+    .execution_options(synchronize_session=False)
+)
+_TOUCH_LINKED_BLOBS = (
+    update(Blob)
+    .where(
+        Blob.id.in_(
+            select(Blob.id)
+            .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+            .where(
+                RepositoryBlob.repository_id == bindparam("repository_id"),
+                Blob.digest.in_(bindparam("digests", expanding=True)),
+                Blob.status != BLOB_DELETING,
+            )
+            .order_by(Blob.id)  # the lock order of _TOUCH_BLOBS
+            .with_for_update(of=Blob)
+        ),
+        Blob.status != BLOB_DELETING,
+    )
+    .values(status=BLOB_LIVE, version=Blob.version + 1, update_time=bindparam("now"))
+    .returning(Blob.digest, Blob.size)
     .execution_options(synchronize_session=False)
 )
 _ARTIFACTS_BY_DIGEST = select(Artifact).where(

@@ -279,10 +279,14 @@ class RegistryService:
                 if not await repo.insert_upload_by_name(
                     session, upload_id, repository, json.dumps(state)
                 ):
-                    target = await self._writable_repository(session, repository)
-                    await repo.insert_upload(
-                        session, upload_id, target.repository_id, json.dumps(state)
+                    # The repository's first upload: create it (a concurrent creator's
+                    # row does as well), then the same insert by name again.
+                    project = await _project_of(session, repository)
+                    await repo.create_repository(session, repository, project.project_id)
+                    inserted = await repo.insert_upload_by_name(
+                        session, upload_id, repository, json.dumps(state)
                     )
+                    assert inserted, f"repository {repository} vanished in its transaction"
                 # GC takes a partial upload no row names once it is UPLOAD_MIN_AGE old:
                 # a row may come only while its file is far younger (docs/gc.md).
                 if time.monotonic() - began > UPLOAD_START_LIMIT:
@@ -836,12 +840,24 @@ class RegistryService:
         accessory row when the manifest names a ``subject``."""
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
-        children = await _check_references(session, target.repository_id, target.name, parsed)
+        wanted = {str(b.digest) for b in blobs}
         # GC rescue: the blobs the manifest names are touched in this transaction, so a
         # collection either claimed one first (the push is refused as if it were missing)
-        # or can no longer claim any of them.
-        wanted = {str(b.digest) for b in blobs}
-        missing = sorted(wanted - await repo.touch_blobs(session, sorted(wanted)))
+        # or can no longer claim any of them. An image manifest (no children, no subject)
+        # is checked by the touch itself: every blob linked here, live, of its declared
+        # size. Anything else, or a touch that finds less, takes the full check, which
+        # says what is wrong.
+        children: dict[str, Artifact] = {}
+        touched = (
+            await repo.touch_linked_blobs(session, target.repository_id, sorted(wanted))
+            if wanted and not parsed.manifests and parsed.subject is None
+            else {}
+        )
+        if not touched or not _sizes_match(touched, wanted, parsed):
+            children = await _check_references(session, target.repository_id, target.name, parsed)
+            missing = sorted(wanted - await repo.touch_blobs(session, sorted(wanted)))
+        else:
+            missing = []
         if missing:
             raise ManifestBlobUnknownError(
                 f"blob {missing[0]} referenced by the manifest is being garbage-collected; "
@@ -1156,6 +1172,15 @@ async def _check_references(
         stored = await repo.blob_sizes(session, sorted({str(d.digest) for _, d in named}))
         _check_sizes(stored, named)
     return children
+
+
+def _sizes_match(touched: dict[str, int], wanted: set[str], parsed: ParsedManifest) -> bool:
+    """Whether ``touched`` (size by digest) holds every blob ``wanted`` and, for an image,
+    each of the size its descriptor declares (``_check_references``'s rule)."""
+    if set(touched) != wanted:
+        return False
+    named = [] if parsed.config is None else [parsed.config, *parsed.layers]
+    return all(touched.get(str(d.digest), d.size) == d.size for d in named)
 
 
 def _check_sizes(stored: dict[str, int], named: Iterable[tuple[str, Descriptor]]) -> None:
