@@ -365,6 +365,26 @@ async def record_first_chunk(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def finish_upload(
+    session: AsyncSession, upload_id: str, repository: str, size: int
+) -> tuple[int, int] | None:
+    """Delete the upload row, in one statement, only if it is still ``size`` bytes long and
+    no request holds its claim (compare-and-set: nothing was appended since its bytes
+    were read); returns its (repository id, project id), None when it changed or went."""
+    result = await session.execute(
+        _FINISH_UPLOAD,
+        {
+            "upload_id": upload_id,
+            "repository": repository,
+            "now": utcnow(),
+            "take_from": "",
+            "size": size,
+        },
+    )
+    row = result.first()
+    return (int(row[0]), int(row[1])) if row is not None else None
+
+
 async def insert_upload_by_name(
     session: AsyncSession, upload_id: str, repository: str, state: str
 ) -> bool:
@@ -454,6 +474,11 @@ _RECORD_FIRST_CHUNK = (
         busy_until=None,
         holder=None,
     )
+)
+_FINISH_UPLOAD = (
+    delete(_UPLOADS)
+    .where(*_CLAIMABLE, _UPLOADS.c.size == bindparam("size"))
+    .returning(*_CLAIMED[2:])
 )
 _DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
 _REPOSITORY_REF = select(_REPOSITORIES.c.repository_id, _REPOSITORIES.c.project_id).where(

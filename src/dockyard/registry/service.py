@@ -82,6 +82,10 @@ _TOUCH_INTERVAL = timedelta(minutes=1)
 _GC_WAIT_SECONDS = 30.0
 _MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
 _HASHERS_KEPT = 4096
+_SMALL_BLOB_BYTES = 1024 * 1024
+"""Largest upload a bodiless ``PUT`` completes by writing a copy of its bytes rather than
+moving its partial object under a claim (``_complete_small``): copying costs I/O that a
+move does not, worth one transaction only for small blobs."""
 # What start_upload hands out (hex) with room to spare; anything else names no upload.
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
@@ -146,7 +150,10 @@ class RegistryService:
         self.upload_max_bytes = upload_max_bytes or None
         # Running digests of uploads this process is receiving: id -> (offset, hasher).
         # Lost on restart or on another node; the digest is then recomputed from storage.
-        self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
+        # By upload: the size this process last recorded, the hasher that has seen those
+        # bytes, and the state recorded with them (a hint: another node may have appended
+        # since, which the size's compare-and-set catches).
+        self._hashers: OrderedDict[str, tuple[int, Hasher, str]] = OrderedDict()
         # Manifests are immutable by digest, so caching their bytes is always safe.
         self._manifests: OrderedDict[str, bytes] = OrderedDict()
         self._project_times: dict[str, tuple[datetime | None, float]] = {}
@@ -180,8 +187,8 @@ class RegistryService:
             raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
         return upload
 
-    def _remember_hasher(self, upload_id: str, offset: int, hasher: Hasher) -> None:
-        self._hashers[upload_id] = (offset, hasher)
+    def _remember_hasher(self, upload_id: str, offset: int, hasher: Hasher, state: str) -> None:
+        self._hashers[upload_id] = (offset, hasher, state)
         self._hashers.move_to_end(upload_id)
         while len(self._hashers) > _HASHERS_KEPT:
             self._hashers.popitem(last=False)
@@ -294,7 +301,7 @@ class RegistryService:
         except BaseException:
             await _shielded(self.storage.abort(state))
             raise
-        self._remember_hasher(upload_id, 0, new_hasher("sha256"))
+        self._remember_hasher(upload_id, 0, new_hasher("sha256"), json.dumps(state))
         return UploadStatus(upload_id, 0)
 
     async def upload_status(self, repository: str, upload_id: str) -> UploadStatus:
@@ -350,21 +357,23 @@ class RegistryService:
         object deleted (it is refused as a claimed upload is). One write transaction
         instead of the claim's two."""
         kept = self._hashers.pop(upload_id, None)
-        hasher = kept[1] if kept is not None and kept[0] == 0 else None
+        # The chunk starts at byte 0: a hasher for it is always at hand.
+        hasher = kept[1] if kept is not None and kept[0] == 0 else new_hasher("sha256")
         attempt = await self.storage.begin(attempt_id(upload_id, secrets.token_hex(4)))
         try:
             if self.space is not None:
                 chunks = self.space.limit(chunks, self.space.check_room())
             new_state, new_size = await self.storage.append(
-                attempt, 0, chunks, hasher.update if hasher else None, self.upload_max_bytes
+                attempt, 0, chunks, hasher.update, self.upload_max_bytes
             )
             if length is not None and new_size != length:
                 raise SizeInvalidError(
                     f"chunk holds {new_size} bytes but its headers announced {length}"
                 )
+            recorded_state = json.dumps(new_state)
             async with self.db.write() as session:
                 recorded = await repo.record_first_chunk(
-                    session, upload_id, repository, new_size, json.dumps(new_state)
+                    session, upload_id, repository, new_size, recorded_state
                 )
         except StorageFullError:
             # As a claimed chunk's: the session cannot go on (docs/architecture.md).
@@ -384,14 +393,13 @@ class RegistryService:
             raise UploadRangeError(
                 "another request is writing to this upload", upload_id, found.size
             )
-        # The upload's empty object from its start names nothing now; GC sweeps it if
-        # this delete fails (the upload's row names its new object).
+        # The upload's empty object from its start is nobody's now (GC sweeps it, once the
+        # upload is gone, if this delete fails).
         try:
             await _shielded(self.storage.abort(state))
         except Exception:
             log.warning("upload %s: its empty start object stays for GC", upload_id, exc_info=True)
-        if hasher is not None:
-            self._remember_hasher(upload_id, new_size, hasher)
+        self._remember_hasher(upload_id, new_size, hasher, recorded_state)
         return UploadStatus(upload_id, new_size)
 
     async def _claim(
@@ -482,7 +490,7 @@ class RegistryService:
             upload_id, size=new_size, state=json.dumps(new_state), keep_claim=keep_claim
         )
         if hasher is not None:
-            self._remember_hasher(upload_id, new_size, hasher)
+            self._remember_hasher(upload_id, new_size, hasher, json.dumps(new_state))
         return new_state, new_size
 
     async def complete_upload(
@@ -497,6 +505,10 @@ class RegistryService:
     ) -> BlobInfo:
         """Take the last chunk (if any), check the digest, and make the blob."""
         expected = Digest.parse(digest)
+        if chunks is None:
+            small = await self._complete_small(repository, upload_id, expected, start, actor)
+            if small is not None:
+                return small
         claim = await self._claim(repository, upload_id, start)
         state, size = json.loads(claim.state), claim.size
         if chunks is not None:
@@ -538,6 +550,83 @@ class RegistryService:
             # rather than leave it claimed until its lease ends (GC sweeps the bytes).
             await _shielded(self._drop_upload_row(upload_id))
             raise
+        return BlobInfo(str(expected), size, key)
+
+    async def _complete_small(
+        self,
+        repository: str,
+        upload_id: str,
+        expected: Digest,
+        start: int | None,
+        actor: Actor,
+    ) -> BlobInfo | None:
+        """Make a small upload the blob without claiming it (a push's usual bodiless
+        ``PUT``): its bytes are read (an upload only grows past its recorded size, so
+        they cannot change underneath) and written as the blob, which one statement then
+        records by deleting the upload row only if it is still that size and unclaimed
+        (``finish_upload``), in the transaction that links the blob. The partial object
+        is never moved, so a chunk racing in is harmless: the delete fails and the claim
+        path (which answers what it always did) takes over. One write transaction
+        instead of two. None when the upload is not such a case (unknown, busy, large,
+        another range, another digest): the claim path decides."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            return None
+        kept = self._hashers.get(upload_id)
+        if kept is not None:
+            # What this process recorded last; if the upload changed since (another node's
+            # chunk, claim or cancel), the compare-and-set below fails.
+            size, hasher, recorded = kept
+        else:
+            async with self.db.read_connection() as conn:
+                found = await repo.upload_start(conn, upload_id, repository, utcnow())
+            if found is None or not found.free:
+                return None
+            size, hasher, recorded = found.size, None, found.state
+        if size > _SMALL_BLOB_BYTES or (start is not None and start != size):
+            return None
+        if self.space is not None and self.space.free_bytes() - self.space.min_free_bytes < (
+            2 * size
+        ):
+            return None  # a copy needs room a move does not: the claim path moves it
+        # A wrong digest goes to the claim path, which discards the upload as it always did.
+        verified = hasher is not None and expected.algorithm == "sha256"
+        if verified and hasher is not None and Digest("sha256", hasher.hexdigest()) != expected:
+            return None
+        state = json.loads(recorded)
+        try:
+            data = b"".join([c async for c in self.storage.read_upload(state, 0, size)])
+        except ObjectNotFoundError:
+            return None  # completed or cancelled meanwhile: the claim path says which
+        if len(data) != size:
+            return None
+        if not verified:
+            check = new_hasher(expected.algorithm)
+            check.update(data)
+            if Digest(expected.algorithm, check.hexdigest()) != expected:
+                return None
+        key = blob_key(str(expected))
+        try:
+            # GC: as the claim path does before it installs bytes (docs/gc.md).
+            stored = await self._protect_existing_blob(str(expected), size)
+        except repo.BlobBeingDeletedError as exc:
+            raise BlobUploadInvalidError(
+                f"blob {expected} is being garbage-collected; upload it again"
+            ) from exc
+        if not stored:
+            await self.storage.write_bytes(key, data)
+        async with self.db.write() as session:
+            finished = await repo.finish_upload(session, upload_id, repository, size)
+            if finished is not None:
+                await self._link_upload_blob(
+                    session, repository, finished[0], finished[1], expected, size, actor
+                )
+        if finished is None:
+            return None  # a chunk, a claim or a cancel came meanwhile
+        self._hashers.pop(upload_id, None)
+        try:
+            await _shielded(self.storage.abort(state))
+        except Exception:
+            log.warning("upload %s: its partial object stays for GC", upload_id, exc_info=True)
         return BlobInfo(str(expected), size, key)
 
     async def _protect_existing_blob(
@@ -604,18 +693,33 @@ class RegistryService:
                     f"upload {upload_id} in {repository} no longer exists (cancelled, or "
                     "its repository deleted)"
                 )
-            try:
-                blob_id = await repo.ensure_blob(
-                    session, str(expected), size, "application/octet-stream"
-                )
-            except repo.BlobBeingDeletedError as exc:  # GC claimed it despite the touch
-                raise BlobUploadInvalidError(
-                    f"blob {expected} is being garbage-collected; upload it again"
-                ) from exc
-            if await repo.link_blob(session, claim.repository_id, project_id, blob_id):
-                await self.hooks.blobs_linked(
-                    session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
-                )
+            await self._link_upload_blob(
+                session, repository, claim.repository_id, project_id, expected, size, actor
+            )
+
+    async def _link_upload_blob(
+        self,
+        session: AsyncSession,
+        repository: str,
+        repository_id: int,
+        project_id: int,
+        expected: Digest,
+        size: int,
+        actor: Actor,
+    ) -> None:
+        """The blob an upload became: its row, its links, and the quota hook's charge."""
+        try:
+            blob_id = await repo.ensure_blob(
+                session, str(expected), size, "application/octet-stream"
+            )
+        except repo.BlobBeingDeletedError as exc:  # GC claimed it despite the touch
+            raise BlobUploadInvalidError(
+                f"blob {expected} is being garbage-collected; upload it again"
+            ) from exc
+        if await repo.link_blob(session, repository_id, project_id, blob_id):
+            await self.hooks.blobs_linked(
+                session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
+            )
 
     async def _upload_digest(
         self, upload_id: str, state: dict[str, Any], size: int, algorithm: str
