@@ -208,6 +208,27 @@ def test_chunked_upload_begun_on_a_is_finished_on_b(cluster: Cluster) -> None:
         assert fetched.content == data
 
 
+def test_small_upload_grown_on_b_is_finished_whole_on_a(cluster: Cluster) -> None:
+    """A finishes a small upload without a claim, from what it recorded itself; B's chunk
+    since makes that record stale, and A's finish must see it (the upload's size is its
+    compare-and-set) and make the blob of all the bytes."""
+    data = os.urandom(300 * 1024 + 5)
+    split = 100 * 1024 + 3
+    name = _name("small-chunks")
+    with cluster.a.client() as on_a, cluster.b.client() as on_b:
+        started = on_a.post(f"/v2/{name}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        first = _patch(on_a, started.headers["Location"], data[:split], 0)
+        assert first.status_code == 202, first.text
+        second = _patch(on_b, _path(first.headers["Location"]), data[split:], split)
+        assert second.status_code == 202, second.text
+        done = on_a.put(_path(first.headers["Location"]), params={"digest": _sha256(data)})
+        assert done.status_code == 201, done.text
+        fetched = on_b.get(f"/v2/{name}/blobs/{_sha256(data)}")
+        assert fetched.status_code == 200
+        assert fetched.content == data
+
+
 def test_token_from_a_is_accepted_by_b(cluster: Cluster, skopeo: Skopeo, tmp_path: Path) -> None:
     image = make_image_layout(tmp_path / "image", layers=1, layer_size=64 * 1024, seed=2)
     name = _name("token")
