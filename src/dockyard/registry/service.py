@@ -327,13 +327,20 @@ class RegistryService:
     ) -> UploadStatus:
         """Append one chunk; ``start`` (from ``Content-Range``) must equal the upload's size."""
         if start in (None, 0) and _UPLOAD_ID.fullmatch(upload_id):
+            kept = self._hashers.get(upload_id)
+            if kept is not None and kept[0] == 0:
+                # This process started it (or recorded it empty): no need to read it. If
+                # another node's chunk came since, the first chunk's record says so.
+                return await self._append_first(
+                    repository, upload_id, json.loads(kept[2]), chunks, length, start
+                )
             async with self.db.read_connection() as conn:
                 found = await repo.upload_start(conn, upload_id, repository, utcnow())
             if found is None:
                 raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
             if found.size == 0 and found.free:
                 return await self._append_first(
-                    repository, upload_id, json.loads(found.state), chunks, length
+                    repository, upload_id, json.loads(found.state), chunks, length, start
                 )
         claim = await self._claim(repository, upload_id, start)
         _, new_size = await self._append_claimed(
@@ -348,6 +355,7 @@ class RegistryService:
         state: dict[str, Any],
         chunks: AsyncIterable[bytes],
         length: int | None,
+        start: int | None,
     ) -> UploadStatus:
         """The first chunk of an empty upload (a push's usual single ``PATCH``), written
         without a claim: into an object of its own (``storage/layout.py``,
@@ -384,15 +392,12 @@ class RegistryService:
             await _shielded(self.storage.abort(attempt))
             raise
         if not recorded:
-            await _shielded(self.storage.abort(attempt))
-            # Answered as a claim that failed: the upload went, or another chunk won.
-            async with self.db.read_connection() as conn:
-                found = await repo.upload_start(conn, upload_id, repository, utcnow())
-            if found is None:
-                raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
-            raise UploadRangeError(
-                "another request is writing to this upload", upload_id, found.size
-            )
+            try:
+                return await self._append_unrecorded(
+                    repository, upload_id, attempt, new_size, start
+                )
+            finally:
+                await _shielded(self.storage.abort(attempt))
         # The upload's empty object from its start is nobody's now (GC sweeps it, once the
         # upload is gone, if this delete fails).
         try:
@@ -400,6 +405,44 @@ class RegistryService:
         except Exception:
             log.warning("upload %s: its empty start object stays for GC", upload_id, exc_info=True)
         self._remember_hasher(upload_id, new_size, hasher, recorded_state)
+        return UploadStatus(upload_id, new_size)
+
+    async def _append_unrecorded(
+        self,
+        repository: str,
+        upload_id: str,
+        attempt: dict[str, Any],
+        size: int,
+        start: int | None,
+    ) -> UploadStatus:
+        """A first chunk whose record failed (its ``size`` bytes in the object ``attempt``):
+        answered as a claim that failed (the upload went, or another request is writing
+        or got there first), except a chunk without a range into an upload that is no
+        longer empty (this process's view was stale: another node's chunk came first),
+        which appends at the end as such a chunk always did: under the claim, from its
+        own object."""
+        async with self.db.read_connection() as conn:
+            found = await repo.upload_start(conn, upload_id, repository, utcnow())
+        if found is None:
+            raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
+        if start is not None and found.size != start:
+            raise UploadRangeError(
+                f"chunk starts at byte {start} but the upload holds {found.size} bytes",
+                upload_id,
+                found.size,
+            )
+        if start is not None or found.size == 0:
+            raise UploadRangeError(
+                "another request is writing to this upload", upload_id, found.size
+            )
+        claim = await self._claim(repository, upload_id, None)
+        _, new_size = await self._append_claimed(
+            upload_id,
+            json.loads(claim.state),
+            claim.size,
+            self.storage.read_upload(attempt, 0, size),
+            size,
+        )
         return UploadStatus(upload_id, new_size)
 
     async def _claim(
