@@ -394,7 +394,7 @@ class RegistryService:
         if not recorded:
             try:
                 return await self._append_unrecorded(
-                    repository, upload_id, attempt, new_size, start
+                    repository, upload_id, new_state, new_size, start
                 )
             finally:
                 await _shielded(self.storage.abort(attempt))
@@ -415,7 +415,8 @@ class RegistryService:
         size: int,
         start: int | None,
     ) -> UploadStatus:
-        """A first chunk whose record failed (its ``size`` bytes in the object ``attempt``):
+        """A first chunk whose record failed (its ``size`` bytes in the object whose state
+        is ``attempt``, as ``append`` returned it: an S3 upload's lists its segments):
         answered as a claim that failed (the upload went, or another request is writing
         or got there first), except a chunk without a range into an upload that is no
         longer empty (this process's view was stale: another node's chunk came first),
