@@ -50,10 +50,20 @@ async def test_of_two_first_chunks_one_is_recorded(
 ) -> None:
     upload_id, location = await _start(admin, unique_repo)
     released = asyncio.Event()
-    slow = asyncio.create_task(admin.patch(location, content=_held_until(released)))
+    # Both say they start at byte 0 (an unranged chunk that loses appends at the end
+    # instead, as if it had come second: test_unranged_chunks_alternating_nodes_…).
+    slow = asyncio.create_task(
+        admin.patch(
+            location,
+            content=_held_until(released),
+            headers={"Content-Range": f"0-{len(LOSER) - 1}"},
+        )
+    )
     await asyncio.sleep(0.2)  # the loser is streaming into its own object now
     assert len(_objects(state, upload_id)) == 2, "the loser writes an object of its own"
-    won = await admin.patch(location, content=WINNER)
+    won = await admin.patch(
+        location, content=WINNER, headers={"Content-Range": f"0-{len(WINNER) - 1}"}
+    )
     released.set()
     lost = await slow
     assert won.status_code == 202, won.text

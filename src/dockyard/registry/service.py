@@ -658,12 +658,18 @@ class RegistryService:
             ) from exc
         if not stored:
             await self.storage.write_bytes(key, data)
-        async with self.db.write() as session:
-            finished = await repo.finish_upload(session, upload_id, repository, size)
-            if finished is not None:
-                await self._link_upload_blob(
-                    session, repository, finished[0], finished[1], expected, size, actor
-                )
+        try:
+            async with self.db.write() as session:
+                finished = await repo.finish_upload(session, upload_id, repository, size)
+                if finished is not None:
+                    await self._link_upload_blob(
+                        session, repository, finished[0], finished[1], expected, size, actor
+                    )
+        except BaseException:
+            # As on the claimed path: a refused link (a quota) ends the session rather
+            # than leave it to be finished again; unless a chunk or claim came meanwhile.
+            await _shielded(self._drop_unchanged_upload(repository, upload_id, size, state))
+            raise
         if finished is None:
             return None  # a chunk, a claim or a cancel came meanwhile
         self._hashers.pop(upload_id, None)
@@ -672,6 +678,15 @@ class RegistryService:
         except Exception:
             log.warning("upload %s: its partial object stays for GC", upload_id, exc_info=True)
         return BlobInfo(str(expected), size, key)
+
+    async def _drop_unchanged_upload(
+        self, repository: str, upload_id: str, size: int, state: dict[str, Any]
+    ) -> None:
+        async with self.db.write() as session:
+            dropped = await repo.finish_upload(session, upload_id, repository, size)
+        if dropped is not None:
+            self._hashers.pop(upload_id, None)
+            await self.storage.abort(state)
 
     async def _protect_existing_blob(
         self,
