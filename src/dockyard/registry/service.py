@@ -668,7 +668,12 @@ class RegistryService:
         except BaseException:
             # As on the claimed path: a refused link (a quota) ends the session rather
             # than leave it to be finished again; unless a chunk or claim came meanwhile.
-            await _shielded(self._drop_unchanged_upload(repository, upload_id, size, state))
+            try:
+                await _shielded(self._drop_unchanged_upload(repository, upload_id, size, state))
+            except Exception:  # the first error is the one to answer with
+                log.warning(
+                    "upload %s: not dropped after a failed finish", upload_id, exc_info=True
+                )
             raise
         if finished is None:
             return None  # a chunk, a claim or a cancel came meanwhile
