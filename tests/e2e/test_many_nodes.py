@@ -208,6 +208,49 @@ def test_chunked_upload_begun_on_a_is_finished_on_b(cluster: Cluster) -> None:
         assert fetched.content == data
 
 
+def test_small_upload_grown_on_b_is_finished_whole_on_a(cluster: Cluster) -> None:
+    """A finishes a small upload without a claim, from what it recorded itself; B's chunk
+    since makes that record stale, and A's finish must see it (the upload's size is its
+    compare-and-set) and make the blob of all the bytes."""
+    data = os.urandom(300 * 1024 + 5)
+    split = 100 * 1024 + 3
+    name = _name("small-chunks")
+    with cluster.a.client() as on_a, cluster.b.client() as on_b:
+        started = on_a.post(f"/v2/{name}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        first = _patch(on_a, started.headers["Location"], data[:split], 0)
+        assert first.status_code == 202, first.text
+        second = _patch(on_b, _path(first.headers["Location"]), data[split:], split)
+        assert second.status_code == 202, second.text
+        done = on_a.put(_path(first.headers["Location"]), params={"digest": _sha256(data)})
+        assert done.status_code == 201, done.text
+        fetched = on_b.get(f"/v2/{name}/blobs/{_sha256(data)}")
+        assert fetched.status_code == 200
+        assert fetched.content == data
+
+
+def test_unranged_chunks_alternating_nodes_append_in_order(cluster: Cluster) -> None:
+    """A started the upload, so it takes it for empty without asking; B's chunk came
+    first, so A's chunk (no range: "append at the end") must append after it, not be
+    refused or overwrite it."""
+    data = os.urandom(200 * 1024 + 11)
+    split = 70 * 1024 + 1
+    name = _name("unranged")
+    with cluster.a.client() as on_a, cluster.b.client() as on_b:
+        started = on_a.post(f"/v2/{name}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        location = _path(started.headers["Location"])
+        headers = {"Content-Type": OCTETS}
+        first = on_b.patch(location, content=data[:split], headers=headers)
+        assert first.status_code == 202, first.text
+        second = on_a.patch(location, content=data[split:], headers=headers)
+        assert second.status_code == 202, second.text
+        assert second.headers["Range"] == f"0-{len(data) - 1}"
+        done = on_a.put(_path(second.headers["Location"]), params={"digest": _sha256(data)})
+        assert done.status_code == 201, done.text
+        assert on_b.get(f"/v2/{name}/blobs/{_sha256(data)}").content == data
+
+
 def test_token_from_a_is_accepted_by_b(cluster: Cluster, skopeo: Skopeo, tmp_path: Path) -> None:
     image = make_image_layout(tmp_path / "image", layers=1, layer_size=64 * 1024, seed=2)
     name = _name("token")

@@ -328,7 +328,10 @@ async def test_partial_uploads_no_session_names_are_collected_and_sessions_keep_
         assert patched.status_code == 202, patched.text
         upload_id = location.rstrip("/").rsplit("/", 1)[1]
         then = time.time() - HOUR_AGO
-        os.utime(root / "uploads" / upload_id, (then, then))
+        # The first chunk went into an object of its own (``uploads/<id>--<nonce>``,
+        # storage/layout.py ``attempt_id``), which the session's row now names.
+        (partial,) = (root / "uploads").glob(f"{upload_id}*")
+        os.utime(partial, (then, then))
         sessions.append((patched.headers["Location"], first + rest))
 
     async def finish(session: tuple[str, bytes]) -> None:

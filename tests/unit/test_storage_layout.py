@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.storage.layout import blob_key, check_key, check_prefix, upload_key
+from dockyard.storage.layout import (
+    attempt_id,
+    blob_key,
+    check_key,
+    check_prefix,
+    upload_id_of_key,
+    upload_key,
+)
 
 SHA256 = "3f2a" + "0" * 60
 SHA512 = "ab" * 64
@@ -55,6 +62,18 @@ def test_upload_key() -> None:
     assert upload_key("0b6c1f5e-1c4b-4a4f-9d8e-4d1c2b3a4f5e") == (
         "uploads/0b6c1f5e-1c4b-4a4f-9d8e-4d1c2b3a4f5e"
     )
+
+
+def test_a_first_chunks_object_belongs_to_its_upload() -> None:
+    """GC keeps what an upload session names by its id: a first chunk's own object, and
+    an S3 segment under either, map back to the session."""
+    upload_id = "9f" * 16
+    key = upload_key(attempt_id(upload_id, "0a1b2c3d"))
+    assert key == f"uploads/{upload_id}--0a1b2c3d"
+    assert check_key(key) == key
+    for stored in (key, f"{key}/segment", upload_key(upload_id), f"uploads/{upload_id}/seg"):
+        assert upload_id_of_key(stored) == upload_id
+    assert upload_id_of_key(upload_key("0b6c1f5e-1c4b")) == "0b6c1f5e-1c4b"
 
 
 @pytest.mark.parametrize("upload_id", ["", ".", "..", "a/b", "a_b", "a.b", "a\0", "é", "x" * 129])

@@ -50,6 +50,7 @@ from dockyard.registry.service import RegistryService
 from dockyard.storage import Storage, blob_key
 from dockyard.storage.base import ObjectInfo
 from dockyard.storage.filesystem import FilesystemStorage
+from dockyard.storage.layout import upload_id_of_key
 from dockyard.system import readonly
 
 JOB_TYPE = "GARBAGE_COLLECTION"
@@ -396,9 +397,9 @@ class _Run:
             chunk = orphans[start : start + repo.BATCH]
             async with self.db.read() as session:
                 named = await repo.existing_uploads(
-                    session, [_upload_id_of_key(k) for k, _ in chunk]
+                    session, [upload_id_of_key(k) for k, _ in chunk]
                 )
-            doomed = [(k, s) for k, s in chunk if _upload_id_of_key(k) not in named]
+            doomed = [(k, s) for k, s in chunk if upload_id_of_key(k) not in named]
             for key, _ in doomed:
                 await self.storage.delete(key)
             async with self.db.write() as session:
@@ -601,8 +602,8 @@ async def _orphan_uploads(
 
     async def flush() -> None:
         async with db.read() as session:
-            known = await repo.existing_uploads(session, [_upload_id_of_key(k) for k in candidates])
-        unnamed = [key for key in candidates if _upload_id_of_key(key) not in known]
+            known = await repo.existing_uploads(session, [upload_id_of_key(k) for k in candidates])
+        unnamed = [key for key in candidates if upload_id_of_key(key) not in known]
         for info in await _stat_all(storage, unnamed):
             if info is not None and info.modified < older_than:
                 orphans.append((info.key, info.size))
@@ -622,11 +623,6 @@ async def _stat_all(storage: Storage, keys: Sequence[str]) -> list[ObjectInfo | 
     if isinstance(storage, FilesystemStorage):
         return await storage.stat_many(keys)
     return [await storage.stat(key) for key in keys]
-
-
-def _upload_id_of_key(key: str) -> str:
-    """``uploads/<id>`` -> ``<id>``; also for the S3 driver's ``uploads/<id>/<segment>``."""
-    return key.removeprefix("uploads/").split("/", 1)[0]
 
 
 def _digest_of_key(key: str) -> str | None:

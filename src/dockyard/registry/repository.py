@@ -64,12 +64,17 @@ async def ensure_repository(
     found = None if looked else await find_repository_ref(session, name)
     if found is not None:
         return found
-    await session.execute(
-        insert_ignore(session, Repository, {"name": name, "project_id": project_id}, ["name"])
-    )
+    await create_repository(session, name, project_id)
     created = await find_repository_ref(session, name)
     assert created is not None
     return created
+
+
+async def create_repository(session: AsyncSession, name: str, project_id: int) -> None:
+    """Insert the repository row unless it exists (safe against a concurrent creator)."""
+    await session.execute(
+        insert_ignore(session, Repository, {"name": name, "project_id": project_id}, ["name"])
+    )
 
 
 async def find_linked_blob(session: AsyncSession, repository: str, digest: str) -> Blob | None:
@@ -164,6 +169,21 @@ async def touch_blobs(session: AsyncSession, digests: Sequence[str]) -> set[str]
         return set()
     result = await session.execute(_TOUCH_BLOBS, {"digests": sorted(set(digests)), "now": utcnow()})
     return set(result.scalars())
+
+
+async def touch_linked_blobs(
+    session: AsyncSession, repository_id: int, digests: Sequence[str]
+) -> dict[str, int]:
+    """``touch_blobs`` of the ``digests`` the repository may read, in one statement;
+    returns the stored size by digest of those touched (a manifest push's check and GC
+    rescue at once: a digest missing from the answer is unlinked or being deleted)."""
+    if not digests:
+        return {}
+    result = await session.execute(
+        _TOUCH_LINKED_BLOBS,
+        {"repository_id": repository_id, "digests": sorted(set(digests)), "now": utcnow()},
+    )
+    return {str(digest): int(size) for digest, size in result.all()}
 
 
 async def link_blob(
@@ -299,11 +319,78 @@ async def release_upload(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UploadStart:
+    """What a chunk needs to know before it is written: whether it may be the first."""
+
+    size: int
+    state: str
+    free: bool
+    """No live claim: no request is writing to it now."""
+
+
+async def upload_start(
+    conn: AsyncConnection, upload_id: str, repository: str, now: datetime
+) -> UploadStart | None:
+    """The upload (in that repository) as a chunk finds it, in one autocommit read."""
+    row = (
+        await conn.execute(_UPLOAD_START, {"upload_id": upload_id, "repository": repository})
+    ).first()
+    if row is None:
+        return None
+    busy_until = row[2]
+    if busy_until is not None and busy_until.tzinfo is None:
+        busy_until = busy_until.replace(tzinfo=now.tzinfo)
+    return UploadStart(int(row[0]), str(row[1]), busy_until is None or busy_until < now)
+
+
+async def record_first_chunk(
+    session: AsyncSession, upload_id: str, repository: str, size: int, state: str
+) -> bool:
+    """Make the object a request wrote on its own (``state``, ``size`` bytes) the upload's
+    first chunk, in one statement: only while the upload is still empty and no request
+    holds its claim (compare-and-set, so of two first chunks one wins). False when
+    another got there first, the upload went, or a claim is held."""
+    now = utcnow()
+    result = await session.execute(
+        _RECORD_FIRST_CHUNK,
+        {
+            "upload_id": upload_id,
+            "repository": repository,
+            "now": now,
+            "take_from": "",
+            "new_size": size,
+            "new_state": state,
+        },
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish_upload(
+    session: AsyncSession, upload_id: str, repository: str, size: int
+) -> tuple[int, int] | None:
+    """Delete the upload row, in one statement, only if it is still ``size`` bytes long and
+    no request holds its claim (compare-and-set: nothing was appended since its bytes
+    were read); returns its (repository id, project id), None when it changed or went."""
+    result = await session.execute(
+        _FINISH_UPLOAD,
+        {
+            "upload_id": upload_id,
+            "repository": repository,
+            "now": utcnow(),
+            "take_from": "",
+            "size": size,
+        },
+    )
+    row = result.first()
+    return (int(row[0]), int(row[1])) if row is not None else None
+
+
 async def insert_upload_by_name(
     session: AsyncSession, upload_id: str, repository: str, state: str
 ) -> bool:
-    """``insert_upload`` for the repository called ``repository``, in one statement;
-    False (nothing inserted) when no such repository exists yet."""
+    """Insert the upload row (empty) for the repository called ``repository``, in one
+    statement; False (nothing inserted) when no such repository exists yet."""
     result = await session.execute(
         _INSERT_UPLOAD_BY_NAME,
         {"v_id": upload_id, "repository": repository, "v_state": state, "v_now": utcnow()},
@@ -316,21 +403,6 @@ async def delete_claimed_upload(session: AsyncSession, upload_id: str) -> bool:
     repository deleted, which takes its uploads with it)."""
     result = await session.execute(_DELETE_UPLOAD, {"upload_id": upload_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def insert_upload(
-    session: AsyncSession, upload_id: str, repository_id: int, state: str
-) -> None:
-    now = utcnow()
-    await session.execute(
-        _INSERT_UPLOAD,
-        {
-            "v_id": upload_id,
-            "v_repository_id": repository_id,
-            "v_state": state,
-            "v_now": now,
-        },
-    )
 
 
 async def delete_upload(session: AsyncSession, upload_id: str) -> None:
@@ -389,17 +461,29 @@ _GROW_UPLOAD = (
     .values(size=bindparam("new_size"), state=bindparam("new_state"), update_time=bindparam("now"))
 )
 _GROW_AND_RELEASE_UPLOAD = _GROW_UPLOAD.values(busy_until=None, holder=None)
+_UPLOAD_START = select(_UPLOADS.c.size, _UPLOADS.c.state, _UPLOADS.c.busy_until).where(
+    _UPLOADS.c.id == bindparam("upload_id"),
+    _UPLOADS.c.repository_id == _REPOSITORY_ID_BY_NAME,
+)
+_RECORD_FIRST_CHUNK = (
+    update(_UPLOADS)
+    .where(*_CLAIMABLE, _UPLOADS.c.size == 0)
+    .values(
+        size=bindparam("new_size"),
+        state=bindparam("new_state"),
+        update_time=bindparam("now"),
+        busy_until=None,
+        holder=None,
+    )
+)
+_FINISH_UPLOAD = (
+    delete(_UPLOADS)
+    .where(*_CLAIMABLE, _UPLOADS.c.size == bindparam("size"))
+    .returning(*_CLAIMED[2:])
+)
 _DELETE_UPLOAD = delete(_UPLOADS).where(_UPLOADS.c.id == bindparam("upload_id"))
 _REPOSITORY_REF = select(_REPOSITORIES.c.repository_id, _REPOSITORIES.c.project_id).where(
     _REPOSITORIES.c.name == bindparam("repository")
-)
-_INSERT_UPLOAD = _UPLOADS.insert().values(
-    id=bindparam("v_id"),
-    repository_id=bindparam("v_repository_id"),
-    size=0,
-    state=bindparam("v_state"),
-    creation_time=bindparam("v_now"),
-    update_time=bindparam("v_now"),
 )
 _INSERT_UPLOAD_BY_NAME = _UPLOADS.insert().from_select(
     ["id", "repository_id", "size", "state", "creation_time", "update_time"],
@@ -454,6 +538,26 @@ _TOUCH_BLOBS = (
     )
     .values(status=BLOB_LIVE, version=Blob.version + 1, update_time=bindparam("now"))
     .returning(Blob.digest)
+    .execution_options(synchronize_session=False)
+)
+_TOUCH_LINKED_BLOBS = (
+    update(Blob)
+    .where(
+        Blob.id.in_(
+            select(Blob.id)
+            .join(RepositoryBlob, RepositoryBlob.blob_id == Blob.id)
+            .where(
+                RepositoryBlob.repository_id == bindparam("repository_id"),
+                Blob.digest.in_(bindparam("digests", expanding=True)),
+                Blob.status != BLOB_DELETING,
+            )
+            .order_by(Blob.id)  # the lock order of _TOUCH_BLOBS
+            .with_for_update(of=Blob)
+        ),
+        Blob.status != BLOB_DELETING,
+    )
+    .values(status=BLOB_LIVE, version=Blob.version + 1, update_time=bindparam("now"))
+    .returning(Blob.digest, Blob.size)
     .execution_options(synchronize_session=False)
 )
 _ARTIFACTS_BY_DIGEST = select(Artifact).where(

@@ -67,6 +67,7 @@ from dockyard.registry.models import (
 )
 from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
 from dockyard.storage import Storage, blob_key
+from dockyard.storage.layout import attempt_id
 from dockyard.storage.space import DiskSpace
 
 UPLOAD_LEASE = timedelta(minutes=10)
@@ -81,6 +82,10 @@ _TOUCH_INTERVAL = timedelta(minutes=1)
 _GC_WAIT_SECONDS = 30.0
 _MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
 _HASHERS_KEPT = 4096
+_SMALL_BLOB_BYTES = 1024 * 1024
+"""Largest upload a bodiless ``PUT`` completes by writing a copy of its bytes rather than
+moving its partial object under a claim (``_complete_small``): copying costs I/O that a
+move does not, worth one transaction only for small blobs."""
 # What start_upload hands out (hex) with room to spare; anything else names no upload.
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
@@ -146,7 +151,10 @@ class RegistryService:
         self.upload_max_bytes = upload_max_bytes or None
         # Running digests of uploads this process is receiving: id -> (offset, hasher).
         # Lost on restart or on another node; the digest is then recomputed from storage.
-        self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
+        # By upload: the size this process last recorded, the hasher that has seen those
+        # bytes, and the state recorded with them (a hint: another node may have appended
+        # since, which the size's compare-and-set catches).
+        self._hashers: OrderedDict[str, tuple[int, Hasher, str]] = OrderedDict()
         # Manifests are immutable by digest, so caching their bytes is always safe.
         self._manifests: OrderedDict[str, bytes] = OrderedDict()
         self._project_times: dict[str, tuple[datetime | None, float]] = {}
@@ -180,8 +188,8 @@ class RegistryService:
             raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
         return upload
 
-    def _remember_hasher(self, upload_id: str, offset: int, hasher: Hasher) -> None:
-        self._hashers[upload_id] = (offset, hasher)
+    def _remember_hasher(self, upload_id: str, offset: int, hasher: Hasher, state: str) -> None:
+        self._hashers[upload_id] = (offset, hasher, state)
         self._hashers.move_to_end(upload_id)
         while len(self._hashers) > _HASHERS_KEPT:
             self._hashers.popitem(last=False)
@@ -279,10 +287,14 @@ class RegistryService:
                 if not await repo.insert_upload_by_name(
                     session, upload_id, repository, json.dumps(state)
                 ):
-                    target = await self._writable_repository(session, repository)
-                    await repo.insert_upload(
-                        session, upload_id, target.repository_id, json.dumps(state)
+                    # The repository's first upload: create it (a concurrent creator's
+                    # row does as well), then the same insert by name again.
+                    project = await _project_of(session, repository)
+                    await repo.create_repository(session, repository, project.project_id)
+                    inserted = await repo.insert_upload_by_name(
+                        session, upload_id, repository, json.dumps(state)
                     )
+                    assert inserted, f"repository {repository} vanished in its transaction"
                 # GC takes a partial upload no row names once it is UPLOAD_MIN_AGE old:
                 # a row may come only while its file is far younger (docs/gc.md).
                 if time.monotonic() - began > UPLOAD_START_LIMIT:
@@ -290,7 +302,7 @@ class RegistryService:
         except BaseException:
             await _shielded(self.storage.abort(state))
             raise
-        self._remember_hasher(upload_id, 0, new_hasher("sha256"))
+        self._remember_hasher(upload_id, 0, new_hasher("sha256"), json.dumps(state))
         return UploadStatus(upload_id, 0)
 
     async def upload_status(self, repository: str, upload_id: str) -> UploadStatus:
@@ -315,9 +327,123 @@ class RegistryService:
         length: int | None = None,
     ) -> UploadStatus:
         """Append one chunk; ``start`` (from ``Content-Range``) must equal the upload's size."""
+        if start in (None, 0) and _UPLOAD_ID.fullmatch(upload_id):
+            kept = self._hashers.get(upload_id)
+            if kept is not None and kept[0] == 0:
+                # This process started it (or recorded it empty): no need to read it. If
+                # another node's chunk came since, the first chunk's record says so.
+                return await self._append_first(
+                    repository, upload_id, json.loads(kept[2]), chunks, length, start
+                )
+            async with self.db.read_connection() as conn:
+                found = await repo.upload_start(conn, upload_id, repository, utcnow())
+            if found is None:
+                raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
+            if found.size == 0 and found.free:
+                return await self._append_first(
+                    repository, upload_id, json.loads(found.state), chunks, length, start
+                )
         claim = await self._claim(repository, upload_id, start)
         _, new_size = await self._append_claimed(
             upload_id, json.loads(claim.state), claim.size, chunks, length
+        )
+        return UploadStatus(upload_id, new_size)
+
+    async def _append_first(
+        self,
+        repository: str,
+        upload_id: str,
+        state: dict[str, Any],
+        chunks: AsyncIterable[bytes],
+        length: int | None,
+        start: int | None,
+    ) -> UploadStatus:
+        """The first chunk of an empty upload (a push's usual single ``PATCH``), written
+        without a claim: into an object of its own (``storage/layout.py``,
+        ``attempt_id``), which one statement then makes the upload's if the upload is
+        still empty and unclaimed. Two requests never write one object, so none needs
+        the claim's exclusion; of two first chunks one is recorded and the other's
+        object deleted (it is refused as a claimed upload is). One write transaction
+        instead of the claim's two."""
+        kept = self._hashers.pop(upload_id, None)
+        # The chunk starts at byte 0: a hasher for it is always at hand.
+        hasher = kept[1] if kept is not None and kept[0] == 0 else new_hasher("sha256")
+        attempt = await self.storage.begin(attempt_id(upload_id, secrets.token_hex(4)))
+        try:
+            if self.space is not None:
+                chunks = self.space.limit(chunks, self.space.check_room())
+            new_state, new_size = await self.storage.append(
+                attempt, 0, chunks, hasher.update, self.upload_max_bytes
+            )
+            if length is not None and new_size != length:
+                raise SizeInvalidError(
+                    f"chunk holds {new_size} bytes but its headers announced {length}"
+                )
+            recorded_state = json.dumps(new_state)
+            async with self.db.write() as session:
+                recorded = await repo.record_first_chunk(
+                    session, upload_id, repository, new_size, recorded_state
+                )
+        except StorageFullError:
+            # As a claimed chunk's: the session cannot go on (docs/architecture.md).
+            await _shielded(self.storage.abort(attempt))
+            await _shielded(self._discard_upload(upload_id, state))
+            raise
+        except BaseException:
+            await _shielded(self.storage.abort(attempt))
+            raise
+        if not recorded:
+            try:
+                return await self._append_unrecorded(
+                    repository, upload_id, new_state, new_size, start
+                )
+            finally:
+                await _shielded(self.storage.abort(attempt))
+        # The upload's empty object from its start is nobody's now (GC sweeps it, once the
+        # upload is gone, if this delete fails).
+        try:
+            await _shielded(self.storage.abort(state))
+        except Exception:
+            log.warning("upload %s: its empty start object stays for GC", upload_id, exc_info=True)
+        self._remember_hasher(upload_id, new_size, hasher, recorded_state)
+        return UploadStatus(upload_id, new_size)
+
+    async def _append_unrecorded(
+        self,
+        repository: str,
+        upload_id: str,
+        attempt: dict[str, Any],
+        size: int,
+        start: int | None,
+    ) -> UploadStatus:
+        """A first chunk whose record failed (its ``size`` bytes in the object whose state
+        is ``attempt``, as ``append`` returned it: an S3 upload's lists its segments):
+        answered as a claim that failed (the upload went, or another request is writing
+        or got there first), except a chunk without a range into an upload that is no
+        longer empty (this process's view was stale: another node's chunk came first),
+        which appends at the end as such a chunk always did: under the claim, from its
+        own object."""
+        async with self.db.read_connection() as conn:
+            found = await repo.upload_start(conn, upload_id, repository, utcnow())
+        if found is None:
+            raise BlobUploadUnknownError(f"upload {upload_id!r} is not known in {repository}")
+        if start is not None and found.size != start:
+            raise UploadRangeError(
+                f"chunk starts at byte {start} but the upload holds {found.size} bytes",
+                upload_id,
+                found.size,
+            )
+        if start is not None or found.size == 0:
+            raise UploadRangeError(
+                "another request is writing to this upload", upload_id, found.size
+            )
+        claim = await self._claim(repository, upload_id, None)
+        _, new_size = await self._append_claimed(
+            upload_id,
+            json.loads(claim.state),
+            claim.size,
+            self.storage.read_upload(attempt, 0, size),
+            size,
         )
         return UploadStatus(upload_id, new_size)
 
@@ -409,7 +535,7 @@ class RegistryService:
             upload_id, size=new_size, state=json.dumps(new_state), keep_claim=keep_claim
         )
         if hasher is not None:
-            self._remember_hasher(upload_id, new_size, hasher)
+            self._remember_hasher(upload_id, new_size, hasher, json.dumps(new_state))
         return new_state, new_size
 
     async def complete_upload(
@@ -424,6 +550,10 @@ class RegistryService:
     ) -> BlobInfo:
         """Take the last chunk (if any), check the digest, and make the blob."""
         expected = Digest.parse(digest)
+        if chunks is None:
+            small = await self._complete_small(repository, upload_id, expected, start, actor)
+            if small is not None:
+                return small
         claim = await self._claim(repository, upload_id, start)
         state, size = json.loads(claim.state), claim.size
         if chunks is not None:
@@ -466,6 +596,103 @@ class RegistryService:
             await _shielded(self._drop_upload_row(upload_id))
             raise
         return BlobInfo(str(expected), size, key)
+
+    async def _complete_small(
+        self,
+        repository: str,
+        upload_id: str,
+        expected: Digest,
+        start: int | None,
+        actor: Actor,
+    ) -> BlobInfo | None:
+        """Make a small upload the blob without claiming it (a push's usual bodiless
+        ``PUT``): its bytes are read (an upload only grows past its recorded size, so
+        they cannot change underneath) and written as the blob, which one statement then
+        records by deleting the upload row only if it is still that size and unclaimed
+        (``finish_upload``), in the transaction that links the blob. The partial object
+        is never moved, so a chunk racing in is harmless: the delete fails and the claim
+        path (which answers what it always did) takes over. One write transaction
+        instead of two. None when the upload is not such a case (unknown, busy, large,
+        another range, another digest): the claim path decides."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            return None
+        kept = self._hashers.get(upload_id)
+        if kept is not None:
+            # What this process recorded last; if the upload changed since (another node's
+            # chunk, claim or cancel), the compare-and-set below fails.
+            size, hasher, recorded = kept
+        else:
+            async with self.db.read_connection() as conn:
+                found = await repo.upload_start(conn, upload_id, repository, utcnow())
+            if found is None or not found.free:
+                return None
+            size, hasher, recorded = found.size, None, found.state
+        if size > _SMALL_BLOB_BYTES or (start is not None and start != size):
+            return None
+        if self.space is not None and self.space.free_bytes() - self.space.min_free_bytes < (
+            2 * size
+        ):
+            return None  # a copy needs room a move does not: the claim path moves it
+        # A wrong digest goes to the claim path, which discards the upload as it always did.
+        verified = hasher is not None and expected.algorithm == "sha256"
+        if verified and hasher is not None and Digest("sha256", hasher.hexdigest()) != expected:
+            return None
+        state = json.loads(recorded)
+        try:
+            data = b"".join([c async for c in self.storage.read_upload(state, 0, size)])
+        except ObjectNotFoundError:
+            return None  # completed or cancelled meanwhile: the claim path says which
+        if len(data) != size:
+            return None
+        if not verified:
+            check = new_hasher(expected.algorithm)
+            check.update(data)
+            if Digest(expected.algorithm, check.hexdigest()) != expected:
+                return None
+        key = blob_key(str(expected))
+        try:
+            # GC: as the claim path does before it installs bytes (docs/gc.md).
+            stored = await self._protect_existing_blob(str(expected), size)
+        except repo.BlobBeingDeletedError as exc:
+            raise BlobUploadInvalidError(
+                f"blob {expected} is being garbage-collected; upload it again"
+            ) from exc
+        if not stored:
+            await self.storage.write_bytes(key, data)
+        try:
+            async with self.db.write() as session:
+                finished = await repo.finish_upload(session, upload_id, repository, size)
+                if finished is not None:
+                    await self._link_upload_blob(
+                        session, repository, finished[0], finished[1], expected, size, actor
+                    )
+        except BaseException:
+            # As on the claimed path: a refused link (a quota) ends the session rather
+            # than leave it to be finished again; unless a chunk or claim came meanwhile.
+            try:
+                await _shielded(self._drop_unchanged_upload(repository, upload_id, size, state))
+            except Exception:  # the first error is the one to answer with
+                log.warning(
+                    "upload %s: not dropped after a failed finish", upload_id, exc_info=True
+                )
+            raise
+        if finished is None:
+            return None  # a chunk, a claim or a cancel came meanwhile
+        self._hashers.pop(upload_id, None)
+        try:
+            await _shielded(self.storage.abort(state))
+        except Exception:
+            log.warning("upload %s: its partial object stays for GC", upload_id, exc_info=True)
+        return BlobInfo(str(expected), size, key)
+
+    async def _drop_unchanged_upload(
+        self, repository: str, upload_id: str, size: int, state: dict[str, Any]
+    ) -> None:
+        async with self.db.write() as session:
+            dropped = await repo.finish_upload(session, upload_id, repository, size)
+        if dropped is not None:
+            self._hashers.pop(upload_id, None)
+            await self.storage.abort(state)
 
     async def _protect_existing_blob(
         self,
@@ -531,18 +758,33 @@ class RegistryService:
                     f"upload {upload_id} in {repository} no longer exists (cancelled, or "
                     "its repository deleted)"
                 )
-            try:
-                blob_id = await repo.ensure_blob(
-                    session, str(expected), size, "application/octet-stream"
-                )
-            except repo.BlobBeingDeletedError as exc:  # GC claimed it despite the touch
-                raise BlobUploadInvalidError(
-                    f"blob {expected} is being garbage-collected; upload it again"
-                ) from exc
-            if await repo.link_blob(session, claim.repository_id, project_id, blob_id):
-                await self.hooks.blobs_linked(
-                    session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
-                )
+            await self._link_upload_blob(
+                session, repository, claim.repository_id, project_id, expected, size, actor
+            )
+
+    async def _link_upload_blob(
+        self,
+        session: AsyncSession,
+        repository: str,
+        repository_id: int,
+        project_id: int,
+        expected: Digest,
+        size: int,
+        actor: Actor,
+    ) -> None:
+        """The blob an upload became: its row, its links, and the quota hook's charge."""
+        try:
+            blob_id = await repo.ensure_blob(
+                session, str(expected), size, "application/octet-stream"
+            )
+        except repo.BlobBeingDeletedError as exc:  # GC claimed it despite the touch
+            raise BlobUploadInvalidError(
+                f"blob {expected} is being garbage-collected; upload it again"
+            ) from exc
+        if await repo.link_blob(session, repository_id, project_id, blob_id):
+            await self.hooks.blobs_linked(
+                session, BlobsLinked(actor, project_id, repository, ((blob_id, size),))
+            )
 
     async def _upload_digest(
         self, upload_id: str, state: dict[str, Any], size: int, algorithm: str
@@ -778,12 +1020,24 @@ class RegistryService:
         accessory row when the manifest names a ``subject``."""
         digest = str(parsed.digest)
         blobs = parsed.required_blobs
-        children = await _check_references(session, target.repository_id, target.name, parsed)
+        wanted = {str(b.digest) for b in blobs}
         # GC rescue: the blobs the manifest names are touched in this transaction, so a
         # collection either claimed one first (the push is refused as if it were missing)
-        # or can no longer claim any of them.
-        wanted = {str(b.digest) for b in blobs}
-        missing = sorted(wanted - await repo.touch_blobs(session, sorted(wanted)))
+        # or can no longer claim any of them. An image manifest (no children, no subject)
+        # is checked by the touch itself: every blob linked here, live, of its declared
+        # size. Anything else, or a touch that finds less, takes the full check, which
+        # says what is wrong.
+        children: dict[str, Artifact] = {}
+        touched = (
+            await repo.touch_linked_blobs(session, target.repository_id, sorted(wanted))
+            if wanted and not parsed.manifests and parsed.subject is None
+            else {}
+        )
+        if not touched or not _sizes_match(touched, wanted, parsed):
+            children = await _check_references(session, target.repository_id, target.name, parsed)
+            missing = sorted(wanted - await repo.touch_blobs(session, sorted(wanted)))
+        else:
+            missing = []
         if missing:
             raise ManifestBlobUnknownError(
                 f"blob {missing[0]} referenced by the manifest is being garbage-collected; "
@@ -1098,6 +1352,15 @@ async def _check_references(
         stored = await repo.blob_sizes(session, sorted({str(d.digest) for _, d in named}))
         _check_sizes(stored, named)
     return children
+
+
+def _sizes_match(touched: dict[str, int], wanted: set[str], parsed: ParsedManifest) -> bool:
+    """Whether ``touched`` (size by digest) holds every blob ``wanted`` and, for an image,
+    each of the size its descriptor declares (``_check_references``'s rule)."""
+    if set(touched) != wanted:
+        return False
+    named = [] if parsed.config is None else [parsed.config, *parsed.layers]
+    return all(touched.get(str(d.digest), d.size) == d.size for d in named)
 
 
 def _check_sizes(stored: dict[str, int], named: Iterable[tuple[str, Descriptor]]) -> None:

@@ -71,6 +71,27 @@ def upload_key(upload_id: str) -> str:
     return f"uploads/{upload_id}"
 
 
+ATTEMPT_SEPARATOR = "--"
+"""Between an upload's id and an attempt's nonce in ``attempt_id``; the ids the
+registry hands out (hex) never hold it."""
+
+
+def attempt_id(upload_id: str, nonce: str) -> str:
+    """The partial object a request writes on its own before it may become the
+    upload's (``upload_id``'s first chunk, written optimistically: the registry
+    records it only if no other request got there first). Its key,
+    ``uploads/<upload_id>--<nonce>``, still maps to ``upload_id``
+    (``upload_id_of_key``), so garbage collection keeps it while the upload exists."""
+    return f"{upload_id}{ATTEMPT_SEPARATOR}{nonce}"
+
+
+def upload_id_of_key(key: str) -> str:
+    """``uploads/<id>`` -> ``<id>``; also ``uploads/<id>--<nonce>`` (``attempt_id``) and
+    the S3 driver's ``uploads/<id>/<segment>``."""
+    name = key.removeprefix("uploads/").split("/", 1)[0]
+    return name.split(ATTEMPT_SEPARATOR, 1)[0]
+
+
 def check_key(key: str) -> str:
     """Return ``key`` when it is a valid object key; raise ``ValueError`` otherwise."""
     _check(key, key.split("/"))
