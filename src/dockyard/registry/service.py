@@ -66,6 +66,7 @@ from dockyard.registry.models import (
     BlobUpload,
 )
 from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
+from dockyard.registry.pull_through import PullThrough
 from dockyard.storage import Storage, blob_key
 from dockyard.storage.space import DiskSpace
 
@@ -138,6 +139,8 @@ class RegistryService:
         self.hooks = hooks or RegistryHooks()
         self.pull_policies = pull_policies or PullPolicies()
         """What a client's manifest GET/HEAD must pass (``registry/pull_policy.py``)."""
+        self.pull_through: PullThrough | None = None
+        """Proxy cache projects (``registry/pull_through.py``); set by ``create_app``."""
         self.space = space
         """Free-space admission for new bytes (``storage/space.py``); None: unchecked."""
         self.db = db
