@@ -287,9 +287,12 @@ class PullThroughCache:
             async with gate:
                 await self._ensure_blob(proxy, adapter, repository, upstream_repository, digest)
 
-        async with asyncio.TaskGroup() as group:
-            for blob in parsed.required_blobs:
-                group.create_task(one(str(blob.digest)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for blob in parsed.required_blobs:
+                    group.create_task(one(str(blob.digest)))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure says what went wrong
         await self.registry.put_manifest(
             repository, manifest.digest, manifest.body, parsed.media_type, PROXY_ACTOR
         )
