@@ -57,6 +57,7 @@ from dockyard.metrics.routes import (
 )
 from dockyard.projects import api as projects_api
 from dockyard.proxy.cache import STALE_SERVED, PullThroughCache
+from dockyard.proxy.fill import BlobFills
 from dockyard.quota import api as quota_api
 from dockyard.quota import hooks as quota_hooks
 from dockyard.registry.hooks import RegistryHooks
@@ -154,7 +155,8 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
         space=space,
         pull_policies=pull_policies,
     )
-    registry.pull_through = PullThroughCache(settings, db, registry)
+    fills = BlobFills(storage, settings.data_dir / "proxy-spool")
+    registry.pull_through = PullThroughCache(settings, db, registry, fills)
     health = HealthMonitor(db, storage, job_lease=timedelta(seconds=settings.job_lease_seconds))
     return AppState(
         settings, db, storage, tokens, identity, registry, health, job_types=job_types(settings)

@@ -48,18 +48,22 @@ from dockyard.errors import (
 )
 from dockyard.http.egress import EgressPolicy
 from dockyard.oci.digest import Digest, is_digest
-from dockyard.oci.manifest import MAX_MANIFEST_BYTES, parse_manifest
+from dockyard.oci.manifest import MAX_MANIFEST_BYTES, ParsedManifest, parse_manifest
 from dockyard.oci.names import split_repository
 from dockyard.projects import repository as projects
 from dockyard.projects.service import PROXY_SERVE_STALE, PROXY_SPEED
 from dockyard.proxy import blobs
+from dockyard.proxy.fill import BlobFills
+from dockyard.quota import service as quotas
 from dockyard.registry import repository as registry_repo
+from dockyard.registry.pull_through import UpstreamBlob, UpstreamManifest
 from dockyard.registry.service import RegistryService
 from dockyard.remotes import service as remotes
 from dockyard.remotes.adapter import Adapter, Manifest
 from dockyard.remotes.client import Endpoint, RemoteError, RemoteNotFound, RemoteUnreachable
 from dockyard.remotes.kinds import open_adapter
 from dockyard.settings import Settings
+from dockyard.system import config
 
 log = logging.getLogger("dockyard.proxy")
 
@@ -84,9 +88,14 @@ class UpstreamError(ServiceUnavailableError):
     """The upstream of a proxy cache project failed and nothing cached can stand in."""
 
 
+class WrongBytesError(Exception):
+    """The upstream answered something that is not what was asked for."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyProject:
     name: str
+    project_id: int
     kind: str
     endpoint: Endpoint
     kib_per_second: int
@@ -96,19 +105,32 @@ class ProxyProject:
 class PullThroughCache:
     """``registry.pull_through``: see the module."""
 
-    def __init__(self, settings: Settings, db: Database, registry: RegistryService) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, registry: RegistryService, fills: BlobFills
+    ) -> None:
         self.db = db
         self.registry = registry
         self.egress = EgressPolicy.from_settings(settings)
         self.timeout = settings.outbound_timeout_seconds
+        self.blobs = blobs.ProxyBlobs(registry, fills)
         self._projects: dict[str, tuple[ProxyProject | None, float]] = {}
         self._adapters: dict[tuple[str, Endpoint], Adapter] = {}
-        self.fills = blobs.BlobFills()
+        self._stores: dict[tuple[str, str, str | None], asyncio.Task[None]] = {}
 
     async def aclose(self) -> None:
+        stores, self._stores = list(self._stores.values()), {}
+        for task in stores:
+            task.cancel()
+        await asyncio.gather(*stores, return_exceptions=True)
+        await self.blobs.close()
         adapters, self._adapters = list(self._adapters.values()), {}
         for adapter in adapters:
             await adapter.aclose()
+
+    async def settled(self) -> None:
+        """Wait until the manifests being stored behind answers are (for tests)."""
+        while self._stores:
+            await asyncio.gather(*list(self._stores.values()), return_exceptions=True)
 
     # --- which project ------------------------------------------------------------------
 
@@ -130,6 +152,7 @@ class PullThroughCache:
                 speed = metadata.get(PROXY_SPEED, "-1")
                 found = ProxyProject(
                     name,
+                    project.project_id,
                     kind,
                     endpoint,
                     int(speed) if speed.lstrip("-").isdigit() else -1,
@@ -142,9 +165,7 @@ class PullThroughCache:
 
     def _adapter(self, proxy: ProxyProject) -> Adapter:
         if not proxy.kind:
-            raise UpstreamError(
-                f"the registry endpoint of proxy cache project {proxy.name} is gone"
-            )
+            raise UpstreamError(f"proxy cache project {proxy.name}: its registry endpoint is gone")
         key = (proxy.kind, proxy.endpoint)
         adapter = self._adapters.get(key)
         if adapter is None:
@@ -174,22 +195,22 @@ class PullThroughCache:
                 found = await registry_repo.find_manifest_by_tag(conn, repository, reference)
         return found[0] if found is not None else None
 
-    async def manifest(self, repository: str, reference: str) -> None:
+    async def manifest(self, repository: str, reference: str) -> UpstreamManifest | None:
         proxy = await self._proxy_of(repository)
         if proxy is None:
-            return
+            return None
         _, upstream_repository = split_repository(repository)
         by_digest = is_digest(reference)
         if by_digest:
             try:
                 reference = str(Digest.parse(reference))
             except DigestInvalidError:
-                return  # the registry refuses it as it refuses any such reference
+                return None  # the registry refuses it as it refuses any such reference
         cached = await self._cached(repository, reference)
         if by_digest and cached is not None:
-            return  # immutable: no upstream call
+            return None  # immutable: no upstream call
         adapter = self._adapter(proxy)
-        where = f"{repository}:{reference}" if not by_digest else f"{repository}@{reference}"
+        where = f"{repository}@{reference}" if by_digest else f"{repository}:{reference}"
         try:
             async with asyncio.timeout(self.timeout * 3):
                 if by_digest:
@@ -198,151 +219,173 @@ class PullThroughCache:
                     head = await adapter.head_manifest(upstream_repository, reference)
                     wanted = head.digest if head is not None else None
                 if wanted is not None and wanted == cached:
-                    return  # fresh
+                    return None  # fresh
                 if wanted is None:
-                    if cached is not None and proxy.serve_stale:
-                        self._stale(where, "not_found", "the upstream has no such manifest")
-                        return
-                    raise ManifestUnknownError(
-                        f"manifest {reference} is not in {upstream_repository} upstream "
-                        f"(proxy cache project {proxy.name})"
-                    )
+                    raise RemoteNotFound(f"{upstream_repository}:{reference}: no such manifest")
                 if not by_digest and await self._cached(repository, wanted) is not None:
-                    await self._store_tag(repository, reference, wanted)
-                    return
+                    await self._move_tag(repository, reference, wanted)
+                    return None
                 fetched = await adapter.get_manifest(upstream_repository, wanted)
-                await self._store(proxy, adapter, repository, upstream_repository, fetched, 0)
-                if not by_digest:
-                    await self._store_tag(repository, reference, wanted)
+                parsed = _checked(fetched)
         except RemoteNotFound as exc:
             if cached is not None and proxy.serve_stale:
                 self._stale(where, "not_found", str(exc))
-                return
+                return None
             raise ManifestUnknownError(
                 f"manifest {reference} is not in {upstream_repository} upstream "
                 f"(proxy cache project {proxy.name})"
             ) from None
-        except (RemoteError, httpx.HTTPError, TimeoutError, blobs.WrongBytesError) as exc:
-            reason = _reason(exc)
+        except (RemoteError, httpx.HTTPError, TimeoutError, WrongBytesError) as exc:
             message = _describe(exc)
             if cached is not None and proxy.serve_stale:
-                self._stale(where, reason, message)
-                return
+                self._stale(where, _reason(exc), message)
+                return None
             raise UpstreamError(
                 f"{where} cannot be pulled through proxy cache project {proxy.name}: {message}"
                 + ("" if cached is None else " (serving the cached copy is turned off)")
             ) from None
+        self._store_later(proxy, repository, fetched, None if by_digest else reference)
+        return UpstreamManifest(fetched.digest, parsed.media_type, fetched.body)
 
     def _stale(self, where: str, reason: str, message: str) -> None:
         log.warning("proxy cache: serving the cached %s: the upstream failed: %s", where, message)
         STALE_SERVED.labels(reason).inc()
 
-    async def _store_tag(self, repository: str, tag: str, digest: str) -> None:
+    async def _move_tag(self, repository: str, tag: str, digest: str) -> None:
         """Point ``tag`` at the stored manifest ``digest`` (a tag moved upstream)."""
         stored = await self.registry.get_manifest(repository, digest)
         await self.registry.put_manifest(
             repository, tag, stored.body, stored.media_type, PROXY_ACTOR
         )
 
+    def _store_later(
+        self, proxy: ProxyProject, repository: str, manifest: Manifest, tag: str | None
+    ) -> None:
+        """Store ``manifest`` (and point ``tag`` at it) behind the answer, once its blobs
+        are: the fills the client's blob GETs start are the ones this joins."""
+        key = (repository, manifest.digest, tag)
+        if key in self._stores:
+            return
+
+        async def store() -> None:
+            try:
+                await self._store(proxy, repository, manifest, tag, 0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "proxy cache: %s@%s was served but not stored: %s",
+                    repository,
+                    manifest.digest,
+                    _describe(exc),
+                )
+            finally:
+                self._stores.pop(key, None)
+
+        self._stores[key] = asyncio.get_running_loop().create_task(
+            store(), name=f"dockyard-proxy-store-{manifest.digest[7:19]}"
+        )
+
     async def _store(
         self,
         proxy: ProxyProject,
-        adapter: Adapter,
         repository: str,
-        upstream_repository: str,
         manifest: Manifest,
+        tag: str | None,
         depth: int,
     ) -> None:
-        """Store a fetched manifest under its digest: its blobs (or children) first."""
-        if len(manifest.body) > MAX_MANIFEST_BYTES:
-            raise blobs.WrongBytesError(
-                f"the manifest {manifest.digest} is {len(manifest.body)} bytes, over "
-                f"the {MAX_MANIFEST_BYTES} bytes a manifest may have"
-            )
-        try:
-            parsed = parse_manifest(manifest.body, manifest.media_type or None)
-        except (ManifestInvalidError, DigestInvalidError) as exc:
-            raise blobs.WrongBytesError(
-                f"the upstream's manifest is invalid: {exc.message}"
-            ) from None
-        if str(parsed.digest) != manifest.digest:
-            raise blobs.WrongBytesError(f"the manifest's bytes do not match {manifest.digest}")
+        """Store a fetched manifest: its children (an index's, eagerly) and blobs first."""
+        parsed = _checked(manifest)
+        adapter = self._adapter(proxy)
+        _, upstream_repository = split_repository(repository)
         if parsed.manifests:
             if depth > 0:
-                raise blobs.WrongBytesError("an index lists another index; not proxied")
+                raise WrongBytesError("an index lists another index; not proxied")
             if len(parsed.manifests) > MAX_INDEX_CHILDREN:
-                raise blobs.WrongBytesError(
+                raise WrongBytesError(
                     f"the index lists {len(parsed.manifests)} manifests, over {MAX_INDEX_CHILDREN}"
                 )
             for child in parsed.manifests:
                 digest = str(child.digest)
                 if await self._cached(repository, digest) is None:
                     fetched = await adapter.get_manifest(upstream_repository, digest)
-                    await self._store(
-                        proxy, adapter, repository, upstream_repository, fetched, depth + 1
-                    )
+                    await self._store(proxy, repository, fetched, None, depth + 1)
         gate = asyncio.Semaphore(BLOB_FETCHES)
 
-        async def one(digest: str) -> None:
+        async def one(digest: str, size: int) -> None:
             async with gate:
-                await self._ensure_blob(proxy, adapter, repository, upstream_repository, digest)
+                if await self._has_blob(repository, digest):
+                    return
+                fill = await self.blobs.open(
+                    adapter,
+                    repository,
+                    upstream_repository,
+                    digest,
+                    kib_per_second=proxy.kib_per_second,
+                    actor=PROXY_ACTOR,
+                    size=size,
+                )
+                await fill.stored()
 
         try:
             async with asyncio.TaskGroup() as group:
                 for blob in parsed.required_blobs:
-                    group.create_task(one(str(blob.digest)))
+                    group.create_task(one(str(blob.digest), blob.size))
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the first failure says what went wrong
         await self.registry.put_manifest(
-            repository, manifest.digest, manifest.body, parsed.media_type, PROXY_ACTOR
+            repository, tag or manifest.digest, manifest.body, parsed.media_type, PROXY_ACTOR
         )
 
     # --- blobs --------------------------------------------------------------------------
 
-    async def blob(self, repository: str, digest: str) -> None:
+    async def blob(self, repository: str, digest: str, *, stream: bool) -> UpstreamBlob | None:
         proxy = await self._proxy_of(repository)
         if proxy is None:
-            return
+            return None
         try:
             digest = str(Digest.parse(digest))
         except DigestInvalidError:
-            return  # refused by the registry as any such digest
+            return None  # refused by the registry as any such digest
+        if await self._has_blob(repository, digest):
+            return None
         _, upstream_repository = split_repository(repository)
         try:
-            await self._ensure_blob(
-                proxy, self._adapter(proxy), repository, upstream_repository, digest
-            )
-        except (RemoteError, httpx.HTTPError, TimeoutError, blobs.WrongBytesError) as exc:
-            if isinstance(exc, RemoteNotFound):
-                raise BlobUnknownError(
-                    f"blob {digest} is not in {repository} nor upstream: {exc}"
-                ) from None
-            raise UpstreamError(
-                f"blob {digest} cannot be pulled through proxy cache project {proxy.name}: "
-                f"{_describe(exc)}"
-            ) from None
-
-    async def _ensure_blob(
-        self,
-        proxy: ProxyProject,
-        adapter: Adapter,
-        repository: str,
-        upstream_repository: str,
-        digest: str,
-    ) -> None:
-        if await self._has_blob(repository, digest):
-            return
-        async with self.fills.one_at_a_time(digest):
-            if await self._has_blob(repository, digest):
-                return
-            await blobs.fetch_blob(
-                self.registry,
-                adapter,
+            fill = await self.blobs.open(
+                self._adapter(proxy),
                 repository,
                 upstream_repository,
                 digest,
                 kib_per_second=proxy.kib_per_second,
                 actor=PROXY_ACTOR,
+            )
+            size = await fill.ready()
+            if fill.fetched and size is not None:
+                await self._check_quota(proxy, repository, size)
+            if stream:
+                return UpstreamBlob(digest, size, fill.reader())
+            await fill.stored()
+        except RemoteNotFound as exc:
+            raise BlobUnknownError(
+                f"blob {digest} is not in {repository} nor upstream: {exc}"
+            ) from None
+        except (RemoteError, httpx.HTTPError, TimeoutError) as exc:
+            raise UpstreamError(
+                f"blob {digest} cannot be pulled through proxy cache project {proxy.name}: "
+                f"{_describe(exc)}"
+            ) from None
+        return None
+
+    async def _check_quota(self, proxy: ProxyProject, repository: str, size: int) -> None:
+        """Refuse a blob the project's quota has no room for, before it is streamed (the
+        link made once it is stored is charged as a push is; this says it up front)."""
+        async with self.db.read() as session:
+            hard, used = await quotas.project_storage(session, proxy.project_id)
+            enforced = await config.value(session, config.QUOTA_PER_PROJECT_ENABLE)
+        if enforced and hard >= 0 and used + size > hard:
+            raise DeniedError(
+                f"quota exceeded: project {proxy.name} uses {used} bytes of its {hard} bytes "
+                f"storage limit; blob of {repository} needs {size} bytes more"
             )
 
     async def _has_blob(self, repository: str, digest: str) -> bool:
@@ -351,6 +394,23 @@ class PullThroughCache:
         except BlobUnknownError:
             return False
         return True
+
+
+def _checked(manifest: Manifest) -> ParsedManifest:
+    """A fetched manifest, parsed, or ``WrongBytesError``: too big, invalid, or not the
+    digest it was fetched by (the adapter checks that too; a cache never trusts)."""
+    if len(manifest.body) > MAX_MANIFEST_BYTES:
+        raise WrongBytesError(
+            f"the manifest {manifest.digest} is {len(manifest.body)} bytes, over "
+            f"the {MAX_MANIFEST_BYTES} bytes a manifest may have"
+        )
+    try:
+        parsed = parse_manifest(manifest.body, manifest.media_type or None)
+    except (ManifestInvalidError, DigestInvalidError) as exc:
+        raise WrongBytesError(f"the upstream's manifest is invalid: {exc.message}") from None
+    if str(parsed.digest) != manifest.digest:
+        raise WrongBytesError(f"the manifest's bytes do not match {manifest.digest}")
+    return parsed
 
 
 def _reason(exc: BaseException) -> str:
@@ -362,7 +422,7 @@ def _reason(exc: BaseException) -> str:
         return "rate_limited"
     if any(f" {code}" in text for code in ("500", "502", "503", "504")):
         return "server_error"
-    if isinstance(exc, blobs.WrongBytesError):
+    if isinstance(exc, WrongBytesError):
         return "wrong_bytes"
     if isinstance(exc, RemoteUnreachable):
         return "unreachable"
