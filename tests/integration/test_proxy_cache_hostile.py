@@ -96,9 +96,14 @@ class _Hostile(BaseHTTPRequestHandler):
         return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"no"}]}')
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the proxy closing a connection the server cut short is expected
+
+
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server = _QuietServer(("127.0.0.1", 0), _Hostile)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
