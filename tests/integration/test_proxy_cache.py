@@ -145,10 +145,13 @@ async def test_create_proxy_project_as_harbor(
         },
     )
     assert bad_speed.status_code == 400 and "proxy_speed_kb" in bad_speed.text
-    name, project_id = await _proxy_project(admin, registry_id, proxy_speed_kb="2048")
+    name, project_id = await _proxy_project(
+        admin, registry_id, proxy_speed_kb="2048", proxy_cache_local_on_not_found="false"
+    )
     shown = (await admin.get(f"{API}/projects/{project_id}")).json()
     assert shown["registry_id"] == registry_id
     assert shown["metadata"]["proxy_speed_kb"] == "2048"
+    assert shown["metadata"]["proxy_cache_local_on_not_found"] == "false"
     # Harbor's default retention for a proxy: keep what was pulled within 7 days, editable.
     policy_id = shown["metadata"]["retention_id"]
     policy = (await admin.get(f"{API}/retentions/{policy_id}")).json()
@@ -168,8 +171,8 @@ async def test_create_proxy_project_as_harbor(
     assert shown["registry_id"] in (0, None) and "proxy_speed_kb" not in shown["metadata"]
     # The switch of serving from cache is a proxy project's metadata, checked.
     switch = await admin.put(
-        f"{API}/projects/{project_id}/metadatas/proxy_cache_serve_stale",
-        json={"proxy_cache_serve_stale": "maybe"},
+        f"{API}/projects/{project_id}/metadatas/proxy_cache_local_on_not_found",
+        json={"proxy_cache_local_on_not_found": "maybe"},
     )
     assert switch.status_code == 400
     # The endpoint a proxy project uses cannot go.
@@ -235,7 +238,7 @@ async def test_tag_deleted_upstream_still_served(
     digest = await _seed(upstream, repo, "v1", b"gone")
     registry_id = await _endpoint(admin, upstream.url)
     name, _ = await _proxy_project(admin, registry_id)
-    strict, _ = await _proxy_project(admin, registry_id, proxy_cache_serve_stale="false")
+    strict, _ = await _proxy_project(admin, registry_id, proxy_cache_local_on_not_found="false")
     assert await _pull(admin, f"{name}/{repo}", "v1") == digest
     assert await _pull(admin, f"{strict}/{repo}", "v1") == digest
     async with _remote(upstream) as remote:
@@ -256,7 +259,7 @@ async def test_upstream_down_served_from_cache(
     await _seed(upstream, repo, "never-pulled", b"other")
     registry_id = await _endpoint(admin, upstream.url)
     name, _ = await _proxy_project(admin, registry_id)
-    strict, _ = await _proxy_project(admin, registry_id, proxy_cache_serve_stale="false")
+    strict, _ = await _proxy_project(admin, registry_id, proxy_cache_local_on_not_found="false")
     assert await _pull(admin, f"{name}/{repo}", "v1") == digest
     assert await _pull(admin, f"{strict}/{repo}", "v1") == digest
     upstream.stop()

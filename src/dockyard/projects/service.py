@@ -86,9 +86,10 @@ RETENTION_ID = "retention_id"
 """Set by the retention API; readable here, never written through project metadata."""
 PROXY_SPEED = "proxy_speed_kb"
 """A proxy cache project's bandwidth to its upstream in KiB/s; -1 (or absent) is unlimited."""
-PROXY_SERVE_STALE = "proxy_cache_serve_stale"
-"""A proxy cache project serves its cached copy when the upstream fails ("true", the
-default); "false" fails the pull as Harbor does."""
+PROXY_SERVE_STALE = "proxy_cache_local_on_not_found"
+"""Harbor's switch, read more widely: a proxy cache project serves its cached copy when
+the upstream does not have it *or fails* ("true", and Dockyard's default when unset);
+"false" fails the pull as Harbor does by default."""
 PROXY_METADATA_KEYS = frozenset({PROXY_SPEED, PROXY_SERVE_STALE})
 """The proxy-cache keys Dockyard stores, on proxy cache projects only."""
 _PROXY_CACHE_KEYS = frozenset(
@@ -96,7 +97,6 @@ _PROXY_CACHE_KEYS = frozenset(
         PROXY_SPEED,
         PROXY_SERVE_STALE,
         "max_upstream_conn",
-        "proxy_cache_local_on_not_found",
         "proxy_referrer_api",
         "proxy_cache_filter_pattern",
         "proxy_cache_filter_kind",

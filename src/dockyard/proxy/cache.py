@@ -15,7 +15,7 @@ adapter). What a pull does (``docs/proxy-cache.md``):
   blobs, so the whole index can be served when the upstream is gone);
 * when the upstream fails (unreachable, too slow, 429, 5xx, a wrong answer, or 404) and
   the reference is cached, the cached copy is served, with a warning in the log and
-  ``dockyard_proxy_cache_stale_served_total``; ``proxy_cache_serve_stale: "false"``
+  ``dockyard_proxy_cache_stale_served_total``; ``proxy_cache_local_on_not_found: "false"``
   fails the pull instead (Harbor's behaviour). Nothing cached and the upstream failing:
   ``503 UNAVAILABLE`` saying why (``404 MANIFEST_UNKNOWN`` when the upstream has no such
   manifest);
