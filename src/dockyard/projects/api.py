@@ -23,7 +23,7 @@ from dockyard.http.api import (
     paged_response,
 )
 from dockyard.iam import users
-from dockyard.iam.policy import Action, Principal, Resource
+from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.providers.ldap import DirectoryGroup
 from dockyard.projects import allowlists, service
 from dockyard.projects.models import Project
@@ -129,6 +129,8 @@ async def create_project(api: ApiRequest) -> Response:
     async with api.state.db.write() as session:
         endpoint = None
         if req.registry_id is not None:
+            if not can(principal, Action.CREATE, Resource.PROJECT, None):
+                raise DeniedError("Only system admin can create proxy cache project")
             endpoint = await proxy.check_endpoint(session, req.registry_id)
         project = await service.create_project_for(
             session, principal, req, operator=actor, proxy_endpoint=endpoint
