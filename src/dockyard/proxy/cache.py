@@ -53,6 +53,7 @@ from dockyard.oci.names import split_repository
 from dockyard.projects import repository as projects
 from dockyard.projects.service import PROXY_SERVE_STALE, PROXY_SPEED
 from dockyard.proxy import blobs
+from dockyard.proxy import repository as proxy_repo
 from dockyard.proxy.fill import BlobFills
 from dockyard.quota import service as quotas
 from dockyard.registry import repository as registry_repo
@@ -141,18 +142,22 @@ class PullThroughCache:
         if kept is not None and kept[1] > now:
             return kept[0]
         found = None
-        async with self.db.read() as session:
-            project = await projects.find_project_by_name(session, name)
-            if project is not None and project.registry_id:
-                metadata = await projects.project_metadata(session, project.project_id)
+        # Asked by every pull and push of every project: one indexed statement for an
+        # ordinary project, remembered for LOOKUP_SECONDS.
+        async with self.db.read_connection() as conn:
+            proxied = await proxy_repo.proxied_endpoint(conn, name)
+        if proxied is not None:
+            project_id, registry_id = proxied
+            async with self.db.read() as session:
+                metadata = await projects.project_metadata(session, project_id)
                 try:
-                    kind, endpoint = await remotes.open_endpoint(session, project.registry_id)
+                    kind, endpoint = await remotes.open_endpoint(session, registry_id)
                 except AppError:
                     kind, endpoint = "", Endpoint("")  # the endpoint is gone
                 speed = metadata.get(PROXY_SPEED, "-1")
                 found = ProxyProject(
                     name,
-                    project.project_id,
+                    project_id,
                     kind,
                     endpoint,
                     int(speed) if speed.lstrip("-").isdigit() else -1,
