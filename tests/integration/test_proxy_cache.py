@@ -196,6 +196,10 @@ async def test_pull_through_fills_once_then_heads(
         f"{API}/projects/{name}/repositories/{repo.replace('/', '%252F')}/artifacts"
     )
     assert [a["digest"] for a in artifacts.json()] == [first]
+    # Dated by the pull that filled it, so the default retention (pulled within 7 days)
+    # keeps it.
+    pulled = artifacts.json()[0].get("pull_time") or ""
+    assert pulled and not pulled.startswith("0001"), artifacts.json()[0]
 
     before = len(_upstream_calls(upstream, repo))
     assert await _pull(admin, local, "v1") == first

@@ -36,6 +36,7 @@ import httpx
 from prometheus_client import Counter
 
 from dockyard.audit.events import Actor
+from dockyard.db.base import utcnow
 from dockyard.db.engine import Database
 from dockyard.errors import (
     AppError,
@@ -341,6 +342,8 @@ class PullThroughCache:
         await self.registry.put_manifest(
             repository, tag or manifest.digest, manifest.body, parsed.media_type, PROXY_ACTOR
         )
+        async with self.db.write() as session:
+            await proxy_repo.mark_pulled(session, repository, manifest.digest, tag, utcnow())
 
     # --- blobs --------------------------------------------------------------------------
 
