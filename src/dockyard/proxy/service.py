@@ -8,6 +8,7 @@ which its owners may edit like any other.
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.audit.events import Actor
@@ -15,6 +16,7 @@ from dockyard.errors import BadRequestError
 from dockyard.iam.policy import Principal
 from dockyard.projects.models import Project
 from dockyard.remotes import repository as remotes
+from dockyard.remotes.models import RegistryEndpoint
 from dockyard.retention import rules
 from dockyard.retention import service as retention
 from dockyard.retention.schemas import (
@@ -42,6 +44,16 @@ async def check_endpoint(session: AsyncSession, registry_id: int) -> int:
             f"types: {', '.join(PROXY_KINDS)}"
         )
     return row.id
+
+
+async def proxy_endpoints(session: AsyncSession) -> list[tuple[int, str, str]]:
+    """(id, name, type) of the endpoints a proxy cache project may use, by name."""
+    rows = await session.execute(
+        select(RegistryEndpoint.id, RegistryEndpoint.name, RegistryEndpoint.type)
+        .where(RegistryEndpoint.type.in_(PROXY_KINDS))
+        .order_by(RegistryEndpoint.name)
+    )
+    return [(int(i), str(n), str(t)) for i, n, t in rows]
 
 
 def default_retention(project_id: int) -> RetentionPolicy:
