@@ -188,8 +188,13 @@ async def test_pull_through_fills_once_then_heads(
     name, _ = await _proxy_project(admin, await _endpoint(admin, upstream.url))
     local = f"{name}/{repo}"
 
-    assert await _pull(admin, local, "v1") == first
+    # As docker pulls: HEAD the tag, then GET the manifest by the digest it said.
+    head = await admin.head(f"/v2/{local}/manifests/v1", headers=ACCEPT)
+    assert head.status_code == 200 and head.headers["docker-content-digest"] == first
+    assert await _pull(admin, local, first) == first
     calls = _upstream_calls(upstream, repo)
+    # The manifest once (the GET by digest is answered from what is being stored).
+    assert len([c for c in calls if c.startswith("GET") and "/manifests/" in c]) == 1, calls
     # One upstream GET per blob: the client's GET and the store behind the manifest share it.
     assert len([c for c in calls if c.startswith("GET") and "/blobs/" in c]) == 3, calls
     artifacts = await admin.get(

@@ -118,6 +118,9 @@ class PullThroughCache:
         self._projects: dict[str, tuple[ProxyProject | None, float]] = {}
         self._adapters: dict[tuple[str, Endpoint], Adapter] = {}
         self._stores: dict[tuple[str, str, str | None], asyncio.Task[None]] = {}
+        self._pending: dict[tuple[str, str], Manifest] = {}
+        """Manifests being stored behind an answer: a pull by their digest meanwhile (a
+        client's next request after the tag) is answered without asking the upstream."""
 
     async def aclose(self) -> None:
         stores, self._stores = list(self._stores.values()), {}
@@ -215,6 +218,9 @@ class PullThroughCache:
         cached = await self._cached(repository, reference)
         if by_digest and cached is not None:
             return None  # immutable: no upstream call
+        pending = self._pending.get((repository, reference)) if by_digest else None
+        if pending is not None:
+            return UpstreamManifest(pending.digest, _checked(pending).media_type, pending.body)
         adapter = self._adapter(proxy)
         where = f"{repository}@{reference}" if by_digest else f"{repository}:{reference}"
         try:
@@ -272,6 +278,7 @@ class PullThroughCache:
         key = (repository, manifest.digest, tag)
         if key in self._stores:
             return
+        self._pending[(repository, manifest.digest)] = manifest
 
         async def store() -> None:
             try:
@@ -287,6 +294,8 @@ class PullThroughCache:
                 )
             finally:
                 self._stores.pop(key, None)
+                if not any(k[:2] == key[:2] for k in self._stores):
+                    self._pending.pop(key[:2], None)
 
         self._stores[key] = asyncio.get_running_loop().create_task(
             store(), name=f"dockyard-proxy-store-{manifest.digest[7:19]}"
