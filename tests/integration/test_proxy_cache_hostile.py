@@ -26,7 +26,7 @@ from tests.integration.registry_helpers import (
 )
 
 from dockyard.http.state import AppState
-from dockyard.proxy.cache import PullThroughCache
+from dockyard.proxy.cache import STALE_SERVED, PullThroughCache
 from dockyard.registry.models import Artifact
 
 API = "/api/v2.0"
@@ -47,6 +47,8 @@ OTHER = _manifest(b"another layer")
 
 class _Hostile(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    failing = 0
+    """While not 0, repository ``flaky`` answers its manifests with this status."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -74,6 +76,8 @@ class _Hostile(BaseHTTPRequestHandler):
             return self._send(200, b"{}")
         _, _, repo, kind, reference = path.split("/", 4)
         if kind == "manifests":
+            if repo == "flaky" and _Hostile.failing:
+                return self._send(_Hostile.failing, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}')
             if repo == "loop":
                 return self._send(302, b"", {"Location": path})
             if repo == "huge":
@@ -83,6 +87,8 @@ class _Hostile(BaseHTTPRequestHandler):
             return self._manifest(GOOD)
         if reference == digest_of(CONFIG):
             return self._send(200, CONFIG)
+        if repo == "flaky" and reference == digest_of(RIGHT):
+            return self._send(200, RIGHT)
         if repo == "wrongbytes":
             return self._send(200, b"X" * len(RIGHT))
         if repo == "truncated":
@@ -172,3 +178,24 @@ async def test_bad_blob_is_never_cached(
         # Asked again, it fails again (nothing half-stored is served as the blob).
         again = await client.head(f"/v2/{project}/{repo}/blobs/{layer}")
         assert again.status_code == 503, again.text
+
+
+@pytest.mark.parametrize(("status", "reason"), [(429, "rate_limited"), (503, "server_error")])
+async def test_rate_limited_or_failing_upstream_serves_the_cache(
+    admin: httpx.AsyncClient, state: AppState, project: str, status: int, reason: str
+) -> None:
+    local = f"{project}/flaky"
+    first = await admin.get(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert first.status_code == 200, first.text
+    for digest in (digest_of(CONFIG), digest_of(RIGHT)):
+        assert (await admin.get(f"/v2/{local}/blobs/{digest}")).status_code == 200
+    await _settled(state)
+    before = STALE_SERVED.labels(reason)._value.get()
+    _Hostile.failing = status
+    try:
+        again = await admin.get(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    finally:
+        _Hostile.failing = 0
+    assert again.status_code == 200, again.text
+    assert again.content == GOOD
+    assert STALE_SERVED.labels(reason)._value.get() == before + 1
