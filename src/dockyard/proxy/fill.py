@@ -97,6 +97,11 @@ OnStored = Callable[[str, int], Awaitable[None]]
 
 BATCH_BYTES = 1 << 20  # upstream pieces gathered before one spool write (and hash)
 READ_BYTES = 1 << 20  # the most one reader reads from the spool at a time
+# A reader this close behind the fill reads on the event loop: the bytes were written
+# moments ago and are in the page cache, so the read is a copy of at most READ_BYTES
+# (tens of microseconds), cheaper than a hop to a worker thread and back. Further
+# behind, the pages may have gone to disk: a worker thread reads them.
+HOT_BYTES = 16 << 20
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -261,7 +266,11 @@ class Fill:
                     count = min(READ_BYTES, available - position)
                     if end is not None:
                         count = min(count, end - position)
-                    data = await to_thread.run_sync(os.pread, fd, count, position)
+                    if available - position <= HOT_BYTES:
+                        # Just written: in the page cache, a copy cheaper than a thread hop.
+                        data = os.pread(fd, count, position)
+                    else:
+                        data = await to_thread.run_sync(os.pread, fd, count, position)
                     if not data:  # cannot happen: the spool only grows
                         raise FillFailedError(f"the spool of blob {self.digest} shrank")
                     position += len(data)
