@@ -34,6 +34,9 @@ class ProjectMetadata(BaseModel):
     proxy_referrer_api: StrictStr | None = None
     proxy_cache_filter_pattern: StrictStr | None = None
     proxy_cache_filter_kind: StrictStr | None = None
+    proxy_cache_serve_stale: StrictStr | None = None
+    """Dockyard's: a proxy cache project serves its cached copy when the upstream fails
+    (``"true"``, the default) or fails the pull as Harbor does (``"false"``)."""
 
 
 class CVEAllowlistItem(BaseModel):
