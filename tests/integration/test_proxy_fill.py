@@ -430,3 +430,42 @@ async def test_the_bandwidth_limit_holds_within_20_percent(fs_fills: BlobFills) 
     elapsed = time.monotonic() - started
     rate = len(blob) / elapsed
     assert 0.8 * limit <= rate <= 1.2 * limit, f"{rate / KiB:.0f} KiB/s at a {limit / KiB} limit"
+
+
+async def test_an_empty_blob_is_filled(fills: BlobFills) -> None:
+    digest = sha256(b"")
+    fill = await fills.open(digest, Upstream(b"").fetch, size=0)
+    assert await fill.ready() == 0
+    assert await read_all(fill) == b""
+    assert await fill.stored() == 0
+    info = await fills.storage.stat(blob_key(digest))
+    assert info is not None and info.size == 0
+
+
+async def test_a_blob_stored_while_open_looked_is_not_fetched(tmp_path: Path) -> None:
+    """``open`` found no blob, but a fill (here: another node) stored it meanwhile: the
+    new fill looks once more before it fetches, and serves it from storage."""
+    blob = make_blob(MiB)
+    digest = sha256(blob)
+
+    class Late(FilesystemStorage):
+        misses = 1
+
+        async def stat(self, key: str) -> Any:
+            if self.misses:
+                self.misses -= 1
+                return None
+            return await super().stat(key)
+
+    storage = Late(tmp_path / "storage")
+    await storage.write_bytes(blob_key(digest), blob)
+    engine = BlobFills(storage, tmp_path / "spool")
+    try:
+        upstream = Upstream(blob)
+        fill = await engine.open(digest, upstream.fetch)
+        assert await fill.stored() == len(blob)
+        assert await read_all(fill) == blob
+        assert not fill.fetched
+        assert upstream.calls == 0 and engine.fetches == 0
+    finally:
+        await engine.close()

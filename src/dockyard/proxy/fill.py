@@ -97,6 +97,11 @@ OnStored = Callable[[str, int], Awaitable[None]]
 
 BATCH_BYTES = 1 << 20  # upstream pieces gathered before one spool write (and hash)
 READ_BYTES = 1 << 20  # the most one reader reads from the spool at a time
+# A reader this close behind the fill reads on the event loop: the bytes were written
+# moments ago and are in the page cache, so the read is a copy of at most READ_BYTES
+# (tens of microseconds), cheaper than a hop to a worker thread and back. Further
+# behind, the pages may have gone to disk: a worker thread reads them.
+HOT_BYTES = 16 << 20
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -160,7 +165,6 @@ class BlobFills:
                 fill = Fill(self, parsed, size=size)
                 self._fills[digest] = fill
                 fill._start(fetch, limit_bps)
-                self.fetches += 1
         if on_stored is not None:
             fill._callbacks.append(on_stored)
         return fill
@@ -194,6 +198,7 @@ class Fill:
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[int | None] = loop.create_future()
         self._stored: asyncio.Future[int] = loop.create_future()
+        self._in_storage = stored  # the blob is in storage: readers without a spool read it
         if stored:
             assert size is not None
             self._answered.set_result(size)
@@ -230,25 +235,20 @@ class Fill:
         return self._read(offset, length)
 
     async def _read(self, offset: int, length: int | None) -> AsyncGenerator[bytes]:
-        # Not started yet (the task opens the spool first), or over: wait for the spool
-        # or read what storage holds.
-        running = self._task is not None and not self._task.done()
-        if self._fd is None and running and self._error is None:
-            await self._wait_spool()
-        if self._fd is None:
-            if self._error is not None:
-                raise _failure(self._error)
-            if not self._stored.done():  # cannot happen: no spool means over
-                raise FillFailedError(f"blob {self.digest} is not stored")
+        # Before the task has opened the spool: wait for it (or for the outcome).
+        while self._fd is None and not self._in_storage and self._error is None:
+            if self._task is None or self._task.done():
+                break
+            await self._progress.wait()
+        if self._fd is not None:
+            async with contextlib.aclosing(self._tail(offset, length)) as tail:
+                async for chunk in tail:
+                    yield chunk
+        elif self._in_storage:  # the spool is closed once the blob is stored
             async for chunk in self._owner.storage.read(self.key, offset, length):
                 yield chunk
-            return
-        async for chunk in self._tail(offset, length):
-            yield chunk
-
-    async def _wait_spool(self) -> None:
-        while self._fd is None and self._error is None and not self._stored.done():
-            await self._progress.wait()
+        else:
+            raise _failure(self._error or FillFailedError(f"blob {self.digest} was not stored"))
 
     async def _tail(self, offset: int, length: int | None) -> AsyncGenerator[bytes]:
         """The spool from ``offset``, waiting for bytes; ends once the body is verified."""
@@ -266,7 +266,11 @@ class Fill:
                     count = min(READ_BYTES, available - position)
                     if end is not None:
                         count = min(count, end - position)
-                    data = await to_thread.run_sync(os.pread, fd, count, position)
+                    if available - position <= HOT_BYTES:
+                        # Just written: in the page cache, a copy cheaper than a thread hop.
+                        data = os.pread(fd, count, position)
+                    else:
+                        data = await to_thread.run_sync(os.pread, fd, count, position)
                     if not data:  # cannot happen: the spool only grows
                         raise FillFailedError(f"the spool of blob {self.digest} shrank")
                     position += len(data)
@@ -302,10 +306,13 @@ class Fill:
         body: AsyncIterator[bytes] | None = None
         holding = False
         try:
+            if await self._stored_meanwhile():
+                return
             self._fd = await to_thread.run_sync(_open_spool, self._owner.spool_dir)
             self._users += 1
             holding = True
             self._notify()
+            self._owner.fetches += 1
             try:
                 announced, body = await fetch()
             except Exception as exc:
@@ -329,6 +336,7 @@ class Fill:
                 )
             await storage.complete(upload, self.key, expected_size=written)
             upload = None
+            self._in_storage = True
             self._owner._forget(self)
             # Released before the callbacks: new readers read from storage from now on.
             holding = False
@@ -356,6 +364,21 @@ class Fill:
                     await closer()
             if holding:
                 self._release()
+
+    async def _stored_meanwhile(self) -> bool:
+        """Whether the blob is in storage already: an ``open`` that found none may have
+        raced with a fill that stored it since. Then nothing is fetched."""
+        info = await self._owner.storage.stat(self.key)
+        if info is None:
+            return False
+        self.fetched = False
+        self._in_storage = True
+        self._owner._forget(self)
+        self._answered.set_result(info.size)
+        await _run_callbacks(str(self.digest), info.size, self._callbacks)
+        self._stored.set_result(info.size)
+        self._notify()
+        return True
 
     def _check_announced(self, announced: int | None) -> int | None:
         if announced is not None and announced < 0:
