@@ -346,3 +346,21 @@ async def test_bandwidth_limit(admin: httpx.AsyncClient, upstream: DockerRegistr
     assert got.status_code == 200 and len(got.content) == size
     expected = size / (512 * 1024)
     assert expected * 0.8 <= elapsed <= expected * 1.2, elapsed
+
+
+async def test_docker_hub_official_images_get_library(
+    admin: httpx.AsyncClient, upstream: DockerRegistry
+) -> None:
+    """A ``docker-hub`` endpoint (here at a local registry's URL, which it uses as given):
+    ``<project>/solo`` is ``library/solo`` upstream, as Docker Hub's official images are."""
+    solo = f"solo{_uid()}"
+    digest = await _seed(upstream, f"library/{solo}", "v1", b"official")
+    created = await admin.post(
+        f"{API}/registries",
+        json={"name": f"hub{_uid()}", "type": "docker-hub", "url": upstream.url},
+    )
+    assert created.status_code == 201, created.text
+    name, _ = await _proxy_project(admin, int(created.headers["location"].rsplit("/", 1)[1]))
+    assert await _pull(admin, f"{name}/{solo}", "v1") == digest
+    assert await _pull(admin, f"{name}/library/{solo}", "v1") == digest
+    assert _upstream_calls(upstream, solo) == []  # never asked without library/
