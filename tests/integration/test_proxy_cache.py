@@ -238,6 +238,18 @@ async def test_pull_through_fills_once_then_heads(
         f"/v2/{local}/manifests/mine", content=manifest, headers={"Content-Type": OCI_MANIFEST}
     )
     assert put.status_code == 403 and error_code(put) == "DENIED"
+    # Harbor's API: no tagging in, nor copying into, a proxy cache project (405)...
+    artifacts_path = f"{API}/projects/{name}/repositories/{repo.replace('/', '%252F')}/artifacts"
+    tagged = await admin.post(f"{artifacts_path}/{first}/tags", json={"name": "mine"})
+    assert tagged.status_code == 405, tagged.text
+    assert "proxy cache project" in tagged.text
+    copied = await admin.post(artifacts_path, params={"from": f"{local}@{first}"})
+    assert copied.status_code == 405, copied.text
+    # ...but deleting a tag and an artifact is allowed, as in Harbor (eviction).
+    untagged = await admin.delete(f"{artifacts_path}/{first}/tags/v1")
+    assert untagged.status_code == 200, untagged.text
+    deleted = await admin.delete(f"{artifacts_path}/{second}")
+    assert deleted.status_code == 200, deleted.text
 
 
 async def test_tag_deleted_upstream_still_served(
