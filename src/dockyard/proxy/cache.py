@@ -377,7 +377,13 @@ class PullThroughCache:
                 actor=PROXY_ACTOR,
             )
             size = await fill.ready()
-            if fill.fetched and size is not None:
+            if not fill.fetched:
+                # Stored already (another project, or a fill that just ended): opening it
+                # linked it here; if the link was refused (the quota), make it again to
+                # raise the refusal rather than serve bytes the project may not hold.
+                if size is not None and not await self._has_blob(repository, digest):
+                    await self.registry.link_stored_blob(repository, digest, size, PROXY_ACTOR)
+            elif size is not None:
                 await self._check_quota(proxy, repository, size)
             if stream:
                 return UpstreamBlob(digest, size, fill.reader())
