@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +50,8 @@ class _Hostile(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     failing = 0
     """While not 0, repository ``flaky`` answers its manifests with this status."""
+    stalling = 0.0
+    """While not 0, repository ``flaky`` answers its manifests this many seconds late."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -76,6 +79,8 @@ class _Hostile(BaseHTTPRequestHandler):
             return self._send(200, b"{}")
         _, _, repo, kind, reference = path.split("/", 4)
         if kind == "manifests":
+            if repo == "flaky" and _Hostile.stalling:
+                time.sleep(_Hostile.stalling)
             if repo == "flaky" and _Hostile.failing:
                 return self._send(_Hostile.failing, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}')
             if repo == "loop":
@@ -199,3 +204,34 @@ async def test_rate_limited_or_failing_upstream_serves_the_cache(
     assert again.status_code == 200, again.text
     assert again.content == GOOD
     assert STALE_SERVED.labels(reason)._value.get() == before + 1
+
+
+async def test_upstream_too_slow_serves_the_cache(
+    admin: httpx.AsyncClient, state: AppState, project: str
+) -> None:
+    """The freshness check gives up after the outbound timeout (1 s here, for this test's
+    new endpoint) and the cached copy is served."""
+    cache = state.registry.pull_through
+    assert isinstance(cache, PullThroughCache)
+    kept = cache.timeout
+    cache.timeout = 1.0  # the adapter of this test's endpoint is opened with it
+    try:
+        local = f"{project}/flaky"
+        first = await admin.get(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert first.status_code == 200, first.text
+        for digest in (digest_of(CONFIG), digest_of(RIGHT)):
+            assert (await admin.get(f"/v2/{local}/blobs/{digest}")).status_code == 200
+        await _settled(state)
+        before = sum(STALE_SERVED.labels(r)._value.get() for r in ("timeout", "unreachable"))
+        _Hostile.stalling = 5.0
+        started = time.monotonic()
+        try:
+            again = await admin.get(f"/v2/{local}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        finally:
+            _Hostile.stalling = 0.0
+        assert again.status_code == 200 and again.content == GOOD, again.text
+        assert time.monotonic() - started < 4.5
+        after = sum(STALE_SERVED.labels(r)._value.get() for r in ("timeout", "unreachable"))
+        assert after == before + 1
+    finally:
+        cache.timeout = kept
