@@ -56,6 +56,8 @@ from dockyard.metrics.routes import (
     start_listener,
 )
 from dockyard.projects import api as projects_api
+from dockyard.proxy.cache import STALE_SERVED, PullThroughCache
+from dockyard.proxy.fill import BlobFills
 from dockyard.quota import api as quota_api
 from dockyard.quota import hooks as quota_hooks
 from dockyard.registry.hooks import RegistryHooks
@@ -153,6 +155,8 @@ async def build_state(settings: Settings, tracing: Tracing | None = None) -> App
         space=space,
         pull_policies=pull_policies,
     )
+    fills = BlobFills(storage, settings.data_dir / "proxy-spool")
+    registry.pull_through = PullThroughCache(settings, db, registry, fills)
     health = HealthMonitor(db, storage, job_lease=timedelta(seconds=settings.job_lease_seconds))
     return AppState(
         settings, db, storage, tokens, identity, registry, health, job_types=job_types(settings)
@@ -269,6 +273,10 @@ def create_app(settings: Settings) -> Starlette:
 
     metrics = RequestMetrics() if settings.metrics_enabled else None
     exposition = MetricsExposition(settings, metrics) if metrics is not None else None
+    if exposition is not None and exposition.directory is None:
+        # In multiprocess mode the counter's values are read from the workers' files.
+        with contextlib.suppress(ValueError):  # a second app in the same process
+            exposition.registry.register(STALE_SERVED)
     tracing = open_tracing(settings)
 
     @asynccontextmanager
@@ -306,6 +314,8 @@ def create_app(settings: Settings) -> Starlette:
                 if adapter is not None:
                     await adapter.close()
                 await state.registry.hooks.close()
+                if isinstance(state.registry.pull_through, PullThroughCache):
+                    await state.registry.pull_through.aclose()
             finally:
                 state.identity.directory.close()  # pooled LDAP connections
                 await state.db.dispose()

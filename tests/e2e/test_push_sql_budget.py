@@ -47,6 +47,7 @@ TIME_REFRESHED = (
     "dockyard.iam.service:_token_seconds",
     "dockyard.scan.service:auto_scan_projects",
     "dockyard.replication.service:any_event_policy",
+    "dockyard.proxy.repository:proxied_endpoint",
 )
 
 

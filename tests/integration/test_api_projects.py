@@ -179,17 +179,19 @@ async def test_malformed_create_bodies(
     assert await _rows_named(state, name) == 0
 
 
-async def test_proxy_cache_projects_are_not_supported_yet(
+async def test_proxy_cache_project_needs_an_admin_and_an_endpoint(
     app: Starlette, admin: httpx.AsyncClient, state: AppState
 ) -> None:
+    """Harbor's rules; the proxy cache itself is tested in test_proxy_cache.py."""
     username, _ = await _user(state)
     name = _name()
     async with make_client(app, (username, PASSWORD)) as client:
         response = await client.post(
             f"{API}/projects", json={"project_name": name, "registry_id": 1}
         )
-        assert response.status_code == 400
-    for registry_id in (0, 1):
+        assert response.status_code == 403
+        assert "Only system admin can create proxy cache project" in response.text
+    for registry_id in (0, 987654321):
         response = await admin.post(
             f"{API}/projects", json={"project_name": name, "registry_id": registry_id}
         )

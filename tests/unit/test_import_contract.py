@@ -129,6 +129,8 @@ FEATURE_USES: dict[tuple[str, str], str] = {
     ("search", "artifacts"): "search lists artifacts through the artifact listing",
     ("replication", "remotes"): "a replication policy copies through a registry endpoint's adapter",
     ("replication", "labels"): "a replication label filter reads the labels on an artifact",
+    ("proxy", "remotes"): "a proxy cache project pulls through a registry endpoint's adapter",
+    ("proxy", "retention"): "a new proxy cache project gets Harbor's default retention policy",
 }
 
 

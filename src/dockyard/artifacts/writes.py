@@ -26,6 +26,7 @@ from dockyard.errors import (
     AlreadyExistsError,
     AppError,
     BadRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     PreconditionFailedError,
 )
@@ -119,6 +120,13 @@ async def _place(
     if ref is None or ref.project_id != project.project_id:
         raise RepositoryNotFoundError(f"repository {full} not found")
     return Place(project, context, ref)
+
+
+def _not_a_proxy_cache(project: Project) -> None:
+    """Harbor refuses copying into, and tagging in, a proxy cache project (405): its
+    content is the upstream's (docs/proxy-cache.md)."""
+    if project.registry_id:
+        raise MethodNotAllowedError("the operation isn't supported for a proxy cache project")
 
 
 async def _artifact(session: AsyncSession, place: Place, reference: str) -> Artifact:
@@ -246,6 +254,7 @@ async def create_tag(
     place = await _place(
         session, principal, project_name, repository_name, Action.CREATE, Resource.TAG
     )
+    _not_a_proxy_cache(place.project)
     artifact = await _artifact(session, place, reference)
     try:
         validate_tag(tag_name)
@@ -337,6 +346,7 @@ async def copy_artifact(
     target_project, _ = await _project(
         session, principal, project_name, Action.PUSH, Resource.REPOSITORY
     )
+    _not_a_proxy_cache(target_project)
     full = repository_full_name(target_project.name, repository_name)
     source_place = await _place(
         session,

@@ -25,7 +25,7 @@ from dockyard.console.audit_filters import OPERATIONS as AUDIT_OPERATIONS
 from dockyard.console.audit_filters import AuditFilters
 from dockyard.console.web import PREFIX, Page, usage_percent, with_query
 from dockyard.db.listing import PageRequest
-from dockyard.errors import BadRequestError
+from dockyard.errors import BadRequestError, DeniedError
 from dockyard.iam import users
 from dockyard.iam.policy import (
     ROBOT_PROJECT_PERMISSIONS,
@@ -44,6 +44,7 @@ from dockyard.projects import service as projects
 from dockyard.projects.models import Project
 from dockyard.projects.schemas import ProjectMember, ProjectMetadata, ProjectReq, UserEntity
 from dockyard.projects.schemas import UserGroup as GroupEntity
+from dockyard.proxy import service as proxy
 from dockyard.robots import service as robots
 from dockyard.robots.permissions import grantable
 from dockyard.robots.schemas import Access, RobotCreate, RobotPermission
@@ -116,6 +117,10 @@ async def project_list(page: Page) -> Response:
     may_create = not page.principal.is_anonymous and (
         page.principal.sysadmin or await _creation_open(page)
     )
+    endpoints: list[tuple[int, str, str]] = []
+    if page.principal.sysadmin and may_create:  # only an administrator makes a proxy cache
+        async with page.state.db.read() as session:
+            endpoints = await proxy.proxy_endpoints(session)
     template = (
         "projects/_table.html"
         if page.request.headers.get("hx-target") == "project-table"
@@ -128,6 +133,7 @@ async def project_list(page: Page) -> Response:
         search=search,
         sort=sort_key,
         may_create=may_create,
+        proxy_endpoints=endpoints,
         list_url=lambda **p: with_query(PREFIX + "/projects", q=search, sort=sort_key, **p),
     )
 
@@ -150,16 +156,36 @@ async def create_project(page: Page) -> Response:
         except ValueError:
             raise BadRequestError("the quota must be a number of GiB, or -1") from None
         storage_limit = -1 if amount < 0 else int(amount * GiB)
+    proxy_cache = page.checked("proxy_cache")
+    registry_id: int | None = None
+    speed: str | None = None
+    if proxy_cache:
+        chosen = page.field("registry_id").strip()
+        if not chosen.isdigit():
+            raise BadRequestError("choose the registry endpoint the proxy cache pulls from")
+        registry_id = int(chosen)
+        speed = page.field("proxy_speed_kb").strip() or None
     req = ProjectReq(
         project_name=name,
         public=page.checked("public"),
-        metadata=ProjectMetadata(public="true" if page.checked("public") else "false"),
+        metadata=ProjectMetadata(
+            public="true" if page.checked("public") else "false", proxy_speed_kb=speed
+        ),
         storage_limit=storage_limit,
+        registry_id=registry_id,
     )
+    actor = page.actor()
     async with page.state.db.write() as session:
+        endpoint = None
+        if registry_id is not None:
+            if not page.principal.sysadmin:
+                raise DeniedError("Only system admin can create proxy cache project")
+            endpoint = await proxy.check_endpoint(session, registry_id)
         project = await projects.create_project_for(
-            session, page.principal, req, operator=page.actor()
+            session, page.principal, req, operator=actor, proxy_endpoint=endpoint
         )
+        if endpoint is not None:
+            await proxy.set_up_project(session, page.principal, actor, project)
         created = project.name
     return page.redirect(project_url(created), "flash.project_created", name=created)
 

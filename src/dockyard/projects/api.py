@@ -23,7 +23,7 @@ from dockyard.http.api import (
     paged_response,
 )
 from dockyard.iam import users
-from dockyard.iam.policy import Action, Principal, Resource
+from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.providers.ldap import DirectoryGroup
 from dockyard.projects import allowlists, service
 from dockyard.projects.models import Project
@@ -38,6 +38,7 @@ from dockyard.projects.schemas import (
     RoleRequest,
 )
 from dockyard.projects.schemas import Project as ProjectSchema
+from dockyard.proxy import service as proxy
 from dockyard.scan import hooks as scan_hooks
 
 PROJECT = "/projects/{project_name_or_id}"
@@ -124,10 +125,18 @@ async def create_project(api: ApiRequest) -> Response:
     """Create a project owned by the caller, who becomes its project admin."""
     principal = await api.user()
     req = await api.json(ProjectReq)
+    actor = await api.actor()
     async with api.state.db.write() as session:
+        endpoint = None
+        if req.registry_id is not None:
+            if not can(principal, Action.CREATE, Resource.PROJECT, None):
+                raise DeniedError("Only system admin can create proxy cache project")
+            endpoint = await proxy.check_endpoint(session, req.registry_id)
         project = await service.create_project_for(
-            session, principal, req, operator=await api.actor()
+            session, principal, req, operator=actor, proxy_endpoint=endpoint
         )
+        if endpoint is not None:
+            await proxy.set_up_project(session, principal, actor, project)
         project_id, name = project.project_id, project.name
     _metadata_changed(api)
     in_location = _header_flag(api, "X-Resource-Name-In-Location")

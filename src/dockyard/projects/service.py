@@ -82,12 +82,19 @@ MISSING_FEATURE_METADATA: dict[str, str] = {}
 key), "true" is a 400 naming the feature. The feature's issue removes its entry."""
 RETENTION_ID = "retention_id"
 """Set by the retention API; readable here, never written through project metadata."""
-"""The project metadata Dockyard stores; proxy-cache and retention keys are not among them."""
+PROXY_SPEED = "proxy_speed_kb"
+"""A proxy cache project's bandwidth to its upstream in KiB/s; -1 (or absent) is unlimited."""
+PROXY_SERVE_STALE = "proxy_cache_local_on_not_found"
+"""Harbor's switch, read more widely: a proxy cache project serves its cached copy when
+the upstream does not have it *or fails* ("true", and Dockyard's default when unset);
+"false" fails the pull as Harbor does by default."""
+PROXY_METADATA_KEYS = frozenset({PROXY_SPEED, PROXY_SERVE_STALE})
+"""The proxy-cache keys Dockyard stores, on proxy cache projects only."""
 _PROXY_CACHE_KEYS = frozenset(
     {
-        "proxy_speed_kb",
+        PROXY_SPEED,
+        PROXY_SERVE_STALE,
         "max_upstream_conn",
-        "proxy_cache_local_on_not_found",
         "proxy_referrer_api",
         "proxy_cache_filter_pattern",
         "proxy_cache_filter_kind",
@@ -106,17 +113,21 @@ _MAX_DB_INT = 2**63 - 1
 _NOT_DELETABLE = "the project contains repositories, can not be deleted"
 
 
-def validate_metadata(values: Mapping[str, str]) -> dict[str, str]:
-    """Check keys and values against Harbor's rules; severities come back lower-case."""
+def validate_metadata(values: Mapping[str, str], *, proxy: bool = False) -> dict[str, str]:
+    """Check keys and values against Harbor's rules; severities come back lower-case.
+    ``proxy``: the project is a proxy cache, whose keys (``PROXY_METADATA_KEYS``) it takes."""
     clean: dict[str, str] = {}
+    allowed = METADATA_KEYS | PROXY_METADATA_KEYS if proxy else METADATA_KEYS
     for key, value in values.items():
-        if key not in METADATA_KEYS:
+        if key not in allowed:
             raise BadRequestError(
-                f"invalid metadata key {_show(key)}; keys: {', '.join(sorted(METADATA_KEYS))}"
+                f"invalid metadata key {_show(key)}; keys: {', '.join(sorted(allowed))}"
             )
         if not isinstance(value, str):
             raise BadRequestError(f"metadata {key} must be a string")
-        if key in BOOLEAN_METADATA:
+        if key == PROXY_SPEED:
+            clean[key] = _speed(value)
+        elif key in BOOLEAN_METADATA or key == PROXY_SERVE_STALE:
             if value not in ("true", "false"):
                 raise BadRequestError(
                     f"metadata {key} must be 'true' or 'false', not {_show(value)}"
@@ -135,6 +146,20 @@ def validate_metadata(values: Mapping[str, str]) -> dict[str, str]:
                 )
             clean[key] = severity
     return clean
+
+
+def _speed(value: str) -> str:
+    """``proxy_speed_kb``: a whole number of KiB/s, -1 for unlimited (Harbor's rule)."""
+    try:
+        speed = int(value.strip())
+    except ValueError:
+        speed = -2
+    if speed < -1 or speed == 0 or speed > 2**31:
+        raise BadRequestError(
+            f"metadata {PROXY_SPEED} must be a number of KiB/s (1 or more), or -1 for "
+            f"unlimited, not {_show(value)}"
+        )
+    return str(speed)
 
 
 def _show(value: str) -> str:
@@ -316,17 +341,21 @@ async def create_project(
     return project
 
 
-def _requested_metadata(requested: schemas.ProjectMetadata | None) -> dict[str, str]:
+def _requested_metadata(
+    requested: schemas.ProjectMetadata | None, *, proxy: bool = False
+) -> dict[str, str]:
     """The stored keys a request sets; proxy-cache keys are ignored (as Harbor does for a
-    project that is not a proxy cache), and so is ``retention_id``, which Harbor's clients
-    send back as they read it: it is set by ``/retentions`` only."""
+    project that is not a proxy cache, and for the proxy keys Dockyard does not have),
+    and so is ``retention_id``, which Harbor's clients send back as they read it: it is
+    set by ``/retentions`` only."""
     if requested is None:
         return {}
     given = requested.model_dump(exclude_none=True)
     given.pop(RETENTION_ID, None)
     for key in _PROXY_CACHE_KEYS:
-        given.pop(key, None)
-    return validate_metadata(given)
+        if not (proxy and key in PROXY_METADATA_KEYS):
+            given.pop(key, None)
+    return validate_metadata(given, proxy=proxy)
 
 
 async def create_project_for(
@@ -335,8 +364,13 @@ async def create_project_for(
     req: schemas.ProjectReq,
     *,
     operator: Actor | None = None,
+    proxy_endpoint: int | None = None,
 ) -> Project:
     """``createProject``: any signed-in user may create; a robot needs ``project:create``.
+
+    ``proxy_endpoint``: the request's ``registry_id``, already checked by the caller (the
+    proxy cache, ``proxy/service.py``); the project becomes a proxy cache of it. Only a
+    system administrator may create one (Harbor's rule).
 
     ``storage_limit`` sets the project's quota when the caller may update quotas (an
     administrator); otherwise, or when it is 0 (as Harbor reads it), the project gets
@@ -354,15 +388,17 @@ async def create_project_for(
     if req.project_name is None:
         raise BadRequestError("project_name is required")
     name = validate_project_name(req.project_name)
-    if req.registry_id is not None:
-        # Proxy cache projects need registry endpoints, which Dockyard does not have yet.
-        raise BadRequestError("proxy cache projects (registry_id) are not supported yet")
+    if req.registry_id is not None and req.registry_id != proxy_endpoint:
+        raise BadRequestError("registry_id must name a registry endpoint that can proxy")
+    proxy = proxy_endpoint is not None
+    if proxy and not system_creator:
+        raise DeniedError("Only system admin can create proxy cache project")
     storage_limit = req.storage_limit
     if storage_limit is not None:
         quotas.check_limit(storage_limit, "storage_limit")
         if storage_limit == 0 or not can(principal, Action.UPDATE, Resource.QUOTA, None):
             storage_limit = None
-    metadata = _requested_metadata(req.metadata)
+    metadata = _requested_metadata(req.metadata, proxy=proxy)
     allowlist = allowlists.validate(req.cve_allowlist) if req.cve_allowlist else None
     public = metadata.pop("public", None)
     if public is None:
@@ -381,6 +417,9 @@ async def create_project_for(
         metadata=metadata,
         storage_limit=storage_limit,
     )
+    if proxy_endpoint is not None:
+        project.registry_id = proxy_endpoint
+        await session.flush()
     if allowlist is not None:
         await allowlists.store(session, project.project_id, *allowlist)
     await audit.record(
@@ -615,7 +654,7 @@ async def update_project(
 ) -> None:
     """``updateProject``: its metadata (the name, registry and storage limit do not change)."""
     require(principal, Action.UPDATE, Resource.PROJECT, context)
-    metadata = _requested_metadata(req.metadata)
+    metadata = _requested_metadata(req.metadata, proxy=bool(project.registry_id))
     allowlist = allowlists.validate(req.cve_allowlist) if req.cve_allowlist else None
     await repo.set_metadata(session, project.project_id, metadata)
     if allowlist is not None:
@@ -693,7 +732,7 @@ async def add_metadata(
     require(principal, Action.CREATE, Resource.METADATA, context)
     if not values:
         raise BadRequestError("give at least one metadata key and value")
-    clean = validate_metadata(values)
+    clean = validate_metadata(values, proxy=bool(project.registry_id))
     existing = await repo.project_metadata(session, project.project_id)
     taken = sorted(set(clean) & set(existing))
     if taken:
@@ -714,7 +753,8 @@ async def get_metadata(
 ) -> dict[str, str]:
     require(principal, Action.READ, Resource.METADATA, context)
     value = (await repo.project_metadata(session, project.project_id)).get(name)
-    if (name not in METADATA_KEYS and name != RETENTION_ID) or value is None:
+    known = METADATA_KEYS | PROXY_METADATA_KEYS | {RETENTION_ID}
+    if name not in known or value is None:
         raise NotFoundError(f"metadata {_show(name)} is not set")
     return {name: value}
 
@@ -733,7 +773,7 @@ async def update_metadata(
     require(principal, Action.UPDATE, Resource.METADATA, context)
     if name not in body:
         raise BadRequestError(f"the body must carry the value of {_show(name)}")
-    clean = validate_metadata({name: body[name]})
+    clean = validate_metadata({name: body[name]}, proxy=bool(project.registry_id))
     await repo.set_metadata(session, project.project_id, clean)
     await revocation.bump(session)  # tokens from before this change stop working
     await _record_project_update(session, operator, project, "update", clean)
@@ -749,7 +789,7 @@ async def delete_metadata(
     operator: Actor,
 ) -> None:
     require(principal, Action.DELETE, Resource.METADATA, context)
-    if name not in METADATA_KEYS or not await repo.delete_metadata(
+    if name not in METADATA_KEYS | PROXY_METADATA_KEYS or not await repo.delete_metadata(
         session, project.project_id, name
     ):
         raise NotFoundError(f"metadata {_show(name)} is not set")

@@ -40,7 +40,7 @@ from dockyard.oci.names import validate_repository_name
 from dockyard.oci.ranges import format_upload_range, parse_content_range, parse_range_request
 from dockyard.oci.scope import format_challenge_scope
 from dockyard.registry.hooks import AccessRefused, Actor
-from dockyard.registry.service import BlobInfo, UploadRangeError, UploadStatus
+from dockyard.registry.service import BlobInfo, ManifestContent, UploadRangeError, UploadStatus
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _MAX_PAGE = 10_000
@@ -346,6 +346,18 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     """end-2: ``GET``/``HEAD /v2/<name>/blobs/<digest>`` with ``Range`` support."""
     state = get_state(request)
     await _authorize(request, state, name, ("pull",))
+    if state.registry.pull_through is not None:
+        # A whole GET of a blob a proxy cache lacks is streamed as it arrives; a HEAD or
+        # a range waits until it is stored and is answered from the cache.
+        whole = request.method == "GET" and "range" not in request.headers
+        upstream = await state.registry.pull_through.blob(name, params["digest"], stream=whole)
+        if upstream is not None:
+            headers = {"Docker-Content-Digest": upstream.digest, **API_VERSION_HEADER}
+            if upstream.size is not None:
+                headers["Content-Length"] = str(upstream.size)
+            return StreamingResponse(
+                upstream.chunks, headers=headers, media_type="application/octet-stream"
+            )
     blob = await state.registry.stat_blob(name, params["digest"])
     headers = {"Docker-Content-Digest": blob.digest, "Accept-Ranges": "bytes", **API_VERSION_HEADER}
     if request.method == "HEAD":
@@ -428,6 +440,7 @@ async def start_upload(request: Request, name: str, params: dict[str, str]) -> R
     caller = await _authorize(
         request, state, name, ("pull", "push"), _mount_source_scope(name, mount, source)
     )
+    await _refuse_proxy_write(state, name)
     actor = _actor(request, caller)
     if mount and source:
         blob = await _try_mount(request, state, name, mount, source, actor)
@@ -443,6 +456,12 @@ async def start_upload(request: Request, name: str, params: dict[str, str]) -> R
     headers = _upload_headers(request, state, name, status)
     headers["Content-Length"] = "0"
     return Response(status_code=202, headers=headers)
+
+
+async def _refuse_proxy_write(state: AppState, name: str) -> None:
+    """Pushes into a proxy cache project are refused (403 ``DENIED``), as in Harbor."""
+    if state.registry.pull_through is not None:
+        await state.registry.pull_through.refuse_write(name)
 
 
 def _mount_source_scope(name: str, mount: str | None, source: str | None) -> str | None:
@@ -524,9 +543,18 @@ async def get_manifest(request: Request, name: str, params: dict[str, str]) -> R
     # Harbor's scanner credential: a token naming scanner-pull passes the pull policies.
     scanner = _token_names(caller, name, "scanner-pull")
     signer = await _signing_client(request, state, caller, name)
-    manifest = await state.registry.get_manifest(
-        name, params["reference"], policies=True, scanner_pull=scanner, signer_pull=signer
-    )
+    fetched = None
+    if state.registry.pull_through is not None:
+        fetched = await state.registry.pull_through.manifest(name, params["reference"])
+    if fetched is not None:  # from a proxy cache's upstream, stored behind this answer
+        await state.registry.check_pull(
+            name, fetched.digest, params["reference"], scanner_pull=scanner, signer_pull=signer
+        )
+        manifest = ManifestContent(fetched.digest, fetched.media_type, fetched.body)
+    else:
+        manifest = await state.registry.get_manifest(
+            name, params["reference"], policies=True, scanner_pull=scanner, signer_pull=signer
+        )
     headers = {
         "Docker-Content-Digest": manifest.digest,
         "ETag": f'"{manifest.digest}"',
@@ -573,6 +601,7 @@ async def put_manifest(request: Request, name: str, params: dict[str, str]) -> R
     """end-7: ``PUT /v2/<name>/manifests/<reference>``."""
     state = get_state(request)
     caller = await _authorize(request, state, name, ("pull", "push"))
+    await _refuse_proxy_write(state, name)
     body = await _read_limited(request, MAX_MANIFEST_BYTES)
     pushed = await state.registry.put_manifest(
         name,

@@ -66,6 +66,7 @@ from dockyard.registry.models import (
     BlobUpload,
 )
 from dockyard.registry.pull_policy import ManifestPullCheck, PullPolicies
+from dockyard.registry.pull_through import PullThrough
 from dockyard.storage import Storage, blob_key
 from dockyard.storage.layout import attempt_id
 from dockyard.storage.space import DiskSpace
@@ -144,6 +145,8 @@ class RegistryService:
         self.pull_policies = pull_policies or PullPolicies()
         self._pull_lookups = repo.manifest_pull_lookups(self.pull_policies.switches)
         """What a client's manifest GET/HEAD must pass (``registry/pull_policy.py``)."""
+        self.pull_through: PullThrough | None = None
+        """Proxy cache projects (``registry/pull_through.py``); set by ``create_app``."""
         self.space = space
         """Free-space admission for new bytes (``storage/space.py``); None: unchecked."""
         self.db = db
@@ -272,6 +275,30 @@ class RegistryService:
                     BlobsLinked(actor, target.project_id, repository, ((blob.id, blob.size),)),
                 )
         return BlobInfo(blob.digest, blob.size, blob_key(blob.digest))
+
+    async def link_stored_blob(
+        self, repository: str, digest: str, size: int, actor: Actor = SYSTEM_ACTOR
+    ) -> BlobInfo:
+        """Record and link a blob whose verified bytes are already in storage (a proxy
+        cache fill wrote them): its row, its link into ``repository``, and the
+        ``blobs_linked`` hooks (quota) as an upload's completion does."""
+        parsed = str(Digest.parse(digest))
+        try:
+            await self._protect_existing_blob(parsed, size)
+        except repo.BlobBeingDeletedError as exc:
+            raise BlobUploadInvalidError(f"blob {parsed} is being garbage-collected") from exc
+        async with self.db.write() as session:
+            target = await self._writable_repository(session, repository)
+            try:
+                blob_id = await repo.ensure_blob(session, parsed, size, "application/octet-stream")
+            except repo.BlobBeingDeletedError as exc:
+                raise BlobUploadInvalidError(f"blob {parsed} is being garbage-collected") from exc
+            if await repo.link_blob(session, target.repository_id, target.project_id, blob_id):
+                await self.hooks.blobs_linked(
+                    session,
+                    BlobsLinked(actor, target.project_id, repository, ((blob_id, size),)),
+                )
+        return BlobInfo(parsed, size, blob_key(parsed))
 
     # --- uploads ----------------------------------------------------------------------
 
@@ -877,6 +904,23 @@ class RegistryService:
             raise ManifestUnknownError(f"manifest {reference} is not in repository {repository}")
         digest, media_type = found
         return ManifestContent(digest, media_type, await self._manifest_bytes_for(digest))
+
+    async def check_pull(
+        self,
+        repository: str,
+        digest: str,
+        reference: str,
+        *,
+        scanner_pull: bool = False,
+        signer_pull: bool = False,
+    ) -> None:
+        """Ask the pull policies about a manifest served from elsewhere than the store
+        (a proxy cache's upstream), as ``get_manifest(policies=True)`` asks them."""
+        if not self.pull_policies:
+            return
+        async with self.db.read_connection() as conn:
+            check = ManifestPullCheck(repository, digest, reference, scanner_pull, signer_pull)
+            await self.pull_policies.check(conn, check)
 
     async def _manifest_bytes_for(self, digest: str) -> bytes:
         cached = self._manifests.get(digest)

@@ -11,7 +11,8 @@ endpoint, lets go of the session, then connects (``open_adapter``), and records 
 status in a second short transaction.
 
 Deleting an endpoint that a replication policy or a proxy cache project uses will be
-refused (412) once those exist; today nothing can use one.
+refused (412): replication policies by ``replication.check_endpoint_unused``, proxy cache
+projects here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,9 +31,15 @@ from dockyard.audit import service as audit
 from dockyard.audit.events import Actor, AuditEvent
 from dockyard.db.base import utcnow
 from dockyard.db.listing import PageRequest, apply_q, fetch_page, parse_q, parse_sort
-from dockyard.errors import BadRequestError, ConflictError, NotFoundError
+from dockyard.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from dockyard.http.egress import EgressPolicy, EgressRefused
 from dockyard.http.outbound import Resolver
+from dockyard.projects.models import Project
 from dockyard.remotes import repository as repo
 from dockyard.remotes.adapter import Adapter, KindInfo
 from dockyard.remotes.client import CREDENTIAL_TYPES, Credential, Endpoint, RemoteError
@@ -361,8 +368,22 @@ async def update_endpoint(
 
 
 async def delete_endpoint(session: AsyncSession, operator: Actor, registry_id: int) -> None:
-    """``deleteRegistry``. (To come: 412 while a replication policy or proxy project uses it.)"""
+    """``deleteRegistry``: 412 while a proxy cache project uses it (replication policies
+    are checked by the caller, ``replication.check_endpoint_unused``)."""
     row = await _get(session, registry_id)
+    names = list(
+        await session.scalars(
+            select(Project.name)
+            .where(Project.registry_id == registry_id, Project.deleted.is_(False))
+            .order_by(Project.name)
+            .limit(5)
+        )
+    )
+    if names:
+        raise PreconditionFailedError(
+            f"registry {registry_id} is used by proxy cache projects ({', '.join(names)}); "
+            "delete them first"
+        )
     await _record(session, operator, "delete", row)
     await session.delete(row)
 

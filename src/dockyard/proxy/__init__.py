@@ -1,0 +1,1 @@
+"""Proxy cache projects: pull-through caching of another registry (``docs/proxy-cache.md``)."""

@@ -1,0 +1,69 @@
+"""Filling the cache with blobs from the upstream, through the fill engine (``fill.py``).
+
+``ProxyBlobs.open`` is the one boundary the cache calls: it joins the fill of the blob
+already running in this process or starts one (one upstream GET per blob however many
+clients ask), and links the blob into the repository once the engine has stored it
+verified (its row, its link, the quota's charge, as an upload's completion does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from dockyard.audit.events import Actor
+from dockyard.proxy.fill import BlobFills, Fill
+from dockyard.registry.service import RegistryService
+from dockyard.remotes.adapter import Adapter
+
+
+class ProxyBlobs:
+    """The blob fills of one process, linked into the repositories that asked."""
+
+    def __init__(self, registry: RegistryService, fills: BlobFills) -> None:
+        self.registry = registry
+        self.fills = fills
+
+    async def close(self) -> None:
+        await self.fills.close()
+
+    async def open(
+        self,
+        adapter: Adapter,
+        repository: str,
+        upstream_repository: str,
+        digest: str,
+        *,
+        kib_per_second: int,
+        actor: Actor,
+        size: int | None = None,
+    ) -> Fill:
+        """The fill of ``digest`` for ``repository`` (see ``BlobFills.open``)."""
+
+        async def fetch() -> tuple[int | None, AsyncIterator[bytes]]:
+            stack = AsyncExitStack()
+            try:
+                stream = await stack.enter_async_context(
+                    adapter.open_blob(upstream_repository, digest)
+                )
+            except BaseException:
+                await stack.aclose()
+                raise
+
+            async def body() -> AsyncIterator[bytes]:
+                async with stack:
+                    async for chunk in stream.chunks:
+                        yield chunk
+
+            return (stream.size if stream.size >= 0 else None), body()
+
+        async def link(stored: str, stored_size: int) -> None:
+            await self.registry.link_stored_blob(repository, stored, stored_size, actor)
+
+        return await self.fills.open(
+            digest,
+            fetch,
+            size=size,
+            limit_bps=kib_per_second * 1024.0 if kib_per_second > 0 else None,
+            on_stored=link,
+        )
