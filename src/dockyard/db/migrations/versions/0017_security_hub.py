@@ -1,7 +1,7 @@
 """security_hub: each vulnerability record's CVSS v3 score as a column, and indexes for
 the security hub's filters (``/security/vul``: cve_id, package, severity, the score range)
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-07 18:00:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
+revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
