@@ -27,6 +27,13 @@ run before ``open`` returns, so the caller's record of it is made in every case)
 starts a new fill: ``fetch`` is called once, in the fill's own task. The module knows
 neither HTTP nor the database: ``fetch`` and ``on_stored`` are the caller's.
 
+``fetch``'s body is closed (its ``aclose``, when it has one) when the fill ends, also
+when it failed before reading it (a size that differs from ``size``, storage refusing
+the upload, shutdown). An async generator that was never iterated runs none of its code
+on ``aclose``, so a body that holds the upstream's response must release it in its
+``aclose`` (an object with ``__anext__`` and ``aclose``), not only in a ``finally`` of a
+generator.
+
 How a fill works
 ----------------
 The fill's task reads the upstream body (paced to ``limit_bps``) and appends it to a
@@ -52,8 +59,9 @@ the spool, then ``storage.complete`` once the digest and the size are checked. S
   reader still streaming raises :class:`FillFailedError`, so the HTTP layer breaks
   the connection instead of ending the body as if it were whole. The next ``open``
   fetches again.
-- **bounded memory**: at most one batch (about 1 MiB) in the fill, one read (1 MiB)
-  per reader and the storage driver's own buffers (a few MiB); never the blob.
+- **bounded memory**: at most two batches (about 1 MiB each: one being read, one
+  being written) in the fill, one read (1 MiB) per reader and the storage driver's
+  own buffers (a few MiB); never the blob.
 - **no leftovers**: the spool has no name, so a crash leaves nothing in
   ``spool_dir``; a crashed storage upload is a partial upload no session names, which
   garbage collection removes (docs/gc.md).
