@@ -351,8 +351,9 @@ class Fill:
             with anyio.CancelScope(shield=True):
                 await _undo(writer, upload, storage)
             # Only now: whoever waits for the outcome finds nothing of the fill left.
-            self._stored.set_exception(_failure(self._error or exc))
-            self._stored.exception()  # retrieved: stored() may never be awaited
+            if not self._stored.done():
+                self._stored.set_exception(_failure(self._error or exc))
+                self._stored.exception()  # retrieved: stored() may never be awaited
             self._notify()
             if isinstance(exc, Exception):
                 log.warning("proxy cache: fetching blob %s failed: %s", self.digest, exc)
