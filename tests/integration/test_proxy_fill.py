@@ -469,3 +469,31 @@ async def test_a_blob_stored_while_open_looked_is_not_fetched(tmp_path: Path) ->
         assert upstream.calls == 0 and engine.fetches == 0
     finally:
         await engine.close()
+
+
+async def test_a_body_never_read_is_closed(fs_fills: BlobFills) -> None:
+    """A fill that fails before it reads the body (here: the upstream announces another
+    size than the manifest's) still closes it, so the upstream's response is released."""
+    blob = make_blob(MiB)
+
+    class Body:
+        closed = False
+
+        def __aiter__(self) -> Body:
+            return self
+
+        async def __anext__(self) -> bytes:
+            raise AssertionError("not to be read")
+
+        async def aclose(self) -> None:
+            Body.closed = True
+
+    async def fetch() -> tuple[int | None, AsyncIterator[bytes]]:
+        return len(blob) + 1, Body()
+
+    fill = await fs_fills.open(sha256(blob), fetch, size=len(blob))
+    with pytest.raises(FillFailedError, match="announced"):
+        await read_all(fill)
+    with pytest.raises(FillFailedError):
+        await fill.stored()
+    assert Body.closed
