@@ -307,7 +307,7 @@ async def test_a_failed_fill_leaves_nothing_and_every_reader_raises(
     digest = sha256(blob)
     upstream, expected = _failing(blob, case)
     opened = [await fills.open(digest, upstream.fetch, size=expected) for _ in range(4)]
-    assert all(fill is opened[0] for fill in opened)
+    assert all(fill._blob is opened[0]._blob for fill in opened)  # one shared fill
 
     async def reader() -> int:
         received = 0
@@ -497,3 +497,71 @@ async def test_a_body_never_read_is_closed(fs_fills: BlobFills) -> None:
     with pytest.raises(FillFailedError):
         await fill.stored()
     assert Body.closed
+
+
+async def test_a_failed_on_stored_is_raised_to_its_caller_only(fs_fills: BlobFills) -> None:
+    """``on_stored`` refusing (a quota refusing the link into one repository) makes that
+    caller's ``stored()`` raise, while another caller of the same fill gets the size; and
+    a blob stored already raises the refusal the same way."""
+    blob = make_blob(MiB)
+    digest = sha256(blob)
+    upstream = Upstream(blob, hold_at=MiB // 2)
+    linked: list[str] = []
+
+    async def refuse(d: str, size: int) -> None:
+        raise AppError("quota exceeded")
+
+    async def accept(d: str, size: int) -> None:
+        linked.append(d)
+
+    refused = await fs_fills.open(digest, upstream.fetch, on_stored=refuse)
+    accepted = await fs_fills.open(digest, upstream.fetch, on_stored=accept)
+    upstream.release.set()
+    with pytest.raises(AppError, match="quota exceeded"):
+        await refused.stored()
+    assert await accepted.stored() == len(blob)
+    assert linked == [digest] and upstream.calls == 1
+
+    again = await fs_fills.open(digest, upstream.fetch, on_stored=refuse)
+    assert not again.fetched
+    with pytest.raises(AppError, match="quota exceeded"):
+        await again.stored()
+    assert upstream.calls == 1
+
+
+async def test_proxy_blobs_release_a_response_never_read(fs_fills: BlobFills) -> None:
+    """``ProxyBlobs``' fetch holds the upstream's response; a fill that fails before it
+    reads the body (the upstream announces another size than the manifest's) releases
+    it at once, not when the garbage collector finds the body."""
+    from contextlib import asynccontextmanager
+    from typing import cast
+
+    from dockyard.audit.events import Actor
+    from dockyard.proxy.blobs import ProxyBlobs
+    from dockyard.registry.service import RegistryService
+    from dockyard.remotes.adapter import Adapter, BlobStream
+
+    blob = make_blob(MiB)
+    released: list[str] = []
+
+    class FakeAdapter:
+        @asynccontextmanager
+        async def open_blob(self, repository: str, digest: str) -> AsyncIterator[BlobStream]:
+            try:
+                yield BlobStream(len(blob) + 1, 0, Upstream(blob)._body())
+            finally:
+                released.append(digest)
+
+    proxy = ProxyBlobs(cast(RegistryService, None), fs_fills)
+    fill = await proxy.open(
+        cast(Adapter, FakeAdapter()),
+        "cache/app",
+        "app",
+        sha256(blob),
+        kib_per_second=0,
+        actor=cast(Actor, None),
+        size=len(blob),
+    )
+    with pytest.raises(FillFailedError, match="announced"):
+        await fill.stored()
+    assert released == [sha256(blob)]

@@ -50,12 +50,7 @@ class ProxyBlobs:
                 await stack.aclose()
                 raise
 
-            async def body() -> AsyncIterator[bytes]:
-                async with stack:
-                    async for chunk in stream.chunks:
-                        yield chunk
-
-            return (stream.size if stream.size >= 0 else None), body()
+            return (stream.size if stream.size >= 0 else None), _Body(stream.chunks, stack)
 
         async def link(stored: str, stored_size: int) -> None:
             await self.registry.link_stored_blob(repository, stored, stored_size, actor)
@@ -67,3 +62,27 @@ class ProxyBlobs:
             limit_bps=kib_per_second * 1024.0 if kib_per_second > 0 else None,
             on_stored=link,
         )
+
+
+class _Body:
+    """The upstream's body: its chunks, and ``aclose`` releasing the response (its
+    ``stack``) whether or not it was read. A generator would not do: one never iterated
+    runs none of its code on ``aclose`` (fill.py's contract for ``fetch``)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], stack: AsyncExitStack) -> None:
+        self._chunks = chunks
+        self._stack = stack
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        closer = getattr(self._chunks, "aclose", None)
+        try:
+            if closer is not None:
+                await closer()
+        finally:
+            await self._stack.aclose()

@@ -27,6 +27,10 @@ run before ``open`` returns, so the caller's record of it is made in every case)
 starts a new fill: ``fetch`` is called once, in the fill's own task. The module knows
 neither HTTP nor the database: ``fetch`` and ``on_stored`` are the caller's.
 
+Each ``open`` returns its own :class:`Fill` (a view of the one shared fetch): its
+``stored()`` raises what *its* ``on_stored`` raised (a quota refusing the link of the
+blob into the caller's repository), not another caller's.
+
 ``fetch``'s body is closed (its ``aclose``, when it has one) when the fill ends, also
 when it failed before reading it (a size that differs from ``size``, storage refusing
 the upload, shutdown). An async generator that was never iterated runs none of its code
@@ -121,7 +125,7 @@ class BlobFills:
     def __init__(self, storage: Storage, spool_dir: str | os.PathLike[str]) -> None:
         self.storage = storage
         self.spool_dir = Path(spool_dir)
-        self._fills: dict[str, Fill] = {}
+        self._fills: dict[str, _Blob] = {}
         self._closed = False
         self.fetches = 0
         """Upstream fetches started (for tests and metrics)."""
@@ -145,8 +149,9 @@ class BlobFills:
         upstream that answers another fails the fill. ``limit_bps`` paces the upstream
         read (bytes per second); a joined fill keeps the pace it started with.
         ``on_stored`` runs once the blob is in storage (also for a fill joined, and
-        before ``open`` returns when the blob was stored already); an exception from it
-        is logged, not raised.
+        before ``open`` returns when the blob was stored already); what it raises, the
+        returned fill's ``stored()`` raises (to this caller only: another ``open`` of the
+        same blob has its own callback and outcome).
         """
         if self._closed:
             raise RuntimeError("the blob fills are closed")
@@ -156,21 +161,22 @@ class BlobFills:
         if limit_bps is not None and limit_bps <= 0:
             raise ValueError(f"the bandwidth limit must be positive, not {limit_bps}")
         digest = str(parsed)
+        loop = asyncio.get_running_loop()
+        linked: asyncio.Future[None] = loop.create_future()
         fill = self._fills.get(digest)
         if fill is None:
             info = await self.storage.stat(blob_key(digest))
             if info is not None:
-                if on_stored is not None:
-                    await _run_callbacks(digest, info.size, [on_stored])
-                return Fill(self, parsed, size=info.size, stored=True)
+                fill = _Blob(self, parsed, size=info.size, stored=True)
+                await _run_callbacks(digest, info.size, [(on_stored, linked)])
+                return Fill(fill, linked)
             fill = self._fills.get(digest)  # another open may have started one meanwhile
             if fill is None:
-                fill = Fill(self, parsed, size=size)
+                fill = _Blob(self, parsed, size=size)
                 self._fills[digest] = fill
                 fill._start(fetch, limit_bps)
-        if on_stored is not None:
-            fill._callbacks.append(on_stored)
-        return fill
+        fill._callbacks.append((on_stored, linked))
+        return Fill(fill, linked)
 
     async def close(self) -> None:
         """Stop every running fill (their readers raise); wait until they have cleaned up."""
@@ -181,13 +187,52 @@ class BlobFills:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _forget(self, fill: Fill) -> None:
+    def _forget(self, fill: _Blob) -> None:
         if self._fills.get(str(fill.digest)) is fill:
             del self._fills[str(fill.digest)]
 
 
 class Fill:
-    """One blob being fetched (or already stored): its size and its readers."""
+    """One caller's view of a blob's fill: the shared fetch (or the stored blob), and the
+    outcome of this caller's own ``on_stored``."""
+
+    def __init__(self, blob: _Blob, linked: asyncio.Future[None]) -> None:
+        self._blob = blob
+        self._linked = linked
+        self.digest = blob.digest
+
+    @property
+    def fetched(self) -> bool:
+        """Whether the blob is fetched from the upstream (``False``: served from storage)."""
+        return self._blob.fetched
+
+    @property
+    def failed(self) -> bool:
+        return self._blob.failed
+
+    async def ready(self) -> int | None:
+        """Wait until the upstream has answered; return the blob's size (``None`` when the
+        upstream did not say it and the caller did not give it). Raises what the fetch
+        raised (the caller maps the upstream's refusal), or :class:`FillFailedError`."""
+        return await self._blob.ready()
+
+    async def stored(self) -> int:
+        """Wait until the blob is in storage and this caller's ``on_stored`` has run;
+        return its size. Raises :class:`FillFailedError` when the fill failed, and what
+        ``on_stored`` raised when it failed (e.g. the quota refusing the link)."""
+        size = await self._blob.stored()
+        await asyncio.shield(self._linked)
+        return size
+
+    def reader(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset`` (``length`` of them, or to the end), as they
+        arrive. Raises :class:`FillFailedError` when the fill fails, also mid-stream."""
+        return self._blob.reader(offset, length)
+
+
+class _Blob:
+    """One blob being fetched (or already stored): its size, its readers, the
+    ``on_stored`` callbacks of every ``open`` (each with the future of its outcome)."""
 
     def __init__(self, owner: BlobFills, digest: Digest, *, size: int | None, stored: bool = False):
         self._owner = owner
@@ -197,7 +242,7 @@ class Fill:
         """Whether this fill fetches from the upstream (``False``: served from storage)."""
         self._size = size
         self._task: asyncio.Task[None] | None = None
-        self._callbacks: list[OnStored] = []
+        self._callbacks: list[tuple[OnStored | None, asyncio.Future[None]]] = []
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[int | None] = loop.create_future()
         self._stored: asyncio.Future[int] = loop.create_future()
@@ -222,8 +267,8 @@ class Fill:
         return await asyncio.shield(self._answered)
 
     async def stored(self) -> int:
-        """Wait until the blob is in storage (and ``on_stored`` has run); return its size.
-        Raises :class:`FillFailedError` when the fill failed."""
+        """Wait until the blob is in storage (and every ``on_stored`` has run); return its
+        size. Raises :class:`FillFailedError` when the fill failed."""
         return await asyncio.shield(self._stored)
 
     @property
@@ -504,12 +549,22 @@ async def _undo(
             log.warning("proxy cache: discarding a failed fill's upload failed: %s", exc)
 
 
-async def _run_callbacks(digest: str, size: int, callbacks: list[OnStored]) -> None:
-    for callback in callbacks:
+async def _run_callbacks(
+    digest: str, size: int, callbacks: list[tuple[OnStored | None, asyncio.Future[None]]]
+) -> None:
+    """Run each ``on_stored``; its outcome goes to its own future (``Fill.stored``)."""
+    for callback, outcome in callbacks:
         try:
-            await callback(digest, size)
-        except Exception:
-            log.exception("proxy cache: recording stored blob %s failed", digest)
+            if callback is not None:
+                await callback(digest, size)
+        except Exception as exc:
+            log.warning("proxy cache: recording stored blob %s failed: %s", digest, exc)
+            if not outcome.done():
+                outcome.set_exception(exc)
+                outcome.exception()  # retrieved: stored() may never be awaited
+        else:
+            if not outcome.done():
+                outcome.set_result(None)
 
 
 async def _paced(body: AsyncIterator[bytes], limit_bps: float) -> AsyncIterator[bytes]:
