@@ -396,11 +396,17 @@ async def test_storage_failing_fails_the_fill(fs_fills: BlobFills, tmp_path: Pat
         async def append(self, *args: Any, **kwargs: Any) -> Any:
             raise OSError("disk on fire")
 
+        async def adopt_file(self, fd: int, key: str, size: int) -> bool:
+            raise OSError("disk on fire")
+
     engine = BlobFills(Broken(tmp_path / "broken"), tmp_path / "spool2")
     try:
         fill = await engine.open(digest, Upstream(blob, delay=0.0005).fetch)
+        # The reader got the verified bytes (the spool is adopted once verified); the
+        # blob is not stored, and nothing of it is left.
+        assert await read_all(fill) == blob
         with pytest.raises(FillFailedError, match="disk on fire"):
-            await read_all(fill)
+            await fill.stored()
         assert await residue(engine.storage, tmp_path / "spool2", digest) == []
     finally:
         await engine.close()
@@ -565,3 +571,34 @@ async def test_proxy_blobs_release_a_response_never_read(fs_fills: BlobFills) ->
     with pytest.raises(FillFailedError, match="announced"):
         await fill.stored()
     assert released == [sha256(blob)]
+
+
+@pytest.mark.parametrize("adopts", [True, False], ids=["adopted", "uploaded"])
+async def test_the_filesystem_adopts_the_spool_or_the_fill_uploads_it(
+    tmp_path: Path, adopts: bool
+) -> None:
+    """On the filesystem driver the verified spool becomes the stored blob (linked, its
+    bytes written once: the upload path is never taken); a driver that cannot adopt it
+    (another filesystem) makes the fill upload it from the spool instead."""
+    blob = make_blob(3 * MiB)
+    digest = sha256(blob)
+    uploads: list[int] = []
+
+    class Watched(FilesystemStorage):
+        async def begin(self, upload_id: str) -> dict[str, Any]:
+            uploads.append(1)
+            return await super().begin(upload_id)
+
+        async def adopt_file(self, fd: int, key: str, size: int) -> bool:
+            return await super().adopt_file(fd, key, size) if adopts else False
+
+    engine = BlobFills(Watched(tmp_path / "storage"), tmp_path / "spool")
+    try:
+        fill = await engine.open(digest, Upstream(blob).fetch, size=len(blob))
+        assert await read_all(fill) == blob
+        assert await fill.stored() == len(blob)
+        assert await engine.storage.read_bytes(blob_key(digest)) == blob
+        assert uploads == ([] if adopts else [1])
+        assert await residue(engine.storage, tmp_path / "spool", digest) == [blob_key(digest)]
+    finally:
+        await engine.close()

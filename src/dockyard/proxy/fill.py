@@ -95,7 +95,7 @@ from anyio import to_thread
 
 from dockyard.errors import ServiceUnavailableError
 from dockyard.oci.digest import Digest, Hasher, new_hasher
-from dockyard.storage.base import Storage
+from dockyard.storage.base import AdoptsFiles, Storage
 from dockyard.storage.layout import blob_key
 
 __all__ = ["BlobFills", "Fetch", "Fill", "FillFailedError", "OnStored"]
@@ -367,21 +367,33 @@ class _Blob:
             size = self._check_announced(announced)
             self._size = size
             self._answered.set_result(size)
-            upload = await storage.begin(f"proxy-{secrets.token_hex(16)}")
-            writer = asyncio.get_running_loop().create_task(self._store(upload))
+            adopts = isinstance(storage, AdoptsFiles)
+            if not adopts:  # the upload tails the spool while it grows
+                upload = await storage.begin(f"proxy-{secrets.token_hex(16)}")
+                writer = asyncio.get_running_loop().create_task(self._store(upload))
             hasher = new_hasher(self.digest.algorithm)
             paced = _paced(body, limit_bps) if limit_bps else body
             await self._download(paced, hasher, size, writer)
             self._verify(hasher, size)
             self._verified = True
             self._notify()
-            upload, written = await writer
-            if written != self._received:
-                raise FillFailedError(
-                    f"storage took {written} of the {self._received} bytes of blob {self.digest}"
-                )
-            await storage.complete(upload, self.key, expected_size=written)
-            upload = None
+            written = self._received
+            if isinstance(storage, AdoptsFiles) and await storage.adopt_file(
+                self._fd, self.key, written
+            ):
+                pass  # the spool is the stored blob: its bytes were written once
+            else:
+                if writer is None:  # the driver could not adopt it here: upload it now
+                    upload = await storage.begin(f"proxy-{secrets.token_hex(16)}")
+                    writer = asyncio.get_running_loop().create_task(self._store(upload))
+                upload, written = await writer
+                if written != self._received:
+                    raise FillFailedError(
+                        f"storage took {written} of the {self._received} bytes of blob "
+                        f"{self.digest}"
+                    )
+                await storage.complete(upload, self.key, expected_size=written)
+                upload = None
             self._in_storage = True
             self._owner._forget(self)
             # Released before the callbacks: new readers read from storage from now on.
@@ -442,7 +454,7 @@ class _Blob:
         body: AsyncIterator[bytes],
         hasher: Hasher,
         size: int | None,
-        writer: asyncio.Task[Any],
+        writer: asyncio.Task[Any] | None,
     ) -> None:
         """Spool the body: each batch written and hashed in a worker thread while the next
         one is read; readers are told after each write. Fails early when storage does."""
@@ -459,7 +471,7 @@ class _Blob:
                 written, pending = pending, None
                 self._received += await written
                 self._notify()
-            if writer.done():
+            if writer is not None and writer.done():
                 writer.result()  # storage failed: raise that, do not fetch the rest
 
         def submit() -> None:
