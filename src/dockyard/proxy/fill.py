@@ -43,9 +43,12 @@ How a fill works
 The fill's task reads the upstream body (paced to ``limit_bps``) and appends it to a
 *spool*: an unnamed temporary file (``O_TMPFILE``) in ``spool_dir``, hashing it on the
 way, in worker threads, one batch of about 1 MiB behind the read. Readers tail the
-spool: each ``pread``\\ s what has been written and waits for more. The storage upload
-is one more tail of the spool: ``storage.begin`` then one ``storage.append`` fed from
-the spool, then ``storage.complete`` once the digest and the size are checked. So:
+spool: each ``pread``\\ s what has been written and waits for more. A storage driver
+that can adopt a local file (``AdoptsFiles``: the filesystem driver) gets the spool
+itself once the digest and the size are checked (linked into place: the bytes are
+written once); on other drivers the storage upload is one more tail of the spool:
+``storage.begin`` then one ``storage.append`` fed from the spool, then
+``storage.complete`` once the digest and the size are checked. So:
 
 - **one upstream fetch** per blob per process; a second ``open`` while it runs joins.
   Across nodes there is no lease: each node fetches a blob at most once at a time, and
@@ -73,8 +76,8 @@ the spool, then ``storage.complete`` once the digest and the size are checked. S
 Why a spool rather than readers tailing the storage upload: the S3 driver's append is
 one multipart upload that is invisible until it completes, so readers could not tail
 it; and a spool decouples the readers from the store's pace. The cost is writing the
-bytes twice on the filesystem driver (spool, then storage), both mostly to the page
-cache; ``bench/proxy_cache_bench.py`` measures what that costs (docs/proxy-fill.md).
+bytes twice on S3 (spool, then the upload); the filesystem driver adopts the spool
+(``bench/proxy_cache_bench.py`` measures both ways, docs/proxy-fill.md).
 """
 
 from __future__ import annotations
