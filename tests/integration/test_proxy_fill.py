@@ -307,7 +307,7 @@ async def test_a_failed_fill_leaves_nothing_and_every_reader_raises(
     digest = sha256(blob)
     upstream, expected = _failing(blob, case)
     opened = [await fills.open(digest, upstream.fetch, size=expected) for _ in range(4)]
-    assert all(fill is opened[0] for fill in opened)
+    assert all(fill._blob is opened[0]._blob for fill in opened)  # one shared fill
 
     async def reader() -> int:
         received = 0
@@ -396,11 +396,17 @@ async def test_storage_failing_fails_the_fill(fs_fills: BlobFills, tmp_path: Pat
         async def append(self, *args: Any, **kwargs: Any) -> Any:
             raise OSError("disk on fire")
 
+        async def adopt_file(self, fd: int, key: str, size: int) -> bool:
+            raise OSError("disk on fire")
+
     engine = BlobFills(Broken(tmp_path / "broken"), tmp_path / "spool2")
     try:
         fill = await engine.open(digest, Upstream(blob, delay=0.0005).fetch)
+        # The reader got the verified bytes (the spool is adopted once verified); the
+        # blob is not stored, and nothing of it is left.
+        assert await read_all(fill) == blob
         with pytest.raises(FillFailedError, match="disk on fire"):
-            await read_all(fill)
+            await fill.stored()
         assert await residue(engine.storage, tmp_path / "spool2", digest) == []
     finally:
         await engine.close()
@@ -467,5 +473,132 @@ async def test_a_blob_stored_while_open_looked_is_not_fetched(tmp_path: Path) ->
         assert await read_all(fill) == blob
         assert not fill.fetched
         assert upstream.calls == 0 and engine.fetches == 0
+    finally:
+        await engine.close()
+
+
+async def test_a_body_never_read_is_closed(fs_fills: BlobFills) -> None:
+    """A fill that fails before it reads the body (here: the upstream announces another
+    size than the manifest's) still closes it, so the upstream's response is released."""
+    blob = make_blob(MiB)
+
+    class Body:
+        closed = False
+
+        def __aiter__(self) -> Body:
+            return self
+
+        async def __anext__(self) -> bytes:
+            raise AssertionError("not to be read")
+
+        async def aclose(self) -> None:
+            Body.closed = True
+
+    async def fetch() -> tuple[int | None, AsyncIterator[bytes]]:
+        return len(blob) + 1, Body()
+
+    fill = await fs_fills.open(sha256(blob), fetch, size=len(blob))
+    with pytest.raises(FillFailedError, match="announced"):
+        await read_all(fill)
+    with pytest.raises(FillFailedError):
+        await fill.stored()
+    assert Body.closed
+
+
+async def test_a_failed_on_stored_is_raised_to_its_caller_only(fs_fills: BlobFills) -> None:
+    """``on_stored`` refusing (a quota refusing the link into one repository) makes that
+    caller's ``stored()`` raise, while another caller of the same fill gets the size; and
+    a blob stored already raises the refusal the same way."""
+    blob = make_blob(MiB)
+    digest = sha256(blob)
+    upstream = Upstream(blob, hold_at=MiB // 2)
+    linked: list[str] = []
+
+    async def refuse(d: str, size: int) -> None:
+        raise AppError("quota exceeded")
+
+    async def accept(d: str, size: int) -> None:
+        linked.append(d)
+
+    refused = await fs_fills.open(digest, upstream.fetch, on_stored=refuse)
+    accepted = await fs_fills.open(digest, upstream.fetch, on_stored=accept)
+    upstream.release.set()
+    with pytest.raises(AppError, match="quota exceeded"):
+        await refused.stored()
+    assert await accepted.stored() == len(blob)
+    assert linked == [digest] and upstream.calls == 1
+
+    again = await fs_fills.open(digest, upstream.fetch, on_stored=refuse)
+    assert not again.fetched
+    with pytest.raises(AppError, match="quota exceeded"):
+        await again.stored()
+    assert upstream.calls == 1
+
+
+async def test_proxy_blobs_release_a_response_never_read(fs_fills: BlobFills) -> None:
+    """``ProxyBlobs``' fetch holds the upstream's response; a fill that fails before it
+    reads the body (the upstream announces another size than the manifest's) releases
+    it at once, not when the garbage collector finds the body."""
+    from contextlib import asynccontextmanager
+    from typing import cast
+
+    from dockyard.audit.events import Actor
+    from dockyard.proxy.blobs import ProxyBlobs
+    from dockyard.registry.service import RegistryService
+    from dockyard.remotes.adapter import Adapter, BlobStream
+
+    blob = make_blob(MiB)
+    released: list[str] = []
+
+    class FakeAdapter:
+        @asynccontextmanager
+        async def open_blob(self, repository: str, digest: str) -> AsyncIterator[BlobStream]:
+            try:
+                yield BlobStream(len(blob) + 1, 0, Upstream(blob)._body())
+            finally:
+                released.append(digest)
+
+    proxy = ProxyBlobs(cast(RegistryService, None), fs_fills)
+    fill = await proxy.open(
+        cast(Adapter, FakeAdapter()),
+        "cache/app",
+        "app",
+        sha256(blob),
+        kib_per_second=0,
+        actor=cast(Actor, None),
+        size=len(blob),
+    )
+    with pytest.raises(FillFailedError, match="announced"):
+        await fill.stored()
+    assert released == [sha256(blob)]
+
+
+@pytest.mark.parametrize("adopts", [True, False], ids=["adopted", "uploaded"])
+async def test_the_filesystem_adopts_the_spool_or_the_fill_uploads_it(
+    tmp_path: Path, adopts: bool
+) -> None:
+    """On the filesystem driver the verified spool becomes the stored blob (linked, its
+    bytes written once: the upload path is never taken); a driver that cannot adopt it
+    (another filesystem) makes the fill upload it from the spool instead."""
+    blob = make_blob(3 * MiB)
+    digest = sha256(blob)
+    uploads: list[int] = []
+
+    class Watched(FilesystemStorage):
+        async def begin(self, upload_id: str) -> dict[str, Any]:
+            uploads.append(1)
+            return await super().begin(upload_id)
+
+        async def adopt_file(self, fd: int, key: str, size: int) -> bool:
+            return await super().adopt_file(fd, key, size) if adopts else False
+
+    engine = BlobFills(Watched(tmp_path / "storage"), tmp_path / "spool")
+    try:
+        fill = await engine.open(digest, Upstream(blob).fetch, size=len(blob))
+        assert await read_all(fill) == blob
+        assert await fill.stored() == len(blob)
+        assert await engine.storage.read_bytes(blob_key(digest)) == blob
+        assert uploads == ([] if adopts else [1])
+        assert await residue(engine.storage, tmp_path / "spool", digest) == [blob_key(digest)]
     finally:
         await engine.close()

@@ -378,11 +378,10 @@ class PullThroughCache:
             )
             size = await fill.ready()
             if not fill.fetched:
-                # Stored already (another project, or a fill that just ended): opening it
-                # linked it here; if the link was refused (the quota), make it again to
-                # raise the refusal rather than serve bytes the project may not hold.
-                if size is not None and not await self._has_blob(repository, digest):
-                    await self.registry.link_stored_blob(repository, digest, size, PROXY_ACTOR)
+                # Stored already (another project, or a fill that just ended): it is linked
+                # here once stored() returns; a refused link (the quota) raises there,
+                # rather than serving bytes the project may not hold.
+                await fill.stored()
             elif size is not None:
                 await self._check_quota(proxy, repository, size)
             if stream:

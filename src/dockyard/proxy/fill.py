@@ -27,14 +27,28 @@ run before ``open`` returns, so the caller's record of it is made in every case)
 starts a new fill: ``fetch`` is called once, in the fill's own task. The module knows
 neither HTTP nor the database: ``fetch`` and ``on_stored`` are the caller's.
 
+Each ``open`` returns its own :class:`Fill` (a view of the one shared fetch): its
+``stored()`` raises what *its* ``on_stored`` raised (a quota refusing the link of the
+blob into the caller's repository), not another caller's.
+
+``fetch``'s body is closed (its ``aclose``, when it has one) when the fill ends, also
+when it failed before reading it (a size that differs from ``size``, storage refusing
+the upload, shutdown). An async generator that was never iterated runs none of its code
+on ``aclose``, so a body that holds the upstream's response must release it in its
+``aclose`` (an object with ``__anext__`` and ``aclose``), not only in a ``finally`` of a
+generator.
+
 How a fill works
 ----------------
 The fill's task reads the upstream body (paced to ``limit_bps``) and appends it to a
 *spool*: an unnamed temporary file (``O_TMPFILE``) in ``spool_dir``, hashing it on the
 way, in worker threads, one batch of about 1 MiB behind the read. Readers tail the
-spool: each ``pread``\\ s what has been written and waits for more. The storage upload
-is one more tail of the spool: ``storage.begin`` then one ``storage.append`` fed from
-the spool, then ``storage.complete`` once the digest and the size are checked. So:
+spool: each ``pread``\\ s what has been written and waits for more. A storage driver
+that can adopt a local file (``AdoptsFiles``: the filesystem driver) gets the spool
+itself once the digest and the size are checked (linked into place: the bytes are
+written once); on other drivers the storage upload is one more tail of the spool:
+``storage.begin`` then one ``storage.append`` fed from the spool, then
+``storage.complete`` once the digest and the size are checked. So:
 
 - **one upstream fetch** per blob per process; a second ``open`` while it runs joins.
   Across nodes there is no lease: each node fetches a blob at most once at a time, and
@@ -52,8 +66,9 @@ the spool, then ``storage.complete`` once the digest and the size are checked. S
   reader still streaming raises :class:`FillFailedError`, so the HTTP layer breaks
   the connection instead of ending the body as if it were whole. The next ``open``
   fetches again.
-- **bounded memory**: at most one batch (about 1 MiB) in the fill, one read (1 MiB)
-  per reader and the storage driver's own buffers (a few MiB); never the blob.
+- **bounded memory**: at most two batches (about 1 MiB each: one being read, one
+  being written) in the fill, one read (1 MiB) per reader and the storage driver's
+  own buffers (a few MiB); never the blob.
 - **no leftovers**: the spool has no name, so a crash leaves nothing in
   ``spool_dir``; a crashed storage upload is a partial upload no session names, which
   garbage collection removes (docs/gc.md).
@@ -61,8 +76,8 @@ the spool, then ``storage.complete`` once the digest and the size are checked. S
 Why a spool rather than readers tailing the storage upload: the S3 driver's append is
 one multipart upload that is invisible until it completes, so readers could not tail
 it; and a spool decouples the readers from the store's pace. The cost is writing the
-bytes twice on the filesystem driver (spool, then storage), both mostly to the page
-cache; ``bench/proxy_cache_bench.py`` measures what that costs (docs/proxy-fill.md).
+bytes twice on S3 (spool, then the upload); the filesystem driver adopts the spool
+(``bench/proxy_cache_bench.py`` measures both ways, docs/proxy-fill.md).
 """
 
 from __future__ import annotations
@@ -83,7 +98,7 @@ from anyio import to_thread
 
 from dockyard.errors import ServiceUnavailableError
 from dockyard.oci.digest import Digest, Hasher, new_hasher
-from dockyard.storage.base import Storage
+from dockyard.storage.base import AdoptsFiles, Storage
 from dockyard.storage.layout import blob_key
 
 __all__ = ["BlobFills", "Fetch", "Fill", "FillFailedError", "OnStored"]
@@ -97,11 +112,6 @@ OnStored = Callable[[str, int], Awaitable[None]]
 
 BATCH_BYTES = 1 << 20  # upstream pieces gathered before one spool write (and hash)
 READ_BYTES = 1 << 20  # the most one reader reads from the spool at a time
-# A reader this close behind the fill reads on the event loop: the bytes were written
-# moments ago and are in the page cache, so the read is a copy of at most READ_BYTES
-# (tens of microseconds), cheaper than a hop to a worker thread and back. Further
-# behind, the pages may have gone to disk: a worker thread reads them.
-HOT_BYTES = 16 << 20
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -118,7 +128,7 @@ class BlobFills:
     def __init__(self, storage: Storage, spool_dir: str | os.PathLike[str]) -> None:
         self.storage = storage
         self.spool_dir = Path(spool_dir)
-        self._fills: dict[str, Fill] = {}
+        self._fills: dict[str, _Blob] = {}
         self._closed = False
         self.fetches = 0
         """Upstream fetches started (for tests and metrics)."""
@@ -142,8 +152,9 @@ class BlobFills:
         upstream that answers another fails the fill. ``limit_bps`` paces the upstream
         read (bytes per second); a joined fill keeps the pace it started with.
         ``on_stored`` runs once the blob is in storage (also for a fill joined, and
-        before ``open`` returns when the blob was stored already); an exception from it
-        is logged, not raised.
+        before ``open`` returns when the blob was stored already); what it raises, the
+        returned fill's ``stored()`` raises (to this caller only: another ``open`` of the
+        same blob has its own callback and outcome).
         """
         if self._closed:
             raise RuntimeError("the blob fills are closed")
@@ -153,21 +164,22 @@ class BlobFills:
         if limit_bps is not None and limit_bps <= 0:
             raise ValueError(f"the bandwidth limit must be positive, not {limit_bps}")
         digest = str(parsed)
+        loop = asyncio.get_running_loop()
+        linked: asyncio.Future[None] = loop.create_future()
         fill = self._fills.get(digest)
         if fill is None:
             info = await self.storage.stat(blob_key(digest))
             if info is not None:
-                if on_stored is not None:
-                    await _run_callbacks(digest, info.size, [on_stored])
-                return Fill(self, parsed, size=info.size, stored=True)
+                fill = _Blob(self, parsed, size=info.size, stored=True)
+                await _run_callbacks(digest, info.size, [(on_stored, linked)])
+                return Fill(fill, linked)
             fill = self._fills.get(digest)  # another open may have started one meanwhile
             if fill is None:
-                fill = Fill(self, parsed, size=size)
+                fill = _Blob(self, parsed, size=size)
                 self._fills[digest] = fill
                 fill._start(fetch, limit_bps)
-        if on_stored is not None:
-            fill._callbacks.append(on_stored)
-        return fill
+        fill._callbacks.append((on_stored, linked))
+        return Fill(fill, linked)
 
     async def close(self) -> None:
         """Stop every running fill (their readers raise); wait until they have cleaned up."""
@@ -178,13 +190,52 @@ class BlobFills:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _forget(self, fill: Fill) -> None:
+    def _forget(self, fill: _Blob) -> None:
         if self._fills.get(str(fill.digest)) is fill:
             del self._fills[str(fill.digest)]
 
 
 class Fill:
-    """One blob being fetched (or already stored): its size and its readers."""
+    """One caller's view of a blob's fill: the shared fetch (or the stored blob), and the
+    outcome of this caller's own ``on_stored``."""
+
+    def __init__(self, blob: _Blob, linked: asyncio.Future[None]) -> None:
+        self._blob = blob
+        self._linked = linked
+        self.digest = blob.digest
+
+    @property
+    def fetched(self) -> bool:
+        """Whether the blob is fetched from the upstream (``False``: served from storage)."""
+        return self._blob.fetched
+
+    @property
+    def failed(self) -> bool:
+        return self._blob.failed
+
+    async def ready(self) -> int | None:
+        """Wait until the upstream has answered; return the blob's size (``None`` when the
+        upstream did not say it and the caller did not give it). Raises what the fetch
+        raised (the caller maps the upstream's refusal), or :class:`FillFailedError`."""
+        return await self._blob.ready()
+
+    async def stored(self) -> int:
+        """Wait until the blob is in storage and this caller's ``on_stored`` has run;
+        return its size. Raises :class:`FillFailedError` when the fill failed, and what
+        ``on_stored`` raised when it failed (e.g. the quota refusing the link)."""
+        size = await self._blob.stored()
+        await asyncio.shield(self._linked)
+        return size
+
+    def reader(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset`` (``length`` of them, or to the end), as they
+        arrive. Raises :class:`FillFailedError` when the fill fails, also mid-stream."""
+        return self._blob.reader(offset, length)
+
+
+class _Blob:
+    """One blob being fetched (or already stored): its size, its readers, the
+    ``on_stored`` callbacks of every ``open`` (each with the future of its outcome)."""
 
     def __init__(self, owner: BlobFills, digest: Digest, *, size: int | None, stored: bool = False):
         self._owner = owner
@@ -194,7 +245,7 @@ class Fill:
         """Whether this fill fetches from the upstream (``False``: served from storage)."""
         self._size = size
         self._task: asyncio.Task[None] | None = None
-        self._callbacks: list[OnStored] = []
+        self._callbacks: list[tuple[OnStored | None, asyncio.Future[None]]] = []
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[int | None] = loop.create_future()
         self._stored: asyncio.Future[int] = loop.create_future()
@@ -219,8 +270,8 @@ class Fill:
         return await asyncio.shield(self._answered)
 
     async def stored(self) -> int:
-        """Wait until the blob is in storage (and ``on_stored`` has run); return its size.
-        Raises :class:`FillFailedError` when the fill failed."""
+        """Wait until the blob is in storage (and every ``on_stored`` has run); return its
+        size. Raises :class:`FillFailedError` when the fill failed."""
         return await asyncio.shield(self._stored)
 
     @property
@@ -266,11 +317,9 @@ class Fill:
                     count = min(READ_BYTES, available - position)
                     if end is not None:
                         count = min(count, end - position)
-                    if available - position <= HOT_BYTES:
-                        # Just written: in the page cache, a copy cheaper than a thread hop.
-                        data = os.pread(fd, count, position)
-                    else:
-                        data = await to_thread.run_sync(os.pread, fd, count, position)
+                    # In a worker thread even when the pages are hot: the copy (and the
+                    # new buffer's page faults) then overlaps the event loop's work.
+                    data = await to_thread.run_sync(os.pread, fd, count, position)
                     if not data:  # cannot happen: the spool only grows
                         raise FillFailedError(f"the spool of blob {self.digest} shrank")
                     position += len(data)
@@ -296,8 +345,8 @@ class Fill:
     def _release(self) -> None:
         self._users -= 1
         if self._users == 0 and self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            _close_soon(fd)
 
     async def _run(self, fetch: Fetch, limit_bps: float | None) -> None:
         storage = self._owner.storage
@@ -321,21 +370,33 @@ class Fill:
             size = self._check_announced(announced)
             self._size = size
             self._answered.set_result(size)
-            upload = await storage.begin(f"proxy-{secrets.token_hex(16)}")
-            writer = asyncio.get_running_loop().create_task(self._store(upload))
+            adopts = isinstance(storage, AdoptsFiles)
+            if not adopts:  # the upload tails the spool while it grows
+                upload = await storage.begin(f"proxy-{secrets.token_hex(16)}")
+                writer = asyncio.get_running_loop().create_task(self._store(upload))
             hasher = new_hasher(self.digest.algorithm)
             paced = _paced(body, limit_bps) if limit_bps else body
             await self._download(paced, hasher, size, writer)
             self._verify(hasher, size)
             self._verified = True
             self._notify()
-            upload, written = await writer
-            if written != self._received:
-                raise FillFailedError(
-                    f"storage took {written} of the {self._received} bytes of blob {self.digest}"
-                )
-            await storage.complete(upload, self.key, expected_size=written)
-            upload = None
+            written = self._received
+            if isinstance(storage, AdoptsFiles) and await storage.adopt_file(
+                self._fd, self.key, written
+            ):
+                pass  # the spool is the stored blob: its bytes were written once
+            else:
+                if writer is None:  # the driver could not adopt it here: upload it now
+                    upload = await storage.begin(f"proxy-{secrets.token_hex(16)}")
+                    writer = asyncio.get_running_loop().create_task(self._store(upload))
+                upload, written = await writer
+                if written != self._received:
+                    raise FillFailedError(
+                        f"storage took {written} of the {self._received} bytes of blob "
+                        f"{self.digest}"
+                    )
+                await storage.complete(upload, self.key, expected_size=written)
+                upload = None
             self._in_storage = True
             self._owner._forget(self)
             # Released before the callbacks: new readers read from storage from now on.
@@ -350,8 +411,9 @@ class Fill:
             with anyio.CancelScope(shield=True):
                 await _undo(writer, upload, storage)
             # Only now: whoever waits for the outcome finds nothing of the fill left.
-            self._stored.set_exception(_failure(self._error or exc))
-            self._stored.exception()  # retrieved: stored() may never be awaited
+            if not self._stored.done():
+                self._stored.set_exception(_failure(self._error or exc))
+                self._stored.exception()  # retrieved: stored() may never be awaited
             self._notify()
             if isinstance(exc, Exception):
                 log.warning("proxy cache: fetching blob %s failed: %s", self.digest, exc)
@@ -395,7 +457,7 @@ class Fill:
         body: AsyncIterator[bytes],
         hasher: Hasher,
         size: int | None,
-        writer: asyncio.Task[Any],
+        writer: asyncio.Task[Any] | None,
     ) -> None:
         """Spool the body: each batch written and hashed in a worker thread while the next
         one is read; readers are told after each write. Fails early when storage does."""
@@ -412,7 +474,7 @@ class Fill:
                 written, pending = pending, None
                 self._received += await written
                 self._notify()
-            if writer.done():
+            if writer is not None and writer.done():
                 writer.result()  # storage failed: raise that, do not fetch the rest
 
         def submit() -> None:
@@ -502,12 +564,22 @@ async def _undo(
             log.warning("proxy cache: discarding a failed fill's upload failed: %s", exc)
 
 
-async def _run_callbacks(digest: str, size: int, callbacks: list[OnStored]) -> None:
-    for callback in callbacks:
+async def _run_callbacks(
+    digest: str, size: int, callbacks: list[tuple[OnStored | None, asyncio.Future[None]]]
+) -> None:
+    """Run each ``on_stored``; its outcome goes to its own future (``Fill.stored``)."""
+    for callback, outcome in callbacks:
         try:
-            await callback(digest, size)
-        except Exception:
-            log.exception("proxy cache: recording stored blob %s failed", digest)
+            if callback is not None:
+                await callback(digest, size)
+        except Exception as exc:
+            log.warning("proxy cache: recording stored blob %s failed: %s", digest, exc)
+            if not outcome.done():
+                outcome.set_exception(exc)
+                outcome.exception()  # retrieved: stored() may never be awaited
+        else:
+            if not outcome.done():
+                outcome.set_result(None)
 
 
 async def _paced(body: AsyncIterator[bytes], limit_bps: float) -> AsyncIterator[bytes]:
@@ -522,6 +594,16 @@ async def _paced(body: AsyncIterator[bytes], limit_bps: float) -> AsyncIterator[
         if delay > 0:
             await asyncio.sleep(delay)
         yield piece
+
+
+def _close_soon(fd: int) -> None:
+    """Close the spool in a worker thread: the last close of an unnamed file frees its
+    pages (hundreds of MiB, some still dirty), which takes the kernel milliseconds that
+    the event loop should not wait for (py-spy on a cold pull: 7 % of the loop's time)."""
+    try:
+        asyncio.get_running_loop().run_in_executor(None, os.close, fd)
+    except RuntimeError:  # no running loop (interpreter shutdown): close here
+        os.close(fd)
 
 
 def _open_spool(directory: Path) -> int:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Hasher", "ObjectInfo", "ObjectStore", "Storage", "UploadStore"]
 
@@ -149,3 +149,16 @@ class UploadStore(Protocol):
 
 class Storage(ObjectStore, UploadStore, Protocol):
     """What a storage driver implements."""
+
+
+@runtime_checkable
+class AdoptsFiles(Protocol):
+    """An optional addition to :class:`Storage`: a driver that can make a local file the
+    object without copying its bytes (the filesystem driver, on the same filesystem)."""
+
+    async def adopt_file(self, fd: int, key: str, size: int) -> bool:
+        """Make the file open as ``fd`` (``size`` bytes, complete and verified, an unnamed
+        file: ``O_TMPFILE``) the object ``key``, durably; ``key`` is replaced if it exists.
+        ``False`` when it cannot here (another filesystem, a named or unlinked file): the
+        caller then uploads the bytes. The caller must not write to ``fd`` afterwards."""
+        ...

@@ -263,6 +263,13 @@ class FilesystemStorage(Storage):
         with _translate(key, missing=False):
             await to_thread.run_sync(_unlink_quietly, path)
 
+    async def adopt_file(self, fd: int, key: str, size: int) -> bool:
+        """Link the unnamed file ``fd`` into place (``AdoptsFiles``): no copy of its
+        bytes. ``False`` when the kernel cannot link it here (another filesystem)."""
+        path = self._path(key)
+        with _translate(key, missing=False):
+            return await to_thread.run_sync(_adopt, fd, self._tmp, path, size)
+
     # --- helpers -------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
@@ -523,6 +530,32 @@ def _install(tmp: str, path: str) -> None:
     os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
     os.replace(tmp, path)
     _fsync_dir(directory)
+
+
+def _adopt(fd: int, tmp_dir: str, path: str, size: int) -> bool:
+    if (held := os.fstat(fd).st_size) != size:
+        raise BlobUploadInvalidError(f"the file holds {held} bytes, not {size}")
+    os.fsync(fd)
+    name = secrets.token_hex(16)
+    os.makedirs(tmp_dir, mode=_DIR_MODE, exist_ok=True)
+    directory = os.open(tmp_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N names an O_TMPFILE file; Python
+        # calls linkat (not link, which would link the /proc symlink) given a dir fd.
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=directory, follow_symlinks=True)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOENT, errno.EACCES):
+            return False  # another filesystem, or not an unnamed file: the caller uploads
+        raise
+    finally:
+        os.close(directory)
+    tmp = os.path.join(tmp_dir, name)
+    try:
+        _install(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return True
 
 
 def _move(src: str, dst: str) -> None:
