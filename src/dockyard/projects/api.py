@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from dockyard.audit import service as audit
 from dockyard.audit.events import AuditEvent
-from dockyard.errors import BadRequestError, UnauthorizedError
+from dockyard.errors import BadRequestError, DeniedError, UnauthorizedError
 from dockyard.http.api import (
     API_PREFIX,
     ApiRequest,
