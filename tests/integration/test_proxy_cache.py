@@ -84,7 +84,9 @@ async def _upload(remote: httpx.AsyncClient, repo: str, data: bytes) -> str:
 async def _seed(upstream: DockerRegistry, repo: str, tag: str, seed: bytes) -> str:
     """A small image (config and two layers) under ``tag`` upstream; its digest."""
     async with _remote(upstream) as remote:
-        config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed.hex()}).encode()
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "seed": seed.hex(), "repo": repo}
+        ).encode()
         layers = [seed + f"-layer-{i}-{repo}".encode() for i in range(2)]
         config_digest = await _upload(remote, repo, config)
         pushed = [(await _upload(remote, repo, data), len(data)) for data in layers]

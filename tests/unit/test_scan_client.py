@@ -76,7 +76,10 @@ def test_capabilities_decide_the_mime_types() -> None:
             ],
         }
     )
-    assert capabilities_mimes(old, VULNERABILITY, OCI) == []  # no v1.1 report: not used
+    # An adapter of API v1.0 makes only Harbor's report v1.0 (the same shape): asked for it.
+    v1_0 = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0"
+    assert capabilities_mimes(old, VULNERABILITY, OCI) == [v1_0]
+    assert capabilities_mimes(old, SBOM, OCI) == []
 
 
 @pytest.mark.parametrize(
