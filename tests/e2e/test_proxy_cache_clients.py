@@ -5,6 +5,7 @@ pulls (one SQLite server: the integration tests cover both databases)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,21 @@ def _proxy_project(server: DockyardServer, upstream: DockerRegistry) -> str:
     return name
 
 
+def _wait_cached(server: DockyardServer, name: str, tag: str) -> None:
+    """Until the image the first pull fetched is stored in the proxy project under ``tag``:
+    it is stored behind the first answer, which takes longer on S3 than on the filesystem."""
+    path = f"/api/v2.0/projects/{name}/repositories/{SOURCE.replace('/', '%252F')}/artifacts"
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=30) as client:
+        while True:
+            listed = client.get(path)
+            tags = listed.json() if listed.status_code == 200 else []
+            if tag in [t["name"] for a in tags for t in a.get("tags") or []]:
+                return
+            assert time.monotonic() < deadline, (listed.status_code, listed.text)
+            time.sleep(0.2)
+
+
 def _upstream_calls(upstream: DockerRegistry) -> list[str]:
     lines = upstream.log_path.read_text(errors="replace").splitlines()
     return [line.split('"')[1] for line in lines if f" /v2/{SOURCE}/" in line and '"' in line]
@@ -94,6 +110,7 @@ def test_skopeo_and_podman_pull_through(
         "inspect", "--raw", "--tls-verify=false", "--creds", proxy_server.admin_creds, reference
     )
     assert inspected["config"]["digest"] == image.config_digest
+    _wait_cached(proxy_server, name, "1")
 
     before = len(_upstream_calls(upstream))
     skopeo.run("copy", *creds, reference, f"oci:{tmp_path / 'second'}:1")
