@@ -182,6 +182,39 @@ async def test_create_proxy_project_as_harbor(
     assert refused.status_code == 412 and name in refused.text
 
 
+async def test_proxy_keys_not_built_are_refused_unless_off(
+    admin: httpx.AsyncClient, upstream: DockerRegistry
+) -> None:
+    """Harbor's connection limit, referrers switch and cache filters are not built: a proxy
+    project refuses a value that asks for them (rather than dropping it), and takes the
+    values that ask for nothing, which Harbor's clients send by default."""
+    registry_id = await _endpoint(admin, upstream.url)
+    for key, value in [
+        ("max_upstream_conn", "5"),
+        ("proxy_referrer_api", "true"),
+        ("proxy_cache_filter_pattern", "library/**"),
+    ]:
+        refused = await admin.post(
+            f"{API}/projects",
+            json={
+                "project_name": f"px{_uid()}",
+                "registry_id": registry_id,
+                "metadata": {key: value},
+            },
+        )
+        assert refused.status_code == 400, (key, refused.text)
+        assert key in refused.text and "not supported" in refused.text
+    name, _ = await _proxy_project(
+        admin, registry_id, max_upstream_conn="-1", proxy_referrer_api="false"
+    )
+    shown = (await admin.get(f"{API}/projects/{name}")).json()
+    assert "max_upstream_conn" not in shown["metadata"]
+    updated = await admin.put(
+        f"{API}/projects/{name}", json={"metadata": {"max_upstream_conn": "10"}}
+    )
+    assert updated.status_code == 400, updated.text
+
+
 async def test_pull_through_fills_once_then_heads(
     admin: httpx.AsyncClient, upstream: DockerRegistry
 ) -> None:

@@ -100,6 +100,15 @@ _PROXY_CACHE_KEYS = frozenset(
         "proxy_cache_filter_kind",
     }
 )
+_UNBUILT_PROXY_KEYS: dict[str, tuple[str, ...]] = {
+    "max_upstream_conn": ("-1", "0", ""),
+    "proxy_referrer_api": ("false", ""),
+    "proxy_cache_filter_pattern": ("",),
+    "proxy_cache_filter_kind": ("",),
+}
+"""Harbor's proxy keys Dockyard has not built, with the values that ask for nothing (absent,
+empty, unlimited, off): a proxy cache project refuses any other value, rather than
+dropping a limit or filter it would not apply."""
 
 # Harbor's ranking of roles for the deprecated ``current_user_role_id``.
 _ROLE_POWER = {
@@ -353,6 +362,11 @@ def _requested_metadata(
     given = requested.model_dump(exclude_none=True)
     given.pop(RETENTION_ID, None)
     for key in _PROXY_CACHE_KEYS:
+        off = _UNBUILT_PROXY_KEYS.get(key)
+        if proxy and off is not None and given.get(key, off[0]) not in off:
+            raise BadRequestError(
+                f"metadata {key} is not supported by Dockyard yet: leave it out or send {off[0]!r}"
+            )
         if not (proxy and key in PROXY_METADATA_KEYS):
             given.pop(key, None)
     return validate_metadata(given, proxy=proxy)
