@@ -3,7 +3,9 @@ repository that may belong to a proxy cache project.
 
 The registry knows no upstream. ``create_app`` sets ``RegistryService.pull_through``
 (``proxy/cache.py``); the manifest and blob handlers ask it first. For a repository of an
-ordinary project each call answers from a short-lived in-memory lookup and does nothing.
+ordinary project each call answers from a short-lived in-memory lookup of whether the
+project is a proxy cache (one indexed statement per project per process every 2 s) and
+does nothing else.
 """
 
 from __future__ import annotations
