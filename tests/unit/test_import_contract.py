@@ -126,6 +126,7 @@ FEATURE_USES: dict[tuple[str, str], str] = {
     ("replication", "webhooks"): "an execution's end is the REPLICATION webhook event",
     ("scan", "webhooks"): "a scan's end is a SCANNING_* webhook event",
     ("scan", "labels"): "a CVE export selects artifacts by their labels",
+    ("scan", "immutability"): "a CVE export filters repositories and tags with the rules' patterns",
     ("search", "artifacts"): "search lists artifacts through the artifact listing",
     ("replication", "remotes"): "a replication policy copies through a registry endpoint's adapter",
     ("replication", "labels"): "a replication label filter reads the labels on an artifact",

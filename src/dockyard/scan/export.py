@@ -21,7 +21,6 @@ Information (the adapter's vendor attributes as JSON).
 from __future__ import annotations
 
 import csv
-import fnmatch
 import io
 import json
 import re
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.errors import BadRequestError, DeniedError, NotFoundError
 from dockyard.iam.models import User
 from dockyard.iam.policy import Action, Principal, Resource
+from dockyard.immutability.matcher import PatternError, compile_pattern, match
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution
 from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
@@ -103,9 +103,27 @@ def _alternatives(text: str | None) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _pattern(text: str | None) -> list[str]:
+    """A repository or tag filter as the one doublestar pattern immutability and retention
+    rules use (``immutability/matcher.py``: ``*`` within a segment, ``**`` across,
+    ``{a,b}`` anywhere); ``a,b`` without braces means ``{a,b}``; empty for none."""
+    value = (text or "").strip()
+    if len(value) > _MAX_PATTERN:
+        raise BadRequestError(f"a filter is at most {_MAX_PATTERN} characters")
+    if not value:
+        return []
+    if "," in value and "{" not in value:
+        value = "{" + value + "}"
+    try:
+        compile_pattern(value)
+    except PatternError as exc:
+        raise BadRequestError(f"filter {value!r}: {exc}") from None
+    return [value]
+
+
 def matches(patterns: Sequence[str], value: str) -> bool:
-    """Glob matching (``*`` and ``**`` cross ``/`` alike); no patterns match everything."""
-    return not patterns or any(fnmatch.fnmatchcase(value, p.replace("**", "*")) for p in patterns)
+    """The project's doublestar matching; no patterns match everything."""
+    return not patterns or any(match(pattern, value) for pattern in patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +184,8 @@ async def request_export(
         raise BadRequestError(f"cveIds: at most {_MAX_CVES} ids, each like CVE-2024-1234")
     criteria = Criteria(
         project.project_id,
-        _alternatives(body.repositories),
-        _alternatives(body.tags),
+        _pattern(body.repositories),
+        _pattern(body.tags),
         cve_ids,
         sorted(set(body.labels or [])),
     )
