@@ -233,6 +233,7 @@ async def test_rule_forms_and_actions(
         ({"registry": "999999"}, "does not exist"),
         ({"registry": "abc"}, "destination registry"),
         ({"mode": "pull", "registry": "abc"}, "source registry"),
+        ({"mode": "pull", "label_filter": ""}, "copy_by_chunk applies to push-based"),
         ({"trigger": "sometimes"}, "trigger.type"),
         ({"name": ""}, "name is required"),
     ):
@@ -270,7 +271,15 @@ async def test_rule_forms_and_actions(
         RULES,
         data={
             "_csrf": csrf,
-            **_rule_form(pull, registry_id, mode="pull", trigger="manual", cron="", speed=""),
+            **_rule_form(
+                pull,
+                registry_id,
+                mode="pull",
+                trigger="manual",
+                cron="",
+                speed="",
+                copy_by_chunk="",
+            ),
         },
     )
     assert pulled.status_code == 303

@@ -193,6 +193,11 @@ async def _apply(session: AsyncSession, row: ReplicationPolicy, body: PolicyBody
         raise BadRequestError(
             "label filters apply to push-based policies: remote adapters list no labels"
         )
+    if src != LOCAL_ID and body.copy_by_chunk:
+        raise BadRequestError(
+            "copy_by_chunk applies to push-based policies: a pull-based one writes into this "
+            "registry, which takes each blob whole"
+        )
     trigger = _trigger(body.trigger)
     other = await session.scalar(select(ReplicationPolicy).where(ReplicationPolicy.name == name))
     if other is not None and other.id != row.id:
