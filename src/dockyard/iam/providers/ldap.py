@@ -20,7 +20,6 @@ import contextlib
 import functools
 import ssl
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -53,10 +52,6 @@ _OR_CHUNK = 50
 POOL_SIZE = 4
 """Idle connections kept per configuration (a sign-in borrows one at a time)."""
 MAX_NAME = 255
-WALK_FRESH_SECONDS = 15.0
-"""How long one user's walk of nested and group-side memberships is reused (keyed by the
-groups on the user's own entry, which every sign-in reads afresh)."""
-WALKS_KEPT = 4096
 _T = TypeVar("_T")
 _SEARCH = "search"
 _BIND = "bind"
@@ -229,8 +224,6 @@ class LdapDirectory:
         self.pool_size = pool_size
         self._lock = threading.Lock()
         self._idle: dict[tuple[LdapConfig, str], list[_Pooled]] = {}
-        self._walks: dict[tuple[LdapConfig, str, frozenset[str]], tuple[float, tuple[str, ...]]]
-        self._walks = {}
 
     async def authenticate(
         self, cfg: LdapConfig, name: str, password: str, *, groups: bool = True
@@ -334,22 +327,10 @@ class LdapDirectory:
         return replace(user, groups=tuple(walked), admin=admin)
 
     def _walked(self, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
-        """The user's groups walked (``_walk_groups``), or the walk of the same user with
-        the same groups on their entry less than ``WALK_FRESH_SECONDS`` ago: a burst of
-        token requests (a push asks for several) walks once. The password is checked
-        (bound) every time; only what lies above the user's own entry may be that old."""
-        key = (cfg, dn_key(user.dn), frozenset(dn_key(g) for g in user.groups))
-        now = time.monotonic()
-        with self._lock:
-            kept = self._walks.get(key)
-        if kept is not None and now - kept[0] < WALK_FRESH_SECONDS:
-            return list(kept[1])
-        walked = self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
-        with self._lock:
-            if len(self._walks) >= WALKS_KEPT:
-                self._walks.clear()
-            self._walks[key] = (now, tuple(walked))
-        return walked
+        """The user's groups walked (``_walk_groups``) at every sign-in: a walk kept from
+        an earlier sign-in could write back, on this node, a group another node's
+        sign-in has just seen removed."""
+        return self._run(cfg, lambda pooled: self._walk_groups(pooled, cfg, user))
 
     def _walk_groups(self, pooled: _Pooled, cfg: LdapConfig, user: DirectoryUser) -> list[str]:
         """The user's groups, then the groups those are in, level by level up to
