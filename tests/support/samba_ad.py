@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -49,6 +50,11 @@ class SambaUnavailable(RuntimeError):
     """Why Samba cannot run as an AD DC here."""
 
 
+class SambaFailed(RuntimeError):
+    """Samba is installed and may run here, but provisioning, starting or seeding it
+    failed: a test error, not a skip."""
+
+
 def group_dn(name: str) -> str:
     return f"CN={name},{USERS_DN}"
 
@@ -78,18 +84,19 @@ class SambaAD:
             check=False,
         )
         if done.returncode != 0:
-            raise SambaUnavailable(
+            raise SambaFailed(
                 f"samba-tool {' '.join(args[:2])} failed: "
                 f"{(done.stdout + done.stderr).decode(errors='replace')[-1500:]}"
             )
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            # samba runs in a session of its own: stop the whole group, children included.
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -108,7 +115,9 @@ def _answers() -> bool:
 
 
 def start_samba_ad() -> SambaAD:
-    """A provisioned, running, seeded AD DC, or :class:`SambaUnavailable` saying why not."""
+    """A provisioned, running, seeded AD DC; :class:`SambaUnavailable` when it cannot run
+    here (not installed, not root, port 389 taken), :class:`SambaFailed` when it should
+    but did not (a test error, never a skip)."""
     missing = [tool for tool in ("samba", "samba-tool") if shutil.which(tool) is None]
     if missing or not Path("/usr/share/samba/setup/ad-schema").is_dir():
         raise SambaUnavailable(f"Debian's Samba AD DC is not installed: apt-get install {PACKAGES}")
@@ -142,7 +151,7 @@ def start_samba_ad() -> SambaAD:
             check=False,
         )
         if provision.returncode != 0:
-            raise SambaUnavailable(
+            raise SambaFailed(
                 "samba-tool domain provision failed: "
                 f"{(provision.stdout + provision.stderr).decode(errors='replace')[-1500:]}"
             )
@@ -166,7 +175,7 @@ def start_samba_ad() -> SambaAD:
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers():
             if server.process.poll() is not None or time.monotonic() > deadline:
-                raise SambaUnavailable(
+                raise SambaFailed(
                     "samba did not start listening on 389: "
                     f"{server.log.read_text(errors='replace')[-1500:]}"
                 )
