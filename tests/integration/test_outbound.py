@@ -27,6 +27,9 @@ from dockyard.http.outbound import (
 LOOPBACK_OK = EgressPolicy(allow_loopback=True)
 READ_SIZE = 64 * 1024
 """What one read from the connection may take (httpcore's read size)."""
+READS_PAST_CAP = 2
+"""h11 hands over everything it has buffered as one body event, which CI saw reach
+1.5 reads (98,304 bytes); the bound is still a fixed few reads past the cap."""
 
 
 class Resolver:
@@ -55,7 +58,7 @@ async def test_an_endless_answer_is_cut_at_the_cap_and_memory_stays_flat() -> No
     assert response.status_code == 200
     assert response.head == PATTERN[:DEFAULT_MAX_BODY]
     assert response.complete is False
-    assert DEFAULT_MAX_BODY < response.bytes_read <= DEFAULT_MAX_BODY + READ_SIZE
+    assert DEFAULT_MAX_BODY < response.bytes_read <= DEFAULT_MAX_BODY + READS_PAST_CAP * READ_SIZE
     assert elapsed < 5
     # 600 MiB declared and sent without end; the call held well under 1 MiB.
     assert peak < 1024 * 1024, peak
