@@ -27,6 +27,7 @@ from dockyard.console.web import PREFIX, Page, with_query
 from dockyard.db.listing import Condition
 from dockyard.errors import BadRequestError, DeniedError
 from dockyard.iam import users
+from dockyard.iam.models import GroupType
 from dockyard.iam.policy import ROBOT_SYSTEM_PERMISSIONS, Action, Resource, can
 from dockyard.labels import service as labels
 from dockyard.quota import service as quotas
@@ -136,11 +137,11 @@ async def group_list(page: Page) -> Response:
         section="groups",
         groups=found,
         paging=pages_of(total, request),
-        group_types=users.GroupType,
+        group_types=GroupType,
         # LDAP groups are made from the directory (their own form, under ldap_auth only, as
         # the API refuses them otherwise); HTTP and OIDC groups by name, in any mode.
-        named_group_types=[users.GroupType.HTTP, users.GroupType.OIDC],
-        default_type=users.GroupType.OIDC if mode == "oidc_auth" else users.GroupType.HTTP,
+        named_group_types=[GroupType.HTTP, GroupType.OIDC],
+        default_type=GroupType.OIDC if mode == "oidc_auth" else GroupType.HTTP,
         picker=picker,
         picker_url=ADMIN + "/groups/ldap-picker",
         list_url=lambda **p: with_query(ADMIN + "/groups", **p),
@@ -158,11 +159,11 @@ async def ldap_group_picks(page: Page) -> Response:
 
 async def create_group(page: Page) -> Response:
     require_system(page, Action.CREATE, Resource.USER_GROUP)
-    kind = page.int_field("group_type", int(users.GroupType.HTTP))
+    kind = page.int_field("group_type", int(GroupType.HTTP))
     name = page.field("group_name").strip()
     found = None
     dn = None
-    if kind == users.GroupType.LDAP:
+    if kind == GroupType.LDAP:
         dn = picked_dn(page)
         found = await page.state.identity.ldap_group(dn)  # the directory must have it
     async with page.state.db.write() as session:

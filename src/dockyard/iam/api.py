@@ -45,7 +45,7 @@ from dockyard.http.errors import harbor_error_response
 from dockyard.http.origin import foreign_source
 from dockyard.http.state import base_url, client_address, get_state
 from dockyard.iam import oidc, sessions, users
-from dockyard.iam.models import User, UserGroup
+from dockyard.iam.models import GroupType, User, UserGroup
 from dockyard.iam.policy import Action, Principal, Resource, can
 from dockyard.iam.schemas import (
     OIDCCliSecretReq,
@@ -388,7 +388,7 @@ async def create_user_group(api: ApiRequest) -> Response:
     )
     body = await api.json(UserGroupBody)
     found = None
-    if body.group_type == users.GroupType.LDAP and body.ldap_group_dn:
+    if body.group_type == GroupType.LDAP and body.ldap_group_dn:
         found = await api.state.identity.ldap_group(body.ldap_group_dn)  # validated there
     async with api.state.db.write() as session:
         group = await users.create_group(

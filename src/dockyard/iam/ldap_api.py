@@ -18,6 +18,7 @@ from dockyard.http.api import (
     json_response,
     operation,
 )
+from dockyard.iam.models import GroupType
 from dockyard.iam.policy import Action, Resource, can
 from dockyard.iam.providers import ldap
 from dockyard.system import config
@@ -176,7 +177,10 @@ async def search_ldap_group(api: ApiRequest) -> Response:
         cfg, name=None if dn else name, dn=dn, limit=SEARCH_LIMIT
     )
     return json_response(
-        [LdapGroup(group_name=g.name, group_type=1, ldap_group_dn=g.dn) for g in found]
+        [
+            LdapGroup(group_name=g.name, group_type=int(GroupType.LDAP), ldap_group_dn=g.dn)
+            for g in found
+        ]
     )
 
 

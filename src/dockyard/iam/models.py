@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import IntEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -42,6 +43,14 @@ class User(Base):
     password_version: Mapped[int] = mapped_column(Integer, default=1)
     creation_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     update_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GroupType(IntEnum):
+    """Harbor's ``user_group.group_type``."""
+
+    LDAP = 1
+    HTTP = 2
+    OIDC = 3
 
 
 class UserGroup(Base):

@@ -20,7 +20,14 @@ from dockyard.db.listing import (
     parse_sort,
 )
 from dockyard.iam.accounts import AccountLogin
-from dockyard.iam.models import LoginSession, OidcUser, User, UserGroup, UserGroupMembership
+from dockyard.iam.models import (
+    GroupType,
+    LoginSession,
+    OidcUser,
+    User,
+    UserGroup,
+    UserGroupMembership,
+)
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import Principal
 from dockyard.projects.models import Project, ProjectMember
@@ -197,7 +204,7 @@ async def known_ldap_dn_keys(session: AsyncSession, keys: Iterable[str]) -> set[
         return set()
     stored = func.lower(UserGroup.ldap_group_dn)
     result = await session.execute(
-        select(stored).where(UserGroup.group_type == 1, stored.in_(wanted))
+        select(stored).where(UserGroup.group_type == int(GroupType.LDAP), stored.in_(wanted))
     )
     return set(result.scalars())
 

@@ -26,14 +26,14 @@ from dockyard.http.outbound import OutboundClient
 from dockyard.iam import groupsync, revocation
 from dockyard.iam import repository as users
 from dockyard.iam.accounts import AccountLogin
-from dockyard.iam.models import User
+from dockyard.iam.models import GroupType, User
 from dockyard.iam.passwords import verify_password
 from dockyard.iam.policy import ANONYMOUS, Action, Principal, ProjectContext, Resource, can
 from dockyard.iam.providers import authproxy, ldap
 from dockyard.iam.providers.oidc import OidcProvider
 from dockyard.iam.ratelimit import LoginThrottle
 from dockyard.iam.tokens import IssuedToken, TokenAuthority, TokenClaims
-from dockyard.iam.users import GroupType, validate_username
+from dockyard.iam.users import validate_username
 from dockyard.oci.names import split_repository, validate_repository_name
 from dockyard.oci.scope import Scope
 from dockyard.projects import service as projects
@@ -227,9 +227,7 @@ class IdentityService:
         """The directory's group at ``dn`` (within ``ldap_group_search_filter``), as an
         LDAP user group is created by DN: refused unless ``auth_mode`` is ``ldap_auth``
         and the directory has it."""
-        dn = dn.strip()
-        if not ldap.valid_dn(dn):
-            raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+        dn = _group_dn(dn)
         async with self.db.read() as session:
             cfg = await ldap.load_config_if_enabled(session)
         if cfg is None:
@@ -248,11 +246,10 @@ class IdentityService:
         """The directory's group at ``dn`` when no LDAP user group has that DN yet (so the
         caller creates it, as Harbor onboards a project member named by DN), else None;
         refused as ``ldap_group`` refuses."""
-        if not ldap.valid_dn(dn.strip()):
-            raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+        dn = _group_dn(dn)
         async with self.db.read() as session:
             known = await users.find_group_by(
-                session, group_type=LDAP_GROUP, ldap_dn_key=groupsync.dn_key(dn.strip())
+                session, group_type=LDAP_GROUP, ldap_dn_key=groupsync.dn_key(dn)
             )
         if known is not None:
             return None
@@ -654,3 +651,11 @@ class IdentityService:
         if missing:
             return f"the token's holder may no longer {','.join(missing)} {repository}"
         return ""
+
+
+def _group_dn(dn: str) -> str:
+    """``dn`` without surrounding blanks, refused unless it is a valid DN."""
+    dn = dn.strip()
+    if not ldap.valid_dn(dn):
+        raise BadRequestError("ldap_group_dn is not a valid DN (at most 512 characters)")
+    return dn

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from enum import IntEnum
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +31,7 @@ from dockyard.errors import (
 from dockyard.iam import repository as repo
 from dockyard.iam import revocation
 from dockyard.iam.groupsync import canonical_dn, dn_key
-from dockyard.iam.models import User, UserGroup, UserGroupMembership
+from dockyard.iam.models import GroupType, User, UserGroup, UserGroupMembership
 from dockyard.iam.passwords import hash_password, verify_password
 from dockyard.iam.policy import (
     ROBOT_SYSTEM_PERMISSIONS,
@@ -62,14 +61,6 @@ _EMAIL = re.compile(
     r"[^\s<>()\[\]\\.,;:@\"]+(?:\.[^\s<>()\[\]\\.,;:@\"]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
 )
-
-
-class GroupType(IntEnum):
-    """Harbor's ``user_group.group_type``."""
-
-    LDAP = 1
-    HTTP = 2
-    OIDC = 3
 
 
 # --- input rules (pure) -----------------------------------------------------------------

@@ -42,7 +42,7 @@ from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import OutboundClient, OutboundError, OutboundResponse
 from dockyard.iam import repository as users
 from dockyard.iam import users as accounts  # a module: iam.users imports this one (cycle)
-from dockyard.iam.models import User, UserGroup
+from dockyard.iam.models import GroupType, User, UserGroup
 from dockyard.system import config
 from dockyard.system.models import Property
 
@@ -54,7 +54,7 @@ TOKEN_REVIEW_PREFIX = "tokenreview$"  # noqa: S105 - a user name prefix, not a s
 """Sign-in as ``tokenreview$<name>`` with a token as the password: the token is reviewed
 directly (no login call), and must belong to ``<name>`` (Harbor's, for docker login
 with a Kubernetes token)."""
-GROUP_TYPE = 2
+GROUP_TYPE = int(GroupType.HTTP)
 """Harbor's ``group_type`` of HTTP auth proxy groups."""
 MAX_ANSWER = 65536
 """Bytes of an answer read at most; a longer one is refused, not parsed."""
