@@ -227,7 +227,7 @@ async def test_rule_forms_and_actions(
         ({"name_decoration": "maybe"}, "decoration"),
         ({"mode": "pull", "label_filter": "gold"}, "label filters"),
         ({"dest_namespace": "Bad Namespace"}, "dest_namespace"),
-        ({"speed": "99999999999"}, "bandwidth"),
+        ({"speed": "99999999999"}, "speed is KB/s between"),
         ({"speed": "-5"}, "speed"),
         ({"replace_count": "99"}, "dest_namespace_replace_count"),
         ({"registry": "999999"}, "does not exist"),

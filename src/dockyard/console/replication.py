@@ -25,7 +25,7 @@ from starlette.routing import Route
 from dockyard.console.admin import ADMIN, require_system
 from dockyard.console.jobs import log_page
 from dockyard.console.projects import pages_of
-from dockyard.console.web import Handler, Page, with_query
+from dockyard.console.web import Handler, Page, whole_number, with_query
 from dockyard.db.listing import PageRequest
 from dockyard.errors import BadRequestError, ConflictError, NotFoundError
 from dockyard.iam.policy import Action, Resource, can
@@ -149,13 +149,8 @@ def _typed(page: Page, policy_id: int | None) -> dict[str, Any]:
 
 
 def _int(value: str, what: str, default: int) -> int:
-    text = value.strip()
-    if not text:
-        return default
-    digits = text[1:] if text.startswith("-") else text
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
-        raise BadRequestError(f"{what} must be a whole number")
-    return int(text)
+    number = whole_number(value, what)
+    return default if number is None else number
 
 
 def _form_filters(values: Mapping[str, Any]) -> list[ReplicationFilter]:

@@ -127,6 +127,18 @@ def _from_timestamp(value: int | float | None) -> datetime | None:
     return None if value is None or value <= 0 else datetime.fromtimestamp(value, UTC)
 
 
+def whole_number(raw: str, what: str, default: int | None = None) -> int | None:
+    """A form's whole number (``default`` when blank), refused with ``what`` named when
+    it is anything else or longer than 18 digits."""
+    raw = raw.strip()
+    if raw == "":
+        return default
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        raise BadRequestError(f"{what} must be a whole number")
+    return int(raw)
+
+
 @dataclass
 class Page:
     """One console request: the caller, their language, the form, and how to answer."""
@@ -174,13 +186,7 @@ class Page:
         return self.field(name) in ("on", "true", "1")
 
     def int_field(self, name: str, default: int | None = None) -> int | None:
-        raw = self.field(name).strip()
-        if raw == "":
-            return default
-        text = raw[1:] if raw.startswith("-") else raw
-        if not text.isascii() or not text.isdigit() or len(text) > 18:
-            raise BadRequestError(f"{name} must be a whole number")
-        return int(raw)
+        return whole_number(self.field(name), name, default)
 
     def id_field(self, name: str, what: str) -> int:
         """A required form field naming a row by its id (``what`` says whose, in the error)."""
