@@ -175,15 +175,28 @@ async def oidc_ping(page: Page) -> Response:
     return _ping_answer(page, "oidc", None)
 
 
+PING_MESSAGES = {
+    "ldap": ("flash.ldap_ping_ok", "flash.ldap_ping_failed"),
+    "oidc": ("flash.oidc_ping_ok", "flash.oidc_ping_failed"),
+}
+"""Each Test button's messages: it answered, and it failed (with ``{reason}``)."""
+
+
 def _ping_answer(page: Page, kind: str, failure: str | None) -> Response:
     """A Test button's answer (``kind``: ``ldap`` or ``oidc``): the htmx partial beside
     the button, or, without JavaScript, back to the section with a message."""
+    ok_key, failed_key = PING_MESSAGES[kind]
     if page.request.headers.get("HX-Request") == "true":
-        return page.render("admin/_auth_ping.html", kind=kind, ok=failure is None, message=failure)
+        return page.render(
+            "admin/_auth_ping.html",
+            kind=kind,
+            message=page.t(ok_key) if failure is None else page.t(failed_key, reason=failure),
+            ok=failure is None,
+        )
     back = CONFIGURATION + "#authentication"
     if failure is None:
-        return page.redirect(back, f"flash.{kind}_ping_ok")
-    return page.redirect(back, f"flash.{kind}_ping_failed", "error", reason=failure)
+        return page.redirect(back, ok_key)
+    return page.redirect(back, failed_key, "error", reason=failure)
 
 
 # --- "Import LDAP users" on the users page ----------------------------------------------------
