@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -72,7 +73,7 @@ def _oidc(page: Page) -> Locator:
 
 
 def test_edit_test_and_save_the_oidc_settings(
-    browser: Browser, oidc_pair: tuple[DockyardServer, OidcProviderServer]
+    browser: Browser, oidc_pair: tuple[DockyardServer, OidcProviderServer], screenshots: Path
 ) -> None:
     server, provider = oidc_pair
     ctx = _context(browser, server)
@@ -103,6 +104,7 @@ def test_edit_test_and_save_the_oidc_settings(
         oidc.get_by_label("OIDC endpoint").fill(provider.issuer)
         oidc.get_by_test_id("oidc-ping").click()
         expect(page.get_by_test_id("oidc-ping-ok")).to_contain_text("published its keys")
+        oidc.screenshot(path=str(screenshots / "oidc-settings.png"))
 
         page.get_by_label("Authentication mode").select_option("oidc_auth")
         page.get_by_test_id("auth-save").click()
