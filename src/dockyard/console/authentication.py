@@ -1,12 +1,15 @@
 """The authentication section of the console's system settings, and "Import LDAP users".
 
 The mode (``auth_mode``) is offered only while ``admin`` is the only user, as
-``config.update`` enforces; otherwise the page says why it is locked. The LDAP and
-HTTP auth proxy items are one form, saved through ``system.update_configuration`` as
-the REST API saves them. Secrets (``ldap_search_password``) are write-only: the form
-never shows them, and a blank field leaves the stored one as it is. "Test LDAP server"
-asks the same directory service as ``POST /ldap/ping`` with the form's values (the
-stored password where the field is blank); the users page's import asks the same
+``config.update`` enforces; otherwise the page says why it is locked. The LDAP, OIDC
+and HTTP auth proxy items are one form (system administrators only), saved through
+``system.update_configuration`` as the REST API saves them, with its checks. Secrets
+(``ldap_search_password``, ``oidc_client_secret``) are write-only: the form never shows
+them, and a blank field leaves the stored one as it is. "Test LDAP server" asks the
+same directory service as ``POST /ldap/ping`` with the form's values (the stored
+password where the field is blank); "Test OIDC server" asks the same check as
+``POST /system/oidc/ping`` (``IdentityService.ping_oidc``: discovery and key set) with
+the form's ``oidc_endpoint`` and ``oidc_verify_cert``. The users page's import asks the same
 search and onboarding as ``/ldap/users/search`` and ``/ldap/users/import``. The LDAP
 group picker (the user groups page, a project's members page) asks the same directory
 search as ``/ldap/groups/search``, under the same rule: system administrators only.
@@ -32,6 +35,7 @@ from dockyard.system import service as system
 CONFIGURATION = PREFIX + "/admin/configuration"
 AUTHENTICATION = CONFIGURATION + "/authentication"
 LDAP_PING = CONFIGURATION + "/ldap-ping"
+OIDC_PING = CONFIGURATION + "/oidc-ping"
 USERS = PREFIX + "/admin/users"
 LDAP_IMPORT = USERS + "/ldap-import"
 SEARCH_LIMIT = 100
@@ -49,10 +53,27 @@ TEXT_ITEMS = (
     config.AUTHPROXY_SERVER_CERTIFICATE,
     config.AUTHPROXY_ADMIN_GROUPS,
     config.AUTHPROXY_ADMIN_USERNAMES,
+    config.OIDC_NAME,
+    config.OIDC_ENDPOINT,
+    config.OIDC_CLIENT_ID,
+    config.OIDC_SCOPE,
+    config.OIDC_USER_CLAIM,
+    config.OIDC_GROUPS_CLAIM,
+    config.OIDC_ADMIN_GROUP,
+    config.OIDC_GROUP_FILTER,
+    config.OIDC_EXTRA_REDIRECT_PARMS,
 )
 NUMBER_ITEMS = (config.LDAP_SCOPE, config.LDAP_TIMEOUT)
-CHECK_ITEMS = (config.LDAP_VERIFY_CERT, config.AUTHPROXY_VERIFY_CERT, config.AUTHPROXY_SKIP_SEARCH)
-SECRET_ITEMS = (config.LDAP_SEARCH_PASSWORD,)
+CHECK_ITEMS = (
+    config.LDAP_VERIFY_CERT,
+    config.AUTHPROXY_VERIFY_CERT,
+    config.AUTHPROXY_SKIP_SEARCH,
+    config.OIDC_VERIFY_CERT,
+    config.OIDC_AUTO_ONBOARD,
+    config.OIDC_LOGOUT,
+    config.PRIMARY_AUTH_MODE,
+)
+SECRET_ITEMS = (config.LDAP_SEARCH_PASSWORD, config.OIDC_CLIENT_SECRET)
 LDAP_FORM = {
     "url": config.LDAP_URL,
     "search_dn": config.LDAP_SEARCH_DN,
@@ -84,20 +105,11 @@ async def section(session: AsyncSession) -> dict[str, Any]:
     for key in (config.AUTH_MODE, *TEXT_ITEMS, *NUMBER_ITEMS, *CHECK_ITEMS):
         values[key] = await config.value(session, key)
     secrets_set = {key: bool(await config.get_property(session, key)) for key in SECRET_ITEMS}
-    # Shown (not edited here) once OIDC sign-in exists: items of a missing feature are not.
-    oidc = sorted(
-        key
-        for key, item in config.ITEMS.items()
-        if (key.startswith("oidc_") or key == config.PRIMARY_AUTH_MODE)
-        and not item.secret
-        and not item.missing
-    )
     return {
         "values": values,
         "modes": offered_modes(),
         "others": await config.users_besides_admin(session),
         "secrets_set": secrets_set,
-        "oidc": [(key, await config.value(session, key)) for key in oidc],
     }
 
 
@@ -147,18 +159,44 @@ async def ldap_ping(page: Page) -> Response:
     try:
         await page.state.identity.directory.ping(cfg)
     except ServiceUnavailableError as exc:
-        return _ping_answer(page, ok=False, message=exc.message)
-    return _ping_answer(page, ok=True, message="")
+        return _ping_answer(page, "ldap", exc.message)
+    return _ping_answer(page, "ldap", None)
 
 
-def _ping_answer(page: Page, *, ok: bool, message: str) -> Response:
+async def oidc_ping(page: Page) -> Response:
+    """Test the form's ``oidc_endpoint`` (with its ``oidc_verify_cert``, nothing saved)
+    as ``POST /system/oidc/ping`` does; a refused or unreachable endpoint is the answer."""
+    _require_admin(page)
+    url = page.field(config.OIDC_ENDPOINT).strip()
+    try:
+        await page.state.identity.ping_oidc(url, page.checked(config.OIDC_VERIFY_CERT))
+    except BadRequestError as exc:
+        return _ping_answer(page, "oidc", exc.message)
+    return _ping_answer(page, "oidc", None)
+
+
+PING_MESSAGES = {
+    "ldap": ("flash.ldap_ping_ok", "flash.ldap_ping_failed"),
+    "oidc": ("flash.oidc_ping_ok", "flash.oidc_ping_failed"),
+}
+"""Each Test button's messages: it answered, and it failed (with ``{reason}``)."""
+
+
+def _ping_answer(page: Page, kind: str, failure: str | None) -> Response:
+    """A Test button's answer (``kind``: ``ldap`` or ``oidc``): the htmx partial beside
+    the button, or, without JavaScript, back to the section with a message."""
+    ok_key, failed_key = PING_MESSAGES[kind]
     if page.request.headers.get("HX-Request") == "true":
-        return page.render("admin/_ldap_ping.html", ok=ok, message=message)
-    if ok:
-        return page.redirect(CONFIGURATION + "#authentication", "flash.ldap_ping_ok")
-    return page.redirect(
-        CONFIGURATION + "#authentication", "flash.ldap_ping_failed", "error", reason=message
-    )
+        return page.render(
+            "admin/_auth_ping.html",
+            kind=kind,
+            message=page.t(ok_key) if failure is None else page.t(failed_key, reason=failure),
+            ok=failure is None,
+        )
+    back = CONFIGURATION + "#authentication"
+    if failure is None:
+        return page.redirect(back, ok_key)
+    return page.redirect(back, failed_key, "error", reason=failure)
 
 
 # --- "Import LDAP users" on the users page ----------------------------------------------------

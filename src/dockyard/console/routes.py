@@ -157,6 +157,7 @@ def console_routes() -> list[BaseRoute]:
         post(admin.ADMIN + "/configuration", admin.update_configuration),
         post(authentication.AUTHENTICATION, authentication.update_authentication),
         post(authentication.LDAP_PING, authentication.ldap_ping),
+        post(authentication.OIDC_PING, authentication.oidc_ping),
         post(authentication.LDAP_IMPORT, authentication.ldap_import),
         get(admin.ADMIN + "/system", admin.system_info),
         get(PREFIX + "/cve-exports/{execution}/download", scanning.download_cve_export),

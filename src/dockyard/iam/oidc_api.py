@@ -6,10 +6,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from dockyard.errors import BadRequestError, ServiceUnavailableError
 from dockyard.http.api import ApiRequest, Operation, empty_response, operation
 from dockyard.iam.policy import Action, Resource, can
-from dockyard.system import config
 
 
 class OidcPingBody(BaseModel):
@@ -29,13 +27,7 @@ async def ping_oidc(api: ApiRequest) -> Response:
         "test an OIDC provider",
     )
     body = await api.json(OidcPingBody)
-    endpoint = config.ITEMS[config.OIDC_ENDPOINT].parse(body.url)
-    if not endpoint:
-        raise BadRequestError("url is required: the OIDC provider's issuer URL")
-    try:
-        await api.state.identity.oidc.ping(str(endpoint), body.verify_cert)
-    except ServiceUnavailableError as exc:
-        raise BadRequestError(exc.message) from None
+    await api.state.identity.ping_oidc(body.url, body.verify_cert)
     return empty_response()
 
 

@@ -18,6 +18,7 @@ from dockyard.errors import (
     AppError,
     BadRequestError,
     NameInvalidError,
+    ServiceUnavailableError,
     TooManyRequestsError,
     UnauthorizedError,
 )
@@ -222,6 +223,18 @@ class IdentityService:
         except AppError as exc:
             return exc.message
         return None
+
+    async def ping_oidc(self, url: str, verify_cert: bool) -> None:
+        """Does ``url`` (an ``oidc_endpoint`` being tried out, not stored) answer OIDC
+        discovery and publish its keys? ``POST /system/oidc/ping`` and the console's "Test
+        OIDC server" both ask here; what failed is a ``BadRequestError`` that says so."""
+        endpoint = config.ITEMS[config.OIDC_ENDPOINT].parse(url)
+        if not endpoint:
+            raise BadRequestError("url is required: the OIDC provider's issuer URL")
+        try:
+            await self.oidc.ping(str(endpoint), verify_cert)
+        except ServiceUnavailableError as exc:
+            raise BadRequestError(exc.message) from None
 
     async def ldap_group(self, dn: str) -> ldap.DirectoryGroup:
         """The directory's group at ``dn`` (within ``ldap_group_search_filter``), as an
