@@ -89,6 +89,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ OnStored = Callable[[str, int], Awaitable[None]]
 
 BATCH_BYTES = 1 << 20  # upstream pieces gathered before one spool write (and hash)
 READ_BYTES = 1 << 20  # the most one reader reads from the spool at a time
+RECENT_BATCHES = 4  # batches kept in memory after their write, for readers keeping up
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -213,6 +215,25 @@ class Fill:
     def failed(self) -> bool:
         return self._blob.failed
 
+    @property
+    def settled(self) -> bool:
+        """Whether this caller's outcome is known (stored and ``on_stored`` run, or failed)."""
+        return self._linked.done() or self._blob.failed
+
+    def when_settled(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once this caller's outcome is known: its ``on_stored`` ran, or
+        the fill failed (then ``on_stored`` never runs)."""
+
+        def linked(_: asyncio.Future[None]) -> None:
+            callback()
+
+        def stored(done: asyncio.Future[int]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                callback()
+
+        self._linked.add_done_callback(linked)
+        self._blob._stored.add_done_callback(stored)
+
     async def ready(self) -> int | None:
         """Wait until the upstream has answered; return the blob's size (``None`` when the
         upstream did not say it and the caller did not give it). Raises what the fetch
@@ -255,6 +276,9 @@ class _Blob:
             self._answered.set_result(size)
             self._stored.set_result(size)
         self._received = 0  # bytes written to the spool
+        # The last batches written, (offset, bytes): a reader at the head of the fill
+        # takes its bytes from here, without a pread (and its thread hop and copy).
+        self._recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT_BATCHES)
         self._verified = False  # the body ended and was checked: readers may end
         self._error: BaseException | None = None
         self._progress = asyncio.Event()
@@ -314,12 +338,14 @@ class _Blob:
                     raise _failure(self._error)
                 available = self._received
                 if position < available:
-                    count = min(READ_BYTES, available - position)
-                    if end is not None:
-                        count = min(count, end - position)
-                    # In a worker thread even when the pages are hot: the copy (and the
-                    # new buffer's page faults) then overlaps the event loop's work.
-                    data = await to_thread.run_sync(os.pread, fd, count, position)
+                    count = available - position if end is None else min(available, end) - position
+                    data = self._in_memory(position, count)
+                    if data is None:
+                        # In a worker thread even when the pages are hot: the copy (and
+                        # the new buffer's page faults) overlaps the event loop's work.
+                        data = await to_thread.run_sync(
+                            os.pread, fd, min(count, READ_BYTES), position
+                        )
                     if not data:  # cannot happen: the spool only grows
                         raise FillFailedError(f"the spool of blob {self.digest} shrank")
                     position += len(data)
@@ -330,6 +356,17 @@ class _Blob:
                 await self._progress.wait()
         finally:
             self._release()
+
+    def _in_memory(self, position: int, count: int) -> bytes | None:
+        """Up to ``count`` bytes at ``position`` from the batches still in memory (the
+        whole batch itself when a reader asks from its start, as one that keeps up
+        does: no copy), or None."""
+        for start, data in self._recent:
+            if start <= position < start + len(data):
+                if position == start and len(data) <= count:
+                    return data
+                return bytes(memoryview(data)[position - start : position - start + count])
+        return None
 
     # --- the fill's task ----------------------------------------------------------------
 
@@ -346,6 +383,7 @@ class _Blob:
         self._users -= 1
         if self._users == 0 and self._fd is not None:
             fd, self._fd = self._fd, None
+            self._recent.clear()
             _close_soon(fd)
 
     async def _run(self, fetch: Fetch, limit_bps: float | None) -> None:
@@ -463,7 +501,7 @@ class _Blob:
         one is read; readers are told after each write. Fails early when storage does."""
         assert self._fd is not None
         fd = self._fd
-        pending: asyncio.Future[int] | None = None
+        pending: asyncio.Future[bytes] | None = None
         batch: list[bytes] = []
         gathered = 0
         read = 0
@@ -472,7 +510,9 @@ class _Blob:
             nonlocal pending
             if pending is not None:
                 written, pending = pending, None
-                self._received += await written
+                data = await written
+                self._recent.append((self._received, data))
+                self._received += len(data)
                 self._notify()
             if writer is not None and writer.done():
                 writer.result()  # storage failed: raise that, do not fetch the rest
@@ -620,14 +660,13 @@ def _open_spool(directory: Path) -> int:
     return fd
 
 
-def _spool_write(fd: int, buffers: list[bytes], position: int, hasher: Hasher) -> int:
-    """Write ``buffers`` at ``position`` and hash them; runs in a worker thread."""
-    total = sum(map(len, buffers))
-    done = os.pwritev(fd, buffers, position)
-    if done < total:
-        data = memoryview(b"".join(buffers))
-        while done < total:
-            done += os.pwrite(fd, data[done:], position + done)
-    for buffer in buffers:
-        hasher.update(buffer)
-    return total
+def _spool_write(fd: int, buffers: list[bytes], position: int, hasher: Hasher) -> bytes:
+    """Write ``buffers`` at ``position`` and hash them; return them as one ``bytes`` (what
+    readers keeping up are given). Runs in a worker thread."""
+    data = buffers[0] if len(buffers) == 1 else b"".join(buffers)
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, view[done:], position + done)
+    hasher.update(data)
+    return data
