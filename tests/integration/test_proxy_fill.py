@@ -312,7 +312,9 @@ async def test_opens_of_one_blob_for_one_repository_share_one_link(
             actor=cast(Actor, None),
         )
 
-    first, second, other = [await open_for(r) for r in ("cache/app", "cache/app", "cache/b")]
+    # Two at once (each waits on storage before the fill exists), then one more.
+    first, second = await asyncio.gather(open_for("cache/app"), open_for("cache/app"))
+    other = await open_for("cache/b")
     assert first is second and other is not first
     await asyncio.wait_for(upstream.held.wait(), 10)
     upstream.release.set()
