@@ -43,7 +43,9 @@ How a fill works
 The fill's task reads the upstream body (paced to ``limit_bps``) and appends it to a
 *spool*: an unnamed temporary file (``O_TMPFILE``) in ``spool_dir``, hashing it on the
 way, in worker threads, one batch of about 1 MiB behind the read. Readers tail the
-spool: each ``pread``\\ s what has been written and waits for more. A storage driver
+spool: each takes what has been written and waits for more (a reader at the head is
+handed the last batches, kept in memory, as written; one further behind ``pread``\\ s
+the spool). A storage driver
 that can adopt a local file (``AdoptsFiles``: the filesystem driver) gets the spool
 itself once the digest and the size are checked (linked into place: the bytes are
 written once); on other drivers the storage upload is one more tail of the spool:
@@ -66,9 +68,9 @@ written once); on other drivers the storage upload is one more tail of the spool
   reader still streaming raises :class:`FillFailedError`, so the HTTP layer breaks
   the connection instead of ending the body as if it were whole. The next ``open``
   fetches again.
-- **bounded memory**: at most two batches (about 1 MiB each: one being read, one
-  being written) in the fill, one read (1 MiB) per reader and the storage driver's
-  own buffers (a few MiB); never the blob.
+- **bounded memory**: two batches (about 1 MiB each: one being read, one being
+  written) and the last ``RECENT_BATCHES`` written in the fill, one read (1 MiB) per
+  reader further behind and the storage driver's own buffers (a few MiB); never the blob.
 - **no leftovers**: the spool has no name, so a crash leaves nothing in
   ``spool_dir``; a crashed storage upload is a partial upload no session names, which
   garbage collection removes (docs/gc.md).
@@ -214,11 +216,6 @@ class Fill:
     @property
     def failed(self) -> bool:
         return self._blob.failed
-
-    @property
-    def settled(self) -> bool:
-        """Whether this caller's outcome is known (stored and ``on_stored`` run, or failed)."""
-        return self._linked.done() or self._blob.failed
 
     def when_settled(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` once this caller's outcome is known: its ``on_stored`` ran, or
