@@ -168,6 +168,25 @@ def dockyard_server(workdir: Path) -> Iterator[Dockyard]:
         server.stop()
 
 
+def upstream_log_lines(upstream: DockerRegistry) -> int:
+    path = upstream.log_path
+    return len(path.read_text(errors="replace").splitlines()) if path.exists() else 0
+
+
+def upstream_requests(upstream: DockerRegistry, since: int) -> str:
+    """The upstream's registry requests logged after line ``since``, counted by kind
+    (its access log: what a pull through the proxy cost the upstream)."""
+    lines = upstream.log_path.read_text(errors="replace").splitlines()[since:]
+    counts: dict[str, int] = {}
+    for line in lines:
+        for method in ("GET", "HEAD"):
+            for kind in ("blobs", "manifests"):
+                if f'"{method} /v2/' in line and f"/{kind}/" in line:
+                    name = f"{method} {kind}"
+                    counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none"
+
+
 def cpu_of(tree: ProcTree | None) -> float:
     return tree.cpu_seconds() if tree is not None else 0.0
 
@@ -197,6 +216,7 @@ def pulls(
             "upstream": cpu_of(up_cpu) - before[0],
             "skopeo": client_cpu_seconds() - before[1],
         }
+        direct.note = f"load {os.getloadavg()[0]:.1f}"
         if skip_proxy:
             continue
         with dockyard_server(workdir / f"dockyard-{round_no}") as dockyard:
@@ -205,6 +225,7 @@ def pulls(
             source = f"{dockyard.host}/{PROJECT}/{UPSTREAM_REPO}:{TAG}"
             for figure in (cold, warm):
                 before3 = (cpu_of(tree), cpu_of(up_cpu), client_cpu_seconds())
+                logged = upstream_log_lines(upstream)
                 figure.seconds.append(skopeo_pull(source, dest, dockyard.creds))
                 check_pulled(dest, image)
                 figure.cpu = {
@@ -212,6 +233,10 @@ def pulls(
                     "upstream": cpu_of(up_cpu) - before3[1],
                     "skopeo": client_cpu_seconds() - before3[2],
                 }
+                figure.note = (
+                    f"upstream requests: {upstream_requests(upstream, logged)}; "
+                    f"load {os.getloadavg()[0]:.1f}"
+                )
         print(f"  round {round_no + 1}/{rounds} done", flush=True)
     return [direct] if skip_proxy else [direct, cold, warm]
 

@@ -9,6 +9,7 @@ behind: no blob, no partial upload, no spool file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -241,6 +242,89 @@ async def test_readers_get_bytes_before_the_download_ends(fills: BlobFills) -> N
     rest = b"".join([chunk async for chunk in reader])
     assert first + rest == blob
     assert await fill.stored() == len(blob)
+
+
+async def test_a_reader_keeping_up_takes_the_bytes_from_memory(
+    fs_fills: BlobFills, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader at the head of the fill is given each batch as it was written (no pread
+    of the spool); one that starts after the recent batches reads the spool."""
+    preads: list[int] = []
+    real_pread = os.pread
+
+    def counting_pread(fd: int, count: int, offset: int) -> bytes:
+        preads.append(offset)
+        return real_pread(fd, count, offset)
+
+    monkeypatch.setattr(os, "pread", counting_pread)
+    blob = make_blob(8 * MiB)
+    upstream = Upstream(blob, hold_at=7 * MiB)
+    fill = await fs_fills.open(sha256(blob), upstream.fetch)
+    head = asyncio.create_task(read_all(fill))
+    await asyncio.wait_for(upstream.held.wait(), 10)
+    late = fill.reader()
+    first = await asyncio.wait_for(anext(late), 10)
+    assert preads == [0]  # the late reader's first read; the head reader read none
+    upstream.release.set()
+    assert first + b"".join([chunk async for chunk in late]) == blob
+    assert await asyncio.wait_for(head, 10) == blob
+    assert preads[0] == 0
+    assert max(preads) < 4 * MiB  # from there on the late reader caught up with memory
+
+
+async def test_opens_of_one_blob_for_one_repository_share_one_link(
+    fs_fills: BlobFills,
+) -> None:
+    """The client's GET and the manifest's store behind it open the same blob for the
+    same repository: one fill, one link (a write transaction) per repository."""
+    from typing import cast
+
+    from dockyard.audit.events import Actor
+    from dockyard.proxy.blobs import ProxyBlobs
+    from dockyard.registry.service import RegistryService
+    from dockyard.remotes.adapter import Adapter, BlobStream
+
+    blob = make_blob(2 * MiB)
+    upstream = Upstream(blob, hold_at=MiB)
+    linked: list[str] = []
+
+    class FakeRegistry:
+        async def link_stored_blob(
+            self, repository: str, digest: str, size: int, actor: Actor
+        ) -> None:
+            linked.append(repository)
+
+    class FakeAdapter:
+        @contextlib.asynccontextmanager
+        async def open_blob(self, repository: str, digest: str) -> AsyncIterator[BlobStream]:
+            size, body = await upstream.fetch()
+            yield BlobStream(size if size is not None else -1, 0, body)
+
+    proxy = ProxyBlobs(cast(RegistryService, FakeRegistry()), fs_fills)
+
+    async def open_for(repository: str) -> Fill:
+        return await proxy.open(
+            cast(Adapter, FakeAdapter()),
+            repository,
+            "app",
+            sha256(blob),
+            kib_per_second=0,
+            actor=cast(Actor, None),
+        )
+
+    # Two at once (each waits on storage before the fill exists), then one more.
+    first, second = await asyncio.gather(open_for("cache/app"), open_for("cache/app"))
+    other = await open_for("cache/b")
+    assert first is second and other is not first
+    await asyncio.wait_for(upstream.held.wait(), 10)
+    upstream.release.set()
+    for fill in (first, second, other):
+        assert await asyncio.wait_for(fill.stored(), 10) == len(blob)
+    assert sorted(linked) == ["cache/app", "cache/b"]
+    assert upstream.calls == 1
+    # Once linked, a new open is answered from storage and links again (idempotent).
+    assert (await open_for("cache/app")).fetched is False
+    assert sorted(linked) == ["cache/app", "cache/app", "cache/b"]
 
 
 async def test_a_reader_may_start_at_an_offset_and_read_a_range(fs_fills: BlobFills) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import httpx
@@ -65,7 +66,6 @@ from dockyard.remotes.adapter import Adapter, Manifest
 from dockyard.remotes.client import Endpoint, RemoteError, RemoteNotFound, RemoteUnreachable
 from dockyard.remotes.kinds import open_adapter
 from dockyard.settings import Settings
-from dockyard.system import config
 
 log = logging.getLogger("dockyard.proxy")
 
@@ -73,6 +73,8 @@ PROXY_ACTOR = Actor("proxy-cache", "-")
 """Who stores what a pull fetched (audit log, webhooks)."""
 LOOKUP_SECONDS = 2.0
 """How long a project's proxy settings are remembered (a change applies within this)."""
+LOOKUPS_KEPT = 4096
+"""Projects whose lookup is remembered at once (the least recently asked go first)."""
 MAX_INDEX_CHILDREN = 64
 """Children of one index fetched at most (a hostile upstream cannot make a pull endless)."""
 BLOB_FETCHES = 4
@@ -115,7 +117,7 @@ class PullThroughCache:
         self.egress = EgressPolicy.from_settings(settings)
         self.timeout = settings.outbound_timeout_seconds
         self.blobs = blobs.ProxyBlobs(registry, fills)
-        self._projects: dict[str, tuple[ProxyProject | None, float]] = {}
+        self._projects: OrderedDict[str, tuple[ProxyProject | None, float]] = OrderedDict()
         self._adapters: dict[tuple[str, Endpoint], Adapter] = {}
         self._stores: dict[tuple[str, str, str | None], asyncio.Task[None]] = {}
         self._pending: dict[tuple[str, str], Manifest] = {}
@@ -145,32 +147,33 @@ class PullThroughCache:
         kept = self._projects.get(name)
         if kept is not None and kept[1] > now:
             return kept[0]
-        found = None
         # Asked by every pull and push of every project: one indexed statement for an
         # ordinary project, remembered for LOOKUP_SECONDS.
         async with self.db.read_connection() as conn:
             proxied = await proxy_repo.proxied_endpoint(conn, name)
-        if proxied is not None:
-            project_id, registry_id = proxied
-            async with self.db.read() as session:
-                metadata = await projects.project_metadata(session, project_id)
-                try:
-                    kind, endpoint = await remotes.open_endpoint(session, registry_id)
-                except AppError:
-                    kind, endpoint = "", Endpoint("")  # the endpoint is gone
-                speed = metadata.get(PROXY_SPEED, "-1")
-                found = ProxyProject(
-                    name,
-                    project_id,
-                    kind,
-                    endpoint,
-                    int(speed) if speed.lstrip("-").isdigit() else -1,
-                    metadata.get(PROXY_SERVE_STALE, "true") != "false",
-                )
-        if len(self._projects) > 4096:
-            self._projects.clear()
+        found = None if proxied is None else await self._settings_of(name, *proxied)
         self._projects[name] = (found, now + LOOKUP_SECONDS)
+        self._projects.move_to_end(name)
+        while len(self._projects) > LOOKUPS_KEPT:
+            self._projects.popitem(last=False)
         return found
+
+    async def _settings_of(self, name: str, project_id: int, registry_id: int) -> ProxyProject:
+        async with self.db.read() as session:
+            metadata = await projects.project_metadata(session, project_id)
+            try:
+                kind, endpoint = await remotes.open_endpoint(session, registry_id)
+            except AppError:
+                kind, endpoint = "", Endpoint("")  # the endpoint is gone
+        speed = metadata.get(PROXY_SPEED, "-1")
+        return ProxyProject(
+            name,
+            project_id,
+            kind,
+            endpoint,
+            int(speed) if speed.lstrip("-").isdigit() else -1,
+            metadata.get(PROXY_SERVE_STALE, "true") != "false",
+        )
 
     def _adapter(self, proxy: ProxyProject) -> Adapter:
         if not proxy.kind:
@@ -383,7 +386,7 @@ class PullThroughCache:
                 # rather than serving bytes the project may not hold.
                 await fill.stored()
             elif size is not None:
-                await self._check_quota(proxy, repository, size)
+                await self._check_quota(proxy, size)
             if stream:
                 return UpstreamBlob(digest, size, fill.reader())
             await fill.stored()
@@ -398,17 +401,11 @@ class PullThroughCache:
             ) from None
         return None
 
-    async def _check_quota(self, proxy: ProxyProject, repository: str, size: int) -> None:
+    async def _check_quota(self, proxy: ProxyProject, size: int) -> None:
         """Refuse a blob the project's quota has no room for, before it is streamed (the
         link made once it is stored is charged as a push is; this says it up front)."""
         async with self.db.read() as session:
-            hard, used = await quotas.project_storage(session, proxy.project_id)
-            enforced = await config.value(session, config.QUOTA_PER_PROJECT_ENABLE)
-        if enforced and hard >= 0 and used + size > hard:
-            raise DeniedError(
-                f"quota exceeded: project {proxy.name} uses {used} bytes of its {hard} bytes "
-                f"storage limit; blob of {repository} needs {size} bytes more"
-            )
+            await quotas.check_room(session, proxy.project_id, proxy.name, size)
 
     async def _has_blob(self, repository: str, digest: str) -> bool:
         try:
@@ -436,18 +433,19 @@ def _checked(manifest: Manifest) -> ParsedManifest:
 
 
 def _reason(exc: BaseException) -> str:
-    """The metric's label for why the upstream failed."""
-    text = str(exc)
+    """The metric's label for why the upstream failed: from the error's type, and for an
+    answer the remote gave, from its HTTP status."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timeout"
-    if " 429" in text:
-        return "rate_limited"
-    if any(f" {code}" in text for code in ("500", "502", "503", "504")):
-        return "server_error"
     if isinstance(exc, WrongBytesError):
         return "wrong_bytes"
     if isinstance(exc, RemoteUnreachable):
         return "unreachable"
+    status = exc.status if isinstance(exc, RemoteError) else None
+    if status == 429:
+        return "rate_limited"
+    if status is not None and status >= 500:
+        return "server_error"
     return "error"
 
 

@@ -43,7 +43,9 @@ How a fill works
 The fill's task reads the upstream body (paced to ``limit_bps``) and appends it to a
 *spool*: an unnamed temporary file (``O_TMPFILE``) in ``spool_dir``, hashing it on the
 way, in worker threads, one batch of about 1 MiB behind the read. Readers tail the
-spool: each ``pread``\\ s what has been written and waits for more. A storage driver
+spool: each takes what has been written and waits for more (a reader at the head is
+handed the last batches, kept in memory, as written; one further behind ``pread``\\ s
+the spool). A storage driver
 that can adopt a local file (``AdoptsFiles``: the filesystem driver) gets the spool
 itself once the digest and the size are checked (linked into place: the bytes are
 written once); on other drivers the storage upload is one more tail of the spool:
@@ -66,9 +68,9 @@ written once); on other drivers the storage upload is one more tail of the spool
   reader still streaming raises :class:`FillFailedError`, so the HTTP layer breaks
   the connection instead of ending the body as if it were whole. The next ``open``
   fetches again.
-- **bounded memory**: at most two batches (about 1 MiB each: one being read, one
-  being written) in the fill, one read (1 MiB) per reader and the storage driver's
-  own buffers (a few MiB); never the blob.
+- **bounded memory**: two batches (about 1 MiB each: one being read, one being
+  written) and the last ``RECENT_BATCHES`` written in the fill, one read (1 MiB) per
+  reader further behind and the storage driver's own buffers (a few MiB); never the blob.
 - **no leftovers**: the spool has no name, so a crash leaves nothing in
   ``spool_dir``; a crashed storage upload is a partial upload no session names, which
   garbage collection removes (docs/gc.md).
@@ -89,6 +91,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,7 @@ OnStored = Callable[[str, int], Awaitable[None]]
 
 BATCH_BYTES = 1 << 20  # upstream pieces gathered before one spool write (and hash)
 READ_BYTES = 1 << 20  # the most one reader reads from the spool at a time
+RECENT_BATCHES = 4  # batches kept in memory after their write, for readers keeping up
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -213,6 +217,20 @@ class Fill:
     def failed(self) -> bool:
         return self._blob.failed
 
+    def when_settled(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once this caller's outcome is known: its ``on_stored`` ran, or
+        the fill failed (then ``on_stored`` never runs)."""
+
+        def linked(_: asyncio.Future[None]) -> None:
+            callback()
+
+        def stored(done: asyncio.Future[int]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                callback()
+
+        self._linked.add_done_callback(linked)
+        self._blob._stored.add_done_callback(stored)
+
     async def ready(self) -> int | None:
         """Wait until the upstream has answered; return the blob's size (``None`` when the
         upstream did not say it and the caller did not give it). Raises what the fetch
@@ -255,6 +273,9 @@ class _Blob:
             self._answered.set_result(size)
             self._stored.set_result(size)
         self._received = 0  # bytes written to the spool
+        # The last batches written, (offset, bytes): a reader at the head of the fill
+        # takes its bytes from here, without a pread (and its thread hop and copy).
+        self._recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT_BATCHES)
         self._verified = False  # the body ended and was checked: readers may end
         self._error: BaseException | None = None
         self._progress = asyncio.Event()
@@ -314,12 +335,14 @@ class _Blob:
                     raise _failure(self._error)
                 available = self._received
                 if position < available:
-                    count = min(READ_BYTES, available - position)
-                    if end is not None:
-                        count = min(count, end - position)
-                    # In a worker thread even when the pages are hot: the copy (and the
-                    # new buffer's page faults) then overlaps the event loop's work.
-                    data = await to_thread.run_sync(os.pread, fd, count, position)
+                    count = available - position if end is None else min(available, end) - position
+                    data = self._in_memory(position, count)
+                    if data is None:
+                        # In a worker thread even when the pages are hot: the copy (and
+                        # the new buffer's page faults) overlaps the event loop's work.
+                        data = await to_thread.run_sync(
+                            os.pread, fd, min(count, READ_BYTES), position
+                        )
                     if not data:  # cannot happen: the spool only grows
                         raise FillFailedError(f"the spool of blob {self.digest} shrank")
                     position += len(data)
@@ -330,6 +353,17 @@ class _Blob:
                 await self._progress.wait()
         finally:
             self._release()
+
+    def _in_memory(self, position: int, count: int) -> bytes | None:
+        """Up to ``count`` bytes at ``position`` from the batches still in memory (the
+        whole batch itself when a reader asks from its start, as one that keeps up
+        does: no copy), or None."""
+        for start, data in self._recent:
+            if start <= position < start + len(data):
+                if position == start and len(data) <= count:
+                    return data
+                return bytes(memoryview(data)[position - start : position - start + count])
+        return None
 
     # --- the fill's task ----------------------------------------------------------------
 
@@ -346,6 +380,7 @@ class _Blob:
         self._users -= 1
         if self._users == 0 and self._fd is not None:
             fd, self._fd = self._fd, None
+            self._recent.clear()
             _close_soon(fd)
 
     async def _run(self, fetch: Fetch, limit_bps: float | None) -> None:
@@ -463,7 +498,7 @@ class _Blob:
         one is read; readers are told after each write. Fails early when storage does."""
         assert self._fd is not None
         fd = self._fd
-        pending: asyncio.Future[int] | None = None
+        pending: asyncio.Future[bytes] | None = None
         batch: list[bytes] = []
         gathered = 0
         read = 0
@@ -472,7 +507,9 @@ class _Blob:
             nonlocal pending
             if pending is not None:
                 written, pending = pending, None
-                self._received += await written
+                data = await written
+                self._recent.append((self._received, data))
+                self._received += len(data)
                 self._notify()
             if writer is not None and writer.done():
                 writer.result()  # storage failed: raise that, do not fetch the rest
@@ -620,14 +657,13 @@ def _open_spool(directory: Path) -> int:
     return fd
 
 
-def _spool_write(fd: int, buffers: list[bytes], position: int, hasher: Hasher) -> int:
-    """Write ``buffers`` at ``position`` and hash them; runs in a worker thread."""
-    total = sum(map(len, buffers))
-    done = os.pwritev(fd, buffers, position)
-    if done < total:
-        data = memoryview(b"".join(buffers))
-        while done < total:
-            done += os.pwrite(fd, data[done:], position + done)
-    for buffer in buffers:
-        hasher.update(buffer)
-    return total
+def _spool_write(fd: int, buffers: list[bytes], position: int, hasher: Hasher) -> bytes:
+    """Write ``buffers`` at ``position`` and hash them; return them as one ``bytes`` (what
+    readers keeping up are given). Runs in a worker thread."""
+    data = buffers[0] if len(buffers) == 1 else b"".join(buffers)
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, view[done:], position + done)
+    hasher.update(data)
+    return data

@@ -172,6 +172,21 @@ async def project_storage(session: AsyncSession, project_id: int) -> tuple[int, 
     return await default_limit(session), await repo.usage_of(session, project_id)
 
 
+async def check_room(session: AsyncSession, project_id: int, project: str, size: int) -> None:
+    """Refuse (``DeniedError``, as ``charge`` words it) ``size`` more bytes the project's
+    limit has no room for: for a caller that must say so before it has the bytes to link
+    (a proxy cache about to stream a blob). ``charge``, when the bytes are linked, is
+    what counts; this reads and locks nothing."""
+    if size == 0 or not await config.value(session, config.QUOTA_PER_PROJECT_ENABLE):
+        return
+    hard, used = await project_storage(session, project_id)
+    if hard >= 0 and used + size > hard:
+        raise DeniedError(
+            f"quota exceeded: project {project} uses {_amount(used)} of its "
+            f"{_amount(hard)} storage limit; this request needs {_amount(size)} more"
+        )
+
+
 def may_read_project_quota(principal: Principal, context: ProjectContext) -> bool:
     return can(principal, Action.READ, Resource.QUOTA, context)
 

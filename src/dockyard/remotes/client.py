@@ -65,7 +65,12 @@ _PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
 
 class RemoteError(Exception):
-    """A call to a remote registry failed; ``str()`` is safe to show and log."""
+    """A call to a remote registry failed; ``str()`` is safe to show and log. ``status``
+    is the HTTP status the remote answered, when the failure is an answer."""
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RemoteUnreachable(RemoteError):

@@ -71,12 +71,12 @@ async def fail(response: httpx.Response, what: str) -> RemoteProtocolError:
     status = response.status_code
     message = f"{what}: the remote answered {status}" + (f": {text}" if text else "")
     if status in (401, 403):
-        raise RemoteAuthError(message)
+        raise RemoteAuthError(message, status=status)
     if status == 404:
-        raise RemoteNotFound(message)
+        raise RemoteNotFound(message, status=status)
     if status in (405, 501) or "UNSUPPORTED" in text:
-        raise RemoteUnsupported(message)
-    return RemoteProtocolError(message)
+        raise RemoteUnsupported(message, status=status)
+    return RemoteProtocolError(message, status=status)
 
 
 def _index_descriptors(body: object, where: str) -> list[dict[str, Any]]:
