@@ -1732,6 +1732,9 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = render_ceilings(results, sizes, sha)
     print()
     print(ceilings["text"])
+    end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    ceilings["loadavg_at_end"] = end_load
+    print(f"  machine load average at the end: {end_load} (other load per phase: last column)")
     sql_text = render_sql_counts(results)
     if sql_text:
         print()
