@@ -1164,9 +1164,43 @@ class CeilingBench(Bench):
         def own(name: str, fn: Callable[[], None] | None) -> Callable[[], None] | None:
             if name.startswith("skopeo push large image"):
                 return fn
-            return self.file_download if name == "curl download blob" else None
+            return {
+                "curl upload blob": self.receive_only_upload,
+                "curl download blob": self.file_download,
+            }.get(name)
 
         return [(name, own(name, fn)) for name, fn in super().phases()]
+
+    def receive_only_upload(self) -> None:
+        """The curl upload into a server that only receives (no hash, no disk, no
+        database): the receive stage alone, the most an upload under Granian can reach."""
+        size = self.blob_file.stat().st_size
+        times: list[float] = []
+        with self.cpu("curl_upload", lambda: len(times)):
+            for _ in range(self.sizes.repeats):
+                status, headers, body = http_request(
+                    "POST", f"{self.reg.base}/v2/{PROJECT}/bench-blob/blobs/uploads/"
+                )
+                if status != 202 or "location" not in headers:
+                    raise BenchError(f"POST blobs/uploads/ gave {status}: {body[:300]!r}")
+                loc = urljoin(self.reg.base + "/", headers["location"])
+                out, _ = run(
+                    [
+                        "curl", "-sS", "-o", "/dev/null", "-X", "PUT",
+                        "-w", "%{http_code} %{time_total}",
+                        "-H", "Content-Type: application/octet-stream",
+                        "--data-binary", f"@{self.blob_file}",
+                        f"{loc}?digest={quote(self.blob_digest)}",
+                    ],
+                    600,
+                )  # fmt: skip
+                code, total = out.split()
+                if code != "201":
+                    raise BenchError(f"null registry PUT ?digest= gave HTTP {code}")
+                times.append(float(total))
+        rates = [size / t / MB for t in times]
+        self.result.metrics["curl_upload_mbps"] = statistics.median(rates)
+        self.result.details["curl_upload_mbps_all"] = rates
 
     def file_download(self) -> None:
         size = self.blob_file.stat().st_size
@@ -1448,6 +1482,15 @@ def render_ceilings(results: dict[str, Result], sizes: Sizes, sha: float) -> dic
     out["curl_upload_max_ratio"] = line(
         "sha256 on one core (bounds any upload)", sha, "curl_upload_mbps", 2.0
     )
+    received = null.metrics.get("curl_upload_mbps") if null else None
+    out["null_registry_upload_mbps"] = received
+    out["curl_upload_receive_ratio"] = line(
+        "curl upload received, not hashed nor stored", received, "curl_upload_mbps", 2.0
+    )
+    if received is not None and null is not None and "cpu_curl_upload" in null.metrics:
+        per_gib = null.metrics["cpu_curl_upload"] * GiB / sizes.blob_size
+        lines.append(f"  {'  server CPU to receive, per GiB':48} {per_gib:8,.2f} s")
+        out["null_registry_receive_cpu_per_gib_s"] = per_gib
     down = null.metrics.get("curl_download_mbps") if null else None
     out["null_registry_download_mbps"] = down
     out["curl_download_max_ratio"] = line(
