@@ -4,6 +4,8 @@ It answers the push side of the distribution API just well enough for skopeo:
 ``GET /v2/`` (Basic auth challenge, any credentials accepted), blob ``HEAD``
 (unknown until uploaded), upload ``POST``/``PATCH``/``PUT`` and manifest ``PUT``.
 Request bodies are read and thrown away: no hashing, no disk, no database.
+``GET /file`` sends the file named by ``NULL_REGISTRY_FILE`` by ASGI pathsend, with
+no authentication and no lookup: the ceiling of a blob download through Granian.
 
 ``registry_bench.py`` pushes the large image to it, served by the same ASGI
 server Dockyard uses (Granian, one worker). No real registry can push faster
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -32,6 +35,8 @@ Send = Callable[[Message], Awaitable[None]]
 _API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 _uploads: dict[str, int] = {}  # upload id -> bytes received so far
 _blobs: dict[tuple[str, str], int] = {}  # (repository, digest) -> size
+_FILE = os.environ.get("NULL_REGISTRY_FILE", "")  # served at GET /file, if set
+_FILE_SIZE = os.path.getsize(_FILE) if _FILE else 0
 
 
 async def _drain(receive: Receive, keep: bool = False) -> tuple[int, bytes]:
@@ -89,6 +94,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path: str = scope["path"]
     query = parse_qs(scope.get("query_string", b"").decode())
 
+    if path == "/file" and method == "GET" and _FILE:
+        # The download ceiling: the blob file sent by Granian's pathsend, no app around it.
+        await _drain(receive)
+        head = [_API_VERSION, (b"content-length", str(_FILE_SIZE).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.pathsend", "path": _FILE})
+        return
     if path in ("/v2", "/v2/"):
         await _drain(receive)
         if b"authorization" not in dict(scope["headers"]):

@@ -65,6 +65,17 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # --------------------------------------------------------------------------- config
 
 
+# ``--phases``: what each needs pushed first (a push needed only for that is one round).
+PHASES = ("push", "pull", "small", "upload", "download", "syscalls", "manifest", "head")
+PHASE_NEEDS = {
+    "pull": {"push"},
+    "download": {"upload"},
+    "syscalls": {"upload"},
+    "manifest": {"small"},
+    "head": {"small"},
+}
+
+
 @dataclass
 class Sizes:
     large_layers: list[int]
@@ -74,6 +85,7 @@ class Sizes:
     wrk_seconds: int
     repeats: int
     rate_rounds: int
+    phases: frozenset[str] = frozenset(PHASES)
 
     @property
     def large_label(self) -> str:
@@ -608,9 +620,10 @@ class NullRegistry(Registry):
 
     name = "null"
 
-    def __init__(self, workdir: Path, python: str) -> None:
+    def __init__(self, workdir: Path, python: str, file: Path | None = None) -> None:
         super().__init__(workdir)
         self.python = python
+        self.file = file  # served at GET /file by pathsend: the download ceiling
         self.user = "bench"
         self.password = "Bench-" + os.urandom(9).hex()
 
@@ -633,6 +646,8 @@ class NullRegistry(Registry):
             "null_registry:app",
         ]
         env = {**os.environ, "PYTHONPATH": str(BENCH_DIR)}
+        if self.file is not None:
+            env["NULL_REGISTRY_FILE"] = str(self.file)
         return cmd, env
 
 
@@ -1094,23 +1109,35 @@ class Bench:
         shutil.rmtree(dest, ignore_errors=True)
 
     def phases(self) -> list[tuple[str, Callable[[], None] | None]]:
-        """The measurements, in order (later ones use what earlier ones pushed)."""
+        """The measurements, in order (later ones use what earlier ones pushed), cut to
+        ``--phases`` and what those need (see ``PHASE_NEEDS``)."""
         n = len(self.small)
-        return [
-            ("warm-up (not measured)", self.warm_up),
-            *self._large_pushes(),
-            ("skopeo pull large image", self.large_pull),
-            (f"skopeo push {n} small images", self.small_push),
-            (f"skopeo pull {n} small images", self.small_pull),
-            ("curl upload blob", self.curl_upload),
-            ("curl download blob", self.curl_download),
-            ("strace syscalls, curl up/down (not timed)", self.syscall_counts),
-            *self._rounds("wrk manifest GET by tag", self.manifest_get),
-            *self._rounds("ab blob HEAD", self.blob_head),
+        wanted = self.sizes.phases
+        chosen = [
+            (key, item)
+            for key, items in (
+                ("warm-up", [("warm-up (not measured)", self.warm_up)]),
+                ("push", self._large_pushes(1 if "push" not in wanted else None)),
+                ("pull", [("skopeo pull large image", self.large_pull)]),
+                ("small", [(f"skopeo push {n} small images", self.small_push)]),
+                ("small", [(f"skopeo pull {n} small images", self.small_pull)]),
+                ("upload", [("curl upload blob", self.curl_upload)]),
+                ("download", [("curl download blob", self.curl_download)]),
+                ("syscalls", [("strace syscalls, curl up/down (not timed)", self.syscall_counts)]),
+                ("manifest", self._rounds("wrk manifest GET by tag", self.manifest_get)),
+                ("head", self._rounds("ab blob HEAD", self.blob_head)),
+            )
+            for item in items
         ]
+        needed = {"warm-up", *wanted}
+        for key in wanted:
+            needed |= PHASE_NEEDS.get(key, set())
+        return [item for key, item in chosen if key in needed]
 
-    def _large_pushes(self) -> list[tuple[str, Callable[[], None] | None]]:
-        n = len(self.large)
+    def _large_pushes(
+        self, limit: int | None = None
+    ) -> list[tuple[str, Callable[[], None] | None]]:
+        n = min(len(self.large), limit or len(self.large))
         return [
             (
                 "skopeo push large image" + (f" ({i + 1}/{n})" if n > 1 else ""),
@@ -1129,13 +1156,68 @@ class Bench:
 
 
 class CeilingBench(Bench):
-    """The null registry takes part in the large push only, in the same turns."""
+    """The null registry takes part in the large push and the curl download only, in
+    the same turns: it stores nothing, and downloads the blob file by Granian's
+    pathsend with no auth and no lookup (``GET /file``)."""
 
     def phases(self) -> list[tuple[str, Callable[[], None] | None]]:
-        return [
-            (name, fn if name.startswith("skopeo push large image") else None)
-            for name, fn in super().phases()
-        ]
+        def own(name: str, fn: Callable[[], None] | None) -> Callable[[], None] | None:
+            if name.startswith("skopeo push large image"):
+                return fn
+            return {
+                "curl upload blob": self.receive_only_upload,
+                "curl download blob": self.file_download,
+            }.get(name)
+
+        return [(name, own(name, fn)) for name, fn in super().phases()]
+
+    def receive_only_upload(self) -> None:
+        """The curl upload into a server that only receives (no hash, no disk, no
+        database): the receive stage alone, the most an upload under Granian can reach."""
+        size = self.blob_file.stat().st_size
+        times: list[float] = []
+        with self.cpu("curl_upload", lambda: len(times)):
+            for _ in range(self.sizes.repeats):
+                status, headers, body = http_request(
+                    "POST", f"{self.reg.base}/v2/{PROJECT}/bench-blob/blobs/uploads/"
+                )
+                if status != 202 or "location" not in headers:
+                    raise BenchError(f"POST blobs/uploads/ gave {status}: {body[:300]!r}")
+                loc = urljoin(self.reg.base + "/", headers["location"])
+                out, _ = run(
+                    [
+                        "curl", "-sS", "-o", "/dev/null", "-X", "PUT",
+                        "-w", "%{http_code} %{time_total}",
+                        "-H", "Content-Type: application/octet-stream",
+                        "--data-binary", f"@{self.blob_file}",
+                        f"{loc}?digest={quote(self.blob_digest)}",
+                    ],
+                    600,
+                )  # fmt: skip
+                code, total = out.split()
+                if code != "201":
+                    raise BenchError(f"null registry PUT ?digest= gave HTTP {code}")
+                times.append(float(total))
+        rates = [size / t / MB for t in times]
+        self.result.metrics["curl_upload_mbps"] = statistics.median(rates)
+        self.result.details["curl_upload_mbps_all"] = rates
+
+    def file_download(self) -> None:
+        size = self.blob_file.stat().st_size
+        times: list[float] = []
+        for _ in range(self.sizes.repeats):
+            out, _ = run(
+                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                 f"{self.reg.base}/file"],
+                600,
+            )  # fmt: skip
+            code, total = out.split()
+            if code != "200":
+                raise BenchError(f"curl GET /file gave HTTP {code}")
+            times.append(float(total))
+        rates = [size / t / MB for t in times]
+        self.result.metrics["curl_download_mbps"] = statistics.median(rates)
+        self.result.details["curl_download_mbps_all"] = rates
 
 
 def run_benches(benches: list[Bench], interleave: bool) -> None:
@@ -1281,6 +1363,8 @@ def render_table(results: dict[str, Result], sizes: Sizes) -> tuple[str, list[di
     for row in rows(sizes):
         a = dy.metrics.get(row.key) if dy else None
         b = di.metrics.get(row.key) if di else None
+        if a is None and b is None and sizes.phases != frozenset(PHASES):
+            continue  # not measured in this --phases run
         ratio = None
         if a is not None and b is not None and a > 0 and b > 0:
             ratio = a / b if row.higher_is_better else b / a
@@ -1367,6 +1451,9 @@ def render_ceilings(results: dict[str, Result], sizes: Sizes, sha: float) -> dic
       nothing; its rate over distribution's is the highest ratio possible here.
     - The curl upload: a registry must sha256 every byte, in order, on one core;
       that rate over distribution's is the highest upload ratio possible here.
+    - The curl download: the null registry sends the blob file by Granian's
+      pathsend with no auth and no lookup, the most Dockyard's GET can reach
+      under the same ASGI server.
     """
     dist = results.get("distribution")
     null = results.get("null")
@@ -1394,6 +1481,20 @@ def render_ceilings(results: dict[str, Result], sizes: Sizes, sha: float) -> dic
     )
     out["curl_upload_max_ratio"] = line(
         "sha256 on one core (bounds any upload)", sha, "curl_upload_mbps", 2.0
+    )
+    received = null.metrics.get("curl_upload_mbps") if null else None
+    out["null_registry_upload_mbps"] = received
+    out["curl_upload_receive_ratio"] = line(
+        "curl upload received, not hashed nor stored", received, "curl_upload_mbps", 2.0
+    )
+    if received is not None and null is not None and "cpu_curl_upload" in null.metrics:
+        per_gib = null.metrics["cpu_curl_upload"] * GiB / sizes.blob_size
+        lines.append(f"  {'  server CPU to receive, per GiB':48} {per_gib:8,.2f} s")
+        out["null_registry_receive_cpu_per_gib_s"] = per_gib
+    down = null.metrics.get("curl_download_mbps") if null else None
+    out["null_registry_download_mbps"] = down
+    out["curl_download_max_ratio"] = line(
+        "Granian pathsend of the blob, no app (bounds GET)", down, "curl_download_mbps", 1.0
     )
     out["text"] = "\n".join(lines)
     return out
@@ -1509,6 +1610,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the null registry (the client's ceiling for the large push)",
     )
+    ap.add_argument(
+        "--phases",
+        help="comma-separated subset to run, of: " + ", ".join(PHASES) + " (plus what "
+        "they need pushed first: pull needs one large push, download an upload...)",
+    )
     ap.add_argument("--small-count", type=int, help="override the number of small images")
     ap.add_argument("--wrk-seconds", type=int, help="override wrk duration")
     ap.add_argument("--repeats", type=int, help="override repeats for pulls and curl")
@@ -1530,6 +1636,13 @@ def main(argv: list[str] | None = None) -> int:
         repeats=max(1, min(10, args.repeats or base.repeats)),
         rate_rounds=max(1, min(10, args.rate_rounds or base.rate_rounds)),
     )
+    if args.phases:
+        chosen = frozenset(p.strip() for p in args.phases.split(",") if p.strip())
+        if not chosen or chosen - set(PHASES):
+            ap.error(f"--phases: choose from {', '.join(PHASES)}")
+        sizes.phases = chosen
+        if not chosen & {"push", "download"}:
+            args.no_ceiling = True  # the null registry takes part in these two only
     for tool in ("skopeo", "curl", "wrk"):
         if shutil.which(tool) is None:
             print(f"error: {tool} is not installed", file=sys.stderr)
@@ -1569,7 +1682,7 @@ def main(argv: list[str] | None = None) -> int:
             large_layout,
             [
                 ("bench-large" + (f"-{i + 1}" if i else ""), sizes.large_layers)
-                for i in range(sizes.repeats)
+                for i in range(sizes.repeats if "push" in sizes.phases else 1)
             ],
         )
         small = build_layout(
@@ -1615,7 +1728,7 @@ def main(argv: list[str] | None = None) -> int:
                     elif name == "dockyard":
                         reg = Dockyard(wd, args.dockyard_python, shlex.split(args.dockyard_args))
                     elif name == "null":
-                        reg = NullRegistry(wd, args.dockyard_python)
+                        reg = NullRegistry(wd, args.dockyard_python, blob_file)
                     else:
                         reg = Distribution(wd, args.distribution_bin, args.dist_token_header)
                     if isinstance(reg, Dockyard):
@@ -1662,6 +1775,9 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = render_ceilings(results, sizes, sha)
     print()
     print(ceilings["text"])
+    end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    ceilings["loadavg_at_end"] = end_load
+    print(f"  machine load average at the end: {end_load} (other load per phase: last column)")
     sql_text = render_sql_counts(results)
     if sql_text:
         print()
@@ -1686,7 +1802,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "machine": info,
-                    "sizes": sizes.__dict__,
+                    "sizes": {**sizes.__dict__, "phases": sorted(sizes.phases)},
                     "table": records,
                     "ceilings": {k: v for k, v in ceilings.items() if k != "text"},
                     "results": {

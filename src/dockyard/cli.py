@@ -246,11 +246,18 @@ _HTTP1_BUFFER = 4 << 20  # Granian's HTTP/1 read buffer, at most (see serve)
 )
 @click.option("--workers", type=int, help="ASGI worker processes (default 1).")
 @click.option(
+    "--file-read-threads",
+    type=click.IntRange(1, 512),
+    help="Threads per worker that read blob files for downloads (Granian's runtime "
+    "blocking threads; default Granian's, up to 512). 1 keeps one thread reading for "
+    "all downloads, with fewer wake-ups, but a slow disk read then holds up the others.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Least severe log messages written to stderr (default info).",
 )
-def serve(config: Path | None, **options: Any) -> None:
+def serve(config: Path | None, file_read_threads: int | None, **options: Any) -> None:
     """Migrate the database if needed and serve the registry."""
     settings = _settings(config, log=True, **options)
     _ensure_port_free(settings.host, settings.port)
@@ -264,13 +271,18 @@ def serve(config: Path | None, **options: Any) -> None:
         metrics_dir, made = multiprocess.prepare_directory()
         made_metrics_dir = metrics_dir if made else None
     try:
-        _serve(settings, config, options)
+        _serve(settings, config, options, file_read_threads)
     finally:
         if made_metrics_dir is not None:
             shutil.rmtree(made_metrics_dir, ignore_errors=True)
 
 
-def _serve(settings: Settings, config: Path | None, options: dict[str, Any]) -> None:
+def _serve(
+    settings: Settings,
+    config: Path | None,
+    options: dict[str, Any],
+    file_read_threads: int | None = None,
+) -> None:
     _check_storage(settings, before_fork=True)
     report = _prepare(settings)
     _announce(report)
@@ -320,6 +332,9 @@ def _serve(settings: Settings, config: Path | None, options: dict[str, Any]) -> 
         # It also bounds a request's head (hyper answers 431 past it): a client may
         # hold up to 4 MiB per connection for the 30 s header timeout, not 408 KiB.
         http1_settings=HTTP1Settings(max_buffer_size=_HTTP1_BUFFER),
+        # A whole-blob GET goes by pathsend: Granian reads the file 128 KiB at a time
+        # on these threads (docs/benchmarks.md, "Pull and download, a second look").
+        runtime_blocking_threads=file_read_threads,  # None: Granian's default (512)
     )
     server.serve()
 
