@@ -280,10 +280,14 @@ class _Run:
         )
 
     async def _sweep_batches(self, database_file: str | None, turns: list[SweepTurn]) -> None:
-        deleting: tuple[list[repo.BlobRow], asyncio.Future[None], SweepTurn] | None = None
+        # A batch is claimed and its bytes deleted while the one before it is purged, so
+        # the checkpoint (``self.after``) moves only when a batch's rows are gone: a
+        # resumed run reads again from there, and finds the claimed batches.
+        deleting: tuple[list[repo.BlobRow], asyncio.Future[None], SweepTurn, int] | None = None
+        cursor = self.after
         while True:
             async with self.db.read() as session:
-                page = await repo.marked_page(session, self.after)
+                page = await repo.marked_page(session, cursor)
             doomed: list[repo.BlobRow] = []
             # Held from the claim until the batch's bytes are gone, so that a backup
             # never copies from a snapshot a blob this batch deletes (db/sweep_hold.py).
@@ -294,21 +298,26 @@ class _Run:
                 async with self.db.write() as session:
                     doomed = await repo.claim(session, marked, self.cutoff)
                 doomed += [r for r in page if r.status == registry_repo.BLOB_DELETING]
-                self.after = page[-1].id
+                cursor = page[-1].id
             started = asyncio.ensure_future(
                 _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
             )
             if deleting is not None:
                 await self._purge(*deleting)
-            deleting = (doomed, started, turn)
+            deleting = (doomed, started, turn, cursor)
             if not page:
                 await self._purge(*deleting)
                 break
 
     async def _purge(
-        self, rows: list[repo.BlobRow], bytes_gone: asyncio.Future[None], turn: SweepTurn
+        self,
+        rows: list[repo.BlobRow],
+        bytes_gone: asyncio.Future[None],
+        turn: SweepTurn,
+        end: int,
     ) -> None:
-        """Once a claimed batch's bytes are gone, its rows go (and its counts with them)."""
+        """Once a claimed batch's bytes are gone, its rows go (and its counts with them);
+        ``end`` (the batch's last row id) is then where a resumed run starts."""
         try:
             await bytes_gone
         finally:
@@ -317,6 +326,7 @@ class _Run:
             async with self.db.write() as session:
                 gone = await repo.purge(session, rows)
                 await self.add(session, _blob_counts(gone))
+        self.after = end
         await self.checkpoint()
 
     async def purge_uploads(self) -> None:
@@ -382,7 +392,8 @@ class _Run:
             gone = asyncio.ensure_future(
                 _delete_bytes(self.storage, [r.digest for r in doomed], self.params.workers)
             )
-            await self._purge(doomed, gone, SweepTurn(None))  # nothing new is claimed
+            # Nothing new is claimed, and this phase keeps its own place.
+            await self._purge(doomed, gone, SweepTurn(None), self.after)
 
     async def purge_upload_orphans(self) -> None:
         """Partial uploads no upload session names (left by a crash between the file and
