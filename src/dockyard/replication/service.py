@@ -946,7 +946,10 @@ async def _already_there(sides: _Sides, candidate: _Candidate) -> bool:
     if candidate.referred:
         return False
     if candidate.labels and isinstance(sides.destination, HarborAdapter):
-        have = set(await sides.destination.labels_of(target, candidate.digest))
+        try:
+            have = set(await sides.destination.labels_of(target, candidate.digest))
+        except RemoteError:
+            return False  # the copy asks again, and says why it fails
         return candidate.labels <= have
     return True
 
