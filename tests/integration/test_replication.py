@@ -234,6 +234,7 @@ async def test_a_plan_batches_artifacts_and_fails_them_one_by_one(
     plan_log = await _log(admin, again["id"], plan["id"])
     assert "9 artifacts are at the destination already" in plan_log
     assert "planned 1 artifact copies from" in plan_log
+    assert (await admin.delete(f"{POLICIES}/{policy_id}")).status_code == 200
 
 
 async def test_event_trigger_pushes_and_replicates_deletion(
