@@ -379,9 +379,9 @@ def report(figures: dict[str, float], big: Image, small_count: int, args: Any) -
     )
     print()
     print(
-        f"Dockyard runs {args.job_workers} tasks at once (--job-workers) in one serve process;"
-        " (up to 16 images each, 4 at once); skopeo sync copies one image at a time. The"
-        " rerun is a few queries here and one HEAD per tag at the destination."
+        f"Dockyard runs {args.job_workers} tasks at once (--job-workers) in one serve process"
+        " (tasks of up to 16 images, 4 at once); skopeo sync copies one image at a time."
+        " The rerun is a few queries here and one HEAD per tag at the destination."
     )
 
 
