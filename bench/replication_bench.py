@@ -18,10 +18,10 @@ stored:
 
 ``skopeo sync`` copies the 1 GiB repository with ``--src docker``, and the 500 small
 ones in one run with ``--src yaml`` naming every repository (it copies one image at a
-time). Dockyard's execution plans one task per image and runs ``--job-workers`` of them
-at once. ``--quick``: 4 x 16 MiB and 50 small images. ``--postgres``: Dockyard on a
-throwaway PostgreSQL database (``tests/support/postgres.py`` finds the server) instead
-of SQLite.
+time). Dockyard's execution plans copy tasks of up to 16 images each (spread over at
+least 8 tasks), runs ``--job-workers`` of them at once and 4 images of a task at once.
+``--quick``: 4 x 16 MiB and 50 small images. ``--postgres``: Dockyard on a throwaway
+PostgreSQL database (``tests/support/postgres.py`` finds the server) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -379,9 +379,9 @@ def report(figures: dict[str, float], big: Image, small_count: int, args: Any) -
     )
     print()
     print(
-        f"Dockyard runs {args.job_workers} tasks at once (--job-workers) in one serve process;"
-        " skopeo sync copies one image at a time. The rerun is bounded by one HEAD per tag"
-        " on each side."
+        f"Dockyard runs {args.job_workers} tasks at once (--job-workers) in one serve process"
+        " (tasks of up to 16 images, 4 at once); skopeo sync copies one image at a time."
+        " The rerun is a few queries here and one HEAD per tag at the destination."
     )
 
 

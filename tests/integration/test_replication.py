@@ -194,6 +194,49 @@ async def test_push_mode_copies_an_image_and_an_index(
     assert [e["id"] for e in listed.json()] == [again["id"], execution["id"]]
 
 
+async def test_a_plan_batches_artifacts_and_fails_them_one_by_one(
+    admin: httpx.AsyncClient, remote: DockerRegistry
+) -> None:
+    """Ten artifacts go in copy tasks of two (spread over at least eight tasks); the one
+    whose name cannot be flattened fails alone, in its task's log, and the artifact beside
+    it in the same task is copied."""
+    base = f"library/bat{_uid()}"
+    names = [base] + [f"{base}/r{i}" for i in range(9)]
+    digests = {}
+    for name in names:
+        digests[name], _ = await push_image(admin, name, "v1", seed=name.encode())
+    registry_id = await _endpoint(admin, remote)
+    policy_id = await _policy(
+        admin,
+        dest_registry={"id": registry_id},
+        dest_namespace="m" + base.rsplit("/", 1)[1],
+        dest_namespace_replace_count=2,
+        filters=[{"type": "name", "value": f"{{{base},{base}/**}}"}],
+    )
+    execution = await _run(admin, policy_id)
+    assert execution["status"] == "Failed", execution
+    assert (execution["total"], execution["succeed"], execution["failed"]) == (6, 5, 1)
+    copies = [t for t in await _tasks(admin, execution["id"]) if t["operation"] == "copy"]
+    assert len(copies) == 5
+    (failed,) = [t for t in copies if t["status"] == "Error"]
+    assert failed["src_resource"] == f"{base}:[v1] {base}/r0:[v1]"
+    log = await _log(admin, execution["id"], failed["id"])
+    assert f"failed: {base}:[v1]: {base} has 1 components" in log
+    assert f"copied {base}/r0:v1 to " in log
+    namespace = "m" + base.rsplit("/", 1)[1]
+    for i in range(9):
+        assert await _remote_digest(remote, f"{namespace}/r{i}", "v1") == digests[f"{base}/r{i}"]
+
+    # The rerun plans the failed one only.
+    again = await _run(admin, policy_id)
+    assert again["status"] == "Failed"
+    plan = next(t for t in await _tasks(admin, again["id"]) if t["operation"] == "plan")
+    plan_log = await _log(admin, again["id"], plan["id"])
+    assert "9 artifacts are at the destination already" in plan_log
+    assert "planned 1 artifact copies from" in plan_log
+    assert (await admin.delete(f"{POLICIES}/{policy_id}")).status_code == 200
+
+
 async def test_event_trigger_pushes_and_replicates_deletion(
     admin: httpx.AsyncClient, remote: DockerRegistry
 ) -> None:

@@ -200,3 +200,24 @@ async def test_pull_brings_referrers_listed_by_the_remote_api_and_push_brings_la
         )
     assert artifact.status_code == 200, artifact.text
     assert [label["name"] for label in artifact.json()["labels"]] == [f"prod{uid}"]
+
+    # A rerun finds the artifact there with its label: it plans nothing.
+    started = await admin.post(
+        f"{API}/replication/executions", json={"policy_id": pushed["policy_id"]}
+    )
+    assert started.status_code == 201, started.text
+    rerun = started.headers["location"].rsplit("/", 1)[1]
+
+    status: list[str] = []
+
+    async def rerun_finished() -> bool:
+        got = await admin.get(f"{API}/replication/executions/{rerun}")
+        status.append(got.json()["status"])
+        return status[-1] != "InProgress"
+
+    await _until(rerun_finished)
+    assert status[-1] == "Succeed", status
+    tasks = (await admin.get(f"{API}/replication/executions/{rerun}/tasks")).json()
+    assert [t["operation"] for t in tasks] == ["plan"], tasks
+    log = await admin.get(f"{API}/replication/executions/{rerun}/tasks/{tasks[0]['id']}/log")
+    assert "1 artifacts are at the destination already" in log.text, log.text

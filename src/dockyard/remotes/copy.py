@@ -7,7 +7,8 @@ first); a blob it is known to hold in another repository is mounted from there
 where the destination has the upload when a piece fails. Children are put before their index and
 blobs before their manifest, so nothing the destination shows refers to what it lacks.
 Layers a registry need not hold (non-distributable, with ``urls``) are skipped. A
-manifest's blobs are copied ``BLOB_CONCURRENCY`` at a time.
+manifest's blobs are copied ``BLOB_CONCURRENCY`` at a time, an index's manifests
+``CHILD_CONCURRENCY`` at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ MAX_CHILDREN = 1000
 BLOB_CONCURRENCY = 4
 """Blobs of one manifest copied at once (as ``skopeo`` and ``docker push`` do): the
 destination hashes and stores one while the next is read and sent."""
+CHILD_CONCURRENCY = 4
+"""Manifests of one index copied at once (each with its own blobs at once)."""
 MAX_LOCATIONS = 100_000
 """Blobs a ``BlobLocations`` remembers (the least recently used are forgotten)."""
 MAX_DESTINATIONS = 64
@@ -89,13 +92,16 @@ _DESTINATIONS: OrderedDict[str, BlobLocations] = OrderedDict()
 _DESTINATIONS_LOCK = threading.Lock()
 
 
-def locations_for(key: str) -> BlobLocations:
+def locations_for(key: str, *, mounts: bool | None = None) -> BlobLocations:
     """The process's ``BlobLocations`` of one destination (``key`` names it: an endpoint
-    id, or this registry), kept across copies and tasks."""
+    id, or this registry), kept across copies and tasks. ``mounts=True``: the destination
+    is known to mount (this registry), so a refused mount (the blob left the repository
+    it was known in) never turns mounts off there."""
     with _DESTINATIONS_LOCK:
         found = _DESTINATIONS.get(key)
         if found is None:
             found = _DESTINATIONS[key] = BlobLocations()
+            found.mounts = mounts
             while len(_DESTINATIONS) > MAX_DESTINATIONS:
                 _DESTINATIONS.popitem(last=False)
         _DESTINATIONS.move_to_end(key)
@@ -214,10 +220,10 @@ async def _try_mount(
     return False
 
 
-async def _concurrently(jobs: list[Coroutine[Any, Any, None]]) -> None:
-    """Run ``jobs``, ``BLOB_CONCURRENCY`` at a time; the first failure cancels the rest
-    and is raised as it is (not wrapped in an ``ExceptionGroup``)."""
-    gate = asyncio.Semaphore(BLOB_CONCURRENCY)
+async def concurrently(jobs: list[Coroutine[Any, Any, None]], limit: int) -> None:
+    """Run ``jobs``, ``limit`` at a time; the first failure cancels the rest and is
+    raised as it is (not wrapped in an ``ExceptionGroup``)."""
+    gate = asyncio.Semaphore(limit)
 
     async def gated(job: Coroutine[Any, Any, None]) -> None:
         async with gate:
@@ -232,6 +238,28 @@ async def _concurrently(jobs: list[Coroutine[Any, Any, None]]) -> None:
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
+
+
+async def _copy_child(
+    source: Adapter,
+    source_repository: str,
+    destination: Adapter,
+    destination_repository: str,
+    digest: str,
+    chunk_size: int | None,
+    report: CopyReport,
+    locations: BlobLocations | None,
+) -> None:
+    await copy_artifact(
+        source,
+        source_repository,
+        destination,
+        destination_repository,
+        digest,
+        chunk_size=chunk_size,
+        report=report,
+        locations=locations,
+    )
 
 
 async def copy_artifact(
@@ -258,17 +286,22 @@ async def copy_artifact(
         children = _descriptors(document.get("manifests"), manifest.digest)
         if len(children) > MAX_CHILDREN:
             raise RemoteProtocolError(f"{manifest.digest} lists more than {MAX_CHILDREN}")
-        for child in children:
-            await copy_artifact(
-                source,
-                source_repository,
-                destination,
-                destination_repository,
-                str(child["digest"]),
-                chunk_size=chunk_size,
-                report=report,
-                locations=locations,
-            )
+        await concurrently(
+            [
+                _copy_child(
+                    source,
+                    source_repository,
+                    destination,
+                    destination_repository,
+                    str(child["digest"]),
+                    chunk_size,
+                    report,
+                    locations,
+                )
+                for child in children
+            ],
+            CHILD_CONCURRENCY,
+        )
     else:
         config = document.get("config")
         blobs = _descriptors([config] if config is not None else [], manifest.digest)
@@ -276,7 +309,7 @@ async def copy_artifact(
             if layer.get("mediaType") in NON_DISTRIBUTABLE_LAYER_TYPES and layer.get("urls"):
                 continue
             blobs.append(layer)
-        await _concurrently(
+        await concurrently(
             [
                 copy_blob(
                     source,
@@ -289,7 +322,8 @@ async def copy_artifact(
                     locations,
                 )
                 for blob in blobs
-            ]
+            ],
+            BLOB_CONCURRENCY,
         )
     await destination.put_manifest(destination_repository, reference, manifest)
     report.manifests.append(manifest.digest)

@@ -8,9 +8,11 @@ through ``jobs/schedules.py``) or ``event_based`` (a push or deletion here, thro
 registry hooks in ``hooks.py``, enqueued in the transaction of the change).
 
 An execution (job type ``REPLICATION``) starts with one ``plan`` task that lists the
-source and adds one ``copy`` task per artifact; an event adds the one ``copy`` or
-``delete`` task it needs directly. Tasks copy with ``remotes/copy.py`` between two
-adapters, the local side being ``local.LocalAdapter`` over the registry service.
+source, leaves out what the destination has, and adds ``copy`` tasks of up to
+``BATCH_ARTIFACTS`` artifacts each (each artifact's outcome in the task's log); an event
+adds the one ``copy`` or ``delete`` task it needs directly. Tasks copy with
+``remotes/copy.py`` between two adapters, the local side being ``local.LocalAdapter``
+over the registry service.
 No transaction is held while a remote is reached.
 """
 
@@ -20,8 +22,9 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +51,7 @@ from dockyard.projects import repository as projects_repo
 from dockyard.remotes import service as remotes
 from dockyard.remotes.adapter import Adapter, Manifest, fallback_tag
 from dockyard.remotes.client import RemoteAuthError, RemoteError, RemoteUnsupported
-from dockyard.remotes.copy import BlobLocations, copy_artifact, locations_for
+from dockyard.remotes.copy import BlobLocations, concurrently, copy_artifact, locations_for
 from dockyard.remotes.harbor import HarborAdapter
 from dockyard.remotes.schemas import Registry
 from dockyard.replication import filters as flt
@@ -78,16 +81,23 @@ OP_PLAN = "plan"
 OP_COPY = "copy"
 OP_DELETE = "delete"
 MAX_TASKS = 10_000
+"""Artifacts one execution may plan; the rest is logged as not planned."""
 ARTIFACTS_LISTED = 100
 """Artifacts a ``REPLICATION`` webhook event lists per outcome (the first ones)."""
-"""Copy tasks one execution may plan; the rest is logged as not planned."""
+BATCH_ARTIFACTS = 16
+"""Artifacts one copy task of a plan copies at most."""
+BATCH_SPREAD = 8
+"""Copy tasks a plan spreads its artifacts over, while each has fewer than
+``BATCH_ARTIFACTS`` (so a small plan still runs side by side in the job slots)."""
+ARTIFACT_CONCURRENCY = 4
+"""Artifacts of one copy task copied at once."""
 CHUNK_BYTES = 8 * 1024 * 1024
 """Piece size of a chunked upload (``copy_by_chunk``)."""
 MAX_SPEED_KB = 10 * 1024 * 1024
 PLAN_CHECKPOINT_SECONDS = 1.0
-PLAN_CONCURRENCY = 8
-"""Repositories a plan looks at at once."""
-"""How often a plan saves its log and looks for a stop while it lists the source."""
+"""How often a plan saves its log and looks for a stop while it asks the destination."""
+PLAN_CONCURRENCY = 16
+"""Repositories (remote source) or artifacts (at the destination) a plan asks about at once."""
 _MAX_NAME = 255
 _MAX_DESCRIPTION = 1024
 _NAMESPACE = re.compile(
@@ -97,6 +107,8 @@ _IMAGE_CONFIGS = (
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 )
+
+_T = TypeVar("_T")
 
 _COLUMNS: dict[str, ColumnElement[Any]] = {
     "id": ReplicationPolicy.id.expression,
@@ -615,31 +627,51 @@ def copy_spec(
     tags: Sequence[str],
     cosign_tags: Sequence[str] | None = None,
 ) -> jobs.TaskSpec:
-    """A copy task; ``cosign_tags``: the source's cosign tags of ``digest`` when a plan
-    listed them already (else the task looks for each kind)."""
-    params: dict[str, Any] = {
-        "op": OP_COPY,
-        "repository": repository,
-        "digest": digest,
-        "tags": list(tags),
-    }
+    """A copy task of one artifact; ``cosign_tags``: the source's cosign tags of
+    ``digest`` when a plan listed them already (else the task looks for each kind)."""
+    item: dict[str, Any] = {"repository": repository, "digest": digest, "tags": list(tags)}
     if cosign_tags is not None:
-        params["cosign_tags"] = list(cosign_tags)
-    try:
-        target = destination_name(row, repository)
-    except ValueError:
-        target = repository  # the task reports the flattening error
-    shown = ",".join(tags) if tags else digest
+        item["cosign_tags"] = list(cosign_tags)
+    return batch_spec(row, [item])
+
+
+def _shown(item: Mapping[str, Any]) -> str:
+    tags = [str(t) for t in item.get("tags") or []]
+    return ",".join(tags) if tags else str(item["digest"])
+
+
+def batch_spec(row: ReplicationPolicy, items: Sequence[Mapping[str, Any]]) -> jobs.TaskSpec:
+    """A copy task of one or more artifacts (``_artifacts`` reads them back); its
+    ``src_resource``/``dst_resource`` list each as ``repository:[tags]``."""
+    sources: list[str] = []
+    targets: list[str] = []
+    for item in items:
+        repository = str(item["repository"])
+        try:
+            target = destination_name(row, repository)
+        except ValueError:
+            target = repository  # the task reports the flattening error
+        sources.append(f"{repository}:[{_shown(item)}]")
+        targets.append(f"{target}:[{_shown(item)}]")
     return jobs.TaskSpec(
-        params=params,
+        params={"op": OP_COPY, "artifacts": [dict(item) for item in items]},
         extra_attrs={
             "operation": OP_COPY,
             "resource_type": "artifact",
-            "src_resource": f"{repository}:[{shown}]",
-            "dst_resource": f"{target}:[{shown}]",
+            "src_resource": " ".join(sources),
+            "dst_resource": " ".join(targets),
         },
         max_attempts=2,
     )
+
+
+def _artifacts(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The artifacts of a copy task (one task of an older release names one artifact)."""
+    listed = params.get("artifacts")
+    if isinstance(listed, list):
+        return [dict(item) for item in listed if isinstance(item, dict)]
+    item = {k: params[k] for k in ("repository", "digest", "tags", "cosign_tags") if k in params}
+    return [item]
 
 
 def delete_spec(
@@ -713,13 +745,114 @@ async def _open(ctx: JobContext) -> _Sides:
     local = LocalAdapter(ctx.env.registry, Throttle(rate, ctx.checkpoint))
     if row.src_registry_id == LOCAL_ID:
         return _Sides(local, remote, row, locations_for(f"endpoint {remote_id} {endpoint.url}"))
-    return _Sides(remote, local, row, locations_for("local"))
+    return _Sides(remote, local, row, locations_for("local", mounts=True))
 
 
 def _literal(value: str) -> bool:
     return not value.startswith((flt.REGEX_PREFIX, flt.SEMVER_PREFIX)) and not any(
         ch in value for ch in "*?[{"
     )
+
+
+async def _bounded(jobs_: Sequence[Coroutine[Any, Any, _T]], limit: int) -> list[_T]:
+    """The results of ``jobs_`` in order, at most ``limit`` running at once."""
+    gate = asyncio.Semaphore(limit)
+
+    async def gated(job: Coroutine[Any, Any, _T]) -> _T:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(gated(job) for job in jobs_)))
+
+
+@dataclass
+class _Candidate:
+    """An artifact a plan selected: its tags, the repository's tags, and what is known of
+    its referrers (None: not known, the check asks) and labels."""
+
+    repository: str
+    digest: str
+    tags: list[str]
+    all_tags: list[str]
+    referred: bool | None = None
+    labels: set[str] = field(default_factory=set)
+    there: dict[str, str] = field(default_factory=dict)
+    """What the destination's tags name, as the check found (``""``: absent)."""
+
+    def item(self) -> dict[str, Any]:
+        prefix = fallback_tag(self.digest) + "."
+        item: dict[str, Any] = {
+            "repository": self.repository,
+            "digest": self.digest,
+            "tags": self.tags,
+            "cosign_tags": [tag for tag in self.all_tags if tag.startswith(prefix)],
+        }
+        if self.referred is False:
+            item["referrers"] = False
+        if self.there:
+            item["there"] = self.there
+        return item
+
+
+def _group(repository: str, tags: Mapping[str, str], selection: flt.Selection) -> list[_Candidate]:
+    """A repository's selected tags grouped by the digest they name."""
+    by_digest: dict[str, list[str]] = {}
+    for tag, digest in tags.items():
+        if selection.tag(tag):
+            by_digest.setdefault(digest, []).append(tag)
+    all_tags = list(tags)
+    return [_Candidate(repository, d, sorted(t), all_tags) for d, t in by_digest.items()]
+
+
+async def _list_remote(sides: _Sides, selection: flt.Selection, repository: str) -> dict[str, str]:
+    """A remote source's selected tags of ``repository`` with their digests (one HEAD a
+    tag); unselected tags are kept with an empty digest (cosign tags are looked for there)."""
+    source = sides.source
+    found: dict[str, str] = {}
+    for tag in await source.list_tags(repository):
+        found[tag] = ""
+        if selection.tag(tag):
+            ref = await source.head_manifest(repository, tag)
+            if ref is None:
+                del found[tag]
+            else:
+                found[tag] = ref.digest
+    return found
+
+
+async def _candidates(
+    ctx: JobContext, sides: _Sides, selection: flt.Selection, repositories: list[str]
+) -> list[_Candidate]:
+    """The selected artifacts of ``repositories``. This registry as the source is read in
+    a few queries for all of them (tags, referrers, labels); a remote one a repository at
+    a time, ``PLAN_CONCURRENCY`` at once."""
+    harbor = isinstance(sides.destination, HarborAdapter)
+    if isinstance(sides.source, LocalAdapter):
+        async with ctx.env.db.read() as session:
+            tagged = await repo.tagged(session, repositories)
+            referred = await repo.referred(session, repositories)
+            labels = (
+                await repo.labelled(session, repositories) if selection.labels or harbor else {}
+            )
+        found: list[_Candidate] = []
+        for name in repositories:
+            for candidate in _group(name, tagged.get(name, {}), selection):
+                key = (name, candidate.digest)
+                candidate.referred = key in referred
+                candidate.labels = labels.get(key, set())
+                found.append(candidate)
+    else:
+        listed = await _bounded(
+            [_list_remote(sides, selection, name) for name in repositories], PLAN_CONCURRENCY
+        )
+        found = []
+        for name, tags in zip(repositories, listed, strict=True):
+            for candidate in _group(name, {t: d for t, d in tags.items() if d}, selection):
+                candidate.all_tags = list(tags)  # cosign tags are looked for in all
+                found.append(candidate)
+    if selection.labels:
+        found = [c for c in found if selection.labels_pass(c.labels)]
+    return found
 
 
 async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
@@ -740,25 +873,26 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
         ]
         ctx.log("the source lists no repositories: using the repository names of the name filters")
     selected = [r for r in repositories if selection.repository(r)]
-    specs: list[jobs.TaskSpec] = []
+    candidates = await _candidates(ctx, sides, selection, selected)
+    if len(candidates) > MAX_TASKS:
+        ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
+        candidates = candidates[:MAX_TASKS]
+    planned: list[_Candidate] = []
     there = 0
     checked = time.monotonic()
-    for first in range(0, len(selected), PLAN_CONCURRENCY):
-        batch = selected[first : first + PLAN_CONCURRENCY]
-        # Repositories are looked at several at a time: the HEADs at the destination
-        # and the reads here overlap (a rerun of 500 small repositories is those HEADs).
-        for planned, skipped in await asyncio.gather(
-            *(_plan_repository(ctx, sides, selection, name) for name in batch)
-        ):
-            specs += planned
-            there += skipped
-        if len(specs) > MAX_TASKS:
-            ctx.log(f"more than {MAX_TASKS} artifacts: the rest are not planned")
-            specs = specs[:MAX_TASKS]
-            break
+    step = PLAN_CONCURRENCY * 8
+    for first in range(0, len(candidates), step):
+        batch = candidates[first : first + step]
+        # The destination is asked about several artifacts at once (a rerun of 500
+        # small repositories is those HEADs).
+        found = await _bounded([_already_there(sides, c) for c in batch], PLAN_CONCURRENCY)
+        for candidate, done in zip(batch, found, strict=True):
+            if done:
+                there += 1
+            else:
+                planned.append(candidate)
         if time.monotonic() - checked >= PLAN_CHECKPOINT_SECONDS:
-            # A stop asked for ends the plan here (one write transaction, so not per
-            # repository: a plan of 500 small repositories would spend its time there).
+            # A stop asked for ends the plan here (one write transaction a second).
             await ctx.checkpoint()
             checked = time.monotonic()
     if there:
@@ -766,68 +900,62 @@ async def _plan(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
             f"{there} artifacts are at the destination already, with every tag and no "
             "signature or referrer to bring: not planned"
         )
-    ctx.log(f"planned {len(specs)} artifact copies from {len(repositories)} repositories")
+    specs = [batch_spec(row, [c.item() for c in part]) for part in _batches(planned)]
+    ctx.log(
+        f"planned {len(planned)} artifact copies from {len(repositories)} repositories "
+        f"in {len(specs)} tasks"
+    )
     async with ctx.env.db.write() as session:
         execution = await session.get(Execution, ctx.execution_id)
         if execution is not None and specs:
             await jobs.add_tasks(session, execution, specs)
-    return {"planned": len(specs)}
+    return {"planned": len(planned)}
 
 
-async def _plan_repository(
-    ctx: JobContext, sides: _Sides, selection: flt.Selection, repository: str
-) -> tuple[list[jobs.TaskSpec], int]:
-    """The copy tasks of one repository's selected artifacts, and how many of them are
-    at the destination already (not planned)."""
-    source = sides.source
-    by_digest: dict[str, list[str]] = {}
-    all_tags = await source.list_tags(repository)
-    for tag in all_tags:
-        if not selection.tag(tag):
-            continue
-        ref = await source.head_manifest(repository, tag)
-        if ref is not None:
-            by_digest.setdefault(ref.digest, []).append(tag)
-    specs: list[jobs.TaskSpec] = []
-    there = 0
-    for digest, tags in by_digest.items():
-        labels: set[str] = set()
-        if selection.labels or isinstance(sides.destination, HarborAdapter):
-            async with ctx.env.db.read() as session:
-                labels = await repo.label_names(session, repository, digest)
-            if selection.labels and not selection.labels_pass(labels):
-                continue
-        if not labels and await _already_there(sides, repository, digest, tags, all_tags):
-            there += 1
-            continue
-        prefix = fallback_tag(digest) + "."
-        cosign = [tag for tag in all_tags if tag.startswith(prefix)]
-        specs.append(copy_spec(sides.row, repository, digest, tags, cosign))
-    return specs, there
+def _batches(planned: list[_Candidate]) -> list[list[_Candidate]]:
+    """The copy tasks' shares: spread over ``BATCH_SPREAD`` tasks (so job slots run them
+    side by side) and at most ``BATCH_ARTIFACTS`` artifacts each (a task's rows, claims
+    and log cost once per batch, not once per artifact), in the plan's order."""
+    size = min(BATCH_ARTIFACTS, max(1, -(-len(planned) // BATCH_SPREAD)))
+    return [planned[first : first + size] for first in range(0, len(planned), size)]
 
 
-async def _already_there(
-    sides: _Sides, repository: str, digest: str, tags: list[str], all_tags: list[str]
-) -> bool:
-    """Whether a copy task would find nothing to do: every tag is ``digest`` at the
-    destination, and nothing travels with it (no cosign tag, no referrer at the source).
-    One HEAD per tag at the destination, so a rerun with nothing changed plans nothing."""
-    prefix = fallback_tag(digest) + "."
-    if any(tag.startswith(prefix) for tag in all_tags):
+async def _already_there(sides: _Sides, candidate: _Candidate) -> bool:
+    """Whether a copy would find nothing to do: every tag is the digest at the
+    destination, and nothing travels with it (no cosign tag, no referrer at the source,
+    no label the Harbor destination lacks). One HEAD per tag at the destination, so a
+    rerun with nothing changed plans nothing; what the HEADs found goes to the copy."""
+    prefix = fallback_tag(candidate.digest) + "."
+    if any(tag.startswith(prefix) for tag in candidate.all_tags):
         return False
     try:
-        target = destination_name(sides.row, repository)
+        target = destination_name(sides.row, candidate.repository)
     except ValueError:
         return False  # the task says why
-    for tag in tags:
+    done = True
+    for tag in candidate.tags:
         found = await sides.destination.head_manifest(target, tag)
-        if found is None or found.digest != digest:
-            return False
-    return not (await sides.source.list_referrers(repository, digest)).descriptors
+        candidate.there[tag] = found.digest if found is not None else ""
+        if found is None or found.digest != candidate.digest:
+            done = False
+    if not done:
+        return False
+    if candidate.referred is None:
+        listed = await sides.source.list_referrers(candidate.repository, candidate.digest)
+        candidate.referred = bool(listed.descriptors)
+    if candidate.referred:
+        return False
+    if candidate.labels and isinstance(sides.destination, HarborAdapter):
+        try:
+            have = set(await sides.destination.labels_of(target, candidate.digest))
+        except RemoteError:
+            return False  # the copy asks again, and says why it fails
+        return candidate.labels <= have
+    return True
 
 
 def _subject(ctx: JobContext, row: ReplicationPolicy) -> tuple[str, str, list[str], str]:
-    """A copy or delete task's repository, digest, tags and destination repository."""
+    """A delete task's repository, digest, tags and destination repository."""
     repository = str(ctx.params["repository"])
     try:
         target = destination_name(row, repository)
@@ -838,22 +966,68 @@ def _subject(ctx: JobContext, row: ReplicationPolicy) -> tuple[str, str, list[st
 
 
 async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
+    """Copy the task's artifacts, ``ARTIFACT_CONCURRENCY`` at once. A remote's error
+    fails the artifact it hit (its log line says which and why), not the others; the
+    task fails when any failed, naming them in ``extra_attrs`` for the webhook event."""
+    items = _artifacts(ctx.params)
+    selection = selection_of(sides.row)
+    failed: dict[str, str] = {}
+    sent = [0]
+
+    async def one(item: dict[str, Any]) -> None:
+        shown = f"{item.get('repository')}:[{_shown(item)}]"
+        try:
+            sent[0] += await _copy_one(ctx, sides, selection, item)
+        except RemoteAuthError:
+            raise
+        except (RemoteError, PermanentJobError) as exc:
+            message = str(exc) or type(exc).__name__
+            if isinstance(exc, RemoteError):
+                message = f"remote error: {message}"
+            failed[shown] = message
+            ctx.log(f"failed: {shown}: {message}")
+
+    await concurrently([one(item) for item in items], ARTIFACT_CONCURRENCY)
+    if failed:
+        await ctx.checkpoint(extra_attrs={"failed_artifacts": failed})
+        if len(items) == 1:
+            raise PermanentJobError(next(iter(failed.values())).removeprefix("remote error: "))
+        first, why = next(iter(failed.items()))
+        raise PermanentJobError(
+            f"{len(failed)} of {len(items)} artifacts failed (the log says which); {first}: {why}"
+        )
+    return {"bytes": sent[0]}
+
+
+async def _copy_one(
+    ctx: JobContext, sides: _Sides, selection: flt.Selection, item: Mapping[str, Any]
+) -> int:
     row = sides.row
-    repository, digest, tags, target = _subject(ctx, row)
-    selection = selection_of(row)
+    repository, digest = str(item["repository"]), str(item["digest"])
+    tags = [str(t) for t in item.get("tags") or []]
+    try:
+        target = destination_name(row, repository)
+    except ValueError as exc:
+        raise PermanentJobError(str(exc)) from None
     manifest = await sides.source.get_manifest(repository, digest)
     if selection.resource == flt.RESOURCE_IMAGE and not _is_image(manifest):
         ctx.log(f"{repository}@{digest} is not an image: skipped (resource filter: image)")
-        return {"bytes": 0, "skipped": True}
+        return 0
+    given = item.get("there")
+    known: dict[str, Any] = given if isinstance(given, dict) else {}
     todo: list[str] = []
     bytes_sent = 0
     for tag in tags or [digest]:
-        existing = await sides.destination.head_manifest(target, tag)
-        if existing is not None and existing.digest == digest:
+        if tag in known:
+            existing_digest = str(known[tag]) or None  # the plan's HEAD, just before
+        else:
+            found = await sides.destination.head_manifest(target, tag)
+            existing_digest = found.digest if found is not None else None
+        if existing_digest == digest:
             ctx.log(f"{target}:{tag} is already {digest}: nothing to copy")
             continue
-        if existing is not None and not row.override and tag != digest:
-            ctx.log(f"{target}:{tag} exists ({existing.digest}) and override is off: skipped")
+        if existing_digest is not None and not row.override and tag != digest:
+            ctx.log(f"{target}:{tag} exists ({existing_digest}) and override is off: skipped")
             continue
         todo.append(tag)
     chunk = CHUNK_BYTES if row.copy_by_chunk else None
@@ -879,25 +1053,31 @@ async def _copy(ctx: JobContext, sides: _Sides) -> dict[str, Any]:
         for tag in todo[1:]:
             await sides.destination.put_manifest(target, tag, manifest)
             ctx.log(f"tagged {target}:{tag}")
-    bytes_sent += await _copy_accessories(ctx, sides, repository, target, digest, chunk)
+    bytes_sent += await _copy_accessories(ctx, sides, repository, target, item, chunk)
     if isinstance(sides.source, LocalAdapter) and isinstance(sides.destination, HarborAdapter):
         async with ctx.env.db.read() as session:
             labels = sorted(await repo.label_names(session, repository, digest))
         if labels:
             await sides.destination.add_labels(target, digest, labels)
             ctx.log(f"labelled {target}@{digest}: {', '.join(labels)}")
-    return {"bytes": bytes_sent}
+    return bytes_sent
 
 
 async def _copy_accessories(
-    ctx: JobContext, sides: _Sides, repository: str, target: str, digest: str, chunk: int | None
+    ctx: JobContext,
+    sides: _Sides,
+    repository: str,
+    target: str,
+    item: Mapping[str, Any],
+    chunk: int | None,
 ) -> int:
     """Signatures, attestations and SBOMs travel with their subject: cosign's tags
     (``sha256-<hex>.sig``/``.att``/``.sbom``) and OCI referrers (artifacts whose
     ``subject`` is the copied one, by the source's referrers API or its fallback tag),
     whatever the tag filters say. A destination without the referrers API gets the
     fallback tag (an index of them) made or extended, so clients there find them."""
-    listed = ctx.params.get("cosign_tags")
+    digest = str(item["digest"])
+    listed = item.get("cosign_tags")
     references = (
         [str(tag) for tag in listed]
         if isinstance(listed, list)
@@ -908,7 +1088,11 @@ async def _copy_accessories(
         found = await sides.source.head_manifest(repository, tag)
         if found is not None:
             present.append((tag, found.digest))
-    referrers = (await sides.source.list_referrers(repository, digest)).descriptors
+    referrers = (
+        []
+        if item.get("referrers") is False  # the plan looked, just before
+        else (await sides.source.list_referrers(repository, digest)).descriptors
+    )
     present += [(str(d["digest"]), str(d["digest"])) for d in referrers]
     sent = 0
     for reference, accessory in present:
@@ -1045,6 +1229,45 @@ def _resource(view: Registry, namespaces: set[str], local_url: str) -> dict[str,
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """One artifact a copy or delete task replicated, as the webhook event lists it."""
+
+    source: str
+    target: str
+    name: str
+    status: str
+    reason: str
+
+
+def _outcomes(row: ReplicationPolicy, task: Task) -> list[_Outcome]:
+    """The artifacts of a copy or delete task with how each ended: a failed copy task
+    names its failed artifacts (``failed_artifacts``); the others of it succeeded."""
+    params = jobs.loads(task.params)
+    op = params.get("op")
+    if op not in (OP_COPY, OP_DELETE):
+        return []
+    attrs = jobs.loads(task.extra_attrs)
+    failed = attrs.get("failed_artifacts")
+    items = _artifacts(params) if op == OP_COPY else [params]
+    found: list[_Outcome] = []
+    for item in items:
+        source = str(item.get("repository", ""))
+        try:
+            target = destination_name(row, source)
+        except ValueError:
+            target = source
+        name = f"{source}:[{_shown(item)}]" if op == OP_COPY else str(attrs.get("src_resource", ""))
+        status, reason = task.status, task.status_message or task.status
+        if task.status != jobs.SUCCESS and isinstance(failed, dict):
+            if name in failed:
+                reason = str(failed[name])
+            else:
+                status = jobs.SUCCESS
+        found.append(_Outcome(source, target, name, status, reason))
+    return found
+
+
 async def announce_finished(public_url: str, session: AsyncSession, execution: Execution) -> None:
     """The job type's ``on_finished``: send ``REPLICATION`` to the webhook policies of
     each local project whose artifacts the execution copied or deleted (the source
@@ -1058,18 +1281,11 @@ async def announce_finished(public_url: str, session: AsyncSession, execution: E
     tasks = await session.scalars(
         select(Task).where(Task.execution_id == execution.id).order_by(Task.id)
     )
-    by_project: dict[str, list[tuple[Task, str, str]]] = {}
+    by_project: dict[str, list[_Outcome]] = {}
     for task in tasks:
-        params = jobs.loads(task.params)
-        if params.get("op") not in (OP_COPY, OP_DELETE):
-            continue
-        source = str(params.get("repository", ""))
-        try:
-            target = destination_name(row, source)
-        except ValueError:
-            target = source
-        local = source if push else target
-        by_project.setdefault(local.split("/", 1)[0], []).append((task, source, target))
+        for outcome in _outcomes(row, task):
+            local = outcome.source if push else outcome.target
+            by_project.setdefault(local.split("/", 1)[0], []).append(outcome)
     if not by_project:
         return
     src_view = await _registry_view(session, row.src_registry_id)
@@ -1084,17 +1300,12 @@ async def announce_finished(public_url: str, session: AsyncSession, execution: E
             continue
         done: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
-        for task, _, _ in items:
-            attrs = jobs.loads(task.extra_attrs)
-            entry: dict[str, Any] = {
-                "type": "image",
-                "status": task.status,
-                "name_tag": str(attrs.get("src_resource", "")),
-            }
-            if task.status == jobs.SUCCESS:
+        for item in items:
+            entry: dict[str, Any] = {"type": "image", "status": item.status, "name_tag": item.name}
+            if item.status == jobs.SUCCESS:
                 done.append(entry)
             else:
-                entry["fail_reason"] = task.status_message or task.status
+                entry["fail_reason"] = item.reason
                 failed.append(entry)
         replication: dict[str, Any] = {
             "harbor_hostname": host,
@@ -1105,10 +1316,10 @@ async def announce_finished(public_url: str, session: AsyncSession, execution: E
             "trigger_type": execution.trigger,
             "execution_timestamp": int(execution.start_time.timestamp()),
             "src_resource": _resource(
-                src_view, {s.split("/", 1)[0] for _, s, _ in items}, public_url
+                src_view, {i.source.split("/", 1)[0] for i in items}, public_url
             ),
             "dest_resource": _resource(
-                dest_view, {t.split("/", 1)[0] for _, _, t in items}, public_url
+                dest_view, {i.target.split("/", 1)[0] for i in items}, public_url
             ),
             "successful_artifact": done[:ARTIFACTS_LISTED],
             "failed_artifact": failed[:ARTIFACTS_LISTED],
