@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from dockyard.db.engine import Database
 from dockyard.http.egress import EgressPolicy
@@ -59,8 +59,9 @@ dockyard_version = _version()
 
 PENDING, RUNNING, SUCCESS, ERROR = "Pending", "Running", "Success", "Error"
 MAX_CONCURRENT_SCANS = 2
+_WAIT_POLL_SECONDS = 0.1
 REPORT_WAIT_SECONDS = 5.0
-"""How long ``GET /scan/{id}/report`` holds a request for a scan of this process before
+"""How long ``GET /scan/{id}/report`` holds a request for a running scan before
 answering ``302``: the report goes out the moment it is stored instead of after the next
 ``Refresh-After`` (2 s), which bounded a caller to one scan per 2 s per task. Kept well
 under the usual client timeouts (Dockyard's ``outbound_timeout_seconds`` is 10 s)."""
@@ -246,13 +247,23 @@ class AdapterScans:
         return self._updated_at[1]
 
     async def wait(self, scan_id: str, seconds: float = REPORT_WAIT_SECONDS) -> None:
-        """Return when the scan ``scan_id`` of this process ends, or after ``seconds``;
-        at once for a scan this process does not run (another node's, or one ended)."""
-        ended = self._ended.get(scan_id)
-        if ended is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
+        """Return when the scan ``scan_id`` ends, or after ``seconds``. A scan this process
+        runs wakes the caller as it ends; another process's (several ASGI workers, several
+        nodes) is looked up every ``_WAIT_POLL_SECONDS`` (one primary-key read)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                ended = self._ended.get(scan_id)
+                if ended is not None:
                     await ended.wait()
+                    return
+                while True:
+                    await asyncio.sleep(_WAIT_POLL_SECONDS)
+                    async with self.db.read() as session:
+                        status = await session.scalar(
+                            select(AdapterScan.status).where(AdapterScan.id == scan_id)
+                        )
+                    if status not in (PENDING, RUNNING):
+                        return
 
     async def close(self) -> None:
         for task in list(self._tasks):
