@@ -3,7 +3,20 @@
 Run from the repository root:
 
     .venv/bin/python bench/scan_all_bench.py [--artifacts N] [--workers W] \
-        [--backend sqlite|postgresql|both]
+        [--backend sqlite|postgresql|both] [--scanner stub|builtin] \
+        [--records R] [--packages P] [--processes K] [--profile FILE]
+
+``--scanner builtin`` (issue 18's figure): one ``dockyard serve`` (``--processes`` ASGI
+processes, ``--workers`` job workers each) with its built-in adapter on, registered as its
+own default scanner; N images seeded in its tables and storage, each one layer holding an
+os-release and a dpkg database of ``--packages`` packages sampled from this machine's; ``R``
+OSV records imported (``bench/scanner_bench.py``'s, 50,000 by default); one scan all through
+the API. Prints the rate against its target (>= 20 artifacts/s on 2 cores), what bounds it
+(the server's CPU per artifact and cores busy, from ``/proc``; the load average before and
+after), rows and bytes stored per artifact (per table) and the server's peak RSS (target
+< 500 MiB). ``--profile`` records the server with py-spy (raw stacks) while the run lasts.
+
+The default, ``--scanner stub``:
 
 Seeds N image artifacts (default 2,000, each tagged) directly in the registry tables,
 registers a stub scanner adapter on loopback (``tests/support/scan_stub.py``: metadata,
