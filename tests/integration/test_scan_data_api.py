@@ -27,6 +27,7 @@ from tests.support.scan_stub import StubAdapter, stub_adapter, vulnerability
 from dockyard.http.state import AppState
 from dockyard.iam.policy import Role
 from dockyard.projects import repository as projects_repo
+from dockyard.scan import securityhub
 from dockyard.settings import Settings
 
 API = "/api/v2.0"
@@ -157,20 +158,23 @@ async def _export(client: httpx.AsyncClient, body: dict[str, Any]) -> int:
         await asyncio.sleep(0.1)
 
 
-async def _csv(client: httpx.AsyncClient, execution_id: int) -> list[dict[str, str]]:
+async def _csv(
+    client: httpx.AsyncClient, execution_id: int, filename: str = ""
+) -> list[dict[str, str]]:
     response = await client.get(f"{API}/export/cve/download/{execution_id}")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
-    assert "attachment" in response.headers["content-disposition"]
+    named = filename or f"cve-export-{execution_id}.csv"
+    assert response.headers["content-disposition"] == f'attachment; filename="{named}"'
     return list(csv.DictReader(io.StringIO(response.text)))
 
 
 async def test_cve_export_csv(data_app: Starlette, scanned: Scanned) -> None:
     async with make_client(data_app, (scanned.developer, PASSWORD)) as developer:
         execution_id = await _export(
-            developer, {"job_name": "all", "projects": [scanned.project_id]}
+            developer, {"job_name": "all of it/2026", "projects": [scanned.project_id]}
         )
-        rows = await _csv(developer, execution_id)
+        rows = await _csv(developer, execution_id, "all_of_it_2026.csv")
         assert [(r["Repository"], r["CVE"], r["Severity"]) for r in rows] == [
             (f"{scanned.project}/a", "CVE-2026-0001", "Critical"),
             (f"{scanned.project}/a", "CVE-2026-0002", "High"),
@@ -363,6 +367,25 @@ async def test_vulnerability_search(admin: httpx.AsyncClient, scanned: Scanned) 
     assert total == 4 and [i["cve_id"] for i in page] == ["CVE-2026-0002"]
     _, tuned = await _vul(admin, tune_count="true")
     assert tuned == 4
+
+
+async def test_tuned_count_past_its_limit_still_links_the_next_page(
+    admin: httpx.AsyncClient, scanned: Scanned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(securityhub, "TUNE_COUNT_LIMIT", 2)  # 4 findings: past the limit
+    pages = []
+    url: str | None = f"{API}/security/vul?tune_count=true&page_size=3"
+    while url is not None:
+        response = await admin.get(url)
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Total-Count"] == "-1"
+        pages.append([i["cve_id"] for i in response.json()])
+        nxt = [p for p in response.headers.get("Link", "").split(",") if 'rel="next"' in p]
+        url = nxt[0].split(";")[0].strip(" <>") if nxt else None
+    assert [len(p) for p in pages] == [3, 1]
+    everything, total = await _vul(admin)
+    assert total == 4
+    assert [c for p in pages for c in p] == [i["cve_id"] for i in everything]
 
 
 @pytest.mark.parametrize(

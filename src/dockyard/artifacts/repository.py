@@ -173,6 +173,12 @@ async def tags_of(session: AsyncSession, artifact_ids: Collection[int]) -> dict[
     return found
 
 
+async def tag_names(session: AsyncSession, artifact_ids: Collection[int]) -> dict[int, list[str]]:
+    """The tag names of each artifact, newest first (``tags_of``'s order); untagged absent."""
+    found = await tags_of(session, artifact_ids)
+    return {artifact_id: [tag.name for tag in tags] for artifact_id, tags in found.items()}
+
+
 async def labels_of(session: AsyncSession, artifact_ids: Collection[int]) -> dict[int, list[Label]]:
     """Live labels attached to each artifact (one query)."""
     found: dict[int, list[Label]] = defaultdict(list)

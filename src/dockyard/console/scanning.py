@@ -233,13 +233,13 @@ async def request_cve_export(page: Page) -> Response:
 async def download_cve_export(page: Page) -> Response:
     execution_id = page.path_int("execution")
     async with page.state.db.read() as session:
-        key = await export.export_file(session, page.principal, execution_id, page.state.storage)
+        found = await export.export_file(session, page.principal, execution_id, page.state.storage)
     return StreamingResponse(
-        page.state.storage.read(key),
+        page.state.storage.read(found.key),
         media_type="text/csv",
         headers={
             **SECURITY_HEADERS,
-            "Content-Disposition": f'attachment; filename="cve-export-{execution_id}.csv"',
+            "Content-Disposition": f'attachment; filename="{found.filename}"',
         },
     )
 

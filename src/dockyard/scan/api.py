@@ -361,11 +361,11 @@ async def download_scan_data(api: ApiRequest) -> Response:
     if (api.query("format") or "csv").lower() != "csv":
         raise BadRequestError("format must be csv")
     async with api.state.db.read() as session:
-        key = await export.export_file(session, principal, execution_id, api.state.storage)
+        found = await export.export_file(session, principal, execution_id, api.state.storage)
     return StreamingResponse(
-        api.state.storage.read(key),
+        api.state.storage.read(found.key),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="cve-export-{execution_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{found.filename}"'},
     )
 
 
@@ -409,7 +409,13 @@ async def list_vulnerabilities(api: ApiRequest) -> Response:
         found = await securityhub.list_vulnerabilities(
             session, principal, api.query("q"), page, tune_count=tune_count, with_tag=with_tag
         )
-    return paged_response(api, found.items, found.total, page)
+    if found.total >= 0:
+        return paged_response(api, found.items, found.total, page)
+    # Past TUNE_COUNT_LIMIT the count is -1 but the pages go on: Link from what is known.
+    seen = (page.page - 1) * page.page_size + len(found.items) + int(found.more)
+    response = paged_response(api, found.items, seen, page)
+    response.headers["X-Total-Count"] = "-1"
+    return response
 
 
 operations: list[Operation] = [

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.artifacts.repository import tag_names
 from dockyard.errors import BadRequestError, DeniedError, NotFoundError
 from dockyard.iam.models import User
 from dockyard.iam.policy import Action, Principal, Resource
@@ -43,7 +44,7 @@ from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
 from dockyard.labels.models import LabelReference
 from dockyard.projects.models import Project
 from dockyard.projects.service import require, resolve_project
-from dockyard.registry.models import Artifact, Tag
+from dockyard.registry.models import Artifact
 from dockyard.scan import registrations, reports
 from dockyard.scan.client import VULNERABILITY_MIME
 from dockyard.scan.models import ReportVulnerability, ScanReport, VulnerabilityRecord
@@ -278,16 +279,31 @@ async def get_export(
     return _view(row, await storage.stat(file_key(row.id)) is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    key: str
+    """Where the CSV is in the blob storage."""
+    filename: str
+    """The name to download it as: the request's ``job_name`` (letters, digits, ``._-``
+    kept), else ``cve-export-<id>``, with ``.csv``."""
+
+
+def download_filename(execution_id: int, job_name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", job_name).strip("._")[:100]
+    return f"{safe or f'cve-export-{execution_id}'}.csv"
+
+
 async def export_file(
     session: AsyncSession, principal: Principal, execution_id: int, storage: Storage
-) -> str:
-    """``downloadScanData``: the storage key of the caller's CSV (404 while absent)."""
+) -> ExportFile:
+    """``downloadScanData``: the caller's CSV (404 while absent)."""
     row = await jobs.get_execution(session, execution_id, vendor_type=JOB_TYPE)
     _require_owner(principal, row)
     key = file_key(row.id)
     if await storage.stat(key) is None:
         raise NotFoundError(f"export {row.id} has no file ({row.status})")
-    return key
+    job_name = str(jobs.loads(row.extra_attrs).get("job_name") or "")
+    return ExportFile(key, download_filename(row.id, job_name))
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -345,11 +361,7 @@ async def _rows(session: AsyncSession, criteria: Criteria) -> AsyncIterator[list
             return
         after = batch[-1][0]
         ids = [row[0] for row in batch]
-        tags: dict[int, list[str]] = {}
-        for artifact_id, name in await session.execute(
-            select(Tag.artifact_id, Tag.name).where(Tag.artifact_id.in_(ids)).order_by(Tag.id)
-        ):
-            tags.setdefault(artifact_id, []).append(name)
+        tags = await tag_names(session, ids)
         prefix = project.name + "/"
         wanted = {}
         for artifact_id, repository, digest, report_id in batch:

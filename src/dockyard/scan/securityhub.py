@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.artifacts.repository import tag_names
 from dockyard.db.listing import PageRequest, condition_clause, parse_q
 from dockyard.errors import BadRequestError
 from dockyard.iam.policy import Action, Principal, Resource
@@ -205,6 +206,8 @@ class VulnerabilityPage:
     items: list[SecurityVulnerability]
     total: int
     """``-1`` when ``tune_count`` and more than ``TUNE_COUNT_LIMIT``."""
+    more: bool = False
+    """Whether a next page exists (what ``Link`` needs when ``total`` is ``-1``)."""
 
 
 async def list_vulnerabilities(
@@ -273,17 +276,13 @@ async def list_vulnerabilities(
             ReportVulnerability.report_id,
             ReportVulnerability.record_id,
         )
-        .limit(page.page_size)
+        .limit(page.page_size + 1)  # one more: is there a next page
         .offset((page.page - 1) * page.page_size)
     )
     found = list(rows)
-    tags: dict[int, list[str]] = {}
-    if with_tag and found:
-        ids = sorted({row[0] for row in found})
-        for artifact_id, name in await session.execute(
-            select(Tag.artifact_id, Tag.name).where(Tag.artifact_id.in_(ids)).order_by(Tag.id)
-        ):
-            tags.setdefault(artifact_id, []).append(name)
+    more = len(found) > page.page_size
+    found = found[: page.page_size]
+    tags = await tag_names(session, {row[0] for row in found}) if with_tag else {}
     items = [
         SecurityVulnerability(
             project_id=project_id,
@@ -313,4 +312,4 @@ async def list_vulnerabilities(
             data,
         ) in found
     ]
-    return VulnerabilityPage(items, total)
+    return VulnerabilityPage(items, total, more)

@@ -23,7 +23,6 @@ from starlette.routing import Route
 
 from dockyard.http.state import get_state
 
-from . import vulndb
 from .adapter import (
     ERROR,
     SUCCESS,
@@ -98,8 +97,7 @@ def _guarded(handler: Handler) -> Handler:
 
 async def get_metadata(request: Request) -> Response:
     """``GET /metadata``: the scanner and its capabilities."""
-    status = await vulndb.status(get_state(request).db)
-    return _json(metadata(status.newest_modified), METADATA_MIME)
+    return _json(metadata(await _scans(request).database_updated_at()), METADATA_MIME)
 
 
 async def accept_scan_request(request: Request) -> Response:
@@ -141,7 +139,11 @@ async def get_scan_report(request: Request) -> Response:
     if mime == SBOM_MIME and media_type not in SBOM_MEDIA_TYPES:
         return _error(400, "an SBOM report needs sbom_media_type: " + " or ".join(SBOM_MEDIA_TYPES))
     scan_id = request.path_params["scan_request_id"]
-    found = await _scans(request).find(scan_id) if len(scan_id) <= 36 else None
+    scans = _scans(request)
+    found = await scans.find(scan_id) if len(scan_id) <= 36 else None
+    if found is not None and found.status not in (SUCCESS, ERROR):
+        await scans.wait(scan_id)  # answer with the report the moment it is stored
+        found = await scans.find(scan_id)
     if found is None:
         return _error(404, f"no scan request {scan_id[:64]!r}")
     if found.status == ERROR:

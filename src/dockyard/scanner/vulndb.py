@@ -249,6 +249,11 @@ async def generation(session: AsyncSession) -> int:
     return int(found or 0)
 
 
+async def newest_modified(session: AsyncSession) -> datetime | None:
+    """The newest record's ``modified`` (the adapter's "database updated at")."""
+    return _utc(await session.scalar(select(func.max(VulnRecord.modified))))
+
+
 async def import_records(
     db: Database,
     items: Iterable[Item],
