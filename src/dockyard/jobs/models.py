@@ -43,6 +43,8 @@ class Task(Base):
     __tablename__ = "task"
     __table_args__ = (
         Index("ix_task_execution_id_id", "execution_id", "id"),
+        # An execution's status when a task ends: does it still have tasks in a status.
+        Index("ix_task_execution_id_status", "execution_id", "status"),
         # The claim query: pending tasks due now, and running tasks whose lease ran out.
         Index("ix_task_status_run_at", "status", "run_at"),
     )

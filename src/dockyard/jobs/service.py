@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import Exists, and_, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.base import utcnow
@@ -309,23 +309,41 @@ async def refresh_execution(session: AsyncSession, execution_id: int) -> None:
     """Derive the execution's status from its tasks' (after any task changed).
 
     The execution row is locked first: two tasks finishing at once in different
-    transactions would otherwise each count the other as still running, and the
-    execution would stay ``Running`` for ever. Under the lock, the count (a new
+    transactions would otherwise each see the other as still running, and the
+    execution would stay ``Running`` for ever. Under the lock, the read (a new
     statement, so a new snapshot on PostgreSQL) sees every finish committed before.
+    The read asks only whether tasks in each status exist (probes of the
+    ``execution_id, status`` index), never counts them: a task's end costs the same
+    in an execution of ten tasks as in one of ten thousand.
     """
     await session.execute(
         select(Execution.id).where(Execution.id == execution_id).with_for_update()
     )
-    counts = (await metrics(session, [execution_id]))[execution_id]
+
+    def having(*statuses: str, other_than: bool = False) -> Exists:
+        chosen = Task.status.not_in(statuses) if other_than else Task.status.in_(statuses)
+        return exists().where(Task.execution_id == execution_id, chosen)
+
+    found = (
+        await session.execute(
+            select(
+                having(RUNNING),
+                having(PENDING),
+                having(PENDING, other_than=True),
+                having(ERROR),
+                having(STOPPED),
+            )
+        )
+    ).one()
+    running, pending, not_pending, error, stopped = (bool(v) for v in found)
     now = utcnow()
-    if counts.task_count == 0:
-        return
-    if counts.running_task_count or counts.pending_task_count:
-        started = counts.running_task_count or (counts.task_count > counts.pending_task_count)
-        status, end_time = (RUNNING if started else PENDING), None
-    elif counts.error_task_count:
+    if not (pending or not_pending):
+        return  # no tasks
+    if running or pending:
+        status, end_time = (RUNNING if running or not_pending else PENDING), None
+    elif error:
         status, end_time = ERROR, now
-    elif counts.stopped_task_count:
+    elif stopped:
         status, end_time = STOPPED, now
     else:
         status, end_time = SUCCESS, now
