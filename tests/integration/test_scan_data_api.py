@@ -13,10 +13,12 @@ import io
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from starlette.applications import Starlette
 from tests.integration.conftest import make_client, serving
 from tests.integration.registry_helpers import push_image
@@ -24,10 +26,12 @@ from tests.integration.test_scanners import _member, _project, _register, _user
 from tests.support.postgres import postgres_admin_url, temporary_database
 from tests.support.scan_stub import StubAdapter, stub_adapter, vulnerability
 
+from dockyard.db.base import utcnow
 from dockyard.http.state import AppState
 from dockyard.iam.policy import Role
+from dockyard.jobs.models import Execution
 from dockyard.projects import repository as projects_repo
-from dockyard.scan import securityhub
+from dockyard.scan import export, securityhub
 from dockyard.settings import Settings
 
 API = "/api/v2.0"
@@ -439,3 +443,25 @@ async def test_robots_granted_the_system_resources(
             f"{API}/system/scanAll/schedule", json={"schedule": {"type": "Manual"}}
         )
         assert refused.status_code == 403, refused.text
+
+
+async def test_a_pruned_export_takes_its_csv_with_it(
+    data_app: Starlette, state: AppState, scanned: Scanned
+) -> None:
+    async with make_client(data_app, ADMIN) as admin:
+        old = await _export(admin, {"projects": [scanned.project_id]})
+        kept = await _export(admin, {"projects": [scanned.project_id]})
+        assert await state.storage.stat(export.file_key(old)) is not None
+        # Finished longer ago than job_execution_retention_days (30): the next prune takes it.
+        async with state.db.write() as session:
+            await session.execute(
+                update(Execution)
+                .where(Execution.id == old)
+                .values(end_time=utcnow() - timedelta(days=40))
+            )
+        assert state.jobs is not None
+        assert await state.jobs.prune() >= 1
+        assert await state.storage.stat(export.file_key(old)) is None
+        assert (await admin.get(f"{API}/export/cve/execution/{old}")).status_code == 404
+        assert (await admin.get(f"{API}/export/cve/execution/{kept}")).json()["file_present"]
+        assert await _csv(admin, kept)

@@ -83,6 +83,9 @@ class JobEnvironment:
 Handler = Callable[["JobContext"], Awaitable[Mapping[str, Any] | None]]
 FinishedHook = Callable[[AsyncSession, Execution], Awaitable[None]]
 """Called with an execution that a task's end has just finished (any final status)."""
+PrunedHook = Callable[["JobEnvironment", list[int]], Awaitable[None]]
+"""Called, after their rows are gone, with the ids of executions pruned for their age
+or number (what the job kept outside the database goes with them: an export's file)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class JobType:
     handler: Handler
     launcher: schedules.Launcher | None = None
     on_finished: FinishedHook | None = None
+    on_pruned: PrunedHook | None = None
 
 
 class JobContext:
@@ -593,6 +597,21 @@ class JobRunner:
                     keep_count=settings.job_execution_retention_count,
                     max_age=timedelta(days=settings.job_execution_retention_days),
                 )
-            total += deleted
-            if deleted == 0:
+            if not deleted:
                 return total
+            total += len(deleted)
+            for job_type, ids in _by_type(deleted).items():
+                known = self.job_types.get(job_type)
+                if known is None or known.on_pruned is None:
+                    continue
+                try:
+                    await known.on_pruned(self.env, ids)
+                except Exception:  # the rows are gone; the next start must not fail on it
+                    log.exception("cleaning up after %d pruned %s execution(s)", len(ids), job_type)
+
+
+def _by_type(executions: list[tuple[int, str]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for execution_id, job_type in executions:
+        grouped.setdefault(job_type, []).append(execution_id)
+    return grouped

@@ -447,12 +447,14 @@ async def stop_pending(session: AsyncSession, job_type: str | None) -> list[int]
 
 async def prune_executions(
     session: AsyncSession, *, keep_count: int, max_age: timedelta, batch: int = 1000
-) -> int:
+) -> list[tuple[int, str]]:
     """Delete finished executions beyond the newest ``keep_count`` of each (vendor type,
     vendor id), and any finished longer than ``max_age`` ago. Tasks and logs go with
-    them (foreign keys cascade). Returns how many were deleted (at most ``batch``)."""
+    them (foreign keys cascade). Returns the deleted ones' (id, vendor type), at most
+    ``batch``."""
     ranked = select(
         Execution.id,
+        Execution.vendor_type,
         func.row_number()
         .over(
             partition_by=(Execution.vendor_type, Execution.vendor_id),
@@ -463,22 +465,24 @@ async def prune_executions(
     ).where(Execution.status.in_(FINAL_STATUSES))
     ranked_sq = ranked.subquery()
     cutoff: datetime = utcnow() - max_age
-    doomed = list(
-        await session.scalars(
-            select(ranked_sq.c.id)
+    chosen = [
+        (int(execution_id), str(vendor_type))
+        for execution_id, vendor_type in await session.execute(
+            select(ranked_sq.c.id, ranked_sq.c.vendor_type)
             .where((ranked_sq.c.rank > keep_count) | (ranked_sq.c.end_time < cutoff))
             .limit(batch)
         )
-    )
-    if not doomed:
-        return 0
+    ]
+    if not chosen:
+        return []
+    doomed = [execution_id for execution_id, _ in chosen]
     # Children first: SQLite only cascades with foreign_keys=ON, which we set, but
     # deleting explicitly keeps the work (and its locks) predictable on both.
     task_ids = select(Task.id).where(Task.execution_id.in_(doomed))
     await session.execute(delete(TaskLog).where(TaskLog.task_id.in_(task_ids)))
     await session.execute(delete(Task).where(Task.execution_id.in_(doomed)))
     await session.execute(delete(Execution).where(and_(Execution.id.in_(doomed))))
-    return len(doomed)
+    return chosen
 
 
 async def stop_task(session: AsyncSession, task: Task) -> None:

@@ -40,7 +40,7 @@ from dockyard.iam.policy import Action, Principal, Resource
 from dockyard.immutability.matcher import PatternError, compile_pattern, match
 from dockyard.jobs import service as jobs
 from dockyard.jobs.models import Execution
-from dockyard.jobs.runner import JobContext, JobType, PermanentJobError
+from dockyard.jobs.runner import JobContext, JobEnvironment, JobType, PermanentJobError
 from dockyard.labels.models import LabelReference
 from dockyard.projects.models import Project
 from dockyard.projects.service import require, resolve_project
@@ -442,4 +442,10 @@ async def build(ctx: JobContext) -> dict[str, Any]:
     return {"rows": count, "size": size}
 
 
-job_types: list[JobType] = [JobType(JOB_TYPE, build)]
+async def forget(env: JobEnvironment, execution_ids: list[int]) -> None:
+    """Executions pruned (``job_execution_retention_count``/``_days``): their CSVs go too."""
+    for execution_id in execution_ids:
+        await env.storage.delete(file_key(execution_id))
+
+
+job_types: list[JobType] = [JobType(JOB_TYPE, build, on_pruned=forget)]
