@@ -602,8 +602,8 @@ async def test_run_time_items_on_the_configuration_page(
     console: tuple[httpx.AsyncClient, str], admin: httpx.AsyncClient
 ) -> None:
     """token_expiration, session_timeout, robot_name_prefix and quota_per_project_enable
-    are edited there, LDAP and the HTTP auth proxy in the authentication section, OIDC's
-    items shown (read-only); items of missing features (UAA…) are not listed."""
+    are edited there, LDAP, OIDC and the HTTP auth proxy in the authentication section;
+    items of missing features (UAA…) are not listed."""
     client, csrf = console
     page = (await client.get("/harbor/admin/configuration")).text
     assert 'name="token_expiration"' in page and 'name="session_timeout"' in page
@@ -611,7 +611,7 @@ async def test_run_time_items_on_the_configuration_page(
     assert 'name="quota_per_project_enable" checked' in page
     assert 'name="read_only" >' in page  # offered, off
     assert 'name="ldap_url"' in page and 'name="http_authproxy_endpoint"' in page
-    assert "<code>oidc_endpoint</code>" in page and 'name="oidc_endpoint"' not in page
+    assert 'name="oidc_endpoint"' in page and 'name="oidc_client_secret"' in page
     assert "uaa_endpoint" not in page
     before = (await admin.get("/api/v2.0/configurations")).json()
     items = {k: v["value"] for k, v in before.items()}

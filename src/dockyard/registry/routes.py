@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard.errors import (
     AppError,
-    BlobUnknownError,
     DeniedError,
     DigestInvalidError,
     EndpointNotFoundError,
@@ -347,14 +346,9 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     """end-2: ``GET``/``HEAD /v2/<name>/blobs/<digest>`` with ``Range`` support."""
     state = get_state(request)
     await _authorize(request, state, name, ("pull",))
-    try:
-        blob = await state.registry.stat_blob(name, params["digest"])
-    except BlobUnknownError:
-        if state.registry.pull_through is None:
-            raise
+    if state.registry.pull_through is not None:
         # A whole GET of a blob a proxy cache lacks is streamed as it arrives; a HEAD or
-        # a range waits until it is stored and is answered from the cache. Asked only on
-        # a miss, so a cached blob (and any other project's) costs one lookup.
+        # a range waits until it is stored and is answered from the cache.
         whole = request.method == "GET" and "range" not in request.headers
         upstream = await state.registry.pull_through.blob(name, params["digest"], stream=whole)
         if upstream is not None:
@@ -364,7 +358,7 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
             return StreamingResponse(
                 upstream.chunks, headers=headers, media_type="application/octet-stream"
             )
-        blob = await state.registry.stat_blob(name, params["digest"])
+    blob = await state.registry.stat_blob(name, params["digest"])
     headers = {"Docker-Content-Digest": blob.digest, "Accept-Ranges": "bytes", **API_VERSION_HEADER}
     if request.method == "HEAD":
         headers["Content-Length"] = str(blob.size)
