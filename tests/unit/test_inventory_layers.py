@@ -249,6 +249,33 @@ def test_async_sources_chunk_iterators_and_readers() -> None:
     assert inv.layers == 2
 
 
+def test_a_source_the_parser_stops_reading_is_left_idle_and_closes() -> None:
+    # The bridge asks for the next chunk before the parser takes the current one. A layer
+    # refused part-way (here: more entries than allowed) leaves one such read pending; it
+    # is cancelled, so the owner's close finds the source idle and runs its cleanup.
+    many = layer([(f"f{i}", b"x" * 600) for i in range(400)])
+    asked, closed = [], []
+
+    async def chunks(blob: bytes) -> AsyncIterator[bytes]:
+        try:
+            for i in range(0, len(blob), 512):
+                asked.append(i)
+                await asyncio.sleep(0)
+                yield blob[i : i + 512]
+        finally:
+            closed.append(True)
+
+    async def run() -> None:
+        source = chunks(many)
+        inv = await ainventory_layers([source], Limits(max_members=5))
+        assert "more than 5 entries" in inv.warnings[0]
+        await source.aclose()  # raises if a read were still running
+        assert closed == [True]
+        assert 0 < len(asked) < len(many) // 512  # stopped early
+
+    asyncio.run(run())
+
+
 def test_a_directory_or_link_with_a_size_carries_no_data() -> None:
     # A directory header claiming 1024 bytes, followed directly by the next header: the size
     # is ignored (as tar readers do), so the status file right after it is found.

@@ -9,6 +9,7 @@ overlay filesystem would. Symlinks are never followed, so a symlink loop costs n
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import posixpath
 import sqlite3
@@ -438,6 +439,7 @@ class _Bridge:
     ) -> None:
         self._loop = loop
         self._buf = b""
+        self._ahead: concurrent.futures.Future[bytes] | None = None
         self._next: Callable[[], Coroutine[object, object, bytes]]
         if hasattr(source, "read"):
             reader = source
@@ -455,9 +457,24 @@ class _Bridge:
 
     def read(self, n: int = -1, /) -> bytes:
         if not self._buf:
-            self._buf = asyncio.run_coroutine_threadsafe(self._next(), self._loop).result()
+            if self._ahead is None:
+                self._ahead = asyncio.run_coroutine_threadsafe(self._next(), self._loop)
+            self._buf = self._ahead.result()
+            # Ask for the next chunk before this one is inflated: the event loop reads (and
+            # hashes) it meanwhile, instead of both sides taking turns.
+            self._ahead = (
+                asyncio.run_coroutine_threadsafe(self._next(), self._loop) if self._buf else None
+            )
         data, self._buf = self._buf[:n], self._buf[n:]
         return data
+
+    async def drop_read_ahead(self) -> None:
+        """Cancel a chunk asked for but never taken (the parser stopped before the end), so
+        that the source is idle when its owner closes it."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.wait([asyncio.wrap_future(ahead)])
 
 
 async def ainventory_layers(
@@ -469,7 +486,11 @@ async def ainventory_layers(
     """
     loop = asyncio.get_running_loop()
     bridges = [_Bridge(source, loop) for source in layers]
-    return await asyncio.to_thread(inventory_layers, bridges, limits)
+    try:
+        return await asyncio.to_thread(inventory_layers, bridges, limits)
+    finally:
+        for bridge in bridges:
+            await bridge.drop_read_ahead()
 
 
 def iter_chunks(reader: Reader, size: int = 1 << 20) -> Iterator[bytes]:
