@@ -333,6 +333,60 @@ def test_hostile_elf_files_with_the_go_magic() -> None:
     assert inv.packages == [] and "too many Go build info candidates" in inv.warnings[0]
 
 
+def _elf64(segments: list[tuple[int, int, bytes]], *, big_endian: bool = False) -> bytes:
+    """A little ELF64 file: each segment is (flags, file offset, bytes), all PT_LOAD."""
+    order = ">" if big_endian else "<"
+    ident = b"\x7fELF" + bytes([2, 2 if big_endian else 1, 1]) + bytes(9)
+    header = ident + struct.pack(order + "HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56,
+                                 len(segments), 0, 0, 0)  # fmt: skip
+    table = b"".join(
+        struct.pack(order + "IIQQQQQQ", 1, flags, offset, offset, offset, len(body), len(body), 16)
+        for flags, offset, body in segments
+    )
+    out = bytearray(header + table)
+    for _, offset, body in segments:
+        out[len(out) :] = bytes(max(offset - len(out), 0))
+        out[offset : offset + len(body)] = body
+    return bytes(out)
+
+
+def _buildinfo(module: str) -> bytes:
+    modinfo = b"0" * 16 + f"path\t{module}\nmod\t{module}\t(devel)\t\n".encode() + b"1" * 16
+    strings = b"".join(bytes([len(s)]) + s for s in (b"go1.22.1", modinfo))
+    return b"\xff Go buildinf:" + b"\x08\x02" + bytes(16) + strings
+
+
+def test_go_build_info_is_looked_for_in_the_writable_segments_only() -> None:
+    info = _buildinfo("example.com/tool")
+    text, data = 0x1000, 0x3000  # R+X at 0x1000, R+W at 0x3000 (flags: X=1, W=2, R=4)
+    in_data = _elf64([(5, text, b"\x90" * 0x800), (6, data, info)])
+    in_text_only = _elf64([(5, text, info), (6, data, b"\0" * 0x100)])
+    big_endian = _elf64([(5, text, b"\x90" * 0x800), (6, data, info)], big_endian=True)
+    inv = scan(
+        layer(
+            [
+                Entry("bin/in-data", in_data, mode=0o755),
+                Entry("bin/in-text-only", in_text_only, mode=0o755),
+                Entry("bin/big-endian", big_endian, mode=0o755),
+            ]
+        )
+    )
+    found = {(p.path, p.name, p.version) for p in inv.packages}
+    assert found == {
+        ("bin/in-data", "example.com/tool", "(devel)"),
+        ("bin/in-data", "stdlib", "v1.22.1"),
+        ("bin/big-endian", "example.com/tool", "(devel)"),
+        ("bin/big-endian", "stdlib", "v1.22.1"),
+    }, inv.warnings
+    # Text is skipped unsearched: Go never puts its build info there.
+    assert not any(p.path == "bin/in-text-only" for p in inv.packages)
+    # A program header table that cannot be trusted: the whole file is searched.
+    broken = bytearray(in_text_only)
+    broken[0x36:0x38] = struct.pack("<H", 8)  # entries too small to be ELF64 program headers
+    inv = scan(layer([Entry("bin/broken", bytes(broken), mode=0o755)]))
+    assert {p.name for p in inv.packages} == {"example.com/tool", "stdlib"}
+
+
 # --- Java -----------------------------------------------------------------------------------
 
 LANG3 = Path("/usr/share/java/commons-lang3.jar")

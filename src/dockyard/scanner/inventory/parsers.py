@@ -271,6 +271,75 @@ def rpm_package(tags: dict[str, str | int], path: str) -> Package | None:
 
 # --- Go -------------------------------------------------------------------------------------
 
+ELF_HEADER = 64  # the ELF64 header's size (ELF32's is 52): what is read before deciding
+_PT_LOAD = 1
+_PF_W = 2
+
+
+def elf_program_table_end(head: bytes) -> int | None:
+    """The file offset where an ELF header's program header table ends, or None when the
+    header is not one this reader trusts (then the caller searches the whole file)."""
+    table = _elf_program_table(head)
+    if table is None:
+        return None
+    offset, entry, count, _, _ = table
+    return offset + entry * count
+
+
+def elf_writable_ranges(prefix: bytes, file_size: int) -> list[tuple[int, int]]:
+    """Sorted, merged ``[start, end)`` file ranges of the loadable writable segments, from
+    ``prefix`` (the file's first bytes, through its program header table).
+
+    Go's linker puts ``.go.buildinfo`` in writable data, whatever the link mode (Go's own
+    ``debug/buildinfo`` falls back to the first writable segment for stripped files), so
+    only these ranges need searching; text and read-only data are skipped unsearched.
+    """
+    table = _elf_program_table(prefix)
+    if table is None:
+        return []
+    offset, entry, count, wide, order = table
+    if len(prefix) < offset + entry * count:
+        return []
+    found = []
+    for i in range(count):
+        base = offset + i * entry
+        if wide:
+            kind, flags, start = struct.unpack_from(order + "IIQ", prefix, base)
+            (size,) = struct.unpack_from(order + "Q", prefix, base + 32)
+        else:
+            kind, start = struct.unpack_from(order + "II", prefix, base)
+            (size,) = struct.unpack_from(order + "I", prefix, base + 16)
+            (flags,) = struct.unpack_from(order + "I", prefix, base + 24)
+        if kind == _PT_LOAD and flags & _PF_W and size and start < file_size:
+            found.append((start, min(start + size, file_size)))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _elf_program_table(head: bytes) -> tuple[int, int, int, bool, str] | None:
+    if len(head) < ELF_HEADER or head[:4] != b"\x7fELF" or head[5] not in (1, 2):
+        return None
+    order = "<" if head[5] == 1 else ">"
+    if head[4] == 2:
+        (offset,) = struct.unpack_from(order + "Q", head, 0x20)
+        entry, count = struct.unpack_from(order + "HH", head, 0x36)
+        smallest, header = 56, 64
+    elif head[4] == 1:
+        (offset,) = struct.unpack_from(order + "I", head, 0x1C)
+        entry, count = struct.unpack_from(order + "HH", head, 0x2A)
+        smallest, header = 32, 52
+    else:
+        return None
+    if not count or entry < smallest or offset < header:
+        return None
+    return offset, entry, count, head[4] == 2, order
+
+
 GO_MAGIC = b"\xff Go buildinf:"
 _GO_HEADER = 32
 _GO_MAX_STRING = 1 << 20

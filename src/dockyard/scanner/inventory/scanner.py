@@ -112,6 +112,67 @@ class _Layer:
     cleared: set[str] = field(default_factory=set)  # everything under the path (opaque dirs)
 
 
+MAX_ELF_PROGRAM_TABLE = 64 << 10  # a program header table ending later is not trusted
+
+
+class _GoSearch:
+    """The search of one ELF file for Go's build info, range by range, reading forward."""
+
+    def __init__(self, path: str, data: MemberData, position: int) -> None:
+        self.path = path
+        self.data = data
+        self.position = position  # file offset of the next byte the data gives
+        self.tries = 0
+        self.gave_up = False
+
+    def run(self, window: bytes, offset: int, end: int) -> list[Package] | None:
+        """Search ``[offset, end)``; ``window`` holds its first bytes (already read)."""
+        magic = parsers.GO_MAGIC
+        self.position = max(self.position, offset + len(window))
+        need = 64 << 10  # bytes after the magic that the strings may take (more on demand)
+        while True:
+            at = window.find(magic)
+            while at >= 0 and (offset + at) % 16:
+                at = window.find(magic, at + 1)
+            if at >= 0:
+                self.tries += 1
+                if self.tries > 16:  # the magic over and over: a real binary has it once
+                    self.gave_up = True
+                    return None
+                # Make sure the strings after the header are in the window (bounded); they
+                # may run past the range's end.
+                while len(window) - at < need and self.data.remaining:
+                    window += self._read(min(need, self.data.remaining))
+                try:
+                    strings = parsers.go_buildinfo_strings(window, at)
+                except parsers.FormatError:
+                    strings = None
+                if strings is None and len(window) - at >= need and need < (2 << 20) + 64:
+                    need = (2 << 20) + 64
+                    continue
+                if strings is not None:
+                    return parsers.parse_go_modinfo(strings[0], strings[1], self.path) or None
+                offset += at + 1
+                window = window[at + 1 :]
+                continue
+            left = min(self.data.remaining, end - self.position)
+            if left <= 0:
+                return None
+            keep = len(magic) - 1
+            offset += max(len(window) - keep, 0)
+            window = window[-keep:] + self._read(min(1 << 20, left))
+
+    def skip_to(self, offset: int) -> None:
+        if offset > self.position:
+            self.data.skip(offset - self.position)
+            self.position = offset
+
+    def _read(self, n: int) -> bytes:
+        data = self.data.read(n)
+        self.position += len(data)
+        return data
+
+
 class _Scan:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -271,40 +332,33 @@ class _Scan:
                 f"/{path}: an ELF file of {member.size} bytes was not searched for Go build info"
             )
             return None
-        magic = parsers.GO_MAGIC
-        window = head
-        offset = 0  # file offset of window[0]
-        tries = 0
-        need = 64 << 10  # bytes after the magic that the strings may take (more read on demand)
-        while True:
-            at = window.find(magic)
-            while at >= 0 and (offset + at) % 16:
-                at = window.find(magic, at + 1)
-            if at >= 0:
-                tries += 1
-                if tries > 16:  # the magic over and over: a real binary has it once
-                    self.warn(f"/{path}: too many Go build info candidates; not read")
-                    return None
-                # Make sure the strings after the header are in the window (bounded).
-                while len(window) - at < need and data.remaining:
-                    window += data.read(min(need, data.remaining))
-                try:
-                    strings = parsers.go_buildinfo_strings(window, at)
-                except parsers.FormatError:
-                    strings = None
-                if strings is None and len(window) - at >= need and need < (2 << 20) + 64:
-                    need = (2 << 20) + 64
-                    continue
-                if strings is not None:
-                    return parsers.parse_go_modinfo(strings[0], strings[1], path) or None
-                offset += at + 1
-                window = window[at + 1 :]
+        # Only the writable segments can hold the build info: found from the program
+        # header table at the front, the rest of the file is skipped unsearched (a scan's
+        # search and copies of every executable were a fifth of a large image's scan).
+        # A table that cannot be read means the whole file is searched, as before.
+        head += data.read(min(parsers.ELF_HEADER, member.size) - len(head))
+        ranges: list[tuple[int, int]] = []
+        table_end = parsers.elf_program_table_end(head)
+        if table_end is not None and table_end <= min(member.size, MAX_ELF_PROGRAM_TABLE):
+            head += data.read(max(table_end - len(head), 0))
+            ranges = parsers.elf_writable_ranges(head, member.size)
+        search = _GoSearch(path, data, len(head))
+        found = None
+        if not ranges:
+            found = search.run(head, 0, member.size)
+        for start, end in ranges:
+            if end <= search.position:
                 continue
-            if not data.remaining:
-                return None
-            keep = len(magic) - 1
-            offset += max(len(window) - keep, 0)
-            window = window[-keep:] + data.read(min(1 << 20, data.remaining))
+            if start < len(head) and search.position == len(head):
+                found = search.run(head[start:], start, end)
+            else:
+                search.skip_to(start)
+                found = search.run(b"", search.position, end)
+            if found is not None or search.gave_up:
+                break
+        if search.gave_up:
+            self.warn(f"/{path}: too many Go build info candidates; not read")
+        return found
 
     def spool(self, path: str, member: Member, data: MemberData, into: IO[bytes]) -> bool:
         if member.size > self.limits.max_archive_bytes:

@@ -147,6 +147,12 @@ class MemberData:
         self.remaining -= len(data)
         return data
 
+    def skip(self, n: int) -> None:
+        """Pass over ``n`` bytes (at most what is left) without copying them."""
+        n = min(n, self.remaining)
+        self._source.skip(n)
+        self.remaining -= n
+
 
 def _octal(field: bytes) -> int:
     if field and field[0] & 0x80:  # GNU base-256
