@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.db.listing import PageRequest, apply_q, fetch_page, parse_q, parse_sort
@@ -328,13 +328,23 @@ async def default_registration(session: AsyncSession) -> ScannerRegistration | N
 async def registration_of_project(
     session: AsyncSession, project_id: int
 ) -> ScannerRegistration | None:
-    """The project's chosen scanner, else the default (None: no scanner at all)."""
-    chosen: ScannerRegistration | None = await session.scalar(
+    """The project's chosen scanner, else the default (None: no scanner at all), in one
+    query (every listing with scan overviews asks)."""
+    chosen = ProjectScanner.project_id.is_not(None)
+    found: ScannerRegistration | None = await session.scalar(
         select(ScannerRegistration)
-        .join(ProjectScanner, ProjectScanner.registration_id == ScannerRegistration.id)
-        .where(ProjectScanner.project_id == project_id)
+        .outerjoin(
+            ProjectScanner,
+            and_(
+                ProjectScanner.registration_id == ScannerRegistration.id,
+                ProjectScanner.project_id == project_id,
+            ),
+        )
+        .where(or_(chosen, ScannerRegistration.is_default.is_(True)))
+        .order_by(ProjectScanner.project_id.is_(None))  # the project's own first
+        .limit(1)
     )
-    return chosen if chosen is not None else await default_registration(session)
+    return found
 
 
 async def usable_registration(session: AsyncSession, project_id: int) -> ScannerRegistration:

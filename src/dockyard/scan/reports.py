@@ -16,12 +16,13 @@ so a listing reads one row per artifact and MIME type and never counts findings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -328,18 +329,62 @@ async def drop_orphans_of_artifacts(session: AsyncSession, artifact_ids: Sequenc
 # --- reading -------------------------------------------------------------------------------
 
 
-def _scanner(row: ScanReport) -> schemas.Scanner | None:
-    value = _loads(row.scanner)
+class SummaryRow(Protocol):
+    """What a summary is made of: a ``ScanReport``, or a row of just these columns."""
+
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def summary(self) -> str | None: ...
+    @property
+    def scanner(self) -> str | None: ...
+    @property
+    def start_time(self) -> datetime: ...
+    @property
+    def end_time(self) -> datetime | None: ...
+
+
+class _Summary(NamedTuple):
+    """A report's summary columns as a listing's overviews read them: no ORM object to
+    build, and fields read as fast as a tuple's."""
+
+    artifact_id: int
+    mime_type: str
+    uuid: str
+    status: str
+    severity: str
+    summary: str | None
+    scanner: str | None
+    start_time: datetime
+    end_time: datetime | None
+
+
+_SUMMARY_COLUMNS = [getattr(ScanReport, name) for name in _Summary._fields]
+
+
+def _scanner(row: SummaryRow) -> schemas.Scanner | None:
+    return _scanner_of(row.scanner)
+
+
+@functools.lru_cache(maxsize=256)
+def _scanner_of(text: str | None) -> schemas.Scanner | None:
+    """The scanner of a report (one of few texts: a page's reports share it; the model is
+    only read, never changed)."""
+    value = _loads(text)
     return schemas.Scanner.model_validate(value) if isinstance(value, dict) else None
 
 
-def _duration(row: ScanReport) -> int | None:
+def _duration(row: SummaryRow) -> int | None:
     if row.end_time is None:
         return None
     return max(0, int((row.end_time - row.start_time).total_seconds()))
 
 
-def native_summary(row: ScanReport) -> schemas.NativeReportSummary:
+def native_summary(row: SummaryRow) -> schemas.NativeReportSummary:
     summary = _loads(row.summary)
     done = row.status in (SUCCESS, ERROR, STOPPED)
     return schemas.NativeReportSummary(
@@ -357,7 +402,7 @@ def native_summary(row: ScanReport) -> schemas.NativeReportSummary:
     )
 
 
-def sbom_overview(row: ScanReport) -> schemas.SBOMOverview:
+def sbom_overview(row: SummaryRow) -> schemas.SBOMOverview:
     stored = _loads(row.summary) if row.status == SUCCESS else None
     digest = stored.get("sbom_digest") if isinstance(stored, dict) else None
     return schemas.SBOMOverview(
@@ -394,17 +439,15 @@ async def overviews(
     children = children or {}
     wanted = set(artifact_ids) | {c for listed in children.values() for c in listed}
     mimes = [m for m, on in ((VULNERABILITY_MIME, with_scan), (SBOM_MIME, with_sbom)) if on]
-    rows = await session.scalars(
-        select(ScanReport)
-        .options(defer(ScanReport.content))  # an SBOM can be megabytes; listings need none
-        .where(
+    rows = await session.execute(
+        select(*_SUMMARY_COLUMNS).where(
             ScanReport.artifact_id.in_(sorted(wanted)),
             ScanReport.registration_uuid == registration_uuid,
             ScanReport.mime_type.in_(mimes),
         )
     )
-    found: dict[int, ScanReport] = {}
-    for row in rows:
+    found: dict[int, SummaryRow] = {}
+    for row in map(_Summary._make, rows):
         if row.mime_type == SBOM_MIME:
             result.sbom[row.artifact_id] = sbom_overview(row)
         else:
@@ -417,7 +460,7 @@ async def overviews(
     return result
 
 
-def aggregate(rows: Sequence[ScanReport]) -> schemas.NativeReportSummary:
+def aggregate(rows: Sequence[SummaryRow]) -> schemas.NativeReportSummary:
     """An index's summary: its children's added up, the worst severity, the least finished
     status (Harbor shows an index so)."""
     statuses = {row.status for row in rows}
