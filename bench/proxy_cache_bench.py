@@ -18,9 +18,10 @@ Everything runs on 127.0.0.1:
 - **warm**: the same pull again: everything from Dockyard's storage, the tag's
   freshness checked with one manifest HEAD upstream;
 - **engine**: ``BlobFills`` alone, in this process, filling one layer from the
-  upstream over httpx into a filesystem storage with 1 and with 4 readers, next to a
-  plain httpx GET of the same layer to /dev/null: what the fill engine costs on top of
-  the transfer, without Dockyard's HTTP layer and skopeo.
+  upstream through Dockyard's remote adapter (the server's own upstream read) into a
+  filesystem storage with 1 and with 4 readers, next to a plain httpx GET of the same
+  layer and the adapter's read alone, both to nowhere: what the fill engine costs on
+  top of the transfer, without Dockyard's HTTP layer and skopeo.
 
 Each phase runs ``--rounds`` times (the cold pull on a fresh project each time: a new
 proxy project has an empty cache only if its blobs are not stored yet, so the cache is
@@ -42,6 +43,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -84,8 +86,15 @@ class Figure:
     name: str
     size: int
     seconds: list[float] = field(default_factory=list)
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpus: list[dict[str, float]] = field(default_factory=list)
+    """CPU-seconds of each side, per round."""
     note: str = ""
+
+    @property
+    def cpu(self) -> dict[str, float]:
+        """Each side's median CPU-seconds over the rounds."""
+        sides = self.cpus[0] if self.cpus else {}
+        return {who: statistics.median(r[who] for r in self.cpus) for who in sides}
 
     @property
     def best(self) -> float:
@@ -97,9 +106,15 @@ class Figure:
 
     def line(self) -> str:
         rounds = ", ".join(f"{self.size / s / MB:.0f}" for s in self.seconds)
-        cpu = ", ".join(f"{who} {secs:.1f} s" for who, secs in self.cpu.items())
+        gib = self.size / (1 << 30)
+        cpu = ", ".join(
+            f"{who} {secs:.2f} s = {secs / gib:.2f} s/GiB" for who, secs in self.cpu.items()
+        )
         note = f"; {self.note}" if self.note else ""
-        return f"{self.name:<34} {self.mbps:8.1f} MB/s  (rounds: {rounds}; CPU/round: {cpu}{note})"
+        return (
+            f"{self.name:<34} {self.mbps:8.1f} MB/s  "
+            f"(rounds: {rounds}; CPU per round, median: {cpu}{note})"
+        )
 
 
 # --------------------------------------------------------------------------- parts
@@ -212,10 +227,9 @@ def pulls(
         before = (cpu_of(up_cpu), client_cpu_seconds())
         direct.seconds.append(skopeo_pull(f"{upstream.address}/{UPSTREAM_REPO}:{TAG}", dest, None))
         check_pulled(dest, image)
-        direct.cpu = {
-            "upstream": cpu_of(up_cpu) - before[0],
-            "skopeo": client_cpu_seconds() - before[1],
-        }
+        direct.cpus.append(
+            {"upstream": cpu_of(up_cpu) - before[0], "skopeo": client_cpu_seconds() - before[1]}
+        )
         direct.note = f"load {os.getloadavg()[0]:.1f}"
         if skip_proxy:
             continue
@@ -228,11 +242,13 @@ def pulls(
                 logged = upstream_log_lines(upstream)
                 figure.seconds.append(skopeo_pull(source, dest, dockyard.creds))
                 check_pulled(dest, image)
-                figure.cpu = {
-                    "dockyard": cpu_of(tree) - before3[0],
-                    "upstream": cpu_of(up_cpu) - before3[1],
-                    "skopeo": client_cpu_seconds() - before3[2],
-                }
+                figure.cpus.append(
+                    {
+                        "dockyard": cpu_of(tree) - before3[0],
+                        "upstream": cpu_of(up_cpu) - before3[1],
+                        "skopeo": client_cpu_seconds() - before3[2],
+                    }
+                )
                 figure.note = (
                     f"upstream requests: {upstream_requests(upstream, logged)}; "
                     f"load {os.getloadavg()[0]:.1f}"
@@ -242,33 +258,51 @@ def pulls(
 
 
 async def _engine(workdir: Path, upstream: DockerRegistry, digest: str, size: int) -> list[Figure]:
+    from contextlib import AsyncExitStack
+
+    from dockyard.http.egress import EgressPolicy
+    from dockyard.proxy.blobs import _Body
     from dockyard.proxy.fill import BlobFills
+    from dockyard.remotes.client import Endpoint
+    from dockyard.remotes.kinds import open_adapter
     from dockyard.storage import FilesystemStorage
 
     url = f"{upstream.url}/v2/{UPSTREAM_REPO}/blobs/{digest}"
-    figures = [Figure("engine: plain httpx GET, no fill", size)]
+    plain = Figure("engine: plain httpx GET, no fill", size)
     async with httpx.AsyncClient(timeout=60) as client:
-
-        async def fetch() -> tuple[int | None, AsyncIterator[bytes]]:
-            response = await client.send(client.build_request("GET", url), stream=True)
+        cpu0 = time.process_time()
+        started = time.perf_counter()
+        async with client.stream("GET", url) as response:
             response.raise_for_status()
+            async for _ in response.aiter_raw():
+                pass
+        plain.seconds.append(time.perf_counter() - started)
+        plain.cpus.append({"bench process": time.process_time() - cpu0})
+    figures = [plain]
 
-            async def body() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in response.aiter_raw():
-                        yield chunk
-                finally:
-                    await response.aclose()
+    # The fill is fed as the server feeds it: the remote adapter's blob read.
+    adapter = open_adapter(
+        "docker-registry", Endpoint(upstream.url), EgressPolicy(allow_loopback=True), timeout=60
+    )
 
-            return int(response.headers["content-length"]), body()
+    async def fetch() -> tuple[int | None, AsyncIterator[bytes]]:
+        stack = AsyncExitStack()
+        stream = await stack.enter_async_context(adapter.open_blob(UPSTREAM_REPO, digest))
+        return stream.size, _Body(stream.chunks, stack)
 
+    try:
+        read = Figure("engine: Dockyard's upstream read, no fill", size)
         cpu0 = time.process_time()
         started = time.perf_counter()
         _, body = await fetch()
-        async for _ in body:
-            pass
-        figures[0].seconds.append(time.perf_counter() - started)
-        figures[0].cpu = {"bench process": time.process_time() - cpu0}
+        try:
+            async for _ in body:
+                pass
+        finally:
+            await body.aclose()  # type: ignore[attr-defined]
+        read.seconds.append(time.perf_counter() - started)
+        read.cpus.append({"bench process": time.process_time() - cpu0})
+        figures.append(read)
 
         for readers in (1, 4):
             figure = Figure(f"engine: fill with {readers} reader(s)", size)
@@ -284,7 +318,7 @@ async def _engine(workdir: Path, upstream: DockerRegistry, digest: str, size: in
                 streamed = time.perf_counter() - started
                 await fill.stored()
                 figure.seconds.append(streamed)
-                figure.cpu = {"bench process": time.process_time() - cpu0}
+                figure.cpus.append({"bench process": time.process_time() - cpu0})
                 figure.note = f"stored after {time.perf_counter() - started:.1f} s"
                 if got != [size] * readers:
                     raise BenchError(f"readers got {got}, not {size} bytes each")
@@ -292,6 +326,8 @@ async def _engine(workdir: Path, upstream: DockerRegistry, digest: str, size: in
                 await fills.close()
                 shutil.rmtree(root, ignore_errors=True)
             figures.append(figure)
+    finally:
+        await adapter.aclose()
     return figures
 
 
@@ -321,6 +357,9 @@ def ratio(figures: list[Figure], name: str, base: str) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 64 MiB image (4 x 16 MiB)")
+    parser.add_argument(
+        "--layer-mib", type=int, default=None, help="layer size in MiB (256; quick: 16)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="rounds per phase (2; quick: 1)")
     parser.add_argument("--skip-proxy", action="store_true", help="direct pulls and engine only")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
@@ -330,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
-    layer = (16 if args.quick else 256) * MiB
+    layer = (args.layer_mib or (16 if args.quick else 256)) * MiB
     rounds = args.rounds or (1 if args.quick else 2)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dockyard-proxy-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

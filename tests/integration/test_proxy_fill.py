@@ -22,7 +22,7 @@ import pytest
 from tests.support.seaweedfs import SeaweedFS, s3_storage
 
 from dockyard.errors import AppError, BlobUnknownError
-from dockyard.proxy.fill import BlobFills, Fill, FillFailedError
+from dockyard.proxy.fill import BATCH_BYTES, RECENT_BATCHES, BlobFills, Fill, FillFailedError
 from dockyard.storage import FilesystemStorage, Storage, blob_key
 
 MiB = 1 << 20
@@ -244,6 +244,33 @@ async def test_readers_get_bytes_before_the_download_ends(fills: BlobFills) -> N
     assert await fill.stored() == len(blob)
 
 
+async def test_the_stored_blob_is_the_bytes_sent_when_writes_end_early(
+    fills: BlobFills,
+) -> None:
+    """Every batch lands at its own offset in the spool, also when its write ends while
+    the next batch is gathered. The digest is hashed in write order whatever the offsets,
+    so only the stored bytes show a batch written over another (the race this guards
+    against is timing-dependent: tests/e2e/test_proxy_cache_fanout.py caught it)."""
+    blob = make_blob(6 * BATCH_BYTES + 12345)
+    digest = sha256(blob)
+
+    async def body() -> AsyncIterator[bytes]:
+        for start in range(0, len(blob), 256 * KiB):
+            # Each piece comes back from a worker thread, as the spool's writes do: a
+            # write's end and a piece's arrival are often handled in one loop iteration.
+            await asyncio.to_thread(lambda: None)
+            yield blob[start : start + 256 * KiB]
+
+    async def fetch() -> tuple[int | None, AsyncIterator[bytes]]:
+        return len(blob), body()
+
+    fill = await fills.open(digest, fetch)
+    assert await read_all(fill) == blob
+    assert await fill.stored() == len(blob)
+    stored = b"".join([chunk async for chunk in fills.storage.read(blob_key(digest))])
+    assert stored == blob
+
+
 async def test_a_reader_keeping_up_takes_the_bytes_from_memory(
     fs_fills: BlobFills, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,8 +284,9 @@ async def test_a_reader_keeping_up_takes_the_bytes_from_memory(
         return real_pread(fd, count, offset)
 
     monkeypatch.setattr(os, "pread", counting_pread)
-    blob = make_blob(8 * MiB)
-    upstream = Upstream(blob, hold_at=7 * MiB)
+    # Held once the start of the blob has left the batches kept in memory.
+    blob = make_blob((RECENT_BATCHES + 3) * BATCH_BYTES)
+    upstream = Upstream(blob, hold_at=len(blob) - BATCH_BYTES // 2)
     fill = await fs_fills.open(sha256(blob), upstream.fetch)
     head = asyncio.create_task(read_all(fill))
     await asyncio.wait_for(upstream.held.wait(), 10)

@@ -1,11 +1,13 @@
 """The remote client against a small real HTTP server that misbehaves on purpose: retries
 with back-off on 503 and 429, answers too large to hold, a manifest whose bytes do not
-match its digest, a token realm that is not http(s), fixed credentials sent as they are."""
+match its digest, a token realm that is not http(s), fixed credentials sent as they are,
+a large blob read past h11 whole, cut short or stalled."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,10 +15,19 @@ import pytest
 
 from dockyard.http.egress import EgressPolicy
 from dockyard.remotes.adapter import Adapter
-from dockyard.remotes.client import Credential, Endpoint, RemoteProtocolError
+from dockyard.remotes.client import (
+    DIRECT_BODY_MIN,
+    Credential,
+    Endpoint,
+    RemoteProtocolError,
+    RemoteUnreachable,
+)
 from dockyard.remotes.kinds import open_adapter
 
 Answer = tuple[int, dict[str, str], bytes]
+"""Status, headers and body. A ``Content-Length`` among the headers is sent as given (the
+body may be shorter: the connection is closed after it, at once or, with a ``X-Stall``
+header, after that many seconds)."""
 Responder = Callable[[str, str, dict[str, str]], Answer]
 
 
@@ -43,10 +54,15 @@ class Remote:
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                if "Content-Length" not in extra:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+                if "Content-Length" in extra:
+                    self.wfile.flush()
+                    time.sleep(float(extra.get("X-Stall", 0)))
+                    self.close_connection = True
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
 
@@ -75,12 +91,12 @@ def remote_factory() -> Iterator[Factory]:
         remote.close()
 
 
-def _adapter(url: str, credential: Credential | None = None) -> Adapter:
+def _adapter(url: str, credential: Credential | None = None, timeout: float = 5) -> Adapter:
     return open_adapter(
         "docker-registry",
         Endpoint(url, credential),
         EgressPolicy(allow_loopback=True),
-        timeout=5,
+        timeout=timeout,
     )
 
 
@@ -173,3 +189,57 @@ async def test_connections_are_reused(remote_factory: Factory) -> None:
         await adapter.aclose()
     assert len(remote.seen) == 20
     assert len(remote.peers) == 1
+
+
+LARGE = bytes(range(256)) * (3 * DIRECT_BODY_MIN // 256 + 7)  # read past h11
+SMALL = b"small blob"  # read through h11
+
+
+async def _read_blob(adapter: Adapter, digest: str) -> bytes:
+    async with adapter.open_blob("a/b", digest) as stream:
+        return b"".join([chunk async for chunk in stream.chunks])
+
+
+def _blob_answer(method: str, path: str, headers: dict[str, str]) -> Answer:
+    body = LARGE if "large" in path else SMALL
+    cut = {"Content-Length": str(len(body))}
+    if "truncated" in path:
+        return 200, cut, body[: len(body) // 2]
+    if "stalled" in path:
+        return 200, {**cut, "X-Stall": "3"}, body[: len(body) // 2]
+    return 200, {}, body
+
+
+async def test_a_large_blob_is_read_whole_and_small_ones_keep_the_connection(
+    remote_factory: Factory,
+) -> None:
+    """A blob body of ``DIRECT_BODY_MIN`` or more comes from the connection itself, to its
+    ``Content-Length``; that connection is closed afterwards (h11 never saw the body
+    end), small bodies keep theirs, and the adapter goes on working after either."""
+    remote = remote_factory(_blob_answer)
+    adapter = _adapter(remote.url)
+    try:
+        assert await _read_blob(adapter, "sha256:small") == SMALL
+        assert await _read_blob(adapter, "sha256:small") == SMALL
+        assert len(remote.peers) == 1
+        for _ in range(2):
+            assert await _read_blob(adapter, "sha256:large") == LARGE
+        assert await _read_blob(adapter, "sha256:small") == SMALL
+    finally:
+        await adapter.aclose()
+    assert len(remote.peers) == 3  # the first connection, then one more per large blob
+
+
+async def test_a_large_blob_cut_short_or_stalled_is_unreachable(remote_factory: Factory) -> None:
+    remote = remote_factory(_blob_answer)
+    adapter = _adapter(remote.url, timeout=0.5)
+    try:
+        with pytest.raises(RemoteUnreachable, match="closed after"):
+            await _read_blob(adapter, "sha256:large-truncated")
+        started = time.monotonic()
+        with pytest.raises(RemoteUnreachable, match="no answer in time"):
+            await _read_blob(adapter, "sha256:large-stalled")
+        assert time.monotonic() - started < 2.5  # the read timeout, not the server's close
+        assert await _read_blob(adapter, "sha256:large") == LARGE
+    finally:
+        await adapter.aclose()

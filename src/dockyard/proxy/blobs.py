@@ -15,20 +15,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
-import httpcore
-
 from dockyard.audit.events import Actor
 from dockyard.proxy.fill import BlobFills, Fill
 from dockyard.registry.service import RegistryService
 from dockyard.remotes.adapter import Adapter
-
-# httpcore reads an HTTP/1.1 body 64 KiB per socket read; each read is a trip through
-# h11, httpx and the fill's loop (py-spy on a cold pull: 40 % of the server's CPU in
-# that Python). Up to 1 MiB per read lets a read take all the socket has (asyncio hands
-# over at most 256 KiB at a time): a quarter of the trips. The size only bounds a read,
-# it allocates nothing ahead, so it is harmless for every other outbound client of the
-# process (which is why it is set on the class: httpcore has no per-client setting).
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 
 class ProxyBlobs:

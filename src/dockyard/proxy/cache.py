@@ -60,7 +60,7 @@ from dockyard.proxy.fill import BlobFills
 from dockyard.quota import service as quotas
 from dockyard.registry import repository as registry_repo
 from dockyard.registry.pull_through import UpstreamBlob, UpstreamManifest
-from dockyard.registry.service import RegistryService
+from dockyard.registry.service import BlobInfo, RegistryService
 from dockyard.remotes import service as remotes
 from dockyard.remotes.adapter import Adapter, Manifest
 from dockyard.remotes.client import Endpoint, RemoteError, RemoteNotFound, RemoteUnreachable
@@ -332,7 +332,7 @@ class PullThroughCache:
 
         async def one(digest: str, size: int) -> None:
             async with gate:
-                if await self._has_blob(repository, digest):
+                if await self._held_blob(repository, digest) is not None:
                     return
                 fill = await self.blobs.open(
                     adapter,
@@ -359,7 +359,9 @@ class PullThroughCache:
 
     # --- blobs --------------------------------------------------------------------------
 
-    async def blob(self, repository: str, digest: str, *, stream: bool) -> UpstreamBlob | None:
+    async def blob(
+        self, repository: str, digest: str, *, stream: bool
+    ) -> UpstreamBlob | BlobInfo | None:
         proxy = await self._proxy_of(repository)
         if proxy is None:
             return None
@@ -367,8 +369,9 @@ class PullThroughCache:
             digest = str(Digest.parse(digest))
         except DigestInvalidError:
             return None  # refused by the registry as any such digest
-        if await self._has_blob(repository, digest):
-            return None
+        held = await self._held_blob(repository, digest)
+        if held is not None:
+            return held  # a cache hit: served as found, not looked up again
         _, upstream_repository = split_repository(repository)
         try:
             fill = await self.blobs.open(
@@ -407,12 +410,11 @@ class PullThroughCache:
         async with self.db.read() as session:
             await quotas.check_room(session, proxy.project_id, proxy.name, size)
 
-    async def _has_blob(self, repository: str, digest: str) -> bool:
+    async def _held_blob(self, repository: str, digest: str) -> BlobInfo | None:
         try:
-            await self.registry.stat_blob(repository, digest)
+            return await self.registry.stat_blob(repository, digest)
         except BlobUnknownError:
-            return False
-        return True
+            return None
 
 
 def _checked(manifest: Manifest) -> ParsedManifest:

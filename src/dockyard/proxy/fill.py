@@ -42,7 +42,7 @@ How a fill works
 ----------------
 The fill's task reads the upstream body (paced to ``limit_bps``) and appends it to a
 *spool*: an unnamed temporary file (``O_TMPFILE``) in ``spool_dir``, hashing it on the
-way, in worker threads, one batch of about 1 MiB behind the read. Readers tail the
+way, in worker threads, one batch of about 2 MiB behind the read. Readers tail the
 spool: each takes what has been written and waits for more (a reader at the head is
 handed the last batches, kept in memory, as written; one further behind ``pread``\\ s
 the spool). A storage driver
@@ -68,7 +68,7 @@ written once); on other drivers the storage upload is one more tail of the spool
   reader still streaming raises :class:`FillFailedError`, so the HTTP layer breaks
   the connection instead of ending the body as if it were whole. The next ``open``
   fetches again.
-- **bounded memory**: two batches (about 1 MiB each: one being read, one being
+- **bounded memory**: two batches (about 2 MiB each: one being read, one being
   written) and the last ``RECENT_BATCHES`` written in the fill, one read (1 MiB) per
   reader further behind and the storage driver's own buffers (a few MiB); never the blob.
 - **no leftovers**: the spool has no name, so a crash leaves nothing in
@@ -113,9 +113,11 @@ Fetch = Callable[[], Awaitable[tuple[int | None, AsyncIterator[bytes]]]]
 OnStored = Callable[[str, int], Awaitable[None]]
 """Called with (digest, size) once the blob is durably in storage."""
 
-BATCH_BYTES = 1 << 20  # upstream pieces gathered before one spool write (and hash)
+BATCH_BYTES = 2 << 20  # upstream pieces gathered before one spool write (and hash)
+# (1 MiB cost a cold pull ~0.9 CPU-s per GiB more: a thread hop, a reader's wake-up and
+# a send to the client per batch; docs/benchmarks.md)
 READ_BYTES = 1 << 20  # the most one reader reads from the spool at a time
-RECENT_BATCHES = 4  # batches kept in memory after their write, for readers keeping up
+RECENT_BATCHES = 2  # batches kept in memory after their write, for readers keeping up
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -495,30 +497,47 @@ class _Blob:
         writer: asyncio.Task[Any] | None,
     ) -> None:
         """Spool the body: each batch written and hashed in a worker thread while the next
-        one is read; readers are told after each write. Fails early when storage does."""
+        one is read; readers are told as soon as each write ends (not when the next batch
+        is gathered: a slow upstream would hold them a batch longer). Fails early when
+        storage does."""
         assert self._fd is not None
         fd = self._fd
         pending: asyncio.Future[bytes] | None = None
+        handed: asyncio.Future[bytes] | None = None
+        offset = self._received  # where the next batch goes in the spool
         batch: list[bytes] = []
         gathered = 0
         read = 0
 
+        def hand_over(done: asyncio.Future[bytes]) -> None:
+            # A written batch goes to the readers once, in write order: from the write's
+            # done callback (as soon as it ends) or from settle(), whichever comes first
+            # (a write that ended before settle() awaits it has its callback still queued).
+            nonlocal handed
+            if done is handed or done.cancelled() or done.exception() is not None:
+                return  # handed over already, or failed: settle() raises that
+            handed = done
+            data = done.result()
+            self._recent.append((self._received, data))
+            self._received += len(data)
+            self._notify()
+
         async def settle() -> None:
             nonlocal pending
             if pending is not None:
-                written, pending = pending, None
-                data = await written
-                self._recent.append((self._received, data))
-                self._received += len(data)
-                self._notify()
+                writing, pending = pending, None
+                await writing
+                hand_over(writing)
             if writer is not None and writer.done():
                 writer.result()  # storage failed: raise that, do not fetch the rest
 
         def submit() -> None:
-            nonlocal pending, batch, gathered
+            nonlocal pending, batch, gathered, offset
             pending = asyncio.ensure_future(
-                to_thread.run_sync(_spool_write, fd, batch, self._received, hasher)
+                to_thread.run_sync(_spool_write, fd, batch, offset, hasher)
             )
+            pending.add_done_callback(hand_over)
+            offset += gathered
             batch, gathered = [], 0
 
         try:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from dockyard.registry.service import BlobInfo
 
 __all__ = ["PullThrough", "UpstreamBlob", "UpstreamManifest"]
 
@@ -43,10 +46,15 @@ class PullThrough(Protocol):
         project serves from cache); an ``UpstreamManifest`` is served as it is (fetched
         now, stored behind the answer). Raises an ``AppError`` when nothing can be served."""
 
-    async def blob(self, repository: str, digest: str, *, stream: bool) -> UpstreamBlob | None:
+    async def blob(
+        self, repository: str, digest: str, *, stream: bool
+    ) -> UpstreamBlob | BlobInfo | None:
         """For a blob a proxy cache project does not hold: fetch it. ``stream``: return
         its bytes as they arrive; otherwise wait until it is stored and return None (the
-        caller serves it from the cache). None also when there is nothing to do."""
+        caller serves it from the cache). A blob the project holds already is returned
+        as the registry's ``stat_blob`` finds it (looked up once: the caller serves it
+        without asking again). None also when there is nothing to do (not a proxy
+        cache project)."""
 
     async def refuse_write(self, repository: str) -> None:
         """Raise ``DeniedError`` when the repository is in a proxy cache project."""

@@ -40,6 +40,7 @@ from dockyard.oci.names import validate_repository_name
 from dockyard.oci.ranges import format_upload_range, parse_content_range, parse_range_request
 from dockyard.oci.scope import format_challenge_scope
 from dockyard.registry.hooks import AccessRefused, Actor
+from dockyard.registry.pull_through import UpstreamBlob
 from dockyard.registry.service import BlobInfo, ManifestContent, UploadRangeError, UploadStatus
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -346,19 +347,22 @@ async def get_blob(request: Request, name: str, params: dict[str, str]) -> Respo
     """end-2: ``GET``/``HEAD /v2/<name>/blobs/<digest>`` with ``Range`` support."""
     state = get_state(request)
     await _authorize(request, state, name, ("pull",))
+    held = None
     if state.registry.pull_through is not None:
         # A whole GET of a blob a proxy cache lacks is streamed as it arrives; a HEAD or
-        # a range waits until it is stored and is answered from the cache.
+        # a range waits until it is stored and is answered from the cache. A blob the
+        # cache holds comes back as the seam found it (one lookup, not two).
         whole = request.method == "GET" and "range" not in request.headers
         upstream = await state.registry.pull_through.blob(name, params["digest"], stream=whole)
-        if upstream is not None:
+        if isinstance(upstream, UpstreamBlob):
             headers = {"Docker-Content-Digest": upstream.digest, **API_VERSION_HEADER}
             if upstream.size is not None:
                 headers["Content-Length"] = str(upstream.size)
             return StreamingResponse(
                 upstream.chunks, headers=headers, media_type="application/octet-stream"
             )
-    blob = await state.registry.stat_blob(name, params["digest"])
+        held = upstream
+    blob = held or await state.registry.stat_blob(name, params["digest"])
     headers = {"Docker-Content-Digest": blob.digest, "Accept-Ranges": "bytes", **API_VERSION_HEADER}
     if request.method == "HEAD":
         headers["Content-Length"] = str(blob.size)

@@ -31,9 +31,9 @@ import json
 import re
 import ssl
 import time
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -60,6 +60,11 @@ TOKEN_MARGIN = 10.0
 DEFAULT_TOKEN_SECONDS = 60
 MAX_SMALL_BODY = 4 * 1024 * 1024
 """The most of a JSON or manifest answer read into memory."""
+DIRECT_BODY_MIN = 1024 * 1024
+"""A body of at least this many bytes (``Content-Length``) is read past h11 (``aiter_body``)."""
+DIRECT_READ_BYTES = 1024 * 1024
+"""The most asked of the connection per read of such a body (asyncio hands over up to
+256 KiB at a time, all the socket had)."""
 
 _PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
@@ -150,7 +155,7 @@ def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
 def describe_failure(url: str, exc: BaseException) -> str:
     """A transport failure as one line that says what went wrong where."""
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
         return f"{url}: no answer in time ({type(exc).__name__})"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         reason = text.rpartition("certificate verify failed:")[2].strip(" )]") or text
@@ -482,3 +487,62 @@ async def read_limited(response: httpx.Response, limit: int = MAX_SMALL_BODY) ->
     finally:
         await response.aclose()
     return bytes(body)
+
+
+async def aiter_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """A streamed answer's body, raw (as ``aiter_raw``); a failed read raises
+    ``RemoteUnreachable``. Close the iterator (``aclose``) or read it to its end.
+
+    A large body of a known length (a blob) is read from the connection itself once
+    h11 has handed over what it holds: through h11 each byte is copied twice more (into
+    its buffer and out of it) and each read is a trip through h11, httpcore and httpx,
+    which on a cold proxy pull was most of the event loop's time (docs/proxy-fill.md).
+    The reads keep the client's read timeout and stop at ``Content-Length``. h11 never
+    sees such a body end, so its connection is closed when the answer is closed rather
+    than pooled: one new connection per large blob.
+    """
+    where = str(response.request.url)
+    length = _direct_length(response)
+    stream = response.extensions.get("network_stream")
+    # An async generator (httpx types it as an iterator): closed below, whatever happens.
+    raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    try:
+        if length is None or not isinstance(stream, httpcore.AsyncNetworkStream):
+            async for chunk in raw:
+                yield chunk
+            return
+        # h11 hands over what it read with the headers (or one read's worth): after
+        # that its buffer is empty, and the rest of the body is the connection's.
+        first = await anext(raw, b"")
+        got = len(first)
+        if first:
+            yield first
+        timeout = response.request.extensions.get("timeout", {}).get("read")
+        while got < length:
+            piece = await stream.read(min(DIRECT_READ_BYTES, length - got), timeout=timeout)
+            if not piece:
+                raise RemoteUnreachable(
+                    f"{where}: the connection closed after {got} of {length} bytes"
+                )
+            got += len(piece)
+            yield piece
+    except (httpx.TransportError, httpcore.TimeoutException, httpcore.NetworkError) as exc:
+        raise RemoteUnreachable(describe_failure(where, exc)) from None
+    finally:
+        await raw.aclose()
+        await response.aclose()
+
+
+def _direct_length(response: httpx.Response) -> int | None:
+    """The body's length when ``aiter_body`` reads it past h11: a ``Content-Length`` of
+    at least ``DIRECT_BODY_MIN``, not chunked, the connection HTTP/1.1's own."""
+    headers = response.headers
+    length = headers.get("content-length", "")
+    if (
+        not length.isdigit()
+        or int(length) < DIRECT_BODY_MIN
+        or "transfer-encoding" in headers
+        or response.http_version != "HTTP/1.1"
+    ):
+        return None
+    return int(length)

@@ -47,6 +47,7 @@ from dockyard.remotes.client import (
     RemoteProtocolError,
     RemoteUnreachable,
     RemoteUnsupported,
+    aiter_body,
     decode_json,
     discard,
     read_limited,
@@ -373,7 +374,7 @@ class DistributionAdapter:
             else:
                 length = response.headers.get("content-length", "")
                 size = int(length) if length.isdigit() else -1
-            yield BlobStream(size, start, _chunks(response))
+            yield BlobStream(size, start, aiter_body(response))
         finally:
             await discard(response)
 
@@ -487,14 +488,6 @@ class DistributionAdapter:
 
     async def ensure_namespace(self, namespace: str) -> None:
         """Distribution registries have no namespaces to make: repositories appear on push."""
-
-
-async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    except httpx.TransportError as exc:
-        raise RemoteUnreachable(f"{response.request.url}: {exc or type(exc).__name__}") from None
 
 
 async def _pieces(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
