@@ -50,9 +50,11 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BODY = 4096
 """Body bytes kept by default: the start of the answer, for a log line."""
 USER_AGENT = "Dockyard"
-_KEEPALIVE_SECONDS = 15.0
-"""How long a session's idle connection is kept for its next call (an adapter's
-``Refresh-After`` is usually shorter); after that the next call connects afresh."""
+_KEEPALIVE_SECONDS = 5.0
+"""How long a session's idle connection is kept for its next call; after that the next call
+connects afresh. Short, so a server's own idle timeout (which may close the connection just
+as a call is sent on it) is unlikely to come first; the calls a scan makes in a row (and
+the ``Refresh-After`` of 2 s Harbor's adapters answer) are well within it."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTROL = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), " ")
 
