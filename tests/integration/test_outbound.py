@@ -9,9 +9,12 @@ Python's audit hooks (``tests.support.hostile_http.connections_made``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import time
 import tracemalloc
+from collections.abc import AsyncIterator
 
 import pytest
 from tests.support.hostile_http import PATTERN, connections_made, hostile_server, suspicious
@@ -179,3 +182,79 @@ async def test_every_redirect_is_checked_and_credentials_stay_with_their_origin(
         assert hop.requests[0]["authorization"] == "Bearer s3cr3t"
         assert "authorization" not in final.requests[0]  # another origin (port)
         assert final.requests[0]["request-line"].startswith("GET /b ")  # 302 after a POST
+
+
+@contextlib.asynccontextmanager
+async def keep_alive_server() -> AsyncIterator[tuple[str, list[list[str]]]]:
+    """A loopback HTTP/1.1 server that keeps connections open: (its URL, per connection
+    the request lines it read). ``/big`` answers 64 KiB, anything else 2 bytes."""
+    connections: list[list[str]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines: list[str] = []
+        connections.append(lines)
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                request_line, *fields = head.decode("latin-1").split("\r\n")
+                lines.append(request_line)
+                sizes = [f for f in fields if f.lower().startswith("content-length:")]
+                length = int(sizes[0].split(":", 1)[1]) if sizes else 0
+                await reader.readexactly(length)
+                body = b"x" * (64 * 1024) if " /big " in request_line else b"ok"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}", connections
+
+
+async def test_a_session_keeps_one_connection_for_its_calls() -> None:
+    client = OutboundClient(LOOPBACK_OK, deadline=5)
+    async with keep_alive_server() as (url, connections):
+        async with client.session() as session:
+            for path in ("/metadata", "/scan", "/scan/1/report"):
+                method = "POST" if path == "/scan" else "GET"
+                response = await session.request(method, url + path, content=b"{}")
+                assert (response.status_code, response.head, response.complete) == (
+                    200,
+                    b"ok",
+                    True,
+                )
+        assert [[line.split()[1] for line in c] for c in connections] == [
+            ["/metadata", "/scan", "/scan/1/report"]
+        ]
+        # Without a session, every call connects afresh (as before).
+        await client.request("GET", url + "/a")
+        await client.request("GET", url + "/b")
+        assert len(connections) == 3
+
+
+async def test_a_session_drops_a_connection_whose_answer_was_cut_at_the_cap() -> None:
+    client = OutboundClient(LOOPBACK_OK, deadline=5)
+    async with keep_alive_server() as (url, connections), client.session() as session:
+        cut = await session.request("GET", url + "/big")
+        assert cut.complete is False and len(cut.head) == DEFAULT_MAX_BODY
+        # What was left of that answer is never read as the next one's.
+        answer = await session.request("GET", url + "/after")
+        assert (answer.head, answer.complete) == (b"ok", True)
+    assert [[line.split()[1] for line in c] for c in connections] == [["/big"], ["/after"]]
+
+
+async def test_a_session_keeps_the_egress_check_and_its_own_tls_settings() -> None:
+    async with keep_alive_server() as (url, connections):
+        refusing = OutboundClient(EgressPolicy(), deadline=5)
+        async with refusing.session() as session:
+            with pytest.raises(OutboundRefused, match="egress_allow_loopback"):
+                await session.request("GET", url + "/a")
+        async with OutboundClient(LOOPBACK_OK, deadline=5).session() as session:
+            await session.request("GET", url + "/a")
+            # A call that wants other TLS settings cannot borrow the session's connection.
+            with pytest.raises(ValueError, match="TLS settings"):
+                await session.request("GET", url + "/b", verify_tls=False)
+    assert [[line.split()[1] for line in c] for c in connections] == [["/a"]]

@@ -323,3 +323,34 @@ async def test_scheduled_refresh_imports_the_urls(
         await scanner_jobs.sync_schedule(state.db, state.settings)  # no cron: removed
     async with state.db.read() as session:
         assert await schedules.find_schedule(session, scanner_jobs.VENDOR_TYPE) is None
+
+
+async def test_scans_over_the_slots_wait_as_pending_and_run_in_turn(
+    state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = AdapterScans(state.settings, state.db)
+    release = asyncio.Event()
+    statuses_seen: list[str] = []
+
+    async def slow_scan(request: ScanRequest) -> tuple[str, str]:
+        await release.wait()
+        return "{}", "{}"
+
+    monkeypatch.setattr(scans, "scan", slow_scan)
+    try:
+        ids = [await scans.submit(_request("http://127.0.0.1:1")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        for scan_id in ids:
+            found = await scans.find(scan_id)
+            assert found is not None
+            statuses_seen.append(found.status)
+        # Two slots: the first two are stored Running at once, the third waits.
+        assert statuses_seen == ["Running", "Running", "Pending"]
+        release.set()
+        for scan_id in ids:
+            await scans.wait(scan_id, 5)
+        ended = [await scans.find(scan_id) for scan_id in ids]
+        assert [e.status if e else None for e in ended] == ["Success"] * 3
+        assert not scans._running.locked()  # every slot given back
+    finally:
+        await scans.close()

@@ -29,11 +29,12 @@ their own errors (a job retries, a service raises an ``AppError``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,11 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BODY = 4096
 """Body bytes kept by default: the start of the answer, for a log line."""
 USER_AGENT = "Dockyard"
+_KEEPALIVE_SECONDS = 5.0
+"""How long a session's idle connection is kept for its next call; after that the next call
+connects afresh. Short, so a server's own idle timeout (which may close the connection just
+as a call is sent on it) is unlikely to come first; the calls a scan makes in a row (and
+the ``Refresh-After`` of 2 s Harbor's adapters answer) are well within it."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTROL = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), " ")
 
@@ -256,6 +262,48 @@ class OutboundClient:
 
         With ``verify_tls`` and a ``ca_pem``, the server's certificate must chain to one
         of those PEM certificates (instead of the system's CA bundle)."""
+        async with self.session(verify_tls=verify_tls, ca_pem=ca_pem) as session:
+            return await session.request(
+                method,
+                url,
+                headers=headers,
+                content=content,
+                verify_tls=verify_tls,
+                ca_pem=ca_pem,
+                max_body=max_body,
+                max_redirects=max_redirects,
+            )
+
+    @contextlib.asynccontextmanager
+    async def session(
+        self, *, verify_tls: bool = True, ca_pem: str = ""
+    ) -> AsyncIterator[OutboundSession]:
+        """A few calls in a row to one server over one kept-alive connection (a scan job's
+        three calls to its adapter): each call keeps every promise of ``request`` (its
+        own deadline, its cap, the egress check of each connection made), and a connection
+        is reused only for the origin it was opened, checked, and (for https) verified
+        for, with the TLS settings given here."""
+        context = verifying_context() if verify_tls else unverified_context()
+        async with httpcore.AsyncConnectionPool(
+            ssl_context=_trusting(ca_pem) if verify_tls and ca_pem else context,
+            network_backend=CheckedBackend(self.egress, self._resolver),
+            max_connections=1,
+            keepalive_expiry=_KEEPALIVE_SECONDS,
+            retries=0,
+        ) as pool:
+            yield OutboundSession(self, pool, verify_tls, ca_pem)
+
+    async def _request(
+        self,
+        pool: httpcore.AsyncConnectionPool,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        content: bytes,
+        max_body: int | None,
+        max_redirects: int,
+    ) -> OutboundResponse:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         deadline_at = loop.time() + self.deadline
@@ -267,39 +315,31 @@ class OutboundClient:
         sent = httpx.Headers(
             {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         )
-        backend = CheckedBackend(self.egress, self._resolver)
-        context = verifying_context() if verify_tls else unverified_context()
         try:
-            async with httpcore.AsyncConnectionPool(
-                ssl_context=_trusting(ca_pem) if verify_tls and ca_pem else context,
-                network_backend=backend,
-                max_connections=1,
-                retries=0,
-            ) as pool:
-                for hop in range(max_redirects + 1):
-                    if target.scheme not in ("http", "https") or not target.host:
-                        raise OutboundFailed(f"not an http(s) URL: {target}")
-                    request = _core_request(method, target, sent, content, self.deadline)
-                    try:
-                        status, answer_headers, head, complete, read = await self._exchange(
-                            pool, request, cap, deadline_at
-                        )
-                    except OutboundRefused as exc:
-                        if hop == 0:
-                            raise
-                        raise OutboundRefused(f"redirected to {target}: {exc}") from None
-                    location = {k.lower(): v for k, v in answer_headers}.get("location")
-                    if status in _REDIRECTS and location and hop < max_redirects:
-                        following = target.join(location)
-                        if status == 303 or (status in (301, 302) and method == "POST"):
-                            method, content = "GET", b""
-                            for name in ("Content-Type", "Content-Length"):
-                                sent.pop(name, None)
-                        if _origin(following) != _origin(target):
-                            sent.pop("Authorization", None)
-                        target = following
-                        continue
-                    break
+            for hop in range(max_redirects + 1):
+                if target.scheme not in ("http", "https") or not target.host:
+                    raise OutboundFailed(f"not an http(s) URL: {target}")
+                request = _core_request(method, target, sent, content, self.deadline)
+                try:
+                    status, answer_headers, head, complete, read = await self._exchange(
+                        pool, request, cap, deadline_at
+                    )
+                except OutboundRefused as exc:
+                    if hop == 0:
+                        raise
+                    raise OutboundRefused(f"redirected to {target}: {exc}") from None
+                location = {k.lower(): v for k, v in answer_headers}.get("location")
+                if status in _REDIRECTS and location and hop < max_redirects:
+                    following = target.join(location)
+                    if status == 303 or (status in (301, 302) and method == "POST"):
+                        method, content = "GET", b""
+                        for name in ("Content-Type", "Content-Length"):
+                            sent.pop(name, None)
+                    if _origin(following) != _origin(target):
+                        sent.pop("Authorization", None)
+                    target = following
+                    continue
+                break
         except httpcore.TimeoutException:
             raise OutboundTimeout(f"no answer within {self.deadline:g} s") from None
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
@@ -344,3 +384,45 @@ class OutboundClient:
             # nothing more is read from it.
             await response.aclose()
         return response.status, headers, bytes(kept), complete, read
+
+
+class OutboundSession:
+    """``OutboundClient.session``'s calls: ``request`` as the client's, on the session's
+    pool (one connection, kept alive between calls while ``_KEEPALIVE_SECONDS`` pass)."""
+
+    def __init__(
+        self,
+        client: OutboundClient,
+        pool: httpcore.AsyncConnectionPool,
+        verify_tls: bool,
+        ca_pem: str,
+    ) -> None:
+        self._client = client
+        self._pool = pool
+        self._tls = (verify_tls, ca_pem)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes = b"",
+        verify_tls: bool = True,
+        ca_pem: str = "",
+        max_body: int | None = None,
+        max_redirects: int = 0,
+    ) -> OutboundResponse:
+        """As ``OutboundClient.request``; the TLS settings must be the session's (a call
+        that wants others needs a session of its own, never this one's connection)."""
+        if (verify_tls, ca_pem) != self._tls:
+            raise ValueError("this call's TLS settings are not its session's")
+        return await self._client._request(
+            self._pool,
+            method,
+            url,
+            headers=headers,
+            content=content,
+            max_body=max_body,
+            max_redirects=max_redirects,
+        )

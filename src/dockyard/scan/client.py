@@ -23,6 +23,7 @@ from dockyard.http.outbound import (
     OutboundError,
     OutboundRefused,
     OutboundResponse,
+    OutboundSession,
 )
 from dockyard.scan.schemas import AdapterMetadata, ScanResponse, VulnerabilityReport
 
@@ -131,9 +132,11 @@ def parse_json(what: str, response: OutboundResponse, model: type[_M]) -> _M:
 
 
 class AdapterClient:
-    """Calls one adapter; one instance per scan or per API call (it holds no connection)."""
+    """Calls one adapter; one instance per scan or per API call. It holds no connection of
+    its own: given an ``OutboundSession`` (a scan's calls), its calls share one kept-alive
+    connection; given an ``OutboundClient``, each call connects afresh."""
 
-    def __init__(self, endpoint: Endpoint, outbound: OutboundClient) -> None:
+    def __init__(self, endpoint: Endpoint, outbound: OutboundClient | OutboundSession) -> None:
         self.endpoint = endpoint
         self.outbound = outbound
 

@@ -149,11 +149,32 @@ async def _poll(
 async def _scan(ctx: JobContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
     settings = ctx.env.settings
     deadline = time.monotonic() + settings.scan_timeout_seconds
+    endpoint, internal, name = await _prepare(ctx, params)
+    ctx.log(f"attempt {ctx.attempt}: scanner {name!r} at {endpoint.url}")
+    outbound = OutboundClient.for_targets(settings)
+    # The scan's calls share one kept-alive connection: three connections per scan were a
+    # good part of both sides' CPU, and the report request then reaches the adapter process
+    # that took the scan (another process must look the scan up in the database).
+    async with outbound.session(verify_tls=not endpoint.skip_cert_verify) as session:
+        client = AdapterClient(endpoint, session)
+        scanner, scan_id, body = await _ask(ctx, params, client, internal, name, deadline)
+    await _store(ctx, params, scanner, body)
+    return {"scan_request_id": scan_id}
+
+
+async def _ask(
+    ctx: JobContext,
+    params: Mapping[str, Any],
+    client: AdapterClient,
+    internal: bool,
+    name: str,
+    deadline: float,
+) -> tuple[AdapterScanner, str, bytes]:
+    """The adapter's metadata checked, the scan asked for and its report polled for: (the
+    scanner, the scan request's id, the report's bytes)."""
+    settings = ctx.env.settings
     scan_type = str(params["scan_type"])
     mime = str(params["mime_type"])
-    endpoint, internal, name = await _prepare(ctx, params)
-    client = AdapterClient(endpoint, OutboundClient.for_targets(settings))
-    ctx.log(f"attempt {ctx.attempt}: scanner {name!r} at {endpoint.url}")
     metadata = await client.metadata()
     scanner = metadata.scanner
     ctx.log(f"adapter: {scanner.name} {scanner.version} ({scanner.vendor})")
@@ -187,9 +208,7 @@ async def _scan(ctx: JobContext, params: Mapping[str, Any]) -> Mapping[str, Any]
     ctx.log(f"POST /scan: {repository}@{params['digest']} from {url}")
     scan_id = await client.scan(request)
     ctx.log(f"scan request {scan_id} accepted")
-    body = await _poll(ctx, client, scan_id, asked, deadline)
-    await _store(ctx, params, scanner, body)
-    return {"scan_request_id": scan_id}
+    return scanner, scan_id, await _poll(ctx, client, scan_id, asked, deadline)
 
 
 async def _store(

@@ -44,6 +44,9 @@ SEVERITIES = ("Unknown", "Negligible", "Low", "Medium", "High", "Critical")
 """Harbor's severities, lowest first (``None`` when nothing was found)."""
 _CHUNK = 500
 _MAX_DESCRIPTION = 8192
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+"""A record's data as its fingerprint hashes it (``json.dumps`` with these options, without
+making an encoder per finding of every report stored)."""
 
 
 def _loads(text: str | None) -> Any:
@@ -189,7 +192,7 @@ def _record_fields(item: schemas.VulnerabilityItem) -> dict[str, Any]:
     data["severity"] = severity_of(item.severity)
     if isinstance(data.get("description"), str):
         data["description"] = data["description"][:_MAX_DESCRIPTION]
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode(data)
     return {
         "fingerprint": hashlib.sha256(canonical.encode()).hexdigest(),
         "cve_id": item.id,

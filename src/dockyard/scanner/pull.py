@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from dockyard.http.egress import EgressPolicy, EgressRefused
+from dockyard.http.egress import EgressPolicy, EgressRefused, parse_ip
 from dockyard.http.outbound import OutboundFailed, resolve_host
 
 MANIFEST_TYPES = (
@@ -92,10 +92,11 @@ class RegistryPuller:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise PullError(f"not an http(s) URL: {url[:200]}")
         try:
-            self.egress.check_host(parsed.host)
-            port = parsed.port or (443 if parsed.scheme == "https" else 80)
-            for address in await resolve_host(parsed.host, port):
-                self.egress.check_address(address, parsed.host)
+            self.egress.check_host(parsed.host)  # an address literal is checked in full
+            if parse_ip(parsed.host) is None:  # a name: every address it resolves to
+                port = parsed.port or (443 if parsed.scheme == "https" else 80)
+                for address in await resolve_host(parsed.host, port):
+                    self.egress.check_address(address, parsed.host)
         except (EgressRefused, OutboundFailed) as exc:
             raise PullError(str(exc)) from None
 

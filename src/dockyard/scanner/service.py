@@ -45,6 +45,13 @@ def _affects(ecosystem: str, ranges: str, versions: str, installed: str) -> tupl
     return affects(ecosystem, _ranges(ranges), _versions(versions), installed)
 
 
+@functools.lru_cache(maxsize=65536)
+def _strings(text: str) -> tuple[str, ...]:
+    """A record's stored JSON list (links, CWE ids, aliases), parsed once per process:
+    the same records are reported for image after image."""
+    return tuple(json.loads(text))
+
+
 @dataclass(frozen=True, slots=True)
 class _Hit:
     pkg: Package
@@ -202,7 +209,7 @@ def _finding(hit: _Hit, record: VulnRecord) -> Finding:
         "package_type": pkg.type,
         "purl": pkg.purl,
         "path": "/" + pkg.path,
-        "aliases": json.loads(record.aliases),
+        "aliases": list(_strings(record.aliases)),
     }
     if query.name != pkg.name:
         attributes["source_package"] = query.name
@@ -213,11 +220,11 @@ def _finding(hit: _Hit, record: VulnRecord) -> Finding:
         fix_version=hit.fix,
         severity=severity,
         description=record.summary or record.details,
-        links=tuple(json.loads(record.links)),
+        links=_strings(record.links),
         cvss_v3_vector=record.cvss_v3_vector,
         cvss_v3_score=record.cvss_v3_score,
         cvss_v2_vector=record.cvss_v2_vector,
         cvss_v2_score=record.cvss_v2_score,
-        cwe_ids=tuple(json.loads(record.cwe_ids)),
+        cwe_ids=_strings(record.cwe_ids),
         vendor_attributes=attributes,
     )
