@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import json
 import threading
 import time
@@ -254,6 +255,31 @@ async def test_adapter_honours_the_egress_policy(state: AppState) -> None:
         pytest.raises(ScanFailed, match="refused by the egress policy"),
     ):
         await AdapterScans(state.settings, state.db).scan(_request(server.url))
+
+
+async def test_a_name_that_resolves_elsewhere_at_connect_time_is_refused(
+    state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DNS rebinding: the puller's own check sees an allowed address, the connection's
+    # lookup a refused one. The connection is checked with the addresses it connects to.
+    settings = state.settings.model_copy(update={"egress_allow_loopback": False})
+    with hostile_server("redirect", location="http://127.0.0.1:1/") as server:
+        port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+        first = [ipaddress.ip_address("93.184.215.14")]  # a public address, never dialled
+
+        async def check_time(host: str, port_: int) -> list[ipaddress.IPv4Address]:
+            return first  # type: ignore[return-value]
+
+        async def connect_time(host: str, port_: int) -> list[ipaddress.IPv4Address]:
+            return [ipaddress.ip_address("127.0.0.1")]  # type: ignore[list-item]
+
+        monkeypatch.setattr("dockyard.scanner.pull.resolve_host", check_time)
+        monkeypatch.setattr("dockyard.http.outbound.resolve_host", connect_time)
+        with pytest.raises(ScanFailed, match="refused by the egress policy"):
+            await AdapterScans(settings, state.db).scan(
+                _request(f"http://registry.rebind.test:{port}")
+            )
+        assert server.requests == []
 
 
 async def test_a_cache_drops_what_an_import_changed(

@@ -173,6 +173,29 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class CheckedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport whose connection pool connects through the egress check (the
+    remote-registry clients' and the built-in scanner's pulls)."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        egress: EgressPolicy,
+        resolver: Resolver | None,
+        limits: httpx.Limits,
+    ) -> None:
+        super().__init__(verify=context, trust_env=False, limits=limits)
+        # httpx builds its pool without a choice of network layer; this one is the same
+        # pool with the checked backend (the reason for the subclass).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=CheckedBackend(egress, resolver),
+        )
+
+
 @cache
 def verifying_context() -> ssl.SSLContext:
     """The CA bundle, loaded once per process (≈ 0.1 s of CPU on the event loop)."""

@@ -41,7 +41,7 @@ import httpx
 from dockyard.http.egress import EgressPolicy
 from dockyard.http.outbound import (
     USER_AGENT,
-    CheckedBackend,
+    CheckedTransport,
     OutboundError,
     Resolver,
     unverified_context,
@@ -166,28 +166,6 @@ def describe_failure(url: str, exc: BaseException) -> str:
     return f"{url}: {text}"
 
 
-class _CheckedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport whose connection pool connects through the egress check."""
-
-    def __init__(
-        self,
-        context: ssl.SSLContext,
-        egress: EgressPolicy,
-        resolver: Resolver | None,
-        limits: httpx.Limits,
-    ) -> None:
-        super().__init__(verify=context, trust_env=False, limits=limits)
-        # httpx builds its pool without a choice of network layer; this one is the same
-        # pool with the checked backend (the reason for the subclass).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=CheckedBackend(egress, resolver),
-        )
-
-
 Content = bytes | AsyncIterable[bytes] | None
 Params = Mapping[str, str] | httpx.QueryParams | None
 
@@ -221,7 +199,7 @@ class RemoteClient:
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._http = httpx.AsyncClient(
-            transport=_CheckedTransport(tls_context(endpoint), egress, resolver, limits),
+            transport=CheckedTransport(tls_context(endpoint), egress, resolver, limits),
             timeout=httpx.Timeout(timeout),
             follow_redirects=True,
             max_redirects=5,

@@ -27,7 +27,7 @@ from sqlalchemy import delete, select, update
 
 from dockyard.db.engine import Database
 from dockyard.http.egress import EgressPolicy
-from dockyard.http.outbound import verifying_context
+from dockyard.http.outbound import CheckedTransport, verifying_context
 from dockyard.settings import Settings
 
 from . import vulndb
@@ -326,9 +326,14 @@ class AdapterScans:
             timeout=httpx.Timeout(min(timeout, 60.0)),
             trust_env=False,
             follow_redirects=False,
-            # The CA bundle loaded once per process: loading it per scan was a quarter of
-            # the server's CPU in a scan all (bench/scan_all_bench.py --scanner builtin).
-            verify=verifying_context(),
+            # Every connection is checked against the egress policy at connect time, with
+            # the addresses it connects to (a name that resolved to an allowed address for
+            # the puller's own check cannot connect elsewhere on a second lookup). The CA
+            # bundle is loaded once per process: per scan it was a quarter of the server's
+            # CPU in a scan all (bench/scan_all_bench.py --scanner builtin).
+            transport=CheckedTransport(
+                verifying_context(), self.egress, None, httpx.Limits(max_connections=4)
+            ),
         ) as client:
             puller = RegistryPuller(
                 client,

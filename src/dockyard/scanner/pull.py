@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin
 import httpx
 
 from dockyard.http.egress import EgressPolicy, EgressRefused, parse_ip
-from dockyard.http.outbound import OutboundFailed, resolve_host
+from dockyard.http.outbound import OutboundError, OutboundFailed, resolve_host
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -116,6 +116,8 @@ class RegistryPuller:
             request = self.client.build_request("GET", target, headers=headers)
             try:
                 response = await self.client.send(request, stream=True)
+            except OutboundError as exc:  # refused or unresolvable at connect time
+                raise PullError(str(exc)) from None
             except httpx.HTTPError as exc:
                 raise PullError(f"cannot reach the registry: {exc or type(exc).__name__}") from None
             if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
@@ -147,6 +149,8 @@ class RegistryPuller:
             headers["Authorization"] = self.authorization
         try:
             answer = await self.client.get(url, headers=headers)
+        except OutboundError as exc:
+            raise PullError(str(exc)) from None
         except httpx.HTTPError as exc:
             raise PullError(f"cannot reach the registry's token service: {exc}") from None
         if answer.status_code != 200:
