@@ -378,6 +378,42 @@ def peak_rss_mib(pid: int) -> float:
     return peak / 1024
 
 
+BUILTIN_ENV = {
+    "DOCKYARD_EGRESS_ALLOW_LOOPBACK": "true",
+    "DOCKYARD_SCANNER_ADAPTER_ENABLED": "true",
+    "DOCKYARD_SCANNER_ADAPTER_API_KEY": "bench-key",
+    "DOCKYARD_JOB_POLL_SECONDS": "0.2",
+    "DOCKYARD_LOG_LEVEL": "warning",
+}
+"""A server's settings for the built-in scanner benches (its adapter on, with a key)."""
+
+
+async def import_osv_records(db: Database, count: int) -> None:
+    """``bench/scanner_bench.py``'s OSV records: a third on source packages of this machine."""
+    everything = scanner_bench.inventories(1, 10_000)[0]
+    sources = sorted(
+        {(p.source_name or p.name, p.source_version or p.version) for p in everything.packages}
+    )
+    await vulndb.import_records(db, scanner_bench.records(count, sources))
+
+
+def register_builtin_scanner(client: httpx.Client, server_url: str) -> None:
+    """The server's own adapter registered as its default scanner."""
+    answer = client.post(
+        "/api/v2.0/scanners",
+        json={
+            "name": "builtin",
+            "url": f"{server_url}/scanner/v1",
+            "auth": "Bearer",
+            "access_credential": "bench-key",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    uuid_ = answer.headers["Location"].rsplit("/", 1)[1]
+    answer = client.patch(f"/api/v2.0/scanners/{uuid_}", json={"is_default": True})
+    assert answer.status_code == 200, answer.text
+
+
 def run_builtin(backend: str, args: argparse.Namespace) -> None:
     """One ``dockyard serve`` with its built-in adapter on, registered as its own scanner;
     N images seeded, the OSV records imported, one scan all timed from the API."""
@@ -386,13 +422,9 @@ def run_builtin(backend: str, args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         url = None if backend == "sqlite" else stack.enter_context(database_url(backend))
         env = {
-            "DOCKYARD_EGRESS_ALLOW_LOOPBACK": "true",
-            "DOCKYARD_SCANNER_ADAPTER_ENABLED": "true",
-            "DOCKYARD_SCANNER_ADAPTER_API_KEY": "bench-key",
+            **BUILTIN_ENV,
             "DOCKYARD_JOB_WORKERS": str(args.workers),
             "DOCKYARD_WORKERS": str(args.processes),
-            "DOCKYARD_JOB_POLL_SECONDS": "0.2",
-            "DOCKYARD_LOG_LEVEL": "warning",
         }
         server = stack.enter_context(DockyardServer(database_url=url, env=env, disposable=True))
         db_url = url or f"sqlite:///{server.data_dir / 'dockyard.db'}"
@@ -402,14 +434,7 @@ def run_builtin(backend: str, args: argparse.Namespace) -> None:
             db = Database(db_url)
             try:
                 await seed_images(db, server.data_dir / "storage", args.artifacts, args.packages)
-                everything = scanner_bench.inventories(1, 10_000)[0]
-                sources = sorted(
-                    {
-                        (p.source_name or p.name, p.source_version or p.version)
-                        for p in everything.packages
-                    }
-                )
-                await vulndb.import_records(db, scanner_bench.records(args.records, sources))
+                await import_osv_records(db, args.records)
             finally:
                 await db.dispose()
 
@@ -421,19 +446,7 @@ def run_builtin(backend: str, args: argparse.Namespace) -> None:
         client = stack.enter_context(
             httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=60)
         )
-        answer = client.post(
-            "/api/v2.0/scanners",
-            json={
-                "name": "builtin",
-                "url": f"{server.url}/scanner/v1",
-                "auth": "Bearer",
-                "access_credential": "bench-key",
-            },
-        )
-        assert answer.status_code == 201, answer.text
-        uuid_ = answer.headers["Location"].rsplit("/", 1)[1]
-        answer = client.patch(f"/api/v2.0/scanners/{uuid_}", json={"is_default": True})
-        assert answer.status_code == 200, answer.text
+        register_builtin_scanner(client, server.url)
         load_before = os.getloadavg()[0]
         cpu_before = _cpu_seconds(server.pid)
         profiler = None

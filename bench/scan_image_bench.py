@@ -50,10 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import inventory_bench
-import scanner_bench
 from dockyard.db.engine import Database
-from dockyard.scanner import vulndb
-from scan_all_bench import _cpu_seconds, database_url, peak_rss_mib
+from scan_all_bench import (
+    BUILTIN_ENV,
+    _cpu_seconds,
+    database_url,
+    import_osv_records,
+    peak_rss_mib,
+    register_builtin_scanner,
+)
 
 REPOSITORY = "library/big"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -226,27 +231,15 @@ def main() -> None:
             f"compressed (built in {time.perf_counter() - began:.0f}s)"
         )
         url = None if args.backend == "sqlite" else stack.enter_context(database_url(args.backend))
-        env = {
-            "DOCKYARD_EGRESS_ALLOW_LOOPBACK": "true",
-            "DOCKYARD_SCANNER_ADAPTER_ENABLED": "true",
-            "DOCKYARD_SCANNER_ADAPTER_API_KEY": "bench-key",
-            "DOCKYARD_JOB_POLL_SECONDS": "0.2",
-            "DOCKYARD_LOG_LEVEL": "warning",
-        }
-        server = stack.enter_context(DockyardServer(database_url=url, env=env, disposable=True))
+        server = stack.enter_context(
+            DockyardServer(database_url=url, env=BUILTIN_ENV, disposable=True)
+        )
         db_url = url or f"sqlite:///{server.data_dir / 'dockyard.db'}"
 
         async def import_records() -> None:
             db = Database(db_url)
             try:
-                everything = scanner_bench.inventories(1, 10_000)[0]
-                sources = sorted(
-                    {
-                        (p.source_name or p.name, p.source_version or p.version)
-                        for p in everything.packages
-                    }
-                )
-                await vulndb.import_records(db, scanner_bench.records(args.records, sources))
+                await import_osv_records(db, args.records)
             finally:
                 await db.dispose()
 
@@ -254,19 +247,7 @@ def main() -> None:
         client = stack.enter_context(
             httpx.Client(base_url=server.url, auth=server.admin_auth, timeout=600)
         )
-        answer = client.post(
-            "/api/v2.0/scanners",
-            json={
-                "name": "builtin",
-                "url": f"{server.url}/scanner/v1",
-                "auth": "Bearer",
-                "access_credential": "bench-key",
-            },
-        )
-        assert answer.status_code == 201, answer.text
-        uuid_ = answer.headers["Location"].rsplit("/", 1)[1]
-        answer = client.patch(f"/api/v2.0/scanners/{uuid_}", json={"is_default": True})
-        assert answer.status_code == 200, answer.text
+        register_builtin_scanner(client, server.url)
         digest = push_image(client, layers)
         _log(f"pushed {digest[:19]}…, {args.records:,} OSV records imported")
         floors: dict[str, list[dict[str, float]]] = {"zlib": [], "isal": []}
