@@ -257,28 +257,27 @@ async def test_adapter_honours_the_egress_policy(state: AppState) -> None:
         await AdapterScans(state.settings, state.db).scan(_request(server.url))
 
 
-async def test_a_name_that_resolves_elsewhere_at_connect_time_is_refused(
+async def test_a_registry_name_is_checked_with_the_addresses_it_connects_to(
     state: AppState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # DNS rebinding: the puller's own check sees an allowed address, the connection's
-    # lookup a refused one. The connection is checked with the addresses it connects to.
+    # DNS rebinding: a name is looked up once, when the connection is made, and the
+    # addresses that lookup gives are the ones checked and dialled (no earlier lookup a
+    # name could answer differently).
     settings = state.settings.model_copy(update={"egress_allow_loopback": False})
     with hostile_server("redirect", location="http://127.0.0.1:1/") as server:
         port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
-        first = [ipaddress.ip_address("93.184.215.14")]  # a public address, never dialled
-
-        async def check_time(host: str, port_: int) -> list[ipaddress.IPv4Address]:
-            return first  # type: ignore[return-value]
+        looked_up: list[str] = []
 
         async def connect_time(host: str, port_: int) -> list[ipaddress.IPv4Address]:
-            return [ipaddress.ip_address("127.0.0.1")]  # type: ignore[list-item]
+            looked_up.append(host)
+            return [ipaddress.IPv4Address("127.0.0.1")]
 
-        monkeypatch.setattr("dockyard.scanner.pull.resolve_host", check_time)
         monkeypatch.setattr("dockyard.http.outbound.resolve_host", connect_time)
         with pytest.raises(ScanFailed, match="refused by the egress policy"):
             await AdapterScans(settings, state.db).scan(
                 _request(f"http://registry.rebind.test:{port}")
             )
+        assert looked_up == ["registry.rebind.test"]
         assert server.requests == []
 
 

@@ -21,8 +21,8 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from dockyard.http.egress import EgressPolicy, EgressRefused, parse_ip
-from dockyard.http.outbound import OutboundError, OutboundFailed, resolve_host
+from dockyard.http.egress import EgressPolicy, EgressRefused
+from dockyard.http.outbound import OutboundError
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -92,12 +92,11 @@ class RegistryPuller:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise PullError(f"not an http(s) URL: {url[:200]}")
         try:
-            self.egress.check_host(parsed.host)  # an address literal is checked in full
-            if parse_ip(parsed.host) is None:  # a name: every address it resolves to
-                port = parsed.port or (443 if parsed.scheme == "https" else 80)
-                for address in await resolve_host(parsed.host, port):
-                    self.egress.check_address(address, parsed.host)
-        except (EgressRefused, OutboundFailed) as exc:
+            # An address literal is checked in full here; a name's addresses are checked
+            # by the client's transport (CheckedTransport) as each connection is made, with
+            # the addresses it dials, so the name is not looked up twice.
+            self.egress.check_host(parsed.host)
+        except EgressRefused as exc:
             raise PullError(str(exc)) from None
 
     async def _send(self, url: str, accept: str = "") -> httpx.Response:

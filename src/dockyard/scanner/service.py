@@ -45,10 +45,11 @@ def _affects(ecosystem: str, ranges: str, versions: str, installed: str) -> tupl
     return affects(ecosystem, _ranges(ranges), _versions(versions), installed)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def _strings(text: str) -> tuple[str, ...]:
     """A record's stored JSON list (links, CWE ids, aliases), parsed once per process:
-    the same records are reported for image after image."""
+    the same records are reported for image after image. Bounded well below a whole OSV
+    database (a link list can be kilobytes): the records of the images being scanned."""
     return tuple(json.loads(text))
 
 
